@@ -1,1 +1,11 @@
-pub fn _x(){}
+//! combicam-gpu: Combi-CAM explanations of EfficientNet geolocation and ImageNet models,
+//! with the forward and backward passes as WGSL compute shaders on wgpu.
+//!
+//! Layering: cli (main.rs) → cam / model → ops → gpu.
+
+pub mod error;
+pub mod gpu;
+pub mod model;
+pub mod ops;
+
+pub use error::{Error, Result};

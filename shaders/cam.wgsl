@@ -1,0 +1,114 @@
+// cam.wgsl: Grad-CAM maps and the Combi-CAM fusion. Channel weights α come from
+// reduce.wgsl (MODE 0: spatial mean of the gradient).
+// Bindings: 0 prm, 1 act: (C, HW) block output, 2 alpha: (ΣC) all blocks, 3 maps: (Σ h·w) rw,
+//           4 bmeta: per fused block vec4(map offset, h, w, 0), 5 fused: (H, W) rw,
+//           6 mm: (2) [min, max] rw, 7 norm: (H, W) rw
+// gradcam_map: maps[off + p] = max(0, Σ_c α[c]·act[c, p])
+// fuse:        fused[y, x] = Σ_blocks bilinear_align_corners(map_b)(y, x)
+// minmax:      mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0
+
+struct Params { c: u32, hw: u32, map_off: u32, alpha_off: u32, out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> act: array<f32>;
+@group(0) @binding(2) var<storage, read> alpha: array<f32>;
+@group(0) @binding(3) var<storage, read_write> maps: array<f32>;
+@group(0) @binding(4) var<storage, read> bmeta: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read_write> fused: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mm: array<f32>;
+@group(0) @binding(7) var<storage, read_write> norm: array<f32>;
+
+var<workgroup> lo: array<f32, 256>;
+var<workgroup> hi: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn gradcam_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (p >= prm.hw) {
+        return;
+    }
+    var acc = 0.0;
+    for (var c = 0u; c < prm.c; c++) {
+        acc += alpha[prm.alpha_off + c] * act[c * prm.hw + p];
+    }
+    maps[prm.map_off + p] = max(acc, 0.0);
+}
+
+fn source_scale(n_in: u32, n_out: u32) -> f32 {
+    if (n_out > 1u) {
+        return f32(n_in - 1u) / f32(n_out - 1u);
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(256)
+fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (idx >= prm.out_h * prm.out_w) {
+        return;
+    }
+    let oy = idx / prm.out_w;
+    let ox = idx % prm.out_w;
+    var acc = 0.0;
+    for (var b = 0u; b < prm.nblocks; b++) {
+        let md = bmeta[b];
+        let off = md.x;
+        let h = md.y;
+        let w = md.z;
+        let sy = source_scale(h, prm.out_h) * f32(oy);
+        let sx = source_scale(w, prm.out_w) * f32(ox);
+        let y0 = min(u32(sy), h - 1u);
+        let x0 = min(u32(sx), w - 1u);
+        let ly = sy - f32(y0);
+        let lx = sx - f32(x0);
+        let y1 = min(y0 + 1u, h - 1u);
+        let x1 = min(x0 + 1u, w - 1u);
+        let v00 = maps[off + y0 * w + x0];
+        let v01 = maps[off + y0 * w + x1];
+        let v10 = maps[off + y1 * w + x0];
+        let v11 = maps[off + y1 * w + x1];
+        acc += (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11);
+    }
+    fused[idx] = acc;
+}
+
+@compute @workgroup_size(256)
+fn minmax(@builtin(local_invocation_index) lid: u32) {
+    let n = prm.out_h * prm.out_w;
+    var a = 3.4028235e38;
+    var b = -3.4028235e38;
+    for (var i = lid; i < n; i += 256u) {
+        let v = fused[i];
+        a = min(a, v);
+        b = max(b, v);
+    }
+    lo[lid] = a;
+    hi[lid] = b;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            lo[lid] = min(lo[lid], lo[lid + s]);
+            hi[lid] = max(hi[lid], hi[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        mm[0] = lo[0];
+        mm[1] = hi[0];
+    }
+}
+
+@compute @workgroup_size(256)
+fn normalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (idx >= prm.out_h * prm.out_w) {
+        return;
+    }
+    let a = mm[0];
+    let b = mm[1];
+    var v = 0.0;
+    if (b > a) {
+        v = (fused[idx] - a) / (b - a);
+    }
+    norm[idx] = v;
+}

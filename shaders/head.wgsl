@@ -1,0 +1,150 @@
+// head.wgsl: the classifier / geolocation head. Linear K→N over row chunks of the weight
+// matrix (each chunk fits one storage binding), softmax with the Grad-CAM target, the
+// score's gradient, and the linear layer's data gradient.
+// Bindings: 0 prm, 1 w: (ROWS, K) one chunk, 2 f: (K) features, 3 bias: (N), 4 logits: (N) rw,
+//           5 probs: (N) rw, 6 info: u32 [target, score_mode, (p_target bits), (argmax)] rw,
+//           7 g: (N) dscore/dlogits rw, 8 partial: (SEGS, K) rw, 9 df: (K) rw
+// linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r]
+// softmax:  probs = softmax(logits); target = info[0] (0xffffffff: argmax)
+// dlogits:  score p_c: g[n] = p_c(δ_nc − p_n); score logit: g[n] = δ_nc
+// linear_backward: partial[seg0 + s, k] = Σ_{r in segment s} w[r,k]·g[row0 + r];
+// sum_partials:    df[k] = Σ_s partial[s, k]
+
+struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, nsegs: u32, _p: u32 }
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> f: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(5) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(6) var<storage, read_write> info: array<u32>;
+@group(0) @binding(7) var<storage, read_write> g: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(9) var<storage, read_write> df: array<f32>;
+
+var<workgroup> red: array<f32, 256>;
+var<workgroup> red_i: array<u32, 256>;
+
+@compute @workgroup_size(64)
+fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = wid.y * nwg.x + wid.x;
+    if (r >= prm.rows) {
+        return;
+    }
+    var acc = 0.0;
+    for (var k = lid; k < prm.k; k += 64u) {
+        acc += w[r * prm.k + k] * f[k];
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        logits[prm.row0 + r] = red[0] + bias[prm.row0 + r];
+    }
+}
+
+@compute @workgroup_size(256)
+fn softmax(@builtin(local_invocation_index) lid: u32) {
+    var best = -3.4028235e38;
+    var best_i = 0xffffffffu;
+    for (var n = lid; n < prm.n; n += 256u) {
+        let v = logits[n];
+        if (v > best) {
+            best = v;
+            best_i = n;
+        }
+    }
+    red[lid] = best;
+    red_i[lid] = best_i;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            let o = red[lid + s];
+            let oi = red_i[lid + s];
+            if (o > red[lid] || (o == red[lid] && oi < red_i[lid])) {
+                red[lid] = o;
+                red_i[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    let mx = red[0];
+    let arg = red_i[0];
+    workgroupBarrier();
+    var sum = 0.0;
+    for (var n = lid; n < prm.n; n += 256u) {
+        sum += exp(logits[n] - mx);
+    }
+    red[lid] = sum;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    for (var n = lid; n < prm.n; n += 256u) {
+        probs[n] = exp(logits[n] - mx) / total;
+    }
+    if (lid == 0u) {
+        var tgt = info[0];
+        if (tgt >= prm.n) {
+            tgt = arg;
+        }
+        info[2] = tgt;
+        info[3] = arg;
+    }
+}
+
+@compute @workgroup_size(256)
+fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (n >= prm.n) {
+        return;
+    }
+    let c = info[2];
+    var hit = 0.0;
+    if (n == c) {
+        hit = 1.0;
+    }
+    if (info[1] == 1u) {
+        g[n] = hit;
+    } else {
+        g[n] = probs[c] * (hit - probs[n]);
+    }
+}
+
+@compute @workgroup_size(64)
+fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let k = wid.x * 64u + lid;
+    if (k >= prm.k) {
+        return;
+    }
+    let r0 = wid.y * prm.seg_rows;
+    let r1 = min(r0 + prm.seg_rows, prm.rows);
+    var acc = 0.0;
+    for (var r = r0; r < r1; r++) {
+        acc += w[r * prm.k + k] * g[prm.row0 + r];
+    }
+    partial[(prm.seg0 + wid.y) * prm.k + k] = acc;
+}
+
+@compute @workgroup_size(64)
+fn sum_partials(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let k = wid.x * 64u + lid;
+    if (k >= prm.k) {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < prm.nsegs; s++) {
+        acc += partial[s * prm.k + k];
+    }
+    df[k] = acc;
+}

@@ -1,0 +1,80 @@
+// reduce.wgsl: one workgroup per row reductions (global pools, Grad-CAM channel weights,
+// SE gradient, statistics), and the global pool's gradient.
+// Bindings: 0 prm, 1 x: (rows, len) f32 read from x[in_off + row·len + i], 2 y: same layout
+//           as x (MODE 2) or the per-row gradient g: (rows) (pool_backward), 3 out: rw
+// rows:  out[out_off + row] = R_i f(x, y) with MODE 0: mean x, 1: mean silu(x),
+//        2: Σ x·silu(y), 3: max |x|, 4: max x
+// pool_backward: out[r, i] = g[r]·inv_len·silu'(x[r, i])   (gradient of mean silu(z))
+
+struct Params { rows: u32, len: u32, in_off: u32, out_off: u32, inv_len: f32, _p0: u32, _p1: u32, _p2: u32 }
+
+override MODE: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> part: array<f32, 256>;
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
+
+fn is_max_mode() -> bool {
+    return MODE == 3u || MODE == 4u;
+}
+
+@compute @workgroup_size(256)
+fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= prm.rows) {
+        return; // uniform per workgroup: the whole workgroup leaves together
+    }
+    let base = prm.in_off + row * prm.len;
+    var acc = 0.0;
+    if (is_max_mode()) {
+        acc = -3.4028235e38;
+    }
+    for (var i = lid; i < prm.len; i += 256u) {
+        let v = x[base + i];
+        switch MODE {
+            case 0u: { acc += v; }
+            case 1u: { acc += silu(v); }
+            case 2u: { acc += v * silu(y[base + i]); }
+            case 3u: { acc = max(acc, abs(v)); }
+            default: { acc = max(acc, v); }
+        }
+    }
+    part[lid] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            if (is_max_mode()) {
+                part[lid] = max(part[lid], part[lid + s]);
+            } else {
+                part[lid] += part[lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        var r = part[0];
+        if (MODE == 0u || MODE == 1u) {
+            r = r * prm.inv_len;
+        }
+        out[prm.out_off + row] = r;
+    }
+}
+
+@compute @workgroup_size(256)
+fn pool_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (idx >= prm.rows * prm.len) {
+        return;
+    }
+    let r = idx / prm.len;
+    let z = x[idx];
+    let sg = 1.0 / (1.0 + exp(-z));
+    out[idx] = y[r] * prm.inv_len * sg * (1.0 + z * (1.0 - sg));
+}

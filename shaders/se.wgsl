@@ -1,0 +1,86 @@
+// se.wgsl: squeeze-excite. The squeeze (mean of silu(z_d)) is reduce.wgsl MODE 1; the
+// channel scale is applied inside gemm.wgsl's projection loads (IN_MODE 1).
+// Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_x: (CMID, CSE), 4 b_x: (CMID),
+//           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID),
+//           9 dm: (CMID) rw, 10 du: (CMID, HW) rw, 11 zd: (CMID, HW)
+// forward:  r = w_r·m + b_r;  s = sigmoid(w_x·silu(r) + b_x)
+// backward: dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
+// apply_backward: du[c,p] ← (du[c,p]·s[c] + dm[c]/HW)·silu'(zd[c,p])   (in place: du becomes dz_d)
+
+struct Params { cmid: u32, cse: u32, hw: u32, inv_hw: f32 }
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> w_r: array<f32>;
+@group(0) @binding(2) var<storage, read> b_r: array<f32>;
+@group(0) @binding(3) var<storage, read> w_x: array<f32>;
+@group(0) @binding(4) var<storage, read> b_x: array<f32>;
+@group(0) @binding(5) var<storage, read> m: array<f32>;
+@group(0) @binding(6) var<storage, read_write> r: array<f32>;
+@group(0) @binding(7) var<storage, read_write> s: array<f32>;
+@group(0) @binding(8) var<storage, read> ds: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dm: array<f32>;
+@group(0) @binding(10) var<storage, read_write> du: array<f32>;
+@group(0) @binding(11) var<storage, read> zd: array<f32>;
+
+const MAX_SE: u32 = 1024u;
+var<workgroup> hid: array<f32, 1024>;
+
+fn sigmoid(v: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-v));
+}
+
+fn dsilu(z: f32) -> f32 {
+    let sg = sigmoid(z);
+    return sg * (1.0 + z * (1.0 - sg));
+}
+
+// One workgroup for the whole SE of one image.
+@compute @workgroup_size(256)
+fn forward(@builtin(local_invocation_index) lid: u32) {
+    for (var j = lid; j < prm.cse; j += 256u) {
+        var acc = b_r[j];
+        for (var c = 0u; c < prm.cmid; c++) {
+            acc += w_r[j * prm.cmid + c] * m[c];
+        }
+        r[j] = acc;
+        hid[j] = acc * sigmoid(acc);
+    }
+    workgroupBarrier();
+    for (var c = lid; c < prm.cmid; c += 256u) {
+        var acc = b_x[c];
+        for (var j = 0u; j < prm.cse; j++) {
+            acc += w_x[c * prm.cse + j] * hid[j];
+        }
+        s[c] = sigmoid(acc);
+    }
+}
+
+@compute @workgroup_size(256)
+fn backward(@builtin(local_invocation_index) lid: u32) {
+    for (var j = lid; j < prm.cse; j += 256u) {
+        var acc = 0.0;
+        for (var c = 0u; c < prm.cmid; c++) {
+            let sc = s[c];
+            acc += w_x[c * prm.cse + j] * ds[c] * sc * (1.0 - sc);
+        }
+        hid[j] = acc * dsilu(r[j]);
+    }
+    workgroupBarrier();
+    for (var c = lid; c < prm.cmid; c += 256u) {
+        var acc = 0.0;
+        for (var j = 0u; j < prm.cse; j++) {
+            acc += w_r[j * prm.cmid + c] * hid[j];
+        }
+        dm[c] = acc;
+    }
+}
+
+@compute @workgroup_size(256)
+fn apply_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (idx >= prm.cmid * prm.hw) {
+        return;
+    }
+    let c = idx / prm.hw;
+    du[idx] = (du[idx] * s[c] + dm[c] * prm.inv_hw) * dsilu(zd[idx]);
+}

@@ -1,0 +1,185 @@
+//! GPU context: adapter choice, requested limits, the device and queue. The one device seam.
+
+pub mod buffers;
+pub mod pipelines;
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+pub use buffers::GpuBuf;
+pub use pipelines::{Dispatch, PipelineCache};
+
+/// What we tell users about an adapter.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+impl AdapterSummary {
+    fn from_info(index: usize, info: &wgpu::AdapterInfo) -> Self {
+        let device_type = match info.device_type {
+            wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+            wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+            wgpu::DeviceType::VirtualGpu => "virtual GPU",
+            wgpu::DeviceType::Cpu => "CPU (software)",
+            wgpu::DeviceType::Other => "other",
+        };
+        AdapterSummary {
+            index,
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: device_type.to_string(),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        }
+    }
+
+    /// One line: "llvmpipe (LLVM 15.0.6, 256 bits) · Vulkan · CPU (software)".
+    pub fn line(&self) -> String {
+        format!("{} · {} · {}", self.name, self.backend, self.device_type)
+    }
+}
+
+/// Environment variable that picks the adapter by index (see `combicam-gpu devices`).
+pub const DEVICE_ENV: &str = "COMBICAM_DEVICE";
+
+const NO_ADAPTER_HELP: &str = "no GPU adapter found (Vulkan, Metal or DX12); install a GPU driver, \
+or on Linux without a GPU install Mesa's software Vulkan: `apt-get install mesa-vulkan-drivers`";
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    }
+    wgpu::Instance::new(desc)
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// All adapters, in the order `--device N` indexes them.
+pub fn adapters() -> Vec<(AdapterSummary, wgpu::Adapter)> {
+    let inst = instance();
+    let list = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+    let mut list: Vec<_> = list
+        .into_iter()
+        .filter(|a| a.get_info().backend != wgpu::Backend::Noop)
+        .collect();
+    list.sort_by_key(|a| rank(a.get_info().device_type));
+    list.into_iter()
+        .enumerate()
+        .map(|(i, a)| (AdapterSummary::from_info(i, &a.get_info()), a))
+        .collect()
+}
+
+/// The device, its queue, what it is, and the pipeline cache.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub timestamps: bool,
+    pub pipelines: PipelineCache,
+    pub(crate) dummies: Vec<wgpu::Buffer>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Open adapter `index` (or `$COMBICAM_DEVICE`, or the best one: discrete > integrated > CPU).
+    pub fn new(index: Option<usize>) -> Result<Gpu> {
+        let index = match index {
+            Some(i) => Some(i),
+            None => match std::env::var(DEVICE_ENV) {
+                Ok(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+                    Error::Input(format!("{DEVICE_ENV}={v:?} is not an adapter index; run `combicam-gpu devices` to list them"))
+                })?),
+                Err(_) => None,
+            },
+        };
+        let mut list = adapters();
+        if list.is_empty() {
+            return Err(Error::Gpu(NO_ADAPTER_HELP.into()));
+        }
+        let pick = index.unwrap_or(0);
+        if pick >= list.len() {
+            return Err(Error::Input(format!(
+                "adapter {pick} does not exist ({} found); run `combicam-gpu devices` to list them",
+                list.len()
+            )));
+        }
+        let (summary, adapter) = list.swap_remove(pick);
+        Self::from_adapter(summary, adapter)
+    }
+
+    fn from_adapter(summary: AdapterSummary, adapter: wgpu::Adapter) -> Result<Gpu> {
+        let have = adapter.limits();
+        // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
+        let mut limits = wgpu::Limits::default();
+        limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
+        limits.max_buffer_size = have.max_buffer_size;
+        limits.max_storage_buffers_per_shader_stage = have.max_storage_buffers_per_shader_stage.min(12);
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("combicam-gpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("adapter {} refused a device: {e}; try another with --device N", summary.line())))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        // One placeholder per binding slot, so two unused writable slots never share a buffer.
+        let dummies = (0..16)
+            .map(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("unused"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        Ok(Gpu { device, queue, adapter: summary, limits, timestamps, pipelines: PipelineCache::default(), dummies, errors })
+    }
+
+    /// Largest storage binding, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size as u64
+    }
+
+    /// Turn any validation error raised so far into an `Error` (wgpu reports them asynchronously).
+    pub fn check_errors(&self, what: &str) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap();
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let first = errs.remove(0).replace('\n', " ");
+        errs.clear();
+        Err(Error::Gpu(format!("GPU error during {what}: {first}")))
+    }
+
+    /// Block until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("GPU wait failed: {e}")))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! Shader table, the pipeline cache keyed by (shader, entry point, constants), and the
+//! `Dispatch` type a plan is made of.
+
+use super::Gpu;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Every WGSL source, one file per op family.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("gemm", include_str!("../../shaders/gemm.wgsl")),
+    ("conv", include_str!("../../shaders/conv.wgsl")),
+    ("depthwise", include_str!("../../shaders/depthwise.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("se", include_str!("../../shaders/se.wgsl")),
+    ("head", include_str!("../../shaders/head.wgsl")),
+    ("cam", include_str!("../../shaders/cam.wgsl")),
+];
+
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+}
+
+/// One recorded compute dispatch: made once when the plan is built, replayed per image.
+pub struct Dispatch {
+    pub label: String,
+    /// Op family ("gemm", "depthwise", ...) for per-kernel timing.
+    pub family: &'static str,
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub groups: [u32; 3],
+    /// Exact floating-point operations and bytes moved, for GFLOP/s and GB/s.
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+}
+
+/// Split `n` workgroups over x and y so neither exceeds 65,535; shaders linearise with
+/// `wid.y * nwg.x + wid.x`.
+pub fn grid_1d(n_groups: u32) -> [u32; 3] {
+    let n = n_groups.max(1);
+    let x = n.min(65535);
+    [x, n.div_ceil(x), 1]
+}
+
+/// Workgroups for `n` items at 256 per workgroup.
+pub fn grid_items(n: usize) -> [u32; 3] {
+    grid_1d((n as u32).div_ceil(256))
+}
+
+impl Gpu {
+    fn module(&self, shader: &'static str) -> Arc<wgpu::ShaderModule> {
+        let mut m = self.pipelines.modules.lock().unwrap();
+        m.entry(shader)
+            .or_insert_with(|| {
+                let src = SHADERS.iter().find(|(n, _)| *n == shader).expect("unknown shader").1;
+                Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                }))
+            })
+            .clone()
+    }
+
+    /// The pipeline for (shader, entry, constants), made once.
+    pub fn pipeline(&self, shader: &'static str, entry: &str, constants: &[(&str, f64)]) -> Arc<wgpu::ComputePipeline> {
+        let key = format!("{shader}:{entry}:{constants:?}");
+        if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let module = self.module(shader);
+        let p = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        }));
+        self.pipelines.pipelines.lock().unwrap().insert(key, p.clone());
+        p
+    }
+
+    /// Make a dispatch: a uniform buffer with `params`, a bind group with `bindings`
+    /// (binding number, buffer; `None` binds a dummy for an unused optional input).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(
+        &self,
+        label: &str,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &[u32],
+        bindings: &[(u32, Option<&wgpu::Buffer>)],
+        groups: [u32; 3],
+    ) -> Dispatch {
+        let pipeline = self.pipeline(shader, entry, constants);
+        let mut words = params.to_vec();
+        while words.len() % 4 != 0 || words.is_empty() {
+            words.push(0);
+        }
+        let ubuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
+        for (b, buf) in bindings {
+            let buf = buf.unwrap_or(&self.dummies[*b as usize]);
+            entries.push(wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch { label: label.to_string(), family: shader, pipeline, bind_group, groups, flops: 0.0, bytes: 0.0 }
+    }
+
+    /// Run dispatches now in one submission and wait (tests and one-off work).
+    pub fn run_now(&self, ds: &[&Dispatch]) -> crate::error::Result<()> {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in ds {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+        self.wait()?;
+        self.check_errors(ds.first().map(|d| d.label.as_str()).unwrap_or("dispatch"))
+    }
+}
+
+/// f32 as the u32 bits a uniform carries.
+pub fn fbits(v: f32) -> u32 {
+    v.to_bits()
+}

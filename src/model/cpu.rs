@@ -1,0 +1,138 @@
+//! The whole model on the CPU, built only from the ops' plain-loop references: the spec the
+//! GPU plan is checked against, block by block.
+
+use super::weights::Weights;
+use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
+use crate::ops::{conv::ConvShape, depthwise::DwShape, reduce::Reduce, se::SeShape};
+
+/// Forward intermediates of one block.
+pub struct BlockState {
+    pub ze: Option<Vec<f32>>,
+    pub zd: Vec<f32>,
+    pub r: Vec<f32>,
+    pub s: Vec<f32>,
+    pub out: Vec<f32>,
+}
+
+pub struct Forward {
+    pub sizes: Vec<(usize, usize)>,
+    pub stem: Vec<f32>,
+    pub blocks: Vec<BlockState>,
+    pub zh: Vec<f32>,
+    pub features: Vec<f32>,
+    pub logits: Vec<f32>,
+    pub probs: Vec<f32>,
+    pub argmax: usize,
+}
+
+/// Run block `l` on input `x`.
+pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -> BlockState {
+    let b = &wts.cfg.blocks[l];
+    let bw = &wts.blocks[l];
+    let cm = b.cmid();
+    let ze = bw.expand.as_ref().map(|e| gemm::cpu::gemm(&e.w, x, Some(&e.b), None, None, cm, b.cin, ih * iw));
+    let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+    let (oh, ow) = dws.out();
+    let zd = depthwise::cpu::forward(dws, ze.is_some(), ze.as_deref().unwrap_or(x), &bw.dw.w, &bw.dw.b);
+    let pooled = reduce::cpu::rows(Reduce::MeanSilu, &zd, None, cm, oh * ow);
+    let sh = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
+    let (r, s) = se::cpu::forward(sh, &bw.se_r.w, &bw.se_r.b, &bw.se_x.w, &bw.se_x.b, &pooled);
+    let res = if b.residual() { Some(x) } else { None };
+    let out = gemm::cpu::gemm(&bw.project.w, &zd, Some(&bw.project.b), Some(&s), res, b.cout, cm, oh * ow);
+    BlockState { ze, zd, r, s, out }
+}
+
+/// Head from the last block's output: (zh, features, logits).
+pub fn head_forward(wts: &Weights, x: &[f32], hw: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let cfg = &wts.cfg;
+    let last = cfg.blocks.last().unwrap().cout;
+    let zh = gemm::cpu::gemm(&wts.head_conv.w, x, Some(&wts.head_conv.b), None, None, cfg.head, last, hw);
+    let features = reduce::cpu::rows(Reduce::MeanSilu, &zh, None, cfg.head, hw);
+    let logits = head::cpu::linear(&wts.classifier.w, &features, &wts.classifier.b, wts.classifier.n, cfg.head);
+    (zh, features, logits)
+}
+
+/// Blocks `from..` and the head, starting from block `from`'s input `x`. Returns the probs.
+pub fn forward_from(wts: &Weights, from: usize, x: &[f32], sizes: &[(usize, usize)], input_size: (usize, usize)) -> Vec<f32> {
+    let mut cur = x.to_vec();
+    let mut prev = if from == 0 { input_size } else { sizes[from - 1] };
+    for l in from..wts.cfg.blocks.len() {
+        cur = block_forward(wts, l, &cur, prev.0, prev.1).out;
+        prev = sizes[l];
+    }
+    let (_, _, logits) = head_forward(wts, &cur, prev.0 * prev.1);
+    head::cpu::softmax(&logits).0
+}
+
+pub fn forward(wts: &Weights, input: &[f32], h: usize, w: usize) -> Forward {
+    let cfg = &wts.cfg;
+    let (sh, sw, sizes) = cfg.sizes(h, w);
+    let stem = conv::cpu::conv(ConvShape { cin: 3, h, w, cout: cfg.stem, k: 3, stride: 2, pad: 1 }, true, input, &wts.stem.w, &wts.stem.b);
+    let mut blocks: Vec<BlockState> = Vec::new();
+    let mut prev = (sh, sw);
+    for l in 0..cfg.blocks.len() {
+        let x = if l == 0 { &stem } else { &blocks[l - 1].out };
+        let st = block_forward(wts, l, x, prev.0, prev.1);
+        blocks.push(st);
+        prev = sizes[l];
+    }
+    let (zh, features, logits) = head_forward(wts, &blocks.last().unwrap().out, prev.0 * prev.1);
+    let (probs, argmax) = head::cpu::softmax(&logits);
+    Forward { sizes, stem, blocks, zh, features, logits, probs, argmax }
+}
+
+/// ∂score/∂(block output) for blocks `lo..`, index = block.
+pub fn backward(wts: &Weights, f: &Forward, target: usize, logit_score: bool, lo: usize) -> Vec<Option<Vec<f32>>> {
+    let cfg = &wts.cfg;
+    let nb = cfg.blocks.len();
+    let last = cfg.blocks[nb - 1].cout;
+    let hw = f.sizes[nb - 1].0 * f.sizes[nb - 1].1;
+    let g = head::cpu::dlogits(&f.probs, target, logit_score);
+    let df = head::cpu::linear_backward(&wts.classifier.w, &g, wts.classifier.n, cfg.head);
+    let dzh = reduce::cpu::pool_backward(&f.zh, &df, cfg.head, hw);
+    let head_wt = gemm::cpu::transpose(&wts.head_conv.w, cfg.head, last);
+    let mut grads: Vec<Option<Vec<f32>>> = vec![None; nb];
+    grads[nb - 1] = Some(gemm::cpu::gemm(&head_wt, &dzh, None, None, None, last, cfg.head, hw));
+    for l in (lo + 1..nb).rev() {
+        let b = &cfg.blocks[l];
+        let bw = &wts.blocks[l];
+        let st = &f.blocks[l];
+        let (ih, iw) = f.sizes[l - 1];
+        let (oh, ow) = f.sizes[l];
+        let cm = b.cmid();
+        let gout = grads[l].clone().unwrap();
+        let pwt = gemm::cpu::transpose(&bw.project.w, b.cout, cm);
+        let du = gemm::cpu::gemm(&pwt, &gout, None, None, None, cm, b.cout, oh * ow);
+        let ds = reduce::cpu::rows(Reduce::DotSilu, &du, Some(&st.zd), cm, oh * ow);
+        let sh = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
+        let dm = se::cpu::backward(sh, &bw.se_r.w, &bw.se_x.w, &st.r, &st.s, &ds);
+        let dzd = se::cpu::apply_backward(sh, &st.s, &dm, &du, &st.zd);
+        let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+        let res = if b.residual() { Some(&gout[..]) } else { None };
+        let gin = match &bw.expand {
+            Some(e) => {
+                let dze = depthwise::cpu::backward(dws, &dzd, &bw.dw.w, st.ze.as_deref(), None);
+                let ewt = gemm::cpu::transpose(&e.w, cm, b.cin);
+                gemm::cpu::gemm(&ewt, &dze, None, None, res, b.cin, cm, ih * iw)
+            }
+            None => depthwise::cpu::backward(dws, &dzd, &bw.dw.w, None, res),
+        };
+        grads[l - 1] = Some(gin);
+    }
+    grads
+}
+
+/// Per-block Grad-CAM maps for `blocks`, and the normalised Combi-CAM at h×w.
+pub fn gradcam(wts: &Weights, f: &Forward, grads: &[Option<Vec<f32>>], blocks: &[usize], h: usize, w: usize) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
+    let nb = wts.cfg.blocks.len();
+    let mut maps = vec![None; nb];
+    for &l in blocks {
+        let c = wts.cfg.blocks[l].cout;
+        let hw = f.sizes[l].0 * f.sizes[l].1;
+        let alpha = reduce::cpu::rows(Reduce::Mean, grads[l].as_ref().unwrap(), None, c, hw);
+        maps[l] = Some(cam::cpu::gradcam_map(&alpha, &f.blocks[l].out, c, hw));
+    }
+    let list: Vec<(&[f32], usize, usize)> = blocks.iter().map(|&l| (maps[l].as_deref().unwrap(), f.sizes[l].0, f.sizes[l].1)).collect();
+    let (norm, _) = cam::cpu::fuse(&list, h, w);
+    (maps, norm)
+}

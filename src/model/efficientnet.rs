@@ -1,0 +1,481 @@
+//! The model on the GPU: uploaded weights, and the plan (buffers, bind groups, dispatches)
+//! built once per input size and replayed per image: forward, backward to every block
+//! output, Grad-CAM and Combi-CAM, in one submission.
+
+use super::weights::Weights;
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, GpuBuf};
+use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
+use crate::ops::{conv::ConvShape, depthwise::DwShape, gemm::{GemmArgs, InMode}, reduce::{Reduce, RowsArgs}, se::SeShape};
+use std::time::Instant;
+
+struct BlockGpu {
+    expand: Option<(GpuBuf, GpuBuf, GpuBuf)>, // w (CMID, CIN), wᵀ (CIN, CMID), b
+    dw_w: GpuBuf,
+    dw_b: GpuBuf,
+    se_rw: GpuBuf,
+    se_rb: GpuBuf,
+    se_xw: GpuBuf,
+    se_xb: GpuBuf,
+    proj_w: GpuBuf,  // (COUT, CMID)
+    proj_wt: GpuBuf, // (CMID, COUT)
+    proj_b: GpuBuf,
+}
+
+/// Weights resident on the GPU. The classifier matrix is split into row chunks that each fit
+/// the adapter's storage binding limit.
+pub struct ModelGpu {
+    pub weights: Weights,
+    stem_w: GpuBuf,
+    stem_b: GpuBuf,
+    blocks: Vec<BlockGpu>,
+    head_w: GpuBuf,
+    head_wt: GpuBuf,
+    head_b: GpuBuf,
+    fc: Vec<(GpuBuf, usize, usize)>, // (chunk (rows, K), first row, rows)
+    fc_b: GpuBuf,
+    pub bytes: u64,
+}
+
+impl ModelGpu {
+    pub fn upload(gpu: &Gpu, weights: Weights) -> Result<ModelGpu> {
+        let mut bytes = 0u64;
+        let mut up = |label: String, data: &[f32]| -> Result<GpuBuf> {
+            bytes += (data.len() * 4) as u64;
+            gpu.upload(&label, data)
+        };
+        let cfg = &weights.cfg;
+        let stem_w = up("stem.w".into(), &weights.stem.w)?;
+        let stem_b = up("stem.b".into(), &weights.stem.b)?;
+        let mut blocks = Vec::new();
+        for (i, (b, w)) in cfg.blocks.iter().zip(&weights.blocks).enumerate() {
+            let expand = match &w.expand {
+                Some(e) => Some((
+                    up(format!("{i}.expand.w"), &e.w)?,
+                    up(format!("{i}.expand.wt"), &gemm::cpu::transpose(&e.w, b.cmid(), b.cin))?,
+                    up(format!("{i}.expand.b"), &e.b)?,
+                )),
+                None => None,
+            };
+            blocks.push(BlockGpu {
+                expand,
+                dw_w: up(format!("{i}.dw.w"), &w.dw.w)?,
+                dw_b: up(format!("{i}.dw.b"), &w.dw.b)?,
+                se_rw: up(format!("{i}.se_reduce.w"), &w.se_r.w)?,
+                se_rb: up(format!("{i}.se_reduce.b"), &w.se_r.b)?,
+                se_xw: up(format!("{i}.se_expand.w"), &w.se_x.w)?,
+                se_xb: up(format!("{i}.se_expand.b"), &w.se_x.b)?,
+                proj_w: up(format!("{i}.project.w"), &w.project.w)?,
+                proj_wt: up(format!("{i}.project.wt"), &gemm::cpu::transpose(&w.project.w, b.cout, b.cmid()))?,
+                proj_b: up(format!("{i}.project.b"), &w.project.b)?,
+            });
+        }
+        let last = cfg.blocks.last().unwrap().cout;
+        let head_w = up("head.w".into(), &weights.head_conv.w)?;
+        let head_wt = up("head.wt".into(), &gemm::cpu::transpose(&weights.head_conv.w, cfg.head, last))?;
+        let head_b = up("head.b".into(), &weights.head_conv.b)?;
+        let k = cfg.head;
+        let n = weights.classifier.n;
+        // rows per chunk: what one binding holds, a multiple of the gradient segment
+        let max_rows = ((gpu.max_binding() / (4 * k as u64)) as usize / head::SEG_ROWS * head::SEG_ROWS).max(head::SEG_ROWS);
+        let mut fc = Vec::new();
+        let mut row0 = 0;
+        while row0 < n {
+            let rows = max_rows.min(n - row0);
+            let chunk = up(format!("fc.w[{row0}..{}]", row0 + rows), &weights.classifier.w[row0 * k..(row0 + rows) * k])?;
+            fc.push((chunk, row0, rows));
+            row0 += rows;
+        }
+        let fc_b = up("fc.b".into(), &weights.classifier.b)?;
+        gpu.check_errors("weight upload")?;
+        Ok(ModelGpu { weights, stem_w, stem_b, blocks, head_w, head_wt, head_b, fc, fc_b, bytes })
+    }
+
+    pub fn n_classes(&self) -> usize {
+        self.weights.classifier.n
+    }
+}
+
+/// What the Grad-CAM score is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Score {
+    /// softmax probability of the target (the official algorithm)
+    Prob,
+    Logit,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// record the backward and the CAM phase (explain); false: forward only (predict)
+    pub backward: bool,
+    /// blocks whose maps are fused, ascending
+    pub blocks: Vec<usize>,
+}
+
+/// Everything read back after one run.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    pub target: usize,
+    pub argmax: usize,
+    pub probs: Vec<f32>,
+    pub logits: Vec<f32>,
+    /// per block: the Grad-CAM map (post-ReLU, unnormalised) at (h, w), for fused blocks
+    pub maps: Vec<Option<Vec<f32>>>,
+    pub map_sizes: Vec<(usize, usize)>,
+    /// (H, W), normalised to [0, 1]
+    pub combicam: Vec<f32>,
+    /// min and max of the fused sum before normalisation
+    pub fused_range: (f32, f32),
+    pub act_maxabs: Vec<f32>,
+    pub map_max: Vec<Option<f32>>,
+    pub map_mean: Vec<Option<f32>>,
+    /// wall-clock seconds of the submission and of the read-back
+    pub gpu_seconds: f64,
+    pub readback_seconds: f64,
+}
+
+/// A phase of the plan: its dispatches, timed as one compute pass.
+pub struct Phase {
+    pub name: &'static str,
+    pub dispatches: Vec<Dispatch>,
+}
+
+pub struct Plan {
+    pub h: usize,
+    pub w: usize,
+    pub opts: PlanOptions,
+    pub sizes: Vec<(usize, usize)>,
+    pub phases: Vec<Phase>,
+    pub input: GpuBuf,
+    pub stem: GpuBuf,
+    pub outs: Vec<GpuBuf>,
+    pub grads: Vec<Option<GpuBuf>>,
+    pub features: GpuBuf,
+    info: GpuBuf,
+    /// readback: (buffer, float offset in staging, floats)
+    copies: Vec<(usize, u64, u64)>,
+    copy_src: Vec<GpuBuf>,
+    staging: wgpu::Buffer,
+    staging_len: u64,
+    n: usize,
+    map_offs: Vec<usize>,
+    pub bytes: u64,
+}
+
+struct Alloc<'a> {
+    gpu: &'a Gpu,
+    bytes: u64,
+}
+
+impl Alloc<'_> {
+    fn buf(&mut self, label: String, len: usize) -> Result<GpuBuf> {
+        self.bytes += (len.max(4) * 4) as u64;
+        self.gpu.zeros(&label, len)
+    }
+}
+
+impl Plan {
+    /// Build the plan for an H×W input. Validation errors come back as `Error::Gpu`.
+    pub fn new(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, opts: PlanOptions) -> Result<Plan> {
+        let cfg = &m.weights.cfg;
+        if h < 1 || w < 1 {
+            return Err(Error::Input(format!("input size {h}×{w} is empty")));
+        }
+        let nb = cfg.blocks.len();
+        if let Some(&b) = opts.blocks.iter().find(|&&b| b >= nb) {
+            return Err(Error::Input(format!("block {b} does not exist: this model has blocks 0-{}", nb - 1)));
+        }
+        let (sh, sw, sizes) = cfg.sizes(h, w);
+        let mut a = Alloc { gpu, bytes: 0 };
+        let input = a.buf("input".into(), 3 * h * w)?;
+        let stem = a.buf("stem.out".into(), cfg.stem * sh * sw)?;
+        let mut fwd = Vec::new();
+        let stem_shape = ConvShape { cin: 3, h, w, cout: cfg.stem, k: 3, stride: 2, pad: 1 };
+        fwd.push(conv::conv(gpu, "stem.conv.fwd", stem_shape, true, &input.buf, &m.stem_w.buf, &m.stem_b.buf, &stem.buf));
+
+        // forward buffers and dispatches
+        let mut ze = Vec::new();
+        let mut zd = Vec::new();
+        let mut ss = Vec::new();
+        let mut rs = Vec::new();
+        let mut outs: Vec<GpuBuf> = Vec::new();
+        let mut prev = (sh, sw);
+        for (l, b) in cfg.blocks.iter().enumerate() {
+            let bw = &m.blocks[l];
+            let (ih, iw) = prev;
+            let (oh, ow) = sizes[l];
+            let cm = b.cmid();
+            let x = if l == 0 { &stem.buf } else { &outs[l - 1].buf };
+            let zexp = match &bw.expand {
+                Some((ew, _, eb)) => {
+                    let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
+                    fwd.push(gemm::gemm(gpu, &format!("{l}.expand.fwd"), &GemmArgs {
+                        m: cm, k: b.cin, p: ih * iw, a: &ew.buf, x, bias: Some(&eb.buf), scale: None, res: None, y: &z.buf, mode: InMode::Plain,
+                    }));
+                    Some(z)
+                }
+                None => None,
+            };
+            let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
+            let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+            let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
+            fwd.push(depthwise::forward(gpu, &format!("{l}.dw.fwd"), dws, zexp.is_some(), dw_in, &bw.dw_w.buf, &bw.dw_b.buf, &zdw.buf));
+            let pooled = a.buf(format!("{l}.se_pool"), cm)?;
+            fwd.push(reduce::rows(gpu, &format!("{l}.se_pool.fwd"), Reduce::MeanSilu, &RowsArgs { rows: cm, len: oh * ow, in_off: 0, out_off: 0, x: &zdw.buf, y: None, out: &pooled.buf }));
+            let r = a.buf(format!("{l}.se_r"), b.cse)?;
+            let s = a.buf(format!("{l}.se_s"), cm)?;
+            let sew = se::SeWeights { w_r: &bw.se_rw.buf, b_r: &bw.se_rb.buf, w_x: &bw.se_xw.buf, b_x: &bw.se_xb.buf };
+            let seshape = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
+            fwd.push(se::forward(gpu, &format!("{l}.se.fwd"), seshape, &sew, &pooled.buf, &r.buf, &s.buf));
+            let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
+            fwd.push(gemm::gemm(gpu, &format!("{l}.project.fwd"), &GemmArgs {
+                m: b.cout, k: cm, p: oh * ow, a: &bw.proj_w.buf, x: &zdw.buf, bias: Some(&bw.proj_b.buf), scale: Some(&s.buf),
+                res: if b.residual() { Some(x) } else { None }, y: &out.buf, mode: InMode::SiluScaled,
+            }));
+            ze.push(zexp);
+            zd.push(zdw);
+            ss.push(s);
+            rs.push(r);
+            outs.push(out);
+            prev = (oh, ow);
+        }
+        let last = cfg.blocks.last().unwrap().cout;
+        let hw = prev.0 * prev.1;
+        let k = cfg.head;
+        let n = m.n_classes();
+        let zh = a.buf("head.z".into(), k * hw)?;
+        fwd.push(gemm::gemm(gpu, "head.conv.fwd", &GemmArgs {
+            m: k, k: last, p: hw, a: &m.head_w.buf, x: &outs[nb - 1].buf, bias: Some(&m.head_b.buf), scale: None, res: None, y: &zh.buf, mode: InMode::Plain,
+        }));
+        let features = a.buf("features".into(), k)?;
+        fwd.push(reduce::rows(gpu, "head.pool.fwd", Reduce::MeanSilu, &RowsArgs { rows: k, len: hw, in_off: 0, out_off: 0, x: &zh.buf, y: None, out: &features.buf }));
+        let logits = a.buf("logits".into(), n)?;
+        let probs = a.buf("probs".into(), n)?;
+        let info = a.buf("info".into(), 4)?;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            fwd.push(head::linear(gpu, &format!("fc[{ci}].linear.fwd"), *rows, k, *row0, n, &chunk.buf, &features.buf, &m.fc_b.buf, &logits.buf));
+        }
+        fwd.push(head::softmax(gpu, "fc.softmax.fwd", n, &logits.buf, &probs.buf, &info.buf));
+
+        let mut phases = vec![Phase { name: "forward", dispatches: fwd }];
+        let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
+        let mut map_offs = vec![usize::MAX; nb];
+        let mut copy_src: Vec<GpuBuf> = Vec::new();
+        let mut copies = Vec::new();
+        let mut staging_len = 0u64;
+        let mut add_copy = |copy_src: &mut Vec<GpuBuf>, b: GpuBuf, len: usize| {
+            copies.push((copy_src.len(), staging_len, len as u64));
+            staging_len += len as u64;
+            copy_src.push(b);
+        };
+        // the read-back holds: info, probs, logits, [maps, combicam, mm, stats]
+        let info_c = GpuBuf { buf: info.buf.clone(), len: 4 };
+        add_copy(&mut copy_src, info_c, 4);
+        add_copy(&mut copy_src, GpuBuf { buf: probs.buf.clone(), len: n }, n);
+        add_copy(&mut copy_src, GpuBuf { buf: logits.buf.clone(), len: n }, n);
+
+        if opts.backward && !opts.blocks.is_empty() {
+            let lo = *opts.blocks.iter().min().unwrap();
+            let mut bwd = Vec::new();
+            let dlog = a.buf("dlogits".into(), n)?;
+            bwd.push(head::dlogits(gpu, "fc.dlogits.bwd", n, &probs.buf, &info.buf, &dlog.buf));
+            let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
+            let partial = a.buf("fc.partial".into(), nsegs * k)?;
+            let mut seg0 = 0;
+            for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+                bwd.push(head::linear_backward(gpu, &format!("fc[{ci}].linear.bwd"), *rows, k, *row0, seg0, &chunk.buf, &dlog.buf, &partial.buf));
+                seg0 += rows.div_ceil(head::SEG_ROWS);
+            }
+            let df = a.buf("dfeatures".into(), k)?;
+            bwd.push(head::sum_partials(gpu, "fc.sum.bwd", k, nsegs, &partial.buf, &df.buf));
+            let dzh = a.buf("head.dz".into(), k * hw)?;
+            bwd.push(reduce::pool_backward(gpu, "head.pool.bwd", k, hw, &zh.buf, &df.buf, &dzh.buf));
+            let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
+            bwd.push(gemm::gemm(gpu, "head.conv.bwd", &GemmArgs {
+                m: last, k, p: hw, a: &m.head_wt.buf, x: &dzh.buf, bias: None, scale: None, res: None, y: &g_last.buf, mode: InMode::Plain,
+            }));
+            grads[nb - 1] = Some(g_last);
+            // scratch shared by all blocks
+            let mut max_du = 0;
+            let mut max_dze = 0;
+            let mut max_c = 0;
+            let mut p = (sh, sw);
+            for (l, b) in cfg.blocks.iter().enumerate() {
+                max_du = max_du.max(b.cmid() * sizes[l].0 * sizes[l].1);
+                max_dze = max_dze.max(b.cmid() * p.0 * p.1);
+                max_c = max_c.max(b.cmid());
+                p = sizes[l];
+            }
+            let du = a.buf("scratch.du".into(), max_du)?;
+            let dze = a.buf("scratch.dz_expand".into(), max_dze)?;
+            let ds = a.buf("scratch.ds".into(), max_c)?;
+            let dm = a.buf("scratch.dm".into(), max_c)?;
+            for l in (lo + 1..nb).rev() {
+                let b = &cfg.blocks[l];
+                let bw = &m.blocks[l];
+                let (ih, iw) = sizes[l - 1];
+                let (oh, ow) = sizes[l];
+                let cm = b.cmid();
+                let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
+                let gout = &grads[l].as_ref().unwrap().buf;
+                bwd.push(gemm::gemm(gpu, &format!("{l}.project.bwd"), &GemmArgs {
+                    m: cm, k: b.cout, p: oh * ow, a: &bw.proj_wt.buf, x: gout, bias: None, scale: None, res: None, y: &du.buf, mode: InMode::Plain,
+                }));
+                bwd.push(reduce::rows(gpu, &format!("{l}.se_ds.bwd"), Reduce::DotSilu, &RowsArgs { rows: cm, len: oh * ow, in_off: 0, out_off: 0, x: &du.buf, y: Some(&zd[l].buf), out: &ds.buf }));
+                let sew = se::SeWeights { w_r: &bw.se_rw.buf, b_r: &bw.se_rb.buf, w_x: &bw.se_xw.buf, b_x: &bw.se_xb.buf };
+                let seshape = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
+                bwd.push(se::backward(gpu, &format!("{l}.se.bwd"), seshape, &sew, &rs[l].buf, &ss[l].buf, &ds.buf, &dm.buf));
+                bwd.push(se::apply_backward(gpu, &format!("{l}.se_apply.bwd"), seshape, &ss[l].buf, &dm.buf, &du.buf, &zd[l].buf));
+                let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+                let res = if b.residual() { Some(gout) } else { None };
+                match (&bw.expand, &ze[l]) {
+                    (Some((_, ewt, _)), Some(z)) => {
+                        bwd.push(depthwise::backward(gpu, &format!("{l}.dw.bwd"), dws, true, &du.buf, &bw.dw_w.buf, Some(&z.buf), None, &dze.buf));
+                        bwd.push(gemm::gemm(gpu, &format!("{l}.expand.bwd"), &GemmArgs {
+                            m: b.cin, k: cm, p: ih * iw, a: &ewt.buf, x: &dze.buf, bias: None, scale: None, res, y: &gin.buf, mode: InMode::Plain,
+                        }));
+                    }
+                    _ => bwd.push(depthwise::backward(gpu, &format!("{l}.dw.bwd"), dws, false, &du.buf, &bw.dw_w.buf, None, res, &gin.buf)),
+                }
+                grads[l - 1] = Some(gin);
+            }
+            phases.push(Phase { name: "backward", dispatches: bwd });
+
+            // Grad-CAM per fused block, statistics, fusion
+            let mut camd = Vec::new();
+            let sel = &opts.blocks;
+            let mut alpha_offs = vec![0; nb];
+            let mut total_c = 0;
+            let mut total_maps = 0;
+            let mut meta = Vec::new();
+            for &l in sel {
+                alpha_offs[l] = total_c;
+                total_c += cfg.blocks[l].cout;
+                map_offs[l] = total_maps;
+                meta.extend_from_slice(&[total_maps as u32, sizes[l].0 as u32, sizes[l].1 as u32, 0]);
+                total_maps += sizes[l].0 * sizes[l].1;
+            }
+            let alpha = a.buf("cam.alpha".into(), total_c)?;
+            let maps = a.buf("cam.maps".into(), total_maps)?;
+            let bmeta = gpu.upload_u32("cam.meta", &meta)?;
+            let stats = a.buf("cam.stats".into(), 3 * nb)?;
+            let max_cout = cfg.blocks.iter().map(|b| b.cout).max().unwrap();
+            let scratch = a.buf("cam.scratch".into(), nb * max_cout)?;
+            for l in 0..nb {
+                let b = &cfg.blocks[l];
+                let hw_l = sizes[l].0 * sizes[l].1;
+                camd.push(reduce::rows(gpu, &format!("{l}.maxabs.cam"), Reduce::MaxAbs, &RowsArgs { rows: b.cout, len: hw_l, in_off: 0, out_off: l * max_cout, x: &outs[l].buf, y: None, out: &scratch.buf }));
+                camd.push(reduce::rows(gpu, &format!("{l}.maxabs2.cam"), Reduce::Max, &RowsArgs { rows: 1, len: b.cout, in_off: l * max_cout, out_off: l, x: &scratch.buf, y: None, out: &stats.buf }));
+            }
+            for &l in sel {
+                let b = &cfg.blocks[l];
+                let hw_l = sizes[l].0 * sizes[l].1;
+                let g = &grads[l].as_ref().unwrap().buf;
+                camd.push(reduce::rows(gpu, &format!("{l}.alpha.cam"), Reduce::Mean, &RowsArgs { rows: b.cout, len: hw_l, in_off: 0, out_off: alpha_offs[l], x: g, y: None, out: &alpha.buf }));
+                camd.push(cam::gradcam_map(gpu, &format!("{l}.map.cam"), b.cout, hw_l, map_offs[l], alpha_offs[l], &outs[l].buf, &alpha.buf, &maps.buf));
+                camd.push(reduce::rows(gpu, &format!("{l}.map_max.cam"), Reduce::Max, &RowsArgs { rows: 1, len: hw_l, in_off: map_offs[l], out_off: nb + l, x: &maps.buf, y: None, out: &stats.buf }));
+                camd.push(reduce::rows(gpu, &format!("{l}.map_mean.cam"), Reduce::Mean, &RowsArgs { rows: 1, len: hw_l, in_off: map_offs[l], out_off: 2 * nb + l, x: &maps.buf, y: None, out: &stats.buf }));
+            }
+            let fused = a.buf("cam.fused".into(), h * w)?;
+            let mm = a.buf("cam.minmax".into(), 2)?;
+            let norm = a.buf("cam.combicam".into(), h * w)?;
+            camd.push(cam::fuse(gpu, "combicam.fuse.cam", h, w, sel.len(), &maps.buf, &bmeta.buf, &fused.buf));
+            camd.push(cam::minmax(gpu, "combicam.minmax.cam", h, w, &fused.buf, &mm.buf));
+            camd.push(cam::normalize(gpu, "combicam.normalize.cam", h, w, &fused.buf, &mm.buf, &norm.buf));
+            phases.push(Phase { name: "cam", dispatches: camd });
+            add_copy(&mut copy_src, maps, total_maps);
+            add_copy(&mut copy_src, norm, h * w);
+            add_copy(&mut copy_src, mm, 2);
+            add_copy(&mut copy_src, stats, 3 * nb);
+        }
+        let staging = gpu.staging("readback", staging_len * 4);
+        gpu.check_errors("plan creation")?;
+        let bytes = a.bytes;
+        Ok(Plan { h, w, opts, sizes, phases, input, stem, outs, grads, features, info, copies, copy_src, staging, staging_len, n, map_offs, bytes })
+    }
+
+    /// Record every phase into one encoder, one compute pass per phase (with timestamps when
+    /// `ts` is given), then the copies into the read-back buffer.
+    pub fn encode(&self, gpu: &Gpu, ts: Option<&wgpu::QuerySet>) -> wgpu::CommandBuffer {
+        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+        for (i, ph) in self.phases.iter().enumerate() {
+            let tw = ts.map(|q| wgpu::ComputePassTimestampWrites { query_set: q, beginning_of_pass_write_index: Some(2 * i as u32), end_of_pass_write_index: Some(2 * i as u32 + 1) });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(ph.name), timestamp_writes: tw });
+            for d in &ph.dispatches {
+                d.record(&mut pass);
+            }
+        }
+        for &(src, off, len) in &self.copies {
+            if len > 0 {
+                enc.copy_buffer_to_buffer(&self.copy_src[src].buf, 0, &self.staging, off * 4, len * 4);
+            }
+        }
+        enc.finish()
+    }
+
+    /// Upload the image and the target, run everything in one submission, read back.
+    pub fn run(&self, gpu: &Gpu, input: &[f32], target: Option<usize>, score: Score) -> Result<Output> {
+        if input.len() != 3 * self.h * self.w {
+            return Err(Error::Input(format!("input has {} values, the plan expects 3×{}×{}", input.len(), self.h, self.w)));
+        }
+        if let Some(t) = target {
+            if t >= self.n {
+                return Err(Error::Input(format!("--target {t} is out of range: the model has {} outputs (0-{})", self.n, self.n - 1)));
+            }
+        }
+        gpu.write(&self.input, input);
+        let info = [target.map(|t| t as u32).unwrap_or(u32::MAX), (score == Score::Logit) as u32, 0, 0];
+        gpu.queue.write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
+        let t0 = Instant::now();
+        gpu.queue.submit([self.encode(gpu, None)]);
+        gpu.wait()?;
+        let t1 = Instant::now();
+        let raw = gpu.read_staging(&self.staging, self.staging_len * 4)?;
+        gpu.check_errors("the model run")?;
+        let mut out = self.parse(bytemuck::cast_slice(&raw));
+        out.gpu_seconds = (t1 - t0).as_secs_f64();
+        out.readback_seconds = t1.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    fn parse(&self, f: &[f32]) -> Output {
+        let slice = |i: usize| {
+            let (_, off, len) = self.copies[i];
+            &f[off as usize..(off + len) as usize]
+        };
+        let info: Vec<u32> = slice(0).iter().map(|v| v.to_bits()).collect();
+        let nb = self.sizes.len();
+        let mut out = Output {
+            target: info[2] as usize,
+            argmax: info[3] as usize,
+            probs: slice(1).to_vec(),
+            logits: slice(2).to_vec(),
+            maps: vec![None; nb],
+            map_sizes: self.sizes.clone(),
+            map_max: vec![None; nb],
+            map_mean: vec![None; nb],
+            ..Default::default()
+        };
+        if self.copies.len() > 3 {
+            let maps = slice(3);
+            for &l in &self.opts.blocks {
+                let (h, w) = self.sizes[l];
+                out.maps[l] = Some(maps[self.map_offs[l]..self.map_offs[l] + h * w].to_vec());
+            }
+            out.combicam = slice(4).to_vec();
+            let mm = slice(5);
+            out.fused_range = (mm[0], mm[1]);
+            let stats = slice(6);
+            out.act_maxabs = stats[..nb].to_vec();
+            for &l in &self.opts.blocks {
+                out.map_max[l] = Some(stats[nb + l]);
+                out.map_mean[l] = Some(stats[2 * nb + l]);
+            }
+        }
+        out
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.phases.iter().map(|p| p.dispatches.len()).sum()
+    }
+}

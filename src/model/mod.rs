@@ -1,0 +1,9 @@
+//! The EfficientNet model: configuration, weights, the GPU plan, the CPU reference model and
+//! the geolocation head's post-processing.
+
+pub mod config;
+pub mod cpu;
+pub mod detweights;
+pub mod efficientnet;
+pub mod geo;
+pub mod weights;

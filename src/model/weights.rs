@@ -1,0 +1,443 @@
+//! Weights: safetensors (visloc or timm layout) or the deterministic test formula, checked
+//! against the architecture, converted to f32, with BN folded into the convolutions.
+
+use super::config::{efficientnet, BlockCfg, Family, ModelCfg};
+use super::detweights;
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Key layout of a weights file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Layout {
+    /// one file: `backbone.*` (efficientnet_pytorch keys), `mvmf_head.*`, optional `rrm_head.*`
+    Visloc,
+    /// timm `efficientnet_bN` state dict with `classifier.*` (ImageNet)
+    Timm,
+}
+
+impl Layout {
+    pub fn family(self) -> Family {
+        match self {
+            Layout::Visloc => Family::Visloc,
+            Layout::Timm => Family::Timm,
+        }
+    }
+}
+
+/// A convolution with BN folded in: w (Cout, Cin·k·k), b (Cout).
+#[derive(Clone, Debug)]
+pub struct Conv {
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockWeights {
+    pub expand: Option<Conv>,
+    pub dw: Conv,
+    /// SE reduce (CSE, CMID) and expand (CMID, CSE), with their biases
+    pub se_r: Conv,
+    pub se_x: Conv,
+    pub project: Conv,
+}
+
+/// What the classifier's outputs mean.
+#[derive(Clone, Debug)]
+pub enum HeadKind {
+    /// visloc cells with their centres (degrees)
+    Geo { lat: Vec<f64>, lon: Vec<f64> },
+    /// ImageNet classes
+    Labels(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    pub n: usize,
+    /// (N, K)
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub kind: HeadKind,
+}
+
+#[derive(Clone, Debug)]
+pub struct Weights {
+    pub cfg: ModelCfg,
+    pub layout: Layout,
+    pub stem: Conv,
+    pub blocks: Vec<BlockWeights>,
+    pub head_conv: Conv,
+    pub classifier: Classifier,
+    /// where they came from, for messages
+    pub source: String,
+}
+
+/// A named tensor as f32 (or f64 for cell centres).
+pub struct RawTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+/// Where tensors come from: a safetensors file, or the test formula.
+pub trait TensorSource {
+    fn describe(&self) -> String;
+    fn names(&self) -> Vec<String>;
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// The tensor converted to f64 (exact for F32/F16/BF16/F64).
+    fn get(&self, name: &str) -> Result<Option<RawTensor>>;
+}
+
+/// A safetensors file held in memory.
+pub struct SafetensorsFile {
+    path: String,
+    bytes: Vec<u8>,
+}
+
+impl SafetensorsFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let p = path.display().to_string();
+        if path.is_dir() {
+            return Err(Error::weights(&p, "is a directory; pass the .safetensors file"));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::weights(&p, format!("cannot be read ({e}); check the path, or see weights/README.md for how to get weights"))
+        })?;
+        SafeTensors::deserialize(&bytes).map_err(|e| {
+            Error::weights(&p, format!("is not a valid safetensors file ({e}); it may be truncated or another format: re-download or re-convert it (weights/README.md)"))
+        })?;
+        Ok(SafetensorsFile { path: p, bytes })
+    }
+
+    fn st(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("validated in open")
+    }
+}
+
+impl TensorSource for SafetensorsFile {
+    fn describe(&self) -> String {
+        self.path.clone()
+    }
+    fn names(&self) -> Vec<String> {
+        self.st().names().into_iter().map(|s| s.to_string()).collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.st().tensor(name).ok().map(|t| t.shape().to_vec())
+    }
+    fn get(&self, name: &str) -> Result<Option<RawTensor>> {
+        let st = self.st();
+        let Ok(t) = st.tensor(name) else { return Ok(None) };
+        let d = t.data();
+        let data: Vec<f64> = match t.dtype() {
+            Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            Dtype::F64 => d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+            Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            Dtype::BF16 => d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            other => {
+                return Err(Error::weights(&self.path, format!("tensor {name} has dtype {other:?}; expected a float type (F32, F16, BF16 or F64): re-convert the weights")));
+            }
+        };
+        Ok(Some(RawTensor { shape: t.shape().to_vec(), data }))
+    }
+}
+
+/// The deterministic test network: every expected tensor from the formula.
+pub struct Formula {
+    tensors: Vec<(String, Vec<usize>)>,
+}
+
+impl Formula {
+    pub fn new(cfg: &ModelCfg, layout: Layout, n_classes: usize) -> Self {
+        Formula { tensors: expected(cfg, layout, n_classes) }
+    }
+}
+
+impl TensorSource for Formula {
+    fn describe(&self) -> String {
+        "deterministic test weights".into()
+    }
+    fn names(&self) -> Vec<String> {
+        self.tensors.iter().map(|t| t.0.clone()).collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.iter().find(|t| t.0 == name).map(|t| t.1.clone())
+    }
+    fn get(&self, name: &str) -> Result<Option<RawTensor>> {
+        let Some(shape) = self.shape(name) else { return Ok(None) };
+        let data = if name.ends_with("mvmf.mus") {
+            detweights::tensor_f64(name, &shape)
+        } else {
+            detweights::tensor(name, &shape).into_iter().map(|v| v as f64).collect()
+        };
+        Ok(Some(RawTensor { shape, data }))
+    }
+}
+
+/// Key names of one block.
+struct BlockKeys {
+    expand: String,
+    bn_expand: String,
+    dw: String,
+    bn_dw: String,
+    se_r: String,
+    se_x: String,
+    project: String,
+    bn_project: String,
+}
+
+fn block_keys(layout: Layout, i: usize, b: &BlockCfg) -> BlockKeys {
+    match layout {
+        Layout::Visloc => {
+            let p = format!("backbone._blocks.{i}.");
+            BlockKeys {
+                expand: p.clone() + "_expand_conv",
+                bn_expand: p.clone() + "_bn0",
+                dw: p.clone() + "_depthwise_conv",
+                bn_dw: p.clone() + "_bn1",
+                se_r: p.clone() + "_se_reduce",
+                se_x: p.clone() + "_se_expand",
+                project: p.clone() + "_project_conv",
+                bn_project: p + "_bn2",
+            }
+        }
+        Layout::Timm => {
+            let p = format!("blocks.{}.{}.", b.stage, b.index);
+            if b.expand == 1 {
+                // depthwise-separable block: conv_dw, bn1, se, conv_pw (the projection), bn2
+                BlockKeys {
+                    expand: String::new(),
+                    bn_expand: String::new(),
+                    dw: p.clone() + "conv_dw",
+                    bn_dw: p.clone() + "bn1",
+                    se_r: p.clone() + "se.conv_reduce",
+                    se_x: p.clone() + "se.conv_expand",
+                    project: p.clone() + "conv_pw",
+                    bn_project: p + "bn2",
+                }
+            } else {
+                BlockKeys {
+                    expand: p.clone() + "conv_pw",
+                    bn_expand: p.clone() + "bn1",
+                    dw: p.clone() + "conv_dw",
+                    bn_dw: p.clone() + "bn2",
+                    se_r: p.clone() + "se.conv_reduce",
+                    se_x: p.clone() + "se.conv_expand",
+                    project: p.clone() + "conv_pwl",
+                    bn_project: p + "bn3",
+                }
+            }
+        }
+    }
+}
+
+struct TopKeys {
+    stem: &'static str,
+    bn_stem: &'static str,
+    head: &'static str,
+    bn_head: &'static str,
+    fc: &'static str,
+}
+
+fn top_keys(layout: Layout) -> TopKeys {
+    match layout {
+        Layout::Visloc => TopKeys {
+            stem: "backbone._conv_stem",
+            bn_stem: "backbone._bn0",
+            head: "backbone._conv_head",
+            bn_head: "backbone._bn1",
+            fc: "mvmf_head.mixture_weights.seq_model.0",
+        },
+        Layout::Timm => TopKeys { stem: "conv_stem", bn_stem: "bn1", head: "conv_head", bn_head: "bn2", fc: "classifier" },
+    }
+}
+
+const BN_PARTS: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
+
+/// Every tensor the architecture needs, with its shape.
+pub fn expected(cfg: &ModelCfg, layout: Layout, n_classes: usize) -> Vec<(String, Vec<usize>)> {
+    let mut v: Vec<(String, Vec<usize>)> = Vec::new();
+    let bn = |v: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
+        for part in BN_PARTS {
+            v.push((format!("{p}.{part}"), vec![c]));
+        }
+    };
+    let t = top_keys(layout);
+    v.push((format!("{}.weight", t.stem), vec![cfg.stem, 3, 3, 3]));
+    bn(&mut v, t.bn_stem, cfg.stem);
+    for (i, b) in cfg.blocks.iter().enumerate() {
+        let k = block_keys(layout, i, b);
+        let cm = b.cmid();
+        if b.expand != 1 {
+            v.push((format!("{}.weight", k.expand), vec![cm, b.cin, 1, 1]));
+            bn(&mut v, &k.bn_expand, cm);
+        }
+        v.push((format!("{}.weight", k.dw), vec![cm, 1, b.k, b.k]));
+        bn(&mut v, &k.bn_dw, cm);
+        v.push((format!("{}.weight", k.se_r), vec![b.cse, cm, 1, 1]));
+        v.push((format!("{}.bias", k.se_r), vec![b.cse]));
+        v.push((format!("{}.weight", k.se_x), vec![cm, b.cse, 1, 1]));
+        v.push((format!("{}.bias", k.se_x), vec![cm]));
+        v.push((format!("{}.weight", k.project), vec![b.cout, cm, 1, 1]));
+        bn(&mut v, &k.bn_project, b.cout);
+    }
+    let last = cfg.blocks.last().unwrap().cout;
+    v.push((format!("{}.weight", t.head), vec![cfg.head, last, 1, 1]));
+    bn(&mut v, t.bn_head, cfg.head);
+    v.push((format!("{}.weight", t.fc), vec![n_classes, cfg.head]));
+    v.push((format!("{}.bias", t.fc), vec![n_classes]));
+    if layout == Layout::Visloc {
+        v.push(("mvmf_head.mvmf.mus".into(), vec![2, n_classes]));
+        v.push(("mvmf_head.mvmf.kappas".into(), vec![n_classes]));
+    }
+    v
+}
+
+/// Which layout a file has, from its key names.
+pub fn detect_layout(src: &dyn TensorSource) -> Result<Layout> {
+    let names = src.names();
+    let has = |k: &str| names.iter().any(|n| n == k);
+    if has("backbone._conv_stem.weight") {
+        Ok(Layout::Visloc)
+    } else if has("conv_stem.weight") {
+        Ok(Layout::Timm)
+    } else if names.iter().any(|n| n.starts_with("_conv_stem") || n.starts_with("module.")) {
+        Err(Error::weights(src.describe(), "has efficientnet_pytorch keys without the `backbone.` prefix; convert it with weights/convert_visloc.py"))
+    } else {
+        Err(Error::weights(src.describe(), "is not an EfficientNet weights file: it has neither backbone._conv_stem.weight (visloc layout) nor conv_stem.weight (timm layout); see weights/README.md"))
+    }
+}
+
+/// Which of B0–B7 the file holds, from the stem width and the number of blocks.
+fn detect_variant(src: &dyn TensorSource, layout: Layout) -> Result<ModelCfg> {
+    let names = src.names();
+    let stem_key = format!("{}.weight", top_keys(layout).stem);
+    let stem = src.shape(&stem_key).unwrap_or_default();
+    let nblocks = match layout {
+        Layout::Visloc => names.iter().filter(|n| n.starts_with("backbone._blocks.") && n.ends_with("._project_conv.weight")).count(),
+        Layout::Timm => names.iter().filter(|n| n.starts_with("blocks.") && n.ends_with(".conv_dw.weight")).count(),
+    };
+    for v in 0..8 {
+        let cfg = efficientnet(v, layout.family());
+        if stem.first() == Some(&cfg.stem) && cfg.blocks.len() == nblocks {
+            return Ok(cfg);
+        }
+    }
+    Err(Error::weights(src.describe(), format!(
+        "matches no EfficientNet B0–B7: {stem_key} has shape {stem:?} and there are {nblocks} blocks"
+    )))
+}
+
+struct Loader<'a> {
+    src: &'a dyn TensorSource,
+    eps: f64,
+}
+
+impl Loader<'_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
+        let t = self.src.get(name)?.ok_or_else(|| Error::weights(self.src.describe(), format!("lacks {name} (expected shape {shape:?})")))?;
+        if t.shape != shape {
+            return Err(Error::weights(self.src.describe(), format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape)));
+        }
+        Ok(t.data)
+    }
+
+    /// Conv `prefix.weight` of `shape`, with BN `bn` folded: w·γ/√(σ²+ε), β − μ·γ/√(σ²+ε).
+    fn conv_bn(&self, prefix: &str, shape: [usize; 4], bn: &str) -> Result<Conv> {
+        let w = self.tensor(&format!("{prefix}.weight"), &shape)?;
+        let c = shape[0];
+        let g = self.tensor(&format!("{bn}.weight"), &[c])?;
+        let beta = self.tensor(&format!("{bn}.bias"), &[c])?;
+        let mean = self.tensor(&format!("{bn}.running_mean"), &[c])?;
+        let var = self.tensor(&format!("{bn}.running_var"), &[c])?;
+        let per = w.len() / c;
+        let mut wf = vec![0f32; w.len()];
+        let mut bf = vec![0f32; c];
+        for o in 0..c {
+            let s = g[o] / (var[o] + self.eps).sqrt();
+            for j in 0..per {
+                wf[o * per + j] = (w[o * per + j] * s) as f32;
+            }
+            bf[o] = (beta[o] - mean[o] * s) as f32;
+        }
+        Ok(Conv { w: wf, b: bf })
+    }
+
+    fn conv_bias(&self, prefix: &str, shape: [usize; 4]) -> Result<Conv> {
+        let w = self.tensor(&format!("{prefix}.weight"), &shape)?;
+        let b = self.tensor(&format!("{prefix}.bias"), &[shape[0]])?;
+        Ok(Conv { w: w.into_iter().map(|v| v as f32).collect(), b: b.into_iter().map(|v| v as f32).collect() })
+    }
+}
+
+/// ImageNet class names, in index order.
+pub fn imagenet_labels() -> Vec<String> {
+    include_str!("../../weights/imagenet_labels.txt").lines().map(|l| l.trim().to_string()).collect()
+}
+
+/// Load and check every tensor, fold BN.
+pub fn load(src: &dyn TensorSource) -> Result<Weights> {
+    let layout = detect_layout(src)?;
+    let cfg = detect_variant(src, layout)?;
+    let t = top_keys(layout);
+    let fc_key = format!("{}.weight", t.fc);
+    let n = match src.shape(&fc_key) {
+        Some(s) if s.len() == 2 && s[1] == cfg.head && s[0] > 0 => s[0],
+        Some(s) => return Err(Error::weights(src.describe(), format!("tensor {fc_key} has shape {s:?}, expected [N, {}]", cfg.head))),
+        None => return Err(Error::weights(src.describe(), format!("lacks {fc_key} (expected shape [N, {}]): the head is missing", cfg.head))),
+    };
+    let ld = Loader { src, eps: cfg.bn_eps() };
+    let stem = ld.conv_bn(&format!("{}", t.stem), [cfg.stem, 3, 3, 3], t.bn_stem)?;
+    let mut blocks = Vec::new();
+    for (i, b) in cfg.blocks.iter().enumerate() {
+        let k = block_keys(layout, i, b);
+        let cm = b.cmid();
+        let expand = if b.expand != 1 { Some(ld.conv_bn(&k.expand, [cm, b.cin, 1, 1], &k.bn_expand)?) } else { None };
+        blocks.push(BlockWeights {
+            expand,
+            dw: ld.conv_bn(&k.dw, [cm, 1, b.k, b.k], &k.bn_dw)?,
+            se_r: ld.conv_bias(&k.se_r, [b.cse, cm, 1, 1])?,
+            se_x: ld.conv_bias(&k.se_x, [cm, b.cse, 1, 1])?,
+            project: ld.conv_bn(&k.project, [b.cout, cm, 1, 1], &k.bn_project)?,
+        });
+    }
+    let last = cfg.blocks.last().unwrap().cout;
+    let head_conv = ld.conv_bn(t.head, [cfg.head, last, 1, 1], t.bn_head)?;
+    let w: Vec<f32> = ld.tensor(&fc_key, &[n, cfg.head])?.into_iter().map(|v| v as f32).collect();
+    let b: Vec<f32> = ld.tensor(&format!("{}.bias", t.fc), &[n])?.into_iter().map(|v| v as f32).collect();
+    let kind = match layout {
+        Layout::Visloc => {
+            let mus = ld.tensor("mvmf_head.mvmf.mus", &[2, n])?;
+            HeadKind::Geo { lat: mus[..n].to_vec(), lon: mus[n..].to_vec() }
+        }
+        Layout::Timm => {
+            let labels = imagenet_labels();
+            HeadKind::Labels(if labels.len() == n { labels } else { (0..n).map(|i| format!("class {i}")).collect() })
+        }
+    };
+    Ok(Weights { cfg, layout, stem, blocks, head_conv, classifier: Classifier { n, w, b, kind }, source: src.describe() })
+}
+
+/// Load a safetensors file.
+pub fn load_file(path: &Path) -> Result<Weights> {
+    let f = SafetensorsFile::open(path)?;
+    load(&f)
+}
+
+/// The deterministic test network (B`variant`, `n_classes` outputs).
+pub fn formula(variant: usize, layout: Layout, n_classes: usize) -> Weights {
+    let cfg = efficientnet(variant, layout.family());
+    load(&Formula::new(&cfg, layout, n_classes)).expect("formula weights match their own architecture")
+}
+
+/// Metadata of a safetensors file, if any (used by tests to read golden files).
+pub fn read_safetensors(path: &Path) -> Result<(HashMap<String, (Vec<usize>, Vec<f32>)>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::weights(path.display(), e))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::weights(path.display(), e))?;
+    let f = SafetensorsFile { path: path.display().to_string(), bytes: bytes.clone() };
+    let mut out = HashMap::new();
+    for name in f.names() {
+        let t = f.get(&name)?.unwrap();
+        out.insert(name, (t.shape, t.data.into_iter().map(|v| v as f32).collect()));
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}

@@ -1,0 +1,116 @@
+//! Depthwise k×k convolution with stride, BN folded; forward and data gradient.
+
+use crate::gpu::{pipelines::grid_items, Dispatch, Gpu};
+use crate::ops::conv::out_size;
+
+#[derive(Clone, Copy, Debug)]
+pub struct DwShape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl DwShape {
+    pub fn out(&self) -> (usize, usize) {
+        (out_size(self.h, self.k, self.stride, self.pad), out_size(self.w, self.k, self.stride, self.pad))
+    }
+    fn params(&self) -> [u32; 8] {
+        let (oh, ow) = self.out();
+        [self.c, self.h, self.w, oh, ow, self.k, self.stride, self.pad].map(|v| v as u32)
+    }
+}
+
+/// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation).
+pub fn forward(gpu: &Gpu, label: &str, s: DwShape, in_silu: bool, x: &wgpu::Buffer, wt: &wgpu::Buffer, bias: &wgpu::Buffer, out: &wgpu::Buffer) -> Dispatch {
+    let (oh, ow) = s.out();
+    let mut d = gpu.dispatch(label, "depthwise", "forward", &[("IN_SILU", in_silu as u32 as f64)], &s.params(),
+        &[(1, Some(wt)), (2, Some(bias)), (3, Some(x)), (4, Some(out))], grid_items(s.c * oh * ow));
+    d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
+    d.bytes = 4.0 * (s.c * s.h * s.w + s.c * oh * ow) as f64;
+    d
+}
+
+/// dx = act'(z_in)·dwᵀ(dy) (+ res).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(gpu: &Gpu, label: &str, s: DwShape, in_silu: bool, dy: &wgpu::Buffer, wt: &wgpu::Buffer, zin: Option<&wgpu::Buffer>, res: Option<&wgpu::Buffer>, dx: &wgpu::Buffer) -> Dispatch {
+    let (oh, ow) = s.out();
+    let consts = [("IN_SILU", in_silu as u32 as f64), ("HAS_RES", res.is_some() as u32 as f64)];
+    let mut d = gpu.dispatch(label, "depthwise", "backward", &consts, &s.params(),
+        &[(1, Some(wt)), (3, zin), (4, Some(dx)), (5, res), (6, Some(dy))], grid_items(s.c * s.h * s.w));
+    d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
+    d.bytes = 4.0 * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_silu as usize + res.is_some() as usize)) as f64;
+    d
+}
+
+pub mod cpu {
+    use super::DwShape;
+    use crate::ops::{dsilu, silu};
+
+    pub fn forward(s: DwShape, in_silu: bool, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (oh, ow) = s.out();
+        let mut y = vec![0f32; s.c * oh * ow];
+        for c in 0..s.c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut acc = bias[c];
+                    for u in 0..s.k {
+                        let ii = (i * s.stride + u) as isize - s.pad as isize;
+                        if ii < 0 || ii >= s.h as isize {
+                            continue;
+                        }
+                        for v in 0..s.k {
+                            let jj = (j * s.stride + v) as isize - s.pad as isize;
+                            if jj < 0 || jj >= s.w as isize {
+                                continue;
+                            }
+                            let xv = x[(c * s.h + ii as usize) * s.w + jj as usize];
+                            acc += wt[(c * s.k + u) * s.k + v] * if in_silu { silu(xv) } else { xv };
+                        }
+                    }
+                    y[(c * oh + i) * ow + j] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    /// Scatter form of the data gradient (the GPU uses the gather form: a different order).
+    pub fn backward(s: DwShape, dy: &[f32], wt: &[f32], zin: Option<&[f32]>, res: Option<&[f32]>) -> Vec<f32> {
+        let (oh, ow) = s.out();
+        let mut dx = vec![0f32; s.c * s.h * s.w];
+        for c in 0..s.c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let g = dy[(c * oh + i) * ow + j];
+                    for u in 0..s.k {
+                        let ii = (i * s.stride + u) as isize - s.pad as isize;
+                        if ii < 0 || ii >= s.h as isize {
+                            continue;
+                        }
+                        for v in 0..s.k {
+                            let jj = (j * s.stride + v) as isize - s.pad as isize;
+                            if jj < 0 || jj >= s.w as isize {
+                                continue;
+                            }
+                            dx[(c * s.h + ii as usize) * s.w + jj as usize] += wt[(c * s.k + u) * s.k + v] * g;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(z) = zin {
+            for (d, &zv) in dx.iter_mut().zip(z) {
+                *d *= dsilu(zv);
+            }
+        }
+        if let Some(r) = res {
+            for (d, &rv) in dx.iter_mut().zip(r) {
+                *d += rv;
+            }
+        }
+        dx
+    }
+}
