@@ -1,0 +1,51 @@
+//! Shared test helpers: one device for the whole binary, deterministic random tensors and
+//! comparisons that print the max error on success and the position on failure.
+
+use combicam_gpu::gpu::{Gpu, GpuBuf};
+use combicam_gpu::ops::tolerance::{compare, Tolerance};
+use std::sync::OnceLock;
+
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(None) {
+        Ok(g) => {
+            eprintln!("adapter: {}", g.adapter.line());
+            g
+        }
+        Err(e) => panic!(
+            "these tests need a GPU adapter and found none ({e}). On Linux without a GPU: \
+             `apt-get install mesa-vulkan-drivers` (software Vulkan, lavapipe)"
+        ),
+    })
+}
+
+/// Uniform in [lo, hi), from a 64-bit LCG seeded by `seed`.
+pub fn rand(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            lo + (hi - lo) * ((s >> 40) as f32 / 16777216.0)
+        })
+        .collect()
+}
+
+pub fn up(data: &[f32]) -> GpuBuf {
+    gpu().upload("test", data).unwrap()
+}
+
+pub fn zeros(n: usize) -> GpuBuf {
+    gpu().zeros("test", n).unwrap()
+}
+
+pub fn read(b: &GpuBuf) -> Vec<f32> {
+    gpu().read(b).unwrap()
+}
+
+/// Compare, print the outcome, panic with the mismatch report on failure.
+pub fn check(name: &str, got: &[f32], want: &[f32], shape: &[usize], tol: Tolerance) -> f32 {
+    let c = compare(name, got, want, shape, tol);
+    println!("{}", c.report.lines().next().unwrap());
+    assert!(c.ok(), "{}", c.report);
+    c.max_abs
+}
