@@ -3,9 +3,11 @@
 //!
 //! Layering: cli (main.rs) → cam / model → ops → gpu.
 
+pub mod cam;
 pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod preprocess;
 
 pub use error::{Error, Result};

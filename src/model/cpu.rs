@@ -52,7 +52,7 @@ pub fn head_forward(wts: &Weights, x: &[f32], hw: usize) -> (Vec<f32>, Vec<f32>,
     (zh, features, logits)
 }
 
-/// Blocks `from..` and the head, starting from block `from`'s input `x`. Returns the probs.
+/// Blocks `from..` and the head, starting from block `from`'s input `x`. Returns the logits.
 pub fn forward_from(wts: &Weights, from: usize, x: &[f32], sizes: &[(usize, usize)], input_size: (usize, usize)) -> Vec<f32> {
     let mut cur = x.to_vec();
     let mut prev = if from == 0 { input_size } else { sizes[from - 1] };
@@ -60,8 +60,7 @@ pub fn forward_from(wts: &Weights, from: usize, x: &[f32], sizes: &[(usize, usiz
         cur = block_forward(wts, l, &cur, prev.0, prev.1).out;
         prev = sizes[l];
     }
-    let (_, _, logits) = head_forward(wts, &cur, prev.0 * prev.1);
-    head::cpu::softmax(&logits).0
+    head_forward(wts, &cur, prev.0 * prev.1).2
 }
 
 pub fn forward(wts: &Weights, input: &[f32], h: usize, w: usize) -> Forward {
@@ -94,32 +93,34 @@ pub fn backward(wts: &Weights, f: &Forward, target: usize, logit_score: bool, lo
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; nb];
     grads[nb - 1] = Some(gemm::cpu::gemm(&head_wt, &dzh, None, None, None, last, cfg.head, hw));
     for l in (lo + 1..nb).rev() {
-        let b = &cfg.blocks[l];
-        let bw = &wts.blocks[l];
-        let st = &f.blocks[l];
         let (ih, iw) = f.sizes[l - 1];
-        let (oh, ow) = f.sizes[l];
-        let cm = b.cmid();
-        let gout = grads[l].clone().unwrap();
-        let pwt = gemm::cpu::transpose(&bw.project.w, b.cout, cm);
-        let du = gemm::cpu::gemm(&pwt, &gout, None, None, None, cm, b.cout, oh * ow);
-        let ds = reduce::cpu::rows(Reduce::DotSilu, &du, Some(&st.zd), cm, oh * ow);
-        let sh = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
-        let dm = se::cpu::backward(sh, &bw.se_r.w, &bw.se_x.w, &st.r, &st.s, &ds);
-        let dzd = se::cpu::apply_backward(sh, &st.s, &dm, &du, &st.zd);
-        let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
-        let res = if b.residual() { Some(&gout[..]) } else { None };
-        let gin = match &bw.expand {
-            Some(e) => {
-                let dze = depthwise::cpu::backward(dws, &dzd, &bw.dw.w, st.ze.as_deref(), None);
-                let ewt = gemm::cpu::transpose(&e.w, cm, b.cin);
-                gemm::cpu::gemm(&ewt, &dze, None, None, res, b.cin, cm, ih * iw)
-            }
-            None => depthwise::cpu::backward(dws, &dzd, &bw.dw.w, None, res),
-        };
-        grads[l - 1] = Some(gin);
+        grads[l - 1] = Some(block_backward(wts, l, &f.blocks[l], grads[l].as_ref().unwrap(), ih, iw));
     }
     grads
+}
+
+/// Gradient at block `l`'s input from the gradient `gout` at its output (state `st`, input ih×iw).
+pub fn block_backward(wts: &Weights, l: usize, st: &BlockState, gout: &[f32], ih: usize, iw: usize) -> Vec<f32> {
+    let b = &wts.cfg.blocks[l];
+    let bw = &wts.blocks[l];
+    let cm = b.cmid();
+    let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+    let (oh, ow) = dws.out();
+    let pwt = gemm::cpu::transpose(&bw.project.w, b.cout, cm);
+    let du = gemm::cpu::gemm(&pwt, gout, None, None, None, cm, b.cout, oh * ow);
+    let ds = reduce::cpu::rows(Reduce::DotSilu, &du, Some(&st.zd), cm, oh * ow);
+    let sh = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
+    let dm = se::cpu::backward(sh, &bw.se_r.w, &bw.se_x.w, &st.r, &st.s, &ds);
+    let dzd = se::cpu::apply_backward(sh, &st.s, &dm, &du, &st.zd);
+    let res = if b.residual() { Some(gout) } else { None };
+    match &bw.expand {
+        Some(e) => {
+            let dze = depthwise::cpu::backward(dws, &dzd, &bw.dw.w, st.ze.as_deref(), None);
+            let ewt = gemm::cpu::transpose(&e.w, cm, b.cin);
+            gemm::cpu::gemm(&ewt, &dze, None, None, res, b.cin, cm, ih * iw)
+        }
+        None => depthwise::cpu::backward(dws, &dzd, &bw.dw.w, None, res),
+    }
 }
 
 /// Per-block Grad-CAM maps for `blocks`, and the normalised Combi-CAM at h×w.

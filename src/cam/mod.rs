@@ -1,0 +1,4 @@
+//! Explanations: running the plan on images and writing what a researcher needs (render:
+//! colormap and overlay; outputs: PNG, JSON, raw safetensors).
+
+pub mod render;
