@@ -3,7 +3,10 @@
 //!
 //! Layering: cli (main.rs) → cam / model → ops → gpu.
 
+pub mod bench;
 pub mod cam;
+pub mod check;
+pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod model;

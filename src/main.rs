@@ -1,1 +1,391 @@
-fn main(){}
+//! The `combicam-gpu` command line: parse, call the library, print.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use combicam_gpu::cam::explain::{expand_inputs, explain_one, unique_stem, ExplainOptions};
+use combicam_gpu::engine::{parse_blocks, Engine};
+use combicam_gpu::gpu::{self, Gpu};
+use combicam_gpu::model::efficientnet::Score;
+use combicam_gpu::model::weights::{self, Layout, Weights};
+use combicam_gpu::{bench, check, preprocess};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Explain why an image-geolocation network places a photo where it does: Grad-CAM at every
+/// block of its EfficientNet, fused into one Combi-CAM map, computed by WGSL compute shaders
+/// on any Vulkan, Metal or DX12 adapter.
+#[derive(Parser)]
+#[command(name = "combicam-gpu", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Explain images: overlay and heat-map PNGs, a JSON report and optionally the raw maps.
+    Explain(ExplainArgs),
+    /// Predict: top cells with coordinates and confidence radii (or top ImageNet labels).
+    Predict(PredictArgs),
+    /// Time forward, backward, CAM and read-back, per phase and per kernel family.
+    Bench(bench::BenchArgs),
+    /// List the GPU adapters that --device N chooses from.
+    Devices,
+    /// Self-test: run a small random network on the adapter and compare every block with the CPU.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct DeviceArgs {
+    /// Adapter index from `combicam-gpu devices` (default: $COMBICAM_DEVICE, else the best one).
+    #[arg(long, value_name = "N")]
+    device: Option<usize>,
+}
+
+#[derive(Args, Clone)]
+struct WeightsArgs {
+    /// Weights (.safetensors, visloc or timm layout). Default: $COMBICAM_WEIGHTS, else the only
+    /// .safetensors file in ./weights/.
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Use deterministic random test weights instead (e.g. b4, b0): for checks, not for answers.
+    #[arg(long, value_name = "VARIANT", conflicts_with = "weights")]
+    test_weights: Option<String>,
+    /// Number of cells of the test weights' geolocation head.
+    #[arg(long, default_value_t = 31145, requires = "test_weights")]
+    cells: usize,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum ScoreArg {
+    /// softmax probability of the target (the official algorithm)
+    Prob,
+    /// logit of the target
+    Logit,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// Images or folders of images.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// Output folder (created if needed).
+    #[arg(long, default_value = "combicam-out", value_name = "DIR")]
+    out: PathBuf,
+    /// Also write <stem>.cams.safetensors: probs, logits, gradcam.NN, combicam.
+    #[arg(long)]
+    save_raw: bool,
+    /// Print each image's JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Blocks to fuse: ranges and lists, e.g. 0-31, 22-29, 0,5,31 (default: all).
+    #[arg(long, value_name = "LIST")]
+    blocks: Option<String>,
+    /// What Grad-CAM differentiates.
+    #[arg(long, value_enum, default_value = "prob")]
+    score: ScoreArg,
+    /// Explain this cell/class instead of the top one.
+    #[arg(long, value_name = "INDEX")]
+    target: Option<usize>,
+    /// Weight of the heat map in the overlay (0 = photo only, 1 = heat map only).
+    #[arg(long, default_value_t = 0.5, value_name = "A")]
+    alpha: f32,
+    /// Top-k entries in the JSON prediction.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Print timings and GPU memory.
+    #[arg(long, short)]
+    verbose: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Images or folders of images.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// How many cells/classes to print.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    top_k: usize,
+    /// One JSON object per image on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// EfficientNet variant of the random network.
+    #[arg(long, default_value = "b0")]
+    variant: String,
+    /// Input size HxW.
+    #[arg(long, default_value = "67x45")]
+    size: String,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Devices => devices(),
+        Cmd::Predict(a) => predict(a),
+        Cmd::Explain(a) => explain(a),
+        Cmd::Bench(a) => {
+            if let Some(bench::BenchCmd::Compare { files }) = &a.cmd {
+                bench::compare(files)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let gpu = open_gpu(a.device)?;
+            let w = match &a.weights {
+                Some(p) => weights::load_file(p)?,
+                None => test_weights(&a.variant, a.cells)?,
+            };
+            bench::run(&gpu, w, &a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check(a) => {
+            let gpu = open_gpu(a.device.device)?;
+            let (h, w) = bench::parse_size(&a.size)?;
+            let ok = check::run(&gpu, variant_index(&a.variant)?, h, w)?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn open_gpu(device: Option<usize>) -> anyhow::Result<Gpu> {
+    let gpu = Gpu::new(device)?;
+    eprintln!("adapter: {}", gpu.adapter.line());
+    Ok(gpu)
+}
+
+fn devices() -> anyhow::Result<ExitCode> {
+    let list = gpu::adapters();
+    if list.is_empty() {
+        bail!("no GPU adapter found; install a GPU driver, or on Linux without a GPU: apt-get install mesa-vulkan-drivers");
+    }
+    for (s, _) in list {
+        println!("{}: {}  (driver: {} {})", s.index, s.line(), s.driver, s.driver_info);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn variant_index(v: &str) -> anyhow::Result<usize> {
+    let t = v.trim().to_lowercase();
+    let d = t.trim_start_matches("efficientnet-").trim_start_matches("efficientnet_").trim_start_matches('b');
+    match d.parse::<usize>() {
+        Ok(i) if i < 8 => Ok(i),
+        _ => bail!("unknown EfficientNet variant {v:?}; use b0 … b7"),
+    }
+}
+
+fn test_weights(variant: &str, cells: usize) -> anyhow::Result<Weights> {
+    if cells == 0 {
+        bail!("--cells must be at least 1");
+    }
+    Ok(weights::formula(variant_index(variant)?, Layout::Visloc, cells))
+}
+
+/// --weights, else $COMBICAM_WEIGHTS, else the one .safetensors in ./weights/.
+fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
+    if let Some(v) = &a.test_weights {
+        return test_weights(v, a.cells);
+    }
+    let path = match (&a.weights, std::env::var_os("COMBICAM_WEIGHTS")) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => {
+            let mut found: Vec<PathBuf> = std::fs::read_dir("weights")
+                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect())
+                .unwrap_or_default();
+            found.sort();
+            match found.len() {
+                1 => found.remove(0),
+                0 => bail!("no weights: pass --weights FILE, set COMBICAM_WEIGHTS, or put one .safetensors file in ./weights/ (weights/README.md says how to convert the visloc weights or download timm's efficientnet_b4)"),
+                _ => bail!("several .safetensors files in ./weights/; choose one with --weights FILE"),
+            }
+        }
+    };
+    let t = Instant::now();
+    let w = weights::load_file(&path)?;
+    eprintln!("weights: {} ({}, {:?} layout, {} outputs) loaded in {:.1}s", path.display(), w.cfg.name(), w.layout, w.classifier.n, t.elapsed().as_secs_f64());
+    Ok(w)
+}
+
+fn progress(n: usize) -> ProgressBar {
+    let pb = ProgressBar::new(n as u64);
+    pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]").unwrap());
+    if n < 2 {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    pb
+}
+
+/// Decode and preprocess; errors name the image.
+fn load(path: &Path) -> anyhow::Result<(image::RgbImage, preprocess::Preprocessed)> {
+    let photo = preprocess::load_image(path)?;
+    let pre = preprocess::preprocess(&photo, 300).with_context(|| format!("image {}", path.display()))?;
+    Ok((photo, pre))
+}
+
+fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
+    let images = expand_inputs(&a.images);
+    if images.is_empty() {
+        bail!("no images found in {:?}", a.images);
+    }
+    let w = load_weights(&a.weights)?;
+    let gpu = open_gpu(a.device.device)?;
+    let mut engine = Engine::new(&gpu, w)?;
+    let pb = progress(images.len());
+    let mut failed = 0;
+    for path in &images {
+        pb.set_message(path.display().to_string());
+        let res = load(path).and_then(|(_, pre)| Ok(engine.run(&pre.tensor, pre.height, pre.width, false, &[], None, Score::Prob)?));
+        match res {
+            Ok(out) => {
+                let p = engine.summarize(&path.display().to_string(), &out, a.top_k);
+                pb.suspend(|| {
+                    if a.json {
+                        println!("{}", serde_json::to_string(&p).unwrap());
+                    } else {
+                        print_prediction(&p);
+                    }
+                });
+            }
+            Err(e) => {
+                failed += 1;
+                pb.suspend(|| eprintln!("error: {}: {}", path.display(), format!("{e:#}").replace('\n', " ")));
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(finish(failed, images.len()))
+}
+
+fn print_prediction(p: &combicam_gpu::engine::Prediction) {
+    println!("{}", p.image);
+    for (i, t) in p.top.iter().enumerate() {
+        match (&t.label, t.lat, t.lon) {
+            (Some(l), _, _) => println!("  {}. class {:>5}  p={:.5}  {}", i + 1, t.index, t.probability, l),
+            (None, Some(la), Some(lo)) => println!("  {}. cell {:>6}  p={:.6}  lat {:+.4} lon {:+.4}", i + 1, t.index, t.probability, la, lo),
+            _ => println!("  {}. {:>6}  p={:.6}", i + 1, t.index, t.probability),
+        }
+    }
+    if let Some(c) = &p.confidence_km {
+        let mut radii: Vec<_> = c.iter().collect();
+        radii.sort_by_key(|(k, _)| k.parse::<u32>().unwrap_or(0));
+        let s: Vec<String> = radii.iter().map(|(k, v)| format!("{k} km: {:.4}", v)).collect();
+        println!("  confidence  {}", s.join("  "));
+    }
+}
+
+fn finish(failed: usize, total: usize) -> ExitCode {
+    if failed > 0 {
+        eprintln!("{failed} of {total} images failed");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.alpha) {
+        bail!("--alpha {} is outside 0..1", a.alpha);
+    }
+    let images = expand_inputs(&a.images);
+    if images.is_empty() {
+        bail!("no images found in {:?}", a.images);
+    }
+    let w = load_weights(&a.weights)?;
+    let nb = w.cfg.blocks.len();
+    let blocks = match &a.blocks {
+        Some(s) => parse_blocks(s, nb)?,
+        None => (0..nb).collect(),
+    };
+    if let Some(t) = a.target {
+        if t >= w.classifier.n {
+            bail!("--target {t} is out of range: the model has {} outputs (0-{})", w.classifier.n, w.classifier.n - 1);
+        }
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create output folder {} (choose another with --out)", a.out.display()))?;
+    let probe = a.out.join(format!(".combicam-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("output folder {} is not writable (choose another with --out)", a.out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let gpu = open_gpu(a.device.device)?;
+    let mut engine = Engine::new(&gpu, w)?;
+    let opts = ExplainOptions {
+        blocks,
+        target: a.target,
+        score: match a.score {
+            ScoreArg::Prob => Score::Prob,
+            ScoreArg::Logit => Score::Logit,
+        },
+        alpha: a.alpha,
+        save_raw: a.save_raw,
+        top_k: a.top_k,
+    };
+    let pb = progress(images.len());
+    let mut used = std::collections::HashSet::new();
+    let mut failed = 0;
+    for path in &images {
+        pb.set_message(path.display().to_string());
+        let t = Instant::now();
+        let res = load(path).and_then(|(photo, pre)| {
+            let stem = unique_stem(path, &mut used);
+            Ok(explain_one(&mut engine, path, &photo, &pre, t.elapsed().as_secs_f64(), &a.out, &stem, &opts)?)
+        });
+        match res {
+            Ok((report, _)) => pb.suspend(|| {
+                if a.json {
+                    println!("{}", serde_json::to_string(&report).unwrap());
+                }
+                let top = &report.prediction.top[0];
+                let place = match (&top.label, top.lat, top.lon) {
+                    (Some(l), _, _) => l.clone(),
+                    (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", top.index, la, lo),
+                    _ => format!("{}", top.index),
+                };
+                eprintln!("{} → {place}, p={:.4}; wrote {}", path.display(), top.probability, report.outputs.join(", "));
+                for w in &report.warnings {
+                    eprintln!("warning: {}: {w}", path.display());
+                }
+                if a.verbose {
+                    let t = &report.timings;
+                    eprintln!(
+                        "  {}×{} input; decode+preprocess {:.3}s, GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
+                        report.input_size[0], report.input_size[1], t.decode_preprocess_s, t.gpu_s, t.readback_s, t.write_s,
+                        engine.gpu_bytes() as f64 / 1048576.0
+                    );
+                }
+            }),
+            Err(e) => {
+                failed += 1;
+                pb.suspend(|| eprintln!("error: {}: {}", path.display(), format!("{e:#}").replace('\n', " ")));
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    eprintln!("outputs in {}", a.out.display());
+    Ok(finish(failed, images.len()))
+}

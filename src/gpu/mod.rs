@@ -10,7 +10,7 @@ pub use buffers::GpuBuf;
 pub use pipelines::{Dispatch, PipelineCache};
 
 /// What we tell users about an adapter.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AdapterSummary {
     pub index: usize,
     pub name: String,

@@ -1,0 +1,121 @@
+//! The engine a command uses: weights on the GPU, plans cached per (input size, options),
+//! and the prediction summary shared by `predict` and `explain`.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
+use crate::model::geo;
+use crate::model::weights::{HeadKind, Weights};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+pub struct Engine<'g> {
+    pub gpu: &'g Gpu,
+    pub model: ModelGpu,
+    plans: HashMap<(usize, usize, bool, Vec<usize>), Plan>,
+}
+
+impl<'g> Engine<'g> {
+    pub fn new(gpu: &'g Gpu, weights: Weights) -> Result<Self> {
+        Ok(Engine { gpu, model: ModelGpu::upload(gpu, weights)?, plans: HashMap::new() })
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.model.weights.cfg.blocks.len()
+    }
+
+    /// The plan for this size and these options, built on first use.
+    pub fn plan(&mut self, h: usize, w: usize, backward: bool, blocks: &[usize]) -> Result<&Plan> {
+        let key = (h, w, backward, blocks.to_vec());
+        if !self.plans.contains_key(&key) {
+            let plan = Plan::new(self.gpu, &self.model, h, w, PlanOptions { backward, blocks: blocks.to_vec() })?;
+            self.plans.insert(key.clone(), plan);
+        }
+        Ok(&self.plans[&key])
+    }
+
+    pub fn run(&mut self, input: &[f32], h: usize, w: usize, backward: bool, blocks: &[usize], target: Option<usize>, score: Score) -> Result<Output> {
+        let gpu = self.gpu;
+        let plan = self.plan(h, w, backward, blocks)?;
+        plan.run(gpu, input, target, score)
+    }
+
+    /// GPU memory held: weights plus every plan built so far.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.model.bytes + self.plans.values().map(|p| p.bytes).sum::<u64>()
+    }
+
+    pub fn summarize(&self, image: &str, out: &Output, top_k: usize) -> Prediction {
+        summarize(&self.model.weights, image, out, top_k)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TopEntry {
+    pub index: usize,
+    pub probability: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    pub image: String,
+    pub top: Vec<TopEntry>,
+    /// visloc only: Σ p over cells within r km of the predicted cell
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence_km: Option<BTreeMap<String, f64>>,
+}
+
+pub fn summarize(w: &Weights, image: &str, out: &Output, top_k: usize) -> Prediction {
+    let top = geo::top_k(&out.probs, top_k.max(1));
+    let entry = |i: usize| {
+        let mut e = TopEntry { index: i, probability: out.probs[i], lat: None, lon: None, label: None };
+        match &w.classifier.kind {
+            HeadKind::Geo { lat, lon } => {
+                e.lat = Some(lat[i]);
+                e.lon = Some(lon[i]);
+            }
+            HeadKind::Labels(l) => e.label = Some(l[i].clone()),
+        }
+        e
+    };
+    let confidence_km = match &w.classifier.kind {
+        HeadKind::Geo { lat, lon } => Some(
+            geo::confidence(&out.probs, lat, lon, top[0]).into_iter().map(|(r, p)| (format!("{}", r as u32), p)).collect(),
+        ),
+        HeadKind::Labels(_) => None,
+    };
+    Prediction { image: image.to_string(), top: top.into_iter().map(entry).collect(), confidence_km }
+}
+
+/// Parse `--blocks`: "0-31", "22-29", "0,5,31", "0-3,30-31".
+pub fn parse_blocks(s: &str, nb: usize) -> Result<Vec<usize>> {
+    let bad = |why: String| Error::Input(format!("--blocks {s:?}: {why}; use ranges and lists of block indices 0-{}, e.g. 0-{} or 22-29 or 0,5,31", nb - 1, nb - 1));
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(bad("empty item".into()));
+        }
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let a: usize = a.parse().map_err(|_| bad(format!("{a:?} is not a block index")))?;
+        let b: usize = b.parse().map_err(|_| bad(format!("{b:?} is not a block index")))?;
+        if a > b {
+            return Err(bad(format!("range {a}-{b} runs backwards")));
+        }
+        if b >= nb {
+            return Err(bad(format!("block {b} does not exist")));
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
