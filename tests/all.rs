@@ -7,3 +7,4 @@ mod weights; // the test formula, layouts, dtypes, bad weights files
 mod model; // whole model: GPU vs CPU model (B0, by block), vs PyTorch golden files (B0, B4, timm), finite differences
 mod preprocess; // decoding and torchvision Resize(300), bit-exact against PIL; bad images
 mod render; // JET colormap against OpenCV, overlay, atomic writes
+mod cli; // the command line end to end, bad inputs

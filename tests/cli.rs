@@ -1,0 +1,161 @@
+//! The command line end to end on the test network (B0, 50 cells): files appear, JSON parses,
+//! raw maps have every tensor with its shape; bad inputs give one-line errors and keep the
+//! good outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_combicam-gpu"))
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("combicam-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn photo(path: &Path, w: u32, h: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 64 * 4) as u8]));
+    img.save(path).unwrap();
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let o = cmd.output().unwrap();
+    println!("$ {:?}\n{}{}", cmd, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// The error line: exactly one line starting with "error:", no panic.
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "must fail");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert!(!lines.is_empty(), "no error line in {err:?}");
+    lines[0].to_string()
+}
+
+const TEST_NET: [&str; 4] = ["--test-weights", "b0", "--cells", "50"];
+
+#[test]
+fn explain_writes_every_output() {
+    let d = tmp("explain");
+    let img = d.join("street.png");
+    photo(&img, 64, 48);
+    let out = d.join("out");
+    let o = run(bin().arg("explain").arg(&img).args(TEST_NET).arg("--out").arg(&out).arg("--save-raw").arg("--json"));
+    assert!(o.status.success());
+    for f in ["street.combicam.png", "street.heatmap.png", "street.json", "street.cams.safetensors"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let overlay = image::open(out.join("street.combicam.png")).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (64, 48), "overlay at the photo's resolution");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("street.json")).unwrap()).unwrap();
+    assert_eq!(report["input_size"], serde_json::json!([300, 400]));
+    assert_eq!(report["blocks"].as_array().unwrap().len(), 16);
+    assert!(report["prediction"]["top"][0]["lat"].is_number());
+    assert!(report["prediction"]["confidence_km"]["2500"].is_number());
+    assert!(report["adapter"]["name"].is_string());
+    let stdout: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stdout["target"], report["target"]);
+    let (t, _) = combicam_gpu::model::weights::read_safetensors(&out.join("street.cams.safetensors")).unwrap();
+    assert_eq!(t["probs"].0, vec![50]);
+    assert_eq!(t["logits"].0, vec![50]);
+    assert_eq!(t["combicam"].0, vec![300, 400]);
+    let cfg = combicam_gpu::model::config::efficientnet(0, combicam_gpu::model::config::Family::Visloc);
+    let (_, _, sizes) = cfg.sizes(300, 400);
+    for (l, s) in sizes.iter().enumerate() {
+        assert_eq!(t[&format!("gradcam.{l:02}")].0, vec![s.0, s.1], "gradcam.{l:02}");
+    }
+    assert_eq!(t.len(), 3 + 16, "exactly probs, logits, combicam and gradcam.00-15");
+    let c = &t["combicam"].1;
+    assert!(c.iter().all(|v| (0.0..=1.0).contains(v)) && c.iter().any(|&v| v == 1.0) && c.iter().any(|&v| v == 0.0));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn folder_with_a_corrupt_image_keeps_the_good_ones() {
+    let d = tmp("folder");
+    let imgs = d.join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    photo(&imgs.join("a.png"), 40, 30);
+    std::fs::write(imgs.join("b.jpg"), b"\xff\xd8\xff\xe0 this is not really a jpeg").unwrap();
+    photo(&imgs.join("c.png"), 30, 40);
+    let out = d.join("out");
+    let o = run(bin().arg("explain").arg(&imgs).args(TEST_NET).arg("--out").arg(&out).args(["--blocks", "10-15"]));
+    assert!(!o.status.success(), "a bad file makes the exit code non-zero");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("b.jpg") && !err.contains("panicked"), "{err}");
+    for f in ["a.combicam.png", "a.json", "c.combicam.png", "c.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(!names.iter().any(|n| n.starts_with("b.") || n.contains(".tmp")), "{names:?}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let d = tmp("bad");
+    let good = d.join("good.png");
+    photo(&good, 40, 30);
+    let trunc = d.join("trunc.jpg");
+    let mut jpg = Vec::new();
+    image::RgbImage::from_pixel(40, 30, image::Rgb([9, 99, 199])).write_to(&mut std::io::Cursor::new(&mut jpg), image::ImageFormat::Jpeg).unwrap();
+    std::fs::write(&trunc, &jpg[..jpg.len() / 2]).unwrap();
+    std::fs::write(d.join("notes.txt"), b"hello").unwrap();
+    std::fs::write(d.join("bad.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
+    let file = d.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = d.join("out");
+    let s = |p: &Path| p.to_string_lossy().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["explain".into(), s(&good), "--blocks".into(), "5-40".into()], "block 40 does not exist"),
+        (vec!["explain".into(), s(&good), "--blocks".into(), "x".into()], "--blocks"),
+        (vec!["explain".into(), s(&good), "--out".into(), s(&file.join("sub"))], "--out"),
+        (vec!["explain".into(), s(&good), "--target".into(), "50".into()], "--target 50 is out of range"),
+        (vec!["explain".into(), s(&d.join("missing.jpg"))], "missing.jpg"),
+        (vec!["explain".into(), s(&trunc)], "trunc.jpg"),
+        (vec!["explain".into(), s(&d.join("notes.txt"))], "notes.txt"),
+        (vec!["predict".into(), s(&good), "--top-k".into(), "many".into()], "invalid value"),
+    ];
+    for (args, needle) in cases {
+        let o = run(bin().args(&args).args(TEST_NET).arg("--out").arg(&out).env_remove("COMBICAM_WEIGHTS"));
+        let line = one_line_error(&o);
+        assert!(line.contains(needle) || String::from_utf8_lossy(&o.stderr).contains(needle), "{args:?}: {line}");
+        println!("OK {args:?} → {line}");
+    }
+    // weights problems
+    for (w, needle) in [(s(&d.join("bad.safetensors")), "not a valid safetensors"), (s(&d.join("nope.safetensors")), "cannot be read")] {
+        let o = run(bin().args(["predict", &s(&good), "--weights", &w]));
+        let line = one_line_error(&o);
+        assert!(line.contains(needle), "{line}");
+    }
+    let o = run(bin().args(["predict", &s(&good)]).current_dir(&d).env_remove("COMBICAM_WEIGHTS"));
+    assert!(one_line_error(&o).contains("--weights FILE"));
+    let leftovers: Vec<_> = std::fs::read_dir(&out).map(|r| r.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "no output for failed runs: {leftovers:?}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn predict_json_has_the_documented_shape() {
+    let d = tmp("predict");
+    let img = d.join("p.png");
+    photo(&img, 45, 30);
+    let o = run(bin().arg("predict").arg(&img).arg(&img).args(TEST_NET).args(["--json", "--top-k", "3"]));
+    assert!(o.status.success());
+    let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 2, "one object per image");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["top"].as_array().unwrap().len(), 3);
+    for k in ["index", "probability", "lat", "lon"] {
+        assert!(!v["top"][0][k].is_null(), "{k}");
+    }
+    for r in ["1", "25", "200", "750", "2500"] {
+        assert!(v["confidence_km"][r].is_number(), "{r}");
+    }
+    let _ = std::fs::remove_dir_all(d);
+}
