@@ -128,7 +128,7 @@ fn machine() -> String {
 
 /// Time each group of dispatches as its own compute pass: GPU timestamps when the adapter has
 /// them, else one submission per group, timed by the wall clock.
-fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
+pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
     if gpu.timestamps {
         let n = (2 * groups.len()) as u32;
         let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench"), ty: wgpu::QueryType::Timestamp, count: n });
