@@ -159,3 +159,34 @@ fn predict_json_has_the_documented_shape() {
     }
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn check_bench_and_compare_run() {
+    let d = tmp("bench");
+    let o = run(bin().args(["check", "--variant", "b0", "--size", "41x37"]));
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("check passed"));
+    let j = d.join("b.json");
+    let o = run(bin().args(["bench", "--variant", "b0", "--cells", "50", "--size", "64x48", "--iters", "1", "--warmup", "0", "--json"]).arg(&j));
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    assert_eq!(v["schema"], "combicam-bench/1");
+    assert!(v["results"][0]["phases"]["forward"]["median_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["results"][0]["families"].as_array().unwrap().iter().any(|f| f["family"] == "gemm"));
+    let archived = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/lavapipe-2core-epyc.json");
+    let o = run(bin().args(["bench", "compare"]).arg(&j).arg(&archived));
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("64×48") && s.contains("300×450") && s.contains("explain ms"), "{s}");
+    let o = run(bin().args(["bench", "compare"]).arg(d.join("missing.json")));
+    assert!(one_line_error(&o).contains("missing.json"));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn no_adapter_gives_the_install_hint() {
+    // GL is not compiled in, so restricting wgpu to it leaves no adapter
+    let o = run(bin().arg("devices").env("WGPU_BACKEND", "gl"));
+    let line = one_line_error(&o);
+    assert!(line.contains("mesa-vulkan-drivers"), "{line}");
+}
