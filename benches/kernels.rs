@@ -30,7 +30,7 @@ fn main() {
         ("gemm head 448→1792 @10×15", 1792, 448, 150, InMode::Plain),
     ] {
         let (a, x, b, s, y) = (buf(&g, m * k), buf(&g, k * p), buf(&g, m), buf(&g, k), buf(&g, m * p));
-        let d = gemm::gemm(&g, name, &GemmArgs { m, k, p, a: &a.buf, x: &x.buf, bias: Some(&b.buf), scale: (mode == InMode::SiluScaled).then_some(&s.buf), res: None, y: &y.buf, y_act: None, mode });
+        let d = gemm::gemm(&g, name, &GemmArgs { m, k, p, a: &a.buf, x: &x.buf, bias: Some(&b.buf), scale: (mode == InMode::SiluScaled).then_some(&s.buf), res: None, y: &y.buf, mode });
         report(&g, name, &d, iters);
     }
     for (name, c, h, w, k, s) in [("depthwise k3 s2 144ch 150×225", 144, 150, 225, 3, 2), ("depthwise k5 s1 336ch 38×57", 336, 38, 57, 5, 1)] {

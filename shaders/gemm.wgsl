@@ -1,10 +1,9 @@
 // gemm.wgsl: pointwise (1×1) convolution as a register-tiled GEMM. Used for the
 // expand, project and head convs (forward) and their data gradients (with W^T).
 // Bindings: 0 prm, 1 a: (M, K) f32 weights, 2 x: (K, P) f32, 3 bias: (M) f32,
-//           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32, 7 y_act: (M, P) f32
+//           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
-//       T(v) = v (IN_MODE 0) or silu(v)·scale[k] (IN_MODE 1: SE-scaled projection input);
-//       with OUT_SILU also y_act = silu(y) (the expand conv's activation, read by the depthwise).
+//       T(v) = v (IN_MODE 0) or silu(v)·scale[k] (IN_MODE 1: SE-scaled projection input).
 // Tile: 64 (m) × 64 (p) per workgroup of 16×16 threads, 4×4 outputs per thread, K step 16.
 
 struct Params { m: u32, k: u32, p: u32, _pad: u32 }
@@ -12,7 +11,6 @@ struct Params { m: u32, k: u32, p: u32, _pad: u32 }
 override IN_MODE: u32 = 0u;
 override HAS_BIAS: bool = true;
 override HAS_RES: bool = false;
-override OUT_SILU: bool = false;
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -21,7 +19,6 @@ override OUT_SILU: bool = false;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
-@group(0) @binding(7) var<storage, read_write> y_act: array<f32>;
 
 var<workgroup> tile_a: array<vec4<f32>, 256>; // [kk][m / 4], 16 × 16
 var<workgroup> tile_x: array<vec4<f32>, 256>; // [kk][p / 4], 16 × 16
@@ -92,9 +89,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                     v += res[m * prm.p + p];
                 }
                 y[m * prm.p + p] = v;
-                if (OUT_SILU) {
-                    y_act[m * prm.p + p] = v / (1.0 + exp(-v));
-                }
             }
         }
     }

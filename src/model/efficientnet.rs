@@ -209,19 +209,17 @@ impl Plan {
             let zexp = match &bw.expand {
                 Some((ew, _, eb)) => {
                     let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
-                    let act = a.buf(format!("{l}.h_expand"), cm * ih * iw)?;
                     fwd.push(gemm::gemm(gpu, &format!("{l}.expand.fwd"), &GemmArgs {
-                        m: cm, k: b.cin, p: ih * iw, a: &ew.buf, x, bias: Some(&eb.buf), scale: None, res: None, y: &z.buf, y_act: Some(&act.buf), mode: InMode::Plain,
+                        m: cm, k: b.cin, p: ih * iw, a: &ew.buf, x, bias: Some(&eb.buf), scale: None, res: None, y: &z.buf, mode: InMode::Plain,
                     }));
-                    Some((z, act))
+                    Some(z)
                 }
                 None => None,
             };
             let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
             let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
-            // the expand epilogue wrote silu(z) already: the depthwise reads activations
-            let dw_in = zexp.as_ref().map(|z| &z.1.buf).unwrap_or(x);
-            fwd.push(depthwise::forward(gpu, &format!("{l}.dw.fwd"), dws, false, dw_in, &bw.dw_w.buf, &bw.dw_b.buf, &zdw.buf));
+            let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
+            fwd.push(depthwise::forward(gpu, &format!("{l}.dw.fwd"), dws, zexp.is_some(), dw_in, &bw.dw_w.buf, &bw.dw_b.buf, &zdw.buf));
             let pooled = a.buf(format!("{l}.se_pool"), cm)?;
             fwd.push(reduce::rows(gpu, &format!("{l}.se_pool.fwd"), Reduce::MeanSilu, &RowsArgs { rows: cm, len: oh * ow, in_off: 0, out_off: 0, x: &zdw.buf, y: None, out: &pooled.buf }));
             let r = a.buf(format!("{l}.se_r"), b.cse)?;
@@ -232,9 +230,9 @@ impl Plan {
             let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
             fwd.push(gemm::gemm(gpu, &format!("{l}.project.fwd"), &GemmArgs {
                 m: b.cout, k: cm, p: oh * ow, a: &bw.proj_w.buf, x: &zdw.buf, bias: Some(&bw.proj_b.buf), scale: Some(&s.buf),
-                res: if b.residual() { Some(x) } else { None }, y: &out.buf, y_act: None, mode: InMode::SiluScaled,
+                res: if b.residual() { Some(x) } else { None }, y: &out.buf, mode: InMode::SiluScaled,
             }));
-            ze.push(zexp.map(|z| z.0));
+            ze.push(zexp);
             zd.push(zdw);
             ss.push(s);
             rs.push(r);
@@ -247,7 +245,7 @@ impl Plan {
         let n = m.n_classes();
         let zh = a.buf("head.z".into(), k * hw)?;
         fwd.push(gemm::gemm(gpu, "head.conv.fwd", &GemmArgs {
-            m: k, k: last, p: hw, a: &m.head_w.buf, x: &outs[nb - 1].buf, bias: Some(&m.head_b.buf), scale: None, res: None, y: &zh.buf, y_act: None, mode: InMode::Plain,
+            m: k, k: last, p: hw, a: &m.head_w.buf, x: &outs[nb - 1].buf, bias: Some(&m.head_b.buf), scale: None, res: None, y: &zh.buf, mode: InMode::Plain,
         }));
         let features = a.buf("features".into(), k)?;
         fwd.push(reduce::rows(gpu, "head.pool.fwd", Reduce::MeanSilu, &RowsArgs { rows: k, len: hw, in_off: 0, out_off: 0, x: &zh.buf, y: None, out: &features.buf }));
@@ -294,7 +292,7 @@ impl Plan {
             bwd.push(reduce::pool_backward(gpu, "head.pool.bwd", k, hw, &zh.buf, &df.buf, &dzh.buf));
             let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
             bwd.push(gemm::gemm(gpu, "head.conv.bwd", &GemmArgs {
-                m: last, k, p: hw, a: &m.head_wt.buf, x: &dzh.buf, bias: None, scale: None, res: None, y: &g_last.buf, y_act: None, mode: InMode::Plain,
+                m: last, k, p: hw, a: &m.head_wt.buf, x: &dzh.buf, bias: None, scale: None, res: None, y: &g_last.buf, mode: InMode::Plain,
             }));
             grads[nb - 1] = Some(g_last);
             // scratch shared by all blocks
@@ -321,7 +319,7 @@ impl Plan {
                 let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
                 let gout = &grads[l].as_ref().unwrap().buf;
                 bwd.push(gemm::gemm(gpu, &format!("{l}.project.bwd"), &GemmArgs {
-                    m: cm, k: b.cout, p: oh * ow, a: &bw.proj_wt.buf, x: gout, bias: None, scale: None, res: None, y: &du.buf, y_act: None, mode: InMode::Plain,
+                    m: cm, k: b.cout, p: oh * ow, a: &bw.proj_wt.buf, x: gout, bias: None, scale: None, res: None, y: &du.buf, mode: InMode::Plain,
                 }));
                 bwd.push(reduce::rows(gpu, &format!("{l}.se_ds.bwd"), Reduce::DotSilu, &RowsArgs { rows: cm, len: oh * ow, in_off: 0, out_off: 0, x: &du.buf, y: Some(&zd[l].buf), out: &ds.buf }));
                 let sew = se::SeWeights { w_r: &bw.se_rw.buf, b_r: &bw.se_rb.buf, w_x: &bw.se_xw.buf, b_x: &bw.se_xb.buf };
@@ -334,7 +332,7 @@ impl Plan {
                     (Some((_, ewt, _)), Some(z)) => {
                         bwd.push(depthwise::backward(gpu, &format!("{l}.dw.bwd"), dws, true, &du.buf, &bw.dw_w.buf, Some(&z.buf), None, &dze.buf));
                         bwd.push(gemm::gemm(gpu, &format!("{l}.expand.bwd"), &GemmArgs {
-                            m: b.cin, k: cm, p: ih * iw, a: &ewt.buf, x: &dze.buf, bias: None, scale: None, res, y: &gin.buf, y_act: None, mode: InMode::Plain,
+                            m: b.cin, k: cm, p: ih * iw, a: &ewt.buf, x: &dze.buf, bias: None, scale: None, res, y: &gin.buf, mode: InMode::Plain,
                         }));
                     }
                     _ => bwd.push(depthwise::backward(gpu, &format!("{l}.dw.bwd"), dws, false, &du.buf, &bw.dw_w.buf, None, res, &gin.buf)),

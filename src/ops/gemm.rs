@@ -22,8 +22,6 @@ pub struct GemmArgs<'a> {
     pub scale: Option<&'a wgpu::Buffer>, // (K), with InMode::SiluScaled
     pub res: Option<&'a wgpu::Buffer>,  // (M, P)
     pub y: &'a wgpu::Buffer,     // (M, P)
-    /// also write silu(y) here
-    pub y_act: Option<&'a wgpu::Buffer>, // (M, P)
     pub mode: InMode,
 }
 
@@ -32,7 +30,6 @@ pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Dispatch {
         ("IN_MODE", g.mode as u32 as f64),
         ("HAS_BIAS", g.bias.is_some() as u32 as f64),
         ("HAS_RES", g.res.is_some() as u32 as f64),
-        ("OUT_SILU", g.y_act.is_some() as u32 as f64),
     ];
     let mut d = gpu.dispatch(
         label,
@@ -40,11 +37,11 @@ pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Dispatch {
         "main",
         &constants,
         &[g.m as u32, g.k as u32, g.p as u32, 0],
-        &[(1, Some(g.a)), (2, Some(g.x)), (3, g.bias), (4, g.scale), (5, g.res), (6, Some(g.y)), (7, g.y_act)],
+        &[(1, Some(g.a)), (2, Some(g.x)), (3, g.bias), (4, g.scale), (5, g.res), (6, Some(g.y))],
         [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
     );
     d.flops = 2.0 * (g.m * g.k * g.p) as f64;
-    d.bytes = 4.0 * (g.m * g.k + g.k * g.p + g.m * g.p * (1 + g.res.is_some() as usize + g.y_act.is_some() as usize)) as f64;
+    d.bytes = 4.0 * (g.m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64;
     d
 }
 
