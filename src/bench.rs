@@ -67,7 +67,11 @@ fn stat(v: &[f64]) -> Stat {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let ms = |x: f64| x * 1e3;
-    Stat { median_ms: ms(s[s.len() / 2]), min_ms: ms(s[0]), max_ms: ms(*s.last().unwrap()) }
+    Stat {
+        median_ms: ms(s[s.len() / 2]),
+        min_ms: ms(s[0]),
+        max_ms: ms(*s.last().unwrap()),
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -109,8 +113,15 @@ pub struct BenchReport {
 
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
     let bad = || Error::Input(format!("size {s:?} is not HxW (e.g. 300x450)"));
-    let (a, b) = s.to_lowercase().split_once('x').map(|(a, b)| (a.trim().to_string(), b.trim().to_string())).ok_or_else(bad)?;
-    let (h, w) = (a.parse::<usize>().map_err(|_| bad())?, b.parse::<usize>().map_err(|_| bad())?);
+    let (a, b) = s
+        .to_lowercase()
+        .split_once('x')
+        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+        .ok_or_else(bad)?;
+    let (h, w) = (
+        a.parse::<usize>().map_err(|_| bad())?,
+        b.parse::<usize>().map_err(|_| bad())?,
+    );
     if h < 8 || w < 8 || h > 4096 || w > 4096 {
         return Err(Error::Input(format!("size {s}: each side must be 8..4096")));
     }
@@ -120,9 +131,15 @@ pub fn parse_size(s: &str) -> Result<(usize, usize)> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     format!("{cpu}, {cores} cores, {}", std::env::consts::OS)
 }
 
@@ -131,13 +148,29 @@ fn machine() -> String {
 pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
     if gpu.timestamps {
         let n = (2 * groups.len()) as u32;
-        let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench"), ty: wgpu::QueryType::Timestamp, count: n });
-        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("ts"), size: 8 * n as u64, usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("bench"),
+            ty: wgpu::QueryType::Timestamp,
+            count: n,
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("ts"),
+            size: 8 * n as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
         let staging = gpu.staging("ts", 8 * n as u64);
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         for (i, g) in groups.iter().enumerate() {
-            let tw = wgpu::ComputePassTimestampWrites { query_set: &qs, beginning_of_pass_write_index: Some(2 * i as u32), end_of_pass_write_index: Some(2 * i as u32 + 1) };
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(tw) });
+            let tw = wgpu::ComputePassTimestampWrites {
+                query_set: &qs,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            };
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(tw),
+            });
             for d in g {
                 d.record(&mut pass);
             }
@@ -148,7 +181,9 @@ pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
         let raw = gpu.read_staging(&staging, 8 * n as u64)?;
         let ts: &[u64] = bytemuck::cast_slice(&raw);
         let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
-        return Ok((0..groups.len()).map(|i| ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period).collect());
+        return Ok((0..groups.len())
+            .map(|i| ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period)
+            .collect());
     }
     let mut out = Vec::new();
     for g in groups {
@@ -169,9 +204,15 @@ pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
 
 pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     if a.iters == 0 || a.batch == 0 {
-        return Err(Error::Input("--iters and --batch must be at least 1".into()));
+        return Err(Error::Input(
+            "--iters and --batch must be at least 1".into(),
+        ));
     }
-    let sizes: Vec<(usize, usize)> = a.sizes.iter().map(|s| parse_size(s)).collect::<Result<_>>()?;
+    let sizes: Vec<(usize, usize)> = a
+        .sizes
+        .iter()
+        .map(|s| parse_size(s))
+        .collect::<Result<_>>()?;
     let model = w.cfg.name();
     let weights = w.source.clone();
     let macs_of = |h, wd| w.cfg.macs(h, wd);
@@ -179,9 +220,21 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     let mut engine = Engine::new(gpu, w)?;
     let nb = engine.blocks();
     let all: Vec<usize> = (0..nb).collect();
-    let timing = if gpu.timestamps { "gpu-timestamps".to_string() } else { "wall-clock (no timestamp queries on this adapter)".to_string() };
-    println!("adapter: {}  driver: {} {}", gpu.adapter.line(), gpu.adapter.driver, gpu.adapter.driver_info);
-    println!("machine: {}   model: {model} ({weights})   timing: {timing}", machine());
+    let timing = if gpu.timestamps {
+        "gpu-timestamps".to_string()
+    } else {
+        "wall-clock (no timestamp queries on this adapter)".to_string()
+    };
+    println!(
+        "adapter: {}  driver: {} {}",
+        gpu.adapter.line(),
+        gpu.adapter.driver,
+        gpu.adapter.driver_info
+    );
+    println!(
+        "machine: {}   model: {model} ({weights})   timing: {timing}",
+        machine()
+    );
     let mut results = Vec::new();
     for (si, &(h, wd)) in sizes.iter().enumerate() {
         let x = detweights::input(h, wd);
@@ -203,7 +256,11 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         }
         let gpu_bytes = engine.gpu_bytes();
         let plan = engine.plan(h, wd, true, &all)?;
-        let phase_groups: Vec<Vec<&Dispatch>> = plan.phases.iter().map(|p| p.dispatches.iter().collect()).collect();
+        let phase_groups: Vec<Vec<&Dispatch>> = plan
+            .phases
+            .iter()
+            .map(|p| p.dispatches.iter().collect())
+            .collect();
         let mut fams: BTreeMap<&str, Vec<&Dispatch>> = BTreeMap::new();
         for p in &plan.phases {
             for d in &p.dispatches {
@@ -235,7 +292,15 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
                 let gflop = ds.iter().map(|d| d.flops).sum::<f64>() / 1e9;
                 let gbytes = ds.iter().map(|d| d.bytes).sum::<f64>() / 1e9;
                 let s = st.median_ms / 1e3;
-                Family { family: name.to_string(), dispatches: ds.len(), gflop, gbytes, gflops_per_s: gflop / s, gb_per_s: gbytes / s, time: st }
+                Family {
+                    family: name.to_string(),
+                    dispatches: ds.len(),
+                    gflop,
+                    gbytes,
+                    gflops_per_s: gflop / s,
+                    gb_per_s: gbytes / s,
+                    time: st,
+                }
             })
             .collect();
         let r = SizeResult {
@@ -251,7 +316,16 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         print_size(&r, plan_s);
         results.push(r);
     }
-    let report = BenchReport { schema: "combicam-bench/1".into(), adapter: gpu.adapter.clone(), machine: machine(), timing, model, weights, iters: a.iters, results };
+    let report = BenchReport {
+        schema: "combicam-bench/1".into(),
+        adapter: gpu.adapter.clone(),
+        machine: machine(),
+        timing,
+        model,
+        weights,
+        iters: a.iters,
+        results,
+    };
     if let Some(p) = &a.json {
         let bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(p, e))?;
         crate::cam::render::write_bytes_atomic(&bytes, p)?;
@@ -261,14 +335,32 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
 }
 
 fn print_size(r: &SizeResult, plan_s: f64) {
-    println!("\n{}×{}: explain {:.1} ms median (min {:.1}, max {:.1}), {} dispatches, GPU memory {:.1} MiB, plan built in {:.2}s",
-        r.size[0], r.size[1], r.explain.median_ms, r.explain.min_ms, r.explain.max_ms, r.dispatches, r.peak_gpu_bytes as f64 / 1048576.0, plan_s);
+    println!(
+        "\n{}×{}: explain {:.1} ms median (min {:.1}, max {:.1}), {} dispatches, GPU memory {:.1} MiB, plan built in {:.2}s",
+        r.size[0],
+        r.size[1],
+        r.explain.median_ms,
+        r.explain.min_ms,
+        r.explain.max_ms,
+        r.dispatches,
+        r.peak_gpu_bytes as f64 / 1048576.0,
+        plan_s
+    );
     for (k, s) in &r.phases {
-        println!("  {k:<10} {:>9.2} ms  (min {:.2}, max {:.2})", s.median_ms, s.min_ms, s.max_ms);
+        println!(
+            "  {k:<10} {:>9.2} ms  (min {:.2}, max {:.2})",
+            s.median_ms, s.min_ms, s.max_ms
+        );
     }
-    println!("  {:<10} {:>5} {:>10} {:>9} {:>9} {:>9}", "family", "n", "ms", "GFLOP", "GFLOP/s", "GB/s");
+    println!(
+        "  {:<10} {:>5} {:>10} {:>9} {:>9} {:>9}",
+        "family", "n", "ms", "GFLOP", "GFLOP/s", "GB/s"
+    );
     for f in &r.families {
-        println!("  {:<10} {:>5} {:>10.2} {:>9.3} {:>9.2} {:>9.2}", f.family, f.dispatches, f.time.median_ms, f.gflop, f.gflops_per_s, f.gb_per_s);
+        println!(
+            "  {:<10} {:>5} {:>10.2} {:>9.3} {:>9.2} {:>9.2}",
+            f.family, f.dispatches, f.time.median_ms, f.gflop, f.gflops_per_s, f.gb_per_s
+        );
     }
 }
 
@@ -276,8 +368,11 @@ fn print_size(r: &SizeResult, plan_s: f64) {
 pub fn compare(files: &[PathBuf]) -> Result<()> {
     let mut reps = Vec::new();
     for f in files {
-        let s = std::fs::read_to_string(f).map_err(|e| Error::Input(format!("cannot read {}: {e}", f.display())))?;
-        let r: BenchReport = serde_json::from_str(&s).map_err(|e| Error::Input(format!("{} is not a `bench --json` file: {e}", f.display())))?;
+        let s = std::fs::read_to_string(f)
+            .map_err(|e| Error::Input(format!("cannot read {}: {e}", f.display())))?;
+        let r: BenchReport = serde_json::from_str(&s).map_err(|e| {
+            Error::Input(format!("{} is not a `bench --json` file: {e}", f.display()))
+        })?;
         reps.push(r);
     }
     let w = 28;
@@ -288,14 +383,26 @@ pub fn compare(files: &[PathBuf]) -> Result<()> {
     println!();
     print!("{:<26}", "");
     for r in &reps {
-        print!(" {:>w$}", truncate(&format!("{} · {}", r.adapter.backend, r.adapter.device_type), w));
+        print!(
+            " {:>w$}",
+            truncate(
+                &format!("{} · {}", r.adapter.backend, r.adapter.device_type),
+                w
+            )
+        );
     }
     println!();
-    let mut sizes: Vec<[usize; 2]> = reps.iter().flat_map(|r| r.results.iter().map(|s| s.size)).collect();
+    let mut sizes: Vec<[usize; 2]> = reps
+        .iter()
+        .flat_map(|r| r.results.iter().map(|s| s.size))
+        .collect();
     sizes.sort();
     sizes.dedup();
     for size in sizes {
-        let rows: Vec<Option<&SizeResult>> = reps.iter().map(|r| r.results.iter().find(|s| s.size == size)).collect();
+        let rows: Vec<Option<&SizeResult>> = reps
+            .iter()
+            .map(|r| r.results.iter().find(|s| s.size == size))
+            .collect();
         let line = |name: String, f: &dyn Fn(&SizeResult) -> Option<f64>| {
             print!("{name:<26}");
             for r in &rows {
@@ -309,17 +416,36 @@ pub fn compare(files: &[PathBuf]) -> Result<()> {
         println!("{}×{}", size[0], size[1]);
         line("  explain ms".into(), &|s| Some(s.explain.median_ms));
         for ph in ["forward", "backward", "cam", "readback"] {
-            line(format!("  {ph} ms"), &|s| s.phases.get(ph).map(|p| p.median_ms));
+            line(format!("  {ph} ms"), &|s| {
+                s.phases.get(ph).map(|p| p.median_ms)
+            });
         }
-        line("  GPU memory MiB".into(), &|s| Some(s.peak_gpu_bytes as f64 / 1048576.0));
-        let fams: Vec<String> = rows.iter().flatten().flat_map(|s| s.families.iter().map(|f| f.family.clone())).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        line("  GPU memory MiB".into(), &|s| {
+            Some(s.peak_gpu_bytes as f64 / 1048576.0)
+        });
+        let fams: Vec<String> = rows
+            .iter()
+            .flatten()
+            .flat_map(|s| s.families.iter().map(|f| f.family.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         for fam in fams {
-            line(format!("  {fam} GFLOP/s"), &|s| s.families.iter().find(|f| f.family == fam).map(|f| f.gflops_per_s));
+            line(format!("  {fam} GFLOP/s"), &|s| {
+                s.families
+                    .iter()
+                    .find(|f| f.family == fam)
+                    .map(|f| f.gflops_per_s)
+            });
         }
     }
     Ok(())
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
 }

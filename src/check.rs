@@ -6,49 +6,106 @@ use crate::gpu::Gpu;
 use crate::model::efficientnet::{ModelGpu, Plan, PlanOptions, Score};
 use crate::model::weights::{self, Layout};
 use crate::model::{cpu, detweights};
-use crate::ops::tolerance::{compare, Tolerance};
+use crate::ops::tolerance::{Tolerance, compare};
 
 /// Returns whether everything agreed.
 pub fn run(gpu: &Gpu, variant: usize, h: usize, w: usize) -> Result<bool> {
     let wts = weights::formula(variant, Layout::Visloc, 500);
     let nb = wts.cfg.blocks.len();
-    println!("check: {} with random weights, 500 cells, {h}×{w} input, on {}", wts.cfg.name(), gpu.adapter.line());
+    println!(
+        "check: {} with random weights, 500 cells, {h}×{w} input, on {}",
+        wts.cfg.name(),
+        gpu.adapter.line()
+    );
     let x = detweights::input(h, w);
     let f = cpu::forward(&wts, &x, h, w);
     let grads = cpu::backward(&wts, &f, f.argmax, false, 0);
     let all: Vec<usize> = (0..nb).collect();
     let (maps, combi) = cpu::gradcam(&wts, &f, &grads, &all, h, w);
     let m = ModelGpu::upload(gpu, wts.clone())?;
-    let plan = Plan::new(gpu, &m, h, w, PlanOptions { backward: true, blocks: all })?;
+    let plan = Plan::new(
+        gpu,
+        &m,
+        h,
+        w,
+        PlanOptions {
+            backward: true,
+            blocks: all,
+        },
+    )?;
     let o = plan.run(gpu, &x, None, Score::Prob)?;
     let tol = |v: &[f32]| Tolerance::new(1e-3, 1e-4).scaled(v);
     let mut ok = true;
     let mut show = |name: String, got: &[f32], want: &[f32], shape: &[usize], t: Tolerance| {
         let c = compare(&name, got, want, shape, t);
-        println!("{}", if c.ok() { c.report.lines().next().unwrap().to_string() } else { c.report.clone() });
+        println!(
+            "{}",
+            if c.ok() {
+                c.report.lines().next().unwrap().to_string()
+            } else {
+                c.report.clone()
+            }
+        );
         ok &= c.ok();
     };
     for l in 0..nb {
         let shape = [wts.cfg.blocks[l].cout, f.sizes[l].0, f.sizes[l].1];
-        show(format!("block.{l:02}"), &gpu.read(&plan.outs[l])?, &f.blocks[l].out, &shape, tol(&f.blocks[l].out));
+        show(
+            format!("block.{l:02}"),
+            &gpu.read(&plan.outs[l])?,
+            &f.blocks[l].out,
+            &shape,
+            tol(&f.blocks[l].out),
+        );
     }
-    show("probs".into(), &o.probs, &f.probs, &[o.probs.len()], tol(&f.probs));
+    show(
+        "probs".into(),
+        &o.probs,
+        &f.probs,
+        &[o.probs.len()],
+        tol(&f.probs),
+    );
     for l in (0..nb).rev() {
         let g = grads[l].as_ref().unwrap();
         let shape = [wts.cfg.blocks[l].cout, f.sizes[l].0, f.sizes[l].1];
-        show(format!("grad.{l:02}"), &gpu.read(plan.grads[l].as_ref().unwrap())?, g, &shape, tol(g));
+        show(
+            format!("grad.{l:02}"),
+            &gpu.read(plan.grads[l].as_ref().unwrap())?,
+            g,
+            &shape,
+            tol(g),
+        );
     }
     let largest = maps.iter().flatten().flatten().fold(0f32, |a, &v| a.max(v));
     for l in 0..nb {
         let want = maps[l].as_ref().unwrap();
         let peak = want.iter().fold(0f32, |a, v| a.max(*v)).max(1e-3 * largest);
-        show(format!("gradcam.{l:02}"), o.maps[l].as_ref().unwrap(), want, &[f.sizes[l].0, f.sizes[l].1], Tolerance::new(0.0, 1e-2 * peak));
+        show(
+            format!("gradcam.{l:02}"),
+            o.maps[l].as_ref().unwrap(),
+            want,
+            &[f.sizes[l].0, f.sizes[l].1],
+            Tolerance::new(0.0, 1e-2 * peak),
+        );
     }
-    show("combicam".into(), &o.combicam, &combi, &[h, w], Tolerance::new(0.0, 1e-3));
+    show(
+        "combicam".into(),
+        &o.combicam,
+        &combi,
+        &[h, w],
+        Tolerance::new(0.0, 1e-3),
+    );
     if o.target != f.argmax {
         println!("top cell differs: GPU {} CPU {}", o.target, f.argmax);
         ok = false;
     }
-    println!("{}", if ok { "check passed: the GPU agrees with the CPU reference" } else { "check FAILED: see the mismatches above" });
+    println!(
+        "{}",
+        if ok {
+            "check passed: the GPU agrees with the CPU reference"
+        } else {
+            "check FAILED: see the mismatches above"
+        }
+    );
     Ok(ok)
 }

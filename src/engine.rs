@@ -17,7 +17,11 @@ pub struct Engine<'g> {
 
 impl<'g> Engine<'g> {
     pub fn new(gpu: &'g Gpu, weights: Weights) -> Result<Self> {
-        Ok(Engine { gpu, model: ModelGpu::upload(gpu, weights)?, plans: HashMap::new() })
+        Ok(Engine {
+            gpu,
+            model: ModelGpu::upload(gpu, weights)?,
+            plans: HashMap::new(),
+        })
     }
 
     pub fn blocks(&self) -> usize {
@@ -28,13 +32,31 @@ impl<'g> Engine<'g> {
     pub fn plan(&mut self, h: usize, w: usize, backward: bool, blocks: &[usize]) -> Result<&Plan> {
         let key = (h, w, backward, blocks.to_vec());
         if !self.plans.contains_key(&key) {
-            let plan = Plan::new(self.gpu, &self.model, h, w, PlanOptions { backward, blocks: blocks.to_vec() })?;
+            let plan = Plan::new(
+                self.gpu,
+                &self.model,
+                h,
+                w,
+                PlanOptions {
+                    backward,
+                    blocks: blocks.to_vec(),
+                },
+            )?;
             self.plans.insert(key.clone(), plan);
         }
         Ok(&self.plans[&key])
     }
 
-    pub fn run(&mut self, input: &[f32], h: usize, w: usize, backward: bool, blocks: &[usize], target: Option<usize>, score: Score) -> Result<Output> {
+    pub fn run(
+        &mut self,
+        input: &[f32],
+        h: usize,
+        w: usize,
+        backward: bool,
+        blocks: &[usize],
+        target: Option<usize>,
+        score: Score,
+    ) -> Result<Output> {
         let gpu = self.gpu;
         let plan = self.plan(h, w, backward, blocks)?;
         plan.run(gpu, input, target, score)
@@ -74,7 +96,13 @@ pub struct Prediction {
 pub fn summarize(w: &Weights, image: &str, out: &Output, top_k: usize) -> Prediction {
     let top = geo::top_k(&out.probs, top_k.max(1));
     let entry = |i: usize| {
-        let mut e = TopEntry { index: i, probability: out.probs[i], lat: None, lon: None, label: None };
+        let mut e = TopEntry {
+            index: i,
+            probability: out.probs[i],
+            lat: None,
+            lon: None,
+            label: None,
+        };
         match &w.classifier.kind {
             HeadKind::Geo { lat, lon } => {
                 e.lat = Some(lat[i]);
@@ -86,16 +114,29 @@ pub fn summarize(w: &Weights, image: &str, out: &Output, top_k: usize) -> Predic
     };
     let confidence_km = match &w.classifier.kind {
         HeadKind::Geo { lat, lon } => Some(
-            geo::confidence(&out.probs, lat, lon, top[0]).into_iter().map(|(r, p)| (format!("{}", r as u32), p)).collect(),
+            geo::confidence(&out.probs, lat, lon, top[0])
+                .into_iter()
+                .map(|(r, p)| (format!("{}", r as u32), p))
+                .collect(),
         ),
         HeadKind::Labels(_) => None,
     };
-    Prediction { image: image.to_string(), top: top.into_iter().map(entry).collect(), confidence_km }
+    Prediction {
+        image: image.to_string(),
+        top: top.into_iter().map(entry).collect(),
+        confidence_km,
+    }
 }
 
 /// Parse `--blocks`: "0-31", "22-29", "0,5,31", "0-3,30-31".
 pub fn parse_blocks(s: &str, nb: usize) -> Result<Vec<usize>> {
-    let bad = |why: String| Error::Input(format!("--blocks {s:?}: {why}; use ranges and lists of block indices 0-{}, e.g. 0-{} or 22-29 or 0,5,31", nb - 1, nb - 1));
+    let bad = |why: String| {
+        Error::Input(format!(
+            "--blocks {s:?}: {why}; use ranges and lists of block indices 0-{}, e.g. 0-{} or 22-29 or 0,5,31",
+            nb - 1,
+            nb - 1
+        ))
+    };
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim) {
         if part.is_empty() {
@@ -105,8 +146,12 @@ pub fn parse_blocks(s: &str, nb: usize) -> Result<Vec<usize>> {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (part, part),
         };
-        let a: usize = a.parse().map_err(|_| bad(format!("{a:?} is not a block index")))?;
-        let b: usize = b.parse().map_err(|_| bad(format!("{b:?} is not a block index")))?;
+        let a: usize = a
+            .parse()
+            .map_err(|_| bad(format!("{a:?} is not a block index")))?;
+        let b: usize = b
+            .parse()
+            .map_err(|_| bad(format!("{b:?} is not a block index")))?;
         if a > b {
             return Err(bad(format!("range {a}-{b} runs backwards")));
         }

@@ -23,13 +23,22 @@ pub enum Error {
 
 impl Error {
     pub fn image(path: &Path, reason: impl std::fmt::Display) -> Self {
-        Error::Image { path: path.display().to_string(), reason: reason.to_string() }
+        Error::Image {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        }
     }
     pub fn weights(path: impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
-        Error::Weights { path: path.to_string(), reason: reason.to_string() }
+        Error::Weights {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        }
     }
     pub fn output(path: &Path, reason: impl std::fmt::Display) -> Self {
-        Error::Output { path: path.display().to_string(), reason: reason.to_string() }
+        Error::Output {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! The `combicam-gpu` command line: parse, call the library, print.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use combicam_gpu::cam::explain::{expand_inputs, explain_one, unique_stem, ExplainOptions};
-use combicam_gpu::engine::{parse_blocks, Engine};
+use combicam_gpu::cam::explain::{ExplainOptions, expand_inputs, explain_one, unique_stem};
+use combicam_gpu::engine::{Engine, parse_blocks};
 use combicam_gpu::gpu::{self, Gpu};
 use combicam_gpu::model::efficientnet::Score;
 use combicam_gpu::model::weights::{self, Layout, Weights};
@@ -167,7 +167,11 @@ fn run() -> anyhow::Result<ExitCode> {
             let gpu = open_gpu(a.device.device)?;
             let (h, w) = bench::parse_size(&a.size)?;
             let ok = check::run(&gpu, variant_index(&a.variant)?, h, w)?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -181,17 +185,28 @@ fn open_gpu(device: Option<usize>) -> anyhow::Result<Gpu> {
 fn devices() -> anyhow::Result<ExitCode> {
     let list = gpu::adapters();
     if list.is_empty() {
-        bail!("no GPU adapter found; install a GPU driver, or on Linux without a GPU: apt-get install mesa-vulkan-drivers");
+        bail!(
+            "no GPU adapter found; install a GPU driver, or on Linux without a GPU: apt-get install mesa-vulkan-drivers"
+        );
     }
     for (s, _) in list {
-        println!("{}: {}  (driver: {} {})", s.index, s.line(), s.driver, s.driver_info);
+        println!(
+            "{}: {}  (driver: {} {})",
+            s.index,
+            s.line(),
+            s.driver,
+            s.driver_info
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn variant_index(v: &str) -> anyhow::Result<usize> {
     let t = v.trim().to_lowercase();
-    let d = t.trim_start_matches("efficientnet-").trim_start_matches("efficientnet_").trim_start_matches('b');
+    let d = t
+        .trim_start_matches("efficientnet-")
+        .trim_start_matches("efficientnet_")
+        .trim_start_matches('b');
     match d.parse::<usize>() {
         Ok(i) if i < 8 => Ok(i),
         _ => bail!("unknown EfficientNet variant {v:?}; use b0 … b7"),
@@ -202,7 +217,11 @@ fn test_weights(variant: &str, cells: usize) -> anyhow::Result<Weights> {
     if cells == 0 {
         bail!("--cells must be at least 1");
     }
-    Ok(weights::formula(variant_index(variant)?, Layout::Visloc, cells))
+    Ok(weights::formula(
+        variant_index(variant)?,
+        Layout::Visloc,
+        cells,
+    ))
 }
 
 /// --weights, else $COMBICAM_WEIGHTS, else the one .safetensors in ./weights/.
@@ -215,25 +234,43 @@ fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
         (None, Some(p)) => PathBuf::from(p),
         (None, None) => {
             let mut found: Vec<PathBuf> = std::fs::read_dir("weights")
-                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect())
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                        .collect()
+                })
                 .unwrap_or_default();
             found.sort();
             match found.len() {
                 1 => found.remove(0),
-                0 => bail!("no weights: pass --weights FILE, set COMBICAM_WEIGHTS, or put one .safetensors file in ./weights/ (weights/README.md says how to convert the visloc weights or download timm's efficientnet_b4)"),
-                _ => bail!("several .safetensors files in ./weights/; choose one with --weights FILE"),
+                0 => bail!(
+                    "no weights: pass --weights FILE, set COMBICAM_WEIGHTS, or put one .safetensors file in ./weights/ (weights/README.md says how to convert the visloc weights or download timm's efficientnet_b4)"
+                ),
+                _ => bail!(
+                    "several .safetensors files in ./weights/; choose one with --weights FILE"
+                ),
             }
         }
     };
     let t = Instant::now();
     let w = weights::load_file(&path)?;
-    eprintln!("weights: {} ({}, {:?} layout, {} outputs) loaded in {:.1}s", path.display(), w.cfg.name(), w.layout, w.classifier.n, t.elapsed().as_secs_f64());
+    eprintln!(
+        "weights: {} ({}, {:?} layout, {} outputs) loaded in {:.1}s",
+        path.display(),
+        w.cfg.name(),
+        w.layout,
+        w.classifier.n,
+        t.elapsed().as_secs_f64()
+    );
     Ok(w)
 }
 
 fn progress(n: usize) -> ProgressBar {
     let pb = ProgressBar::new(n as u64);
-    pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]").unwrap());
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
+            .unwrap(),
+    );
     if n < 2 {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -243,7 +280,8 @@ fn progress(n: usize) -> ProgressBar {
 /// Decode and preprocess; errors name the image.
 fn load(path: &Path) -> anyhow::Result<(image::RgbImage, preprocess::Preprocessed)> {
     let photo = preprocess::load_image(path)?;
-    let pre = preprocess::preprocess(&photo, 300).with_context(|| format!("image {}", path.display()))?;
+    let pre =
+        preprocess::preprocess(&photo, 300).with_context(|| format!("image {}", path.display()))?;
     Ok((photo, pre))
 }
 
@@ -259,7 +297,17 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for path in &images {
         pb.set_message(path.display().to_string());
-        let res = load(path).and_then(|(_, pre)| Ok(engine.run(&pre.tensor, pre.height, pre.width, false, &[], None, Score::Prob)?));
+        let res = load(path).and_then(|(_, pre)| {
+            Ok(engine.run(
+                &pre.tensor,
+                pre.height,
+                pre.width,
+                false,
+                &[],
+                None,
+                Score::Prob,
+            )?)
+        });
         match res {
             Ok(out) => {
                 let p = engine.summarize(&path.display().to_string(), &out, a.top_k);
@@ -273,7 +321,13 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                pb.suspend(|| eprintln!("error: {}: {}", path.display(), format!("{e:#}").replace('\n', " ")));
+                pb.suspend(|| {
+                    eprintln!(
+                        "error: {}: {}",
+                        path.display(),
+                        format!("{e:#}").replace('\n', " ")
+                    )
+                });
             }
         }
         pb.inc(1);
@@ -286,15 +340,31 @@ fn print_prediction(p: &combicam_gpu::engine::Prediction) {
     println!("{}", p.image);
     for (i, t) in p.top.iter().enumerate() {
         match (&t.label, t.lat, t.lon) {
-            (Some(l), _, _) => println!("  {}. class {:>5}  p={:.5}  {}", i + 1, t.index, t.probability, l),
-            (None, Some(la), Some(lo)) => println!("  {}. cell {:>6}  p={:.6}  lat {:+.4} lon {:+.4}", i + 1, t.index, t.probability, la, lo),
+            (Some(l), _, _) => println!(
+                "  {}. class {:>5}  p={:.5}  {}",
+                i + 1,
+                t.index,
+                t.probability,
+                l
+            ),
+            (None, Some(la), Some(lo)) => println!(
+                "  {}. cell {:>6}  p={:.6}  lat {:+.4} lon {:+.4}",
+                i + 1,
+                t.index,
+                t.probability,
+                la,
+                lo
+            ),
             _ => println!("  {}. {:>6}  p={:.6}", i + 1, t.index, t.probability),
         }
     }
     if let Some(c) = &p.confidence_km {
         let mut radii: Vec<_> = c.iter().collect();
         radii.sort_by_key(|(k, _)| k.parse::<u32>().unwrap_or(0));
-        let s: Vec<String> = radii.iter().map(|(k, v)| format!("{k} km: {:.4}", v)).collect();
+        let s: Vec<String> = radii
+            .iter()
+            .map(|(k, v)| format!("{k} km: {:.4}", v))
+            .collect();
         println!("  confidence  {}", s.join("  "));
     }
 }
@@ -324,12 +394,28 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(t) = a.target {
         if t >= w.classifier.n {
-            bail!("--target {t} is out of range: the model has {} outputs (0-{})", w.classifier.n, w.classifier.n - 1);
+            bail!(
+                "--target {t} is out of range: the model has {} outputs (0-{})",
+                w.classifier.n,
+                w.classifier.n - 1
+            );
         }
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create output folder {} (choose another with --out)", a.out.display()))?;
-    let probe = a.out.join(format!(".combicam-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").with_context(|| format!("output folder {} is not writable (choose another with --out)", a.out.display()))?;
+    std::fs::create_dir_all(&a.out).with_context(|| {
+        format!(
+            "cannot create output folder {} (choose another with --out)",
+            a.out.display()
+        )
+    })?;
+    let probe = a
+        .out
+        .join(format!(".combicam-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "output folder {} is not writable (choose another with --out)",
+            a.out.display()
+        )
+    })?;
     let _ = std::fs::remove_file(&probe);
     let gpu = open_gpu(a.device.device)?;
     let mut engine = Engine::new(&gpu, w)?;
@@ -352,7 +438,16 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         let t = Instant::now();
         let res = load(path).and_then(|(photo, pre)| {
             let stem = unique_stem(path, &mut used);
-            Ok(explain_one(&mut engine, path, &photo, &pre, t.elapsed().as_secs_f64(), &a.out, &stem, &opts)?)
+            Ok(explain_one(
+                &mut engine,
+                path,
+                &photo,
+                &pre,
+                t.elapsed().as_secs_f64(),
+                &a.out,
+                &stem,
+                &opts,
+            )?)
         });
         match res {
             Ok((report, _)) => pb.suspend(|| {

@@ -99,7 +99,9 @@ pub fn load_image_bytes_with(
     }
     // A damaged EXIF block must not stop a readable picture: fall back to no rotation.
     let orientation = if apply_orientation {
-        decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms)
+        decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms)
     } else {
         image::metadata::Orientation::NoTransforms
     };
@@ -191,7 +193,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
         _ => Error::image(path, format!("cannot open the file ({e}); check the path")),
     })?;
     if meta.is_dir() {
-        return Err(Error::image(path, "this is a folder, not an image file; pass an image file"));
+        return Err(Error::image(
+            path,
+            "this is a folder, not an image file; pass an image file",
+        ));
     }
     std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => {
@@ -303,7 +308,11 @@ pub fn resized_size(w: u32, h: u32, short_side: u32) -> (u32, u32) {
         return (0, 0);
     }
     let new_long = (short_side as u64 * long as u64 / short as u64).min(u32::MAX as u64) as u32;
-    if w <= h { (short_side, new_long) } else { (new_long, short_side) }
+    if w <= h {
+        (short_side, new_long)
+    } else {
+        (new_long, short_side)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +375,11 @@ fn precompute_coeffs(in_size: u32, out_size: u32) -> Coeffs {
         for x in 0..ksize {
             let v = if x < xmax { k[x] } else { 0.0 };
             let f = v * (1u32 << PRECISION_BITS) as f64;
-            dst[x] = if v < 0.0 { (-0.5 + f) as i32 } else { (0.5 + f) as i32 };
+            dst[x] = if v < 0.0 {
+                (-0.5 + f) as i32
+            } else {
+                (0.5 + f) as i32
+            };
         }
         bounds.push((xmin as usize, xmax));
     }
@@ -430,7 +443,11 @@ pub fn resize_pil_bilinear(src: &RgbImage, w: u32, h: u32) -> RgbImage {
         }
         (std::borrow::Cow::Owned(out), w_us, ybox_first)
     } else {
-        (std::borrow::Cow::Borrowed(src.as_raw().as_slice()), sw as usize, 0)
+        (
+            std::borrow::Cow::Borrowed(src.as_raw().as_slice()),
+            sw as usize,
+            0,
+        )
     };
 
     if !need_vertical {
@@ -508,5 +525,9 @@ pub fn preprocess(img: &RgbImage, short_side: u32) -> Result<Preprocessed> {
             tensor[c * plane + i] = (p[c] as f32 / 255.0 - MEAN[c]) / STD[c];
         }
     }
-    Ok(Preprocessed { tensor, height, width })
+    Ok(Preprocessed {
+        tensor,
+        height,
+        width,
+    })
 }

@@ -17,13 +17,24 @@ fn tmp(tag: &str) -> PathBuf {
 }
 
 fn photo(path: &Path, w: u32, h: u32) {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 64 * 4) as u8]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
+            ((x + y) % 64 * 4) as u8,
+        ])
+    });
     img.save(path).unwrap();
 }
 
 fn run(cmd: &mut Command) -> Output {
     let o = cmd.output().unwrap();
-    println!("$ {:?}\n{}{}", cmd, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    println!(
+        "$ {:?}\n{}{}",
+        cmd,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -45,14 +56,31 @@ fn explain_writes_every_output() {
     let img = d.join("street.png");
     photo(&img, 64, 48);
     let out = d.join("out");
-    let o = run(bin().arg("explain").arg(&img).args(TEST_NET).arg("--out").arg(&out).arg("--save-raw").arg("--json"));
+    let o = run(bin()
+        .arg("explain")
+        .arg(&img)
+        .args(TEST_NET)
+        .arg("--out")
+        .arg(&out)
+        .arg("--save-raw")
+        .arg("--json"));
     assert!(o.status.success());
-    for f in ["street.combicam.png", "street.heatmap.png", "street.json", "street.cams.safetensors"] {
+    for f in [
+        "street.combicam.png",
+        "street.heatmap.png",
+        "street.json",
+        "street.cams.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let overlay = image::open(out.join("street.combicam.png")).unwrap();
-    assert_eq!((overlay.width(), overlay.height()), (64, 48), "overlay at the photo's resolution");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("street.json")).unwrap()).unwrap();
+    assert_eq!(
+        (overlay.width(), overlay.height()),
+        (64, 48),
+        "overlay at the photo's resolution"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("street.json")).unwrap()).unwrap();
     assert_eq!(report["input_size"], serde_json::json!([300, 400]));
     assert_eq!(report["blocks"].as_array().unwrap().len(), 16);
     assert!(report["prediction"]["top"][0]["lat"].is_number());
@@ -60,18 +88,33 @@ fn explain_writes_every_output() {
     assert!(report["adapter"]["name"].is_string());
     let stdout: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(stdout["target"], report["target"]);
-    let (t, _) = combicam_gpu::model::weights::read_safetensors(&out.join("street.cams.safetensors")).unwrap();
+    let (t, _) =
+        combicam_gpu::model::weights::read_safetensors(&out.join("street.cams.safetensors"))
+            .unwrap();
     assert_eq!(t["probs"].0, vec![50]);
     assert_eq!(t["logits"].0, vec![50]);
     assert_eq!(t["combicam"].0, vec![300, 400]);
-    let cfg = combicam_gpu::model::config::efficientnet(0, combicam_gpu::model::config::Family::Visloc);
+    let cfg =
+        combicam_gpu::model::config::efficientnet(0, combicam_gpu::model::config::Family::Visloc);
     let (_, _, sizes) = cfg.sizes(300, 400);
     for (l, s) in sizes.iter().enumerate() {
-        assert_eq!(t[&format!("gradcam.{l:02}")].0, vec![s.0, s.1], "gradcam.{l:02}");
+        assert_eq!(
+            t[&format!("gradcam.{l:02}")].0,
+            vec![s.0, s.1],
+            "gradcam.{l:02}"
+        );
     }
-    assert_eq!(t.len(), 3 + 16, "exactly probs, logits, combicam and gradcam.00-15");
+    assert_eq!(
+        t.len(),
+        3 + 16,
+        "exactly probs, logits, combicam and gradcam.00-15"
+    );
     let c = &t["combicam"].1;
-    assert!(c.iter().all(|v| (0.0..=1.0).contains(v)) && c.iter().any(|&v| v == 1.0) && c.iter().any(|&v| v == 0.0));
+    assert!(
+        c.iter().all(|v| (0.0..=1.0).contains(v))
+            && c.iter().any(|&v| v == 1.0)
+            && c.iter().any(|&v| v == 0.0)
+    );
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -81,18 +124,39 @@ fn folder_with_a_corrupt_image_keeps_the_good_ones() {
     let imgs = d.join("imgs");
     std::fs::create_dir_all(&imgs).unwrap();
     photo(&imgs.join("a.png"), 40, 30);
-    std::fs::write(imgs.join("b.jpg"), b"\xff\xd8\xff\xe0 this is not really a jpeg").unwrap();
+    std::fs::write(
+        imgs.join("b.jpg"),
+        b"\xff\xd8\xff\xe0 this is not really a jpeg",
+    )
+    .unwrap();
     photo(&imgs.join("c.png"), 30, 40);
     let out = d.join("out");
-    let o = run(bin().arg("explain").arg(&imgs).args(TEST_NET).arg("--out").arg(&out).args(["--blocks", "10-15"]));
-    assert!(!o.status.success(), "a bad file makes the exit code non-zero");
+    let o = run(bin()
+        .arg("explain")
+        .arg(&imgs)
+        .args(TEST_NET)
+        .arg("--out")
+        .arg(&out)
+        .args(["--blocks", "10-15"]));
+    assert!(
+        !o.status.success(),
+        "a bad file makes the exit code non-zero"
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("b.jpg") && !err.contains("panicked"), "{err}");
     for f in ["a.combicam.png", "a.json", "c.combicam.png", "c.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
-    assert!(!names.iter().any(|n| n.starts_with("b.") || n.contains(".tmp")), "{names:?}");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("b.") || n.contains(".tmp")),
+        "{names:?}"
+    );
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -103,40 +167,91 @@ fn bad_inputs_give_one_line_errors() {
     photo(&good, 40, 30);
     let trunc = d.join("trunc.jpg");
     let mut jpg = Vec::new();
-    image::RgbImage::from_pixel(40, 30, image::Rgb([9, 99, 199])).write_to(&mut std::io::Cursor::new(&mut jpg), image::ImageFormat::Jpeg).unwrap();
+    image::RgbImage::from_pixel(40, 30, image::Rgb([9, 99, 199]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
     std::fs::write(&trunc, &jpg[..jpg.len() / 2]).unwrap();
     std::fs::write(d.join("notes.txt"), b"hello").unwrap();
-    std::fs::write(d.join("bad.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
+    std::fs::write(
+        d.join("bad.safetensors"),
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage",
+    )
+    .unwrap();
     let file = d.join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let out = d.join("out");
     let s = |p: &Path| p.to_string_lossy().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["explain".into(), s(&good), "--blocks".into(), "5-40".into()], "block 40 does not exist"),
-        (vec!["explain".into(), s(&good), "--blocks".into(), "x".into()], "--blocks"),
-        (vec!["explain".into(), s(&good), "--out".into(), s(&file.join("sub"))], "--out"),
-        (vec!["explain".into(), s(&good), "--target".into(), "50".into()], "--target 50 is out of range"),
-        (vec!["explain".into(), s(&d.join("missing.jpg"))], "missing.jpg"),
+        (
+            vec!["explain".into(), s(&good), "--blocks".into(), "5-40".into()],
+            "block 40 does not exist",
+        ),
+        (
+            vec!["explain".into(), s(&good), "--blocks".into(), "x".into()],
+            "--blocks",
+        ),
+        (
+            vec![
+                "explain".into(),
+                s(&good),
+                "--out".into(),
+                s(&file.join("sub")),
+            ],
+            "--out",
+        ),
+        (
+            vec!["explain".into(), s(&good), "--target".into(), "50".into()],
+            "--target 50 is out of range",
+        ),
+        (
+            vec!["explain".into(), s(&d.join("missing.jpg"))],
+            "missing.jpg",
+        ),
         (vec!["explain".into(), s(&trunc)], "trunc.jpg"),
         (vec!["explain".into(), s(&d.join("notes.txt"))], "notes.txt"),
-        (vec!["predict".into(), s(&good), "--top-k".into(), "many".into()], "invalid value"),
+        (
+            vec!["predict".into(), s(&good), "--top-k".into(), "many".into()],
+            "invalid value",
+        ),
     ];
     for (args, needle) in cases {
-        let o = run(bin().args(&args).args(TEST_NET).arg("--out").arg(&out).env_remove("COMBICAM_WEIGHTS"));
+        let o = run(bin()
+            .args(&args)
+            .args(TEST_NET)
+            .arg("--out")
+            .arg(&out)
+            .env_remove("COMBICAM_WEIGHTS"));
         let line = one_line_error(&o);
-        assert!(line.contains(needle) || String::from_utf8_lossy(&o.stderr).contains(needle), "{args:?}: {line}");
+        assert!(
+            line.contains(needle) || String::from_utf8_lossy(&o.stderr).contains(needle),
+            "{args:?}: {line}"
+        );
         println!("OK {args:?} → {line}");
     }
     // weights problems
-    for (w, needle) in [(s(&d.join("bad.safetensors")), "not a valid safetensors"), (s(&d.join("nope.safetensors")), "cannot be read")] {
+    for (w, needle) in [
+        (s(&d.join("bad.safetensors")), "not a valid safetensors"),
+        (s(&d.join("nope.safetensors")), "cannot be read"),
+    ] {
         let o = run(bin().args(["predict", &s(&good), "--weights", &w]));
         let line = one_line_error(&o);
         assert!(line.contains(needle), "{line}");
     }
-    let o = run(bin().args(["predict", &s(&good)]).current_dir(&d).env_remove("COMBICAM_WEIGHTS"));
+    let o = run(bin()
+        .args(["predict", &s(&good)])
+        .current_dir(&d)
+        .env_remove("COMBICAM_WEIGHTS"));
     assert!(one_line_error(&o).contains("--weights FILE"));
-    let leftovers: Vec<_> = std::fs::read_dir(&out).map(|r| r.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
-    assert!(leftovers.is_empty(), "no output for failed runs: {leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .map(|r| r.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "no output for failed runs: {leftovers:?}"
+    );
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -145,7 +260,12 @@ fn predict_json_has_the_documented_shape() {
     let d = tmp("predict");
     let img = d.join("p.png");
     photo(&img, 45, 30);
-    let o = run(bin().arg("predict").arg(&img).arg(&img).args(TEST_NET).args(["--json", "--top-k", "3"]));
+    let o = run(bin()
+        .arg("predict")
+        .arg(&img)
+        .arg(&img)
+        .args(TEST_NET)
+        .args(["--json", "--top-k", "3"]));
     assert!(o.status.success());
     let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
     assert_eq!(lines.len(), 2, "one object per image");
@@ -167,17 +287,47 @@ fn check_bench_and_compare_run() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("check passed"));
     let j = d.join("b.json");
-    let o = run(bin().args(["bench", "--variant", "b0", "--cells", "50", "--size", "64x48", "--iters", "1", "--warmup", "0", "--json"]).arg(&j));
+    let o = run(bin()
+        .args([
+            "bench",
+            "--variant",
+            "b0",
+            "--cells",
+            "50",
+            "--size",
+            "64x48",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ])
+        .arg(&j));
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
     assert_eq!(v["schema"], "combicam-bench/1");
-    assert!(v["results"][0]["phases"]["forward"]["median_ms"].as_f64().unwrap() > 0.0);
-    assert!(v["results"][0]["families"].as_array().unwrap().iter().any(|f| f["family"] == "gemm"));
-    let archived = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/lavapipe-2core-epyc.json");
+    assert!(
+        v["results"][0]["phases"]["forward"]["median_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        v["results"][0]["families"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["family"] == "gemm")
+    );
+    let archived =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/lavapipe-2core-epyc.json");
     let o = run(bin().args(["bench", "compare"]).arg(&j).arg(&archived));
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("64×48") && s.contains("300×450") && s.contains("explain ms"), "{s}");
+    assert!(
+        s.contains("64×48") && s.contains("300×450") && s.contains("explain ms"),
+        "{s}"
+    );
     let o = run(bin().args(["bench", "compare"]).arg(d.join("missing.json")));
     assert!(one_line_error(&o).contains("missing.json"));
     let _ = std::fs::remove_dir_all(d);

@@ -2,7 +2,7 @@
 //! comparisons that print the max error on success and the position on failure.
 
 use combicam_gpu::gpu::{Gpu, GpuBuf};
-use combicam_gpu::ops::tolerance::{compare, Tolerance};
+use combicam_gpu::ops::tolerance::{Tolerance, compare};
 use std::sync::OnceLock;
 
 pub fn gpu() -> &'static Gpu {
@@ -21,10 +21,14 @@ pub fn gpu() -> &'static Gpu {
 
 /// Uniform in [lo, hi), from a 64-bit LCG seeded by `seed`.
 pub fn rand(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             lo + (hi - lo) * ((s >> 40) as f32 / 16777216.0)
         })
         .collect()

@@ -13,15 +13,33 @@ use std::path::Path;
 type Golden = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn golden(name: &str) -> (Golden, HashMap<String, String>) {
-    weights::read_safetensors(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)).unwrap()
+    weights::read_safetensors(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Plan, Vec<Output>) {
     let g = gpu();
     let nb = w.cfg.blocks.len();
     let m = ModelGpu::upload(g, w).unwrap();
-    let plan = Plan::new(g, &m, h, wd, PlanOptions { backward: true, blocks: (0..nb).collect() }).unwrap();
-    let outs = inputs.iter().map(|x| plan.run(g, x, None, Score::Prob).unwrap()).collect();
+    let plan = Plan::new(
+        g,
+        &m,
+        h,
+        wd,
+        PlanOptions {
+            backward: true,
+            blocks: (0..nb).collect(),
+        },
+    )
+    .unwrap();
+    let outs = inputs
+        .iter()
+        .map(|x| plan.run(g, x, None, Score::Prob).unwrap())
+        .collect();
     (m, plan, outs)
 }
 
@@ -33,7 +51,10 @@ fn model_tol(want: &[f32]) -> Tolerance {
 /// Map tolerance: 1e-2 of the map's own peak, or of 1e-3 of the largest map when a map is
 /// nearly zero (ReLU of a nearly cancelling sum).
 fn map_tol(want: &[f32], largest: f32) -> Tolerance {
-    let peak = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-3 * largest);
+    let peak = want
+        .iter()
+        .fold(0f32, |a, v| a.max(v.abs()))
+        .max(1e-3 * largest);
     Tolerance::new(0.0, 1e-2 * peak)
 }
 
@@ -52,25 +73,61 @@ fn b0_gpu_matches_cpu_model_block_by_block() {
     let (_m, plan, outs) = run_gpu(wts.clone(), h, w, &[&other, &x]);
     let o = &outs[1];
     let tol = |v: &[f32]| Tolerance::new(1e-3, 1e-4).scaled(v);
-    check("stem", &g.read(&plan.stem).unwrap(), &f.stem, &[wts.cfg.stem, f.sizes[0].0 * 2, 0], tol(&f.stem));
+    check(
+        "stem",
+        &g.read(&plan.stem).unwrap(),
+        &f.stem,
+        &[wts.cfg.stem, f.sizes[0].0 * 2, 0],
+        tol(&f.stem),
+    );
     for l in 0..nb {
         let shape = [wts.cfg.blocks[l].cout, f.sizes[l].0, f.sizes[l].1];
-        check(&format!("block.{l:02}"), &g.read(&plan.outs[l]).unwrap(), &f.blocks[l].out, &shape, tol(&f.blocks[l].out));
+        check(
+            &format!("block.{l:02}"),
+            &g.read(&plan.outs[l]).unwrap(),
+            &f.blocks[l].out,
+            &shape,
+            tol(&f.blocks[l].out),
+        );
     }
-    check("features", &g.read(&plan.features).unwrap(), &f.features, &[f.features.len()], tol(&f.features));
+    check(
+        "features",
+        &g.read(&plan.features).unwrap(),
+        &f.features,
+        &[f.features.len()],
+        tol(&f.features),
+    );
     check("probs", &o.probs, &f.probs, &[500], tol(&f.probs));
     assert_eq!(o.target, f.argmax);
     for l in (0..nb).rev() {
         let gw = grads[l].as_ref().unwrap();
         let shape = [wts.cfg.blocks[l].cout, f.sizes[l].0, f.sizes[l].1];
-        check(&format!("grad.{l:02}"), &g.read(plan.grads[l].as_ref().unwrap()).unwrap(), gw, &shape, tol(gw));
+        check(
+            &format!("grad.{l:02}"),
+            &g.read(plan.grads[l].as_ref().unwrap()).unwrap(),
+            gw,
+            &shape,
+            tol(gw),
+        );
     }
     let largest = maps.iter().flatten().flatten().fold(0f32, |a, &v| a.max(v));
     for l in 0..nb {
         let want = maps[l].as_ref().unwrap();
-        check(&format!("gradcam.{l:02}"), o.maps[l].as_ref().unwrap(), want, &[f.sizes[l].0, f.sizes[l].1], map_tol(want, largest));
+        check(
+            &format!("gradcam.{l:02}"),
+            o.maps[l].as_ref().unwrap(),
+            want,
+            &[f.sizes[l].0, f.sizes[l].1],
+            map_tol(want, largest),
+        );
     }
-    check("combicam", &o.combicam, &combi, &[h, w], Tolerance::new(0.0, 1e-3));
+    check(
+        "combicam",
+        &o.combicam,
+        &combi,
+        &[h, w],
+        Tolerance::new(0.0, 1e-3),
+    );
 }
 
 /// Compare a GPU run with a PyTorch golden file: every tensor it holds, by name.
@@ -84,33 +141,73 @@ fn compare_with_golden(file: &str, variant: usize, layout: Layout) {
     let nb = wts.cfg.blocks.len();
     let (_m, plan, outs) = run_gpu(wts, h, w, &[&x]);
     let o = &outs[0];
-    println!("{file}: {h}×{w}, {n} outputs, target {} (PyTorch {})", o.target, meta["target"]);
-    assert_eq!(o.target.to_string(), meta["target"], "top class/cell differs from PyTorch");
+    println!(
+        "{file}: {h}×{w}, {n} outputs, target {} (PyTorch {})",
+        o.target, meta["target"]
+    );
+    assert_eq!(
+        o.target.to_string(),
+        meta["target"],
+        "top class/cell differs from PyTorch"
+    );
     let probs = &gd["probs"].1;
     check("probs", &o.probs, probs, &[n], model_tol(probs));
-    check("logits", &o.logits, &gd["logits"].1, &[n], model_tol(&gd["logits"].1));
+    check(
+        "logits",
+        &o.logits,
+        &gd["logits"].1,
+        &[n],
+        model_tol(&gd["logits"].1),
+    );
     if let Some((s, v)) = gd.get("features") {
-        check("features", &g.read(&plan.features).unwrap(), v, s, model_tol(v));
+        check(
+            "features",
+            &g.read(&plan.features).unwrap(),
+            v,
+            s,
+            model_tol(v),
+        );
     }
     if let Some((s, v)) = gd.get("stem") {
         check("stem", &g.read(&plan.stem).unwrap(), v, s, model_tol(v));
     }
     for l in 0..nb {
         if let Some((s, v)) = gd.get(&format!("block.{l:02}")) {
-            check(&format!("block.{l:02}"), &g.read(&plan.outs[l]).unwrap(), v, s, model_tol(v));
+            check(
+                &format!("block.{l:02}"),
+                &g.read(&plan.outs[l]).unwrap(),
+                v,
+                s,
+                model_tol(v),
+            );
         }
     }
     for l in (0..nb).rev() {
         if let Some((s, v)) = gd.get(&format!("grad.{l:02}")) {
-            check(&format!("grad.{l:02}"), &g.read(plan.grads[l].as_ref().unwrap()).unwrap(), v, s, model_tol(v));
+            check(
+                &format!("grad.{l:02}"),
+                &g.read(plan.grads[l].as_ref().unwrap()).unwrap(),
+                v,
+                s,
+                model_tol(v),
+            );
         }
     }
     if gd.contains_key("combicam") {
-        let largest = (0..nb).filter_map(|l| gd.get(&format!("gradcam.{l:02}"))).flat_map(|t| t.1.iter()).fold(0f32, |a, &v| a.max(v));
+        let largest = (0..nb)
+            .filter_map(|l| gd.get(&format!("gradcam.{l:02}")))
+            .flat_map(|t| t.1.iter())
+            .fold(0f32, |a, &v| a.max(v));
         let mut worst = 0f32;
         for l in 0..nb {
             let (s, v) = &gd[&format!("gradcam.{l:02}")];
-            let c = crate::common::check(&format!("gradcam.{l:02}"), o.maps[l].as_ref().unwrap(), v, s, map_tol(v, largest));
+            let c = crate::common::check(
+                &format!("gradcam.{l:02}"),
+                o.maps[l].as_ref().unwrap(),
+                v,
+                s,
+                map_tol(v, largest),
+            );
             let peak = v.iter().fold(0f32, |a, b| a.max(b.abs()));
             if peak > 0.0 {
                 worst = worst.max(c / peak);
@@ -143,11 +240,19 @@ fn directional_check(what: &str, g: &[f32], f: impl Fn(&[f32]) -> f64, a: &[f32]
     let v: Vec<f64> = g.iter().map(|&x| (x / gmax) as f64).collect();
     let want: f64 = g.iter().zip(&v).map(|(&a, &b)| a as f64 * b).sum();
     let t = 1e-3 * a.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
-    let shifted = |sign: f64| f(&a.iter().zip(&v).map(|(&x, &d)| (x as f64 + sign * t * d) as f32).collect::<Vec<_>>());
+    let shifted = |sign: f64| {
+        f(&a.iter()
+            .zip(&v)
+            .map(|(&x, &d)| (x as f64 + sign * t * d) as f32)
+            .collect::<Vec<_>>())
+    };
     let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * t);
     let err = (fd - want).abs() / want.abs();
     println!("{what:<10} backward g·v {want:+.6e}  finite difference {fd:+.6e}  rel err {err:.1e}");
-    assert!(err < 1e-2, "{what}: backward {want} vs finite difference {fd}");
+    assert!(
+        err < 1e-2,
+        "{what}: backward {want} vs finite difference {fd}"
+    );
 }
 
 #[test]
@@ -163,7 +268,14 @@ fn cpu_backward_matches_finite_differences() {
         let a = &f.blocks[l - 1].out;
         let u = crate::common::rand(f.blocks[l].out.len(), 77 + l as u64, -1.0, 1.0);
         let g = cpu::block_backward(&wts, l, &f.blocks[l], &u, ih, iw);
-        let s = |inp: &[f32]| cpu::block_forward(&wts, l, inp, ih, iw).out.iter().zip(&u).map(|(&o, &c)| o as f64 * c as f64).sum::<f64>();
+        let s = |inp: &[f32]| {
+            cpu::block_forward(&wts, l, inp, ih, iw)
+                .out
+                .iter()
+                .zip(&u)
+                .map(|(&o, &c)| o as f64 * c as f64)
+                .sum::<f64>()
+        };
         directional_check(&format!("block.{l:02}"), &g, s, a);
     }
     let nb = wts.cfg.blocks.len();
@@ -172,8 +284,17 @@ fn cpu_backward_matches_finite_differences() {
         let grads = cpu::backward(&wts, &f, f.argmax, logit, nb - 1);
         let s = |inp: &[f32]| {
             let logits = cpu::forward_from(&wts, nb, inp, &f.sizes, (0, 0));
-            if logit { logits[f.argmax] as f64 } else { combicam_gpu::ops::head::cpu::softmax(&logits).0[f.argmax] as f64 }
+            if logit {
+                logits[f.argmax] as f64
+            } else {
+                combicam_gpu::ops::head::cpu::softmax(&logits).0[f.argmax] as f64
+            }
         };
-        directional_check(if logit { "head.logit" } else { "head.prob" }, grads[nb - 1].as_ref().unwrap(), s, a);
+        directional_check(
+            if logit { "head.logit" } else { "head.prob" },
+            grads[nb - 1].as_ref().unwrap(),
+            s,
+            a,
+        );
     }
 }

@@ -2,8 +2,14 @@
 //! counts not a multiple of 4, stride 2, k = 3 and 5, sizes not a multiple of the workgroup.
 
 use crate::common::{check, gpu, rand, read, up, zeros};
-use combicam_gpu::ops::{cam, conv, depthwise, gemm, head, reduce, se, Tolerance};
-use combicam_gpu::ops::{conv::ConvShape, depthwise::DwShape, gemm::{GemmArgs, InMode}, reduce::{Reduce, RowsArgs}, se::{SeShape, SeWeights}};
+use combicam_gpu::ops::{Tolerance, cam, conv, depthwise, gemm, head, reduce, se};
+use combicam_gpu::ops::{
+    conv::ConvShape,
+    depthwise::DwShape,
+    gemm::{GemmArgs, InMode},
+    reduce::{Reduce, RowsArgs},
+    se::{SeShape, SeWeights},
+};
 
 fn tol_for(want: &[f32]) -> Tolerance {
     Tolerance::KERNEL.scaled(want)
@@ -12,7 +18,13 @@ fn tol_for(want: &[f32]) -> Tolerance {
 #[test]
 fn gemm_matches_reference() {
     let g = gpu();
-    let cases = [(13, 7, 97, false, false, false), (70, 33, 130, true, true, true), (1, 5, 1, true, false, false), (130, 65, 257, true, true, false), (24, 144, 4075, false, false, true)];
+    let cases = [
+        (13, 7, 97, false, false, false),
+        (70, 33, 130, true, true, true),
+        (1, 5, 1, true, false, false),
+        (130, 65, 257, true, true, false),
+        (24, 144, 4075, false, false, true),
+    ];
     for (i, &(m, k, p, bias, scaled, res)) in cases.iter().enumerate() {
         let a = rand(m * k, 1 + i as u64, -1.0, 1.0);
         let x = rand(k * p, 100 + i as u64, -3.0, 3.0);
@@ -20,39 +32,113 @@ fn gemm_matches_reference() {
         let s = rand(k, 300 + i as u64, 0.0, 1.0);
         let r = rand(m * p, 400 + i as u64, -1.0, 1.0);
         let (ab, xb, bb, sb, rb, yb) = (up(&a), up(&x), up(&b), up(&s), up(&r), zeros(m * p));
-        let d = gemm::gemm(g, "test.gemm", &GemmArgs {
-            m, k, p, a: &ab.buf, x: &xb.buf,
-            bias: bias.then_some(&bb.buf), scale: scaled.then_some(&sb.buf), res: res.then_some(&rb.buf), y: &yb.buf,
-            mode: if scaled { InMode::SiluScaled } else { InMode::Plain },
-        });
+        let d = gemm::gemm(
+            g,
+            "test.gemm",
+            &GemmArgs {
+                m,
+                k,
+                p,
+                a: &ab.buf,
+                x: &xb.buf,
+                bias: bias.then_some(&bb.buf),
+                scale: scaled.then_some(&sb.buf),
+                res: res.then_some(&rb.buf),
+                y: &yb.buf,
+                mode: if scaled {
+                    InMode::SiluScaled
+                } else {
+                    InMode::Plain
+                },
+            },
+        );
         g.run_now(&[&d]).unwrap();
-        let want = gemm::cpu::gemm(&a, &x, bias.then_some(&b[..]), scaled.then_some(&s[..]), res.then_some(&r[..]), m, k, p);
-        check(&format!("gemm{m}x{k}x{p}"), &read(&yb), &want, &[m, p], tol_for(&want));
+        let want = gemm::cpu::gemm(
+            &a,
+            &x,
+            bias.then_some(&b[..]),
+            scaled.then_some(&s[..]),
+            res.then_some(&r[..]),
+            m,
+            k,
+            p,
+        );
+        check(
+            &format!("gemm{m}x{k}x{p}"),
+            &read(&yb),
+            &want,
+            &[m, p],
+            tol_for(&want),
+        );
     }
 }
 
 #[test]
 fn stem_conv_matches_reference() {
     let g = gpu();
-    for (i, &(cin, h, w, cout, k, s)) in [(3, 17, 23, 5, 3, 2), (3, 9, 8, 7, 3, 1), (2, 11, 13, 3, 5, 2)].iter().enumerate() {
-        let sh = ConvShape { cin, h, w, cout, k, stride: s, pad: (k - 1) / 2 };
+    for (i, &(cin, h, w, cout, k, s)) in [
+        (3, 17, 23, 5, 3, 2),
+        (3, 9, 8, 7, 3, 1),
+        (2, 11, 13, 3, 5, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let sh = ConvShape {
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            stride: s,
+            pad: (k - 1) / 2,
+        };
         let (oh, ow) = sh.out();
         let x = rand(cin * h * w, 10 + i as u64, -2.0, 2.0);
         let wt = rand(cout * cin * k * k, 20 + i as u64, -1.0, 1.0);
         let b = rand(cout, 30 + i as u64, -1.0, 1.0);
         let (xb, wb, bb, yb) = (up(&x), up(&wt), up(&b), zeros(cout * oh * ow));
-        g.run_now(&[&conv::conv(g, "test.conv", sh, true, &xb.buf, &wb.buf, &bb.buf, &yb.buf)]).unwrap();
+        g.run_now(&[&conv::conv(
+            g,
+            "test.conv",
+            sh,
+            true,
+            &xb.buf,
+            &wb.buf,
+            &bb.buf,
+            &yb.buf,
+        )])
+        .unwrap();
         let want = conv::cpu::conv(sh, true, &x, &wt, &b);
-        check(&format!("conv{k}s{s}"), &read(&yb), &want, &[cout, oh, ow], tol_for(&want));
+        check(
+            &format!("conv{k}s{s}"),
+            &read(&yb),
+            &want,
+            &[cout, oh, ow],
+            tol_for(&want),
+        );
     }
 }
 
 #[test]
 fn depthwise_forward_and_backward_match_reference() {
     let g = gpu();
-    let cases = [(7, 13, 9, 3, 1, true, true), (5, 15, 11, 5, 2, true, false), (3, 8, 10, 3, 2, false, false), (6, 7, 7, 5, 1, false, true), (9, 30, 41, 3, 2, true, false)];
+    let cases = [
+        (7, 13, 9, 3, 1, true, true),
+        (5, 15, 11, 5, 2, true, false),
+        (3, 8, 10, 3, 2, false, false),
+        (6, 7, 7, 5, 1, false, true),
+        (9, 30, 41, 3, 2, true, false),
+    ];
     for (i, &(c, h, w, k, s, in_silu, res)) in cases.iter().enumerate() {
-        let sh = DwShape { c, h, w, k, stride: s, pad: (k - 1) / 2 };
+        let sh = DwShape {
+            c,
+            h,
+            w,
+            k,
+            stride: s,
+            pad: (k - 1) / 2,
+        };
         let (oh, ow) = sh.out();
         let seed = 50 + 10 * i as u64;
         let x = rand(c * h * w, seed, -3.0, 3.0);
@@ -61,15 +147,46 @@ fn depthwise_forward_and_backward_match_reference() {
         let dy = rand(c * oh * ow, seed + 3, -1.0, 1.0);
         let r = rand(c * h * w, seed + 4, -1.0, 1.0);
         let (xb, wb, bb, yb) = (up(&x), up(&wt), up(&b), zeros(c * oh * ow));
-        g.run_now(&[&depthwise::forward(g, "test.dw", sh, in_silu, &xb.buf, &wb.buf, &bb.buf, &yb.buf)]).unwrap();
+        g.run_now(&[&depthwise::forward(
+            g, "test.dw", sh, in_silu, &xb.buf, &wb.buf, &bb.buf, &yb.buf,
+        )])
+        .unwrap();
         let want = depthwise::cpu::forward(sh, in_silu, &x, &wt, &b);
-        check(&format!("dw{k}s{s}.fwd"), &read(&yb), &want, &[c, oh, ow], tol_for(&want));
+        check(
+            &format!("dw{k}s{s}.fwd"),
+            &read(&yb),
+            &want,
+            &[c, oh, ow],
+            tol_for(&want),
+        );
 
         let (dyb, rb, dxb) = (up(&dy), up(&r), zeros(c * h * w));
-        let d = depthwise::backward(g, "test.dw.bwd", sh, in_silu, &dyb.buf, &wb.buf, in_silu.then_some(&xb.buf), res.then_some(&rb.buf), &dxb.buf);
+        let d = depthwise::backward(
+            g,
+            "test.dw.bwd",
+            sh,
+            in_silu,
+            &dyb.buf,
+            &wb.buf,
+            in_silu.then_some(&xb.buf),
+            res.then_some(&rb.buf),
+            &dxb.buf,
+        );
         g.run_now(&[&d]).unwrap();
-        let want = depthwise::cpu::backward(sh, &dy, &wt, in_silu.then_some(&x[..]), res.then_some(&r[..]));
-        check(&format!("dw{k}s{s}.bwd"), &read(&dxb), &want, &[c, h, w], tol_for(&want));
+        let want = depthwise::cpu::backward(
+            sh,
+            &dy,
+            &wt,
+            in_silu.then_some(&x[..]),
+            res.then_some(&r[..]),
+        );
+        check(
+            &format!("dw{k}s{s}.bwd"),
+            &read(&dxb),
+            &want,
+            &[c, h, w],
+            tol_for(&want),
+        );
     }
 }
 
@@ -80,21 +197,69 @@ fn reductions_match_reference() {
     let x = rand(rows * len, 7, -3.0, 3.0);
     let y = rand(rows * len, 8, -3.0, 3.0);
     let (xb, yb) = (up(&x), up(&y));
-    for mode in [Reduce::Mean, Reduce::MeanSilu, Reduce::DotSilu, Reduce::MaxAbs, Reduce::Max] {
+    for mode in [
+        Reduce::Mean,
+        Reduce::MeanSilu,
+        Reduce::DotSilu,
+        Reduce::MaxAbs,
+        Reduce::Max,
+    ] {
         let out = zeros(rows + 3);
-        let d = reduce::rows(g, "test.reduce", mode, &RowsArgs { rows, len, in_off: 0, out_off: 3, x: &xb.buf, y: (mode == Reduce::DotSilu).then_some(&yb.buf), out: &out.buf });
+        let d = reduce::rows(
+            g,
+            "test.reduce",
+            mode,
+            &RowsArgs {
+                rows,
+                len,
+                in_off: 0,
+                out_off: 3,
+                x: &xb.buf,
+                y: (mode == Reduce::DotSilu).then_some(&yb.buf),
+                out: &out.buf,
+            },
+        );
         g.run_now(&[&d]).unwrap();
         let want = reduce::cpu::rows(mode, &x, Some(&y), rows, len);
-        check(&format!("reduce.{mode:?}"), &read(&out)[3..], &want, &[rows], tol_for(&want));
+        check(
+            &format!("reduce.{mode:?}"),
+            &read(&out)[3..],
+            &want,
+            &[rows],
+            tol_for(&want),
+        );
     }
     // in_off: one row taken from the middle
     let out = zeros(1);
-    g.run_now(&[&reduce::rows(g, "test.reduce.off", Reduce::Max, &RowsArgs { rows: 1, len: 17, in_off: 40, out_off: 0, x: &xb.buf, y: None, out: &out.buf })]).unwrap();
+    g.run_now(&[&reduce::rows(
+        g,
+        "test.reduce.off",
+        Reduce::Max,
+        &RowsArgs {
+            rows: 1,
+            len: 17,
+            in_off: 40,
+            out_off: 0,
+            x: &xb.buf,
+            y: None,
+            out: &out.buf,
+        },
+    )])
+    .unwrap();
     let want = reduce::cpu::rows(Reduce::Max, &x[40..57], None, 1, 17);
     check("reduce.offset", &read(&out), &want, &[1], Tolerance::KERNEL);
     let gsum = rand(rows, 9, -1.0, 1.0);
     let (gb, ob) = (up(&gsum), zeros(rows * len));
-    g.run_now(&[&reduce::pool_backward(g, "test.pool.bwd", rows, len, &xb.buf, &gb.buf, &ob.buf)]).unwrap();
+    g.run_now(&[&reduce::pool_backward(
+        g,
+        "test.pool.bwd",
+        rows,
+        len,
+        &xb.buf,
+        &gb.buf,
+        &ob.buf,
+    )])
+    .unwrap();
     let want = reduce::cpu::pool_backward(&x, &gsum, rows, len);
     check("pool.bwd", &read(&ob), &want, &[rows, len], tol_for(&want));
 }
@@ -115,10 +280,32 @@ fn squeeze_excite_matches_reference() {
         let sh = SeShape { cmid, cse, hw };
         let bufs = [&w_r, &b_r, &w_x, &b_x, &m, &ds, &du, &zd].map(|v| up(v));
         let (rb, sb, dmb) = (zeros(cse), zeros(cmid), zeros(cmid));
-        let w = SeWeights { w_r: &bufs[0].buf, b_r: &bufs[1].buf, w_x: &bufs[2].buf, b_x: &bufs[3].buf };
+        let w = SeWeights {
+            w_r: &bufs[0].buf,
+            b_r: &bufs[1].buf,
+            w_x: &bufs[2].buf,
+            b_x: &bufs[3].buf,
+        };
         let f = se::forward(g, "test.se", sh, &w, &bufs[4].buf, &rb.buf, &sb.buf);
-        let b = se::backward(g, "test.se.bwd", sh, &w, &rb.buf, &sb.buf, &bufs[5].buf, &dmb.buf);
-        let a = se::apply_backward(g, "test.se.apply", sh, &sb.buf, &dmb.buf, &bufs[6].buf, &bufs[7].buf);
+        let b = se::backward(
+            g,
+            "test.se.bwd",
+            sh,
+            &w,
+            &rb.buf,
+            &sb.buf,
+            &bufs[5].buf,
+            &dmb.buf,
+        );
+        let a = se::apply_backward(
+            g,
+            "test.se.apply",
+            sh,
+            &sb.buf,
+            &dmb.buf,
+            &bufs[6].buf,
+            &bufs[7].buf,
+        );
         g.run_now(&[&f, &b, &a]).unwrap();
         let (r, s) = se::cpu::forward(sh, &w_r, &b_r, &w_x, &b_x, &m);
         check("se.r", &read(&rb), &r, &[cse], tol_for(&r));
@@ -140,36 +327,82 @@ fn head_matches_reference_across_chunks() {
     // three chunks of rows, as a small binding limit would force
     let chunks = [(0usize, 512usize), (512, 256), (768, 232)];
     let (fb, bb, lb, pb, ib, gb) = (up(&f), up(&b), zeros(n), zeros(n), zeros(4), zeros(n));
-    let wbufs: Vec<_> = chunks.iter().map(|&(r0, rows)| up(&w[r0 * k..(r0 + rows) * k])).collect();
+    let wbufs: Vec<_> = chunks
+        .iter()
+        .map(|&(r0, rows)| up(&w[r0 * k..(r0 + rows) * k]))
+        .collect();
     let nsegs: usize = chunks.iter().map(|c| c.1.div_ceil(head::SEG_ROWS)).sum();
     let (partb, dfb) = (zeros(nsegs * k), zeros(k));
     let mut ds = Vec::new();
     for (c, &(r0, rows)) in chunks.iter().enumerate() {
-        ds.push(head::linear(g, "test.linear", rows, k, r0, n, &wbufs[c].buf, &fb.buf, &bb.buf, &lb.buf));
+        ds.push(head::linear(
+            g,
+            "test.linear",
+            rows,
+            k,
+            r0,
+            n,
+            &wbufs[c].buf,
+            &fb.buf,
+            &bb.buf,
+            &lb.buf,
+        ));
     }
-    ds.push(head::softmax(g, "test.softmax", n, &lb.buf, &pb.buf, &ib.buf));
-    ds.push(head::dlogits(g, "test.dlogits", n, &pb.buf, &ib.buf, &gb.buf));
+    ds.push(head::softmax(
+        g,
+        "test.softmax",
+        n,
+        &lb.buf,
+        &pb.buf,
+        &ib.buf,
+    ));
+    ds.push(head::dlogits(
+        g,
+        "test.dlogits",
+        n,
+        &pb.buf,
+        &ib.buf,
+        &gb.buf,
+    ));
     let mut seg0 = 0;
     for (c, &(r0, rows)) in chunks.iter().enumerate() {
-        ds.push(head::linear_backward(g, "test.linear.bwd", rows, k, r0, seg0, &wbufs[c].buf, &gb.buf, &partb.buf));
+        ds.push(head::linear_backward(
+            g,
+            "test.linear.bwd",
+            rows,
+            k,
+            r0,
+            seg0,
+            &wbufs[c].buf,
+            &gb.buf,
+            &partb.buf,
+        ));
         seg0 += rows.div_ceil(head::SEG_ROWS);
     }
-    ds.push(head::sum_partials(g, "test.sum", k, nsegs, &partb.buf, &dfb.buf));
-    g.queue.write_buffer(&ib.buf, 0, bytemuck::cast_slice(&[u32::MAX, 0, 0, 0]));
+    ds.push(head::sum_partials(
+        g, "test.sum", k, nsegs, &partb.buf, &dfb.buf,
+    ));
+    g.queue
+        .write_buffer(&ib.buf, 0, bytemuck::cast_slice(&[u32::MAX, 0, 0, 0]));
     g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
     let logits = head::cpu::linear(&w, &f, &b, n, k);
     check("linear", &read(&lb), &logits, &[n], tol_for(&logits));
     let (probs, arg) = head::cpu::softmax(&logits);
     check("softmax", &read(&pb), &probs, &[n], tol_for(&probs));
     let info: Vec<u32> = read(&ib).iter().map(|v| v.to_bits()).collect();
-    assert_eq!((info[2] as usize, info[3] as usize), (arg, arg), "target and argmax");
+    assert_eq!(
+        (info[2] as usize, info[3] as usize),
+        (arg, arg),
+        "target and argmax"
+    );
     let gr = head::cpu::dlogits(&probs, arg, false);
     check("dlogits", &read(&gb), &gr, &[n], tol_for(&gr));
     let df = head::cpu::linear_backward(&w, &gr, n, k);
     check("linear.bwd", &read(&dfb), &df, &[k], tol_for(&df));
 
     // an explicit target, and the logit score
-    g.queue.write_buffer(&ib.buf, 0, bytemuck::cast_slice(&[17u32, 1, 0, 0]));
+    g.queue
+        .write_buffer(&ib.buf, 0, bytemuck::cast_slice(&[17u32, 1, 0, 0]));
     g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
     let info: Vec<u32> = read(&ib).iter().map(|v| v.to_bits()).collect();
     assert_eq!(info[2], 17);
@@ -183,14 +416,31 @@ fn gradcam_and_fusion_match_reference() {
     let (c, hw) = (11, 7 * 5);
     let act = rand(c * hw, 1000, -2.0, 2.0);
     let alpha = rand(c, 1001, -1.0, 1.0);
-    let (ab, alb, mb) = (up(&act), up(&[vec![0.0; 3], alpha.clone()].concat()), zeros(100 + hw));
-    g.run_now(&[&cam::gradcam_map(g, "test.map", c, hw, 100, 3, &ab.buf, &alb.buf, &mb.buf)]).unwrap();
+    let (ab, alb, mb) = (
+        up(&act),
+        up(&[vec![0.0; 3], alpha.clone()].concat()),
+        zeros(100 + hw),
+    );
+    g.run_now(&[&cam::gradcam_map(
+        g, "test.map", c, hw, 100, 3, &ab.buf, &alb.buf, &mb.buf,
+    )])
+    .unwrap();
     let want = cam::cpu::gradcam_map(&alpha, &act, c, hw);
-    check("gradcam_map", &read(&mb)[100..], &want, &[7, 5], tol_for(&want));
+    check(
+        "gradcam_map",
+        &read(&mb)[100..],
+        &want,
+        &[7, 5],
+        tol_for(&want),
+    );
 
     // three maps of different sizes (one 1×1), fused to 29×37
     let sizes = [(7usize, 5usize), (1, 1), (4, 9)];
-    let maps: Vec<Vec<f32>> = sizes.iter().enumerate().map(|(i, &(h, w))| rand(h * w, 1100 + i as u64, 0.0, 1.0)).collect();
+    let maps: Vec<Vec<f32>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(h, w))| rand(h * w, 1100 + i as u64, 0.0, 1.0))
+        .collect();
     let mut all = Vec::new();
     let mut meta = Vec::new();
     for (m, &(h, w)) in maps.iter().zip(&sizes) {
@@ -198,20 +448,52 @@ fn gradcam_and_fusion_match_reference() {
         all.extend_from_slice(m);
     }
     let (oh, ow) = (29, 37);
-    let (mapsb, metab, fb, mmb, nb) = (up(&all), g.upload_u32("meta", &meta).unwrap(), zeros(oh * ow), zeros(2), zeros(oh * ow));
+    let (mapsb, metab, fb, mmb, nb) = (
+        up(&all),
+        g.upload_u32("meta", &meta).unwrap(),
+        zeros(oh * ow),
+        zeros(2),
+        zeros(oh * ow),
+    );
     let ds = [
-        cam::fuse(g, "test.fuse", oh, ow, sizes.len(), &mapsb.buf, &metab.buf, &fb.buf),
+        cam::fuse(
+            g,
+            "test.fuse",
+            oh,
+            ow,
+            sizes.len(),
+            &mapsb.buf,
+            &metab.buf,
+            &fb.buf,
+        ),
         cam::minmax(g, "test.minmax", oh, ow, &fb.buf, &mmb.buf),
         cam::normalize(g, "test.norm", oh, ow, &fb.buf, &mmb.buf, &nb.buf),
     ];
     g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
-    let list: Vec<(&[f32], usize, usize)> = maps.iter().zip(&sizes).map(|(m, &(h, w))| (&m[..], h, w)).collect();
+    let list: Vec<(&[f32], usize, usize)> = maps
+        .iter()
+        .zip(&sizes)
+        .map(|(m, &(h, w))| (&m[..], h, w))
+        .collect();
     let (norm, sum) = cam::cpu::fuse(&list, oh, ow);
     check("fuse", &read(&fb), &sum, &[oh, ow], tol_for(&sum));
-    check("combicam", &read(&nb), &norm, &[oh, ow], Tolerance::new(1e-4, 1e-5));
+    check(
+        "combicam",
+        &read(&nb),
+        &norm,
+        &[oh, ow],
+        Tolerance::new(1e-4, 1e-5),
+    );
 
     // an all-zero sum normalises to zeros, not NaN
     let z = zeros(oh * ow);
-    g.run_now(&[&cam::minmax(g, "t", oh, ow, &z.buf, &mmb.buf), &cam::normalize(g, "t", oh, ow, &z.buf, &mmb.buf, &nb.buf)]).unwrap();
-    assert!(read(&nb).iter().all(|&v| v == 0.0), "flat map must normalise to zeros");
+    g.run_now(&[
+        &cam::minmax(g, "t", oh, ow, &z.buf, &mmb.buf),
+        &cam::normalize(g, "t", oh, ow, &z.buf, &mmb.buf, &nb.buf),
+    ])
+    .unwrap();
+    assert!(
+        read(&nb).iter().all(|&v| v == 0.0),
+        "flat map must normalise to zeros"
+    );
 }

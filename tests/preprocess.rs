@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
 use combicam_gpu::error::Error;
 use combicam_gpu::preprocess::{
     MEAN, STD, load_image, load_image_bytes, load_image_bytes_with, preprocess,
     resize_pil_bilinear, resized_size,
 };
+use image::RgbImage;
 use safetensors::{Dtype, SafeTensors};
 
 fn golden_dir() -> PathBuf {
@@ -21,15 +21,23 @@ fn golden_bytes() -> Vec<u8> {
 
 /// (shape, bytes) of a U8 array.
 fn u8_array(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<u8>) {
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("golden {name}: {e}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("golden {name}: {e}"));
     assert_eq!(t.dtype(), Dtype::U8, "{name}");
     (t.shape().to_vec(), t.data().to_vec())
 }
 
 fn f32_array(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("golden {name}: {e}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("golden {name}: {e}"));
     assert_eq!(t.dtype(), Dtype::F32, "{name}");
-    let v = t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     (t.shape().to_vec(), v)
 }
 
@@ -128,7 +136,10 @@ fn decode_matches_pil() {
             interior_max <= JPEG_INTERIOR_TOLERANCE,
             "decode {file}: interior max {interior_max}"
         );
-        assert!(mean <= JPEG_MEAN_TOLERANCE, "decode {file}: mean |diff| {mean}");
+        assert!(
+            mean <= JPEG_MEAN_TOLERANCE,
+            "decode {file}: mean |diff| {mean}"
+        );
     }
 }
 
@@ -215,7 +226,10 @@ fn resize_pattern_matches_pil_exactly() {
 fn resize_degenerate_sizes() {
     let img = pattern(5, 4);
     assert_eq!(resize_pil_bilinear(&img, 0, 3).dimensions(), (0, 0));
-    assert_eq!(resize_pil_bilinear(&RgbImage::new(0, 0), 3, 3).dimensions(), (0, 0));
+    assert_eq!(
+        resize_pil_bilinear(&RgbImage::new(0, 0), 3, 3).dimensions(),
+        (0, 0)
+    );
     assert_same_pixels("same size", &resize_pil_bilinear(&img, 5, 4), &img);
 }
 
@@ -301,11 +315,18 @@ fn expect_image_error(path: &Path, needle: &str) -> String {
             eprintln!("{msg}");
             assert!(!msg.contains('\n'), "multi-line message: {msg:?}");
             assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
-            assert!(msg.contains(&path.display().to_string()), "message {msg:?} lacks the path");
+            assert!(
+                msg.contains(&path.display().to_string()),
+                "message {msg:?} lacks the path"
+            );
             msg
         }
         Err(e) => panic!("{}: expected Error::Image, got {e:?}", path.display()),
-        Ok(img) => panic!("{}: expected an error, decoded {:?}", path.display(), img.dimensions()),
+        Ok(img) => panic!(
+            "{}: expected an error, decoded {:?}",
+            path.display(),
+            img.dimensions()
+        ),
     }
 }
 
@@ -314,7 +335,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -388,7 +413,14 @@ fn not_an_image() {
 fn truncated_jpeg() {
     let dir = TempDir::new("truncated");
     let full = std::fs::read(golden_dir().join("photo_65x49.jpg")).unwrap();
-    for keep in [full.len() / 2, full.len() - 1, full.len() - 2, full.len() - 10, 200, 20] {
+    for keep in [
+        full.len() / 2,
+        full.len() - 1,
+        full.len() - 2,
+        full.len() - 10,
+        200,
+        20,
+    ] {
         let p = dir.0.join(format!("cut{keep}.jpg"));
         std::fs::write(&p, &full[..keep]).unwrap();
         expect_image_error(&p, "damaged or truncated");
@@ -401,7 +433,11 @@ fn jpeg_with_trailing_bytes_still_decodes() {
     let mut bytes = std::fs::read(&path).unwrap();
     let want = load_image_bytes(&bytes, &path).unwrap();
     bytes.extend_from_slice(b"\0\0maker trailer \xFF\xD8 junk");
-    assert_same_pixels("trailing bytes", &load_image_bytes(&bytes, &path).unwrap(), &want);
+    assert_same_pixels(
+        "trailing bytes",
+        &load_image_bytes(&bytes, &path).unwrap(),
+        &want,
+    );
 }
 
 #[test]

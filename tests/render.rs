@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
 use combicam_gpu::cam::render::{heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
 use combicam_gpu::error::Error;
+use image::RgbImage;
 
 /// tests/golden/jet.txt: `v r g b` per line, from
 /// `cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], cv2.COLORMAP_JET)` (BGR → RGB),
@@ -16,7 +16,10 @@ fn jet_equals_opencv_for_all_256_values() {
             .unwrap();
     let mut n = 0;
     for line in text.lines() {
-        let v: Vec<u32> = line.split_whitespace().map(|s| s.parse().unwrap()).collect();
+        let v: Vec<u32> = line
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
         let want = [v[1] as u8, v[2] as u8, v[3] as u8];
         assert_eq!(jet(v[0] as u8), want, "jet({})", v[0]);
         n += 1;
@@ -56,7 +59,14 @@ fn overlay_matches_cv2_add_weighted() {
         assert_eq!(out.dimensions(), (2, 1));
         let px = out.get_pixel(1, 0).0;
         assert_eq!(px[0], want, "alpha {alpha}, heat {heat}, photo {photo}");
-        assert_eq!(px, [want, overlay_one(alpha, heat, 0), overlay_one(alpha, 0, photo)]);
+        assert_eq!(
+            px,
+            [
+                want,
+                overlay_one(alpha, heat, 0),
+                overlay_one(alpha, 0, photo)
+            ]
+        );
     }
     // Whole range, alpha 0.5: (a + b) / 2 with ties to even.
     for a in 0..=255u8 {
@@ -81,7 +91,12 @@ fn heatmap_same_size_quantises_like_numpy() {
     // np.uint8(255 * m) truncates: 127.5 -> 127, 254.745 -> 254, 0.9996 -> 0, 1.000008 -> 1.
     let idx = [0u8, 127, 255, 254, 0, 1, 0, 255];
     for (i, &v) in idx.iter().enumerate() {
-        assert_eq!(img.get_pixel(i as u32 % 4, i as u32 / 4).0, jet(v), "value {}", map[i]);
+        assert_eq!(
+            img.get_pixel(i as u32 % 4, i as u32 / 4).0,
+            jet(v),
+            "value {}",
+            map[i]
+        );
     }
 }
 
@@ -89,12 +104,20 @@ fn heatmap_same_size_quantises_like_numpy() {
 fn heatmap_upsampling_matches_torch_align_corners_false() {
     // uint8(255 * F.interpolate(m, size, mode="bilinear", align_corners=False)), torch 2.15.
     let m = [0.0, 1.0, 0.25, 0.75];
-    let want: [[u8; 4]; 4] =
-        [[0, 63, 191, 255], [15, 71, 183, 239], [47, 87, 167, 207], [63, 95, 159, 191]];
+    let want: [[u8; 4]; 4] = [
+        [0, 63, 191, 255],
+        [15, 71, 183, 239],
+        [47, 87, 167, 207],
+        [63, 95, 159, 191],
+    ];
     let img = heatmap_rgb(&m, 2, 2, 4, 4);
     for y in 0..4 {
         for x in 0..4 {
-            assert_eq!(img.get_pixel(x, y).0, jet(want[y as usize][x as usize]), "({x}, {y})");
+            assert_eq!(
+                img.get_pixel(x, y).0,
+                jet(want[y as usize][x as usize]),
+                "({x}, {y})"
+            );
         }
     }
     let m2: [f32; 15] = [
@@ -124,7 +147,11 @@ fn heatmap_upsampling_matches_torch_align_corners_false() {
     assert_eq!(img.dimensions(), (7, 4));
     for y in 0..4 {
         for x in 0..7 {
-            assert_eq!(img.get_pixel(x, y).0, jet(want2[y as usize][x as usize]), "({x}, {y})");
+            assert_eq!(
+                img.get_pixel(x, y).0,
+                jet(want2[y as usize][x as usize]),
+                "({x}, {y})"
+            );
         }
     }
 }
@@ -181,7 +208,10 @@ fn png_round_trip_and_overwrite() {
     let json = dir.0.join("out.json");
     write_bytes_atomic(b"{\"a\": 1}\n", &json).unwrap();
     assert_eq!(std::fs::read(&json).unwrap(), b"{\"a\": 1}\n");
-    assert_eq!(dir.entries(), vec!["out.json".to_string(), "out.png".to_string()]);
+    assert_eq!(
+        dir.entries(),
+        vec!["out.json".to_string(), "out.png".to_string()]
+    );
 }
 
 #[test]
@@ -233,6 +263,12 @@ fn write_into_read_only_folder_fails_cleanly() {
     } else {
         expect_output_error(r, &path);
     }
-    let left: Vec<_> = std::fs::read_dir(&ro).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.iter().all(|n| !n.to_string_lossy().contains(".tmp-")), "{left:?}");
+    let left: Vec<_> = std::fs::read_dir(&ro)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().contains(".tmp-")),
+        "{left:?}"
+    );
 }

@@ -1,14 +1,16 @@
 //! Weights: the test formula equals the Python one; both layouts load; every float dtype
 //! loads; bad files give one-line errors that name the tensor and the expected shape.
 
-use combicam_gpu::model::config::{efficientnet, Family};
+use combicam_gpu::model::config::{Family, efficientnet};
 use combicam_gpu::model::detweights;
-use combicam_gpu::model::weights::{self, expected, Formula, Layout, TensorSource};
+use combicam_gpu::model::weights::{self, Formula, Layout, TensorSource, expected};
 use safetensors::{Dtype, tensor::TensorView};
 use std::path::{Path, PathBuf};
 
 fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 pub fn tmpdir(tag: &str) -> PathBuf {
@@ -19,7 +21,11 @@ pub fn tmpdir(tag: &str) -> PathBuf {
 
 #[test]
 fn formula_equals_python() {
-    let want: Vec<f64> = std::fs::read_to_string(golden("detweights_check.txt")).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    let want: Vec<f64> = std::fs::read_to_string(golden("detweights_check.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
     let h = detweights::fnv1a64("test");
     assert_eq!(h, 0xf9e6e6ef197c2b25);
     for (i, w) in want.iter().enumerate() {
@@ -30,27 +36,59 @@ fn formula_equals_python() {
 
 /// Write the formula's tensors (B0, `n` classes) to a safetensors file, converting to `dtype`,
 /// with `edit` applied to the list first.
-pub fn write_formula(path: &Path, layout: Layout, n: usize, dtype: Dtype, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f64>)>)) {
+pub fn write_formula(
+    path: &Path,
+    layout: Layout,
+    n: usize,
+    dtype: Dtype,
+    edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f64>)>),
+) {
     let cfg = efficientnet(0, layout.family());
     let src = Formula::new(&cfg, layout, n);
-    let mut list: Vec<(String, Vec<usize>, Vec<f64>)> = src.names().into_iter().map(|name| {
-        let t = src.get(&name).unwrap().unwrap();
-        (name, t.shape, t.data)
-    }).collect();
+    let mut list: Vec<(String, Vec<usize>, Vec<f64>)> = src
+        .names()
+        .into_iter()
+        .map(|name| {
+            let t = src.get(&name).unwrap().unwrap();
+            (name, t.shape, t.data)
+        })
+        .collect();
     edit(&mut list);
-    let bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = list.into_iter().map(|(name, shape, data)| {
-        let dt = if name.ends_with("mus") { Dtype::F64 } else { dtype };
-        let raw: Vec<u8> = match dt {
-            Dtype::F32 => data.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
-            Dtype::F64 => data.iter().flat_map(|&v| v.to_le_bytes()).collect(),
-            Dtype::F16 => data.iter().flat_map(|&v| half::f16::from_f64(v).to_le_bytes()).collect(),
-            Dtype::BF16 => data.iter().flat_map(|&v| half::bf16::from_f64(v).to_le_bytes()).collect(),
-            Dtype::I64 => data.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
-            _ => unreachable!(),
-        };
-        (name, shape, dt, raw)
-    }).collect();
-    let views: Vec<(String, TensorView)> = bytes.iter().map(|(n, s, d, r)| (n.clone(), TensorView::new(*d, s.clone(), r).unwrap())).collect();
+    let bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = list
+        .into_iter()
+        .map(|(name, shape, data)| {
+            let dt = if name.ends_with("mus") {
+                Dtype::F64
+            } else {
+                dtype
+            };
+            let raw: Vec<u8> = match dt {
+                Dtype::F32 => data
+                    .iter()
+                    .flat_map(|&v| (v as f32).to_le_bytes())
+                    .collect(),
+                Dtype::F64 => data.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+                Dtype::F16 => data
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f64(v).to_le_bytes())
+                    .collect(),
+                Dtype::BF16 => data
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f64(v).to_le_bytes())
+                    .collect(),
+                Dtype::I64 => data
+                    .iter()
+                    .flat_map(|&v| (v as i64).to_le_bytes())
+                    .collect(),
+                _ => unreachable!(),
+            };
+            (name, shape, dt, raw)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, d, r)| (n.clone(), TensorView::new(*d, s.clone(), r).unwrap()))
+        .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
@@ -58,13 +96,24 @@ pub fn write_formula(path: &Path, layout: Layout, n: usize, dtype: Dtype, edit: 
 fn every_float_dtype_loads_and_matches_the_formula() {
     let dir = tmpdir("dtypes");
     let reference = weights::formula(0, Layout::Visloc, 10);
-    for (dt, tol) in [(Dtype::F32, 0.0), (Dtype::F64, 1e-6), (Dtype::F16, 2e-2), (Dtype::BF16, 1e-1)] {
+    for (dt, tol) in [
+        (Dtype::F32, 0.0),
+        (Dtype::F64, 1e-6),
+        (Dtype::F16, 2e-2),
+        (Dtype::BF16, 1e-1),
+    ] {
         let p = dir.join(format!("w_{dt:?}.safetensors"));
         write_formula(&p, Layout::Visloc, 10, dt, |_| {});
         let w = weights::load_file(&p).unwrap();
         assert_eq!(w.cfg.variant, 0);
         assert_eq!(w.classifier.n, 10);
-        let err = w.blocks[3].project.w.iter().zip(&reference.blocks[3].project.w).map(|(a, b)| (a - b).abs() / b.abs().max(1e-3)).fold(0f32, f32::max);
+        let err = w.blocks[3]
+            .project
+            .w
+            .iter()
+            .zip(&reference.blocks[3].project.w)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
+            .fold(0f32, f32::max);
         assert!(err <= tol, "{dt:?}: relative error {err} > {tol}");
         println!("{dt:?} OK   max rel err {err:.2e}");
     }
@@ -86,7 +135,11 @@ fn timm_layout_is_detected_and_names_map() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn load_err(tag: &str, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f64>)>), dtype: Dtype) -> String {
+fn load_err(
+    tag: &str,
+    edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f64>)>),
+    dtype: Dtype,
+) -> String {
     let dir = tmpdir(tag);
     let p = dir.join("w.safetensors");
     write_formula(&p, Layout::Visloc, 10, dtype, edit);
@@ -99,17 +152,38 @@ fn load_err(tag: &str, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f64>)>), 
 
 #[test]
 fn bad_weights_give_clear_errors() {
-    let e = load_err("missing", |l| l.retain(|t| t.0 != "backbone._blocks.3._bn1.running_var"), Dtype::F32);
-    assert!(e.contains("lacks backbone._blocks.3._bn1.running_var (expected shape [144])"), "{e}");
-    let e = load_err("shape", |l| {
-        let t = l.iter_mut().find(|t| t.0 == "backbone._blocks.2._depthwise_conv.weight").unwrap();
-        t.1 = vec![144, 1, 5, 3];
-        t.2.resize(144 * 15, 0.0);
-    }, Dtype::F32);
+    let e = load_err(
+        "missing",
+        |l| l.retain(|t| t.0 != "backbone._blocks.3._bn1.running_var"),
+        Dtype::F32,
+    );
+    assert!(
+        e.contains("lacks backbone._blocks.3._bn1.running_var (expected shape [144])"),
+        "{e}"
+    );
+    let e = load_err(
+        "shape",
+        |l| {
+            let t = l
+                .iter_mut()
+                .find(|t| t.0 == "backbone._blocks.2._depthwise_conv.weight")
+                .unwrap();
+            t.1 = vec![144, 1, 5, 3];
+            t.2.resize(144 * 15, 0.0);
+        },
+        Dtype::F32,
+    );
     assert!(e.contains("backbone._blocks.2._depthwise_conv.weight has shape [144, 1, 5, 3], expected [144, 1, 3, 3]"), "{e}");
     let e = load_err("dtype", |_| {}, Dtype::I64);
-    assert!(e.contains("dtype I64") && e.contains("expected a float type"), "{e}");
-    let e = load_err("nohead", |l| l.retain(|t| !t.0.starts_with("mvmf_head.mixture")), Dtype::F32);
+    assert!(
+        e.contains("dtype I64") && e.contains("expected a float type"),
+        "{e}"
+    );
+    let e = load_err(
+        "nohead",
+        |l| l.retain(|t| !t.0.starts_with("mvmf_head.mixture")),
+        Dtype::F32,
+    );
     assert!(e.contains("head is missing"), "{e}");
 }
 
@@ -118,8 +192,16 @@ fn extra_tensors_are_ignored() {
     let dir = tmpdir("extra");
     let p = dir.join("w.safetensors");
     write_formula(&p, Layout::Visloc, 10, Dtype::F32, |l| {
-        l.push(("backbone._fc.weight".into(), vec![1000, 1280], vec![0.0; 1280000]));
-        l.push(("rrm_head.fc1.weight".into(), vec![4, 1280], vec![0.0; 4 * 1280]));
+        l.push((
+            "backbone._fc.weight".into(),
+            vec![1000, 1280],
+            vec![0.0; 1280000],
+        ));
+        l.push((
+            "rrm_head.fc1.weight".into(),
+            vec![4, 1280],
+            vec![0.0; 4 * 1280],
+        ));
     });
     assert!(weights::load_file(&p).is_ok());
     let _ = std::fs::remove_dir_all(dir);
@@ -133,7 +215,11 @@ fn broken_files_give_clear_errors() {
     let bytes = std::fs::read(&p).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated", bytes[..bytes.len() / 2].to_vec(), "truncated"),
-        ("garbage", b"this is not a safetensors file at all".to_vec(), "not a valid safetensors file"),
+        (
+            "garbage",
+            b"this is not a safetensors file at all".to_vec(),
+            "not a valid safetensors file",
+        ),
         ("empty", vec![], "not a valid safetensors file"),
     ];
     for (tag, data, needle) in cases {
@@ -143,12 +229,21 @@ fn broken_files_give_clear_errors() {
         assert!(e.contains(needle) && !e.contains('\n'), "{tag}: {e}");
         println!("{tag:<10} OK: {e}");
     }
-    let e = weights::load_file(&dir.join("nope.safetensors")).err().unwrap().to_string();
-    assert!(e.contains("cannot be read") && e.contains("weights/README.md"), "{e}");
+    let e = weights::load_file(&dir.join("nope.safetensors"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("cannot be read") && e.contains("weights/README.md"),
+        "{e}"
+    );
     let e = weights::load_file(&dir).err().unwrap().to_string();
     assert!(e.contains("is a directory"), "{e}");
     // a safetensors file that is not an EfficientNet
-    let views = vec![("foo".to_string(), TensorView::new(Dtype::F32, vec![1], &[0u8; 4]).unwrap())];
+    let views = vec![(
+        "foo".to_string(),
+        TensorView::new(Dtype::F32, vec![1], &[0u8; 4]).unwrap(),
+    )];
     let q = dir.join("other.safetensors");
     safetensors::serialize_to_file(views, None, &q).unwrap();
     let e = weights::load_file(&q).err().unwrap().to_string();
@@ -166,7 +261,11 @@ fn b4_architecture_matches_the_contract() {
     assert_eq!(sizes[6], (38, 57));
     assert_eq!(sizes[10], (19, 29));
     assert_eq!(sizes[22], (10, 15));
-    let n: usize = expected(&cfg, Layout::Visloc, 31145).iter().filter(|t| t.0.starts_with("backbone")).map(|t| t.1.iter().product::<usize>()).sum();
+    let n: usize = expected(&cfg, Layout::Visloc, 31145)
+        .iter()
+        .filter(|t| t.0.starts_with("backbone"))
+        .map(|t| t.1.iter().product::<usize>())
+        .sum();
     println!("B4 backbone parameters: {n}");
     assert!((17_000_000..18_000_000).contains(&n), "{n}");
 }

@@ -6,7 +6,7 @@ use crate::engine::{Engine, Prediction};
 use crate::error::{Error, Result};
 use crate::model::efficientnet::{Output, Score};
 use crate::preprocess::Preprocessed;
-use safetensors::{tensor::TensorView, Dtype};
+use safetensors::{Dtype, tensor::TensorView};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -59,13 +59,25 @@ pub struct Report {
 
 /// Run and write everything for one photo; `stem` names the files in `out_dir`.
 #[allow(clippy::too_many_arguments)]
-pub fn explain_one(engine: &mut Engine, image: &Path, photo: &image::RgbImage, pre: &Preprocessed, decode_s: f64, out_dir: &Path, stem: &str, o: &ExplainOptions) -> Result<(Report, Output)> {
+pub fn explain_one(
+    engine: &mut Engine,
+    image: &Path,
+    photo: &image::RgbImage,
+    pre: &Preprocessed,
+    decode_s: f64,
+    out_dir: &Path,
+    stem: &str,
+    o: &ExplainOptions,
+) -> Result<(Report, Output)> {
     let (h, w) = (pre.height, pre.width);
     let out = engine.run(&pre.tensor, h, w, true, &o.blocks, o.target, o.score)?;
     let t0 = Instant::now();
     let mut warnings = Vec::new();
     if out.fused_range.1 <= out.fused_range.0 {
-        warnings.push("the fused map is flat (every Grad-CAM map is zero after ReLU); combicam is all zeros".to_string());
+        warnings.push(
+            "the fused map is flat (every Grad-CAM map is zero after ReLU); combicam is all zeros"
+                .to_string(),
+        );
     }
     let heat = heatmap_rgb(&out.combicam, h, w, photo.width(), photo.height());
     let blended = overlay(photo, &heat, o.alpha);
@@ -95,10 +107,21 @@ pub fn explain_one(engine: &mut Engine, image: &Path, photo: &image::RgbImage, p
         blocks_fused: o.blocks.clone(),
         fused_range: [out.fused_range.0, out.fused_range.1],
         blocks: (0..cfg.blocks.len())
-            .map(|l| BlockReport { block: l, size: [out.map_sizes[l].0, out.map_sizes[l].1], max_abs_activation: out.act_maxabs[l], map_max: out.map_max[l], map_mean: out.map_mean[l] })
+            .map(|l| BlockReport {
+                block: l,
+                size: [out.map_sizes[l].0, out.map_sizes[l].1],
+                max_abs_activation: out.act_maxabs[l],
+                map_max: out.map_max[l],
+                map_mean: out.map_mean[l],
+            })
             .collect(),
         warnings,
-        timings: Timings { decode_preprocess_s: decode_s, gpu_s: out.gpu_seconds, readback_s: out.readback_seconds, write_s: t0.elapsed().as_secs_f64() },
+        timings: Timings {
+            decode_preprocess_s: decode_s,
+            gpu_s: out.gpu_seconds,
+            readback_s: out.readback_seconds,
+            write_s: t0.elapsed().as_secs_f64(),
+        },
         adapter: engine.gpu.adapter.clone(),
         outputs,
     };
@@ -110,24 +133,55 @@ pub fn explain_one(engine: &mut Engine, image: &Path, photo: &image::RgbImage, p
 /// `probs`, `logits` (N), `gradcam.NN` (h_l, w_l) for the fused blocks, `combicam` (H, W).
 pub fn raw_safetensors(out: &Output, h: usize, w: usize) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
-        ("probs".into(), vec![out.probs.len()], bytemuck::cast_slice(&out.probs).to_vec()),
-        ("logits".into(), vec![out.logits.len()], bytemuck::cast_slice(&out.logits).to_vec()),
-        ("combicam".into(), vec![h, w], bytemuck::cast_slice(&out.combicam).to_vec()),
+        (
+            "probs".into(),
+            vec![out.probs.len()],
+            bytemuck::cast_slice(&out.probs).to_vec(),
+        ),
+        (
+            "logits".into(),
+            vec![out.logits.len()],
+            bytemuck::cast_slice(&out.logits).to_vec(),
+        ),
+        (
+            "combicam".into(),
+            vec![h, w],
+            bytemuck::cast_slice(&out.combicam).to_vec(),
+        ),
     ];
     for (l, m) in out.maps.iter().enumerate() {
         if let Some(m) = m {
             let (mh, mw) = out.map_sizes[l];
-            tensors.push((format!("gradcam.{l:02}"), vec![mh, mw], bytemuck::cast_slice(m).to_vec()));
+            tensors.push((
+                format!("gradcam.{l:02}"),
+                vec![mh, mw],
+                bytemuck::cast_slice(m).to_vec(),
+            ));
         }
     }
-    let views: Vec<(String, TensorView)> = tensors.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
-    let meta = std::collections::HashMap::from([("target".to_string(), out.target.to_string()), ("producer".to_string(), "combicam-gpu".to_string())]);
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Input(format!("cannot encode raw maps: {e}")))
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let meta = std::collections::HashMap::from([
+        ("target".to_string(), out.target.to_string()),
+        ("producer".to_string(), "combicam-gpu".to_string()),
+    ]);
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Input(format!("cannot encode raw maps: {e}")))
 }
 
 /// File stem for outputs, unique within a run.
 pub fn unique_stem(path: &Path, used: &mut std::collections::HashSet<String>) -> String {
-    let base = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "image".into());
+    let base = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "image".into());
     let mut stem = base.clone();
     let mut i = 2;
     while !used.insert(stem.clone()) {
@@ -139,14 +193,20 @@ pub fn unique_stem(path: &Path, used: &mut std::collections::HashSet<String>) ->
 
 /// Images named on the command line, folders expanded (sorted, supported extensions only).
 pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
-    const EXT: [&str; 9] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "jfif"];
+    const EXT: [&str; 9] = [
+        "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "jfif",
+    ];
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(p)
                 .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
                 .unwrap_or_default();
-            files.retain(|f| f.is_file() && f.extension().is_some_and(|e| EXT.contains(&e.to_string_lossy().to_lowercase().as_str())));
+            files.retain(|f| {
+                f.is_file()
+                    && f.extension()
+                        .is_some_and(|e| EXT.contains(&e.to_string_lossy().to_lowercase().as_str()))
+            });
             files.sort();
             out.extend(files);
         } else {

@@ -25,7 +25,12 @@ pub fn jet(v: u8) -> [u8; 3] {
 ///
 /// Panics if `map.len() != h * w` (a caller bug, not an input error).
 pub fn heatmap_rgb(map: &[f32], h: usize, w: usize, out_w: u32, out_h: u32) -> RgbImage {
-    assert_eq!(map.len(), h * w, "heatmap_rgb: map has {} values, not {h}x{w}", map.len());
+    assert_eq!(
+        map.len(),
+        h * w,
+        "heatmap_rgb: map has {} values, not {h}x{w}",
+        map.len()
+    );
     let (ow, oh) = (out_w as usize, out_h as usize);
     let mut out = RgbImage::new(out_w, out_h);
     if ow == 0 || oh == 0 {
@@ -108,9 +113,15 @@ pub fn write_png_atomic(img: &RgbImage, path: &Path) -> Result<()> {
         use image::ImageEncoder;
         let mut buf = std::io::BufWriter::new(file);
         image::codecs::png::PngEncoder::new(&mut buf)
-            .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+            .write_image(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                image::ExtendedColorType::Rgb8,
+            )
             .map_err(|e| format!("cannot encode the PNG ({e})"))?;
-        buf.flush().map_err(|e| format!("cannot write the PNG ({e})"))?;
+        buf.flush()
+            .map_err(|e| format!("cannot write the PNG ({e})"))?;
         Ok(())
     })
 }
@@ -119,13 +130,17 @@ pub fn write_png_atomic(img: &RgbImage, path: &Path) -> Result<()> {
 pub fn write_bytes_atomic(bytes: &[u8], path: &Path) -> Result<()> {
     write_atomic(path, |file| {
         let mut f: &std::fs::File = file;
-        f.write_all(bytes).map_err(|e| format!("cannot write the data ({e})"))
+        f.write_all(bytes)
+            .map_err(|e| format!("cannot write the data ({e})"))
     })
 }
 
 /// `<path>.tmp-<pid>`, in the folder of `path`.
 fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -136,7 +151,10 @@ fn write_atomic(
 ) -> Result<()> {
     const FIX: &str = "check that the folder exists, is writable and has free space";
     if path.file_name().is_none() {
-        return Err(Error::output(path, "the path names no file; pass a file path"));
+        return Err(Error::output(
+            path,
+            "the path names no file; pass a file path",
+        ));
     }
     if path.is_dir() {
         return Err(Error::output(
@@ -146,10 +164,16 @@ fn write_atomic(
     }
     let tmp = temp_path(path);
     let file = std::fs::File::create(&tmp).map_err(|e| {
-        Error::output(path, format!("cannot create {} ({e}); {FIX}", tmp.display()))
+        Error::output(
+            path,
+            format!("cannot create {} ({e}); {FIX}", tmp.display()),
+        )
     })?;
     let result = fill(&file)
-        .and_then(|()| file.sync_all().map_err(|e| format!("cannot flush the file ({e})")))
+        .and_then(|()| {
+            file.sync_all()
+                .map_err(|e| format!("cannot flush the file ({e})"))
+        })
         .and_then(|()| {
             drop(file);
             std::fs::rename(&tmp, path)

@@ -31,7 +31,12 @@ impl Gpu {
     pub fn zeros(&self, label: &str, len: usize) -> Result<GpuBuf> {
         let bytes = (len.max(4) * 4) as u64;
         self.check_size(label, bytes)?;
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes, usage: USAGE, mapped_at_creation: false });
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: USAGE,
+            mapped_at_creation: false,
+        });
         Ok(GpuBuf { buf, len })
     }
 
@@ -54,7 +59,13 @@ impl Gpu {
         } else {
             bytes
         };
-        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage: USAGE });
+        let buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: USAGE,
+            });
         Ok(GpuBuf { buf, len })
     }
 
@@ -79,7 +90,10 @@ impl Gpu {
         rx.recv()
             .map_err(|_| Error::Gpu("GPU read-back was cancelled".into()))?
             .map_err(|e| Error::Gpu(format!("GPU read-back failed: {e}")))?;
-        let out = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("GPU read-back failed: {e}")))?.to_vec();
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("GPU read-back failed: {e}")))?
+            .to_vec();
         staging.unmap();
         Ok(out[..bytes as usize].to_vec())
     }
@@ -104,6 +118,7 @@ impl Gpu {
     }
 
     pub fn write(&self, b: &GpuBuf, data: &[f32]) {
-        self.queue.write_buffer(&b.buf, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(&b.buf, 0, bytemuck::cast_slice(data));
     }
 }

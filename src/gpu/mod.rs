@@ -129,9 +129,14 @@ impl Gpu {
         let mut limits = wgpu::Limits::default();
         limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
         limits.max_buffer_size = have.max_buffer_size;
-        limits.max_storage_buffers_per_shader_stage = have.max_storage_buffers_per_shader_stage.min(12);
+        limits.max_storage_buffers_per_shader_stage =
+            have.max_storage_buffers_per_shader_stage.min(12);
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        let features = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("combicam-gpu"),
             required_features: features,
@@ -139,7 +144,12 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         }))
-        .map_err(|e| Error::Gpu(format!("adapter {} refused a device: {e}; try another with --device N", summary.line())))?;
+        .map_err(|e| {
+            Error::Gpu(format!(
+                "adapter {} refused a device: {e}; try another with --device N",
+                summary.line()
+            ))
+        })?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -156,7 +166,16 @@ impl Gpu {
                 })
             })
             .collect();
-        Ok(Gpu { device, queue, adapter: summary, limits, timestamps, pipelines: PipelineCache::default(), dummies, errors })
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            timestamps,
+            pipelines: PipelineCache::default(),
+            dummies,
+            errors,
+        })
     }
 
     /// Largest storage binding, in bytes.

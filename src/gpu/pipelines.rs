@@ -62,31 +62,53 @@ impl Gpu {
         let mut m = self.pipelines.modules.lock().unwrap();
         m.entry(shader)
             .or_insert_with(|| {
-                let src = SHADERS.iter().find(|(n, _)| *n == shader).expect("unknown shader").1;
-                Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                }))
+                let src = SHADERS
+                    .iter()
+                    .find(|(n, _)| *n == shader)
+                    .expect("unknown shader")
+                    .1;
+                Arc::new(
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(shader),
+                            source: wgpu::ShaderSource::Wgsl(src.into()),
+                        }),
+                )
             })
             .clone()
     }
 
     /// The pipeline for (shader, entry, constants), made once.
-    pub fn pipeline(&self, shader: &'static str, entry: &str, constants: &[(&str, f64)]) -> Arc<wgpu::ComputePipeline> {
+    pub fn pipeline(
+        &self,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Arc<wgpu::ComputePipeline> {
         let key = format!("{shader}:{entry}:{constants:?}");
         if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
         let module = self.module(shader);
-        let p = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&key),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
-            cache: None,
-        }));
-        self.pipelines.pipelines.lock().unwrap().insert(key, p.clone());
+        let p = Arc::new(
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&key),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                }),
+        );
+        self.pipelines
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key, p.clone());
         p
     }
 
@@ -108,22 +130,38 @@ impl Gpu {
         while words.len() % 4 != 0 || words.is_empty() {
             words.push(0);
         }
-        let ubuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
+        let ubuf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: ubuf.as_entire_binding(),
+        }];
         for (b, buf) in bindings {
             let buf = buf.unwrap_or(&self.dummies[*b as usize]);
-            entries.push(wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: *b,
+                resource: buf.as_entire_binding(),
+            });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { label: label.to_string(), family: shader, pipeline, bind_group, groups, flops: 0.0, bytes: 0.0 }
+        Dispatch {
+            label: label.to_string(),
+            family: shader,
+            pipeline,
+            bind_group,
+            groups,
+            flops: 0.0,
+            bytes: 0.0,
+        }
     }
 
     /// Run dispatches now in one submission and wait (tests and one-off work).

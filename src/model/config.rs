@@ -65,11 +65,17 @@ impl ModelCfg {
 
     /// Spatial size after the stem and after every block, for an H×W input.
     pub fn sizes(&self, h: usize, w: usize) -> (usize, usize, Vec<(usize, usize)>) {
-        let stem = (crate::ops::conv::out_size(h, 3, 2, 1), crate::ops::conv::out_size(w, 3, 2, 1));
+        let stem = (
+            crate::ops::conv::out_size(h, 3, 2, 1),
+            crate::ops::conv::out_size(w, 3, 2, 1),
+        );
         let mut cur = stem;
         let mut out = Vec::new();
         for b in &self.blocks {
-            cur = (crate::ops::conv::out_size(cur.0, b.k, b.stride, b.pad()), crate::ops::conv::out_size(cur.1, b.k, b.stride, b.pad()));
+            cur = (
+                crate::ops::conv::out_size(cur.0, b.k, b.stride, b.pad()),
+                crate::ops::conv::out_size(cur.1, b.k, b.stride, b.pad()),
+            );
             out.push(cur);
         }
         (stem.0, stem.1, out)
@@ -86,7 +92,9 @@ impl ModelCfg {
             if b.expand != 1 {
                 macs += (ih * iw * b.cin * cm) as f64;
             }
-            macs += (oh * ow * cm * b.k * b.k) as f64 + (2 * cm * b.cse) as f64 + (oh * ow * cm * b.cout) as f64;
+            macs += (oh * ow * cm * b.k * b.k) as f64
+                + (2 * cm * b.cse) as f64
+                + (oh * ow * cm * b.cout) as f64;
             prev = (oh, ow);
         }
         macs + (prev.0 * prev.1 * self.blocks.last().unwrap().cout * self.head) as f64
@@ -94,8 +102,16 @@ impl ModelCfg {
 }
 
 /// (width, depth) multipliers of efficientnet_pytorch / timm.
-pub const MULTIPLIERS: [(f64, f64); 8] =
-    [(1.0, 1.0), (1.0, 1.1), (1.1, 1.2), (1.2, 1.4), (1.4, 1.8), (1.6, 2.2), (1.8, 2.6), (2.0, 3.1)];
+pub const MULTIPLIERS: [(f64, f64); 8] = [
+    (1.0, 1.0),
+    (1.0, 1.1),
+    (1.1, 1.2),
+    (1.2, 1.4),
+    (1.4, 1.8),
+    (1.6, 2.2),
+    (1.8, 2.6),
+    (2.0, 3.1),
+];
 
 /// Base stages: (repeats, kernel, stride, expand, in, out).
 const BASE: [(usize, usize, usize, usize, usize, usize); 7] = [
@@ -128,8 +144,23 @@ pub fn efficientnet(variant: usize, family: Family) -> ModelCfg {
         let repeats = (depth * r as f64).ceil() as usize;
         for j in 0..repeats {
             let bin = if j == 0 { cin } else { cout };
-            blocks.push(BlockCfg { stage, index: j, cin: bin, cout, expand: e, k, stride: if j == 0 { s } else { 1 }, cse: (bin / 4).max(1) });
+            blocks.push(BlockCfg {
+                stage,
+                index: j,
+                cin: bin,
+                cout,
+                expand: e,
+                k,
+                stride: if j == 0 { s } else { 1 },
+                cse: (bin / 4).max(1),
+            });
         }
     }
-    ModelCfg { variant, stem: round_filters(32, width), blocks, head: round_filters(1280, width), family }
+    ModelCfg {
+        variant,
+        stem: round_filters(32, width),
+        blocks,
+        head: round_filters(1280, width),
+        family,
+    }
 }

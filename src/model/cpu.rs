@@ -30,15 +30,44 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
     let b = &wts.cfg.blocks[l];
     let bw = &wts.blocks[l];
     let cm = b.cmid();
-    let ze = bw.expand.as_ref().map(|e| gemm::cpu::gemm(&e.w, x, Some(&e.b), None, None, cm, b.cin, ih * iw));
-    let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+    let ze = bw
+        .expand
+        .as_ref()
+        .map(|e| gemm::cpu::gemm(&e.w, x, Some(&e.b), None, None, cm, b.cin, ih * iw));
+    let dws = DwShape {
+        c: cm,
+        h: ih,
+        w: iw,
+        k: b.k,
+        stride: b.stride,
+        pad: b.pad(),
+    };
     let (oh, ow) = dws.out();
-    let zd = depthwise::cpu::forward(dws, ze.is_some(), ze.as_deref().unwrap_or(x), &bw.dw.w, &bw.dw.b);
+    let zd = depthwise::cpu::forward(
+        dws,
+        ze.is_some(),
+        ze.as_deref().unwrap_or(x),
+        &bw.dw.w,
+        &bw.dw.b,
+    );
     let pooled = reduce::cpu::rows(Reduce::MeanSilu, &zd, None, cm, oh * ow);
-    let sh = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
+    let sh = SeShape {
+        cmid: cm,
+        cse: b.cse,
+        hw: oh * ow,
+    };
     let (r, s) = se::cpu::forward(sh, &bw.se_r.w, &bw.se_r.b, &bw.se_x.w, &bw.se_x.b, &pooled);
     let res = if b.residual() { Some(x) } else { None };
-    let out = gemm::cpu::gemm(&bw.project.w, &zd, Some(&bw.project.b), Some(&s), res, b.cout, cm, oh * ow);
+    let out = gemm::cpu::gemm(
+        &bw.project.w,
+        &zd,
+        Some(&bw.project.b),
+        Some(&s),
+        res,
+        b.cout,
+        cm,
+        oh * ow,
+    );
     BlockState { ze, zd, r, s, out }
 }
 
@@ -46,16 +75,41 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
 pub fn head_forward(wts: &Weights, x: &[f32], hw: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let cfg = &wts.cfg;
     let last = cfg.blocks.last().unwrap().cout;
-    let zh = gemm::cpu::gemm(&wts.head_conv.w, x, Some(&wts.head_conv.b), None, None, cfg.head, last, hw);
+    let zh = gemm::cpu::gemm(
+        &wts.head_conv.w,
+        x,
+        Some(&wts.head_conv.b),
+        None,
+        None,
+        cfg.head,
+        last,
+        hw,
+    );
     let features = reduce::cpu::rows(Reduce::MeanSilu, &zh, None, cfg.head, hw);
-    let logits = head::cpu::linear(&wts.classifier.w, &features, &wts.classifier.b, wts.classifier.n, cfg.head);
+    let logits = head::cpu::linear(
+        &wts.classifier.w,
+        &features,
+        &wts.classifier.b,
+        wts.classifier.n,
+        cfg.head,
+    );
     (zh, features, logits)
 }
 
 /// Blocks `from..` and the head, starting from block `from`'s input `x`. Returns the logits.
-pub fn forward_from(wts: &Weights, from: usize, x: &[f32], sizes: &[(usize, usize)], input_size: (usize, usize)) -> Vec<f32> {
+pub fn forward_from(
+    wts: &Weights,
+    from: usize,
+    x: &[f32],
+    sizes: &[(usize, usize)],
+    input_size: (usize, usize),
+) -> Vec<f32> {
     let mut cur = x.to_vec();
-    let mut prev = if from == 0 { input_size } else { sizes[from - 1] };
+    let mut prev = if from == 0 {
+        input_size
+    } else {
+        sizes[from - 1]
+    };
     for l in from..wts.cfg.blocks.len() {
         cur = block_forward(wts, l, &cur, prev.0, prev.1).out;
         prev = sizes[l];
@@ -66,7 +120,21 @@ pub fn forward_from(wts: &Weights, from: usize, x: &[f32], sizes: &[(usize, usiz
 pub fn forward(wts: &Weights, input: &[f32], h: usize, w: usize) -> Forward {
     let cfg = &wts.cfg;
     let (sh, sw, sizes) = cfg.sizes(h, w);
-    let stem = conv::cpu::conv(ConvShape { cin: 3, h, w, cout: cfg.stem, k: 3, stride: 2, pad: 1 }, true, input, &wts.stem.w, &wts.stem.b);
+    let stem = conv::cpu::conv(
+        ConvShape {
+            cin: 3,
+            h,
+            w,
+            cout: cfg.stem,
+            k: 3,
+            stride: 2,
+            pad: 1,
+        },
+        true,
+        input,
+        &wts.stem.w,
+        &wts.stem.b,
+    );
     let mut blocks: Vec<BlockState> = Vec::new();
     let mut prev = (sh, sw);
     for l in 0..cfg.blocks.len() {
@@ -77,11 +145,26 @@ pub fn forward(wts: &Weights, input: &[f32], h: usize, w: usize) -> Forward {
     }
     let (zh, features, logits) = head_forward(wts, &blocks.last().unwrap().out, prev.0 * prev.1);
     let (probs, argmax) = head::cpu::softmax(&logits);
-    Forward { sizes, stem, blocks, zh, features, logits, probs, argmax }
+    Forward {
+        sizes,
+        stem,
+        blocks,
+        zh,
+        features,
+        logits,
+        probs,
+        argmax,
+    }
 }
 
 /// ∂score/∂(block output) for blocks `lo..`, index = block.
-pub fn backward(wts: &Weights, f: &Forward, target: usize, logit_score: bool, lo: usize) -> Vec<Option<Vec<f32>>> {
+pub fn backward(
+    wts: &Weights,
+    f: &Forward,
+    target: usize,
+    logit_score: bool,
+    lo: usize,
+) -> Vec<Option<Vec<f32>>> {
     let cfg = &wts.cfg;
     let nb = cfg.blocks.len();
     let last = cfg.blocks[nb - 1].cout;
@@ -91,25 +174,52 @@ pub fn backward(wts: &Weights, f: &Forward, target: usize, logit_score: bool, lo
     let dzh = reduce::cpu::pool_backward(&f.zh, &df, cfg.head, hw);
     let head_wt = gemm::cpu::transpose(&wts.head_conv.w, cfg.head, last);
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; nb];
-    grads[nb - 1] = Some(gemm::cpu::gemm(&head_wt, &dzh, None, None, None, last, cfg.head, hw));
+    grads[nb - 1] = Some(gemm::cpu::gemm(
+        &head_wt, &dzh, None, None, None, last, cfg.head, hw,
+    ));
     for l in (lo + 1..nb).rev() {
         let (ih, iw) = f.sizes[l - 1];
-        grads[l - 1] = Some(block_backward(wts, l, &f.blocks[l], grads[l].as_ref().unwrap(), ih, iw));
+        grads[l - 1] = Some(block_backward(
+            wts,
+            l,
+            &f.blocks[l],
+            grads[l].as_ref().unwrap(),
+            ih,
+            iw,
+        ));
     }
     grads
 }
 
 /// Gradient at block `l`'s input from the gradient `gout` at its output (state `st`, input ih×iw).
-pub fn block_backward(wts: &Weights, l: usize, st: &BlockState, gout: &[f32], ih: usize, iw: usize) -> Vec<f32> {
+pub fn block_backward(
+    wts: &Weights,
+    l: usize,
+    st: &BlockState,
+    gout: &[f32],
+    ih: usize,
+    iw: usize,
+) -> Vec<f32> {
     let b = &wts.cfg.blocks[l];
     let bw = &wts.blocks[l];
     let cm = b.cmid();
-    let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+    let dws = DwShape {
+        c: cm,
+        h: ih,
+        w: iw,
+        k: b.k,
+        stride: b.stride,
+        pad: b.pad(),
+    };
     let (oh, ow) = dws.out();
     let pwt = gemm::cpu::transpose(&bw.project.w, b.cout, cm);
     let du = gemm::cpu::gemm(&pwt, gout, None, None, None, cm, b.cout, oh * ow);
     let ds = reduce::cpu::rows(Reduce::DotSilu, &du, Some(&st.zd), cm, oh * ow);
-    let sh = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
+    let sh = SeShape {
+        cmid: cm,
+        cse: b.cse,
+        hw: oh * ow,
+    };
     let dm = se::cpu::backward(sh, &bw.se_r.w, &bw.se_x.w, &st.r, &st.s, &ds);
     let dzd = se::cpu::apply_backward(sh, &st.s, &dm, &du, &st.zd);
     let res = if b.residual() { Some(gout) } else { None };
@@ -124,7 +234,14 @@ pub fn block_backward(wts: &Weights, l: usize, st: &BlockState, gout: &[f32], ih
 }
 
 /// Per-block Grad-CAM maps for `blocks`, and the normalised Combi-CAM at h×w.
-pub fn gradcam(wts: &Weights, f: &Forward, grads: &[Option<Vec<f32>>], blocks: &[usize], h: usize, w: usize) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
+pub fn gradcam(
+    wts: &Weights,
+    f: &Forward,
+    grads: &[Option<Vec<f32>>],
+    blocks: &[usize],
+    h: usize,
+    w: usize,
+) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
     let nb = wts.cfg.blocks.len();
     let mut maps = vec![None; nb];
     for &l in blocks {
@@ -133,7 +250,10 @@ pub fn gradcam(wts: &Weights, f: &Forward, grads: &[Option<Vec<f32>>], blocks: &
         let alpha = reduce::cpu::rows(Reduce::Mean, grads[l].as_ref().unwrap(), None, c, hw);
         maps[l] = Some(cam::cpu::gradcam_map(&alpha, &f.blocks[l].out, c, hw));
     }
-    let list: Vec<(&[f32], usize, usize)> = blocks.iter().map(|&l| (maps[l].as_deref().unwrap(), f.sizes[l].0, f.sizes[l].1)).collect();
+    let list: Vec<(&[f32], usize, usize)> = blocks
+        .iter()
+        .map(|&l| (maps[l].as_deref().unwrap(), f.sizes[l].0, f.sizes[l].1))
+        .collect();
     let (norm, _) = cam::cpu::fuse(&list, h, w);
     (maps, norm)
 }

@@ -46,7 +46,11 @@ pub fn range(name: &str, shape: &[usize], i: usize) -> (f64, f64) {
         let a = 4.0 * (3.0 / shape[1] as f64).sqrt();
         (-a, a)
     } else if name.ends_with("mvmf.mus") {
-        if i < shape[1] { (-90.0, 90.0) } else { (-180.0, 180.0) }
+        if i < shape[1] {
+            (-90.0, 90.0)
+        } else {
+            (-180.0, 180.0)
+        }
     } else if name.ends_with("mvmf.kappas") {
         (10.0, 1000.0)
     } else {
@@ -72,7 +76,9 @@ pub fn tensor(name: &str, shape: &[usize]) -> Vec<f32> {
         // large head matrices: same values, computed in parallel chunks
         let (lo, hi) = range(name, shape, 0);
         let mut out = vec![0f32; n];
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let chunk = n.div_ceil(threads);
         std::thread::scope(|s| {
             for (t, part) in out.chunks_mut(chunk).enumerate() {
@@ -85,11 +91,16 @@ pub fn tensor(name: &str, shape: &[usize]) -> Vec<f32> {
         });
         return out;
     }
-    tensor_f64(name, shape).into_iter().map(|v| v as f32).collect()
+    tensor_f64(name, shape)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
 }
 
 /// The input image used by the golden files: u("input", i) mapped to (−2, 2).
 pub fn input(h: usize, w: usize) -> Vec<f32> {
     let hs = fnv1a64("input");
-    (0..3 * h * w).map(|i| (-2.0 + 4.0 * unit(hs, i as u64)) as f32).collect()
+    (0..3 * h * w)
+        .map(|i| (-2.0 + 4.0 * unit(hs, i as u64)) as f32)
+        .collect()
 }

@@ -6,7 +6,13 @@ use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
-use crate::ops::{conv::ConvShape, depthwise::DwShape, gemm::{GemmArgs, InMode}, reduce::{Reduce, RowsArgs}, se::SeShape};
+use crate::ops::{
+    conv::ConvShape,
+    depthwise::DwShape,
+    gemm::{GemmArgs, InMode},
+    reduce::{Reduce, RowsArgs},
+    se::SeShape,
+};
 use std::time::Instant;
 
 struct BlockGpu {
@@ -52,7 +58,10 @@ impl ModelGpu {
             let expand = match &w.expand {
                 Some(e) => Some((
                     up(format!("{i}.expand.w"), &e.w)?,
-                    up(format!("{i}.expand.wt"), &gemm::cpu::transpose(&e.w, b.cmid(), b.cin))?,
+                    up(
+                        format!("{i}.expand.wt"),
+                        &gemm::cpu::transpose(&e.w, b.cmid(), b.cin),
+                    )?,
                     up(format!("{i}.expand.b"), &e.b)?,
                 )),
                 None => None,
@@ -66,29 +75,51 @@ impl ModelGpu {
                 se_xw: up(format!("{i}.se_expand.w"), &w.se_x.w)?,
                 se_xb: up(format!("{i}.se_expand.b"), &w.se_x.b)?,
                 proj_w: up(format!("{i}.project.w"), &w.project.w)?,
-                proj_wt: up(format!("{i}.project.wt"), &gemm::cpu::transpose(&w.project.w, b.cout, b.cmid()))?,
+                proj_wt: up(
+                    format!("{i}.project.wt"),
+                    &gemm::cpu::transpose(&w.project.w, b.cout, b.cmid()),
+                )?,
                 proj_b: up(format!("{i}.project.b"), &w.project.b)?,
             });
         }
         let last = cfg.blocks.last().unwrap().cout;
         let head_w = up("head.w".into(), &weights.head_conv.w)?;
-        let head_wt = up("head.wt".into(), &gemm::cpu::transpose(&weights.head_conv.w, cfg.head, last))?;
+        let head_wt = up(
+            "head.wt".into(),
+            &gemm::cpu::transpose(&weights.head_conv.w, cfg.head, last),
+        )?;
         let head_b = up("head.b".into(), &weights.head_conv.b)?;
         let k = cfg.head;
         let n = weights.classifier.n;
         // rows per chunk: what one binding holds, a multiple of the gradient segment
-        let max_rows = ((gpu.max_binding() / (4 * k as u64)) as usize / head::SEG_ROWS * head::SEG_ROWS).max(head::SEG_ROWS);
+        let max_rows = ((gpu.max_binding() / (4 * k as u64)) as usize / head::SEG_ROWS
+            * head::SEG_ROWS)
+            .max(head::SEG_ROWS);
         let mut fc = Vec::new();
         let mut row0 = 0;
         while row0 < n {
             let rows = max_rows.min(n - row0);
-            let chunk = up(format!("fc.w[{row0}..{}]", row0 + rows), &weights.classifier.w[row0 * k..(row0 + rows) * k])?;
+            let chunk = up(
+                format!("fc.w[{row0}..{}]", row0 + rows),
+                &weights.classifier.w[row0 * k..(row0 + rows) * k],
+            )?;
             fc.push((chunk, row0, rows));
             row0 += rows;
         }
         let fc_b = up("fc.b".into(), &weights.classifier.b)?;
         gpu.check_errors("weight upload")?;
-        Ok(ModelGpu { weights, stem_w, stem_b, blocks, head_w, head_wt, head_b, fc, fc_b, bytes })
+        Ok(ModelGpu {
+            weights,
+            stem_w,
+            stem_b,
+            blocks,
+            head_w,
+            head_wt,
+            head_b,
+            fc,
+            fc_b,
+            bytes,
+        })
     }
 
     pub fn n_classes(&self) -> usize {
@@ -183,15 +214,35 @@ impl Plan {
         }
         let nb = cfg.blocks.len();
         if let Some(&b) = opts.blocks.iter().find(|&&b| b >= nb) {
-            return Err(Error::Input(format!("block {b} does not exist: this model has blocks 0-{}", nb - 1)));
+            return Err(Error::Input(format!(
+                "block {b} does not exist: this model has blocks 0-{}",
+                nb - 1
+            )));
         }
         let (sh, sw, sizes) = cfg.sizes(h, w);
         let mut a = Alloc { gpu, bytes: 0 };
         let input = a.buf("input".into(), 3 * h * w)?;
         let stem = a.buf("stem.out".into(), cfg.stem * sh * sw)?;
         let mut fwd = Vec::new();
-        let stem_shape = ConvShape { cin: 3, h, w, cout: cfg.stem, k: 3, stride: 2, pad: 1 };
-        fwd.push(conv::conv(gpu, "stem.conv.fwd", stem_shape, true, &input.buf, &m.stem_w.buf, &m.stem_b.buf, &stem.buf));
+        let stem_shape = ConvShape {
+            cin: 3,
+            h,
+            w,
+            cout: cfg.stem,
+            k: 3,
+            stride: 2,
+            pad: 1,
+        };
+        fwd.push(conv::conv(
+            gpu,
+            "stem.conv.fwd",
+            stem_shape,
+            true,
+            &input.buf,
+            &m.stem_w.buf,
+            &m.stem_b.buf,
+            &stem.buf,
+        ));
 
         // forward buffers and dispatches
         let mut ze = Vec::new();
@@ -209,29 +260,100 @@ impl Plan {
             let zexp = match &bw.expand {
                 Some((ew, _, eb)) => {
                     let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
-                    fwd.push(gemm::gemm(gpu, &format!("{l}.expand.fwd"), &GemmArgs {
-                        m: cm, k: b.cin, p: ih * iw, a: &ew.buf, x, bias: Some(&eb.buf), scale: None, res: None, y: &z.buf, mode: InMode::Plain,
-                    }));
+                    fwd.push(gemm::gemm(
+                        gpu,
+                        &format!("{l}.expand.fwd"),
+                        &GemmArgs {
+                            m: cm,
+                            k: b.cin,
+                            p: ih * iw,
+                            a: &ew.buf,
+                            x,
+                            bias: Some(&eb.buf),
+                            scale: None,
+                            res: None,
+                            y: &z.buf,
+                            mode: InMode::Plain,
+                        },
+                    ));
                     Some(z)
                 }
                 None => None,
             };
             let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
-            let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+            let dws = DwShape {
+                c: cm,
+                h: ih,
+                w: iw,
+                k: b.k,
+                stride: b.stride,
+                pad: b.pad(),
+            };
             let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
-            fwd.push(depthwise::forward(gpu, &format!("{l}.dw.fwd"), dws, zexp.is_some(), dw_in, &bw.dw_w.buf, &bw.dw_b.buf, &zdw.buf));
+            fwd.push(depthwise::forward(
+                gpu,
+                &format!("{l}.dw.fwd"),
+                dws,
+                zexp.is_some(),
+                dw_in,
+                &bw.dw_w.buf,
+                &bw.dw_b.buf,
+                &zdw.buf,
+            ));
             let pooled = a.buf(format!("{l}.se_pool"), cm)?;
-            fwd.push(reduce::rows(gpu, &format!("{l}.se_pool.fwd"), Reduce::MeanSilu, &RowsArgs { rows: cm, len: oh * ow, in_off: 0, out_off: 0, x: &zdw.buf, y: None, out: &pooled.buf }));
+            fwd.push(reduce::rows(
+                gpu,
+                &format!("{l}.se_pool.fwd"),
+                Reduce::MeanSilu,
+                &RowsArgs {
+                    rows: cm,
+                    len: oh * ow,
+                    in_off: 0,
+                    out_off: 0,
+                    x: &zdw.buf,
+                    y: None,
+                    out: &pooled.buf,
+                },
+            ));
             let r = a.buf(format!("{l}.se_r"), b.cse)?;
             let s = a.buf(format!("{l}.se_s"), cm)?;
-            let sew = se::SeWeights { w_r: &bw.se_rw.buf, b_r: &bw.se_rb.buf, w_x: &bw.se_xw.buf, b_x: &bw.se_xb.buf };
-            let seshape = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
-            fwd.push(se::forward(gpu, &format!("{l}.se.fwd"), seshape, &sew, &pooled.buf, &r.buf, &s.buf));
+            let sew = se::SeWeights {
+                w_r: &bw.se_rw.buf,
+                b_r: &bw.se_rb.buf,
+                w_x: &bw.se_xw.buf,
+                b_x: &bw.se_xb.buf,
+            };
+            let seshape = SeShape {
+                cmid: cm,
+                cse: b.cse,
+                hw: oh * ow,
+            };
+            fwd.push(se::forward(
+                gpu,
+                &format!("{l}.se.fwd"),
+                seshape,
+                &sew,
+                &pooled.buf,
+                &r.buf,
+                &s.buf,
+            ));
             let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
-            fwd.push(gemm::gemm(gpu, &format!("{l}.project.fwd"), &GemmArgs {
-                m: b.cout, k: cm, p: oh * ow, a: &bw.proj_w.buf, x: &zdw.buf, bias: Some(&bw.proj_b.buf), scale: Some(&s.buf),
-                res: if b.residual() { Some(x) } else { None }, y: &out.buf, mode: InMode::SiluScaled,
-            }));
+            fwd.push(gemm::gemm(
+                gpu,
+                &format!("{l}.project.fwd"),
+                &GemmArgs {
+                    m: b.cout,
+                    k: cm,
+                    p: oh * ow,
+                    a: &bw.proj_w.buf,
+                    x: &zdw.buf,
+                    bias: Some(&bw.proj_b.buf),
+                    scale: Some(&s.buf),
+                    res: if b.residual() { Some(x) } else { None },
+                    y: &out.buf,
+                    mode: InMode::SiluScaled,
+                },
+            ));
             ze.push(zexp);
             zd.push(zdw);
             ss.push(s);
@@ -244,20 +366,67 @@ impl Plan {
         let k = cfg.head;
         let n = m.n_classes();
         let zh = a.buf("head.z".into(), k * hw)?;
-        fwd.push(gemm::gemm(gpu, "head.conv.fwd", &GemmArgs {
-            m: k, k: last, p: hw, a: &m.head_w.buf, x: &outs[nb - 1].buf, bias: Some(&m.head_b.buf), scale: None, res: None, y: &zh.buf, mode: InMode::Plain,
-        }));
+        fwd.push(gemm::gemm(
+            gpu,
+            "head.conv.fwd",
+            &GemmArgs {
+                m: k,
+                k: last,
+                p: hw,
+                a: &m.head_w.buf,
+                x: &outs[nb - 1].buf,
+                bias: Some(&m.head_b.buf),
+                scale: None,
+                res: None,
+                y: &zh.buf,
+                mode: InMode::Plain,
+            },
+        ));
         let features = a.buf("features".into(), k)?;
-        fwd.push(reduce::rows(gpu, "head.pool.fwd", Reduce::MeanSilu, &RowsArgs { rows: k, len: hw, in_off: 0, out_off: 0, x: &zh.buf, y: None, out: &features.buf }));
+        fwd.push(reduce::rows(
+            gpu,
+            "head.pool.fwd",
+            Reduce::MeanSilu,
+            &RowsArgs {
+                rows: k,
+                len: hw,
+                in_off: 0,
+                out_off: 0,
+                x: &zh.buf,
+                y: None,
+                out: &features.buf,
+            },
+        ));
         let logits = a.buf("logits".into(), n)?;
         let probs = a.buf("probs".into(), n)?;
         let info = a.buf("info".into(), 4)?;
         for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
-            fwd.push(head::linear(gpu, &format!("fc[{ci}].linear.fwd"), *rows, k, *row0, n, &chunk.buf, &features.buf, &m.fc_b.buf, &logits.buf));
+            fwd.push(head::linear(
+                gpu,
+                &format!("fc[{ci}].linear.fwd"),
+                *rows,
+                k,
+                *row0,
+                n,
+                &chunk.buf,
+                &features.buf,
+                &m.fc_b.buf,
+                &logits.buf,
+            ));
         }
-        fwd.push(head::softmax(gpu, "fc.softmax.fwd", n, &logits.buf, &probs.buf, &info.buf));
+        fwd.push(head::softmax(
+            gpu,
+            "fc.softmax.fwd",
+            n,
+            &logits.buf,
+            &probs.buf,
+            &info.buf,
+        ));
 
-        let mut phases = vec![Phase { name: "forward", dispatches: fwd }];
+        let mut phases = vec![Phase {
+            name: "forward",
+            dispatches: fwd,
+        }];
         let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
         let mut map_offs = vec![usize::MAX; nb];
         let mut copy_src: Vec<GpuBuf> = Vec::new();
@@ -269,31 +438,93 @@ impl Plan {
             copy_src.push(b);
         };
         // the read-back holds: info, probs, logits, [maps, combicam, mm, stats]
-        let info_c = GpuBuf { buf: info.buf.clone(), len: 4 };
+        let info_c = GpuBuf {
+            buf: info.buf.clone(),
+            len: 4,
+        };
         add_copy(&mut copy_src, info_c, 4);
-        add_copy(&mut copy_src, GpuBuf { buf: probs.buf.clone(), len: n }, n);
-        add_copy(&mut copy_src, GpuBuf { buf: logits.buf.clone(), len: n }, n);
+        add_copy(
+            &mut copy_src,
+            GpuBuf {
+                buf: probs.buf.clone(),
+                len: n,
+            },
+            n,
+        );
+        add_copy(
+            &mut copy_src,
+            GpuBuf {
+                buf: logits.buf.clone(),
+                len: n,
+            },
+            n,
+        );
 
         if opts.backward && !opts.blocks.is_empty() {
             let lo = *opts.blocks.iter().min().unwrap();
             let mut bwd = Vec::new();
             let dlog = a.buf("dlogits".into(), n)?;
-            bwd.push(head::dlogits(gpu, "fc.dlogits.bwd", n, &probs.buf, &info.buf, &dlog.buf));
+            bwd.push(head::dlogits(
+                gpu,
+                "fc.dlogits.bwd",
+                n,
+                &probs.buf,
+                &info.buf,
+                &dlog.buf,
+            ));
             let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
             let partial = a.buf("fc.partial".into(), nsegs * k)?;
             let mut seg0 = 0;
             for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
-                bwd.push(head::linear_backward(gpu, &format!("fc[{ci}].linear.bwd"), *rows, k, *row0, seg0, &chunk.buf, &dlog.buf, &partial.buf));
+                bwd.push(head::linear_backward(
+                    gpu,
+                    &format!("fc[{ci}].linear.bwd"),
+                    *rows,
+                    k,
+                    *row0,
+                    seg0,
+                    &chunk.buf,
+                    &dlog.buf,
+                    &partial.buf,
+                ));
                 seg0 += rows.div_ceil(head::SEG_ROWS);
             }
             let df = a.buf("dfeatures".into(), k)?;
-            bwd.push(head::sum_partials(gpu, "fc.sum.bwd", k, nsegs, &partial.buf, &df.buf));
+            bwd.push(head::sum_partials(
+                gpu,
+                "fc.sum.bwd",
+                k,
+                nsegs,
+                &partial.buf,
+                &df.buf,
+            ));
             let dzh = a.buf("head.dz".into(), k * hw)?;
-            bwd.push(reduce::pool_backward(gpu, "head.pool.bwd", k, hw, &zh.buf, &df.buf, &dzh.buf));
+            bwd.push(reduce::pool_backward(
+                gpu,
+                "head.pool.bwd",
+                k,
+                hw,
+                &zh.buf,
+                &df.buf,
+                &dzh.buf,
+            ));
             let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
-            bwd.push(gemm::gemm(gpu, "head.conv.bwd", &GemmArgs {
-                m: last, k, p: hw, a: &m.head_wt.buf, x: &dzh.buf, bias: None, scale: None, res: None, y: &g_last.buf, mode: InMode::Plain,
-            }));
+            bwd.push(gemm::gemm(
+                gpu,
+                "head.conv.bwd",
+                &GemmArgs {
+                    m: last,
+                    k,
+                    p: hw,
+                    a: &m.head_wt.buf,
+                    x: &dzh.buf,
+                    bias: None,
+                    scale: None,
+                    res: None,
+                    y: &g_last.buf,
+                    mode: InMode::Plain,
+                },
+            ));
             grads[nb - 1] = Some(g_last);
             // scratch shared by all blocks
             let mut max_du = 0;
@@ -318,28 +549,123 @@ impl Plan {
                 let cm = b.cmid();
                 let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
                 let gout = &grads[l].as_ref().unwrap().buf;
-                bwd.push(gemm::gemm(gpu, &format!("{l}.project.bwd"), &GemmArgs {
-                    m: cm, k: b.cout, p: oh * ow, a: &bw.proj_wt.buf, x: gout, bias: None, scale: None, res: None, y: &du.buf, mode: InMode::Plain,
-                }));
-                bwd.push(reduce::rows(gpu, &format!("{l}.se_ds.bwd"), Reduce::DotSilu, &RowsArgs { rows: cm, len: oh * ow, in_off: 0, out_off: 0, x: &du.buf, y: Some(&zd[l].buf), out: &ds.buf }));
-                let sew = se::SeWeights { w_r: &bw.se_rw.buf, b_r: &bw.se_rb.buf, w_x: &bw.se_xw.buf, b_x: &bw.se_xb.buf };
-                let seshape = SeShape { cmid: cm, cse: b.cse, hw: oh * ow };
-                bwd.push(se::backward(gpu, &format!("{l}.se.bwd"), seshape, &sew, &rs[l].buf, &ss[l].buf, &ds.buf, &dm.buf));
-                bwd.push(se::apply_backward(gpu, &format!("{l}.se_apply.bwd"), seshape, &ss[l].buf, &dm.buf, &du.buf, &zd[l].buf));
-                let dws = DwShape { c: cm, h: ih, w: iw, k: b.k, stride: b.stride, pad: b.pad() };
+                bwd.push(gemm::gemm(
+                    gpu,
+                    &format!("{l}.project.bwd"),
+                    &GemmArgs {
+                        m: cm,
+                        k: b.cout,
+                        p: oh * ow,
+                        a: &bw.proj_wt.buf,
+                        x: gout,
+                        bias: None,
+                        scale: None,
+                        res: None,
+                        y: &du.buf,
+                        mode: InMode::Plain,
+                    },
+                ));
+                bwd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.se_ds.bwd"),
+                    Reduce::DotSilu,
+                    &RowsArgs {
+                        rows: cm,
+                        len: oh * ow,
+                        in_off: 0,
+                        out_off: 0,
+                        x: &du.buf,
+                        y: Some(&zd[l].buf),
+                        out: &ds.buf,
+                    },
+                ));
+                let sew = se::SeWeights {
+                    w_r: &bw.se_rw.buf,
+                    b_r: &bw.se_rb.buf,
+                    w_x: &bw.se_xw.buf,
+                    b_x: &bw.se_xb.buf,
+                };
+                let seshape = SeShape {
+                    cmid: cm,
+                    cse: b.cse,
+                    hw: oh * ow,
+                };
+                bwd.push(se::backward(
+                    gpu,
+                    &format!("{l}.se.bwd"),
+                    seshape,
+                    &sew,
+                    &rs[l].buf,
+                    &ss[l].buf,
+                    &ds.buf,
+                    &dm.buf,
+                ));
+                bwd.push(se::apply_backward(
+                    gpu,
+                    &format!("{l}.se_apply.bwd"),
+                    seshape,
+                    &ss[l].buf,
+                    &dm.buf,
+                    &du.buf,
+                    &zd[l].buf,
+                ));
+                let dws = DwShape {
+                    c: cm,
+                    h: ih,
+                    w: iw,
+                    k: b.k,
+                    stride: b.stride,
+                    pad: b.pad(),
+                };
                 let res = if b.residual() { Some(gout) } else { None };
                 match (&bw.expand, &ze[l]) {
                     (Some((_, ewt, _)), Some(z)) => {
-                        bwd.push(depthwise::backward(gpu, &format!("{l}.dw.bwd"), dws, true, &du.buf, &bw.dw_w.buf, Some(&z.buf), None, &dze.buf));
-                        bwd.push(gemm::gemm(gpu, &format!("{l}.expand.bwd"), &GemmArgs {
-                            m: b.cin, k: cm, p: ih * iw, a: &ewt.buf, x: &dze.buf, bias: None, scale: None, res, y: &gin.buf, mode: InMode::Plain,
-                        }));
+                        bwd.push(depthwise::backward(
+                            gpu,
+                            &format!("{l}.dw.bwd"),
+                            dws,
+                            true,
+                            &du.buf,
+                            &bw.dw_w.buf,
+                            Some(&z.buf),
+                            None,
+                            &dze.buf,
+                        ));
+                        bwd.push(gemm::gemm(
+                            gpu,
+                            &format!("{l}.expand.bwd"),
+                            &GemmArgs {
+                                m: b.cin,
+                                k: cm,
+                                p: ih * iw,
+                                a: &ewt.buf,
+                                x: &dze.buf,
+                                bias: None,
+                                scale: None,
+                                res,
+                                y: &gin.buf,
+                                mode: InMode::Plain,
+                            },
+                        ));
                     }
-                    _ => bwd.push(depthwise::backward(gpu, &format!("{l}.dw.bwd"), dws, false, &du.buf, &bw.dw_w.buf, None, res, &gin.buf)),
+                    _ => bwd.push(depthwise::backward(
+                        gpu,
+                        &format!("{l}.dw.bwd"),
+                        dws,
+                        false,
+                        &du.buf,
+                        &bw.dw_w.buf,
+                        None,
+                        res,
+                        &gin.buf,
+                    )),
                 }
                 grads[l - 1] = Some(gin);
             }
-            phases.push(Phase { name: "backward", dispatches: bwd });
+            phases.push(Phase {
+                name: "backward",
+                dispatches: bwd,
+            });
 
             // Grad-CAM per fused block, statistics, fusion
             let mut camd = Vec::new();
@@ -352,7 +678,12 @@ impl Plan {
                 alpha_offs[l] = total_c;
                 total_c += cfg.blocks[l].cout;
                 map_offs[l] = total_maps;
-                meta.extend_from_slice(&[total_maps as u32, sizes[l].0 as u32, sizes[l].1 as u32, 0]);
+                meta.extend_from_slice(&[
+                    total_maps as u32,
+                    sizes[l].0 as u32,
+                    sizes[l].1 as u32,
+                    0,
+                ]);
                 total_maps += sizes[l].0 * sizes[l].1;
             }
             let alpha = a.buf("cam.alpha".into(), total_c)?;
@@ -364,25 +695,127 @@ impl Plan {
             for l in 0..nb {
                 let b = &cfg.blocks[l];
                 let hw_l = sizes[l].0 * sizes[l].1;
-                camd.push(reduce::rows(gpu, &format!("{l}.maxabs.cam"), Reduce::MaxAbs, &RowsArgs { rows: b.cout, len: hw_l, in_off: 0, out_off: l * max_cout, x: &outs[l].buf, y: None, out: &scratch.buf }));
-                camd.push(reduce::rows(gpu, &format!("{l}.maxabs2.cam"), Reduce::Max, &RowsArgs { rows: 1, len: b.cout, in_off: l * max_cout, out_off: l, x: &scratch.buf, y: None, out: &stats.buf }));
+                camd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.maxabs.cam"),
+                    Reduce::MaxAbs,
+                    &RowsArgs {
+                        rows: b.cout,
+                        len: hw_l,
+                        in_off: 0,
+                        out_off: l * max_cout,
+                        x: &outs[l].buf,
+                        y: None,
+                        out: &scratch.buf,
+                    },
+                ));
+                camd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.maxabs2.cam"),
+                    Reduce::Max,
+                    &RowsArgs {
+                        rows: 1,
+                        len: b.cout,
+                        in_off: l * max_cout,
+                        out_off: l,
+                        x: &scratch.buf,
+                        y: None,
+                        out: &stats.buf,
+                    },
+                ));
             }
             for &l in sel {
                 let b = &cfg.blocks[l];
                 let hw_l = sizes[l].0 * sizes[l].1;
                 let g = &grads[l].as_ref().unwrap().buf;
-                camd.push(reduce::rows(gpu, &format!("{l}.alpha.cam"), Reduce::Mean, &RowsArgs { rows: b.cout, len: hw_l, in_off: 0, out_off: alpha_offs[l], x: g, y: None, out: &alpha.buf }));
-                camd.push(cam::gradcam_map(gpu, &format!("{l}.map.cam"), b.cout, hw_l, map_offs[l], alpha_offs[l], &outs[l].buf, &alpha.buf, &maps.buf));
-                camd.push(reduce::rows(gpu, &format!("{l}.map_max.cam"), Reduce::Max, &RowsArgs { rows: 1, len: hw_l, in_off: map_offs[l], out_off: nb + l, x: &maps.buf, y: None, out: &stats.buf }));
-                camd.push(reduce::rows(gpu, &format!("{l}.map_mean.cam"), Reduce::Mean, &RowsArgs { rows: 1, len: hw_l, in_off: map_offs[l], out_off: 2 * nb + l, x: &maps.buf, y: None, out: &stats.buf }));
+                camd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.alpha.cam"),
+                    Reduce::Mean,
+                    &RowsArgs {
+                        rows: b.cout,
+                        len: hw_l,
+                        in_off: 0,
+                        out_off: alpha_offs[l],
+                        x: g,
+                        y: None,
+                        out: &alpha.buf,
+                    },
+                ));
+                camd.push(cam::gradcam_map(
+                    gpu,
+                    &format!("{l}.map.cam"),
+                    b.cout,
+                    hw_l,
+                    map_offs[l],
+                    alpha_offs[l],
+                    &outs[l].buf,
+                    &alpha.buf,
+                    &maps.buf,
+                ));
+                camd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.map_max.cam"),
+                    Reduce::Max,
+                    &RowsArgs {
+                        rows: 1,
+                        len: hw_l,
+                        in_off: map_offs[l],
+                        out_off: nb + l,
+                        x: &maps.buf,
+                        y: None,
+                        out: &stats.buf,
+                    },
+                ));
+                camd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.map_mean.cam"),
+                    Reduce::Mean,
+                    &RowsArgs {
+                        rows: 1,
+                        len: hw_l,
+                        in_off: map_offs[l],
+                        out_off: 2 * nb + l,
+                        x: &maps.buf,
+                        y: None,
+                        out: &stats.buf,
+                    },
+                ));
             }
             let fused = a.buf("cam.fused".into(), h * w)?;
             let mm = a.buf("cam.minmax".into(), 2)?;
             let norm = a.buf("cam.combicam".into(), h * w)?;
-            camd.push(cam::fuse(gpu, "combicam.fuse.cam", h, w, sel.len(), &maps.buf, &bmeta.buf, &fused.buf));
-            camd.push(cam::minmax(gpu, "combicam.minmax.cam", h, w, &fused.buf, &mm.buf));
-            camd.push(cam::normalize(gpu, "combicam.normalize.cam", h, w, &fused.buf, &mm.buf, &norm.buf));
-            phases.push(Phase { name: "cam", dispatches: camd });
+            camd.push(cam::fuse(
+                gpu,
+                "combicam.fuse.cam",
+                h,
+                w,
+                sel.len(),
+                &maps.buf,
+                &bmeta.buf,
+                &fused.buf,
+            ));
+            camd.push(cam::minmax(
+                gpu,
+                "combicam.minmax.cam",
+                h,
+                w,
+                &fused.buf,
+                &mm.buf,
+            ));
+            camd.push(cam::normalize(
+                gpu,
+                "combicam.normalize.cam",
+                h,
+                w,
+                &fused.buf,
+                &mm.buf,
+                &norm.buf,
+            ));
+            phases.push(Phase {
+                name: "cam",
+                dispatches: camd,
+            });
             add_copy(&mut copy_src, maps, total_maps);
             add_copy(&mut copy_src, norm, h * w);
             add_copy(&mut copy_src, mm, 2);
@@ -391,41 +824,98 @@ impl Plan {
         let staging = gpu.staging("readback", staging_len * 4);
         gpu.check_errors("plan creation")?;
         let bytes = a.bytes;
-        Ok(Plan { h, w, opts, sizes, phases, input, stem, outs, grads, features, info, copies, copy_src, staging, staging_len, n, map_offs, bytes })
+        Ok(Plan {
+            h,
+            w,
+            opts,
+            sizes,
+            phases,
+            input,
+            stem,
+            outs,
+            grads,
+            features,
+            info,
+            copies,
+            copy_src,
+            staging,
+            staging_len,
+            n,
+            map_offs,
+            bytes,
+        })
     }
 
     /// Record every phase into one encoder, one compute pass per phase (with timestamps when
     /// `ts` is given), then the copies into the read-back buffer.
     pub fn encode(&self, gpu: &Gpu, ts: Option<&wgpu::QuerySet>) -> wgpu::CommandBuffer {
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("plan"),
+            });
         for (i, ph) in self.phases.iter().enumerate() {
-            let tw = ts.map(|q| wgpu::ComputePassTimestampWrites { query_set: q, beginning_of_pass_write_index: Some(2 * i as u32), end_of_pass_write_index: Some(2 * i as u32 + 1) });
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(ph.name), timestamp_writes: tw });
+            let tw = ts.map(|q| wgpu::ComputePassTimestampWrites {
+                query_set: q,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(ph.name),
+                timestamp_writes: tw,
+            });
             for d in &ph.dispatches {
                 d.record(&mut pass);
             }
         }
         for &(src, off, len) in &self.copies {
             if len > 0 {
-                enc.copy_buffer_to_buffer(&self.copy_src[src].buf, 0, &self.staging, off * 4, len * 4);
+                enc.copy_buffer_to_buffer(
+                    &self.copy_src[src].buf,
+                    0,
+                    &self.staging,
+                    off * 4,
+                    len * 4,
+                );
             }
         }
         enc.finish()
     }
 
     /// Upload the image and the target, run everything in one submission, read back.
-    pub fn run(&self, gpu: &Gpu, input: &[f32], target: Option<usize>, score: Score) -> Result<Output> {
+    pub fn run(
+        &self,
+        gpu: &Gpu,
+        input: &[f32],
+        target: Option<usize>,
+        score: Score,
+    ) -> Result<Output> {
         if input.len() != 3 * self.h * self.w {
-            return Err(Error::Input(format!("input has {} values, the plan expects 3×{}×{}", input.len(), self.h, self.w)));
+            return Err(Error::Input(format!(
+                "input has {} values, the plan expects 3×{}×{}",
+                input.len(),
+                self.h,
+                self.w
+            )));
         }
         if let Some(t) = target {
             if t >= self.n {
-                return Err(Error::Input(format!("--target {t} is out of range: the model has {} outputs (0-{})", self.n, self.n - 1)));
+                return Err(Error::Input(format!(
+                    "--target {t} is out of range: the model has {} outputs (0-{})",
+                    self.n,
+                    self.n - 1
+                )));
             }
         }
         gpu.write(&self.input, input);
-        let info = [target.map(|t| t as u32).unwrap_or(u32::MAX), (score == Score::Logit) as u32, 0, 0];
-        gpu.queue.write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
+        let info = [
+            target.map(|t| t as u32).unwrap_or(u32::MAX),
+            (score == Score::Logit) as u32,
+            0,
+            0,
+        ];
+        gpu.queue
+            .write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
         let t0 = Instant::now();
         gpu.queue.submit([self.encode(gpu, None)]);
         gpu.wait()?;

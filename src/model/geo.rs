@@ -15,16 +15,31 @@ pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 /// Indices of the k largest values, largest first (ties: lower index first).
 pub fn top_k(p: &[f32], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|&a, &b| p[b].partial_cmp(&p[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| {
+        p[b].partial_cmp(&p[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
     idx.truncate(k);
     idx
 }
 
 /// Σ p over cells within r km of cell `c`, for each radius.
 pub fn confidence(p: &[f32], lat: &[f64], lon: &[f64], c: usize) -> Vec<(f64, f64)> {
-    let d: Vec<f64> = (0..p.len()).map(|i| haversine_km(lat[c], lon[c], lat[i], lon[i])).collect();
+    let d: Vec<f64> = (0..p.len())
+        .map(|i| haversine_km(lat[c], lon[c], lat[i], lon[i]))
+        .collect();
     RADII_KM
         .iter()
-        .map(|&r| (r, d.iter().zip(p).filter(|(d, _)| **d <= r).map(|(_, &p)| p as f64).sum()))
+        .map(|&r| {
+            (
+                r,
+                d.iter()
+                    .zip(p)
+                    .filter(|(d, _)| **d <= r)
+                    .map(|(_, &p)| p as f64)
+                    .sum(),
+            )
+        })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! Weights: safetensors (visloc or timm layout) or the deterministic test formula, checked
 //! against the architecture, converted to f32, with BN folded into the convolutions.
 
-use super::config::{efficientnet, BlockCfg, Family, ModelCfg};
+use super::config::{BlockCfg, Family, ModelCfg, efficientnet};
 use super::detweights;
 use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
@@ -98,7 +98,10 @@ impl SafetensorsFile {
     pub fn open(path: &Path) -> Result<Self> {
         let p = path.display().to_string();
         if path.is_dir() {
-            return Err(Error::weights(&p, "is a directory; pass the .safetensors file"));
+            return Err(Error::weights(
+                &p,
+                "is a directory; pass the .safetensors file",
+            ));
         }
         let bytes = std::fs::read(path).map_err(|e| {
             Error::weights(&p, format!("cannot be read ({e}); check the path, or see weights/README.md for how to get weights"))
@@ -119,25 +122,51 @@ impl TensorSource for SafetensorsFile {
         self.path.clone()
     }
     fn names(&self) -> Vec<String> {
-        self.st().names().into_iter().map(|s| s.to_string()).collect()
+        self.st()
+            .names()
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect()
     }
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
         self.st().tensor(name).ok().map(|t| t.shape().to_vec())
     }
     fn get(&self, name: &str) -> Result<Option<RawTensor>> {
         let st = self.st();
-        let Ok(t) = st.tensor(name) else { return Ok(None) };
+        let Ok(t) = st.tensor(name) else {
+            return Ok(None);
+        };
         let d = t.data();
         let data: Vec<f64> = match t.dtype() {
-            Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-            Dtype::F64 => d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-            Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-            Dtype::BF16 => d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::F64 => d
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+                .collect(),
+            Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+                .collect(),
             other => {
-                return Err(Error::weights(&self.path, format!("tensor {name} has dtype {other:?}; expected a float type (F32, F16, BF16 or F64): re-convert the weights")));
+                return Err(Error::weights(
+                    &self.path,
+                    format!(
+                        "tensor {name} has dtype {other:?}; expected a float type (F32, F16, BF16 or F64): re-convert the weights"
+                    ),
+                ));
             }
         };
-        Ok(Some(RawTensor { shape: t.shape().to_vec(), data }))
+        Ok(Some(RawTensor {
+            shape: t.shape().to_vec(),
+            data,
+        }))
     }
 }
 
@@ -148,7 +177,9 @@ pub struct Formula {
 
 impl Formula {
     pub fn new(cfg: &ModelCfg, layout: Layout, n_classes: usize) -> Self {
-        Formula { tensors: expected(cfg, layout, n_classes) }
+        Formula {
+            tensors: expected(cfg, layout, n_classes),
+        }
     }
 }
 
@@ -160,14 +191,22 @@ impl TensorSource for Formula {
         self.tensors.iter().map(|t| t.0.clone()).collect()
     }
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.tensors.iter().find(|t| t.0 == name).map(|t| t.1.clone())
+        self.tensors
+            .iter()
+            .find(|t| t.0 == name)
+            .map(|t| t.1.clone())
     }
     fn get(&self, name: &str) -> Result<Option<RawTensor>> {
-        let Some(shape) = self.shape(name) else { return Ok(None) };
+        let Some(shape) = self.shape(name) else {
+            return Ok(None);
+        };
         let data = if name.ends_with("mvmf.mus") {
             detweights::tensor_f64(name, &shape)
         } else {
-            detweights::tensor(name, &shape).into_iter().map(|v| v as f64).collect()
+            detweights::tensor(name, &shape)
+                .into_iter()
+                .map(|v| v as f64)
+                .collect()
         };
         Ok(Some(RawTensor { shape, data }))
     }
@@ -247,7 +286,13 @@ fn top_keys(layout: Layout) -> TopKeys {
             bn_head: "backbone._bn1",
             fc: "mvmf_head.mixture_weights.seq_model.0",
         },
-        Layout::Timm => TopKeys { stem: "conv_stem", bn_stem: "bn1", head: "conv_head", bn_head: "bn2", fc: "classifier" },
+        Layout::Timm => TopKeys {
+            stem: "conv_stem",
+            bn_stem: "bn1",
+            head: "conv_head",
+            bn_head: "bn2",
+            fc: "classifier",
+        },
     }
 }
 
@@ -300,10 +345,19 @@ pub fn detect_layout(src: &dyn TensorSource) -> Result<Layout> {
         Ok(Layout::Visloc)
     } else if has("conv_stem.weight") {
         Ok(Layout::Timm)
-    } else if names.iter().any(|n| n.starts_with("_conv_stem") || n.starts_with("module.")) {
-        Err(Error::weights(src.describe(), "has efficientnet_pytorch keys without the `backbone.` prefix; convert it with weights/convert_visloc.py"))
+    } else if names
+        .iter()
+        .any(|n| n.starts_with("_conv_stem") || n.starts_with("module."))
+    {
+        Err(Error::weights(
+            src.describe(),
+            "has efficientnet_pytorch keys without the `backbone.` prefix; convert it with weights/convert_visloc.py",
+        ))
     } else {
-        Err(Error::weights(src.describe(), "is not an EfficientNet weights file: it has neither backbone._conv_stem.weight (visloc layout) nor conv_stem.weight (timm layout); see weights/README.md"))
+        Err(Error::weights(
+            src.describe(),
+            "is not an EfficientNet weights file: it has neither backbone._conv_stem.weight (visloc layout) nor conv_stem.weight (timm layout); see weights/README.md",
+        ))
     }
 }
 
@@ -313,8 +367,14 @@ fn detect_variant(src: &dyn TensorSource, layout: Layout) -> Result<ModelCfg> {
     let stem_key = format!("{}.weight", top_keys(layout).stem);
     let stem = src.shape(&stem_key).unwrap_or_default();
     let nblocks = match layout {
-        Layout::Visloc => names.iter().filter(|n| n.starts_with("backbone._blocks.") && n.ends_with("._project_conv.weight")).count(),
-        Layout::Timm => names.iter().filter(|n| n.starts_with("blocks.") && n.ends_with(".conv_dw.weight")).count(),
+        Layout::Visloc => names
+            .iter()
+            .filter(|n| n.starts_with("backbone._blocks.") && n.ends_with("._project_conv.weight"))
+            .count(),
+        Layout::Timm => names
+            .iter()
+            .filter(|n| n.starts_with("blocks.") && n.ends_with(".conv_dw.weight"))
+            .count(),
     };
     for v in 0..8 {
         let cfg = efficientnet(v, layout.family());
@@ -322,9 +382,12 @@ fn detect_variant(src: &dyn TensorSource, layout: Layout) -> Result<ModelCfg> {
             return Ok(cfg);
         }
     }
-    Err(Error::weights(src.describe(), format!(
-        "matches no EfficientNet B0–B7: {stem_key} has shape {stem:?} and there are {nblocks} blocks"
-    )))
+    Err(Error::weights(
+        src.describe(),
+        format!(
+            "matches no EfficientNet B0–B7: {stem_key} has shape {stem:?} and there are {nblocks} blocks"
+        ),
+    ))
 }
 
 struct Loader<'a> {
@@ -334,9 +397,17 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
-        let t = self.src.get(name)?.ok_or_else(|| Error::weights(self.src.describe(), format!("lacks {name} (expected shape {shape:?})")))?;
+        let t = self.src.get(name)?.ok_or_else(|| {
+            Error::weights(
+                self.src.describe(),
+                format!("lacks {name} (expected shape {shape:?})"),
+            )
+        })?;
         if t.shape != shape {
-            return Err(Error::weights(self.src.describe(), format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape)));
+            return Err(Error::weights(
+                self.src.describe(),
+                format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape),
+            ));
         }
         Ok(t.data)
     }
@@ -365,13 +436,19 @@ impl Loader<'_> {
     fn conv_bias(&self, prefix: &str, shape: [usize; 4]) -> Result<Conv> {
         let w = self.tensor(&format!("{prefix}.weight"), &shape)?;
         let b = self.tensor(&format!("{prefix}.bias"), &[shape[0]])?;
-        Ok(Conv { w: w.into_iter().map(|v| v as f32).collect(), b: b.into_iter().map(|v| v as f32).collect() })
+        Ok(Conv {
+            w: w.into_iter().map(|v| v as f32).collect(),
+            b: b.into_iter().map(|v| v as f32).collect(),
+        })
     }
 }
 
 /// ImageNet class names, in index order.
 pub fn imagenet_labels() -> Vec<String> {
-    include_str!("../../weights/imagenet_labels.txt").lines().map(|l| l.trim().to_string()).collect()
+    include_str!("../../weights/imagenet_labels.txt")
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect()
 }
 
 /// Load and check every tensor, fold BN.
@@ -382,16 +459,39 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
     let fc_key = format!("{}.weight", t.fc);
     let n = match src.shape(&fc_key) {
         Some(s) if s.len() == 2 && s[1] == cfg.head && s[0] > 0 => s[0],
-        Some(s) => return Err(Error::weights(src.describe(), format!("tensor {fc_key} has shape {s:?}, expected [N, {}]", cfg.head))),
-        None => return Err(Error::weights(src.describe(), format!("lacks {fc_key} (expected shape [N, {}]): the head is missing", cfg.head))),
+        Some(s) => {
+            return Err(Error::weights(
+                src.describe(),
+                format!(
+                    "tensor {fc_key} has shape {s:?}, expected [N, {}]",
+                    cfg.head
+                ),
+            ));
+        }
+        None => {
+            return Err(Error::weights(
+                src.describe(),
+                format!(
+                    "lacks {fc_key} (expected shape [N, {}]): the head is missing",
+                    cfg.head
+                ),
+            ));
+        }
     };
-    let ld = Loader { src, eps: cfg.bn_eps() };
+    let ld = Loader {
+        src,
+        eps: cfg.bn_eps(),
+    };
     let stem = ld.conv_bn(&format!("{}", t.stem), [cfg.stem, 3, 3, 3], t.bn_stem)?;
     let mut blocks = Vec::new();
     for (i, b) in cfg.blocks.iter().enumerate() {
         let k = block_keys(layout, i, b);
         let cm = b.cmid();
-        let expand = if b.expand != 1 { Some(ld.conv_bn(&k.expand, [cm, b.cin, 1, 1], &k.bn_expand)?) } else { None };
+        let expand = if b.expand != 1 {
+            Some(ld.conv_bn(&k.expand, [cm, b.cin, 1, 1], &k.bn_expand)?)
+        } else {
+            None
+        };
         blocks.push(BlockWeights {
             expand,
             dw: ld.conv_bn(&k.dw, [cm, 1, b.k, b.k], &k.bn_dw)?,
@@ -402,19 +502,42 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
     }
     let last = cfg.blocks.last().unwrap().cout;
     let head_conv = ld.conv_bn(t.head, [cfg.head, last, 1, 1], t.bn_head)?;
-    let w: Vec<f32> = ld.tensor(&fc_key, &[n, cfg.head])?.into_iter().map(|v| v as f32).collect();
-    let b: Vec<f32> = ld.tensor(&format!("{}.bias", t.fc), &[n])?.into_iter().map(|v| v as f32).collect();
+    let w: Vec<f32> = ld
+        .tensor(&fc_key, &[n, cfg.head])?
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let b: Vec<f32> = ld
+        .tensor(&format!("{}.bias", t.fc), &[n])?
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
     let kind = match layout {
         Layout::Visloc => {
             let mus = ld.tensor("mvmf_head.mvmf.mus", &[2, n])?;
-            HeadKind::Geo { lat: mus[..n].to_vec(), lon: mus[n..].to_vec() }
+            HeadKind::Geo {
+                lat: mus[..n].to_vec(),
+                lon: mus[n..].to_vec(),
+            }
         }
         Layout::Timm => {
             let labels = imagenet_labels();
-            HeadKind::Labels(if labels.len() == n { labels } else { (0..n).map(|i| format!("class {i}")).collect() })
+            HeadKind::Labels(if labels.len() == n {
+                labels
+            } else {
+                (0..n).map(|i| format!("class {i}")).collect()
+            })
         }
     };
-    Ok(Weights { cfg, layout, stem, blocks, head_conv, classifier: Classifier { n, w, b, kind }, source: src.describe() })
+    Ok(Weights {
+        cfg,
+        layout,
+        stem,
+        blocks,
+        head_conv,
+        classifier: Classifier { n, w, b, kind },
+        source: src.describe(),
+    })
 }
 
 /// Load a safetensors file.
@@ -426,18 +549,31 @@ pub fn load_file(path: &Path) -> Result<Weights> {
 /// The deterministic test network (B`variant`, `n_classes` outputs).
 pub fn formula(variant: usize, layout: Layout, n_classes: usize) -> Weights {
     let cfg = efficientnet(variant, layout.family());
-    load(&Formula::new(&cfg, layout, n_classes)).expect("formula weights match their own architecture")
+    load(&Formula::new(&cfg, layout, n_classes))
+        .expect("formula weights match their own architecture")
 }
 
 /// Metadata of a safetensors file, if any (used by tests to read golden files).
-pub fn read_safetensors(path: &Path) -> Result<(HashMap<String, (Vec<usize>, Vec<f32>)>, HashMap<String, String>)> {
+pub fn read_safetensors(
+    path: &Path,
+) -> Result<(
+    HashMap<String, (Vec<usize>, Vec<f32>)>,
+    HashMap<String, String>,
+)> {
     let bytes = std::fs::read(path).map_err(|e| Error::weights(path.display(), e))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::weights(path.display(), e))?;
-    let f = SafetensorsFile { path: path.display().to_string(), bytes: bytes.clone() };
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| Error::weights(path.display(), e))?;
+    let f = SafetensorsFile {
+        path: path.display().to_string(),
+        bytes: bytes.clone(),
+    };
     let mut out = HashMap::new();
     for name in f.names() {
         let t = f.get(&name)?.unwrap();
-        out.insert(name, (t.shape, t.data.into_iter().map(|v| v as f32).collect()));
+        out.insert(
+            name,
+            (t.shape, t.data.into_iter().map(|v| v as f32).collect()),
+        );
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }

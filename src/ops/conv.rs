@@ -1,7 +1,7 @@
 //! Dense k×k convolution (the stem), BN folded, optional SiLU. Forward only: nothing
 //! upstream of block 0 needs a gradient.
 
-use crate::gpu::{pipelines::grid_items, Dispatch, Gpu};
+use crate::gpu::{Dispatch, Gpu, pipelines::grid_items};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
@@ -16,7 +16,10 @@ pub struct ConvShape {
 
 impl ConvShape {
     pub fn out(&self) -> (usize, usize) {
-        (out_size(self.h, self.k, self.stride, self.pad), out_size(self.w, self.k, self.stride, self.pad))
+        (
+            out_size(self.h, self.k, self.stride, self.pad),
+            out_size(self.w, self.k, self.stride, self.pad),
+        )
     }
 }
 
@@ -25,11 +28,30 @@ pub fn out_size(n: usize, k: usize, s: usize, p: usize) -> usize {
     (n + 2 * p - k) / s + 1
 }
 
-pub fn conv(gpu: &Gpu, label: &str, s: ConvShape, silu: bool, x: &wgpu::Buffer, wt: &wgpu::Buffer, bias: &wgpu::Buffer, y: &wgpu::Buffer) -> Dispatch {
+pub fn conv(
+    gpu: &Gpu,
+    label: &str,
+    s: ConvShape,
+    silu: bool,
+    x: &wgpu::Buffer,
+    wt: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Dispatch {
     let (oh, ow) = s.out();
-    let params = [s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad, 0, 0, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch(label, "conv", "main", &[("ACT", silu as u32 as f64)], &params,
-        &[(1, Some(x)), (2, Some(wt)), (3, Some(bias)), (4, Some(y))], grid_items(s.cout * oh * ow));
+    let params = [
+        s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad, 0, 0, 0,
+    ]
+    .map(|v| v as u32);
+    let mut d = gpu.dispatch(
+        label,
+        "conv",
+        "main",
+        &[("ACT", silu as u32 as f64)],
+        &params,
+        &[(1, Some(x)), (2, Some(wt)), (3, Some(bias)), (4, Some(y))],
+        grid_items(s.cout * oh * ow),
+    );
     d.flops = 2.0 * (s.cout * oh * ow * s.cin * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.cin * s.h * s.w + s.cout * s.cin * s.k * s.k + s.cout * oh * ow) as f64;
     d
@@ -57,7 +79,8 @@ pub mod cpu {
                                 if jj < 0 || jj >= s.w as isize {
                                     continue;
                                 }
-                                acc += wt[((o * s.cin + c) * s.k + u) * s.k + v] * x[(c * s.h + ii as usize) * s.w + jj as usize];
+                                acc += wt[((o * s.cin + c) * s.k + u) * s.k + v]
+                                    * x[(c * s.h + ii as usize) * s.w + jj as usize];
                             }
                         }
                     }

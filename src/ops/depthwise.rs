@@ -1,6 +1,6 @@
 //! Depthwise k×k convolution with stride, BN folded; forward and data gradient.
 
-use crate::gpu::{pipelines::grid_items, Dispatch, Gpu};
+use crate::gpu::{Dispatch, Gpu, pipelines::grid_items};
 use crate::ops::conv::out_size;
 
 #[derive(Clone, Copy, Debug)]
@@ -15,19 +15,48 @@ pub struct DwShape {
 
 impl DwShape {
     pub fn out(&self) -> (usize, usize) {
-        (out_size(self.h, self.k, self.stride, self.pad), out_size(self.w, self.k, self.stride, self.pad))
+        (
+            out_size(self.h, self.k, self.stride, self.pad),
+            out_size(self.w, self.k, self.stride, self.pad),
+        )
     }
     fn params(&self) -> [u32; 8] {
         let (oh, ow) = self.out();
-        [self.c, self.h, self.w, oh, ow, self.k, self.stride, self.pad].map(|v| v as u32)
+        [
+            self.c,
+            self.h,
+            self.w,
+            oh,
+            ow,
+            self.k,
+            self.stride,
+            self.pad,
+        ]
+        .map(|v| v as u32)
     }
 }
 
 /// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation).
-pub fn forward(gpu: &Gpu, label: &str, s: DwShape, in_silu: bool, x: &wgpu::Buffer, wt: &wgpu::Buffer, bias: &wgpu::Buffer, out: &wgpu::Buffer) -> Dispatch {
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    s: DwShape,
+    in_silu: bool,
+    x: &wgpu::Buffer,
+    wt: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Dispatch {
     let (oh, ow) = s.out();
-    let mut d = gpu.dispatch(label, "depthwise", "forward", &[("IN_SILU", in_silu as u32 as f64)], &s.params(),
-        &[(1, Some(wt)), (2, Some(bias)), (3, Some(x)), (4, Some(out))], grid_items(s.c * oh * ow));
+    let mut d = gpu.dispatch(
+        label,
+        "depthwise",
+        "forward",
+        &[("IN_SILU", in_silu as u32 as f64)],
+        &s.params(),
+        &[(1, Some(wt)), (2, Some(bias)), (3, Some(x)), (4, Some(out))],
+        grid_items(s.c * oh * ow),
+    );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.c * s.h * s.w + s.c * oh * ow) as f64;
     d
@@ -35,13 +64,41 @@ pub fn forward(gpu: &Gpu, label: &str, s: DwShape, in_silu: bool, x: &wgpu::Buff
 
 /// dx = act'(z_in)·dwᵀ(dy) (+ res).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(gpu: &Gpu, label: &str, s: DwShape, in_silu: bool, dy: &wgpu::Buffer, wt: &wgpu::Buffer, zin: Option<&wgpu::Buffer>, res: Option<&wgpu::Buffer>, dx: &wgpu::Buffer) -> Dispatch {
+pub fn backward(
+    gpu: &Gpu,
+    label: &str,
+    s: DwShape,
+    in_silu: bool,
+    dy: &wgpu::Buffer,
+    wt: &wgpu::Buffer,
+    zin: Option<&wgpu::Buffer>,
+    res: Option<&wgpu::Buffer>,
+    dx: &wgpu::Buffer,
+) -> Dispatch {
     let (oh, ow) = s.out();
-    let consts = [("IN_SILU", in_silu as u32 as f64), ("HAS_RES", res.is_some() as u32 as f64)];
-    let mut d = gpu.dispatch(label, "depthwise", "backward", &consts, &s.params(),
-        &[(1, Some(wt)), (3, zin), (4, Some(dx)), (5, res), (6, Some(dy))], grid_items(s.c * s.h * s.w));
+    let consts = [
+        ("IN_SILU", in_silu as u32 as f64),
+        ("HAS_RES", res.is_some() as u32 as f64),
+    ];
+    let mut d = gpu.dispatch(
+        label,
+        "depthwise",
+        "backward",
+        &consts,
+        &s.params(),
+        &[
+            (1, Some(wt)),
+            (3, zin),
+            (4, Some(dx)),
+            (5, res),
+            (6, Some(dy)),
+        ],
+        grid_items(s.c * s.h * s.w),
+    );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
-    d.bytes = 4.0 * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_silu as usize + res.is_some() as usize)) as f64;
+    d.bytes = 4.0
+        * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_silu as usize + res.is_some() as usize))
+            as f64;
     d
 }
 
@@ -67,7 +124,8 @@ pub mod cpu {
                                 continue;
                             }
                             let xv = x[(c * s.h + ii as usize) * s.w + jj as usize];
-                            acc += wt[(c * s.k + u) * s.k + v] * if in_silu { silu(xv) } else { xv };
+                            acc +=
+                                wt[(c * s.k + u) * s.k + v] * if in_silu { silu(xv) } else { xv };
                         }
                     }
                     y[(c * oh + i) * ow + j] = acc;
@@ -78,7 +136,13 @@ pub mod cpu {
     }
 
     /// Scatter form of the data gradient (the GPU uses the gather form: a different order).
-    pub fn backward(s: DwShape, dy: &[f32], wt: &[f32], zin: Option<&[f32]>, res: Option<&[f32]>) -> Vec<f32> {
+    pub fn backward(
+        s: DwShape,
+        dy: &[f32],
+        wt: &[f32],
+        zin: Option<&[f32]>,
+        res: Option<&[f32]>,
+    ) -> Vec<f32> {
         let (oh, ow) = s.out();
         let mut dx = vec![0f32; s.c * s.h * s.w];
         for c in 0..s.c {
@@ -95,7 +159,8 @@ pub mod cpu {
                             if jj < 0 || jj >= s.w as isize {
                                 continue;
                             }
-                            dx[(c * s.h + ii as usize) * s.w + jj as usize] += wt[(c * s.k + u) * s.k + v] * g;
+                            dx[(c * s.h + ii as usize) * s.w + jj as usize] +=
+                                wt[(c * s.k + u) * s.k + v] * g;
                         }
                     }
                 }

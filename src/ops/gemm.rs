@@ -16,12 +16,12 @@ pub struct GemmArgs<'a> {
     pub m: usize,
     pub k: usize,
     pub p: usize,
-    pub a: &'a wgpu::Buffer,     // (M, K)
-    pub x: &'a wgpu::Buffer,     // (K, P)
-    pub bias: Option<&'a wgpu::Buffer>, // (M)
+    pub a: &'a wgpu::Buffer,             // (M, K)
+    pub x: &'a wgpu::Buffer,             // (K, P)
+    pub bias: Option<&'a wgpu::Buffer>,  // (M)
     pub scale: Option<&'a wgpu::Buffer>, // (K), with InMode::SiluScaled
-    pub res: Option<&'a wgpu::Buffer>,  // (M, P)
-    pub y: &'a wgpu::Buffer,     // (M, P)
+    pub res: Option<&'a wgpu::Buffer>,   // (M, P)
+    pub y: &'a wgpu::Buffer,             // (M, P)
     pub mode: InMode,
 }
 
@@ -37,11 +37,19 @@ pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Dispatch {
         "main",
         &constants,
         &[g.m as u32, g.k as u32, g.p as u32, 0],
-        &[(1, Some(g.a)), (2, Some(g.x)), (3, g.bias), (4, g.scale), (5, g.res), (6, Some(g.y))],
+        &[
+            (1, Some(g.a)),
+            (2, Some(g.x)),
+            (3, g.bias),
+            (4, g.scale),
+            (5, g.res),
+            (6, Some(g.y)),
+        ],
         [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
     );
     d.flops = 2.0 * (g.m * g.k * g.p) as f64;
-    d.bytes = 4.0 * (g.m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64;
+    d.bytes =
+        4.0 * (g.m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64;
     d
 }
 
@@ -51,7 +59,16 @@ pub mod cpu {
 
     /// y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p]
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm(a: &[f32], x: &[f32], bias: Option<&[f32]>, scale: Option<&[f32]>, res: Option<&[f32]>, m: usize, k: usize, p: usize) -> Vec<f32> {
+    pub fn gemm(
+        a: &[f32],
+        x: &[f32],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+        res: Option<&[f32]>,
+        m: usize,
+        k: usize,
+        p: usize,
+    ) -> Vec<f32> {
         let mut y = vec![0f32; m * p];
         let mut xt = x.to_vec();
         if let Some(s) = scale {

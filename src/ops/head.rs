@@ -1,35 +1,91 @@
 //! Classifier / geolocation head: Linear K→N over row chunks that each fit one storage
 //! binding, softmax with the Grad-CAM target, the score gradient and the linear data gradient.
 
-use crate::gpu::{pipelines::{grid_1d, grid_items}, Dispatch, Gpu};
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{grid_1d, grid_items},
+};
 
 /// Rows of the linear gradient summed per workgroup before the partial sums are added.
 pub const SEG_ROWS: usize = 256;
 
 /// logits[row0 + r] = w[r,:]·f + bias[row0 + r] for the chunk's `rows` rows.
 #[allow(clippy::too_many_arguments)]
-pub fn linear(gpu: &Gpu, label: &str, rows: usize, k: usize, row0: usize, n: usize, w: &wgpu::Buffer, f: &wgpu::Buffer, bias: &wgpu::Buffer, logits: &wgpu::Buffer) -> Dispatch {
+pub fn linear(
+    gpu: &Gpu,
+    label: &str,
+    rows: usize,
+    k: usize,
+    row0: usize,
+    n: usize,
+    w: &wgpu::Buffer,
+    f: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    logits: &wgpu::Buffer,
+) -> Dispatch {
     let params = [rows, k, row0, n, 0, 0, 0, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch(label, "head", "linear", &[], &params,
-        &[(1, Some(w)), (2, Some(f)), (3, Some(bias)), (4, Some(logits))], grid_1d(rows as u32));
+    let mut d = gpu.dispatch(
+        label,
+        "head",
+        "linear",
+        &[],
+        &params,
+        &[
+            (1, Some(w)),
+            (2, Some(f)),
+            (3, Some(bias)),
+            (4, Some(logits)),
+        ],
+        grid_1d(rows as u32),
+    );
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
     d
 }
 
 /// probs = softmax(logits); info[2] = target (info[0], or the argmax when info[0] ≥ n); info[3] = argmax.
-pub fn softmax(gpu: &Gpu, label: &str, n: usize, logits: &wgpu::Buffer, probs: &wgpu::Buffer, info: &wgpu::Buffer) -> Dispatch {
+pub fn softmax(
+    gpu: &Gpu,
+    label: &str,
+    n: usize,
+    logits: &wgpu::Buffer,
+    probs: &wgpu::Buffer,
+    info: &wgpu::Buffer,
+) -> Dispatch {
     let params = [0, 0, 0, n as u32, 0, 0, 0, 0];
-    let mut d = gpu.dispatch(label, "head", "softmax", &[], &params, &[(4, Some(logits)), (5, Some(probs)), (6, Some(info))], [1, 1, 1]);
+    let mut d = gpu.dispatch(
+        label,
+        "head",
+        "softmax",
+        &[],
+        &params,
+        &[(4, Some(logits)), (5, Some(probs)), (6, Some(info))],
+        [1, 1, 1],
+    );
     d.flops = 4.0 * n as f64;
     d.bytes = 12.0 * n as f64;
     d
 }
 
 /// g = ∂score/∂logits, score = p_target (info[1] = 0) or logit_target (info[1] = 1).
-pub fn dlogits(gpu: &Gpu, label: &str, n: usize, probs: &wgpu::Buffer, info: &wgpu::Buffer, g: &wgpu::Buffer) -> Dispatch {
+pub fn dlogits(
+    gpu: &Gpu,
+    label: &str,
+    n: usize,
+    probs: &wgpu::Buffer,
+    info: &wgpu::Buffer,
+    g: &wgpu::Buffer,
+) -> Dispatch {
     let params = [0, 0, 0, n as u32, 0, 0, 0, 0];
-    let mut d = gpu.dispatch(label, "head", "dlogits", &[], &params, &[(5, Some(probs)), (6, Some(info)), (7, Some(g))], grid_items(n));
+    let mut d = gpu.dispatch(
+        label,
+        "head",
+        "dlogits",
+        &[],
+        &params,
+        &[(5, Some(probs)), (6, Some(info)), (7, Some(g))],
+        grid_items(n),
+    );
     d.flops = 2.0 * n as f64;
     d.bytes = 8.0 * n as f64;
     d
@@ -37,20 +93,52 @@ pub fn dlogits(gpu: &Gpu, label: &str, n: usize, probs: &wgpu::Buffer, info: &wg
 
 /// partial[seg0 + s, :] = Σ over the chunk's segment s of w[r,:]·g[row0 + r]
 #[allow(clippy::too_many_arguments)]
-pub fn linear_backward(gpu: &Gpu, label: &str, rows: usize, k: usize, row0: usize, seg0: usize, w: &wgpu::Buffer, g: &wgpu::Buffer, partial: &wgpu::Buffer) -> Dispatch {
+pub fn linear_backward(
+    gpu: &Gpu,
+    label: &str,
+    rows: usize,
+    k: usize,
+    row0: usize,
+    seg0: usize,
+    w: &wgpu::Buffer,
+    g: &wgpu::Buffer,
+    partial: &wgpu::Buffer,
+) -> Dispatch {
     let params = [rows, k, row0, 0, SEG_ROWS, seg0, 0, 0].map(|v| v as u32);
     let segs = rows.div_ceil(SEG_ROWS) as u32;
-    let mut d = gpu.dispatch(label, "head", "linear_backward", &[], &params,
-        &[(1, Some(w)), (7, Some(g)), (8, Some(partial))], [(k as u32).div_ceil(64), segs, 1]);
+    let mut d = gpu.dispatch(
+        label,
+        "head",
+        "linear_backward",
+        &[],
+        &params,
+        &[(1, Some(w)), (7, Some(g)), (8, Some(partial))],
+        [(k as u32).div_ceil(64), segs, 1],
+    );
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
     d
 }
 
 /// df[k] = Σ_s partial[s, k]
-pub fn sum_partials(gpu: &Gpu, label: &str, k: usize, nsegs: usize, partial: &wgpu::Buffer, df: &wgpu::Buffer) -> Dispatch {
+pub fn sum_partials(
+    gpu: &Gpu,
+    label: &str,
+    k: usize,
+    nsegs: usize,
+    partial: &wgpu::Buffer,
+    df: &wgpu::Buffer,
+) -> Dispatch {
     let params = [0, k as u32, 0, 0, 0, 0, nsegs as u32, 0];
-    let mut d = gpu.dispatch(label, "head", "sum_partials", &[], &params, &[(8, Some(partial)), (9, Some(df))], [(k as u32).div_ceil(64), 1, 1]);
+    let mut d = gpu.dispatch(
+        label,
+        "head",
+        "sum_partials",
+        &[],
+        &params,
+        &[(8, Some(partial)), (9, Some(df))],
+        [(k as u32).div_ceil(64), 1, 1],
+    );
     d.flops = (nsegs * k) as f64;
     d.bytes = 4.0 * (nsegs * k + k) as f64;
     d
@@ -58,7 +146,16 @@ pub fn sum_partials(gpu: &Gpu, label: &str, k: usize, nsegs: usize, partial: &wg
 
 pub mod cpu {
     pub fn linear(w: &[f32], f: &[f32], bias: &[f32], n: usize, k: usize) -> Vec<f32> {
-        (0..n).map(|r| w[r * k..(r + 1) * k].iter().zip(f).map(|(a, b)| a * b).sum::<f32>() + bias[r]).collect()
+        (0..n)
+            .map(|r| {
+                w[r * k..(r + 1) * k]
+                    .iter()
+                    .zip(f)
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    + bias[r]
+            })
+            .collect()
     }
 
     /// (probs, argmax)
@@ -80,7 +177,11 @@ pub mod cpu {
         (0..probs.len())
             .map(|n| {
                 let hit = if n == target { 1.0 } else { 0.0 };
-                if logit_score { hit } else { pc * (hit - probs[n]) }
+                if logit_score {
+                    hit
+                } else {
+                    pc * (hit - probs[n])
+                }
             })
             .collect()
     }

@@ -1,7 +1,10 @@
 //! Row reductions (one workgroup per row): pools, Grad-CAM channel weights, the SE gradient
 //! and statistics; and the gradient of the global average pool of silu.
 
-use crate::gpu::{pipelines::{fbits, grid_1d, grid_items}, Dispatch, Gpu};
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{fbits, grid_1d, grid_items},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Reduce {
@@ -24,18 +27,59 @@ pub struct RowsArgs<'a> {
 }
 
 pub fn rows(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs) -> Dispatch {
-    let params = [a.rows as u32, a.len as u32, a.in_off as u32, a.out_off as u32, fbits(1.0 / a.len.max(1) as f32), 0, 0, 0];
-    let mut d = gpu.dispatch(label, "reduce", "rows", &[("MODE", mode as u32 as f64)], &params,
-        &[(1, Some(a.x)), (2, a.y), (3, Some(a.out))], grid_1d(a.rows as u32));
+    let params = [
+        a.rows as u32,
+        a.len as u32,
+        a.in_off as u32,
+        a.out_off as u32,
+        fbits(1.0 / a.len.max(1) as f32),
+        0,
+        0,
+        0,
+    ];
+    let mut d = gpu.dispatch(
+        label,
+        "reduce",
+        "rows",
+        &[("MODE", mode as u32 as f64)],
+        &params,
+        &[(1, Some(a.x)), (2, a.y), (3, Some(a.out))],
+        grid_1d(a.rows as u32),
+    );
     d.flops = (a.rows * a.len) as f64 * if mode == Reduce::DotSilu { 2.0 } else { 1.0 };
     d.bytes = 4.0 * (a.rows * a.len * if a.y.is_some() { 2 } else { 1 } + a.rows) as f64;
     d
 }
 
 /// out[r, i] = g[r]/len·silu'(z[r, i])
-pub fn pool_backward(gpu: &Gpu, label: &str, rows: usize, len: usize, z: &wgpu::Buffer, g: &wgpu::Buffer, out: &wgpu::Buffer) -> Dispatch {
-    let params = [rows as u32, len as u32, 0, 0, fbits(1.0 / len as f32), 0, 0, 0];
-    let mut d = gpu.dispatch(label, "reduce", "pool_backward", &[], &params, &[(1, Some(z)), (2, Some(g)), (3, Some(out))], grid_items(rows * len));
+pub fn pool_backward(
+    gpu: &Gpu,
+    label: &str,
+    rows: usize,
+    len: usize,
+    z: &wgpu::Buffer,
+    g: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Dispatch {
+    let params = [
+        rows as u32,
+        len as u32,
+        0,
+        0,
+        fbits(1.0 / len as f32),
+        0,
+        0,
+        0,
+    ];
+    let mut d = gpu.dispatch(
+        label,
+        "reduce",
+        "pool_backward",
+        &[],
+        &params,
+        &[(1, Some(z)), (2, Some(g)), (3, Some(out))],
+        grid_items(rows * len),
+    );
     d.flops = 4.0 * (rows * len) as f64;
     d.bytes = 8.0 * (rows * len) as f64;
     d

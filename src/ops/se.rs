@@ -1,7 +1,10 @@
 //! Squeeze-excite: the two small FC layers (one workgroup), their gradient, and the
 //! in-place elementwise step that turns the projection's input gradient into dz_d.
 
-use crate::gpu::{pipelines::{fbits, grid_items}, Dispatch, Gpu};
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{fbits, grid_items},
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SeShape {
@@ -13,7 +16,12 @@ pub struct SeShape {
 
 impl SeShape {
     fn params(&self) -> [u32; 4] {
-        [self.cmid as u32, self.cse as u32, self.hw as u32, fbits(1.0 / self.hw as f32)]
+        [
+            self.cmid as u32,
+            self.cse as u32,
+            self.hw as u32,
+            fbits(1.0 / self.hw as f32),
+        ]
     }
 }
 
@@ -25,9 +33,32 @@ pub struct SeWeights<'a> {
 }
 
 /// r = w_r·m + b_r; s = sigmoid(w_x·silu(r) + b_x)
-pub fn forward(gpu: &Gpu, label: &str, sh: SeShape, w: &SeWeights, m: &wgpu::Buffer, r: &wgpu::Buffer, s: &wgpu::Buffer) -> Dispatch {
-    let mut d = gpu.dispatch(label, "se", "forward", &[], &sh.params(),
-        &[(1, Some(w.w_r)), (2, Some(w.b_r)), (3, Some(w.w_x)), (4, Some(w.b_x)), (5, Some(m)), (6, Some(r)), (7, Some(s))], [1, 1, 1]);
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    sh: SeShape,
+    w: &SeWeights,
+    m: &wgpu::Buffer,
+    r: &wgpu::Buffer,
+    s: &wgpu::Buffer,
+) -> Dispatch {
+    let mut d = gpu.dispatch(
+        label,
+        "se",
+        "forward",
+        &[],
+        &sh.params(),
+        &[
+            (1, Some(w.w_r)),
+            (2, Some(w.b_r)),
+            (3, Some(w.w_x)),
+            (4, Some(w.b_x)),
+            (5, Some(m)),
+            (6, Some(r)),
+            (7, Some(s)),
+        ],
+        [1, 1, 1],
+    );
     d.flops = 4.0 * (sh.cmid * sh.cse) as f64;
     d.bytes = 8.0 * (sh.cmid * sh.cse) as f64;
     d
@@ -35,18 +66,56 @@ pub fn forward(gpu: &Gpu, label: &str, sh: SeShape, w: &SeWeights, m: &wgpu::Buf
 
 /// dm = w_rᵀ·((w_xᵀ·(ds·s(1−s)))·silu'(r))
 #[allow(clippy::too_many_arguments)]
-pub fn backward(gpu: &Gpu, label: &str, sh: SeShape, w: &SeWeights, r: &wgpu::Buffer, s: &wgpu::Buffer, ds: &wgpu::Buffer, dm: &wgpu::Buffer) -> Dispatch {
-    let mut d = gpu.dispatch(label, "se", "backward", &[], &sh.params(),
-        &[(1, Some(w.w_r)), (3, Some(w.w_x)), (6, Some(r)), (7, Some(s)), (8, Some(ds)), (9, Some(dm))], [1, 1, 1]);
+pub fn backward(
+    gpu: &Gpu,
+    label: &str,
+    sh: SeShape,
+    w: &SeWeights,
+    r: &wgpu::Buffer,
+    s: &wgpu::Buffer,
+    ds: &wgpu::Buffer,
+    dm: &wgpu::Buffer,
+) -> Dispatch {
+    let mut d = gpu.dispatch(
+        label,
+        "se",
+        "backward",
+        &[],
+        &sh.params(),
+        &[
+            (1, Some(w.w_r)),
+            (3, Some(w.w_x)),
+            (6, Some(r)),
+            (7, Some(s)),
+            (8, Some(ds)),
+            (9, Some(dm)),
+        ],
+        [1, 1, 1],
+    );
     d.flops = 4.0 * (sh.cmid * sh.cse) as f64;
     d.bytes = 8.0 * (sh.cmid * sh.cse) as f64;
     d
 }
 
 /// du ← (du·s + dm/HW)·silu'(zd), in place.
-pub fn apply_backward(gpu: &Gpu, label: &str, sh: SeShape, s: &wgpu::Buffer, dm: &wgpu::Buffer, du: &wgpu::Buffer, zd: &wgpu::Buffer) -> Dispatch {
-    let mut d = gpu.dispatch(label, "se", "apply_backward", &[], &sh.params(),
-        &[(7, Some(s)), (9, Some(dm)), (10, Some(du)), (11, Some(zd))], grid_items(sh.cmid * sh.hw));
+pub fn apply_backward(
+    gpu: &Gpu,
+    label: &str,
+    sh: SeShape,
+    s: &wgpu::Buffer,
+    dm: &wgpu::Buffer,
+    du: &wgpu::Buffer,
+    zd: &wgpu::Buffer,
+) -> Dispatch {
+    let mut d = gpu.dispatch(
+        label,
+        "se",
+        "apply_backward",
+        &[],
+        &sh.params(),
+        &[(7, Some(s)), (9, Some(dm)), (10, Some(du)), (11, Some(zd))],
+        grid_items(sh.cmid * sh.hw),
+    );
     d.flops = 6.0 * (sh.cmid * sh.hw) as f64;
     d.bytes = 12.0 * (sh.cmid * sh.hw) as f64;
     d
@@ -57,17 +126,49 @@ pub mod cpu {
     use crate::ops::{dsilu, sigmoid, silu};
 
     /// Returns (r, s).
-    pub fn forward(sh: SeShape, w_r: &[f32], b_r: &[f32], w_x: &[f32], b_x: &[f32], m: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let r: Vec<f32> = (0..sh.cse).map(|j| b_r[j] + (0..sh.cmid).map(|c| w_r[j * sh.cmid + c] * m[c]).sum::<f32>()).collect();
+    pub fn forward(
+        sh: SeShape,
+        w_r: &[f32],
+        b_r: &[f32],
+        w_x: &[f32],
+        b_x: &[f32],
+        m: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let r: Vec<f32> = (0..sh.cse)
+            .map(|j| {
+                b_r[j]
+                    + (0..sh.cmid)
+                        .map(|c| w_r[j * sh.cmid + c] * m[c])
+                        .sum::<f32>()
+            })
+            .collect();
         let h: Vec<f32> = r.iter().map(|&v| silu(v)).collect();
-        let s = (0..sh.cmid).map(|c| sigmoid(b_x[c] + (0..sh.cse).map(|j| w_x[c * sh.cse + j] * h[j]).sum::<f32>())).collect();
+        let s = (0..sh.cmid)
+            .map(|c| sigmoid(b_x[c] + (0..sh.cse).map(|j| w_x[c * sh.cse + j] * h[j]).sum::<f32>()))
+            .collect();
         (r, s)
     }
 
-    pub fn backward(sh: SeShape, w_r: &[f32], w_x: &[f32], r: &[f32], s: &[f32], ds: &[f32]) -> Vec<f32> {
+    pub fn backward(
+        sh: SeShape,
+        w_r: &[f32],
+        w_x: &[f32],
+        r: &[f32],
+        s: &[f32],
+        ds: &[f32],
+    ) -> Vec<f32> {
         let dq: Vec<f32> = (0..sh.cmid).map(|c| ds[c] * s[c] * (1.0 - s[c])).collect();
-        let dr: Vec<f32> = (0..sh.cse).map(|j| (0..sh.cmid).map(|c| w_x[c * sh.cse + j] * dq[c]).sum::<f32>() * dsilu(r[j])).collect();
-        (0..sh.cmid).map(|c| (0..sh.cse).map(|j| w_r[j * sh.cmid + c] * dr[j]).sum()).collect()
+        let dr: Vec<f32> = (0..sh.cse)
+            .map(|j| {
+                (0..sh.cmid)
+                    .map(|c| w_x[c * sh.cse + j] * dq[c])
+                    .sum::<f32>()
+                    * dsilu(r[j])
+            })
+            .collect();
+        (0..sh.cmid)
+            .map(|c| (0..sh.cse).map(|j| w_r[j * sh.cmid + c] * dr[j]).sum())
+            .collect()
     }
 
     pub fn apply_backward(sh: SeShape, s: &[f32], dm: &[f32], du: &[f32], zd: &[f32]) -> Vec<f32> {

@@ -9,9 +9,15 @@ pub struct Tolerance {
 
 impl Tolerance {
     /// Same op, same order of sums: float32 rounding only.
-    pub const KERNEL: Tolerance = Tolerance { relative: 1e-4, absolute: 1e-5 };
+    pub const KERNEL: Tolerance = Tolerance {
+        relative: 1e-4,
+        absolute: 1e-5,
+    };
     /// A whole network against another implementation (PyTorch, or our CPU model).
-    pub const MODEL: Tolerance = Tolerance { relative: 2e-3, absolute: 2e-4 };
+    pub const MODEL: Tolerance = Tolerance {
+        relative: 2e-3,
+        absolute: 2e-4,
+    };
 
     pub fn new(relative: f32, absolute: f32) -> Self {
         Tolerance { relative, absolute }
@@ -20,7 +26,10 @@ impl Tolerance {
     /// Scale the absolute part to the tensor's magnitude: absolute·max|expected|.
     pub fn scaled(self, expected: &[f32]) -> Tolerance {
         let m = expected.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
-        Tolerance { relative: self.relative, absolute: self.absolute * m }
+        Tolerance {
+            relative: self.relative,
+            absolute: self.absolute * m,
+        }
     }
 }
 
@@ -43,7 +52,13 @@ impl Comparison {
 
 /// Compare two tensors of `shape` (row-major). Lists the first few mismatches with their
 /// position, both values, the difference and the tolerance.
-pub fn compare(name: &str, got: &[f32], want: &[f32], shape: &[usize], tol: Tolerance) -> Comparison {
+pub fn compare(
+    name: &str,
+    got: &[f32],
+    want: &[f32],
+    shape: &[usize],
+    tol: Tolerance,
+) -> Comparison {
     let mut report = String::new();
     if got.len() != want.len() {
         return Comparison {
@@ -51,7 +66,11 @@ pub fn compare(name: &str, got: &[f32], want: &[f32], shape: &[usize], tol: Tole
             max_abs: f32::INFINITY,
             max_rel_to_peak: f32::INFINITY,
             mismatches: want.len().max(1),
-            report: format!("{name}: length {} but expected {} (shape {shape:?})", got.len(), want.len()),
+            report: format!(
+                "{name}: length {} but expected {} (shape {shape:?})",
+                got.len(),
+                want.len()
+            ),
         };
     }
     let peak = want.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -83,9 +102,18 @@ pub fn compare(name: &str, got: &[f32], want: &[f32], shape: &[usize], tol: Tole
     let head = if mismatches == 0 {
         format!("{name:<14} OK   max|diff| {max_abs:.3e}  (/peak {rel:.2e}, shape {shape:?})")
     } else {
-        format!("{name:<14} FAIL {mismatches} of {} outside tolerance, max|diff| {max_abs:.3e} (/peak {rel:.2e}, shape {shape:?})", want.len())
+        format!(
+            "{name:<14} FAIL {mismatches} of {} outside tolerance, max|diff| {max_abs:.3e} (/peak {rel:.2e}, shape {shape:?})",
+            want.len()
+        )
     };
-    Comparison { name: name.into(), max_abs, max_rel_to_peak: rel, mismatches, report: head + &report }
+    Comparison {
+        name: name.into(),
+        max_abs,
+        max_rel_to_peak: rel,
+        mismatches,
+        report: head + &report,
+    }
 }
 
 /// Flat index → multi-index, e.g. (c, y, x).
