@@ -44,6 +44,25 @@ impl BlockCfg {
     pub fn pad(&self) -> usize {
         (self.k - 1) / 2
     }
+    /// The depthwise conv of this block on an ih×iw input.
+    pub fn dw_shape(&self, ih: usize, iw: usize) -> crate::ops::depthwise::DwShape {
+        crate::ops::depthwise::DwShape {
+            c: self.cmid(),
+            h: ih,
+            w: iw,
+            k: self.k,
+            stride: self.stride,
+            pad: self.pad(),
+        }
+    }
+    /// The squeeze-excite of this block over `hw` depthwise outputs.
+    pub fn se_shape(&self, hw: usize) -> crate::ops::se::SeShape {
+        crate::ops::se::SeShape {
+            cmid: self.cmid(),
+            cse: self.cse,
+            hw,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -3,7 +3,7 @@
 
 use super::weights::Weights;
 use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
-use crate::ops::{conv::ConvShape, depthwise::DwShape, reduce::Reduce, se::SeShape};
+use crate::ops::{conv::ConvShape, reduce::Reduce};
 
 /// Forward intermediates of one block.
 pub struct BlockState {
@@ -34,14 +34,7 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
         .expand
         .as_ref()
         .map(|e| gemm::cpu::gemm(&e.w, x, Some(&e.b), None, None, cm, b.cin, ih * iw));
-    let dws = DwShape {
-        c: cm,
-        h: ih,
-        w: iw,
-        k: b.k,
-        stride: b.stride,
-        pad: b.pad(),
-    };
+    let dws = b.dw_shape(ih, iw);
     let (oh, ow) = dws.out();
     let zd = depthwise::cpu::forward(
         dws,
@@ -51,11 +44,7 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
         &bw.dw.b,
     );
     let pooled = reduce::cpu::rows(Reduce::MeanSilu, &zd, None, cm, oh * ow);
-    let sh = SeShape {
-        cmid: cm,
-        cse: b.cse,
-        hw: oh * ow,
-    };
+    let sh = b.se_shape(oh * ow);
     let (r, s) = se::cpu::forward(sh, &bw.se_r.w, &bw.se_r.b, &bw.se_x.w, &bw.se_x.b, &pooled);
     let res = if b.residual() { Some(x) } else { None };
     let out = gemm::cpu::gemm(
@@ -203,23 +192,12 @@ pub fn block_backward(
     let b = &wts.cfg.blocks[l];
     let bw = &wts.blocks[l];
     let cm = b.cmid();
-    let dws = DwShape {
-        c: cm,
-        h: ih,
-        w: iw,
-        k: b.k,
-        stride: b.stride,
-        pad: b.pad(),
-    };
+    let dws = b.dw_shape(ih, iw);
     let (oh, ow) = dws.out();
     let pwt = gemm::cpu::transpose(&bw.project.w, b.cout, cm);
     let du = gemm::cpu::gemm(&pwt, gout, None, None, None, cm, b.cout, oh * ow);
     let ds = reduce::cpu::rows(Reduce::DotSilu, &du, Some(&st.zd), cm, oh * ow);
-    let sh = SeShape {
-        cmid: cm,
-        cse: b.cse,
-        hw: oh * ow,
-    };
+    let sh = b.se_shape(oh * ow);
     let dm = se::cpu::backward(sh, &bw.se_r.w, &bw.se_x.w, &st.r, &st.s, &ds);
     let dzd = se::cpu::apply_backward(sh, &st.s, &dm, &du, &st.zd);
     let res = if b.residual() { Some(gout) } else { None };

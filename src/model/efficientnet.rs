@@ -8,10 +8,8 @@ use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
 use crate::ops::{
     conv::ConvShape,
-    depthwise::DwShape,
     gemm::{GemmArgs, InMode},
     reduce::{Reduce, RowsArgs},
-    se::SeShape,
 };
 use std::time::Instant;
 
@@ -26,6 +24,17 @@ struct BlockGpu {
     proj_w: GpuBuf,  // (COUT, CMID)
     proj_wt: GpuBuf, // (CMID, COUT)
     proj_b: GpuBuf,
+}
+
+impl BlockGpu {
+    fn se_weights(&self) -> se::SeWeights<'_> {
+        se::SeWeights {
+            w_r: &self.se_rw.buf,
+            b_r: &self.se_rb.buf,
+            w_x: &self.se_xw.buf,
+            b_x: &self.se_xb.buf,
+        }
+    }
 }
 
 /// Weights resident on the GPU. The classifier matrix is split into row chunks that each fit
@@ -281,14 +290,7 @@ impl Plan {
                 None => None,
             };
             let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
-            let dws = DwShape {
-                c: cm,
-                h: ih,
-                w: iw,
-                k: b.k,
-                stride: b.stride,
-                pad: b.pad(),
-            };
+            let dws = b.dw_shape(ih, iw);
             let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
             fwd.push(depthwise::forward(
                 gpu,
@@ -317,17 +319,8 @@ impl Plan {
             ));
             let r = a.buf(format!("{l}.se_r"), b.cse)?;
             let s = a.buf(format!("{l}.se_s"), cm)?;
-            let sew = se::SeWeights {
-                w_r: &bw.se_rw.buf,
-                b_r: &bw.se_rb.buf,
-                w_x: &bw.se_xw.buf,
-                b_x: &bw.se_xb.buf,
-            };
-            let seshape = SeShape {
-                cmid: cm,
-                cse: b.cse,
-                hw: oh * ow,
-            };
+            let sew = bw.se_weights();
+            let seshape = b.se_shape(oh * ow);
             fwd.push(se::forward(
                 gpu,
                 &format!("{l}.se.fwd"),
@@ -579,17 +572,8 @@ impl Plan {
                         out: &ds.buf,
                     },
                 ));
-                let sew = se::SeWeights {
-                    w_r: &bw.se_rw.buf,
-                    b_r: &bw.se_rb.buf,
-                    w_x: &bw.se_xw.buf,
-                    b_x: &bw.se_xb.buf,
-                };
-                let seshape = SeShape {
-                    cmid: cm,
-                    cse: b.cse,
-                    hw: oh * ow,
-                };
+                let sew = bw.se_weights();
+                let seshape = b.se_shape(oh * ow);
                 bwd.push(se::backward(
                     gpu,
                     &format!("{l}.se.bwd"),
@@ -609,14 +593,7 @@ impl Plan {
                     &du.buf,
                     &zd[l].buf,
                 ));
-                let dws = DwShape {
-                    c: cm,
-                    h: ih,
-                    w: iw,
-                    k: b.k,
-                    stride: b.stride,
-                    pad: b.pad(),
-                };
+                let dws = b.dw_shape(ih, iw);
                 let res = if b.residual() { Some(gout) } else { None };
                 match (&bw.expand, &ze[l]) {
                     (Some((_, ewt, _)), Some(z)) => {
