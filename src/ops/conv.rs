@@ -58,34 +58,56 @@ pub fn conv(
 }
 
 pub mod cpu {
-    use super::ConvShape;
+    use super::{ConvShape, out_size};
     use crate::ops::silu;
+
+    /// Every tap of a k×k window with stride and zero padding sliding over an h×w plane, padded
+    /// taps skipped: `f(output index i·ow + j, input index y·w + x, tap index u·k + v)`, in
+    /// row-major output order, then tap order.
+    pub fn for_each_tap(
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        mut f: impl FnMut(usize, usize, usize),
+    ) {
+        let (oh, ow) = (out_size(h, k, stride, pad), out_size(w, k, stride, pad));
+        for i in 0..oh {
+            for j in 0..ow {
+                for u in 0..k {
+                    let Some(y) = (i * stride + u).checked_sub(pad).filter(|&y| y < h) else {
+                        continue;
+                    };
+                    for v in 0..k {
+                        let Some(x) = (j * stride + v).checked_sub(pad).filter(|&x| x < w) else {
+                            continue;
+                        };
+                        f(i * ow + j, y * w + x, u * k + v);
+                    }
+                }
+            }
+        }
+    }
 
     pub fn conv(s: ConvShape, act: bool, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
         let (oh, ow) = s.out();
-        let mut y = vec![0f32; s.cout * oh * ow];
+        let (ohw, hw, kk) = (oh * ow, s.h * s.w, s.k * s.k);
+        let mut y = vec![0f32; s.cout * ohw];
         for o in 0..s.cout {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut acc = bias[o];
-                    for c in 0..s.cin {
-                        for u in 0..s.k {
-                            let ii = (i * s.stride + u) as isize - s.pad as isize;
-                            if ii < 0 || ii >= s.h as isize {
-                                continue;
-                            }
-                            for v in 0..s.k {
-                                let jj = (j * s.stride + v) as isize - s.pad as isize;
-                                if jj < 0 || jj >= s.w as isize {
-                                    continue;
-                                }
-                                acc += wt[((o * s.cin + c) * s.k + u) * s.k + v]
-                                    * x[(c * s.h + ii as usize) * s.w + jj as usize];
-                            }
-                        }
-                    }
-                    y[(o * oh + i) * ow + j] = if act { silu(acc) } else { acc };
-                }
+            let plane = &mut y[o * ohw..(o + 1) * ohw];
+            plane.fill(bias[o]);
+            for c in 0..s.cin {
+                let (xc, wc) = (
+                    &x[c * hw..(c + 1) * hw],
+                    &wt[(o * s.cin + c) * kk..(o * s.cin + c + 1) * kk],
+                );
+                for_each_tap(s.h, s.w, s.k, s.stride, s.pad, |op, ip, t| {
+                    plane[op] += wc[t] * xc[ip]
+                });
+            }
+            if act {
+                plane.iter_mut().for_each(|v| *v = silu(*v));
             }
         }
         y

@@ -104,33 +104,23 @@ pub fn backward(
 
 pub mod cpu {
     use super::DwShape;
+    use crate::ops::conv::cpu::for_each_tap;
     use crate::ops::{dsilu, silu};
 
     pub fn forward(s: DwShape, in_silu: bool, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
         let (oh, ow) = s.out();
-        let mut y = vec![0f32; s.c * oh * ow];
+        let (ohw, hw, kk) = (oh * ow, s.h * s.w, s.k * s.k);
+        let mut y = vec![0f32; s.c * ohw];
         for c in 0..s.c {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut acc = bias[c];
-                    for u in 0..s.k {
-                        let ii = (i * s.stride + u) as isize - s.pad as isize;
-                        if ii < 0 || ii >= s.h as isize {
-                            continue;
-                        }
-                        for v in 0..s.k {
-                            let jj = (j * s.stride + v) as isize - s.pad as isize;
-                            if jj < 0 || jj >= s.w as isize {
-                                continue;
-                            }
-                            let xv = x[(c * s.h + ii as usize) * s.w + jj as usize];
-                            acc +=
-                                wt[(c * s.k + u) * s.k + v] * if in_silu { silu(xv) } else { xv };
-                        }
-                    }
-                    y[(c * oh + i) * ow + j] = acc;
-                }
-            }
+            let (plane, xc, wc) = (
+                &mut y[c * ohw..(c + 1) * ohw],
+                &x[c * hw..(c + 1) * hw],
+                &wt[c * kk..(c + 1) * kk],
+            );
+            plane.fill(bias[c]);
+            for_each_tap(s.h, s.w, s.k, s.stride, s.pad, |op, ip, t| {
+                plane[op] += wc[t] * if in_silu { silu(xc[ip]) } else { xc[ip] }
+            });
         }
         y
     }
@@ -144,27 +134,17 @@ pub mod cpu {
         res: Option<&[f32]>,
     ) -> Vec<f32> {
         let (oh, ow) = s.out();
-        let mut dx = vec![0f32; s.c * s.h * s.w];
+        let (ohw, hw, kk) = (oh * ow, s.h * s.w, s.k * s.k);
+        let mut dx = vec![0f32; s.c * hw];
         for c in 0..s.c {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let g = dy[(c * oh + i) * ow + j];
-                    for u in 0..s.k {
-                        let ii = (i * s.stride + u) as isize - s.pad as isize;
-                        if ii < 0 || ii >= s.h as isize {
-                            continue;
-                        }
-                        for v in 0..s.k {
-                            let jj = (j * s.stride + v) as isize - s.pad as isize;
-                            if jj < 0 || jj >= s.w as isize {
-                                continue;
-                            }
-                            dx[(c * s.h + ii as usize) * s.w + jj as usize] +=
-                                wt[(c * s.k + u) * s.k + v] * g;
-                        }
-                    }
-                }
-            }
+            let (plane, gc, wc) = (
+                &mut dx[c * hw..(c + 1) * hw],
+                &dy[c * ohw..(c + 1) * ohw],
+                &wt[c * kk..(c + 1) * kk],
+            );
+            for_each_tap(s.h, s.w, s.k, s.stride, s.pad, |op, ip, t| {
+                plane[ip] += wc[t] * gc[op]
+            });
         }
         if let Some(z) = zin {
             for (d, &zv) in dx.iter_mut().zip(z) {
