@@ -4,6 +4,7 @@
 use super::config::{BlockCfg, Family, ModelCfg, efficientnet};
 use super::detweights;
 use crate::error::{Error, Result};
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
@@ -88,10 +89,13 @@ pub trait TensorSource {
     fn get(&self, name: &str) -> Result<Option<RawTensor>>;
 }
 
-/// A safetensors file held in memory.
+/// A safetensors file held in memory, its header parsed once.
 pub struct SafetensorsFile {
     path: String,
     bytes: Vec<u8>,
+    /// where the tensor data starts in `bytes`
+    data_start: usize,
+    meta: Metadata,
 }
 
 impl SafetensorsFile {
@@ -106,14 +110,20 @@ impl SafetensorsFile {
         let bytes = std::fs::read(path).map_err(|e| {
             Error::weights(&p, format!("cannot be read ({e}); check the path, or see weights/README.md for how to get weights"))
         })?;
-        SafeTensors::deserialize(&bytes).map_err(|e| {
+        let (header, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
             Error::weights(&p, format!("is not a valid safetensors file ({e}); it may be truncated or another format: re-download or re-convert it (weights/README.md)"))
         })?;
-        Ok(SafetensorsFile { path: p, bytes })
+        Ok(SafetensorsFile {
+            path: p,
+            bytes,
+            data_start: 8 + header,
+            meta,
+        })
     }
 
-    fn st(&self) -> SafeTensors<'_> {
-        SafeTensors::deserialize(&self.bytes).expect("validated in open")
+    /// The file's free-form metadata (`__metadata__`).
+    pub fn metadata(&self) -> HashMap<String, String> {
+        self.meta.metadata().clone().unwrap_or_default()
     }
 }
 
@@ -122,22 +132,18 @@ impl TensorSource for SafetensorsFile {
         self.path.clone()
     }
     fn names(&self) -> Vec<String> {
-        self.st()
-            .names()
-            .into_iter()
-            .map(|s| s.to_string())
-            .collect()
+        self.meta.offset_keys()
     }
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.st().tensor(name).ok().map(|t| t.shape().to_vec())
+        self.meta.info(name).map(|t| t.shape.clone())
     }
     fn get(&self, name: &str) -> Result<Option<RawTensor>> {
-        let st = self.st();
-        let Ok(t) = st.tensor(name) else {
+        let Some(t) = self.meta.info(name) else {
             return Ok(None);
         };
-        let d = t.data();
-        let data: Vec<f64> = match t.dtype() {
+        let (start, end) = t.data_offsets;
+        let d = &self.bytes[self.data_start + start..self.data_start + end];
+        let data: Vec<f64> = match t.dtype {
             Dtype::F32 => d
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
@@ -164,7 +170,7 @@ impl TensorSource for SafetensorsFile {
             }
         };
         Ok(Some(RawTensor {
-            shape: t.shape().to_vec(),
+            shape: t.shape.clone(),
             data,
         }))
     }
@@ -553,27 +559,21 @@ pub fn formula(variant: usize, layout: Layout, n_classes: usize) -> Weights {
         .expect("formula weights match their own architecture")
 }
 
-/// Metadata of a safetensors file, if any (used by tests to read golden files).
+/// Every tensor of a safetensors file as f32, and the file's metadata (tests read golden files with it).
 pub fn read_safetensors(
     path: &Path,
 ) -> Result<(
     HashMap<String, (Vec<usize>, Vec<f32>)>,
     HashMap<String, String>,
 )> {
-    let bytes = std::fs::read(path).map_err(|e| Error::weights(path.display(), e))?;
-    let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| Error::weights(path.display(), e))?;
-    let f = SafetensorsFile {
-        path: path.display().to_string(),
-        bytes: bytes.clone(),
-    };
+    let f = SafetensorsFile::open(path)?;
     let mut out = HashMap::new();
     for name in f.names() {
-        let t = f.get(&name)?.unwrap();
+        let t = f.get(&name)?.expect("listed by the header");
         out.insert(
             name,
             (t.shape, t.data.into_iter().map(|v| v as f32).collect()),
         );
     }
-    Ok((out, meta.metadata().clone().unwrap_or_default()))
+    Ok((out, f.metadata()))
 }
