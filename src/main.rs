@@ -265,16 +265,37 @@ fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
     Ok(w)
 }
 
-fn progress(n: usize) -> ProgressBar {
-    let pb = ProgressBar::new(n as u64);
+/// Run `f` on every image under a progress bar. A failing image is reported and skipped;
+/// returns how many failed.
+fn for_each_image(
+    images: &[PathBuf],
+    mut f: impl FnMut(&Path, &ProgressBar) -> anyhow::Result<()>,
+) -> usize {
+    let pb = ProgressBar::new(images.len() as u64);
     pb.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
             .unwrap(),
     );
-    if n < 2 {
+    if images.len() < 2 {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    pb
+    let mut failed = 0;
+    for path in images {
+        pb.set_message(path.display().to_string());
+        if let Err(e) = f(path, &pb) {
+            failed += 1;
+            pb.suspend(|| {
+                eprintln!(
+                    "error: {}: {}",
+                    path.display(),
+                    format!("{e:#}").replace('\n', " ")
+                )
+            });
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    failed
 }
 
 /// Decode and preprocess; errors name the image.
@@ -293,46 +314,27 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let w = load_weights(&a.weights)?;
     let gpu = open_gpu(a.device.device)?;
     let mut engine = Engine::new(&gpu, w)?;
-    let pb = progress(images.len());
-    let mut failed = 0;
-    for path in &images {
-        pb.set_message(path.display().to_string());
-        let res = load(path).and_then(|(_, pre)| {
-            Ok(engine.run(
-                &pre.tensor,
-                pre.height,
-                pre.width,
-                false,
-                &[],
-                None,
-                Score::Prob,
-            )?)
+    let failed = for_each_image(&images, |path, pb| {
+        let (_, pre) = load(path)?;
+        let out = engine.run(
+            &pre.tensor,
+            pre.height,
+            pre.width,
+            false,
+            &[],
+            None,
+            Score::Prob,
+        )?;
+        let p = engine.summarize(&path.display().to_string(), &out, a.top_k);
+        pb.suspend(|| {
+            if a.json {
+                println!("{}", serde_json::to_string(&p).unwrap());
+            } else {
+                print_prediction(&p);
+            }
         });
-        match res {
-            Ok(out) => {
-                let p = engine.summarize(&path.display().to_string(), &out, a.top_k);
-                pb.suspend(|| {
-                    if a.json {
-                        println!("{}", serde_json::to_string(&p).unwrap());
-                    } else {
-                        print_prediction(&p);
-                    }
-                });
-            }
-            Err(e) => {
-                failed += 1;
-                pb.suspend(|| {
-                    eprintln!(
-                        "error: {}: {}",
-                        path.display(),
-                        format!("{e:#}").replace('\n', " ")
-                    )
-                });
-            }
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+        Ok(())
+    });
     Ok(finish(failed, images.len()))
 }
 
@@ -430,57 +432,46 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         save_raw: a.save_raw,
         top_k: a.top_k,
     };
-    let pb = progress(images.len());
     let mut used = std::collections::HashSet::new();
-    let mut failed = 0;
-    for path in &images {
-        pb.set_message(path.display().to_string());
+    let failed = for_each_image(&images, |path, pb| {
         let t = Instant::now();
-        let res = load(path).and_then(|(photo, pre)| {
-            let stem = unique_stem(path, &mut used);
-            Ok(explain_one(
-                &mut engine,
-                path,
-                &photo,
-                &pre,
-                t.elapsed().as_secs_f64(),
-                &a.out,
-                &stem,
-                &opts,
-            )?)
-        });
-        match res {
-            Ok((report, _)) => pb.suspend(|| {
-                if a.json {
-                    println!("{}", serde_json::to_string(&report).unwrap());
-                }
-                let top = &report.prediction.top[0];
-                let place = match (&top.label, top.lat, top.lon) {
-                    (Some(l), _, _) => l.clone(),
-                    (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", top.index, la, lo),
-                    _ => format!("{}", top.index),
-                };
-                eprintln!("{} → {place}, p={:.4}; wrote {}", path.display(), top.probability, report.outputs.join(", "));
-                for w in &report.warnings {
-                    eprintln!("warning: {}: {w}", path.display());
-                }
-                if a.verbose {
-                    let t = &report.timings;
-                    eprintln!(
-                        "  {}×{} input; decode+preprocess {:.3}s, GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
-                        report.input_size[0], report.input_size[1], t.decode_preprocess_s, t.gpu_s, t.readback_s, t.write_s,
-                        engine.gpu_bytes() as f64 / 1048576.0
-                    );
-                }
-            }),
-            Err(e) => {
-                failed += 1;
-                pb.suspend(|| eprintln!("error: {}: {}", path.display(), format!("{e:#}").replace('\n', " ")));
-            }
+        let (photo, pre) = load(path)?;
+        let stem = unique_stem(path, &mut used);
+        let (report, _) = explain_one(
+            &mut engine,
+            path,
+            &photo,
+            &pre,
+            t.elapsed().as_secs_f64(),
+            &a.out,
+            &stem,
+            &opts,
+        )?;
+        pb.suspend(|| {
+        if a.json {
+            println!("{}", serde_json::to_string(&report).unwrap());
         }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+        let top = &report.prediction.top[0];
+        let place = match (&top.label, top.lat, top.lon) {
+            (Some(l), _, _) => l.clone(),
+            (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", top.index, la, lo),
+            _ => format!("{}", top.index),
+        };
+        eprintln!("{} → {place}, p={:.4}; wrote {}", path.display(), top.probability, report.outputs.join(", "));
+        for w in &report.warnings {
+            eprintln!("warning: {}: {w}", path.display());
+        }
+        if a.verbose {
+            let t = &report.timings;
+            eprintln!(
+                "  {}×{} input; decode+preprocess {:.3}s, GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
+                report.input_size[0], report.input_size[1], t.decode_preprocess_s, t.gpu_s, t.readback_s, t.write_s,
+                engine.gpu_bytes() as f64 / 1048576.0
+            );
+        }
+        });
+        Ok(())
+    });
     eprintln!("outputs in {}", a.out.display());
     Ok(finish(failed, images.len()))
 }
