@@ -6,7 +6,7 @@ use crate::gpu::Gpu;
 use crate::model::efficientnet::{ModelGpu, Plan, PlanOptions, Score};
 use crate::model::weights::{self, Layout};
 use crate::model::{cpu, detweights};
-use crate::ops::tolerance::{Tolerance, compare};
+use crate::ops::tolerance::{Tolerance, compare, map_tolerance};
 
 /// Returns whether everything agreed.
 pub fn run(gpu: &Gpu, variant: usize, h: usize, w: usize) -> Result<bool> {
@@ -79,13 +79,12 @@ pub fn run(gpu: &Gpu, variant: usize, h: usize, w: usize) -> Result<bool> {
     let largest = maps.iter().flatten().flatten().fold(0f32, |a, &v| a.max(v));
     for l in 0..nb {
         let want = maps[l].as_ref().unwrap();
-        let peak = want.iter().fold(0f32, |a, v| a.max(*v)).max(1e-3 * largest);
         show(
             format!("gradcam.{l:02}"),
             o.maps[l].as_ref().unwrap(),
             want,
             &[f.sizes[l].0, f.sizes[l].1],
-            Tolerance::new(0.0, 1e-2 * peak),
+            map_tolerance(want, largest),
         );
     }
     show(

@@ -7,6 +7,7 @@ use combicam_gpu::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Sco
 use combicam_gpu::model::weights::{self, Layout, Weights};
 use combicam_gpu::model::{cpu, detweights};
 use combicam_gpu::ops::Tolerance;
+use combicam_gpu::ops::tolerance::{map_tolerance, peak};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -46,16 +47,6 @@ fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Pla
 /// Model-level tolerance: rel 2e-3, abs 2e-4 of the tensor's peak.
 fn model_tol(want: &[f32]) -> Tolerance {
     Tolerance::MODEL.scaled(want)
-}
-
-/// Map tolerance: 1e-2 of the map's own peak, or of 1e-3 of the largest map when a map is
-/// nearly zero (ReLU of a nearly cancelling sum).
-fn map_tol(want: &[f32], largest: f32) -> Tolerance {
-    let peak = want
-        .iter()
-        .fold(0f32, |a, v| a.max(v.abs()))
-        .max(1e-3 * largest);
-    Tolerance::new(0.0, 1e-2 * peak)
 }
 
 #[test]
@@ -118,7 +109,7 @@ fn b0_gpu_matches_cpu_model_block_by_block() {
             o.maps[l].as_ref().unwrap(),
             want,
             &[f.sizes[l].0, f.sizes[l].1],
-            map_tol(want, largest),
+            map_tolerance(want, largest),
         );
     }
     check(
@@ -206,11 +197,11 @@ fn compare_with_golden(file: &str, variant: usize, layout: Layout) {
                 o.maps[l].as_ref().unwrap(),
                 v,
                 s,
-                map_tol(v, largest),
+                map_tolerance(v, largest),
             );
-            let peak = v.iter().fold(0f32, |a, b| a.max(b.abs()));
-            if peak > 0.0 {
-                worst = worst.max(c / peak);
+            let p = peak(v);
+            if p > 0.0 {
+                worst = worst.max(c / p);
             }
         }
         let (s, v) = &gd["combicam"];

@@ -25,12 +25,23 @@ impl Tolerance {
 
     /// Scale the absolute part to the tensor's magnitude: absolute·max|expected|.
     pub fn scaled(self, expected: &[f32]) -> Tolerance {
-        let m = expected.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
+        let m = peak(expected).max(1e-30);
         Tolerance {
             relative: self.relative,
             absolute: self.absolute * m,
         }
     }
+}
+
+/// A Grad-CAM map: 1e-2 of the map's own peak, or of 1e-3 of the largest map's peak when the
+/// map is nearly zero (ReLU of a nearly cancelling sum, whose float32 error is relatively large).
+pub fn map_tolerance(want: &[f32], largest: f32) -> Tolerance {
+    Tolerance::new(0.0, 1e-2 * peak(want).max(1e-3 * largest))
+}
+
+/// max |v|
+pub fn peak(v: &[f32]) -> f32 {
+    v.iter().fold(0f32, |a, x| a.max(x.abs()))
 }
 
 /// Outcome of comparing `got` with `want`.
@@ -73,7 +84,7 @@ pub fn compare(
             ),
         };
     }
-    let peak = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let peak = peak(want);
     let mut max_abs = 0f32;
     let mut mismatches = 0;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
