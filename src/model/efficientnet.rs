@@ -193,8 +193,8 @@ pub struct Plan {
     pub features: GpuBuf,
     info: GpuBuf,
     /// readback: (buffer, float offset in staging, floats)
-    copies: Vec<(usize, u64, u64)>,
-    copy_src: Vec<GpuBuf>,
+    /// read-back: (source buffer, float offset in staging, floats)
+    copies: Vec<(wgpu::Buffer, u64, u64)>,
     staging: wgpu::Buffer,
     staging_len: u64,
     n: usize,
@@ -422,36 +422,16 @@ impl Plan {
         }];
         let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
         let mut map_offs = vec![usize::MAX; nb];
-        let mut copy_src: Vec<GpuBuf> = Vec::new();
         let mut copies = Vec::new();
         let mut staging_len = 0u64;
-        let mut add_copy = |copy_src: &mut Vec<GpuBuf>, b: GpuBuf, len: usize| {
-            copies.push((copy_src.len(), staging_len, len as u64));
+        let mut add_copy = |b: &GpuBuf, len: usize| {
+            copies.push((b.buf.clone(), staging_len, len as u64));
             staging_len += len as u64;
-            copy_src.push(b);
         };
         // the read-back holds: info, probs, logits, [maps, combicam, mm, stats]
-        let info_c = GpuBuf {
-            buf: info.buf.clone(),
-            len: 4,
-        };
-        add_copy(&mut copy_src, info_c, 4);
-        add_copy(
-            &mut copy_src,
-            GpuBuf {
-                buf: probs.buf.clone(),
-                len: n,
-            },
-            n,
-        );
-        add_copy(
-            &mut copy_src,
-            GpuBuf {
-                buf: logits.buf.clone(),
-                len: n,
-            },
-            n,
-        );
+        add_copy(&info, 4);
+        add_copy(&probs, n);
+        add_copy(&logits, n);
 
         if opts.backward && !opts.blocks.is_empty() {
             let lo = *opts.blocks.iter().min().unwrap();
@@ -793,10 +773,10 @@ impl Plan {
                 name: "cam",
                 dispatches: camd,
             });
-            add_copy(&mut copy_src, maps, total_maps);
-            add_copy(&mut copy_src, norm, h * w);
-            add_copy(&mut copy_src, mm, 2);
-            add_copy(&mut copy_src, stats, 3 * nb);
+            add_copy(&maps, total_maps);
+            add_copy(&norm, h * w);
+            add_copy(&mm, 2);
+            add_copy(&stats, 3 * nb);
         }
         let staging = gpu.staging("readback", staging_len * 4);
         gpu.check_errors("plan creation")?;
@@ -814,7 +794,6 @@ impl Plan {
             features,
             info,
             copies,
-            copy_src,
             staging,
             staging_len,
             n,
@@ -823,37 +802,27 @@ impl Plan {
         })
     }
 
-    /// Record every phase into one encoder, one compute pass per phase (with timestamps when
-    /// `ts` is given), then the copies into the read-back buffer.
-    pub fn encode(&self, gpu: &Gpu, ts: Option<&wgpu::QuerySet>) -> wgpu::CommandBuffer {
+    /// Record every phase into one encoder, one compute pass per phase, then the copies into
+    /// the read-back buffer.
+    pub fn encode(&self, gpu: &Gpu) -> wgpu::CommandBuffer {
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("plan"),
             });
-        for (i, ph) in self.phases.iter().enumerate() {
-            let tw = ts.map(|q| wgpu::ComputePassTimestampWrites {
-                query_set: q,
-                beginning_of_pass_write_index: Some(2 * i as u32),
-                end_of_pass_write_index: Some(2 * i as u32 + 1),
-            });
+        for ph in &self.phases {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(ph.name),
-                timestamp_writes: tw,
+                timestamp_writes: None,
             });
             for d in &ph.dispatches {
                 d.record(&mut pass);
             }
         }
-        for &(src, off, len) in &self.copies {
+        for (src, off, len) in &self.copies {
+            let (off, len) = (*off, *len);
             if len > 0 {
-                enc.copy_buffer_to_buffer(
-                    &self.copy_src[src].buf,
-                    0,
-                    &self.staging,
-                    off * 4,
-                    len * 4,
-                );
+                enc.copy_buffer_to_buffer(src, 0, &self.staging, off * 4, len * 4);
             }
         }
         enc.finish()
@@ -894,7 +863,7 @@ impl Plan {
         gpu.queue
             .write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
         let t0 = Instant::now();
-        gpu.queue.submit([self.encode(gpu, None)]);
+        gpu.queue.submit([self.encode(gpu)]);
         gpu.wait()?;
         let t1 = Instant::now();
         let raw = gpu.read_staging(&self.staging, self.staging_len * 4)?;
@@ -907,7 +876,8 @@ impl Plan {
 
     fn parse(&self, f: &[f32]) -> Output {
         let slice = |i: usize| {
-            let (_, off, len) = self.copies[i];
+            let (_, off, len) = &self.copies[i];
+            let (off, len) = (*off, *len);
             &f[off as usize..(off + len) as usize]
         };
         let info: Vec<u32> = slice(0).iter().map(|v| v.to_bits()).collect();
