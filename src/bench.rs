@@ -188,15 +188,7 @@ pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
     let mut out = Vec::new();
     for g in groups {
         let t = Instant::now();
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for d in g {
-                d.record(&mut pass);
-            }
-        }
-        gpu.queue.submit([enc.finish()]);
-        gpu.wait()?;
+        gpu.run_now(g)?;
         out.push(t.elapsed().as_secs_f64());
     }
     Ok(out)
