@@ -437,7 +437,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         let t = Instant::now();
         let (photo, pre) = load(path)?;
         let stem = unique_stem(path, &mut used);
-        let (report, _) = explain_one(
+        let report = explain_one(
             &mut engine,
             path,
             &photo,

@@ -68,7 +68,7 @@ pub fn explain_one(
     out_dir: &Path,
     stem: &str,
     o: &ExplainOptions,
-) -> Result<(Report, Output)> {
+) -> Result<Report> {
     let (h, w) = (pre.height, pre.width);
     let out = engine.run(&pre.tensor, h, w, true, &o.blocks, o.target, o.score)?;
     let t0 = Instant::now();
@@ -127,7 +127,7 @@ pub fn explain_one(
     };
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(&p_json, e))?;
     write_bytes_atomic(&json, &p_json)?;
-    Ok((report, out))
+    Ok(report)
 }
 
 /// `probs`, `logits` (N), `gradcam.NN` (h_l, w_l) for the fused blocks, `combicam` (H, W).
