@@ -1,5 +1,6 @@
 //! `combicam-gpu check`: a small random network on the chosen adapter against the CPU
-//! reference model, block by block: the self-test a user runs on their own GPU.
+//! reference model, block by block: the self-test a user runs on their own GPU (and the
+//! model test of the test suite).
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -33,6 +34,9 @@ pub fn run(gpu: &Gpu, variant: usize, h: usize, w: usize) -> Result<bool> {
             blocks: all,
         },
     )?;
+    // another image first: nothing may leak from one run into the next
+    let other: Vec<f32> = x.iter().rev().map(|v| v * 0.5).collect();
+    plan.run(gpu, &other, None, Score::Prob)?;
     let o = plan.run(gpu, &x, None, Score::Prob)?;
     let tol = |v: &[f32]| Tolerance::new(1e-3, 1e-4).scaled(v);
     let mut ok = true;
@@ -48,6 +52,14 @@ pub fn run(gpu: &Gpu, variant: usize, h: usize, w: usize) -> Result<bool> {
         );
         ok &= c.ok();
     };
+    let (sh, sw, _) = wts.cfg.sizes(h, w);
+    show(
+        "stem".into(),
+        &gpu.read(&plan.stem)?,
+        &f.stem,
+        &[wts.cfg.stem, sh, sw],
+        tol(&f.stem),
+    );
     for l in 0..nb {
         let shape = [wts.cfg.blocks[l].cout, f.sizes[l].0, f.sizes[l].1];
         show(
@@ -58,6 +70,13 @@ pub fn run(gpu: &Gpu, variant: usize, h: usize, w: usize) -> Result<bool> {
             tol(&f.blocks[l].out),
         );
     }
+    show(
+        "features".into(),
+        &gpu.read(&plan.features)?,
+        &f.features,
+        &[f.features.len()],
+        tol(&f.features),
+    );
     show(
         "probs".into(),
         &o.probs,

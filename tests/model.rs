@@ -51,74 +51,12 @@ fn model_tol(want: &[f32]) -> Tolerance {
 
 #[test]
 fn b0_gpu_matches_cpu_model_block_by_block() {
-    let g = gpu();
-    let (h, w) = (67, 45);
-    let x = detweights::input(h, w);
-    let other: Vec<f32> = x.iter().rev().map(|v| v * 0.5).collect();
-    let wts = weights::formula(0, Layout::Visloc, 500);
-    let f = cpu::forward(&wts, &x, h, w);
-    let grads = cpu::backward(&wts, &f, f.argmax, false, 0);
-    let nb = wts.cfg.blocks.len();
-    let (maps, combi) = cpu::gradcam(&wts, &f, &grads, &(0..nb).collect::<Vec<_>>(), h, w);
-    // the plan runs another image first: nothing may leak from one run into the next
-    let (_m, plan, outs) = run_gpu(wts.clone(), h, w, &[&other, &x]);
-    let o = &outs[1];
-    let tol = |v: &[f32]| Tolerance::new(1e-3, 1e-4).scaled(v);
-    let (sh, sw, _) = wts.cfg.sizes(h, w);
-    check(
-        "stem",
-        &g.read(&plan.stem).unwrap(),
-        &f.stem,
-        &[wts.cfg.stem, sh, sw],
-        tol(&f.stem),
-    );
-    for l in 0..nb {
-        let shape = [wts.cfg.blocks[l].cout, f.sizes[l].0, f.sizes[l].1];
-        check(
-            &format!("block.{l:02}"),
-            &g.read(&plan.outs[l]).unwrap(),
-            &f.blocks[l].out,
-            &shape,
-            tol(&f.blocks[l].out),
-        );
-    }
-    check(
-        "features",
-        &g.read(&plan.features).unwrap(),
-        &f.features,
-        &[f.features.len()],
-        tol(&f.features),
-    );
-    check("probs", &o.probs, &f.probs, &[500], tol(&f.probs));
-    assert_eq!(o.target, f.argmax);
-    for l in (0..nb).rev() {
-        let gw = grads[l].as_ref().unwrap();
-        let shape = [wts.cfg.blocks[l].cout, f.sizes[l].0, f.sizes[l].1];
-        check(
-            &format!("grad.{l:02}"),
-            &g.read(plan.grads[l].as_ref().unwrap()).unwrap(),
-            gw,
-            &shape,
-            tol(gw),
-        );
-    }
-    let largest = maps.iter().flatten().flatten().fold(0f32, |a, &v| a.max(v));
-    for l in 0..nb {
-        let want = maps[l].as_ref().unwrap();
-        check(
-            &format!("gradcam.{l:02}"),
-            o.maps[l].as_ref().unwrap(),
-            want,
-            &[f.sizes[l].0, f.sizes[l].1],
-            map_tolerance(want, largest),
-        );
-    }
-    check(
-        "combicam",
-        &o.combicam,
-        &combi,
-        &[h, w],
-        Tolerance::new(0.0, 1e-3),
+    // the same comparison as `combicam-gpu check`: stem, every block output, features, probs,
+    // target, every gradient, every map and combicam, after another image ran through the plan
+    let ok = combicam_gpu::check::run(gpu(), 0, 67, 45).unwrap();
+    assert!(
+        ok,
+        "the GPU plan and the CPU model disagree: see the mismatches printed above"
     );
 }
 
