@@ -74,10 +74,10 @@ pub struct Weights {
     pub source: String,
 }
 
-/// A named tensor as f32 (or f64 for cell centres).
-pub struct RawTensor {
+/// A named tensor, converted to f64 (BN folding, cell centres) or f32 (large matrices).
+pub struct RawTensor<T = f64> {
     pub shape: Vec<usize>,
-    pub data: Vec<f64>,
+    pub data: Vec<T>,
 }
 
 /// Where tensors come from: a safetensors file, or the test formula.
@@ -87,6 +87,8 @@ pub trait TensorSource {
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// The tensor converted to f64 (exact for F32/F16/BF16/F64).
     fn get(&self, name: &str) -> Result<Option<RawTensor>>;
+    /// The tensor converted straight to f32, with no f64 copy: for the large head matrix.
+    fn get_f32(&self, name: &str) -> Result<Option<RawTensor<f32>>>;
 }
 
 /// A safetensors file held in memory, its header parsed once.
@@ -138,27 +140,37 @@ impl TensorSource for SafetensorsFile {
         self.meta.info(name).map(|t| t.shape.clone())
     }
     fn get(&self, name: &str) -> Result<Option<RawTensor>> {
+        self.decode(name, |v| v)
+    }
+    fn get_f32(&self, name: &str) -> Result<Option<RawTensor<f32>>> {
+        self.decode(name, |v| v as f32)
+    }
+}
+
+impl SafetensorsFile {
+    /// Decode tensor `name` element by element through f64 (exact for every float dtype).
+    fn decode<T>(&self, name: &str, to: fn(f64) -> T) -> Result<Option<RawTensor<T>>> {
         let Some(t) = self.meta.info(name) else {
             return Ok(None);
         };
         let (start, end) = t.data_offsets;
         let d = &self.bytes[self.data_start + start..self.data_start + end];
-        let data: Vec<f64> = match t.dtype {
+        let data: Vec<T> = match t.dtype {
             Dtype::F32 => d
                 .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .map(|c| to(f32::from_le_bytes(c.try_into().unwrap()) as f64))
                 .collect(),
             Dtype::F64 => d
                 .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .map(|c| to(f64::from_le_bytes(c.try_into().unwrap())))
                 .collect(),
             Dtype::F16 => d
                 .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+                .map(|c| to(half::f16::from_le_bytes([c[0], c[1]]).to_f64()))
                 .collect(),
             Dtype::BF16 => d
                 .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+                .map(|c| to(half::bf16::from_le_bytes([c[0], c[1]]).to_f64()))
                 .collect(),
             other => {
                 return Err(Error::weights(
@@ -215,6 +227,12 @@ impl TensorSource for Formula {
                 .collect()
         };
         Ok(Some(RawTensor { shape, data }))
+    }
+    fn get_f32(&self, name: &str) -> Result<Option<RawTensor<f32>>> {
+        Ok(self.shape(name).map(|shape| RawTensor {
+            data: detweights::tensor(name, &shape),
+            shape,
+        }))
     }
 }
 
@@ -403,7 +421,16 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
-        let t = self.src.get(name)?.ok_or_else(|| {
+        self.checked(name, shape, self.src.get(name)?)
+    }
+
+    fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.checked(name, shape, self.src.get_f32(name)?)
+    }
+
+    /// The tensor's data, if it exists and has `shape`.
+    fn checked<T>(&self, name: &str, shape: &[usize], t: Option<RawTensor<T>>) -> Result<Vec<T>> {
+        let t = t.ok_or_else(|| {
             Error::weights(
                 self.src.describe(),
                 format!("lacks {name} (expected shape {shape:?})"),
@@ -508,11 +535,7 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
     }
     let last = cfg.blocks.last().unwrap().cout;
     let head_conv = ld.conv_bn(t.head, [cfg.head, last, 1, 1], t.bn_head)?;
-    let w: Vec<f32> = ld
-        .tensor(&fc_key, &[n, cfg.head])?
-        .into_iter()
-        .map(|v| v as f32)
-        .collect();
+    let w = ld.tensor_f32(&fc_key, &[n, cfg.head])?;
     let b: Vec<f32> = ld
         .tensor(&format!("{}.bias", t.fc), &[n])?
         .into_iter()
@@ -569,11 +592,8 @@ pub fn read_safetensors(
     let f = SafetensorsFile::open(path)?;
     let mut out = HashMap::new();
     for name in f.names() {
-        let t = f.get(&name)?.expect("listed by the header");
-        out.insert(
-            name,
-            (t.shape, t.data.into_iter().map(|v| v as f32).collect()),
-        );
+        let t = f.get_f32(&name)?.expect("listed by the header");
+        out.insert(name, (t.shape, t.data));
     }
     Ok((out, f.metadata()))
 }
