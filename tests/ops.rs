@@ -31,7 +31,14 @@ fn gemm_matches_reference() {
         let b = rand(m, 200 + i as u64, -1.0, 1.0);
         let s = rand(k, 300 + i as u64, 0.0, 1.0);
         let r = rand(m * p, 400 + i as u64, -1.0, 1.0);
-        let (ab, xb, bb, sb, rb, yb) = (up(&a), up(&x), up(&b), up(&s), up(&r), zeros(m * p));
+        let (ab, xb, bb, sb, rb, yb) = (
+            up(&gemm::pack(&a, m, k)),
+            up(&x),
+            up(&b),
+            up(&s),
+            up(&r),
+            zeros(m * p),
+        );
         let d = gemm::gemm(
             g,
             "test.gemm",

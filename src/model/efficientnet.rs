@@ -66,10 +66,14 @@ impl ModelGpu {
         for (i, (b, w)) in cfg.blocks.iter().zip(&weights.blocks).enumerate() {
             let expand = match &w.expand {
                 Some(e) => Some((
-                    up(format!("{i}.expand.w"), &e.w)?,
+                    up(format!("{i}.expand.w"), &gemm::pack(&e.w, b.cmid(), b.cin))?,
                     up(
                         format!("{i}.expand.wt"),
-                        &gemm::cpu::transpose(&e.w, b.cmid(), b.cin),
+                        &gemm::pack(
+                            &gemm::cpu::transpose(&e.w, b.cmid(), b.cin),
+                            b.cin,
+                            b.cmid(),
+                        ),
                     )?,
                     up(format!("{i}.expand.b"), &e.b)?,
                 )),
@@ -83,19 +87,33 @@ impl ModelGpu {
                 se_rb: up(format!("{i}.se_reduce.b"), &w.se_r.b)?,
                 se_xw: up(format!("{i}.se_expand.w"), &w.se_x.w)?,
                 se_xb: up(format!("{i}.se_expand.b"), &w.se_x.b)?,
-                proj_w: up(format!("{i}.project.w"), &w.project.w)?,
+                proj_w: up(
+                    format!("{i}.project.w"),
+                    &gemm::pack(&w.project.w, b.cout, b.cmid()),
+                )?,
                 proj_wt: up(
                     format!("{i}.project.wt"),
-                    &gemm::cpu::transpose(&w.project.w, b.cout, b.cmid()),
+                    &gemm::pack(
+                        &gemm::cpu::transpose(&w.project.w, b.cout, b.cmid()),
+                        b.cmid(),
+                        b.cout,
+                    ),
                 )?,
                 proj_b: up(format!("{i}.project.b"), &w.project.b)?,
             });
         }
         let last = cfg.blocks.last().unwrap().cout;
-        let head_w = up("head.w".into(), &weights.head_conv.w)?;
+        let head_w = up(
+            "head.w".into(),
+            &gemm::pack(&weights.head_conv.w, cfg.head, last),
+        )?;
         let head_wt = up(
             "head.wt".into(),
-            &gemm::cpu::transpose(&weights.head_conv.w, cfg.head, last),
+            &gemm::pack(
+                &gemm::cpu::transpose(&weights.head_conv.w, cfg.head, last),
+                last,
+                cfg.head,
+            ),
         )?;
         let head_b = up("head.b".into(), &weights.head_conv.b)?;
         let k = cfg.head;

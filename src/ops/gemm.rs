@@ -16,13 +16,33 @@ pub struct GemmArgs<'a> {
     pub m: usize,
     pub k: usize,
     pub p: usize,
-    pub a: &'a wgpu::Buffer,             // (M, K)
-    pub x: &'a wgpu::Buffer,             // (K, P)
-    pub bias: Option<&'a wgpu::Buffer>,  // (M)
+    pub a: &'a wgpu::Buffer, // (M, K4): the weights as laid out by `pack`
+    pub x: &'a wgpu::Buffer, // (K, P)
+    pub bias: Option<&'a wgpu::Buffer>, // (M)
     pub scale: Option<&'a wgpu::Buffer>, // (K), with InMode::SiluScaled
-    pub res: Option<&'a wgpu::Buffer>,   // (M, P)
-    pub y: &'a wgpu::Buffer,             // (M, P)
+    pub res: Option<&'a wgpu::Buffer>, // (M, P)
+    pub y: &'a wgpu::Buffer, // (M, P)
     pub mode: InMode,
+}
+
+/// Weights (M, K) row-major → the GEMM's layout (M, K4), each row zero-padded to
+/// K4 = ceil(K/4)·4 so that the shader reads them as vec4s.
+pub fn pack(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    assert_eq!(
+        a.len(),
+        m * k,
+        "gemm::pack: {} values for a {m}×{k} matrix",
+        a.len()
+    );
+    let k4 = k.div_ceil(4) * 4;
+    if k4 == k {
+        return a.to_vec();
+    }
+    let mut out = vec![0f32; m * k4];
+    for (dst, src) in out.chunks_exact_mut(k4).zip(a.chunks_exact(k)) {
+        dst[..k].copy_from_slice(src);
+    }
+    out
 }
 
 pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Dispatch {
