@@ -66,7 +66,7 @@ fn main() {
         ("gemm head 448→1792 @10×15", 1792, 448, 150, InMode::Plain),
     ] {
         let (a, x, b, s, y) = (
-            buf(&g, m * k.div_ceil(4) * 4),
+            buf(&g, m * usize::div_ceil(k, 4) * 4),
             buf(&g, k * p),
             buf(&g, m),
             buf(&g, k),

@@ -1,6 +1,6 @@
 //! Depthwise k×k convolution with stride, BN folded; forward and data gradient.
 
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_items};
+use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
 use crate::ops::conv::out_size;
 
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +36,21 @@ impl DwShape {
     }
 }
 
+/// Strips of 8 along rows, 64 invocations per workgroup (see the shader).
+fn strips(rows: usize, width: usize) -> [u32; 3] {
+    grid_1d(((rows * width.div_ceil(8)) as u32).div_ceil(64))
+}
+
+/// What the shader's fixed window (20 slots) and its parity rule (8 % S == 0) allow.
+fn check_shape(s: &DwShape) {
+    assert!(
+        7 * s.stride + s.k <= 20 && 8 % s.stride == 0,
+        "depthwise: kernel {} stride {} is outside what shaders/depthwise.wgsl handles",
+        s.k,
+        s.stride
+    );
+}
+
 /// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation).
 pub fn forward(
     gpu: &Gpu,
@@ -47,15 +62,20 @@ pub fn forward(
     bias: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
+    check_shape(&s);
     let (oh, ow) = s.out();
     let mut d = gpu.dispatch(
         label,
         "depthwise",
         "forward",
-        &[("IN_SILU", in_silu as u32 as f64)],
+        &[
+            ("K", s.k as f64),
+            ("S", s.stride as f64),
+            ("IN_SILU", in_silu as u32 as f64),
+        ],
         &s.params(),
         &[(1, Some(wt)), (2, Some(bias)), (3, Some(x)), (4, Some(out))],
-        grid_items(s.c * oh * ow),
+        strips(s.c * oh, ow),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.c * s.h * s.w + s.c * oh * ow) as f64;
@@ -75,8 +95,11 @@ pub fn backward(
     res: Option<&wgpu::Buffer>,
     dx: &wgpu::Buffer,
 ) -> Dispatch {
+    check_shape(&s);
     let (oh, ow) = s.out();
     let consts = [
+        ("K", s.k as f64),
+        ("S", s.stride as f64),
         ("IN_SILU", in_silu as u32 as f64),
         ("HAS_RES", res.is_some() as u32 as f64),
     ];
@@ -93,7 +116,7 @@ pub fn backward(
             (5, res),
             (6, Some(dy)),
         ],
-        grid_items(s.c * s.h * s.w),
+        strips(s.c * s.h, s.w),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
