@@ -1,4 +1,4 @@
-// reduce.wgsl: one workgroup per row reductions (global pools, Grad-CAM channel weights,
+// reduce.wgsl: row reductions (global pools, Grad-CAM channel weights,
 // SE gradient, statistics), and the global pool's gradient.
 // Bindings: 0 prm, 1 x: (rows, len) f32 read from x[in_off + row·len + i], 2 y: same layout
 //           as x (MODE 2) or the per-row gradient g: (rows) (pool_backward), 3 out: rw
@@ -15,7 +15,8 @@ override MODE: u32 = 0u;
 @group(0) @binding(2) var<storage, read> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> part: array<f32, 256>;
+// 8 rows per workgroup of 64, 8 invocations per row: one barrier, no tree.
+var<workgroup> part: array<f32, 64>;
 
 fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
@@ -25,41 +26,41 @@ fn is_max_mode() -> bool {
     return MODE == 3u || MODE == 4u;
 }
 
-@compute @workgroup_size(256)
-fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = wid.y * nwg.x + wid.x;
-    if (row >= prm.rows) {
-        return; // uniform per workgroup: the whole workgroup leaves together
+fn combine(a: f32, b: f32) -> f32 {
+    if (is_max_mode()) {
+        return max(a, b);
     }
-    let base = prm.in_off + row * prm.len;
+    return a + b;
+}
+
+@compute @workgroup_size(64)
+fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = (wid.y * nwg.x + wid.x) * 8u + lid / 8u;
+    let lane = lid % 8u;
     var acc = 0.0;
     if (is_max_mode()) {
         acc = -3.4028235e38;
     }
-    for (var i = lid; i < prm.len; i += 256u) {
-        let v = x[base + i];
-        switch MODE {
-            case 0u: { acc += v; }
-            case 1u: { acc += silu(v); }
-            case 2u: { acc += v * silu(y[base + i]); }
-            case 3u: { acc = max(acc, abs(v)); }
-            default: { acc = max(acc, v); }
+    if (row < prm.rows) {
+        let base = prm.in_off + row * prm.len;
+        for (var i = lane; i < prm.len; i += 8u) {
+            let v = x[base + i];
+            switch MODE {
+                case 0u: { acc += v; }
+                case 1u: { acc += silu(v); }
+                case 2u: { acc += v * silu(y[base + i]); }
+                case 3u: { acc = max(acc, abs(v)); }
+                default: { acc = max(acc, v); }
+            }
         }
     }
     part[lid] = acc;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            if (is_max_mode()) {
-                part[lid] = max(part[lid], part[lid + s]);
-            } else {
-                part[lid] += part[lid + s];
-            }
+    if (lane == 0u && row < prm.rows) {
+        var r = part[lid];
+        for (var j = 1u; j < 8u; j++) {
+            r = combine(r, part[lid + j]);
         }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        var r = part[0];
         if (MODE == 0u || MODE == 1u) {
             r = r * prm.inv_len;
         }

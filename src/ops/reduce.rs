@@ -44,7 +44,7 @@ pub fn rows(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs) -> Dispatch {
         &[("MODE", mode as u32 as f64)],
         &params,
         &[(1, Some(a.x)), (2, a.y), (3, Some(a.out))],
-        grid_1d(a.rows as u32),
+        grid_1d((a.rows as u32).div_ceil(8)),
     );
     d.flops = (a.rows * a.len) as f64 * if mode == Reduce::DotSilu { 2.0 } else { 1.0 };
     d.bytes = 4.0 * (a.rows * a.len * if a.y.is_some() { 2 } else { 1 } + a.rows) as f64;
