@@ -204,37 +204,43 @@ fn reductions_match_reference() {
     let x = rand(rows * len, 7, -3.0, 3.0);
     let y = rand(rows * len, 8, -3.0, 3.0);
     let (xb, yb) = (up(&x), up(&y));
-    for mode in [
-        Reduce::Mean,
-        Reduce::MeanSilu,
-        Reduce::DotSilu,
-        Reduce::MaxAbs,
-        Reduce::Max,
-    ] {
-        let out = zeros(rows + 3);
-        let d = reduce::rows(
-            g,
-            "test.reduce",
-            mode,
-            &RowsArgs {
-                rows,
-                len,
-                in_off: 0,
-                out_off: 3,
-                x: &xb.buf,
-                y: (mode == Reduce::DotSilu).then_some(&yb.buf),
-                out: &out.buf,
-            },
-        );
-        g.run_now(&[&d]).unwrap();
-        let want = reduce::cpu::rows(mode, &x, Some(&y), rows, len);
-        check(
-            &format!("reduce.{mode:?}"),
-            &read(&out)[3..],
-            &want,
-            &[rows],
-            tol_for(&want),
-        );
+    // rows around the 8 rows a workgroup takes; a row shorter than its 8 lanes
+    for &(rows, len) in &[(5, 301), (13, 3), (19, 1000)] {
+        let x = rand(rows * len, 7, -3.0, 3.0);
+        let y = rand(rows * len, 8, -3.0, 3.0);
+        let (xb, yb) = (up(&x), up(&y));
+        for mode in [
+            Reduce::Mean,
+            Reduce::MeanSilu,
+            Reduce::DotSilu,
+            Reduce::MaxAbs,
+            Reduce::Max,
+        ] {
+            let out = zeros(rows + 3);
+            let d = reduce::rows(
+                g,
+                "test.reduce",
+                mode,
+                &RowsArgs {
+                    rows,
+                    len,
+                    in_off: 0,
+                    out_off: 3,
+                    x: &xb.buf,
+                    y: (mode == Reduce::DotSilu).then_some(&yb.buf),
+                    out: &out.buf,
+                },
+            );
+            g.run_now(&[&d]).unwrap();
+            let want = reduce::cpu::rows(mode, &x, Some(&y), rows, len);
+            check(
+                &format!("reduce.{mode:?}.{rows}x{len}"),
+                &read(&out)[3..],
+                &want,
+                &[rows],
+                tol_for(&want),
+            );
+        }
     }
     // in_off: one row taken from the middle
     let out = zeros(1);
