@@ -7,6 +7,8 @@ backward (see /work/shared/NUMERICS.md section 5).
 Needs torch, efficientnet_pytorch==0.7.0, numpy.
 """
 
+import time
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -77,8 +79,16 @@ def build_visloc(variant: str, num_classes: int):
     return bb, head
 
 
-def combicam(bb, head, x: torch.Tensor, keep_blocks=True):
+def _mark(marks):
+    if marks is not None:
+        marks.append(time.perf_counter())
+
+
+def combicam(bb, head, x: torch.Tensor, keep_blocks=True, marks=None):
     """One forward + one backward of probs[c], c = argmax probs. x: (1,3,H,W) float32.
+
+    If `marks` is a list, time.perf_counter() is appended to it after the forward, after the
+    backward and after the maps (benches/pytorch_reference.py times the phases with it).
 
     Returns a dict of torch tensors (batch dim removed): stem, block.NN, grad.NN,
     gradcam.NN, features, logits, probs, combicam, and 'target' (int).
@@ -103,7 +113,9 @@ def combicam(bb, head, x: torch.Tensor, keep_blocks=True):
             logits = head(feats)
             probs = torch.softmax(logits, dim=1)
             c = int(torch.argmax(probs[0]).item())
+            _mark(marks)
             probs[0, c].backward()
+            _mark(marks)
     finally:
         for h in hooks:
             h.remove()
@@ -122,6 +134,7 @@ def combicam(bb, head, x: torch.Tensor, keep_blocks=True):
             out[f"grad.{l:02d}"] = g[0].detach()
     lo, hi = total.min(), total.max()
     out["combicam"] = (total - lo) / (hi - lo) if hi > lo else torch.zeros_like(total)
+    _mark(marks)
     out["features"] = feats[0].detach()
     out["logits"] = logits[0].detach()
     out["probs"] = probs[0].detach()
