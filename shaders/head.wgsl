@@ -26,26 +26,28 @@ struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
 
+// 4 rows per invocation, 64 invocations (256 rows) per workgroup: each load of f serves
+// 4 FMAs and there is no cross-invocation reduction.
 @compute @workgroup_size(64)
 fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = wid.y * nwg.x + wid.x;
-    if (r >= prm.rows) {
+    let r0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * 4u;
+    if (r0 >= prm.rows) {
         return;
     }
-    var acc = 0.0;
-    for (var k = lid; k < prm.k; k += 64u) {
-        acc += w[r * prm.k + k] * f[k];
+    let last = prm.rows - 1u;
+    let o0 = r0 * prm.k;
+    let o1 = min(r0 + 1u, last) * prm.k;
+    let o2 = min(r0 + 2u, last) * prm.k;
+    let o3 = min(r0 + 3u, last) * prm.k;
+    var acc = vec4(0.0);
+    for (var k = 0u; k < prm.k; k++) {
+        acc = fma(vec4(w[o0 + k], w[o1 + k], w[o2 + k], w[o3 + k]), vec4(f[k]), acc);
     }
-    red[lid] = acc;
-    workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        if (r < prm.rows) {
+            logits[prm.row0 + r] = acc[i] + bias[prm.row0 + r];
         }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        logits[prm.row0 + r] = red[0] + bias[prm.row0 + r];
     }
 }
 
@@ -121,19 +123,30 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
+// 4 consecutive k per invocation: each load of g serves 4 FMAs.
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let k = wid.x * 64u + lid;
-    if (k >= prm.k) {
+    let k0 = (wid.x * 64u + lid) * 4u;
+    if (k0 >= prm.k) {
         return;
     }
+    let kl = prm.k - 1u;
+    let k1 = min(k0 + 1u, kl);
+    let k2 = min(k0 + 2u, kl);
+    let k3 = min(k0 + 3u, kl);
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
-    var acc = 0.0;
+    var acc = vec4(0.0);
     for (var r = r0; r < r1; r++) {
-        acc += w[r * prm.k + k] * g[prm.row0 + r];
+        let o = r * prm.k;
+        acc = fma(vec4(w[o + k0], w[o + k1], w[o + k2], w[o + k3]), vec4(g[prm.row0 + r]), acc);
     }
-    partial[(prm.seg0 + wid.y) * prm.k + k] = acc;
+    let po = (prm.seg0 + wid.y) * prm.k;
+    for (var i = 0u; i < 4u; i++) {
+        if (k0 + i < prm.k) {
+            partial[po + k0 + i] = acc[i];
+        }
+    }
 }
 
 @compute @workgroup_size(64)

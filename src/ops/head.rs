@@ -36,7 +36,7 @@ pub fn linear(
             (3, Some(bias)),
             (4, Some(logits)),
         ],
-        grid_1d(rows as u32),
+        grid_1d((rows as u32).div_ceil(256)),
     );
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
@@ -113,7 +113,7 @@ pub fn linear_backward(
         &[],
         &params,
         &[(1, Some(w)), (7, Some(g)), (8, Some(partial))],
-        [(k as u32).div_ceil(64), segs, 1],
+        [(k as u32).div_ceil(256), segs, 1],
     );
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
