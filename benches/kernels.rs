@@ -8,7 +8,7 @@ use combicam_gpu::ops::{
     depthwise,
     depthwise::DwShape,
     gemm,
-    gemm::{GemmArgs, InMode},
+    gemm::{GemmArgs, GemmWeights, InMode},
     reduce,
     reduce::{Reduce, RowsArgs},
 };
@@ -66,7 +66,7 @@ fn main() {
         ("gemm head 448→1792 @10×15", 1792, 448, 150, InMode::Plain),
     ] {
         let (a, x, b, s, y) = (
-            buf(&g, m * usize::div_ceil(k, 4) * 4),
+            GemmWeights::upload(&g, name, &vec![0.01f32; m * k], m, k).unwrap(),
             buf(&g, k * p),
             buf(&g, m),
             buf(&g, k),
@@ -79,7 +79,7 @@ fn main() {
                 m,
                 k,
                 p,
-                a: &a.buf,
+                a: &a,
                 x: &x.buf,
                 bias: Some(&b.buf),
                 scale: (mode == InMode::SiluScaled).then_some(&s.buf),

@@ -1,16 +1,19 @@
-// gemm.wgsl: pointwise (1×1) convolution as a register-tiled GEMM. Used for the
-// expand, project and head convs (forward) and their data gradients (with Wᵀ).
-// Bindings: 0 prm, 1 a: (M, K4) f32 weights, rows zero-padded to K4 = ceil(K/4)·4
-//           (`ops::gemm::pack`), 2 x: (K, P) f32, 3 bias: (M) f32, 4 scale: (K) f32,
-//           5 res: (M, P) f32, 6 y: (M, P) f32
+// gemm.wgsl: pointwise (1×1) convolution as GEMM. Used for the expand, project and head
+// convs (forward) and their data gradients (with Wᵀ).
+// Bindings: 0 prm, 1 a: the weights (M, K) as an rgba32float texture of ceil(K/4) × M texels,
+//           zero-padded past K (`ops::gemm::GemmWeights`), 2 x: (K, P) f32, 3 bias: (M) f32,
+//           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
 //       T(v) = v (IN_MODE 0) or silu(v)·scale[k] (IN_MODE 1: SE-scaled projection input).
-// Tile: each invocation owns 16 rows (m) × 8 columns (p) in registers; a workgroup of
-// 8×4 invocations covers 64 (p) × 64 (m). No workgroup memory: every load is used by 8
-// (weights, vec4 over k) or 16 (activations) FMAs straight from registers. The 16 rows
-// are written out by hand because loops over register arrays are not unrolled by every
-// compiler (on lavapipe the looped form was 1.4× slower). Rows and columns past the edge
-// are clamped on load and skipped on store.
+// Two entry points, picked per adapter by `ops::gemm`:
+//  * `regs` (CPU adapters, e.g. lavapipe): one invocation owns 32 rows × 8 columns in
+//    registers, a workgroup is 8 invocations (one SIMD group) covering 32 × 64. No workgroup
+//    memory: each weight texel feeds 8 FMAs, each activation 32. On a software rasteriser a
+//    storage-buffer load costs a per-lane loop while a texel fetch is one vector gather, so
+//    the weights come from a texture and the rows are written out by hand (a looped form
+//    over a register array was 1.4× slower there).
+//  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
+//    K step 16 through workgroup memory.
 
 struct Params { m: u32, k: u32, p: u32, _pad: u32 }
 
@@ -19,29 +22,52 @@ override HAS_BIAS: bool = true;
 override HAS_RES: bool = false;
 
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var a: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
+// T(x[k, p]), zero for k ≥ K
+fn load_x(k: u32, p: u32) -> f32 {
+    if (k >= prm.k) {
+        return 0.0;
+    }
+    let v = x[k * prm.p + p];
+    if (IN_MODE == 1u) {
+        return v / (1.0 + exp(-v)) * scale[k];
+    }
+    return v;
+}
+
+fn epilogue(m: u32, p: u32, acc: f32) {
+    var v = acc;
+    if (HAS_BIAS) {
+        v += bias[m];
+    }
+    if (HAS_RES) {
+        v += res[m * prm.p + p];
+    }
+    y[m * prm.p + p] = v;
+}
+
+// ---- regs -------------------------------------------------------------------------------
+
 // One row's 8 accumulators (two vec4 over p).
 alias Acc = array<vec4<f32>, 2>;
 // Four k-rows of the 8 columns: xs[2·kk + j] holds x[k + kk, p0 + 4j .. p0 + 4j + 3].
 alias XTile = array<vec4<f32>, 8>;
 
-var<private> cols: array<u32, 8>; // clamped column indices p0 .. p0 + 7
+var<private> cols: array<u32, 8>; // the invocation's columns, clamped to P − 1
 
-// T(x[k, cols..]) for 4 consecutive columns starting at column slot j0; zero for k ≥ K.
 fn load_x4(k: u32, j0: u32) -> vec4<f32> {
-    let kc = min(k, prm.k - 1u);
-    let o = kc * prm.p;
-    var v = vec4(x[o + cols[j0]], x[o + cols[j0 + 1u]], x[o + cols[j0 + 2u]], x[o + cols[j0 + 3u]]);
-    if (IN_MODE == 1u) {
-        v = v / (1.0 + exp(-v)) * scale[kc];
-    }
-    return select(vec4(0.0), v, k < prm.k);
+    return vec4(load_x(k, cols[j0]), load_x(k, cols[j0 + 1u]), load_x(k, cols[j0 + 2u]), load_x(k, cols[j0 + 3u]));
+}
+
+// weights a[m, 4·kq .. 4·kq + 3], the row clamped to M − 1 (its result is not stored)
+fn wrow(m: u32, kq: u32) -> vec4<f32> {
+    return textureLoad(a, vec2(kq, min(m, prm.m - 1u)), 0);
 }
 
 fn row(c: ptr<function, Acc>, av: vec4<f32>, xs: XTile) {
@@ -59,63 +85,25 @@ fn store(m: u32, p0: u32, c: Acc) {
     if (m >= prm.m) {
         return;
     }
-    var b = 0.0;
-    if (HAS_BIAS) {
-        b = bias[m];
-    }
     for (var j = 0u; j < 8u; j++) {
-        let p = p0 + j;
-        if (p < prm.p) {
-            var v = c[j / 4u][j % 4u] + b;
-            if (HAS_RES) {
-                v += res[m * prm.p + p];
-            }
-            y[m * prm.p + p] = v;
+        if (p0 + j < prm.p) {
+            epilogue(m, p0 + j, c[j / 4u][j % 4u]);
         }
     }
 }
 
-@compute @workgroup_size(8, 4)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+@compute @workgroup_size(8, 1)
+fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let p0 = (wid.x * 8u + lid.x) * 8u;
-    let m0 = (wid.y * 4u + lid.y) * 16u;
+    let m0 = wid.y * 32u;
     for (var j = 0u; j < 8u; j++) {
         cols[j] = min(p0 + j, prm.p - 1u);
     }
-    let kq_n = (prm.k + 3u) / 4u; // vec4s per padded weight row
-    let ra0 = min(m0 + 0u, prm.m - 1u) * kq_n;
-    let ra1 = min(m0 + 1u, prm.m - 1u) * kq_n;
-    let ra2 = min(m0 + 2u, prm.m - 1u) * kq_n;
-    let ra3 = min(m0 + 3u, prm.m - 1u) * kq_n;
-    let ra4 = min(m0 + 4u, prm.m - 1u) * kq_n;
-    let ra5 = min(m0 + 5u, prm.m - 1u) * kq_n;
-    let ra6 = min(m0 + 6u, prm.m - 1u) * kq_n;
-    let ra7 = min(m0 + 7u, prm.m - 1u) * kq_n;
-    let ra8 = min(m0 + 8u, prm.m - 1u) * kq_n;
-    let ra9 = min(m0 + 9u, prm.m - 1u) * kq_n;
-    let ra10 = min(m0 + 10u, prm.m - 1u) * kq_n;
-    let ra11 = min(m0 + 11u, prm.m - 1u) * kq_n;
-    let ra12 = min(m0 + 12u, prm.m - 1u) * kq_n;
-    let ra13 = min(m0 + 13u, prm.m - 1u) * kq_n;
-    let ra14 = min(m0 + 14u, prm.m - 1u) * kq_n;
-    let ra15 = min(m0 + 15u, prm.m - 1u) * kq_n;
-    var c0: Acc;
-    var c1: Acc;
-    var c2: Acc;
-    var c3: Acc;
-    var c4: Acc;
-    var c5: Acc;
-    var c6: Acc;
-    var c7: Acc;
-    var c8: Acc;
-    var c9: Acc;
-    var c10: Acc;
-    var c11: Acc;
-    var c12: Acc;
-    var c13: Acc;
-    var c14: Acc;
-    var c15: Acc;
-    for (var kq = 0u; kq < kq_n; kq++) {
+    var c0: Acc; var c1: Acc; var c2: Acc; var c3: Acc; var c4: Acc; var c5: Acc; var c6: Acc; var c7: Acc;
+    var c8: Acc; var c9: Acc; var c10: Acc; var c11: Acc; var c12: Acc; var c13: Acc; var c14: Acc; var c15: Acc;
+    var c16: Acc; var c17: Acc; var c18: Acc; var c19: Acc; var c20: Acc; var c21: Acc; var c22: Acc; var c23: Acc;
+    var c24: Acc; var c25: Acc; var c26: Acc; var c27: Acc; var c28: Acc; var c29: Acc; var c30: Acc; var c31: Acc;
+    for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
         let k = kq * 4u;
         let xs = XTile(
             load_x4(k, 0u), load_x4(k, 4u),
@@ -123,37 +111,90 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             load_x4(k + 2u, 0u), load_x4(k + 2u, 4u),
             load_x4(k + 3u, 0u), load_x4(k + 3u, 4u),
         );
-        row(&c0, a[ra0 + kq], xs);
-        row(&c1, a[ra1 + kq], xs);
-        row(&c2, a[ra2 + kq], xs);
-        row(&c3, a[ra3 + kq], xs);
-        row(&c4, a[ra4 + kq], xs);
-        row(&c5, a[ra5 + kq], xs);
-        row(&c6, a[ra6 + kq], xs);
-        row(&c7, a[ra7 + kq], xs);
-        row(&c8, a[ra8 + kq], xs);
-        row(&c9, a[ra9 + kq], xs);
-        row(&c10, a[ra10 + kq], xs);
-        row(&c11, a[ra11 + kq], xs);
-        row(&c12, a[ra12 + kq], xs);
-        row(&c13, a[ra13 + kq], xs);
-        row(&c14, a[ra14 + kq], xs);
-        row(&c15, a[ra15 + kq], xs);
+        row(&c0, wrow(m0 + 0u, kq), xs); row(&c1, wrow(m0 + 1u, kq), xs);
+        row(&c2, wrow(m0 + 2u, kq), xs); row(&c3, wrow(m0 + 3u, kq), xs);
+        row(&c4, wrow(m0 + 4u, kq), xs); row(&c5, wrow(m0 + 5u, kq), xs);
+        row(&c6, wrow(m0 + 6u, kq), xs); row(&c7, wrow(m0 + 7u, kq), xs);
+        row(&c8, wrow(m0 + 8u, kq), xs); row(&c9, wrow(m0 + 9u, kq), xs);
+        row(&c10, wrow(m0 + 10u, kq), xs); row(&c11, wrow(m0 + 11u, kq), xs);
+        row(&c12, wrow(m0 + 12u, kq), xs); row(&c13, wrow(m0 + 13u, kq), xs);
+        row(&c14, wrow(m0 + 14u, kq), xs); row(&c15, wrow(m0 + 15u, kq), xs);
+        row(&c16, wrow(m0 + 16u, kq), xs); row(&c17, wrow(m0 + 17u, kq), xs);
+        row(&c18, wrow(m0 + 18u, kq), xs); row(&c19, wrow(m0 + 19u, kq), xs);
+        row(&c20, wrow(m0 + 20u, kq), xs); row(&c21, wrow(m0 + 21u, kq), xs);
+        row(&c22, wrow(m0 + 22u, kq), xs); row(&c23, wrow(m0 + 23u, kq), xs);
+        row(&c24, wrow(m0 + 24u, kq), xs); row(&c25, wrow(m0 + 25u, kq), xs);
+        row(&c26, wrow(m0 + 26u, kq), xs); row(&c27, wrow(m0 + 27u, kq), xs);
+        row(&c28, wrow(m0 + 28u, kq), xs); row(&c29, wrow(m0 + 29u, kq), xs);
+        row(&c30, wrow(m0 + 30u, kq), xs); row(&c31, wrow(m0 + 31u, kq), xs);
     }
-    store(m0 + 0u, p0, c0);
-    store(m0 + 1u, p0, c1);
-    store(m0 + 2u, p0, c2);
-    store(m0 + 3u, p0, c3);
-    store(m0 + 4u, p0, c4);
-    store(m0 + 5u, p0, c5);
-    store(m0 + 6u, p0, c6);
-    store(m0 + 7u, p0, c7);
-    store(m0 + 8u, p0, c8);
-    store(m0 + 9u, p0, c9);
-    store(m0 + 10u, p0, c10);
-    store(m0 + 11u, p0, c11);
-    store(m0 + 12u, p0, c12);
-    store(m0 + 13u, p0, c13);
-    store(m0 + 14u, p0, c14);
-    store(m0 + 15u, p0, c15);
+    store(m0 + 0u, p0, c0); store(m0 + 1u, p0, c1); store(m0 + 2u, p0, c2); store(m0 + 3u, p0, c3);
+    store(m0 + 4u, p0, c4); store(m0 + 5u, p0, c5); store(m0 + 6u, p0, c6); store(m0 + 7u, p0, c7);
+    store(m0 + 8u, p0, c8); store(m0 + 9u, p0, c9); store(m0 + 10u, p0, c10); store(m0 + 11u, p0, c11);
+    store(m0 + 12u, p0, c12); store(m0 + 13u, p0, c13); store(m0 + 14u, p0, c14); store(m0 + 15u, p0, c15);
+    store(m0 + 16u, p0, c16); store(m0 + 17u, p0, c17); store(m0 + 18u, p0, c18); store(m0 + 19u, p0, c19);
+    store(m0 + 20u, p0, c20); store(m0 + 21u, p0, c21); store(m0 + 22u, p0, c22); store(m0 + 23u, p0, c23);
+    store(m0 + 24u, p0, c24); store(m0 + 25u, p0, c25); store(m0 + 26u, p0, c26); store(m0 + 27u, p0, c27);
+    store(m0 + 28u, p0, c28); store(m0 + 29u, p0, c29); store(m0 + 30u, p0, c30); store(m0 + 31u, p0, c31);
+}
+
+// ---- tiled ------------------------------------------------------------------------------
+
+var<workgroup> tile_a: array<vec4<f32>, 256>; // [kk][m / 4], 16 × 16
+var<workgroup> tile_x: array<vec4<f32>, 256>; // [kk][p / 4], 16 × 16
+
+@compute @workgroup_size(16, 16)
+fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let tx = lid.x;
+    let ty = lid.y;
+    let t = ty * 16u + tx;
+    let p0 = wid.x * 64u;
+    let m0 = wid.y * 64u;
+    let kq_n = (prm.k + 3u) / 4u;
+    var acc = array<vec4<f32>, 4>();
+    for (var k0 = 0u; k0 < prm.k; k0 += 16u) {
+        // weights: 64 rows × 4 texels, one texel per invocation
+        let am = t / 4u;
+        let aq = k0 / 4u + t % 4u;
+        var av = vec4(0.0);
+        if (m0 + am < prm.m && aq < kq_n) {
+            av = textureLoad(a, vec2(aq, m0 + am), 0);
+        }
+        for (var c = 0u; c < 4u; c++) {
+            tile_a[((t % 4u) * 4u + c) * 16u + am / 4u][am % 4u] = av[c];
+        }
+        // activations: 16 k × 64 p, four per invocation
+        for (var e = 0u; e < 4u; e++) {
+            let idx = t + 256u * e;
+            let xk = idx / 64u;
+            let xp = idx % 64u;
+            var xv = 0.0;
+            if (p0 + xp < prm.p) {
+                xv = load_x(k0 + xk, p0 + xp);
+            }
+            tile_x[xk * 16u + xp / 4u][xp % 4u] = xv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {
+            let a4 = tile_a[kk * 16u + ty];
+            let x4 = tile_x[kk * 16u + tx];
+            acc[0] = fma(vec4(a4.x), x4, acc[0]);
+            acc[1] = fma(vec4(a4.y), x4, acc[1]);
+            acc[2] = fma(vec4(a4.z), x4, acc[2]);
+            acc[3] = fma(vec4(a4.w), x4, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + ty * 4u + i;
+        if (m >= prm.m) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let p = p0 + tx * 4u + j;
+            if (p < prm.p) {
+                epilogue(m, p, acc[i][j]);
+            }
+        }
+    }
 }

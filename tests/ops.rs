@@ -6,7 +6,7 @@ use combicam_gpu::ops::{Tolerance, cam, conv, depthwise, gemm, head, reduce, se}
 use combicam_gpu::ops::{
     conv::ConvShape,
     depthwise::DwShape,
-    gemm::{GemmArgs, InMode},
+    gemm::{GemmArgs, GemmWeights, InMode, Variant},
     reduce::{Reduce, RowsArgs},
     se::{SeShape, SeWeights},
 };
@@ -24,6 +24,7 @@ fn gemm_matches_reference() {
         (1, 5, 1, true, false, false),
         (130, 65, 257, true, true, false),
         (24, 144, 4075, false, false, true),
+        (67, 40, 150, true, true, false),
     ];
     for (i, &(m, k, p, bias, scaled, res)) in cases.iter().enumerate() {
         let a = rand(m * k, 1 + i as u64, -1.0, 1.0);
@@ -31,35 +32,8 @@ fn gemm_matches_reference() {
         let b = rand(m, 200 + i as u64, -1.0, 1.0);
         let s = rand(k, 300 + i as u64, 0.0, 1.0);
         let r = rand(m * p, 400 + i as u64, -1.0, 1.0);
-        let (ab, xb, bb, sb, rb, yb) = (
-            up(&gemm::pack(&a, m, k)),
-            up(&x),
-            up(&b),
-            up(&s),
-            up(&r),
-            zeros(m * p),
-        );
-        let d = gemm::gemm(
-            g,
-            "test.gemm",
-            &GemmArgs {
-                m,
-                k,
-                p,
-                a: &ab.buf,
-                x: &xb.buf,
-                bias: bias.then_some(&bb.buf),
-                scale: scaled.then_some(&sb.buf),
-                res: res.then_some(&rb.buf),
-                y: &yb.buf,
-                mode: if scaled {
-                    InMode::SiluScaled
-                } else {
-                    InMode::Plain
-                },
-            },
-        );
-        g.run_now(&[&d]).unwrap();
+        let ab = GemmWeights::upload(g, "test.a", &a, m, k).unwrap();
+        let (xb, bb, sb, rb) = (up(&x), up(&b), up(&s), up(&r));
         let want = gemm::cpu::gemm(
             &a,
             &x,
@@ -70,13 +44,35 @@ fn gemm_matches_reference() {
             k,
             p,
         );
-        check(
-            &format!("gemm{m}x{k}x{p}"),
-            &read(&yb),
-            &want,
-            &[m, p],
-            tol_for(&want),
-        );
+        // both kernels, whatever this adapter would pick
+        for variant in [Variant::Regs, Variant::Tiled] {
+            let yb = zeros(m * p);
+            let args = GemmArgs {
+                m,
+                k,
+                p,
+                a: &ab,
+                x: &xb.buf,
+                bias: bias.then_some(&bb.buf),
+                scale: scaled.then_some(&sb.buf),
+                res: res.then_some(&rb.buf),
+                y: &yb.buf,
+                mode: if scaled {
+                    InMode::SiluScaled
+                } else {
+                    InMode::Plain
+                },
+            };
+            g.run_now(&[&gemm::gemm_variant(g, "test.gemm", &args, variant)])
+                .unwrap();
+            check(
+                &format!("gemm.{variant:?}.{m}x{k}x{p}"),
+                &read(&yb),
+                &want,
+                &[m, p],
+                tol_for(&want),
+            );
+        }
     }
 }
 

@@ -91,6 +91,8 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub timestamps: bool,
+    /// A CPU (software) adapter such as lavapipe: kernels pick CPU-shaped variants.
+    pub cpu: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -124,11 +126,13 @@ impl Gpu {
     }
 
     fn from_adapter(summary: AdapterSummary, adapter: wgpu::Adapter) -> Result<Gpu> {
+        let cpu = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
         let have = adapter.limits();
         // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
         let mut limits = wgpu::Limits::default();
         limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
         limits.max_buffer_size = have.max_buffer_size;
+        limits.max_texture_dimension_2d = have.max_texture_dimension_2d;
         limits.max_storage_buffers_per_shader_stage =
             have.max_storage_buffers_per_shader_stage.min(12);
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -172,10 +176,15 @@ impl Gpu {
             adapter: summary,
             limits,
             timestamps,
+            cpu,
             pipelines: PipelineCache::default(),
             dummies,
             errors,
         })
+    }
+
+    pub fn is_cpu(&self) -> bool {
+        self.cpu
     }
 
     /// Largest storage binding, in bytes.

@@ -125,6 +125,31 @@ impl Gpu {
         bindings: &[(u32, Option<&wgpu::Buffer>)],
         groups: [u32; 3],
     ) -> Dispatch {
+        self.dispatch_with_textures(
+            label,
+            shader,
+            entry,
+            constants,
+            params,
+            bindings,
+            &[],
+            groups,
+        )
+    }
+
+    /// `dispatch`, plus sampled textures bound as (binding number, view).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_with_textures(
+        &self,
+        label: &str,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &[u32],
+        bindings: &[(u32, Option<&wgpu::Buffer>)],
+        textures: &[(u32, &wgpu::TextureView)],
+        groups: [u32; 3],
+    ) -> Dispatch {
         let pipeline = self.pipeline(shader, entry, constants);
         let mut words = params.to_vec();
         while words.len() % 4 != 0 || words.is_empty() {
@@ -146,6 +171,12 @@ impl Gpu {
             entries.push(wgpu::BindGroupEntry {
                 binding: *b,
                 resource: buf.as_entire_binding(),
+            });
+        }
+        for (b, view) in textures {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *b,
+                resource: wgpu::BindingResource::TextureView(view),
             });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

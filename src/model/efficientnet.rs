@@ -8,21 +8,21 @@ use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
 use crate::ops::{
     conv::ConvShape,
-    gemm::{GemmArgs, InMode},
+    gemm::{GemmArgs, GemmWeights, InMode},
     reduce::{Reduce, RowsArgs},
 };
 use std::time::Instant;
 
 struct BlockGpu {
-    expand: Option<(GpuBuf, GpuBuf, GpuBuf)>, // w (CMID, CIN), wᵀ (CIN, CMID), b
+    expand: Option<(GemmWeights, GemmWeights, GpuBuf)>, // w (CMID, CIN), wᵀ (CIN, CMID), b
     dw_w: GpuBuf,
     dw_b: GpuBuf,
     se_rw: GpuBuf,
     se_rb: GpuBuf,
     se_xw: GpuBuf,
     se_xb: GpuBuf,
-    proj_w: GpuBuf,  // (COUT, CMID)
-    proj_wt: GpuBuf, // (CMID, COUT)
+    proj_w: GemmWeights,  // (COUT, CMID)
+    proj_wt: GemmWeights, // (CMID, COUT)
     proj_b: GpuBuf,
 }
 
@@ -44,8 +44,8 @@ pub struct ModelGpu {
     stem_w: GpuBuf,
     stem_b: GpuBuf,
     blocks: Vec<BlockGpu>,
-    head_w: GpuBuf,
-    head_wt: GpuBuf,
+    head_w: GemmWeights,
+    head_wt: GemmWeights,
     head_b: GpuBuf,
     fc: Vec<(GpuBuf, usize, usize)>, // (chunk (rows, K), first row, rows)
     fc_b: GpuBuf,
@@ -54,10 +54,18 @@ pub struct ModelGpu {
 
 impl ModelGpu {
     pub fn upload(gpu: &Gpu, weights: Weights) -> Result<ModelGpu> {
-        let mut bytes = 0u64;
-        let mut up = |label: String, data: &[f32]| -> Result<GpuBuf> {
-            bytes += (data.len() * 4) as u64;
+        let bytes = std::cell::Cell::new(0u64);
+        let up = |label: String, data: &[f32]| -> Result<GpuBuf> {
+            bytes.set(bytes.get() + (data.len() * 4) as u64);
             gpu.upload(&label, data)
+        };
+        // a 1×1 conv's weights (M, K) and their transpose, as the GEMM reads them
+        let up_gemm = |label: String, w: &[f32], m: usize, k: usize| -> Result<[GemmWeights; 2]> {
+            let fwd = GemmWeights::upload(gpu, &format!("{label}.w"), w, m, k)?;
+            let wt = gemm::cpu::transpose(w, m, k);
+            let bwd = GemmWeights::upload(gpu, &format!("{label}.wt"), &wt, k, m)?;
+            bytes.set(bytes.get() + fwd.bytes() + bwd.bytes());
+            Ok([fwd, bwd])
         };
         let cfg = &weights.cfg;
         let stem_w = up("stem.w".into(), &weights.stem.w)?;
@@ -65,20 +73,14 @@ impl ModelGpu {
         let mut blocks = Vec::new();
         for (i, (b, w)) in cfg.blocks.iter().zip(&weights.blocks).enumerate() {
             let expand = match &w.expand {
-                Some(e) => Some((
-                    up(format!("{i}.expand.w"), &gemm::pack(&e.w, b.cmid(), b.cin))?,
-                    up(
-                        format!("{i}.expand.wt"),
-                        &gemm::pack(
-                            &gemm::cpu::transpose(&e.w, b.cmid(), b.cin),
-                            b.cin,
-                            b.cmid(),
-                        ),
-                    )?,
-                    up(format!("{i}.expand.b"), &e.b)?,
-                )),
+                Some(e) => {
+                    let [ew, ewt] = up_gemm(format!("{i}.expand"), &e.w, b.cmid(), b.cin)?;
+                    Some((ew, ewt, up(format!("{i}.expand.b"), &e.b)?))
+                }
                 None => None,
             };
+            let [proj_w, proj_wt] =
+                up_gemm(format!("{i}.project"), &w.project.w, b.cout, b.cmid())?;
             blocks.push(BlockGpu {
                 expand,
                 dw_w: up(format!("{i}.dw.w"), &w.dw.w)?,
@@ -87,34 +89,13 @@ impl ModelGpu {
                 se_rb: up(format!("{i}.se_reduce.b"), &w.se_r.b)?,
                 se_xw: up(format!("{i}.se_expand.w"), &w.se_x.w)?,
                 se_xb: up(format!("{i}.se_expand.b"), &w.se_x.b)?,
-                proj_w: up(
-                    format!("{i}.project.w"),
-                    &gemm::pack(&w.project.w, b.cout, b.cmid()),
-                )?,
-                proj_wt: up(
-                    format!("{i}.project.wt"),
-                    &gemm::pack(
-                        &gemm::cpu::transpose(&w.project.w, b.cout, b.cmid()),
-                        b.cmid(),
-                        b.cout,
-                    ),
-                )?,
+                proj_w,
+                proj_wt,
                 proj_b: up(format!("{i}.project.b"), &w.project.b)?,
             });
         }
         let last = cfg.blocks.last().unwrap().cout;
-        let head_w = up(
-            "head.w".into(),
-            &gemm::pack(&weights.head_conv.w, cfg.head, last),
-        )?;
-        let head_wt = up(
-            "head.wt".into(),
-            &gemm::pack(
-                &gemm::cpu::transpose(&weights.head_conv.w, cfg.head, last),
-                last,
-                cfg.head,
-            ),
-        )?;
+        let [head_w, head_wt] = up_gemm("head".into(), &weights.head_conv.w, cfg.head, last)?;
         let head_b = up("head.b".into(), &weights.head_conv.b)?;
         let k = cfg.head;
         let n = weights.classifier.n;
@@ -145,7 +126,7 @@ impl ModelGpu {
             head_b,
             fc,
             fc_b,
-            bytes,
+            bytes: bytes.get(),
         })
     }
 
@@ -294,7 +275,7 @@ impl Plan {
                             m: cm,
                             k: b.cin,
                             p: ih * iw,
-                            a: &ew.buf,
+                            a: &ew,
                             x,
                             bias: Some(&eb.buf),
                             scale: None,
@@ -356,7 +337,7 @@ impl Plan {
                     m: b.cout,
                     k: cm,
                     p: oh * ow,
-                    a: &bw.proj_w.buf,
+                    a: &bw.proj_w,
                     x: &zdw.buf,
                     bias: Some(&bw.proj_b.buf),
                     scale: Some(&s.buf),
@@ -384,7 +365,7 @@ impl Plan {
                 m: k,
                 k: last,
                 p: hw,
-                a: &m.head_w.buf,
+                a: &m.head_w,
                 x: &outs[nb - 1].buf,
                 bias: Some(&m.head_b.buf),
                 scale: None,
@@ -507,7 +488,7 @@ impl Plan {
                     m: last,
                     k,
                     p: hw,
-                    a: &m.head_wt.buf,
+                    a: &m.head_wt,
                     x: &dzh.buf,
                     bias: None,
                     scale: None,
@@ -547,7 +528,7 @@ impl Plan {
                         m: cm,
                         k: b.cout,
                         p: oh * ow,
-                        a: &bw.proj_wt.buf,
+                        a: &bw.proj_wt,
                         x: gout,
                         bias: None,
                         scale: None,
@@ -613,7 +594,7 @@ impl Plan {
                                 m: b.cin,
                                 k: cm,
                                 p: ih * iw,
-                                a: &ewt.buf,
+                                a: &ewt,
                                 x: &dze.buf,
                                 bias: None,
                                 scale: None,

@@ -1,6 +1,7 @@
 //! Pointwise (1×1) convolutions as GEMM: y = A·T(x) + bias (+ residual). The data gradient
 //! of a 1×1 conv is the same GEMM with Aᵀ.
 
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 
 /// How the GEMM reads x.
@@ -12,60 +13,157 @@ pub enum InMode {
     SiluScaled = 1,
 }
 
+/// Which of the shader's two kernels runs (see shaders/gemm.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Variant {
+    /// 32 × 8 outputs per invocation in registers, weights from the texture only: CPU adapters
+    Regs,
+    /// 64 × 64 workgroup tiles through workgroup memory: GPUs
+    Tiled,
+}
+
+impl Variant {
+    /// The kernel for this adapter: `Regs` on CPU (software) adapters, else `Tiled`.
+    pub fn for_adapter(gpu: &Gpu) -> Variant {
+        if gpu.is_cpu() {
+            Variant::Regs
+        } else {
+            Variant::Tiled
+        }
+    }
+}
+
+/// A weight matrix (M, K) on the GPU as the GEMM reads it: an rgba32float texture of
+/// ceil(K/4) × M texels, each row zero-padded past K.
+pub struct GemmWeights {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    pub m: usize,
+    pub k: usize,
+}
+
+impl GemmWeights {
+    pub fn upload(gpu: &Gpu, label: &str, a: &[f32], m: usize, k: usize) -> Result<GemmWeights> {
+        assert_eq!(
+            a.len(),
+            m * k,
+            "{label}: {} values for a {m}×{k} matrix",
+            a.len()
+        );
+        let kq = k.div_ceil(4);
+        let max = gpu.limits.max_texture_dimension_2d as usize;
+        if m > max || kq > max {
+            return Err(Error::Gpu(format!(
+                "{label}: a {m}×{k} weight matrix needs a {kq}×{m} texture but adapter {} allows at most {max} per side; try another adapter with --device N",
+                gpu.adapter.line()
+            )));
+        }
+        let mut texels = vec![0f32; m * kq * 4];
+        for (dst, src) in texels
+            .chunks_exact_mut(kq * 4)
+            .zip(a.chunks_exact(k.max(1)))
+        {
+            dst[..k].copy_from_slice(src);
+        }
+        let size = wgpu::Extent3d {
+            width: kq.max(1) as u32,
+            height: m.max(1) as u32,
+            depth_or_array_layers: 1,
+        };
+        let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        if m > 0 && k > 0 {
+            gpu.queue.write_texture(
+                texture.as_image_copy(),
+                bytemuck::cast_slice(&texels),
+                wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some((kq * 16) as u32),
+                    rows_per_image: Some(m as u32),
+                },
+                size,
+            );
+        }
+        let view = texture.create_view(&Default::default());
+        Ok(GemmWeights {
+            texture,
+            view,
+            m,
+            k,
+        })
+    }
+
+    /// Bytes the texture holds.
+    pub fn bytes(&self) -> u64 {
+        (self.m * self.k.div_ceil(4) * 16) as u64
+    }
+}
+
 pub struct GemmArgs<'a> {
     pub m: usize,
     pub k: usize,
     pub p: usize,
-    pub a: &'a wgpu::Buffer, // (M, K4): the weights as laid out by `pack`
-    pub x: &'a wgpu::Buffer, // (K, P)
-    pub bias: Option<&'a wgpu::Buffer>, // (M)
+    pub a: &'a GemmWeights,              // (M, K)
+    pub x: &'a wgpu::Buffer,             // (K, P)
+    pub bias: Option<&'a wgpu::Buffer>,  // (M)
     pub scale: Option<&'a wgpu::Buffer>, // (K), with InMode::SiluScaled
-    pub res: Option<&'a wgpu::Buffer>, // (M, P)
-    pub y: &'a wgpu::Buffer, // (M, P)
+    pub res: Option<&'a wgpu::Buffer>,   // (M, P)
+    pub y: &'a wgpu::Buffer,             // (M, P)
     pub mode: InMode,
 }
 
-/// Weights (M, K) row-major → the GEMM's layout (M, K4), each row zero-padded to
-/// K4 = ceil(K/4)·4 so that the shader reads them as vec4s.
-pub fn pack(a: &[f32], m: usize, k: usize) -> Vec<f32> {
-    assert_eq!(
-        a.len(),
-        m * k,
-        "gemm::pack: {} values for a {m}×{k} matrix",
-        a.len()
-    );
-    let k4 = k.div_ceil(4) * 4;
-    if k4 == k {
-        return a.to_vec();
-    }
-    let mut out = vec![0f32; m * k4];
-    for (dst, src) in out.chunks_exact_mut(k4).zip(a.chunks_exact(k)) {
-        dst[..k].copy_from_slice(src);
-    }
-    out
+/// The adapter's kernel (`Variant::for_adapter`).
+pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Dispatch {
+    gemm_variant(gpu, label, g, Variant::for_adapter(gpu))
 }
 
-pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Dispatch {
+pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Dispatch {
+    assert!(
+        g.a.m == g.m && g.a.k == g.k,
+        "{label}: weights are {}×{}, the GEMM wants {}×{}",
+        g.a.m,
+        g.a.k,
+        g.m,
+        g.k
+    );
     let constants = [
         ("IN_MODE", g.mode as u32 as f64),
         ("HAS_BIAS", g.bias.is_some() as u32 as f64),
         ("HAS_RES", g.res.is_some() as u32 as f64),
     ];
-    let mut d = gpu.dispatch(
+    let (entry, groups) = match variant {
+        Variant::Regs => (
+            "regs",
+            [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
+        ),
+        Variant::Tiled => (
+            "tiled",
+            [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
+        ),
+    };
+    let mut d = gpu.dispatch_with_textures(
         label,
         "gemm",
-        "main",
+        entry,
         &constants,
         &[g.m as u32, g.k as u32, g.p as u32, 0],
         &[
-            (1, Some(g.a)),
             (2, Some(g.x)),
             (3, g.bias),
             (4, g.scale),
             (5, g.res),
             (6, Some(g.y)),
         ],
-        [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
+        &[(1, &g.a.view)],
+        groups,
     );
     d.flops = 2.0 * (g.m * g.k * g.p) as f64;
     d.bytes =
