@@ -1,7 +1,8 @@
 // head.wgsl: the classifier / geolocation head. Linear K→N over row chunks of the weight
 // matrix (each chunk fits one storage binding), softmax with the Grad-CAM target, the
 // score's gradient, and the linear layer's data gradient.
-// Bindings: 0 prm, 1 w: (ROWS, K) one chunk, 2 f: (K) features, 3 bias: (N), 4 logits: (N) rw,
+// Bindings: 0 prm, 1 w: (ROWS, K) one chunk as an rgba32float texture of ceil(K/4) × ROWS
+//           texels, zero past K (`ops::gemm::GemmWeights`), 2 f: (K) features, 3 bias: (N), 4 logits: (N) rw,
 //           5 probs: (N) rw, 6 info: u32 [target, score_mode, (p_target bits), (argmax)] rw,
 //           7 g: (N) dscore/dlogits rw, 8 partial: (SEGS, K) rw, 9 df: (K) rw
 // linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r]
@@ -13,7 +14,7 @@
 struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, nsegs: u32, _p: u32 }
 
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var w: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> f: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> logits: array<f32>;
@@ -26,27 +27,43 @@ struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
 
-// 4 rows per invocation, 64 invocations (256 rows) per workgroup: each load of f serves
-// 4 FMAs and there is no cross-invocation reduction.
+// f[k .. k + 3], zero past K
+fn f4(k: u32) -> vec4<f32> {
+    let l = prm.k - 1u;
+    let v = vec4(f[min(k, l)], f[min(k + 1u, l)], f[min(k + 2u, l)], f[min(k + 3u, l)]);
+    return select(vec4(0.0), v, vec4(k, k + 1u, k + 2u, k + 3u) < vec4(prm.k));
+}
+
+// 8 rows per invocation, 64 invocations (512 rows) per workgroup: each f load serves 8 FMAs,
+// the weights come a texel (4 k) at a time, and there is no cross-invocation reduction.
 @compute @workgroup_size(64)
 fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * 4u;
+    let r0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * 8u;
     if (r0 >= prm.rows) {
         return;
     }
     let last = prm.rows - 1u;
-    let o0 = r0 * prm.k;
-    let o1 = min(r0 + 1u, last) * prm.k;
-    let o2 = min(r0 + 2u, last) * prm.k;
-    let o3 = min(r0 + 3u, last) * prm.k;
-    var acc = vec4(0.0);
-    for (var k = 0u; k < prm.k; k++) {
-        acc = fma(vec4(w[o0 + k], w[o1 + k], w[o2 + k], w[o3 + k]), vec4(f[k]), acc);
+    var lo = vec4(0.0); // rows r0 .. r0 + 3
+    var hi = vec4(0.0); // rows r0 + 4 .. r0 + 7
+    for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
+        let fv = f4(kq * 4u);
+        lo.x += dot(textureLoad(w, vec2(kq, r0), 0), fv);
+        lo.y += dot(textureLoad(w, vec2(kq, min(r0 + 1u, last)), 0), fv);
+        lo.z += dot(textureLoad(w, vec2(kq, min(r0 + 2u, last)), 0), fv);
+        lo.w += dot(textureLoad(w, vec2(kq, min(r0 + 3u, last)), 0), fv);
+        hi.x += dot(textureLoad(w, vec2(kq, min(r0 + 4u, last)), 0), fv);
+        hi.y += dot(textureLoad(w, vec2(kq, min(r0 + 5u, last)), 0), fv);
+        hi.z += dot(textureLoad(w, vec2(kq, min(r0 + 6u, last)), 0), fv);
+        hi.w += dot(textureLoad(w, vec2(kq, min(r0 + 7u, last)), 0), fv);
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
         if (r < prm.rows) {
-            logits[prm.row0 + r] = acc[i] + bias[prm.row0 + r];
+            var v = lo[i % 4u];
+            if (i >= 4u) {
+                v = hi[i % 4u];
+            }
+            logits[prm.row0 + r] = v + bias[prm.row0 + r];
         }
     }
 }
@@ -123,23 +140,19 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
-// 4 consecutive k per invocation: each load of g serves 4 FMAs.
+// One texel column (4 consecutive k) per invocation.
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let k0 = (wid.x * 64u + lid) * 4u;
+    let kq = wid.x * 64u + lid;
+    let k0 = kq * 4u;
     if (k0 >= prm.k) {
         return;
     }
-    let kl = prm.k - 1u;
-    let k1 = min(k0 + 1u, kl);
-    let k2 = min(k0 + 2u, kl);
-    let k3 = min(k0 + 3u, kl);
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
     var acc = vec4(0.0);
     for (var r = r0; r < r1; r++) {
-        let o = r * prm.k;
-        acc = fma(vec4(w[o + k0], w[o + k1], w[o + k2], w[o + k3]), vec4(g[prm.row0 + r]), acc);
+        acc = fma(textureLoad(w, vec2(kq, r), 0), vec4(g[prm.row0 + r]), acc);
     }
     let po = (prm.seg0 + wid.y) * prm.k;
     for (var i = 0u; i < 4u; i++) {

@@ -333,12 +333,15 @@ fn head_matches_reference_across_chunks() {
     let w = rand(n * k, 900, -1.0, 1.0);
     let f = rand(k, 901, 0.0, 1.0);
     let b = rand(n, 902, -0.5, 0.5);
-    // three chunks of rows, as a small binding limit would force
+    // three chunks of rows, as a small texture limit would force; 1000 rows is not a
+    // multiple of the 8 rows an invocation takes
     let chunks = [(0usize, 512usize), (512, 256), (768, 232)];
     let (fb, bb, lb, pb, ib, gb) = (up(&f), up(&b), zeros(n), zeros(n), zeros(4), zeros(n));
     let wbufs: Vec<_> = chunks
         .iter()
-        .map(|&(r0, rows)| up(&w[r0 * k..(r0 + rows) * k]))
+        .map(|&(r0, rows)| {
+            GemmWeights::upload(g, "test.fc", &w[r0 * k..(r0 + rows) * k], rows, k).unwrap()
+        })
         .collect();
     let nsegs: usize = chunks.iter().map(|c| c.1.div_ceil(head::SEG_ROWS)).sum();
     let (partb, dfb) = (zeros(nsegs * k), zeros(k));
@@ -351,7 +354,7 @@ fn head_matches_reference_across_chunks() {
             k,
             r0,
             n,
-            &wbufs[c].buf,
+            &wbufs[c],
             &fb.buf,
             &bb.buf,
             &lb.buf,
@@ -382,7 +385,7 @@ fn head_matches_reference_across_chunks() {
             k,
             r0,
             seg0,
-            &wbufs[c].buf,
+            &wbufs[c],
             &gb.buf,
             &partb.buf,
         ));

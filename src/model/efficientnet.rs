@@ -47,7 +47,7 @@ pub struct ModelGpu {
     head_w: GemmWeights,
     head_wt: GemmWeights,
     head_b: GpuBuf,
-    fc: Vec<(GpuBuf, usize, usize)>, // (chunk (rows, K), first row, rows)
+    fc: Vec<(GemmWeights, usize, usize)>, // (chunk (rows, K), first row, rows)
     fc_b: GpuBuf,
     pub bytes: u64,
 }
@@ -99,18 +99,22 @@ impl ModelGpu {
         let head_b = up("head.b".into(), &weights.head_conv.b)?;
         let k = cfg.head;
         let n = weights.classifier.n;
-        // rows per chunk: what one binding holds, a multiple of the gradient segment
-        let max_rows = ((gpu.max_binding() / (4 * k as u64)) as usize / head::SEG_ROWS
+        // rows per chunk: what one texture holds, a multiple of the gradient segment
+        let max_rows = (gpu.limits.max_texture_dimension_2d as usize / head::SEG_ROWS
             * head::SEG_ROWS)
             .max(head::SEG_ROWS);
         let mut fc = Vec::new();
         let mut row0 = 0;
         while row0 < n {
             let rows = max_rows.min(n - row0);
-            let chunk = up(
-                format!("fc.w[{row0}..{}]", row0 + rows),
+            let chunk = GemmWeights::upload(
+                gpu,
+                &format!("fc.w[{row0}..{}]", row0 + rows),
                 &weights.classifier.w[row0 * k..(row0 + rows) * k],
+                rows,
+                k,
             )?;
+            bytes.set(bytes.get() + chunk.bytes());
             fc.push((chunk, row0, rows));
             row0 += rows;
         }
@@ -400,7 +404,7 @@ impl Plan {
                 k,
                 *row0,
                 n,
-                &chunk.buf,
+                chunk,
                 &features.buf,
                 &m.fc_b.buf,
                 &logits.buf,
@@ -455,7 +459,7 @@ impl Plan {
                     k,
                     *row0,
                     seg0,
-                    &chunk.buf,
+                    chunk,
                     &dlog.buf,
                     &partial.buf,
                 ));

@@ -5,6 +5,7 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{grid_1d, grid_items},
 };
+use crate::ops::gemm::GemmWeights;
 
 /// Rows of the linear gradient summed per workgroup before the partial sums are added.
 pub const SEG_ROWS: usize = 256;
@@ -18,25 +19,21 @@ pub fn linear(
     k: usize,
     row0: usize,
     n: usize,
-    w: &wgpu::Buffer,
+    w: &GemmWeights,
     f: &wgpu::Buffer,
     bias: &wgpu::Buffer,
     logits: &wgpu::Buffer,
 ) -> Dispatch {
     let params = [rows, k, row0, n, 0, 0, 0, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch_with_textures(
         label,
         "head",
         "linear",
         &[],
         &params,
-        &[
-            (1, Some(w)),
-            (2, Some(f)),
-            (3, Some(bias)),
-            (4, Some(logits)),
-        ],
-        grid_1d((rows as u32).div_ceil(256)),
+        &[(2, Some(f)), (3, Some(bias)), (4, Some(logits))],
+        &[(1, &w.view)],
+        grid_1d((rows as u32).div_ceil(512)),
     );
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
@@ -100,19 +97,20 @@ pub fn linear_backward(
     k: usize,
     row0: usize,
     seg0: usize,
-    w: &wgpu::Buffer,
+    w: &GemmWeights,
     g: &wgpu::Buffer,
     partial: &wgpu::Buffer,
 ) -> Dispatch {
     let params = [rows, k, row0, 0, SEG_ROWS, seg0, 0, 0].map(|v| v as u32);
     let segs = rows.div_ceil(SEG_ROWS) as u32;
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch_with_textures(
         label,
         "head",
         "linear_backward",
         &[],
         &params,
-        &[(1, Some(w)), (7, Some(g)), (8, Some(partial))],
+        &[(7, Some(g)), (8, Some(partial))],
+        &[(1, &w.view)],
         [(k as u32).div_ceil(256), segs, 1],
     );
     d.flops = 2.0 * (rows * k) as f64;
