@@ -5,13 +5,16 @@
 //           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
 //       T(v) = v (IN_MODE 0) or silu(v)·scale[k] (IN_MODE 1: SE-scaled projection input).
-// Two entry points, picked per adapter by `ops::gemm`:
-//  * `regs` (CPU adapters, e.g. lavapipe): one invocation owns 32 rows × 8 columns in
-//    registers, a workgroup is 8 invocations (one SIMD group) covering 32 × 64. No workgroup
-//    memory: each weight texel feeds 8 FMAs, each activation 32. On a software rasteriser a
+// Two kernels, picked per adapter by `ops::gemm`:
+//  * `pack_x` then `regs` (CPU adapters, e.g. lavapipe). On a software rasteriser a
 //    storage-buffer load costs a per-lane loop while a texel fetch is one vector gather, so
-//    the weights come from a texture and the rows are written out by hand (a looped form
-//    over a register array was 1.4× slower there).
+//    `pack_x` first writes T(x) once into the rgba32float scratch texture xw (binding 8,
+//    row k at linear texels k·P4 .. k·P4 + P4 − 1, P4 = ceil(P/4), PACK_W texels per texture
+//    row), and `regs` reads it back as xt (binding 7) along with the weights. One `regs`
+//    invocation owns 32 rows × 8 columns in registers; a workgroup is 8 invocations (one
+//    SIMD group) covering 32 × 64. No workgroup memory: each weight texel feeds 8 FMAs,
+//    each activation texel 128. The rows are written out by hand (a looped form over a
+//    register array was 1.4× slower there).
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 16 through workgroup memory.
 
@@ -28,6 +31,14 @@ override HAS_RES: bool = false;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var xt: texture_2d<f32>;
+@group(0) @binding(8) var xw: texture_storage_2d<rgba32float, write>;
+
+const PACK_W = 4096u; // texels per row of the scratch texture (`ops::gemm::XPack`)
+
+fn pack_coord(i: u32) -> vec2<u32> {
+    return vec2(i % PACK_W, i / PACK_W);
+}
 
 // T(x[k, p]), zero for k ≥ K
 fn load_x(k: u32, p: u32) -> f32 {
@@ -59,10 +70,32 @@ alias Acc = array<vec4<f32>, 2>;
 // Four k-rows of the 8 columns: xs[2·kk + j] holds x[k + kk, p0 + 4j .. p0 + 4j + 3].
 alias XTile = array<vec4<f32>, 8>;
 
-var<private> cols: array<u32, 8>; // the invocation's columns, clamped to P − 1
+// One invocation per texel: xw[k, q] = T(x[k, 4q .. 4q + 3]), zero past P.
+@compute @workgroup_size(64)
+fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let p4 = (prm.p + 3u) / 4u;
+    if (i >= prm.k * p4) {
+        return;
+    }
+    let k = i / p4;
+    let p = (i % p4) * 4u;
+    var v = vec4(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (p + e < prm.p) {
+            v[e] = load_x(k, p + e);
+        }
+    }
+    textureStore(xw, pack_coord(i), v);
+}
 
-fn load_x4(k: u32, j0: u32) -> vec4<f32> {
-    return vec4(load_x(k, cols[j0]), load_x(k, cols[j0 + 1u]), load_x(k, cols[j0 + 2u]), load_x(k, cols[j0 + 3u]));
+var<private> q0: u32; // the invocation's first texel column
+
+// T(x[k, 4·(q0 + dq) ..]) from the packed texture, zero for k ≥ K
+fn load_x4(k: u32, dq: u32) -> vec4<f32> {
+    let p4 = (prm.p + 3u) / 4u;
+    let v = textureLoad(xt, pack_coord(min(k, prm.k - 1u) * p4 + min(q0 + dq, p4 - 1u)), 0);
+    return select(vec4(0.0), v, k < prm.k);
 }
 
 // weights a[m, 4·kq .. 4·kq + 3], the row clamped to M − 1 (its result is not stored)
@@ -96,9 +129,7 @@ fn store(m: u32, p0: u32, c: Acc) {
 fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let p0 = (wid.x * 8u + lid.x) * 8u;
     let m0 = wid.y * 32u;
-    for (var j = 0u; j < 8u; j++) {
-        cols[j] = min(p0 + j, prm.p - 1u);
-    }
+    q0 = p0 / 4u;
     var c0: Acc; var c1: Acc; var c2: Acc; var c3: Acc; var c4: Acc; var c5: Acc; var c6: Acc; var c7: Acc;
     var c8: Acc; var c9: Acc; var c10: Acc; var c11: Acc; var c12: Acc; var c13: Acc; var c14: Acc; var c15: Acc;
     var c16: Acc; var c17: Acc; var c18: Acc; var c19: Acc; var c20: Acc; var c21: Acc; var c22: Acc; var c23: Acc;
@@ -106,10 +137,10 @@ fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
         let k = kq * 4u;
         let xs = XTile(
-            load_x4(k, 0u), load_x4(k, 4u),
-            load_x4(k + 1u, 0u), load_x4(k + 1u, 4u),
-            load_x4(k + 2u, 0u), load_x4(k + 2u, 4u),
-            load_x4(k + 3u, 0u), load_x4(k + 3u, 4u),
+            load_x4(k, 0u), load_x4(k, 1u),
+            load_x4(k + 1u, 0u), load_x4(k + 1u, 1u),
+            load_x4(k + 2u, 0u), load_x4(k + 2u, 1u),
+            load_x4(k + 3u, 0u), load_x4(k + 3u, 1u),
         );
         row(&c0, wrow(m0 + 0u, kq), xs); row(&c1, wrow(m0 + 1u, kq), xs);
         row(&c2, wrow(m0 + 2u, kq), xs); row(&c3, wrow(m0 + 3u, kq), xs);

@@ -6,7 +6,7 @@ use combicam_gpu::ops::{Tolerance, cam, conv, depthwise, gemm, head, reduce, se}
 use combicam_gpu::ops::{
     conv::ConvShape,
     depthwise::DwShape,
-    gemm::{GemmArgs, GemmWeights, InMode, Variant},
+    gemm::{GemmArgs, GemmWeights, InMode, Variant, XPack},
     reduce::{Reduce, RowsArgs},
     se::{SeShape, SeWeights},
 };
@@ -44,6 +44,7 @@ fn gemm_matches_reference() {
             k,
             p,
         );
+        let pack = XPack::new(g, "test.pack", XPack::texels_for(k, p)).unwrap();
         // both kernels, whatever this adapter would pick
         for variant in [Variant::Regs, Variant::Tiled] {
             let yb = zeros(m * p);
@@ -62,9 +63,10 @@ fn gemm_matches_reference() {
                 } else {
                     InMode::Plain
                 },
+                pack: Some(&pack),
             };
-            g.run_now(&[&gemm::gemm_variant(g, "test.gemm", &args, variant)])
-                .unwrap();
+            let ds = gemm::gemm_variant(g, "test.gemm", &args, variant);
+            g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
             check(
                 &format!("gemm.{variant:?}.{m}x{k}x{p}"),
                 &read(&yb),
@@ -83,6 +85,7 @@ fn stem_conv_matches_reference() {
         (3, 17, 23, 5, 3, 2),
         (3, 9, 8, 7, 3, 1),
         (2, 11, 13, 3, 5, 2),
+        (3, 30, 41, 13, 3, 2),
     ]
     .iter()
     .enumerate()
@@ -100,14 +103,15 @@ fn stem_conv_matches_reference() {
         let x = rand(cin * h * w, 10 + i as u64, -2.0, 2.0);
         let wt = rand(cout * cin * k * k, 20 + i as u64, -1.0, 1.0);
         let b = rand(cout, 30 + i as u64, -1.0, 1.0);
-        let (xb, wb, bb, yb) = (up(&x), up(&wt), up(&b), zeros(cout * oh * ow));
+        let wb = conv::upload_weights(g, "test.conv.w", (cout, cin, k), &wt).unwrap();
+        let (xb, bb, yb) = (up(&x), up(&b), zeros(cout * oh * ow));
         g.run_now(&[&conv::conv(
             g,
             "test.conv",
             sh,
             true,
             &xb.buf,
-            &wb.buf,
+            &wb,
             &bb.buf,
             &yb.buf,
         )])

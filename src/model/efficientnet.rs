@@ -2,6 +2,7 @@
 //! built once per input size and replayed per image: forward, backward to every block
 //! output, Grad-CAM and Combi-CAM, in one submission.
 
+use super::config::ModelCfg;
 use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
@@ -41,7 +42,7 @@ impl BlockGpu {
 /// the adapter's storage binding limit.
 pub struct ModelGpu {
     pub weights: Weights,
-    stem_w: GpuBuf,
+    stem_w: GemmWeights,
     stem_b: GpuBuf,
     blocks: Vec<BlockGpu>,
     head_w: GemmWeights,
@@ -68,7 +69,8 @@ impl ModelGpu {
             Ok([fwd, bwd])
         };
         let cfg = &weights.cfg;
-        let stem_w = up("stem.w".into(), &weights.stem.w)?;
+        let stem_w = conv::upload_weights(gpu, "stem.w", (cfg.stem, 3, 3), &weights.stem.w)?;
+        bytes.set(bytes.get() + stem_w.bytes());
         let stem_b = up("stem.b".into(), &weights.stem.b)?;
         let mut blocks = Vec::new();
         for (i, (b, w)) in cfg.blocks.iter().zip(&weights.blocks).enumerate() {
@@ -217,6 +219,25 @@ impl Alloc<'_> {
     }
 }
 
+/// The largest GEMM input of a plan, in scratch texels (`gemm::XPack`): every 1×1 conv's
+/// input forward, and its output gradient backward.
+fn gemm_pack_texels(cfg: &ModelCfg, stem: (usize, usize), sizes: &[(usize, usize)]) -> usize {
+    let t = gemm::XPack::texels_for;
+    let mut prev = stem;
+    let mut most = 0;
+    for (b, &(oh, ow)) in cfg.blocks.iter().zip(sizes) {
+        let (pin, pout) = (prev.0 * prev.1, oh * ow);
+        most = most
+            .max(t(b.cin, pin))
+            .max(t(b.cmid(), pin))
+            .max(t(b.cmid(), pout))
+            .max(t(b.cout, pout));
+        prev = (oh, ow);
+    }
+    let last = cfg.blocks.last().map(|b| b.cout).unwrap_or(0);
+    most.max(t(last.max(cfg.head), prev.0 * prev.1))
+}
+
 impl Plan {
     /// Build the plan for an H×W input. Validation errors come back as `Error::Gpu`.
     pub fn new(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, opts: PlanOptions) -> Result<Plan> {
@@ -233,6 +254,14 @@ impl Plan {
         }
         let (sh, sw, sizes) = cfg.sizes(h, w);
         let mut a = Alloc { gpu, bytes: 0 };
+        let pack = if gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs {
+            let texels = gemm_pack_texels(cfg, (sh, sw), &sizes);
+            let p = gemm::XPack::new(gpu, "gemm.pack", texels)?;
+            a.bytes += p.bytes();
+            Some(p)
+        } else {
+            None
+        };
         let input = a.buf("input".into(), 3 * h * w)?;
         let stem = a.buf("stem.out".into(), cfg.stem * sh * sw)?;
         let mut fwd = Vec::new();
@@ -251,7 +280,7 @@ impl Plan {
             stem_shape,
             true,
             &input.buf,
-            &m.stem_w.buf,
+            &m.stem_w,
             &m.stem_b.buf,
             &stem.buf,
         ));
@@ -272,7 +301,7 @@ impl Plan {
             let zexp = match &bw.expand {
                 Some((ew, _, eb)) => {
                     let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
-                    fwd.push(gemm::gemm(
+                    fwd.extend(gemm::gemm(
                         gpu,
                         &format!("{l}.expand.fwd"),
                         &GemmArgs {
@@ -286,6 +315,7 @@ impl Plan {
                             res: None,
                             y: &z.buf,
                             mode: InMode::Plain,
+                            pack: pack.as_ref(),
                         },
                     ));
                     Some(z)
@@ -334,7 +364,7 @@ impl Plan {
                 &s.buf,
             ));
             let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
-            fwd.push(gemm::gemm(
+            fwd.extend(gemm::gemm(
                 gpu,
                 &format!("{l}.project.fwd"),
                 &GemmArgs {
@@ -348,6 +378,7 @@ impl Plan {
                     res: if b.residual() { Some(x) } else { None },
                     y: &out.buf,
                     mode: InMode::SiluScaled,
+                    pack: pack.as_ref(),
                 },
             ));
             ze.push(zexp);
@@ -362,7 +393,7 @@ impl Plan {
         let k = cfg.head;
         let n = m.n_classes();
         let zh = a.buf("head.z".into(), k * hw)?;
-        fwd.push(gemm::gemm(
+        fwd.extend(gemm::gemm(
             gpu,
             "head.conv.fwd",
             &GemmArgs {
@@ -376,6 +407,7 @@ impl Plan {
                 res: None,
                 y: &zh.buf,
                 mode: InMode::Plain,
+                pack: pack.as_ref(),
             },
         ));
         let features = a.buf("features".into(), k)?;
@@ -485,7 +517,7 @@ impl Plan {
                 &dzh.buf,
             ));
             let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
-            bwd.push(gemm::gemm(
+            bwd.extend(gemm::gemm(
                 gpu,
                 "head.conv.bwd",
                 &GemmArgs {
@@ -499,6 +531,7 @@ impl Plan {
                     res: None,
                     y: &g_last.buf,
                     mode: InMode::Plain,
+                    pack: pack.as_ref(),
                 },
             ));
             grads[nb - 1] = Some(g_last);
@@ -525,7 +558,7 @@ impl Plan {
                 let cm = b.cmid();
                 let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
                 let gout = &grads[l].as_ref().unwrap().buf;
-                bwd.push(gemm::gemm(
+                bwd.extend(gemm::gemm(
                     gpu,
                     &format!("{l}.project.bwd"),
                     &GemmArgs {
@@ -539,6 +572,7 @@ impl Plan {
                         res: None,
                         y: &du.buf,
                         mode: InMode::Plain,
+                        pack: pack.as_ref(),
                     },
                 ));
                 bwd.push(reduce::rows(
@@ -591,7 +625,7 @@ impl Plan {
                             None,
                             &dze.buf,
                         ));
-                        bwd.push(gemm::gemm(
+                        bwd.extend(gemm::gemm(
                             gpu,
                             &format!("{l}.expand.bwd"),
                             &GemmArgs {
@@ -605,6 +639,7 @@ impl Plan {
                                 res,
                                 y: &gin.buf,
                                 mode: InMode::Plain,
+                                pack: pack.as_ref(),
                             },
                         ));
                     }

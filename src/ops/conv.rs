@@ -1,7 +1,9 @@
 //! Dense k×k convolution (the stem), BN folded, optional SiLU. Forward only: nothing
 //! upstream of block 0 needs a gradient.
 
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_items};
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
+use crate::ops::gemm::GemmWeights;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
@@ -28,13 +30,27 @@ pub fn out_size(n: usize, k: usize, s: usize, p: usize) -> usize {
     (n + 2 * p - k) / s + 1
 }
 
+/// The weights (Cout, Cin, K, K) as the shader reads them: transposed to (Cin·K·K, Cout),
+/// in a texture.
+pub fn upload_weights(
+    gpu: &Gpu,
+    label: &str,
+    (cout, cin, k): (usize, usize, usize),
+    wt: &[f32],
+) -> Result<GemmWeights> {
+    let taps = cin * k * k;
+    let t = crate::ops::gemm::cpu::transpose(wt, cout, taps);
+    GemmWeights::upload(gpu, label, &t, taps, cout)
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn conv(
     gpu: &Gpu,
     label: &str,
     s: ConvShape,
     silu: bool,
     x: &wgpu::Buffer,
-    wt: &wgpu::Buffer,
+    wt: &GemmWeights,
     bias: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Dispatch {
@@ -43,14 +59,26 @@ pub fn conv(
         s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad, 0, 0, 0,
     ]
     .map(|v| v as u32);
-    let mut d = gpu.dispatch(
+    assert!(
+        7 * s.stride + s.k <= 20,
+        "conv: kernel {} stride {} is outside what shaders/conv.wgsl handles",
+        s.k,
+        s.stride
+    );
+    let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
+    let mut d = gpu.dispatch_with_textures(
         label,
         "conv",
         "main",
-        &[("ACT", silu as u32 as f64)],
+        &[
+            ("K", s.k as f64),
+            ("S", s.stride as f64),
+            ("ACT", silu as u32 as f64),
+        ],
         &params,
-        &[(1, Some(x)), (2, Some(wt)), (3, Some(bias)), (4, Some(y))],
-        grid_items(s.cout * oh * ow),
+        &[(1, Some(x)), (3, Some(bias)), (4, Some(y))],
+        &[(2, &wt.view)],
+        grid_1d((invocations as u32).div_ceil(64)),
     );
     d.flops = 2.0 * (s.cout * oh * ow * s.cin * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.cin * s.h * s.w + s.cout * s.cin * s.k * s.k + s.cout * oh * ow) as f64;

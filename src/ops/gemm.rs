@@ -2,7 +2,7 @@
 //! of a 1×1 conv is the same GEMM with Aᵀ.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu};
+use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
 
 /// How the GEMM reads x.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,6 +107,62 @@ impl GemmWeights {
     }
 }
 
+/// Scratch texture for `Variant::Regs`: each GEMM first packs T(x) into it (rgba32float,
+/// row k of x at linear texels k·ceil(P/4) ..), then reads it back. One per plan, shared by
+/// all its GEMMs, which run one after another.
+pub struct XPack {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    /// capacity in texels
+    pub texels: usize,
+}
+
+/// Texels per row of the scratch texture (PACK_W in shaders/gemm.wgsl).
+pub const PACK_W: usize = 4096;
+
+impl XPack {
+    /// Room for every GEMM whose x has at most `texels` = K·ceil(P/4) texels.
+    pub fn new(gpu: &Gpu, label: &str, texels: usize) -> Result<XPack> {
+        let rows = texels.div_ceil(PACK_W).max(1);
+        let max = gpu.limits.max_texture_dimension_2d as usize;
+        if rows > max || PACK_W > max {
+            return Err(Error::Gpu(format!(
+                "{label}: the GEMM scratch texture needs {PACK_W}×{rows} texels but adapter {} allows at most {max} per side; use a smaller image",
+                gpu.adapter.line()
+            )));
+        }
+        let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width: PACK_W as u32,
+                height: rows as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        Ok(XPack {
+            texture,
+            view,
+            texels: rows * PACK_W,
+        })
+    }
+
+    /// Texels a (K, P) input takes.
+    pub fn texels_for(k: usize, p: usize) -> usize {
+        k * p.div_ceil(4)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        (self.texels * 16) as u64
+    }
+}
+
 pub struct GemmArgs<'a> {
     pub m: usize,
     pub k: usize,
@@ -118,14 +174,16 @@ pub struct GemmArgs<'a> {
     pub res: Option<&'a wgpu::Buffer>,   // (M, P)
     pub y: &'a wgpu::Buffer,             // (M, P)
     pub mode: InMode,
+    /// scratch for `Variant::Regs` (ignored by `Tiled`)
+    pub pack: Option<&'a XPack>,
 }
 
-/// The adapter's kernel (`Variant::for_adapter`).
-pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Dispatch {
+/// The adapter's kernel (`Variant::for_adapter`): one dispatch, or two with `Regs`.
+pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Vec<Dispatch> {
     gemm_variant(gpu, label, g, Variant::for_adapter(gpu))
 }
 
-pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Dispatch {
+pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Vec<Dispatch> {
     assert!(
         g.a.m == g.m && g.a.k == g.k,
         "{label}: weights are {}×{}, the GEMM wants {}×{}",
@@ -139,36 +197,68 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> D
         ("HAS_BIAS", g.bias.is_some() as u32 as f64),
         ("HAS_RES", g.res.is_some() as u32 as f64),
     ];
-    let (entry, groups) = match variant {
-        Variant::Regs => (
-            "regs",
-            [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
-        ),
-        Variant::Tiled => (
-            "tiled",
-            [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
-        ),
+    let params = [g.m as u32, g.k as u32, g.p as u32, 0];
+    let bytes = |m: usize| {
+        4.0 * (m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64
     };
-    let mut d = gpu.dispatch_with_textures(
-        label,
-        "gemm",
-        entry,
-        &constants,
-        &[g.m as u32, g.k as u32, g.p as u32, 0],
-        &[
-            (2, Some(g.x)),
-            (3, g.bias),
-            (4, g.scale),
-            (5, g.res),
-            (6, Some(g.y)),
-        ],
-        &[(1, &g.a.view)],
-        groups,
-    );
-    d.flops = 2.0 * (g.m * g.k * g.p) as f64;
-    d.bytes =
-        4.0 * (g.m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64;
-    d
+    match variant {
+        Variant::Tiled => {
+            let mut d = gpu.dispatch_with_textures(
+                label,
+                "gemm",
+                "tiled",
+                &constants,
+                &params,
+                &[
+                    (2, Some(g.x)),
+                    (3, g.bias),
+                    (4, g.scale),
+                    (5, g.res),
+                    (6, Some(g.y)),
+                ],
+                &[(1, &g.a.view)],
+                [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
+            );
+            d.flops = 2.0 * (g.m * g.k * g.p) as f64;
+            d.bytes = bytes(g.m);
+            vec![d]
+        }
+        Variant::Regs => {
+            let pack = g
+                .pack
+                .expect("the Regs GEMM needs its XPack scratch texture");
+            let texels = XPack::texels_for(g.k, g.p);
+            assert!(
+                texels <= pack.texels,
+                "{label}: x needs {texels} texels, the scratch holds {}",
+                pack.texels
+            );
+            let mut p = gpu.dispatch_with_textures(
+                &format!("{label}.pack"),
+                "gemm",
+                "pack_x",
+                &[("IN_MODE", g.mode as u32 as f64)],
+                &params,
+                &[(2, Some(g.x)), (4, g.scale)],
+                &[(8, &pack.view)],
+                grid_1d((texels as u32).div_ceil(64)),
+            );
+            p.bytes = 4.0 * (g.k * g.p) as f64 * 2.0;
+            let mut d = gpu.dispatch_with_textures(
+                label,
+                "gemm",
+                "regs",
+                &constants,
+                &params,
+                &[(3, g.bias), (5, g.res), (6, Some(g.y))],
+                &[(1, &g.a.view), (7, &pack.view)],
+                [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
+            );
+            d.flops = 2.0 * (g.m * g.k * g.p) as f64;
+            d.bytes = bytes(g.m);
+            vec![p, d]
+        }
+    }
 }
 
 /// Plain-loop references.
