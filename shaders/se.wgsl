@@ -75,12 +75,24 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+// 8 consecutive positions of one channel per invocation: s[c] and dm[c] are loaded once.
+@compute @workgroup_size(64)
 fn apply_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
-    if (idx >= prm.cmid * prm.hw) {
+    let strips = (prm.hw + 7u) / 8u;
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (idx >= prm.cmid * strips) {
         return;
     }
-    let c = idx / prm.hw;
-    du[idx] = (du[idx] * s[c] + dm[c] * prm.inv_hw) * dsilu(zd[idx]);
+    let c = idx / strips;
+    let p0 = (idx % strips) * 8u;
+    let sc = s[c];
+    let mc = dm[c] * prm.inv_hw;
+    let base = c * prm.hw;
+    for (var j = 0u; j < 8u; j++) {
+        let p = p0 + j;
+        if (p < prm.hw) {
+            let i = base + p;
+            du[i] = (du[i] * sc + mc) * dsilu(zd[i]);
+        }
+    }
 }

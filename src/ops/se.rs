@@ -3,7 +3,7 @@
 
 use crate::gpu::{
     Dispatch, Gpu,
-    pipelines::{fbits, grid_items},
+    pipelines::{fbits, grid_1d},
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -114,7 +114,7 @@ pub fn apply_backward(
         &[],
         &sh.params(),
         &[(7, Some(s)), (9, Some(dm)), (10, Some(du)), (11, Some(zd))],
-        grid_items(sh.cmid * sh.hw),
+        grid_1d(((sh.cmid * sh.hw.div_ceil(8)) as u32).div_ceil(64)),
     );
     d.flops = 6.0 * (sh.cmid * sh.hw) as f64;
     d.bytes = 12.0 * (sh.cmid * sh.hw) as f64;
