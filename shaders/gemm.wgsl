@@ -80,11 +80,15 @@ fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     }
     let k = i / p4;
     let p = (i % p4) * 4u;
+    let o = k * prm.p + p;
     var v = vec4(0.0);
     for (var e = 0u; e < 4u; e++) {
         if (p + e < prm.p) {
-            v[e] = load_x(k, p + e);
+            v[e] = x[o + e];
         }
+    }
+    if (IN_MODE == 1u) {
+        v = v / (1.0 + exp(-v)) * scale[k]; // one scale load per texel
     }
     textureStore(xw, pack_coord(i), v);
 }
