@@ -140,24 +140,28 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
-// One texel column (4 consecutive k) per invocation.
+// Two texel columns (8 consecutive k) per invocation: each g load serves 8 FMAs.
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let kq = wid.x * 64u + lid;
+    let kq = (wid.x * 64u + lid) * 2u;
     let k0 = kq * 4u;
     if (k0 >= prm.k) {
         return;
     }
+    let kq1 = min(kq + 1u, (prm.k + 3u) / 4u - 1u);
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
-    var acc = vec4(0.0);
+    var lo = vec4(0.0);
+    var hi = vec4(0.0);
     for (var r = r0; r < r1; r++) {
-        acc = fma(textureLoad(w, vec2(kq, r), 0), vec4(g[prm.row0 + r]), acc);
+        let gv = vec4(g[prm.row0 + r]);
+        lo = fma(textureLoad(w, vec2(kq, r), 0), gv, lo);
+        hi = fma(textureLoad(w, vec2(kq1, r), 0), gv, hi);
     }
     let po = (prm.seg0 + wid.y) * prm.k;
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < 8u; i++) {
         if (k0 + i < prm.k) {
-            partial[po + k0 + i] = acc[i];
+            partial[po + k0 + i] = select(hi[i % 4u], lo[i % 4u], i < 4u);
         }
     }
 }
