@@ -1,6 +1,19 @@
 //! Every WGSL file parses and validates with naga (the same front end wgpu uses).
 
 use combicam_gpu::gpu::pipelines::SHADERS;
+use combicam_gpu::ops::depthwise;
+
+fn validate(name: &str, src: &str) {
+    let module = naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    let mut v = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    );
+    v.validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    println!("{name:<40} OK");
+}
 
 #[test]
 fn every_shader_validates() {
@@ -18,14 +31,25 @@ fn every_shader_validates() {
     );
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
-        let mut v = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
+        validate(&f.file_name().unwrap().to_string_lossy(), &src);
+    }
+}
+
+/// The depthwise kernels generated from the template, for every EfficientNet shape and more.
+#[test]
+fn generated_depthwise_shaders_validate() {
+    for (k, s, p) in [
+        (3, 1, 1),
+        (3, 2, 1),
+        (5, 1, 2),
+        (5, 2, 2),
+        (1, 1, 0),
+        (7, 2, 3),
+        (3, 4, 1),
+    ] {
+        validate(
+            &format!("depthwise k{k} s{s} pad {p}"),
+            &depthwise::source(k, s, p),
         );
-        v.validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
-        println!("{:<40} OK", f.file_name().unwrap().to_string_lossy());
     }
 }

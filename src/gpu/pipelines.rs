@@ -19,7 +19,7 @@ pub const SHADERS: &[(&str, &str)] = &[
 
 #[derive(Default)]
 pub struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -57,35 +57,61 @@ pub fn grid_items(n: usize) -> [u32; 3] {
     grid_1d((n as u32).div_ceil(256))
 }
 
+/// Where a pipeline's WGSL comes from.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// a file of the shader table, by name
+    Table(&'static str),
+    /// WGSL made at run time (a kernel specialised by straight-line code), under a unique key
+    Generated {
+        key: &'a str,
+        make: &'a dyn Fn() -> String,
+    },
+}
+
+impl Source<'_> {
+    fn key(&self) -> &str {
+        match self {
+            Source::Table(n) => n,
+            Source::Generated { key, .. } => key,
+        }
+    }
+}
+
 impl Gpu {
-    fn module(&self, shader: &'static str) -> Arc<wgpu::ShaderModule> {
+    fn module(&self, src: Source) -> Arc<wgpu::ShaderModule> {
         let mut m = self.pipelines.modules.lock().unwrap();
-        m.entry(shader)
-            .or_insert_with(|| {
-                let src = SHADERS
-                    .iter()
-                    .find(|(n, _)| *n == shader)
-                    .expect("unknown shader")
-                    .1;
-                Arc::new(
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(shader),
-                            source: wgpu::ShaderSource::Wgsl(src.into()),
-                        }),
-                )
-            })
-            .clone()
+        if let Some(module) = m.get(src.key()) {
+            return module.clone();
+        }
+        let text: std::borrow::Cow<str> = match src {
+            Source::Table(shader) => SHADERS
+                .iter()
+                .find(|(n, _)| *n == shader)
+                .expect("unknown shader")
+                .1
+                .into(),
+            Source::Generated { make, .. } => make().into(),
+        };
+        let module = Arc::new(
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(src.key()),
+                    source: wgpu::ShaderSource::Wgsl(text),
+                }),
+        );
+        m.insert(src.key().to_string(), module.clone());
+        module
     }
 
     /// The pipeline for (shader, entry, constants), made once.
     pub fn pipeline(
         &self,
-        shader: &'static str,
+        shader: Source,
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Arc<wgpu::ComputePipeline> {
-        let key = format!("{shader}:{entry}:{constants:?}");
+        let key = format!("{}:{entry}:{constants:?}", shader.key());
         if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
@@ -137,7 +163,7 @@ impl Gpu {
         )
     }
 
-    /// `dispatch`, plus sampled textures bound as (binding number, view).
+    /// `dispatch`, plus textures bound as (binding number, view).
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch_with_textures(
         &self,
@@ -150,7 +176,34 @@ impl Gpu {
         textures: &[(u32, &wgpu::TextureView)],
         groups: [u32; 3],
     ) -> Dispatch {
-        let pipeline = self.pipeline(shader, entry, constants);
+        self.dispatch_from(
+            label,
+            shader,
+            Source::Table(shader),
+            entry,
+            constants,
+            params,
+            bindings,
+            textures,
+            groups,
+        )
+    }
+
+    /// The general form: `family` names the op family for timing, `source` the WGSL.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_from(
+        &self,
+        label: &str,
+        family: &'static str,
+        source: Source,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &[u32],
+        bindings: &[(u32, Option<&wgpu::Buffer>)],
+        textures: &[(u32, &wgpu::TextureView)],
+        groups: [u32; 3],
+    ) -> Dispatch {
+        let pipeline = self.pipeline(source, entry, constants);
         let mut words = params.to_vec();
         while words.len() % 4 != 0 || words.is_empty() {
             words.push(0);
@@ -186,7 +239,7 @@ impl Gpu {
         });
         Dispatch {
             label: label.to_string(),
-            family: shader,
+            family,
             pipeline,
             bind_group,
             groups,

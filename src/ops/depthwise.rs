@@ -1,6 +1,9 @@
 //! Depthwise k×k convolution with stride, BN folded; forward and data gradient.
 
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{Source, grid_1d},
+};
 use crate::ops::conv::out_size;
 
 #[derive(Clone, Copy, Debug)]
@@ -41,14 +44,105 @@ fn strips(rows: usize, width: usize) -> [u32; 3] {
     grid_1d(((rows * width.div_ceil(8)) as u32).div_ceil(64))
 }
 
-/// What the shader's fixed window (20 slots) and its parity rule (8 % S == 0) allow.
+/// What the shader's parity rule allows: the stride divides the strip width.
 fn check_shape(s: &DwShape) {
     assert!(
-        7 * s.stride + s.k <= 20 && 8 % s.stride == 0,
+        s.stride >= 1 && 8 % s.stride == 0 && s.k >= 1,
         "depthwise: kernel {} stride {} is outside what shaders/depthwise.wgsl handles",
         s.k,
         s.stride
     );
+}
+
+/// The template with K, S and PAD set and the kernel rows written out (see the shader).
+pub fn source(k: usize, stride: usize, pad: usize) -> String {
+    use std::fmt::Write;
+    let template = crate::gpu::pipelines::SHADERS
+        .iter()
+        .find(|(n, _)| *n == "depthwise")
+        .expect("depthwise shader")
+        .1;
+    let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad as i64);
+    let mut fwd = String::new();
+    for u in 0..k {
+        let _ = writeln!(fwd, "    {{\n        let ii = i_lo + {u};");
+        fwd.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
+        fwd.push_str("            let row = base + u32(ii) * prm.w;\n");
+        for t in 0..(7 * stride + k) {
+            let _ = writeln!(fwd, "            let v{t} = xin(row, j_lo + {t});");
+        }
+        for v in 0..k {
+            let _ = writeln!(fwd, "            let w{v} = wt[wrow + {}u];", u * k + v);
+        }
+        for j in 0..8 {
+            for v in 0..k {
+                let _ = writeln!(
+                    fwd,
+                    "            a{j} = fma(w{v}, v{}, a{j});",
+                    j * stride + v
+                );
+            }
+        }
+        fwd.push_str("        }\n    }\n");
+    }
+    let slot = |t: i64| (pad_i - k_i + 1 + t).rem_euclid(s_i) == 0;
+    let mut bwd = String::new();
+    for u in 0..k {
+        let _ = writeln!(bwd, "    {{\n        let ti = yi + PAD - {u};");
+        bwd.push_str("        if (ti >= 0 && ti % i32(S) == 0 && ti / i32(S) < i32(prm.oh)) {\n");
+        bwd.push_str("            let drow = dbase + u32(ti / i32(S)) * prm.ow;\n");
+        for t in (0..(8 + k_i - 1)).filter(|&t| slot(t)) {
+            let _ = writeln!(bwd, "            let d{t} = dyin(drow, t_lo + {t});");
+        }
+        for v in 0..k {
+            let _ = writeln!(bwd, "            let w{v} = wt[wrow + {}u];", u * k + v);
+        }
+        for j in 0..8i64 {
+            for v in 0..k_i {
+                let t = j + k_i - 1 - v;
+                if slot(t) {
+                    let _ = writeln!(bwd, "            a{j} = fma(w{v}, d{t}, a{j});");
+                }
+            }
+        }
+        bwd.push_str("        }\n    }\n");
+    }
+    template
+        .replace("const K = 3u;", &format!("const K = {k}u;"))
+        .replace("const S = 1u;", &format!("const S = {stride}u;"))
+        .replace("const PAD = 1;", &format!("const PAD = {pad};"))
+        .replace("    //@rows forward\n", &fwd)
+        .replace("    //@rows backward\n", &bwd)
+}
+
+/// Make a dispatch of the module generated for this shape's (K, S, PAD).
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    gpu: &Gpu,
+    label: &str,
+    s: &DwShape,
+    entry: &str,
+    constants: &[(&str, f64)],
+    bindings: &[(u32, Option<&wgpu::Buffer>)],
+    groups: [u32; 3],
+) -> Dispatch {
+    check_shape(s);
+    let key = format!("depthwise_k{}s{}p{}", s.k, s.stride, s.pad);
+    let make = || source(s.k, s.stride, s.pad);
+    gpu.dispatch_from(
+        label,
+        "depthwise",
+        Source::Generated {
+            key: &key,
+            make: &make,
+        },
+        entry,
+        constants,
+        &s.params(),
+        bindings,
+        &[],
+        groups,
+    )
 }
 
 /// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation).
@@ -62,18 +156,13 @@ pub fn forward(
     bias: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
-    check_shape(&s);
     let (oh, ow) = s.out();
-    let mut d = gpu.dispatch(
+    let mut d = dispatch(
+        gpu,
         label,
-        "depthwise",
+        &s,
         "forward",
-        &[
-            ("K", s.k as f64),
-            ("S", s.stride as f64),
-            ("IN_SILU", in_silu as u32 as f64),
-        ],
-        &s.params(),
+        &[("IN_SILU", in_silu as u32 as f64)],
         &[(1, Some(wt)), (2, Some(bias)), (3, Some(x)), (4, Some(out))],
         strips(s.c * oh, ow),
     );
@@ -95,20 +184,17 @@ pub fn backward(
     res: Option<&wgpu::Buffer>,
     dx: &wgpu::Buffer,
 ) -> Dispatch {
-    check_shape(&s);
     let (oh, ow) = s.out();
     let consts = [
-        ("K", s.k as f64),
-        ("S", s.stride as f64),
         ("IN_SILU", in_silu as u32 as f64),
         ("HAS_RES", res.is_some() as u32 as f64),
     ];
-    let mut d = gpu.dispatch(
+    let mut d = dispatch(
+        gpu,
         label,
-        "depthwise",
+        &s,
         "backward",
         &consts,
-        &s.params(),
         &[
             (1, Some(wt)),
             (3, zin),
