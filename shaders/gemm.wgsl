@@ -52,11 +52,16 @@ fn load_x(k: u32, p: u32) -> f32 {
     return v;
 }
 
-fn epilogue(m: u32, p: u32, acc: f32) {
-    var v = acc;
+fn row_bias(m: u32) -> f32 {
     if (HAS_BIAS) {
-        v += bias[m];
+        return bias[m];
     }
+    return 0.0;
+}
+
+// y[m, p] = acc + b (+ res[m, p]); b = row_bias(m), loaded once per row by the caller
+fn epilogue(m: u32, p: u32, acc: f32, b: f32) {
+    var v = acc + b;
     if (HAS_RES) {
         v += res[m * prm.p + p];
     }
@@ -122,9 +127,10 @@ fn store(m: u32, p0: u32, c: Acc) {
     if (m >= prm.m) {
         return;
     }
+    let b = row_bias(m);
     for (var j = 0u; j < 8u; j++) {
         if (p0 + j < prm.p) {
-            epilogue(m, p0 + j, c[j / 4u][j % 4u]);
+            epilogue(m, p0 + j, c[j / 4u][j % 4u], b);
         }
     }
 }
@@ -225,10 +231,11 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
         if (m >= prm.m) {
             break;
         }
+        let b = row_bias(m);
         for (var j = 0u; j < 4u; j++) {
             let p = p0 + tx * 4u + j;
             if (p < prm.p) {
-                epilogue(m, p, acc[i][j]);
+                epilogue(m, p, acc[i][j], b);
             }
         }
     }
