@@ -7,9 +7,9 @@
 //           act = silu when IN_SILU (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad+u=y, j·s−pad+v=x} wt[c,u,v]·dy[c,i,j]
 //           (+ res[c,y,x] when HAS_RES: the residual path's gradient).
-// Each invocation owns a strip of TW = 8 consecutive outputs of one row in a0 .. a7. Per
-// kernel row it loads the input window the strip needs once (with its SiLU) and the K
-// weights once, then every tap reads registers.
+// A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
+// backward one THB rows × TW. Each input row the invocation touches is loaded once (with its
+// SiLU) into registers, and the weights once; every tap then reads registers.
 // This file is a template: `ops::depthwise::source` sets K, S and PAD below and writes the
 // kernel rows as straight-line code at the two `@rows` markers (loops over register arrays
 // are not unrolled by every compiler; on lavapipe the looped form was 1.2–1.4× slower). As
@@ -25,6 +25,8 @@ override IN_SILU: bool = true;
 override HAS_RES: bool = false;
 
 const TW = 8u;
+const TH = 2u; // output rows per forward invocation (set by ops::depthwise::source)
+const THB = 2u; // output rows per backward invocation (likewise)
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
@@ -61,68 +63,63 @@ fn dyin(drow: u32, tt: i32) -> f32 {
 @compute @workgroup_size(64)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let strips = (prm.ow + TW - 1u) / TW;
+    let bands = (prm.oh + TH - 1u) / TH;
     let idx = strip_index(lid, wid, nwg);
-    if (idx >= prm.c * prm.oh * strips) {
+    if (idx >= prm.c * bands * strips) {
         return;
     }
-    let c = idx / (prm.oh * strips);
-    let rem = idx % (prm.oh * strips);
-    let oi = rem / strips;
+    let c = idx / (bands * strips);
+    let rem = idx % (bands * strips);
+    let oi0 = (rem / strips) * TH; // first of the TH output rows
     let oj0 = (rem % strips) * TW;
     let j_lo = i32(oj0 * S) - PAD; // input column of the window's first slot
-    let i_lo = i32(oi * S) - PAD; // input row of kernel row 0
+    let i_lo = i32(oi0 * S) - PAD; // input row under kernel row 0 of output row oi0
     let base = c * prm.h * prm.w;
     let wrow = c * K * K;
     let b = bias[c];
-    var a0 = b; var a1 = b; var a2 = b; var a3 = b; var a4 = b; var a5 = b; var a6 = b; var a7 = b;
-    // kernel row u: if (0 ≤ i_lo + u < H) { let row = base + (i_lo + u)·W; let v_t = xin(row, j_lo + t)
-    //   for t < 7·S + K; let w_v = wt[wrow + u·K + v]; a_j = fma(w_v, v_{j·S+v}, a_j) for v = 0 .. K − 1 }
+    // generated: the K·K weights w_u_v; accumulators a_i_j = b (output row oi0 + i, column
+    // oj0 + j); then for each input row r < (TH − 1)·S + K inside the image, its window
+    // v_t = xin(row, j_lo + t), t < 7·S + K, feeds every output row i with u = r − i·S in
+    // [0, K): a_i_j = fma(w_u_v, v_{j·S+v}, a_i_j) for v = 0 .. K − 1; then the stores.
     //@rows forward
-    let obase = (c * prm.oh + oi) * prm.ow;
-    let acc = array<f32, TW>(a0, a1, a2, a3, a4, a5, a6, a7);
-    for (var j = 0u; j < TW; j++) {
-        if (oj0 + j < prm.ow) {
-            out[obase + oj0 + j] = acc[j];
-        }
+}
+
+// dx[o] = act'(z[o])·g (+ res[o]); o = (c·H + y)·W + x
+fn put_dx(o: u32, acc: f32) {
+    var g = acc;
+    if (IN_SILU) {
+        let z = x[o];
+        let sg = sigmoid(z);
+        g = g * sg * (1.0 + z * (1.0 - sg));
     }
+    if (HAS_RES) {
+        g += res[o];
+    }
+    out[o] = g;
 }
 
 @compute @workgroup_size(64)
 fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let strips = (prm.w + TW - 1u) / TW;
+    let bands = (prm.h + THB - 1u) / THB;
     let idx = strip_index(lid, wid, nwg);
-    if (idx >= prm.c * prm.h * strips) {
+    if (idx >= prm.c * bands * strips) {
         return;
     }
-    let c = idx / (prm.h * strips);
-    let rem = idx % (prm.h * strips);
-    let yi = i32(rem / strips);
+    let c = idx / (bands * strips);
+    let rem = idx % (bands * strips);
+    let y0 = (rem / strips) * THB; // first of the THB output rows
     let x0 = (rem % strips) * TW; // a multiple of TW, so S divides x0 + t exactly when it divides PAD − K + 1 + t
-    // output column x0 + j gets tap v from dy column (x0 + j + PAD − v) / S when S divides it;
-    // window slot t holds the dy column for x0 + PAD − (K − 1) + t.
+    // output (y, x0 + j) gets tap (u, v) from dy[(y + PAD − u) / S, (x0 + j + PAD − v) / S] where S
+    // divides both; window slot t holds the dy column for x0 + PAD − (K − 1) + t.
     let t_lo = i32(x0) + PAD - i32(K) + 1;
+    let r_lo = i32(y0) + PAD - i32(K) + 1; // y + PAD − u of row y0 and u = K − 1
     let dbase = c * prm.oh * prm.ow;
     let wrow = c * K * K;
-    var a0 = 0.0; var a1 = 0.0; var a2 = 0.0; var a3 = 0.0; var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
-    // kernel row u: let ti = yi + PAD − u; if (ti ≥ 0, S | ti, ti / S < OH) { let drow = dbase + (ti / S)·OW;
-    //   let d_t = dyin(drow, t_lo + t) for the slots t < TW + K − 1 with S | PAD − K + 1 + t;
-    //   let w_v = wt[wrow + u·K + v]; a_j = fma(w_v, d_{j+K−1−v}, a_j) for v = 0 .. K − 1 where d exists }
+    // generated: the weights w_u_v; accumulators a_i_j = 0 (output row y0 + i, column x0 + j);
+    // for each candidate dy row ti = r_lo + r (r descending, so that u ascends per output) with
+    // S | ti inside dy: slots d_t = dyin(drow, t_lo + t) for S | PAD − K + 1 + t, feeding every
+    // output row i with u = i + K − 1 − r in [0, K): a_i_j = fma(w_u_v, d_{j+K−1−v}, a_i_j);
+    // then put_dx for each output inside the image.
     //@rows backward
-    let obase = (c * prm.h + u32(yi)) * prm.w;
-    let acc = array<f32, TW>(a0, a1, a2, a3, a4, a5, a6, a7);
-    for (var j = 0u; j < TW; j++) {
-        let xx = x0 + j;
-        if (xx < prm.w) {
-            var g = acc[j];
-            if (IN_SILU) {
-                let z = x[obase + xx];
-                let sg = sigmoid(z);
-                g = g * sg * (1.0 + z * (1.0 - sg));
-            }
-            if (HAS_RES) {
-                g += res[obase + xx];
-            }
-            out[obase + xx] = g;
-        }
-    }
 }

@@ -39,6 +39,17 @@ impl DwShape {
     }
 }
 
+/// Output rows per forward invocation (TH in the shader): two with stride 1, where they
+/// share K − 1 of their input rows; one with stride 2 (measured: two were not faster there).
+fn fwd_rows(stride: usize) -> usize {
+    if stride == 1 { 2 } else { 1 }
+}
+
+/// Output rows per backward invocation (THB in the shader).
+fn bwd_rows(_stride: usize) -> usize {
+    2
+}
+
 /// Strips of 8 along rows, 64 invocations per workgroup (see the shader).
 fn strips(rows: usize, width: usize) -> [u32; 3] {
     grid_1d(((rows * width.div_ceil(8)) as u32).div_ceil(64))
@@ -64,52 +75,107 @@ pub fn source(k: usize, stride: usize, pad: usize) -> String {
         .1;
     let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad as i64);
     let mut fwd = String::new();
+    let th = fwd_rows(stride);
     for u in 0..k {
-        let _ = writeln!(fwd, "    {{\n        let ii = i_lo + {u};");
+        for v in 0..k {
+            let _ = writeln!(fwd, "    let w{u}_{v} = wt[wrow + {}u];", u * k + v);
+        }
+    }
+    for i in 0..th {
+        for j in 0..8 {
+            let _ = writeln!(fwd, "    var a{i}_{j} = b;");
+        }
+    }
+    for r in 0..((th - 1) * stride + k) {
+        let _ = writeln!(fwd, "    {{\n        let ii = i_lo + {r};");
         fwd.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
         fwd.push_str("            let row = base + u32(ii) * prm.w;\n");
         for t in 0..(7 * stride + k) {
             let _ = writeln!(fwd, "            let v{t} = xin(row, j_lo + {t});");
         }
-        for v in 0..k {
-            let _ = writeln!(fwd, "            let w{v} = wt[wrow + {}u];", u * k + v);
-        }
-        for j in 0..8 {
-            for v in 0..k {
-                let _ = writeln!(
-                    fwd,
-                    "            a{j} = fma(w{v}, v{}, a{j});",
-                    j * stride + v
-                );
+        for i in 0..th {
+            let Some(u) = r.checked_sub(i * stride).filter(|&u| u < k) else {
+                continue;
+            };
+            for j in 0..8 {
+                for v in 0..k {
+                    let _ = writeln!(
+                        fwd,
+                        "            a{i}_{j} = fma(w{u}_{v}, v{}, a{i}_{j});",
+                        j * stride + v
+                    );
+                }
             }
         }
         fwd.push_str("        }\n    }\n");
     }
+    for i in 0..th {
+        let _ = writeln!(fwd, "    if (oi0 + {i}u < prm.oh) {{");
+        let _ = writeln!(
+            fwd,
+            "        let o = (c * prm.oh + oi0 + {i}u) * prm.ow + oj0;"
+        );
+        for j in 0..8 {
+            let _ = writeln!(
+                fwd,
+                "        if (oj0 + {j}u < prm.ow) {{ out[o + {j}u] = a{i}_{j}; }}"
+            );
+        }
+        fwd.push_str("    }\n");
+    }
     let slot = |t: i64| (pad_i - k_i + 1 + t).rem_euclid(s_i) == 0;
     let mut bwd = String::new();
+    let thb = bwd_rows(stride);
     for u in 0..k {
-        let _ = writeln!(bwd, "    {{\n        let ti = yi + PAD - {u};");
+        for v in 0..k {
+            let _ = writeln!(bwd, "    let w{u}_{v} = wt[wrow + {}u];", u * k + v);
+        }
+    }
+    for i in 0..thb {
+        for j in 0..8 {
+            let _ = writeln!(bwd, "    var a{i}_{j} = 0.0;");
+        }
+    }
+    for r in (0..(thb + k - 1)).rev() {
+        let _ = writeln!(bwd, "    {{\n        let ti = r_lo + {r};");
         bwd.push_str("        if (ti >= 0 && ti % i32(S) == 0 && ti / i32(S) < i32(prm.oh)) {\n");
         bwd.push_str("            let drow = dbase + u32(ti / i32(S)) * prm.ow;\n");
         for t in (0..(8 + k_i - 1)).filter(|&t| slot(t)) {
             let _ = writeln!(bwd, "            let d{t} = dyin(drow, t_lo + {t});");
         }
-        for v in 0..k {
-            let _ = writeln!(bwd, "            let w{v} = wt[wrow + {}u];", u * k + v);
-        }
-        for j in 0..8i64 {
-            for v in 0..k_i {
-                let t = j + k_i - 1 - v;
-                if slot(t) {
-                    let _ = writeln!(bwd, "            a{j} = fma(w{v}, d{t}, a{j});");
+        for i in 0..thb {
+            // u = i + K − 1 − r
+            let Some(u) = (i + k - 1).checked_sub(r).filter(|&u| u < k) else {
+                continue;
+            };
+            for j in 0..8i64 {
+                for v in 0..k_i {
+                    let t = j + k_i - 1 - v;
+                    if slot(t) {
+                        let _ =
+                            writeln!(bwd, "            a{i}_{j} = fma(w{u}_{v}, d{t}, a{i}_{j});");
+                    }
                 }
             }
         }
         bwd.push_str("        }\n    }\n");
     }
+    for i in 0..thb {
+        let _ = writeln!(bwd, "    if (y0 + {i}u < prm.h) {{");
+        let _ = writeln!(bwd, "        let o = (c * prm.h + y0 + {i}u) * prm.w + x0;");
+        for j in 0..8 {
+            let _ = writeln!(
+                bwd,
+                "        if (x0 + {j}u < prm.w) {{ put_dx(o + {j}u, a{i}_{j}); }}"
+            );
+        }
+        bwd.push_str("    }\n");
+    }
     template
         .replace("const K = 3u;", &format!("const K = {k}u;"))
         .replace("const S = 1u;", &format!("const S = {stride}u;"))
+        .replace("const TH = 2u;", &format!("const TH = {th}u;"))
+        .replace("const THB = 2u;", &format!("const THB = {thb}u;"))
         .replace("const PAD = 1;", &format!("const PAD = {pad};"))
         .replace("    //@rows forward\n", &fwd)
         .replace("    //@rows backward\n", &bwd)
@@ -164,7 +230,7 @@ pub fn forward(
         "forward",
         &[("IN_SILU", in_silu as u32 as f64)],
         &[(1, Some(wt)), (2, Some(bias)), (3, Some(x)), (4, Some(out))],
-        strips(s.c * oh, ow),
+        strips(s.c * oh.div_ceil(fwd_rows(s.stride)), ow),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.c * s.h * s.w + s.c * oh * ow) as f64;
@@ -202,7 +268,7 @@ pub fn backward(
             (5, res),
             (6, Some(dy)),
         ],
-        strips(s.c * s.h, s.w),
+        strips(s.c * s.h.div_ceil(bwd_rows(s.stride)), s.w),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
