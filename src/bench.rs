@@ -416,13 +416,19 @@ pub fn compare(files: &[PathBuf]) -> Result<()> {
         };
         println!("{}×{}", size[0], size[1]);
         line("  explain ms".into(), &|s| Some(s.explain.median_ms));
+        // relative to the first file that has this size
+        let first = rows.iter().flatten().next().map(|s| s.explain.median_ms);
+        line("  explain / first column".into(), &|s| {
+            first.map(|f| s.explain.median_ms / f)
+        });
         for ph in ["forward", "backward", "cam", "readback"] {
             line(format!("  {ph} ms"), &|s| {
                 s.phases.get(ph).map(|p| p.median_ms)
             });
         }
+        // 0: the run did not measure it (the PyTorch reference)
         line("  GPU memory MiB".into(), &|s| {
-            Some(s.peak_gpu_bytes as f64 / 1048576.0)
+            (s.peak_gpu_bytes > 0).then(|| s.peak_gpu_bytes as f64 / 1048576.0)
         });
         let fams: Vec<String> = rows
             .iter()

@@ -134,6 +134,12 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
+    // `combicam-gpu bench compare a b | head` should stop quietly, not panic on a closed pipe
+    #[cfg(unix)]
+    // SAFETY: restores the default SIGPIPE action before any thread starts; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run() {
         Ok(code) => code,
         Err(e) => {

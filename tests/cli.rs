@@ -319,13 +319,23 @@ fn check_bench_and_compare_run() {
             .iter()
             .any(|f| f["family"] == "gemm")
     );
-    let archived =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/lavapipe-2core-epyc.json");
-    let o = run(bin().args(["bench", "compare"]).arg(&j).arg(&archived));
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    let archived = results.join("lavapipe-2core-epyc.json");
+    // the PyTorch reference (benches/pytorch_reference.py --json) reads as a column too
+    let pytorch = results.join("pytorch-cpu-2core-epyc.json");
+    let o = run(bin()
+        .args(["bench", "compare"])
+        .arg(&j)
+        .arg(&archived)
+        .arg(&pytorch));
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(
-        s.contains("64×48") && s.contains("300×450") && s.contains("explain ms"),
+        s.contains("64×48")
+            && s.contains("300×450")
+            && s.contains("explain ms")
+            && s.contains("explain / first column")
+            && s.contains("PyTorch"),
         "{s}"
     );
     let o = run(bin().args(["bench", "compare"]).arg(d.join("missing.json")));
