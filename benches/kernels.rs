@@ -1,17 +1,22 @@
-//! Kernel benchmarks at the shapes EfficientNet-B4 runs at 300×450: GPU time per dispatch
-//! (timestamps where the adapter has them, else wall clock), GFLOP/s and GB/s, adapter named.
-//! Run: `cargo bench --bench kernels`. End to end: `combicam-gpu bench`.
+//! Kernel benchmarks, one or more per kernel family, at the shapes EfficientNet-B4 runs at
+//! 300×450: wall-clock time per submission, GFLOP/s and GB/s from each dispatch's exact work,
+//! adapter named. Run: `cargo bench --bench kernels`. End to end: `cargo bench --bench explain`
+//! or `combicam-gpu bench`.
 
 use std::time::Instant;
 
 use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
 use combicam_gpu::ops::{
+    cam, conv,
+    conv::ConvShape,
     depthwise,
     depthwise::DwShape,
     gemm,
     gemm::{GemmArgs, GemmWeights, InMode, XPack},
-    reduce,
+    head, reduce,
     reduce::{Reduce, RowsArgs},
+    se,
+    se::{SeShape, SeWeights},
 };
 
 fn buf(g: &Gpu, n: usize) -> GpuBuf {
@@ -162,6 +167,129 @@ fn main() {
                 out: &o.buf,
             },
         ),
+        iters,
+    );
+
+    // stem: 3→48, k3 s2, 300×450 → 150×225
+    let sh = ConvShape {
+        cin: 3,
+        h: 300,
+        w: 450,
+        cout: 48,
+        k: 3,
+        stride: 2,
+        pad: 1,
+    };
+    let (oh, ow) = sh.out();
+    let cw = conv::upload_weights(&g, "stem", (48, 3, 3), &vec![0.01f32; 48 * 27]).unwrap();
+    let (cx, cb, cy) = (buf(&g, 3 * 300 * 450), buf(&g, 48), buf(&g, 48 * oh * ow));
+    report(
+        &g,
+        "conv stem 3→48 k3 s2 @300×450",
+        &conv::conv(&g, "stem", sh, true, &cx.buf, &cw, &cb.buf, &cy.buf),
+        iters,
+    );
+    // squeeze-excite of a stage-6 block: 1632 channels, 68 hidden, 10×15
+    let sh = SeShape {
+        cmid: 1632,
+        cse: 68,
+        hw: 150,
+    };
+    let (wr, br, wx, bx) = (
+        buf(&g, 68 * 1632),
+        buf(&g, 68),
+        buf(&g, 1632 * 68),
+        buf(&g, 1632),
+    );
+    let (m, r, sv, ds, dm) = (
+        buf(&g, 1632),
+        buf(&g, 68),
+        buf(&g, 1632),
+        buf(&g, 1632),
+        buf(&g, 1632),
+    );
+    let (du, zd) = (buf(&g, 1632 * 150), buf(&g, 1632 * 150));
+    let w = SeWeights {
+        w_r: &wr.buf,
+        b_r: &br.buf,
+        w_x: &wx.buf,
+        b_x: &bx.buf,
+    };
+    report(
+        &g,
+        "se forward 1632/68",
+        &se::forward(&g, "se", sh, &w, &m.buf, &r.buf, &sv.buf),
+        iters,
+    );
+    report(
+        &g,
+        "se backward 1632/68",
+        &se::backward(&g, "se", sh, &w, &r.buf, &sv.buf, &ds.buf, &dm.buf),
+        iters,
+    );
+    report(
+        &g,
+        "se apply_backward 1632×150",
+        &se::apply_backward(&g, "se", sh, &sv.buf, &dm.buf, &du.buf, &zd.buf),
+        iters,
+    );
+    // the geolocation head: 31,145 × 1792, in two texture chunks like the model's
+    let (n, k) = (31145usize, 1792usize);
+    let rows0 = n / 2;
+    let chunks: Vec<(GemmWeights, usize, usize)> = [(0, rows0), (rows0, n - rows0)]
+        .iter()
+        .map(|&(r0, rows)| {
+            (
+                GemmWeights::upload(&g, "fc", &vec![0.001f32; rows * k], rows, k).unwrap(),
+                r0,
+                rows,
+            )
+        })
+        .collect();
+    let (f, hb, logits, gl) = (buf(&g, k), buf(&g, n), buf(&g, n), buf(&g, n));
+    let segs: usize = chunks.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
+    let part = buf(&g, segs * k);
+    let fwd: Vec<Dispatch> = chunks
+        .iter()
+        .map(|(w, r0, rows)| {
+            head::linear(&g, "fc", *rows, k, *r0, n, w, &f.buf, &hb.buf, &logits.buf)
+        })
+        .collect();
+    report_all(
+        &g,
+        "head linear 1792→31145",
+        &fwd.iter().collect::<Vec<_>>(),
+        iters,
+    );
+    let mut seg0 = 0;
+    let bwd: Vec<Dispatch> = chunks
+        .iter()
+        .map(|(w, r0, rows)| {
+            let d = head::linear_backward(&g, "fc", *rows, k, *r0, seg0, w, &gl.buf, &part.buf);
+            seg0 += rows.div_ceil(head::SEG_ROWS);
+            d
+        })
+        .collect();
+    report_all(
+        &g,
+        "head linear_backward 31145→1792",
+        &bwd.iter().collect::<Vec<_>>(),
+        iters,
+    );
+    // Grad-CAM map of a stage-2 block (32 channels at 75×113) and the fusion of 32 maps
+    let (act, alpha, maps) = (buf(&g, 32 * 8475), buf(&g, 32), buf(&g, 32 * 8475));
+    report(
+        &g,
+        "cam gradcam_map 32ch 75×113",
+        &cam::gradcam_map(&g, "map", 32, 8475, 0, 0, &act.buf, &alpha.buf, &maps.buf),
+        iters,
+    );
+    let meta: Vec<u32> = (0..32).flat_map(|b| [b * 2000, 38, 57, 0]).collect();
+    let (bmeta, fused) = (g.upload_u32("bmeta", &meta).unwrap(), buf(&g, 300 * 450));
+    report(
+        &g,
+        "cam fuse 32 maps → 300×450",
+        &cam::fuse(&g, "fuse", 300, 450, 32, &maps.buf, &bmeta.buf, &fused.buf),
         iters,
     );
 }

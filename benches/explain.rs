@@ -1,0 +1,27 @@
+//! End-to-end benchmark: the steady-state explain of one image (forward, backward, all 32
+//! Grad-CAMs, fusion, read-back) with the random-weight B4 visloc model at 300×450 and 380×380,
+//! per phase and per kernel family, adapter named. The same as `combicam-gpu bench`.
+//! Run: `cargo bench --bench explain`.
+
+use combicam_gpu::bench::{self, BenchArgs};
+use combicam_gpu::gpu::Gpu;
+use combicam_gpu::model::weights::{self, Layout};
+
+fn main() {
+    let gpu = Gpu::new(None)
+        .expect("needs a GPU adapter; without a GPU: apt-get install mesa-vulkan-drivers");
+    let args = BenchArgs {
+        cmd: None,
+        sizes: vec!["300x450".into(), "380x380".into()],
+        batch: 1,
+        warmup: 1,
+        iters: 5,
+        json: None,
+        weights: None,
+        variant: "b4".into(),
+        cells: 31145,
+        device: None,
+    };
+    bench::run(&gpu, weights::formula(4, Layout::Visloc, args.cells), &args)
+        .expect("end-to-end bench");
+}
