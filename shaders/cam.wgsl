@@ -21,17 +21,27 @@ struct Params { c: u32, hw: u32, map_off: u32, alpha_off: u32, out_h: u32, out_w
 var<workgroup> lo: array<f32, 256>;
 var<workgroup> hi: array<f32, 256>;
 
-@compute @workgroup_size(256)
+// 8 consecutive positions per invocation: each α load serves 8 FMAs.
+@compute @workgroup_size(64)
 fn gradcam_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let p = (wid.y * nwg.x + wid.x) * 256u + lid;
-    if (p >= prm.hw) {
+    let p0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * 8u;
+    if (p0 >= prm.hw) {
         return;
     }
-    var acc = 0.0;
+    let last = prm.hw - 1u;
+    var lo = vec4(0.0); // positions p0 .. p0 + 3
+    var hi = vec4(0.0); // p0 + 4 .. p0 + 7
     for (var c = 0u; c < prm.c; c++) {
-        acc += alpha[prm.alpha_off + c] * act[c * prm.hw + p];
+        let a = vec4(alpha[prm.alpha_off + c]);
+        let o = c * prm.hw;
+        lo = fma(a, vec4(act[o + p0], act[o + min(p0 + 1u, last)], act[o + min(p0 + 2u, last)], act[o + min(p0 + 3u, last)]), lo);
+        hi = fma(a, vec4(act[o + min(p0 + 4u, last)], act[o + min(p0 + 5u, last)], act[o + min(p0 + 6u, last)], act[o + min(p0 + 7u, last)]), hi);
     }
-    maps[prm.map_off + p] = max(acc, 0.0);
+    for (var j = 0u; j < 8u; j++) {
+        if (p0 + j < prm.hw) {
+            maps[prm.map_off + p0 + j] = max(select(hi[j % 4u], lo[j % 4u], j < 4u), 0.0);
+        }
+    }
 }
 
 fn source_scale(n_in: u32, n_out: u32) -> f32 {

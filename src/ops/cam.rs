@@ -1,7 +1,10 @@
 //! Grad-CAM per block and the Combi-CAM fusion: weighted channel sum + ReLU, one
 //! upsample-and-sum kernel over all fused blocks, min-max normalisation.
 
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_items};
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{grid_1d, grid_items},
+};
 
 /// maps[map_off + p] = max(0, Σ_c α[alpha_off + c]·act[c, p])
 #[allow(clippy::too_many_arguments)]
@@ -24,7 +27,7 @@ pub fn gradcam_map(
         &[],
         &params,
         &[(1, Some(act)), (2, Some(alpha)), (3, Some(maps))],
-        grid_items(hw),
+        grid_1d((hw.div_ceil(8) as u32).div_ceil(64)),
     );
     d.flops = 2.0 * (c * hw) as f64;
     d.bytes = 4.0 * (c * hw + hw) as f64;
