@@ -140,28 +140,36 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
-// Two texel columns (8 consecutive k) per invocation: each g load serves 8 FMAs.
+// Four texel columns (16 consecutive k) per invocation: each g load serves 16 FMAs.
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let kq = (wid.x * 64u + lid) * 2u;
+    let kq = (wid.x * 64u + lid) * 4u;
     let k0 = kq * 4u;
     if (k0 >= prm.k) {
         return;
     }
-    let kq1 = min(kq + 1u, (prm.k + 3u) / 4u - 1u);
+    let ql = (prm.k + 3u) / 4u - 1u;
+    let q1 = min(kq + 1u, ql);
+    let q2 = min(kq + 2u, ql);
+    let q3 = min(kq + 3u, ql);
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
-    var lo = vec4(0.0);
-    var hi = vec4(0.0);
+    var a0 = vec4(0.0);
+    var a1 = vec4(0.0);
+    var a2 = vec4(0.0);
+    var a3 = vec4(0.0);
     for (var r = r0; r < r1; r++) {
         let gv = vec4(g[prm.row0 + r]);
-        lo = fma(textureLoad(w, vec2(kq, r), 0), gv, lo);
-        hi = fma(textureLoad(w, vec2(kq1, r), 0), gv, hi);
+        a0 = fma(textureLoad(w, vec2(kq, r), 0), gv, a0);
+        a1 = fma(textureLoad(w, vec2(q1, r), 0), gv, a1);
+        a2 = fma(textureLoad(w, vec2(q2, r), 0), gv, a2);
+        a3 = fma(textureLoad(w, vec2(q3, r), 0), gv, a3);
     }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     let po = (prm.seg0 + wid.y) * prm.k;
-    for (var i = 0u; i < 8u; i++) {
+    for (var i = 0u; i < 16u; i++) {
         if (k0 + i < prm.k) {
-            partial[po + k0 + i] = select(hi[i % 4u], lo[i % 4u], i < 4u);
+            partial[po + k0 + i] = acc[i / 4u][i % 4u];
         }
     }
 }

@@ -111,7 +111,7 @@ pub fn linear_backward(
         &params,
         &[(7, Some(g)), (8, Some(partial))],
         &[(1, &w.view)],
-        [(k as u32).div_ceil(512), segs, 1],
+        [(k as u32).div_ceil(1024), segs, 1],
     );
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
