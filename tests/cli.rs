@@ -350,3 +350,23 @@ fn no_adapter_gives_the_install_hint() {
     let line = one_line_error(&o);
     assert!(line.contains("mesa-vulkan-drivers"), "{line}");
 }
+
+#[test]
+fn bad_device_environment_gives_one_line_errors() {
+    let o = run(bin()
+        .args(["predict", "x.jpg", "--test-weights", "b0"])
+        .env("COMBICAM_DEVICE", "first"));
+    let line = one_line_error(&o);
+    assert!(
+        line.contains("COMBICAM_DEVICE") && line.contains("devices"),
+        "{line}"
+    );
+    let o = run(bin()
+        .args(["predict", "x.jpg", "--test-weights", "b0"])
+        .env("COMBICAM_KERNELS", "fast"));
+    let line = one_line_error(&o);
+    assert!(
+        line.contains("COMBICAM_KERNELS") && line.contains("`gpu`"),
+        "{line}"
+    );
+}

@@ -3,6 +3,7 @@
 //! differences.
 
 use crate::common::{check, gpu};
+use combicam_gpu::gpu::Gpu;
 use combicam_gpu::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
 use combicam_gpu::model::weights::{self, Layout, Weights};
 use combicam_gpu::model::{cpu, detweights};
@@ -58,6 +59,16 @@ fn b0_gpu_matches_cpu_model_block_by_block() {
         ok,
         "the GPU plan and the CPU model disagree: see the mismatches printed above"
     );
+}
+
+#[test]
+fn b0_gpu_shaped_kernels_match_cpu_model_too() {
+    // the variants real GPUs get (workgroup-tiled GEMM, buffer-fed depthwise and SE), run here
+    // on whatever adapter the tests have, through the same whole-model comparison
+    let mut g = Gpu::new(None).expect("a GPU adapter (see common::gpu)");
+    g.cpu = false;
+    let ok = combicam_gpu::check::run(&g, 0, 67, 45).unwrap();
+    assert!(ok, "GPU-shaped kernels disagree with the CPU model");
 }
 
 /// Compare a GPU run with a PyTorch golden file: every tensor it holds, by name.

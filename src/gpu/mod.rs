@@ -47,6 +47,8 @@ impl AdapterSummary {
 
 /// Environment variable that picks the adapter by index (see `combicam-gpu devices`).
 pub const DEVICE_ENV: &str = "COMBICAM_DEVICE";
+/// `cpu` or `gpu`: which kernel variants to use, whatever the adapter is.
+pub const KERNELS_ENV: &str = "COMBICAM_KERNELS";
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found (Vulkan, Metal or DX12); install a GPU driver, \
 or on Linux without a GPU install Mesa's software Vulkan: `apt-get install mesa-vulkan-drivers`";
@@ -91,7 +93,8 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub timestamps: bool,
-    /// A CPU (software) adapter such as lavapipe: kernels pick CPU-shaped variants.
+    /// Kernels pick their CPU-shaped variants (texel-fed GEMM, packed inputs): true on a CPU
+    /// (software) adapter such as lavapipe unless `$COMBICAM_KERNELS` says otherwise.
     pub cpu: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
@@ -126,7 +129,16 @@ impl Gpu {
     }
 
     fn from_adapter(summary: AdapterSummary, adapter: wgpu::Adapter) -> Result<Gpu> {
-        let cpu = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        let cpu = match std::env::var(KERNELS_ENV).as_deref() {
+            Ok("cpu") => true,
+            Ok("gpu") => false,
+            Ok(v) => {
+                return Err(Error::Input(format!(
+                    "{KERNELS_ENV}={v:?}: use `cpu` or `gpu` (or leave it unset to follow the adapter)"
+                )));
+            }
+            Err(_) => adapter.get_info().device_type == wgpu::DeviceType::Cpu,
+        };
         let have = adapter.limits();
         // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
         let mut limits = wgpu::Limits::default();
@@ -183,6 +195,7 @@ impl Gpu {
         })
     }
 
+    /// Whether kernels take their CPU-shaped variants (see `cpu`).
     pub fn is_cpu(&self) -> bool {
         self.cpu
     }
