@@ -6,16 +6,24 @@
 // Math: y[o,i,j] = act(bias[o] + Σ_{c,u,v} wt[o,c,u,v]·x[c, i·s−pad+u, j·s−pad+v])
 // Each invocation owns a strip of TW = 8 outputs of one row for 8 output channels (two
 // texels). Per input row of the window it loads the TW·S + K − S values once; each weight
-// texel feeds 4 channels. K and S are pipeline constants so the window loops have fixed trips.
+// texel feeds 4 channels. This file is a template: `ops::conv::source` sets K, S and CIN and
+// writes the body at `@body` as straight-line code (on lavapipe the looped form was slower).
+// As it stands it is valid WGSL that writes nothing.
 
 struct Params { cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, k: u32, stride: u32, pad: u32, _p0: u32, _p1: u32, _p2: u32 }
 
-override K: u32 = 3u;
-override S: u32 = 2u;
+const K = 3u;
+const S = 2u;
+const CIN = 3u;
 override ACT: u32 = 1u; // 0: none, 1: silu
 
 const TW = 8u;
-const WIN = 20u; // ≥ (TW − 1)·S + K
+
+// x[row + jj], zero outside the row
+fn xat(row: u32, jj: i32) -> f32 {
+    let v = x[row + u32(clamp(jj, 0, i32(prm.w) - 1))];
+    return select(0.0, v, jj >= 0 && jj < i32(prm.w));
+}
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -49,42 +57,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let j_lo = i32(oj0 * S) - pad;
     let q0 = oct * 2u;
     let q1 = min(q0 + 1u, (prm.cout + 3u) / 4u - 1u);
-    var lo: array<vec4<f32>, TW>; // channels 8·oct .. +3, per column
-    var hi: array<vec4<f32>, TW>; // channels 8·oct + 4 .. +7
-    for (var c = 0u; c < prm.cin; c++) {
-        for (var u = 0u; u < K; u++) {
-            let ii = i32(oi * S) - pad + i32(u);
-            if (ii < 0 || ii >= i32(prm.h)) {
-                continue;
-            }
-            let row = (c * prm.h + u32(ii)) * prm.w;
-            var win: array<f32, WIN>;
-            for (var t = 0u; t < (TW - 1u) * S + K; t++) {
-                let jj = j_lo + i32(t);
-                let v = x[row + u32(clamp(jj, 0, i32(prm.w) - 1))];
-                win[t] = select(0.0, v, jj >= 0 && jj < i32(prm.w));
-            }
-            for (var v = 0u; v < K; v++) {
-                let tap = (c * K + u) * K + v;
-                let w0 = textureLoad(wt, vec2(q0, tap), 0);
-                let w1 = textureLoad(wt, vec2(q1, tap), 0);
-                for (var j = 0u; j < TW; j++) {
-                    let xv = vec4(win[j * S + v]);
-                    lo[j] = fma(w0, xv, lo[j]);
-                    hi[j] = fma(w1, xv, hi[j]);
-                }
-            }
-        }
-    }
-    let o0 = oct * 8u;
-    for (var j = 0u; j < TW; j++) {
-        let oj = oj0 + j;
-        if (oj < prm.ow) {
-            let at = oi * prm.ow + oj;
-            for (var e = 0u; e < 4u; e++) {
-                emit(o0 + e, at, lo[j][e]);
-                emit(o0 + 4u + e, at, hi[j][e]);
-            }
-        }
-    }
+    // generated: accumulators l_j, h_j (column oj0 + j; channels 8·oct .. +3 and +4 .. +7);
+    // for each input channel c and kernel row u whose input row is inside the image, the
+    // window v_t = xat(row, j_lo + t), t < 7·S + K, then per tap v the texels w0 = wt[q0, tap],
+    // w1 = wt[q1, tap] and l_j = fma(w0, v_{j·S+v}, l_j), h_j = fma(w1, v_{j·S+v}, h_j); then
+    // the stores through emit.
+    //@body
 }

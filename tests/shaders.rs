@@ -1,7 +1,7 @@
 //! Every WGSL file parses and validates with naga (the same front end wgpu uses).
 
 use combicam_gpu::gpu::pipelines::SHADERS;
-use combicam_gpu::ops::depthwise;
+use combicam_gpu::ops::{conv, depthwise};
 
 fn validate(name: &str, src: &str) {
     let module = naga::front::wgsl::parse_str(src)
@@ -32,6 +32,16 @@ fn every_shader_validates() {
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap();
         validate(&f.file_name().unwrap().to_string_lossy(), &src);
+    }
+}
+
+#[test]
+fn generated_conv_shaders_validate() {
+    for (k, s, cin) in [(3, 2, 3), (3, 1, 3), (5, 2, 2), (1, 1, 1)] {
+        validate(
+            &format!("conv k{k} s{s} cin {cin}"),
+            &conv::source(k, s, cin),
+        );
     }
 }
 

@@ -17,6 +17,15 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("cam", include_str!("../../shaders/cam.wgsl")),
 ];
 
+/// The text of a shader of the table.
+pub fn shader_source(name: &str) -> &'static str {
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no shader {name:?} in the table"))
+        .1
+}
+
 #[derive(Default)]
 pub struct PipelineCache {
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
@@ -85,12 +94,7 @@ impl Gpu {
             return module.clone();
         }
         let text: std::borrow::Cow<str> = match src {
-            Source::Table(shader) => SHADERS
-                .iter()
-                .find(|(n, _)| *n == shader)
-                .expect("unknown shader")
-                .1
-                .into(),
+            Source::Table(shader) => shader_source(shader).into(),
             Source::Generated { make, .. } => make().into(),
         };
         let module = Arc::new(

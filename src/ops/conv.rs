@@ -2,7 +2,10 @@
 //! upstream of block 0 needs a gradient.
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{Source, grid_1d},
+};
 use crate::ops::gemm::GemmWeights;
 
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +46,58 @@ pub fn upload_weights(
     GemmWeights::upload(gpu, label, &t, taps, cout)
 }
 
+/// The template with K, S and CIN set and the body written out (see the shader).
+pub fn source(k: usize, stride: usize, cin: usize) -> String {
+    use std::fmt::Write;
+    let template = crate::gpu::pipelines::shader_source("conv");
+    let mut b = String::new();
+    for j in 0..8 {
+        let _ = writeln!(b, "    var l{j} = vec4(0.0);\n    var h{j} = vec4(0.0);");
+    }
+    for c in 0..cin {
+        for u in 0..k {
+            let _ = writeln!(b, "    {{\n        let ii = i32(oi * S) - pad + {u};");
+            b.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
+            let _ = writeln!(b, "            let row = ({c}u * prm.h + u32(ii)) * prm.w;");
+            for t in 0..(7 * stride + k) {
+                let _ = writeln!(b, "            let v{t} = xat(row, j_lo + {t});");
+            }
+            for v in 0..k {
+                let tap = (c * k + u) * k + v;
+                let _ = writeln!(
+                    b,
+                    "            let w0_{v} = textureLoad(wt, vec2(q0, {tap}u), 0);"
+                );
+                let _ = writeln!(
+                    b,
+                    "            let w1_{v} = textureLoad(wt, vec2(q1, {tap}u), 0);"
+                );
+                for j in 0..8 {
+                    let t = j * stride + v;
+                    let _ = writeln!(b, "            l{j} = fma(w0_{v}, vec4(v{t}), l{j});");
+                    let _ = writeln!(b, "            h{j} = fma(w1_{v}, vec4(v{t}), h{j});");
+                }
+            }
+            b.push_str("        }\n    }\n");
+        }
+    }
+    b.push_str("    let o0 = oct * 8u;\n");
+    for j in 0..8 {
+        let _ = writeln!(b, "    if (oj0 + {j}u < prm.ow) {{");
+        let _ = writeln!(b, "        let at = oi * prm.ow + oj0 + {j}u;");
+        for (e, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+            let _ = writeln!(b, "        emit(o0 + {e}u, at, l{j}.{comp});");
+            let _ = writeln!(b, "        emit(o0 + {}u, at, h{j}.{comp});", e + 4);
+        }
+        b.push_str("    }\n");
+    }
+    template
+        .replace("const K = 3u;", &format!("const K = {k}u;"))
+        .replace("const S = 2u;", &format!("const S = {stride}u;"))
+        .replace("const CIN = 3u;", &format!("const CIN = {cin}u;"))
+        .replace("    //@body\n", &b)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
     gpu: &Gpu,
@@ -59,22 +114,18 @@ pub fn conv(
         s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad, 0, 0, 0,
     ]
     .map(|v| v as u32);
-    assert!(
-        7 * s.stride + s.k <= 20,
-        "conv: kernel {} stride {} is outside what shaders/conv.wgsl handles",
-        s.k,
-        s.stride
-    );
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
-    let mut d = gpu.dispatch_with_textures(
+    let key = format!("conv_k{}s{}c{}", s.k, s.stride, s.cin);
+    let make = || source(s.k, s.stride, s.cin);
+    let mut d = gpu.dispatch_from(
         label,
         "conv",
+        Source::Generated {
+            key: &key,
+            make: &make,
+        },
         "main",
-        &[
-            ("K", s.k as f64),
-            ("S", s.stride as f64),
-            ("ACT", silu as u32 as f64),
-        ],
+        &[("ACT", silu as u32 as f64)],
         &params,
         &[(1, Some(x)), (3, Some(bias)), (4, Some(y))],
         &[(2, &wt.view)],

@@ -68,11 +68,7 @@ fn check_shape(s: &DwShape) {
 /// The template with K, S and PAD set and the kernel rows written out (see the shader).
 pub fn source(k: usize, stride: usize, pad: usize) -> String {
     use std::fmt::Write;
-    let template = crate::gpu::pipelines::SHADERS
-        .iter()
-        .find(|(n, _)| *n == "depthwise")
-        .expect("depthwise shader")
-        .1;
+    let template = crate::gpu::pipelines::shader_source("depthwise");
     let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad as i64);
     let mut fwd = String::new();
     let th = fwd_rows(stride);
