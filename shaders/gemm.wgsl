@@ -86,12 +86,10 @@ fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     let k = i / p4;
     let p = (i % p4) * 4u;
     let o = k * prm.p + p;
-    var v = vec4(0.0);
-    for (var e = 0u; e < 4u; e++) {
-        if (p + e < prm.p) {
-            v[e] = x[o + e];
-        }
-    }
+    // written out: a loop over v[e] indexes a register dynamically
+    let l = prm.p - 1u - p; // the last column of the row, relative to p
+    var v = vec4(x[o], x[o + min(1u, l)], x[o + min(2u, l)], x[o + min(3u, l)]);
+    v = select(vec4(0.0), v, vec4(0u, 1u, 2u, 3u) <= vec4(l));
     if (IN_MODE == 1u) {
         v = v / (1.0 + exp(-v)) * scale[k]; // one scale load per texel
     }
