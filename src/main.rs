@@ -400,14 +400,14 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         Some(s) => parse_blocks(s, nb)?,
         None => (0..nb).collect(),
     };
-    if let Some(t) = a.target {
-        if t >= w.classifier.n {
-            bail!(
-                "--target {t} is out of range: the model has {} outputs (0-{})",
-                w.classifier.n,
-                w.classifier.n - 1
-            );
-        }
+    if let Some(t) = a.target
+        && t >= w.classifier.n
+    {
+        bail!(
+            "--target {t} is out of range: the model has {} outputs (0-{})",
+            w.classifier.n,
+            w.classifier.n - 1
+        );
     }
     std::fs::create_dir_all(&a.out).with_context(|| {
         format!(

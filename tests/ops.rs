@@ -203,7 +203,7 @@ fn reductions_match_reference() {
     let (rows, len) = (5, 301);
     let x = rand(rows * len, 7, -3.0, 3.0);
     let y = rand(rows * len, 8, -3.0, 3.0);
-    let (xb, yb) = (up(&x), up(&y));
+    let (xb, _yb) = (up(&x), up(&y));
     // rows around the 8 rows a workgroup takes; a row shorter than its 8 lanes
     for &(rows, len) in &[(5, 301), (13, 3), (19, 1000)] {
         let x = rand(rows * len, 7, -3.0, 3.0);

@@ -143,7 +143,7 @@ fn load_err(
     let dir = tmpdir(tag);
     let p = dir.join("w.safetensors");
     write_formula(&p, Layout::Visloc, 10, dtype, edit);
-    let e = weights::load_file(&p).err().expect("must fail").to_string();
+    let e = weights::load_file(&p).expect_err("must fail").to_string();
     let _ = std::fs::remove_dir_all(dir);
     assert!(!e.contains('\n'), "one line: {e}");
     println!("error OK: {e}");
@@ -225,7 +225,7 @@ fn broken_files_give_clear_errors() {
     for (tag, data, needle) in cases {
         let q = dir.join(format!("{tag}.safetensors"));
         std::fs::write(&q, data).unwrap();
-        let e = weights::load_file(&q).err().expect("must fail").to_string();
+        let e = weights::load_file(&q).expect_err("must fail").to_string();
         assert!(e.contains(needle) && !e.contains('\n'), "{tag}: {e}");
         println!("{tag:<10} OK: {e}");
     }

@@ -141,12 +141,14 @@ impl Gpu {
         };
         let have = adapter.limits();
         // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
-        let mut limits = wgpu::Limits::default();
-        limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
-        limits.max_buffer_size = have.max_buffer_size;
-        limits.max_texture_dimension_2d = have.max_texture_dimension_2d;
-        limits.max_storage_buffers_per_shader_stage =
-            have.max_storage_buffers_per_shader_stage.min(12);
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: have.max_storage_buffer_binding_size,
+            max_buffer_size: have.max_buffer_size,
+            // weight matrices and the GEMM scratch live in 2-D textures
+            max_texture_dimension_2d: have.max_texture_dimension_2d,
+            max_storage_buffers_per_shader_stage: have.max_storage_buffers_per_shader_stage.min(12),
+            ..Default::default()
+        };
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let features = if timestamps {
             wgpu::Features::TIMESTAMP_QUERY
@@ -202,7 +204,7 @@ impl Gpu {
 
     /// Largest storage binding, in bytes.
     pub fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size as u64
+        self.limits.max_storage_buffer_binding_size
     }
 
     /// Turn any validation error raised so far into an `Error` (wgpu reports them asynchronously).

@@ -209,7 +209,7 @@ impl Gpu {
     ) -> Dispatch {
         let pipeline = self.pipeline(source, entry, constants);
         let mut words = params.to_vec();
-        while words.len() % 4 != 0 || words.is_empty() {
+        while !words.len().is_multiple_of(4) || words.is_empty() {
             words.push(0);
         }
         let ubuf = self

@@ -308,7 +308,7 @@ impl Plan {
                             m: cm,
                             k: b.cin,
                             p: ih * iw,
-                            a: &ew,
+                            a: ew,
                             x,
                             bias: Some(&eb.buf),
                             scale: None,
@@ -632,7 +632,7 @@ impl Plan {
                                 m: b.cin,
                                 k: cm,
                                 p: ih * iw,
-                                a: &ewt,
+                                a: ewt,
                                 x: &dze.buf,
                                 bias: None,
                                 scale: None,
@@ -882,14 +882,14 @@ impl Plan {
                 self.w
             )));
         }
-        if let Some(t) = target {
-            if t >= self.n {
-                return Err(Error::Input(format!(
-                    "--target {t} is out of range: the model has {} outputs (0-{})",
-                    self.n,
-                    self.n - 1
-                )));
-            }
+        if let Some(t) = target
+            && t >= self.n
+        {
+            return Err(Error::Input(format!(
+                "--target {t} is out of range: the model has {} outputs (0-{})",
+                self.n,
+                self.n - 1
+            )));
         }
         gpu.write(&self.input, input);
         let info = [

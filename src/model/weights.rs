@@ -515,7 +515,7 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
         src,
         eps: cfg.bn_eps(),
     };
-    let stem = ld.conv_bn(&format!("{}", t.stem), [cfg.stem, 3, 3, 3], t.bn_stem)?;
+    let stem = ld.conv_bn(t.stem, [cfg.stem, 3, 3, 3], t.bn_stem)?;
     let mut blocks = Vec::new();
     for (i, b) in cfg.blocks.iter().enumerate() {
         let k = block_keys(layout, i, b);

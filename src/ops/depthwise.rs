@@ -208,6 +208,7 @@ fn dispatch(
 }
 
 /// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation).
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     label: &str,
