@@ -129,7 +129,7 @@ fn main() {
         report(
             &g,
             &format!("{name} fwd"),
-            &depthwise::forward(&g, name, sh, true, &x.buf, &wt.buf, &b.buf, &y.buf),
+            &depthwise::forward(&g, name, sh, true, &x.buf, &wt.buf, &b.buf, &y.buf, None),
             iters,
         );
         report(

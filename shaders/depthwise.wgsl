@@ -2,7 +2,7 @@
 // (wt, bias). Forward, and its data gradient.
 // Bindings: 0 prm, 1 wt: (C, K, K) f32, 2 bias: (C) f32, 3 x: (C, H, W) f32 (forward input,
 //           or the forward input's pre-activation z for the backward), 4 out: rw,
-//           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32
+//           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw
 // forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad+u, j·s−pad+v]),
 //           act = silu when IN_SILU (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad+u=y, j·s−pad+v=x} wt[c,u,v]·dy[c,i,j]
@@ -23,6 +23,9 @@ const PAD = 1;
 
 override IN_SILU: bool = true;
 override HAS_RES: bool = false;
+// forward: also write Σ silu(out) over the invocation's outputs to part[c·parts + band·strips +
+// strip] (parts = bands·strips): the squeeze-excite pool, finished by a short row reduction
+override POOL: bool = false;
 
 const TW = 8u;
 const TH = 2u; // output rows per forward invocation (set by ops::depthwise::source)
@@ -35,9 +38,15 @@ const THB = 2u; // output rows per backward invocation (likewise)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
+@group(0) @binding(7) var<storage, read_write> part: array<f32>;
 
 fn sigmoid(v: f32) -> f32 {
     return 1.0 / (1.0 + exp(-v));
+}
+
+// silu(v) where output (oi, oj) exists, else 0: a term of the SE pool
+fn pool_term(v: f32, oi: u32, oj: u32) -> f32 {
+    return select(0.0, v * sigmoid(v), oi < prm.oh && oj < prm.ow);
 }
 
 fn strip_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {

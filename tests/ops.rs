@@ -154,8 +154,18 @@ fn depthwise_forward_and_backward_match_reference() {
         let dy = rand(c * oh * ow, seed + 3, -1.0, 1.0);
         let r = rand(c * h * w, seed + 4, -1.0, 1.0);
         let (xb, wb, bb, yb) = (up(&x), up(&wt), up(&b), zeros(c * oh * ow));
+        let parts = depthwise::pool_parts(&sh);
+        let pb = zeros(c * parts);
         g.run_now(&[&depthwise::forward(
-            g, "test.dw", sh, in_silu, &xb.buf, &wb.buf, &bb.buf, &yb.buf,
+            g,
+            "test.dw",
+            sh,
+            in_silu,
+            &xb.buf,
+            &wb.buf,
+            &bb.buf,
+            &yb.buf,
+            Some(&pb.buf),
         )])
         .unwrap();
         let want = depthwise::cpu::forward(sh, in_silu, &x, &wt, &b);
@@ -165,6 +175,19 @@ fn depthwise_forward_and_backward_match_reference() {
             &want,
             &[c, oh, ow],
             tol_for(&want),
+        );
+        // the SE pool's partial sums: per channel they add up to Σ silu(out)
+        let got: Vec<f32> = read(&pb).chunks(parts).map(|p| p.iter().sum()).collect();
+        let pool: Vec<f32> = want
+            .chunks(oh * ow)
+            .map(|p| p.iter().map(|&v| combicam_gpu::ops::silu(v)).sum())
+            .collect();
+        check(
+            &format!("dw{k}s{s}.pool"),
+            &got,
+            &pool,
+            &[c],
+            tol_for(&pool),
         );
 
         let (dyb, rb, dxb) = (up(&dy), up(&r), zeros(c * h * w));

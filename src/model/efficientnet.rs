@@ -325,6 +325,9 @@ impl Plan {
             let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
             let dws = b.dw_shape(ih, iw);
             let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
+            // the SE squeeze: partial sums of silu(z_d) written by the depthwise kernel
+            let parts = depthwise::pool_parts(&dws);
+            let partial = a.buf(format!("{l}.se_pool.parts"), cm * parts)?;
             fwd.push(depthwise::forward(
                 gpu,
                 &format!("{l}.dw.fwd"),
@@ -334,21 +337,23 @@ impl Plan {
                 &bw.dw_w.buf,
                 &bw.dw_b.buf,
                 &zdw.buf,
+                Some(&partial.buf),
             ));
             let pooled = a.buf(format!("{l}.se_pool"), cm)?;
-            fwd.push(reduce::rows(
+            fwd.push(reduce::rows_scaled(
                 gpu,
                 &format!("{l}.se_pool.fwd"),
-                Reduce::MeanSilu,
+                Reduce::Mean,
                 &RowsArgs {
                     rows: cm,
-                    len: oh * ow,
+                    len: parts,
                     in_off: 0,
                     out_off: 0,
-                    x: &zdw.buf,
+                    x: &partial.buf,
                     y: None,
                     out: &pooled.buf,
                 },
+                1.0 / (oh * ow) as f32,
             ));
             let r = a.buf(format!("{l}.se_r"), b.cse)?;
             let s = a.buf(format!("{l}.se_s"), cm)?;

@@ -105,6 +105,16 @@ pub fn source(k: usize, stride: usize, pad: usize) -> String {
         }
         fwd.push_str("        }\n    }\n");
     }
+    fwd.push_str("    if (POOL) {\n        var sum = 0.0;\n");
+    for i in 0..th {
+        for j in 0..8 {
+            let _ = writeln!(
+                fwd,
+                "        sum += pool_term(a{i}_{j}, oi0 + {i}u, oj0 + {j}u);"
+            );
+        }
+    }
+    fwd.push_str("        part[c * bands * strips + rem] = sum;\n    }\n");
     for i in 0..th {
         let _ = writeln!(fwd, "    if (oi0 + {i}u < prm.oh) {{");
         let _ = writeln!(
@@ -207,7 +217,15 @@ fn dispatch(
     )
 }
 
-/// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation).
+/// Partial sums per channel that `forward` writes when asked for the pool: one per invocation.
+pub fn pool_parts(s: &DwShape) -> usize {
+    let (oh, ow) = s.out();
+    oh.div_ceil(fwd_rows(s.stride)) * ow.div_ceil(8)
+}
+
+/// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation). With `pool`
+/// ((C, pool_parts) floats) it also writes partial sums of silu(out) there: the SE squeeze,
+/// finished by `reduce::rows_scaled`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
@@ -218,6 +236,7 @@ pub fn forward(
     wt: &wgpu::Buffer,
     bias: &wgpu::Buffer,
     out: &wgpu::Buffer,
+    pool: Option<&wgpu::Buffer>,
 ) -> Dispatch {
     let (oh, ow) = s.out();
     let mut d = dispatch(
@@ -225,8 +244,17 @@ pub fn forward(
         label,
         &s,
         "forward",
-        &[("IN_SILU", in_silu as u32 as f64)],
-        &[(1, Some(wt)), (2, Some(bias)), (3, Some(x)), (4, Some(out))],
+        &[
+            ("IN_SILU", in_silu as u32 as f64),
+            ("POOL", pool.is_some() as u32 as f64),
+        ],
+        &[
+            (1, Some(wt)),
+            (2, Some(bias)),
+            (3, Some(x)),
+            (4, Some(out)),
+            (7, pool),
+        ],
         strips(s.c * oh.div_ceil(fwd_rows(s.stride)), ow),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;

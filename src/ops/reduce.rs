@@ -27,12 +27,18 @@ pub struct RowsArgs<'a> {
 }
 
 pub fn rows(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs) -> Dispatch {
+    rows_scaled(gpu, label, mode, a, 1.0 / a.len.max(1) as f32)
+}
+
+/// `rows`, with the means (Mean, MeanSilu) taken as sum·`scale` instead of sum/len: a mean
+/// over more elements than the row holds, e.g. over the partial sums of a pool.
+pub fn rows_scaled(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs, scale: f32) -> Dispatch {
     let params = [
         a.rows as u32,
         a.len as u32,
         a.in_off as u32,
         a.out_off as u32,
-        fbits(1.0 / a.len.max(1) as f32),
+        fbits(scale),
         0,
         0,
         0,
