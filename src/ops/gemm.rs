@@ -58,13 +58,17 @@ impl GemmWeights {
                 gpu.adapter.line()
             )));
         }
-        let mut texels = vec![0f32; m * kq * 4];
-        for (dst, src) in texels
-            .chunks_exact_mut(kq * 4)
-            .zip(a.chunks_exact(k.max(1)))
-        {
-            dst[..k].copy_from_slice(src);
-        }
+        // rows padded to whole texels: a copy only when K is not a multiple of 4 (the visloc
+        // head, 223 MB, goes up as it is)
+        let texels: std::borrow::Cow<[f32]> = if k % 4 == 0 {
+            a.into()
+        } else {
+            let mut t = vec![0f32; m * kq * 4];
+            for (dst, src) in t.chunks_exact_mut(kq * 4).zip(a.chunks_exact(k.max(1))) {
+                dst[..k].copy_from_slice(src);
+            }
+            t.into()
+        };
         let size = wgpu::Extent3d {
             width: kq.max(1) as u32,
             height: m.max(1) as u32,
