@@ -1,8 +1,9 @@
 // head.wgsl: the classifier / geolocation head. Linear K→N over row chunks of the weight
-// matrix (each chunk fits one storage binding), softmax with the Grad-CAM target, the
-// score's gradient, and the linear layer's data gradient.
+// matrix (each chunk one texture), softmax with the Grad-CAM target, the score's gradient,
+// and the linear layer's data gradient.
 // Bindings: 0 prm, 1 w: (ROWS, K) one chunk as an rgba32float texture of ceil(K/4) × ROWS
-//           texels, zero past K (`ops::gemm::GemmWeights`), 2 f: (K) features, 3 bias: (N), 4 logits: (N) rw,
+//           texels, zero past K (`ops::gemm::GemmWeights`), 2 f: (K) features, 3 bias: (N),
+//           4 logits: (N) rw,
 //           5 probs: (N) rw, 6 info: u32 [target, score_mode, (p_target bits), (argmax)] rw,
 //           7 g: (N) dscore/dlogits rw, 8 partial: (SEGS, K) rw, 9 df: (K) rw
 // linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r]

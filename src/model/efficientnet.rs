@@ -38,8 +38,9 @@ impl BlockGpu {
     }
 }
 
-/// Weights resident on the GPU. The classifier matrix is split into row chunks that each fit
-/// the adapter's storage binding limit.
+/// Weights resident on the GPU. Every 1×1 conv (and its transpose), the stem and the
+/// classifier live in rgba32float textures (`gemm::GemmWeights`); the classifier matrix is
+/// split into row chunks of at most the adapter's largest 2-D texture side.
 pub struct ModelGpu {
     pub weights: Weights,
     stem_w: GemmWeights,

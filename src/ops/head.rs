@@ -1,5 +1,6 @@
-//! Classifier / geolocation head: Linear K→N over row chunks that each fit one storage
-//! binding, softmax with the Grad-CAM target, the score gradient and the linear data gradient.
+//! Classifier / geolocation head: Linear K→N over row chunks of the weight matrix (each an
+//! rgba32float texture, `gemm::GemmWeights`), softmax with the Grad-CAM target, the score
+//! gradient and the linear data gradient.
 
 use crate::gpu::{
     Dispatch, Gpu,
