@@ -10,10 +10,10 @@
 // A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
 // backward one THB rows × TW. Each input row the invocation touches is loaded once (with its
 // SiLU) into registers, and the weights once; every tap then reads registers.
-// This file is a template: `ops::depthwise::source` sets K, S and PAD below and writes the
-// kernel rows as straight-line code at the two `@rows` markers (loops over register arrays
-// are not unrolled by every compiler; on lavapipe the looped form was 1.2–1.4× slower). As
-// it stands (no rows) it is valid WGSL that only adds the bias.
+// This file is a template: `ops::depthwise::source` sets K, S, PAD, TH and THB below and
+// writes the kernel rows and the stores as straight-line code at the two `@rows` markers
+// (loops over register arrays are not unrolled by every compiler; on lavapipe the looped
+// form was 1.2–1.4× slower). As it stands it is valid WGSL whose kernels write nothing.
 
 struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad: u32 }
 
