@@ -49,7 +49,7 @@ pub struct BenchArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
-    /// Print several `bench --json` files side by side, one column per run.
+    /// Print several `bench --json` files (or `benches/pytorch_reference.py --json`) side by side, one column per run.
     Compare {
         #[arg(required = true)]
         files: Vec<PathBuf>,
