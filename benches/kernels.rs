@@ -1,10 +1,10 @@
 //! Kernel benchmarks, one or more per kernel family, at the shapes EfficientNet-B4 runs at
-//! 300×450: wall-clock time per submission, GFLOP/s and GB/s from each dispatch's exact work,
+//! 300×450: time per kernel as `bench` takes it (GPU timestamps where trusted, else the wall
+//! clock per submission), GFLOP/s and GB/s from each dispatch's exact work,
 //! adapter named. Run: `cargo bench --bench kernels`. End to end: `cargo bench --bench explain`
 //! or `combicam-gpu bench`.
 
-use std::time::Instant;
-
+use combicam_gpu::bench::{time_passes, timestamps_usable};
 use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
 use combicam_gpu::ops::{
     cam, conv,
@@ -33,17 +33,13 @@ fn report(g: &Gpu, name: &str, d: &Dispatch, iters: usize) {
     report_all(g, name, &[d], iters)
 }
 
-/// Several dispatches timed as one submission (a GEMM with its packing step), by the wall
-/// clock: lavapipe's timestamps read near zero for passes that follow a texture-sampling
-/// pass in a fresh submission, so this bench does not rely on them.
+/// Several dispatches timed as one pass (a GEMM with its packing step), the way `bench` times
+/// a kernel family (`time_passes`: GPU timestamps where trusted, else the wall clock).
 fn report_all(g: &Gpu, name: &str, ds: &[&Dispatch], iters: usize) {
-    g.run_now(ds).unwrap(); // warm-up
+    let group = [ds.to_vec()];
+    time_passes(g, &group).unwrap(); // warm-up
     let mut t: Vec<f64> = (0..iters)
-        .map(|_| {
-            let t0 = Instant::now();
-            g.run_now(ds).unwrap();
-            t0.elapsed().as_secs_f64()
-        })
+        .map(|_| time_passes(g, &group).unwrap()[0])
         .collect();
     g.check_errors(name).expect("kernel bench");
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -60,10 +56,15 @@ fn main() {
     let g = Gpu::new(None)
         .expect("needs a GPU adapter; without a GPU: apt-get install mesa-vulkan-drivers");
     println!(
-        "adapter: {} (driver {} {}); timing: wall clock, one submission per kernel",
+        "adapter: {} (driver {} {}); timing: {}",
         g.adapter.line(),
         g.adapter.driver,
         g.adapter.driver_info,
+        if timestamps_usable(&g) {
+            "GPU timestamps"
+        } else {
+            "wall clock, one submission per kernel"
+        }
     );
     let iters = 5;
     // 1×1 convs: block 2 expand (24→144 at 150×225), block 5 project (192→32 at 75×113), head (448→1792 at 10×15)
