@@ -23,8 +23,9 @@ const PAD = 1;
 
 override IN_SILU: bool = true;
 override HAS_RES: bool = false;
-// forward: also write Σ silu(out) over the invocation's outputs to part[c·parts + band·strips +
-// strip] (parts = bands·strips): the squeeze-excite pool, finished by a short row reduction
+// forward: also write Σ silu(out) over the invocation's outputs to part[idx] (idx = c·parts +
+// band·strips + strip, parts = bands·strips): the squeeze-excite pool, finished by a short
+// row reduction
 override POOL: bool = false;
 
 const TW = 8u;
@@ -53,6 +54,18 @@ fn strip_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 64u + lid;
 }
 
+// Invocation idx's tile of a (C, rows, cols) plane cut into bands of `th` rows and strips of TW
+// columns: (channel, first row, first column); x = C marks an idx past the last tile.
+fn tile_of(idx: u32, rows: u32, cols: u32, th: u32) -> vec3<u32> {
+    let strips = (cols + TW - 1u) / TW;
+    let per_c = ((rows + th - 1u) / th) * strips;
+    if (idx >= prm.c * per_c) {
+        return vec3(prm.c, 0u, 0u);
+    }
+    let rem = idx % per_c;
+    return vec3(idx / per_c, (rem / strips) * th, (rem % strips) * TW);
+}
+
 // act(x[row + jj]) for input column jj, zero outside the row
 fn xin(row: u32, jj: i32) -> f32 {
     var v = x[row + u32(clamp(jj, 0, i32(prm.w) - 1))];
@@ -71,16 +84,14 @@ fn dyin(drow: u32, tt: i32) -> f32 {
 
 @compute @workgroup_size(64)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let strips = (prm.ow + TW - 1u) / TW;
-    let bands = (prm.oh + TH - 1u) / TH;
     let idx = strip_index(lid, wid, nwg);
-    if (idx >= prm.c * bands * strips) {
+    let tile = tile_of(idx, prm.oh, prm.ow, TH);
+    let c = tile.x;
+    if (c >= prm.c) {
         return;
     }
-    let c = idx / (bands * strips);
-    let rem = idx % (bands * strips);
-    let oi0 = (rem / strips) * TH; // first of the TH output rows
-    let oj0 = (rem % strips) * TW;
+    let oi0 = tile.y; // first of the TH output rows
+    let oj0 = tile.z;
     let j_lo = i32(oj0 * S) - PAD; // input column of the window's first slot
     let i_lo = i32(oi0 * S) - PAD; // input row under kernel row 0 of output row oi0
     let base = c * prm.h * prm.w;
@@ -109,16 +120,13 @@ fn put_dx(o: u32, acc: f32) {
 
 @compute @workgroup_size(64)
 fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let strips = (prm.w + TW - 1u) / TW;
-    let bands = (prm.h + THB - 1u) / THB;
-    let idx = strip_index(lid, wid, nwg);
-    if (idx >= prm.c * bands * strips) {
+    let tile = tile_of(strip_index(lid, wid, nwg), prm.h, prm.w, THB);
+    let c = tile.x;
+    if (c >= prm.c) {
         return;
     }
-    let c = idx / (bands * strips);
-    let rem = idx % (bands * strips);
-    let y0 = (rem / strips) * THB; // first of the THB output rows
-    let x0 = (rem % strips) * TW; // a multiple of TW, so S divides x0 + t exactly when it divides PAD − K + 1 + t
+    let y0 = tile.y; // first of the THB output rows
+    let x0 = tile.z; // a multiple of TW, so S divides x0 + t exactly when it divides PAD − K + 1 + t
     // output (y, x0 + j) gets tap (u, v) from dy[(y + PAD − u) / S, (x0 + j + PAD − v) / S] where S
     // divides both; window slot t holds the dy column for x0 + PAD − (K − 1) + t.
     let t_lo = i32(x0) + PAD - i32(K) + 1;

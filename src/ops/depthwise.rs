@@ -46,9 +46,7 @@ fn fwd_rows(stride: usize) -> usize {
 }
 
 /// Output rows per backward invocation (THB in the shader).
-fn bwd_rows(_stride: usize) -> usize {
-    2
-}
+const BWD_ROWS: usize = 2;
 
 /// Strips of 8 along rows, 64 invocations per workgroup (see the shader).
 fn strips(rows: usize, width: usize) -> [u32; 3] {
@@ -114,7 +112,7 @@ pub fn source(k: usize, stride: usize, pad: usize) -> String {
             );
         }
     }
-    fwd.push_str("        part[c * bands * strips + rem] = sum;\n    }\n");
+    fwd.push_str("        part[idx] = sum;\n    }\n");
     for i in 0..th {
         let _ = writeln!(fwd, "    if (oi0 + {i}u < prm.oh) {{");
         let _ = writeln!(
@@ -131,7 +129,7 @@ pub fn source(k: usize, stride: usize, pad: usize) -> String {
     }
     let slot = |t: i64| (pad_i - k_i + 1 + t).rem_euclid(s_i) == 0;
     let mut bwd = String::new();
-    let thb = bwd_rows(stride);
+    let thb = BWD_ROWS;
     for u in 0..k {
         for v in 0..k {
             let _ = writeln!(bwd, "    let w{u}_{v} = wt[wrow + {}u];", u * k + v);
@@ -293,7 +291,7 @@ pub fn backward(
             (5, res),
             (6, Some(dy)),
         ],
-        strips(s.c * s.h.div_ceil(bwd_rows(s.stride)), s.w),
+        strips(s.c * s.h.div_ceil(BWD_ROWS), s.w),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
