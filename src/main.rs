@@ -140,12 +140,41 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    private_runtime_dir();
     match run() {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Vulkan loaders and Mesa print "XDG_RUNTIME_DIR is invalid or not set" on every instance
+/// when the variable is missing (servers, containers, cron). Give the process a private
+/// runtime folder instead, before any thread or wgpu instance exists.
+fn private_runtime_dir() {
+    let usable = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .is_some_and(|p| p.is_absolute() && p.is_dir());
+    if usable {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let dir = std::env::temp_dir().join(format!("combicam-gpu-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // only a folder we own and nobody else can enter
+        let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| {
+            m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0
+        });
+        if ours {
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
         }
     }
 }

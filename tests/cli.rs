@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The binary, run as on a server or in a container: no `XDG_RUNTIME_DIR`.
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_combicam-gpu"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_combicam-gpu"));
+    c.env_remove("XDG_RUNTIME_DIR");
+    c
 }
 
 fn tmp(tag: &str) -> PathBuf {
@@ -365,4 +368,14 @@ fn bad_device_environment_gives_one_line_errors() {
         line.contains("COMBICAM_KERNELS") && line.contains("`gpu`"),
         "{line}"
     );
+}
+
+#[test]
+fn no_runtime_dir_noise_without_xdg_runtime_dir() {
+    // `bin()` removes XDG_RUNTIME_DIR; opening the adapter must not make Vulkan complain
+    let o = run(bin().arg("devices"));
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("XDG_RUNTIME_DIR"));
 }

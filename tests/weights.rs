@@ -188,6 +188,50 @@ fn bad_weights_give_clear_errors() {
 }
 
 #[test]
+fn non_finite_weights_and_bad_bn_statistics_are_refused() {
+    let set = |name: &'static str, i: usize, v: f64| {
+        move |l: &mut Vec<(String, Vec<usize>, Vec<f64>)>| {
+            l.iter_mut().find(|t| t.0 == name).unwrap().2[i] = v;
+        }
+    };
+    let e = load_err(
+        "nan",
+        set("backbone._blocks.5._depthwise_conv.weight", 7, f64::NAN),
+        Dtype::F32,
+    );
+    assert!(
+        e.contains("backbone._blocks.5._depthwise_conv.weight")
+            && e.contains("non-finite value (NaN) at flat index 7"),
+        "{e}"
+    );
+    let e = load_err(
+        "inf",
+        set("mvmf_head.mixture_weights.seq_model.0.weight", 3, f64::INFINITY),
+        Dtype::F16,
+    );
+    assert!(
+        e.contains("mvmf_head.mixture_weights.seq_model.0.weight") && e.contains("inf"),
+        "{e}"
+    );
+    let e = load_err(
+        "mus",
+        set("mvmf_head.mvmf.mus", 1, f64::NAN),
+        Dtype::F32,
+    );
+    assert!(e.contains("mvmf_head.mvmf.mus"), "{e}");
+    // visloc eps is 1e-3: a variance of -1e-3 makes the fold divide by zero
+    let e = load_err(
+        "var",
+        set("backbone._blocks.2._bn1.running_var", 4, -1e-3),
+        Dtype::F64,
+    );
+    assert!(
+        e.contains("backbone._blocks.2._bn1.running_var[4]") && e.contains("≤ 0"),
+        "{e}"
+    );
+}
+
+#[test]
 fn extra_tensors_are_ignored() {
     let dir = tmpdir("extra");
     let p = dir.join("w.safetensors");

@@ -1,6 +1,7 @@
 //! The EfficientNet model: configuration, weights, the GPU plan, the CPU reference model and
 //! the geolocation head's post-processing.
 
+pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod detweights;

@@ -80,6 +80,30 @@ pub struct RawTensor<T = f64> {
     pub data: Vec<T>,
 }
 
+/// Element types a loaded tensor may hold, for the finiteness check.
+trait Element: Copy {
+    fn is_finite_value(self) -> bool;
+    fn describe(self) -> String;
+}
+
+impl Element for f32 {
+    fn is_finite_value(self) -> bool {
+        self.is_finite()
+    }
+    fn describe(self) -> String {
+        self.to_string()
+    }
+}
+
+impl Element for f64 {
+    fn is_finite_value(self) -> bool {
+        self.is_finite()
+    }
+    fn describe(self) -> String {
+        self.to_string()
+    }
+}
+
 /// Where tensors come from: a safetensors file, or the test formula.
 pub trait TensorSource {
     fn describe(&self) -> String;
@@ -429,7 +453,12 @@ impl Loader<'_> {
     }
 
     /// The tensor's data, if it exists and has `shape`.
-    fn checked<T>(&self, name: &str, shape: &[usize], t: Option<RawTensor<T>>) -> Result<Vec<T>> {
+    fn checked<T: Element>(
+        &self,
+        name: &str,
+        shape: &[usize],
+        t: Option<RawTensor<T>>,
+    ) -> Result<Vec<T>> {
         let t = t.ok_or_else(|| {
             Error::weights(
                 self.src.describe(),
@@ -440,6 +469,15 @@ impl Loader<'_> {
             return Err(Error::weights(
                 self.src.describe(),
                 format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape),
+            ));
+        }
+        if let Some(i) = t.data.iter().position(|v| !v.is_finite_value()) {
+            return Err(Error::weights(
+                self.src.describe(),
+                format!(
+                    "tensor {name} holds a non-finite value ({}) at flat index {i}: the checkpoint is damaged or was saved after training diverged; use another file",
+                    t.data[i].describe()
+                ),
             ));
         }
         Ok(t.data)
@@ -456,6 +494,15 @@ impl Loader<'_> {
         let per = w.len() / c;
         let mut wf = vec![0f32; w.len()];
         let mut bf = vec![0f32; c];
+        if let Some(o) = (0..c).find(|&o| var[o] + self.eps <= 0.0) {
+            return Err(Error::weights(
+                self.src.describe(),
+                format!(
+                    "tensor {bn}.running_var[{o}] = {} makes running_var + eps (eps {}) ≤ 0, so BN cannot be folded: the statistics are damaged; use another file",
+                    var[o], self.eps
+                ),
+            ));
+        }
         for o in 0..c {
             let s = g[o] / (var[o] + self.eps).sqrt();
             for j in 0..per {
