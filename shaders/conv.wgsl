@@ -1,16 +1,17 @@
-// conv.wgsl: dense k×k convolution with stride and symmetric zero padding, BN folded
+// conv.wgsl: dense k×k convolution with stride and zero padding (pad_t rows above, pad_l
+// columns left; below and right what OH, OW need), BN folded
 // into (wt, bias), optional SiLU. Used for the stem (never differentiated).
 // Bindings: 0 prm, 1 x: (Cin, H, W) f32, 2 wt: the weights transposed to (Cin·K·K, Cout) as an
 //           rgba32float texture of ceil(Cout/4) × Cin·K·K texels (`ops::conv::upload_weights`),
 //           3 bias: (Cout) f32, 4 y: (Cout, OH, OW) f32
-// Math: y[o,i,j] = act(bias[o] + Σ_{c,u,v} wt[o,c,u,v]·x[c, i·s−pad+u, j·s−pad+v])
+// Math: y[o,i,j] = act(bias[o] + Σ_{c,u,v} wt[o,c,u,v]·x[c, i·s−pad_t+u, j·s−pad_l+v])
 // Each invocation owns a strip of TW = 8 outputs of one row for 8 output channels (two
 // texels). Per input row of the window it loads the TW·S + K − S values once; each weight
 // texel feeds 4 channels. This file is a template: `ops::conv::source` sets K, S and CIN and
 // writes the body at `@body` as straight-line code (on lavapipe the looped form was slower).
 // As it stands it is valid WGSL that writes nothing.
 
-struct Params { cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, k: u32, stride: u32, pad: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, pad_l: u32, _p1: u32, _p2: u32 }
 
 const K = 3u;
 const S = 2u;
@@ -53,8 +54,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let rem = idx % (prm.oh * strips);
     let oi = rem / strips;
     let oj0 = (rem % strips) * TW;
-    let pad = i32(prm.pad);
-    let j_lo = i32(oj0 * S) - pad;
+    let pad_t = i32(prm.pad_t);
+    let j_lo = i32(oj0 * S) - i32(prm.pad_l);
     let q0 = oct * 2u;
     let q1 = min(q0 + 1u, (prm.cout + 3u) / 4u - 1u);
     // generated: accumulators l_j, h_j (column oj0 + j; channels 8·oct .. +3 and +4 .. +7);

@@ -3,23 +3,24 @@
 // Bindings: 0 prm, 1 wt: (C, K, K) f32, 2 bias: (C) f32, 3 x: (C, H, W) f32 (forward input,
 //           or the forward input's pre-activation z for the backward), 4 out: rw,
 //           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw
-// forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad+u, j·s−pad+v]),
+// forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad_t+u, j·s−pad_l+v]),
 //           act = silu when IN_SILU (x is the expand conv's pre-activation), else identity.
-// backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad+u=y, j·s−pad+v=x} wt[c,u,v]·dy[c,i,j]
+// backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
 //           (+ res[c,y,x] when HAS_RES: the residual path's gradient).
 // A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
 // backward one THB rows × TW. Each input row the invocation touches is loaded once (with its
 // SiLU) into registers, and the weights once; every tap then reads registers.
-// This file is a template: `ops::depthwise::source` sets K, S, PAD, TH and THB below and
+// This file is a template: `ops::depthwise::source` sets K, S, PAD_T, PAD_L, TH and THB below and
 // writes the kernel rows and the stores as straight-line code at the two `@rows` markers
 // (loops over register arrays are not unrolled by every compiler; on lavapipe the looped
 // form was 1.2–1.4× slower). As it stands it is valid WGSL whose kernels write nothing.
 
-struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad: u32 }
+struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32 }
 
 const K = 3u;
 const S = 1u;
-const PAD = 1;
+const PAD_T = 1; // zero rows above the image
+const PAD_L = 1; // zero columns left of it (below and right: what OH, OW need)
 
 override IN_SILU: bool = true;
 override HAS_RES: bool = false;
@@ -92,8 +93,8 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
     let oi0 = tile.y; // first of the TH output rows
     let oj0 = tile.z;
-    let j_lo = i32(oj0 * S) - PAD; // input column of the window's first slot
-    let i_lo = i32(oi0 * S) - PAD; // input row under kernel row 0 of output row oi0
+    let j_lo = i32(oj0 * S) - PAD_L; // input column of the window's first slot
+    let i_lo = i32(oi0 * S) - PAD_T; // input row under kernel row 0 of output row oi0
     let base = c * prm.h * prm.w;
     let wrow = c * K * K;
     let b = bias[c];
@@ -126,16 +127,16 @@ fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
         return;
     }
     let y0 = tile.y; // first of the THB output rows
-    let x0 = tile.z; // a multiple of TW, so S divides x0 + t exactly when it divides PAD − K + 1 + t
-    // output (y, x0 + j) gets tap (u, v) from dy[(y + PAD − u) / S, (x0 + j + PAD − v) / S] where S
-    // divides both; window slot t holds the dy column for x0 + PAD − (K − 1) + t.
-    let t_lo = i32(x0) + PAD - i32(K) + 1;
-    let r_lo = i32(y0) + PAD - i32(K) + 1; // y + PAD − u of row y0 and u = K − 1
+    let x0 = tile.z; // a multiple of TW, so S divides x0 + t exactly when it divides PAD_L − K + 1 + t
+    // output (y, x0 + j) gets tap (u, v) from dy[(y + PAD_T − u) / S, (x0 + j + PAD_L − v) / S]
+    // where S divides both; window slot t holds the dy column for x0 + PAD_L − (K − 1) + t.
+    let t_lo = i32(x0) + PAD_L - i32(K) + 1;
+    let r_lo = i32(y0) + PAD_T - i32(K) + 1; // y + PAD_T − u of row y0 and u = K − 1
     let dbase = c * prm.oh * prm.ow;
     let wrow = c * K * K;
     // generated: the weights w_u_v; accumulators a_i_j = 0 (output row y0 + i, column x0 + j);
     // for each candidate dy row ti = r_lo + r (r descending, so that u ascends per output) with
-    // S | ti inside dy: slots d_t = dyin(drow, t_lo + t) for S | PAD − K + 1 + t, feeding every
+    // S | ti inside dy: slots d_t = dyin(drow, t_lo + t) for S | PAD_L − K + 1 + t, feeding every
     // output row i with u = i + K − 1 − r in [0, K): a_i_j = fma(w_u_v, d_{j+K−1−v}, a_i_j);
     // then put_dx for each output inside the image.
     //@rows backward

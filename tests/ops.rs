@@ -81,24 +81,19 @@ fn gemm_matches_reference() {
 #[test]
 fn stem_conv_matches_reference() {
     let g = gpu();
-    for (i, &(cin, h, w, cout, k, s)) in [
-        (3, 17, 23, 5, 3, 2),
-        (3, 9, 8, 7, 3, 1),
-        (2, 11, 13, 3, 5, 2),
-        (3, 30, 41, 13, 3, 2),
+    // tf: TF "SAME" padding, asymmetric where the total is odd (30 rows, k3 s2: 0 above, 1 below)
+    for (i, &(cin, h, w, cout, k, s, tf)) in [
+        (3, 17, 23, 5, 3, 2, false),
+        (3, 9, 8, 7, 3, 1, false),
+        (2, 11, 13, 3, 5, 2, false),
+        (3, 30, 41, 13, 3, 2, false),
+        (3, 30, 41, 13, 3, 2, true),
+        (2, 14, 13, 3, 5, 2, true),
     ]
     .iter()
     .enumerate()
     {
-        let sh = ConvShape {
-            cin,
-            h,
-            w,
-            cout,
-            k,
-            stride: s,
-            pad: (k - 1) / 2,
-        };
+        let sh = ConvShape::new((cin, h, w), cout, k, s, tf);
         let (oh, ow) = sh.out();
         let x = rand(cin * h * w, 10 + i as u64, -2.0, 2.0);
         let wt = rand(cout * cin * k * k, 20 + i as u64, -1.0, 1.0);
@@ -118,7 +113,7 @@ fn stem_conv_matches_reference() {
         .unwrap();
         let want = conv::cpu::conv(sh, true, &x, &wt, &b);
         check(
-            &format!("conv{k}s{s}"),
+            &format!("conv{k}s{s}{}", if tf { "tf" } else { "" }),
             &read(&yb),
             &want,
             &[cout, oh, ow],
@@ -130,22 +125,22 @@ fn stem_conv_matches_reference() {
 #[test]
 fn depthwise_forward_and_backward_match_reference() {
     let g = gpu();
+    // the last four: TF "SAME" padding, one more zero row/column after the image than before
+    // where the total is odd (14 rows k5 s2: 1 above, 2 below; 8 rows k3 s2: 0 above, 1 below)
     let cases = [
-        (7, 13, 9, 3, 1, true, true),
-        (5, 15, 11, 5, 2, true, false),
-        (3, 8, 10, 3, 2, false, false),
-        (6, 7, 7, 5, 1, false, true),
-        (9, 30, 41, 3, 2, true, false),
+        (7, 13, 9, 3, 1, true, true, false),
+        (5, 15, 11, 5, 2, true, false, false),
+        (3, 8, 10, 3, 2, false, false, false),
+        (6, 7, 7, 5, 1, false, true, false),
+        (9, 30, 41, 3, 2, true, false, false),
+        (5, 14, 10, 5, 2, true, false, true),
+        (7, 13, 9, 3, 1, true, true, true),
+        (4, 21, 16, 5, 2, true, false, true),
+        (3, 8, 10, 3, 2, false, false, true),
     ];
-    for (i, &(c, h, w, k, s, in_silu, res)) in cases.iter().enumerate() {
-        let sh = DwShape {
-            c,
-            h,
-            w,
-            k,
-            stride: s,
-            pad: (k - 1) / 2,
-        };
+    for (i, &(c, h, w, k, s, in_silu, res, tf)) in cases.iter().enumerate() {
+        let sh = DwShape::new(c, h, w, k, s, tf);
+        let s_tf = if tf { "tf" } else { "" };
         let (oh, ow) = sh.out();
         let seed = 50 + 10 * i as u64;
         let x = rand(c * h * w, seed, -3.0, 3.0);
@@ -170,7 +165,7 @@ fn depthwise_forward_and_backward_match_reference() {
         .unwrap();
         let want = depthwise::cpu::forward(sh, in_silu, &x, &wt, &b);
         check(
-            &format!("dw{k}s{s}.fwd"),
+            &format!("dw{k}s{s}{s_tf}.fwd"),
             &read(&yb),
             &want,
             &[c, oh, ow],
@@ -183,7 +178,7 @@ fn depthwise_forward_and_backward_match_reference() {
             .map(|p| p.iter().map(|&v| combicam_gpu::ops::silu(v)).sum())
             .collect();
         check(
-            &format!("dw{k}s{s}.pool"),
+            &format!("dw{k}s{s}{s_tf}.pool"),
             &got,
             &pool,
             &[c],
@@ -211,7 +206,7 @@ fn depthwise_forward_and_backward_match_reference() {
             res.then_some(&r[..]),
         );
         check(
-            &format!("dw{k}s{s}.bwd"),
+            &format!("dw{k}s{s}{s_tf}.bwd"),
             &read(&dxb),
             &want,
             &[c, h, w],

@@ -48,18 +48,22 @@ fn generated_conv_shaders_validate() {
 /// The depthwise kernels generated from the template, for every EfficientNet shape and more.
 #[test]
 fn generated_depthwise_shaders_validate() {
-    for (k, s, p) in [
-        (3, 1, 1),
-        (3, 2, 1),
-        (5, 1, 2),
-        (5, 2, 2),
-        (1, 1, 0),
-        (7, 2, 3),
-        (3, 4, 1),
+    // (k, s, pad top, pad left): symmetric, then TF "SAME" pads
+    for (k, s, pt, pl) in [
+        (3, 1, 1, 1),
+        (3, 2, 1, 1),
+        (5, 1, 2, 2),
+        (5, 2, 2, 2),
+        (1, 1, 0, 0),
+        (7, 2, 3, 3),
+        (3, 4, 1, 1),
+        (3, 2, 0, 1),
+        (5, 2, 1, 2),
+        (5, 2, 2, 1),
     ] {
         validate(
-            &format!("depthwise k{k} s{s} pad {p}"),
-            &depthwise::source(k, s, p),
+            &format!("depthwise k{k} s{s} pad {pt},{pl}"),
+            &depthwise::source(k, s, pt, pl),
         );
     }
 }

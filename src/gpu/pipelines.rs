@@ -26,6 +26,20 @@ pub fn shader_source(name: &str) -> &'static str {
         .1
 }
 
+/// Fill a template: every marker must occur, so a template edit that drops one fails loudly
+/// instead of leaving the default in place.
+pub fn splice(template: &str, parts: &[(&str, String)]) -> String {
+    let mut s = template.to_string();
+    for (marker, text) in parts {
+        assert!(
+            s.contains(marker),
+            "shader template lacks the marker {marker:?}"
+        );
+        s = s.replacen(marker, text, 1);
+    }
+    s
+}
+
 #[derive(Default)]
 pub struct PipelineCache {
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,

@@ -1,21 +1,71 @@
 //! EfficientNet B0–B7 architecture from the width/depth multipliers, and the per-family
 //! numerics (BN eps, padding rule).
 
-/// Which code the weights were trained with: decides BN eps and key names.
+/// Which code the weights were trained with: decides BN eps, activation, SE and padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Family {
     /// `efficientnet_pytorch` 0.7.0 as used by visloc: eps 1e-3, symmetric (k−1)/2 padding.
     Visloc,
     /// timm `efficientnet_bN`: eps 1e-5, symmetric padding ((s−1)+(k−1))/2 = (k−1)/2 here.
     Timm,
+    /// timm `tf_efficientnet_bN` (TF ports, incl. noisy student): eps 1e-3, TF "SAME" padding.
+    TimmTf,
+    /// EfficientNet-Lite0–4: ReLU6, no SE, eps 1e-3, TF "SAME" padding, fixed stem and head.
+    Lite,
+}
+
+/// The activation of every conv of the network (stem, expand, depthwise, head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Act {
+    /// x·sigmoid(x)
+    Silu,
+    /// min(max(x, 0), 6)
+    Relu6,
+}
+
+impl Act {
+    /// The value of the WGSL override `ACT` (shaders/prelude.wgsl).
+    pub fn code(self) -> u32 {
+        match self {
+            Act::Silu => 0,
+            Act::Relu6 => 1,
+        }
+    }
 }
 
 impl Family {
     pub fn bn_eps(self) -> f64 {
         match self {
-            Family::Visloc => 1e-3,
+            Family::Visloc | Family::TimmTf | Family::Lite => 1e-3,
             Family::Timm => 1e-5,
         }
+    }
+    pub fn act(self) -> Act {
+        match self {
+            Family::Lite => Act::Relu6,
+            _ => Act::Silu,
+        }
+    }
+    pub fn has_se(self) -> bool {
+        self != Family::Lite
+    }
+    /// TF "SAME" padding at the actual input size, else symmetric (k−1)/2.
+    pub fn tf_same(self) -> bool {
+        matches!(self, Family::TimmTf | Family::Lite)
+    }
+}
+
+/// Padding before the first row (or column) and the output size of a conv along one axis
+/// of `n` inputs: TF "SAME" pads max((⌈n/s⌉−1)·s + k − n, 0) in all, ⌊·/2⌋ before; otherwise
+/// (k−1)/2 on both sides.
+pub fn pad_out(n: usize, k: usize, s: usize, tf_same: bool) -> (usize, usize) {
+    if tf_same {
+        let out = n.div_ceil(s);
+        let total = ((out - 1) * s + k).saturating_sub(n);
+        (total / 2, out)
+    } else {
+        let p = (k - 1) / 2;
+        (p, crate::ops::conv::out_size(n, k, s, p))
     }
 }
 
@@ -30,8 +80,10 @@ pub struct BlockCfg {
     pub expand: usize,
     pub k: usize,
     pub stride: usize,
-    /// squeeze channels: max(1, ⌊cin·0.25⌋)
+    /// squeeze channels: max(1, ⌊cin·0.25⌋); 0 when the block has no squeeze-excite
     pub cse: usize,
+    /// TF "SAME" padding (see [`pad_out`])
+    pub tf_same: bool,
 }
 
 impl BlockCfg {
@@ -41,18 +93,28 @@ impl BlockCfg {
     pub fn residual(&self) -> bool {
         self.stride == 1 && self.cin == self.cout
     }
-    pub fn pad(&self) -> usize {
-        (self.k - 1) / 2
+    pub fn has_se(&self) -> bool {
+        self.cse > 0
+    }
+    /// (pad top, pad left, out h, out w) of the depthwise conv on an ih×iw input.
+    pub fn pads(&self, ih: usize, iw: usize) -> (usize, usize, usize, usize) {
+        let (pt, oh) = pad_out(ih, self.k, self.stride, self.tf_same);
+        let (pl, ow) = pad_out(iw, self.k, self.stride, self.tf_same);
+        (pt, pl, oh, ow)
     }
     /// The depthwise conv of this block on an ih×iw input.
     pub fn dw_shape(&self, ih: usize, iw: usize) -> crate::ops::depthwise::DwShape {
+        let (pad_t, pad_l, oh, ow) = self.pads(ih, iw);
         crate::ops::depthwise::DwShape {
             c: self.cmid(),
             h: ih,
             w: iw,
             k: self.k,
             stride: self.stride,
-            pad: self.pad(),
+            pad_t,
+            pad_l,
+            oh,
+            ow,
         }
     }
     /// The squeeze-excite of this block over `hw` depthwise outputs.
@@ -79,25 +141,33 @@ impl ModelCfg {
         self.family.bn_eps()
     }
     pub fn name(&self) -> String {
-        format!("efficientnet-b{}", self.variant)
+        match self.family {
+            Family::Visloc => format!("efficientnet-b{}", self.variant),
+            Family::Timm => format!("efficientnet_b{}", self.variant),
+            Family::TimmTf => format!("tf_efficientnet_b{}", self.variant),
+            Family::Lite => format!("efficientnet-lite{}", self.variant),
+        }
+    }
+
+    /// The stem conv (3×3, stride 2) on an H×W input: (pad top, pad left, out h, out w).
+    pub fn stem_pads(&self, h: usize, w: usize) -> (usize, usize, usize, usize) {
+        let tf = self.family.tf_same();
+        let (pt, oh) = pad_out(h, 3, 2, tf);
+        let (pl, ow) = pad_out(w, 3, 2, tf);
+        (pt, pl, oh, ow)
     }
 
     /// Spatial size after the stem and after every block, for an H×W input.
     pub fn sizes(&self, h: usize, w: usize) -> (usize, usize, Vec<(usize, usize)>) {
-        let stem = (
-            crate::ops::conv::out_size(h, 3, 2, 1),
-            crate::ops::conv::out_size(w, 3, 2, 1),
-        );
-        let mut cur = stem;
+        let (_, _, sh, sw) = self.stem_pads(h, w);
+        let mut cur = (sh, sw);
         let mut out = Vec::new();
         for b in &self.blocks {
-            cur = (
-                crate::ops::conv::out_size(cur.0, b.k, b.stride, b.pad()),
-                crate::ops::conv::out_size(cur.1, b.k, b.stride, b.pad()),
-            );
+            let (_, _, oh, ow) = b.pads(cur.0, cur.1);
+            cur = (oh, ow);
             out.push(cur);
         }
-        (stem.0, stem.1, out)
+        (sh, sw, out)
     }
 
     /// Forward multiply-adds for an H×W input, backbone only.
@@ -153,14 +223,37 @@ pub fn round_filters(f: usize, width: f64) -> usize {
     new
 }
 
+/// (width, depth) multipliers of EfficientNet-Lite0–4.
+pub const LITE_MULTIPLIERS: [(f64, f64); 5] =
+    [(1.0, 1.0), (1.0, 1.1), (1.1, 1.2), (1.2, 1.4), (1.4, 1.8)];
+
+/// How many variants a family has (B0–B7, Lite0–4).
+pub fn variants(family: Family) -> usize {
+    match family {
+        Family::Lite => LITE_MULTIPLIERS.len(),
+        _ => MULTIPLIERS.len(),
+    }
+}
+
 pub fn efficientnet(variant: usize, family: Family) -> ModelCfg {
-    assert!(variant < 8, "EfficientNet variants are B0..B7");
-    let (width, depth) = MULTIPLIERS[variant];
+    assert!(variant < variants(family), "no such EfficientNet variant");
+    let lite = family == Family::Lite;
+    let (width, depth) = if lite {
+        LITE_MULTIPLIERS[variant]
+    } else {
+        MULTIPLIERS[variant]
+    };
     let mut blocks = Vec::new();
     for (stage, &(r, k, s, e, i, o)) in BASE.iter().enumerate() {
         let cin = round_filters(i, width);
         let cout = round_filters(o, width);
-        let repeats = (depth * r as f64).ceil() as usize;
+        // Lite keeps the first and last stage at one block
+        let fixed = lite && (stage == 0 || stage == BASE.len() - 1);
+        let repeats = if fixed {
+            r
+        } else {
+            (depth * r as f64).ceil() as usize
+        };
         for j in 0..repeats {
             let bin = if j == 0 { cin } else { cout };
             blocks.push(BlockCfg {
@@ -171,15 +264,17 @@ pub fn efficientnet(variant: usize, family: Family) -> ModelCfg {
                 expand: e,
                 k,
                 stride: if j == 0 { s } else { 1 },
-                cse: (bin / 4).max(1),
+                cse: if family.has_se() { (bin / 4).max(1) } else { 0 },
+                tf_same: family.tf_same(),
             });
         }
     }
     ModelCfg {
         variant,
-        stem: round_filters(32, width),
+        // Lite: stem 32 and head 1280 whatever the width
+        stem: if lite { 32 } else { round_filters(32, width) },
         blocks,
-        head: round_filters(1280, width),
+        head: if lite { 1280 } else { round_filters(1280, width) },
         family,
     }
 }

@@ -110,15 +110,7 @@ pub fn forward(wts: &Weights, input: &[f32], h: usize, w: usize) -> Forward {
     let cfg = &wts.cfg;
     let (sh, sw, sizes) = cfg.sizes(h, w);
     let stem = conv::cpu::conv(
-        ConvShape {
-            cin: 3,
-            h,
-            w,
-            cout: cfg.stem,
-            k: 3,
-            stride: 2,
-            pad: 1,
-        },
+        ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.family.tf_same()),
         true,
         input,
         &wts.stem.w,

@@ -266,15 +266,7 @@ impl Plan {
         let input = a.buf("input".into(), 3 * h * w)?;
         let stem = a.buf("stem.out".into(), cfg.stem * sh * sw)?;
         let mut fwd = Vec::new();
-        let stem_shape = ConvShape {
-            cin: 3,
-            h,
-            w,
-            cout: cfg.stem,
-            k: 3,
-            stride: 2,
-            pad: 1,
-        };
+        let stem_shape = ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.family.tf_same());
         fwd.push(conv::conv(
             gpu,
             "stem.conv.fwd",

@@ -8,6 +8,7 @@ use crate::gpu::{
 };
 use crate::ops::gemm::GemmWeights;
 
+/// A dense conv; `pad_t`/`pad_l` zero rows/columns before the image (see `DwShape`).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
     pub cin: usize,
@@ -16,15 +17,38 @@ pub struct ConvShape {
     pub cout: usize,
     pub k: usize,
     pub stride: usize,
-    pub pad: usize,
+    pub pad_t: usize,
+    pub pad_l: usize,
+    pub oh: usize,
+    pub ow: usize,
 }
 
 impl ConvShape {
+    /// Symmetric (k−1)/2 padding, or TF "SAME" at this size (`config::pad_out`).
+    pub fn new(
+        (cin, h, w): (usize, usize, usize),
+        cout: usize,
+        k: usize,
+        stride: usize,
+        tf_same: bool,
+    ) -> Self {
+        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, tf_same);
+        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, tf_same);
+        ConvShape {
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            stride,
+            pad_t,
+            pad_l,
+            oh,
+            ow,
+        }
+    }
     pub fn out(&self) -> (usize, usize) {
-        (
-            out_size(self.h, self.k, self.stride, self.pad),
-            out_size(self.w, self.k, self.stride, self.pad),
-        )
+        (self.oh, self.ow)
     }
 }
 
@@ -56,7 +80,7 @@ pub fn source(k: usize, stride: usize, cin: usize) -> String {
     }
     for c in 0..cin {
         for u in 0..k {
-            let _ = writeln!(b, "    {{\n        let ii = i32(oi * S) - pad + {u};");
+            let _ = writeln!(b, "    {{\n        let ii = i32(oi * S) - pad_t + {u};");
             b.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
             let _ = writeln!(b, "            let row = ({c}u * prm.h + u32(ii)) * prm.w;");
             for t in 0..(7 * stride + k) {
@@ -91,11 +115,15 @@ pub fn source(k: usize, stride: usize, cin: usize) -> String {
         }
         b.push_str("    }\n");
     }
-    template
-        .replace("const K = 3u;", &format!("const K = {k}u;"))
-        .replace("const S = 2u;", &format!("const S = {stride}u;"))
-        .replace("const CIN = 3u;", &format!("const CIN = {cin}u;"))
-        .replace("    //@body\n", &b)
+    crate::gpu::pipelines::splice(
+        template,
+        &[
+            ("const K = 3u;", format!("const K = {k}u;")),
+            ("const S = 2u;", format!("const S = {stride}u;")),
+            ("const CIN = 3u;", format!("const CIN = {cin}u;")),
+            ("    //@body\n", b),
+        ],
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -111,7 +139,7 @@ pub fn conv(
 ) -> Dispatch {
     let (oh, ow) = s.out();
     let params = [
-        s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad, 0, 0, 0,
+        s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad_t, s.pad_l, 0, 0,
     ]
     .map(|v| v as u32);
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
@@ -137,7 +165,7 @@ pub fn conv(
 }
 
 pub mod cpu {
-    use super::{ConvShape, out_size};
+    use super::ConvShape;
     use crate::ops::silu;
 
     /// Every tap of a k×k window with stride and zero padding sliding over an h×w plane, padded
@@ -148,18 +176,19 @@ pub mod cpu {
         w: usize,
         k: usize,
         stride: usize,
-        pad: usize,
+        (pad_t, pad_l): (usize, usize),
+        (oh, ow): (usize, usize),
         mut f: impl FnMut(usize, usize, usize),
     ) {
-        let (oh, ow) = (out_size(h, k, stride, pad), out_size(w, k, stride, pad));
         for i in 0..oh {
             for j in 0..ow {
                 for u in 0..k {
-                    let Some(y) = (i * stride + u).checked_sub(pad).filter(|&y| y < h) else {
+                    let Some(y) = (i * stride + u).checked_sub(pad_t).filter(|&y| y < h) else {
                         continue;
                     };
                     for v in 0..k {
-                        let Some(x) = (j * stride + v).checked_sub(pad).filter(|&x| x < w) else {
+                        let Some(x) = (j * stride + v).checked_sub(pad_l).filter(|&x| x < w)
+                        else {
                             continue;
                         };
                         f(i * ow + j, y * w + x, u * k + v);
@@ -181,7 +210,7 @@ pub mod cpu {
                     &x[c * hw..(c + 1) * hw],
                     &wt[(o * s.cin + c) * kk..(o * s.cin + c + 1) * kk],
                 );
-                for_each_tap(s.h, s.w, s.k, s.stride, s.pad, |op, ip, t| {
+                for_each_tap(s.h, s.w, s.k, s.stride, (s.pad_t, s.pad_l), (s.oh, s.ow), |op, ip, t| {
                     plane[op] += wc[t] * xc[ip]
                 });
             }

