@@ -105,9 +105,65 @@ pub fn load_image_bytes_with(
     } else {
         image::metadata::Orientation::NoTransforms
     };
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
+    let mut img = if format == Some(image::ImageFormat::Jpeg) {
+        // the pixels exactly as PIL decodes them (the `image` decoder only read the header)
+        drop(decoder);
+        DynamicImage::ImageRgb8(decode_jpeg(bytes).map_err(|reason| {
+            Error::image(
+                path,
+                format!("the JPEG data is damaged ({reason}); re-export or re-download it"),
+            )
+        })?)
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?
+    };
     img.apply_orientation(orientation);
     Ok(to_rgb8_like_pil(img))
+}
+
+/// JPEG pixels as PIL's `Image.open(f).convert("RGB")` gives them: libjpeg-turbo's decoder
+/// (ISLOW IDCT, fancy upsampling, its fixed-point YCbCr→RGB; grey replicated). PIL reads every
+/// 4-component JPEG (CMYK, or YCCK that libjpeg turns into CMYK) as inverted CMYK and converts
+/// with R = round((255 − C)(255 − K)/255) on the inverted values, i.e. round(c·k/255) on the
+/// values as stored.
+fn decode_jpeg(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+    use mozjpeg::ColorSpace;
+    let decode = || -> std::io::Result<RgbImage> {
+        let d = mozjpeg::Decompress::new_mem(bytes)?;
+        let (w, h) = (d.width() as u32, d.height() as u32);
+        let rgb: Vec<u8> = match d.color_space() {
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
+                let mut s = d.to_colorspace(ColorSpace::JCS_CMYK)?;
+                let px: Vec<[u8; 4]> = s.read_scanlines()?;
+                s.finish()?;
+                let mul = |a: u8, k: u8| {
+                    let t = a as u32 * k as u32 + 128;
+                    (((t >> 8) + t) >> 8) as u8
+                };
+                px.iter()
+                    .flat_map(|&[c, m, y, k]| [mul(c, k), mul(m, k), mul(y, k)])
+                    .collect()
+            }
+            _ => {
+                let mut s = d.rgb()?;
+                let px: Vec<[u8; 3]> = s.read_scanlines()?;
+                s.finish()?;
+                px.into_iter().flatten().collect()
+            }
+        };
+        RgbImage::from_raw(w, h, rgb).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "fewer rows than the header says")
+        })
+    };
+    // libjpeg's fatal errors unwind (without the panic hook) out of the decoder
+    match std::panic::catch_unwind(decode) {
+        Ok(Ok(img)) => Ok(img),
+        Ok(Err(e)) => Err(one_line(&e.to_string())),
+        Err(payload) => Err(payload
+            .downcast_ref::<String>()
+            .map(|m| one_line(m))
+            .unwrap_or_else(|| "libjpeg error".into())),
+    }
 }
 
 /// Width and height as written in a PNG, BMP or GIF header (only used to explain errors).
