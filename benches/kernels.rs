@@ -111,7 +111,7 @@ fn main() {
         ("depthwise k3 s2 144ch 150×225", 144, 150, 225, 3, 2),
         ("depthwise k5 s1 336ch 38×57", 336, 38, 57, 5, 1),
     ] {
-        let sh = DwShape::new(c, h, w, k, s, false);
+        let sh = DwShape::new(c, h, w, k, s, PadRule::Symmetric);
         let (oh, ow) = sh.out();
         let (x, wt, b, y, dx) = (
             buf(&g, c * h * w),
@@ -165,7 +165,7 @@ fn main() {
     );
 
     // stem: 3→48, k3 s2, 300×450 → 150×225
-    let sh = ConvShape::new((3, 300, 450), 48, 3, 2, false);
+    let sh = ConvShape::new((3, 300, 450), 48, 3, 2, PadRule::Symmetric);
     let (oh, ow) = sh.out();
     let cw = conv::upload_weights(&g, "stem", (48, 3, 3), &vec![0.01f32; 48 * 27]).unwrap();
     let (cx, cb, cy) = (buf(&g, 3 * 300 * 450), buf(&g, 48), buf(&g, 48 * oh * ow));

@@ -1,16 +1,16 @@
 // cam.wgsl: Grad-CAM maps and the Combi-CAM fusion. Channel weights α come from
 // reduce.wgsl (MODE 0: spatial mean of the gradient).
-// Bindings: 0 prm, 1 act: (C, HW) block output, 2 alpha: (ΣC) all blocks, 3 maps: (Σ h·w) rw,
+// Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 alpha: (ΣC) all blocks, 3 maps: (Σ h·w) rw,
 //           4 bmeta: per fused block vec4(map offset, h, w, 0), 5 fused: (H, W) rw,
 //           6 mm: (2) [min, max] rw, 7 norm: (H, W) rw
-// gradcam_map: maps[off + p] = max(0, Σ_c α[c]·act[c, p])
+// gradcam_map: maps[off + p] = max(0, Σ_c α[c]·blk[c, p])
 // fuse:        fused[y, x] = Σ_blocks bilinear_align_corners(map_b)(y, x)
 // minmax:      mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0
 
 struct Params { c: u32, hw: u32, map_off: u32, alpha_off: u32, out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
 
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> act: array<f32>;
+@group(0) @binding(1) var<storage, read> blk: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
 @group(0) @binding(3) var<storage, read_write> maps: array<f32>;
 @group(0) @binding(4) var<storage, read> bmeta: array<vec4<u32>>;
@@ -34,8 +34,8 @@ fn gradcam_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     for (var c = 0u; c < prm.c; c++) {
         let a = vec4(alpha[prm.alpha_off + c]);
         let o = c * prm.hw;
-        lo = fma(a, vec4(act[o + p0], act[o + min(p0 + 1u, last)], act[o + min(p0 + 2u, last)], act[o + min(p0 + 3u, last)]), lo);
-        hi = fma(a, vec4(act[o + min(p0 + 4u, last)], act[o + min(p0 + 5u, last)], act[o + min(p0 + 6u, last)], act[o + min(p0 + 7u, last)]), hi);
+        lo = fma(a, vec4(blk[o + p0], blk[o + min(p0 + 1u, last)], blk[o + min(p0 + 2u, last)], blk[o + min(p0 + 3u, last)]), lo);
+        hi = fma(a, vec4(blk[o + min(p0 + 4u, last)], blk[o + min(p0 + 5u, last)], blk[o + min(p0 + 6u, last)], blk[o + min(p0 + 7u, last)]), hi);
     }
     for (var j = 0u; j < 8u; j++) {
         if (p0 + j < prm.hw) {

@@ -1,6 +1,6 @@
 // conv.wgsl: dense k×k convolution with stride and zero padding (pad_t rows above, pad_l
 // columns left; below and right what OH, OW need), BN folded
-// into (wt, bias), optional SiLU. Used for the stem (never differentiated).
+// into (wt, bias), optional activation (prelude's act). Used for the stem (never differentiated).
 // Bindings: 0 prm, 1 x: (Cin, H, W) f32, 2 wt: the weights transposed to (Cin·K·K, Cout) as an
 //           rgba32float texture of ceil(Cout/4) × Cin·K·K texels (`ops::conv::upload_weights`),
 //           3 bias: (Cout) f32, 4 y: (Cout, OH, OW) f32
@@ -16,7 +16,7 @@ struct Params { cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, k: u32, s
 const K = 3u;
 const S = 2u;
 const CIN = 3u;
-override ACT: u32 = 1u; // 0: none, 1: silu
+override APPLY_ACT: bool = true; // act() of the prelude, or none
 
 const TW = 8u;
 
@@ -35,8 +35,8 @@ fn xat(row: u32, jj: i32) -> f32 {
 fn emit(o: u32, at: u32, v: f32) {
     if (o < prm.cout) {
         var r = v + bias[o];
-        if (ACT == 1u) {
-            r = r / (1.0 + exp(-r));
+        if (APPLY_ACT) {
+            r = act(r);
         }
         y[o * prm.oh * prm.ow + at] = r;
     }

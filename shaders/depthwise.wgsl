@@ -4,12 +4,12 @@
 //           or the forward input's pre-activation z for the backward), 4 out: rw,
 //           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw
 // forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad_t+u, j·s−pad_l+v]),
-//           act = silu when IN_SILU (x is the expand conv's pre-activation), else identity.
+//           act = the prelude's act when IN_ACT (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
 //           (+ res[c,y,x] when HAS_RES: the residual path's gradient).
 // A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
 // backward one THB rows × TW. Each input row the invocation touches is loaded once (with its
-// SiLU) into registers, and the weights once; every tap then reads registers.
+// activation) into registers, and the weights once; every tap then reads registers.
 // This file is a template: `ops::depthwise::source` sets K, S, PAD_T, PAD_L, TH and THB below and
 // writes the kernel rows and the stores as straight-line code at the two `@rows` markers
 // (loops over register arrays are not unrolled by every compiler; on lavapipe the looped
@@ -22,9 +22,9 @@ const S = 1u;
 const PAD_T = 1; // zero rows above the image
 const PAD_L = 1; // zero columns left of it (below and right: what OH, OW need)
 
-override IN_SILU: bool = true;
+override IN_ACT: bool = true;
 override HAS_RES: bool = false;
-// forward: also write Σ silu(out) over the invocation's outputs to part[idx] (idx = c·parts +
+// forward: also write Σ act(out) over the invocation's outputs to part[idx] (idx = c·parts +
 // band·strips + strip, parts = bands·strips): the squeeze-excite pool, finished by a short
 // row reduction
 override POOL: bool = false;
@@ -42,13 +42,9 @@ const THB = 2u; // output rows per backward invocation (likewise)
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read_write> part: array<f32>;
 
-fn sigmoid(v: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-v));
-}
-
-// silu(v) where output (oi, oj) exists, else 0: a term of the SE pool
+// act(v) where output (oi, oj) exists, else 0: a term of the SE pool
 fn pool_term(v: f32, oi: u32, oj: u32) -> f32 {
-    return select(0.0, v * sigmoid(v), oi < prm.oh && oj < prm.ow);
+    return select(0.0, act(v), oi < prm.oh && oj < prm.ow);
 }
 
 fn strip_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -70,8 +66,8 @@ fn tile_of(idx: u32, rows: u32, cols: u32, th: u32) -> vec3<u32> {
 // act(x[row + jj]) for input column jj, zero outside the row
 fn xin(row: u32, jj: i32) -> f32 {
     var v = x[row + u32(clamp(jj, 0, i32(prm.w) - 1))];
-    if (IN_SILU) {
-        v = v * sigmoid(v);
+    if (IN_ACT) {
+        v = act(v);
     }
     return select(0.0, v, jj >= 0 && jj < i32(prm.w));
 }
@@ -108,10 +104,8 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 // dx[o] = act'(z[o])·g (+ res[o]); o = (c·H + y)·W + x
 fn put_dx(o: u32, acc: f32) {
     var g = acc;
-    if (IN_SILU) {
-        let z = x[o];
-        let sg = sigmoid(z);
-        g = g * sg * (1.0 + z * (1.0 - sg));
+    if (IN_ACT) {
+        g = g * dact(x[o]);
     }
     if (HAS_RES) {
         g += res[o];

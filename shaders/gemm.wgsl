@@ -4,7 +4,8 @@
 //           zero-padded past K (`ops::gemm::GemmWeights`), 2 x: (K, P) f32, 3 bias: (M) f32,
 //           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
-//       T(v) = v (IN_MODE 0) or silu(v)·scale[k] (IN_MODE 1: SE-scaled projection input).
+//       T(v) = v (IN_MODE 0) or act(v)·scale[k] (IN_MODE 1: the projection's input, its SE
+//       scale, or ones without SE, fused into the loads; act: the prelude's).
 // Two kernels, picked per adapter by `ops::gemm`:
 //  * `pack_x` then `regs` (CPU adapters, e.g. lavapipe). On a software rasteriser a
 //    storage-buffer load costs a per-lane loop while a texel fetch is one vector gather, so
@@ -47,7 +48,7 @@ fn load_x(k: u32, p: u32) -> f32 {
     }
     let v = x[k * prm.p + p];
     if (IN_MODE == 1u) {
-        return v / (1.0 + exp(-v)) * scale[k];
+        return act(v) * scale[k];
     }
     return v;
 }
@@ -91,7 +92,7 @@ fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     var v = vec4(x[o], x[o + min(1u, l)], x[o + min(2u, l)], x[o + min(3u, l)]);
     v = select(vec4(0.0), v, vec4(0u, 1u, 2u, 3u) <= vec4(l));
     if (IN_MODE == 1u) {
-        v = v / (1.0 + exp(-v)) * scale[k]; // one scale load per texel
+        v = act4(v) * scale[k]; // one scale load per texel
     }
     textureStore(xw, pack_coord(i), v);
 }

@@ -2,9 +2,9 @@
 // SE gradient, statistics), and the global pool's gradient.
 // Bindings: 0 prm, 1 x: (rows, len) f32 read from x[in_off + row·len + i], 2 y: same layout
 //           as x (MODE 2) or the per-row gradient g: (rows) (pool_backward), 3 out: rw
-// rows:  out[out_off + row] = R_i f(x, y) with MODE 0: mean x, 1: mean silu(x),
-//        2: Σ x·silu(y), 3: max |x|, 4: max x
-// pool_backward: out[r, i] = g[r]·inv_len·silu'(x[r, i])   (gradient of mean silu(z))
+// rows:  out[out_off + row] = R_i f(x, y) with MODE 0: mean x, 1: mean act(x),
+//        2: Σ x·act(y), 3: max |x|, 4: max x   (act: the prelude's)
+// pool_backward: out[r, i] = g[r]·inv_len·act'(x[r, i])   (gradient of mean act(z))
 
 struct Params { rows: u32, len: u32, in_off: u32, out_off: u32, inv_len: f32, _p0: u32, _p1: u32, _p2: u32 }
 
@@ -17,10 +17,6 @@ override MODE: u32 = 0u;
 
 // 8 rows per workgroup of 64, 8 invocations per row: one barrier, no tree.
 var<workgroup> part: array<f32, 64>;
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
 
 fn is_max_mode() -> bool {
     return MODE == 3u || MODE == 4u;
@@ -47,8 +43,8 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             let v = x[base + i];
             switch MODE {
                 case 0u: { acc += v; }
-                case 1u: { acc += silu(v); }
-                case 2u: { acc += v * silu(y[base + i]); }
+                case 1u: { acc += act(v); }
+                case 2u: { acc += v * act(y[base + i]); }
                 case 3u: { acc = max(acc, abs(v)); }
                 default: { acc = max(acc, v); }
             }
@@ -75,7 +71,5 @@ fn pool_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
         return;
     }
     let r = idx / prm.len;
-    let z = x[idx];
-    let sg = 1.0 / (1.0 + exp(-z));
-    out[idx] = y[r] * prm.inv_len * sg * (1.0 + z * (1.0 - sg));
+    out[idx] = y[r] * prm.inv_len * dact(x[idx]);
 }

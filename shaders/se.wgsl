@@ -1,11 +1,12 @@
-// se.wgsl: squeeze-excite. The squeeze (mean of silu(z_d)) is reduce.wgsl MODE 1; the
+// se.wgsl: squeeze-excite. The squeeze (mean of act(z_d)) is reduce.wgsl MODE 1; the
 // channel scale is applied inside gemm.wgsl's projection loads (IN_MODE 1).
 // Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_x: (CMID, CSE), 4 b_x: (CMID),
 //           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID),
 //           9 dm: (CMID) rw, 10 du: (CMID, HW) rw, 11 zd: (CMID, HW)
 // forward:  r = w_r·m + b_r;  s = sigmoid(w_x·silu(r) + b_x)
 // backward: dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
-// apply_backward: du[c,p] ← (du[c,p]·s[c] + dm[c]/HW)·silu'(zd[c,p])   (in place: du becomes dz_d)
+// apply_backward: du[c,p] ← (du[c,p]·s[c] + dm[c]/HW)·act'(zd[c,p])   (in place: du becomes dz_d;
+//                 without SE, s = 1 and dm = 0). The SE's own activation is always SiLU.
 
 struct Params { cmid: u32, cse: u32, hw: u32, inv_hw: f32 }
 
@@ -24,15 +25,6 @@ struct Params { cmid: u32, cse: u32, hw: u32, inv_hw: f32 }
 
 const MAX_SE: u32 = 1024u;
 var<workgroup> hid: array<f32, 1024>;
-
-fn sigmoid(v: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-v));
-}
-
-fn dsilu(z: f32) -> f32 {
-    let sg = sigmoid(z);
-    return sg * (1.0 + z * (1.0 - sg));
-}
 
 // One workgroup for the whole SE of one image.
 @compute @workgroup_size(256)
@@ -92,7 +84,7 @@ fn apply_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
         let p = p0 + j;
         if (p < prm.hw) {
             let i = base + p;
-            du[i] = (du[i] * sc + mc) * dsilu(zd[i]);
+            du[i] = (du[i] * sc + mc) * dact(zd[i]);
         }
     }
 }

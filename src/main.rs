@@ -169,9 +169,8 @@ fn private_runtime_dir() {
         let dir = std::env::temp_dir().join(format!("combicam-gpu-runtime-{uid}"));
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
         // only a folder we own and nobody else can enter
-        let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| {
-            m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0
-        });
+        let ours = std::fs::symlink_metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
         if ours {
             // SAFETY: called first thing in main, before any other thread exists.
             unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };

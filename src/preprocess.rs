@@ -152,7 +152,10 @@ fn decode_jpeg(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
             }
         };
         RgbImage::from_raw(w, h, rgb).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "fewer rows than the header says")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "fewer rows than the header says",
+            )
         })
     };
     // libjpeg's fatal errors unwind (without the panic hook) out of the decoder

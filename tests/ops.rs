@@ -2,7 +2,8 @@
 //! counts not a multiple of 4, stride 2, k = 3 and 5, sizes not a multiple of the workgroup.
 
 use crate::common::{check, gpu, rand, read, up, zeros};
-use combicam_gpu::ops::{Tolerance, cam, conv, depthwise, gemm, head, reduce, se};
+use combicam_gpu::model::config::PadRule;
+use combicam_gpu::ops::{Act, Tolerance, cam, conv, depthwise, gemm, head, reduce, se};
 use combicam_gpu::ops::{
     conv::ConvShape,
     depthwise::DwShape,
@@ -13,6 +14,19 @@ use combicam_gpu::ops::{
 
 fn tol_for(want: &[f32]) -> Tolerance {
     Tolerance::KERNEL.scaled(want)
+}
+
+fn pad_rule(tf_same: bool) -> PadRule {
+    if tf_same {
+        PadRule::TfSame
+    } else {
+        PadRule::Symmetric
+    }
+}
+
+/// The activation a case runs with: both families' in turn (inputs span ReLU6's clip at 6).
+fn act_of(i: usize) -> Act {
+    if i % 2 == 0 { Act::Silu } else { Act::Relu6 }
 }
 
 #[test]
@@ -28,8 +42,9 @@ fn gemm_matches_reference() {
     ];
     for (i, &(m, k, p, bias, scaled, res)) in cases.iter().enumerate() {
         let a = rand(m * k, 1 + i as u64, -1.0, 1.0);
-        let x = rand(k * p, 100 + i as u64, -3.0, 3.0);
+        let x = rand(k * p, 100 + i as u64, -8.0, 8.0);
         let b = rand(m, 200 + i as u64, -1.0, 1.0);
+        let act = act_of(i);
         let s = rand(k, 300 + i as u64, 0.0, 1.0);
         let r = rand(m * p, 400 + i as u64, -1.0, 1.0);
         let ab = GemmWeights::upload(g, "test.a", &a, m, k).unwrap();
@@ -38,7 +53,7 @@ fn gemm_matches_reference() {
             &a,
             &x,
             bias.then_some(&b[..]),
-            scaled.then_some(&s[..]),
+            scaled.then_some((act, &s[..])),
             res.then_some(&r[..]),
             m,
             k,
@@ -59,7 +74,7 @@ fn gemm_matches_reference() {
                 res: res.then_some(&rb.buf),
                 y: &yb.buf,
                 mode: if scaled {
-                    InMode::SiluScaled
+                    InMode::ActScaled(act)
                 } else {
                     InMode::Plain
                 },
@@ -68,7 +83,14 @@ fn gemm_matches_reference() {
             let ds = gemm::gemm_variant(g, "test.gemm", &args, variant);
             g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
             check(
-                &format!("gemm.{variant:?}.{m}x{k}x{p}"),
+                &format!(
+                    "gemm.{variant:?}.{m}x{k}x{p}{}",
+                    if scaled {
+                        format!(".{act:?}")
+                    } else {
+                        String::new()
+                    }
+                ),
                 &read(&yb),
                 &want,
                 &[m, p],
@@ -93,8 +115,9 @@ fn stem_conv_matches_reference() {
     .iter()
     .enumerate()
     {
-        let sh = ConvShape::new((cin, h, w), cout, k, s, tf);
+        let sh = ConvShape::new((cin, h, w), cout, k, s, pad_rule(tf));
         let (oh, ow) = sh.out();
+        let act = act_of(i);
         let x = rand(cin * h * w, 10 + i as u64, -2.0, 2.0);
         let wt = rand(cout * cin * k * k, 20 + i as u64, -1.0, 1.0);
         let b = rand(cout, 30 + i as u64, -1.0, 1.0);
@@ -104,16 +127,16 @@ fn stem_conv_matches_reference() {
             g,
             "test.conv",
             sh,
-            true,
+            Some(act),
             &xb.buf,
             &wb,
             &bb.buf,
             &yb.buf,
         )])
         .unwrap();
-        let want = conv::cpu::conv(sh, true, &x, &wt, &b);
+        let want = conv::cpu::conv(sh, Some(act), &x, &wt, &b);
         check(
-            &format!("conv{k}s{s}{}", if tf { "tf" } else { "" }),
+            &format!("conv{k}s{s}{}.{act:?}", if tf { "tf" } else { "" }),
             &read(&yb),
             &want,
             &[cout, oh, ow],
@@ -138,12 +161,13 @@ fn depthwise_forward_and_backward_match_reference() {
         (4, 21, 16, 5, 2, true, false, true),
         (3, 8, 10, 3, 2, false, false, true),
     ];
-    for (i, &(c, h, w, k, s, in_silu, res, tf)) in cases.iter().enumerate() {
-        let sh = DwShape::new(c, h, w, k, s, tf);
+    for (i, &(c, h, w, k, s, in_act, res, tf)) in cases.iter().enumerate() {
+        let act = act_of(i);
+        let sh = DwShape::new(c, h, w, k, s, pad_rule(tf));
         let s_tf = if tf { "tf" } else { "" };
         let (oh, ow) = sh.out();
         let seed = 50 + 10 * i as u64;
-        let x = rand(c * h * w, seed, -3.0, 3.0);
+        let x = rand(c * h * w, seed, -8.0, 8.0);
         let wt = rand(c * k * k, seed + 1, -1.0, 1.0);
         let b = rand(c, seed + 2, -1.0, 1.0);
         let dy = rand(c * oh * ow, seed + 3, -1.0, 1.0);
@@ -155,7 +179,8 @@ fn depthwise_forward_and_backward_match_reference() {
             g,
             "test.dw",
             sh,
-            in_silu,
+            act,
+            in_act,
             &xb.buf,
             &wb.buf,
             &bb.buf,
@@ -163,22 +188,22 @@ fn depthwise_forward_and_backward_match_reference() {
             Some(&pb.buf),
         )])
         .unwrap();
-        let want = depthwise::cpu::forward(sh, in_silu, &x, &wt, &b);
+        let want = depthwise::cpu::forward(sh, in_act.then_some(act), &x, &wt, &b);
         check(
-            &format!("dw{k}s{s}{s_tf}.fwd"),
+            &format!("dw{k}s{s}{s_tf}.{act:?}.fwd"),
             &read(&yb),
             &want,
             &[c, oh, ow],
             tol_for(&want),
         );
-        // the SE pool's partial sums: per channel they add up to Σ silu(out)
+        // the SE pool's partial sums: per channel they add up to Σ act(out)
         let got: Vec<f32> = read(&pb).chunks(parts).map(|p| p.iter().sum()).collect();
         let pool: Vec<f32> = want
             .chunks(oh * ow)
-            .map(|p| p.iter().map(|&v| combicam_gpu::ops::silu(v)).sum())
+            .map(|p| p.iter().map(|&v| act.apply(v)).sum())
             .collect();
         check(
-            &format!("dw{k}s{s}{s_tf}.pool"),
+            &format!("dw{k}s{s}{s_tf}.{act:?}.pool"),
             &got,
             &pool,
             &[c],
@@ -190,10 +215,11 @@ fn depthwise_forward_and_backward_match_reference() {
             g,
             "test.dw.bwd",
             sh,
-            in_silu,
+            act,
+            in_act,
             &dyb.buf,
             &wb.buf,
-            in_silu.then_some(&xb.buf),
+            in_act.then_some(&xb.buf),
             res.then_some(&rb.buf),
             &dxb.buf,
         );
@@ -202,11 +228,11 @@ fn depthwise_forward_and_backward_match_reference() {
             sh,
             &dy,
             &wt,
-            in_silu.then_some(&x[..]),
+            in_act.then_some((act, &x[..])),
             res.then_some(&r[..]),
         );
         check(
-            &format!("dw{k}s{s}{s_tf}.bwd"),
+            &format!("dw{k}s{s}{s_tf}.{act:?}.bwd"),
             &read(&dxb),
             &want,
             &[c, h, w],
@@ -224,13 +250,15 @@ fn reductions_match_reference() {
     let (xb, _yb) = (up(&x), up(&y));
     // rows around the 8 rows a workgroup takes; a row shorter than its 8 lanes
     for &(rows, len) in &[(5, 301), (13, 3), (19, 1000)] {
-        let x = rand(rows * len, 7, -3.0, 3.0);
-        let y = rand(rows * len, 8, -3.0, 3.0);
+        let x = rand(rows * len, 7, -8.0, 8.0);
+        let y = rand(rows * len, 8, -8.0, 8.0);
         let (xb, yb) = (up(&x), up(&y));
         for mode in [
             Reduce::Mean,
-            Reduce::MeanSilu,
-            Reduce::DotSilu,
+            Reduce::MeanAct(Act::Silu),
+            Reduce::MeanAct(Act::Relu6),
+            Reduce::DotAct(Act::Silu),
+            Reduce::DotAct(Act::Relu6),
             Reduce::MaxAbs,
             Reduce::Max,
         ] {
@@ -245,7 +273,7 @@ fn reductions_match_reference() {
                     in_off: 0,
                     out_off: 3,
                     x: &xb.buf,
-                    y: (mode == Reduce::DotSilu).then_some(&yb.buf),
+                    y: matches!(mode, Reduce::DotAct(_)).then_some(&yb.buf),
                     out: &out.buf,
                 },
             );
@@ -280,19 +308,30 @@ fn reductions_match_reference() {
     let want = reduce::cpu::rows(Reduce::Max, &x[40..57], None, 1, 17);
     check("reduce.offset", &read(&out), &want, &[1], Tolerance::KERNEL);
     let gsum = rand(rows, 9, -1.0, 1.0);
-    let (gb, ob) = (up(&gsum), zeros(rows * len));
-    g.run_now(&[&reduce::pool_backward(
-        g,
-        "test.pool.bwd",
-        rows,
-        len,
-        &xb.buf,
-        &gb.buf,
-        &ob.buf,
-    )])
-    .unwrap();
-    let want = reduce::cpu::pool_backward(&x, &gsum, rows, len);
-    check("pool.bwd", &read(&ob), &want, &[rows, len], tol_for(&want));
+    let wide = rand(rows * len, 10, -8.0, 8.0);
+    let wb = up(&wide);
+    for act in [Act::Silu, Act::Relu6] {
+        let (gb, ob) = (up(&gsum), zeros(rows * len));
+        g.run_now(&[&reduce::pool_backward(
+            g,
+            "test.pool.bwd",
+            act,
+            rows,
+            len,
+            &wb.buf,
+            &gb.buf,
+            &ob.buf,
+        )])
+        .unwrap();
+        let want = reduce::cpu::pool_backward(act, &wide, &gsum, rows, len);
+        check(
+            &format!("pool.bwd.{act:?}"),
+            &read(&ob),
+            &want,
+            &[rows, len],
+            tol_for(&want),
+        );
+    }
 }
 
 #[test]
@@ -331,6 +370,7 @@ fn squeeze_excite_matches_reference() {
         let a = se::apply_backward(
             g,
             "test.se.apply",
+            Act::Silu,
             sh,
             &sb.buf,
             &dmb.buf,
@@ -343,8 +383,39 @@ fn squeeze_excite_matches_reference() {
         check("se.s", &read(&sb), &s, &[cmid], tol_for(&s));
         let dm = se::cpu::backward(sh, &w_r, &w_x, &r, &s, &ds);
         check("se.dm", &read(&dmb), &dm, &[cmid], tol_for(&dm));
-        let dz = se::cpu::apply_backward(sh, &s, &dm, &du, &zd);
+        let dz = se::cpu::apply_backward(Act::Silu, sh, &s, &dm, &du, &zd);
         check("se.apply", &read(&bufs[6]), &dz, &[cmid, hw], tol_for(&dz));
+        // without SE (Lite): s = 1, dm = 0, so dz = du·relu6'(zd)
+        let (ones, zero) = (up(&vec![1.0; cmid]), zeros(cmid));
+        let du2 = up(&du);
+        let zd8 = rand(cmid * hw, seed + 8, -8.0, 8.0);
+        let zd8b = up(&zd8);
+        let a = se::apply_backward(
+            g,
+            "test.se.apply.relu6",
+            Act::Relu6,
+            sh,
+            &ones.buf,
+            &zero.buf,
+            &du2.buf,
+            &zd8b.buf,
+        );
+        g.run_now(&[&a]).unwrap();
+        let dz = se::cpu::apply_backward(
+            Act::Relu6,
+            sh,
+            &vec![1.0; cmid],
+            &vec![0.0; cmid],
+            &du,
+            &zd8,
+        );
+        check(
+            "se.apply.relu6",
+            &read(&du2),
+            &dz,
+            &[cmid, hw],
+            tol_for(&dz),
+        );
     }
 }
 

@@ -103,7 +103,10 @@ const CASES: &[(&str, &str)] = &[
     ("jpeg_progressive444", "jpeg_progressive444_43x29.jpg"),
     ("jpeg_restart_blocks", "jpeg_restart_blocks_51x37.jpg"),
     ("jpeg_restart_rows", "jpeg_restart_rows_51x37.jpg"),
-    ("jpeg_progressive_restart", "jpeg_progressive_restart_51x37.jpg"),
+    (
+        "jpeg_progressive_restart",
+        "jpeg_progressive_restart_51x37.jpg",
+    ),
     ("jpeg_gray", "jpeg_gray_37x29.jpg"),
     ("jpeg_cmyk", "jpeg_cmyk_41x31.jpg"),
     ("jpeg_cmyk_noadobe", "jpeg_cmyk_noadobe_41x31.jpg"),
@@ -122,7 +125,10 @@ fn decode_matches_pil() {
         let want = golden_image(&st, &format!("{name}.src"));
         let got = load_image(&golden_dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_same_pixels(&format!("decode {file}"), &got, &want);
-        println!("decode {file:<38} OK   0 of {} values differ from PIL", want.as_raw().len());
+        println!(
+            "decode {file:<38} OK   0 of {} values differ from PIL",
+            want.as_raw().len()
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! Every WGSL file parses and validates with naga (the same front end wgpu uses).
 
-use combicam_gpu::gpu::pipelines::SHADERS;
+use combicam_gpu::gpu::pipelines::{PRELUDE, SHADERS, shader_source};
 use combicam_gpu::ops::{conv, depthwise};
 
 fn validate(name: &str, src: &str) {
@@ -18,20 +18,26 @@ fn validate(name: &str, src: &str) {
 #[test]
 fn every_shader_validates() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .filter(|n| n != "prelude")
         .collect();
     files.sort();
+    let mut table: Vec<String> = SHADERS.iter().map(|(n, _)| n.to_string()).collect();
+    table.sort();
     assert_eq!(
-        files.len(),
-        SHADERS.len(),
-        "every shaders/*.wgsl must be in the shader table"
+        files, table,
+        "every shaders/*.wgsl but the prelude must be in the shader table"
     );
-    for f in files {
-        let src = std::fs::read_to_string(&f).unwrap();
-        validate(&f.file_name().unwrap().to_string_lossy(), &src);
+    validate("prelude.wgsl", PRELUDE);
+    for name in table {
+        validate(
+            &format!("{name}.wgsl (after the prelude)"),
+            &shader_source(&name),
+        );
     }
 }
 

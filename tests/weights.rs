@@ -206,18 +206,18 @@ fn non_finite_weights_and_bad_bn_statistics_are_refused() {
     );
     let e = load_err(
         "inf",
-        set("mvmf_head.mixture_weights.seq_model.0.weight", 3, f64::INFINITY),
+        set(
+            "mvmf_head.mixture_weights.seq_model.0.weight",
+            3,
+            f64::INFINITY,
+        ),
         Dtype::F16,
     );
     assert!(
         e.contains("mvmf_head.mixture_weights.seq_model.0.weight") && e.contains("inf"),
         "{e}"
     );
-    let e = load_err(
-        "mus",
-        set("mvmf_head.mvmf.mus", 1, f64::NAN),
-        Dtype::F32,
-    );
+    let e = load_err("mus", set("mvmf_head.mvmf.mus", 1, f64::NAN), Dtype::F32);
     assert!(e.contains("mvmf_head.mvmf.mus"), "{e}");
     // visloc eps is 1e-3: a variance of -1e-3 makes the fold divide by zero
     let e = load_err(
@@ -281,8 +281,13 @@ fn broken_files_give_clear_errors() {
         e.contains("cannot be read") && e.contains("weights/README.md"),
         "{e}"
     );
+    // a folder is taken when it holds one weights file (or CERTH's pair)
     let e = weights::load_file(&dir).err().unwrap().to_string();
-    assert!(e.contains("is a directory"), "{e}");
+    assert!(e.contains("holds several weights files"), "{e}");
+    let empty = dir.join("empty-folder");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = weights::load_file(&empty).err().unwrap().to_string();
+    assert!(e.contains("holds no weights"), "{e}");
     // a safetensors file that is not an EfficientNet
     let views = vec![(
         "foo".to_string(),
@@ -291,7 +296,7 @@ fn broken_files_give_clear_errors() {
     let q = dir.join("other.safetensors");
     safetensors::serialize_to_file(views, None, &q).unwrap();
     let e = weights::load_file(&q).err().unwrap().to_string();
-    assert!(e.contains("not an EfficientNet weights file"), "{e}");
+    assert!(e.contains("holds no EfficientNet"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
-/// Every WGSL source, one file per op family.
+/// Shared WGSL functions (the activations), joined in front of every shader of the table.
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// Every WGSL source, one file per op family (each is valid after [`PRELUDE`]).
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm", include_str!("../../shaders/gemm.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
@@ -17,13 +20,14 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("cam", include_str!("../../shaders/cam.wgsl")),
 ];
 
-/// The text of a shader of the table.
-pub fn shader_source(name: &str) -> &'static str {
-    SHADERS
+/// The text of a shader of the table, after the prelude.
+pub fn shader_source(name: &str) -> String {
+    let body = SHADERS
         .iter()
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no shader {name:?} in the table"))
-        .1
+        .1;
+    format!("{PRELUDE}\n{body}")
 }
 
 /// Fill a template: every marker must occur, so a template edit that drops one fails loudly

@@ -127,7 +127,7 @@ fn sniff(path: &Path) -> Result<Kind> {
     let starts = |s: &[u8]| head.starts_with(s);
     Ok(if head.is_empty() {
         Kind::Other("an empty file")
-    } else if head.len() > 9 && head[8] == b'{' && head[9] == b'"' {
+    } else if head.len() > 8 && head[8] == b'{' {
         Kind::Safetensors
     } else if starts(b"PK\x03\x04") || starts(&[0x80]) || head.get(257..262) == Some(b"ustar") {
         Kind::Pytorch
@@ -135,11 +135,17 @@ fn sniff(path: &Path) -> Result<Kind> {
         Kind::Other("a PNG image")
     } else if starts(&[0xFF, 0xD8, 0xFF]) {
         Kind::Other("a JPEG image")
-    } else if starts(b"GIF8") || starts(b"BM") || (starts(b"RIFF") && head.get(8..12) == Some(b"WEBP")) {
+    } else if starts(b"GIF8")
+        || starts(b"BM")
+        || (starts(b"RIFF") && head.get(8..12) == Some(b"WEBP"))
+    {
         Kind::Other("an image")
     } else if starts(b"PK") {
         Kind::Other("a zip archive of another kind")
-    } else if head.iter().all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7F).contains(&b) || b >= 0x80) {
+    } else if head
+        .iter()
+        .all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7F).contains(&b) || b >= 0x80)
+    {
         Kind::Other("a text file")
     } else {
         Kind::Other("of an unknown format")
@@ -155,10 +161,23 @@ pub fn open_file(path: &Path) -> Result<Box<dyn TensorSource>> {
     match sniff(path)? {
         Kind::Safetensors => Ok(Box::new(SafetensorsFile::open(path)?)),
         Kind::Pytorch => Ok(Box::new(PtFile::open(path)?)),
-        Kind::Other(what) => Err(Error::weights(
-            &p,
-            format!("is {what}, not weights: --weights takes a .safetensors file, a PyTorch .pt/.pth state dict, or a folder with efficientnet_backbone.pt and mvmf_head.pt (weights/README.md)"),
-        )),
+        Kind::Other(what) => {
+            let named = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_lowercase);
+            let said = match named.as_deref() {
+                Some("safetensors") => "is not a valid safetensors file: it is",
+                Some("pt" | "pth") => "is not a PyTorch checkpoint: it is",
+                _ => "is",
+            };
+            Err(Error::weights(
+                &p,
+                format!(
+                    "{said} {what}, not weights; --weights takes a .safetensors file, a PyTorch .pt/.pth state dict, or a folder with efficientnet_backbone.pt and mvmf_head.pt (weights/README.md)"
+                ),
+            ))
+        }
     }
 }
 
@@ -179,9 +198,11 @@ fn role(names: &[String]) -> Option<(&'static str, &'static str)> {
 }
 
 /// A wrapper prefix around a state dict (`state_dict.`, `model.`, `module.` from
-/// DataParallel): the part of a key before a known anchor key.
+/// DataParallel): the part of a key before a known anchor key. The anchors are tried in
+/// order, each first as a whole key (no wrapper), then as the end of a dotted key.
 fn wrapper(names: &[String]) -> String {
-    const ANCHORS: [&str; 4] = [
+    const ANCHORS: [&str; 5] = [
+        "backbone._conv_stem.weight",
         "_conv_stem.weight",
         "conv_stem.weight",
         "mixture_weights.seq_model.0.weight",
@@ -191,10 +212,12 @@ fn wrapper(names: &[String]) -> String {
         if names.iter().any(|n| n == a) {
             return String::new();
         }
-    }
-    for a in ANCHORS {
         let dotted = format!(".{a}");
-        if let Some(n) = names.iter().filter(|n| n.ends_with(&dotted)).min_by_key(|n| n.len()) {
+        if let Some(n) = names
+            .iter()
+            .filter(|n| n.ends_with(&dotted))
+            .min_by_key(|n| n.len())
+        {
             return n[..n.len() - a.len()].to_string();
         }
     }
@@ -234,7 +257,7 @@ impl Merged {
             for (full, short) in inner.iter().zip(&stripped) {
                 let merged = format!("{prefix}{short}");
                 if let Some((j, _)) = map.get(&merged) {
-                    let other: &Box<dyn TensorSource> = &parts[*j];
+                    let other: &dyn TensorSource = parts[*j].as_ref();
                     return Err(Error::weights(
                         part.describe(),
                         format!(
@@ -302,7 +325,9 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 if !f.is_file() {
                     return Err(Error::weights(
                         p.display(),
-                        format!("is a visloc weights folder without {name}; download it next to the others (weights/README.md)"),
+                        format!(
+                            "is a visloc weights folder without {name}; download it next to the others (weights/README.md)"
+                        ),
                     ));
                 }
             }
@@ -321,7 +346,14 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             _ => {
                 return Err(Error::weights(
                     p.display(),
-                    format!("holds several weights files ({}); pass one with --weights FILE", found.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "holds several weights files ({}); pass one with --weights FILE",
+                        found
+                            .iter()
+                            .map(|f| f.file_name().unwrap_or_default().to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ));
             }
         }
@@ -336,9 +368,8 @@ pub fn weight_files_in(dir: &Path) -> Vec<PathBuf> {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.is_file()
-                        && p.extension().is_some_and(|e| {
-                            e == "safetensors" || e == "pt" || e == "pth"
-                        })
+                        && p.extension()
+                            .is_some_and(|e| e == "safetensors" || e == "pt" || e == "pth")
                 })
                 .collect()
         })

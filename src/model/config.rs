@@ -14,24 +14,7 @@ pub enum Family {
     Lite,
 }
 
-/// The activation of every conv of the network (stem, expand, depthwise, head).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum Act {
-    /// x·sigmoid(x)
-    Silu,
-    /// min(max(x, 0), 6)
-    Relu6,
-}
-
-impl Act {
-    /// The value of the WGSL override `ACT` (shaders/prelude.wgsl).
-    pub fn code(self) -> u32 {
-        match self {
-            Act::Silu => 0,
-            Act::Relu6 => 1,
-        }
-    }
-}
+pub use crate::ops::Act;
 
 impl Family {
     pub fn bn_eps(self) -> f64 {
@@ -49,24 +32,47 @@ impl Family {
     pub fn has_se(self) -> bool {
         self != Family::Lite
     }
-    /// TF "SAME" padding at the actual input size, else symmetric (k−1)/2.
-    pub fn tf_same(self) -> bool {
-        matches!(self, Family::TimmTf | Family::Lite)
+}
+
+/// How a conv pads its input (per axis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadRule {
+    /// (k−1)/2 on both sides (efficientnet_pytorch as visloc uses it, timm `efficientnet_*`)
+    Symmetric,
+    /// TF "SAME" at the actual input size (timm `tf_efficientnet_*`): in all
+    /// max((⌈n/s⌉−1)·s + k − n, 0), ⌊·/2⌋ before
+    TfSame,
+    /// a fixed padding whatever the input size: TF "SAME" computed once for the image size
+    /// the model was built for (efficientnet_lite_pytorch's static padding)
+    Fixed { before: usize, total: usize },
+}
+
+impl PadRule {
+    /// TF "SAME" for an input of `n`, frozen.
+    pub fn frozen_at(n: usize, k: usize, s: usize) -> PadRule {
+        let total = ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
+        PadRule::Fixed {
+            before: total / 2,
+            total,
+        }
     }
 }
 
 /// Padding before the first row (or column) and the output size of a conv along one axis
-/// of `n` inputs: TF "SAME" pads max((⌈n/s⌉−1)·s + k − n, 0) in all, ⌊·/2⌋ before; otherwise
-/// (k−1)/2 on both sides.
-pub fn pad_out(n: usize, k: usize, s: usize, tf_same: bool) -> (usize, usize) {
-    if tf_same {
-        let out = n.div_ceil(s);
-        let total = ((out - 1) * s + k).saturating_sub(n);
-        (total / 2, out)
-    } else {
-        let p = (k - 1) / 2;
-        (p, crate::ops::conv::out_size(n, k, s, p))
+/// of `n` inputs (0 when the input is smaller than the kernel can use).
+pub fn pad_out(n: usize, k: usize, s: usize, rule: PadRule) -> (usize, usize) {
+    let (before, total) = match rule {
+        PadRule::Symmetric => ((k - 1) / 2, 2 * ((k - 1) / 2)),
+        PadRule::TfSame => match PadRule::frozen_at(n.max(1), k, s) {
+            PadRule::Fixed { before, total } => (before, total),
+            _ => unreachable!(),
+        },
+        PadRule::Fixed { before, total } => (before, total),
+    };
+    if n == 0 || n + total < k {
+        return (before, 0);
     }
+    (before, (n + total - k) / s + 1)
 }
 
 /// One MBConv block.
@@ -82,8 +88,8 @@ pub struct BlockCfg {
     pub stride: usize,
     /// squeeze channels: max(1, ⌊cin·0.25⌋); 0 when the block has no squeeze-excite
     pub cse: usize,
-    /// TF "SAME" padding (see [`pad_out`])
-    pub tf_same: bool,
+    /// how its depthwise conv pads
+    pub pad: PadRule,
 }
 
 impl BlockCfg {
@@ -98,8 +104,8 @@ impl BlockCfg {
     }
     /// (pad top, pad left, out h, out w) of the depthwise conv on an ih×iw input.
     pub fn pads(&self, ih: usize, iw: usize) -> (usize, usize, usize, usize) {
-        let (pt, oh) = pad_out(ih, self.k, self.stride, self.tf_same);
-        let (pl, ow) = pad_out(iw, self.k, self.stride, self.tf_same);
+        let (pt, oh) = pad_out(ih, self.k, self.stride, self.pad);
+        let (pl, ow) = pad_out(iw, self.k, self.stride, self.pad);
         (pt, pl, oh, ow)
     }
     /// The depthwise conv of this block on an ih×iw input.
@@ -134,6 +140,8 @@ pub struct ModelCfg {
     pub blocks: Vec<BlockCfg>,
     pub head: usize,
     pub family: Family,
+    /// how the stem conv pads
+    pub stem_pad: PadRule,
 }
 
 impl ModelCfg {
@@ -151,9 +159,8 @@ impl ModelCfg {
 
     /// The stem conv (3×3, stride 2) on an H×W input: (pad top, pad left, out h, out w).
     pub fn stem_pads(&self, h: usize, w: usize) -> (usize, usize, usize, usize) {
-        let tf = self.family.tf_same();
-        let (pt, oh) = pad_out(h, 3, 2, tf);
-        let (pl, ow) = pad_out(w, 3, 2, tf);
+        let (pt, oh) = pad_out(h, 3, 2, self.stem_pad);
+        let (pl, ow) = pad_out(w, 3, 2, self.stem_pad);
         (pt, pl, oh, ow)
     }
 
@@ -227,6 +234,30 @@ pub fn round_filters(f: usize, width: f64) -> usize {
 pub const LITE_MULTIPLIERS: [(f64, f64); 5] =
     [(1.0, 1.0), (1.0, 1.1), (1.1, 1.2), (1.2, 1.4), (1.4, 1.8)];
 
+/// The image size efficientnet_lite_pytorch builds Lite0–4 for; its static padding is TF
+/// "SAME" computed once at this size.
+pub const LITE_IMAGE_SIZE: [usize; 5] = [224, 240, 260, 280, 300];
+
+/// The padding a family's reference code uses: symmetric, TF "SAME" at the actual size, or
+/// (efficientnet_lite_pytorch) frozen at the image size the model was built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    Symmetric,
+    TfSame,
+    Static(usize),
+}
+
+impl Family {
+    /// The padding of the family's usual source: efficientnet_lite_pytorch for Lite.
+    pub fn default_padding(self, variant: usize) -> Padding {
+        match self {
+            Family::Visloc | Family::Timm => Padding::Symmetric,
+            Family::TimmTf => Padding::TfSame,
+            Family::Lite => Padding::Static(LITE_IMAGE_SIZE[variant]),
+        }
+    }
+}
+
 /// How many variants a family has (B0–B7, Lite0–4).
 pub fn variants(family: Family) -> usize {
     match family {
@@ -236,7 +267,27 @@ pub fn variants(family: Family) -> usize {
 }
 
 pub fn efficientnet(variant: usize, family: Family) -> ModelCfg {
+    efficientnet_padded(variant, family, family.default_padding(variant))
+}
+
+/// [`efficientnet`] with another padding (timm's `tf_efficientnet_lite*`: TF "SAME").
+pub fn efficientnet_padded(variant: usize, family: Family, padding: Padding) -> ModelCfg {
     assert!(variant < variants(family), "no such EfficientNet variant");
+    // the per-conv rule; Static follows the sizes an image×image input would have
+    let mut at = match padding {
+        Padding::Static(n) => n,
+        _ => 0,
+    };
+    let mut rule = |k: usize, s: usize| match padding {
+        Padding::Symmetric => PadRule::Symmetric,
+        Padding::TfSame => PadRule::TfSame,
+        Padding::Static(_) => {
+            let r = PadRule::frozen_at(at, k, s);
+            at = at.div_ceil(s);
+            r
+        }
+    };
+    let stem_pad = rule(3, 2);
     let lite = family == Family::Lite;
     let (width, depth) = if lite {
         LITE_MULTIPLIERS[variant]
@@ -265,7 +316,7 @@ pub fn efficientnet(variant: usize, family: Family) -> ModelCfg {
                 k,
                 stride: if j == 0 { s } else { 1 },
                 cse: if family.has_se() { (bin / 4).max(1) } else { 0 },
-                tf_same: family.tf_same(),
+                pad: rule(k, if j == 0 { s } else { 1 }),
             });
         }
     }
@@ -274,7 +325,12 @@ pub fn efficientnet(variant: usize, family: Family) -> ModelCfg {
         // Lite: stem 32 and head 1280 whatever the width
         stem: if lite { 32 } else { round_filters(32, width) },
         blocks,
-        head: if lite { 1280 } else { round_filters(1280, width) },
+        head: if lite {
+            1280
+        } else {
+            round_filters(1280, width)
+        },
         family,
+        stem_pad,
     }
 }

@@ -9,7 +9,9 @@ use crate::ops::{conv::ConvShape, reduce::Reduce};
 pub struct BlockState {
     pub ze: Option<Vec<f32>>,
     pub zd: Vec<f32>,
+    /// the SE's squeeze pre-activation (empty without SE)
     pub r: Vec<f32>,
+    /// the SE's channel scale (ones without SE)
     pub s: Vec<f32>,
     pub out: Vec<f32>,
 }
@@ -30,6 +32,7 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
     let b = &wts.cfg.blocks[l];
     let bw = &wts.blocks[l];
     let cm = b.cmid();
+    let act = wts.cfg.family.act();
     let ze = bw
         .expand
         .as_ref()
@@ -38,20 +41,25 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
     let (oh, ow) = dws.out();
     let zd = depthwise::cpu::forward(
         dws,
-        ze.is_some(),
+        ze.is_some().then_some(act),
         ze.as_deref().unwrap_or(x),
         &bw.dw.w,
         &bw.dw.b,
     );
-    let pooled = reduce::cpu::rows(Reduce::MeanSilu, &zd, None, cm, oh * ow);
-    let sh = b.se_shape(oh * ow);
-    let (r, s) = se::cpu::forward(sh, &bw.se_r.w, &bw.se_r.b, &bw.se_x.w, &bw.se_x.b, &pooled);
+    let (r, s) = match &bw.se {
+        Some((se_r, se_x)) => {
+            let pooled = reduce::cpu::rows(Reduce::MeanAct(act), &zd, None, cm, oh * ow);
+            let sh = b.se_shape(oh * ow);
+            se::cpu::forward(sh, &se_r.w, &se_r.b, &se_x.w, &se_x.b, &pooled)
+        }
+        None => (Vec::new(), vec![1.0; cm]),
+    };
     let res = if b.residual() { Some(x) } else { None };
     let out = gemm::cpu::gemm(
         &bw.project.w,
         &zd,
         Some(&bw.project.b),
-        Some(&s),
+        Some((act, &s)),
         res,
         b.cout,
         cm,
@@ -74,7 +82,7 @@ pub fn head_forward(wts: &Weights, x: &[f32], hw: usize) -> (Vec<f32>, Vec<f32>,
         last,
         hw,
     );
-    let features = reduce::cpu::rows(Reduce::MeanSilu, &zh, None, cfg.head, hw);
+    let features = reduce::cpu::rows(Reduce::MeanAct(cfg.family.act()), &zh, None, cfg.head, hw);
     let logits = head::cpu::linear(
         &wts.classifier.w,
         &features,
@@ -110,8 +118,8 @@ pub fn forward(wts: &Weights, input: &[f32], h: usize, w: usize) -> Forward {
     let cfg = &wts.cfg;
     let (sh, sw, sizes) = cfg.sizes(h, w);
     let stem = conv::cpu::conv(
-        ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.family.tf_same()),
-        true,
+        ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad),
+        Some(cfg.family.act()),
         input,
         &wts.stem.w,
         &wts.stem.b,
@@ -152,7 +160,7 @@ pub fn backward(
     let hw = f.sizes[nb - 1].0 * f.sizes[nb - 1].1;
     let g = head::cpu::dlogits(&f.probs, target, logit_score);
     let df = head::cpu::linear_backward(&wts.classifier.w, &g, wts.classifier.n, cfg.head);
-    let dzh = reduce::cpu::pool_backward(&f.zh, &df, cfg.head, hw);
+    let dzh = reduce::cpu::pool_backward(cfg.family.act(), &f.zh, &df, cfg.head, hw);
     let head_wt = gemm::cpu::transpose(&wts.head_conv.w, cfg.head, last);
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; nb];
     grads[nb - 1] = Some(gemm::cpu::gemm(
@@ -187,15 +195,22 @@ pub fn block_backward(
     let dws = b.dw_shape(ih, iw);
     let (oh, ow) = dws.out();
     let pwt = gemm::cpu::transpose(&bw.project.w, b.cout, cm);
+    let act = wts.cfg.family.act();
     let du = gemm::cpu::gemm(&pwt, gout, None, None, None, cm, b.cout, oh * ow);
-    let ds = reduce::cpu::rows(Reduce::DotSilu, &du, Some(&st.zd), cm, oh * ow);
     let sh = b.se_shape(oh * ow);
-    let dm = se::cpu::backward(sh, &bw.se_r.w, &bw.se_x.w, &st.r, &st.s, &ds);
-    let dzd = se::cpu::apply_backward(sh, &st.s, &dm, &du, &st.zd);
+    let dm = match &bw.se {
+        Some((se_r, se_x)) => {
+            let ds = reduce::cpu::rows(Reduce::DotAct(act), &du, Some(&st.zd), cm, oh * ow);
+            se::cpu::backward(sh, &se_r.w, &se_x.w, &st.r, &st.s, &ds)
+        }
+        None => vec![0.0; cm],
+    };
+    let dzd = se::cpu::apply_backward(act, sh, &st.s, &dm, &du, &st.zd);
     let res = if b.residual() { Some(gout) } else { None };
     match &bw.expand {
         Some(e) => {
-            let dze = depthwise::cpu::backward(dws, &dzd, &bw.dw.w, st.ze.as_deref(), None);
+            let zin = st.ze.as_deref().map(|z| (act, z));
+            let dze = depthwise::cpu::backward(dws, &dzd, &bw.dw.w, zin, None);
             let ewt = gemm::cpu::transpose(&e.w, cm, b.cin);
             gemm::cpu::gemm(&ewt, &dze, None, None, res, b.cin, cm, ih * iw)
         }

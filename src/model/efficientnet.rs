@@ -14,28 +14,30 @@ use crate::ops::{
 };
 use std::time::Instant;
 
+/// A block's squeeze-excite weights: reduce (CSE, CMID) and its bias, expand (CMID, CSE) and
+/// its bias.
+struct SeGpu([GpuBuf; 4]);
+
+impl SeGpu {
+    fn weights(&self) -> se::SeWeights<'_> {
+        let [w_r, b_r, w_x, b_x] = &self.0;
+        se::SeWeights {
+            w_r: &w_r.buf,
+            b_r: &b_r.buf,
+            w_x: &w_x.buf,
+            b_x: &b_x.buf,
+        }
+    }
+}
+
 struct BlockGpu {
     expand: Option<(GemmWeights, GemmWeights, GpuBuf)>, // w (CMID, CIN), wᵀ (CIN, CMID), b
     dw_w: GpuBuf,
     dw_b: GpuBuf,
-    se_rw: GpuBuf,
-    se_rb: GpuBuf,
-    se_xw: GpuBuf,
-    se_xb: GpuBuf,
+    se: Option<SeGpu>,
     proj_w: GemmWeights,  // (COUT, CMID)
     proj_wt: GemmWeights, // (CMID, COUT)
     proj_b: GpuBuf,
-}
-
-impl BlockGpu {
-    fn se_weights(&self) -> se::SeWeights<'_> {
-        se::SeWeights {
-            w_r: &self.se_rw.buf,
-            b_r: &self.se_rb.buf,
-            w_x: &self.se_xw.buf,
-            b_x: &self.se_xb.buf,
-        }
-    }
 }
 
 /// Weights resident on the GPU. Every 1×1 conv (and its transpose), the stem and the
@@ -88,10 +90,15 @@ impl ModelGpu {
                 expand,
                 dw_w: up(format!("{i}.dw.w"), &w.dw.w)?,
                 dw_b: up(format!("{i}.dw.b"), &w.dw.b)?,
-                se_rw: up(format!("{i}.se_reduce.w"), &w.se_r.w)?,
-                se_rb: up(format!("{i}.se_reduce.b"), &w.se_r.b)?,
-                se_xw: up(format!("{i}.se_expand.w"), &w.se_x.w)?,
-                se_xb: up(format!("{i}.se_expand.b"), &w.se_x.b)?,
+                se: match &w.se {
+                    Some((r, x)) => Some(SeGpu([
+                        up(format!("{i}.se_reduce.w"), &r.w)?,
+                        up(format!("{i}.se_reduce.b"), &r.b)?,
+                        up(format!("{i}.se_expand.w"), &x.w)?,
+                        up(format!("{i}.se_expand.b"), &x.b)?,
+                    ])),
+                    None => None,
+                },
                 proj_w,
                 proj_wt,
                 proj_b: up(format!("{i}.project.b"), &w.project.b)?,
@@ -266,12 +273,13 @@ impl Plan {
         let input = a.buf("input".into(), 3 * h * w)?;
         let stem = a.buf("stem.out".into(), cfg.stem * sh * sw)?;
         let mut fwd = Vec::new();
-        let stem_shape = ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.family.tf_same());
+        let stem_shape = ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad);
+        let act = cfg.family.act();
         fwd.push(conv::conv(
             gpu,
             "stem.conv.fwd",
             stem_shape,
-            true,
+            Some(act),
             &input.buf,
             &m.stem_w,
             &m.stem_b.buf,
@@ -281,8 +289,17 @@ impl Plan {
         // forward buffers and dispatches
         let mut ze = Vec::new();
         let mut zd = Vec::new();
-        let mut ss = Vec::new();
-        let mut rs = Vec::new();
+        // per block: the SE's channel scale and squeeze (None without SE: the projection
+        // reads `ones` as its scale, the backward a zero SE gradient)
+        let mut ss: Vec<Option<GpuBuf>> = Vec::new();
+        let mut rs: Vec<Option<GpuBuf>> = Vec::new();
+        let max_cm = cfg.blocks.iter().map(|b| b.cmid()).max().unwrap_or(1);
+        let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
+            a.bytes += (max_cm * 4) as u64;
+            Some(gpu.upload("no_se.ones", &vec![1f32; max_cm])?)
+        } else {
+            None
+        };
         let mut outs: Vec<GpuBuf> = Vec::new();
         let mut prev = (sh, sw);
         for (l, b) in cfg.blocks.iter().enumerate() {
@@ -318,49 +335,61 @@ impl Plan {
             let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
             let dws = b.dw_shape(ih, iw);
             let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
-            // the SE squeeze: partial sums of silu(z_d) written by the depthwise kernel
+            // the SE squeeze: partial sums of act(z_d) written by the depthwise kernel
             let parts = depthwise::pool_parts(&dws);
-            let partial = a.buf(format!("{l}.se_pool.parts"), cm * parts)?;
+            let partial = match bw.se {
+                Some(_) => Some(a.buf(format!("{l}.se_pool.parts"), cm * parts)?),
+                None => None,
+            };
             fwd.push(depthwise::forward(
                 gpu,
                 &format!("{l}.dw.fwd"),
                 dws,
+                act,
                 zexp.is_some(),
                 dw_in,
                 &bw.dw_w.buf,
                 &bw.dw_b.buf,
                 &zdw.buf,
-                Some(&partial.buf),
+                partial.as_ref().map(|p| &p.buf),
             ));
-            let pooled = a.buf(format!("{l}.se_pool"), cm)?;
-            fwd.push(reduce::rows_scaled(
-                gpu,
-                &format!("{l}.se_pool.fwd"),
-                Reduce::Mean,
-                &RowsArgs {
-                    rows: cm,
-                    len: parts,
-                    in_off: 0,
-                    out_off: 0,
-                    x: &partial.buf,
-                    y: None,
-                    out: &pooled.buf,
-                },
-                1.0 / (oh * ow) as f32,
-            ));
-            let r = a.buf(format!("{l}.se_r"), b.cse)?;
-            let s = a.buf(format!("{l}.se_s"), cm)?;
-            let sew = bw.se_weights();
-            let seshape = b.se_shape(oh * ow);
-            fwd.push(se::forward(
-                gpu,
-                &format!("{l}.se.fwd"),
-                seshape,
-                &sew,
-                &pooled.buf,
-                &r.buf,
-                &s.buf,
-            ));
+            let (r, s) = match (&bw.se, &partial) {
+                (Some(sew), Some(partial)) => {
+                    let pooled = a.buf(format!("{l}.se_pool"), cm)?;
+                    fwd.push(reduce::rows_scaled(
+                        gpu,
+                        &format!("{l}.se_pool.fwd"),
+                        Reduce::Mean,
+                        &RowsArgs {
+                            rows: cm,
+                            len: parts,
+                            in_off: 0,
+                            out_off: 0,
+                            x: &partial.buf,
+                            y: None,
+                            out: &pooled.buf,
+                        },
+                        1.0 / (oh * ow) as f32,
+                    ));
+                    let r = a.buf(format!("{l}.se_r"), b.cse)?;
+                    let s = a.buf(format!("{l}.se_s"), cm)?;
+                    fwd.push(se::forward(
+                        gpu,
+                        &format!("{l}.se.fwd"),
+                        b.se_shape(oh * ow),
+                        &sew.weights(),
+                        &pooled.buf,
+                        &r.buf,
+                        &s.buf,
+                    ));
+                    (Some(r), Some(s))
+                }
+                _ => (None, None),
+            };
+            let scale = match (&s, &no_se) {
+                (Some(s), _) | (None, Some(s)) => &s.buf,
+                (None, None) => unreachable!("a block without SE has the ones buffer"),
+            };
             let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
             fwd.extend(gemm::gemm(
                 gpu,
@@ -372,10 +401,10 @@ impl Plan {
                     a: &bw.proj_w,
                     x: &zdw.buf,
                     bias: Some(&bw.proj_b.buf),
-                    scale: Some(&s.buf),
+                    scale: Some(scale),
                     res: if b.residual() { Some(x) } else { None },
                     y: &out.buf,
-                    mode: InMode::SiluScaled,
+                    mode: InMode::ActScaled(act),
                     pack: pack.as_ref(),
                 },
             ));
@@ -412,7 +441,7 @@ impl Plan {
         fwd.push(reduce::rows(
             gpu,
             "head.pool.fwd",
-            Reduce::MeanSilu,
+            Reduce::MeanAct(act),
             &RowsArgs {
                 rows: k,
                 len: hw,
@@ -508,6 +537,7 @@ impl Plan {
             bwd.push(reduce::pool_backward(
                 gpu,
                 "head.pool.bwd",
+                act,
                 k,
                 hw,
                 &zh.buf,
@@ -548,6 +578,10 @@ impl Plan {
             let dze = a.buf("scratch.dz_expand".into(), max_dze)?;
             let ds = a.buf("scratch.ds".into(), max_c)?;
             let dm = a.buf("scratch.dm".into(), max_c)?;
+            let no_se_dm = match no_se {
+                Some(_) => Some(a.buf("no_se.dm".into(), max_c)?),
+                None => None,
+            };
             for l in (lo + 1..nb).rev() {
                 let b = &cfg.blocks[l];
                 let bw = &m.blocks[l];
@@ -573,38 +607,48 @@ impl Plan {
                         pack: pack.as_ref(),
                     },
                 ));
-                bwd.push(reduce::rows(
-                    gpu,
-                    &format!("{l}.se_ds.bwd"),
-                    Reduce::DotSilu,
-                    &RowsArgs {
-                        rows: cm,
-                        len: oh * ow,
-                        in_off: 0,
-                        out_off: 0,
-                        x: &du.buf,
-                        y: Some(&zd[l].buf),
-                        out: &ds.buf,
-                    },
-                ));
-                let sew = bw.se_weights();
                 let seshape = b.se_shape(oh * ow);
-                bwd.push(se::backward(
-                    gpu,
-                    &format!("{l}.se.bwd"),
-                    seshape,
-                    &sew,
-                    &rs[l].buf,
-                    &ss[l].buf,
-                    &ds.buf,
-                    &dm.buf,
-                ));
+                // (s, dm): the SE's scale and gradient, or ones and zeros without SE
+                let (s_l, dm_l) = match (&bw.se, &rs[l], &ss[l]) {
+                    (Some(sew), Some(r), Some(s)) => {
+                        bwd.push(reduce::rows(
+                            gpu,
+                            &format!("{l}.se_ds.bwd"),
+                            Reduce::DotAct(act),
+                            &RowsArgs {
+                                rows: cm,
+                                len: oh * ow,
+                                in_off: 0,
+                                out_off: 0,
+                                x: &du.buf,
+                                y: Some(&zd[l].buf),
+                                out: &ds.buf,
+                            },
+                        ));
+                        bwd.push(se::backward(
+                            gpu,
+                            &format!("{l}.se.bwd"),
+                            seshape,
+                            &sew.weights(),
+                            &r.buf,
+                            &s.buf,
+                            &ds.buf,
+                            &dm.buf,
+                        ));
+                        (&s.buf, &dm.buf)
+                    }
+                    _ => (
+                        &no_se.as_ref().expect("blocks without SE have ones").buf,
+                        &no_se_dm.as_ref().expect("and zeros").buf,
+                    ),
+                };
                 bwd.push(se::apply_backward(
                     gpu,
                     &format!("{l}.se_apply.bwd"),
+                    act,
                     seshape,
-                    &ss[l].buf,
-                    &dm.buf,
+                    s_l,
+                    dm_l,
                     &du.buf,
                     &zd[l].buf,
                 ));
@@ -616,6 +660,7 @@ impl Plan {
                             gpu,
                             &format!("{l}.dw.bwd"),
                             dws,
+                            act,
                             true,
                             &du.buf,
                             &bw.dw_w.buf,
@@ -645,6 +690,7 @@ impl Plan {
                         gpu,
                         &format!("{l}.dw.bwd"),
                         dws,
+                        act,
                         false,
                         &du.buf,
                         &bw.dw_w.buf,

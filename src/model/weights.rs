@@ -1,7 +1,8 @@
-//! Weights: safetensors (visloc or timm layout) or the deterministic test formula, checked
-//! against the architecture, converted to f32, with BN folded into the convolutions.
+//! Weights: a tensor source (see `checkpoint`) or the deterministic test formula, in the
+//! visloc, efficientnet_pytorch or timm key layout, checked against the architecture,
+//! converted to f32, with BN folded into the convolutions.
 
-use super::config::{BlockCfg, Family, ModelCfg, efficientnet};
+use super::config::{BlockCfg, Family, ModelCfg, efficientnet, variants};
 use super::detweights;
 use crate::error::{Error, Result};
 use safetensors::tensor::Metadata;
@@ -9,22 +10,56 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Key layout of a weights file.
+/// Key layout of a weights file (after `checkpoint` gave each part its prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Layout {
-    /// one file: `backbone.*` (efficientnet_pytorch keys), `mvmf_head.*`, optional `rrm_head.*`
+    /// `backbone.*` (efficientnet_pytorch keys), `mvmf_head.*`, optional `rrm_head.*`
     Visloc,
-    /// timm `efficientnet_bN` state dict with `classifier.*` (ImageNet)
+    /// an efficientnet_pytorch (or efficientnet_lite_pytorch) state dict with its own
+    /// classifier `_fc.*` (ImageNet), under `backbone.`
+    EfficientnetPytorch,
+    /// timm `efficientnet_bN` / `tf_efficientnet_*` state dict with `classifier.*` (ImageNet)
     Timm,
 }
 
 impl Layout {
+    /// The family the key names imply when nothing else says (SE present).
     pub fn family(self) -> Family {
         match self {
-            Layout::Visloc => Family::Visloc,
+            Layout::Visloc | Layout::EfficientnetPytorch => Family::Visloc,
             Layout::Timm => Family::Timm,
         }
     }
+}
+
+/// What the caller knows beyond the tensors.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `--arch`, or a timm `config.json`'s `architecture`: decides the family where the keys
+    /// cannot (timm `efficientnet_bN` and `tf_efficientnet_bN` have the same keys)
+    pub arch: Option<String>,
+}
+
+/// A model name as timm, efficientnet_pytorch or efficientnet_lite_pytorch spell it:
+/// (family, variant). A timm tag after a dot (`.ra2_in1k`) is ignored.
+pub fn parse_arch(name: &str) -> Option<(Family, usize)> {
+    let base = name.trim().to_lowercase();
+    let base = base.split('.').next().unwrap_or_default().replace('-', "_");
+    let (family, digit) = if let Some(d) = base.strip_prefix("tf_efficientnet_lite") {
+        (Family::Lite, d)
+    } else if let Some(d) = base.strip_prefix("efficientnet_lite") {
+        (Family::Lite, d)
+    } else if let Some(d) = base.strip_prefix("tf_efficientnet_b") {
+        (Family::TimmTf, d)
+    } else if let Some(d) = base.strip_prefix("efficientnet_b") {
+        (Family::Timm, d)
+    } else if let Some(d) = base.strip_prefix("visloc_b") {
+        (Family::Visloc, d)
+    } else {
+        return None;
+    };
+    let v: usize = digit.parse().ok()?;
+    (v < variants(family)).then_some((family, v))
 }
 
 /// A convolution with BN folded in: w (Cout, Cin·k·k), b (Cout).
@@ -38,9 +73,8 @@ pub struct Conv {
 pub struct BlockWeights {
     pub expand: Option<Conv>,
     pub dw: Conv,
-    /// SE reduce (CSE, CMID) and expand (CMID, CSE), with their biases
-    pub se_r: Conv,
-    pub se_x: Conv,
+    /// SE reduce (CSE, CMID) and expand (CMID, CSE), with their biases; None for Lite
+    pub se: Option<(Conv, Conv)>,
     pub project: Conv,
 }
 
@@ -72,6 +106,8 @@ pub struct Weights {
     pub classifier: Classifier,
     /// where they came from, for messages
     pub source: String,
+    /// what the user should know about how the file was read (printed once on stderr)
+    pub notes: Vec<String>,
 }
 
 /// A named tensor, converted to f64 (BN folding, cell centres) or f32 (large matrices).
@@ -274,7 +310,7 @@ struct BlockKeys {
 
 fn block_keys(layout: Layout, i: usize, b: &BlockCfg) -> BlockKeys {
     match layout {
-        Layout::Visloc => {
+        Layout::Visloc | Layout::EfficientnetPytorch => {
             let p = format!("backbone._blocks.{i}.");
             BlockKeys {
                 expand: p.clone() + "_expand_conv",
@@ -334,6 +370,13 @@ fn top_keys(layout: Layout) -> TopKeys {
             bn_head: "backbone._bn1",
             fc: "mvmf_head.mixture_weights.seq_model.0",
         },
+        Layout::EfficientnetPytorch => TopKeys {
+            stem: "backbone._conv_stem",
+            bn_stem: "backbone._bn0",
+            head: "backbone._conv_head",
+            bn_head: "backbone._bn1",
+            fc: "backbone._fc",
+        },
         Layout::Timm => TopKeys {
             stem: "conv_stem",
             bn_stem: "bn1",
@@ -366,10 +409,12 @@ pub fn expected(cfg: &ModelCfg, layout: Layout, n_classes: usize) -> Vec<(String
         }
         v.push((format!("{}.weight", k.dw), vec![cm, 1, b.k, b.k]));
         bn(&mut v, &k.bn_dw, cm);
-        v.push((format!("{}.weight", k.se_r), vec![b.cse, cm, 1, 1]));
-        v.push((format!("{}.bias", k.se_r), vec![b.cse]));
-        v.push((format!("{}.weight", k.se_x), vec![cm, b.cse, 1, 1]));
-        v.push((format!("{}.bias", k.se_x), vec![cm]));
+        if b.has_se() {
+            v.push((format!("{}.weight", k.se_r), vec![b.cse, cm, 1, 1]));
+            v.push((format!("{}.bias", k.se_r), vec![b.cse]));
+            v.push((format!("{}.weight", k.se_x), vec![cm, b.cse, 1, 1]));
+            v.push((format!("{}.bias", k.se_x), vec![cm]));
+        }
         v.push((format!("{}.weight", k.project), vec![b.cout, cm, 1, 1]));
         bn(&mut v, &k.bn_project, b.cout);
     }
@@ -390,50 +435,99 @@ pub fn detect_layout(src: &dyn TensorSource) -> Result<Layout> {
     let names = src.names();
     let has = |k: &str| names.iter().any(|n| n == k);
     if has("backbone._conv_stem.weight") {
-        Ok(Layout::Visloc)
+        if !names.iter().any(|n| n.starts_with("mvmf_head.")) && has("backbone._fc.weight") {
+            Ok(Layout::EfficientnetPytorch)
+        } else {
+            Ok(Layout::Visloc)
+        }
     } else if has("conv_stem.weight") {
         Ok(Layout::Timm)
-    } else if names
-        .iter()
-        .any(|n| n.starts_with("_conv_stem") || n.starts_with("module."))
-    {
-        Err(Error::weights(
-            src.describe(),
-            "has efficientnet_pytorch keys without the `backbone.` prefix; convert it with weights/convert_visloc.py",
-        ))
     } else {
         Err(Error::weights(
             src.describe(),
-            "is not an EfficientNet weights file: it has neither backbone._conv_stem.weight (visloc layout) nor conv_stem.weight (timm layout); see weights/README.md",
+            "is not an EfficientNet weights file: it has neither _conv_stem.weight (efficientnet_pytorch / visloc) nor conv_stem.weight (timm); see weights/README.md",
         ))
     }
 }
 
-/// Which of B0–B7 the file holds, from the stem width and the number of blocks.
-fn detect_variant(src: &dyn TensorSource, layout: Layout) -> Result<ModelCfg> {
+/// The family: from `--arch` / config.json where given, else from the keys (no SE: Lite).
+/// The second value is a note for the user when the keys alone could not tell.
+fn detect_family(
+    src: &dyn TensorSource,
+    layout: Layout,
+    opts: &LoadOptions,
+) -> Result<(Family, Option<usize>, Option<String>)> {
+    if let Some(a) = &opts.arch {
+        let Some((family, v)) = parse_arch(a) else {
+            return Err(Error::Input(format!(
+                "unknown architecture {a:?}: use efficientnet_b0..b7, tf_efficientnet_b0..b7, efficientnet_lite0..4 (or tf_efficientnet_lite0..4), or visloc_b4"
+            )));
+        };
+        return Ok((family, Some(v), None));
+    }
+    let has_se = src
+        .names()
+        .iter()
+        .any(|n| n.contains("se_reduce") || n.contains("se.conv_reduce"));
+    Ok(match (layout, has_se) {
+        (_, false) => (Family::Lite, None, None),
+        (Layout::Timm, true) => (
+            Family::Timm,
+            None,
+            Some(
+                "timm EfficientNet keys: assuming timm's efficientnet_bN (symmetric padding, BN eps 1e-5); for TF-ported weights (tf_efficientnet_bN) pass --arch or keep timm's config.json beside the file".into(),
+            ),
+        ),
+        (l, true) => (l.family(), None, None),
+    })
+}
+
+/// Which variant the file holds, from the stem width, the number of blocks and the last
+/// block's width.
+fn detect_variant(
+    src: &dyn TensorSource,
+    layout: Layout,
+    family: Family,
+    want: Option<usize>,
+) -> Result<ModelCfg> {
     let names = src.names();
     let stem_key = format!("{}.weight", top_keys(layout).stem);
     let stem = src.shape(&stem_key).unwrap_or_default();
-    let nblocks = match layout {
-        Layout::Visloc => names
-            .iter()
-            .filter(|n| n.starts_with("backbone._blocks.") && n.ends_with("._project_conv.weight"))
-            .count(),
-        Layout::Timm => names
-            .iter()
-            .filter(|n| n.starts_with("blocks.") && n.ends_with(".conv_dw.weight"))
-            .count(),
+    let (blocks_prefix, dw_suffix) = match layout {
+        Layout::Visloc | Layout::EfficientnetPytorch => {
+            ("backbone._blocks.", "._depthwise_conv.weight")
+        }
+        Layout::Timm => ("blocks.", ".conv_dw.weight"),
     };
-    for v in 0..8 {
-        let cfg = efficientnet(v, layout.family());
-        if stem.first() == Some(&cfg.stem) && cfg.blocks.len() == nblocks {
+    let nblocks = names
+        .iter()
+        .filter(|n| n.starts_with(blocks_prefix) && n.ends_with(dw_suffix))
+        .count();
+    let head = src
+        .shape(&format!("{}.weight", top_keys(layout).head))
+        .unwrap_or_default();
+    for v in 0..variants(family) {
+        let cfg = efficientnet(v, family);
+        let last = cfg.blocks.last().unwrap().cout;
+        if stem.first() == Some(&cfg.stem)
+            && cfg.blocks.len() == nblocks
+            && head.get(1).is_none_or(|&c| c == last)
+            && want.is_none_or(|w| w == v)
+        {
             return Ok(cfg);
         }
     }
+    let what = match want {
+        Some(v) => format!(
+            "the architecture given ({})",
+            efficientnet(v, family).name()
+        ),
+        None => format!("any {family:?} EfficientNet"),
+    };
     Err(Error::weights(
         src.describe(),
         format!(
-            "matches no EfficientNet B0–B7: {stem_key} has shape {stem:?} and there are {nblocks} blocks"
+            "matches no EfficientNet: {stem_key} has shape {stem:?} and there are {nblocks} blocks, which is not {what}"
         ),
     ))
 }
@@ -533,8 +627,14 @@ pub fn imagenet_labels() -> Vec<String> {
 
 /// Load and check every tensor, fold BN.
 pub fn load(src: &dyn TensorSource) -> Result<Weights> {
+    load_with(src, &LoadOptions::default())
+}
+
+/// [`load`] with what the caller knows (the architecture's name).
+pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> {
     let layout = detect_layout(src)?;
-    let cfg = detect_variant(src, layout)?;
+    let (family, want, note) = detect_family(src, layout, opts)?;
+    let cfg = detect_variant(src, layout, family, want)?;
     let t = top_keys(layout);
     let fc_key = format!("{}.weight", t.fc);
     let n = match src.shape(&fc_key) {
@@ -552,8 +652,13 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
             return Err(Error::weights(
                 src.describe(),
                 format!(
-                    "lacks {fc_key} (expected shape [N, {}]): the head is missing",
-                    cfg.head
+                    "lacks {fc_key} (expected shape [N, {}]): the head is missing{}",
+                    cfg.head,
+                    if layout == Layout::Visloc {
+                        "; for visloc pass mvmf_head.pt as well (--weights DIR, or --weights twice)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -572,11 +677,18 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
         } else {
             None
         };
+        let se = if b.has_se() {
+            Some((
+                ld.conv_bias(&k.se_r, [b.cse, cm, 1, 1])?,
+                ld.conv_bias(&k.se_x, [cm, b.cse, 1, 1])?,
+            ))
+        } else {
+            None
+        };
         blocks.push(BlockWeights {
             expand,
             dw: ld.conv_bn(&k.dw, [cm, 1, b.k, b.k], &k.bn_dw)?,
-            se_r: ld.conv_bias(&k.se_r, [b.cse, cm, 1, 1])?,
-            se_x: ld.conv_bias(&k.se_x, [cm, b.cse, 1, 1])?,
+            se,
             project: ld.conv_bn(&k.project, [b.cout, cm, 1, 1], &k.bn_project)?,
         });
     }
@@ -596,7 +708,7 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
                 lon: mus[n..].to_vec(),
             }
         }
-        Layout::Timm => {
+        Layout::Timm | Layout::EfficientnetPytorch => {
             let labels = imagenet_labels();
             HeadKind::Labels(if labels.len() == n {
                 labels
@@ -613,20 +725,58 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
         head_conv,
         classifier: Classifier { n, w, b, kind },
         source: src.describe(),
+        notes: note.into_iter().collect(),
     })
 }
 
-/// Load a safetensors file.
+/// Load one weights file of any format (see `checkpoint::open_file`).
 pub fn load_file(path: &Path) -> Result<Weights> {
-    let f = SafetensorsFile::open(path)?;
-    load(&f)
+    load_paths(&[path.to_path_buf()], &LoadOptions::default())
+}
+
+/// Load weights from the `--weights` values: files of any format or folders, merged. A
+/// timm `config.json` beside a file names the architecture unless `opts` does.
+pub fn load_paths(paths: &[std::path::PathBuf], opts: &LoadOptions) -> Result<Weights> {
+    let src = super::checkpoint::open(paths)?;
+    let mut opts = opts.clone();
+    if opts.arch.is_none() {
+        opts.arch = paths.iter().find_map(|p| {
+            let dir = if p.is_dir() { p.as_path() } else { p.parent()? };
+            arch_from_config(&dir.join("config.json"))
+        });
+    }
+    load_with(&src, &opts)
+}
+
+/// timm's `config.json`: `{"architecture": "tf_efficientnet_b4", ...}`.
+fn arch_from_config(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("architecture")?.as_str().map(str::to_string)
 }
 
 /// The deterministic test network (B`variant`, `n_classes` outputs).
 pub fn formula(variant: usize, layout: Layout, n_classes: usize) -> Weights {
-    let cfg = efficientnet(variant, layout.family());
-    load(&Formula::new(&cfg, layout, n_classes))
+    formula_for(efficientnet(variant, layout.family()), layout, n_classes)
+}
+
+/// The deterministic test network of any architecture.
+pub fn formula_for(cfg: ModelCfg, layout: Layout, n_classes: usize) -> Weights {
+    let opts = LoadOptions {
+        arch: Some(arch_name(&cfg)),
+    };
+    load_with(&Formula::new(&cfg, layout, n_classes), &opts)
         .expect("formula weights match their own architecture")
+}
+
+/// The name `parse_arch` reads back as this configuration.
+pub fn arch_name(cfg: &ModelCfg) -> String {
+    match cfg.family {
+        Family::Visloc => format!("visloc_b{}", cfg.variant),
+        Family::Timm => format!("efficientnet_b{}", cfg.variant),
+        Family::TimmTf => format!("tf_efficientnet_b{}", cfg.variant),
+        Family::Lite => format!("efficientnet_lite{}", cfg.variant),
+    }
 }
 
 /// Every tensor of a safetensors file as f32, and the file's metadata (tests read golden files with it).

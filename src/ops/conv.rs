@@ -1,4 +1,4 @@
-//! Dense k×k convolution (the stem), BN folded, optional SiLU. Forward only: nothing
+//! Dense k×k convolution (the stem), BN folded, optional activation. Forward only: nothing
 //! upstream of block 0 needs a gradient.
 
 use crate::error::Result;
@@ -6,6 +6,7 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
+use crate::ops::Act;
 use crate::ops::gemm::GemmWeights;
 
 /// A dense conv; `pad_t`/`pad_l` zero rows/columns before the image (see `DwShape`).
@@ -24,16 +25,16 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
-    /// Symmetric (k−1)/2 padding, or TF "SAME" at this size (`config::pad_out`).
+    /// The shape with the padding `rule` gives at this size (`config::pad_out`).
     pub fn new(
         (cin, h, w): (usize, usize, usize),
         cout: usize,
         k: usize,
         stride: usize,
-        tf_same: bool,
+        rule: crate::model::config::PadRule,
     ) -> Self {
-        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, tf_same);
-        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, tf_same);
+        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, rule);
+        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, rule);
         ConvShape {
             cin,
             h,
@@ -116,7 +117,7 @@ pub fn source(k: usize, stride: usize, cin: usize) -> String {
         b.push_str("    }\n");
     }
     crate::gpu::pipelines::splice(
-        template,
+        &template,
         &[
             ("const K = 3u;", format!("const K = {k}u;")),
             ("const S = 2u;", format!("const S = {stride}u;")),
@@ -131,7 +132,7 @@ pub fn conv(
     gpu: &Gpu,
     label: &str,
     s: ConvShape,
-    silu: bool,
+    act: Option<Act>,
     x: &wgpu::Buffer,
     wt: &GemmWeights,
     bias: &wgpu::Buffer,
@@ -153,7 +154,10 @@ pub fn conv(
             make: &make,
         },
         "main",
-        &[("ACT", silu as u32 as f64)],
+        &[
+            ("APPLY_ACT", act.is_some() as u32 as f64),
+            act.unwrap_or(Act::Silu).constant(),
+        ],
         &params,
         &[(1, Some(x)), (3, Some(bias)), (4, Some(y))],
         &[(2, &wt.view)],
@@ -166,7 +170,7 @@ pub fn conv(
 
 pub mod cpu {
     use super::ConvShape;
-    use crate::ops::silu;
+    use crate::ops::Act;
 
     /// Every tap of a k×k window with stride and zero padding sliding over an h×w plane, padded
     /// taps skipped: `f(output index i·ow + j, input index y·w + x, tap index u·k + v)`, in
@@ -187,8 +191,7 @@ pub mod cpu {
                         continue;
                     };
                     for v in 0..k {
-                        let Some(x) = (j * stride + v).checked_sub(pad_l).filter(|&x| x < w)
-                        else {
+                        let Some(x) = (j * stride + v).checked_sub(pad_l).filter(|&x| x < w) else {
                             continue;
                         };
                         f(i * ow + j, y * w + x, u * k + v);
@@ -198,7 +201,7 @@ pub mod cpu {
         }
     }
 
-    pub fn conv(s: ConvShape, act: bool, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+    pub fn conv(s: ConvShape, act: Option<Act>, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
         let (oh, ow) = s.out();
         let (ohw, hw, kk) = (oh * ow, s.h * s.w, s.k * s.k);
         let mut y = vec![0f32; s.cout * ohw];
@@ -210,12 +213,18 @@ pub mod cpu {
                     &x[c * hw..(c + 1) * hw],
                     &wt[(o * s.cin + c) * kk..(o * s.cin + c + 1) * kk],
                 );
-                for_each_tap(s.h, s.w, s.k, s.stride, (s.pad_t, s.pad_l), (s.oh, s.ow), |op, ip, t| {
-                    plane[op] += wc[t] * xc[ip]
-                });
+                for_each_tap(
+                    s.h,
+                    s.w,
+                    s.k,
+                    s.stride,
+                    (s.pad_t, s.pad_l),
+                    (s.oh, s.ow),
+                    |op, ip, t| plane[op] += wc[t] * xc[ip],
+                );
             }
-            if act {
-                plane.iter_mut().for_each(|v| *v = silu(*v));
+            if let Some(a) = act {
+                plane.iter_mut().for_each(|v| *v = a.apply(*v));
             }
         }
         y

@@ -4,6 +4,8 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
+use crate::model::config::PadRule;
+use crate::ops::Act;
 
 /// A depthwise conv: C channels of H×W, k×k, stride; `pad_t`/`pad_l` zero rows/columns
 /// before the image (after it, whatever the output size needs: asymmetric TF "SAME" padding
@@ -22,10 +24,10 @@ pub struct DwShape {
 }
 
 impl DwShape {
-    /// Symmetric (k−1)/2 padding, or TF "SAME" at this size (`config::pad_out`).
-    pub fn new(c: usize, h: usize, w: usize, k: usize, stride: usize, tf_same: bool) -> Self {
-        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, tf_same);
-        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, tf_same);
+    /// The shape with the padding `rule` gives at this size (`config::pad_out`).
+    pub fn new(c: usize, h: usize, w: usize, k: usize, stride: usize, rule: PadRule) -> Self {
+        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, rule);
+        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, rule);
         DwShape {
             c,
             h,
@@ -244,15 +246,16 @@ pub fn pool_parts(s: &DwShape) -> usize {
     oh.div_ceil(fwd_rows(s.stride)) * ow.div_ceil(8)
 }
 
-/// out = bias + dw(act(x)); act = silu when `in_silu` (x is a pre-activation). With `pool`
-/// ((C, pool_parts) floats) it also writes partial sums of silu(out) there: the SE squeeze,
-/// finished by `reduce::rows_scaled`.
+/// out = bias + dw(x'); x' = act(x) with `in_act` (x is a pre-activation), else x. With
+/// `pool` ((C, pool_parts) floats) it also writes partial sums of act(out) there: the SE
+/// squeeze, finished by `reduce::rows_scaled`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     label: &str,
     s: DwShape,
-    in_silu: bool,
+    act: Act,
+    in_act: bool,
     x: &wgpu::Buffer,
     wt: &wgpu::Buffer,
     bias: &wgpu::Buffer,
@@ -266,8 +269,9 @@ pub fn forward(
         &s,
         "forward",
         &[
-            ("IN_SILU", in_silu as u32 as f64),
+            ("IN_ACT", in_act as u32 as f64),
             ("POOL", pool.is_some() as u32 as f64),
+            act.constant(),
         ],
         &[
             (1, Some(wt)),
@@ -283,13 +287,14 @@ pub fn forward(
     d
 }
 
-/// dx = act'(z_in)·dwᵀ(dy) (+ res).
+/// dx = act'(z_in)·dwᵀ(dy) (+ res); with `in_act` false, dx = dwᵀ(dy) (+ res).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     label: &str,
     s: DwShape,
-    in_silu: bool,
+    act: Act,
+    in_act: bool,
     dy: &wgpu::Buffer,
     wt: &wgpu::Buffer,
     zin: Option<&wgpu::Buffer>,
@@ -298,8 +303,9 @@ pub fn backward(
 ) -> Dispatch {
     let (oh, ow) = s.out();
     let consts = [
-        ("IN_SILU", in_silu as u32 as f64),
+        ("IN_ACT", in_act as u32 as f64),
         ("HAS_RES", res.is_some() as u32 as f64),
+        act.constant(),
     ];
     let mut d = dispatch(
         gpu,
@@ -318,17 +324,23 @@ pub fn backward(
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
-        * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_silu as usize + res.is_some() as usize))
-            as f64;
+        * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_act as usize + res.is_some() as usize)) as f64;
     d
 }
 
 pub mod cpu {
     use super::DwShape;
+    use crate::ops::Act;
     use crate::ops::conv::cpu::for_each_tap;
-    use crate::ops::{dsilu, silu};
 
-    pub fn forward(s: DwShape, in_silu: bool, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+    /// `in_act`: x is a pre-activation, read as act(x).
+    pub fn forward(
+        s: DwShape,
+        in_act: Option<Act>,
+        x: &[f32],
+        wt: &[f32],
+        bias: &[f32],
+    ) -> Vec<f32> {
         let (oh, ow) = s.out();
         let (ohw, hw, kk) = (oh * ow, s.h * s.w, s.k * s.k);
         let mut y = vec![0f32; s.c * ohw];
@@ -339,9 +351,15 @@ pub mod cpu {
                 &wt[c * kk..(c + 1) * kk],
             );
             plane.fill(bias[c]);
-            for_each_tap(s.h, s.w, s.k, s.stride, (s.pad_t, s.pad_l), (s.oh, s.ow), |op, ip, t| {
-                plane[op] += wc[t] * if in_silu { silu(xc[ip]) } else { xc[ip] }
-            });
+            for_each_tap(
+                s.h,
+                s.w,
+                s.k,
+                s.stride,
+                (s.pad_t, s.pad_l),
+                (s.oh, s.ow),
+                |op, ip, t| plane[op] += wc[t] * in_act.map_or(xc[ip], |a| a.apply(xc[ip])),
+            );
         }
         y
     }
@@ -351,7 +369,7 @@ pub mod cpu {
         s: DwShape,
         dy: &[f32],
         wt: &[f32],
-        zin: Option<&[f32]>,
+        zin: Option<(Act, &[f32])>,
         res: Option<&[f32]>,
     ) -> Vec<f32> {
         let (oh, ow) = s.out();
@@ -363,13 +381,19 @@ pub mod cpu {
                 &dy[c * ohw..(c + 1) * ohw],
                 &wt[c * kk..(c + 1) * kk],
             );
-            for_each_tap(s.h, s.w, s.k, s.stride, (s.pad_t, s.pad_l), (s.oh, s.ow), |op, ip, t| {
-                plane[ip] += wc[t] * gc[op]
-            });
+            for_each_tap(
+                s.h,
+                s.w,
+                s.k,
+                s.stride,
+                (s.pad_t, s.pad_l),
+                (s.oh, s.ow),
+                |op, ip, t| plane[ip] += wc[t] * gc[op],
+            );
         }
-        if let Some(z) = zin {
+        if let Some((act, z)) = zin {
             for (d, &zv) in dx.iter_mut().zip(z) {
-                *d *= dsilu(zv);
+                *d *= act.grad(zv);
             }
         }
         if let Some(r) = res {

@@ -3,14 +3,26 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
+use crate::ops::Act;
 
 /// How the GEMM reads x.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum InMode {
     /// x as stored
-    Plain = 0,
-    /// silu(x)·scale[k]: the projection's input, SE channel scale fused into the loads
-    SiluScaled = 1,
+    Plain,
+    /// act(x)·scale[k]: the projection's input, the SE channel scale (ones without SE) fused
+    /// into the loads
+    ActScaled(Act),
+}
+
+impl InMode {
+    /// The shader's IN_MODE and ACT.
+    fn constants(self) -> [(&'static str, f64); 2] {
+        match self {
+            InMode::Plain => [("IN_MODE", 0.0), Act::Silu.constant()],
+            InMode::ActScaled(a) => [("IN_MODE", 1.0), a.constant()],
+        }
+    }
 }
 
 /// Which of the shader's two kernels runs (see shaders/gemm.wgsl).
@@ -174,7 +186,7 @@ pub struct GemmArgs<'a> {
     pub a: &'a GemmWeights,              // (M, K)
     pub x: &'a wgpu::Buffer,             // (K, P)
     pub bias: Option<&'a wgpu::Buffer>,  // (M)
-    pub scale: Option<&'a wgpu::Buffer>, // (K), with InMode::SiluScaled
+    pub scale: Option<&'a wgpu::Buffer>, // (K), with InMode::ActScaled
     pub res: Option<&'a wgpu::Buffer>,   // (M, P)
     pub y: &'a wgpu::Buffer,             // (M, P)
     pub mode: InMode,
@@ -196,8 +208,10 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
         g.m,
         g.k
     );
+    let [in_mode, act] = g.mode.constants();
     let constants = [
-        ("IN_MODE", g.mode as u32 as f64),
+        in_mode,
+        act,
         ("HAS_BIAS", g.bias.is_some() as u32 as f64),
         ("HAS_RES", g.res.is_some() as u32 as f64),
     ];
@@ -241,7 +255,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 &format!("{label}.pack"),
                 "gemm",
                 "pack_x",
-                &[("IN_MODE", g.mode as u32 as f64)],
+                &g.mode.constants(),
                 &params,
                 &[(2, Some(g.x)), (4, g.scale)],
                 &[(8, &pack.view)],
@@ -267,15 +281,16 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
 
 /// Plain-loop references.
 pub mod cpu {
-    use crate::ops::silu;
+    use crate::ops::Act;
 
-    /// y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p]
+    /// y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p]; T(v) = act(v)·scale[k] with
+    /// `scale`, else v
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         a: &[f32],
         x: &[f32],
         bias: Option<&[f32]>,
-        scale: Option<&[f32]>,
+        scale: Option<(Act, &[f32])>,
         res: Option<&[f32]>,
         m: usize,
         k: usize,
@@ -283,10 +298,10 @@ pub mod cpu {
     ) -> Vec<f32> {
         let mut y = vec![0f32; m * p];
         let mut xt = x.to_vec();
-        if let Some(s) = scale {
+        if let Some((act, s)) = scale {
             for kk in 0..k {
                 for v in &mut xt[kk * p..(kk + 1) * p] {
-                    *v = silu(*v) * s[kk];
+                    *v = act.apply(*v) * s[kk];
                 }
             }
         }

@@ -1,19 +1,35 @@
 //! Row reductions (one workgroup per row): pools, Grad-CAM channel weights, the SE gradient
-//! and statistics; and the gradient of the global average pool of silu.
+//! and statistics; and the gradient of the global average pool of the activation.
 
 use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{fbits, grid_1d, grid_items},
 };
+use crate::ops::Act;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Reduce {
-    Mean = 0,
-    MeanSilu = 1,
-    /// Σ x·silu(y)
-    DotSilu = 2,
-    MaxAbs = 3,
-    Max = 4,
+    Mean,
+    /// mean act(x)
+    MeanAct(Act),
+    /// Σ x·act(y)
+    DotAct(Act),
+    MaxAbs,
+    Max,
+}
+
+impl Reduce {
+    /// The shader's MODE and the activation its modes 1 and 2 use.
+    fn constants(self) -> [(&'static str, f64); 2] {
+        let (mode, act) = match self {
+            Reduce::Mean => (0, Act::Silu),
+            Reduce::MeanAct(a) => (1, a),
+            Reduce::DotAct(a) => (2, a),
+            Reduce::MaxAbs => (3, Act::Silu),
+            Reduce::Max => (4, Act::Silu),
+        };
+        [("MODE", mode as f64), act.constant()]
+    }
 }
 
 pub struct RowsArgs<'a> {
@@ -30,7 +46,7 @@ pub fn rows(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs) -> Dispatch {
     rows_scaled(gpu, label, mode, a, 1.0 / a.len.max(1) as f32)
 }
 
-/// `rows`, with the means (Mean, MeanSilu) taken as sum·`scale` instead of sum/len: a mean
+/// `rows`, with the means (Mean, MeanAct) taken as sum·`scale` instead of sum/len: a mean
 /// over more elements than the row holds, e.g. over the partial sums of a pool.
 pub fn rows_scaled(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs, scale: f32) -> Dispatch {
     let params = [
@@ -47,20 +63,27 @@ pub fn rows_scaled(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs, scale: f3
         label,
         "reduce",
         "rows",
-        &[("MODE", mode as u32 as f64)],
+        &mode.constants(),
         &params,
         &[(1, Some(a.x)), (2, a.y), (3, Some(a.out))],
         grid_1d((a.rows as u32).div_ceil(8)),
     );
-    d.flops = (a.rows * a.len) as f64 * if mode == Reduce::DotSilu { 2.0 } else { 1.0 };
+    d.flops = (a.rows * a.len) as f64
+        * if matches!(mode, Reduce::DotAct(_)) {
+            2.0
+        } else {
+            1.0
+        };
     d.bytes = 4.0 * (a.rows * a.len * if a.y.is_some() { 2 } else { 1 } + a.rows) as f64;
     d
 }
 
-/// out[r, i] = g[r]/len·silu'(z[r, i])
+/// out[r, i] = g[r]/len·act'(z[r, i])
+#[allow(clippy::too_many_arguments)]
 pub fn pool_backward(
     gpu: &Gpu,
     label: &str,
+    act: Act,
     rows: usize,
     len: usize,
     z: &wgpu::Buffer,
@@ -81,7 +104,7 @@ pub fn pool_backward(
         label,
         "reduce",
         "pool_backward",
-        &[],
+        &[act.constant()],
         &params,
         &[(1, Some(z)), (2, Some(g)), (3, Some(out))],
         grid_items(rows * len),
@@ -93,7 +116,7 @@ pub fn pool_backward(
 
 pub mod cpu {
     use super::Reduce;
-    use crate::ops::{dsilu, silu};
+    use crate::ops::Act;
 
     pub fn rows(mode: Reduce, x: &[f32], y: Option<&[f32]>, rows: usize, len: usize) -> Vec<f32> {
         (0..rows)
@@ -101,10 +124,10 @@ pub mod cpu {
                 let xs = &x[r * len..(r + 1) * len];
                 match mode {
                     Reduce::Mean => xs.iter().sum::<f32>() / len as f32,
-                    Reduce::MeanSilu => xs.iter().map(|&v| silu(v)).sum::<f32>() / len as f32,
-                    Reduce::DotSilu => {
+                    Reduce::MeanAct(a) => xs.iter().map(|&v| a.apply(v)).sum::<f32>() / len as f32,
+                    Reduce::DotAct(a) => {
                         let ys = &y.unwrap()[r * len..(r + 1) * len];
-                        xs.iter().zip(ys).map(|(&a, &b)| a * silu(b)).sum()
+                        xs.iter().zip(ys).map(|(&v, &w)| v * a.apply(w)).sum()
                     }
                     Reduce::MaxAbs => xs.iter().fold(f32::MIN, |a, v| a.max(v.abs())),
                     Reduce::Max => xs.iter().fold(f32::MIN, |a, &v| a.max(v)),
@@ -113,11 +136,11 @@ pub mod cpu {
             .collect()
     }
 
-    pub fn pool_backward(z: &[f32], g: &[f32], rows: usize, len: usize) -> Vec<f32> {
+    pub fn pool_backward(act: Act, z: &[f32], g: &[f32], rows: usize, len: usize) -> Vec<f32> {
         let mut out = vec![0f32; rows * len];
         for r in 0..rows {
             for i in 0..len {
-                out[r * len + i] = g[r] / len as f32 * dsilu(z[r * len + i]);
+                out[r * len + i] = g[r] / len as f32 * act.grad(z[r * len + i]);
             }
         }
         out

@@ -5,6 +5,7 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{fbits, grid_1d},
 };
+use crate::ops::Act;
 
 #[derive(Clone, Copy, Debug)]
 pub struct SeShape {
@@ -97,10 +98,12 @@ pub fn backward(
     d
 }
 
-/// du ← (du·s + dm/HW)·silu'(zd), in place.
+/// du ← (du·s + dm/HW)·act'(zd), in place (without SE: s = 1, dm = 0).
+#[allow(clippy::too_many_arguments)]
 pub fn apply_backward(
     gpu: &Gpu,
     label: &str,
+    act: Act,
     sh: SeShape,
     s: &wgpu::Buffer,
     dm: &wgpu::Buffer,
@@ -111,7 +114,7 @@ pub fn apply_backward(
         label,
         "se",
         "apply_backward",
-        &[],
+        &[act.constant()],
         &sh.params(),
         &[(7, Some(s)), (9, Some(dm)), (10, Some(du)), (11, Some(zd))],
         grid_1d(((sh.cmid * sh.hw.div_ceil(8)) as u32).div_ceil(64)),
@@ -123,7 +126,7 @@ pub fn apply_backward(
 
 pub mod cpu {
     use super::SeShape;
-    use crate::ops::{dsilu, sigmoid, silu};
+    use crate::ops::{Act, dsilu, sigmoid, silu};
 
     /// Returns (r, s).
     pub fn forward(
@@ -171,12 +174,19 @@ pub mod cpu {
             .collect()
     }
 
-    pub fn apply_backward(sh: SeShape, s: &[f32], dm: &[f32], du: &[f32], zd: &[f32]) -> Vec<f32> {
+    pub fn apply_backward(
+        act: Act,
+        sh: SeShape,
+        s: &[f32],
+        dm: &[f32],
+        du: &[f32],
+        zd: &[f32],
+    ) -> Vec<f32> {
         let mut out = vec![0f32; du.len()];
         for c in 0..sh.cmid {
             for p in 0..sh.hw {
                 let i = c * sh.hw + p;
-                out[i] = (du[i] * s[c] + dm[c] / sh.hw as f32) * dsilu(zd[i]);
+                out[i] = (du[i] * s[c] + dm[c] / sh.hw as f32) * act.grad(zd[i]);
             }
         }
         out

@@ -1,0 +1,42 @@
+// prelude.wgsl: functions shared by every kernel, joined in front of each shader file when it
+// is loaded (`gpu::pipelines::shader_source`), so an activation is written once.
+// ACT, a pipeline constant (`ops::Act`): the network's activation. 0: SiLU x·sigmoid(x)
+// (EfficientNet), 1: ReLU6 min(max(x, 0), 6) (EfficientNet-Lite).
+
+override ACT: u32 = 0u;
+
+fn sigmoid(v: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-v));
+}
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
+
+// d silu(v) / dv
+fn dsilu(v: f32) -> f32 {
+    let s = sigmoid(v);
+    return s * (1.0 + v * (1.0 - s));
+}
+
+fn act(v: f32) -> f32 {
+    if (ACT == 1u) {
+        return clamp(v, 0.0, 6.0);
+    }
+    return silu(v);
+}
+
+fn act4(v: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) {
+        return clamp(v, vec4(0.0), vec4(6.0));
+    }
+    return v / (1.0 + exp(-v));
+}
+
+// act'(v); ReLU6's derivative is 1 on 0 < v < 6 and 0 elsewhere (as PyTorch's)
+fn dact(v: f32) -> f32 {
+    if (ACT == 1u) {
+        return select(0.0, 1.0, v > 0.0 && v < 6.0);
+    }
+    return dsilu(v);
+}
