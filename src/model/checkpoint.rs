@@ -257,7 +257,7 @@ impl Merged {
             for (full, short) in inner.iter().zip(&stripped) {
                 let merged = format!("{prefix}{short}");
                 if let Some((j, _)) = map.get(&merged) {
-                    let other: &dyn TensorSource = parts[*j].as_ref();
+                    let other = &parts[*j];
                     return Err(Error::weights(
                         part.describe(),
                         format!(
