@@ -236,7 +236,7 @@ pub struct Merged {
 
 impl Merged {
     pub fn new(parts: Vec<Box<dyn TensorSource>>) -> Result<Self> {
-        let mut map = HashMap::new();
+        let mut map: HashMap<String, (usize, String)> = HashMap::new();
         let mut names = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             let inner = part.names();
@@ -257,12 +257,11 @@ impl Merged {
             for (full, short) in inner.iter().zip(&stripped) {
                 let merged = format!("{prefix}{short}");
                 if let Some((j, _)) = map.get(&merged) {
-                    let other = &parts[*j];
                     return Err(Error::weights(
                         part.describe(),
                         format!(
                             "tensor {merged} is also in {}: pass each part of the model once",
-                            other.describe()
+                            parts[*j].describe()
                         ),
                     ));
                 }
