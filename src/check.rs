@@ -4,18 +4,44 @@
 
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::model::config::Family;
 use crate::model::efficientnet::{ModelGpu, Plan, PlanOptions, Score};
-use crate::model::weights::{self, Layout};
+use crate::model::weights::{self, Layout, Weights};
 use crate::model::{cpu, detweights};
 use crate::ops::tolerance::{Tolerance, compare, map_tolerance};
 
+/// The test network `check` runs for an architecture name (`b0`, `lite0`, `tf_b0`, or any
+/// name `weights::parse_arch` reads): visloc B0–B7 with 500 cells, the others with 1000
+/// ImageNet classes in their own key layout.
+pub fn test_network(arch: &str) -> Result<Weights> {
+    let t = arch.trim().to_lowercase();
+    let name = match t.as_str() {
+        b if b.len() == 2 && b.starts_with('b') => format!("visloc_{b}"),
+        l if l.starts_with("lite") => format!("efficientnet_{l}"),
+        tf if tf.starts_with("tf_b") => format!("tf_efficientnet_{}", &tf[3..]),
+        other => other.to_string(),
+    };
+    let Some((family, v)) = weights::parse_arch(&name) else {
+        return Err(crate::error::Error::Input(format!(
+            "unknown architecture {arch:?}: use b0 … b7 (visloc), lite0 … lite4, tf_b0 … tf_b7, or a timm name such as efficientnet_b3"
+        )));
+    };
+    let cfg = crate::model::config::efficientnet(v, family);
+    Ok(match family {
+        Family::Visloc => weights::formula_for(cfg, Layout::Visloc, 500),
+        Family::Lite => weights::formula_for(cfg, Layout::EfficientnetPytorch, 1000),
+        Family::Timm | Family::TimmTf => weights::formula_for(cfg, Layout::Timm, 1000),
+    })
+}
+
 /// Returns whether everything agreed.
-pub fn run(gpu: &Gpu, variant: usize, h: usize, w: usize) -> Result<bool> {
-    let wts = weights::formula(variant, Layout::Visloc, 500);
+pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
     let nb = wts.cfg.blocks.len();
     println!(
-        "check: {} with random weights, 500 cells, {h}×{w} input, on {}",
+        "check: {} ({:?} family) with random weights, {} outputs, {h}×{w} input, on {}",
         wts.cfg.name(),
+        wts.cfg.family,
+        wts.classifier.n,
         gpu.adapter.line()
     );
     let x = detweights::input(h, w);

@@ -123,7 +123,8 @@ struct PredictArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// EfficientNet variant of the random network.
+    /// Architecture of the random network: b0 … b7 (visloc), lite0 … lite4
+    /// (efficientnet_lite_pytorch), tf_b0 … tf_b7 (timm TF ports), or a timm name.
     #[arg(long, default_value = "b0")]
     variant: String,
     /// Input size HxW.
@@ -200,7 +201,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Cmd::Check(a) => {
             let gpu = open_gpu(a.device.device)?;
             let (h, w) = bench::parse_size(&a.size)?;
-            let ok = check::run(&gpu, variant_index(&a.variant)?, h, w)?;
+            let ok = check::run(&gpu, check::test_network(&a.variant)?, h, w)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -380,10 +380,46 @@ pub fn resized_size(w: u32, h: u32, short_side: u32) -> (u32, u32) {
 /// Pillow: `#define PRECISION_BITS (32 - 8 - 2)`.
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// Pillow's `bilinear_filter` (triangle), support 1.0.
-fn bilinear_filter(x: f64) -> f64 {
-    let x = if x < 0.0 { -x } else { x };
-    if x < 1.0 { 1.0 - x } else { 0.0 }
+/// Pillow's resampling filters that torchvision's `Resize` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Resample {
+    /// `bilinear_filter` (triangle), support 1
+    Bilinear,
+    /// `bicubic_filter` (a = −0.5), support 2
+    Bicubic,
+}
+
+impl Resample {
+    fn support(self) -> f64 {
+        match self {
+            Resample::Bilinear => 1.0,
+            Resample::Bicubic => 2.0,
+        }
+    }
+
+    /// Pillow's filter functions, in its double arithmetic.
+    fn filter(self, x: f64) -> f64 {
+        let x = if x < 0.0 { -x } else { x };
+        match self {
+            Resample::Bilinear => {
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            Resample::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
 }
 
 /// Per output index: first source index, number of taps, and fixed-point weights (`ksize` each).
@@ -394,14 +430,13 @@ struct Coeffs {
 }
 
 /// Pillow's `precompute_coeffs` with the box (0, in_size) followed by `normalize_coeffs_8bpc`.
-fn precompute_coeffs(in_size: u32, out_size: u32) -> Coeffs {
-    const SUPPORT: f64 = 1.0; // BILINEAR.support
+fn precompute_coeffs(in_size: u32, out_size: u32, filter: Resample) -> Coeffs {
     // in0 = 0.0f, in1 = (float)in_size; (double)(in1 - in0) / outSize
     let in0 = 0.0f32;
     let in1 = in_size as f32;
     let scale = (in1 - in0) as f64 / out_size as f64;
     let filterscale = if scale < 1.0 { 1.0 } else { scale };
-    let support = SUPPORT * filterscale;
+    let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size as usize);
     let mut kk = vec![0i32; out_size as usize * ksize];
@@ -421,7 +456,7 @@ fn precompute_coeffs(in_size: u32, out_size: u32) -> Coeffs {
         }
         let xmax = (xmax - xmin).max(0) as usize;
         for (x, kx) in k.iter_mut().enumerate().take(xmax) {
-            let w = bilinear_filter(((x as i64 + xmin) as f64 - center + 0.5) * ss);
+            let w = filter.filter(((x as i64 + xmin) as f64 - center + 0.5) * ss);
             *kx = w;
             ww += w;
         }
@@ -451,10 +486,16 @@ fn clip8(ss: i32) -> u8 {
     (ss >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// PIL's Image.resize(size, BILINEAR) for 8-bit RGB, bit-exact (antialiased triangle filter, PIL's fixed-point arithmetic, horizontal pass then vertical pass as Pillow does).
+/// PIL's Image.resize(size, BILINEAR) for 8-bit RGB, bit-exact (see [`resize_pil`]).
+pub fn resize_pil_bilinear(src: &RgbImage, w: u32, h: u32) -> RgbImage {
+    resize_pil(src, w, h, Resample::Bilinear)
+}
+
+/// PIL's Image.resize(size, filter) for 8-bit RGB, bit-exact (antialiased filter, PIL's
+/// fixed-point arithmetic, horizontal pass then vertical pass as Pillow does).
 ///
 /// Returns an empty image when `w`, `h` or the source is zero-sized (PIL raises instead).
-pub fn resize_pil_bilinear(src: &RgbImage, w: u32, h: u32) -> RgbImage {
+pub fn resize_pil(src: &RgbImage, w: u32, h: u32, filter: Resample) -> RgbImage {
     let (sw, sh) = src.dimensions();
     if w == 0 || h == 0 || sw == 0 || sh == 0 {
         return RgbImage::new(0, 0);
@@ -467,7 +508,7 @@ pub fn resize_pil_bilinear(src: &RgbImage, w: u32, h: u32) -> RgbImage {
     let need_vertical = h != sh;
     let half = 1i32 << (PRECISION_BITS - 1);
 
-    let vert = precompute_coeffs(sh, h);
+    let vert = precompute_coeffs(sh, h, filter);
     // Rows of the source that the vertical pass reads.
     let ybox_first = vert.bounds[0].0;
     let ybox_last = {
@@ -477,7 +518,7 @@ pub fn resize_pil_bilinear(src: &RgbImage, w: u32, h: u32) -> RgbImage {
 
     // Horizontal pass over the needed rows only (Pillow >= 7), giving `tmp` (rows, cols).
     let (tmp, tmp_w, row_offset): (std::borrow::Cow<'_, [u8]>, usize, usize) = if need_horizontal {
-        let hz = precompute_coeffs(sw, w);
+        let hz = precompute_coeffs(sw, w, filter);
         let rows = ybox_last - ybox_first;
         let (w_us, sw_us) = (w as usize, sw as usize);
         let raw = src.as_raw();
@@ -547,10 +588,59 @@ pub struct Preprocessed {
     pub width: usize,
 }
 
-/// torchvision Resize(short_side) (no resampling when the short side already equals it) + ToTensor + Normalize.
+/// What a model's reference code does to a photo: torchvision `Resize(short_side, filter)`,
+/// `ToTensor`, `Normalize(mean, std)`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Preprocessing {
+    pub short_side: u32,
+    pub resample: Resample,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Preprocessing {
+    /// visloc (NUMERICS §4): short side 300, bilinear, ImageNet mean/std.
+    pub const VISLOC: Preprocessing = Preprocessing {
+        short_side: 300,
+        resample: Resample::Bilinear,
+        mean: MEAN,
+        std: STD,
+    };
+    /// EfficientNet-Lite (timm's `tf_efficientnet_lite0` config): short side 224, bicubic,
+    /// mean = std = 0.5.
+    pub const LITE: Preprocessing = Preprocessing {
+        short_side: 224,
+        resample: Resample::Bicubic,
+        mean: [0.5; 3],
+        std: [0.5; 3],
+    };
+
+    /// One line for messages and reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "short side {}, {:?}, mean {:?}, std {:?}",
+            self.short_side, self.resample, self.mean, self.std
+        )
+    }
+}
+
+/// torchvision Resize(short_side) (no resampling when the short side already equals it) +
+/// ToTensor + Normalize with ImageNet's mean and std, bilinear: visloc's preprocessing.
 ///
 /// Per element, in f32 as torch does: `(v / 255 - mean) / std`.
 pub fn preprocess(img: &RgbImage, short_side: u32) -> Result<Preprocessed> {
+    preprocess_with(
+        img,
+        &Preprocessing {
+            short_side,
+            ..Preprocessing::VISLOC
+        },
+    )
+}
+
+/// [`preprocess`] with any resize filter, size, mean and std.
+pub fn preprocess_with(img: &RgbImage, p: &Preprocessing) -> Result<Preprocessed> {
+    let short_side = p.short_side;
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return Err(Error::Input(format!(
@@ -573,15 +663,15 @@ pub fn preprocess(img: &RgbImage, short_side: u32) -> Result<Preprocessed> {
     let src = if (nw, nh) == (w, h) {
         img
     } else {
-        resized = resize_pil_bilinear(img, nw, nh);
+        resized = resize_pil(img, nw, nh, p.resample);
         &resized
     };
     let (width, height) = (nw as usize, nh as usize);
     let plane = width * height;
     let mut tensor = vec![0f32; 3 * plane];
-    for (i, p) in src.as_raw().chunks_exact(3).enumerate() {
+    for (i, px) in src.as_raw().chunks_exact(3).enumerate() {
         for c in 0..3 {
-            tensor[c * plane + i] = (p[c] as f32 / 255.0 - MEAN[c]) / STD[c];
+            tensor[c * plane + i] = (px[c] as f32 / 255.0 - p.mean[c]) / p.std[c];
         }
     }
     Ok(Preprocessed {

