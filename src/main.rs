@@ -6,6 +6,7 @@ use combicam_gpu::cam::explain::{ExplainOptions, expand_inputs, explain_one, uni
 use combicam_gpu::engine::{Engine, parse_blocks};
 use combicam_gpu::gpu::{self, Gpu};
 use combicam_gpu::model::efficientnet::Score;
+use combicam_gpu::model::checkpoint::CERTH_FILES;
 use combicam_gpu::model::weights::{self, Layout, Weights};
 use combicam_gpu::{bench, check, preprocess};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,14 +47,22 @@ struct DeviceArgs {
 
 #[derive(Args, Clone)]
 struct WeightsArgs {
-    /// Weights (.safetensors, visloc or timm layout). Default: $COMBICAM_WEIGHTS, else the only
-    /// .safetensors file in ./weights/.
-    #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
-    /// Use deterministic random test weights instead (e.g. b4, b0): for checks, not for answers.
+    /// Weights: a .safetensors file, a PyTorch .pt/.pth state dict, or a folder with CERTH's
+    /// efficientnet_backbone.pt and mvmf_head.pt (visloc); repeat it to merge files (e.g. the
+    /// backbone and the head). Default: $COMBICAM_WEIGHTS, else the weights in ./weights/,
+    /// else the built-in ImageNet EfficientNet-Lite0.
+    #[arg(long, value_name = "PATH")]
+    weights: Vec<PathBuf>,
+    /// Architecture, where the file cannot tell: e.g. tf_efficientnet_b4 (timm TF ports and
+    /// timm efficientnet_b4 have the same keys). Also efficientnet_b0..b7,
+    /// efficientnet_lite0..4, visloc_b4.
+    #[arg(long, value_name = "NAME")]
+    arch: Option<String>,
+    /// Use deterministic random test weights instead (b0..b7 visloc, lite0..4, tf_b0..b7): for
+    /// checks, not for answers.
     #[arg(long, value_name = "VARIANT", conflicts_with = "weights")]
     test_weights: Option<String>,
-    /// Number of cells of the test weights' geolocation head.
+    /// Number of cells of the test weights' geolocation head (visloc b0..b7).
     #[arg(long, default_value_t = 31145, requires = "test_weights")]
     cells: usize,
 }
@@ -252,52 +261,82 @@ fn test_weights(variant: &str, cells: usize) -> anyhow::Result<Weights> {
     if cells == 0 {
         bail!("--cells must be at least 1");
     }
-    Ok(weights::formula(
-        variant_index(variant)?,
-        Layout::Visloc,
-        cells,
-    ))
+    match variant_index(variant) {
+        Ok(v) => Ok(weights::formula(v, Layout::Visloc, cells)),
+        Err(_) => Ok(check::test_network(variant)?),
+    }
 }
 
-/// --weights, else $COMBICAM_WEIGHTS, else the one .safetensors in ./weights/.
+/// The built-in model's file in ./weights/ is the built-in model itself, not other weights.
+const BUILTIN_FILE: &str = "efficientnet-lite0-57934424.pth";
+
+/// --weights, else $COMBICAM_WEIGHTS, else the weights in ./weights/, else the built-in Lite0.
 fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
     if let Some(v) = &a.test_weights {
         return test_weights(v, a.cells);
     }
-    let path = match (&a.weights, std::env::var_os("COMBICAM_WEIGHTS")) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => PathBuf::from(p),
-        (None, None) => {
-            let mut found: Vec<PathBuf> = std::fs::read_dir("weights")
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            found.sort();
-            match found.len() {
-                1 => found.remove(0),
-                0 => bail!(
-                    "no weights: pass --weights FILE, set COMBICAM_WEIGHTS, or put one .safetensors file in ./weights/ (weights/README.md says how to convert the visloc weights or download timm's efficientnet_b4)"
-                ),
-                _ => bail!(
-                    "several .safetensors files in ./weights/; choose one with --weights FILE"
-                ),
-            }
-        }
+    let paths: Vec<PathBuf> = if !a.weights.is_empty() {
+        a.weights.clone()
+    } else if let Some(p) = std::env::var_os("COMBICAM_WEIGHTS") {
+        vec![PathBuf::from(p)]
+    } else {
+        local_weights()?
+    };
+    let opts = weights::LoadOptions {
+        arch: a.arch.clone(),
+        preprocessing: None,
     };
     let t = Instant::now();
-    let w = weights::load_file(&path)?;
-    eprintln!(
-        "weights: {} ({}, {:?} layout, {} outputs) loaded in {:.1}s",
-        path.display(),
-        w.cfg.name(),
-        w.layout,
-        w.classifier.n,
-        t.elapsed().as_secs_f64()
-    );
+    let w = if paths.is_empty() {
+        let w = weights::builtin()?;
+        eprintln!(
+            "weights: none given, so this explains ImageNet classes with the {} (loaded in \
+             {:.2}s). For geolocation, pass the visloc weights: --weights DIR with \
+             efficientnet_backbone.pt and mvmf_head.pt (weights/README.md)",
+            weights::BUILTIN_NAME,
+            t.elapsed().as_secs_f64()
+        );
+        w
+    } else {
+        let w = weights::load_paths(&paths, &opts)?;
+        eprintln!(
+            "weights: {} ({}, {:?} layout, {} outputs) loaded in {:.1}s",
+            w.source,
+            w.cfg.name(),
+            w.layout,
+            w.classifier.n,
+            t.elapsed().as_secs_f64()
+        );
+        w
+    };
+    for note in &w.notes {
+        eprintln!("note: {note}");
+    }
     Ok(w)
+}
+
+/// Weights in ./weights/ (run from a checkout or a folder laid out like one): CERTH's pair,
+/// or one weights file; none means the built-in model.
+fn local_weights() -> anyhow::Result<Vec<PathBuf>> {
+    let dir = Path::new("weights");
+    if CERTH_FILES.iter().any(|f| dir.join(f).is_file()) {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let found: Vec<PathBuf> = combicam_gpu::model::checkpoint::weight_files_in(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_none_or(|n| n != BUILTIN_FILE))
+        .collect();
+    match found.len() {
+        0 | 1 => Ok(found),
+        _ => bail!(
+            "several weights files in ./weights/ ({}); choose with --weights PATH",
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// Run `f` on every image under a progress bar. A failing image is reported and skipped;
@@ -334,10 +373,13 @@ fn for_each_image(
 }
 
 /// Decode and preprocess; errors name the image.
-fn load(path: &Path) -> anyhow::Result<(image::RgbImage, preprocess::Preprocessed)> {
+fn load(
+    path: &Path,
+    how: &preprocess::Preprocessing,
+) -> anyhow::Result<(image::RgbImage, preprocess::Preprocessed)> {
     let photo = preprocess::load_image(path)?;
-    let pre =
-        preprocess::preprocess(&photo, 300).with_context(|| format!("image {}", path.display()))?;
+    let pre = preprocess::preprocess_with(&photo, how)
+        .with_context(|| format!("image {}", path.display()))?;
     Ok((photo, pre))
 }
 
@@ -348,9 +390,10 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     }
     let w = load_weights(&a.weights)?;
     let gpu = open_gpu(a.device.device)?;
+    let how = w.preprocessing;
     let mut engine = Engine::new(&gpu, w)?;
     let failed = for_each_image(&images, |path, pb| {
-        let (_, pre) = load(path)?;
+        let (_, pre) = load(path, &how)?;
         let out = engine.run(
             &pre.tensor,
             pre.height,
@@ -455,6 +498,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     })?;
     let _ = std::fs::remove_file(&probe);
     let gpu = open_gpu(a.device.device)?;
+    let how = w.preprocessing;
     let mut engine = Engine::new(&gpu, w)?;
     let opts = ExplainOptions {
         blocks,
@@ -470,7 +514,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut used = std::collections::HashSet::new();
     let failed = for_each_image(&images, |path, pb| {
         let t = Instant::now();
-        let (photo, pre) = load(path)?;
+        let (photo, pre) = load(path, &how)?;
         let stem = unique_stem(path, &mut used);
         let report = explain_one(
             &mut engine,

@@ -180,10 +180,10 @@ pub trait TensorSource {
     fn get_f32(&self, name: &str) -> Result<Option<RawTensor<f32>>>;
 }
 
-/// A safetensors file held in memory, its header parsed once.
+/// A safetensors file held in memory (or embedded in the binary), its header parsed once.
 pub struct SafetensorsFile {
     path: String,
-    bytes: Vec<u8>,
+    bytes: std::borrow::Cow<'static, [u8]>,
     /// where the tensor data starts in `bytes`
     data_start: usize,
     meta: Metadata,
@@ -201,11 +201,16 @@ impl SafetensorsFile {
         let bytes = std::fs::read(path).map_err(|e| {
             Error::weights(&p, format!("cannot be read ({e}); check the path, or see weights/README.md for how to get weights"))
         })?;
+        Self::from_bytes(p, bytes.into())
+    }
+
+    /// Bytes already in memory (`name` only names them in messages).
+    pub fn from_bytes(name: String, bytes: std::borrow::Cow<'static, [u8]>) -> Result<Self> {
         let (header, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-            Error::weights(&p, format!("is not a valid safetensors file ({e}); it may be truncated or another format: re-download or re-convert it (weights/README.md)"))
+            Error::weights(&name, format!("is not a valid safetensors file ({e}); it may be truncated or another format: re-download or re-convert it (weights/README.md)"))
         })?;
         Ok(SafetensorsFile {
-            path: p,
+            path: name,
             bytes,
             data_start: 8 + header,
             meta,
@@ -821,6 +826,18 @@ fn read_timm_config(path: &Path) -> Option<(Option<String>, Option<Preprocessing
         _ => None,
     };
     Some((arch, pre))
+}
+
+/// What the built-in model is called in messages and reports.
+pub const BUILTIN_NAME: &str = "built-in EfficientNet-Lite0 (ImageNet, efficientnet-lite0-57934424.pth)";
+
+/// The built-in model: the trained ImageNet EfficientNet-Lite0 shipped in `weights/`,
+/// converted by build.rs and embedded in the binary (about 18.6 MB).
+pub fn builtin() -> Result<Weights> {
+    static BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/builtin-lite0.safetensors"));
+    let f = SafetensorsFile::from_bytes(BUILTIN_NAME.into(), BYTES.into())?;
+    let src = super::checkpoint::Merged::new(vec![Box::new(f)])?;
+    load(&src)
 }
 
 /// The deterministic test network (B`variant`, `n_classes` outputs).
