@@ -6,8 +6,9 @@
 
 use combicam_gpu::bench::{time_passes, timestamps_usable};
 use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
+use combicam_gpu::model::config::PadRule;
 use combicam_gpu::ops::{
-    cam, conv,
+    Act, cam, conv,
     conv::ConvShape,
     depthwise,
     depthwise::DwShape,
@@ -75,7 +76,7 @@ fn main() {
             32,
             192,
             8475,
-            InMode::SiluScaled,
+            InMode::ActScaled(Act::Silu),
         ),
         ("gemm expand 160→960 @19×29", 960, 160, 551, InMode::Plain),
         ("gemm head 448→1792 @10×15", 1792, 448, 150, InMode::Plain),
@@ -98,7 +99,7 @@ fn main() {
                 a: &a,
                 x: &x.buf,
                 bias: Some(&b.buf),
-                scale: (mode == InMode::SiluScaled).then_some(&s.buf),
+                scale: matches!(mode, InMode::ActScaled(_)).then_some(&s.buf),
                 res: None,
                 y: &y.buf,
                 mode,
@@ -123,7 +124,18 @@ fn main() {
         report(
             &g,
             &format!("{name} fwd"),
-            &depthwise::forward(&g, name, sh, true, &x.buf, &wt.buf, &b.buf, &y.buf, None),
+            &depthwise::forward(
+                &g,
+                name,
+                sh,
+                Act::Silu,
+                true,
+                &x.buf,
+                &wt.buf,
+                &b.buf,
+                &y.buf,
+                None,
+            ),
             iters,
         );
         report(
@@ -133,6 +145,7 @@ fn main() {
                 &g,
                 name,
                 sh,
+                Act::Silu,
                 true,
                 &y.buf,
                 &wt.buf,
@@ -150,7 +163,7 @@ fn main() {
         &reduce::rows(
             &g,
             "pool",
-            Reduce::MeanSilu,
+            Reduce::MeanAct(Act::Silu),
             &RowsArgs {
                 rows: 144,
                 len: 8475,
@@ -172,7 +185,16 @@ fn main() {
     report(
         &g,
         "conv stem 3→48 k3 s2 @300×450",
-        &conv::conv(&g, "stem", sh, true, &cx.buf, &cw, &cb.buf, &cy.buf),
+        &conv::conv(
+            &g,
+            "stem",
+            sh,
+            Some(Act::Silu),
+            &cx.buf,
+            &cw,
+            &cb.buf,
+            &cy.buf,
+        ),
         iters,
     );
     // squeeze-excite of a stage-6 block: 1632 channels, 68 hidden, 10×15
@@ -216,7 +238,7 @@ fn main() {
     report(
         &g,
         "se apply_backward 1632×150",
-        &se::apply_backward(&g, "se", sh, &sv.buf, &dm.buf, &du.buf, &zd.buf),
+        &se::apply_backward(&g, "se", Act::Silu, sh, &sv.buf, &dm.buf, &du.buf, &zd.buf),
         iters,
     );
     // the geolocation head: 31,145 × 1792, in two texture chunks like the model's

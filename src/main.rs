@@ -5,9 +5,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use combicam_gpu::cam::explain::{ExplainOptions, expand_inputs, explain_one, unique_stem};
 use combicam_gpu::engine::{Engine, parse_blocks};
 use combicam_gpu::gpu::{self, Gpu};
-use combicam_gpu::model::efficientnet::Score;
 use combicam_gpu::model::checkpoint::CERTH_FILES;
-use combicam_gpu::model::weights::{self, Layout, Weights};
+use combicam_gpu::model::efficientnet::Score;
+use combicam_gpu::model::weights::{self, Layout, TensorSource, Weights};
 use combicam_gpu::{bench, check, preprocess};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,33 @@ enum Cmd {
     Devices,
     /// Self-test: run a small random network on the adapter and compare every block with the CPU.
     Check(CheckArgs),
+    /// Convert weights (PyTorch .pt/.pth, CERTH's folder, several parts) into one checked
+    /// safetensors file in the layout `--weights` reads fastest.
+    Convert(ConvertArgs),
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// Weights files or folders, as --weights takes them (e.g. a folder with
+    /// efficientnet_backbone.pt and mvmf_head.pt, or the two files).
+    #[arg(required = true, value_name = "SRC")]
+    src: Vec<PathBuf>,
+    /// The safetensors file to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Element type of the written tensors (the cell centres stay f64).
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: DtypeArg,
+    /// Architecture, where the files cannot tell (see `explain --help`).
+    #[arg(long, value_name = "NAME")]
+    arch: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -207,6 +234,7 @@ fn run() -> anyhow::Result<ExitCode> {
             bench::run(&gpu, w, &a)?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Convert(a) => convert(a),
         Cmd::Check(a) => {
             let gpu = open_gpu(a.device.device)?;
             let (h, w) = bench::parse_size(&a.size)?;
@@ -218,6 +246,55 @@ fn run() -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
+    use combicam_gpu::model::checkpoint::{self, OutDtype};
+    let out_abs = std::path::absolute(&a.out).unwrap_or(a.out.clone());
+    for s in checkpoint::expand(&a.src)? {
+        if std::path::absolute(&s).unwrap_or(s.clone()) == out_abs {
+            bail!(
+                "--out {} is one of the inputs; write the converted file elsewhere",
+                a.out.display()
+            );
+        }
+    }
+    let t = Instant::now();
+    let src = checkpoint::open(&a.src)?;
+    // everything --weights would check (shapes, finite values, BN statistics) before writing
+    let opts = weights::LoadOptions {
+        arch: a.arch.clone(),
+        preprocessing: None,
+    };
+    let w = weights::load_with(&src, &opts)?;
+    let dtype = match a.dtype {
+        DtypeArg::F32 => OutDtype::F32,
+        DtypeArg::F16 => OutDtype::F16,
+        DtypeArg::Bf16 => OutDtype::BF16,
+    };
+    let meta = std::collections::HashMap::from([
+        ("converted_from".to_string(), src.describe()),
+        ("architecture".to_string(), weights::arch_name(&w.cfg)),
+        (
+            "generator".to_string(),
+            format!("combicam-gpu {}", env!("CARGO_PKG_VERSION")),
+        ),
+    ]);
+    let (bytes, n, skipped) = checkpoint::to_safetensors(&src, dtype, meta)?;
+    combicam_gpu::cam::render::write_bytes_atomic(&bytes, &a.out)?;
+    eprintln!(
+        "wrote {} ({} tensors, {:.1} MB; {} left out: integer counters) from {}: {}, {:?} layout, {} outputs, in {:.1}s",
+        a.out.display(),
+        n,
+        bytes.len() as f64 / 1e6,
+        skipped,
+        src.describe(),
+        w.cfg.name(),
+        w.layout,
+        w.classifier.n,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open_gpu(device: Option<usize>) -> anyhow::Result<Gpu> {

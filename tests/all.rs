@@ -1,5 +1,6 @@
 //! The one integration-test binary. Needs a GPU adapter (software Vulkan is fine): see README.
 
+mod checkpoint; // .pt files torch wrote, hostile ones, CERTH's folder layout
 mod cli;
 mod common; // the shared device, random tensors, loud comparisons
 mod model; // whole model: GPU vs CPU model (B0, by block), vs PyTorch golden files (B0, B4, timm), finite differences

@@ -2,6 +2,7 @@
 //! raw maps have every tensor with its shape; bad inputs give one-line errors and keep the
 //! good outputs.
 
+use combicam_gpu::model::weights::Layout;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -239,11 +240,34 @@ fn bad_inputs_give_one_line_errors() {
         let line = one_line_error(&o);
         assert!(line.contains(needle), "{line}");
     }
+    // two weights files in ./weights/: which one is meant?
+    std::fs::create_dir_all(d.join("weights")).unwrap();
+    std::fs::write(d.join("weights/a.pt"), b"x").unwrap();
+    std::fs::write(d.join("weights/b.safetensors"), b"x").unwrap();
     let o = run(bin()
         .args(["predict", &s(&good)])
         .current_dir(&d)
         .env_remove("COMBICAM_WEIGHTS"));
-    assert!(one_line_error(&o).contains("--weights FILE"));
+    assert!(one_line_error(&o).contains("--weights PATH"));
+    // weights with a NaN, and a --weights that is an image
+    let nan = d.join("nan.safetensors");
+    crate::weights::write_formula(&nan, Layout::Visloc, 10, safetensors::Dtype::F32, |l| {
+        l.iter_mut()
+            .find(|t| t.0 == "backbone._bn0.weight")
+            .unwrap()
+            .2[3] = f64::NAN;
+    });
+    for (w, needle) in [
+        (
+            s(&nan),
+            "backbone._bn0.weight holds a non-finite value (NaN)",
+        ),
+        (s(&good), "is a PNG image, not weights"),
+    ] {
+        let o = run(bin().args(["predict", &s(&good), "--weights", &w]));
+        let line = one_line_error(&o);
+        assert!(line.contains(needle), "{line}");
+    }
     let leftovers: Vec<_> = std::fs::read_dir(&out)
         .map(|r| r.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
@@ -378,4 +402,100 @@ fn no_runtime_dir_noise_without_xdg_runtime_dir() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("XDG_RUNTIME_DIR"));
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+#[test]
+fn no_weights_anywhere_uses_the_built_in_lite0() {
+    // from a folder with no weights/, as after `cargo install`: the embedded trained Lite0
+    let d = tmp("builtin");
+    let out = d.join("out");
+    let o = run(bin()
+        .arg("explain")
+        .arg(repo("photos/coffee.png"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .current_dir(&d)
+        .env_remove("COMBICAM_WEIGHTS"));
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("built-in EfficientNet-Lite0") && err.contains("mvmf_head.pt"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("built-in EfficientNet-Lite0").count(),
+        1,
+        "said once"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(report["prediction"]["top"][0]["label"], "espresso");
+    assert_eq!(report["input_size"], serde_json::json!([224, 336]));
+    assert!(out.join("coffee.combicam.png").is_file());
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn certh_folder_and_its_conversion_give_the_same_maps() {
+    let d = tmp("certh");
+    let release = d.join("visloc");
+    std::fs::create_dir_all(&release).unwrap();
+    crate::checkpoint::write_certh_folder(&release, 50);
+    let img = d.join("street.png");
+    photo(&img, 64, 48);
+    let converted = d.join("visloc.safetensors");
+    let o = run(bin()
+        .arg("convert")
+        .arg(&release)
+        .arg("--out")
+        .arg(&converted));
+    assert!(o.status.success() && converted.is_file());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("49 left out"), "{err}");
+    let mut raws = Vec::new();
+    for (tag, w) in [("dir", &release), ("converted", &converted)] {
+        let out = d.join(tag);
+        let o = run(bin()
+            .arg("explain")
+            .arg(&img)
+            .arg("--weights")
+            .arg(w)
+            .arg("--out")
+            .arg(&out)
+            .arg("--save-raw"));
+        assert!(o.status.success(), "{tag}");
+        raws.push(std::fs::read(out.join("street.cams.safetensors")).unwrap());
+    }
+    let (a, b) = (
+        combicam_gpu::model::weights::read_safetensors(&d.join("dir/street.cams.safetensors"))
+            .unwrap()
+            .0,
+        combicam_gpu::model::weights::read_safetensors(
+            &d.join("converted/street.cams.safetensors"),
+        )
+        .unwrap()
+        .0,
+    );
+    assert_eq!(a.len(), b.len());
+    for (k, v) in &a {
+        assert_eq!(v, &b[k], "{k}: --weights DIR and the converted file differ");
+    }
+    println!("{} raw tensors identical", a.len());
+    // convert refuses to overwrite its input and to write a half file on bad input
+    let o = run(bin()
+        .arg("convert")
+        .arg(release.join("mvmf_head.pt"))
+        .arg("--out")
+        .arg(d.join("head-only.safetensors")));
+    assert!(one_line_error(&o).contains("pass efficientnet_backbone.pt as well"));
+    assert!(
+        !d.join("head-only.safetensors").exists(),
+        "no half-written output"
+    );
+    let _ = std::fs::remove_dir_all(d);
 }

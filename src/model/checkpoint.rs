@@ -29,7 +29,7 @@ impl PtFile {
         if reader.is_empty() {
             return Err(Error::weights(
                 &p,
-                "is a PyTorch file that holds no tensors (an optimizer state or a config?); pass the model's state dict",
+                "is a PyTorch file that holds no tensors, only other Python objects (an optimizer state, a config, or code, which is never run); pass the model's state dict",
             ));
         }
         Ok(PtFile {
@@ -100,6 +100,15 @@ impl TensorSource for PtFile {
     }
     fn get_f32(&self, name: &str) -> Result<Option<RawTensor<f32>>> {
         self.decode(name, |v| v as f32)
+    }
+    fn is_float(&self, name: &str) -> bool {
+        use pytorch_reader::DType;
+        self.tensors.get(name).is_some_and(|t| {
+            matches!(
+                t.dtype(),
+                DType::F32 | DType::F64 | DType::F16 | DType::BF16
+            )
+        })
     }
 }
 
@@ -307,6 +316,80 @@ impl TensorSource for Merged {
             None => Ok(None),
         }
     }
+    fn is_float(&self, name: &str) -> bool {
+        self.map
+            .get(name)
+            .is_some_and(|(i, n)| self.parts[*i].is_float(n))
+    }
+}
+
+/// Element type of a converted file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutDtype {
+    F32,
+    F16,
+    BF16,
+}
+
+/// Write every float tensor of `src` into one safetensors file in the one-file layout
+/// (`backbone.*`, `mvmf_head.*`, `rrm_head.*`, or timm's names), as `dtype`; the cell
+/// centres and kappas (`mvmf_head.mvmf.*`) stay F64. Counters (`num_batches_tracked`) are
+/// left out. Returns (tensors written, tensors left out).
+pub fn to_safetensors(
+    src: &dyn TensorSource,
+    dtype: OutDtype,
+    metadata: HashMap<String, String>,
+) -> Result<(Vec<u8>, usize, usize)> {
+    use safetensors::Dtype;
+    let mut data: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
+    let mut skipped = 0;
+    for name in src.names() {
+        if !src.is_float(&name) {
+            skipped += 1;
+            continue;
+        }
+        let t = src.get(&name)?.expect("listed by the source");
+        let keep_f64 = name.starts_with("mvmf_head.mvmf.");
+        let (dt, bytes): (Dtype, Vec<u8>) = match (keep_f64, dtype) {
+            (true, _) => (
+                Dtype::F64,
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            (false, OutDtype::F32) => (
+                Dtype::F32,
+                t.data
+                    .iter()
+                    .flat_map(|&v| (v as f32).to_le_bytes())
+                    .collect(),
+            ),
+            (false, OutDtype::F16) => (
+                Dtype::F16,
+                t.data
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f64(v).to_le_bytes())
+                    .collect(),
+            ),
+            (false, OutDtype::BF16) => (
+                Dtype::BF16,
+                t.data
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f64(v).to_le_bytes())
+                    .collect(),
+            ),
+        };
+        data.push((name, t.shape, dt, bytes));
+    }
+    let views = data
+        .iter()
+        .map(|(n, s, d, b)| {
+            safetensors::tensor::TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::weights(src.describe(), format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::weights(src.describe(), format!("cannot serialise: {e}")))?;
+    Ok((bytes, data.len(), skipped))
 }
 
 /// The files behind `--weights` values: a folder is CERTH's (backbone + head, optional

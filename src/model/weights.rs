@@ -178,6 +178,11 @@ pub trait TensorSource {
     fn get(&self, name: &str) -> Result<Option<RawTensor>>;
     /// The tensor converted straight to f32, with no f64 copy: for the large head matrix.
     fn get_f32(&self, name: &str) -> Result<Option<RawTensor<f32>>>;
+    /// Whether the tensor holds floats (checkpoints also hold counters such as
+    /// `num_batches_tracked`).
+    fn is_float(&self, _name: &str) -> bool {
+        true
+    }
 }
 
 /// A safetensors file held in memory (or embedded in the binary), its header parsed once.
@@ -238,6 +243,11 @@ impl TensorSource for SafetensorsFile {
     }
     fn get_f32(&self, name: &str) -> Result<Option<RawTensor<f32>>> {
         self.decode(name, |v| v as f32)
+    }
+    fn is_float(&self, name: &str) -> bool {
+        self.meta
+            .info(name)
+            .is_some_and(|t| matches!(t.dtype, Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16))
     }
 }
 
@@ -476,6 +486,11 @@ pub fn detect_layout(src: &dyn TensorSource) -> Result<Layout> {
         }
     } else if has("conv_stem.weight") {
         Ok(Layout::Timm)
+    } else if names.iter().any(|n| n.starts_with("mvmf_head.")) {
+        Err(Error::weights(
+            src.describe(),
+            "holds only the visloc head: pass efficientnet_backbone.pt as well (--weights DIR, or --weights twice)",
+        ))
     } else {
         Err(Error::weights(
             src.describe(),
@@ -756,6 +771,13 @@ pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> 
             })
         }
     };
+    let mut notes: Vec<String> = note.into_iter().collect();
+    if layout == Layout::EfficientnetPytorch && cfg.family != Family::Lite {
+        notes.push(format!(
+            "{} is an efficientnet_pytorch backbone with its own ImageNet classifier (_fc) and no visloc head: this explains ImageNet classes; for geolocation pass mvmf_head.pt as well",
+            src.describe()
+        ));
+    }
     let preprocessing = opts
         .preprocessing
         .unwrap_or_else(|| default_preprocessing(layout, &cfg));
@@ -767,7 +789,7 @@ pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> 
         head_conv,
         classifier: Classifier { n, w, b, kind },
         source: src.describe(),
-        notes: note.into_iter().collect(),
+        notes,
         preprocessing,
     })
 }
@@ -829,7 +851,8 @@ fn read_timm_config(path: &Path) -> Option<(Option<String>, Option<Preprocessing
 }
 
 /// What the built-in model is called in messages and reports.
-pub const BUILTIN_NAME: &str = "built-in EfficientNet-Lite0 (ImageNet, efficientnet-lite0-57934424.pth)";
+pub const BUILTIN_NAME: &str =
+    "built-in EfficientNet-Lite0 (ImageNet, efficientnet-lite0-57934424.pth)";
 
 /// The built-in model: the trained ImageNet EfficientNet-Lite0 shipped in `weights/`,
 /// converted by build.rs and embedded in the binary (about 18.6 MB).
