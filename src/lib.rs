@@ -9,6 +9,7 @@ pub mod check;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod hub;
 pub mod model;
 pub mod ops;
 pub mod preprocess;

@@ -39,6 +39,18 @@ enum Cmd {
     /// Convert weights (PyTorch .pt/.pth, CERTH's folder, several parts) into one checked
     /// safetensors file in the layout `--weights` reads fastest.
     Convert(ConvertArgs),
+    /// Download a timm EfficientNet from the Hugging Face hub into its cache; then use it as
+    /// `--weights hf:REPO`.
+    Fetch(FetchArgs),
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// Hub repository, e.g. timm/efficientnet_b4.ra2_in1k or timm/tf_efficientnet_b4.ns_jft_in1k.
+    /// The cache is $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub; the
+    /// endpoint $HF_ENDPOINT, else huggingface.co.
+    #[arg(value_name = "REPO")]
+    repo: String,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -228,13 +240,17 @@ fn run() -> anyhow::Result<ExitCode> {
             }
             let gpu = open_gpu(a.device)?;
             let w = match &a.weights {
-                Some(p) => weights::load_file(p)?,
+                Some(p) => weights::load_paths(
+                    &resolve_weights(std::slice::from_ref(p))?,
+                    &Default::default(),
+                )?,
                 None => test_weights(&a.variant, a.cells)?,
             };
             bench::run(&gpu, w, &a)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Convert(a) => convert(a),
+        Cmd::Fetch(a) => fetch(a),
         Cmd::Check(a) => {
             let gpu = open_gpu(a.device.device)?;
             let (h, w) = bench::parse_size(&a.size)?;
@@ -251,7 +267,7 @@ fn run() -> anyhow::Result<ExitCode> {
 fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     use combicam_gpu::model::checkpoint::{self, OutDtype};
     let out_abs = std::path::absolute(&a.out).unwrap_or(a.out.clone());
-    for s in checkpoint::expand(&a.src)? {
+    for s in checkpoint::expand(&resolve_weights(&a.src)?)? {
         if std::path::absolute(&s).unwrap_or(s.clone()) == out_abs {
             bail!(
                 "--out {} is one of the inputs; write the converted file elsewhere",
@@ -260,7 +276,8 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let t = Instant::now();
-    let src = checkpoint::open(&a.src)?;
+    let src_paths = resolve_weights(&a.src)?;
+    let src = checkpoint::open(&src_paths)?;
     // everything --weights would check (shapes, finite values, BN statistics) before writing
     let opts = weights::LoadOptions {
         arch: a.arch.clone(),
@@ -295,6 +312,37 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         t.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn fetch(a: FetchArgs) -> anyhow::Result<ExitCode> {
+    let hub = combicam_gpu::hub::Hub::from_env()?;
+    let repo = a.repo.trim_start_matches("hf:");
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:20} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap(),
+    );
+    let snap = hub.fetch(repo, |file, done, total| {
+        pb.set_message(file.to_string());
+        pb.set_length(total.unwrap_or(done));
+        pb.set_position(done);
+    })?;
+    pb.finish_and_clear();
+    eprintln!(
+        "fetched {repo} into {}; use it with --weights hf:{repo}",
+        snap.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--weights` values with `hf:REPO` resolved to the cached snapshot.
+fn resolve_weights(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(paths
+        .iter()
+        .map(|p| combicam_gpu::hub::resolve_weights_arg(p))
+        .collect::<Result<_, _>>()?)
 }
 
 fn open_gpu(device: Option<usize>) -> anyhow::Result<Gpu> {
@@ -353,9 +401,9 @@ fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
         return test_weights(v, a.cells);
     }
     let paths: Vec<PathBuf> = if !a.weights.is_empty() {
-        a.weights.clone()
+        resolve_weights(&a.weights)?
     } else if let Some(p) = std::env::var_os("COMBICAM_WEIGHTS") {
-        vec![PathBuf::from(p)]
+        resolve_weights(&[PathBuf::from(p)])?
     } else {
         local_weights()?
     };
