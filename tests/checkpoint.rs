@@ -79,7 +79,7 @@ fn hostile_and_wrong_files_give_one_clean_error() {
     assert!(e.contains("holds no EfficientNet"), "{e}");
     // files of other kinds say what they are
     let d = tmpdir("kinds");
-    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("photos/coffee.png");
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png");
     std::fs::copy(&photo, d.join("model.pt")).unwrap();
     std::fs::write(d.join("notes.pth"), "weights are coming soon\n").unwrap();
     let mut zip = zip::ZipWriter::new(std::fs::File::create(d.join("other.pt")).unwrap());

@@ -415,7 +415,7 @@ fn no_weights_anywhere_uses_the_built_in_lite0() {
     let out = d.join("out");
     let o = run(bin()
         .arg("explain")
-        .arg(repo("photos/coffee.png"))
+        .arg(repo("tests/photos/coffee.png"))
         .arg("--out")
         .arg(&out)
         .arg("--json")

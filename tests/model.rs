@@ -261,7 +261,7 @@ fn trained_lite0_on_photos_matches_pytorch() {
     ];
     for (photo, bx, which) in cases {
         let img = combicam_gpu::preprocess::load_image(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("photos/{photo}.png")),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/photos/{photo}.png")),
         )
         .unwrap();
         let p = combicam_gpu::preprocess::preprocess_with(&img, &pre).unwrap();

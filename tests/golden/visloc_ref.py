@@ -3,7 +3,7 @@
 Builds efficientnet_pytorch 0.7.0 backbones (`EfficientNet.from_name`) and the
 visloc MvMF head (Linear K->N, softmax) with the deterministic weights from
 detweights.py, and runs the official Combi-CAM algorithm in ONE forward and ONE
-backward (see /work/shared/NUMERICS.md section 5).
+backward (the README's Numerics section).
 Needs torch, efficientnet_pytorch==0.7.0, numpy.
 """
 
