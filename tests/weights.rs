@@ -318,3 +318,66 @@ fn b4_architecture_matches_the_contract() {
     println!("B4 backbone parameters: {n}");
     assert!((17_000_000..18_000_000).contains(&n), "{n}");
 }
+
+#[test]
+fn timm_family_comes_from_arch_or_config_json() {
+    use combicam_gpu::model::config::PadRule;
+    use combicam_gpu::model::weights::LoadOptions;
+    let dir = tmpdir("arch");
+    let p = dir.join("model.safetensors");
+    write_formula(&p, Layout::Timm, 1000, Dtype::F32, |_| {});
+    let arch = |a: &str| LoadOptions {
+        arch: Some(a.into()),
+        preprocessing: None,
+    };
+    // the keys alone cannot tell efficientnet_b0 from tf_efficientnet_b0: timm's own, and a note
+    let w = weights::load_file(&p).unwrap();
+    assert_eq!(
+        (w.cfg.family, w.cfg.stem_pad),
+        (Family::Timm, PadRule::Symmetric)
+    );
+    assert!(
+        w.notes.iter().any(|n| n.contains("--arch")),
+        "{:?}",
+        w.notes
+    );
+    // --arch, with a timm tag
+    let w = weights::load_paths(
+        std::slice::from_ref(&p),
+        &arch("tf_efficientnet_b0.ns_jft_in1k"),
+    )
+    .unwrap();
+    assert_eq!(
+        (w.cfg.family, w.cfg.stem_pad),
+        (Family::TimmTf, PadRule::TfSame)
+    );
+    assert!(w.notes.is_empty());
+    assert_eq!(w.cfg.bn_eps(), 1e-3);
+    // wrong architectures are refused, not run
+    for (a, needle) in [
+        (
+            "tf_efficientnet_b3",
+            "not the architecture given (tf_efficientnet_b3)",
+        ),
+        ("efficientnet_lite0", "has squeeze-excite tensors"),
+        ("resnet50", "unknown architecture"),
+    ] {
+        let e = weights::load_paths(std::slice::from_ref(&p), &arch(a))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(needle) && !e.contains('\n'), "{a}: {e}");
+        println!("--arch {a:<20} OK: {e}");
+    }
+    // timm's config.json beside the file names the architecture and the preprocessing
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"architecture": "tf_efficientnet_b0", "pretrained_cfg": {"input_size": [3, 224, 224], "interpolation": "bicubic", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}"#,
+    )
+    .unwrap();
+    let w = weights::load_file(&p).unwrap();
+    assert_eq!(w.cfg.family, Family::TimmTf);
+    assert_eq!(w.preprocessing.mean, [0.5; 3]);
+    assert_eq!(w.preprocessing.short_side, 224);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -683,6 +683,19 @@ pub fn load(src: &dyn TensorSource) -> Result<Weights> {
 pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> {
     let layout = detect_layout(src)?;
     let (family, want, note) = detect_family(src, layout, opts)?;
+    let has_se = src
+        .names()
+        .iter()
+        .any(|n| n.contains("se_reduce") || n.contains("se.conv_reduce"));
+    if has_se && !family.has_se() {
+        return Err(Error::weights(
+            src.describe(),
+            format!(
+                "has squeeze-excite tensors, which {} does not have: check --arch (or the config.json beside the file)",
+                opts.arch.as_deref().unwrap_or("an EfficientNet-Lite")
+            ),
+        ));
+    }
     let mut cfg = detect_variant(src, layout, family, want)?;
     if layout == Layout::Timm && family == Family::Lite {
         // timm's tf_efficientnet_lite*: TF "SAME" at the actual size, not frozen
