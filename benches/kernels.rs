@@ -5,10 +5,14 @@
 //! or `combicam-gpu bench`.
 
 use combicam_gpu::bench::{time_passes, timestamps_usable};
+use combicam_gpu::cam::channel::{self, ChannelArgs};
+use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
+use combicam_gpu::cam::fusion::{self, FuseArgs};
+use combicam_gpu::cam::methods::{FUSIONS, Method};
 use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
 use combicam_gpu::model::config::PadRule;
 use combicam_gpu::ops::{
-    Act, cam, conv,
+    Act, conv,
     conv::ConvShape,
     depthwise,
     depthwise::DwShape,
@@ -284,20 +288,76 @@ fn main() {
         &bwd.iter().collect::<Vec<_>>(),
         iters,
     );
-    // Grad-CAM map of a stage-2 block (32 channels at 75×113) and the fusion of 32 maps
-    let (act, alpha, maps) = (buf(&g, 32 * 8475), buf(&g, 32), buf(&g, 32 * 8475));
+    // every CAM method at a stage-2 block (32 channels at 75×113), and the fusion of 32 maps
+    let (act, grad, wts, maps) = (
+        buf(&g, 32 * 8475),
+        buf(&g, 32 * 8475),
+        buf(&g, 32),
+        buf(&g, 32 * 8475),
+    );
+    let cargs = ChannelArgs {
+        c: 32,
+        hw: 8475,
+        blk: &act.buf,
+        grad: &grad.buf,
+        w: &wts.buf,
+        w_off: 0,
+        maps: &maps.buf,
+        map_off: 0,
+    };
+    for m in [Method::GradCam, Method::GradCamPP, Method::XGradCam] {
+        report(
+            &g,
+            &format!("cam {} weights 32ch 75×113", m.name()),
+            &channel::channel_weights(&g, "w", m, &cargs),
+            iters,
+        );
+    }
     report(
         &g,
-        "cam gradcam_map 32ch 75×113",
-        &cam::gradcam_map(&g, "map", 32, 8475, 0, 0, &act.buf, &alpha.buf, &maps.buf),
+        "cam weighted_map 32ch 75×113",
+        &channel::weighted_map(&g, "map", &cargs),
         iters,
     );
+    let eargs = ElementwiseArgs {
+        c: 32,
+        hw: 8475,
+        blk: &act.buf,
+        grad: &grad.buf,
+        gmax: &wts.buf,
+        gmax_off: 0,
+        maps: &maps.buf,
+        map_off: 0,
+    };
+    for m in [Method::HiResCam, Method::LayerCam, Method::LayerCamOfficial] {
+        report(
+            &g,
+            &format!("cam {} map 32ch 75×113", m.name()),
+            &elementwise::map(&g, "map", m, &eargs),
+            iters,
+        );
+    }
     let meta: Vec<u32> = (0..32).flat_map(|b| [b * 2000, 38, 57, 0]).collect();
-    let (bmeta, fused) = (g.upload_u32("bmeta", &meta).unwrap(), buf(&g, 300 * 450));
-    report(
-        &g,
-        "cam fuse 32 maps → 300×450",
-        &cam::fuse(&g, "fuse", 300, 450, 32, &maps.buf, &bmeta.buf, &fused.buf),
-        iters,
+    let (bmeta, fused, bnorm) = (
+        g.upload_u32("bmeta", &meta).unwrap(),
+        buf(&g, 300 * 450),
+        buf(&g, 64),
     );
+    for rule in FUSIONS {
+        let fargs = FuseArgs {
+            out_h: 300,
+            out_w: 450,
+            nblocks: 32,
+            maps: &maps.buf,
+            bmeta: &bmeta.buf,
+            bnorm: &bnorm.buf,
+            fused: &fused.buf,
+        };
+        report(
+            &g,
+            &format!("cam fuse {} 32 maps → 300×450", rule.name()),
+            &fusion::fuse(&g, "fuse", rule, &fargs),
+            iters,
+        );
+    }
 }

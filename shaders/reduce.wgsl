@@ -3,7 +3,7 @@
 // Bindings: 0 prm, 1 x: (rows, len) f32 read from x[in_off + row·len + i], 2 y: same layout
 //           as x (MODE 2) or the per-row gradient g: (rows) (pool_backward), 3 out: rw
 // rows:  out[out_off + row] = R_i f(x, y) with MODE 0: mean x, 1: mean act(x),
-//        2: Σ x·act(y), 3: max |x|, 4: max x   (act: the prelude's)
+//        2: Σ x·act(y), 3: max |x|, 4: max x, 5: min x   (act: the prelude's)
 // pool_backward: out[r, i] = g[r]·inv_len·act'(x[r, i])   (gradient of mean act(z))
 
 struct Params { rows: u32, len: u32, in_off: u32, out_off: u32, inv_len: f32, _p0: u32, _p1: u32, _p2: u32 }
@@ -26,6 +26,9 @@ fn combine(a: f32, b: f32) -> f32 {
     if (is_max_mode()) {
         return max(a, b);
     }
+    if (MODE == 5u) {
+        return min(a, b);
+    }
     return a + b;
 }
 
@@ -37,6 +40,9 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (is_max_mode()) {
         acc = -3.4028235e38;
     }
+    if (MODE == 5u) {
+        acc = 3.4028235e38;
+    }
     if (row < prm.rows) {
         let base = prm.in_off + row * prm.len;
         for (var i = lane; i < prm.len; i += 8u) {
@@ -46,7 +52,8 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 case 1u: { acc += act(v); }
                 case 2u: { acc += v * act(y[base + i]); }
                 case 3u: { acc = max(acc, abs(v)); }
-                default: { acc = max(acc, v); }
+                case 4u: { acc = max(acc, v); }
+                default: { acc = min(acc, v); }
             }
         }
     }

@@ -2,11 +2,12 @@
 //! family, with GFLOP/s and GB/s from the exact work of each dispatch; JSON archive and a
 //! side-by-side comparison of runs from different adapters.
 
+use crate::cam::methods::Explainer;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::model::detweights;
-use crate::model::efficientnet::Score;
+use crate::model::efficientnet::{PlanOptions, Score};
 use crate::model::weights::Weights;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -218,7 +219,11 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     let macs: Vec<f64> = sizes.iter().map(|&(h, wd)| macs_of(h, wd)).collect();
     let mut engine = Engine::new(gpu, w)?;
     let nb = engine.blocks();
-    let all: Vec<usize> = (0..nb).collect();
+    let opts = PlanOptions {
+        backward: true,
+        blocks: (0..nb).collect(),
+        explainers: vec![Explainer::COMBICAM],
+    };
     let timing = if timestamps_usable(gpu) {
         "gpu-timestamps".to_string()
     } else if gpu.timestamps {
@@ -240,23 +245,23 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     for (si, &(h, wd)) in sizes.iter().enumerate() {
         let x = detweights::input(h, wd);
         let t = Instant::now();
-        engine.plan(h, wd, true, &all)?;
+        engine.plan(h, wd, &opts)?;
         let plan_s = t.elapsed().as_secs_f64();
         for _ in 0..a.warmup {
-            engine.run(&x, h, wd, true, &all, None, Score::Prob)?;
+            engine.run(&x, h, wd, &opts, None, Score::Prob)?;
         }
         let mut explain = Vec::new();
         let mut readback = Vec::new();
         for _ in 0..a.iters {
             let t = Instant::now();
             for _ in 0..a.batch {
-                let o = engine.run(&x, h, wd, true, &all, None, Score::Prob)?;
+                let o = engine.run(&x, h, wd, &opts, None, Score::Prob)?;
                 readback.push(o.readback_seconds);
             }
             explain.push(t.elapsed().as_secs_f64() / a.batch as f64);
         }
         let gpu_bytes = engine.gpu_bytes();
-        let plan = engine.plan(h, wd, true, &all)?;
+        let plan = engine.plan(h, wd, &opts)?;
         let phase_groups: Vec<Vec<&Dispatch>> = plan
             .phases
             .iter()

@@ -2,6 +2,7 @@
 //! reference model, block by block: the self-test a user runs on their own GPU (and the
 //! model test of the test suite).
 
+use crate::cam::methods::Explainer;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::config::Family;
@@ -58,6 +59,7 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
         PlanOptions {
             backward: true,
             blocks: all,
+            explainers: vec![Explainer::COMBICAM],
         },
     )?;
     // another image first: nothing may leak from one run into the next

@@ -1,6 +1,7 @@
 //! The engine a command uses: weights on the GPU, plans cached per (input size, options),
 //! and the prediction summary shared by `predict` and `explain`.
 
+use crate::cam::methods::Explainer;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Engine<'g> {
     pub gpu: &'g Gpu,
     pub model: ModelGpu,
-    plans: HashMap<(usize, usize, bool, Vec<usize>), Plan>,
+    plans: HashMap<(usize, usize, bool, Vec<usize>, Vec<Explainer>), Plan>,
 }
 
 impl<'g> Engine<'g> {
@@ -29,19 +30,16 @@ impl<'g> Engine<'g> {
     }
 
     /// The plan for this size and these options, built on first use.
-    pub fn plan(&mut self, h: usize, w: usize, backward: bool, blocks: &[usize]) -> Result<&Plan> {
-        let key = (h, w, backward, blocks.to_vec());
+    pub fn plan(&mut self, h: usize, w: usize, opts: &PlanOptions) -> Result<&Plan> {
+        let key = (
+            h,
+            w,
+            opts.backward,
+            opts.blocks.clone(),
+            opts.explainers.clone(),
+        );
         if !self.plans.contains_key(&key) {
-            let plan = Plan::new(
-                self.gpu,
-                &self.model,
-                h,
-                w,
-                PlanOptions {
-                    backward,
-                    blocks: blocks.to_vec(),
-                },
-            )?;
+            let plan = Plan::new(self.gpu, &self.model, h, w, opts.clone())?;
             self.plans.insert(key.clone(), plan);
         }
         Ok(&self.plans[&key])
@@ -52,13 +50,12 @@ impl<'g> Engine<'g> {
         input: &[f32],
         h: usize,
         w: usize,
-        backward: bool,
-        blocks: &[usize],
+        opts: &PlanOptions,
         target: Option<usize>,
         score: Score,
     ) -> Result<Output> {
         let gpu = self.gpu;
-        let plan = self.plan(h, w, backward, blocks)?;
+        let plan = self.plan(h, w, opts)?;
         plan.run(gpu, input, target, score)
     }
 

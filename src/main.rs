@@ -3,10 +3,11 @@
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use combicam_gpu::cam::explain::{ExplainOptions, expand_inputs, explain_one, unique_stem};
+use combicam_gpu::cam::methods::parse_explainers;
 use combicam_gpu::engine::{Engine, parse_blocks};
 use combicam_gpu::gpu::{self, Gpu};
 use combicam_gpu::model::checkpoint::CERTH_FILES;
-use combicam_gpu::model::efficientnet::Score;
+use combicam_gpu::model::efficientnet::{PlanOptions, Score};
 use combicam_gpu::model::weights::{self, Layout, TensorSource, Weights};
 use combicam_gpu::{bench, check, preprocess};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -133,6 +134,16 @@ struct ExplainArgs {
     /// Blocks to fuse: ranges and lists, e.g. 0-31, 22-29, 0,5,31 (default: all).
     #[arg(long, value_name = "LIST")]
     blocks: Option<String>,
+    /// CAM methods, computed at every selected block from one forward and one backward:
+    /// gradcam (with the sum fusion: Combi-CAM, the default), gradcampp, xgradcam, hirescam,
+    /// layercam, layercam-official. Comma-separated; each writes its own PNGs and raw maps.
+    #[arg(long, value_name = "LIST")]
+    method: Option<String>,
+    /// How each method's block maps are fused: sum (Combi-CAM; default of gradcam, gradcampp,
+    /// xgradcam, hirescam), mean (default of layercam-official), mean-normalised, max
+    /// (default of layercam), product. The last three normalise each block's map first.
+    #[arg(long, value_name = "RULE")]
+    fusion: Option<String>,
     /// What Grad-CAM differentiates.
     #[arg(long, value_enum, default_value = "prob")]
     score: ScoreArg,
@@ -523,8 +534,11 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
             &pre.tensor,
             pre.height,
             pre.width,
-            false,
-            &[],
+            &PlanOptions {
+                backward: false,
+                blocks: vec![],
+                explainers: vec![],
+            },
             None,
             Score::Prob,
         )?;
@@ -591,6 +605,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if images.is_empty() {
         bail!("no images found in {:?}", a.images);
     }
+    let explainers = parse_explainers(a.method.as_deref(), a.fusion.as_deref())?;
     let w = load_weights(&a.weights)?;
     let nb = w.cfg.blocks.len();
     let blocks = match &a.blocks {
@@ -627,6 +642,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(&gpu, w)?;
     let opts = ExplainOptions {
         blocks,
+        explainers,
         target: a.target,
         score: match a.score {
             ScoreArg::Prob => Score::Prob,

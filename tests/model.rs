@@ -3,6 +3,7 @@
 //! differences.
 
 use crate::common::{check, gpu};
+use combicam_gpu::cam::methods::Explainer;
 use combicam_gpu::gpu::Gpu;
 use combicam_gpu::model::config::{Family, efficientnet};
 use combicam_gpu::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
@@ -51,6 +52,7 @@ fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Pla
         PlanOptions {
             backward: true,
             blocks: (0..nb).collect(),
+            explainers: vec![Explainer::COMBICAM],
         },
     )
     .unwrap();
@@ -296,6 +298,7 @@ fn trained_lite0_on_photos_matches_pytorch() {
             PlanOptions {
                 backward: true,
                 blocks: (0..nb).collect(),
+                explainers: vec![Explainer::COMBICAM],
             },
         )
         .unwrap();

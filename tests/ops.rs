@@ -3,7 +3,7 @@
 
 use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::model::config::PadRule;
-use combicam_gpu::ops::{Act, Tolerance, cam, conv, depthwise, gemm, head, reduce, se};
+use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, gemm, head, reduce, se};
 use combicam_gpu::ops::{
     conv::ConvShape,
     depthwise::DwShape,
@@ -513,92 +513,4 @@ fn head_matches_reference_across_chunks() {
     assert_eq!(info[2], 17);
     let gr = head::cpu::dlogits(&probs, 17, true);
     check("dlogits.logit", &read(&gb), &gr, &[n], Tolerance::KERNEL);
-}
-
-#[test]
-fn gradcam_and_fusion_match_reference() {
-    let g = gpu();
-    let (c, hw) = (11, 7 * 5);
-    let act = rand(c * hw, 1000, -2.0, 2.0);
-    let alpha = rand(c, 1001, -1.0, 1.0);
-    let (ab, alb, mb) = (
-        up(&act),
-        up(&[vec![0.0; 3], alpha.clone()].concat()),
-        zeros(100 + hw),
-    );
-    g.run_now(&[&cam::gradcam_map(
-        g, "test.map", c, hw, 100, 3, &ab.buf, &alb.buf, &mb.buf,
-    )])
-    .unwrap();
-    let want = cam::cpu::gradcam_map(&alpha, &act, c, hw);
-    check(
-        "gradcam_map",
-        &read(&mb)[100..],
-        &want,
-        &[7, 5],
-        tol_for(&want),
-    );
-
-    // three maps of different sizes (one 1×1), fused to 29×37
-    let sizes = [(7usize, 5usize), (1, 1), (4, 9)];
-    let maps: Vec<Vec<f32>> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &(h, w))| rand(h * w, 1100 + i as u64, 0.0, 1.0))
-        .collect();
-    let mut all = Vec::new();
-    let mut meta = Vec::new();
-    for (m, &(h, w)) in maps.iter().zip(&sizes) {
-        meta.extend_from_slice(&[all.len() as u32, h as u32, w as u32, 0]);
-        all.extend_from_slice(m);
-    }
-    let (oh, ow) = (29, 37);
-    let (mapsb, metab, fb, mmb, nb) = (
-        up(&all),
-        g.upload_u32("meta", &meta).unwrap(),
-        zeros(oh * ow),
-        zeros(2),
-        zeros(oh * ow),
-    );
-    let ds = [
-        cam::fuse(
-            g,
-            "test.fuse",
-            oh,
-            ow,
-            sizes.len(),
-            &mapsb.buf,
-            &metab.buf,
-            &fb.buf,
-        ),
-        cam::minmax(g, "test.minmax", oh, ow, &fb.buf, &mmb.buf),
-        cam::normalize(g, "test.norm", oh, ow, &fb.buf, &mmb.buf, &nb.buf),
-    ];
-    g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
-    let list: Vec<(&[f32], usize, usize)> = maps
-        .iter()
-        .zip(&sizes)
-        .map(|(m, &(h, w))| (&m[..], h, w))
-        .collect();
-    let (norm, sum) = cam::cpu::fuse(&list, oh, ow);
-    check("fuse", &read(&fb), &sum, &[oh, ow], tol_for(&sum));
-    check(
-        "combicam",
-        &read(&nb),
-        &norm,
-        &[oh, ow],
-        Tolerance::new(1e-4, 1e-5),
-    );
-
-    // an all-zero sum normalises to zeros, not NaN
-    let z = zeros(oh * ow);
-    g.run_now(&[
-        &cam::minmax(g, "t", oh, ow, &z.buf, &mmb.buf),
-        &cam::normalize(g, "t", oh, ow, &z.buf, &mmb.buf, &nb.buf),
-    ])
-    .unwrap();
-    assert!(
-        read(&nb).iter().all(|&v| v == 0.0),
-        "flat map must normalise to zeros"
-    );
 }

@@ -1,10 +1,11 @@
 //! One explanation: run the plan on a photo and write the overlay, the heat map, the JSON
 //! report and (optionally) the raw maps as safetensors, each atomically.
 
+use super::methods::Explainer;
 use super::render::{heatmap_rgb, overlay, write_bytes_atomic, write_png_atomic};
 use crate::engine::{Engine, Prediction};
 use crate::error::{Error, Result};
-use crate::model::efficientnet::{Output, Score};
+use crate::model::efficientnet::{Output, PlanOptions, Score};
 use crate::preprocess::Preprocessed;
 use safetensors::{Dtype, tensor::TensorView};
 use serde::Serialize;
@@ -14,6 +15,8 @@ use std::time::Instant;
 #[derive(Clone, Debug)]
 pub struct ExplainOptions {
     pub blocks: Vec<usize>,
+    /// the CAM methods and fusion rules (Combi-CAM by default)
+    pub explainers: Vec<Explainer>,
     pub target: Option<usize>,
     pub score: Score,
     pub alpha: f32,
@@ -29,6 +32,26 @@ pub struct BlockReport {
     pub max_abs_activation: f32,
     pub map_max: Option<f32>,
     pub map_mean: Option<f32>,
+}
+
+/// One method's results in the JSON report.
+#[derive(Serialize)]
+pub struct MethodReport {
+    pub method: &'static str,
+    pub fusion: &'static str,
+    /// the fused map's name in the raw file (`combicam` for Combi-CAM)
+    pub fused: String,
+    /// min and max of the fused map before normalisation
+    pub fused_range: [f32; 2],
+    /// per selected block: the map's peak and mean (at the block's resolution)
+    pub blocks: Vec<MethodBlock>,
+}
+
+#[derive(Serialize)]
+pub struct MethodBlock {
+    pub block: usize,
+    pub peak: f32,
+    pub mean: f32,
 }
 
 #[derive(Serialize)]
@@ -51,6 +74,8 @@ pub struct Report {
     pub blocks_fused: Vec<usize>,
     pub fused_range: [f32; 2],
     pub blocks: Vec<BlockReport>,
+    /// every method asked for (the first is the one `blocks` and `fused_range` describe)
+    pub methods: Vec<MethodReport>,
     pub warnings: Vec<String>,
     pub timings: Timings,
     pub adapter: crate::gpu::AdapterSummary,
@@ -70,24 +95,31 @@ pub fn explain_one(
     o: &ExplainOptions,
 ) -> Result<Report> {
     let (h, w) = (pre.height, pre.width);
-    let out = engine.run(&pre.tensor, h, w, true, &o.blocks, o.target, o.score)?;
+    let opts = PlanOptions {
+        backward: true,
+        blocks: o.blocks.clone(),
+        explainers: o.explainers.clone(),
+    };
+    let out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
     let t0 = Instant::now();
     let mut warnings = Vec::new();
-    if out.fused_range.1 <= out.fused_range.0 {
-        warnings.push(
-            "the fused map is flat (every Grad-CAM map is zero after ReLU); combicam is all zeros"
-                .to_string(),
-        );
-    }
-    let heat = heatmap_rgb(&out.combicam, h, w, photo.width(), photo.height());
-    let blended = overlay(photo, &heat, o.alpha);
     let mut outputs = Vec::new();
-    let p_overlay = out_dir.join(format!("{stem}.combicam.png"));
-    let p_heat = out_dir.join(format!("{stem}.heatmap.png"));
-    write_png_atomic(&blended, &p_overlay)?;
-    write_png_atomic(&heat, &p_heat)?;
-    outputs.push(p_overlay.display().to_string());
-    outputs.push(p_heat.display().to_string());
+    for e in &out.explainers {
+        if e.fused_range.1 <= e.fused_range.0 {
+            warnings.push(format!(
+                "the fused {} map is flat (every block's map is zero after ReLU); {} is all zeros",
+                e.explainer.method.name(),
+                e.explainer.fused_name()
+            ));
+        }
+        let heat = heatmap_rgb(&e.fused, h, w, photo.width(), photo.height());
+        let blended = overlay(photo, &heat, o.alpha);
+        let (p_overlay, p_heat) = png_names(out_dir, stem, &e.explainer);
+        write_png_atomic(&blended, &p_overlay)?;
+        write_png_atomic(&heat, &p_heat)?;
+        outputs.push(p_overlay.display().to_string());
+        outputs.push(p_heat.display().to_string());
+    }
     if o.save_raw {
         let p_raw = out_dir.join(format!("{stem}.cams.safetensors"));
         write_bytes_atomic(&raw_safetensors(&out, h, w)?, &p_raw)?;
@@ -115,6 +147,25 @@ pub fn explain_one(
                 map_mean: out.map_mean[l],
             })
             .collect(),
+        methods: out
+            .explainers
+            .iter()
+            .map(|e| MethodReport {
+                method: e.explainer.method.name(),
+                fusion: e.explainer.fusion.name(),
+                fused: e.explainer.fused_name(),
+                fused_range: [e.fused_range.0, e.fused_range.1],
+                blocks: o
+                    .blocks
+                    .iter()
+                    .map(|&l| MethodBlock {
+                        block: l,
+                        peak: e.map_max[l].unwrap_or(0.0),
+                        mean: e.map_mean[l].unwrap_or(0.0),
+                    })
+                    .collect(),
+            })
+            .collect(),
         warnings,
         timings: Timings {
             decode_preprocess_s: decode_s,
@@ -130,7 +181,28 @@ pub fn explain_one(
     Ok(report)
 }
 
-/// `probs`, `logits` (N), `gradcam.NN` (h_l, w_l) for the fused blocks, `combicam` (H, W).
+/// The overlay and heat-map files of an explainer: `<stem>.combicam.png` and
+/// `<stem>.heatmap.png` for Combi-CAM, else `<stem>.<method>[.<rule>].png` and
+/// `<stem>.<method>[.<rule>].heatmap.png` (the rule when it is not the method's default).
+pub fn png_names(out_dir: &Path, stem: &str, e: &Explainer) -> (PathBuf, PathBuf) {
+    if *e == Explainer::COMBICAM {
+        return (
+            out_dir.join(format!("{stem}.combicam.png")),
+            out_dir.join(format!("{stem}.heatmap.png")),
+        );
+    }
+    let tag = e.fused_name();
+    let tag = tag.trim_end_matches(".fused");
+    (
+        out_dir.join(format!("{stem}.{tag}.png")),
+        out_dir.join(format!("{stem}.{tag}.heatmap.png")),
+    )
+}
+
+/// `probs`, `logits` (N); per method m, `m.NN` (h_l, w_l) for the fused blocks (after ReLU,
+/// unnormalised; `gradcam.NN` for Grad-CAM) and its fused map (H, W), normalised to [0, 1]
+/// (`combicam` for Combi-CAM, else `m.fused`, or `m.RULE.fused` for a rule other than the
+/// method's default).
 pub fn raw_safetensors(out: &Output, h: usize, w: usize) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
         (
@@ -143,20 +215,27 @@ pub fn raw_safetensors(out: &Output, h: usize, w: usize) -> Result<Vec<u8>> {
             vec![out.logits.len()],
             bytemuck::cast_slice(&out.logits).to_vec(),
         ),
-        (
-            "combicam".into(),
-            vec![h, w],
-            bytemuck::cast_slice(&out.combicam).to_vec(),
-        ),
     ];
-    for (l, m) in out.maps.iter().enumerate() {
-        if let Some(m) = m {
-            let (mh, mw) = out.map_sizes[l];
-            tensors.push((
-                format!("gradcam.{l:02}"),
-                vec![mh, mw],
-                bytemuck::cast_slice(m).to_vec(),
-            ));
+    let mut seen = std::collections::HashSet::new();
+    for e in &out.explainers {
+        tensors.push((
+            e.explainer.fused_name(),
+            vec![h, w],
+            bytemuck::cast_slice(&e.fused).to_vec(),
+        ));
+        // a method's block maps do not depend on the fusion rule: written once
+        if !seen.insert(e.explainer.method) {
+            continue;
+        }
+        for (l, m) in e.maps.iter().enumerate() {
+            if let Some(m) = m {
+                let (mh, mw) = out.map_sizes[l];
+                tensors.push((
+                    format!("{}.{l:02}", e.explainer.method.name()),
+                    vec![mh, mw],
+                    bytemuck::cast_slice(m).to_vec(),
+                ));
+            }
         }
     }
     let views: Vec<(String, TensorView)> = tensors

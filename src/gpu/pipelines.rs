@@ -17,7 +17,15 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("se", include_str!("../../shaders/se.wgsl")),
     ("head", include_str!("../../shaders/head.wgsl")),
-    ("cam", include_str!("../../shaders/cam.wgsl")),
+    (
+        "cam_channel",
+        include_str!("../../shaders/cam_channel.wgsl"),
+    ),
+    (
+        "cam_elementwise",
+        include_str!("../../shaders/cam_elementwise.wgsl"),
+    ),
+    ("cam_fusion", include_str!("../../shaders/cam_fusion.wgsl")),
 ];
 
 /// The text of a shader of the table, after the prelude.

@@ -2,7 +2,7 @@
 //! GPU plan is checked against, block by block.
 
 use super::weights::Weights;
-use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
+use crate::ops::{conv, depthwise, gemm, head, reduce, se};
 use crate::ops::{conv::ConvShape, reduce::Reduce};
 
 /// Forward intermediates of one block.
@@ -227,18 +227,29 @@ pub fn gradcam(
     h: usize,
     w: usize,
 ) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
-    let nb = wts.cfg.blocks.len();
-    let mut maps = vec![None; nb];
-    for &l in blocks {
-        let c = wts.cfg.blocks[l].cout;
-        let hw = f.sizes[l].0 * f.sizes[l].1;
-        let alpha = reduce::cpu::rows(Reduce::Mean, grads[l].as_ref().unwrap(), None, c, hw);
-        maps[l] = Some(cam::cpu::gradcam_map(&alpha, &f.blocks[l].out, c, hw));
-    }
-    let list: Vec<(&[f32], usize, usize)> = blocks
-        .iter()
-        .map(|&l| (maps[l].as_deref().unwrap(), f.sizes[l].0, f.sizes[l].1))
-        .collect();
-    let (norm, _) = cam::cpu::fuse(&list, h, w);
-    (maps, norm)
+    explain(
+        wts,
+        f,
+        grads,
+        blocks,
+        crate::cam::methods::Explainer::COMBICAM,
+        h,
+        w,
+    )
+}
+
+/// Any explainer's per-block maps for `blocks`, and its normalised fused map at h×w.
+pub fn explain(
+    wts: &Weights,
+    f: &Forward,
+    grads: &[Option<Vec<f32>>],
+    blocks: &[usize],
+    e: crate::cam::methods::Explainer,
+    h: usize,
+    w: usize,
+) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
+    let outs: Vec<&[f32]> = f.blocks.iter().map(|b| b.out.as_slice()).collect();
+    let gs: Vec<&[f32]> = grads.iter().map(|g| g.as_deref().unwrap_or(&[])).collect();
+    let channels: Vec<usize> = wts.cfg.blocks.iter().map(|b| b.cout).collect();
+    crate::cam::phase::cpu::explain(e, &outs, &gs, &channels, &f.sizes, blocks, h, w)
 }

@@ -4,9 +4,10 @@
 
 use super::config::ModelCfg;
 use super::weights::Weights;
+use crate::cam::methods::Explainer;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
-use crate::ops::{cam, conv, depthwise, gemm, head, reduce, se};
+use crate::ops::{conv, depthwise, gemm, head, reduce, se};
 use crate::ops::{
     conv::ConvShape,
     gemm::{GemmArgs, GemmWeights, InMode},
@@ -163,6 +164,22 @@ pub struct PlanOptions {
     pub backward: bool,
     /// blocks whose maps are fused, ascending
     pub blocks: Vec<usize>,
+    /// the CAM methods and their fusion rules (Combi-CAM by default)
+    pub explainers: Vec<Explainer>,
+}
+
+/// One explainer's results after a run.
+#[derive(Clone, Debug)]
+pub struct ExplainerOutput {
+    pub explainer: Explainer,
+    /// per block: the map (post-ReLU, unnormalised) at (h, w), for fused blocks
+    pub maps: Vec<Option<Vec<f32>>>,
+    /// the fused map at (H, W), normalised to [0, 1]
+    pub fused: Vec<f32>,
+    /// min and max of the fused map before normalisation
+    pub fused_range: (f32, f32),
+    pub map_max: Vec<Option<f32>>,
+    pub map_mean: Vec<Option<f32>>,
 }
 
 /// Everything read back after one run.
@@ -182,6 +199,9 @@ pub struct Output {
     pub act_maxabs: Vec<f32>,
     pub map_max: Vec<Option<f32>>,
     pub map_mean: Vec<Option<f32>>,
+    /// every explainer's results, in the order of `PlanOptions::explainers` (the fields above
+    /// repeat the first one's)
+    pub explainers: Vec<ExplainerOutput>,
     /// wall-clock seconds of the submission and of the read-back
     pub gpu_seconds: f64,
     pub readback_seconds: f64,
@@ -205,14 +225,57 @@ pub struct Plan {
     pub grads: Vec<Option<GpuBuf>>,
     pub features: GpuBuf,
     info: GpuBuf,
-    /// readback: (buffer, float offset in staging, floats)
-    /// read-back: (source buffer, float offset in staging, floats)
-    copies: Vec<(wgpu::Buffer, u64, u64)>,
+    /// what is copied into `staging` after a run, and where it lands
+    rb: ReadBack,
     staging: wgpu::Buffer,
-    staging_len: u64,
     n: usize,
-    map_offs: Vec<usize>,
     pub bytes: u64,
+}
+
+/// Where a buffer's floats land in the read-back buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    off: usize,
+    len: usize,
+}
+
+impl Span {
+    fn of<'a>(&self, f: &'a [f32]) -> &'a [f32] {
+        &f[self.off..self.off + self.len]
+    }
+}
+
+/// One explainer's results in the read-back buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct ExplainerSpans {
+    maps: Span,
+    norm: Span,
+    mm: Span,
+    stats: Span,
+}
+
+/// The read-back: the copies a run ends with, as named spans.
+#[derive(Default)]
+struct ReadBack {
+    copies: Vec<(wgpu::Buffer, Span)>,
+    len: usize,
+    info: Span,
+    probs: Span,
+    logits: Span,
+    /// with the backward: max |A_l| per block, and per explainer its results
+    act_maxabs: Span,
+    explainers: Vec<ExplainerSpans>,
+    /// where block l's map starts inside an explainer's maps
+    map_offs: Vec<usize>,
+}
+
+impl ReadBack {
+    fn add(&mut self, b: &GpuBuf, len: usize) -> Span {
+        let s = Span { off: self.len, len };
+        self.copies.push((b.buf.clone(), s));
+        self.len += len;
+        s
+    }
 }
 
 struct Alloc<'a> {
@@ -483,17 +546,10 @@ impl Plan {
             dispatches: fwd,
         }];
         let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
-        let mut map_offs = vec![usize::MAX; nb];
-        let mut copies = Vec::new();
-        let mut staging_len = 0u64;
-        let mut add_copy = |b: &GpuBuf, len: usize| {
-            copies.push((b.buf.clone(), staging_len, len as u64));
-            staging_len += len as u64;
-        };
-        // the read-back holds: info, probs, logits, [maps, combicam, mm, stats]
-        add_copy(&info, 4);
-        add_copy(&probs, n);
-        add_copy(&logits, n);
+        let mut rb = ReadBack::default();
+        rb.info = rb.add(&info, 4);
+        rb.probs = rb.add(&probs, n);
+        rb.logits = rb.add(&logits, n);
 
         if opts.backward && !opts.blocks.is_empty() {
             let lo = *opts.blocks.iter().min().unwrap();
@@ -706,161 +762,35 @@ impl Plan {
                 dispatches: bwd,
             });
 
-            // Grad-CAM per fused block, statistics, fusion
-            let mut camd = Vec::new();
-            let sel = &opts.blocks;
-            let mut alpha_offs = vec![0; nb];
-            let mut total_c = 0;
-            let mut total_maps = 0;
-            let mut meta = Vec::new();
-            for &l in sel {
-                alpha_offs[l] = total_c;
-                total_c += cfg.blocks[l].cout;
-                map_offs[l] = total_maps;
-                meta.extend_from_slice(&[
-                    total_maps as u32,
-                    sizes[l].0 as u32,
-                    sizes[l].1 as u32,
-                    0,
-                ]);
-                total_maps += sizes[l].0 * sizes[l].1;
-            }
-            let alpha = a.buf("cam.alpha".into(), total_c)?;
-            let maps = a.buf("cam.maps".into(), total_maps)?;
-            let bmeta = gpu.upload_u32("cam.meta", &meta)?;
-            let stats = a.buf("cam.stats".into(), 3 * nb)?;
-            let max_cout = cfg.blocks.iter().map(|b| b.cout).max().unwrap();
-            let scratch = a.buf("cam.scratch".into(), nb * max_cout)?;
-            for l in 0..nb {
-                let b = &cfg.blocks[l];
-                let hw_l = sizes[l].0 * sizes[l].1;
-                camd.push(reduce::rows(
-                    gpu,
-                    &format!("{l}.maxabs.cam"),
-                    Reduce::MaxAbs,
-                    &RowsArgs {
-                        rows: b.cout,
-                        len: hw_l,
-                        in_off: 0,
-                        out_off: l * max_cout,
-                        x: &outs[l].buf,
-                        y: None,
-                        out: &scratch.buf,
-                    },
-                ));
-                camd.push(reduce::rows(
-                    gpu,
-                    &format!("{l}.maxabs2.cam"),
-                    Reduce::Max,
-                    &RowsArgs {
-                        rows: 1,
-                        len: b.cout,
-                        in_off: l * max_cout,
-                        out_off: l,
-                        x: &scratch.buf,
-                        y: None,
-                        out: &stats.buf,
-                    },
-                ));
-            }
-            for &l in sel {
-                let b = &cfg.blocks[l];
-                let hw_l = sizes[l].0 * sizes[l].1;
-                let g = &grads[l].as_ref().unwrap().buf;
-                camd.push(reduce::rows(
-                    gpu,
-                    &format!("{l}.alpha.cam"),
-                    Reduce::Mean,
-                    &RowsArgs {
-                        rows: b.cout,
-                        len: hw_l,
-                        in_off: 0,
-                        out_off: alpha_offs[l],
-                        x: g,
-                        y: None,
-                        out: &alpha.buf,
-                    },
-                ));
-                camd.push(cam::gradcam_map(
-                    gpu,
-                    &format!("{l}.map.cam"),
-                    b.cout,
-                    hw_l,
-                    map_offs[l],
-                    alpha_offs[l],
-                    &outs[l].buf,
-                    &alpha.buf,
-                    &maps.buf,
-                ));
-                camd.push(reduce::rows(
-                    gpu,
-                    &format!("{l}.map_max.cam"),
-                    Reduce::Max,
-                    &RowsArgs {
-                        rows: 1,
-                        len: hw_l,
-                        in_off: map_offs[l],
-                        out_off: nb + l,
-                        x: &maps.buf,
-                        y: None,
-                        out: &stats.buf,
-                    },
-                ));
-                camd.push(reduce::rows(
-                    gpu,
-                    &format!("{l}.map_mean.cam"),
-                    Reduce::Mean,
-                    &RowsArgs {
-                        rows: 1,
-                        len: hw_l,
-                        in_off: map_offs[l],
-                        out_off: 2 * nb + l,
-                        x: &maps.buf,
-                        y: None,
-                        out: &stats.buf,
-                    },
-                ));
-            }
-            let fused = a.buf("cam.fused".into(), h * w)?;
-            let mm = a.buf("cam.minmax".into(), 2)?;
-            let norm = a.buf("cam.combicam".into(), h * w)?;
-            camd.push(cam::fuse(
-                gpu,
-                "combicam.fuse.cam",
+            // every explainer's maps at every selected block, and their fusion
+            let inputs = crate::cam::phase::CamInputs {
+                cfg,
+                sizes: &sizes,
+                outs: &outs,
+                grads: &grads,
                 h,
                 w,
-                sel.len(),
-                &maps.buf,
-                &bmeta.buf,
-                &fused.buf,
-            ));
-            camd.push(cam::minmax(
-                gpu,
-                "combicam.minmax.cam",
-                h,
-                w,
-                &fused.buf,
-                &mm.buf,
-            ));
-            camd.push(cam::normalize(
-                gpu,
-                "combicam.normalize.cam",
-                h,
-                w,
-                &fused.buf,
-                &mm.buf,
-                &norm.buf,
-            ));
+                blocks: &opts.blocks,
+            };
+            let mut alloc = |label: String, len: usize| a.buf(label, len);
+            let (camd, cb) = crate::cam::phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
             phases.push(Phase {
                 name: "cam",
                 dispatches: camd,
             });
-            add_copy(&maps, total_maps);
-            add_copy(&norm, h * w);
-            add_copy(&mm, 2);
-            add_copy(&stats, 3 * nb);
+            rb.act_maxabs = rb.add(&cb.act_maxabs, nb);
+            rb.map_offs = cb.map_offs.clone();
+            for e in &cb.explainers {
+                let spans = ExplainerSpans {
+                    maps: rb.add(&e.maps, cb.total_maps),
+                    norm: rb.add(&e.norm, h * w),
+                    mm: rb.add(&e.mm, 2),
+                    stats: rb.add(&e.stats, 2 * nb),
+                };
+                rb.explainers.push(spans);
+            }
         }
-        let staging = gpu.staging("readback", staging_len * 4);
+        let staging = gpu.staging("readback", (rb.len * 4) as u64);
         gpu.check_errors("plan creation")?;
         let bytes = a.bytes;
         Ok(Plan {
@@ -875,11 +805,9 @@ impl Plan {
             grads,
             features,
             info,
-            copies,
+            rb,
             staging,
-            staging_len,
             n,
-            map_offs,
             bytes,
         })
     }
@@ -901,10 +829,15 @@ impl Plan {
                 d.record(&mut pass);
             }
         }
-        for (src, off, len) in &self.copies {
-            let (off, len) = (*off, *len);
-            if len > 0 {
-                enc.copy_buffer_to_buffer(src, 0, &self.staging, off * 4, len * 4);
+        for (src, s) in &self.rb.copies {
+            if s.len > 0 {
+                enc.copy_buffer_to_buffer(
+                    src,
+                    0,
+                    &self.staging,
+                    (s.off * 4) as u64,
+                    (s.len * 4) as u64,
+                );
             }
         }
         enc.finish()
@@ -948,7 +881,7 @@ impl Plan {
         gpu.queue.submit([self.encode(gpu)]);
         gpu.wait()?;
         let t1 = Instant::now();
-        let raw = gpu.read_staging(&self.staging, self.staging_len * 4)?;
+        let raw = gpu.read_staging(&self.staging, (self.rb.len * 4) as u64)?;
         gpu.check_errors("the model run")?;
         let mut out = self.parse(bytemuck::cast_slice(&raw));
         out.gpu_seconds = (t1 - t0).as_secs_f64();
@@ -957,39 +890,51 @@ impl Plan {
     }
 
     fn parse(&self, f: &[f32]) -> Output {
-        let slice = |i: usize| {
-            let (_, off, len) = &self.copies[i];
-            let (off, len) = (*off, *len);
-            &f[off as usize..(off + len) as usize]
-        };
-        let info: Vec<u32> = slice(0).iter().map(|v| v.to_bits()).collect();
+        let rb = &self.rb;
+        let info: Vec<u32> = rb.info.of(f).iter().map(|v| v.to_bits()).collect();
         let nb = self.sizes.len();
         let mut out = Output {
             target: info[2] as usize,
             argmax: info[3] as usize,
-            probs: slice(1).to_vec(),
-            logits: slice(2).to_vec(),
+            probs: rb.probs.of(f).to_vec(),
+            logits: rb.logits.of(f).to_vec(),
             maps: vec![None; nb],
             map_sizes: self.sizes.clone(),
             map_max: vec![None; nb],
             map_mean: vec![None; nb],
             ..Default::default()
         };
-        if self.copies.len() > 3 {
-            let maps = slice(3);
+        if !rb.explainers.is_empty() {
+            out.act_maxabs = rb.act_maxabs.of(f).to_vec();
+        }
+        for (spans, e) in rb.explainers.iter().zip(&self.opts.explainers) {
+            let maps = spans.maps.of(f);
+            let stats = spans.stats.of(f);
+            let mm = spans.mm.of(f);
+            let mut eo = ExplainerOutput {
+                explainer: *e,
+                maps: vec![None; nb],
+                fused: spans.norm.of(f).to_vec(),
+                fused_range: (mm[0], mm[1]),
+                map_max: vec![None; nb],
+                map_mean: vec![None; nb],
+            };
             for &l in &self.opts.blocks {
                 let (h, w) = self.sizes[l];
-                out.maps[l] = Some(maps[self.map_offs[l]..self.map_offs[l] + h * w].to_vec());
+                let o = rb.map_offs[l];
+                eo.maps[l] = Some(maps[o..o + h * w].to_vec());
+                eo.map_max[l] = Some(stats[l]);
+                eo.map_mean[l] = Some(stats[nb + l]);
             }
-            out.combicam = slice(4).to_vec();
-            let mm = slice(5);
-            out.fused_range = (mm[0], mm[1]);
-            let stats = slice(6);
-            out.act_maxabs = stats[..nb].to_vec();
-            for &l in &self.opts.blocks {
-                out.map_max[l] = Some(stats[nb + l]);
-                out.map_mean[l] = Some(stats[2 * nb + l]);
-            }
+            out.explainers.push(eo);
+        }
+        // the first explainer's results are the output's own (Combi-CAM by default)
+        if let Some(first) = out.explainers.first() {
+            out.maps = first.maps.clone();
+            out.combicam = first.fused.clone();
+            out.fused_range = first.fused_range;
+            out.map_max = first.map_max.clone();
+            out.map_mean = first.map_mean.clone();
         }
         out
     }

@@ -1,7 +1,6 @@
 //! Op families. Each module holds the GPU launcher(s) and `mod cpu`, the plain-loop
 //! reference (forward and data gradient) that the WGSL kernels are checked against.
 
-pub mod cam;
 pub mod conv;
 pub mod depthwise;
 pub mod gemm;

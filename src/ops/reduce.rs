@@ -16,6 +16,7 @@ pub enum Reduce {
     DotAct(Act),
     MaxAbs,
     Max,
+    Min,
 }
 
 impl Reduce {
@@ -27,6 +28,7 @@ impl Reduce {
             Reduce::DotAct(a) => (2, a),
             Reduce::MaxAbs => (3, Act::Silu),
             Reduce::Max => (4, Act::Silu),
+            Reduce::Min => (5, Act::Silu),
         };
         [("MODE", mode as f64), act.constant()]
     }
@@ -131,6 +133,7 @@ pub mod cpu {
                     }
                     Reduce::MaxAbs => xs.iter().fold(f32::MIN, |a, v| a.max(v.abs())),
                     Reduce::Max => xs.iter().fold(f32::MIN, |a, &v| a.max(v)),
+                    Reduce::Min => xs.iter().fold(f32::MAX, |a, &v| a.min(v)),
                 }
             })
             .collect()

@@ -1,48 +1,27 @@
-// cam.wgsl: Grad-CAM maps and the Combi-CAM fusion. Channel weights α come from
-// reduce.wgsl (MODE 0: spatial mean of the gradient).
-// Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 alpha: (ΣC) all blocks, 3 maps: (Σ h·w) rw,
-//           4 bmeta: per fused block vec4(map offset, h, w, 0), 5 fused: (H, W) rw,
-//           6 mm: (2) [min, max] rw, 7 norm: (H, W) rw
-// gradcam_map: maps[off + p] = max(0, Σ_c α[c]·blk[c, p])
-// fuse:        fused[y, x] = Σ_blocks bilinear_align_corners(map_b)(y, x)
-// minmax:      mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0
+// cam_fusion.wgsl: the per-block maps of a CAM method fused into one map at the model input
+// size, then min-max normalised.
+// Bindings: 0 prm, 3 maps: (Σ h·w), 4 bmeta: per fused block vec4(map offset, h, w, 0),
+//           5 fused: (H, W) rw, 6 mm: (2) [min, max] rw, 7 norm: (H, W) rw,
+//           8 bnorm: per fused block (min, max) of its map (rules 2–4)
+// fuse: u_b = bilinear_align_corners(map_b)(y, x), n_b = (u_b − min_b)/(max_b − min_b + 1e-7);
+//   RULE 0 sum (Combi-CAM): Σ u_b;  1 mean: Σ u_b / B;  2 mean-normalised: Σ n_b / B;
+//   3 max: max_b n_b;  4 product: Π_b n_b
+// minmax: mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0
 
-struct Params { c: u32, hw: u32, map_off: u32, alpha_off: u32, out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
+struct Params { out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
+
+override RULE: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> blk: array<f32>;
-@group(0) @binding(2) var<storage, read> alpha: array<f32>;
-@group(0) @binding(3) var<storage, read_write> maps: array<f32>;
+@group(0) @binding(3) var<storage, read> maps: array<f32>;
 @group(0) @binding(4) var<storage, read> bmeta: array<vec4<u32>>;
 @group(0) @binding(5) var<storage, read_write> fused: array<f32>;
 @group(0) @binding(6) var<storage, read_write> mm: array<f32>;
 @group(0) @binding(7) var<storage, read_write> norm: array<f32>;
+@group(0) @binding(8) var<storage, read> bnorm: array<f32>;
 
 var<workgroup> lo: array<f32, 256>;
 var<workgroup> hi: array<f32, 256>;
-
-// 8 consecutive positions per invocation: each α load serves 8 FMAs.
-@compute @workgroup_size(64)
-fn gradcam_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let p0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * 8u;
-    if (p0 >= prm.hw) {
-        return;
-    }
-    let last = prm.hw - 1u;
-    var lo = vec4(0.0); // positions p0 .. p0 + 3
-    var hi = vec4(0.0); // p0 + 4 .. p0 + 7
-    for (var c = 0u; c < prm.c; c++) {
-        let a = vec4(alpha[prm.alpha_off + c]);
-        let o = c * prm.hw;
-        lo = fma(a, vec4(blk[o + p0], blk[o + min(p0 + 1u, last)], blk[o + min(p0 + 2u, last)], blk[o + min(p0 + 3u, last)]), lo);
-        hi = fma(a, vec4(blk[o + min(p0 + 4u, last)], blk[o + min(p0 + 5u, last)], blk[o + min(p0 + 6u, last)], blk[o + min(p0 + 7u, last)]), hi);
-    }
-    for (var j = 0u; j < 8u; j++) {
-        if (p0 + j < prm.hw) {
-            maps[prm.map_off + p0 + j] = max(select(hi[j % 4u], lo[j % 4u], j < 4u), 0.0);
-        }
-    }
-}
 
 fn source_scale(n_in: u32, n_out: u32) -> f32 {
     if (n_out > 1u) {
@@ -60,6 +39,9 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let oy = idx / prm.out_w;
     let ox = idx % prm.out_w;
     var acc = 0.0;
+    if (RULE == 4u) {
+        acc = 1.0;
+    }
     for (var b = 0u; b < prm.nblocks; b++) {
         let md = bmeta[b];
         let off = md.x;
@@ -77,7 +59,17 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let v01 = maps[off + y0 * w + x1];
         let v10 = maps[off + y1 * w + x0];
         let v11 = maps[off + y1 * w + x1];
-        acc += (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11);
+        let u = (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11);
+        let n = (u - bnorm[2u * b]) / (bnorm[2u * b + 1u] - bnorm[2u * b] + 1e-7);
+        switch RULE {
+            case 0u, 1u: { acc += u; }
+            case 2u: { acc += n; }
+            case 3u: { acc = select(max(acc, n), n, b == 0u); }
+            default: { acc *= n; }
+        }
+    }
+    if (RULE == 1u || RULE == 2u) {
+        acc = acc / f32(prm.nblocks);
     }
     fused[idx] = acc;
 }

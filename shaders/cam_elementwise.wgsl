@@ -1,0 +1,50 @@
+// cam_elementwise.wgsl: CAM methods that weight every element of a block output A by its own
+// gradient g = ∂score/∂A (no pooling), then sum over channels.
+// Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 grad: (C, HW) g, 3 gmax: max g over the
+//           block, at gmax[gmax_off] (METHOD 2), 4 maps: (Σ h·w) rw
+// map: maps[map_off + p] = max(0, Σ_c f(g[c, p])·blk[c, p]) with (METHOD, pipeline constant)
+//   0 hirescam:          f(g) = g
+//   1 layercam:          f(g) = ReLU(g)
+//   2 layercam-official: f(g) = ReLU(g) / (max ReLU(g) + 1e-8), max over the whole block
+
+struct Params { c: u32, hw: u32, map_off: u32, gmax_off: u32 }
+
+override METHOD: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> blk: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read> gmax: array<f32>;
+@group(0) @binding(4) var<storage, read_write> maps: array<f32>;
+
+// 4 consecutive positions per invocation
+@compute @workgroup_size(64)
+fn map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * 4u;
+    if (p0 >= prm.hw) {
+        return;
+    }
+    let last = prm.hw - 1u;
+    var scale = 1.0;
+    if (METHOD == 2u) {
+        scale = 1.0 / (max(gmax[prm.gmax_off], 0.0) + 1e-8);
+    }
+    var acc = vec4(0.0);
+    for (var c = 0u; c < prm.c; c++) {
+        let o = c * prm.hw;
+        let i = vec4(o + p0, o + min(p0 + 1u, last), o + min(p0 + 2u, last), o + min(p0 + 3u, last));
+        var g = vec4(grad[i.x], grad[i.y], grad[i.z], grad[i.w]);
+        if (METHOD != 0u) {
+            g = max(g, vec4(0.0));
+        }
+        if (METHOD == 2u) {
+            g = g * scale;
+        }
+        acc = fma(g, vec4(blk[i.x], blk[i.y], blk[i.z], blk[i.w]), acc);
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (p0 + j < prm.hw) {
+            maps[prm.map_off + p0 + j] = max(acc[j], 0.0);
+        }
+    }
+}

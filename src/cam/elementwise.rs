@@ -1,0 +1,80 @@
+//! CAM methods that weight every element of a block output by its own gradient:
+//! HiResCAM, LayerCAM and the official repository's LayerCAM (shaders/cam_elementwise.wgsl).
+//! GPU launcher and CPU reference side by side.
+
+use super::methods::Method;
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{Source, grid_1d},
+};
+
+pub struct ElementwiseArgs<'a> {
+    pub c: usize,
+    pub hw: usize,
+    /// the block output A: (C, HW)
+    pub blk: &'a wgpu::Buffer,
+    /// ∂score/∂A: (C, HW)
+    pub grad: &'a wgpu::Buffer,
+    /// max g over the block at `gmax_off` (LayerCamOfficial; `reduce::rows` Max makes it)
+    pub gmax: &'a wgpu::Buffer,
+    pub gmax_off: usize,
+    /// maps, written at `map_off`
+    pub maps: &'a wgpu::Buffer,
+    pub map_off: usize,
+}
+
+fn code(m: Method) -> u32 {
+    match m {
+        Method::HiResCam => 0,
+        Method::LayerCam => 1,
+        Method::LayerCamOfficial => 2,
+        other => panic!("{other:?} is not an element-wise method"),
+    }
+}
+
+/// maps[map_off + p] = max(0, Σ_k f(g[k, p])·A[k, p]) (see the shader)
+pub fn map(gpu: &Gpu, label: &str, method: Method, a: &ElementwiseArgs) -> Dispatch {
+    let params = [a.c, a.hw, a.map_off, a.gmax_off].map(|v| v as u32);
+    let mut d = gpu.dispatch_from(
+        label,
+        "cam",
+        Source::Table("cam_elementwise"),
+        "map",
+        &[("METHOD", code(method) as f64)],
+        &params,
+        &[
+            (1, Some(a.blk)),
+            (2, Some(a.grad)),
+            (3, Some(a.gmax)),
+            (4, Some(a.maps)),
+        ],
+        &[],
+        grid_1d((a.hw.div_ceil(4) as u32).div_ceil(64)),
+    );
+    d.flops = 3.0 * (a.c * a.hw) as f64;
+    d.bytes = 4.0 * (2 * a.c * a.hw + a.hw) as f64;
+    d
+}
+
+pub mod cpu {
+    use super::Method;
+
+    pub fn map(method: Method, a: &[f32], g: &[f32], c: usize, hw: usize) -> Vec<f32> {
+        let gmax = g.iter().fold(f32::MIN, |m, &v| m.max(v)).max(0.0);
+        let scale = 1.0 / (gmax + 1e-8);
+        let f = |g: f32| match method {
+            Method::HiResCam => g,
+            Method::LayerCam => g.max(0.0),
+            Method::LayerCamOfficial => g.max(0.0) * scale,
+            other => panic!("{other:?} is not an element-wise method"),
+        };
+        (0..hw)
+            .map(|p| {
+                (0..c)
+                    .map(|k| f(g[k * hw + p]) * a[k * hw + p])
+                    .sum::<f32>()
+                    .max(0.0)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! Fusion rules: the selected blocks' maps of one CAM method upsampled (bilinear,
+//! align_corners = true) to the model input size and combined into one map, then min-max
+//! normalised (shaders/cam_fusion.wgsl). GPU launchers and the CPU reference side by side.
+
+use super::methods::Fusion;
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{Source, grid_items},
+};
+
+pub struct FuseArgs<'a> {
+    pub out_h: usize,
+    pub out_w: usize,
+    /// how many blocks `bmeta` lists
+    pub nblocks: usize,
+    /// the maps, each at its offset
+    pub maps: &'a wgpu::Buffer,
+    /// per fused block vec4(map offset, h, w, 0)
+    pub bmeta: &'a wgpu::Buffer,
+    /// per fused block (min, max) of its map: rules that normalise each map first
+    pub bnorm: &'a wgpu::Buffer,
+    /// (H, W), written
+    pub fused: &'a wgpu::Buffer,
+}
+
+/// fused = the rule over the upsampled maps (see the shader)
+pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
+    let params = [a.out_h, a.out_w, a.nblocks, 0].map(|v| v as u32);
+    let mut d = gpu.dispatch_from(
+        label,
+        "cam",
+        Source::Table("cam_fusion"),
+        "fuse",
+        &[("RULE", rule.code() as f64)],
+        &params,
+        &[
+            (3, Some(a.maps)),
+            (4, Some(a.bmeta)),
+            (5, Some(a.fused)),
+            (8, Some(a.bnorm)),
+        ],
+        &[],
+        grid_items(a.out_h * a.out_w),
+    );
+    d.flops = 12.0 * (a.out_h * a.out_w * a.nblocks) as f64;
+    d.bytes = 4.0 * (a.out_h * a.out_w * (4 * a.nblocks + 1)) as f64;
+    d
+}
+
+pub fn minmax(
+    gpu: &Gpu,
+    label: &str,
+    out_h: usize,
+    out_w: usize,
+    fused: &wgpu::Buffer,
+    mm: &wgpu::Buffer,
+) -> Dispatch {
+    let params = [out_h, out_w, 0, 0].map(|v| v as u32);
+    let mut d = gpu.dispatch_from(
+        label,
+        "cam",
+        Source::Table("cam_fusion"),
+        "minmax",
+        &[],
+        &params,
+        &[(5, Some(fused)), (6, Some(mm))],
+        &[],
+        [1, 1, 1],
+    );
+    d.flops = 2.0 * (out_h * out_w) as f64;
+    d.bytes = 4.0 * (out_h * out_w) as f64;
+    d
+}
+
+pub fn normalize(
+    gpu: &Gpu,
+    label: &str,
+    out_h: usize,
+    out_w: usize,
+    fused: &wgpu::Buffer,
+    mm: &wgpu::Buffer,
+    norm: &wgpu::Buffer,
+) -> Dispatch {
+    let params = [out_h, out_w, 0, 0].map(|v| v as u32);
+    let mut d = gpu.dispatch_from(
+        label,
+        "cam",
+        Source::Table("cam_fusion"),
+        "normalize",
+        &[],
+        &params,
+        &[(5, Some(fused)), (6, Some(mm)), (7, Some(norm))],
+        &[],
+        grid_items(out_h * out_w),
+    );
+    d.flops = 2.0 * (out_h * out_w) as f64;
+    d.bytes = 8.0 * (out_h * out_w) as f64;
+    d
+}
+
+pub mod cpu {
+    use super::Fusion;
+
+    /// Bilinear, align_corners = true: source = dst·(in−1)/(out−1).
+    pub fn upsample(map: &[f32], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+        let scale = |n_in: usize, n_out: usize| {
+            if n_out > 1 {
+                (n_in - 1) as f32 / (n_out - 1) as f32
+            } else {
+                0.0
+            }
+        };
+        let (sh, sw) = (scale(h, out_h), scale(w, out_w));
+        let mut out = vec![0f32; out_h * out_w];
+        for oy in 0..out_h {
+            let sy = sh * oy as f32;
+            let y0 = (sy as usize).min(h - 1);
+            let ly = sy - y0 as f32;
+            let y1 = (y0 + 1).min(h - 1);
+            for ox in 0..out_w {
+                let sx = sw * ox as f32;
+                let x0 = (sx as usize).min(w - 1);
+                let lx = sx - x0 as f32;
+                let x1 = (x0 + 1).min(w - 1);
+                let v = |y: usize, x: usize| map[y * w + x];
+                out[oy * out_w + ox] = (1.0 - ly) * ((1.0 - lx) * v(y0, x0) + lx * v(y0, x1))
+                    + ly * ((1.0 - lx) * v(y1, x0) + lx * v(y1, x1));
+            }
+        }
+        out
+    }
+
+    /// The rule over the upsampled maps, then min-max normalised (zeros when flat).
+    /// Returns (normalised, raw fused).
+    pub fn fuse(
+        rule: Fusion,
+        maps: &[(&[f32], usize, usize)],
+        out_h: usize,
+        out_w: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let n = out_h * out_w;
+        let mut acc = vec![if rule == Fusion::Product { 1f32 } else { 0f32 }; n];
+        for (b, (m, h, w)) in maps.iter().enumerate() {
+            let lo = m.iter().fold(f32::MAX, |a, &v| a.min(v));
+            let hi = m.iter().fold(f32::MIN, |a, &v| a.max(v));
+            for (s, u) in acc.iter_mut().zip(upsample(m, *h, *w, out_h, out_w)) {
+                let nv = (u - lo) / (hi - lo + 1e-7);
+                match rule {
+                    Fusion::Sum | Fusion::Mean => *s += u,
+                    Fusion::MeanNormalised => *s += nv,
+                    Fusion::Max => *s = if b == 0 { nv } else { s.max(nv) },
+                    Fusion::Product => *s *= nv,
+                }
+            }
+        }
+        if matches!(rule, Fusion::Mean | Fusion::MeanNormalised) {
+            acc.iter_mut().for_each(|v| *v /= maps.len() as f32);
+        }
+        (normalize(&acc), acc)
+    }
+
+    pub fn normalize(v: &[f32]) -> Vec<f32> {
+        let lo = v.iter().fold(f32::MAX, |a, &b| a.min(b));
+        let hi = v.iter().fold(f32::MIN, |a, &b| a.max(b));
+        v.iter()
+            .map(|&x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 })
+            .collect()
+    }
+}

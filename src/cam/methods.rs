@@ -1,0 +1,214 @@
+//! The catalogue of CAM methods and fusion rules: names, defaults, and which module computes
+//! each (`channel`: one weight per channel; `elementwise`: a weight per element; `fusion`).
+
+use crate::error::{Error, Result};
+
+/// A gradient-based CAM method, computed at every selected block from the block output A and
+/// its gradient g = ∂score/∂A that one forward and one backward give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Method {
+    /// w_k = mean g; ReLU(Σ w_k A_k)
+    GradCam,
+    /// Grad-CAM++ as pytorch-grad-cam 1.5 computes it
+    GradCamPP,
+    /// w_k = Σ g·A / (Σ A + 1e-7)
+    XGradCam,
+    /// ReLU(Σ_k g_k ⊙ A_k)
+    HiResCam,
+    /// ReLU(Σ_k ReLU(g_k) ⊙ A_k)
+    LayerCam,
+    /// the official Combi-CAM repository's LayerCAM: gradients divided by the block's max
+    LayerCamOfficial,
+}
+
+/// How the selected blocks' maps become one map (then min-max normalised).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Fusion {
+    /// Σ of the upsampled maps (Combi-CAM)
+    Sum,
+    /// Σ / B
+    Mean,
+    /// mean of the maps each min-max normalised first (pytorch-grad-cam)
+    MeanNormalised,
+    /// element-wise max of the normalised maps (torchcam, LayerCAM)
+    Max,
+    /// element-wise product of the normalised maps (RefineCAM)
+    Product,
+}
+
+pub const METHODS: [Method; 6] = [
+    Method::GradCam,
+    Method::GradCamPP,
+    Method::XGradCam,
+    Method::HiResCam,
+    Method::LayerCam,
+    Method::LayerCamOfficial,
+];
+
+pub const FUSIONS: [Fusion; 5] = [
+    Fusion::Sum,
+    Fusion::Mean,
+    Fusion::MeanNormalised,
+    Fusion::Max,
+    Fusion::Product,
+];
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::GradCam => "gradcam",
+            Method::GradCamPP => "gradcampp",
+            Method::XGradCam => "xgradcam",
+            Method::HiResCam => "hirescam",
+            Method::LayerCam => "layercam",
+            Method::LayerCamOfficial => "layercam-official",
+        }
+    }
+
+    /// The fusion a method uses unless `--fusion` says otherwise.
+    pub fn default_fusion(self) -> Fusion {
+        match self {
+            Method::LayerCam => Fusion::Max,
+            Method::LayerCamOfficial => Fusion::Mean,
+            _ => Fusion::Sum,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Method> {
+        let t = s.trim().to_lowercase().replace('_', "-");
+        let t = match t.as_str() {
+            "grad-cam" => "gradcam",
+            "gradcam++" | "grad-cam++" => "gradcampp",
+            other => other,
+        }
+        .to_string();
+        METHODS.iter().copied().find(|m| m.name() == t).ok_or_else(|| {
+            let known = [
+                "scorecam, scorecam-official (need batched forward passes, not available yet)",
+                "gradcampp-official (needs the head's Hessian-vector product, not available yet)",
+            ];
+            let hint = if t.starts_with("scorecam") {
+                known[0]
+            } else if t == "gradcampp-official" {
+                known[1]
+            } else {
+                ""
+            };
+            Error::Input(format!(
+                "unknown CAM method {s:?}: use {}{}",
+                METHODS.map(|m| m.name()).join(", "),
+                if hint.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({hint})")
+                }
+            ))
+        })
+    }
+}
+
+impl Fusion {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fusion::Sum => "sum",
+            Fusion::Mean => "mean",
+            Fusion::MeanNormalised => "mean-normalised",
+            Fusion::Max => "max",
+            Fusion::Product => "product",
+        }
+    }
+
+    /// The value of `RULE` in shaders/cam_fusion.wgsl.
+    pub fn code(self) -> u32 {
+        match self {
+            Fusion::Sum => 0,
+            Fusion::Mean => 1,
+            Fusion::MeanNormalised => 2,
+            Fusion::Max => 3,
+            Fusion::Product => 4,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Fusion> {
+        let t = s.trim().to_lowercase().replace('_', "-");
+        let t = if t == "mean-normalized" {
+            "mean-normalised".to_string()
+        } else {
+            t
+        };
+        FUSIONS
+            .iter()
+            .copied()
+            .find(|f| f.name() == t)
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "unknown fusion rule {s:?}: use {}",
+                    FUSIONS.map(|f| f.name()).join(", ")
+                ))
+            })
+    }
+}
+
+/// One method with its fusion rule: what a plan computes and an output is named after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Explainer {
+    pub method: Method,
+    pub fusion: Fusion,
+}
+
+impl Explainer {
+    /// Grad-CAM fused by the sum: Combi-CAM, the default.
+    pub const COMBICAM: Explainer = Explainer {
+        method: Method::GradCam,
+        fusion: Fusion::Sum,
+    };
+
+    /// `m` with its default fusion.
+    pub fn of(m: Method) -> Explainer {
+        Explainer {
+            method: m,
+            fusion: m.default_fusion(),
+        }
+    }
+
+    /// The fused map's name in outputs: `combicam` for Combi-CAM (its meaning is kept),
+    /// else the method's name, with the rule when it is not the method's default.
+    pub fn fused_name(&self) -> String {
+        if *self == Explainer::COMBICAM {
+            "combicam".into()
+        } else if self.fusion == self.method.default_fusion() {
+            format!("{}.fused", self.method.name())
+        } else {
+            format!("{}.{}.fused", self.method.name(), self.fusion.name())
+        }
+    }
+}
+
+/// `--method a,b --fusion RULE` as explainers (defaults: Combi-CAM).
+pub fn parse_explainers(methods: Option<&str>, fusion: Option<&str>) -> Result<Vec<Explainer>> {
+    let fusion = fusion.map(Fusion::parse).transpose()?;
+    let list: Vec<Method> = match methods {
+        Some(s) => s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(Method::parse)
+            .collect::<Result<_>>()?,
+        None => vec![Method::GradCam],
+    };
+    if list.is_empty() {
+        return Err(Error::Input(
+            "--method is empty: name at least one method, e.g. gradcam".into(),
+        ));
+    }
+    let mut out: Vec<Explainer> = Vec::new();
+    for m in list {
+        let e = Explainer {
+            method: m,
+            fusion: fusion.unwrap_or(m.default_fusion()),
+        };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,219 @@
+//! Every CAM method's kernels and every fusion rule against their CPU references, on awkward
+//! shapes: channel counts that are no multiple of 8, maps of 1×1 and sizes that are no
+//! multiple of the 4 or 8 positions an invocation takes, maps at offsets, gradients with
+//! exact zeros (Grad-CAM++'s special case) and both signs.
+
+use crate::common::{check, gpu, rand, read, up, zeros};
+use combicam_gpu::cam::channel::{self, ChannelArgs};
+use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
+use combicam_gpu::cam::fusion::{self, FuseArgs};
+use combicam_gpu::cam::methods::{FUSIONS, Method};
+use combicam_gpu::ops::Tolerance;
+use combicam_gpu::ops::reduce::{self, Reduce, RowsArgs};
+
+fn tol_for(want: &[f32]) -> Tolerance {
+    Tolerance::KERNEL.scaled(want)
+}
+
+/// A block output (mostly positive, as after SiLU) and a gradient with some exact zeros.
+fn block(c: usize, hw: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let a = rand(c * hw, seed, -0.3, 2.0);
+    let mut g = rand(c * hw, seed + 1, -1.0, 1.0);
+    for v in g.iter_mut().step_by(7) {
+        *v = 0.0;
+    }
+    (a, g)
+}
+
+#[test]
+fn every_method_matches_its_reference() {
+    let g = gpu();
+    for (i, &(c, hw)) in [(11, 35), (13, 1), (70, 63), (9, 257)].iter().enumerate() {
+        let (a, gr) = block(c, hw, 2000 + 10 * i as u64);
+        let (ab, gb) = (up(&a), up(&gr));
+        for m in [Method::GradCam, Method::GradCamPP, Method::XGradCam] {
+            let (wb, mb) = (zeros(5 + c), zeros(100 + hw));
+            let args = ChannelArgs {
+                c,
+                hw,
+                blk: &ab.buf,
+                grad: &gb.buf,
+                w: &wb.buf,
+                w_off: 5,
+                maps: &mb.buf,
+                map_off: 100,
+            };
+            g.run_now(&[
+                &channel::channel_weights(g, "test.w", m, &args),
+                &channel::weighted_map(g, "test.map", &args),
+            ])
+            .unwrap();
+            let w = channel::cpu::channel_weights(m, &a, &gr, c, hw);
+            check(
+                &format!("{}.weights.{c}x{hw}", m.name()),
+                &read(&wb)[5..],
+                &w,
+                &[c],
+                tol_for(&w),
+            );
+            let want = channel::cpu::weighted_map(&w, &a, c, hw);
+            check(
+                &format!("{}.map.{c}x{hw}", m.name()),
+                &read(&mb)[100..],
+                &want,
+                &[hw],
+                tol_for(&want),
+            );
+        }
+        for m in [Method::HiResCam, Method::LayerCam, Method::LayerCamOfficial] {
+            let (gmax, mb) = (zeros(4), zeros(3 + hw));
+            // the max the plan computes with reduce::rows
+            g.run_now(&[&reduce::rows(
+                g,
+                "test.gmax",
+                Reduce::Max,
+                &RowsArgs {
+                    rows: 1,
+                    len: c * hw,
+                    in_off: 0,
+                    out_off: 2,
+                    x: &gb.buf,
+                    y: None,
+                    out: &gmax.buf,
+                },
+            )])
+            .unwrap();
+            let args = ElementwiseArgs {
+                c,
+                hw,
+                blk: &ab.buf,
+                grad: &gb.buf,
+                gmax: &gmax.buf,
+                gmax_off: 2,
+                maps: &mb.buf,
+                map_off: 3,
+            };
+            g.run_now(&[&elementwise::map(g, "test.map", m, &args)])
+                .unwrap();
+            let want = elementwise::cpu::map(m, &a, &gr, c, hw);
+            check(
+                &format!("{}.map.{c}x{hw}", m.name()),
+                &read(&mb)[3..],
+                &want,
+                &[hw],
+                tol_for(&want),
+            );
+        }
+    }
+}
+
+#[test]
+fn every_fusion_rule_matches_its_reference() {
+    let g = gpu();
+    // three maps of different sizes (one 1×1, whose normalised map is 0), fused to 29×37
+    let sizes = [(7usize, 5usize), (1, 1), (4, 9)];
+    let maps: Vec<Vec<f32>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(h, w))| rand(h * w, 1100 + i as u64, 0.0, 1.0))
+        .collect();
+    let mut all = Vec::new();
+    let mut meta = Vec::new();
+    let mut bnorm = Vec::new();
+    for (m, &(h, w)) in maps.iter().zip(&sizes) {
+        meta.extend_from_slice(&[all.len() as u32, h as u32, w as u32, 0]);
+        all.extend_from_slice(m);
+        bnorm.push(m.iter().fold(f32::MAX, |a, &v| a.min(v)));
+        bnorm.push(m.iter().fold(f32::MIN, |a, &v| a.max(v)));
+    }
+    let (oh, ow) = (29, 37);
+    let list: Vec<(&[f32], usize, usize)> = maps
+        .iter()
+        .zip(&sizes)
+        .map(|(m, &(h, w))| (&m[..], h, w))
+        .collect();
+    let (mapsb, metab, bnb) = (up(&all), g.upload_u32("meta", &meta).unwrap(), up(&bnorm));
+    for rule in FUSIONS {
+        // the product of three maps, one of them all zero after normalising, is zero:
+        // leave the 1×1 map out there
+        let n = if rule == combicam_gpu::cam::methods::Fusion::Product {
+            2
+        } else {
+            3
+        };
+        let (fb, mmb, nb) = (zeros(oh * ow), zeros(2), zeros(oh * ow));
+        let args = FuseArgs {
+            out_h: oh,
+            out_w: ow,
+            nblocks: n,
+            maps: &mapsb.buf,
+            bmeta: &metab.buf,
+            bnorm: &bnb.buf,
+            fused: &fb.buf,
+        };
+        g.run_now(&[
+            &fusion::fuse(g, "test.fuse", rule, &args),
+            &fusion::minmax(g, "test.minmax", oh, ow, &fb.buf, &mmb.buf),
+            &fusion::normalize(g, "test.norm", oh, ow, &fb.buf, &mmb.buf, &nb.buf),
+        ])
+        .unwrap();
+        let (norm, raw) = fusion::cpu::fuse(rule, &list[..n], oh, ow);
+        check(
+            &format!("fuse.{}", rule.name()),
+            &read(&fb),
+            &raw,
+            &[oh, ow],
+            tol_for(&raw),
+        );
+        check(
+            &format!("fused.{}", rule.name()),
+            &read(&nb),
+            &norm,
+            &[oh, ow],
+            Tolerance::new(1e-4, 1e-5),
+        );
+    }
+    // an all-zero map normalises to zeros, not NaN
+    let (z, mmb, nb) = (zeros(oh * ow), zeros(2), zeros(oh * ow));
+    g.run_now(&[
+        &fusion::minmax(g, "t", oh, ow, &z.buf, &mmb.buf),
+        &fusion::normalize(g, "t", oh, ow, &z.buf, &mmb.buf, &nb.buf),
+    ])
+    .unwrap();
+    assert!(
+        read(&nb).iter().all(|&v| v == 0.0),
+        "flat map must normalise to zeros"
+    );
+}
+
+#[test]
+fn min_reduction_matches_reference() {
+    let g = gpu();
+    for &(rows, len) in &[(5, 301), (13, 3), (1, 1)] {
+        let x = rand(rows * len, 77, -3.0, 3.0);
+        let (xb, out) = (up(&x), zeros(rows));
+        g.run_now(&[&reduce::rows(
+            g,
+            "test.min",
+            Reduce::Min,
+            &RowsArgs {
+                rows,
+                len,
+                in_off: 0,
+                out_off: 0,
+                x: &xb.buf,
+                y: None,
+                out: &out.buf,
+            },
+        )])
+        .unwrap();
+        let want = reduce::cpu::rows(Reduce::Min, &x, None, rows, len);
+        check(
+            &format!("reduce.min.{rows}x{len}"),
+            &read(&out),
+            &want,
+            &[rows],
+            tol_for(&want),
+        );
+    }
+}
