@@ -2,7 +2,7 @@
 //! reference model, block by block: the self-test a user runs on their own GPU (and the
 //! model test of the test suite).
 
-use crate::cam::methods::Explainer;
+use crate::cam::methods::{Explainer, METHODS};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::config::Family;
@@ -35,6 +35,13 @@ pub fn test_network(arch: &str) -> Result<Weights> {
     })
 }
 
+/// What `check` compares: Combi-CAM first, then every other method with its default fusion.
+fn explainers() -> Vec<Explainer> {
+    let mut v = vec![Explainer::COMBICAM];
+    v.extend(METHODS.iter().skip(1).map(|&m| Explainer::of(m)));
+    v
+}
+
 /// Returns whether everything agreed.
 pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
     let nb = wts.cfg.blocks.len();
@@ -59,7 +66,7 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
         PlanOptions {
             backward: true,
             blocks: all,
-            explainers: vec![Explainer::COMBICAM],
+            explainers: explainers(),
         },
     )?;
     // another image first: nothing may leak from one run into the next
@@ -141,6 +148,30 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
         &[h, w],
         Tolerance::new(0.0, 1e-3),
     );
+    // every other method, each with its default fusion
+    let all: Vec<usize> = (0..nb).collect();
+    for eo in o.explainers.iter().skip(1) {
+        let e = eo.explainer;
+        let (maps, fused) = cpu::explain(&wts, &f, &grads, &all, e, h, w);
+        let largest = maps.iter().flatten().flatten().fold(0f32, |a, &v| a.max(v));
+        for l in 0..nb {
+            let want = maps[l].as_ref().unwrap();
+            show(
+                format!("{}.{l:02}", e.method.name()),
+                eo.maps[l].as_ref().unwrap(),
+                want,
+                &[f.sizes[l].0, f.sizes[l].1],
+                map_tolerance(want, largest),
+            );
+        }
+        show(
+            e.fused_name(),
+            &eo.fused,
+            &fused,
+            &[h, w],
+            Tolerance::new(0.0, 1e-3),
+        );
+    }
     if o.target != f.argmax {
         println!("top cell differs: GPU {} CPU {}", o.target, f.argmax);
         ok = false;
