@@ -8,7 +8,10 @@
 //           7 g: (N) dscore/dlogits rw, 8 partial: (SEGS, K) rw, 9 df: (K) rw
 // linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r]
 // softmax:  probs = softmax(logits); target = info[0] (0xffffffff: argmax)
-// dlogits:  score p_c: g[n] = p_c(δ_nc − p_n); score logit: g[n] = δ_nc
+// dlogits:  score p_c: g[n] = p_c(δ_nc − p_n); score logit: g[n] = δ_nc;
+//           score region (info[1] = 2): S = Σ_{m in R} p_m with R the cells whose centre
+//           (cells, radians) lies within info[4] (f32 bits, km) of cell c's, by haversine
+//           (R = 6371 km): g[n] = p_n(1[n in R] − S). region_mass writes S to region[0].
 // linear_backward: partial[seg0 + s, k] = Σ_{r in segment s} w[r,k]·g[row0 + r];
 // sum_partials:    df[k] = Σ_s partial[s, k]
 
@@ -24,6 +27,8 @@ struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, 
 @group(0) @binding(7) var<storage, read_write> g: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(9) var<storage, read_write> df: array<f32>;
+@group(0) @binding(10) var<storage, read> cells: array<vec2<f32>>;
+@group(0) @binding(11) var<storage, read_write> region: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
@@ -123,6 +128,41 @@ fn softmax(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
+// Whether cell n's centre lies within info[4] km of the target cell's (haversine).
+fn in_region(n: u32) -> bool {
+    let a = cells[info[2]];
+    let b = cells[n];
+    let s1 = sin((b.x - a.x) * 0.5);
+    let s2 = sin((b.y - a.y) * 0.5);
+    let h = s1 * s1 + cos(a.x) * cos(b.x) * s2 * s2;
+    return 2.0 * 6371.0 * asin(min(sqrt(h), 1.0)) <= bitcast<f32>(info[4]);
+}
+
+// One workgroup: region[0] = Σ p over the region (only for the region score).
+@compute @workgroup_size(256)
+fn region_mass(@builtin(local_invocation_index) lid: u32) {
+    if (info[1] != 2u) {
+        return;
+    }
+    var s = 0.0;
+    for (var n = lid; n < prm.n; n += 256u) {
+        if (in_region(n)) {
+            s += probs[n];
+        }
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var k = 128u; k > 0u; k >>= 1u) {
+        if (lid < k) {
+            red[lid] += red[lid + k];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        region[0] = red[0];
+    }
+}
+
 @compute @workgroup_size(256)
 fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = (wid.y * nwg.x + wid.x) * 256u + lid;
@@ -136,6 +176,8 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
     if (info[1] == 1u) {
         g[n] = hit;
+    } else if (info[1] == 2u) {
+        g[n] = probs[n] * (select(0.0, 1.0, in_region(n)) - region[0]);
     } else {
         g[n] = probs[c] * (hit - probs[n]);
     }

@@ -90,25 +90,28 @@ pub struct Prediction {
     pub confidence_km: Option<BTreeMap<String, f64>>,
 }
 
+/// Output `i` (a cell or a class) with its probability and its place or label.
+pub fn entry(w: &Weights, out: &Output, i: usize) -> TopEntry {
+    let mut e = TopEntry {
+        index: i,
+        probability: out.probs[i],
+        lat: None,
+        lon: None,
+        label: None,
+    };
+    match &w.classifier.kind {
+        HeadKind::Geo { lat, lon } => {
+            e.lat = Some(lat[i]);
+            e.lon = Some(lon[i]);
+        }
+        HeadKind::Labels(l) => e.label = Some(l[i].clone()),
+    }
+    e
+}
+
 pub fn summarize(w: &Weights, image: &str, out: &Output, top_k: usize) -> Prediction {
     let top = geo::top_k(&out.probs, top_k.max(1));
-    let entry = |i: usize| {
-        let mut e = TopEntry {
-            index: i,
-            probability: out.probs[i],
-            lat: None,
-            lon: None,
-            label: None,
-        };
-        match &w.classifier.kind {
-            HeadKind::Geo { lat, lon } => {
-                e.lat = Some(lat[i]);
-                e.lon = Some(lon[i]);
-            }
-            HeadKind::Labels(l) => e.label = Some(l[i].clone()),
-        }
-        e
-    };
+    let entry = |i: usize| entry(w, out, i);
     let confidence_km = match &w.classifier.kind {
         HeadKind::Geo { lat, lon } => Some(
             geo::confidence(&out.probs, lat, lon, top[0])

@@ -107,14 +107,6 @@ struct WeightsArgs {
     cells: usize,
 }
 
-#[derive(Copy, Clone, ValueEnum)]
-enum ScoreArg {
-    /// softmax probability of the target (the official algorithm)
-    Prob,
-    /// logit of the target
-    Logit,
-}
-
 #[derive(Args)]
 struct ExplainArgs {
     /// Images or folders of images.
@@ -144,12 +136,17 @@ struct ExplainArgs {
     /// (default of layercam), product. The last three normalise each block's map first.
     #[arg(long, value_name = "RULE")]
     fusion: Option<String>,
-    /// What Grad-CAM differentiates.
-    #[arg(long, value_enum, default_value = "prob")]
-    score: ScoreArg,
+    /// What the CAM methods differentiate: prob (the target's softmax probability, as the
+    /// official code), logit, or region:KM (geolocation: the probability mass of the cells
+    /// within KM km of the target cell's centre, "why does it think this region?").
+    #[arg(long, default_value = "prob", value_name = "SCORE")]
+    score: String,
     /// Explain this cell/class instead of the top one.
-    #[arg(long, value_name = "INDEX")]
+    #[arg(long, value_name = "INDEX", conflicts_with = "target_latlon")]
     target: Option<usize>,
+    /// Explain the cell whose centre is nearest to LAT,LON (degrees; geolocation weights).
+    #[arg(long, value_name = "LAT,LON", allow_hyphen_values = true)]
+    target_latlon: Option<String>,
     /// Weight of the heat map in the overlay (0 = photo only, 1 = heat map only).
     #[arg(long, default_value_t = 0.5, value_name = "A")]
     alpha: f32,
@@ -354,6 +351,46 @@ fn resolve_weights(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         .iter()
         .map(|p| combicam_gpu::hub::resolve_weights_arg(p))
         .collect::<Result<_, _>>()?)
+}
+
+/// `prob`, `logit` or `region:KM`.
+fn parse_score(s: &str) -> anyhow::Result<Score> {
+    let t = s.trim().to_lowercase();
+    match t.as_str() {
+        "prob" | "probability" => Ok(Score::Prob),
+        "logit" => Ok(Score::Logit),
+        _ => match t.strip_prefix("region:").map(|k| k.trim().parse::<f32>()) {
+            Some(Ok(km)) if km.is_finite() && km >= 0.0 => Ok(Score::Region(km)),
+            _ => bail!(
+                "--score {s:?} is not a score: use prob, logit or region:KM (e.g. region:200)"
+            ),
+        },
+    }
+}
+
+/// The cell whose centre is nearest to "LAT,LON" (haversine).
+fn nearest_cell(w: &Weights, s: &str) -> anyhow::Result<usize> {
+    let weights::HeadKind::Geo { lat, lon } = &w.classifier.kind else {
+        bail!(
+            "--target-latlon needs geolocation weights (cells with centres); {} classifies images",
+            w.source
+        );
+    };
+    let parsed: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    let [la, lo] = parsed[..] else {
+        bail!("--target-latlon {s:?} is not LAT,LON in degrees, e.g. 48.858,2.294");
+    };
+    if !(-90.0..=90.0).contains(&la) || !(-180.0..=180.0).contains(&lo) {
+        bail!("--target-latlon {s:?}: latitude must be in -90..90 and longitude in -180..180");
+    }
+    let d = |i: usize| combicam_gpu::model::geo::haversine_km(la, lo, lat[i], lon[i]);
+    Ok((0..lat.len())
+        .min_by(|&a, &b| d(a).total_cmp(&d(b)))
+        .unwrap())
 }
 
 fn open_gpu(device: Option<usize>) -> anyhow::Result<Gpu> {
@@ -606,13 +643,26 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         bail!("no images found in {:?}", a.images);
     }
     let explainers = parse_explainers(a.method.as_deref(), a.fusion.as_deref())?;
+    let score = parse_score(&a.score)?;
     let w = load_weights(&a.weights)?;
+    let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
+    if matches!(score, Score::Region(_)) && !is_geo {
+        bail!(
+            "--score {} needs geolocation weights (cells with centres); {} classifies images: use --score prob or logit",
+            a.score,
+            w.source
+        );
+    }
+    let target = match &a.target_latlon {
+        Some(s) => Some(nearest_cell(&w, s)?),
+        None => a.target,
+    };
     let nb = w.cfg.blocks.len();
     let blocks = match &a.blocks {
         Some(s) => parse_blocks(s, nb)?,
         None => (0..nb).collect(),
     };
-    if let Some(t) = a.target
+    if let Some(t) = target
         && t >= w.classifier.n
     {
         bail!(
@@ -643,11 +693,8 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let opts = ExplainOptions {
         blocks,
         explainers,
-        target: a.target,
-        score: match a.score {
-            ScoreArg::Prob => Score::Prob,
-            ScoreArg::Logit => Score::Logit,
-        },
+        target,
+        score,
         alpha: a.alpha,
         save_raw: a.save_raw,
         top_k: a.top_k,
@@ -671,13 +718,18 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         if a.json {
             println!("{}", serde_json::to_string(&report).unwrap());
         }
-        let top = &report.prediction.top[0];
-        let place = match (&top.label, top.lat, top.lon) {
+        // the explained target: the top cell/class unless --target or --target-latlon
+        let t = &report.explained;
+        let place = match (&t.label, t.lat, t.lon) {
             (Some(l), _, _) => l.clone(),
-            (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", top.index, la, lo),
-            _ => format!("{}", top.index),
+            (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", t.index, la, lo),
+            _ => format!("{}", t.index),
         };
-        eprintln!("{} → {place}, p={:.4}; wrote {}", path.display(), top.probability, report.outputs.join(", "));
+        let region = match report.score {
+            Score::Region(km) => format!(", mass within {km} km {:.4}", report.region_mass.unwrap_or(0.0)),
+            _ => String::new(),
+        };
+        eprintln!("{} → {place}, p={:.4}{region}; wrote {}", path.display(), t.probability, report.outputs.join(", "));
         for w in &report.warnings {
             eprintln!("warning: {}: {w}", path.display());
         }

@@ -467,6 +467,7 @@ fn head_matches_reference_across_chunks() {
         n,
         &pb.buf,
         &ib.buf,
+        None,
         &gb.buf,
     ));
     let mut seg0 = 0;
@@ -513,4 +514,80 @@ fn head_matches_reference_across_chunks() {
     assert_eq!(info[2], 17);
     let gr = head::cpu::dlogits(&probs, 17, true);
     check("dlogits.logit", &read(&gb), &gr, &[n], Tolerance::KERNEL);
+}
+
+#[test]
+fn region_score_gradient_matches_reference() {
+    // 1000 cells spread over the globe, probabilities summing to 1, target 17, radius 3000 km
+    let g = gpu();
+    let n = 1000;
+    let lat: Vec<f64> = rand(n, 3000, -80.0, 80.0)
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let lon: Vec<f64> = rand(n, 3001, -180.0, 180.0)
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let raw = rand(n, 3002, 0.0, 1.0);
+    let total: f32 = raw.iter().sum();
+    let probs: Vec<f32> = raw.iter().map(|v| v / total).collect();
+    let (target, km) = (17usize, 3000f32);
+    let inside: Vec<bool> = (0..n)
+        .map(|i| {
+            combicam_gpu::model::geo::haversine_km(lat[target], lon[target], lat[i], lon[i])
+                <= km as f64
+        })
+        .collect();
+    let count = inside.iter().filter(|&&b| b).count();
+    assert!(count > 5 && count < n / 2, "{count} cells inside");
+    let cells: Vec<f32> = lat
+        .iter()
+        .zip(&lon)
+        .flat_map(|(a, o)| [a.to_radians() as f32, o.to_radians() as f32])
+        .collect();
+    let info = [
+        u32::MAX,
+        2,
+        target as u32,
+        target as u32,
+        km.to_bits(),
+        0,
+        0,
+        0,
+    ];
+    let (pb, cb, mass, gb) = (up(&probs), up(&cells), zeros(1), zeros(n));
+    let ib = g.upload_u32("info", &info).unwrap();
+    let r = head::Region {
+        cells: &cb.buf,
+        mass: &mass.buf,
+    };
+    g.run_now(&[
+        &head::region_mass(g, "test.region", n, &pb.buf, &ib.buf, &r),
+        &head::dlogits(
+            g,
+            "test.dlogits.region",
+            n,
+            &pb.buf,
+            &ib.buf,
+            Some(&r),
+            &gb.buf,
+        ),
+    ])
+    .unwrap();
+    let want_mass: f32 = probs
+        .iter()
+        .zip(&inside)
+        .filter(|p| *p.1)
+        .map(|p| p.0)
+        .sum();
+    check(
+        "region.mass",
+        &read(&mass),
+        &[want_mass],
+        &[1],
+        tol_for(&[want_mass]),
+    );
+    let want = head::cpu::dlogits_region(&probs, &inside);
+    check("region.dlogits", &read(&gb), &want, &[n], tol_for(&want));
 }

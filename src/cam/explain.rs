@@ -3,7 +3,7 @@
 
 use super::methods::Explainer;
 use super::render::{heatmap_rgb, overlay, write_bytes_atomic, write_png_atomic};
-use crate::engine::{Engine, Prediction};
+use crate::engine::{Engine, Prediction, TopEntry};
 use crate::error::{Error, Result};
 use crate::model::efficientnet::{Output, PlanOptions, Score};
 use crate::preprocess::Preprocessed;
@@ -66,7 +66,12 @@ pub struct Timings {
 pub struct Report {
     pub prediction: Prediction,
     pub target: usize,
+    /// the explained cell/class: the top one, or the one --target / --target-latlon named
+    pub explained: TopEntry,
     pub score: Score,
+    /// with --score region:KM: the probability mass within KM of the target cell's centre
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_mass: Option<f64>,
     pub model: String,
     pub weights: String,
     pub input_size: [usize; 2],
@@ -131,7 +136,24 @@ pub fn explain_one(
     let report = Report {
         prediction: engine.summarize(&image.display().to_string(), &out, o.top_k),
         target: out.target,
+        explained: crate::engine::entry(&engine.model.weights, &out, out.target),
         score: o.score,
+        region_mass: match (o.score, &engine.model.weights.classifier.kind) {
+            (Score::Region(km), crate::model::weights::HeadKind::Geo { lat, lon }) => Some(
+                (0..out.probs.len())
+                    .filter(|&i| {
+                        crate::model::geo::haversine_km(
+                            lat[out.target],
+                            lon[out.target],
+                            lat[i],
+                            lon[i],
+                        ) <= km as f64
+                    })
+                    .map(|i| out.probs[i] as f64)
+                    .sum(),
+            ),
+            _ => None,
+        },
         model: cfg.name(),
         weights: engine.model.weights.source.clone(),
         input_size: [h, w],

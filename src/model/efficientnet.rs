@@ -54,6 +54,8 @@ pub struct ModelGpu {
     head_b: GpuBuf,
     fc: Vec<(GemmWeights, usize, usize)>, // (chunk (rows, K), first row, rows)
     fc_b: GpuBuf,
+    /// cell centres (lat, lon in radians, f32) of a geolocation head: the region score
+    cells: Option<GpuBuf>,
     pub bytes: u64,
 }
 
@@ -130,6 +132,17 @@ impl ModelGpu {
             row0 += rows;
         }
         let fc_b = up("fc.b".into(), &weights.classifier.b)?;
+        let cells = match &weights.classifier.kind {
+            super::weights::HeadKind::Geo { lat, lon } => {
+                let v: Vec<f32> = lat
+                    .iter()
+                    .zip(lon)
+                    .flat_map(|(a, o)| [a.to_radians() as f32, o.to_radians() as f32])
+                    .collect();
+                Some(up("fc.cells".into(), &v)?)
+            }
+            _ => None,
+        };
         gpu.check_errors("weight upload")?;
         Ok(ModelGpu {
             weights,
@@ -141,6 +154,7 @@ impl ModelGpu {
             head_b,
             fc,
             fc_b,
+            cells,
             bytes: bytes.get(),
         })
     }
@@ -151,11 +165,24 @@ impl ModelGpu {
 }
 
 /// What the Grad-CAM score is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum Score {
     /// softmax probability of the target (the official algorithm)
     Prob,
     Logit,
+    /// the probability mass within this many km of the target cell's centre (geolocation)
+    Region(f32),
+}
+
+impl Score {
+    /// (info[1], info[4]) as the head kernels read them.
+    fn code(self) -> (u32, u32) {
+        match self {
+            Score::Prob => (0, 0),
+            Score::Logit => (1, 0),
+            Score::Region(km) => (2, km.to_bits()),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -229,6 +256,8 @@ pub struct Plan {
     rb: ReadBack,
     staging: wgpu::Buffer,
     n: usize,
+    /// the head has cell centres (the region score is possible)
+    geo: bool,
     pub bytes: u64,
 }
 
@@ -517,7 +546,8 @@ impl Plan {
         ));
         let logits = a.buf("logits".into(), n)?;
         let probs = a.buf("probs".into(), n)?;
-        let info = a.buf("info".into(), 4)?;
+        // [target asked, score, target, argmax, region km (f32 bits), 0, 0, 0]
+        let info = a.buf("info".into(), 8)?;
         for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
             fwd.push(head::linear(
                 gpu,
@@ -555,12 +585,28 @@ impl Plan {
             let lo = *opts.blocks.iter().min().unwrap();
             let mut bwd = Vec::new();
             let dlog = a.buf("dlogits".into(), n)?;
+            let mass = a.buf("fc.region_mass".into(), 1)?;
+            let region = m.cells.as_ref().map(|c| head::Region {
+                cells: &c.buf,
+                mass: &mass.buf,
+            });
+            if let Some(r) = &region {
+                bwd.push(head::region_mass(
+                    gpu,
+                    "fc.region_mass.bwd",
+                    n,
+                    &probs.buf,
+                    &info.buf,
+                    r,
+                ));
+            }
             bwd.push(head::dlogits(
                 gpu,
                 "fc.dlogits.bwd",
                 n,
                 &probs.buf,
                 &info.buf,
+                region.as_ref(),
                 &dlog.buf,
             ));
             let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
@@ -808,6 +854,7 @@ impl Plan {
             rb,
             staging,
             n,
+            geo: m.cells.is_some(),
             bytes,
         })
     }
@@ -868,10 +915,27 @@ impl Plan {
                 self.n - 1
             )));
         }
+        if let Score::Region(km) = score {
+            if !self.geo {
+                return Err(Error::Input(
+                    "--score region:KM needs geolocation weights (cells with centres); these weights classify images".into(),
+                ));
+            }
+            if !(km.is_finite() && km >= 0.0) {
+                return Err(Error::Input(format!(
+                    "--score region:{km}: the radius must be a number of km, 0 or more"
+                )));
+            }
+        }
         gpu.write(&self.input, input);
+        let (mode, km) = score.code();
         let info = [
             target.map(|t| t as u32).unwrap_or(u32::MAX),
-            (score == Score::Logit) as u32,
+            mode,
+            0,
+            0,
+            km,
+            0,
             0,
             0,
         ];

@@ -66,12 +66,49 @@ pub fn softmax(
 }
 
 /// g = ∂score/∂logits, score = p_target (info[1] = 0) or logit_target (info[1] = 1).
+/// The head's geography for the region score: cell centres (lat, lon in radians) and the
+/// one-float buffer that holds the region's mass.
+pub struct Region<'a> {
+    pub cells: &'a wgpu::Buffer,
+    pub mass: &'a wgpu::Buffer,
+}
+
+/// region.mass[0] = Σ p over the cells within info[4] km of the target (region score only)
+pub fn region_mass(
+    gpu: &Gpu,
+    label: &str,
+    n: usize,
+    probs: &wgpu::Buffer,
+    info: &wgpu::Buffer,
+    r: &Region,
+) -> Dispatch {
+    let params = [0, 0, 0, n as u32, 0, 0, 0, 0];
+    let mut d = gpu.dispatch(
+        label,
+        "head",
+        "region_mass",
+        &[],
+        &params,
+        &[
+            (5, Some(probs)),
+            (6, Some(info)),
+            (10, Some(r.cells)),
+            (11, Some(r.mass)),
+        ],
+        [1, 1, 1],
+    );
+    d.flops = 20.0 * n as f64;
+    d.bytes = 12.0 * n as f64;
+    d
+}
+
 pub fn dlogits(
     gpu: &Gpu,
     label: &str,
     n: usize,
     probs: &wgpu::Buffer,
     info: &wgpu::Buffer,
+    region: Option<&Region>,
     g: &wgpu::Buffer,
 ) -> Dispatch {
     let params = [0, 0, 0, n as u32, 0, 0, 0, 0];
@@ -81,7 +118,13 @@ pub fn dlogits(
         "dlogits",
         &[],
         &params,
-        &[(5, Some(probs)), (6, Some(info)), (7, Some(g))],
+        &[
+            (5, Some(probs)),
+            (6, Some(info)),
+            (7, Some(g)),
+            (10, region.map(|r| r.cells)),
+            (11, region.map(|r| r.mass)),
+        ],
         grid_items(n),
     );
     d.flops = 2.0 * n as f64;
@@ -169,6 +212,16 @@ pub mod cpu {
         let e: Vec<f32> = logits.iter().map(|&v| (v - mx).exp()).collect();
         let s: f32 = e.iter().sum();
         (e.iter().map(|v| v / s).collect(), arg)
+    }
+
+    /// ∂S/∂logits of the region score S = Σ_{n in region} p_n: p_n(1[n in region] − S).
+    pub fn dlogits_region(probs: &[f32], inside: &[bool]) -> Vec<f32> {
+        let s: f32 = probs.iter().zip(inside).filter(|p| *p.1).map(|p| p.0).sum();
+        probs
+            .iter()
+            .zip(inside)
+            .map(|(&p, &i)| p * (if i { 1.0 } else { 0.0 } - s))
+            .collect()
     }
 
     pub fn dlogits(probs: &[f32], target: usize, logit_score: bool) -> Vec<f32> {
