@@ -4,7 +4,8 @@ use super::Gpu;
 use crate::error::{Error, Result};
 use wgpu::util::DeviceExt;
 
-/// A storage buffer of `len` f32 values.
+/// A storage buffer of `len` f32 values (a clone names the same buffer).
+#[derive(Clone)]
 pub struct GpuBuf {
     pub buf: wgpu::Buffer,
     pub len: usize,

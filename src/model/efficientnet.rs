@@ -7,6 +7,7 @@ use super::weights::Weights;
 use crate::cam::methods::Explainer;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
+use crate::ops::Act;
 use crate::ops::{conv, depthwise, gemm, head, reduce, se};
 use crate::ops::{
     conv::ConvShape,
@@ -338,177 +339,185 @@ fn gemm_pack_texels(cfg: &ModelCfg, stem: (usize, usize), sizes: &[(usize, usize
     most.max(t(last.max(cfg.head), prev.0 * prev.1))
 }
 
-impl Plan {
-    /// Build the plan for an H×W input. Validation errors come back as `Error::Gpu`.
-    pub fn new(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, opts: PlanOptions) -> Result<Plan> {
-        let cfg = &m.weights.cfg;
-        if h < 1 || w < 1 {
-            return Err(Error::Input(format!("input size {h}×{w} is empty")));
-        }
-        let nb = cfg.blocks.len();
-        if let Some(&b) = opts.blocks.iter().find(|&&b| b >= nb) {
-            return Err(Error::Input(format!(
-                "block {b} does not exist: this model has blocks 0-{}",
-                nb - 1
-            )));
-        }
-        let (sh, sw, sizes) = cfg.sizes(h, w);
-        let mut a = Alloc { gpu, bytes: 0 };
-        let pack = if gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs {
-            let texels = gemm_pack_texels(cfg, (sh, sw), &sizes);
-            let p = gemm::XPack::new(gpu, "gemm.pack", texels)?;
-            a.bytes += p.bytes();
-            Some(p)
-        } else {
-            None
-        };
-        let input = a.buf("input".into(), 3 * h * w)?;
-        let stem = a.buf("stem.out".into(), cfg.stem * sh * sw)?;
-        let mut fwd = Vec::new();
-        let stem_shape = ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad);
-        let act = cfg.family.act();
-        fwd.push(conv::conv(
-            gpu,
-            "stem.conv.fwd",
-            stem_shape,
-            Some(act),
-            &input.buf,
-            &m.stem_w,
-            &m.stem_b.buf,
-            &stem.buf,
-        ));
+/// What recording a plan needs: the device, the uploaded model, the allocator, the GEMM's
+/// scratch texture and, for blocks without SE, ones (the projection's scale) and zeros (the
+/// SE gradient).
+struct Rec<'a> {
+    gpu: &'a Gpu,
+    m: &'a ModelGpu,
+    a: Alloc<'a>,
+    pack: Option<gemm::XPack>,
+    act: Act,
+    no_se: Option<(GpuBuf, GpuBuf)>,
+}
 
-        // forward buffers and dispatches
-        let mut ze = Vec::new();
-        let mut zd = Vec::new();
-        // per block: the SE's channel scale and squeeze (None without SE: the projection
-        // reads `ones` as its scale, the backward a zero SE gradient)
-        let mut ss: Vec<Option<GpuBuf>> = Vec::new();
-        let mut rs: Vec<Option<GpuBuf>> = Vec::new();
-        let max_cm = cfg.blocks.iter().map(|b| b.cmid()).max().unwrap_or(1);
-        let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
-            a.bytes += (max_cm * 4) as u64;
-            Some(gpu.upload("no_se.ones", &vec![1f32; max_cm])?)
-        } else {
-            None
+/// A block's forward intermediates on the GPU, as `cpu::BlockState` holds them.
+struct BlockFwd {
+    ze: Option<GpuBuf>,
+    zd: GpuBuf,
+    r: Option<GpuBuf>,
+    s: Option<GpuBuf>,
+    out: GpuBuf,
+}
+
+/// The head's forward results.
+struct HeadFwd {
+    zh: GpuBuf,
+    features: GpuBuf,
+    logits: GpuBuf,
+    probs: GpuBuf,
+    info: GpuBuf,
+}
+
+/// Scratch every block's backward reuses.
+struct Scratch {
+    du: GpuBuf,
+    dze: GpuBuf,
+    ds: GpuBuf,
+    dm: GpuBuf,
+}
+
+impl Rec<'_> {
+    /// Block `l` on `x` (ih×iw): expand, depthwise (writing the SE squeeze's partial sums),
+    /// squeeze-excite, projection (+ residual). Beside `cpu::block_forward`.
+    fn block_forward(
+        &mut self,
+        l: usize,
+        x: &wgpu::Buffer,
+        (ih, iw): (usize, usize),
+        fwd: &mut Vec<Dispatch>,
+    ) -> Result<BlockFwd> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let b = &m.weights.cfg.blocks[l];
+        let bw = &m.blocks[l];
+        let (_, _, oh, ow) = b.pads(ih, iw);
+        let cm = b.cmid();
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let no_se = self.no_se.as_ref().map(|n| &n.0);
+        let zexp = match &bw.expand {
+            Some((ew, _, eb)) => {
+                let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
+                fwd.extend(gemm::gemm(
+                    gpu,
+                    &format!("{l}.expand.fwd"),
+                    &GemmArgs {
+                        m: cm,
+                        k: b.cin,
+                        p: ih * iw,
+                        a: ew,
+                        x,
+                        bias: Some(&eb.buf),
+                        scale: None,
+                        res: None,
+                        y: &z.buf,
+                        mode: InMode::Plain,
+                        pack: pack.as_ref(),
+                    },
+                ));
+                Some(z)
+            }
+            None => None,
         };
-        let mut outs: Vec<GpuBuf> = Vec::new();
-        let mut prev = (sh, sw);
-        for (l, b) in cfg.blocks.iter().enumerate() {
-            let bw = &m.blocks[l];
-            let (ih, iw) = prev;
-            let (oh, ow) = sizes[l];
-            let cm = b.cmid();
-            let x = if l == 0 { &stem.buf } else { &outs[l - 1].buf };
-            let zexp = match &bw.expand {
-                Some((ew, _, eb)) => {
-                    let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
-                    fwd.extend(gemm::gemm(
-                        gpu,
-                        &format!("{l}.expand.fwd"),
-                        &GemmArgs {
-                            m: cm,
-                            k: b.cin,
-                            p: ih * iw,
-                            a: ew,
-                            x,
-                            bias: Some(&eb.buf),
-                            scale: None,
-                            res: None,
-                            y: &z.buf,
-                            mode: InMode::Plain,
-                            pack: pack.as_ref(),
-                        },
-                    ));
-                    Some(z)
-                }
-                None => None,
-            };
-            let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
-            let dws = b.dw_shape(ih, iw);
-            let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
-            // the SE squeeze: partial sums of act(z_d) written by the depthwise kernel
-            let parts = depthwise::pool_parts(&dws);
-            let partial = match bw.se {
-                Some(_) => Some(a.buf(format!("{l}.se_pool.parts"), cm * parts)?),
-                None => None,
-            };
-            fwd.push(depthwise::forward(
-                gpu,
-                &format!("{l}.dw.fwd"),
-                dws,
-                act,
-                zexp.is_some(),
-                dw_in,
-                &bw.dw_w.buf,
-                &bw.dw_b.buf,
-                &zdw.buf,
-                partial.as_ref().map(|p| &p.buf),
-            ));
-            let (r, s) = match (&bw.se, &partial) {
-                (Some(sew), Some(partial)) => {
-                    let pooled = a.buf(format!("{l}.se_pool"), cm)?;
-                    fwd.push(reduce::rows_scaled(
-                        gpu,
-                        &format!("{l}.se_pool.fwd"),
-                        Reduce::Mean,
-                        &RowsArgs {
-                            rows: cm,
-                            len: parts,
-                            in_off: 0,
-                            out_off: 0,
-                            x: &partial.buf,
-                            y: None,
-                            out: &pooled.buf,
-                        },
-                        1.0 / (oh * ow) as f32,
-                    ));
-                    let r = a.buf(format!("{l}.se_r"), b.cse)?;
-                    let s = a.buf(format!("{l}.se_s"), cm)?;
-                    fwd.push(se::forward(
-                        gpu,
-                        &format!("{l}.se.fwd"),
-                        b.se_shape(oh * ow),
-                        &sew.weights(),
-                        &pooled.buf,
-                        &r.buf,
-                        &s.buf,
-                    ));
-                    (Some(r), Some(s))
-                }
-                _ => (None, None),
-            };
-            let scale = match (&s, &no_se) {
-                (Some(s), _) | (None, Some(s)) => &s.buf,
-                (None, None) => unreachable!("a block without SE has the ones buffer"),
-            };
-            let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
-            fwd.extend(gemm::gemm(
-                gpu,
-                &format!("{l}.project.fwd"),
-                &GemmArgs {
-                    m: b.cout,
-                    k: cm,
-                    p: oh * ow,
-                    a: &bw.proj_w,
-                    x: &zdw.buf,
-                    bias: Some(&bw.proj_b.buf),
-                    scale: Some(scale),
-                    res: if b.residual() { Some(x) } else { None },
-                    y: &out.buf,
-                    mode: InMode::ActScaled(act),
-                    pack: pack.as_ref(),
-                },
-            ));
-            ze.push(zexp);
-            zd.push(zdw);
-            ss.push(s);
-            rs.push(r);
-            outs.push(out);
-            prev = (oh, ow);
-        }
+        let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
+        let dws = b.dw_shape(ih, iw);
+        let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
+        // the SE squeeze: partial sums of act(z_d) written by the depthwise kernel
+        let parts = depthwise::pool_parts(&dws);
+        let partial = match bw.se {
+            Some(_) => Some(a.buf(format!("{l}.se_pool.parts"), cm * parts)?),
+            None => None,
+        };
+        fwd.push(depthwise::forward(
+            gpu,
+            &format!("{l}.dw.fwd"),
+            dws,
+            act,
+            zexp.is_some(),
+            dw_in,
+            &bw.dw_w.buf,
+            &bw.dw_b.buf,
+            &zdw.buf,
+            partial.as_ref().map(|p| &p.buf),
+        ));
+        let (r, s) = match (&bw.se, &partial) {
+            (Some(sew), Some(partial)) => {
+                let pooled = a.buf(format!("{l}.se_pool"), cm)?;
+                fwd.push(reduce::rows_scaled(
+                    gpu,
+                    &format!("{l}.se_pool.fwd"),
+                    Reduce::Mean,
+                    &RowsArgs {
+                        rows: cm,
+                        len: parts,
+                        in_off: 0,
+                        out_off: 0,
+                        x: &partial.buf,
+                        y: None,
+                        out: &pooled.buf,
+                    },
+                    1.0 / (oh * ow) as f32,
+                ));
+                let r = a.buf(format!("{l}.se_r"), b.cse)?;
+                let s = a.buf(format!("{l}.se_s"), cm)?;
+                fwd.push(se::forward(
+                    gpu,
+                    &format!("{l}.se.fwd"),
+                    b.se_shape(oh * ow),
+                    &sew.weights(),
+                    &pooled.buf,
+                    &r.buf,
+                    &s.buf,
+                ));
+                (Some(r), Some(s))
+            }
+            _ => (None, None),
+        };
+        let scale = match (&s, no_se) {
+            (Some(s), _) => &s.buf,
+            (None, Some(ones)) => &ones.buf,
+            (None, None) => unreachable!("a block without SE has the ones buffer"),
+        };
+        let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
+        fwd.extend(gemm::gemm(
+            gpu,
+            &format!("{l}.project.fwd"),
+            &GemmArgs {
+                m: b.cout,
+                k: cm,
+                p: oh * ow,
+                a: &bw.proj_w,
+                x: &zdw.buf,
+                bias: Some(&bw.proj_b.buf),
+                scale: Some(scale),
+                res: if b.residual() { Some(x) } else { None },
+                y: &out.buf,
+                mode: InMode::ActScaled(act),
+                pack: pack.as_ref(),
+            },
+        ));
+        Ok(BlockFwd {
+            ze: zexp,
+            zd: zdw,
+            r,
+            s,
+            out,
+        })
+    }
+
+    /// The head on the last block's output `x` (hw positions): conv, pool of the activation,
+    /// classifier, softmax and the target. Beside `cpu::head_forward`.
+    fn head_forward(
+        &mut self,
+        x: &wgpu::Buffer,
+        hw: usize,
+        fwd: &mut Vec<Dispatch>,
+    ) -> Result<HeadFwd> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let cfg = &m.weights.cfg;
+        let a = &mut self.a;
+        let pack = &self.pack;
         let last = cfg.blocks.last().unwrap().cout;
-        let hw = prev.0 * prev.1;
         let k = cfg.head;
         let n = m.n_classes();
         let zh = a.buf("head.z".into(), k * hw)?;
@@ -520,7 +529,7 @@ impl Plan {
                 k: last,
                 p: hw,
                 a: &m.head_w,
-                x: &outs[nb - 1].buf,
+                x,
                 bias: Some(&m.head_b.buf),
                 scale: None,
                 res: None,
@@ -570,105 +579,351 @@ impl Plan {
             &probs.buf,
             &info.buf,
         ));
+        Ok(HeadFwd {
+            zh,
+            features,
+            logits,
+            probs,
+            info,
+        })
+    }
 
+    /// From the score to the last block's output gradient: dlogits (probability, logit or
+    /// region), the classifier's and the pool's gradients, the head conv's transpose.
+    /// Beside the head part of `cpu::backward`.
+    fn head_backward(
+        &mut self,
+        hf: &HeadFwd,
+        hw: usize,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let cfg = &m.weights.cfg;
+        let (nb, last, k, n) = (
+            cfg.blocks.len(),
+            cfg.blocks.last().unwrap().cout,
+            cfg.head,
+            m.n_classes(),
+        );
+        let HeadFwd {
+            zh, probs, info, ..
+        } = hf;
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let dlog = a.buf("dlogits".into(), n)?;
+        let mass = a.buf("fc.region_mass".into(), 1)?;
+        let region = m.cells.as_ref().map(|c| head::Region {
+            cells: &c.buf,
+            mass: &mass.buf,
+        });
+        if let Some(r) = &region {
+            bwd.push(head::region_mass(
+                gpu,
+                "fc.region_mass.bwd",
+                n,
+                &probs.buf,
+                &info.buf,
+                r,
+            ));
+        }
+        bwd.push(head::dlogits(
+            gpu,
+            "fc.dlogits.bwd",
+            n,
+            &probs.buf,
+            &info.buf,
+            region.as_ref(),
+            &dlog.buf,
+        ));
+        let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
+        let partial = a.buf("fc.partial".into(), nsegs * k)?;
+        let mut seg0 = 0;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            bwd.push(head::linear_backward(
+                gpu,
+                &format!("fc[{ci}].linear.bwd"),
+                *rows,
+                k,
+                *row0,
+                seg0,
+                chunk,
+                &dlog.buf,
+                &partial.buf,
+            ));
+            seg0 += rows.div_ceil(head::SEG_ROWS);
+        }
+        let df = a.buf("dfeatures".into(), k)?;
+        bwd.push(head::sum_partials(
+            gpu,
+            "fc.sum.bwd",
+            k,
+            nsegs,
+            &partial.buf,
+            &df.buf,
+        ));
+        let dzh = a.buf("head.dz".into(), k * hw)?;
+        bwd.push(reduce::pool_backward(
+            gpu,
+            "head.pool.bwd",
+            act,
+            k,
+            hw,
+            &zh.buf,
+            &df.buf,
+            &dzh.buf,
+        ));
+        let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            "head.conv.bwd",
+            &GemmArgs {
+                m: last,
+                k,
+                p: hw,
+                a: &m.head_wt,
+                x: &dzh.buf,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &g_last.buf,
+                mode: InMode::Plain,
+                pack: pack.as_ref(),
+            },
+        ));
+        Ok(g_last)
+    }
+
+    /// The gradient at block `l`'s input (ih×iw) from `gout` at its output: projection
+    /// transposed, SE (or its absence), depthwise transposed with the activation's
+    /// derivative, expand transposed (+ the residual's gradient). Beside `cpu::block_backward`.
+    #[allow(clippy::too_many_arguments)]
+    fn block_backward(
+        &mut self,
+        l: usize,
+        st: &BlockFwd,
+        gout: &wgpu::Buffer,
+        (ih, iw): (usize, usize),
+        sc: &Scratch,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let b = &m.weights.cfg.blocks[l];
+        let bw = &m.blocks[l];
+        let (_, _, oh, ow) = b.pads(ih, iw);
+        let cm = b.cmid();
+        let Scratch { du, dze, ds, dm } = sc;
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            &format!("{l}.project.bwd"),
+            &GemmArgs {
+                m: cm,
+                k: b.cout,
+                p: oh * ow,
+                a: &bw.proj_wt,
+                x: gout,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &du.buf,
+                mode: InMode::Plain,
+                pack: pack.as_ref(),
+            },
+        ));
+        let seshape = b.se_shape(oh * ow);
+        // (s, dm): the SE's scale and gradient, or ones and zeros without SE
+        let (s_l, dm_l) = match (&bw.se, &st.r, &st.s) {
+            (Some(sew), Some(r), Some(s)) => {
+                bwd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.se_ds.bwd"),
+                    Reduce::DotAct(act),
+                    &RowsArgs {
+                        rows: cm,
+                        len: oh * ow,
+                        in_off: 0,
+                        out_off: 0,
+                        x: &du.buf,
+                        y: Some(&st.zd.buf),
+                        out: &ds.buf,
+                    },
+                ));
+                bwd.push(se::backward(
+                    gpu,
+                    &format!("{l}.se.bwd"),
+                    seshape,
+                    &sew.weights(),
+                    &r.buf,
+                    &s.buf,
+                    &ds.buf,
+                    &dm.buf,
+                ));
+                (&s.buf, &dm.buf)
+            }
+            _ => (
+                &self
+                    .no_se
+                    .as_ref()
+                    .expect("blocks without SE have ones")
+                    .0
+                    .buf,
+                &self.no_se.as_ref().expect("and zeros").1.buf,
+            ),
+        };
+        bwd.push(se::apply_backward(
+            gpu,
+            &format!("{l}.se_apply.bwd"),
+            act,
+            seshape,
+            s_l,
+            dm_l,
+            &du.buf,
+            &st.zd.buf,
+        ));
+        let dws = b.dw_shape(ih, iw);
+        let res = if b.residual() { Some(gout) } else { None };
+        match (&bw.expand, &st.ze) {
+            (Some((_, ewt, _)), Some(z)) => {
+                bwd.push(depthwise::backward(
+                    gpu,
+                    &format!("{l}.dw.bwd"),
+                    dws,
+                    act,
+                    true,
+                    &du.buf,
+                    &bw.dw_w.buf,
+                    Some(&z.buf),
+                    None,
+                    &dze.buf,
+                ));
+                bwd.extend(gemm::gemm(
+                    gpu,
+                    &format!("{l}.expand.bwd"),
+                    &GemmArgs {
+                        m: b.cin,
+                        k: cm,
+                        p: ih * iw,
+                        a: ewt,
+                        x: &dze.buf,
+                        bias: None,
+                        scale: None,
+                        res,
+                        y: &gin.buf,
+                        mode: InMode::Plain,
+                        pack: pack.as_ref(),
+                    },
+                ));
+            }
+            _ => bwd.push(depthwise::backward(
+                gpu,
+                &format!("{l}.dw.bwd"),
+                dws,
+                act,
+                false,
+                &du.buf,
+                &bw.dw_w.buf,
+                None,
+                res,
+                &gin.buf,
+            )),
+        }
+        Ok(gin)
+    }
+}
+
+impl Plan {
+    /// Build the plan for an H×W input. Validation errors come back as `Error::Gpu`.
+    pub fn new(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, opts: PlanOptions) -> Result<Plan> {
+        let cfg = &m.weights.cfg;
+        if h < 1 || w < 1 {
+            return Err(Error::Input(format!("input size {h}×{w} is empty")));
+        }
+        let nb = cfg.blocks.len();
+        if let Some(&b) = opts.blocks.iter().find(|&&b| b >= nb) {
+            return Err(Error::Input(format!(
+                "block {b} does not exist: this model has blocks 0-{}",
+                nb - 1
+            )));
+        }
+        let (sh, sw, sizes) = cfg.sizes(h, w);
+        if let Some(l) = sizes.iter().position(|&(a, b)| a == 0 || b == 0) {
+            return Err(Error::Input(format!(
+                "a {h}×{w} input is too small for this network: block {l} has no output left"
+            )));
+        }
+        let mut a = Alloc { gpu, bytes: 0 };
+        let pack = if gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs {
+            let texels = gemm_pack_texels(cfg, (sh, sw), &sizes);
+            let p = gemm::XPack::new(gpu, "gemm.pack", texels)?;
+            a.bytes += p.bytes();
+            Some(p)
+        } else {
+            None
+        };
+        let max_cm = cfg.blocks.iter().map(|b| b.cmid()).max().unwrap_or(1);
+        let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
+            a.bytes += (max_cm * 4) as u64;
+            let ones = gpu.upload("no_se.ones", &vec![1f32; max_cm])?;
+            Some((ones, a.buf("no_se.dm".into(), max_cm)?))
+        } else {
+            None
+        };
+        let mut rec = Rec {
+            gpu,
+            m,
+            a,
+            pack,
+            act: cfg.family.act(),
+            no_se,
+        };
+
+        // forward: the stem, every block, the head
+        let input = rec.a.buf("input".into(), 3 * h * w)?;
+        let stem = rec.a.buf("stem.out".into(), cfg.stem * sh * sw)?;
+        let mut fwd = vec![conv::conv(
+            gpu,
+            "stem.conv.fwd",
+            ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad),
+            Some(rec.act),
+            &input.buf,
+            &m.stem_w,
+            &m.stem_b.buf,
+            &stem.buf,
+        )];
+        let mut blocks: Vec<BlockFwd> = Vec::new();
+        for l in 0..nb {
+            let x = if l == 0 {
+                &stem.buf
+            } else {
+                &blocks[l - 1].out.buf
+            };
+            let input_size = if l == 0 { (sh, sw) } else { sizes[l - 1] };
+            let st = rec.block_forward(l, x, input_size, &mut fwd)?;
+            blocks.push(st);
+        }
+        let hw = sizes[nb - 1].0 * sizes[nb - 1].1;
+        let hf = rec.head_forward(&blocks[nb - 1].out.buf, hw, &mut fwd)?;
+        let outs: Vec<GpuBuf> = blocks.iter().map(|b| b.out.clone()).collect();
+        let n = m.n_classes();
         let mut phases = vec![Phase {
             name: "forward",
             dispatches: fwd,
         }];
-        let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
         let mut rb = ReadBack::default();
-        rb.info = rb.add(&info, 4);
-        rb.probs = rb.add(&probs, n);
-        rb.logits = rb.add(&logits, n);
+        rb.info = rb.add(&hf.info, 4);
+        rb.probs = rb.add(&hf.probs, n);
+        rb.logits = rb.add(&hf.logits, n);
 
+        // the backward down to the first selected block, then the CAM phase
+        let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
         if opts.backward && !opts.blocks.is_empty() {
             let lo = *opts.blocks.iter().min().unwrap();
             let mut bwd = Vec::new();
-            let dlog = a.buf("dlogits".into(), n)?;
-            let mass = a.buf("fc.region_mass".into(), 1)?;
-            let region = m.cells.as_ref().map(|c| head::Region {
-                cells: &c.buf,
-                mass: &mass.buf,
-            });
-            if let Some(r) = &region {
-                bwd.push(head::region_mass(
-                    gpu,
-                    "fc.region_mass.bwd",
-                    n,
-                    &probs.buf,
-                    &info.buf,
-                    r,
-                ));
-            }
-            bwd.push(head::dlogits(
-                gpu,
-                "fc.dlogits.bwd",
-                n,
-                &probs.buf,
-                &info.buf,
-                region.as_ref(),
-                &dlog.buf,
-            ));
-            let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
-            let partial = a.buf("fc.partial".into(), nsegs * k)?;
-            let mut seg0 = 0;
-            for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
-                bwd.push(head::linear_backward(
-                    gpu,
-                    &format!("fc[{ci}].linear.bwd"),
-                    *rows,
-                    k,
-                    *row0,
-                    seg0,
-                    chunk,
-                    &dlog.buf,
-                    &partial.buf,
-                ));
-                seg0 += rows.div_ceil(head::SEG_ROWS);
-            }
-            let df = a.buf("dfeatures".into(), k)?;
-            bwd.push(head::sum_partials(
-                gpu,
-                "fc.sum.bwd",
-                k,
-                nsegs,
-                &partial.buf,
-                &df.buf,
-            ));
-            let dzh = a.buf("head.dz".into(), k * hw)?;
-            bwd.push(reduce::pool_backward(
-                gpu,
-                "head.pool.bwd",
-                act,
-                k,
-                hw,
-                &zh.buf,
-                &df.buf,
-                &dzh.buf,
-            ));
-            let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
-            bwd.extend(gemm::gemm(
-                gpu,
-                "head.conv.bwd",
-                &GemmArgs {
-                    m: last,
-                    k,
-                    p: hw,
-                    a: &m.head_wt,
-                    x: &dzh.buf,
-                    bias: None,
-                    scale: None,
-                    res: None,
-                    y: &g_last.buf,
-                    mode: InMode::Plain,
-                    pack: pack.as_ref(),
-                },
-            ));
-            grads[nb - 1] = Some(g_last);
+            grads[nb - 1] = Some(rec.head_backward(&hf, hw, &mut bwd)?);
             // scratch shared by all blocks
-            let mut max_du = 0;
-            let mut max_dze = 0;
-            let mut max_c = 0;
+            let (mut max_du, mut max_dze, mut max_c) = (0, 0, 0);
             let mut p = (sh, sw);
             for (l, b) in cfg.blocks.iter().enumerate() {
                 max_du = max_du.max(b.cmid() * sizes[l].0 * sizes[l].1);
@@ -676,131 +931,15 @@ impl Plan {
                 max_c = max_c.max(b.cmid());
                 p = sizes[l];
             }
-            let du = a.buf("scratch.du".into(), max_du)?;
-            let dze = a.buf("scratch.dz_expand".into(), max_dze)?;
-            let ds = a.buf("scratch.ds".into(), max_c)?;
-            let dm = a.buf("scratch.dm".into(), max_c)?;
-            let no_se_dm = match no_se {
-                Some(_) => Some(a.buf("no_se.dm".into(), max_c)?),
-                None => None,
+            let sc = Scratch {
+                du: rec.a.buf("scratch.du".into(), max_du)?,
+                dze: rec.a.buf("scratch.dz_expand".into(), max_dze)?,
+                ds: rec.a.buf("scratch.ds".into(), max_c)?,
+                dm: rec.a.buf("scratch.dm".into(), max_c)?,
             };
             for l in (lo + 1..nb).rev() {
-                let b = &cfg.blocks[l];
-                let bw = &m.blocks[l];
-                let (ih, iw) = sizes[l - 1];
-                let (oh, ow) = sizes[l];
-                let cm = b.cmid();
-                let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
                 let gout = &grads[l].as_ref().unwrap().buf;
-                bwd.extend(gemm::gemm(
-                    gpu,
-                    &format!("{l}.project.bwd"),
-                    &GemmArgs {
-                        m: cm,
-                        k: b.cout,
-                        p: oh * ow,
-                        a: &bw.proj_wt,
-                        x: gout,
-                        bias: None,
-                        scale: None,
-                        res: None,
-                        y: &du.buf,
-                        mode: InMode::Plain,
-                        pack: pack.as_ref(),
-                    },
-                ));
-                let seshape = b.se_shape(oh * ow);
-                // (s, dm): the SE's scale and gradient, or ones and zeros without SE
-                let (s_l, dm_l) = match (&bw.se, &rs[l], &ss[l]) {
-                    (Some(sew), Some(r), Some(s)) => {
-                        bwd.push(reduce::rows(
-                            gpu,
-                            &format!("{l}.se_ds.bwd"),
-                            Reduce::DotAct(act),
-                            &RowsArgs {
-                                rows: cm,
-                                len: oh * ow,
-                                in_off: 0,
-                                out_off: 0,
-                                x: &du.buf,
-                                y: Some(&zd[l].buf),
-                                out: &ds.buf,
-                            },
-                        ));
-                        bwd.push(se::backward(
-                            gpu,
-                            &format!("{l}.se.bwd"),
-                            seshape,
-                            &sew.weights(),
-                            &r.buf,
-                            &s.buf,
-                            &ds.buf,
-                            &dm.buf,
-                        ));
-                        (&s.buf, &dm.buf)
-                    }
-                    _ => (
-                        &no_se.as_ref().expect("blocks without SE have ones").buf,
-                        &no_se_dm.as_ref().expect("and zeros").buf,
-                    ),
-                };
-                bwd.push(se::apply_backward(
-                    gpu,
-                    &format!("{l}.se_apply.bwd"),
-                    act,
-                    seshape,
-                    s_l,
-                    dm_l,
-                    &du.buf,
-                    &zd[l].buf,
-                ));
-                let dws = b.dw_shape(ih, iw);
-                let res = if b.residual() { Some(gout) } else { None };
-                match (&bw.expand, &ze[l]) {
-                    (Some((_, ewt, _)), Some(z)) => {
-                        bwd.push(depthwise::backward(
-                            gpu,
-                            &format!("{l}.dw.bwd"),
-                            dws,
-                            act,
-                            true,
-                            &du.buf,
-                            &bw.dw_w.buf,
-                            Some(&z.buf),
-                            None,
-                            &dze.buf,
-                        ));
-                        bwd.extend(gemm::gemm(
-                            gpu,
-                            &format!("{l}.expand.bwd"),
-                            &GemmArgs {
-                                m: b.cin,
-                                k: cm,
-                                p: ih * iw,
-                                a: ewt,
-                                x: &dze.buf,
-                                bias: None,
-                                scale: None,
-                                res,
-                                y: &gin.buf,
-                                mode: InMode::Plain,
-                                pack: pack.as_ref(),
-                            },
-                        ));
-                    }
-                    _ => bwd.push(depthwise::backward(
-                        gpu,
-                        &format!("{l}.dw.bwd"),
-                        dws,
-                        act,
-                        false,
-                        &du.buf,
-                        &bw.dw_w.buf,
-                        None,
-                        res,
-                        &gin.buf,
-                    )),
-                }
+                let gin = rec.block_backward(l, &blocks[l], gout, sizes[l - 1], &sc, &mut bwd)?;
                 grads[l - 1] = Some(gin);
             }
             phases.push(Phase {
@@ -818,7 +957,7 @@ impl Plan {
                 w,
                 blocks: &opts.blocks,
             };
-            let mut alloc = |label: String, len: usize| a.buf(label, len);
+            let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
             let (camd, cb) = crate::cam::phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
             phases.push(Phase {
                 name: "cam",
@@ -838,7 +977,7 @@ impl Plan {
         }
         let staging = gpu.staging("readback", (rb.len * 4) as u64);
         gpu.check_errors("plan creation")?;
-        let bytes = a.bytes;
+        let bytes = rec.a.bytes;
         Ok(Plan {
             h,
             w,
@@ -849,8 +988,8 @@ impl Plan {
             stem,
             outs,
             grads,
-            features,
-            info,
+            features: hf.features,
+            info: hf.info,
             rb,
             staging,
             n,
