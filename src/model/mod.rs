@@ -7,4 +7,5 @@ pub mod cpu;
 pub mod detweights;
 pub mod efficientnet;
 pub mod geo;
+pub mod plan;
 pub mod weights;

@@ -1,0 +1,930 @@
+//! The plan: every buffer, bind group and dispatch of one input size, recorded once and
+//! replayed per image in one submission. It reads like the CPU reference model (`cpu.rs`):
+//! `Rec::block_forward` beside `cpu::block_forward`, `Rec::head_forward`,
+//! `Rec::head_backward`, `Rec::block_backward` beside `cpu::block_backward`; the CAM phase is
+//! `cam::phase`; a run ends with a typed read-back.
+
+use super::config::ModelCfg;
+use super::efficientnet::{ExplainerOutput, ModelGpu, Output, PlanOptions, Score};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, GpuBuf};
+use crate::ops::Act;
+use crate::ops::{conv, depthwise, gemm, head, reduce, se};
+use crate::ops::{
+    conv::ConvShape,
+    gemm::{GemmArgs, InMode},
+    reduce::{Reduce, RowsArgs},
+};
+use std::time::Instant;
+
+/// A phase of the plan: its dispatches, timed as one compute pass.
+pub struct Phase {
+    pub name: &'static str,
+    pub dispatches: Vec<Dispatch>,
+}
+
+pub struct Plan {
+    pub h: usize,
+    pub w: usize,
+    pub opts: PlanOptions,
+    pub sizes: Vec<(usize, usize)>,
+    pub phases: Vec<Phase>,
+    pub input: GpuBuf,
+    pub stem: GpuBuf,
+    pub outs: Vec<GpuBuf>,
+    pub grads: Vec<Option<GpuBuf>>,
+    pub features: GpuBuf,
+    info: GpuBuf,
+    /// what is copied into `staging` after a run, and where it lands
+    rb: ReadBack,
+    staging: wgpu::Buffer,
+    n: usize,
+    /// the head has cell centres (the region score is possible)
+    geo: bool,
+    pub bytes: u64,
+}
+
+/// Where a buffer's floats land in the read-back buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    off: usize,
+    len: usize,
+}
+
+impl Span {
+    fn of<'a>(&self, f: &'a [f32]) -> &'a [f32] {
+        &f[self.off..self.off + self.len]
+    }
+}
+
+/// One explainer's results in the read-back buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct ExplainerSpans {
+    maps: Span,
+    norm: Span,
+    mm: Span,
+    stats: Span,
+}
+
+/// The read-back: the copies a run ends with, as named spans.
+#[derive(Default)]
+struct ReadBack {
+    copies: Vec<(wgpu::Buffer, Span)>,
+    len: usize,
+    info: Span,
+    probs: Span,
+    logits: Span,
+    /// with the backward: max |A_l| per block, and per explainer its results
+    act_maxabs: Span,
+    explainers: Vec<ExplainerSpans>,
+    /// where block l's map starts inside an explainer's maps
+    map_offs: Vec<usize>,
+}
+
+impl ReadBack {
+    fn add(&mut self, b: &GpuBuf, len: usize) -> Span {
+        let s = Span { off: self.len, len };
+        self.copies.push((b.buf.clone(), s));
+        self.len += len;
+        s
+    }
+}
+
+struct Alloc<'a> {
+    gpu: &'a Gpu,
+    bytes: u64,
+}
+
+impl Alloc<'_> {
+    fn buf(&mut self, label: String, len: usize) -> Result<GpuBuf> {
+        self.bytes += (len.max(4) * 4) as u64;
+        self.gpu.zeros(&label, len)
+    }
+}
+
+/// The largest GEMM input of a plan, in scratch texels (`gemm::XPack`): every 1×1 conv's
+/// input forward, and its output gradient backward.
+fn gemm_pack_texels(cfg: &ModelCfg, stem: (usize, usize), sizes: &[(usize, usize)]) -> usize {
+    let t = gemm::XPack::texels_for;
+    let mut prev = stem;
+    let mut most = 0;
+    for (b, &(oh, ow)) in cfg.blocks.iter().zip(sizes) {
+        let (pin, pout) = (prev.0 * prev.1, oh * ow);
+        most = most
+            .max(t(b.cin, pin))
+            .max(t(b.cmid(), pin))
+            .max(t(b.cmid(), pout))
+            .max(t(b.cout, pout));
+        prev = (oh, ow);
+    }
+    let last = cfg.blocks.last().map(|b| b.cout).unwrap_or(0);
+    most.max(t(last.max(cfg.head), prev.0 * prev.1))
+}
+
+/// What recording a plan needs: the device, the uploaded model, the allocator, the GEMM's
+/// scratch texture and, for blocks without SE, ones (the projection's scale) and zeros (the
+/// SE gradient).
+struct Rec<'a> {
+    gpu: &'a Gpu,
+    m: &'a ModelGpu,
+    a: Alloc<'a>,
+    pack: Option<gemm::XPack>,
+    act: Act,
+    no_se: Option<(GpuBuf, GpuBuf)>,
+}
+
+/// A block's forward intermediates on the GPU, as `cpu::BlockState` holds them.
+struct BlockFwd {
+    ze: Option<GpuBuf>,
+    zd: GpuBuf,
+    r: Option<GpuBuf>,
+    s: Option<GpuBuf>,
+    out: GpuBuf,
+}
+
+/// The head's forward results.
+struct HeadFwd {
+    zh: GpuBuf,
+    features: GpuBuf,
+    logits: GpuBuf,
+    probs: GpuBuf,
+    info: GpuBuf,
+}
+
+/// Scratch every block's backward reuses.
+struct Scratch {
+    du: GpuBuf,
+    dze: GpuBuf,
+    ds: GpuBuf,
+    dm: GpuBuf,
+}
+
+impl Rec<'_> {
+    /// Block `l` on `x` (ih×iw): expand, depthwise (writing the SE squeeze's partial sums),
+    /// squeeze-excite, projection (+ residual). Beside `cpu::block_forward`.
+    fn block_forward(
+        &mut self,
+        l: usize,
+        x: &wgpu::Buffer,
+        (ih, iw): (usize, usize),
+        fwd: &mut Vec<Dispatch>,
+    ) -> Result<BlockFwd> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let b = &m.weights.cfg.blocks[l];
+        let bw = &m.blocks[l];
+        let (_, _, oh, ow) = b.pads(ih, iw);
+        let cm = b.cmid();
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let no_se = self.no_se.as_ref().map(|n| &n.0);
+        let zexp = match &bw.expand {
+            Some((ew, _, eb)) => {
+                let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
+                fwd.extend(gemm::gemm(
+                    gpu,
+                    &format!("{l}.expand.fwd"),
+                    &GemmArgs {
+                        m: cm,
+                        k: b.cin,
+                        p: ih * iw,
+                        a: ew,
+                        x,
+                        bias: Some(&eb.buf),
+                        scale: None,
+                        res: None,
+                        y: &z.buf,
+                        mode: InMode::Plain,
+                        pack: pack.as_ref(),
+                    },
+                ));
+                Some(z)
+            }
+            None => None,
+        };
+        let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
+        let dws = b.dw_shape(ih, iw);
+        let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
+        // the SE squeeze: partial sums of act(z_d) written by the depthwise kernel
+        let parts = depthwise::pool_parts(&dws);
+        let partial = match bw.se {
+            Some(_) => Some(a.buf(format!("{l}.se_pool.parts"), cm * parts)?),
+            None => None,
+        };
+        fwd.push(depthwise::forward(
+            gpu,
+            &format!("{l}.dw.fwd"),
+            dws,
+            act,
+            zexp.is_some(),
+            dw_in,
+            &bw.dw_w.buf,
+            &bw.dw_b.buf,
+            &zdw.buf,
+            partial.as_ref().map(|p| &p.buf),
+        ));
+        let (r, s) = match (&bw.se, &partial) {
+            (Some(sew), Some(partial)) => {
+                let pooled = a.buf(format!("{l}.se_pool"), cm)?;
+                fwd.push(reduce::rows_scaled(
+                    gpu,
+                    &format!("{l}.se_pool.fwd"),
+                    Reduce::Mean,
+                    &RowsArgs {
+                        rows: cm,
+                        len: parts,
+                        in_off: 0,
+                        out_off: 0,
+                        x: &partial.buf,
+                        y: None,
+                        out: &pooled.buf,
+                    },
+                    1.0 / (oh * ow) as f32,
+                ));
+                let r = a.buf(format!("{l}.se_r"), b.cse)?;
+                let s = a.buf(format!("{l}.se_s"), cm)?;
+                fwd.push(se::forward(
+                    gpu,
+                    &format!("{l}.se.fwd"),
+                    b.se_shape(oh * ow),
+                    &sew.weights(),
+                    &pooled.buf,
+                    &r.buf,
+                    &s.buf,
+                ));
+                (Some(r), Some(s))
+            }
+            _ => (None, None),
+        };
+        let scale = match (&s, no_se) {
+            (Some(s), _) => &s.buf,
+            (None, Some(ones)) => &ones.buf,
+            (None, None) => unreachable!("a block without SE has the ones buffer"),
+        };
+        let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
+        fwd.extend(gemm::gemm(
+            gpu,
+            &format!("{l}.project.fwd"),
+            &GemmArgs {
+                m: b.cout,
+                k: cm,
+                p: oh * ow,
+                a: &bw.proj_w,
+                x: &zdw.buf,
+                bias: Some(&bw.proj_b.buf),
+                scale: Some(scale),
+                res: if b.residual() { Some(x) } else { None },
+                y: &out.buf,
+                mode: InMode::ActScaled(act),
+                pack: pack.as_ref(),
+            },
+        ));
+        Ok(BlockFwd {
+            ze: zexp,
+            zd: zdw,
+            r,
+            s,
+            out,
+        })
+    }
+
+    /// The head on the last block's output `x` (hw positions): conv, pool of the activation,
+    /// classifier, softmax and the target. Beside `cpu::head_forward`.
+    fn head_forward(
+        &mut self,
+        x: &wgpu::Buffer,
+        hw: usize,
+        fwd: &mut Vec<Dispatch>,
+    ) -> Result<HeadFwd> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let cfg = &m.weights.cfg;
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let last = cfg.blocks.last().unwrap().cout;
+        let k = cfg.head;
+        let n = m.n_classes();
+        let zh = a.buf("head.z".into(), k * hw)?;
+        fwd.extend(gemm::gemm(
+            gpu,
+            "head.conv.fwd",
+            &GemmArgs {
+                m: k,
+                k: last,
+                p: hw,
+                a: &m.head_w,
+                x,
+                bias: Some(&m.head_b.buf),
+                scale: None,
+                res: None,
+                y: &zh.buf,
+                mode: InMode::Plain,
+                pack: pack.as_ref(),
+            },
+        ));
+        let features = a.buf("features".into(), k)?;
+        fwd.push(reduce::rows(
+            gpu,
+            "head.pool.fwd",
+            Reduce::MeanAct(act),
+            &RowsArgs {
+                rows: k,
+                len: hw,
+                in_off: 0,
+                out_off: 0,
+                x: &zh.buf,
+                y: None,
+                out: &features.buf,
+            },
+        ));
+        let logits = a.buf("logits".into(), n)?;
+        let probs = a.buf("probs".into(), n)?;
+        // [target asked, score, target, argmax, region km (f32 bits), 0, 0, 0]
+        let info = a.buf("info".into(), 8)?;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            fwd.push(head::linear(
+                gpu,
+                &format!("fc[{ci}].linear.fwd"),
+                *rows,
+                k,
+                *row0,
+                n,
+                chunk,
+                &features.buf,
+                &m.fc_b.buf,
+                &logits.buf,
+            ));
+        }
+        fwd.push(head::softmax(
+            gpu,
+            "fc.softmax.fwd",
+            n,
+            &logits.buf,
+            &probs.buf,
+            &info.buf,
+        ));
+        Ok(HeadFwd {
+            zh,
+            features,
+            logits,
+            probs,
+            info,
+        })
+    }
+
+    /// From the score to the last block's output gradient: dlogits (probability, logit or
+    /// region), the classifier's and the pool's gradients, the head conv's transpose.
+    /// Beside the head part of `cpu::backward`.
+    fn head_backward(
+        &mut self,
+        hf: &HeadFwd,
+        hw: usize,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let cfg = &m.weights.cfg;
+        let (nb, last, k, n) = (
+            cfg.blocks.len(),
+            cfg.blocks.last().unwrap().cout,
+            cfg.head,
+            m.n_classes(),
+        );
+        let HeadFwd {
+            zh, probs, info, ..
+        } = hf;
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let dlog = a.buf("dlogits".into(), n)?;
+        let mass = a.buf("fc.region_mass".into(), 1)?;
+        let region = m.cells.as_ref().map(|c| head::Region {
+            cells: &c.buf,
+            mass: &mass.buf,
+        });
+        if let Some(r) = &region {
+            bwd.push(head::region_mass(
+                gpu,
+                "fc.region_mass.bwd",
+                n,
+                &probs.buf,
+                &info.buf,
+                r,
+            ));
+        }
+        bwd.push(head::dlogits(
+            gpu,
+            "fc.dlogits.bwd",
+            n,
+            &probs.buf,
+            &info.buf,
+            region.as_ref(),
+            &dlog.buf,
+        ));
+        let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
+        let partial = a.buf("fc.partial".into(), nsegs * k)?;
+        let mut seg0 = 0;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            bwd.push(head::linear_backward(
+                gpu,
+                &format!("fc[{ci}].linear.bwd"),
+                *rows,
+                k,
+                *row0,
+                seg0,
+                chunk,
+                &dlog.buf,
+                &partial.buf,
+            ));
+            seg0 += rows.div_ceil(head::SEG_ROWS);
+        }
+        let df = a.buf("dfeatures".into(), k)?;
+        bwd.push(head::sum_partials(
+            gpu,
+            "fc.sum.bwd",
+            k,
+            nsegs,
+            &partial.buf,
+            &df.buf,
+        ));
+        let dzh = a.buf("head.dz".into(), k * hw)?;
+        bwd.push(reduce::pool_backward(
+            gpu,
+            "head.pool.bwd",
+            act,
+            k,
+            hw,
+            &zh.buf,
+            &df.buf,
+            &dzh.buf,
+        ));
+        let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            "head.conv.bwd",
+            &GemmArgs {
+                m: last,
+                k,
+                p: hw,
+                a: &m.head_wt,
+                x: &dzh.buf,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &g_last.buf,
+                mode: InMode::Plain,
+                pack: pack.as_ref(),
+            },
+        ));
+        Ok(g_last)
+    }
+
+    /// The gradient at block `l`'s input (ih×iw) from `gout` at its output: projection
+    /// transposed, SE (or its absence), depthwise transposed with the activation's
+    /// derivative, expand transposed (+ the residual's gradient). Beside `cpu::block_backward`.
+    #[allow(clippy::too_many_arguments)]
+    fn block_backward(
+        &mut self,
+        l: usize,
+        st: &BlockFwd,
+        gout: &wgpu::Buffer,
+        (ih, iw): (usize, usize),
+        sc: &Scratch,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let b = &m.weights.cfg.blocks[l];
+        let bw = &m.blocks[l];
+        let (_, _, oh, ow) = b.pads(ih, iw);
+        let cm = b.cmid();
+        let Scratch { du, dze, ds, dm } = sc;
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            &format!("{l}.project.bwd"),
+            &GemmArgs {
+                m: cm,
+                k: b.cout,
+                p: oh * ow,
+                a: &bw.proj_wt,
+                x: gout,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &du.buf,
+                mode: InMode::Plain,
+                pack: pack.as_ref(),
+            },
+        ));
+        let seshape = b.se_shape(oh * ow);
+        // (s, dm): the SE's scale and gradient, or ones and zeros without SE
+        let (s_l, dm_l) = match (&bw.se, &st.r, &st.s) {
+            (Some(sew), Some(r), Some(s)) => {
+                bwd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.se_ds.bwd"),
+                    Reduce::DotAct(act),
+                    &RowsArgs {
+                        rows: cm,
+                        len: oh * ow,
+                        in_off: 0,
+                        out_off: 0,
+                        x: &du.buf,
+                        y: Some(&st.zd.buf),
+                        out: &ds.buf,
+                    },
+                ));
+                bwd.push(se::backward(
+                    gpu,
+                    &format!("{l}.se.bwd"),
+                    seshape,
+                    &sew.weights(),
+                    &r.buf,
+                    &s.buf,
+                    &ds.buf,
+                    &dm.buf,
+                ));
+                (&s.buf, &dm.buf)
+            }
+            _ => (
+                &self
+                    .no_se
+                    .as_ref()
+                    .expect("blocks without SE have ones")
+                    .0
+                    .buf,
+                &self.no_se.as_ref().expect("and zeros").1.buf,
+            ),
+        };
+        bwd.push(se::apply_backward(
+            gpu,
+            &format!("{l}.se_apply.bwd"),
+            act,
+            seshape,
+            s_l,
+            dm_l,
+            &du.buf,
+            &st.zd.buf,
+        ));
+        let dws = b.dw_shape(ih, iw);
+        let res = if b.residual() { Some(gout) } else { None };
+        match (&bw.expand, &st.ze) {
+            (Some((_, ewt, _)), Some(z)) => {
+                bwd.push(depthwise::backward(
+                    gpu,
+                    &format!("{l}.dw.bwd"),
+                    dws,
+                    act,
+                    true,
+                    &du.buf,
+                    &bw.dw_w.buf,
+                    Some(&z.buf),
+                    None,
+                    &dze.buf,
+                ));
+                bwd.extend(gemm::gemm(
+                    gpu,
+                    &format!("{l}.expand.bwd"),
+                    &GemmArgs {
+                        m: b.cin,
+                        k: cm,
+                        p: ih * iw,
+                        a: ewt,
+                        x: &dze.buf,
+                        bias: None,
+                        scale: None,
+                        res,
+                        y: &gin.buf,
+                        mode: InMode::Plain,
+                        pack: pack.as_ref(),
+                    },
+                ));
+            }
+            _ => bwd.push(depthwise::backward(
+                gpu,
+                &format!("{l}.dw.bwd"),
+                dws,
+                act,
+                false,
+                &du.buf,
+                &bw.dw_w.buf,
+                None,
+                res,
+                &gin.buf,
+            )),
+        }
+        Ok(gin)
+    }
+}
+
+impl Plan {
+    /// Build the plan for an H×W input. Validation errors come back as `Error::Gpu`.
+    pub fn new(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, opts: PlanOptions) -> Result<Plan> {
+        let cfg = &m.weights.cfg;
+        if h < 1 || w < 1 {
+            return Err(Error::Input(format!("input size {h}×{w} is empty")));
+        }
+        let nb = cfg.blocks.len();
+        if let Some(&b) = opts.blocks.iter().find(|&&b| b >= nb) {
+            return Err(Error::Input(format!(
+                "block {b} does not exist: this model has blocks 0-{}",
+                nb - 1
+            )));
+        }
+        let (sh, sw, sizes) = cfg.sizes(h, w);
+        if let Some(l) = sizes.iter().position(|&(a, b)| a == 0 || b == 0) {
+            return Err(Error::Input(format!(
+                "a {h}×{w} input is too small for this network: block {l} has no output left"
+            )));
+        }
+        let mut a = Alloc { gpu, bytes: 0 };
+        let pack = if gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs {
+            let texels = gemm_pack_texels(cfg, (sh, sw), &sizes);
+            let p = gemm::XPack::new(gpu, "gemm.pack", texels)?;
+            a.bytes += p.bytes();
+            Some(p)
+        } else {
+            None
+        };
+        let max_cm = cfg.blocks.iter().map(|b| b.cmid()).max().unwrap_or(1);
+        let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
+            a.bytes += (max_cm * 4) as u64;
+            let ones = gpu.upload("no_se.ones", &vec![1f32; max_cm])?;
+            Some((ones, a.buf("no_se.dm".into(), max_cm)?))
+        } else {
+            None
+        };
+        let mut rec = Rec {
+            gpu,
+            m,
+            a,
+            pack,
+            act: cfg.family.act(),
+            no_se,
+        };
+
+        // forward: the stem, every block, the head
+        let input = rec.a.buf("input".into(), 3 * h * w)?;
+        let stem = rec.a.buf("stem.out".into(), cfg.stem * sh * sw)?;
+        let mut fwd = vec![conv::conv(
+            gpu,
+            "stem.conv.fwd",
+            ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad),
+            Some(rec.act),
+            &input.buf,
+            &m.stem_w,
+            &m.stem_b.buf,
+            &stem.buf,
+        )];
+        let mut blocks: Vec<BlockFwd> = Vec::new();
+        for l in 0..nb {
+            let x = if l == 0 {
+                &stem.buf
+            } else {
+                &blocks[l - 1].out.buf
+            };
+            let input_size = if l == 0 { (sh, sw) } else { sizes[l - 1] };
+            let st = rec.block_forward(l, x, input_size, &mut fwd)?;
+            blocks.push(st);
+        }
+        let hw = sizes[nb - 1].0 * sizes[nb - 1].1;
+        let hf = rec.head_forward(&blocks[nb - 1].out.buf, hw, &mut fwd)?;
+        let outs: Vec<GpuBuf> = blocks.iter().map(|b| b.out.clone()).collect();
+        let n = m.n_classes();
+        let mut phases = vec![Phase {
+            name: "forward",
+            dispatches: fwd,
+        }];
+        let mut rb = ReadBack::default();
+        rb.info = rb.add(&hf.info, 4);
+        rb.probs = rb.add(&hf.probs, n);
+        rb.logits = rb.add(&hf.logits, n);
+
+        // the backward down to the first selected block, then the CAM phase
+        let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
+        if opts.backward && !opts.blocks.is_empty() {
+            let lo = *opts.blocks.iter().min().unwrap();
+            let mut bwd = Vec::new();
+            grads[nb - 1] = Some(rec.head_backward(&hf, hw, &mut bwd)?);
+            // scratch shared by all blocks
+            let (mut max_du, mut max_dze, mut max_c) = (0, 0, 0);
+            let mut p = (sh, sw);
+            for (l, b) in cfg.blocks.iter().enumerate() {
+                max_du = max_du.max(b.cmid() * sizes[l].0 * sizes[l].1);
+                max_dze = max_dze.max(b.cmid() * p.0 * p.1);
+                max_c = max_c.max(b.cmid());
+                p = sizes[l];
+            }
+            let sc = Scratch {
+                du: rec.a.buf("scratch.du".into(), max_du)?,
+                dze: rec.a.buf("scratch.dz_expand".into(), max_dze)?,
+                ds: rec.a.buf("scratch.ds".into(), max_c)?,
+                dm: rec.a.buf("scratch.dm".into(), max_c)?,
+            };
+            for l in (lo + 1..nb).rev() {
+                let gout = &grads[l].as_ref().unwrap().buf;
+                let gin = rec.block_backward(l, &blocks[l], gout, sizes[l - 1], &sc, &mut bwd)?;
+                grads[l - 1] = Some(gin);
+            }
+            phases.push(Phase {
+                name: "backward",
+                dispatches: bwd,
+            });
+
+            // every explainer's maps at every selected block, and their fusion
+            let inputs = crate::cam::phase::CamInputs {
+                cfg,
+                sizes: &sizes,
+                outs: &outs,
+                grads: &grads,
+                h,
+                w,
+                blocks: &opts.blocks,
+            };
+            let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
+            let (camd, cb) = crate::cam::phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
+            phases.push(Phase {
+                name: "cam",
+                dispatches: camd,
+            });
+            rb.act_maxabs = rb.add(&cb.act_maxabs, nb);
+            rb.map_offs = cb.map_offs.clone();
+            for e in &cb.explainers {
+                let spans = ExplainerSpans {
+                    maps: rb.add(&e.maps, cb.total_maps),
+                    norm: rb.add(&e.norm, h * w),
+                    mm: rb.add(&e.mm, 2),
+                    stats: rb.add(&e.stats, 2 * nb),
+                };
+                rb.explainers.push(spans);
+            }
+        }
+        let staging = gpu.staging("readback", (rb.len * 4) as u64);
+        gpu.check_errors("plan creation")?;
+        let bytes = rec.a.bytes;
+        Ok(Plan {
+            h,
+            w,
+            opts,
+            sizes,
+            phases,
+            input,
+            stem,
+            outs,
+            grads,
+            features: hf.features,
+            info: hf.info,
+            rb,
+            staging,
+            n,
+            geo: m.cells.is_some(),
+            bytes,
+        })
+    }
+
+    /// Record every phase into one encoder, one compute pass per phase, then the copies into
+    /// the read-back buffer.
+    pub fn encode(&self, gpu: &Gpu) -> wgpu::CommandBuffer {
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("plan"),
+            });
+        for ph in &self.phases {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(ph.name),
+                timestamp_writes: None,
+            });
+            for d in &ph.dispatches {
+                d.record(&mut pass);
+            }
+        }
+        for (src, s) in &self.rb.copies {
+            if s.len > 0 {
+                enc.copy_buffer_to_buffer(
+                    src,
+                    0,
+                    &self.staging,
+                    (s.off * 4) as u64,
+                    (s.len * 4) as u64,
+                );
+            }
+        }
+        enc.finish()
+    }
+
+    /// Upload the image and the target, run everything in one submission, read back.
+    pub fn run(
+        &self,
+        gpu: &Gpu,
+        input: &[f32],
+        target: Option<usize>,
+        score: Score,
+    ) -> Result<Output> {
+        if input.len() != 3 * self.h * self.w {
+            return Err(Error::Input(format!(
+                "input has {} values, the plan expects 3×{}×{}",
+                input.len(),
+                self.h,
+                self.w
+            )));
+        }
+        if let Some(t) = target
+            && t >= self.n
+        {
+            return Err(Error::Input(format!(
+                "--target {t} is out of range: the model has {} outputs (0-{})",
+                self.n,
+                self.n - 1
+            )));
+        }
+        if let Score::Region(km) = score {
+            if !self.geo {
+                return Err(Error::Input(
+                    "--score region:KM needs geolocation weights (cells with centres); these weights classify images".into(),
+                ));
+            }
+            if !(km.is_finite() && km >= 0.0) {
+                return Err(Error::Input(format!(
+                    "--score region:{km}: the radius must be a number of km, 0 or more"
+                )));
+            }
+        }
+        gpu.write(&self.input, input);
+        let (mode, km) = score.code();
+        let info = [
+            target.map(|t| t as u32).unwrap_or(u32::MAX),
+            mode,
+            0,
+            0,
+            km,
+            0,
+            0,
+            0,
+        ];
+        gpu.queue
+            .write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
+        let t0 = Instant::now();
+        gpu.queue.submit([self.encode(gpu)]);
+        gpu.wait()?;
+        let t1 = Instant::now();
+        let raw = gpu.read_staging(&self.staging, (self.rb.len * 4) as u64)?;
+        gpu.check_errors("the model run")?;
+        let mut out = self.parse(bytemuck::cast_slice(&raw));
+        out.gpu_seconds = (t1 - t0).as_secs_f64();
+        out.readback_seconds = t1.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    fn parse(&self, f: &[f32]) -> Output {
+        let rb = &self.rb;
+        let info: Vec<u32> = rb.info.of(f).iter().map(|v| v.to_bits()).collect();
+        let nb = self.sizes.len();
+        let mut out = Output {
+            target: info[2] as usize,
+            argmax: info[3] as usize,
+            probs: rb.probs.of(f).to_vec(),
+            logits: rb.logits.of(f).to_vec(),
+            maps: vec![None; nb],
+            map_sizes: self.sizes.clone(),
+            map_max: vec![None; nb],
+            map_mean: vec![None; nb],
+            ..Default::default()
+        };
+        if !rb.explainers.is_empty() {
+            out.act_maxabs = rb.act_maxabs.of(f).to_vec();
+        }
+        for (spans, e) in rb.explainers.iter().zip(&self.opts.explainers) {
+            let maps = spans.maps.of(f);
+            let stats = spans.stats.of(f);
+            let mm = spans.mm.of(f);
+            let mut eo = ExplainerOutput {
+                explainer: *e,
+                maps: vec![None; nb],
+                fused: spans.norm.of(f).to_vec(),
+                fused_range: (mm[0], mm[1]),
+                map_max: vec![None; nb],
+                map_mean: vec![None; nb],
+            };
+            for &l in &self.opts.blocks {
+                let (h, w) = self.sizes[l];
+                let o = rb.map_offs[l];
+                eo.maps[l] = Some(maps[o..o + h * w].to_vec());
+                eo.map_max[l] = Some(stats[l]);
+                eo.map_mean[l] = Some(stats[nb + l]);
+            }
+            out.explainers.push(eo);
+        }
+        // the first explainer's results are the output's own (Combi-CAM by default)
+        if let Some(first) = out.explainers.first() {
+            out.maps = first.maps.clone();
+            out.combicam = first.fused.clone();
+            out.fused_range = first.fused_range;
+            out.map_max = first.map_max.clone();
+            out.map_mean = first.map_mean.clone();
+        }
+        out
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.phases.iter().map(|p| p.dispatches.len()).sum()
+    }
+}
