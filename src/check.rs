@@ -2,14 +2,14 @@
 //! reference model, block by block: the self-test a user runs on their own GPU (and the
 //! model test of the test suite).
 
-use crate::cam::methods::{Explainer, METHODS};
+use crate::cam::methods::{Explainer, METHODS, Method};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::config::Family;
 use crate::model::efficientnet::{ModelGpu, Plan, PlanOptions, Score};
 use crate::model::weights::{self, Layout, Weights};
 use crate::model::{cpu, detweights};
-use crate::ops::tolerance::{Tolerance, compare, map_tolerance};
+use crate::ops::tolerance::{Tolerance, compare, map_tolerance, xgradcam_tolerance};
 
 /// The test network `check` runs for an architecture name (`b0`, `lite0`, `tf_b0`, or any
 /// name `weights::parse_arch` reads): visloc B0–B7 with 500 cells, the others with 1000
@@ -156,12 +156,17 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
         let largest = maps.iter().flatten().flatten().fold(0f32, |a, &v| a.max(v));
         for l in 0..nb {
             let want = maps[l].as_ref().unwrap();
+            let tol = if e.method == Method::XGradCam {
+                xgradcam_tolerance(want, largest)
+            } else {
+                map_tolerance(want, largest)
+            };
             show(
                 format!("{}.{l:02}", e.method.name()),
                 eo.maps[l].as_ref().unwrap(),
                 want,
                 &[f.sizes[l].0, f.sizes[l].1],
-                map_tolerance(want, largest),
+                tol,
             );
         }
         show(

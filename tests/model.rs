@@ -484,3 +484,111 @@ fn region_score_matches_pytorch_autograd() {
     let d = p.maps[nb - 1].as_ref().unwrap();
     assert_ne!(d, o.maps[nb - 1].as_ref().unwrap());
 }
+
+/// Run B0 (the golden's network and input) with these explainers over `blocks`.
+fn run_methods(
+    gd: &Golden,
+    meta: &HashMap<String, String>,
+    explainers: Vec<Explainer>,
+    blocks: Vec<usize>,
+) -> Output {
+    let g = gpu();
+    let (shape, x) = gd["input"].clone();
+    let n: usize = meta["num_classes"].parse().unwrap();
+    let m = ModelGpu::upload(g, weights::formula(0, Layout::Visloc, n)).unwrap();
+    let plan = Plan::new(
+        g,
+        &m,
+        shape[1],
+        shape[2],
+        PlanOptions {
+            backward: true,
+            blocks,
+            explainers,
+        },
+    )
+    .unwrap();
+    plan.run(g, &x, None, Score::Prob).unwrap()
+}
+
+#[test]
+fn every_method_matches_pytorch_at_every_block() {
+    // methods_b0.safetensors: NUMERICS §8 computed independently in PyTorch (and cross-checked
+    // against pytorch-grad-cam's own classes), B0 visloc, 67×45, every block. The tolerance
+    // is 1e-4 of the map's peak, widened only where the map is ill-conditioned: κ (from the
+    // golden) is how much float32 rounding the map amplifies, so 32·κ·2⁻²⁴ of the peak.
+    use combicam_gpu::cam::methods::{Explainer, FUSIONS, Fusion, METHODS};
+    let (gd, meta) = golden("methods_b0.safetensors");
+    let explainers: Vec<Explainer> = METHODS.iter().map(|&m| Explainer::of(m)).collect();
+    let nb = 16;
+    let o = run_methods(&gd, &meta, explainers, (0..nb).collect());
+    assert_eq!(o.target.to_string(), meta["target"]);
+    let (h, w) = (o.combicam.len() / gd["input"].0[2], gd["input"].0[2]);
+    for eo in &o.explainers {
+        let name = eo.explainer.method.name();
+        let kappa = &gd[&format!("kappa.{name}")].1;
+        let largest = (0..nb)
+            .map(|l| peak(&gd[&format!("{name}.{l:02}")].1))
+            .fold(0f32, f32::max);
+        let mut worst = (0f32, 0usize);
+        for l in 0..nb {
+            let (s, v) = &gd[&format!("{name}.{l:02}")];
+            let p = peak(v);
+            let k = if kappa[l].is_finite() { kappa[l] } else { 0.0 };
+            // all-zero maps must come out (nearly) zero: 1e-7 of the method's largest map
+            let abs = (p * (1e-4f32).max(32.0 * k * f32::EPSILON / 2.0)).max(1e-7 * largest);
+            let e = check(
+                &format!("{name}.{l:02}"),
+                eo.maps[l].as_ref().unwrap(),
+                v,
+                s,
+                Tolerance::new(0.0, abs),
+            );
+            if p > 0.0 && e / p > worst.0 {
+                worst = (e / p, l);
+            }
+        }
+        // the fused map inherits the conditioning of the blocks that dominate it
+        let k_eff = (0..nb)
+            .filter(|&l| kappa[l].is_finite())
+            .map(|l| kappa[l] * peak(&gd[&format!("{name}.{l:02}")].1) / largest)
+            .fold(0f32, f32::max);
+        let (s, v) = &gd[&eo.explainer.fused_name()];
+        let tol = (2e-4f32).max(8.0 * k_eff * f32::EPSILON / 2.0);
+        check(
+            &eo.explainer.fused_name(),
+            &eo.fused,
+            v,
+            s,
+            Tolerance::new(0.0, tol),
+        );
+        println!(
+            "{name}: worst block map {:.1e} of its peak (block {})",
+            worst.0, worst.1
+        );
+    }
+    // Grad-CAM under every fusion rule, all 16 blocks and blocks 12–15 (the product of all 16
+    // is flat: some blocks' maps are all zero)
+    for (tag, blocks) in [
+        ("", (0..nb).collect::<Vec<_>>()),
+        ("blocks12-15.", (12..nb).collect()),
+    ] {
+        let ex: Vec<Explainer> = FUSIONS
+            .iter()
+            .map(|&f| Explainer {
+                method: combicam_gpu::cam::methods::Method::GradCam,
+                fusion: f,
+            })
+            .collect();
+        let o = run_methods(&gd, &meta, ex, blocks);
+        for eo in &o.explainers {
+            let key = format!("{tag}{}", eo.explainer.fused_name());
+            let (s, v) = &gd[&key];
+            assert_eq!(s, &vec![h, w]);
+            check(&key, &eo.fused, v, s, Tolerance::new(0.0, 2e-4));
+            if eo.explainer.fusion == Fusion::Product && tag.is_empty() {
+                assert!(eo.fused.iter().all(|&x| x == 0.0), "flat product is zeros");
+            }
+        }
+    }
+}
