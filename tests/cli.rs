@@ -499,3 +499,135 @@ fn certh_folder_and_its_conversion_give_the_same_maps() {
     );
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn methods_fusions_and_targets_from_the_command_line() {
+    let d = tmp("methods");
+    let img = d.join("street.png");
+    photo(&img, 64, 48);
+    let out = d.join("out");
+    let o = run(bin()
+        .arg("explain")
+        .arg(&img)
+        .args(TEST_NET)
+        .args([
+            "--method",
+            "gradcam,layercam",
+            "--fusion",
+            "max",
+            "--save-raw",
+            "--json",
+        ])
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success());
+    for f in [
+        "street.gradcam.max.png",
+        "street.gradcam.max.heatmap.png",
+        "street.layercam.png",
+        "street.layercam.heatmap.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let (raw, _) =
+        combicam_gpu::model::weights::read_safetensors(&out.join("street.cams.safetensors"))
+            .unwrap();
+    for k in [
+        "gradcam.00",
+        "gradcam.15",
+        "layercam.07",
+        "gradcam.max.fused",
+        "layercam.fused",
+    ] {
+        assert!(raw.contains_key(k), "{k} missing from the raw maps");
+    }
+    assert_eq!(raw["gradcam.max.fused"].0, vec![300, 400]);
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let methods = report["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    assert_eq!(methods[1]["method"], "layercam");
+    assert_eq!(methods[1]["fusion"], "max");
+    assert_eq!(methods[1]["blocks"].as_array().unwrap().len(), 16);
+    assert!(methods[1]["blocks"][15]["peak"].as_f64().unwrap() >= 0.0);
+
+    // the region score and a target by place, on the geolocation test network
+    let o = run(bin()
+        .arg("explain")
+        .arg(&img)
+        .args(TEST_NET)
+        .args([
+            "--score",
+            "region:3000",
+            "--target-latlon",
+            "48.86,2.29",
+            "--json",
+        ])
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let target = report["target"].as_u64().unwrap();
+    assert_eq!(report["explained"]["index"].as_u64().unwrap(), target);
+    assert!(report["explained"]["lat"].is_number());
+    let mass = report["region_mass"].as_f64().unwrap();
+    assert!(mass >= report["explained"]["probability"].as_f64().unwrap() - 1e-7 && mass <= 1.0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("mass within 3000 km"), "{err}");
+
+    // bad requests: one line each, naming the fix
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--method", "gradcam,bogus"],
+            "unknown CAM method \"bogus\": use gradcam",
+        ),
+        (vec!["--method", "scorecam"], "batched forward passes"),
+        (
+            vec!["--method", "gradcampp-official"],
+            "Hessian-vector product",
+        ),
+        (
+            vec!["--fusion", "median"],
+            "unknown fusion rule \"median\": use sum",
+        ),
+        (vec!["--score", "area"], "use prob, logit or region:KM"),
+        (vec!["--score", "region:-5"], "use prob, logit or region:KM"),
+        (vec!["--target-latlon", "north"], "is not LAT,LON"),
+        (
+            vec!["--target-latlon", "91,0"],
+            "latitude must be in -90..90",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = run(bin()
+            .arg("explain")
+            .arg(&img)
+            .args(TEST_NET)
+            .args(&args)
+            .arg("--out")
+            .arg(d.join("bad")));
+        let line = one_line_error(&o);
+        assert!(line.contains(needle), "{args:?}: {line}");
+    }
+    // geography on a network without cells
+    for args in [
+        vec!["--score", "region:100"],
+        vec!["--target-latlon", "1,2"],
+    ] {
+        let o = run(bin()
+            .arg("explain")
+            .arg(&img)
+            .args(["--test-weights", "lite0"])
+            .args(&args)
+            .arg("--out")
+            .arg(d.join("bad")));
+        let line = one_line_error(&o);
+        assert!(
+            line.contains("needs geolocation weights"),
+            "{args:?}: {line}"
+        );
+    }
+    assert!(!d.join("bad").exists(), "no output folder for refused runs");
+    let _ = std::fs::remove_dir_all(d);
+}
