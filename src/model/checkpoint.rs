@@ -2,7 +2,7 @@
 //! a folder with CERTH's `efficientnet_backbone.pt` + `mvmf_head.pt`, or several such files,
 //! merged into one [`TensorSource`] with the key names of the one-file layout.
 
-use super::weights::{RawTensor, SafetensorsFile, TensorSource};
+use super::weights::{Float, RawTensor, SafetensorsFile, TensorSource};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,24 +49,11 @@ impl PtFile {
                 format!("tensor {name} cannot be read ({e}); the file is damaged: re-download it"),
             )
         })?;
-        // pytorch-reader returns contiguous, native-endian (= little-endian here) bytes
-        let data: Vec<T> = match t.dtype() {
-            DType::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| to(f32::from_ne_bytes(c.try_into().unwrap()) as f64))
-                .collect(),
-            DType::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| to(f64::from_ne_bytes(c.try_into().unwrap())))
-                .collect(),
-            DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| to(half::f16::from_ne_bytes([c[0], c[1]]).to_f64()))
-                .collect(),
-            DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| to(half::bf16::from_ne_bytes([c[0], c[1]]).to_f64()))
-                .collect(),
+        let float = match t.dtype() {
+            DType::F32 => Float::F32,
+            DType::F64 => Float::F64,
+            DType::F16 => Float::F16,
+            DType::BF16 => Float::BF16,
             other => {
                 return Err(Error::weights(
                     &self.path,
@@ -76,9 +63,11 @@ impl PtFile {
                 ));
             }
         };
+        // pytorch-reader returns contiguous, native-endian bytes: little-endian on every
+        // target this builds for (it reads only little-endian files)
         Ok(Some(RawTensor {
             shape: t.shape().to_vec(),
-            data,
+            data: float.decode(&bytes, to),
         }))
     }
 }

@@ -58,6 +58,19 @@ impl PadRule {
     }
 }
 
+/// (pad top, pad left, out h, out w) of a k×k conv with stride `s` on an h×w input.
+pub fn pads_2d(
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    rule: PadRule,
+) -> (usize, usize, usize, usize) {
+    let (pt, oh) = pad_out(h, k, s, rule);
+    let (pl, ow) = pad_out(w, k, s, rule);
+    (pt, pl, oh, ow)
+}
+
 /// Padding before the first row (or column) and the output size of a conv along one axis
 /// of `n` inputs (0 when the input is smaller than the kernel can use).
 pub fn pad_out(n: usize, k: usize, s: usize, rule: PadRule) -> (usize, usize) {
@@ -104,25 +117,13 @@ impl BlockCfg {
     }
     /// (pad top, pad left, out h, out w) of the depthwise conv on an ih×iw input.
     pub fn pads(&self, ih: usize, iw: usize) -> (usize, usize, usize, usize) {
-        let (pt, oh) = pad_out(ih, self.k, self.stride, self.pad);
-        let (pl, ow) = pad_out(iw, self.k, self.stride, self.pad);
-        (pt, pl, oh, ow)
+        pads_2d(ih, iw, self.k, self.stride, self.pad)
     }
     /// The depthwise conv of this block on an ih×iw input.
     pub fn dw_shape(&self, ih: usize, iw: usize) -> crate::ops::depthwise::DwShape {
-        let (pad_t, pad_l, oh, ow) = self.pads(ih, iw);
-        crate::ops::depthwise::DwShape {
-            c: self.cmid(),
-            h: ih,
-            w: iw,
-            k: self.k,
-            stride: self.stride,
-            pad_t,
-            pad_l,
-            oh,
-            ow,
-        }
+        crate::ops::depthwise::DwShape::new(self.cmid(), ih, iw, self.k, self.stride, self.pad)
     }
+
     /// The squeeze-excite of this block over `hw` depthwise outputs.
     pub fn se_shape(&self, hw: usize) -> crate::ops::se::SeShape {
         crate::ops::se::SeShape {
@@ -159,9 +160,7 @@ impl ModelCfg {
 
     /// The stem conv (3×3, stride 2) on an H×W input: (pad top, pad left, out h, out w).
     pub fn stem_pads(&self, h: usize, w: usize) -> (usize, usize, usize, usize) {
-        let (pt, oh) = pad_out(h, 3, 2, self.stem_pad);
-        let (pl, ow) = pad_out(w, 3, 2, self.stem_pad);
-        (pt, pl, oh, ow)
+        pads_2d(h, w, 3, 2, self.stem_pad)
     }
 
     /// Spatial size after the stem and after every block, for an H×W input.

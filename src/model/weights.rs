@@ -259,23 +259,11 @@ impl SafetensorsFile {
         };
         let (start, end) = t.data_offsets;
         let d = &self.bytes[self.data_start + start..self.data_start + end];
-        let data: Vec<T> = match t.dtype {
-            Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|c| to(f32::from_le_bytes(c.try_into().unwrap()) as f64))
-                .collect(),
-            Dtype::F64 => d
-                .chunks_exact(8)
-                .map(|c| to(f64::from_le_bytes(c.try_into().unwrap())))
-                .collect(),
-            Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|c| to(half::f16::from_le_bytes([c[0], c[1]]).to_f64()))
-                .collect(),
-            Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|c| to(half::bf16::from_le_bytes([c[0], c[1]]).to_f64()))
-                .collect(),
+        let float = match t.dtype {
+            Dtype::F32 => Float::F32,
+            Dtype::F64 => Float::F64,
+            Dtype::F16 => Float::F16,
+            Dtype::BF16 => Float::BF16,
             other => {
                 return Err(Error::weights(
                     &self.path,
@@ -287,8 +275,41 @@ impl SafetensorsFile {
         };
         Ok(Some(RawTensor {
             shape: t.shape.clone(),
-            data,
+            data: float.decode(d, to),
         }))
+    }
+}
+
+/// The float element types weights come in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Float {
+    F32,
+    F64,
+    F16,
+    BF16,
+}
+
+impl Float {
+    /// Little-endian elements converted through f64 (exact for every float type).
+    pub(crate) fn decode<T>(self, b: &[u8], to: fn(f64) -> T) -> Vec<T> {
+        match self {
+            Float::F32 => b
+                .chunks_exact(4)
+                .map(|c| to(f32::from_le_bytes(c.try_into().unwrap()) as f64))
+                .collect(),
+            Float::F64 => b
+                .chunks_exact(8)
+                .map(|c| to(f64::from_le_bytes(c.try_into().unwrap())))
+                .collect(),
+            Float::F16 => b
+                .chunks_exact(2)
+                .map(|c| to(half::f16::from_le_bytes([c[0], c[1]]).to_f64()))
+                .collect(),
+            Float::BF16 => b
+                .chunks_exact(2)
+                .map(|c| to(half::bf16::from_le_bytes([c[0], c[1]]).to_f64()))
+                .collect(),
+        }
     }
 }
 

@@ -33,8 +33,7 @@ impl ConvShape {
         stride: usize,
         rule: crate::model::config::PadRule,
     ) -> Self {
-        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, rule);
-        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, rule);
+        let (pad_t, pad_l, oh, ow) = crate::model::config::pads_2d(h, w, k, stride, rule);
         ConvShape {
             cin,
             h,

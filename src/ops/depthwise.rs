@@ -26,8 +26,7 @@ pub struct DwShape {
 impl DwShape {
     /// The shape with the padding `rule` gives at this size (`config::pad_out`).
     pub fn new(c: usize, h: usize, w: usize, k: usize, stride: usize, rule: PadRule) -> Self {
-        let (pad_t, oh) = crate::model::config::pad_out(h, k, stride, rule);
-        let (pad_l, ow) = crate::model::config::pad_out(w, k, stride, rule);
+        let (pad_t, pad_l, oh, ow) = crate::model::config::pads_2d(h, w, k, stride, rule);
         DwShape {
             c,
             h,
