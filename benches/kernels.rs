@@ -304,8 +304,14 @@ fn main() {
         w_off: 0,
         maps: &maps.buf,
         map_off: 0,
+        hvp: Some(&grad.buf),
     };
-    for m in [Method::GradCam, Method::GradCamPP, Method::XGradCam] {
+    for m in [
+        Method::GradCam,
+        Method::GradCamPP,
+        Method::XGradCam,
+        Method::GradCamPPOfficial,
+    ] {
         report(
             &g,
             &format!("cam {} weights 32ch 75×113", m.name()),

@@ -1,11 +1,13 @@
 // cam_channel.wgsl: CAM methods that weight each channel of a block output A by one number
 // computed from its gradient g = ∂score/∂A, then map = ReLU(Σ_k w_k·A_k).
 // Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 grad: (C, HW) g, 3 w: channel weights rw
-//           (read at w_off + c by `weighted_map`), 4 maps: (Σ h·w) rw
+//           (read at w_off + c by `weighted_map`), 4 maps: (Σ h·w) rw, 5 hvp: (C, HW) h
 // channel_weights, per channel k (sums over the HW positions; METHOD, pipeline constant):
 //   0 gradcam:   w_k = Σ g / HW
 //   1 gradcampp: a = g² / (2g² + (Σ A_k)·g³ + 1e-6), a = 0 where g = 0;  w_k = Σ ReLU(g)·a
 //   2 xgradcam:  w_k = Σ (g·A) / (Σ A_k + 1e-7)
+//   3 gradcampp-official: w_k = Σ g²/(2g² + h·g + 1e-10)·ReLU(g), h = hvp (the head's
+//     Hessian-vector product ∂(Σ g)/∂A; last block only)
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
 
 struct Params { c: u32, hw: u32, map_off: u32, w_off: u32 }
@@ -17,6 +19,7 @@ override METHOD: u32 = 0u;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> maps: array<f32>;
+@group(0) @binding(5) var<storage, read> hvp: array<f32>;
 
 // 8 channels per workgroup of 64, 8 invocations per channel: one barrier per sum
 var<workgroup> part: array<f32, 64>;
@@ -64,6 +67,16 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         out = total_g / f32(prm.hw);
     } else if (METHOD == 2u) {
         out = total_g / (total_a + 1e-7);
+    } else if (METHOD == 3u) {
+        var s = 0.0;
+        if (live) {
+            for (var i = lane; i < prm.hw; i += 8u) {
+                let g = grad[base + i];
+                let g2 = g * g;
+                s += g2 / (2.0 * g2 + hvp[base + i] * g + 1e-10) * max(g, 0.0);
+            }
+        }
+        out = lane_sum(lid, s);
     } else {
         var s = 0.0;
         if (live) {

@@ -40,3 +40,12 @@ fn dact(v: f32) -> f32 {
     }
     return dsilu(v);
 }
+
+// act''(v): SiLU'' = σ(1 − σ)(2 + v(1 − 2σ)); ReLU6'' = 0
+fn d2act(v: f32) -> f32 {
+    if (ACT == 1u) {
+        return 0.0;
+    }
+    let s = sigmoid(v);
+    return s * (1.0 - s) * (2.0 + v * (1.0 - 2.0 * s));
+}

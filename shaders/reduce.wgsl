@@ -3,7 +3,7 @@
 // Bindings: 0 prm, 1 x: (rows, len) f32 read from x[in_off + row·len + i], 2 y: same layout
 //           as x (MODE 2) or the per-row gradient g: (rows) (pool_backward), 3 out: rw
 // rows:  out[out_off + row] = R_i f(x, y) with MODE 0: mean x, 1: mean act(x),
-//        2: Σ x·act(y), 3: max |x|, 4: max x, 5: min x   (act: the prelude's)
+//        2: Σ x·act(y), 3: max |x|, 4: max x, 5: min x, 6: mean act'(x)   (act: the prelude's)
 // pool_backward: out[r, i] = g[r]·inv_len·act'(x[r, i])   (gradient of mean act(z))
 
 struct Params { rows: u32, len: u32, in_off: u32, out_off: u32, inv_len: f32, _p0: u32, _p1: u32, _p2: u32 }
@@ -53,6 +53,7 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 case 2u: { acc += v * act(y[base + i]); }
                 case 3u: { acc = max(acc, abs(v)); }
                 case 4u: { acc = max(acc, v); }
+                case 6u: { acc += dact(v); }
                 default: { acc = min(acc, v); }
             }
         }
@@ -64,7 +65,7 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         for (var j = 1u; j < 8u; j++) {
             r = combine(r, part[lid + j]);
         }
-        if (MODE == 0u || MODE == 1u) {
+        if (MODE == 0u || MODE == 1u || MODE == 6u) {
             r = r * prm.inv_len;
         }
         out[prm.out_off + row] = r;

@@ -128,7 +128,9 @@ struct ExplainArgs {
     blocks: Option<String>,
     /// CAM methods, computed at every selected block from one forward and one backward:
     /// gradcam (with the sum fusion: Combi-CAM, the default), gradcampp, xgradcam, hirescam,
-    /// layercam, layercam-official. Comma-separated; each writes its own PNGs and raw maps.
+    /// layercam, layercam-official; and gradcampp-official (the official repository's
+    /// Grad-CAM++, on the last block only). Comma-separated; each writes its own PNGs and raw
+    /// maps.
     #[arg(long, value_name = "LIST")]
     method: Option<String>,
     /// How each method's block maps are fused: sum (Combi-CAM; default of gradcam, gradcampp,
@@ -658,10 +660,29 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         None => a.target,
     };
     let nb = w.cfg.blocks.len();
+    // the official Grad-CAM++ alone: its one block by default
+    let only_last = explainers
+        .iter()
+        .all(|e| e.method == combicam_gpu::cam::methods::Method::GradCamPPOfficial);
     let blocks = match &a.blocks {
         Some(s) => parse_blocks(s, nb)?,
+        None if only_last => vec![nb - 1],
         None => (0..nb).collect(),
     };
+    let official = explainers
+        .iter()
+        .any(|e| e.method == combicam_gpu::cam::methods::Method::GradCamPPOfficial);
+    if official && blocks != [nb - 1] {
+        bail!(
+            "gradcampp-official is defined on the last block only: pass --blocks {} and no other blocks",
+            nb - 1
+        );
+    }
+    if official && score != Score::Prob {
+        bail!(
+            "gradcampp-official differentiates the probability, as the official code does: drop --score"
+        );
+    }
     if let Some(t) = target
         && t >= w.classifier.n
     {

@@ -30,8 +30,14 @@ fn every_method_matches_its_reference() {
     let g = gpu();
     for (i, &(c, hw)) in [(11, 35), (13, 1), (70, 63), (9, 257)].iter().enumerate() {
         let (a, gr) = block(c, hw, 2000 + 10 * i as u64);
-        let (ab, gb) = (up(&a), up(&gr));
-        for m in [Method::GradCam, Method::GradCamPP, Method::XGradCam] {
+        let hv = rand(c * hw, 2500 + i as u64, -3.0, 3.0);
+        let (ab, gb, hb) = (up(&a), up(&gr), up(&hv));
+        for m in [
+            Method::GradCam,
+            Method::GradCamPP,
+            Method::XGradCam,
+            Method::GradCamPPOfficial,
+        ] {
             let (wb, mb) = (zeros(5 + c), zeros(100 + hw));
             let args = ChannelArgs {
                 c,
@@ -42,13 +48,18 @@ fn every_method_matches_its_reference() {
                 w_off: 5,
                 maps: &mb.buf,
                 map_off: 100,
+                hvp: Some(&hb.buf),
             };
             g.run_now(&[
                 &channel::channel_weights(g, "test.w", m, &args),
                 &channel::weighted_map(g, "test.map", &args),
             ])
             .unwrap();
-            let w = channel::cpu::channel_weights(m, &a, &gr, c, hw);
+            let w = if m == Method::GradCamPPOfficial {
+                channel::cpu::official_weights(&gr, &hv, c, hw)
+            } else {
+                channel::cpu::channel_weights(m, &a, &gr, c, hw)
+            };
             check(
                 &format!("{}.weights.{c}x{hw}", m.name()),
                 &read(&wb)[5..],

@@ -584,8 +584,8 @@ fn methods_fusions_and_targets_from_the_command_line() {
         ),
         (vec!["--method", "scorecam"], "batched forward passes"),
         (
-            vec!["--method", "gradcampp-official"],
-            "Hessian-vector product",
+            vec!["--method", "gradcam,gradcampp-official"],
+            "last block only: pass --blocks 15",
         ),
         (
             vec!["--fusion", "median"],
@@ -629,5 +629,21 @@ fn methods_fusions_and_targets_from_the_command_line() {
         );
     }
     assert!(!d.join("bad").exists(), "no output folder for refused runs");
+    // the official Grad-CAM++ alone: the last block by default
+    let o = run(bin()
+        .arg("explain")
+        .arg(&img)
+        .args(TEST_NET)
+        .args(["--method", "gradcampp-official", "--save-raw"])
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success());
+    assert!(out.join("street.gradcampp-official.png").is_file());
+    let (raw, _) =
+        combicam_gpu::model::weights::read_safetensors(&out.join("street.cams.safetensors"))
+            .unwrap();
+    assert!(
+        raw.contains_key("gradcampp-official.15") && !raw.contains_key("gradcampp-official.14")
+    );
     let _ = std::fs::remove_dir_all(d);
 }

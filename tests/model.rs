@@ -592,3 +592,122 @@ fn every_method_matches_pytorch_at_every_block() {
         }
     }
 }
+
+#[test]
+fn head_hvp_matches_finite_differences_and_the_gpu() {
+    // h = ∂(Σ g)/∂A = H·1 at the last block's output: the CPU reference against central
+    // differences of g along the all-ones direction, then the official Grad-CAM++ map on the
+    // GPU against the CPU model
+    use combicam_gpu::cam::methods::{Explainer, Method};
+    let wts = weights::formula(0, Layout::Visloc, 50);
+    let (h, w) = (45, 37);
+    let x = detweights::input(h, w);
+    let f = cpu::forward(&wts, &x, h, w);
+    let nb = wts.cfg.blocks.len();
+    let (lh, lw) = f.sizes[nb - 1];
+    let a = &f.blocks[nb - 1].out;
+    let hvp = cpu::head_hvp(&wts, a, lh * lw, f.argmax);
+    let t = 1e-2 * a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let shifted = |s: f32| {
+        let moved: Vec<f32> = a.iter().map(|v| v + s * t).collect();
+        cpu::head_grad(&wts, &moved, lh * lw, f.argmax)
+    };
+    let (gp, gm) = (shifted(1.0), shifted(-1.0));
+    let fd: Vec<f32> = gp
+        .iter()
+        .zip(&gm)
+        .map(|(p, m)| (p - m) / (2.0 * t))
+        .collect();
+    let c = check(
+        "hvp vs finite differences",
+        &hvp,
+        &fd,
+        &[a.len()],
+        Tolerance::new(0.0, 2e-2 * peak(&fd)),
+    );
+    println!("hvp: max|h − fd| = {c:.3e} of peak {:.3e}", peak(&fd));
+    // the GPU plan: the official Grad-CAM++ at the last block
+    let e = Explainer::of(Method::GradCamPPOfficial);
+    let g = gpu();
+    let m = ModelGpu::upload(g, wts.clone()).unwrap();
+    let plan = Plan::new(
+        g,
+        &m,
+        h,
+        w,
+        PlanOptions {
+            backward: true,
+            blocks: vec![nb - 1],
+            explainers: vec![e],
+        },
+    )
+    .unwrap();
+    let o = plan.run(g, &x, None, Score::Prob).unwrap();
+    let grads = cpu::backward(&wts, &f, f.argmax, false, nb - 1);
+    let (maps, fused) = cpu::explain(&wts, &f, &grads, &[nb - 1], e, h, w);
+    let want = maps[nb - 1].as_ref().unwrap();
+    check(
+        "gradcampp-official.15",
+        o.maps[nb - 1].as_ref().unwrap(),
+        want,
+        &[lh, lw],
+        Tolerance::new(0.0, 1e-3 * peak(want)),
+    );
+    check(
+        "gradcampp-official.fused",
+        &o.combicam,
+        &fused,
+        &[h, w],
+        Tolerance::new(0.0, 1e-3),
+    );
+    // defined on the last block only, for the probability
+    let bad = Plan::new(
+        g,
+        &m,
+        h,
+        w,
+        PlanOptions {
+            backward: true,
+            blocks: vec![3, nb - 1],
+            explainers: vec![e],
+        },
+    );
+    assert!(bad.err().unwrap().to_string().contains("last block only"));
+    let e2 = plan
+        .run(g, &x, None, Score::Logit)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e2.contains("drop --score"), "{e2}");
+}
+
+#[test]
+fn official_gradcampp_matches_pytorch() {
+    // methods_b0: the official repository's Grad-CAM++ on the last block, h by PyTorch's
+    // double backward. Its denominator 2g² + h·g nearly cancels on this network (PyTorch's
+    // own float32 map is 3.9e-4 from float64; κ ≈ 535): 2e-3 of the peak.
+    use combicam_gpu::cam::methods::{Explainer, Method};
+    let (gd, meta) = golden("methods_b0.safetensors");
+    let o = run_methods(
+        &gd,
+        &meta,
+        vec![Explainer::of(Method::GradCamPPOfficial)],
+        vec![15],
+    );
+    let (s, v) = &gd["gradcampp-official.15"];
+    check(
+        "gradcampp-official.15",
+        o.maps[15].as_ref().unwrap(),
+        v,
+        s,
+        Tolerance::new(0.0, 2e-3 * peak(v)),
+    );
+    let (s, v) = &gd["gradcampp-official.fused"];
+    check(
+        "gradcampp-official.fused",
+        &o.combicam,
+        v,
+        s,
+        Tolerance::new(0.0, 2e-3),
+    );
+}

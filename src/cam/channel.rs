@@ -22,6 +22,8 @@ pub struct ChannelArgs<'a> {
     /// maps, written at `map_off`
     pub maps: &'a wgpu::Buffer,
     pub map_off: usize,
+    /// the head's Hessian-vector product h (C, HW): GradCamPPOfficial only
+    pub hvp: Option<&'a wgpu::Buffer>,
 }
 
 fn code(m: Method) -> u32 {
@@ -29,6 +31,7 @@ fn code(m: Method) -> u32 {
         Method::GradCam => 0,
         Method::GradCamPP => 1,
         Method::XGradCam => 2,
+        Method::GradCamPPOfficial => 3,
         other => panic!("{other:?} is not a channel-weight method"),
     }
 }
@@ -46,7 +49,12 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
         "channel_weights",
         &[("METHOD", code(method) as f64)],
         &params(a),
-        &[(1, Some(a.blk)), (2, Some(a.grad)), (3, Some(a.w))],
+        &[
+            (1, Some(a.blk)),
+            (2, Some(a.grad)),
+            (3, Some(a.w)),
+            (5, a.hvp),
+        ],
         &[],
         grid_1d((a.c as u32).div_ceil(8)),
     );
@@ -101,6 +109,20 @@ pub mod cpu {
                         .sum(),
                     other => panic!("{other:?} is not a channel-weight method"),
                 }
+            })
+            .collect()
+    }
+
+    /// The official Grad-CAM++'s weights: Σ g²/(2g² + h·g + 1e-10)·ReLU(g) per channel.
+    pub fn official_weights(g: &[f32], h: &[f32], c: usize, hw: usize) -> Vec<f32> {
+        (0..c)
+            .map(|k| {
+                (k * hw..(k + 1) * hw)
+                    .map(|i| {
+                        let g2 = g[i] * g[i];
+                        g2 / (2.0 * g2 + h[i] * g[i] + 1e-10) * g[i].max(0.0)
+                    })
+                    .sum()
             })
             .collect()
     }

@@ -19,6 +19,9 @@ pub enum Method {
     LayerCam,
     /// the official Combi-CAM repository's LayerCAM: gradients divided by the block's max
     LayerCamOfficial,
+    /// the official repository's Grad-CAM++, on the last block only: a = g²/(2g² + h·g +
+    /// 1e-10)·ReLU(g) with h = ∂(Σ g)/∂A, the head's Hessian-vector product
+    GradCamPPOfficial,
 }
 
 /// How the selected blocks' maps become one map (then min-max normalised).
@@ -36,6 +39,8 @@ pub enum Fusion {
     Product,
 }
 
+/// The methods defined at every block (`GradCamPPOfficial`, on the last block only, is not
+/// among them).
 pub const METHODS: [Method; 6] = [
     Method::GradCam,
     Method::GradCamPP,
@@ -62,6 +67,7 @@ impl Method {
             Method::HiResCam => "hirescam",
             Method::LayerCam => "layercam",
             Method::LayerCamOfficial => "layercam-official",
+            Method::GradCamPPOfficial => "gradcampp-official",
         }
     }
 
@@ -82,20 +88,15 @@ impl Method {
             other => other,
         }
         .to_string();
-        METHODS.iter().copied().find(|m| m.name() == t).ok_or_else(|| {
-            let known = [
-                "scorecam, scorecam-official (need batched forward passes, not available yet)",
-                "gradcampp-official (needs the head's Hessian-vector product, not available yet)",
-            ];
+        let all = METHODS.iter().chain([Method::GradCamPPOfficial].iter());
+        all.copied().find(|m| m.name() == t).ok_or_else(|| {
             let hint = if t.starts_with("scorecam") {
-                known[0]
-            } else if t == "gradcampp-official" {
-                known[1]
+                "scorecam, scorecam-official need batched forward passes: not available yet"
             } else {
                 ""
             };
             Error::Input(format!(
-                "unknown CAM method {s:?}: use {}{}",
+                "unknown CAM method {s:?}: use {}, gradcampp-official (last block){}",
                 METHODS.map(|m| m.name()).join(", "),
                 if hint.is_empty() {
                     String::new()

@@ -25,6 +25,8 @@ pub struct CamInputs<'a> {
     pub w: usize,
     /// blocks whose maps are made and fused, ascending
     pub blocks: &'a [usize],
+    /// the head's Hessian-vector product at the last block (GradCamPPOfficial)
+    pub hvp: Option<&'a GpuBuf>,
 }
 
 /// One explainer's results on the GPU.
@@ -132,7 +134,10 @@ pub fn record(
             let blk = &inp.outs[l].buf;
             let label = |what: &str| format!("{l}.{}.{what}.cam", e.method.name());
             match e.method {
-                Method::GradCam | Method::GradCamPP | Method::XGradCam => {
+                Method::GradCam
+                | Method::GradCamPP
+                | Method::XGradCam
+                | Method::GradCamPPOfficial => {
                     let args = ChannelArgs {
                         c: b.cout,
                         hw,
@@ -142,6 +147,7 @@ pub fn record(
                         w_off: w_offs[l],
                         maps: &maps.buf,
                         map_off: map_offs[l],
+                        hvp: inp.hvp.map(|h| &h.buf),
                     };
                     d.push(channel::channel_weights(
                         gpu,
@@ -264,12 +270,14 @@ pub mod cpu {
     use super::{Explainer, Method};
     use crate::cam::{channel, elementwise, fusion};
 
-    /// `a[l]`, `g[l]`: block l's output and gradient, (C_l, h_l·w_l); `sizes[l]` = (h_l, w_l).
+    /// `a[l]`, `g[l]`: block l's output and gradient, (C_l, h_l·w_l); `sizes[l]` = (h_l, w_l);
+    /// `hvp`: the head's Hessian-vector product at the last block (GradCamPPOfficial).
     #[allow(clippy::too_many_arguments)]
     pub fn explain(
         e: Explainer,
         a: &[&[f32]],
         g: &[&[f32]],
+        hvp: Option<&[f32]>,
         channels: &[usize],
         sizes: &[(usize, usize)],
         blocks: &[usize],
@@ -282,6 +290,11 @@ pub mod cpu {
             maps[l] = Some(match e.method {
                 Method::GradCam | Method::GradCamPP | Method::XGradCam => {
                     let wts = channel::cpu::channel_weights(e.method, a[l], g[l], c, hw);
+                    channel::cpu::weighted_map(&wts, a[l], c, hw)
+                }
+                Method::GradCamPPOfficial => {
+                    let h = hvp.expect("the official Grad-CAM++ needs the head's HVP");
+                    let wts = channel::cpu::official_weights(g[l], h, c, hw);
                     channel::cpu::weighted_map(&wts, a[l], c, hw)
                 }
                 _ => elementwise::cpu::map(e.method, a[l], g[l], c, hw),

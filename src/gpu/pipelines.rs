@@ -17,6 +17,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("se", include_str!("../../shaders/se.wgsl")),
     ("head", include_str!("../../shaders/head.wgsl")),
+    ("hvp", include_str!("../../shaders/hvp.wgsl")),
     (
         "cam_channel",
         include_str!("../../shaders/cam_channel.wgsl"),

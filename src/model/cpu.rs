@@ -251,5 +251,68 @@ pub fn explain(
     let outs: Vec<&[f32]> = f.blocks.iter().map(|b| b.out.as_slice()).collect();
     let gs: Vec<&[f32]> = grads.iter().map(|g| g.as_deref().unwrap_or(&[])).collect();
     let channels: Vec<usize> = wts.cfg.blocks.iter().map(|b| b.cout).collect();
-    crate::cam::phase::cpu::explain(e, &outs, &gs, &channels, &f.sizes, blocks, h, w)
+    let nb = wts.cfg.blocks.len();
+    let hvp = (e.method == crate::cam::methods::Method::GradCamPPOfficial).then(|| {
+        let (lh, lw) = f.sizes[nb - 1];
+        head_hvp(wts, &f.blocks[nb - 1].out, lh * lw, f.argmax)
+    });
+    crate::cam::phase::cpu::explain(
+        e,
+        &outs,
+        &gs,
+        hvp.as_deref(),
+        &channels,
+        &f.sizes,
+        blocks,
+        h,
+        w,
+    )
+}
+
+/// g = ∂p_c/∂A through the head, for the last block's output `a` (C, hw).
+pub fn head_grad(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32> {
+    let cfg = &wts.cfg;
+    let (c, k, n) = (cfg.blocks.last().unwrap().cout, cfg.head, wts.classifier.n);
+    let act = cfg.family.act();
+    let (zh, _, logits) = head_forward(wts, a, hw);
+    let (probs, _) = head::cpu::softmax(&logits);
+    let dl = head::cpu::dlogits(&probs, target, false);
+    let df = head::cpu::linear_backward(&wts.classifier.w, &dl, n, k);
+    let dz = reduce::cpu::pool_backward(act, &zh, &df, k, hw);
+    let wt = gemm::cpu::transpose(&wts.head_conv.w, k, c);
+    gemm::cpu::gemm(&wt, &dz, None, None, None, c, k, hw)
+}
+
+/// h = ∂(Σ g)/∂A = H·1 through the head (the derivation in shaders/hvp.wgsl).
+pub fn head_hvp(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32> {
+    let cfg = &wts.cfg;
+    let (c, k, n) = (cfg.blocks.last().unwrap().cout, cfg.head, wts.classifier.n);
+    let act = cfg.family.act();
+    let w = &wts.head_conv.w;
+    let w1: Vec<f32> = (0..k).map(|r| w[r * c..(r + 1) * c].iter().sum()).collect();
+    let (zh, _, logits) = head_forward(wts, a, hw);
+    let (p, _) = head::cpu::softmax(&logits);
+    let dl = head::cpu::dlogits(&p, target, false);
+    let df = head::cpu::linear_backward(&wts.classifier.w, &dl, n, k);
+    let m = reduce::cpu::rows(reduce::Reduce::MeanDAct(act), &zh, None, k, hw);
+    let fdot: Vec<f32> = m.iter().zip(&w1).map(|(a, b)| a * b).collect();
+    let ldot = head::cpu::linear(&wts.classifier.w, &fdot, &vec![0.0; n], n, k);
+    let dot: f32 = p.iter().zip(&ldot).map(|(a, b)| a * b).sum();
+    let pdot_c = p[target] * (ldot[target] - dot);
+    let ddl: Vec<f32> = (0..n)
+        .map(|i| {
+            let hit = if i == target { 1.0 } else { 0.0 };
+            pdot_c * (hit - p[i]) - p[target] * p[i] * (ldot[i] - dot)
+        })
+        .collect();
+    let dfdot = head::cpu::linear_backward(&wts.classifier.w, &ddl, n, k);
+    let mut dz = vec![0f32; k * hw];
+    for r in 0..k {
+        for q in 0..hw {
+            let z = zh[r * hw + q];
+            dz[r * hw + q] = (dfdot[r] * act.grad(z) + df[r] * act.grad2(z) * w1[r]) / hw as f32;
+        }
+    }
+    let wt = gemm::cpu::transpose(w, k, c);
+    gemm::cpu::gemm(&wt, &dz, None, None, None, c, k, hw)
 }

@@ -47,6 +47,8 @@ pub struct ModelGpu {
     pub(super) head_b: GpuBuf,
     pub(super) fc: Vec<(GemmWeights, usize, usize)>, // (chunk (rows, K), first row, rows)
     pub(super) fc_b: GpuBuf,
+    /// Σ over the input channels of each head-conv row (BN folded): W·1, for the head's HVP
+    pub(super) head_w1: GpuBuf,
     /// cell centres (lat, lon in radians, f32) of a geolocation head: the region score
     pub(super) cells: Option<GpuBuf>,
     pub bytes: u64,
@@ -103,6 +105,13 @@ impl ModelGpu {
         let last = cfg.blocks.last().unwrap().cout;
         let [head_w, head_wt] = up_gemm("head".into(), &weights.head_conv.w, cfg.head, last)?;
         let head_b = up("head.b".into(), &weights.head_conv.b)?;
+        let w1: Vec<f32> = weights
+            .head_conv
+            .w
+            .chunks(last)
+            .map(|row| row.iter().sum())
+            .collect();
+        let head_w1 = up("head.w1".into(), &w1)?;
         let k = cfg.head;
         let n = weights.classifier.n;
         // rows per chunk: what one texture holds, a multiple of the gradient segment
@@ -145,6 +154,7 @@ impl ModelGpu {
             head_w,
             head_wt,
             head_b,
+            head_w1,
             fc,
             fc_b,
             cells,

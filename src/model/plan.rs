@@ -9,7 +9,7 @@ use super::efficientnet::{ExplainerOutput, ModelGpu, Output, PlanOptions, Score}
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::Act;
-use crate::ops::{conv, depthwise, gemm, head, reduce, se};
+use crate::ops::{conv, depthwise, gemm, head, hvp, reduce, se};
 use crate::ops::{
     conv::ConvShape,
     gemm::{GemmArgs, InMode},
@@ -378,7 +378,7 @@ impl Rec<'_> {
         hf: &HeadFwd,
         hw: usize,
         bwd: &mut Vec<Dispatch>,
-    ) -> Result<GpuBuf> {
+    ) -> Result<(GpuBuf, GpuBuf)> {
         let (gpu, m, act) = (self.gpu, self.m, self.act);
         let cfg = &m.weights.cfg;
         let (nb, last, k, n) = (
@@ -472,7 +472,129 @@ impl Rec<'_> {
                 pack: pack.as_ref(),
             },
         ));
-        Ok(g_last)
+        Ok((g_last, df))
+    }
+
+    /// h = ∂(Σ g)/∂A at the last block's output: the head's Hessian-vector product the
+    /// official Grad-CAM++ needs (shaders/hvp.wgsl derives it); `df` = ∂p_c/∂features.
+    /// Beside `cpu::head_hvp`.
+    fn head_hvp(
+        &mut self,
+        hf: &HeadFwd,
+        df: &GpuBuf,
+        hw: usize,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let cfg = &m.weights.cfg;
+        let (last, k, n) = (cfg.blocks.last().unwrap().cout, cfg.head, m.n_classes());
+        let a = &mut self.a;
+        // ḟ = w1 ⊙ mean_p act'(z)
+        let fdot = a.buf("hvp.fdot".into(), k)?;
+        bwd.push(reduce::rows(
+            gpu,
+            "hvp.mean_dact.bwd",
+            Reduce::MeanDAct(act),
+            &RowsArgs {
+                rows: k,
+                len: hw,
+                in_off: 0,
+                out_off: 0,
+                x: &hf.zh.buf,
+                y: None,
+                out: &fdot.buf,
+            },
+        ));
+        bwd.push(hvp::fdot(gpu, "hvp.fdot.bwd", k, &fdot.buf, &m.head_w1.buf));
+        // l̇ = Wfc·ḟ, then δ̇
+        let ldot = a.buf("hvp.ldot".into(), n)?;
+        let zero_bias = a.buf("hvp.zero_bias".into(), n)?;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            bwd.push(head::linear(
+                gpu,
+                &format!("hvp.fc[{ci}].linear.bwd"),
+                *rows,
+                k,
+                *row0,
+                n,
+                chunk,
+                &fdot.buf,
+                &zero_bias.buf,
+                &ldot.buf,
+            ));
+        }
+        let ddl = a.buf("hvp.ddlogits".into(), n)?;
+        bwd.push(hvp::jvp_dlogits(
+            gpu,
+            "hvp.jvp_dlogits.bwd",
+            n,
+            &ldot.buf,
+            &hf.probs.buf,
+            &hf.info.buf,
+            &ddl.buf,
+        ));
+        // ḋf = Wfcᵀ·δ̇
+        let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
+        let partial = a.buf("hvp.fc.partial".into(), nsegs * k)?;
+        let mut seg0 = 0;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            bwd.push(head::linear_backward(
+                gpu,
+                &format!("hvp.fc[{ci}].linear_t.bwd"),
+                *rows,
+                k,
+                *row0,
+                seg0,
+                chunk,
+                &ddl.buf,
+                &partial.buf,
+            ));
+            seg0 += rows.div_ceil(head::SEG_ROWS);
+        }
+        let dfdot = a.buf("hvp.dfdot".into(), k)?;
+        bwd.push(head::sum_partials(
+            gpu,
+            "hvp.fc.sum.bwd",
+            k,
+            nsegs,
+            &partial.buf,
+            &dfdot.buf,
+        ));
+        // dż, then h = Wᵀ·dż
+        let dz = a.buf("hvp.dz".into(), k * hw)?;
+        bwd.push(hvp::pool_hvp(
+            gpu,
+            "hvp.pool.bwd",
+            act,
+            &hvp::PoolHvpArgs {
+                k,
+                p: hw,
+                z: &hf.zh.buf,
+                w1: &m.head_w1.buf,
+                dfdot: &dfdot.buf,
+                df: &df.buf,
+                out: &dz.buf,
+            },
+        ));
+        let h = a.buf("hvp.h".into(), last * hw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            "hvp.head_conv.bwd",
+            &GemmArgs {
+                m: last,
+                k,
+                p: hw,
+                a: &m.head_wt,
+                x: &dz.buf,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &h.buf,
+                mode: InMode::Plain,
+                pack: self.pack.as_ref(),
+            },
+        ));
+        Ok(h)
     }
 
     /// The gradient at block `l`'s input (ih×iw) from `gout` at its output: projection
@@ -629,6 +751,17 @@ impl Plan {
                 nb - 1
             )));
         }
+        // the official Grad-CAM++ is defined on the last block only, for the probability
+        let official = opts
+            .explainers
+            .iter()
+            .any(|e| e.method == crate::cam::methods::Method::GradCamPPOfficial);
+        if official && opts.blocks != [nb - 1] {
+            return Err(Error::Input(format!(
+                "gradcampp-official is defined on the last block only: pass --blocks {} and no other blocks",
+                nb - 1
+            )));
+        }
         let (sh, sw, sizes) = cfg.sizes(h, w);
         if let Some(l) = sizes.iter().position(|&(a, b)| a == 0 || b == 0) {
             return Err(Error::Input(format!(
@@ -703,7 +836,13 @@ impl Plan {
         if opts.backward && !opts.blocks.is_empty() {
             let lo = *opts.blocks.iter().min().unwrap();
             let mut bwd = Vec::new();
-            grads[nb - 1] = Some(rec.head_backward(&hf, hw, &mut bwd)?);
+            let (g_last, df) = rec.head_backward(&hf, hw, &mut bwd)?;
+            grads[nb - 1] = Some(g_last);
+            let hvp = if official {
+                Some(rec.head_hvp(&hf, &df, hw, &mut bwd)?)
+            } else {
+                None
+            };
             // scratch shared by all blocks
             let (mut max_du, mut max_dze, mut max_c) = (0, 0, 0);
             let mut p = (sh, sw);
@@ -738,6 +877,7 @@ impl Plan {
                 h,
                 w,
                 blocks: &opts.blocks,
+                hvp: hvp.as_ref(),
             };
             let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
             let (camd, cb) = crate::cam::phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
@@ -835,6 +975,16 @@ impl Plan {
                 self.n,
                 self.n - 1
             )));
+        }
+        let official = self
+            .opts
+            .explainers
+            .iter()
+            .any(|e| e.method == crate::cam::methods::Method::GradCamPPOfficial);
+        if official && score != Score::Prob {
+            return Err(Error::Input(
+                "gradcampp-official differentiates the probability, as the official code does: drop --score".into(),
+            ));
         }
         if let Score::Region(km) = score {
             if !self.geo {

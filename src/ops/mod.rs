@@ -5,6 +5,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod gemm;
 pub mod head;
+pub mod hvp;
 pub mod reduce;
 pub mod se;
 pub mod tolerance;
@@ -38,6 +39,16 @@ impl Act {
         match self {
             Act::Silu => silu(x),
             Act::Relu6 => x.clamp(0.0, 6.0),
+        }
+    }
+    /// CPU reference of its second derivative (SiLU'' = σ(1 − σ)(2 + x(1 − 2σ)); ReLU6'' = 0).
+    pub fn grad2(self, x: f32) -> f32 {
+        match self {
+            Act::Silu => {
+                let s = sigmoid(x);
+                s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s))
+            }
+            Act::Relu6 => 0.0,
         }
     }
     /// CPU reference of its derivative; ReLU6's is 1 on 0 < x < 6, else 0 (as PyTorch's).

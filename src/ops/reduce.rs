@@ -17,6 +17,8 @@ pub enum Reduce {
     MaxAbs,
     Max,
     Min,
+    /// mean act'(x)
+    MeanDAct(Act),
 }
 
 impl Reduce {
@@ -29,6 +31,7 @@ impl Reduce {
             Reduce::MaxAbs => (3, Act::Silu),
             Reduce::Max => (4, Act::Silu),
             Reduce::Min => (5, Act::Silu),
+            Reduce::MeanDAct(a) => (6, a),
         };
         [("MODE", mode as f64), act.constant()]
     }
@@ -134,6 +137,7 @@ pub mod cpu {
                     Reduce::MaxAbs => xs.iter().fold(f32::MIN, |a, v| a.max(v.abs())),
                     Reduce::Max => xs.iter().fold(f32::MIN, |a, &v| a.max(v)),
                     Reduce::Min => xs.iter().fold(f32::MAX, |a, &v| a.min(v)),
+                    Reduce::MeanDAct(a) => xs.iter().map(|&v| a.grad(v)).sum::<f32>() / len as f32,
                 }
             })
             .collect()

@@ -14,6 +14,12 @@ c = top cell). From A_l, g_l every method's block map is computed independently 
   layercam           map = ReLU(sum_k ReLU(g_k) * A_k)
   layercam-official  map = ReLU(sum_k ReLU(g_k) / (max_block ReLU(g) + 1e-8) * A_k)
 
+  gradcampp-official (last block only; the official Combi-CAM repository's Grad-CAM++):
+                     g = d p_c / d A, h = d(sum g)/d A (a Hessian-vector product through the
+                     head: conv_head + BN + swish, average pool, linear, softmax);
+                     a = g^2 / (2 g^2 + h g + 1e-10) * ReLU(g) (no special case for g = 0);
+                     w_k = sum_ij a_k;                               map = ReLU(sum_k w_k A_k)
+
 Fusion at the input size H x W (F.interpolate bilinear, align_corners=True), then min-max
 normalised ((t - min)/(max - min), zeros if flat): sum, mean (sum / B), mean-normalised / max /
 product of up(n_l), n_l = (m_l - min m_l)/(max m_l - min m_l + 1e-7) at block resolution.
@@ -24,12 +30,16 @@ Tensors: `input`, `probs`, `<method>.NN` (16 blocks, h_l x w_l), `combicam`, `<m
 (default fusion, all blocks), `gradcam.{mean,mean-normalised,max,product}.fused` (all blocks),
 `blocks12-15.<gradcam fused name>` (the five rules over blocks 12-15 only: the product over all
 16 blocks is flat, i.e. zeros, because gradcam.08-11 are all zero), `kappa.<method>` (16,): each
-block map's rounding amplification (see `condition`; inf for an all-zero map).
+block map's rounding amplification (see `condition`; inf for an all-zero map);
+`gradcampp-official.NN` and `hvp.NN` (h, (C, h, w)) for the last block NN only, and
+`gradcampp-official.fused` (that map upsampled and min-max normalised). h is checked against
+float64 and against a central finite difference of g along the all-ones direction.
 Cross-checks the block maps with pytorch-grad-cam 1.5's own classes (GradCAM, GradCAMPlusPlus,
 XGradCAM, HiResCAM, LayerCAM) at blocks 3, 9, 13, 15.
 Usage: python tests/golden/make_methods.py          (CPU, a few seconds)
 Needs torch, efficientnet_pytorch==0.7.0, safetensors, numpy, grad-cam==1.5.* (pytorch_grad_cam).
-The functions `block_map`, `method_maps`, `fuse`, `all_maps` are shared with methods_full.py.
+The functions `block_map`, `method_maps`, `fuse`, `all_maps`, `official_maps`, `official_check`
+are shared with methods_full.py.
 """
 
 import os
@@ -185,6 +195,92 @@ def all_maps(r, H, W, gradcam_rules=True):
         for rule in rules:
             out[fused_name(method, rule)] = fuse(maps, rule, H, W)
     return out
+
+
+# ---------------------------------------------------------------- gradcampp-official (last block)
+
+OFFICIAL = "gradcampp-official"
+
+
+def head_probs(bb, head, a):
+    """Softmax probabilities (1, N) from the last block's output a (1, C, h, w): the model's
+    conv_head, bn1 and swish (as extract_features), adaptive average pool, flatten, the visloc
+    head's linear, softmax."""
+    z = bb._swish(bb._bn1(bb._conv_head(a)))
+    return torch.softmax(head(F.adaptive_avg_pool2d(z, 1).flatten(1)), dim=1)
+
+
+def head_grad(bb, head, a, c):
+    """g = d p_c / d a through the head only (first order). a: (C, h, w)."""
+    a = a.detach().clone()[None].requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(head_probs(bb, head, a)[0, c], a)
+    return g[0]
+
+
+def official_block_map(a, g, h):
+    """gradcampp-official map (h, w), after ReLU, unnormalised. a, g, h: (C, h, w)."""
+    g2 = g * g
+    aij = g2 / (2 * g2 + h * g + 1e-10) * F.relu(g)
+    w = aij.sum(dim=(1, 2))
+    return F.relu((w[:, None, None] * a).sum(0))
+
+
+def official_maps(bb, head, a, H, W, c=None):
+    """From the last block's output a (C, h, w): {"target", "probs", "grad", "hvp", "map",
+    "fused"}. g = d p_c/d A with create_graph, h = d(sum g)/d A; c = argmax p if None."""
+    A = a.detach().clone()[None].requires_grad_(True)
+    with torch.enable_grad():
+        p = head_probs(bb, head, A)
+        if c is None:
+            c = int(torch.argmax(p[0]).item())
+        (g,) = torch.autograd.grad(p[0, c], A, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), A)
+    g = g.detach()[0]
+    h = h.detach()[0]
+    with torch.no_grad():
+        m = official_block_map(a.detach(), g, h)
+        fused = fuse([m], "sum", H, W)  # upsample + min-max normalise (zeros if flat)
+    return {"target": c, "probs": p.detach()[0], "grad": g, "hvp": h, "map": m, "fused": fused}
+
+
+def official_check(bb64, head64, a64, o32, o64, g_full=None):
+    """Prints (and returns) the float32-vs-float64 relative errors of h and the map, and the
+    central finite difference (g(A + t 1) - g(A - t 1)) / 2t, t = 1e-4 max|A|, in float64,
+    against the float64 h; also h with the model's swish vs F.silu (double backward of
+    efficientnet_pytorch's custom SwishImplementation). g_full: g of the full-model backward."""
+    c = o64["target"]
+    rel_ = lambda x, y: _rel(x.detach().double().numpy(), y.detach().double().numpy())  # noqa: E731
+    res = {
+        "grad f32-f64": rel_(o32["grad"], o64["grad"]),
+        "hvp f32-f64": rel_(o32["hvp"], o64["hvp"]),
+        "map f32-f64": rel_(o32["map"], o64["map"]),
+        "fused f32-f64": rel_(o32["fused"], o64["fused"]),
+    }
+    if g_full is not None:
+        res["grad vs full backward"] = rel_(o32["grad"], g_full)
+    t = 1e-4 * a64.abs().max().item()
+    one = torch.ones_like(a64)
+    fd = (head_grad(bb64, head64, a64 + t * one, c) - head_grad(bb64, head64, a64 - t * one, c)) / (2 * t)
+    res[f"hvp vs central FD (t = {t:.2e})"] = rel_(fd, o64["hvp"])
+    swish = bb64._swish
+    try:
+        bb64._swish = nn.SiLU()
+        o_silu = official_maps(bb64, head64, a64, 2, 2, c)
+    finally:
+        bb64._swish = swish
+    res["hvp swish vs F.silu (f64)"] = rel_(o_silu["hvp"], o64["hvp"])
+    m = o32["map"]
+    g, h = o64["grad"], o64["hvp"]
+    den = 2 * g * g + h * g
+    nz = g > 0
+    worst_den = (den[nz].abs() / (g[nz] * g[nz])).min().item() if nz.any() else float("nan")
+    print(f"   {OFFICIAL} (last block, target {c}): map {tuple(m.shape)} peak {m.max().item():.4e}, "
+          f"positive fraction {(m > 0).double().mean().item():.3f}; min over g > 0 of "
+          f"|2g^2 + h g| / g^2 = {worst_den:.3g}; |h| max {h.abs().max().item():.3e}, |g| max {g.abs().max().item():.3e}")
+    for k, v in res.items():
+        print(f"     {k:34s} {v:.2e}")
+    return res
 
 
 def map_stats(name, m32, m64=None):
@@ -399,6 +495,14 @@ def main():
     t = {"input": f32(x[0]), "probs": f32(r["probs"])}
     for k, m in maps32.items():
         t[k] = f32(m)
+    last = nb - 1
+    o32 = official_maps(bb, head, acts[last], h, w)
+    assert o32["target"] == c, (o32["target"], c)
+    o64 = official_maps(bbd, headd, acts64[last], h, w, c)
+    official_check(bbd, headd, acts64[last], o32, o64, g_full=grads[last])
+    t[f"{OFFICIAL}.{last:02d}"] = f32(o32["map"])
+    t[f"hvp.{last:02d}"] = f32(o32["hvp"])
+    t[f"{OFFICIAL}.fused"] = f32(o32["fused"])
     for m in METHODS:  # per-block rounding amplification (inf: all-zero map), for test tolerances
         t[f"kappa.{m}"] = np.array([conds[f"{m}.{l:02d}"] for l in range(nb)], np.float32)
     meta = {
@@ -408,7 +512,8 @@ def main():
         "num_classes": str(n),
         "target": str(c),
         "blocks": str(nb),
-        "methods": ",".join(METHODS),
+        "methods": ",".join(METHODS + [OFFICIAL]),
+        "official": f"{OFFICIAL}.NN, hvp.NN: last block only",
         "subset": f"{SUBSET_NAME}.*: gradcam fused over blocks " + ",".join(map(str, SUBSET)),
         "default_fusion": ",".join(f"{m}:{DEFAULT_FUSION[m]}" for m in METHODS),
         "generator": "make_methods.py",

@@ -6,7 +6,11 @@ the image exactly as full_reference.py does, runs ONE forward + ONE backward
 `probs`, every method's block maps `<method>.NN` for all 32 blocks (after ReLU, unnormalised;
 the formulas of make_methods.py), the default-fusion maps `combicam`, `<method>.fused`, the other
 gradcam rules `gradcam.{mean,mean-normalised,max,product}.fused` (all 32 blocks), and
-`kappa.<method>` (32,): each block map's rounding amplification (make_methods.condition).
+`kappa.<method>` (32,): each block map's rounding amplification (make_methods.condition), and
+the official Combi-CAM Grad-CAM++ on the last block only: `gradcampp-official.31`, `hvp.31`
+(the Hessian-vector product h, (C, h, w)) and `gradcampp-official.fused` (make_methods.official_maps).
+h and that map are always checked against a float64 run of the head on the float32 last-block
+output and against a float64 central finite difference of g (make_methods.official_check).
 --f64 also runs the model in float64 and prints every map's float32-vs-float64 error (slow).
 
 Compare: for every tensor present in both files, max|ours-ref|/max|ref|, the reference map's peak
@@ -40,7 +44,7 @@ def reference(args, ap):
     from safetensors.numpy import save_file
 
     from full_reference import NUM_CELLS, preprocess
-    from make_methods import EPS32, METHODS, all_maps, condition, map_stats
+    from make_methods import EPS32, METHODS, OFFICIAL, all_maps, condition, map_stats, official_check, official_maps
     from visloc_ref import build_visloc, combicam, to_double
 
     if not os.path.isfile(args.image):
@@ -67,15 +71,32 @@ def reference(args, ap):
     top = torch.topk(r["probs"], 5)
     print("top-5 cells: " + ", ".join(f"{i} (p = {p:.4g})" for p, i in zip(top.values.tolist(), top.indices.tolist())))
 
+    last = nb - 1
+    t0 = time.perf_counter()
+    off = official_maps(bb, head, acts[last], H, W)
+    assert off["target"] == c, (off["target"], c)
+    maps[f"{OFFICIAL}.{last:02d}"] = off["map"]
+    maps[f"{OFFICIAL}.fused"] = off["fused"]
+    print(f"{OFFICIAL} (block {last}, g and h = d(sum g)/dA through the head): {time.perf_counter() - t0:.2f} s")
+    bbd, headd = to_double(bb, head)
+    print("float64 head on the float32 block output:")
+    official_check(bbd, headd, acts[last].double(), off, official_maps(bbd, headd, acts[last].double(), H, W, c),
+                   g_full=grads[last])
+
     maps64 = None
     if args.f64:
         t0 = time.perf_counter()
-        bbd, headd = to_double(bb, head)
         rd = combicam(bbd, headd, x[None].double(), keep_blocks=True)
         assert rd["target"] == c, "float64 run picks another top cell"
         with torch.no_grad():
             maps64 = all_maps(rd, H, W)
         print(f"float64 run {time.perf_counter() - t0:.1f} s")
+        a64 = rd[f"block.{last:02d}"]
+        off64 = official_maps(bbd, headd, a64, H, W, c)
+        maps64[f"{OFFICIAL}.{last:02d}"] = off64["map"]
+        maps64[f"{OFFICIAL}.fused"] = off64["fused"]
+        print("float64 model:")
+        official_check(bbd, headd, a64, off, off64, g_full=grads[last])
 
     print(f"{'map':30s} {'shape':10s} {'peak':>9s} {'pos.frac':>8s} {'kappa':>8s}" + (" f32-f64" if maps64 else ""))
     worst = {}
@@ -105,6 +126,7 @@ def reference(args, ap):
         out[k] = f32(m)
     for m in METHODS:
         out[f"kappa.{m}"] = np.array([kappa[f"{m}.{l:02d}"] for l in range(nb)], np.float32)
+    out[f"hvp.{last:02d}"] = f32(off["hvp"])
     meta = {
         "model": "efficientnet-b4+visloc_head",
         "height": str(H),
@@ -112,6 +134,7 @@ def reference(args, ap):
         "num_classes": str(NUM_CELLS),
         "target": str(c),
         "blocks": str(nb),
+        "official": f"{OFFICIAL}.{last:02d}, hvp.{last:02d}: last block only",
         "generator": "methods_full.py",
         "image": os.path.basename(args.image),
         "torch": torch.__version__,
