@@ -13,14 +13,18 @@ use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
 use combicam_gpu::model::config::PadRule;
 use combicam_gpu::ops::{
     Act, conv,
+    conv::ConvArgs,
     conv::ConvShape,
     depthwise,
-    depthwise::DwShape,
+    depthwise::{DwBackward, DwForward, DwShape},
     gemm,
     gemm::{GemmArgs, GemmWeights, InMode, XPack},
-    head, reduce,
+    head,
+    head::{Chunk, LinearArgs, LinearBackwardArgs},
+    reduce,
     reduce::{Reduce, RowsArgs},
     se,
+    se::{SeApplyBackward, SeBackward},
     se::{SeShape, SeWeights},
 };
 
@@ -131,14 +135,16 @@ fn main() {
             &depthwise::forward(
                 &g,
                 name,
-                sh,
-                Act::Silu,
-                true,
-                &x.buf,
-                &wt.buf,
-                &b.buf,
-                &y.buf,
-                None,
+                &DwForward {
+                    s: sh,
+                    act: Act::Silu,
+                    in_act: true,
+                    x: &x.buf,
+                    wt: &wt.buf,
+                    bias: &b.buf,
+                    out: &y.buf,
+                    pool: None,
+                },
             ),
             iters,
         );
@@ -148,14 +154,15 @@ fn main() {
             &depthwise::backward(
                 &g,
                 name,
-                sh,
-                Act::Silu,
-                true,
-                &y.buf,
-                &wt.buf,
-                Some(&x.buf),
-                None,
-                &dx.buf,
+                &DwBackward {
+                    s: sh,
+                    act: Act::Silu,
+                    dy: &y.buf,
+                    wt: &wt.buf,
+                    zin: Some(&x.buf),
+                    res: None,
+                    dx: &dx.buf,
+                },
             ),
             iters,
         );
@@ -192,12 +199,14 @@ fn main() {
         &conv::conv(
             &g,
             "stem",
-            sh,
-            Some(Act::Silu),
-            &cx.buf,
-            &cw,
-            &cb.buf,
-            &cy.buf,
+            &ConvArgs {
+                s: sh,
+                act: Some(Act::Silu),
+                x: &cx.buf,
+                wt: &cw,
+                bias: &cb.buf,
+                y: &cy.buf,
+            },
         ),
         iters,
     );
@@ -236,13 +245,35 @@ fn main() {
     report(
         &g,
         "se backward 1632/68",
-        &se::backward(&g, "se", sh, &w, &r.buf, &sv.buf, &ds.buf, &dm.buf),
+        &se::backward(
+            &g,
+            "se",
+            &SeBackward {
+                sh: sh,
+                w: &w,
+                r: &r.buf,
+                s: &sv.buf,
+                ds: &ds.buf,
+                dm: &dm.buf,
+            },
+        ),
         iters,
     );
     report(
         &g,
         "se apply_backward 1632×150",
-        &se::apply_backward(&g, "se", Act::Silu, sh, &sv.buf, &dm.buf, &du.buf, &zd.buf),
+        &se::apply_backward(
+            &g,
+            "se",
+            &SeApplyBackward {
+                act: Act::Silu,
+                sh: sh,
+                s: &sv.buf,
+                dm: &dm.buf,
+                du: &du.buf,
+                zd: &zd.buf,
+            },
+        ),
         iters,
     );
     // the geolocation head: 31,145 × 1792, in two texture chunks like the model's
@@ -264,7 +295,22 @@ fn main() {
     let fwd: Vec<Dispatch> = chunks
         .iter()
         .map(|(w, r0, rows)| {
-            head::linear(&g, "fc", *rows, k, *r0, n, w, &f.buf, &hb.buf, &logits.buf)
+            head::linear(
+                &g,
+                "fc",
+                &LinearArgs {
+                    chunk: Chunk {
+                        w: w,
+                        row0: *r0,
+                        rows: *rows,
+                        k: k,
+                    },
+                    n: n,
+                    f: &f.buf,
+                    bias: &hb.buf,
+                    logits: &logits.buf,
+                },
+            )
         })
         .collect();
     report_all(
@@ -277,7 +323,21 @@ fn main() {
     let bwd: Vec<Dispatch> = chunks
         .iter()
         .map(|(w, r0, rows)| {
-            let d = head::linear_backward(&g, "fc", *rows, k, *r0, seg0, w, &gl.buf, &part.buf);
+            let d = head::linear_backward(
+                &g,
+                "fc",
+                &LinearBackwardArgs {
+                    chunk: Chunk {
+                        w: w,
+                        row0: *r0,
+                        rows: *rows,
+                        k: k,
+                    },
+                    seg0: seg0,
+                    g: &gl.buf,
+                    partial: &part.buf,
+                },
+            );
             seg0 += rows.div_ceil(head::SEG_ROWS);
             d
         })

@@ -5,10 +5,14 @@ use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::model::config::PadRule;
 use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, gemm, head, reduce, se};
 use combicam_gpu::ops::{
+    conv::ConvArgs,
     conv::ConvShape,
-    depthwise::DwShape,
+    depthwise::{DwBackward, DwForward, DwShape},
     gemm::{GemmArgs, GemmWeights, InMode, Variant, XPack},
+    head::{Chunk, LinearArgs, LinearBackwardArgs},
+    reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
+    se::{SeApplyBackward, SeBackward},
     se::{SeShape, SeWeights},
 };
 
@@ -126,12 +130,14 @@ fn stem_conv_matches_reference() {
         g.run_now(&[&conv::conv(
             g,
             "test.conv",
-            sh,
-            Some(act),
-            &xb.buf,
-            &wb,
-            &bb.buf,
-            &yb.buf,
+            &ConvArgs {
+                s: sh,
+                act: Some(act),
+                x: &xb.buf,
+                wt: &wb,
+                bias: &bb.buf,
+                y: &yb.buf,
+            },
         )])
         .unwrap();
         let want = conv::cpu::conv(sh, Some(act), &x, &wt, &b);
@@ -178,14 +184,16 @@ fn depthwise_forward_and_backward_match_reference() {
         g.run_now(&[&depthwise::forward(
             g,
             "test.dw",
-            sh,
-            act,
-            in_act,
-            &xb.buf,
-            &wb.buf,
-            &bb.buf,
-            &yb.buf,
-            Some(&pb.buf),
+            &DwForward {
+                s: sh,
+                act,
+                in_act,
+                x: &xb.buf,
+                wt: &wb.buf,
+                bias: &bb.buf,
+                out: &yb.buf,
+                pool: Some(&pb.buf),
+            },
         )])
         .unwrap();
         let want = depthwise::cpu::forward(sh, in_act.then_some(act), &x, &wt, &b);
@@ -214,14 +222,15 @@ fn depthwise_forward_and_backward_match_reference() {
         let d = depthwise::backward(
             g,
             "test.dw.bwd",
-            sh,
-            act,
-            in_act,
-            &dyb.buf,
-            &wb.buf,
-            in_act.then_some(&xb.buf),
-            res.then_some(&rb.buf),
-            &dxb.buf,
+            &DwBackward {
+                s: sh,
+                act,
+                dy: &dyb.buf,
+                wt: &wb.buf,
+                zin: in_act.then_some(&xb.buf),
+                res: res.then_some(&rb.buf),
+                dx: &dxb.buf,
+            },
         );
         g.run_now(&[&d]).unwrap();
         let want = depthwise::cpu::backward(
@@ -315,12 +324,14 @@ fn reductions_match_reference() {
         g.run_now(&[&reduce::pool_backward(
             g,
             "test.pool.bwd",
-            act,
-            rows,
-            len,
-            &wb.buf,
-            &gb.buf,
-            &ob.buf,
+            &PoolBackward {
+                act: act,
+                rows: rows,
+                len: len,
+                z: &wb.buf,
+                g: &gb.buf,
+                out: &ob.buf,
+            },
         )])
         .unwrap();
         let want = reduce::cpu::pool_backward(act, &wide, &gsum, rows, len);
@@ -360,22 +371,26 @@ fn squeeze_excite_matches_reference() {
         let b = se::backward(
             g,
             "test.se.bwd",
-            sh,
-            &w,
-            &rb.buf,
-            &sb.buf,
-            &bufs[5].buf,
-            &dmb.buf,
+            &SeBackward {
+                sh: sh,
+                w: &w,
+                r: &rb.buf,
+                s: &sb.buf,
+                ds: &bufs[5].buf,
+                dm: &dmb.buf,
+            },
         );
         let a = se::apply_backward(
             g,
             "test.se.apply",
-            Act::Silu,
-            sh,
-            &sb.buf,
-            &dmb.buf,
-            &bufs[6].buf,
-            &bufs[7].buf,
+            &SeApplyBackward {
+                act: Act::Silu,
+                sh: sh,
+                s: &sb.buf,
+                dm: &dmb.buf,
+                du: &bufs[6].buf,
+                zd: &bufs[7].buf,
+            },
         );
         g.run_now(&[&f, &b, &a]).unwrap();
         let (r, s) = se::cpu::forward(sh, &w_r, &b_r, &w_x, &b_x, &m);
@@ -393,12 +408,14 @@ fn squeeze_excite_matches_reference() {
         let a = se::apply_backward(
             g,
             "test.se.apply.relu6",
-            Act::Relu6,
-            sh,
-            &ones.buf,
-            &zero.buf,
-            &du2.buf,
-            &zd8b.buf,
+            &SeApplyBackward {
+                act: Act::Relu6,
+                sh: sh,
+                s: &ones.buf,
+                dm: &zero.buf,
+                du: &du2.buf,
+                zd: &zd8b.buf,
+            },
         );
         g.run_now(&[&a]).unwrap();
         let dz = se::cpu::apply_backward(
@@ -443,14 +460,18 @@ fn head_matches_reference_across_chunks() {
         ds.push(head::linear(
             g,
             "test.linear",
-            rows,
-            k,
-            r0,
-            n,
-            &wbufs[c],
-            &fb.buf,
-            &bb.buf,
-            &lb.buf,
+            &LinearArgs {
+                chunk: Chunk {
+                    w: &wbufs[c],
+                    row0: r0,
+                    rows: rows,
+                    k: k,
+                },
+                n: n,
+                f: &fb.buf,
+                bias: &bb.buf,
+                logits: &lb.buf,
+            },
         ));
     }
     ds.push(head::softmax(
@@ -475,13 +496,17 @@ fn head_matches_reference_across_chunks() {
         ds.push(head::linear_backward(
             g,
             "test.linear.bwd",
-            rows,
-            k,
-            r0,
-            seg0,
-            &wbufs[c],
-            &gb.buf,
-            &partb.buf,
+            &LinearBackwardArgs {
+                chunk: Chunk {
+                    w: &wbufs[c],
+                    row0: r0,
+                    rows: rows,
+                    k: k,
+                },
+                seg0: seg0,
+                g: &gb.buf,
+                partial: &partb.buf,
+            },
         ));
         seg0 += rows.div_ceil(head::SEG_ROWS);
     }

@@ -11,9 +11,13 @@ use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::Act;
 use crate::ops::{conv, depthwise, gemm, head, hvp, reduce, se};
 use crate::ops::{
-    conv::ConvShape,
+    conv::{ConvArgs, ConvShape},
+    depthwise::{DwBackward, DwForward},
     gemm::{GemmArgs, InMode},
+    head::{Chunk, LinearArgs, LinearBackwardArgs},
+    reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
+    se::{SeApplyBackward, SeBackward},
 };
 use std::time::Instant;
 
@@ -213,14 +217,16 @@ impl Rec<'_> {
         fwd.push(depthwise::forward(
             gpu,
             &format!("{l}.dw.fwd"),
-            dws,
-            act,
-            zexp.is_some(),
-            dw_in,
-            &bw.dw_w.buf,
-            &bw.dw_b.buf,
-            &zdw.buf,
-            partial.as_ref().map(|p| &p.buf),
+            &DwForward {
+                s: dws,
+                act,
+                in_act: zexp.is_some(),
+                x: dw_in,
+                wt: &bw.dw_w.buf,
+                bias: &bw.dw_b.buf,
+                out: &zdw.buf,
+                pool: partial.as_ref().map(|p| &p.buf),
+            },
         ));
         let (r, s) = match (&bw.se, &partial) {
             (Some(sew), Some(partial)) => {
@@ -343,14 +349,18 @@ impl Rec<'_> {
             fwd.push(head::linear(
                 gpu,
                 &format!("fc[{ci}].linear.fwd"),
-                *rows,
-                k,
-                *row0,
-                n,
-                chunk,
-                &features.buf,
-                &m.fc_b.buf,
-                &logits.buf,
+                &LinearArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k: k,
+                    },
+                    n: n,
+                    f: &features.buf,
+                    bias: &m.fc_b.buf,
+                    logits: &logits.buf,
+                },
             ));
         }
         fwd.push(head::softmax(
@@ -424,13 +434,17 @@ impl Rec<'_> {
             bwd.push(head::linear_backward(
                 gpu,
                 &format!("fc[{ci}].linear.bwd"),
-                *rows,
-                k,
-                *row0,
-                seg0,
-                chunk,
-                &dlog.buf,
-                &partial.buf,
+                &LinearBackwardArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k: k,
+                    },
+                    seg0: seg0,
+                    g: &dlog.buf,
+                    partial: &partial.buf,
+                },
             ));
             seg0 += rows.div_ceil(head::SEG_ROWS);
         }
@@ -447,12 +461,14 @@ impl Rec<'_> {
         bwd.push(reduce::pool_backward(
             gpu,
             "head.pool.bwd",
-            act,
-            k,
-            hw,
-            &zh.buf,
-            &df.buf,
-            &dzh.buf,
+            &PoolBackward {
+                act: act,
+                rows: k,
+                len: hw,
+                z: &zh.buf,
+                g: &df.buf,
+                out: &dzh.buf,
+            },
         ));
         let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
         bwd.extend(gemm::gemm(
@@ -513,14 +529,18 @@ impl Rec<'_> {
             bwd.push(head::linear(
                 gpu,
                 &format!("hvp.fc[{ci}].linear.bwd"),
-                *rows,
-                k,
-                *row0,
-                n,
-                chunk,
-                &fdot.buf,
-                &zero_bias.buf,
-                &ldot.buf,
+                &LinearArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k: k,
+                    },
+                    n: n,
+                    f: &fdot.buf,
+                    bias: &zero_bias.buf,
+                    logits: &ldot.buf,
+                },
             ));
         }
         let ddl = a.buf("hvp.ddlogits".into(), n)?;
@@ -541,13 +561,17 @@ impl Rec<'_> {
             bwd.push(head::linear_backward(
                 gpu,
                 &format!("hvp.fc[{ci}].linear_t.bwd"),
-                *rows,
-                k,
-                *row0,
-                seg0,
-                chunk,
-                &ddl.buf,
-                &partial.buf,
+                &LinearBackwardArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k: k,
+                    },
+                    seg0: seg0,
+                    g: &ddl.buf,
+                    partial: &partial.buf,
+                },
             ));
             seg0 += rows.div_ceil(head::SEG_ROWS);
         }
@@ -657,12 +681,14 @@ impl Rec<'_> {
                 bwd.push(se::backward(
                     gpu,
                     &format!("{l}.se.bwd"),
-                    seshape,
-                    &sew.weights(),
-                    &r.buf,
-                    &s.buf,
-                    &ds.buf,
-                    &dm.buf,
+                    &SeBackward {
+                        sh: seshape,
+                        w: &sew.weights(),
+                        r: &r.buf,
+                        s: &s.buf,
+                        ds: &ds.buf,
+                        dm: &dm.buf,
+                    },
                 ));
                 (&s.buf, &dm.buf)
             }
@@ -679,12 +705,14 @@ impl Rec<'_> {
         bwd.push(se::apply_backward(
             gpu,
             &format!("{l}.se_apply.bwd"),
-            act,
-            seshape,
-            s_l,
-            dm_l,
-            &du.buf,
-            &st.zd.buf,
+            &SeApplyBackward {
+                act: act,
+                sh: seshape,
+                s: s_l,
+                dm: dm_l,
+                du: &du.buf,
+                zd: &st.zd.buf,
+            },
         ));
         let dws = b.dw_shape(ih, iw);
         let res = if b.residual() { Some(gout) } else { None };
@@ -693,14 +721,15 @@ impl Rec<'_> {
                 bwd.push(depthwise::backward(
                     gpu,
                     &format!("{l}.dw.bwd"),
-                    dws,
-                    act,
-                    true,
-                    &du.buf,
-                    &bw.dw_w.buf,
-                    Some(&z.buf),
-                    None,
-                    &dze.buf,
+                    &DwBackward {
+                        s: dws,
+                        act,
+                        dy: &du.buf,
+                        wt: &bw.dw_w.buf,
+                        zin: Some(&z.buf),
+                        res: None,
+                        dx: &dze.buf,
+                    },
                 ));
                 bwd.extend(gemm::gemm(
                     gpu,
@@ -723,14 +752,15 @@ impl Rec<'_> {
             _ => bwd.push(depthwise::backward(
                 gpu,
                 &format!("{l}.dw.bwd"),
-                dws,
-                act,
-                false,
-                &du.buf,
-                &bw.dw_w.buf,
-                None,
-                res,
-                &gin.buf,
+                &DwBackward {
+                    s: dws,
+                    act,
+                    dy: &du.buf,
+                    wt: &bw.dw_w.buf,
+                    zin: None,
+                    res,
+                    dx: &gin.buf,
+                },
             )),
         }
         Ok(gin)
@@ -800,12 +830,14 @@ impl Plan {
         let mut fwd = vec![conv::conv(
             gpu,
             "stem.conv.fwd",
-            ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad),
-            Some(rec.act),
-            &input.buf,
-            &m.stem_w,
-            &m.stem_b.buf,
-            &stem.buf,
+            &ConvArgs {
+                s: ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad),
+                act: Some(rec.act),
+                x: &input.buf,
+                wt: &m.stem_w,
+                bias: &m.stem_b.buf,
+                y: &stem.buf,
+            },
         )];
         let mut blocks: Vec<BlockFwd> = Vec::new();
         for l in 0..nb {

@@ -126,17 +126,22 @@ pub fn source(k: usize, stride: usize, cin: usize) -> String {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn conv(
-    gpu: &Gpu,
-    label: &str,
-    s: ConvShape,
-    act: Option<Act>,
-    x: &wgpu::Buffer,
-    wt: &GemmWeights,
-    bias: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-) -> Dispatch {
+/// y = act(conv(x) + bias) (or without the activation)
+pub struct ConvArgs<'a> {
+    pub s: ConvShape,
+    pub act: Option<Act>,
+    /// (Cin, H, W)
+    pub x: &'a wgpu::Buffer,
+    /// from `upload_weights`
+    pub wt: &'a GemmWeights,
+    /// (Cout)
+    pub bias: &'a wgpu::Buffer,
+    /// (Cout, OH, OW), written
+    pub y: &'a wgpu::Buffer,
+}
+
+pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
+    let (s, act, x, wt, bias, y) = (a.s, a.act, a.x, a.wt, a.bias, a.y);
     let (oh, ow) = s.out();
     let params = [
         s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad_t, s.pad_l, 0, 0,

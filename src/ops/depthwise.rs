@@ -210,7 +210,6 @@ pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
 }
 
 /// Make a dispatch of the module generated for this shape's (K, S, PAD).
-#[allow(clippy::too_many_arguments)]
 fn dispatch(
     gpu: &Gpu,
     label: &str,
@@ -245,22 +244,26 @@ pub fn pool_parts(s: &DwShape) -> usize {
     oh.div_ceil(fwd_rows(s.stride)) * ow.div_ceil(8)
 }
 
-/// out = bias + dw(x'); x' = act(x) with `in_act` (x is a pre-activation), else x. With
-/// `pool` ((C, pool_parts) floats) it also writes partial sums of act(out) there: the SE
-/// squeeze, finished by `reduce::rows_scaled`.
-#[allow(clippy::too_many_arguments)]
-pub fn forward(
-    gpu: &Gpu,
-    label: &str,
-    s: DwShape,
-    act: Act,
-    in_act: bool,
-    x: &wgpu::Buffer,
-    wt: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    out: &wgpu::Buffer,
-    pool: Option<&wgpu::Buffer>,
-) -> Dispatch {
+/// A depthwise forward: out = bias + dw(x'), x' = act(x) when `in_act` (x is the expand
+/// conv's pre-activation), else x. With `pool` ((C, pool_parts) floats) it also writes
+/// partial sums of act(out) there: the SE squeeze, finished by `reduce::rows_scaled`.
+pub struct DwForward<'a> {
+    pub s: DwShape,
+    pub act: Act,
+    pub in_act: bool,
+    /// (C, H, W)
+    pub x: &'a wgpu::Buffer,
+    /// (C, K, K), BN folded
+    pub wt: &'a wgpu::Buffer,
+    /// (C)
+    pub bias: &'a wgpu::Buffer,
+    /// (C, OH, OW), written
+    pub out: &'a wgpu::Buffer,
+    pub pool: Option<&'a wgpu::Buffer>,
+}
+
+pub fn forward(gpu: &Gpu, label: &str, a: &DwForward) -> Dispatch {
+    let s = a.s;
     let (oh, ow) = s.out();
     let mut d = dispatch(
         gpu,
@@ -268,16 +271,16 @@ pub fn forward(
         &s,
         "forward",
         &[
-            ("IN_ACT", in_act as u32 as f64),
-            ("POOL", pool.is_some() as u32 as f64),
-            act.constant(),
+            ("IN_ACT", a.in_act as u32 as f64),
+            ("POOL", a.pool.is_some() as u32 as f64),
+            a.act.constant(),
         ],
         &[
-            (1, Some(wt)),
-            (2, Some(bias)),
-            (3, Some(x)),
-            (4, Some(out)),
-            (7, pool),
+            (1, Some(a.wt)),
+            (2, Some(a.bias)),
+            (3, Some(a.x)),
+            (4, Some(a.out)),
+            (7, a.pool),
         ],
         strips(s.c * oh.div_ceil(fwd_rows(s.stride)), ow),
     );
@@ -286,25 +289,31 @@ pub fn forward(
     d
 }
 
-/// dx = act'(z_in)·dwᵀ(dy) (+ res); with `in_act` false, dx = dwᵀ(dy) (+ res).
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    gpu: &Gpu,
-    label: &str,
-    s: DwShape,
-    act: Act,
-    in_act: bool,
-    dy: &wgpu::Buffer,
-    wt: &wgpu::Buffer,
-    zin: Option<&wgpu::Buffer>,
-    res: Option<&wgpu::Buffer>,
-    dx: &wgpu::Buffer,
-) -> Dispatch {
+/// A depthwise data gradient: dx = act'(zin)·dwᵀ(dy) (+ res); without `zin` (the forward's
+/// input was not activated) dx = dwᵀ(dy) (+ res).
+pub struct DwBackward<'a> {
+    pub s: DwShape,
+    pub act: Act,
+    /// (C, OH, OW)
+    pub dy: &'a wgpu::Buffer,
+    /// (C, K, K)
+    pub wt: &'a wgpu::Buffer,
+    /// the forward input's pre-activation (C, H, W)
+    pub zin: Option<&'a wgpu::Buffer>,
+    /// the residual path's gradient, added (C, H, W)
+    pub res: Option<&'a wgpu::Buffer>,
+    /// (C, H, W), written
+    pub dx: &'a wgpu::Buffer,
+}
+
+pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
+    let s = a.s;
     let (oh, ow) = s.out();
+    let in_act = a.zin.is_some();
     let consts = [
         ("IN_ACT", in_act as u32 as f64),
-        ("HAS_RES", res.is_some() as u32 as f64),
-        act.constant(),
+        ("HAS_RES", a.res.is_some() as u32 as f64),
+        a.act.constant(),
     ];
     let mut d = dispatch(
         gpu,
@@ -313,17 +322,18 @@ pub fn backward(
         "backward",
         &consts,
         &[
-            (1, Some(wt)),
-            (3, zin),
-            (4, Some(dx)),
-            (5, res),
-            (6, Some(dy)),
+            (1, Some(a.wt)),
+            (3, a.zin),
+            (4, Some(a.dx)),
+            (5, a.res),
+            (6, Some(a.dy)),
         ],
         strips(s.c * s.h.div_ceil(BWD_ROWS), s.w),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
-        * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_act as usize + res.is_some() as usize)) as f64;
+        * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_act as usize + a.res.is_some() as usize))
+            as f64;
     d
 }
 

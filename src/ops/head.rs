@@ -12,27 +12,38 @@ use crate::ops::gemm::GemmWeights;
 pub const SEG_ROWS: usize = 256;
 
 /// logits[row0 + r] = w[r,:]·f + bias[row0 + r] for the chunk's `rows` rows.
-#[allow(clippy::too_many_arguments)]
-pub fn linear(
-    gpu: &Gpu,
-    label: &str,
-    rows: usize,
-    k: usize,
-    row0: usize,
-    n: usize,
-    w: &GemmWeights,
-    f: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    logits: &wgpu::Buffer,
-) -> Dispatch {
-    let params = [rows, k, row0, n, 0, 0, 0, 0].map(|v| v as u32);
+/// One chunk of the classifier matrix: rows `row0 .. row0 + rows` of (N, K), in a texture.
+#[derive(Clone, Copy)]
+pub struct Chunk<'a> {
+    pub w: &'a GemmWeights,
+    pub row0: usize,
+    pub rows: usize,
+    pub k: usize,
+}
+
+/// logits[row0 + r] = Σ_k w[r, k]·f[k] + bias[row0 + r] over one chunk of rows
+pub struct LinearArgs<'a> {
+    pub chunk: Chunk<'a>,
+    /// N, all classes
+    pub n: usize,
+    /// (K)
+    pub f: &'a wgpu::Buffer,
+    /// (N)
+    pub bias: &'a wgpu::Buffer,
+    /// (N), written for the chunk's rows
+    pub logits: &'a wgpu::Buffer,
+}
+
+pub fn linear(gpu: &Gpu, label: &str, a: &LinearArgs) -> Dispatch {
+    let Chunk { w, row0, rows, k } = a.chunk;
+    let params = [rows, k, row0, a.n, 0, 0, 0, 0].map(|v| v as u32);
     let mut d = gpu.dispatch_with_textures(
         label,
         "head",
         "linear",
         &[],
         &params,
-        &[(2, Some(f)), (3, Some(bias)), (4, Some(logits))],
+        &[(2, Some(a.f)), (3, Some(a.bias)), (4, Some(a.logits))],
         &[(1, &w.view)],
         grid_1d((rows as u32).div_ceil(512)),
     );
@@ -133,19 +144,19 @@ pub fn dlogits(
 }
 
 /// partial[seg0 + s, :] = Σ over the chunk's segment s of w[r,:]·g[row0 + r]
-#[allow(clippy::too_many_arguments)]
-pub fn linear_backward(
-    gpu: &Gpu,
-    label: &str,
-    rows: usize,
-    k: usize,
-    row0: usize,
-    seg0: usize,
-    w: &GemmWeights,
-    g: &wgpu::Buffer,
-    partial: &wgpu::Buffer,
-) -> Dispatch {
-    let params = [rows, k, row0, 0, SEG_ROWS, seg0, 0, 0].map(|v| v as u32);
+pub struct LinearBackwardArgs<'a> {
+    pub chunk: Chunk<'a>,
+    /// the chunk's first segment (of SEG_ROWS rows) in `partial`
+    pub seg0: usize,
+    /// (N) ∂score/∂logits
+    pub g: &'a wgpu::Buffer,
+    /// (segments, K), written for the chunk's segments
+    pub partial: &'a wgpu::Buffer,
+}
+
+pub fn linear_backward(gpu: &Gpu, label: &str, a: &LinearBackwardArgs) -> Dispatch {
+    let Chunk { w, row0, rows, k } = a.chunk;
+    let params = [rows, k, row0, 0, SEG_ROWS, a.seg0, 0, 0].map(|v| v as u32);
     let segs = rows.div_ceil(SEG_ROWS) as u32;
     let mut d = gpu.dispatch_with_textures(
         label,
@@ -153,7 +164,7 @@ pub fn linear_backward(
         "linear_backward",
         &[],
         &params,
-        &[(7, Some(g)), (8, Some(partial))],
+        &[(7, Some(a.g)), (8, Some(a.partial))],
         &[(1, &w.view)],
         [(k as u32).div_ceil(1024), segs, 1],
     );

@@ -83,18 +83,21 @@ pub fn rows_scaled(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs, scale: f3
     d
 }
 
-/// out[r, i] = g[r]/len·act'(z[r, i])
-#[allow(clippy::too_many_arguments)]
-pub fn pool_backward(
-    gpu: &Gpu,
-    label: &str,
-    act: Act,
-    rows: usize,
-    len: usize,
-    z: &wgpu::Buffer,
-    g: &wgpu::Buffer,
-    out: &wgpu::Buffer,
-) -> Dispatch {
+/// out[r, i] = g[r]/len·act'(z[r, i]): the gradient of the global pool of act(z)
+pub struct PoolBackward<'a> {
+    pub act: Act,
+    pub rows: usize,
+    pub len: usize,
+    /// (rows, len) the pooled pre-activation
+    pub z: &'a wgpu::Buffer,
+    /// (rows) ∂/∂pooled
+    pub g: &'a wgpu::Buffer,
+    /// (rows, len), written
+    pub out: &'a wgpu::Buffer,
+}
+
+pub fn pool_backward(gpu: &Gpu, label: &str, a: &PoolBackward) -> Dispatch {
+    let (act, rows, len, z, g, out) = (a.act, a.rows, a.len, a.z, a.g, a.out);
     let params = [
         rows as u32,
         len as u32,

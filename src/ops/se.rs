@@ -66,17 +66,21 @@ pub fn forward(
 }
 
 /// dm = w_rᵀ·((w_xᵀ·(ds·s(1−s)))·silu'(r))
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    gpu: &Gpu,
-    label: &str,
-    sh: SeShape,
-    w: &SeWeights,
-    r: &wgpu::Buffer,
-    s: &wgpu::Buffer,
-    ds: &wgpu::Buffer,
-    dm: &wgpu::Buffer,
-) -> Dispatch {
+pub struct SeBackward<'a> {
+    pub sh: SeShape,
+    pub w: &'a SeWeights<'a>,
+    /// the squeeze's pre-activation (CSE), from the forward
+    pub r: &'a wgpu::Buffer,
+    /// the channel scale (CMID), from the forward
+    pub s: &'a wgpu::Buffer,
+    /// ∂/∂s (CMID)
+    pub ds: &'a wgpu::Buffer,
+    /// ∂/∂(pooled input) (CMID), written
+    pub dm: &'a wgpu::Buffer,
+}
+
+pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
+    let sh = a.sh;
     let mut d = gpu.dispatch(
         label,
         "se",
@@ -84,12 +88,12 @@ pub fn backward(
         &[],
         &sh.params(),
         &[
-            (1, Some(w.w_r)),
-            (3, Some(w.w_x)),
-            (6, Some(r)),
-            (7, Some(s)),
-            (8, Some(ds)),
-            (9, Some(dm)),
+            (1, Some(a.w.w_r)),
+            (3, Some(a.w.w_x)),
+            (6, Some(a.r)),
+            (7, Some(a.s)),
+            (8, Some(a.ds)),
+            (9, Some(a.dm)),
         ],
         [1, 1, 1],
     );
@@ -99,24 +103,33 @@ pub fn backward(
 }
 
 /// du ← (du·s + dm/HW)·act'(zd), in place (without SE: s = 1, dm = 0).
-#[allow(clippy::too_many_arguments)]
-pub fn apply_backward(
-    gpu: &Gpu,
-    label: &str,
-    act: Act,
-    sh: SeShape,
-    s: &wgpu::Buffer,
-    dm: &wgpu::Buffer,
-    du: &wgpu::Buffer,
-    zd: &wgpu::Buffer,
-) -> Dispatch {
+pub struct SeApplyBackward<'a> {
+    pub act: Act,
+    pub sh: SeShape,
+    /// (CMID)
+    pub s: &'a wgpu::Buffer,
+    /// (CMID)
+    pub dm: &'a wgpu::Buffer,
+    /// (CMID, HW), in place: ∂/∂(scaled activation) in, ∂/∂z_d out
+    pub du: &'a wgpu::Buffer,
+    /// the depthwise output's pre-activation (CMID, HW)
+    pub zd: &'a wgpu::Buffer,
+}
+
+pub fn apply_backward(gpu: &Gpu, label: &str, a: &SeApplyBackward) -> Dispatch {
+    let sh = a.sh;
     let mut d = gpu.dispatch(
         label,
         "se",
         "apply_backward",
-        &[act.constant()],
+        &[a.act.constant()],
         &sh.params(),
-        &[(7, Some(s)), (9, Some(dm)), (10, Some(du)), (11, Some(zd))],
+        &[
+            (7, Some(a.s)),
+            (9, Some(a.dm)),
+            (10, Some(a.du)),
+            (11, Some(a.zd)),
+        ],
         grid_1d(((sh.cmid * sh.hw.div_ceil(8)) as u32).div_ceil(64)),
     );
     d.flops = 6.0 * (sh.cmid * sh.hw) as f64;
