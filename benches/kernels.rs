@@ -249,7 +249,7 @@ fn main() {
             &g,
             "se",
             &SeBackward {
-                sh: sh,
+                sh,
                 w: &w,
                 r: &r.buf,
                 s: &sv.buf,
@@ -267,7 +267,7 @@ fn main() {
             "se",
             &SeApplyBackward {
                 act: Act::Silu,
-                sh: sh,
+                sh,
                 s: &sv.buf,
                 dm: &dm.buf,
                 du: &du.buf,
@@ -300,12 +300,12 @@ fn main() {
                 "fc",
                 &LinearArgs {
                     chunk: Chunk {
-                        w: w,
+                        w,
                         row0: *r0,
                         rows: *rows,
-                        k: k,
+                        k,
                     },
-                    n: n,
+                    n,
                     f: &f.buf,
                     bias: &hb.buf,
                     logits: &logits.buf,
@@ -328,12 +328,12 @@ fn main() {
                 "fc",
                 &LinearBackwardArgs {
                     chunk: Chunk {
-                        w: w,
+                        w,
                         row0: *r0,
                         rows: *rows,
-                        k: k,
+                        k,
                     },
-                    seg0: seg0,
+                    seg0,
                     g: &gl.buf,
                     partial: &part.buf,
                 },

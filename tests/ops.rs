@@ -30,7 +30,11 @@ fn pad_rule(tf_same: bool) -> PadRule {
 
 /// The activation a case runs with: both families' in turn (inputs span ReLU6's clip at 6).
 fn act_of(i: usize) -> Act {
-    if i % 2 == 0 { Act::Silu } else { Act::Relu6 }
+    if i.is_multiple_of(2) {
+        Act::Silu
+    } else {
+        Act::Relu6
+    }
 }
 
 #[test]
@@ -325,9 +329,9 @@ fn reductions_match_reference() {
             g,
             "test.pool.bwd",
             &PoolBackward {
-                act: act,
-                rows: rows,
-                len: len,
+                act,
+                rows,
+                len,
                 z: &wb.buf,
                 g: &gb.buf,
                 out: &ob.buf,
@@ -372,7 +376,7 @@ fn squeeze_excite_matches_reference() {
             g,
             "test.se.bwd",
             &SeBackward {
-                sh: sh,
+                sh,
                 w: &w,
                 r: &rb.buf,
                 s: &sb.buf,
@@ -385,7 +389,7 @@ fn squeeze_excite_matches_reference() {
             "test.se.apply",
             &SeApplyBackward {
                 act: Act::Silu,
-                sh: sh,
+                sh,
                 s: &sb.buf,
                 dm: &dmb.buf,
                 du: &bufs[6].buf,
@@ -410,7 +414,7 @@ fn squeeze_excite_matches_reference() {
             "test.se.apply.relu6",
             &SeApplyBackward {
                 act: Act::Relu6,
-                sh: sh,
+                sh,
                 s: &ones.buf,
                 dm: &zero.buf,
                 du: &du2.buf,
@@ -464,10 +468,10 @@ fn head_matches_reference_across_chunks() {
                 chunk: Chunk {
                     w: &wbufs[c],
                     row0: r0,
-                    rows: rows,
-                    k: k,
+                    rows,
+                    k,
                 },
-                n: n,
+                n,
                 f: &fb.buf,
                 bias: &bb.buf,
                 logits: &lb.buf,
@@ -500,10 +504,10 @@ fn head_matches_reference_across_chunks() {
                 chunk: Chunk {
                     w: &wbufs[c],
                     row0: r0,
-                    rows: rows,
-                    k: k,
+                    rows,
+                    k,
                 },
-                seg0: seg0,
+                seg0,
                 g: &gb.buf,
                 partial: &partb.buf,
             },

@@ -72,7 +72,7 @@ impl GemmWeights {
         }
         // rows padded to whole texels: a copy only when K is not a multiple of 4 (the visloc
         // head, 223 MB, goes up as it is)
-        let texels: std::borrow::Cow<[f32]> = if k % 4 == 0 {
+        let texels: std::borrow::Cow<[f32]> = if k.is_multiple_of(4) {
             a.into()
         } else {
             let mut t = vec![0f32; m * kq * 4];

@@ -8,6 +8,9 @@ Writes, next to this script:
                             state dicts), 1000 classes, input 3x89x71
   tf_b0_random.safetensors  timm tf_efficientnet_b0 (pretrained=False), formula weights (timm key
                             names, no prefix), input 3x97x67
+  tf_lite0_random.safetensors  timm tf_efficientnet_lite0 (pretrained=False; ReLU6, no SE, stem 32 /
+                            head 1280, dynamic TF SAME), formula weights (timm key names, no prefix),
+                            input 3x95x69 (odd size: the stride-2 convs pad asymmetrically, last stage 3x3)
 
 Combi-CAM is visloc_ref.combicam (one forward, one backward of the top softmax probability;
 block outputs after the residual add). Lite0 uses efficientnet_lite_pytorch exactly as shipped:
@@ -16,7 +19,7 @@ after), so at other sizes it is not TF "SAME" (see README.md). `--lite-padding t
 for dynamic TF SAME at the actual size and writes lite0_photos_tfsame.safetensors instead of
 lite0_photos.safetensors (for comparison only).
 
-Usage: python tests/golden/make_golden_families.py [--only photos|random|tf_b0] [--lite-padding tf-same]
+Usage: python tests/golden/make_golden_families.py [--only photos|random|tf_b0|tf_lite0] [--lite-padding tf-same]
        [--no-input]
 The committed lite0_photos.safetensors is made with --no-input (the Rust test preprocesses the
 photo itself and checks its pixels against P.resized).
@@ -145,6 +148,94 @@ def tf_b0():
     eps = {mod.eps for mod in m.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)}
     assert eps == {1e-3}, eps
     return m
+
+
+def tf_lite0():
+    import timm
+
+    m = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    fill_deterministic(m, "")
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def tf_same_conv(conv, x):
+    """Independent TF "SAME" reference for one conv at x's actual size: total pad
+    max((ceil(n/s)-1)*s + (k-1)*d + 1 - n, 0), floor(pad/2) before, the rest after."""
+    ih, iw = x.shape[-2:]
+    kh, kw = conv.weight.shape[-2:]
+    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    ph = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
+    pw = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
+    pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
+    y = F.conv2d(F.pad(x, [pads[2], pads[3], pads[0], pads[1]]), conv.weight, conv.bias, conv.stride, 0,
+                 conv.dilation, conv.groups)
+    return y, pads
+
+
+def check_tf_lite0(m, h, w):
+    """Checks and prints the facts of timm tf_efficientnet_lite0 that the golden file relies on:
+    ReLU6 everywhere, no squeeze-excite, BN eps 1e-3, stem 32 / head 1280 channels, 16 blocks, and
+    every conv equal to an independent TF SAME conv at the actual size (input 1x3xhxw)."""
+    from timm.layers import Conv2dSame
+
+    acts = {type(mod.act).__name__ for mod in m.modules() if hasattr(mod, "act")}
+    acts_all = {type(mod).__name__ for mod in m.modules()
+                if isinstance(mod, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Sigmoid, nn.Hardsigmoid))}
+    acts_all |= {type(mod).__name__ for mod in m.modules() if type(mod).__name__ in ("Swish", "SiLU", "HardSwish")}
+    act_count = sum(isinstance(mod, nn.ReLU6) for mod in m.modules())
+    assert acts == {"ReLU6", "Identity"} and acts_all == {"ReLU6"}, (acts, acts_all)
+    se = [n for n, mod in m.named_modules() if "SqueezeExcite" in type(mod).__name__ or "SEModule" in type(mod).__name__]
+    blocks = [b for stage in m.blocks for b in stage]
+    assert not se and all(isinstance(b.se, nn.Identity) for b in blocks), se
+    eps = {mod.eps for mod in m.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)}
+    assert eps == {1e-3}, eps
+    stem_c, head_c = m.conv_stem.out_channels, m.conv_head.out_channels
+    assert (stem_c, head_c, len(blocks), m.classifier.out_features) == (32, 1280, 16, 1000)
+    print(f"   activations: {act_count} x ReLU6 (BatchNormAct2d.act types {sorted(acts)}, no other activation module)")
+    print(f"   squeeze-excite: none (every block's .se is Identity); BN eps {sorted(eps)}")
+    print(f"   stem {m.conv_stem.in_channels}->{stem_c}, head {m.conv_head.in_channels}->{head_c}, {len(blocks)} blocks "
+          f"({[len(s) for s in m.blocks]} per stage: {[type(b).__name__ for b in blocks[:2]]}...), "
+          f"classifier {m.classifier.in_features}->{m.classifier.out_features}")
+
+    # every conv against the independent TF SAME reference, at the actual size
+    kinds = {}
+    hooks = []
+    names = {mod: n for n, mod in m.named_modules()}
+
+    def hook(conv, inp, out):
+        y, pads = tf_same_conv(conv, inp[0])
+        assert y.shape == out.shape and rel(out, y) < 1e-6, (names[conv], y.shape, out.shape, rel(out, y))
+        k = conv.weight.shape[-1]
+        s = conv.stride[0]
+        role = ("stem" if names[conv] == "conv_stem" else "head" if names[conv] == "conv_head"
+                else "dw" if conv.groups > 1 else "pw")
+        key = (role, k, s, type(conv).__name__, conv.padding if not isinstance(conv, Conv2dSame) else "dynamic")
+        kinds.setdefault(key, []).append((names[conv], tuple(inp[0].shape[-2:]), pads, tuple(out.shape[-2:])))
+
+    for mod in m.modules():
+        if isinstance(mod, nn.Conv2d):
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        m(torch.from_numpy(detweights.input_tensor((1, 3, h, w))))
+    finally:
+        for hk in hooks:
+            hk.remove()
+    print("   convs (role, k, stride, class, static padding): TF SAME pads (top, bottom, left, right) at the actual size")
+    for key in sorted(kinds, key=lambda k: (k[0], k[1], k[2])):
+        v = kinds[key]
+        print(f"      {key}: {len(v)} convs, all equal to TF SAME")
+        if key[3] == "Conv2dSame":
+            for n, i, pads, o in v:
+                asym = " asymmetric" if pads[0] != pads[1] or pads[2] != pads[3] else ""
+                print(f"         {n}: {i[0]}x{i[1]} pad {pads} -> {o[0]}x{o[1]}{asym}")
+        else:
+            assert all(p[0] == p[1] == p[2] == p[3] for _, _, p, _ in v)
+    # stride-1 convs: static symmetric (k-1)/2 == TF SAME; stride-2: Conv2dSame (dynamic)
+    for key in kinds:
+        assert (key[3] == "Conv2dSame") == (key[2] == 2), key
 
 
 def lite_run(m, x):
@@ -305,7 +396,7 @@ def random_case(fname, model_name, m, run, h, w, keep):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["photos", "random", "tf_b0"])
+    ap.add_argument("--only", choices=["photos", "random", "tf_b0", "tf_lite0"])
     ap.add_argument("--lite-padding", choices=["static", "tf-same"], default="static")
     ap.add_argument("--no-input", action="store_true",
                     help="photos: leave out P.input (f32, 0.9 MB each); it is exactly ((P.resized/255)-0.5)/0.5")
@@ -319,6 +410,12 @@ def main():
     if a.only in (None, "tf_b0"):
         random_case("tf_b0_random.safetensors", "timm/tf_efficientnet_b0",
                     tf_b0(), timm_run, 97, 67, keep=lambda nb: range(nb))
+    if a.only in (None, "tf_lite0"):
+        m = tf_lite0()
+        print("== timm tf_efficientnet_lite0: model facts at input 3x95x69")
+        check_tf_lite0(m, 95, 69)
+        random_case("tf_lite0_random.safetensors", "timm/tf_efficientnet_lite0",
+                    m, timm_run, 95, 69, keep=lambda nb: range(nb))
 
 
 if __name__ == "__main__":
