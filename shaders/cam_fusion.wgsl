@@ -6,7 +6,9 @@
 // fuse: u_b = bilinear_align_corners(map_b)(y, x), n_b = (u_b − min_b)/(max_b − min_b + 1e-7);
 //   RULE 0 sum (Combi-CAM): Σ u_b;  1 mean: Σ u_b / B;  2 mean-normalised: Σ n_b / B;
 //   3 max: max_b n_b;  4 product: Π_b n_b
-// minmax: mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0
+// minmax: mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0 when
+// the map is flat: max − min ≤ 1e-5·max(|min|, |max|), where min-max would only stretch
+// float32 rounding noise to [0, 1]
 
 struct Params { out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
 
@@ -109,7 +111,7 @@ fn normalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
     let a = mm[0];
     let b = mm[1];
     var v = 0.0;
-    if (b > a) {
+    if (b - a > 1e-5 * max(abs(a), abs(b))) {
         v = (fused[idx] - a) / (b - a);
     }
     norm[idx] = v;

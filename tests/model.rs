@@ -84,7 +84,9 @@ fn b0_gpu_matches_cpu_model_block_by_block() {
 fn other_families_gpu_match_cpu_model_block_by_block() {
     // Lite0 (ReLU6, no SE, frozen padding) and timm's TF port of B0 (TF "SAME" at the actual
     // size), at odd sizes where the padding is asymmetric
-    for (arch, h, w) in [("lite0", 61, 47), ("tf_b0", 59, 45)] {
+    // and a 16×16 input, whose last blocks are 1×1: nearly flat fused maps must come out as
+    // zeros on both sides, not as float32 noise stretched to [0, 1]
+    for (arch, h, w) in [("lite0", 61, 47), ("tf_b0", 59, 45), ("b0", 16, 16)] {
         let net = combicam_gpu::check::test_network(arch).unwrap();
         let ok = combicam_gpu::check::run(gpu(), net, h, w).unwrap();
         assert!(
@@ -223,6 +225,20 @@ fn lite0_matches_efficientnet_lite_pytorch() {
             Layout::EfficientnetPytorch,
             n,
         )
+    });
+}
+
+#[test]
+fn timm_tf_lite0_matches_pytorch() {
+    // random weights, 95×69: timm's TF port of Lite0 — ReLU6, no SE, TF "SAME" at the actual
+    // size (asymmetric in every stride-2 depthwise conv here), timm key names
+    compare_with_golden_net("tf_lite0_random.safetensors", |n| {
+        let cfg = combicam_gpu::model::config::efficientnet_padded(
+            0,
+            Family::Lite,
+            combicam_gpu::model::config::Padding::TfSame,
+        );
+        weights::formula_for(cfg, Layout::Timm, n)
     });
 }
 

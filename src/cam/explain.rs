@@ -110,9 +110,10 @@ pub fn explain_one(
     let mut warnings = Vec::new();
     let mut outputs = Vec::new();
     for e in &out.explainers {
-        if e.fused_range.1 <= e.fused_range.0 {
+        let (lo, hi) = e.fused_range;
+        if !(hi - lo > 1e-5 * lo.abs().max(hi.abs())) {
             warnings.push(format!(
-                "the fused {} map is flat (every block's map is zero after ReLU); {} is all zeros",
+                "the fused {} map is flat (every block's map is zero after ReLU, or their sum is constant to float32 precision); {} is all zeros",
                 e.explainer.method.name(),
                 e.explainer.fused_name()
             ));

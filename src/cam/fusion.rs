@@ -159,11 +159,14 @@ pub mod cpu {
         (normalize(&acc), acc)
     }
 
+    /// (v − min)/(max − min), or zeros when the map is flat: max − min ≤ 1e-5·max(|min|,
+    /// |max|) (min-max would only stretch float32 rounding noise to [0, 1]).
     pub fn normalize(v: &[f32]) -> Vec<f32> {
         let lo = v.iter().fold(f32::MAX, |a, &b| a.min(b));
         let hi = v.iter().fold(f32::MIN, |a, &b| a.max(b));
+        let flat = !(hi - lo > 1e-5 * lo.abs().max(hi.abs()));
         v.iter()
-            .map(|&x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 })
+            .map(|&x| if flat { 0.0 } else { (x - lo) / (hi - lo) })
             .collect()
     }
 }
