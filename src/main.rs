@@ -2,8 +2,9 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use combicam_gpu::cam::explain::{ExplainOptions, expand_inputs, explain_one, unique_stem};
+use combicam_gpu::cam::explain::{ExplainOptions, explain_one, unique_stem};
 use combicam_gpu::cam::methods::parse_explainers;
+use combicam_gpu::cam::runs;
 use combicam_gpu::engine::{Engine, parse_blocks};
 use combicam_gpu::gpu::{self, Gpu};
 use combicam_gpu::model::checkpoint::CERTH_FILES;
@@ -158,6 +159,18 @@ struct ExplainArgs {
     /// Print timings and GPU memory.
     #[arg(long, short)]
     verbose: bool,
+    /// Do only shard I of N (1 ≤ I ≤ N): of the images sorted by path, the k-th (from 0) goes
+    /// to shard (k mod N) + 1. For job arrays: N tasks with --shard 1/N … N/N cover a folder.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Skip images whose outputs are already complete in --out (their JSON report exists;
+    /// it is written last).
+    #[arg(long)]
+    resume: bool,
+    /// Do not descend into sub-folders of folders given as input (by default their images are
+    /// explained too, and the outputs keep the sub-folder layout).
+    #[arg(long)]
+    no_recursive: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -200,6 +213,12 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     private_runtime_dir();
+    // Ctrl-C / SIGTERM: finish the current image, then stop (exit 130); a second one exits now
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
     match run() {
         Ok(code) => code,
         Err(e) => {
@@ -516,10 +535,16 @@ fn local_weights() -> anyhow::Result<Vec<PathBuf>> {
 
 /// Run `f` on every image under a progress bar. A failing image is reported and skipped;
 /// returns how many failed.
+/// Set by Ctrl-C or SIGTERM: a folder run stops between images.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Run `f` on every image under a progress bar. A failing image is reported and skipped.
+/// Returns how many failed, and whether Ctrl-C / SIGTERM stopped the run (between two images,
+/// so that nothing is left half-written).
 fn for_each_image(
     images: &[PathBuf],
     mut f: impl FnMut(&Path, &ProgressBar) -> anyhow::Result<()>,
-) -> usize {
+) -> (usize, bool) {
     let pb = ProgressBar::new(images.len() as u64);
     pb.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
@@ -529,7 +554,12 @@ fn for_each_image(
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut failed = 0;
+    let mut stopped = false;
     for path in images {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            stopped = true;
+            break;
+        }
         pb.set_message(path.display().to_string());
         if let Err(e) = f(path, &pb) {
             failed += 1;
@@ -544,7 +574,7 @@ fn for_each_image(
         pb.inc(1);
     }
     pb.finish_and_clear();
-    failed
+    (failed, stopped)
 }
 
 /// Decode and preprocess; errors name the image.
@@ -559,7 +589,10 @@ fn load(
 }
 
 fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
-    let images = expand_inputs(&a.images);
+    let images: Vec<PathBuf> = runs::collect(&a.images, true, None)
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
     if images.is_empty() {
         bail!("no images found in {:?}", a.images);
     }
@@ -567,7 +600,7 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let gpu = open_gpu(a.device.device)?;
     let how = w.preprocessing;
     let mut engine = Engine::new(&gpu, w)?;
-    let failed = for_each_image(&images, |path, pb| {
+    let (failed, stopped) = for_each_image(&images, |path, pb| {
         let (_, pre) = load(path, &how)?;
         let out = engine.run(
             &pre.tensor,
@@ -591,6 +624,10 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         });
         Ok(())
     });
+    if stopped {
+        eprintln!("interrupted");
+        return Ok(ExitCode::from(130));
+    }
     Ok(finish(failed, images.len()))
 }
 
@@ -640,9 +677,12 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha {} is outside 0..1", a.alpha);
     }
-    let images = expand_inputs(&a.images);
-    if images.is_empty() {
+    let mut inputs = runs::collect(&a.images, !a.no_recursive, Some(&a.out));
+    if inputs.is_empty() {
         bail!("no images found in {:?}", a.images);
+    }
+    if let Some(s) = &a.shard {
+        inputs = runs::shard(inputs, runs::parse_shard(s)?);
     }
     let explainers = parse_explainers(a.method.as_deref(), a.fusion.as_deref())?;
     let score = parse_score(&a.score)?;
@@ -721,20 +761,47 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         top_k: a.top_k,
     };
     let mut used = std::collections::HashSet::new();
-    let failed = for_each_image(&images, |path, pb| {
+    let mut index = runs::Index::new(&a.out);
+    let images: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
+    // names first, in input order, so that a resumed run names every image as the first did
+    let places: Vec<(PathBuf, String)> = inputs
+        .iter()
+        .map(|i| {
+            let dir = a.out.join(&i.rel_dir);
+            let stem = unique_stem(&i.path, &mut used, &i.rel_dir);
+            (dir, stem)
+        })
+        .collect();
+    let mut skipped = 0;
+    let mut k = 0;
+    let (failed, stopped) = for_each_image(&images, |path, pb| {
+        let (dir, stem) = &places[k];
+        k += 1;
+        if a.resume && dir.join(format!("{stem}.json")).is_file() {
+            skipped += 1;
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let t = Instant::now();
         let (photo, pre) = load(path, &how)?;
-        let stem = unique_stem(path, &mut used);
         let report = explain_one(
             &mut engine,
             path,
             &photo,
             &pre,
             t.elapsed().as_secs_f64(),
-            &a.out,
-            &stem,
+            dir,
+            stem,
             &opts,
         )?;
+        let top = &report.prediction.top[0];
+        index.append(&serde_json::json!({
+            "image": path.display().to_string(),
+            "outputs": report.outputs,
+            "top": top,
+            "timings": report.timings,
+        }))?;
         pb.suspend(|| {
         if a.json {
             println!("{}", serde_json::to_string(&report).unwrap());
@@ -765,6 +832,16 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         });
         Ok(())
     });
-    eprintln!("outputs in {}", a.out.display());
+    if skipped > 0 {
+        eprintln!(
+            "{skipped} images already done in {} (--resume)",
+            a.out.display()
+        );
+    }
+    eprintln!("outputs in {} (index: index.jsonl)", a.out.display());
+    if stopped {
+        eprintln!("interrupted: rerun the same command with --resume to finish");
+        return Ok(ExitCode::from(130));
+    }
     Ok(finish(failed, images.len()))
 }

@@ -9,5 +9,6 @@ mod model; // whole model: GPU vs CPU model by block (B0, Lite0, tf_b0), vs PyTo
 mod ops; // every kernel against its CPU reference, on awkward shapes, both activations
 mod preprocess; // decoding (JPEG too) and torchvision Resize, bit-exact against PIL; bad images
 mod render; // JET colormap against OpenCV, overlay, atomic writes
+mod runs; // folder runs: recursive inputs, shards, the index
 mod shaders; // naga validates every WGSL file
 mod weights; // the test formula, layouts, dtypes, bad weights files

@@ -647,3 +647,151 @@ fn methods_fusions_and_targets_from_the_command_line() {
     );
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// Every file under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn folders_recursive_sharded_resumed_and_interrupted() {
+    let d = tmp("folders");
+    let data = d.join("data");
+    let names = ["a", "b", "sub/c", "sub/d", "sub/deep/e", "f"];
+    for (i, n) in names.iter().enumerate() {
+        let p = data.join(format!("{n}.png"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        photo(&p, 40 + i as u32, 30);
+    }
+    // the output folder inside the input folder: never scanned
+    let out = data.join("out");
+    let explain = |extra: &[&str]| {
+        run(bin()
+            .arg("explain")
+            .arg(&data)
+            .args(TEST_NET)
+            .arg("--out")
+            .arg(&out)
+            .args(extra))
+    };
+    // three shards together: every image once, sub-folders kept
+    for s in ["1/3", "2/3", "3/3"] {
+        assert!(explain(&["--shard", s]).status.success());
+    }
+    let files = tree(&out);
+    for n in names {
+        assert!(
+            files.contains(&format!("{n}.json")),
+            "{n} missing: {files:?}"
+        );
+    }
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".json")).count(),
+        names.len()
+    );
+    let index = std::fs::read_to_string(out.join("index.jsonl")).unwrap();
+    assert_eq!(index.lines().count(), names.len());
+    // resume: nothing rewritten, nothing explained
+    let before: Vec<_> = files
+        .iter()
+        .map(|f| std::fs::metadata(out.join(f)).unwrap().modified().unwrap())
+        .collect();
+    let o = explain(&["--resume"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("6 images already done"));
+    assert_eq!(
+        tree(&out),
+        files,
+        "the output folder was not scanned as input"
+    );
+    let after: Vec<_> = files
+        .iter()
+        .map(|f| std::fs::metadata(out.join(f)).unwrap().modified().unwrap())
+        .collect();
+    assert_eq!(before, after, "--resume rewrote outputs");
+    // --no-recursive: the top folder only
+    let flat = d.join("flat");
+    let o = run(bin()
+        .arg("explain")
+        .arg(&data)
+        .args(TEST_NET)
+        .arg("--no-recursive")
+        .arg("--out")
+        .arg(&flat));
+    assert!(o.status.success());
+    assert_eq!(
+        tree(&flat).iter().filter(|f| f.ends_with(".json")).count(),
+        3
+    );
+
+    // Ctrl-C mid-folder: exit 130 after the current image, no temporary files, whole lines
+    let many = d.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..24 {
+        photo(&many.join(format!("p{i:02}.png")), 64, 48 + i);
+    }
+    let stop = d.join("stop");
+    let mut child = bin()
+        .arg("explain")
+        .arg(&many)
+        .args(TEST_NET)
+        .arg("--out")
+        .arg(&stop)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(stop.join("index.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(t0.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: sends SIGINT to our own child process
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
+    let left = tree(&stop);
+    assert!(
+        left.iter().all(|f| !f.contains(".tmp-")),
+        "temporary files left: {left:?}"
+    );
+    let done = left.iter().filter(|f| f.ends_with(".json")).count();
+    assert!(done < 24, "it stopped early ({done} of 24)");
+    let index = std::fs::read_to_string(stop.join("index.jsonl")).unwrap();
+    for l in index.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap();
+    }
+    assert_eq!(index.lines().count(), done);
+    // and --resume finishes the rest
+    let o = run(bin()
+        .arg("explain")
+        .arg(&many)
+        .args(TEST_NET)
+        .arg("--out")
+        .arg(&stop)
+        .arg("--resume"));
+    assert!(o.status.success());
+    assert_eq!(
+        tree(&stop).iter().filter(|f| f.ends_with(".json")).count(),
+        24
+    );
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -278,42 +278,21 @@ pub fn raw_safetensors(out: &Output, h: usize, w: usize) -> Result<Vec<u8>> {
         .map_err(|e| Error::Input(format!("cannot encode raw maps: {e}")))
 }
 
-/// File stem for outputs, unique within a run.
-pub fn unique_stem(path: &Path, used: &mut std::collections::HashSet<String>) -> String {
+/// File stem for outputs, unique within a run and its output sub-folder.
+pub fn unique_stem(
+    path: &Path,
+    used: &mut std::collections::HashSet<(PathBuf, String)>,
+    rel_dir: &Path,
+) -> String {
     let base = path
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "image".into());
     let mut stem = base.clone();
     let mut i = 2;
-    while !used.insert(stem.clone()) {
+    while !used.insert((rel_dir.to_path_buf(), stem.clone())) {
         stem = format!("{base}-{i}");
         i += 1;
     }
     stem
-}
-
-/// Images named on the command line, folders expanded (sorted, supported extensions only).
-pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
-    const EXT: [&str; 9] = [
-        "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "jfif",
-    ];
-    let mut out = Vec::new();
-    for p in inputs {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-                .unwrap_or_default();
-            files.retain(|f| {
-                f.is_file()
-                    && f.extension()
-                        .is_some_and(|e| EXT.contains(&e.to_string_lossy().to_lowercase().as_str()))
-            });
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
 }

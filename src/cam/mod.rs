@@ -11,3 +11,4 @@ pub mod fusion;
 pub mod methods;
 pub mod phase;
 pub mod render;
+pub mod runs;
