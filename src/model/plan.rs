@@ -164,6 +164,82 @@ struct Scratch {
 }
 
 impl Rec<'_> {
+    /// out = Wfc·f + bias, one dispatch per chunk of the classifier (labels `{tag}[i].linear{suffix}`).
+    #[allow(clippy::too_many_arguments)]
+    fn classifier(
+        gpu: &Gpu,
+        m: &ModelGpu,
+        tag: &str,
+        suffix: &str,
+        f: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        d: &mut Vec<Dispatch>,
+    ) {
+        let (k, n) = (m.weights.cfg.head, m.n_classes());
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            d.push(head::linear(
+                gpu,
+                &format!("{tag}[{ci}].linear{suffix}"),
+                &LinearArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k,
+                    },
+                    n,
+                    f,
+                    bias,
+                    logits: out,
+                },
+            ));
+        }
+    }
+
+    /// Wfcᵀ·g (K): the classifier's data gradient, per segment of rows, then summed.
+    fn classifier_t(
+        gpu: &Gpu,
+        m: &ModelGpu,
+        a: &mut Alloc,
+        tag: &str,
+        out_label: &str,
+        g: &wgpu::Buffer,
+        d: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let k = m.weights.cfg.head;
+        let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
+        let partial = a.buf(format!("{tag}.partial"), nsegs * k)?;
+        let mut seg0 = 0;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            d.push(head::linear_backward(
+                gpu,
+                &format!("{tag}[{ci}].linear.bwd"),
+                &LinearBackwardArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k,
+                    },
+                    seg0,
+                    g,
+                    partial: &partial.buf,
+                },
+            ));
+            seg0 += rows.div_ceil(head::SEG_ROWS);
+        }
+        let out = a.buf(out_label.into(), k)?;
+        d.push(head::sum_partials(
+            gpu,
+            &format!("{tag}.sum.bwd"),
+            k,
+            nsegs,
+            &partial.buf,
+            &out.buf,
+        ));
+        Ok(out)
+    }
     /// Block `l` on `x` (ih×iw): expand, depthwise (writing the SE squeeze's partial sums),
     /// squeeze-excite, projection (+ residual). Beside `cpu::block_forward`.
     fn block_forward(
@@ -345,24 +421,16 @@ impl Rec<'_> {
         let probs = a.buf("probs".into(), n)?;
         // [target asked, score, target, argmax, region km (f32 bits), 0, 0, 0]
         let info = a.buf("info".into(), 8)?;
-        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
-            fwd.push(head::linear(
-                gpu,
-                &format!("fc[{ci}].linear.fwd"),
-                &LinearArgs {
-                    chunk: Chunk {
-                        w: chunk,
-                        row0: *row0,
-                        rows: *rows,
-                        k,
-                    },
-                    n,
-                    f: &features.buf,
-                    bias: &m.fc_b.buf,
-                    logits: &logits.buf,
-                },
-            ));
-        }
+        Self::classifier(
+            gpu,
+            m,
+            "fc",
+            ".fwd",
+            &features.buf,
+            &m.fc_b.buf,
+            &logits.buf,
+            fwd,
+        );
         fwd.push(head::softmax(
             gpu,
             "fc.softmax.fwd",
@@ -427,36 +495,7 @@ impl Rec<'_> {
             region.as_ref(),
             &dlog.buf,
         ));
-        let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
-        let partial = a.buf("fc.partial".into(), nsegs * k)?;
-        let mut seg0 = 0;
-        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
-            bwd.push(head::linear_backward(
-                gpu,
-                &format!("fc[{ci}].linear.bwd"),
-                &LinearBackwardArgs {
-                    chunk: Chunk {
-                        w: chunk,
-                        row0: *row0,
-                        rows: *rows,
-                        k,
-                    },
-                    seg0,
-                    g: &dlog.buf,
-                    partial: &partial.buf,
-                },
-            ));
-            seg0 += rows.div_ceil(head::SEG_ROWS);
-        }
-        let df = a.buf("dfeatures".into(), k)?;
-        bwd.push(head::sum_partials(
-            gpu,
-            "fc.sum.bwd",
-            k,
-            nsegs,
-            &partial.buf,
-            &df.buf,
-        ));
+        let df = Self::classifier_t(gpu, m, a, "fc", "dfeatures", &dlog.buf, bwd)?;
         let dzh = a.buf("head.dz".into(), k * hw)?;
         bwd.push(reduce::pool_backward(
             gpu,
@@ -525,24 +564,16 @@ impl Rec<'_> {
         // l̇ = Wfc·ḟ, then δ̇
         let ldot = a.buf("hvp.ldot".into(), n)?;
         let zero_bias = a.buf("hvp.zero_bias".into(), n)?;
-        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
-            bwd.push(head::linear(
-                gpu,
-                &format!("hvp.fc[{ci}].linear.bwd"),
-                &LinearArgs {
-                    chunk: Chunk {
-                        w: chunk,
-                        row0: *row0,
-                        rows: *rows,
-                        k,
-                    },
-                    n,
-                    f: &fdot.buf,
-                    bias: &zero_bias.buf,
-                    logits: &ldot.buf,
-                },
-            ));
-        }
+        Self::classifier(
+            gpu,
+            m,
+            "hvp.fc",
+            ".bwd",
+            &fdot.buf,
+            &zero_bias.buf,
+            &ldot.buf,
+            bwd,
+        );
         let ddl = a.buf("hvp.ddlogits".into(), n)?;
         bwd.push(hvp::jvp_dlogits(
             gpu,
@@ -554,36 +585,7 @@ impl Rec<'_> {
             &ddl.buf,
         ));
         // ḋf = Wfcᵀ·δ̇
-        let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
-        let partial = a.buf("hvp.fc.partial".into(), nsegs * k)?;
-        let mut seg0 = 0;
-        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
-            bwd.push(head::linear_backward(
-                gpu,
-                &format!("hvp.fc[{ci}].linear_t.bwd"),
-                &LinearBackwardArgs {
-                    chunk: Chunk {
-                        w: chunk,
-                        row0: *row0,
-                        rows: *rows,
-                        k,
-                    },
-                    seg0,
-                    g: &ddl.buf,
-                    partial: &partial.buf,
-                },
-            ));
-            seg0 += rows.div_ceil(head::SEG_ROWS);
-        }
-        let dfdot = a.buf("hvp.dfdot".into(), k)?;
-        bwd.push(head::sum_partials(
-            gpu,
-            "hvp.fc.sum.bwd",
-            k,
-            nsegs,
-            &partial.buf,
-            &dfdot.buf,
-        ));
+        let dfdot = Self::classifier_t(gpu, m, a, "hvp.fc_t", "hvp.dfdot", &ddl.buf, bwd)?;
         // dż, then h = Wᵀ·dż
         let dz = a.buf("hvp.dz".into(), k * hw)?;
         bwd.push(hvp::pool_hvp(
