@@ -838,7 +838,12 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             a.out.display()
         );
     }
-    eprintln!("outputs in {} (index: index.jsonl)", a.out.display());
+    let index_note = if a.out.join("index.jsonl").is_file() {
+        " (index: index.jsonl)"
+    } else {
+        ""
+    };
+    eprintln!("outputs in {}{index_note}", a.out.display());
     if stopped {
         eprintln!("interrupted: rerun the same command with --resume to finish");
         return Ok(ExitCode::from(130));

@@ -795,3 +795,28 @@ fn folders_recursive_sharded_resumed_and_interrupted() {
     );
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn extreme_aspect_ratio_says_how_far_to_crop() {
+    // photos are resized to a fixed short side, so only the aspect ratio can make the model
+    // input too large for the adapter's largest buffer: the error says what to crop to.
+    // 600:1 needs over 4 GiB in one buffer: more than any adapter binds
+    let d = tmp("pano");
+    let img = d.join("pano.png");
+    photo(&img, 2400, 4);
+    let o = run(bin()
+        .arg("explain")
+        .arg(&img)
+        .args(TEST_NET)
+        .arg("--out")
+        .arg(d.join("out")));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("aspect 600.0:1")
+            && err.contains("crop the photo to an aspect ratio of at most"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let _ = std::fs::remove_dir_all(d);
+}

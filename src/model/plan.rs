@@ -800,6 +800,26 @@ impl Plan {
                 "a {h}×{w} input is too small for this network: block {l} has no output left"
             )));
         }
+        // the largest single buffer: an expanded activation (or its gradient). Photos are
+        // resized to a fixed short side, so only the aspect ratio makes it large.
+        let mut largest = 0usize;
+        let mut prev = (sh, sw);
+        for (l, b) in cfg.blocks.iter().enumerate() {
+            largest = largest.max(b.cmid() * prev.0 * prev.1.max(1));
+            prev = sizes[l];
+        }
+        let (need, have) = ((largest * 4) as u64, gpu.max_binding());
+        if need > have {
+            let (lo, hi) = (h.min(w) as f64, h.max(w) as f64);
+            return Err(Error::Input(format!(
+                "a {h}×{w} model input (aspect {:.1}:1) needs {:.0} MiB in one buffer, over the {:.0} MiB adapter {} binds: crop the photo to an aspect ratio of at most about {:.1}:1",
+                hi / lo,
+                need as f64 / 1048576.0,
+                have as f64 / 1048576.0,
+                gpu.adapter.line(),
+                (hi / lo) * have as f64 / need as f64
+            )));
+        }
         let mut a = Alloc { gpu, bytes: 0 };
         let pack = if gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs {
             let texels = gemm_pack_texels(cfg, (sh, sw), &sizes);
