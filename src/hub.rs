@@ -243,6 +243,11 @@ fn download(
             have,
         ),
         200 => (std::fs::File::create(&part).map_err(out_err)?, 0),
+        // the range is past the end: the partial file is not what the server has; start over
+        416 if have > 0 => {
+            std::fs::remove_file(&part).map_err(out_err)?;
+            return download(agent, meta, blob, progress);
+        }
         s => {
             return Err(Error::Input(format!(
                 "{} answered HTTP {s}; try again later",

@@ -108,6 +108,11 @@ fn respond(
                 vec![],
             )
         }
+        "/cdn/model" if range_from >= model.len() => (
+            "416 Range Not Satisfiable",
+            vec![format!("Content-Range: bytes */{}", model.len())],
+            vec![],
+        ),
         "/cdn/model" if range_from > 0 => (
             "206 Partial Content",
             vec![format!(
@@ -211,6 +216,13 @@ fn fetch_resumes_a_cut_download_and_fills_the_cache() {
     // a third fetch downloads nothing
     h.fetch(repo, |_, _, _| {}).unwrap();
     assert_eq!(hub.hits.lock().unwrap()["GET /cdn/model"], 2);
+    // a partial file longer than the model (the server answers 416): dropped, fetched anew
+    let blob = blobs.join(MODEL_ETAG);
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::write(&part, vec![7u8; hub.model.len() + 10]).unwrap();
+    h.fetch(repo, |_, _, _| {}).unwrap();
+    assert_eq!(std::fs::read(&blob).unwrap(), hub.model);
+    assert!(!part.exists());
     // the cached files load: config.json names the architecture and the preprocessing
     let w = weights::load_paths(&[snap.join("model.safetensors")], &Default::default()).unwrap();
     assert_eq!(w.cfg.name(), "efficientnet_b0");
