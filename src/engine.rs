@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Engine<'g> {
     pub gpu: &'g Gpu,
     pub model: ModelGpu,
+    /// seconds the last `plan` call spent building a plan (pipelines compiled on first use
+    /// included); 0 when it reused one
+    pub last_plan_build_s: f64,
     plans: HashMap<(usize, usize, bool, Vec<usize>, Vec<Explainer>), Plan>,
 }
 
@@ -21,6 +24,7 @@ impl<'g> Engine<'g> {
         Ok(Engine {
             gpu,
             model: ModelGpu::upload(gpu, weights)?,
+            last_plan_build_s: 0.0,
             plans: HashMap::new(),
         })
     }
@@ -38,8 +42,11 @@ impl<'g> Engine<'g> {
             opts.blocks.clone(),
             opts.explainers.clone(),
         );
+        self.last_plan_build_s = 0.0;
         if !self.plans.contains_key(&key) {
+            let t = std::time::Instant::now();
             let plan = Plan::new(self.gpu, &self.model, h, w, opts.clone())?;
+            self.last_plan_build_s = t.elapsed().as_secs_f64();
             self.plans.insert(key.clone(), plan);
         }
         Ok(&self.plans[&key])

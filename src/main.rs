@@ -748,9 +748,18 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
+    let t_start = Instant::now();
     let gpu = open_gpu(a.device.device)?;
+    let t_adapter = t_start.elapsed().as_secs_f64();
     let how = w.preprocessing;
+    let t_upload = Instant::now();
     let mut engine = Engine::new(&gpu, w)?;
+    if a.verbose {
+        eprintln!(
+            "start-up: instance and adapter {t_adapter:.3}s, weights to the GPU {:.3}s",
+            t_upload.elapsed().as_secs_f64()
+        );
+    }
     let opts = ExplainOptions {
         blocks,
         explainers,
@@ -824,8 +833,8 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         if a.verbose {
             let t = &report.timings;
             eprintln!(
-                "  {}×{} input; decode+preprocess {:.3}s, GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
-                report.input_size[0], report.input_size[1], t.decode_preprocess_s, t.gpu_s, t.readback_s, t.write_s,
+                "  {}×{} input; decode+preprocess {:.3}s, plan build {:.3}s, GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
+                report.input_size[0], report.input_size[1], t.decode_preprocess_s, t.plan_build_s, t.gpu_s, t.readback_s, t.write_s,
                 engine.gpu_bytes() as f64 / 1048576.0
             );
         }

@@ -57,6 +57,8 @@ pub struct MethodBlock {
 #[derive(Serialize)]
 pub struct Timings {
     pub decode_preprocess_s: f64,
+    /// building the plan for this input size (0 when an earlier image's plan was reused)
+    pub plan_build_s: f64,
     pub gpu_s: f64,
     pub readback_s: f64,
     pub write_s: f64,
@@ -192,6 +194,7 @@ pub fn explain_one(
         warnings,
         timings: Timings {
             decode_preprocess_s: decode_s,
+            plan_build_s: engine.last_plan_build_s,
             gpu_s: out.gpu_seconds,
             readback_s: out.readback_seconds,
             write_s: t0.elapsed().as_secs_f64(),
