@@ -709,20 +709,8 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         None if only_last => vec![nb - 1],
         None => (0..nb).collect(),
     };
-    let official = explainers
-        .iter()
-        .any(|e| e.method == combicam_gpu::cam::methods::Method::GradCamPPOfficial);
-    if official && blocks != [nb - 1] {
-        bail!(
-            "gradcampp-official is defined on the last block only: pass --blocks {} and no other blocks",
-            nb - 1
-        );
-    }
-    if official && score != Score::Prob {
-        bail!(
-            "gradcampp-official differentiates the probability, as the official code does: drop --score"
-        );
-    }
+    // before any output exists
+    combicam_gpu::cam::methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
     if let Some(t) = target
         && t >= w.classifier.n
     {

@@ -185,6 +185,38 @@ impl Explainer {
     }
 }
 
+/// Whether any explainer is the official Grad-CAM++ (which needs the head's HVP).
+pub fn needs_hvp(explainers: &[Explainer]) -> bool {
+    explainers
+        .iter()
+        .any(|e| e.method == Method::GradCamPPOfficial)
+}
+
+/// The official Grad-CAM++ is defined on the last block only (of `nb`), and for the
+/// probability score (`prob_score`): the one-line error otherwise.
+pub fn check_official(
+    explainers: &[Explainer],
+    blocks: &[usize],
+    nb: usize,
+    prob_score: bool,
+) -> Result<()> {
+    if !needs_hvp(explainers) {
+        return Ok(());
+    }
+    if blocks != [nb - 1] {
+        return Err(Error::Input(format!(
+            "gradcampp-official is defined on the last block only: pass --blocks {} and no other blocks",
+            nb - 1
+        )));
+    }
+    if !prob_score {
+        return Err(Error::Input(
+            "gradcampp-official differentiates the probability, as the official code does: drop --score".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `--method a,b --fusion RULE` as explainers (defaults: Combi-CAM).
 pub fn parse_explainers(methods: Option<&str>, fusion: Option<&str>) -> Result<Vec<Explainer>> {
     let fusion = fusion.map(Fusion::parse).transpose()?;

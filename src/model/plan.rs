@@ -783,17 +783,9 @@ impl Plan {
                 nb - 1
             )));
         }
-        // the official Grad-CAM++ is defined on the last block only, for the probability
-        let official = opts
-            .explainers
-            .iter()
-            .any(|e| e.method == crate::cam::methods::Method::GradCamPPOfficial);
-        if official && opts.blocks != [nb - 1] {
-            return Err(Error::Input(format!(
-                "gradcampp-official is defined on the last block only: pass --blocks {} and no other blocks",
-                nb - 1
-            )));
-        }
+        // the official Grad-CAM++ is defined on the last block only (its score: see `run`)
+        crate::cam::methods::check_official(&opts.explainers, &opts.blocks, nb, true)?;
+        let official = crate::cam::methods::needs_hvp(&opts.explainers);
         let (sh, sw, sizes) = cfg.sizes(h, w);
         if let Some(l) = sizes.iter().position(|&(a, b)| a == 0 || b == 0) {
             return Err(Error::Input(format!(
@@ -1030,16 +1022,12 @@ impl Plan {
                 self.n - 1
             )));
         }
-        let official = self
-            .opts
-            .explainers
-            .iter()
-            .any(|e| e.method == crate::cam::methods::Method::GradCamPPOfficial);
-        if official && score != Score::Prob {
-            return Err(Error::Input(
-                "gradcampp-official differentiates the probability, as the official code does: drop --score".into(),
-            ));
-        }
+        crate::cam::methods::check_official(
+            &self.opts.explainers,
+            &self.opts.blocks,
+            self.sizes.len(),
+            score == Score::Prob,
+        )?;
         if let Score::Region(km) = score {
             if !self.geo {
                 return Err(Error::Input(
