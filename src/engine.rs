@@ -3,7 +3,7 @@
 
 use crate::cam::methods::Explainer;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, RecycleStats};
 use crate::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
 use crate::model::geo;
 use crate::model::weights::{HeadKind, Weights};
@@ -16,7 +16,11 @@ pub struct Engine<'g> {
     /// seconds the last `plan` call spent building a plan (pipelines compiled on first use
     /// included); 0 when it reused one
     pub last_plan_build_s: f64,
-    plans: HashMap<(usize, usize, bool, Vec<usize>, Vec<Explainer>), Plan>,
+    /// what the last `plan` call took back from the previous plan (None: reused as is)
+    pub last_recycled: Option<RecycleStats>,
+    /// one plan per set of options, at the last size asked for: a new size is recorded
+    /// again, taking back the old plan's memory (see `gpu::recycle`)
+    plans: HashMap<(bool, Vec<usize>, Vec<Explainer>), Plan>,
 }
 
 impl<'g> Engine<'g> {
@@ -25,6 +29,7 @@ impl<'g> Engine<'g> {
             gpu,
             model: ModelGpu::upload(gpu, weights)?,
             last_plan_build_s: 0.0,
+            last_recycled: None,
             plans: HashMap::new(),
         })
     }
@@ -33,20 +38,26 @@ impl<'g> Engine<'g> {
         self.model.weights.cfg.blocks.len()
     }
 
-    /// The plan for this size and these options, built on first use.
+    /// The plan for this size and these options: the last one if the size is the same, else
+    /// recorded again from the last one's memory.
     pub fn plan(&mut self, h: usize, w: usize, opts: &PlanOptions) -> Result<&Plan> {
-        let key = (
-            h,
-            w,
-            opts.backward,
-            opts.blocks.clone(),
-            opts.explainers.clone(),
-        );
+        let key = (opts.backward, opts.blocks.clone(), opts.explainers.clone());
         self.last_plan_build_s = 0.0;
-        if !self.plans.contains_key(&key) {
+        self.last_recycled = None;
+        let same = self.plans.get(&key).is_some_and(|p| (p.h, p.w) == (h, w));
+        if !same {
             let t = std::time::Instant::now();
-            let plan = Plan::new(self.gpu, &self.model, h, w, opts.clone())?;
+            let old = self.plans.remove(&key).map(Plan::into_recycler);
+            let plan = Plan::build(
+                self.gpu,
+                &self.model,
+                h,
+                w,
+                opts.clone(),
+                old.unwrap_or_default(),
+            )?;
             self.last_plan_build_s = t.elapsed().as_secs_f64();
+            self.last_recycled = Some(plan.recycled);
             self.plans.insert(key.clone(), plan);
         }
         Ok(&self.plans[&key])
@@ -66,7 +77,7 @@ impl<'g> Engine<'g> {
         plan.run(gpu, input, target, score)
     }
 
-    /// GPU memory held: weights plus every plan built so far.
+    /// GPU memory held: weights plus the plans held (one per set of options).
     pub fn gpu_bytes(&self) -> u64 {
         self.model.bytes + self.plans.values().map(|p| p.bytes).sum::<u64>()
     }

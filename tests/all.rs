@@ -7,6 +7,7 @@ mod common; // the shared device, random tensors, loud comparisons
 mod hub; // fetch from a hub served on 127.0.0.1: cache layout, resume, hf:REPO
 mod model; // whole model: GPU vs CPU model by block (B0, Lite0, tf_b0), vs PyTorch goldens (B0, B4, timm, Lite0 random and trained), finite differences
 mod ops; // every kernel against its CPU reference, on awkward shapes, both activations
+mod plans; // a plan recorded again for a new size from the old one's memory: bit-exact, bounded
 mod preprocess; // decoding (JPEG too) and torchvision Resize, bit-exact against PIL; bad images
 mod render; // JET colormap against OpenCV, overlay, atomic writes
 mod runs; // folder runs: recursive inputs, shards, the index

@@ -32,6 +32,9 @@ impl Gpu {
     pub fn zeros(&self, label: &str, len: usize) -> Result<GpuBuf> {
         let bytes = (len.max(4) * 4) as u64;
         self.check_size(label, bytes)?;
+        if let Some(buf) = self.pooled_buffer(label, bytes, USAGE, true) {
+            return Ok(GpuBuf { buf, len });
+        }
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -60,6 +63,16 @@ impl Gpu {
         } else {
             bytes
         };
+        if let Some(buf) = self.pooled_buffer(label, contents.len() as u64, USAGE, false) {
+            // a taken-back buffer: the contents, then zeros to its end
+            self.queue.write_buffer(&buf, 0, contents);
+            let tail = buf.size() - contents.len() as u64;
+            if tail > 0 {
+                let zeros = vec![0u8; tail as usize];
+                self.queue.write_buffer(&buf, contents.len() as u64, &zeros);
+            }
+            return Ok(GpuBuf { buf, len });
+        }
         let buf = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -72,6 +85,10 @@ impl Gpu {
 
     /// Staging buffer for read-backs.
     pub fn staging(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        if let Some(buf) = self.pooled_buffer(label, bytes.max(16), usage, false) {
+            return buf;
+        }
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16),

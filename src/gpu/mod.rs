@@ -2,12 +2,14 @@
 
 pub mod buffers;
 pub mod pipelines;
+pub mod recycle;
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 
 pub use buffers::GpuBuf;
 pub use pipelines::{Dispatch, PipelineCache};
+pub use recycle::{RecycleStats, Recycler};
 
 /// What we tell users about an adapter.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -98,6 +100,9 @@ pub struct Gpu {
     pub cpu: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
+    /// the plan being recorded, taking back the previous one's buffers (see `recycle`)
+    pub(crate) recording:
+        Mutex<std::collections::HashMap<std::thread::ThreadId, recycle::Recording>>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -193,6 +198,7 @@ impl Gpu {
             cpu,
             pipelines: PipelineCache::default(),
             dummies,
+            recording: Mutex::default(),
             errors,
         })
     }

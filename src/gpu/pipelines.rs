@@ -239,35 +239,47 @@ impl Gpu {
         while !words.len().is_multiple_of(4) || words.is_empty() {
             words.push(0);
         }
-        let ubuf = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let buffers: Vec<(u32, &wgpu::Buffer)> = bindings
+            .iter()
+            .map(|(b, buf)| (*b, buf.unwrap_or(&self.dummies[*b as usize])))
+            .collect();
+        let make = || {
+            let ubuf = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(&words),
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                });
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: ubuf.as_entire_binding(),
+            }];
+            for (b, buf) in &buffers {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *b,
+                    resource: buf.as_entire_binding(),
+                });
+            }
+            for (b, view) in textures {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *b,
+                    resource: wgpu::BindingResource::TextureView(view),
+                });
+            }
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(label),
-                contents: bytemuck::cast_slice(&words),
-                usage: wgpu::BufferUsages::UNIFORM,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
             });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: ubuf.as_entire_binding(),
-        }];
-        for (b, buf) in bindings {
-            let buf = buf.unwrap_or(&self.dummies[*b as usize]);
-            entries.push(wgpu::BindGroupEntry {
-                binding: *b,
-                resource: buf.as_entire_binding(),
-            });
-        }
-        for (b, view) in textures {
-            entries.push(wgpu::BindGroupEntry {
-                binding: *b,
-                resource: wgpu::BindingResource::TextureView(view),
-            });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+            (ubuf, bind_group)
+        };
+        // while a plan is recorded, the previous plan's bind group is taken back if it fits
+        let bind_group = match self.pooled_bind_group(&pipeline, &buffers, textures, &words, &make)
+        {
+            Some(bg) => bg,
+            None => make().1,
+        };
         Dispatch {
             label: label.to_string(),
             family,

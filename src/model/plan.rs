@@ -7,7 +7,7 @@
 use super::config::ModelCfg;
 use super::efficientnet::{ExplainerOutput, ModelGpu, Output, PlanOptions, Score};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, GpuBuf};
+use crate::gpu::{Dispatch, Gpu, GpuBuf, RecycleStats, Recycler};
 use crate::ops::Act;
 use crate::ops::{conv, depthwise, gemm, head, hvp, reduce, se};
 use crate::ops::{
@@ -45,7 +45,12 @@ pub struct Plan {
     n: usize,
     /// the head has cell centres (the region score is possible)
     geo: bool,
+    /// GPU memory the plan holds (buffers with their headroom, textures)
     pub bytes: u64,
+    /// how much of the previous plan this one took back
+    pub recycled: RecycleStats,
+    /// what it holds, in the order it made it, for the next size to take back
+    pool: Recycler,
 }
 
 /// Where a buffer's floats land in the read-back buffer.
@@ -96,12 +101,10 @@ impl ReadBack {
 
 struct Alloc<'a> {
     gpu: &'a Gpu,
-    bytes: u64,
 }
 
 impl Alloc<'_> {
     fn buf(&mut self, label: String, len: usize) -> Result<GpuBuf> {
-        self.bytes += (len.max(4) * 4) as u64;
         self.gpu.zeros(&label, len)
     }
 }
@@ -772,6 +775,19 @@ impl Rec<'_> {
 impl Plan {
     /// Build the plan for an H×W input. Validation errors come back as `Error::Gpu`.
     pub fn new(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, opts: PlanOptions) -> Result<Plan> {
+        Self::build(gpu, m, h, w, opts, Recycler::default())
+    }
+
+    /// Build the plan, taking back what `old` (a previous plan of the same options, at
+    /// another size) holds where it fits: memory stays that of the largest size seen.
+    pub fn build(
+        gpu: &Gpu,
+        m: &ModelGpu,
+        h: usize,
+        w: usize,
+        opts: PlanOptions,
+        old: Recycler,
+    ) -> Result<Plan> {
         let cfg = &m.weights.cfg;
         if h < 1 || w < 1 {
             return Err(Error::Input(format!("input size {h}×{w} is empty")));
@@ -812,18 +828,17 @@ impl Plan {
                 (hi / lo) * have as f64 / need as f64
             )));
         }
-        let mut a = Alloc { gpu, bytes: 0 };
+        let recording = gpu.record_with(old);
+        let mut a = Alloc { gpu };
         let pack = if gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs {
             let texels = gemm_pack_texels(cfg, (sh, sw), &sizes);
             let p = gemm::XPack::new(gpu, "gemm.pack", texels)?;
-            a.bytes += p.bytes();
             Some(p)
         } else {
             None
         };
         let max_cm = cfg.blocks.iter().map(|b| b.cmid()).max().unwrap_or(1);
         let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
-            a.bytes += (max_cm * 4) as u64;
             let ones = gpu.upload("no_se.ones", &vec![1f32; max_cm])?;
             Some((ones, a.buf("no_se.dm".into(), max_cm)?))
         } else {
@@ -945,7 +960,7 @@ impl Plan {
         }
         let staging = gpu.staging("readback", (rb.len * 4) as u64);
         gpu.check_errors("plan creation")?;
-        let bytes = rec.a.bytes;
+        let (pool, recycled) = recording.finish();
         Ok(Plan {
             h,
             w,
@@ -962,7 +977,9 @@ impl Plan {
             staging,
             n,
             geo: m.cells.is_some(),
-            bytes,
+            bytes: pool.bytes(),
+            recycled,
+            pool,
         })
     }
 
@@ -1114,6 +1131,11 @@ impl Plan {
             out.map_mean = first.map_mean.clone();
         }
         out
+    }
+
+    /// Give up the plan, keeping what it holds for the next plan of the same options.
+    pub fn into_recycler(self) -> Recycler {
+        self.pool
     }
 
     pub fn dispatch_count(&self) -> usize {
