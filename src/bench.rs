@@ -46,6 +46,11 @@ pub struct BenchArgs {
     /// Adapter index (see `combicam-gpu devices`).
     #[arg(long)]
     pub device: Option<usize>,
+    /// Also time a folder's worth of N distinct sizes around the first --size (its width
+    /// stepped by 1/45, ascending) against N images of that size, on one engine: the cost of
+    /// photos of every aspect ratio, in time and GPU memory. 0: off.
+    #[arg(long, value_name = "N", default_value_t = 12)]
+    pub mixed: usize,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -110,6 +115,25 @@ pub struct BenchReport {
     pub weights: String,
     pub iters: usize,
     pub results: Vec<SizeResult>,
+    /// `--mixed`: distinct sizes against one size
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed: Option<MixedResult>,
+}
+
+/// N images of N distinct sizes against N images of one size, run after them on the same
+/// engine (so the distinct sizes take back the first plan's memory, as in a real folder).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct MixedResult {
+    pub base: [usize; 2],
+    pub sizes: Vec<[usize; 2]>,
+    /// wall clock per image (plan recording included), at the base size
+    pub same: Stat,
+    /// wall clock per image, one new size each
+    pub mixed: Stat,
+    /// recording the plan again for each new size
+    pub plan_build: Stat,
+    pub same_gpu_bytes: u64,
+    pub mixed_gpu_bytes: u64,
 }
 
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -322,6 +346,11 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         print_size(&r, plan_s);
         results.push(r);
     }
+    let mixed = if a.mixed > 0 {
+        Some(mixed(&mut engine, &opts, sizes[0], a.mixed)?)
+    } else {
+        None
+    };
     let report = BenchReport {
         schema: "combicam-bench/1".into(),
         adapter: gpu.adapter.clone(),
@@ -331,6 +360,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         weights,
         iters: a.iters,
         results,
+        mixed,
     };
     if let Some(p) = &a.json {
         let bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(p, e))?;
@@ -338,6 +368,71 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         println!("wrote {}", p.display());
     }
     Ok(report)
+}
+
+/// `--mixed N`: N images at `base`, then N images of N distinct widths around it, ascending.
+fn mixed(
+    engine: &mut Engine,
+    opts: &PlanOptions,
+    base: (usize, usize),
+    n: usize,
+) -> Result<MixedResult> {
+    let (h, w) = base;
+    let step = (w / 45).max(1) as isize;
+    let sizes: Vec<(usize, usize)> = (0..n as isize)
+        .map(|k| {
+            (
+                h,
+                (w as isize + step * (2 * k - n as isize) / 2).max(8) as usize,
+            )
+        })
+        .collect();
+    let time = |engine: &mut Engine, list: &[(usize, usize)]| -> Result<(Vec<f64>, Vec<f64>)> {
+        let (mut wall, mut plan) = (Vec::new(), Vec::new());
+        for &(h, w) in list {
+            let x = detweights::input(h, w);
+            let t = Instant::now();
+            engine.run(&x, h, w, opts, None, Score::Prob)?;
+            wall.push(t.elapsed().as_secs_f64());
+            plan.push(engine.last_plan_build_s);
+        }
+        Ok((wall, plan))
+    };
+    time(engine, &[base])?;
+    let (same, _) = time(engine, &vec![base; n])?;
+    let same_gpu_bytes = engine.gpu_bytes();
+    let (mixed, plan) = time(engine, &sizes)?;
+    let r = MixedResult {
+        base: [h, w],
+        sizes: sizes.iter().map(|&(h, w)| [h, w]).collect(),
+        same: stat(&same),
+        mixed: stat(&mixed),
+        plan_build: stat(&plan),
+        same_gpu_bytes,
+        mixed_gpu_bytes: engine.gpu_bytes(),
+    };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "\n{n} images of {n} sizes ({}×{} … {}×{}) against {n} of {h}×{w}, one engine:",
+        sizes[0].0,
+        sizes[0].1,
+        sizes[n - 1].0,
+        sizes[n - 1].1
+    );
+    println!(
+        "  per image  {:>9.1} ms mean against {:.1} ms ({:.3}×); a new size's plan {:.1} ms median",
+        mean(&mixed) * 1e3,
+        mean(&same) * 1e3,
+        mean(&mixed) / mean(&same),
+        r.plan_build.median_ms
+    );
+    println!(
+        "  GPU memory {:>9.1} MiB against {:.1} MiB ({:.3}×)",
+        r.mixed_gpu_bytes as f64 / 1048576.0,
+        same_gpu_bytes as f64 / 1048576.0,
+        r.mixed_gpu_bytes as f64 / same_gpu_bytes as f64
+    );
+    Ok(r)
 }
 
 fn print_size(r: &SizeResult, plan_s: f64) {
@@ -450,6 +545,27 @@ pub fn compare(files: &[PathBuf]) -> Result<()> {
                     .map(|f| f.gflops_per_s)
             });
         }
+    }
+    if reps.iter().any(|r| r.mixed.is_some()) {
+        let line = |name: &str, f: &dyn Fn(&MixedResult) -> f64| {
+            print!("{name:<26}");
+            for r in &reps {
+                match &r.mixed {
+                    Some(m) => print!(" {:>w$.3}", f(m)),
+                    None => print!(" {:>w$}", "-"),
+                }
+            }
+            println!();
+        };
+        println!("distinct sizes (--mixed)");
+        line("  per image ms", &|m| m.mixed.median_ms);
+        line("  per image / one size", &|m| {
+            m.mixed.median_ms / m.same.median_ms
+        });
+        line("  new size's plan ms", &|m| m.plan_build.median_ms);
+        line("  GPU memory / one size", &|m| {
+            m.mixed_gpu_bytes as f64 / m.same_gpu_bytes as f64
+        });
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use combicam_gpu::cam::explain::{ExplainOptions, explain_one, unique_stem};
+use combicam_gpu::cam::explain::{
+    ExplainOptions, Report, WriteContext, run_one, unique_stem, write_one,
+};
 use combicam_gpu::cam::methods::parse_explainers;
 use combicam_gpu::cam::runs;
 use combicam_gpu::engine::{Engine, parse_blocks};
@@ -533,49 +535,8 @@ fn local_weights() -> anyhow::Result<Vec<PathBuf>> {
     }
 }
 
-/// Run `f` on every image under a progress bar. A failing image is reported and skipped;
-/// returns how many failed.
 /// Set by Ctrl-C or SIGTERM: a folder run stops between images.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Run `f` on every image under a progress bar. A failing image is reported and skipped.
-/// Returns how many failed, and whether Ctrl-C / SIGTERM stopped the run (between two images,
-/// so that nothing is left half-written).
-fn for_each_image(
-    images: &[PathBuf],
-    mut f: impl FnMut(&Path, &ProgressBar) -> anyhow::Result<()>,
-) -> (usize, bool) {
-    let pb = ProgressBar::new(images.len() as u64);
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
-            .unwrap(),
-    );
-    if images.len() < 2 {
-        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut failed = 0;
-    let mut stopped = false;
-    for path in images {
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            stopped = true;
-            break;
-        }
-        pb.set_message(path.display().to_string());
-        if let Err(e) = f(path, &pb) {
-            failed += 1;
-            pb.suspend(|| {
-                eprintln!(
-                    "error: {}: {}",
-                    path.display(),
-                    format!("{e:#}").replace('\n', " ")
-                )
-            });
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    (failed, stopped)
-}
 
 /// Decode and preprocess; errors name the image.
 fn load(
@@ -600,35 +561,85 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let gpu = open_gpu(a.device.device)?;
     let how = w.preprocessing;
     let mut engine = Engine::new(&gpu, w)?;
-    let (failed, stopped) = for_each_image(&images, |path, pb| {
-        let (_, pre) = load(path, &how)?;
-        let out = engine.run(
-            &pre.tensor,
-            pre.height,
-            pre.width,
-            &PlanOptions {
-                backward: false,
-                blocks: vec![],
-                explainers: vec![],
-            },
-            None,
-            Score::Prob,
-        )?;
-        let p = engine.summarize(&path.display().to_string(), &out, a.top_k);
-        pb.suspend(|| {
-            if a.json {
-                println!("{}", serde_json::to_string(&p).unwrap());
-            } else {
-                print_prediction(&p);
-            }
-        });
-        Ok(())
-    });
+    let opts = PlanOptions {
+        backward: false,
+        blocks: vec![],
+        explainers: vec![],
+    };
+    let weights = engine.model.weights.clone();
+    let end = runs::pipelined(
+        &images,
+        &INTERRUPTED,
+        |p| p.display().to_string(),
+        |path| anyhow::Ok(load(path, &how)?.1),
+        |_, pre| Ok(engine.run(&pre.tensor, pre.height, pre.width, &opts, None, Score::Prob)?),
+        |path, out, pb| {
+            let p = combicam_gpu::engine::summarize(
+                &weights,
+                &path.display().to_string(),
+                &out,
+                a.top_k,
+            );
+            pb.suspend(|| {
+                if a.json {
+                    println!("{}", serde_json::to_string(&p).unwrap());
+                } else {
+                    print_prediction(&p);
+                }
+            });
+            Ok(())
+        },
+    );
+    let (failed, stopped) = (end.failed, end.stopped);
     if stopped {
         eprintln!("interrupted");
         return Ok(ExitCode::from(130));
     }
     Ok(finish(failed, images.len()))
+}
+
+/// The line (and with -v the timings) of one explained image.
+fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap());
+    }
+    // the explained target: the top cell/class unless --target or --target-latlon
+    let t = &report.explained;
+    let place = match (&t.label, t.lat, t.lon) {
+        (Some(l), _, _) => l.clone(),
+        (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", t.index, la, lo),
+        _ => format!("{}", t.index),
+    };
+    let region = match report.score {
+        Score::Region(km) => format!(
+            ", mass within {km} km {:.4}",
+            report.region_mass.unwrap_or(0.0)
+        ),
+        _ => String::new(),
+    };
+    eprintln!(
+        "{} → {place}, p={:.4}{region}; wrote {}",
+        path.display(),
+        t.probability,
+        report.outputs.join(", ")
+    );
+    for w in &report.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    if verbose {
+        let t = &report.timings;
+        eprintln!(
+            "  {}×{} input; decode+preprocess {:.3}s, plan build {:.3}s, GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
+            report.input_size[0],
+            report.input_size[1],
+            t.decode_preprocess_s,
+            t.plan_build_s,
+            t.gpu_s,
+            t.readback_s,
+            t.write_s,
+            report.gpu_memory_bytes as f64 / 1048576.0
+        );
+    }
 }
 
 fn print_prediction(p: &combicam_gpu::engine::Prediction) {
@@ -769,66 +780,42 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             (dir, stem)
         })
         .collect();
-    let mut skipped = 0;
-    let mut k = 0;
-    let (failed, stopped) = for_each_image(&images, |path, pb| {
-        let (dir, stem) = &places[k];
-        k += 1;
-        if a.resume && dir.join(format!("{stem}.json")).is_file() {
-            skipped += 1;
-            return Ok(());
-        }
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
-        let t = Instant::now();
-        let (photo, pre) = load(path, &how)?;
-        let report = explain_one(
-            &mut engine,
-            path,
-            &photo,
-            &pre,
-            t.elapsed().as_secs_f64(),
-            dir,
-            stem,
-            &opts,
-        )?;
-        let top = &report.prediction.top[0];
-        index.append(&serde_json::json!({
-            "image": path.display().to_string(),
-            "outputs": report.outputs,
-            "top": top,
-            "timings": report.timings,
-        }))?;
-        pb.suspend(|| {
-        if a.json {
-            println!("{}", serde_json::to_string(&report).unwrap());
-        }
-        // the explained target: the top cell/class unless --target or --target-latlon
-        let t = &report.explained;
-        let place = match (&t.label, t.lat, t.lon) {
-            (Some(l), _, _) => l.clone(),
-            (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", t.index, la, lo),
-            _ => format!("{}", t.index),
-        };
-        let region = match report.score {
-            Score::Region(km) => format!(", mass within {km} km {:.4}", report.region_mass.unwrap_or(0.0)),
-            _ => String::new(),
-        };
-        eprintln!("{} → {place}, p={:.4}{region}; wrote {}", path.display(), t.probability, report.outputs.join(", "));
-        for w in &report.warnings {
-            eprintln!("warning: {}: {w}", path.display());
-        }
-        if a.verbose {
-            let t = &report.timings;
-            eprintln!(
-                "  {}×{} input; decode+preprocess {:.3}s, plan build {:.3}s, GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
-                report.input_size[0], report.input_size[1], t.decode_preprocess_s, t.plan_build_s, t.gpu_s, t.readback_s, t.write_s,
-                engine.gpu_bytes() as f64 / 1048576.0
-            );
-        }
-        });
-        Ok(())
-    });
+    // --resume: an image whose JSON (written last) exists is done
+    let todo: Vec<usize> = (0..images.len())
+        .filter(|&k| {
+            let (dir, stem) = &places[k];
+            !(a.resume && dir.join(format!("{stem}.json")).is_file())
+        })
+        .collect();
+    let skipped = images.len() - todo.len();
+    let ctx = WriteContext::of(&engine);
+    let end = runs::pipelined(
+        &todo,
+        &INTERRUPTED,
+        |&k| images[k].display().to_string(),
+        |&k| {
+            let t = Instant::now();
+            let (photo, pre) = load(&images[k], &how)?;
+            anyhow::Ok((photo, pre, t.elapsed().as_secs_f64()))
+        },
+        |_, (photo, pre, decode_s)| Ok((run_one(&mut engine, &pre, &opts)?, photo, decode_s)),
+        |&k, (done, photo, decode_s), pb| {
+            let (path, (dir, stem)) = (&images[k], &places[k]);
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+            let report = write_one(&ctx, path, &photo, done, decode_s, dir, stem, &opts)?;
+            let top = &report.prediction.top[0];
+            index.append(&serde_json::json!({
+                "image": path.display().to_string(),
+                "outputs": report.outputs,
+                "top": top,
+                "timings": report.timings,
+            }))?;
+            pb.suspend(|| print_explained(&report, path, a.json, a.verbose));
+            Ok(())
+        },
+    );
+    let (failed, stopped) = (end.failed, end.stopped);
     if skipped > 0 {
         eprintln!(
             "{skipped} images already done in {} (--resume)",

@@ -323,12 +323,30 @@ fn check_bench_and_compare_run() {
             "1",
             "--warmup",
             "0",
+            "--mixed",
+            "4",
             "--json",
         ])
         .arg(&j));
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
     assert_eq!(v["schema"], "combicam-bench/1");
+    // --mixed: 4 distinct sizes around 64×48, timed against 4 of 64×48, memory not multiplied
+    let m = &v["mixed"];
+    let widths: Vec<u64> = m["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[1].as_u64().unwrap())
+        .collect();
+    assert_eq!(widths, [46, 47, 48, 49], "{m}");
+    assert!(m["mixed"]["median_ms"].as_f64().unwrap() > 0.0);
+    let ratio = m["mixed_gpu_bytes"].as_f64().unwrap() / m["same_gpu_bytes"].as_f64().unwrap();
+    assert!(
+        (1.0..1.3).contains(&ratio),
+        "GPU memory of 4 sizes over one size: {ratio}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 images of 4 sizes"));
     assert!(
         v["results"][0]["phases"]["forward"]["median_ms"]
             .as_f64()

@@ -120,3 +120,14 @@ fn engine_memory_does_not_grow_with_the_number_of_sizes() {
         "after 12 sizes the plans hold {plans} bytes, over 1.25× the {widest} of one plan at the largest size"
     );
 }
+
+#[test]
+fn capacity_is_exact_first_then_grows_with_headroom_under_the_limit() {
+    use combicam_gpu::gpu::recycle::capacity;
+    assert_eq!(capacity(100, None, 1 << 20), 100);
+    assert_eq!(capacity(1000, Some(960), 1 << 20), 1200);
+    assert_eq!(capacity(2000, Some(960), 1 << 20), 2000);
+    // never past the adapter's limit, unless the need itself is (the plan then refuses it)
+    assert_eq!(capacity(1000, Some(960), 1024), 1024);
+    assert_eq!(capacity(2000, Some(960), 1024), 2000);
+}

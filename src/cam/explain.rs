@@ -86,7 +86,51 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub timings: Timings,
     pub adapter: crate::gpu::AdapterSummary,
+    /// GPU memory held after this image: weights and plans
+    pub gpu_memory_bytes: u64,
     pub outputs: Vec<String>,
+}
+
+/// What the GPU made of one photo, for `write_one` (possibly on another thread).
+pub struct Explained {
+    pub out: Output,
+    /// GPU memory the engine held after the run
+    pub gpu_memory_bytes: u64,
+    pub input_size: (usize, usize),
+    pub plan_build_s: f64,
+}
+
+/// What writing needs of the engine, shareable with a writer thread.
+#[derive(Clone)]
+pub struct WriteContext {
+    pub weights: std::sync::Arc<crate::model::weights::Weights>,
+    pub adapter: crate::gpu::AdapterSummary,
+}
+
+impl WriteContext {
+    pub fn of(engine: &Engine) -> WriteContext {
+        WriteContext {
+            weights: engine.model.weights.clone(),
+            adapter: engine.gpu.adapter.clone(),
+        }
+    }
+}
+
+/// The GPU part of one explanation: the plan run on the preprocessed photo.
+pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Explained> {
+    let (h, w) = (pre.height, pre.width);
+    let opts = PlanOptions {
+        backward: true,
+        blocks: o.blocks.clone(),
+        explainers: o.explainers.clone(),
+    };
+    let out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
+    Ok(Explained {
+        out,
+        gpu_memory_bytes: engine.gpu_bytes(),
+        input_size: (h, w),
+        plan_build_s: engine.last_plan_build_s,
+    })
 }
 
 /// Run and write everything for one photo; `stem` names the files in `out_dir`.
@@ -101,13 +145,39 @@ pub fn explain_one(
     stem: &str,
     o: &ExplainOptions,
 ) -> Result<Report> {
-    let (h, w) = (pre.height, pre.width);
-    let opts = PlanOptions {
-        backward: true,
-        blocks: o.blocks.clone(),
-        explainers: o.explainers.clone(),
-    };
-    let out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
+    let done = run_one(engine, pre, o)?;
+    write_one(
+        &WriteContext::of(engine),
+        image,
+        photo,
+        done,
+        decode_s,
+        out_dir,
+        stem,
+        o,
+    )
+}
+
+/// The CPU part: the overlays and heat maps, the raw maps, and the JSON report (written
+/// last, so that its presence means the image is complete).
+#[allow(clippy::too_many_arguments)]
+pub fn write_one(
+    ctx: &WriteContext,
+    image: &Path,
+    photo: &image::RgbImage,
+    done: Explained,
+    decode_s: f64,
+    out_dir: &Path,
+    stem: &str,
+    o: &ExplainOptions,
+) -> Result<Report> {
+    let Explained {
+        out,
+        gpu_memory_bytes,
+        input_size: (h, w),
+        plan_build_s,
+    } = done;
+    let weights = &*ctx.weights;
     let t0 = Instant::now();
     let mut warnings = Vec::new();
     let mut outputs = Vec::new();
@@ -135,13 +205,13 @@ pub fn explain_one(
     }
     let p_json = out_dir.join(format!("{stem}.json"));
     outputs.push(p_json.display().to_string());
-    let cfg = &engine.model.weights.cfg;
+    let cfg = &weights.cfg;
     let report = Report {
-        prediction: engine.summarize(&image.display().to_string(), &out, o.top_k),
+        prediction: crate::engine::summarize(weights, &image.display().to_string(), &out, o.top_k),
         target: out.target,
-        explained: crate::engine::entry(&engine.model.weights, &out, out.target),
+        explained: crate::engine::entry(weights, &out, out.target),
         score: o.score,
-        region_mass: match (o.score, &engine.model.weights.classifier.kind) {
+        region_mass: match (o.score, &weights.classifier.kind) {
             (Score::Region(km), crate::model::weights::HeadKind::Geo { lat, lon }) => Some(
                 (0..out.probs.len())
                     .filter(|&i| {
@@ -158,7 +228,7 @@ pub fn explain_one(
             _ => None,
         },
         model: cfg.name(),
-        weights: engine.model.weights.source.clone(),
+        weights: weights.source.clone(),
         input_size: [h, w],
         original_size: [photo.height(), photo.width()],
         blocks_fused: o.blocks.clone(),
@@ -194,12 +264,13 @@ pub fn explain_one(
         warnings,
         timings: Timings {
             decode_preprocess_s: decode_s,
-            plan_build_s: engine.last_plan_build_s,
+            plan_build_s,
             gpu_s: out.gpu_seconds,
             readback_s: out.readback_seconds,
             write_s: t0.elapsed().as_secs_f64(),
         },
-        adapter: engine.gpu.adapter.clone(),
+        adapter: ctx.adapter.clone(),
+        gpu_memory_bytes,
         outputs,
     };
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(&p_json, e))?;

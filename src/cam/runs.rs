@@ -144,3 +144,88 @@ impl Index {
             .map_err(|e| Error::output(&self.path, e))
     }
 }
+
+/// How a folder run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub failed: usize,
+    /// `stop` was raised (Ctrl-C): the images already on the GPU were finished, no other began
+    pub stopped: bool,
+}
+
+/// A folder run in three stages on three threads: decoding (and preprocessing) of image i+1,
+/// the GPU work of image i on the calling thread, rendering and writing of image i−1. Each
+/// queue holds one item, so memory does not grow with the folder. Results, errors and the
+/// progress bar come out in input order; an error skips its image, with one line on stderr.
+pub fn pipelined<I, D, G, E>(
+    items: &[I],
+    stop: &std::sync::atomic::AtomicBool,
+    name: impl Fn(&I) -> String + Sync,
+    decode: impl Fn(&I) -> std::result::Result<D, E> + Sync,
+    mut gpu: impl FnMut(&I, D) -> std::result::Result<G, E>,
+    mut write: impl FnMut(&I, G, &indicatif::ProgressBar) -> std::result::Result<(), E> + Send,
+) -> Finished
+where
+    I: Sync,
+    D: Send,
+    G: Send,
+    E: std::fmt::Display + Send,
+{
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::mpsc::sync_channel;
+    let pb = indicatif::ProgressBar::new(items.len() as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]",
+        )
+        .unwrap(),
+    );
+    if items.len() < 2 {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let (name, decode) = (&name, &decode);
+    let (mut failed, mut done) = (0, 0);
+    std::thread::scope(|s| {
+        let (to_gpu, decoded) = sync_channel::<(usize, std::result::Result<D, E>)>(1);
+        let (to_writer, finished) = sync_channel::<(usize, std::result::Result<G, E>)>(1);
+        s.spawn(move || {
+            for (k, item) in items.iter().enumerate() {
+                if stop.load(SeqCst) || to_gpu.send((k, decode(item))).is_err() {
+                    break;
+                }
+            }
+        });
+        let pbw = pb.clone();
+        let writer = s.spawn(move || {
+            let (mut failed, mut done) = (0, 0);
+            for (k, r) in finished {
+                done += 1;
+                let item = &items[k];
+                if let Err(e) = r.and_then(|g| write(item, g, &pbw)) {
+                    failed += 1;
+                    let msg = format!("error: {}: {e:#}", name(item)).replace('\n', " ");
+                    pbw.suspend(|| eprintln!("{msg}"));
+                }
+                pbw.inc(1);
+            }
+            (failed, done)
+        });
+        for (k, d) in decoded {
+            if stop.load(SeqCst) {
+                break;
+            }
+            let item = &items[k];
+            pb.set_message(name(item));
+            if to_writer.send((k, d.and_then(|d| gpu(item, d)))).is_err() {
+                break;
+            }
+        }
+        drop(to_writer);
+        (failed, done) = writer.join().expect("the writer thread panicked");
+    });
+    pb.finish_and_clear();
+    Finished {
+        failed,
+        stopped: done < items.len(),
+    }
+}

@@ -38,7 +38,7 @@ pub(super) struct BlockGpu {
 /// classifier live in rgba32float textures (`gemm::GemmWeights`); the classifier matrix is
 /// split into row chunks of at most the adapter's largest 2-D texture side.
 pub struct ModelGpu {
-    pub weights: Weights,
+    pub weights: std::sync::Arc<Weights>,
     pub(super) stem_w: GemmWeights,
     pub(super) stem_b: GpuBuf,
     pub(super) blocks: Vec<BlockGpu>,
@@ -147,7 +147,7 @@ impl ModelGpu {
         };
         gpu.check_errors("weight upload")?;
         Ok(ModelGpu {
-            weights,
+            weights: weights.into(),
             stem_w,
             stem_b,
             blocks,
