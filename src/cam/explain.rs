@@ -59,6 +59,8 @@ pub struct Timings {
     pub decode_preprocess_s: f64,
     /// building the plan for this input size (0 when an earlier image's plan was reused)
     pub plan_build_s: f64,
+    /// of which compiling pipelines (each is compiled once per process, on first use)
+    pub compile_s: f64,
     pub gpu_s: f64,
     pub readback_s: f64,
     pub write_s: f64,
@@ -98,6 +100,7 @@ pub struct Explained {
     pub gpu_memory_bytes: u64,
     pub input_size: (usize, usize),
     pub plan_build_s: f64,
+    pub compile_s: f64,
 }
 
 /// What writing needs of the engine, shareable with a writer thread.
@@ -124,8 +127,11 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         blocks: o.blocks.clone(),
         explainers: o.explainers.clone(),
     };
+    let before = engine.gpu.pipelines.stats();
     let out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
+    let after = engine.gpu.pipelines.stats();
     Ok(Explained {
+        compile_s: after.seconds - before.seconds,
         out,
         gpu_memory_bytes: engine.gpu_bytes(),
         input_size: (h, w),
@@ -176,6 +182,7 @@ pub fn write_one(
         gpu_memory_bytes,
         input_size: (h, w),
         plan_build_s,
+        compile_s,
     } = done;
     let weights = &*ctx.weights;
     let t0 = Instant::now();
@@ -265,6 +272,7 @@ pub fn write_one(
         timings: Timings {
             decode_preprocess_s: decode_s,
             plan_build_s,
+            compile_s,
             gpu_s: out.gpu_seconds,
             readback_s: out.readback_seconds,
             write_s: t0.elapsed().as_secs_f64(),

@@ -57,6 +57,29 @@ pub fn splice(template: &str, parts: &[(&str, String)]) -> String {
 pub struct PipelineCache {
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// what compiling has cost so far
+    spent: Mutex<CompileStats>,
+}
+
+/// Pipelines compiled so far and the wall-clock time compiling took.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompileStats {
+    pub modules: usize,
+    pub pipelines: usize,
+    pub seconds: f64,
+}
+
+impl PipelineCache {
+    pub fn stats(&self) -> CompileStats {
+        *self.spent.lock().unwrap()
+    }
+
+    fn spent(&self, modules: usize, pipelines: usize, seconds: f64) {
+        let mut s = self.spent.lock().unwrap();
+        s.modules += modules;
+        s.pipelines += pipelines;
+        s.seconds += seconds;
+    }
 }
 
 /// One recorded compute dispatch: made once when the plan is built, replayed per image.
@@ -64,18 +87,53 @@ pub struct Dispatch {
     pub label: String,
     /// Op family ("gemm", "depthwise", ...) for per-kernel timing.
     pub family: &'static str,
-    pub pipeline: Arc<wgpu::ComputePipeline>,
-    pub bind_group: wgpu::BindGroup,
+    /// its pipeline and bind group; while a plan is recorded, what they will be made of
+    state: Bound,
     pub groups: [u32; 3],
     /// Exact floating-point operations and bytes moved, for GFLOP/s and GB/s.
     pub flops: f64,
     pub bytes: f64,
 }
 
+enum Bound {
+    Ready(Arc<wgpu::ComputePipeline>, wgpu::BindGroup),
+    /// made at the end of the recording (`Gpu::bind_all`), new pipelines compiled in parallel
+    Pending(Box<Pending>),
+}
+
+/// What a dispatch's pipeline and bind group are made of.
+struct Pending {
+    module: String,
+    /// the WGSL, when its module is not made yet
+    text: Option<String>,
+    entry: String,
+    constants: Vec<(String, f64)>,
+    words: Vec<u32>,
+    buffers: Vec<(u32, wgpu::Buffer)>,
+    views: Vec<(u32, wgpu::TextureView)>,
+}
+
+impl Pending {
+    fn key(&self) -> String {
+        pipeline_key(&self.module, &self.entry, &self.constants)
+    }
+}
+
+fn pipeline_key<S: AsRef<str> + std::fmt::Debug>(
+    module: &str,
+    entry: &str,
+    constants: &[(S, f64)],
+) -> String {
+    format!("{module}:{entry}:{constants:?}")
+}
+
 impl Dispatch {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        let Bound::Ready(pipeline, bind_group) = &self.state else {
+            panic!("dispatch {} recorded before its plan bound it", self.label);
+        };
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
     }
 }
@@ -112,47 +170,55 @@ impl Source<'_> {
             Source::Generated { key, .. } => key,
         }
     }
+
+    fn text(&self) -> String {
+        match self {
+            Source::Table(shader) => shader_source(shader),
+            Source::Generated { make, .. } => make(),
+        }
+    }
 }
 
 impl Gpu {
-    fn module(&self, src: Source) -> Arc<wgpu::ShaderModule> {
+    /// The shader module `key`, made once from `text()`.
+    fn module(&self, key: &str, text: impl FnOnce() -> String) -> Arc<wgpu::ShaderModule> {
         let mut m = self.pipelines.modules.lock().unwrap();
-        if let Some(module) = m.get(src.key()) {
+        if let Some(module) = m.get(key) {
             return module.clone();
         }
-        let text: std::borrow::Cow<str> = match src {
-            Source::Table(shader) => shader_source(shader).into(),
-            Source::Generated { make, .. } => make().into(),
-        };
         let module = Arc::new(
             self.device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(src.key()),
-                    source: wgpu::ShaderSource::Wgsl(text),
+                    label: Some(key),
+                    source: wgpu::ShaderSource::Wgsl(text().into()),
                 }),
         );
-        m.insert(src.key().to_string(), module.clone());
+        m.insert(key.to_string(), module.clone());
         module
     }
 
-    /// The pipeline for (shader, entry, constants), made once.
-    pub fn pipeline(
+    fn has_module(&self, key: &str) -> bool {
+        self.pipelines.modules.lock().unwrap().contains_key(key)
+    }
+
+    fn cached_pipeline(&self, key: &str) -> Option<Arc<wgpu::ComputePipeline>> {
+        self.pipelines.pipelines.lock().unwrap().get(key).cloned()
+    }
+
+    /// Compile (module, entry, constants) and cache it under `key` (no timing).
+    fn compile(
         &self,
-        shader: Source,
+        key: String,
+        module: &wgpu::ShaderModule,
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Arc<wgpu::ComputePipeline> {
-        let key = format!("{}:{entry}:{constants:?}", shader.key());
-        if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
-            return p.clone();
-        }
-        let module = self.module(shader);
         let p = Arc::new(
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&key),
                     layout: None,
-                    module: &module,
+                    module,
                     entry_point: Some(entry),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants,
@@ -167,6 +233,133 @@ impl Gpu {
             .unwrap()
             .insert(key, p.clone());
         p
+    }
+
+    /// The pipeline for (shader, entry, constants), made once.
+    pub fn pipeline(
+        &self,
+        shader: Source,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Arc<wgpu::ComputePipeline> {
+        let key = pipeline_key(shader.key(), entry, constants);
+        if let Some(p) = self.cached_pipeline(&key) {
+            return p;
+        }
+        let t = std::time::Instant::now();
+        let fresh = !self.has_module(shader.key());
+        let module = self.module(shader.key(), || shader.text());
+        let p = self.compile(key, &module, entry, constants);
+        self.pipelines
+            .spent(fresh as usize, 1, t.elapsed().as_secs_f64());
+        p
+    }
+
+    /// A uniform buffer holding `words` and a bind group for `pipeline`.
+    fn bind(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        words: &[u32],
+        buffers: &[(u32, &wgpu::Buffer)],
+        views: &[(u32, &wgpu::TextureView)],
+    ) -> (wgpu::Buffer, wgpu::BindGroup) {
+        let ubuf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(words),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: ubuf.as_entire_binding(),
+        }];
+        for (b, buf) in buffers {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *b,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        for (b, view) in views {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *b,
+                resource: wgpu::BindingResource::TextureView(view),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        (ubuf, bind_group)
+    }
+
+    /// Bind a recorded plan's dispatches, in order: first every pipeline not compiled yet, on
+    /// all cores at once (pipeline compilation is most of a first plan's cost), then each bind
+    /// group, taken back from the previous plan where it fits (`recycle`).
+    pub fn bind_all<'d>(&self, dispatches: impl Iterator<Item = &'d mut Dispatch>) {
+        let dispatches: Vec<&mut Dispatch> = dispatches.collect();
+        // the pipelines to compile, each once, and their modules
+        let mut todo: Vec<&Pending> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for d in &dispatches {
+            if let Bound::Pending(p) = &d.state {
+                let key = p.key();
+                if self.cached_pipeline(&key).is_none() && seen.insert(key) {
+                    todo.push(p);
+                }
+            }
+        }
+        if !todo.is_empty() {
+            let t = std::time::Instant::now();
+            let mut modules = 0;
+            for p in &todo {
+                if let Some(text) = &p.text
+                    && !self.has_module(&p.module)
+                {
+                    self.module(&p.module, || text.clone());
+                    modules += 1;
+                }
+            }
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let threads = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(todo.len());
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(p) = todo.get(i) else { break };
+                            let module = self.module(&p.module, || unreachable!());
+                            let constants: Vec<(&str, f64)> =
+                                p.constants.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                            self.compile(p.key(), &module, &p.entry, &constants);
+                        }
+                    });
+                }
+            });
+            self.pipelines
+                .spent(modules, todo.len(), t.elapsed().as_secs_f64());
+        }
+        for d in dispatches {
+            let Bound::Pending(p) = &d.state else {
+                continue;
+            };
+            let pipeline = self.cached_pipeline(&p.key()).expect("compiled just above");
+            let buffers: Vec<(u32, &wgpu::Buffer)> =
+                p.buffers.iter().map(|(i, b)| (*i, b)).collect();
+            let views: Vec<(u32, &wgpu::TextureView)> =
+                p.views.iter().map(|(i, v)| (*i, v)).collect();
+            let make = || self.bind(&d.label, &pipeline, &p.words, &buffers, &views);
+            // the previous plan's bind group, when it binds the same things
+            let bind_group = self
+                .pooled_bind_group(&pipeline, &buffers, &views, &p.words, &make)
+                .unwrap_or_else(|| make().1);
+            d.state = Bound::Ready(pipeline, bind_group);
+        }
     }
 
     /// Make a dispatch: a uniform buffer with `params`, a bind group with `bindings`
@@ -234,7 +427,6 @@ impl Gpu {
         textures: &[(u32, &wgpu::TextureView)],
         groups: [u32; 3],
     ) -> Dispatch {
-        let pipeline = self.pipeline(source, entry, constants);
         let mut words = params.to_vec();
         while !words.len().is_multiple_of(4) || words.is_empty() {
             words.push(0);
@@ -243,48 +435,27 @@ impl Gpu {
             .iter()
             .map(|(b, buf)| (*b, buf.unwrap_or(&self.dummies[*b as usize])))
             .collect();
-        let make = || {
-            let ubuf = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(&words),
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                });
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: ubuf.as_entire_binding(),
-            }];
-            for (b, buf) in &buffers {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: *b,
-                    resource: buf.as_entire_binding(),
-                });
-            }
-            for (b, view) in textures {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: *b,
-                    resource: wgpu::BindingResource::TextureView(view),
-                });
-            }
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
-            (ubuf, bind_group)
-        };
-        // while a plan is recorded, the previous plan's bind group is taken back if it fits
-        let bind_group = match self.pooled_bind_group(&pipeline, &buffers, textures, &words, &make)
-        {
-            Some(bg) => bg,
-            None => make().1,
+        let state = if self.is_recording() {
+            // bound at the end of the recording, its pipeline compiled with the others
+            let module = source.key().to_string();
+            Bound::Pending(Box::new(Pending {
+                text: (!self.has_module(&module)).then(|| source.text()),
+                module,
+                entry: entry.to_string(),
+                constants: constants.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                words,
+                buffers: buffers.iter().map(|(i, b)| (*i, (*b).clone())).collect(),
+                views: textures.iter().map(|(i, v)| (*i, (*v).clone())).collect(),
+            }))
+        } else {
+            let pipeline = self.pipeline(source, entry, constants);
+            let (_, bind_group) = self.bind(label, &pipeline, &words, &buffers, textures);
+            Bound::Ready(pipeline, bind_group)
         };
         Dispatch {
             label: label.to_string(),
             family,
-            pipeline,
-            bind_group,
+            state,
             groups,
             flops: 0.0,
             bytes: 0.0,

@@ -149,6 +149,11 @@ impl Gpu {
         RecordGuard { gpu: self }
     }
 
+    /// Whether this thread is recording a plan.
+    pub(crate) fn is_recording(&self) -> bool {
+        self.recording.lock().unwrap().contains_key(&me())
+    }
+
     /// While recording: the plan's next storage buffer of at least `bytes`, taken back or
     /// made. `zero`: cleared before the plan's first run (else the caller fills it).
     pub(crate) fn pooled_buffer(

@@ -959,6 +959,7 @@ impl Plan {
             }
         }
         let staging = gpu.staging("readback", (rb.len * 4) as u64);
+        gpu.bind_all(phases.iter_mut().flat_map(|p| p.dispatches.iter_mut()));
         gpu.check_errors("plan creation")?;
         let (pool, recycled) = recording.finish();
         Ok(Plan {
