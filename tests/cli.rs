@@ -838,3 +838,28 @@ fn extreme_aspect_ratio_says_how_far_to_crop() {
     assert!(!err.contains("panicked"));
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn overlay_size_caps_the_pngs_only() {
+    let d = tmp("overlay-size");
+    let (big, small) = (d.join("wide.png"), d.join("small.png"));
+    photo(&big, 300, 120);
+    photo(&small, 80, 60);
+    let out = d.join("out");
+    let o = run(bin()
+        .args(["explain", "--overlay-size", "100", "--out"])
+        .arg(&out)
+        .args(TEST_NET)
+        .arg(&big)
+        .arg(&small));
+    assert!(o.status.success());
+    let dims = |p: PathBuf| image::image_dimensions(p).unwrap();
+    // the longest side becomes 100, the aspect kept; a smaller photo stays as it is
+    assert_eq!(dims(out.join("wide.combicam.png")), (100, 40));
+    assert_eq!(dims(out.join("wide.heatmap.png")), (100, 40));
+    assert_eq!(dims(out.join("small.combicam.png")), (80, 60));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("wide.json")).unwrap()).unwrap();
+    assert_eq!(v["original_size"], serde_json::json!([120, 300]));
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -20,6 +20,8 @@ pub struct ExplainOptions {
     pub target: Option<usize>,
     pub score: Score,
     pub alpha: f32,
+    /// longest side of the PNGs (0: the photo's size)
+    pub overlay_size: u32,
     pub save_raw: bool,
     pub top_k: usize,
 }
@@ -186,6 +188,7 @@ pub fn write_one(
     } = done;
     let weights = &*ctx.weights;
     let t0 = Instant::now();
+    let shown = fit(photo, o.overlay_size);
     let mut warnings = Vec::new();
     let mut outputs = Vec::new();
     for e in &out.explainers {
@@ -197,8 +200,8 @@ pub fn write_one(
                 e.explainer.fused_name()
             ));
         }
-        let heat = heatmap_rgb(&e.fused, h, w, photo.width(), photo.height());
-        let blended = overlay(photo, &heat, o.alpha);
+        let heat = heatmap_rgb(&e.fused, h, w, shown.width(), shown.height());
+        let blended = overlay(&shown, &heat, o.alpha);
         let (p_overlay, p_heat) = png_names(out_dir, stem, &e.explainer);
         write_png_atomic(&blended, &p_overlay)?;
         write_png_atomic(&heat, &p_heat)?;
@@ -284,6 +287,21 @@ pub fn write_one(
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(&p_json, e))?;
     write_bytes_atomic(&json, &p_json)?;
     Ok(report)
+}
+
+/// The photo scaled down (area average) so that its longest side is at most `side` (0: as is).
+fn fit(photo: &image::RgbImage, side: u32) -> std::borrow::Cow<'_, image::RgbImage> {
+    let (w, h) = photo.dimensions();
+    if side == 0 || w.max(h) <= side {
+        return std::borrow::Cow::Borrowed(photo);
+    }
+    let s = side as f64 / w.max(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * s).round() as u32).max(1),
+        ((h as f64 * s).round() as u32).max(1),
+    );
+    // an area average: fast, and right for shrinking
+    std::borrow::Cow::Owned(image::imageops::thumbnail(photo, nw, nh))
 }
 
 /// The overlay and heat-map files of an explainer: `<stem>.combicam.png` and
