@@ -21,6 +21,8 @@ fn main() {
         variant: "b4".into(),
         cells: 31145,
         device: None,
+        // and 12 distinct sizes around 300×450 against 12 of it
+        mixed: 12,
     };
     bench::run(&gpu, weights::formula(4, Layout::Visloc, args.cells), &args)
         .expect("end-to-end bench");

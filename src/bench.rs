@@ -247,6 +247,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         backward: true,
         blocks: (0..nb).collect(),
         explainers: vec![Explainer::COMBICAM],
+        masked: 0,
     };
     let timing = if timestamps_usable(gpu) {
         "gpu-timestamps".to_string()

@@ -67,6 +67,7 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
             backward: true,
             blocks: all,
             explainers: explainers(),
+            masked: 0,
         },
     )?;
     // another image first: nothing may leak from one run into the next

@@ -20,7 +20,7 @@ pub struct Engine<'g> {
     pub last_recycled: Option<RecycleStats>,
     /// one plan per set of options, at the last size asked for: a new size is recorded
     /// again, taking back the old plan's memory (see `gpu::recycle`)
-    plans: HashMap<(bool, Vec<usize>, Vec<Explainer>), Plan>,
+    plans: HashMap<(bool, Vec<usize>, Vec<Explainer>, usize), Plan>,
 }
 
 impl<'g> Engine<'g> {
@@ -41,7 +41,12 @@ impl<'g> Engine<'g> {
     /// The plan for this size and these options: the last one if the size is the same, else
     /// recorded again from the last one's memory.
     pub fn plan(&mut self, h: usize, w: usize, opts: &PlanOptions) -> Result<&Plan> {
-        let key = (opts.backward, opts.blocks.clone(), opts.explainers.clone());
+        let key = (
+            opts.backward,
+            opts.blocks.clone(),
+            opts.explainers.clone(),
+            opts.masked,
+        );
         self.last_plan_build_s = 0.0;
         self.last_recycled = None;
         let same = self.plans.get(&key).is_some_and(|p| (p.h, p.w) == (h, w));

@@ -570,6 +570,7 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         backward: false,
         blocks: vec![],
         explainers: vec![],
+        masked: 0,
     };
     let weights = engine.model.weights.clone();
     let end = runs::pipelined(

@@ -53,6 +53,7 @@ fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Pla
             backward: true,
             blocks: (0..nb).collect(),
             explainers: vec![Explainer::COMBICAM],
+            masked: 0,
         },
     )
     .unwrap();
@@ -315,6 +316,7 @@ fn trained_lite0_on_photos_matches_pytorch() {
                 backward: true,
                 blocks: (0..nb).collect(),
                 explainers: vec![Explainer::COMBICAM],
+                masked: 0,
             },
         )
         .unwrap();
@@ -473,6 +475,7 @@ fn region_score_matches_pytorch_autograd() {
             backward: true,
             blocks: (0..nb).collect(),
             explainers: vec![Explainer::COMBICAM],
+            masked: 0,
         },
     )
     .unwrap();
@@ -521,6 +524,7 @@ fn run_methods(
             backward: true,
             blocks,
             explainers,
+            masked: 0,
         },
     )
     .unwrap();
@@ -655,6 +659,7 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
             backward: true,
             blocks: vec![nb - 1],
             explainers: vec![e],
+            masked: 0,
         },
     )
     .unwrap();
@@ -686,6 +691,7 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
             backward: true,
             blocks: vec![3, nb - 1],
             explainers: vec![e],
+            masked: 0,
         },
     );
     assert!(bad.err().unwrap().to_string().contains("last block only"));

@@ -15,6 +15,7 @@ fn options(nb: usize) -> PlanOptions {
         backward: true,
         blocks: (0..nb).collect(),
         explainers,
+        masked: 0,
     }
 }
 

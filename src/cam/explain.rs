@@ -128,6 +128,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         backward: true,
         blocks: o.blocks.clone(),
         explainers: o.explainers.clone(),
+        masked: 0,
     };
     let before = engine.gpu.pipelines.stats();
     let out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;

@@ -27,6 +27,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/cam_elementwise.wgsl"),
     ),
     ("cam_fusion", include_str!("../../shaders/cam_fusion.wgsl")),
+    ("masked", include_str!("../../shaders/masked.wgsl")),
 ];
 
 /// The text of a shader of the table, after the prelude.

@@ -7,5 +7,6 @@ pub mod cpu;
 pub mod detweights;
 pub mod efficientnet;
 pub mod geo;
+pub mod masked;
 pub mod plan;
 pub mod weights;

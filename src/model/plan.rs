@@ -51,6 +51,8 @@ pub struct Plan {
     pub recycled: RecycleStats,
     /// what it holds, in the order it made it, for the next size to take back
     pool: Recycler,
+    /// masked copies of the image (`PlanOptions::masked`, `run_masked`)
+    pub(super) masked: Option<super::masked::Masked>,
 }
 
 /// Where a buffer's floats land in the read-back buffer.
@@ -887,6 +889,22 @@ impl Plan {
             name: "forward",
             dispatches: fwd,
         }];
+        let masked = if opts.masked > 0 {
+            let acts_len = outs.iter().map(|o| o.len).max().unwrap_or(1);
+            let max_c = cfg.blocks.iter().map(|b| b.cout).max().unwrap_or(1);
+            let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
+            Some(super::masked::Masked::record(
+                gpu,
+                &mut alloc,
+                (&input, &hf.logits, &hf.probs),
+                (h, w),
+                acts_len,
+                max_c,
+                opts.masked,
+            )?)
+        } else {
+            None
+        };
         let mut rb = ReadBack::default();
         rb.info = rb.add(&hf.info, 4);
         rb.probs = rb.add(&hf.probs, n);
@@ -959,7 +977,13 @@ impl Plan {
             }
         }
         let staging = gpu.staging("readback", (rb.len * 4) as u64);
-        gpu.bind_all(phases.iter_mut().flat_map(|p| p.dispatches.iter_mut()));
+        let mut masked = masked;
+        gpu.bind_all(
+            phases
+                .iter_mut()
+                .flat_map(|p| p.dispatches.iter_mut())
+                .chain(masked.iter_mut().flat_map(|m| m.dispatches_mut())),
+        );
         gpu.check_errors("plan creation")?;
         let (pool, recycled) = recording.finish();
         Ok(Plan {
@@ -981,6 +1005,7 @@ impl Plan {
             bytes: pool.bytes(),
             recycled,
             pool,
+            masked,
         })
     }
 
@@ -1059,6 +1084,9 @@ impl Plan {
             }
         }
         gpu.write(&self.input, input);
+        if let Some(m) = &self.masked {
+            m.set_original(gpu, input);
+        }
         let (mode, km) = score.code();
         let info = [
             target.map(|t| t as u32).unwrap_or(u32::MAX),
@@ -1132,6 +1160,11 @@ impl Plan {
             out.map_mean = first.map_mean.clone();
         }
         out
+    }
+
+    /// Outputs of the model (cells or classes).
+    pub fn n_outputs(&self) -> usize {
+        self.n
     }
 
     /// Give up the plan, keeping what it holds for the next plan of the same options.

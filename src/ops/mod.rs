@@ -6,6 +6,7 @@ pub mod depthwise;
 pub mod gemm;
 pub mod head;
 pub mod hvp;
+pub mod masked;
 pub mod reduce;
 pub mod se;
 pub mod tolerance;

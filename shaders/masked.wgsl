@@ -1,0 +1,153 @@
+// masked.wgsl: copies of one image, modified on the GPU, for the masked forward passes of
+// Score-CAM and of the faithfulness metrics. Copy n of a submission writes the plan's input
+// from the original x0, then the forward runs, then `take_score` keeps the target's score.
+// Bindings: 0 prm, 1 x0: (3, H, W) the original normalised input, 2 input: (3, H, W) rw,
+//           3 job: u32 [target, C, bh, bw, value of copy 0, copy 1, …],
+//           4 acts: (C, bh, bw) a block output, 5 mm: (2C) rw per channel (min, max) of up(A_k),
+//           6 rank: (H·W) u32 rank of each pixel, 7 other: (3, H, W) blurred input or (H, W) map,
+//           8 logits, 9 probs: the forward's, 10 scores: (2·copies) rw
+// up(A_k): bilinear, align_corners = true, from (bh, bw) to (H, W), as in cam_fusion.wgsl.
+// up_minmax: mm[2k], mm[2k+1] = min, max of up(A_k) over (H, W)  (one workgroup per channel,
+//            k < job[1])
+// mask_cam:  input = x0·m, m = up(A_k), k = job[4 + copy]; NORMALISE: (m − min)/(max − min + 1e-8)
+// mask_rank: the first job[4 + copy] pixels by rank changed: MODE 0 (deletion) → 0, else x0;
+//            MODE 1 (insertion) → x0, else other (the blurred input)
+// mask_map:  input = x0·other[p] (a map at the input size, broadcast over the channels)
+// take_score: scores[2·copy] = logits[t], scores[2·copy + 1] = probs[t], t = job[0]
+
+struct Params { out_h: u32, out_w: u32, copy: u32, _p: u32 }
+
+override NORMALISE: u32 = 1u;
+override MODE: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> x0: array<f32>;
+@group(0) @binding(2) var<storage, read_write> input: array<f32>;
+@group(0) @binding(3) var<storage, read> job: array<u32>;
+@group(0) @binding(4) var<storage, read> acts: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mm: array<f32>;
+@group(0) @binding(6) var<storage, read> rank: array<u32>;
+@group(0) @binding(7) var<storage, read> other: array<f32>;
+@group(0) @binding(8) var<storage, read> logits: array<f32>;
+@group(0) @binding(9) var<storage, read> probs: array<f32>;
+@group(0) @binding(10) var<storage, read_write> scores: array<f32>;
+
+var<workgroup> lo: array<f32, 256>;
+var<workgroup> hi: array<f32, 256>;
+
+fn source_scale(n_in: u32, n_out: u32) -> f32 {
+    if (n_out > 1u) {
+        return f32(n_in - 1u) / f32(n_out - 1u);
+    }
+    return 0.0;
+}
+
+// up(A_k) at output pixel idx
+fn up(k: u32, idx: u32) -> f32 {
+    let h = job[2];
+    let w = job[3];
+    let off = k * h * w;
+    let oy = idx / prm.out_w;
+    let ox = idx % prm.out_w;
+    let sy = source_scale(h, prm.out_h) * f32(oy);
+    let sx = source_scale(w, prm.out_w) * f32(ox);
+    let y0 = min(u32(sy), h - 1u);
+    let x0i = min(u32(sx), w - 1u);
+    let ly = sy - f32(y0);
+    let lx = sx - f32(x0i);
+    let y1 = min(y0 + 1u, h - 1u);
+    let x1 = min(x0i + 1u, w - 1u);
+    let v00 = acts[off + y0 * w + x0i];
+    let v01 = acts[off + y0 * w + x1];
+    let v10 = acts[off + y1 * w + x0i];
+    let v11 = acts[off + y1 * w + x1];
+    return (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11);
+}
+
+fn pixel(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+@compute @workgroup_size(256)
+fn up_minmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = wid.y * nwg.x + wid.x;
+    if (k >= job[1]) {
+        return;
+    }
+    let n = prm.out_h * prm.out_w;
+    var a = 3.4e38;
+    var b = -3.4e38;
+    for (var i = lid; i < n; i += 256u) {
+        let u = up(k, i);
+        a = min(a, u);
+        b = max(b, u);
+    }
+    lo[lid] = a;
+    hi[lid] = b;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            lo[lid] = min(lo[lid], lo[lid + s]);
+            hi[lid] = max(hi[lid], hi[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        mm[2u * k] = lo[0];
+        mm[2u * k + 1u] = hi[0];
+    }
+}
+
+@compute @workgroup_size(256)
+fn mask_cam(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = pixel(lid, wid, nwg);
+    let n = prm.out_h * prm.out_w;
+    if (p >= n) {
+        return;
+    }
+    let k = job[4u + prm.copy];
+    var m = up(k, p);
+    if (NORMALISE == 1u) {
+        m = (m - mm[2u * k]) / (mm[2u * k + 1u] - mm[2u * k] + 1e-8);
+    }
+    for (var c = 0u; c < 3u; c++) {
+        input[c * n + p] = x0[c * n + p] * m;
+    }
+}
+
+@compute @workgroup_size(256)
+fn mask_rank(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = pixel(lid, wid, nwg);
+    let n = prm.out_h * prm.out_w;
+    if (p >= n) {
+        return;
+    }
+    let changed = rank[p] < job[4u + prm.copy];
+    for (var c = 0u; c < 3u; c++) {
+        let i = c * n + p;
+        if (MODE == 0u) {
+            input[i] = select(x0[i], 0.0, changed);
+        } else {
+            input[i] = select(other[i], x0[i], changed);
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn mask_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = pixel(lid, wid, nwg);
+    let n = prm.out_h * prm.out_w;
+    if (p >= n) {
+        return;
+    }
+    for (var c = 0u; c < 3u; c++) {
+        input[c * n + p] = x0[c * n + p] * other[p];
+    }
+}
+
+@compute @workgroup_size(1)
+fn take_score() {
+    let t = job[0];
+    scores[2u * prm.copy] = logits[t];
+    scores[2u * prm.copy + 1u] = probs[t];
+}

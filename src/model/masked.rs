@@ -1,0 +1,264 @@
+//! Masked forward passes: copies of the plan's image, each made on the GPU from the original
+//! and a mask (`ops::masked`), run back to back through the plan's forward in one submission,
+//! keeping only the target's logit and probability. Score-CAM and the faithfulness metrics
+//! are made of these.
+//!
+//! The copies share the forward's buffers (each copy overwrites the previous one's
+//! activations once its score is taken), so memory does not grow with the number of copies
+//! per submission; the kernels themselves process one image at a time.
+
+use super::plan::Plan;
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, GpuBuf};
+use crate::ops::masked::{self, JOB_HEADER, MaskBufs};
+use std::ops::Range;
+
+/// What the masked copies of one submission are.
+pub enum Masks<'a> {
+    /// Score-CAM: x0·up(A_k) for the channels k of block `block` of the original image,
+    /// min-max normalised per channel (pytorch-grad-cam) or raw (the official repository)
+    Cam {
+        block: usize,
+        channels: Range<usize>,
+        normalise: bool,
+    },
+    /// deletion: the first `counts[i]` pixels by `rank` set to 0
+    Deletion {
+        rank: &'a [u32],
+        counts: &'a [usize],
+    },
+    /// insertion: the blurred input with the first `counts[i]` pixels by `rank` put back
+    Insertion {
+        rank: &'a [u32],
+        blurred: &'a [f32],
+        counts: &'a [usize],
+    },
+    /// one copy: x0·S, S an (H, W) map
+    Map { map: &'a [f32] },
+}
+
+/// The recorded machinery (see `PlanOptions::masked`).
+pub(super) struct Masked {
+    pub n: usize,
+    x0: GpuBuf,
+    job: GpuBuf,
+    acts: GpuBuf,
+    rank: GpuBuf,
+    other: GpuBuf,
+    scores: GpuBuf,
+    up: Dispatch,
+    cams: Vec<Dispatch>,
+    cams_raw: Vec<Dispatch>,
+    del: Vec<Dispatch>,
+    ins: Vec<Dispatch>,
+    map: Dispatch,
+    take: Vec<Dispatch>,
+    staging: wgpu::Buffer,
+}
+
+impl Masked {
+    /// Record `n` copies' dispatches against the plan's input, logits and probabilities.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record(
+        gpu: &Gpu,
+        alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
+        (input, logits, probs): (&GpuBuf, &GpuBuf, &GpuBuf),
+        (h, w): (usize, usize),
+        acts_len: usize,
+        max_c: usize,
+        n: usize,
+    ) -> Result<Masked> {
+        let hw = h * w;
+        let x0 = alloc("masked.x0".into(), 3 * hw)?;
+        let job = alloc("masked.job".into(), JOB_HEADER + n)?;
+        let acts = alloc("masked.acts".into(), acts_len)?;
+        let mm = alloc("masked.minmax".into(), 2 * max_c)?;
+        let rank = alloc("masked.rank".into(), hw)?;
+        let other = alloc("masked.other".into(), 3 * hw)?;
+        let scores = alloc("masked.scores".into(), 2 * n)?;
+        let b = MaskBufs {
+            x0: &x0.buf,
+            input: &input.buf,
+            job: &job.buf,
+            acts: &acts.buf,
+            mm: &mm.buf,
+            rank: &rank.buf,
+            other: &other.buf,
+            logits: &logits.buf,
+            probs: &probs.buf,
+            scores: &scores.buf,
+        };
+        let each = |f: &dyn Fn(usize) -> Dispatch| (0..n).map(f).collect::<Vec<_>>();
+        Ok(Masked {
+            n,
+            up: masked::up_minmax(gpu, "masked.up_minmax", &b, h, w, max_c),
+            cams: each(&|i| masked::mask_cam(gpu, "masked.cam", &b, h, w, i, true)),
+            cams_raw: each(&|i| masked::mask_cam(gpu, "masked.cam_raw", &b, h, w, i, false)),
+            del: each(&|i| masked::mask_rank(gpu, "masked.deletion", &b, h, w, i, false)),
+            ins: each(&|i| masked::mask_rank(gpu, "masked.insertion", &b, h, w, i, true)),
+            map: masked::mask_map(gpu, "masked.map", &b, h, w),
+            take: each(&|i| masked::take_score(gpu, "masked.score", &b, i)),
+            staging: gpu.staging("masked.readback", (8 * n) as u64),
+            x0,
+            job,
+            acts,
+            rank,
+            other,
+            scores,
+        })
+    }
+
+    pub(super) fn dispatches_mut(&mut self) -> impl Iterator<Item = &mut Dispatch> {
+        [&mut self.up, &mut self.map]
+            .into_iter()
+            .chain(self.cams.iter_mut())
+            .chain(self.cams_raw.iter_mut())
+            .chain(self.del.iter_mut())
+            .chain(self.ins.iter_mut())
+            .chain(self.take.iter_mut())
+    }
+
+    pub(super) fn set_original(&self, gpu: &Gpu, input: &[f32]) {
+        gpu.write(&self.x0, input);
+    }
+}
+
+impl Plan {
+    /// Masked copies a submission runs (0: the plan has none; `PlanOptions::masked`).
+    pub fn masked_copies(&self) -> usize {
+        self.masked.as_ref().map_or(0, |m| m.n)
+    }
+
+    /// Run masked copies of the image of the last `run`, for target `target`: (logit,
+    /// probability) per copy, in order. Several submissions when there are more copies than
+    /// the plan records; `progress` is told how many are done after each.
+    pub fn run_masked(
+        &self,
+        gpu: &Gpu,
+        masks: &Masks,
+        target: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<(f32, f32)>> {
+        let mk = self.masked.as_ref().ok_or_else(|| {
+            Error::Input("this plan records no masked copies (PlanOptions::masked)".into())
+        })?;
+        let (h, w) = (self.h, self.w);
+        let hw = h * w;
+        if target >= self.n_outputs() {
+            return Err(Error::Input(format!(
+                "target {target} is out of range: the model has {} outputs",
+                self.n_outputs()
+            )));
+        }
+        let forward = &self.phases[0].dispatches;
+        let mut header = [target as u32, 0, 0, 0];
+        // per copy: its value in `job` (channel or pixel count) and its mask dispatches
+        let (values, dispatches): (Vec<u32>, &[Dispatch]) = match masks {
+            Masks::Cam {
+                block,
+                channels,
+                normalise,
+            } => {
+                let l = *block;
+                let (bh, bw) = *self
+                    .sizes
+                    .get(l)
+                    .ok_or_else(|| Error::Input(format!("block {l} does not exist")))?;
+                let c = self.outs[l].len / (bh * bw);
+                if channels.end > c {
+                    return Err(Error::Input(format!(
+                        "block {l} has {c} channels, not {}",
+                        channels.end
+                    )));
+                }
+                header = [target as u32, c as u32, bh as u32, bw as u32];
+                // the original image's activations of the block, and each channel's range
+                gpu.queue
+                    .write_buffer(&mk.job.buf, 0, bytemuck::cast_slice(&header));
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                enc.copy_buffer_to_buffer(&mk.x0.buf, 0, &self.input.buf, 0, (12 * hw) as u64);
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    for d in forward {
+                        d.record(&mut pass);
+                    }
+                }
+                enc.copy_buffer_to_buffer(
+                    &self.outs[l].buf,
+                    0,
+                    &mk.acts.buf,
+                    0,
+                    (4 * c * bh * bw) as u64,
+                );
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    mk.up.record(&mut pass);
+                }
+                gpu.queue.submit([enc.finish()]);
+                let list = if *normalise { &mk.cams } else { &mk.cams_raw };
+                (channels.clone().map(|k| k as u32).collect(), list)
+            }
+            Masks::Deletion { rank, counts } | Masks::Insertion { rank, counts, .. } => {
+                if rank.len() != hw {
+                    return Err(Error::Input(format!(
+                        "{} ranks for a {h}×{w} input",
+                        rank.len()
+                    )));
+                }
+                gpu.queue
+                    .write_buffer(&mk.rank.buf, 0, bytemuck::cast_slice(rank));
+                let list = match masks {
+                    Masks::Insertion { blurred, .. } => {
+                        if blurred.len() != 3 * hw {
+                            return Err(Error::Input(format!(
+                                "the blurred input has {} values, not 3×{h}×{w}",
+                                blurred.len()
+                            )));
+                        }
+                        gpu.write(&mk.other, blurred);
+                        &mk.ins
+                    }
+                    _ => &mk.del,
+                };
+                (counts.iter().map(|&k| k as u32).collect(), list)
+            }
+            Masks::Map { map } => {
+                if map.len() != hw {
+                    return Err(Error::Input(format!(
+                        "a {} map for a {h}×{w} input",
+                        map.len()
+                    )));
+                }
+                gpu.write(&mk.other, map);
+                (vec![0], std::slice::from_ref(&mk.map))
+            }
+        };
+        let mut out = Vec::with_capacity(values.len());
+        for chunk in values.chunks(mk.n) {
+            let mut job = header.to_vec();
+            job.extend_from_slice(chunk);
+            gpu.queue
+                .write_buffer(&mk.job.buf, 0, bytemuck::cast_slice(&job));
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for i in 0..chunk.len() {
+                    dispatches[i].record(&mut pass);
+                    for d in forward {
+                        d.record(&mut pass);
+                    }
+                    mk.take[i].record(&mut pass);
+                }
+            }
+            let bytes = (8 * chunk.len()) as u64;
+            enc.copy_buffer_to_buffer(&mk.scores.buf, 0, &mk.staging, 0, bytes);
+            gpu.queue.submit([enc.finish()]);
+            let raw = gpu.read_staging(&mk.staging, bytes)?;
+            gpu.check_errors("the masked passes")?;
+            let f: &[f32] = bytemuck::cast_slice(&raw);
+            out.extend(f.chunks_exact(2).map(|p| (p[0], p[1])));
+            progress(out.len());
+        }
+        Ok(out)
+    }
+}

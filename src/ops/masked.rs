@@ -1,0 +1,222 @@
+//! Masked copies of one image for Score-CAM and the faithfulness metrics
+//! (shaders/masked.wgsl): each copy's input is made on the GPU from the original and a mask,
+//! and only the target's score is kept. GPU launchers and the CPU reference side by side.
+
+use crate::gpu::{
+    Dispatch, Gpu,
+    pipelines::{Source, grid_1d, grid_items},
+};
+
+/// The buffers the masking kernels read and write (see the shader's header).
+pub struct MaskBufs<'a> {
+    pub x0: &'a wgpu::Buffer,
+    pub input: &'a wgpu::Buffer,
+    /// u32 [target, C, bh, bw, value per copy…]
+    pub job: &'a wgpu::Buffer,
+    pub acts: &'a wgpu::Buffer,
+    pub mm: &'a wgpu::Buffer,
+    pub rank: &'a wgpu::Buffer,
+    pub other: &'a wgpu::Buffer,
+    pub logits: &'a wgpu::Buffer,
+    pub probs: &'a wgpu::Buffer,
+    pub scores: &'a wgpu::Buffer,
+}
+
+/// Where the per-copy values start in `job`.
+pub const JOB_HEADER: usize = 4;
+
+fn launch(
+    gpu: &Gpu,
+    label: &str,
+    entry: &str,
+    constants: &[(&str, f64)],
+    (h, w, copy): (usize, usize, usize),
+    bindings: &[(u32, Option<&wgpu::Buffer>)],
+    groups: [u32; 3],
+) -> Dispatch {
+    let params = [h as u32, w as u32, copy as u32, 0];
+    gpu.dispatch_from(
+        label,
+        "masked",
+        Source::Table("masked"),
+        entry,
+        constants,
+        &params,
+        bindings,
+        &[],
+        groups,
+    )
+}
+
+/// mm[2k], mm[2k+1] = min and max of up(A_k) over the H×W input, for the `c` channels in `job`.
+pub fn up_minmax(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize, c: usize) -> Dispatch {
+    launch(
+        gpu,
+        label,
+        "up_minmax",
+        &[],
+        (h, w, 0),
+        &[(3, Some(b.job)), (4, Some(b.acts)), (5, Some(b.mm))],
+        grid_1d(c as u32),
+    )
+}
+
+/// Copy `copy`: input = x0·up(A_k), k = job[4 + copy]; min-max normalised per channel or raw.
+pub fn mask_cam(
+    gpu: &Gpu,
+    label: &str,
+    b: &MaskBufs,
+    h: usize,
+    w: usize,
+    copy: usize,
+    normalise: bool,
+) -> Dispatch {
+    launch(
+        gpu,
+        label,
+        "mask_cam",
+        &[("NORMALISE", normalise as u32 as f64)],
+        (h, w, copy),
+        &[
+            (1, Some(b.x0)),
+            (2, Some(b.input)),
+            (3, Some(b.job)),
+            (4, Some(b.acts)),
+            (5, Some(b.mm)),
+        ],
+        grid_items(h * w),
+    )
+}
+
+/// Copy `copy`: the job[4 + copy] first pixels by rank deleted (to 0) or inserted (into the
+/// blurred input held in `other`).
+pub fn mask_rank(
+    gpu: &Gpu,
+    label: &str,
+    b: &MaskBufs,
+    h: usize,
+    w: usize,
+    copy: usize,
+    insertion: bool,
+) -> Dispatch {
+    // `other` is read by insertion only, but bound for both (one layout)
+    let bindings = [
+        (1, Some(b.x0)),
+        (2, Some(b.input)),
+        (3, Some(b.job)),
+        (6, Some(b.rank)),
+        (7, Some(b.other)),
+    ];
+    launch(
+        gpu,
+        label,
+        "mask_rank",
+        &[("MODE", insertion as u32 as f64)],
+        (h, w, copy),
+        &bindings,
+        grid_items(h * w),
+    )
+}
+
+/// input = x0·S, S the (H, W) map in `other`.
+pub fn mask_map(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize) -> Dispatch {
+    launch(
+        gpu,
+        label,
+        "mask_map",
+        &[],
+        (h, w, 0),
+        &[(1, Some(b.x0)), (2, Some(b.input)), (7, Some(b.other))],
+        grid_items(h * w),
+    )
+}
+
+/// scores[2·copy .. 2·copy + 2] = (logit, probability) of the target job[0].
+pub fn take_score(gpu: &Gpu, label: &str, b: &MaskBufs, copy: usize) -> Dispatch {
+    launch(
+        gpu,
+        label,
+        "take_score",
+        &[],
+        (0, 0, copy),
+        &[
+            (3, Some(b.job)),
+            (8, Some(b.logits)),
+            (9, Some(b.probs)),
+            (10, Some(b.scores)),
+        ],
+        [1, 1, 1],
+    )
+}
+
+pub mod cpu {
+    use crate::cam::fusion::cpu::upsample;
+
+    /// Per channel (min, max) of up(A_k) at h×w.
+    pub fn up_minmax(acts: &[f32], c: usize, bh: usize, bw: usize, h: usize, w: usize) -> Vec<f32> {
+        (0..c)
+            .flat_map(|k| {
+                let u = upsample(&acts[k * bh * bw..(k + 1) * bh * bw], bh, bw, h, w);
+                let lo = u.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+                let hi = u.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+                [lo, hi]
+            })
+            .collect()
+    }
+
+    /// x0·up(A_k), normalised with mm when given (pytorch-grad-cam's Score-CAM), else raw (the
+    /// official repository's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mask_cam(
+        x0: &[f32],
+        acts: &[f32],
+        mm: Option<&[f32]>,
+        k: usize,
+        bh: usize,
+        bw: usize,
+        h: usize,
+        w: usize,
+    ) -> Vec<f32> {
+        let mut m = upsample(&acts[k * bh * bw..(k + 1) * bh * bw], bh, bw, h, w);
+        if let Some(mm) = mm {
+            let (lo, hi) = (mm[2 * k], mm[2 * k + 1]);
+            m.iter_mut().for_each(|v| *v = (*v - lo) / (hi - lo + 1e-8));
+        }
+        mask_map(x0, &m)
+    }
+
+    /// The first `count` pixels by rank changed: deleted to 0, or (with `blurred`) the
+    /// blurred input with those pixels put back.
+    pub fn mask_rank(x0: &[f32], blurred: Option<&[f32]>, rank: &[u32], count: usize) -> Vec<f32> {
+        let n = rank.len();
+        (0..x0.len())
+            .map(|i| {
+                let changed = (rank[i % n] as usize) < count;
+                match blurred {
+                    None if changed => 0.0,
+                    None => x0[i],
+                    Some(_) if changed => x0[i],
+                    Some(b) => b[i],
+                }
+            })
+            .collect()
+    }
+
+    /// x0·S, S broadcast over the channels.
+    pub fn mask_map(x0: &[f32], s: &[f32]) -> Vec<f32> {
+        let n = s.len();
+        x0.iter().enumerate().map(|(i, &v)| v * s[i % n]).collect()
+    }
+
+    /// The rank of every pixel when sorted by `s` descending, ties by index ascending
+    /// (NUMERICS §9).
+    pub fn ranks(s: &[f32]) -> Vec<u32> {
+        let mut order: Vec<usize> = (0..s.len()).collect();
+        order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+        let mut rank = vec![0u32; s.len()];
+        for (r, &p) in order.iter().enumerate() {
+            rank[p] = r as u32;
+        }
+        rank
+    }
+}

@@ -1,0 +1,215 @@
+//! Masked copies: each masking kernel against its CPU reference on awkward shapes, and the
+//! masked passes of a plan (several copies per submission) against one ordinary pass per copy.
+
+use crate::common::{check, gpu, rand, read, up, zeros};
+use combicam_gpu::model::detweights;
+use combicam_gpu::model::efficientnet::{ModelGpu, Plan, PlanOptions, Score};
+use combicam_gpu::model::masked::Masks;
+use combicam_gpu::ops::Tolerance;
+use combicam_gpu::ops::masked::{self, JOB_HEADER, MaskBufs, cpu};
+
+/// Ranks of a map with ties (values on a coarse grid), as the metrics make them.
+fn tied_map(n: usize, seed: u64) -> Vec<f32> {
+    rand(n, seed, 0.0, 1.0)
+        .into_iter()
+        .map(|v| (v * 8.0).floor() / 8.0)
+        .collect()
+}
+
+#[test]
+fn ranks_sort_descending_with_ties_by_raster_index() {
+    let s = [0.5, 1.0, 0.5, 0.0, 1.0];
+    assert_eq!(cpu::ranks(&s), [2, 0, 3, 4, 1]);
+}
+
+#[test]
+fn masking_kernels_match_the_cpu_reference() {
+    let g = gpu();
+    // a 7-channel 3×5 block up to 13×17 (neither a multiple of the workgroup), and 2×1 to 9×11
+    for (c, bh, bw, h, w) in [(7, 3, 5, 13, 17), (5, 2, 1, 9, 11)] {
+        let hw = h * w;
+        let x0 = rand(3 * hw, 1, -2.0, 2.0);
+        let acts = rand(c * bh * bw, 2, -1.0, 3.0);
+        let s = tied_map(hw, 3);
+        let rank: Vec<u32> = cpu::ranks(&s);
+        let blurred = rand(3 * hw, 4, -1.0, 1.0);
+        let counts = [0usize, 1, hw / 3, hw - 1, hw];
+        let (bx0, binput, bacts, bmm) = (up(&x0), zeros(3 * hw), up(&acts), zeros(2 * c));
+        let brank = g.upload_u32("rank", &rank).unwrap();
+        let bother = up(&blurred);
+        let bmap = up(&s);
+        let (logits, probs, scores) = (zeros(4), zeros(4), zeros(2 * 8));
+        let mut job = vec![0u32, c as u32, bh as u32, bw as u32];
+        job.extend((0..c as u32).rev());
+        job.resize(JOB_HEADER + 8, 0);
+        let bjob = g.upload_u32("job", &job).unwrap();
+        let b = MaskBufs {
+            x0: &bx0.buf,
+            input: &binput.buf,
+            job: &bjob.buf,
+            acts: &bacts.buf,
+            mm: &bmm.buf,
+            rank: &brank.buf,
+            other: &bother.buf,
+            logits: &logits.buf,
+            probs: &probs.buf,
+            scores: &scores.buf,
+        };
+        g.run_now(&[&masked::up_minmax(g, "up", &b, h, w, c + 3)])
+            .unwrap();
+        let mm = cpu::up_minmax(&acts, c, bh, bw, h, w);
+        check(
+            "up_minmax",
+            &read(&bmm),
+            &mm,
+            &[c, 2],
+            Tolerance::new(1e-6, 1e-7),
+        );
+        for copy in [0, 2, c - 1] {
+            let k = c - 1 - copy;
+            for normalise in [true, false] {
+                g.run_now(&[&masked::mask_cam(g, "cam", &b, h, w, copy, normalise)])
+                    .unwrap();
+                let want = cpu::mask_cam(&x0, &acts, normalise.then_some(&mm[..]), k, bh, bw, h, w);
+                let name = format!("mask_cam k={k} normalise={normalise}");
+                check(
+                    &name,
+                    &read(&binput),
+                    &want,
+                    &[3, h, w],
+                    Tolerance::new(1e-6, 1e-6),
+                );
+            }
+        }
+        for (copy, &count) in counts.iter().enumerate() {
+            job[JOB_HEADER + copy] = count as u32;
+        }
+        g.queue
+            .write_buffer(&bjob.buf, 0, bytemuck::cast_slice(&job));
+        for (copy, &count) in counts.iter().enumerate() {
+            for insertion in [false, true] {
+                g.run_now(&[&masked::mask_rank(g, "rank", &b, h, w, copy, insertion)])
+                    .unwrap();
+                let want = cpu::mask_rank(&x0, insertion.then_some(&blurred[..]), &rank, count);
+                let name = format!("mask_rank {count} insertion={insertion}");
+                check(
+                    &name,
+                    &read(&binput),
+                    &want,
+                    &[3, h, w],
+                    Tolerance::new(0.0, 0.0),
+                );
+            }
+        }
+        let bm = MaskBufs {
+            other: &bmap.buf,
+            ..b
+        };
+        g.run_now(&[&masked::mask_map(g, "map", &bm, h, w)])
+            .unwrap();
+        check(
+            "mask_map",
+            &read(&binput),
+            &cpu::mask_map(&x0, &s),
+            &[3, h, w],
+            Tolerance::new(0.0, 0.0),
+        );
+    }
+}
+
+#[test]
+fn masked_passes_equal_one_ordinary_pass_per_copy() {
+    let g = gpu();
+    let net = combicam_gpu::check::test_network("b0").unwrap();
+    let m = ModelGpu::upload(g, net).unwrap();
+    let (h, w) = (37, 29);
+    // 3 copies per submission: 7 copies take 3 submissions, the last one short
+    let opts = |masked| PlanOptions {
+        backward: false,
+        blocks: vec![],
+        explainers: vec![],
+        masked,
+    };
+    let plan = Plan::new(g, &m, h, w, opts(3)).unwrap();
+    let single = Plan::new(g, &m, h, w, opts(0)).unwrap();
+    let x = detweights::input(h, w);
+    let o = plan.run(g, &x, None, Score::Prob).unwrap();
+    let t = o.argmax;
+    let s = tied_map(h * w, 9);
+    let rank = cpu::ranks(&s);
+    let blurred: Vec<f32> = x.iter().map(|v| v * 0.25).collect();
+    let counts = [0, 1, 50, 300, 700, 1000, h * w];
+    let one = |input: &[f32]| {
+        let o = single.run(g, input, Some(t), Score::Prob).unwrap();
+        (o.logits[t], o.probs[t])
+    };
+    let mut done = Vec::new();
+    let got = plan
+        .run_masked(
+            g,
+            &Masks::Deletion {
+                rank: &rank,
+                counts: &counts,
+            },
+            t,
+            &mut |n| done.push(n),
+        )
+        .unwrap();
+    assert_eq!(done, [3, 6, 7], "progress after each submission");
+    let want: Vec<_> = counts
+        .iter()
+        .map(|&k| one(&cpu::mask_rank(&x, None, &rank, k)))
+        .collect();
+    assert_eq!(
+        got, want,
+        "deletion: masked passes against single passes (bit-exact)"
+    );
+    let masks = Masks::Insertion {
+        rank: &rank,
+        blurred: &blurred,
+        counts: &counts,
+    };
+    let got = plan.run_masked(g, &masks, t, &mut |_| {}).unwrap();
+    let want: Vec<_> = counts
+        .iter()
+        .map(|&k| one(&cpu::mask_rank(&x, Some(&blurred), &rank, k)))
+        .collect();
+    assert_eq!(
+        got, want,
+        "insertion: masked passes against single passes (bit-exact)"
+    );
+    let got = plan
+        .run_masked(g, &Masks::Map { map: &s }, t, &mut |_| {})
+        .unwrap();
+    assert_eq!(got, [one(&cpu::mask_map(&x, &s))], "x·S");
+    // Score-CAM's masks at block 4: the block's activations come from the original image, even
+    // after the passes above left other activations in the plan's buffers
+    let l = 4;
+    let (bh, bw) = plan.sizes[l];
+    let acts = g.read(&single.outs[l]).unwrap(); // `single` last ran x·S: run x again
+    let _ = acts;
+    single.run(g, &x, Some(t), Score::Prob).unwrap();
+    let acts = g.read(&single.outs[l]).unwrap();
+    let c = acts.len() / (bh * bw);
+    let mm = cpu::up_minmax(&acts, c, bh, bw, h, w);
+    for normalise in [true, false] {
+        let masks = Masks::Cam {
+            block: l,
+            channels: 2..c.min(9),
+            normalise,
+        };
+        let got = plan.run_masked(g, &masks, t, &mut |_| {}).unwrap();
+        for (i, k) in (2..c.min(9)).enumerate() {
+            let input = cpu::mask_cam(&x, &acts, normalise.then_some(&mm[..]), k, bh, bw, h, w);
+            let (lw, pw) = one(&input);
+            let name = format!("score-cam copy k={k} normalise={normalise}");
+            check(
+                &name,
+                &[got[i].0, got[i].1],
+                &[lw, pw],
+                &[2],
+                Tolerance::new(1e-4, 1e-6),
+            );
+        }
+    }
+}
