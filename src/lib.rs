@@ -8,6 +8,7 @@ pub mod cam;
 pub mod check;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 pub mod hub;
 pub mod model;

@@ -1,5 +1,7 @@
 //! The `combicam-gpu` command line: parse, call the library, print.
 
+mod commands;
+
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use combicam_gpu::cam::explain::{
@@ -34,6 +36,8 @@ enum Cmd {
     Explain(ExplainArgs),
     /// Predict: top cells with coordinates and confidence radii (or top ImageNet labels).
     Predict(PredictArgs),
+    /// Faithfulness of explainers: deletion and insertion AUC, Average Drop and Increase.
+    Evaluate(commands::evaluate::EvaluateArgs),
     /// Time forward, backward, CAM and read-back, per phase and per kernel family.
     Bench(bench::BenchArgs),
     /// List the GPU adapters that --device N chooses from.
@@ -126,14 +130,16 @@ struct ExplainArgs {
     /// Print each image's JSON report on stdout.
     #[arg(long)]
     json: bool,
-    /// Blocks to fuse: ranges and lists, e.g. 0-31, 22-29, 0,5,31 (default: all).
+    /// Blocks to fuse: ranges and lists, e.g. 0-31, 22-29, 0,5,31 (default: all; the last
+    /// block when every method is scorecam, scorecam-official or gradcampp-official).
     #[arg(long, value_name = "LIST")]
     blocks: Option<String>,
     /// CAM methods, computed at every selected block from one forward and one backward:
     /// gradcam (with the sum fusion: Combi-CAM, the default), gradcampp, xgradcam, hirescam,
     /// layercam, layercam-official; and gradcampp-official (the official repository's
-    /// Grad-CAM++, on the last block only). Comma-separated; each writes its own PNGs and raw
-    /// maps.
+    /// Grad-CAM++, on the last block only); scorecam and scorecam-official (one masked forward
+    /// pass per channel of each selected block, with a progress bar: 448 at B4's last block).
+    /// Comma-separated; each writes its own PNGs and raw maps.
     #[arg(long, value_name = "LIST")]
     method: Option<String>,
     /// How each method's block maps are fused: sum (Combi-CAM; default of gradcam, gradcampp,
@@ -160,6 +166,10 @@ struct ExplainArgs {
     /// maps themselves are unchanged. 0: the photo's own size.
     #[arg(long, default_value_t = 0, value_name = "PIXELS")]
     overlay_size: u32,
+    /// Masked copies of the photo per GPU submission for Score-CAM (default: 4 on a CPU
+    /// adapter, 32 on a GPU). Memory does not depend on it.
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
     /// Top-k entries in the JSON prediction.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
@@ -268,6 +278,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Devices => devices(),
         Cmd::Predict(a) => predict(a),
+        Cmd::Evaluate(a) => commands::evaluate::run(a),
         Cmd::Explain(a) => explain(a),
         Cmd::Bench(a) => {
             if let Some(bench::BenchCmd::Compare { files }) = &a.cmd {
@@ -718,17 +729,25 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         None => a.target,
     };
     let nb = w.cfg.blocks.len();
-    // the official Grad-CAM++ alone: its one block by default
+    // the official Grad-CAM++ alone: the last block by default; Score-CAM (one pass per
+    // channel) too, whatever the other methods
     let only_last = explainers
         .iter()
-        .all(|e| e.method == combicam_gpu::cam::methods::Method::GradCamPPOfficial);
-    let blocks = match &a.blocks {
-        Some(s) => parse_blocks(s, nb)?,
+        .filter(|e| !e.method.is_score_cam())
+        .all(|e| e.method.last_block_by_default());
+    if a.batch == Some(0) {
+        bail!("--batch 0: give at least 1 masked copy per submission, or leave --batch out");
+    }
+    let given = a.blocks.as_ref().map(|s| parse_blocks(s, nb)).transpose()?;
+    let score_blocks = given.clone().unwrap_or(vec![nb - 1]);
+    let blocks = match given {
+        Some(b) => b,
         None if only_last => vec![nb - 1],
         None => (0..nb).collect(),
     };
     // before any output exists
     combicam_gpu::cam::methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
+    combicam_gpu::cam::scorecam::check_score(&explainers, score)?;
     if let Some(t) = target
         && t >= w.classifier.n
     {
@@ -768,11 +787,13 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = ExplainOptions {
         blocks,
+        score_blocks,
         explainers,
         target,
         score,
         alpha: a.alpha,
         overlay_size: a.overlay_size,
+        batch: a.batch.unwrap_or(0),
         save_raw: a.save_raw,
         top_k: a.top_k,
     };

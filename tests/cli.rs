@@ -600,7 +600,10 @@ fn methods_fusions_and_targets_from_the_command_line() {
             vec!["--method", "gradcam,bogus"],
             "unknown CAM method \"bogus\": use gradcam",
         ),
-        (vec!["--method", "scorecam"], "batched forward passes"),
+        (
+            vec!["--method", "scorecam", "--score", "region:100"],
+            "not a region's mass: drop --score region:KM",
+        ),
         (
             vec!["--method", "gradcam,gradcampp-official"],
             "last block only: pass --blocks 15",

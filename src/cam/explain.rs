@@ -5,7 +5,7 @@ use super::methods::Explainer;
 use super::render::{heatmap_rgb, overlay, write_bytes_atomic, write_png_atomic};
 use crate::engine::{Engine, Prediction, TopEntry};
 use crate::error::{Error, Result};
-use crate::model::efficientnet::{Output, PlanOptions, Score};
+use crate::model::efficientnet::{ExplainerOutput, Output, PlanOptions, Score};
 use crate::preprocess::Preprocessed;
 use safetensors::{Dtype, tensor::TensorView};
 use serde::Serialize;
@@ -14,7 +14,10 @@ use std::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct ExplainOptions {
+    /// the blocks of the gradient methods
     pub blocks: Vec<usize>,
+    /// the blocks of Score-CAM (the last one unless --blocks says otherwise)
+    pub score_blocks: Vec<usize>,
     /// the CAM methods and fusion rules (Combi-CAM by default)
     pub explainers: Vec<Explainer>,
     pub target: Option<usize>,
@@ -24,6 +27,14 @@ pub struct ExplainOptions {
     pub overlay_size: u32,
     pub save_raw: bool,
     pub top_k: usize,
+    /// masked copies per submission for Score-CAM (0: `default_batch`)
+    pub batch: usize,
+}
+
+/// Masked copies per submission when `--batch` is not given: few on a CPU adapter, where a
+/// copy takes about a second and the progress bar moves per submission; more on a GPU.
+pub fn default_batch(gpu: &crate::gpu::Gpu) -> usize {
+    if gpu.is_cpu() { 4 } else { 32 }
 }
 
 #[derive(Serialize)]
@@ -121,24 +132,87 @@ impl WriteContext {
     }
 }
 
-/// The GPU part of one explanation: the plan run on the preprocessed photo.
+/// The GPU part of one explanation: the plan run on the preprocessed photo (forward,
+/// backward, the gradient methods' maps), then Score-CAM's masked passes if asked for.
 pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Explained> {
     let (h, w) = (pre.height, pre.width);
+    let score_cams: Vec<Explainer> = o
+        .explainers
+        .iter()
+        .copied()
+        .filter(|e| e.method.is_score_cam())
+        .collect();
+    let batch = match o.batch {
+        0 => default_batch(engine.gpu),
+        n => n,
+    };
     let opts = PlanOptions {
         backward: true,
         blocks: o.blocks.clone(),
-        explainers: o.explainers.clone(),
-        masked: 0,
+        explainers: o
+            .explainers
+            .iter()
+            .copied()
+            .filter(|e| !e.method.is_score_cam())
+            .collect(),
+        masked: if score_cams.is_empty() { 0 } else { batch },
     };
     let before = engine.gpu.pipelines.stats();
-    let out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
+    let mut out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
     let after = engine.gpu.pipelines.stats();
+    let plan_build_s = engine.last_plan_build_s;
+    if !score_cams.is_empty() {
+        let gpu = engine.gpu;
+        let plan = engine.plan(h, w, &opts)?;
+        let acts = super::scorecam::block_outputs(gpu, plan, &o.score_blocks)?;
+        let total = super::scorecam::passes(plan, &score_cams, &o.score_blocks);
+        let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} masked passes (Score-CAM) [{elapsed_precise}, eta {eta}]",
+            )
+            .unwrap(),
+        );
+        let mut made = Vec::new();
+        let mut done = 0;
+        for &e in &score_cams {
+            let eo = super::scorecam::explain(
+                gpu,
+                plan,
+                &acts,
+                e,
+                &o.score_blocks,
+                out.target,
+                o.score,
+                &mut |n| pb.set_position((done + n) as u64),
+            )?;
+            done = pb.position() as usize;
+            made.push(eo);
+        }
+        pb.finish_and_clear();
+        // every explainer in the order asked for
+        let mut grads = std::mem::take(&mut out.explainers).into_iter();
+        let mut scores = made.into_iter();
+        out.explainers = o
+            .explainers
+            .iter()
+            .map(|e| {
+                if e.method.is_score_cam() {
+                    scores.next()
+                } else {
+                    grads.next()
+                }
+                .expect("one output per explainer")
+            })
+            .collect();
+        out.mirror_first();
+    }
     Ok(Explained {
         compile_s: after.seconds - before.seconds,
         out,
         gpu_memory_bytes: engine.gpu_bytes(),
         input_size: (h, w),
-        plan_build_s: engine.last_plan_build_s,
+        plan_build_s,
     })
 }
 
@@ -242,7 +316,7 @@ pub fn write_one(
         weights: weights.source.clone(),
         input_size: [h, w],
         original_size: [photo.height(), photo.width()],
-        blocks_fused: o.blocks.clone(),
+        blocks_fused: used_blocks(&out.explainers[0]),
         fused_range: [out.fused_range.0, out.fused_range.1],
         blocks: (0..cfg.blocks.len())
             .map(|l| BlockReport {
@@ -261,10 +335,9 @@ pub fn write_one(
                 fusion: e.explainer.fusion.name(),
                 fused: e.explainer.fused_name(),
                 fused_range: [e.fused_range.0, e.fused_range.1],
-                blocks: o
-                    .blocks
-                    .iter()
-                    .map(|&l| MethodBlock {
+                blocks: used_blocks(e)
+                    .into_iter()
+                    .map(|l| MethodBlock {
                         block: l,
                         peak: e.map_max[l].unwrap_or(0.0),
                         mean: e.map_mean[l].unwrap_or(0.0),
@@ -288,6 +361,11 @@ pub fn write_one(
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(&p_json, e))?;
     write_bytes_atomic(&json, &p_json)?;
     Ok(report)
+}
+
+/// The blocks an explainer's map fuses.
+fn used_blocks(e: &ExplainerOutput) -> Vec<usize> {
+    (0..e.maps.len()).filter(|&l| e.maps[l].is_some()).collect()
 }
 
 /// The photo scaled down (area average) so that its longest side is at most `side` (0: as is).

@@ -22,6 +22,10 @@ pub enum Method {
     /// the official repository's Grad-CAM++, on the last block only: a = g²/(2g² + h·g +
     /// 1e-10)·ReLU(g) with h = ∂(Σ g)/∂A, the head's Hessian-vector product
     GradCamPPOfficial,
+    /// Score-CAM (pytorch-grad-cam): one masked forward pass per channel, no gradient
+    ScoreCam,
+    /// the official repository's Score-CAM: raw masks, the probabilities as weights
+    ScoreCamOfficial,
 }
 
 /// How the selected blocks' maps become one map (then min-max normalised).
@@ -68,7 +72,23 @@ impl Method {
             Method::LayerCam => "layercam",
             Method::LayerCamOfficial => "layercam-official",
             Method::GradCamPPOfficial => "gradcampp-official",
+            Method::ScoreCam => "scorecam",
+            Method::ScoreCamOfficial => "scorecam-official",
         }
+    }
+
+    /// Made of masked forward passes (`cam::scorecam`) rather than the plan's backward.
+    pub fn is_score_cam(self) -> bool {
+        matches!(self, Method::ScoreCam | Method::ScoreCamOfficial)
+    }
+
+    /// Defined, or by default computed, at the last block only (one pass per channel makes
+    /// every block costly).
+    pub fn last_block_by_default(self) -> bool {
+        matches!(
+            self,
+            Method::GradCamPPOfficial | Method::ScoreCam | Method::ScoreCamOfficial
+        )
     }
 
     /// The fusion a method uses unless `--fusion` says otherwise.
@@ -88,21 +108,16 @@ impl Method {
             other => other,
         }
         .to_string();
-        let all = METHODS.iter().chain([Method::GradCamPPOfficial].iter());
+        let extra = [
+            Method::GradCamPPOfficial,
+            Method::ScoreCam,
+            Method::ScoreCamOfficial,
+        ];
+        let all = METHODS.iter().chain(extra.iter());
         all.copied().find(|m| m.name() == t).ok_or_else(|| {
-            let hint = if t.starts_with("scorecam") {
-                "scorecam, scorecam-official need batched forward passes: not available yet"
-            } else {
-                ""
-            };
             Error::Input(format!(
-                "unknown CAM method {s:?}: use {}, gradcampp-official (last block){}",
+                "unknown CAM method {s:?}: use {}, gradcampp-official (last block), scorecam, scorecam-official",
                 METHODS.map(|m| m.name()).join(", "),
-                if hint.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({hint})")
-                }
             ))
         })
     }

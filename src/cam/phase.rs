@@ -157,6 +157,11 @@ pub fn record(
                     ));
                     d.push(channel::weighted_map(gpu, &label("map"), &args));
                 }
+                Method::ScoreCam | Method::ScoreCamOfficial => {
+                    unreachable!(
+                        "Score-CAM is made of masked passes (cam::scorecam), not a plan's CAM phase"
+                    )
+                }
                 Method::HiResCam | Method::LayerCam | Method::LayerCamOfficial => {
                     if e.method == Method::LayerCamOfficial {
                         d.push(reduce::rows(

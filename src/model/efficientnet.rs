@@ -239,4 +239,17 @@ pub struct Output {
     pub readback_seconds: f64,
 }
 
+impl Output {
+    /// The first explainer's results as the output's own (Combi-CAM by default).
+    pub fn mirror_first(&mut self) {
+        if let Some(first) = self.explainers.first() {
+            self.maps = first.maps.clone();
+            self.combicam = first.fused.clone();
+            self.fused_range = first.fused_range;
+            self.map_max = first.map_max.clone();
+            self.map_mean = first.map_mean.clone();
+        }
+    }
+}
+
 pub use super::plan::{Phase, Plan};

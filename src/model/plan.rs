@@ -803,6 +803,12 @@ impl Plan {
         }
         // the official Grad-CAM++ is defined on the last block only (its score: see `run`)
         crate::cam::methods::check_official(&opts.explainers, &opts.blocks, nb, true)?;
+        if let Some(e) = opts.explainers.iter().find(|e| e.method.is_score_cam()) {
+            return Err(Error::Input(format!(
+                "{} is made of masked passes (cam::scorecam), not of a plan's CAM phase",
+                e.method.name()
+            )));
+        }
         let official = crate::cam::methods::needs_hvp(&opts.explainers);
         let (sh, sw, sizes) = cfg.sizes(h, w);
         if let Some(l) = sizes.iter().position(|&(a, b)| a == 0 || b == 0) {
@@ -1127,9 +1133,7 @@ impl Plan {
             map_mean: vec![None; nb],
             ..Default::default()
         };
-        if !rb.explainers.is_empty() {
-            out.act_maxabs = rb.act_maxabs.of(f).to_vec();
-        }
+        out.act_maxabs = rb.act_maxabs.of(f).to_vec();
         for (spans, e) in rb.explainers.iter().zip(&self.opts.explainers) {
             let maps = spans.maps.of(f);
             let stats = spans.stats.of(f);
@@ -1151,14 +1155,7 @@ impl Plan {
             }
             out.explainers.push(eo);
         }
-        // the first explainer's results are the output's own (Combi-CAM by default)
-        if let Some(first) = out.explainers.first() {
-            out.maps = first.maps.clone();
-            out.combicam = first.fused.clone();
-            out.fused_range = first.fused_range;
-            out.map_max = first.map_max.clone();
-            out.map_mean = first.map_mean.clone();
-        }
+        out.mirror_first();
         out
     }
 

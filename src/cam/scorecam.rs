@@ -1,0 +1,135 @@
+//! Score-CAM (NUMERICS §8): one masked forward pass per channel of each selected block
+//! (`Plan::run_masked`), the channel weights from the target's scores, the map
+//! ReLU(Σ_k w_k A_k) at the block's resolution, then the fusion rule over the blocks.
+//! - `scorecam` (pytorch-grad-cam 1.5): masks up(A_k) min-max normalised per channel, the
+//!   scores the explained score (probability, or the logit with `--score logit`), w =
+//!   softmax_k(s);
+//! - `scorecam-official` (the Combi-CAM repository): raw masks, w_k = the probability.
+//!
+//! The masked passes run on the GPU; the weights, the maps (a few hundred channels of a
+//! block output) and the fusion are computed from them on the CPU.
+
+use super::channel::cpu::weighted_map;
+use super::fusion::cpu::fuse;
+use super::methods::{Explainer, Method};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::efficientnet::{ExplainerOutput, Plan, Score};
+use crate::model::masked::Masks;
+
+/// The block outputs of the plan's last run, for the selected blocks (read before any masked
+/// pass overwrites them).
+pub fn block_outputs(gpu: &Gpu, plan: &Plan, blocks: &[usize]) -> Result<Vec<Option<Vec<f32>>>> {
+    let mut acts = vec![None; plan.outs.len()];
+    for &l in blocks {
+        acts[l] = Some(gpu.read(&plan.outs[l])?);
+    }
+    Ok(acts)
+}
+
+/// Score-CAM weights channels by one output's probability or logit (the official one by the
+/// probability whatever the score): a region's mass is refused.
+pub fn check_score(explainers: &[Explainer], score: Score) -> Result<()> {
+    if matches!(score, Score::Region(_)) && explainers.iter().any(|e| e.method == Method::ScoreCam)
+    {
+        return Err(Error::Input(
+            "scorecam weights the channels by the probability or the logit of one cell, not a region's mass: drop --score region:KM".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How many masked passes these explainers need at these blocks.
+pub fn passes(plan: &Plan, explainers: &[Explainer], blocks: &[usize]) -> usize {
+    let n = explainers
+        .iter()
+        .filter(|e| e.method.is_score_cam())
+        .count();
+    let channels: usize = blocks
+        .iter()
+        .map(|&l| plan.outs[l].len / (plan.sizes[l].0 * plan.sizes[l].1))
+        .sum();
+    n * channels
+}
+
+/// The Score-CAM explainer `e` at `blocks`, from the original image's block outputs `acts`.
+#[allow(clippy::too_many_arguments)]
+pub fn explain(
+    gpu: &Gpu,
+    plan: &Plan,
+    acts: &[Option<Vec<f32>>],
+    e: Explainer,
+    blocks: &[usize],
+    target: usize,
+    score: Score,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ExplainerOutput> {
+    let official = e.method == Method::ScoreCamOfficial;
+    check_score(&[e], score)?;
+    let nb = plan.sizes.len();
+    let mut out = ExplainerOutput {
+        explainer: e,
+        maps: vec![None; nb],
+        fused: Vec::new(),
+        fused_range: (0.0, 0.0),
+        map_max: vec![None; nb],
+        map_mean: vec![None; nb],
+    };
+    let mut done = 0;
+    for &l in blocks {
+        let a = acts[l]
+            .as_ref()
+            .ok_or_else(|| Error::Input(format!("block {l}'s output was not read")))?;
+        let (bh, bw) = plan.sizes[l];
+        let c = a.len() / (bh * bw);
+        let masks = Masks::Cam {
+            block: l,
+            channels: 0..c,
+            normalise: !official,
+        };
+        let s = plan.run_masked(gpu, &masks, target, &mut |n| progress(done + n))?;
+        done += c;
+        let scores: Vec<f32> = s
+            .iter()
+            .map(|&(logit, p)| match score {
+                Score::Logit if !official => logit,
+                _ => p,
+            })
+            .collect();
+        let w = if official {
+            scores
+        } else {
+            cpu::softmax(&scores)
+        };
+        let map = weighted_map(&w, a, c, bh * bw);
+        out.map_max[l] = Some(map.iter().fold(f32::MIN, |m, &v| m.max(v)));
+        out.map_mean[l] = Some(map.iter().sum::<f32>() / map.len() as f32);
+        out.maps[l] = Some(map);
+    }
+    let maps: Vec<(&[f32], usize, usize)> = blocks
+        .iter()
+        .map(|&l| {
+            (
+                out.maps[l].as_deref().unwrap(),
+                plan.sizes[l].0,
+                plan.sizes[l].1,
+            )
+        })
+        .collect();
+    let (norm, raw) = fuse(e.fusion, &maps, plan.h, plan.w);
+    let lo = raw.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+    let hi = raw.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    out.fused = norm;
+    out.fused_range = (lo, hi);
+    Ok(out)
+}
+
+pub mod cpu {
+    /// softmax over the channels, as torch computes it (max subtracted first)
+    pub fn softmax(s: &[f32]) -> Vec<f32> {
+        let m = s.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        let e: Vec<f32> = s.iter().map(|&v| (v - m).exp()).collect();
+        let z: f32 = e.iter().sum();
+        e.iter().map(|v| v / z).collect()
+    }
+}

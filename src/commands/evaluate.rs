@@ -1,0 +1,237 @@
+//! `combicam-gpu evaluate`: the faithfulness metrics of several explainers over images
+//! (`combicam_gpu::eval`), a table on stdout and `--json`.
+
+use super::super::{DeviceArgs, INTERRUPTED, WeightsArgs, load, load_weights, open_gpu};
+use anyhow::{Context, bail};
+use clap::Args;
+use combicam_gpu::cam::runs;
+use combicam_gpu::engine::Engine;
+use combicam_gpu::eval::{self, Metrics, Spec};
+use combicam_gpu::model::efficientnet::{PlanOptions, Score};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// Images or folders of images (folders are scanned recursively).
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// Explainers, comma-separated: METHOD[@BLOCKS][:FUSION] with BLOCKS as --blocks takes
+    /// them, `all` or `last` (default: all; the last block for scorecam, scorecam-official,
+    /// gradcampp-official), e.g. gradcam@last (classic Grad-CAM), layercam@all:max,
+    /// scorecam@last; `combicam` is gradcam@all:sum; `random[:SEED]` a smooth random map (7×7
+    /// uniform values upsampled), the baseline.
+    #[arg(
+        long,
+        default_value = "combicam,gradcam@last,random",
+        value_name = "LIST"
+    )]
+    explainers: String,
+    /// Steps of the deletion and insertion curves (n + 1 masked passes each).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    steps: usize,
+    /// Write every image's metrics and curves, and the means, as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Masked copies of the image per GPU submission (default: 4 on a CPU adapter, 32 on a GPU).
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Serialize)]
+struct ImageResult {
+    image: String,
+    target: usize,
+    explainers: BTreeMap<String, Metrics>,
+}
+
+#[derive(Serialize, Default, Clone)]
+struct Mean {
+    deletion_auc: f64,
+    insertion_auc: f64,
+    average_drop: f64,
+    /// the fraction of images whose confidence increased
+    increase: f64,
+    images: usize,
+}
+
+#[derive(Serialize)]
+struct Report {
+    steps: usize,
+    adapter: combicam_gpu::gpu::AdapterSummary,
+    model: String,
+    weights: String,
+    images: Vec<ImageResult>,
+    mean: BTreeMap<String, Mean>,
+}
+
+pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    if a.steps == 0 {
+        bail!("--steps 0: the curves need at least 1 step (default 50)");
+    }
+    if a.batch == Some(0) {
+        bail!("--batch 0: give at least 1 masked copy per submission, or leave --batch out");
+    }
+    let specs: Vec<Spec> = a
+        .explainers
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(eval::parse_spec)
+        .collect::<Result<_, _>>()?;
+    if specs.is_empty() {
+        bail!("--explainers is empty: name at least one, e.g. combicam,gradcam@last");
+    }
+    let images: Vec<PathBuf> = runs::collect(&a.images, true, None)
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    if images.is_empty() {
+        bail!("no images found in {:?}", a.images);
+    }
+    if let Some(j) = &a.json
+        && j.is_dir()
+    {
+        bail!("--json {} is a folder: give a file name", j.display());
+    }
+    let w = load_weights(&a.weights)?;
+    let (model, source) = (w.cfg.name(), w.source.clone());
+    let how = w.preprocessing;
+    let gpu = open_gpu(a.device.device)?;
+    let batch = a
+        .batch
+        .unwrap_or_else(|| combicam_gpu::cam::explain::default_batch(&gpu));
+    let mut engine = Engine::new(&gpu, w)?;
+    let per_image = specs.len() * eval::passes_per_explainer(a.steps);
+    let pb = ProgressBar::new((images.len() * per_image) as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} masked passes {msg} [{elapsed_precise}, eta {eta}]",
+        )
+        .unwrap(),
+    );
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for path in &images {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            pb.finish_and_clear();
+            eprintln!("interrupted: nothing written");
+            return Ok(ExitCode::from(130));
+        }
+        pb.set_message(path.display().to_string());
+        let base = pb.position();
+        match one_image(&mut engine, path, &how, &specs, a.steps, batch, &pb) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                failed += 1;
+                pb.suspend(|| {
+                    eprintln!(
+                        "error: {}: {}",
+                        path.display(),
+                        format!("{e:#}").replace('\n', " ")
+                    )
+                });
+            }
+        }
+        pb.set_position(base + per_image as u64);
+    }
+    pb.finish_and_clear();
+    let mut mean: BTreeMap<String, Mean> = BTreeMap::new();
+    for r in &results {
+        for (name, m) in &r.explainers {
+            let e = mean.entry(name.clone()).or_default();
+            e.deletion_auc += m.deletion_auc;
+            e.insertion_auc += m.insertion_auc;
+            e.average_drop += m.average_drop;
+            e.increase += m.increase as u8 as f64;
+            e.images += 1;
+        }
+    }
+    for m in mean.values_mut() {
+        let n = m.images.max(1) as f64;
+        m.deletion_auc /= n;
+        m.insertion_auc /= n;
+        m.average_drop /= n;
+        m.increase /= n;
+    }
+    println!(
+        "{} images, {} steps, {model} ({source}) on {}",
+        results.len(),
+        a.steps,
+        gpu.adapter.line()
+    );
+    println!(
+        "{:<24} {:>14} {:>15} {:>15} {:>10}",
+        "explainer", "deletion AUC ↓", "insertion AUC ↑", "average drop ↓", "increase"
+    );
+    for s in &specs {
+        if let Some(m) = mean.get(&s.name) {
+            println!(
+                "{:<24} {:>14.4} {:>15.4} {:>14.2}% {:>9.0}%",
+                s.name,
+                m.deletion_auc,
+                m.insertion_auc,
+                m.average_drop,
+                100.0 * m.increase
+            );
+        }
+    }
+    if let Some(p) = &a.json {
+        let report = Report {
+            steps: a.steps,
+            adapter: gpu.adapter.clone(),
+            model,
+            weights: source,
+            images: results,
+            mean,
+        };
+        let bytes = serde_json::to_vec_pretty(&report)?;
+        combicam_gpu::cam::render::write_bytes_atomic(&bytes, p)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(super::super::finish(failed, images.len()))
+}
+
+fn one_image(
+    engine: &mut Engine,
+    path: &std::path::Path,
+    how: &combicam_gpu::preprocess::Preprocessing,
+    specs: &[Spec],
+    steps: usize,
+    batch: usize,
+    pb: &ProgressBar,
+) -> anyhow::Result<ImageResult> {
+    let (_, pre) = load(path, how)?;
+    let (h, w) = (pre.height, pre.width);
+    let x = &pre.tensor;
+    // the unmodified image's top cell/class and its probability Y
+    let fwd = PlanOptions {
+        backward: false,
+        blocks: vec![],
+        explainers: vec![],
+        masked: batch,
+    };
+    let o = engine.run(x, h, w, &fwd, None, Score::Prob)?;
+    let (target, y) = (o.argmax, o.probs[o.argmax]);
+    let mut explainers = BTreeMap::new();
+    for s in specs {
+        let base = pb.position();
+        let map = eval::saliency(engine, s, x, (h, w), target, batch, &mut |_| {})?;
+        let m = eval::metrics(engine, x, (h, w), &map, target, y, steps, batch, &mut |n| {
+            pb.set_position(base + n as u64)
+        })?;
+        explainers.insert(s.name.clone(), m);
+    }
+    Ok(ImageResult {
+        image: path.display().to_string(),
+        target,
+        explainers,
+    })
+}

@@ -1,0 +1,3 @@
+//! Commands of the binary that have their own module.
+
+pub mod evaluate;

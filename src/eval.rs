@@ -1,0 +1,294 @@
+//! Faithfulness metrics (NUMERICS §9): deletion and insertion curves and their AUC (RISE),
+//! Average Drop and Increase in Confidence (the Grad-CAM++ paper), for explainers written
+//! `METHOD[@BLOCKS][:FUSION]`. The masked copies run on the GPU (`Plan::run_masked`); the
+//! ranking, the blur and the arithmetic of the protocol are the plain Rust below.
+
+use crate::cam::fusion::cpu::{normalize, upsample};
+use crate::cam::methods::{Explainer, Fusion, Method};
+use crate::cam::scorecam;
+use crate::engine::{Engine, parse_blocks};
+use crate::error::{Error, Result};
+use crate::model::efficientnet::{PlanOptions, Score};
+use crate::model::masked::Masks;
+use crate::ops::masked::cpu::ranks;
+use serde::Serialize;
+
+/// What makes the saliency map S of an explainer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// a CAM method at some blocks, fused by a rule
+    Cam {
+        explainer: Explainer,
+        /// None: every block (the last for Score-CAM and the official Grad-CAM++)
+        blocks: Option<String>,
+    },
+    /// a smooth random map: seeded 7×7 uniform values upsampled bilinearly
+    Random { seed: u64 },
+}
+
+/// One `--explainers` item and its name in the outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    pub name: String,
+    pub source: Source,
+}
+
+/// `combicam`, `random[:SEED]`, or `METHOD[@BLOCKS][:FUSION]` with BLOCKS as `--blocks` takes
+/// them or `all`, e.g. `gradcam@31`, `layercam@0-31:max`, `scorecam@31`.
+pub fn parse_spec(s: &str) -> Result<Spec> {
+    let t = s.trim().to_lowercase();
+    let bad = |why: String| {
+        Error::Input(format!(
+            "--explainers item {s:?}: {why}; write METHOD[@BLOCKS][:FUSION], e.g. combicam, gradcam@31, layercam@0-31:max, scorecam@31, random"
+        ))
+    };
+    if t == "combicam" {
+        return Ok(Spec {
+            name: t,
+            source: Source::Cam {
+                explainer: Explainer::COMBICAM,
+                blocks: None,
+            },
+        });
+    }
+    if let Some(rest) = t.strip_prefix("random") {
+        let seed = match rest.strip_prefix(':') {
+            Some(n) => n.parse().map_err(|_| bad(format!("{n:?} is not a seed")))?,
+            None if rest.is_empty() => 0,
+            None => return Err(bad("unknown explainer".into())),
+        };
+        return Ok(Spec {
+            name: t,
+            source: Source::Random { seed },
+        });
+    }
+    let (head, fusion) = match t.split_once(':') {
+        Some((h, f)) => (h, Some(Fusion::parse(f).map_err(|e| bad(e.to_string()))?)),
+        None => (t.as_str(), None),
+    };
+    let (method, blocks) = match head.split_once('@') {
+        Some((m, b)) if b == "all" => (m, None),
+        Some((m, b)) => (m, Some(b.to_string())),
+        None => (head, None),
+    };
+    let method = Method::parse(method).map_err(|e| bad(e.to_string()))?;
+    Ok(Spec {
+        name: t.clone(),
+        source: Source::Cam {
+            explainer: Explainer {
+                method,
+                fusion: fusion.unwrap_or(method.default_fusion()),
+            },
+            blocks,
+        },
+    })
+}
+
+/// The metrics of one explainer on one image.
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    pub deletion_auc: f64,
+    pub insertion_auc: f64,
+    pub average_drop: f64,
+    pub increase: bool,
+    pub deletion: Vec<f32>,
+    pub insertion: Vec<f32>,
+}
+
+/// Pixels changed at step i = 0..=n: ⌊i·hw/n⌋.
+pub fn counts(steps: usize, hw: usize) -> Vec<usize> {
+    (0..=steps).map(|i| i * hw / steps).collect()
+}
+
+/// (Σ score_i − (score_0 + score_n)/2) / n: the trapezoid rule over [0, 1].
+pub fn auc(curve: &[f32]) -> f64 {
+    let n = curve.len() - 1;
+    let sum: f64 = curve.iter().map(|&v| v as f64).sum();
+    (sum - (curve[0] as f64 + curve[n] as f64) / 2.0) / n as f64
+}
+
+/// 100·max(0, Y − O)/Y and whether O > Y.
+pub fn average_drop(y: f32, o: f32) -> (f64, bool) {
+    let (y, o) = (y as f64, o as f64);
+    (100.0 * (y - o).max(0.0) / y, o > y)
+}
+
+/// torchvision's `gaussian_blur(x, kernel_size=k, sigma)` of a (3, H, W) image: the kernel
+/// exp(−t²/2σ²) over t = −(k−1)/2 … (k−1)/2, normalised, applied as one 2-D kernel (the outer
+/// product) with reflect padding (the edge not repeated).
+pub fn gaussian_blur(x: &[f32], h: usize, w: usize, k: usize, sigma: f32) -> Vec<f32> {
+    let half = (k / 2) as isize;
+    let g: Vec<f32> = (0..k)
+        .map(|i| {
+            let t = i as f32 - (k - 1) as f32 / 2.0;
+            (-0.5 * (t / sigma) * (t / sigma)).exp()
+        })
+        .collect();
+    let sum: f32 = g.iter().sum();
+    let g: Vec<f32> = g.iter().map(|v| v / sum).collect();
+    let reflect = |i: isize, n: usize| -> usize {
+        let n = n as isize;
+        let mut i = i;
+        // mirror about the edges until inside (images smaller than the kernel too)
+        loop {
+            if i < 0 {
+                i = -i;
+            } else if i >= n {
+                i = 2 * (n - 1) - i;
+            } else {
+                return i as usize;
+            }
+            if n == 1 {
+                return 0;
+            }
+        }
+    };
+    let mut out = vec![0f32; x.len()];
+    for c in 0..x.len() / (h * w) {
+        let img = &x[c * h * w..(c + 1) * h * w];
+        for y in 0..h {
+            for xx in 0..w {
+                let mut acc = 0f32;
+                for (i, gy) in g.iter().enumerate() {
+                    let sy = reflect(y as isize + i as isize - half, h);
+                    for (j, gx) in g.iter().enumerate() {
+                        let sx = reflect(xx as isize + j as isize - half, w);
+                        acc += gy * gx * img[sy * w + sx];
+                    }
+                }
+                out[c * h * w + y * w + xx] = acc;
+            }
+        }
+    }
+    out
+}
+
+/// The smooth random map: 7×7 uniform values from `seed`, upsampled bilinearly (align
+/// corners) to h×w and min-max normalised.
+pub fn smooth_random(seed: u64, h: usize, w: usize) -> Vec<f32> {
+    let mut s = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let grid: Vec<f32> = (0..49)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / 16777216.0
+        })
+        .collect();
+    normalize(&upsample(&grid, 7, 7, h, w))
+}
+
+/// Deletion, insertion, Average Drop and Increase of the map `s` (H·W, in [0, 1]) for the
+/// image of the plan's last run `x`, whose target probability is `y`. `progress` is told of
+/// each finished masked pass.
+#[allow(clippy::too_many_arguments)]
+pub fn metrics(
+    engine: &mut Engine,
+    x: &[f32],
+    (h, w): (usize, usize),
+    s: &[f32],
+    target: usize,
+    y: f32,
+    steps: usize,
+    batch: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Metrics> {
+    let opts = forward_options(batch);
+    let gpu = engine.gpu;
+    let plan = engine.plan(h, w, &opts)?;
+    // the plan's x0 is this image
+    plan.run(gpu, x, Some(target), Score::Prob)?;
+    let rank = ranks(s);
+    let counts = counts(steps, h * w);
+    let blurred = gaussian_blur(x, h, w, 11, 5.0);
+    let mut done = 0;
+    let mut run = |m: &Masks| -> Result<Vec<f32>> {
+        let r = plan.run_masked(gpu, m, target, &mut |n| progress(done + n))?;
+        done += r.len();
+        Ok(r.into_iter().map(|(_, p)| p).collect())
+    };
+    let deletion = run(&Masks::Deletion {
+        rank: &rank,
+        counts: &counts,
+    })?;
+    let insertion = run(&Masks::Insertion {
+        rank: &rank,
+        blurred: &blurred,
+        counts: &counts,
+    })?;
+    let o = run(&Masks::Map { map: s })?[0];
+    let (average_drop, increase) = average_drop(y, o);
+    Ok(Metrics {
+        deletion_auc: auc(&deletion),
+        insertion_auc: auc(&insertion),
+        average_drop,
+        increase,
+        deletion,
+        insertion,
+    })
+}
+
+/// The forward-only plan the metrics' masked copies run through.
+fn forward_options(batch: usize) -> PlanOptions {
+    PlanOptions {
+        backward: false,
+        blocks: vec![],
+        explainers: vec![],
+        masked: batch,
+    }
+}
+
+/// Masked passes one explainer costs at `steps`.
+pub fn passes_per_explainer(steps: usize) -> usize {
+    2 * (steps + 1) + 1
+}
+
+/// The saliency map S of `spec` for the image `x` (its top class `target`), at the input
+/// size, in [0, 1]; the Score-CAM passes it takes are reported to `progress`.
+pub fn saliency(
+    engine: &mut Engine,
+    spec: &Spec,
+    x: &[f32],
+    (h, w): (usize, usize),
+    target: usize,
+    batch: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<f32>> {
+    let (explainer, blocks) = match &spec.source {
+        Source::Random { seed } => return Ok(smooth_random(*seed, h, w)),
+        Source::Cam { explainer, blocks } => (*explainer, blocks),
+    };
+    let nb = engine.blocks();
+    let blocks = match blocks.as_deref() {
+        Some("last") => vec![nb - 1],
+        Some(b) => parse_blocks(b, nb)?,
+        None if explainer.method.last_block_by_default() => vec![nb - 1],
+        None => (0..nb).collect(),
+    };
+    if explainer.method.is_score_cam() {
+        let opts = forward_options(batch);
+        let gpu = engine.gpu;
+        let plan = engine.plan(h, w, &opts)?;
+        plan.run(gpu, x, Some(target), Score::Prob)?;
+        let acts = scorecam::block_outputs(gpu, plan, &blocks)?;
+        let e = scorecam::explain(
+            gpu,
+            plan,
+            &acts,
+            explainer,
+            &blocks,
+            target,
+            Score::Prob,
+            progress,
+        )?;
+        return Ok(e.fused);
+    }
+    let opts = PlanOptions {
+        backward: true,
+        blocks,
+        explainers: vec![explainer],
+        masked: 0,
+    };
+    let out = engine.run(x, h, w, &opts, Some(target), Score::Prob)?;
+    Ok(out.explainers[0].fused.clone())
+}
