@@ -23,6 +23,7 @@ fn main() {
         device: None,
         // and 12 distinct sizes around 300×450 against 12 of it
         mixed: 12,
+        masked: 8,
     };
     bench::run(&gpu, weights::formula(4, Layout::Visloc, args.cells), &args)
         .expect("end-to-end bench");

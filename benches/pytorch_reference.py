@@ -63,6 +63,8 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=5, help="timed runs per size (default 5)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", metavar="FILE", help="write the results in the combicam-bench/1 schema")
+    ap.add_argument("--forward-batch", type=int, default=16, metavar="N",
+                    help="also time no-grad forwards at the first size, batch 1 and batch N (0: off; default 16)")
     args = ap.parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         ap.error("--iters must be ≥ 1 and --warmup ≥ 0")
@@ -114,6 +116,29 @@ def main(argv=None):
         for ph in ("forward", "backward", "cam"):
             print(f"  {ph:<9} {r['phases'][ph]['median_ms']:9.1f} ms")
 
+    forward = None
+    if args.forward_batch > 0:
+        h, w = sizes[0]
+        n = args.forward_batch
+
+        def per_image(batch):
+            xb = torch.randn(batch, 3, h, w, generator=gen)
+            with torch.no_grad():
+                times = []
+                for i in range(args.warmup + args.iters):
+                    t = time.perf_counter()
+                    feats = bb.extract_features(xb).mean((2, 3))
+                    torch.softmax(head(feats), dim=1)
+                    if i >= args.warmup:
+                        times.append((time.perf_counter() - t) / batch)
+            return stat(times)
+
+        single, batched = per_image(1), per_image(n)
+        forward = {"size": [h, w], "single": single, "copies_per_submission": n,
+                   "masked_per_copy": batched}
+        print(f"no-grad forward at {h}×{w}: {single['median_ms']:.1f} ms at batch 1, "
+              f"{batched['median_ms']:.1f} ms per image at batch {n}")
+
     if args.json:
         report = {
             "schema": "combicam-bench/1",
@@ -125,6 +150,7 @@ def main(argv=None):
             "weights": "deterministic test weights",
             "iters": args.iters,
             "results": results,
+            **({"forward": forward} if forward else {}),
         }
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// photos of every aspect ratio, in time and GPU memory. 0: off.
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub mixed: usize,
+    /// Also time forward passes alone at the first --size: one at a time, and as masked copies
+    /// N per submission (what Score-CAM and `evaluate` run). 0: off.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub masked: usize,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -118,6 +122,19 @@ pub struct BenchReport {
     /// `--mixed`: distinct sizes against one size
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mixed: Option<MixedResult>,
+    /// `--masked`: forward passes alone
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardResult>,
+}
+
+/// Forward passes alone (no backward), per image: one per submission with its read-back of
+/// every output, and as masked copies several per submission keeping one score each.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ForwardResult {
+    pub size: [usize; 2],
+    pub single: Stat,
+    pub copies_per_submission: usize,
+    pub masked_per_copy: Stat,
 }
 
 /// N images of N distinct sizes against N images of one size, run after them on the same
@@ -352,6 +369,11 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     } else {
         None
     };
+    let forward = if a.masked > 0 {
+        Some(forward(&mut engine, sizes[0], a.masked, a.iters)?)
+    } else {
+        None
+    };
     let report = BenchReport {
         schema: "combicam-bench/1".into(),
         adapter: gpu.adapter.clone(),
@@ -362,6 +384,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         iters: a.iters,
         results,
         mixed,
+        forward,
     };
     if let Some(p) = &a.json {
         let bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(p, e))?;
@@ -369,6 +392,56 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         println!("wrote {}", p.display());
     }
     Ok(report)
+}
+
+/// `--masked N`: forward passes one per submission, then N masked copies per submission.
+fn forward(
+    engine: &mut Engine,
+    (h, w): (usize, usize),
+    n: usize,
+    iters: usize,
+) -> Result<ForwardResult> {
+    let opts = PlanOptions {
+        backward: false,
+        blocks: vec![],
+        explainers: vec![],
+        masked: n,
+    };
+    let x = detweights::input(h, w);
+    let gpu = engine.gpu;
+    let plan = engine.plan(h, w, &opts)?;
+    let o = plan.run(gpu, &x, None, Score::Prob)?;
+    let mut single = Vec::new();
+    for _ in 0..iters.max(3) {
+        let t = Instant::now();
+        plan.run(gpu, &x, None, Score::Prob)?;
+        single.push(t.elapsed().as_secs_f64());
+    }
+    // deletion masks at n steps: n copies in one submission
+    let rank: Vec<u32> = (0..(h * w) as u32).collect();
+    let counts: Vec<usize> = (0..n).map(|i| i * h * w / n).collect();
+    let masks = crate::model::masked::Masks::Deletion {
+        rank: &rank,
+        counts: &counts,
+    };
+    plan.run_masked(gpu, &masks, o.argmax, &mut |_| {})?;
+    let mut per_copy = Vec::new();
+    for _ in 0..iters.max(3) {
+        let t = Instant::now();
+        plan.run_masked(gpu, &masks, o.argmax, &mut |_| {})?;
+        per_copy.push(t.elapsed().as_secs_f64() / n as f64);
+    }
+    let r = ForwardResult {
+        size: [h, w],
+        single: stat(&single),
+        copies_per_submission: n,
+        masked_per_copy: stat(&per_copy),
+    };
+    println!(
+        "\nforward alone at {h}×{w}: {:.1} ms one per submission; {:.1} ms per masked copy at {n} per submission",
+        r.single.median_ms, r.masked_per_copy.median_ms
+    );
+    Ok(r)
 }
 
 /// `--mixed N`: N images at `base`, then N images of N distinct widths around it, ascending.
@@ -546,6 +619,22 @@ pub fn compare(files: &[PathBuf]) -> Result<()> {
                     .map(|f| f.gflops_per_s)
             });
         }
+    }
+    if reps.iter().any(|r| r.forward.is_some()) {
+        let line = |name: &str, f: &dyn Fn(&ForwardResult) -> f64| {
+            print!("{name:<26}");
+            for r in &reps {
+                match &r.forward {
+                    Some(m) => print!(" {:>w$.1}", f(m)),
+                    None => print!(" {:>w$}", "-"),
+                }
+            }
+            println!();
+        };
+        println!("forward alone (no backward), per image");
+        line("  one at a time ms", &|m| m.single.median_ms);
+        line("  batched ms", &|m| m.masked_per_copy.median_ms);
+        line("  batch", &|m| m.copies_per_submission as f64);
     }
     if reps.iter().any(|r| r.mixed.is_some()) {
         let line = |name: &str, f: &dyn Fn(&MixedResult) -> f64| {

@@ -14,10 +14,10 @@ use combicam_gpu::ops::tolerance::{map_tolerance, peak};
 use std::collections::HashMap;
 use std::path::Path;
 
-type Golden = HashMap<String, (Vec<usize>, Vec<f32>)>;
+pub type Golden = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// A golden file's tensors as f32 (U8 pixel arrays included) and its metadata.
-fn golden(name: &str) -> (Golden, HashMap<String, String>) {
+pub fn golden(name: &str) -> (Golden, HashMap<String, String>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);

@@ -1,0 +1,205 @@
+//! Score-CAM and the faithfulness metrics against the PyTorch golden files:
+//! - tests/golden/make_scorecam_metrics.py: the random-weight visloc B0 at 67×45. Its output
+//!   hardly depends on the input (a masked copy moves p_c by ~3e-6 relative), so this file
+//!   checks the formulas and the wiring (Score-CAM's weighting and fusion, the blur, the
+//!   ranking, the steps, the AUC), not that the masks have the right effect;
+//! - the masks' effect is checked bit for bit against single passes in `masked.rs`, and
+//!   against PyTorch on the trained Lite0 below.
+
+use crate::common::{check, gpu};
+use crate::model::golden;
+use combicam_gpu::cam::methods::{Explainer, Method};
+use combicam_gpu::cam::scorecam;
+use combicam_gpu::engine::Engine;
+use combicam_gpu::eval;
+use combicam_gpu::model::detweights;
+use combicam_gpu::model::efficientnet::{PlanOptions, Score};
+use combicam_gpu::ops::Tolerance;
+
+const FILE: &str = "scorecam_metrics_b0.safetensors";
+const H: usize = 67;
+const W: usize = 45;
+
+fn engine() -> Engine<'static> {
+    Engine::new(gpu(), combicam_gpu::check::test_network("b0").unwrap()).unwrap()
+}
+
+#[test]
+fn scorecam_matches_pytorch_at_the_last_block() {
+    let (gd, meta) = golden(FILE);
+    let x = detweights::input(H, W);
+    check(
+        "input",
+        &x,
+        &gd["input"].1,
+        &[3, H, W],
+        Tolerance::new(0.0, 0.0),
+    );
+    let target: usize = meta["target"].parse().unwrap();
+    let mut e = engine();
+    let opts = PlanOptions {
+        backward: false,
+        blocks: vec![],
+        explainers: vec![],
+        masked: 16,
+    };
+    let g = gpu();
+    let plan = e.plan(H, W, &opts).unwrap();
+    let o = plan.run(g, &x, None, Score::Prob).unwrap();
+    assert_eq!(o.argmax, target, "the top cell differs from PyTorch's");
+    let l = 15;
+    let acts = scorecam::block_outputs(g, plan, &[l]).unwrap();
+    for (m, name) in [
+        (Method::ScoreCam, "scorecam"),
+        (Method::ScoreCamOfficial, "scorecam-official"),
+    ] {
+        let out = scorecam::explain(
+            g,
+            plan,
+            &acts,
+            Explainer::of(m),
+            &[l],
+            target,
+            Score::Prob,
+            &mut |_| {},
+        )
+        .unwrap();
+        let (shape, want) = &gd[&format!("{name}.15")];
+        let got = out.maps[l].as_ref().unwrap();
+        // 320 masked forward passes, each within float32 rounding of PyTorch's
+        check(
+            &format!("{name}.15"),
+            got,
+            want,
+            shape,
+            Tolerance::new(1e-3, 1e-4).scaled(want),
+        );
+        let (_, fused) = &gd[&format!("{name}.fused")];
+        check(
+            &format!("{name}.fused"),
+            &out.fused,
+            fused,
+            &[H, W],
+            Tolerance::new(1e-3, 1e-3),
+        );
+    }
+}
+
+#[test]
+fn gaussian_blur_matches_torchvision() {
+    let (gd, _) = golden(FILE);
+    let x = &gd["input"].1;
+    let got = eval::gaussian_blur(x, H, W, 11, 5.0);
+    check(
+        "blurred",
+        &got,
+        &gd["blurred"].1,
+        &[3, H, W],
+        Tolerance::new(1e-5, 1e-6),
+    );
+}
+
+#[test]
+fn the_metrics_protocol_matches_pytorch() {
+    let (gd, meta) = golden(FILE);
+    let x = detweights::input(H, W);
+    let target: usize = meta["target"].parse().unwrap();
+    let steps: usize = meta["steps"].parse().unwrap();
+    let y = gd["probs"].1[target];
+    let mut e = engine();
+    for name in ["combicam", "gradcam@15"] {
+        // the same S as PyTorch's, so that the ranking is the same: the protocol alone
+        let s = &gd[&format!("S.{name}")].1;
+        let m = eval::metrics(&mut e, &x, (H, W), s, target, y, steps, 5, &mut |_| {}).unwrap();
+        let want_del = &gd[&format!("deletion.{name}")].1;
+        let want_ins = &gd[&format!("insertion.{name}")].1;
+        let tol = Tolerance::new(1e-4, 1e-6);
+        check(
+            &format!("deletion.{name}"),
+            &m.deletion,
+            want_del,
+            &[steps + 1],
+            tol,
+        );
+        check(
+            &format!("insertion.{name}"),
+            &m.insertion,
+            want_ins,
+            &[steps + 1],
+            tol,
+        );
+        let want = &gd[&format!("metrics.{name}")].1;
+        let got = [
+            m.deletion_auc as f32,
+            m.insertion_auc as f32,
+            m.average_drop as f32,
+            m.increase as u8 as f32,
+        ];
+        // the Increase flag of this model is decided by float32 rounding (|O − Y| ~ 1e-7·Y)
+        check(
+            &format!("metrics.{name}"),
+            &got[..3],
+            &want[..3],
+            &[3],
+            Tolerance::new(1e-4, 1e-5),
+        );
+
+        // and end to end: our own S (explain), our ranking; within 2% per metric
+        let spec = eval::parse_spec(name).unwrap();
+        let ours = eval::saliency(&mut e, &spec, &x, (H, W), target, 5, &mut |_| {}).unwrap();
+        check(
+            &format!("S.{name}"),
+            &ours,
+            s,
+            &[H, W],
+            Tolerance::new(2e-3, 2e-3),
+        );
+        let m2 =
+            eval::metrics(&mut e, &x, (H, W), &ours, target, y, steps, 5, &mut |_| {}).unwrap();
+        let rel = |a: f64, b: f32| (a - b as f64).abs() / (b as f64).abs().max(1e-12);
+        // within 2%, or (near zero) within rounding: 1e-6 of an AUC, 1e-3 of a percent
+        for (what, got, want, floor) in [
+            ("deletion AUC", m2.deletion_auc, want[0], 1e-6),
+            ("insertion AUC", m2.insertion_auc, want[1], 1e-6),
+            ("average drop %", m2.average_drop, want[2], 1e-3),
+        ] {
+            let r = rel(got, want);
+            println!("{name} end to end: {what} {got:.6} against {want:.6} (relative {r:.2e})");
+            assert!(
+                r < 0.02 || (got - want as f64).abs() < floor,
+                "{name}: {what} {got} against PyTorch's {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn explainer_specs_parse_and_bad_ones_say_how() {
+    let s = eval::parse_spec("layercam@0-3:max").unwrap();
+    assert_eq!(s.name, "layercam@0-3:max");
+    let s = eval::parse_spec("combicam").unwrap();
+    assert!(
+        matches!(s.source, eval::Source::Cam { explainer, blocks: None } if explainer == Explainer::COMBICAM)
+    );
+    assert!(matches!(
+        eval::parse_spec("random:7").unwrap().source,
+        eval::Source::Random { seed: 7 }
+    ));
+    for bad in ["gradcam@", "bogus", "gradcam:median", "random:x"] {
+        let e = eval::parse_spec(bad);
+        let msg = match e {
+            Err(e) => e.to_string(),
+            Ok(s) => {
+                // gradcam@ parses; its blocks are refused when used
+                assert_eq!(bad, "gradcam@", "{s:?}");
+                continue;
+            }
+        };
+        assert!(msg.contains("METHOD[@BLOCKS][:FUSION]"), "{msg}");
+    }
+    // counts and the AUC's trapezoid rule
+    assert_eq!(eval::counts(4, 10), [0, 2, 5, 7, 10]);
+    assert!((eval::auc(&[1.0, 0.5, 0.0]) - 0.5).abs() < 1e-12);
+    assert_eq!(eval::average_drop(0.5, 0.25), (50.0, false));
+    assert_eq!(eval::average_drop(0.5, 0.75), (0.0, true));
+}
