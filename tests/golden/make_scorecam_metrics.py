@@ -39,6 +39,9 @@ Tensors (float32): `input` (3, 67, 45), `probs` (500,) of x, `blurred` (3, 67, 4
   (320,) the s_k, `scorecam.fused`, `scorecam-official.fused` (67, 45);
   per explainer E in {combicam, gradcam@15}: `S.E` (67, 45), `deletion.E`, `insertion.E` (11,),
   `metrics.E` = [deletion AUC, insertion AUC, average drop, increase] (4,).
+Caveat: with the formula weights the output hardly depends on the input, so every s_k and every
+curve point equals p_c to ~3e-6 relative (~10x float32 rounding), `scorecam.15` ~ ReLU(mean_k A_k),
+and `increase` (|O - Y| ~ 1e-7 Y) is decided by rounding; the script prints these spreads.
 Metadata: `target`, `steps` ("10"), `block` ("15"), model, sizes, generator, versions.
 Usage: python tests/golden/make_scorecam_metrics.py     (CPU, 2 threads, ~10 s)
 Needs torch, torchvision, efficientnet_pytorch==0.7.0, safetensors, numpy, grad-cam==1.5.*,
@@ -300,6 +303,11 @@ def main():
         m, s, fused = scorecam(bb, head, x, a, c, official)
         m64, s64, fused64 = scorecam(bbd, headd, x.double(), a64, c, official)
         sc[name] = {"map": m, "scores": s}
+        # how much the masks matter: this formula-weight model's output hardly depends on its input
+        flat = (a.mean(0) if not official else s.mean() * a.sum(0)).relu()
+        spread = (s64.max() - s64.min()).item() / s64.mean().item()
+        print(f"   {name:18s} s_k spread (max - min)/mean (float64) {spread:.2e}; map vs "
+              f"{'ReLU(mean_k A_k)' if not official else 'mean(s) ReLU(sum_k A_k)'} {_rel(m.numpy(), flat.numpy()):.2e}")
         t[f"{name}.{BLOCK}"] = f32(m)
         t[f"{name}.scores"] = f32(s)
         t[f"{name}.fused"] = f32(fused)
@@ -352,10 +360,20 @@ def main():
               f"insertion {_rel(r['insertion'].numpy(), r64['insertion'].numpy()):.2e}, "
               f"metrics {np.abs(r['metrics'].numpy() - r64['metrics'].numpy()).max():.2e} (abs)")
         assert abs(r["deletion"][0].item() - Y) <= 1e-6 * Y and abs(r["insertion"][-1].item() - Y) <= 1e-6 * Y
+        curves = torch.cat([r64["deletion"], r64["insertion"]])
+        O64, Y64 = r64["O"], probs64[c].item()
+        print(f"     curve spread (max - min)/p_c (float64) {(curves.max() - curves.min()).item() / Y64:.2e}; "
+              f"(O - Y)/Y float32 {(r['O'] - Y) / Y:.2e}, float64 {(O64 - Y64) / Y64:.2e}")
         lib = confidence_lib_check(bb, head, x, S, c, Y, r["O"])
         print("     vs CamMultImageConfidenceChange: " + ", ".join(f"{k} {v:.7g}" for k, v in lib.items()))
-        assert abs(lib["O - Y (lib)"] - lib["O - Y (ours)"]) <= 1e-6 * Y
-        assert abs(lib["drop % (lib)"] - mt[2]) <= 1e-4 and lib["increase (lib)"] == mt[3]
+        tol = 1e-6 * Y  # batch-size dependent float32 rounding of p_c
+        assert abs(lib["O - Y (lib)"] - lib["O - Y (ours)"]) <= tol
+        assert abs(lib["drop % (lib)"] - mt[2]) <= 100 * tol / Y
+        if abs(r["O"] - Y) > tol:
+            assert lib["increase (lib)"] == mt[3]
+        else:
+            print(f"     NOTE: |O - Y| <= {tol:.1e}: `increase` ({mt[3]:.0f}) is decided by float32 rounding, "
+                  f"do not test it exactly")
 
     meta = {
         "target": str(c),
