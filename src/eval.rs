@@ -243,6 +243,30 @@ pub fn passes_per_explainer(steps: usize) -> usize {
     2 * (steps + 1) + 1
 }
 
+/// The blocks an explainer fuses, of a model with `nb` blocks (empty for `random`): its
+/// `@BLOCKS`, else every block, or the last for the last-block methods.
+pub fn blocks_of(spec: &Spec, nb: usize) -> Result<Vec<usize>> {
+    let (explainer, blocks) = match &spec.source {
+        Source::Random { .. } => return Ok(vec![]),
+        Source::Cam { explainer, blocks } => (explainer, blocks),
+    };
+    let b = match blocks.as_deref() {
+        Some("last") => vec![nb - 1],
+        Some(b) => parse_blocks(b, nb).map_err(|e| {
+            Error::Input(format!(
+                "explainer {}: {}",
+                spec.name,
+                e.to_string().replace("--blocks ", "blocks ")
+            ))
+        })?,
+        None if explainer.method.last_block_by_default() => vec![nb - 1],
+        None => (0..nb).collect(),
+    };
+    crate::cam::methods::check_official(&[*explainer], &b, nb, true)
+        .map_err(|e| Error::Input(format!("explainer {}: {e}", spec.name)))?;
+    Ok(b)
+}
+
 /// The saliency map S of `spec` for the image `x` (its top class `target`), at the input
 /// size, in [0, 1]; the Score-CAM passes it takes are reported to `progress`.
 pub fn saliency(
@@ -254,17 +278,11 @@ pub fn saliency(
     batch: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<f32>> {
-    let (explainer, blocks) = match &spec.source {
+    let explainer = match &spec.source {
         Source::Random { seed } => return Ok(smooth_random(*seed, h, w)),
-        Source::Cam { explainer, blocks } => (*explainer, blocks),
+        Source::Cam { explainer, .. } => *explainer,
     };
-    let nb = engine.blocks();
-    let blocks = match blocks.as_deref() {
-        Some("last") => vec![nb - 1],
-        Some(b) => parse_blocks(b, nb)?,
-        None if explainer.method.last_block_by_default() => vec![nb - 1],
-        None => (0..nb).collect(),
-    };
+    let blocks = blocks_of(spec, engine.blocks())?;
     if explainer.method.is_score_cam() {
         let opts = forward_options(batch);
         let gpu = engine.gpu;

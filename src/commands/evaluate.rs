@@ -102,6 +102,10 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     }
     let w = load_weights(&a.weights)?;
     let (model, source) = (w.cfg.name(), w.source.clone());
+    // every explainer's blocks exist, before any work
+    for s in &specs {
+        eval::blocks_of(s, w.cfg.blocks.len())?;
+    }
     let how = w.preprocessing;
     let gpu = open_gpu(a.device.device)?;
     let batch = a
@@ -182,7 +186,9 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if let Some(p) = &a.json {
+    if let Some(p) = &a.json
+        && !results.is_empty()
+    {
         let report = Report {
             steps: a.steps,
             adapter: gpu.adapter.clone(),
