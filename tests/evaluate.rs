@@ -203,3 +203,138 @@ fn explainer_specs_parse_and_bad_ones_say_how() {
     assert_eq!(eval::average_drop(0.5, 0.25), (50.0, false));
     assert_eq!(eval::average_drop(0.5, 0.75), (0.0, true));
 }
+
+/// The trained Lite0 on the coffee photo at 112×168 (tests/golden/make_metrics_lite0.py):
+/// here the masks matter (the curves span 0 … Y).
+#[test]
+fn lite0_scorecam_and_metrics_match_pytorch_on_a_photo() {
+    const FILE: &str = "metrics_lite0_coffee.safetensors";
+    let (gd, meta) = golden(FILE);
+    let (h, w) = (112, 168);
+    let x = gd["input"].1.clone();
+    let target: usize = meta["target"].parse().unwrap();
+    let steps: usize = meta["steps"].parse().unwrap();
+    let y = gd["probs"].1[target];
+    let g = gpu();
+    let mut e = Engine::new(g, crate::model::lite0_checkpoint()).unwrap();
+    let opts = PlanOptions {
+        backward: false,
+        blocks: vec![],
+        explainers: vec![],
+        masked: 16,
+    };
+    let plan = e.plan(h, w, &opts).unwrap();
+    let o = plan.run(g, &x, None, Score::Prob).unwrap();
+    assert_eq!(o.argmax, target, "top class");
+    check(
+        "probs",
+        &o.probs,
+        &gd["probs"].1,
+        &[1000],
+        Tolerance::new(1e-4, 1e-6),
+    );
+    let l = 15;
+    let acts = scorecam::block_outputs(g, plan, &[l]).unwrap();
+    for (m, name) in [
+        (Method::ScoreCam, "scorecam"),
+        (Method::ScoreCamOfficial, "scorecam-official"),
+    ] {
+        let out = scorecam::explain(
+            g,
+            plan,
+            &acts,
+            Explainer::of(m),
+            &[l],
+            target,
+            Score::Prob,
+            &mut |_| {},
+        )
+        .unwrap();
+        let (shape, want) = &gd[&format!("{name}.15")];
+        let got = out.maps[l].as_ref().unwrap();
+        check(
+            &format!("lite0 {name}.15"),
+            got,
+            want,
+            shape,
+            Tolerance::new(1e-3, 1e-4).scaled(want),
+        );
+        let s = &gd[&format!("S.{name}@15")].1;
+        check(
+            &format!("lite0 S.{name}@15"),
+            &out.fused,
+            s,
+            &[h, w],
+            Tolerance::new(1e-3, 1e-3),
+        );
+    }
+    for name in [
+        "combicam",
+        "gradcam@15",
+        "scorecam@15",
+        "scorecam-official@15",
+    ] {
+        // PyTorch's S: Score-CAM's maps have exact ties at step boundaries, where a ranking
+        // from an S equal to float32 rounding could change a step
+        let s = &gd[&format!("S.{name}")].1;
+        let m = eval::metrics(&mut e, &x, (h, w), s, target, y, steps, 8, &mut |_| {}).unwrap();
+        let tol = Tolerance::new(1e-4, 1e-4);
+        check(
+            &format!("lite0 deletion.{name}"),
+            &m.deletion,
+            &gd[&format!("deletion.{name}")].1,
+            &[steps + 1],
+            tol,
+        );
+        check(
+            &format!("lite0 insertion.{name}"),
+            &m.insertion,
+            &gd[&format!("insertion.{name}")].1,
+            &[steps + 1],
+            tol,
+        );
+        let want = &gd[&format!("metrics.{name}")].1;
+        let got = [
+            m.deletion_auc as f32,
+            m.insertion_auc as f32,
+            m.average_drop as f32,
+        ];
+        check(
+            &format!("lite0 metrics.{name}"),
+            &got,
+            &want[..3],
+            &[3],
+            Tolerance::new(1e-3, 1e-4),
+        );
+        assert_eq!(m.increase, want[3] > 0.5, "{name}: Increase");
+    }
+    // end to end for the gradient explainers: our own S and ranking, within 2% per metric
+    for name in ["combicam", "gradcam@15"] {
+        let spec = eval::parse_spec(name).unwrap();
+        let s = eval::saliency(&mut e, &spec, &x, (h, w), target, 8, &mut |_| {}).unwrap();
+        check(
+            &format!("lite0 S.{name} (ours)"),
+            &s,
+            &gd[&format!("S.{name}")].1,
+            &[h, w],
+            Tolerance::new(1e-3, 1e-4),
+        );
+        let m = eval::metrics(&mut e, &x, (h, w), &s, target, y, steps, 8, &mut |_| {}).unwrap();
+        let want = &gd[&format!("metrics.{name}")].1;
+        for (what, got, want) in [
+            ("deletion AUC", m.deletion_auc, want[0]),
+            ("insertion AUC", m.insertion_auc, want[1]),
+            ("average drop %", m.average_drop, want[2]),
+        ] {
+            let r = (got - want as f64).abs() / (want as f64).abs().max(1e-12);
+            println!(
+                "lite0 {name} end to end: {what} {got:.6} against PyTorch's {want:.6} (relative {r:.2e})"
+            );
+            assert!(
+                r < 0.02 || (got - want as f64).abs() < 1e-3,
+                "{name}: {what} {got} against {want}"
+            );
+        }
+        assert_eq!(m.increase, want[3] > 0.5, "{name}: Increase");
+    }
+}

@@ -252,7 +252,7 @@ fn timm_tf_b0_matches_pytorch() {
 }
 
 /// The built-in model: the trained Lite0 checkpoint as shipped.
-fn lite0_checkpoint() -> Weights {
+pub fn lite0_checkpoint() -> Weights {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/efficientnet-lite0-57934424.pth");
     weights::load_file(&path).unwrap()
