@@ -67,7 +67,7 @@ pub fn parse_spec(s: &str) -> Result<Spec> {
         None => (t.as_str(), None),
     };
     let (method, blocks) = match head.split_once('@') {
-        Some((m, b)) if b == "all" => (m, None),
+        Some((m, "all")) => (m, None),
         Some((m, b)) => (m, Some(b.to_string())),
         None => (head, None),
     };
@@ -238,9 +238,22 @@ fn forward_options(batch: usize) -> PlanOptions {
     }
 }
 
-/// Masked passes one explainer costs at `steps`.
+/// Masked passes the metrics of one explainer cost at `steps`.
 pub fn passes_per_explainer(steps: usize) -> usize {
     2 * (steps + 1) + 1
+}
+
+/// Masked passes an explainer's map costs (Score-CAM: one per channel of its blocks).
+pub fn map_passes(spec: &Spec, cfg: &crate::model::config::ModelCfg) -> Result<usize> {
+    match &spec.source {
+        Source::Cam { explainer, .. } if explainer.method.is_score_cam() => {
+            Ok(blocks_of(spec, cfg.blocks.len())?
+                .iter()
+                .map(|&l| cfg.blocks[l].cout)
+                .sum())
+        }
+        _ => Ok(0),
+    }
 }
 
 /// The blocks an explainer fuses, of a model with `nb` blocks (empty for `random`): its

@@ -102,9 +102,10 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     }
     let w = load_weights(&a.weights)?;
     let (model, source) = (w.cfg.name(), w.source.clone());
-    // every explainer's blocks exist, before any work
+    // every explainer's blocks exist, before any work; the masked passes each image costs
+    let mut per_image = specs.len() * eval::passes_per_explainer(a.steps);
     for s in &specs {
-        eval::blocks_of(s, w.cfg.blocks.len())?;
+        per_image += eval::map_passes(s, &w.cfg)?;
     }
     let how = w.preprocessing;
     let gpu = open_gpu(a.device.device)?;
@@ -112,7 +113,6 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         .batch
         .unwrap_or_else(|| combicam_gpu::cam::explain::default_batch(&gpu));
     let mut engine = Engine::new(&gpu, w)?;
-    let per_image = specs.len() * eval::passes_per_explainer(a.steps);
     let pb = ProgressBar::new((images.len() * per_image) as u64);
     pb.set_style(
         ProgressStyle::with_template(
@@ -229,7 +229,10 @@ fn one_image(
     let mut explainers = BTreeMap::new();
     for s in specs {
         let base = pb.position();
-        let map = eval::saliency(engine, s, x, (h, w), target, batch, &mut |_| {})?;
+        let map = eval::saliency(engine, s, x, (h, w), target, batch, &mut |n| {
+            pb.set_position(base + n as u64)
+        })?;
+        let base = pb.position();
         let m = eval::metrics(engine, x, (h, w), &map, target, y, steps, batch, &mut |n| {
             pb.set_position(base + n as u64)
         })?;

@@ -242,12 +242,12 @@ impl Plan {
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                for i in 0..chunk.len() {
-                    dispatches[i].record(&mut pass);
+                for (mask, take) in dispatches.iter().zip(&mk.take).take(chunk.len()) {
+                    mask.record(&mut pass);
                     for d in forward {
                         d.record(&mut pass);
                     }
-                    mk.take[i].record(&mut pass);
+                    take.record(&mut pass);
                 }
             }
             let bytes = (8 * chunk.len()) as u64;
