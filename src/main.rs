@@ -170,6 +170,10 @@ struct ExplainArgs {
     /// adapter, 32 on a GPU). Memory does not depend on it.
     #[arg(long, value_name = "N")]
     batch: Option<usize>,
+    /// Also write `<stem>.report.html` (every block's map over the photo, max |activation| per
+    /// block, the prediction; opens offline) and `<out>/index.html` linking every report.
+    #[arg(long)]
+    report: bool,
     /// Top-k entries in the JSON prediction.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
@@ -794,6 +798,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         alpha: a.alpha,
         overlay_size: a.overlay_size,
         batch: a.batch.unwrap_or(0),
+        report: a.report,
         save_raw: a.save_raw,
         top_k: a.top_k,
     };
@@ -818,6 +823,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let skipped = images.len() - todo.len();
     let ctx = WriteContext::of(&engine);
+    let mut pages = Vec::new();
     let end = runs::pipelined(
         &todo,
         &INTERRUPTED,
@@ -840,6 +846,13 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
                 "top": top,
                 "timings": report.timings,
             }))?;
+            if a.report {
+                let rel = &inputs[k].rel_dir;
+                pages.push(combicam_gpu::cam::report::IndexEntry::of(
+                    &report, rel, stem,
+                ));
+                combicam_gpu::cam::report::write_index(&a.out, &pages)?;
+            }
             pb.suspend(|| print_explained(&report, path, a.json, a.verbose));
             Ok(())
         },

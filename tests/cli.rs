@@ -935,3 +935,81 @@ fn evaluate_the_built_in_model_on_the_photos() {
     }
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn report_pages_link_only_files_that_exist() {
+    let d = tmp("report");
+    let (a, b) = (d.join("street.png"), d.join("sub").join("tower.png"));
+    std::fs::create_dir_all(b.parent().unwrap()).unwrap();
+    photo(&a, 90, 60);
+    photo(&b, 60, 90);
+    let out = d.join("out");
+    let o = run(bin()
+        .args([
+            "explain",
+            "--report",
+            "--method",
+            "gradcam,layercam",
+            "--out",
+        ])
+        .arg(&out)
+        .args(TEST_NET)
+        .arg(&d));
+    assert!(o.status.success());
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for page in [
+        out.join("street.report.html"),
+        out.join("sub/tower.report.html"),
+    ] {
+        let html = std::fs::read_to_string(&page).unwrap();
+        let dir = page.parent().unwrap();
+        // every image is a file beside the page, and nothing points outside the machine
+        let srcs: Vec<&str> = html
+            .split("src=\"")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap())
+            .collect();
+        // two fused rows (overlay, heat map, colour bar) and 16 blocks per method
+        assert!(
+            srcs.len() >= 2 * 3 + 2 * 16,
+            "{} images in {}",
+            srcs.len(),
+            page.display()
+        );
+        for s in &srcs {
+            assert!(
+                dir.join(s).is_file(),
+                "{}: {s} does not exist",
+                page.display()
+            );
+        }
+        // (the SVG namespace is a name, not a request)
+        let bare = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+        assert!(
+            !bare.contains("http://") && !bare.contains("https://"),
+            "{}: a remote link",
+            page.display()
+        );
+        assert!(!html.contains("<script"), "no script");
+        assert!(
+            html.contains("<svg") && html.contains("max |activation|"),
+            "the per-block plot"
+        );
+        assert!(
+            html.matches("alt=\"").count() >= srcs.len(),
+            "every image has alt text"
+        );
+        let name = page.file_name().unwrap().to_string_lossy().to_string();
+        assert!(index.contains(&name), "index.html links {name}");
+    }
+    let thumbs: Vec<&str> = index
+        .split("src=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+        .collect();
+    assert_eq!(thumbs.len(), 2);
+    for t in thumbs {
+        assert!(out.join(t).is_file(), "index thumbnail {t}");
+    }
+    let _ = std::fs::remove_dir_all(d);
+}

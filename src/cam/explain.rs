@@ -29,6 +29,8 @@ pub struct ExplainOptions {
     pub top_k: usize,
     /// masked copies per submission for Score-CAM (0: `default_batch`)
     pub batch: usize,
+    /// also write `<stem>.report.html` (`cam::report`)
+    pub report: bool,
 }
 
 /// Masked copies per submission when `--batch` is not given: few on a CPU adapter, where a
@@ -77,6 +79,8 @@ pub struct Timings {
     pub gpu_s: f64,
     pub readback_s: f64,
     pub write_s: f64,
+    /// with --report: writing the page and its block overlays
+    pub report_s: f64,
 }
 
 #[derive(Serialize)]
@@ -353,11 +357,23 @@ pub fn write_one(
             gpu_s: out.gpu_seconds,
             readback_s: out.readback_seconds,
             write_s: t0.elapsed().as_secs_f64(),
+            report_s: 0.0,
         },
         adapter: ctx.adapter.clone(),
         gpu_memory_bytes,
         outputs,
     };
+    let mut report = report;
+    if o.report {
+        let t = Instant::now();
+        let page =
+            super::report::write(out_dir, stem, photo, &out, &report, &weights.cfg, o.alpha)?;
+        report.timings.report_s = t.elapsed().as_secs_f64();
+        // the JSON stays last: its presence means the image is complete
+        let last = report.outputs.pop();
+        report.outputs.push(page.display().to_string());
+        report.outputs.extend(last);
+    }
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(&p_json, e))?;
     write_bytes_atomic(&json, &p_json)?;
     Ok(report)

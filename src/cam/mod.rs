@@ -12,5 +12,6 @@ pub mod fusion;
 pub mod methods;
 pub mod phase;
 pub mod render;
+pub mod report;
 pub mod runs;
 pub mod scorecam;

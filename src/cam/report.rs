@@ -1,0 +1,383 @@
+//! `explain --report`: one HTML page per photo with the paper's per-block figures (Figure 3:
+//! every block's own map over the photo, by stage; Figure 4: max |activation| per block, with
+//! each block's share of the fused sum), the fused overlays, the prediction and the run's
+//! facts; and `<out>/index.html` linking every report. Pages open from disk with no network:
+//! images are files beside them (relative links), plots inline SVG (plotters), no script.
+
+use super::explain::{Report, png_names};
+use super::fusion::cpu::upsample;
+use super::render::{heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
+use crate::error::{Error, Result};
+use crate::model::config::ModelCfg;
+use crate::model::efficientnet::Output;
+use image::RgbImage;
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Longest side of the per-block overlays in the gallery.
+const THUMB: u32 = 240;
+
+/// Escape text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The photo scaled so that its longest side is `side`.
+fn thumb(photo: &RgbImage, side: u32) -> RgbImage {
+    let (w, h) = photo.dimensions();
+    let s = side as f64 / w.max(h) as f64;
+    if s >= 1.0 {
+        return photo.clone();
+    }
+    let (nw, nh) = (
+        ((w as f64 * s).round() as u32).max(1),
+        ((h as f64 * s).round() as u32).max(1),
+    );
+    image::imageops::thumbnail(photo, nw, nh)
+}
+
+/// Figure 4: max |A_l| per block (bars), and each block's share of the fused sum (line, right
+/// axis), as an SVG string.
+pub fn block_plot(act_maxabs: &[f32], share: &[f64]) -> Result<String> {
+    let n = act_maxabs.len();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
+        let plot_err =
+            |e: &dyn std::fmt::Display| Error::Input(format!("cannot draw the plot: {e}"));
+        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+        let top = act_maxabs.iter().fold(0f32, |m, &v| m.max(v)).max(1e-12) as f64 * 1.1;
+        let top_share = share.iter().fold(0f64, |m, &v| m.max(v)).max(1e-12) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .right_y_label_area_size(56)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
+            .map_err(|e| plot_err(&e))?
+            .set_secondary_coord(-0.5f64..(n as f64 - 0.5), 0f64..top_share * 100.0);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("block")
+            .y_desc("max |activation|")
+            .x_labels(n.min(32))
+            .x_label_formatter(&|v| format!("{}", v.round() as i64))
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("share of the fused sum (%)")
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .draw_series(act_maxabs.iter().enumerate().map(|(l, &v)| {
+                let x = l as f64;
+                Rectangle::new(
+                    [(x - 0.35, 0.0), (x + 0.35, v as f64)],
+                    RGBColor(70, 110, 190).filled(),
+                )
+            }))
+            .map_err(|e| plot_err(&e))?
+            .label("max |activation|")
+            .legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 5), (x + 12, y + 5)],
+                    RGBColor(70, 110, 190).filled(),
+                )
+            });
+        chart
+            .draw_secondary_series(LineSeries::new(
+                share
+                    .iter()
+                    .enumerate()
+                    .map(|(l, &s)| (l as f64, 100.0 * s)),
+                RGBColor(220, 80, 40).stroke_width(2),
+            ))
+            .map_err(|e| plot_err(&e))?
+            .label("share of the fused sum")
+            .legend(|(x, y)| {
+                PathElement::new([(x, y), (x + 12, y)], RGBColor(220, 80, 40).stroke_width(2))
+            });
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperMiddle)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        root.present().map_err(|e| plot_err(&e))?;
+    }
+    Ok(svg)
+}
+
+/// Each block's share of the fused sum: Σ over the input of up(map_l), over the total.
+fn shares(maps: &[Option<Vec<f32>>], sizes: &[(usize, usize)], h: usize, w: usize) -> Vec<f64> {
+    let sums: Vec<f64> = maps
+        .iter()
+        .zip(sizes)
+        .map(|(m, &(mh, mw))| match m {
+            Some(m) => upsample(m, mh, mw, h, w).iter().map(|&v| v as f64).sum(),
+            None => 0.0,
+        })
+        .collect();
+    let total: f64 = sums.iter().sum();
+    sums.iter()
+        .map(|s| if total > 0.0 { s / total } else { 0.0 })
+        .collect()
+}
+
+/// The JET colour bar, 256 × 12.
+fn colour_bar() -> RgbImage {
+    RgbImage::from_fn(256, 12, |x, _| image::Rgb(jet(x as u8)))
+}
+
+/// Write `<stem>.report.html` and its images (`<stem>.report/`) in `dir`; returns the page.
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    dir: &Path,
+    stem: &str,
+    photo: &RgbImage,
+    out: &Output,
+    report: &Report,
+    cfg: &ModelCfg,
+    alpha: f32,
+) -> Result<std::path::PathBuf> {
+    let sub = format!("{stem}.report");
+    let folder = dir.join(&sub);
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| Error::output(&folder, format!("cannot create it ({e})")))?;
+    let small = thumb(photo, THUMB);
+    let (h, w) = (report.input_size[0], report.input_size[1]);
+    write_png_atomic(&colour_bar(), &folder.join("colourbar.png"))?;
+    let mut html = String::new();
+    let title = format!("{stem}: {}", report_target(report));
+    let _ = write!(
+        html,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+        esc(&title),
+        esc(&title)
+    );
+    // the fused overlays, one row per method, with its heat map and the colour bar
+    let _ = writeln!(html, "<section><h2>Fused maps</h2>");
+    for e in &out.explainers {
+        let (ov, hm) = png_names(Path::new(""), stem, &e.explainer);
+        let name = e.explainer.fused_name();
+        let _ = writeln!(
+            html,
+            "<figure class=\"fused\"><img src=\"{}\" alt=\"{} overlaid on the photo\"><img src=\"{}\" alt=\"{} heat map\">\
+<figcaption>{} ({} fusion of blocks {}) <img class=\"bar\" src=\"{sub}/colourbar.png\" alt=\"colour bar: blue low, red high\"> low → high</figcaption></figure>",
+            esc(&ov.display().to_string()),
+            esc(&name),
+            esc(&hm.display().to_string()),
+            esc(&name),
+            esc(e.explainer.method.name()),
+            esc(e.explainer.fusion.name()),
+            esc(&ranges(&used(&e.maps)))
+        );
+    }
+    let _ = writeln!(html, "</section>");
+    // Figure 4
+    let share = shares(&out.maps, &out.map_sizes, h, w);
+    let svg = block_plot(&out.act_maxabs, &share)?;
+    let _ = writeln!(
+        html,
+        "<section><h2>Per block: max |activation| and share of the fused map</h2>\
+<div class=\"plot\" role=\"img\" aria-label=\"bar chart of the maximum activation magnitude per block, with each block's share of the fused sum\">{svg}</div></section>"
+    );
+    // Figure 3, per method: every fused block's own map over the photo, grouped by stage
+    for e in &out.explainers {
+        let method = e.explainer.method.name();
+        let _ = writeln!(html, "<section><h2>{} at every block</h2>", esc(method));
+        let mut stage = usize::MAX;
+        for l in used(&e.maps) {
+            let b = &cfg.blocks[l];
+            if b.stage != stage {
+                if stage != usize::MAX {
+                    let _ = writeln!(html, "</div>");
+                }
+                stage = b.stage;
+                let _ = writeln!(html, "<h3>stage {stage}</h3><div class=\"strip\">");
+            }
+            let (mh, mw) = out.map_sizes[l];
+            let m = e.maps[l].as_ref().unwrap();
+            // each block's map on its own scale, so that weak blocks still show their shape
+            let lo = m.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+            let hi = m.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let norm: Vec<f32> = if hi > lo {
+                m.iter().map(|v| (v - lo) / (hi - lo)).collect()
+            } else {
+                vec![0.0; m.len()]
+            };
+            let heat = heatmap_rgb(&norm, mh, mw, small.width(), small.height());
+            let file = format!("{method}.{l:02}.png");
+            write_png_atomic(&overlay(&small, &heat, alpha), &folder.join(&file))?;
+            let flat = if hi > lo { "" } else { " (all zero)" };
+            let _ = writeln!(
+                html,
+                "<figure><img src=\"{sub}/{file}\" alt=\"{method} at block {l}, {mh}×{mw}{flat}\" loading=\"lazy\">\
+<figcaption>#{l} · {mh}×{mw} · peak {:.3e}{flat}</figcaption></figure>",
+                hi.max(0.0)
+            );
+        }
+        if stage != usize::MAX {
+            let _ = writeln!(html, "</div>");
+        }
+        let _ = writeln!(html, "</section>");
+    }
+    // the prediction and the run's facts
+    let _ = writeln!(
+        html,
+        "<section><h2>Prediction</h2><table><tr><th>#</th><th>output</th><th>probability</th></tr>"
+    );
+    for (i, t) in report.prediction.top.iter().enumerate() {
+        let what = match (&t.label, t.lat, t.lon) {
+            (Some(l), _, _) => format!("{} ({})", l, t.index),
+            (None, Some(la), Some(lo)) => format!("cell {} ({la:+.4}, {lo:+.4})", t.index),
+            _ => format!("{}", t.index),
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{:.4}</td></tr>",
+            i + 1,
+            esc(&what),
+            t.probability
+        );
+    }
+    let _ = writeln!(html, "</table>");
+    if let Some(c) = &report.prediction.confidence_km {
+        let radii: Vec<String> = c.iter().map(|(r, p)| format!("{r} km: {p:.3}")).collect();
+        let _ = writeln!(
+            html,
+            "<p>Probability within: {}</p>",
+            esc(&radii.join(", "))
+        );
+    }
+    let t = &report.timings;
+    let _ = writeln!(
+        html,
+        "</section><section><h2>Run</h2><dl><dt>weights</dt><dd>{}</dd><dt>model</dt><dd>{}</dd>\
+<dt>input</dt><dd>{}×{} (photo {}×{})</dd><dt>adapter</dt><dd>{}</dd>\
+<dt>timings</dt><dd>decode {:.3} s, plan {:.3} s, GPU {:.3} s, write {:.3} s</dd></dl></section>",
+        esc(&report.weights),
+        esc(&report.model),
+        h,
+        w,
+        report.original_size[0],
+        report.original_size[1],
+        esc(&report.adapter.line()),
+        t.decode_preprocess_s,
+        t.plan_build_s,
+        t.gpu_s,
+        t.write_s
+    );
+    let _ = writeln!(
+        html,
+        "<p><a href=\"index.html\">all images</a></p></body></html>"
+    );
+    let page = dir.join(format!("{stem}.report.html"));
+    write_bytes_atomic(html.as_bytes(), &page)?;
+    Ok(page)
+}
+
+fn report_target(r: &Report) -> String {
+    let t = &r.explained;
+    match (&t.label, t.lat, t.lon) {
+        (Some(l), _, _) => format!("{l}, p = {:.3}", t.probability),
+        (None, Some(la), Some(lo)) => format!(
+            "cell {} ({la:+.3}, {lo:+.3}), p = {:.3}",
+            t.index, t.probability
+        ),
+        _ => format!("{}, p = {:.3}", t.index, t.probability),
+    }
+}
+
+fn used(maps: &[Option<Vec<f32>>]) -> Vec<usize> {
+    (0..maps.len()).filter(|&l| maps[l].is_some()).collect()
+}
+
+/// 0-31 style ranges of a sorted list.
+fn ranges(v: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            format!("{}", v[i])
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// One finished image in `index.html`.
+pub struct IndexEntry {
+    pub page: String,
+    pub thumb: String,
+    pub title: String,
+}
+
+impl IndexEntry {
+    pub fn of(report: &Report, dir_rel: &Path, stem: &str) -> IndexEntry {
+        let rel = |f: String| dir_rel.join(f).display().to_string();
+        IndexEntry {
+            page: rel(format!("{stem}.report.html")),
+            thumb: rel(png_names(Path::new(""), stem, &report_first(report))
+                .0
+                .display()
+                .to_string()),
+            title: format!("{}: {}", stem, report_target(report)),
+        }
+    }
+}
+
+fn report_first(r: &Report) -> super::methods::Explainer {
+    let m = &r.methods[0];
+    super::methods::Explainer {
+        method: super::methods::Method::parse(m.method).expect("a method's own name"),
+        fusion: super::methods::Fusion::parse(m.fusion).expect("a rule's own name"),
+    }
+}
+
+/// `<out>/index.html`: every report so far, with its overlay as the thumbnail.
+pub fn write_index(out: &Path, entries: &[IndexEntry]) -> Result<()> {
+    let mut html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>combicam-gpu: {} images</title><style>{STYLE}</style></head><body>\n<h1>{} explained images</h1><div class=\"strip\">\n",
+        entries.len(),
+        entries.len()
+    );
+    for e in entries {
+        let _ = writeln!(
+            html,
+            "<figure><a href=\"{}\"><img src=\"{}\" alt=\"{}\" loading=\"lazy\"></a><figcaption>{}</figcaption></figure>",
+            esc(&e.page),
+            esc(&e.thumb),
+            esc(&e.title),
+            esc(&e.title)
+        );
+    }
+    html.push_str("</div></body></html>\n");
+    write_bytes_atomic(html.as_bytes(), &out.join("index.html"))
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1rem;max-width:1200px;color:#222}\
+h1{font-size:1.3rem}h2{font-size:1.1rem;margin-top:1.5rem}h3{font-size:.95rem;margin:.6rem 0 .2rem}\
+img{max-width:100%;height:auto}figure{margin:0}figcaption{font-size:.8rem;color:#555}\
+.fused{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-start;margin-bottom:1rem}\
+.fused img{max-width:min(48%,560px)}.fused figcaption{width:100%}img.bar{width:128px;height:8px;vertical-align:middle}\
+.strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:.5rem}\
+.plot svg{max-width:100%;height:auto}table{border-collapse:collapse}td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}\
+@media print{.strip{grid-template-columns:repeat(4,1fr)}a{color:inherit}}";
