@@ -823,7 +823,23 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let skipped = images.len() - todo.len();
     let ctx = WriteContext::of(&engine);
-    let mut pages = Vec::new();
+    // with --resume, the pages of the images done before stay in index.html
+    let mut pages: Vec<combicam_gpu::cam::report::IndexEntry> = (0..images.len())
+        .filter(|k| a.report && !todo.contains(k))
+        .filter_map(|k| {
+            let ((dir, stem), rel) = (&places[k], &inputs[k].rel_dir);
+            let page = format!("{stem}.report.html");
+            dir.join(&page).is_file().then(|| {
+                let (overlay, _) =
+                    combicam_gpu::cam::explain::png_names(rel, stem, &opts.explainers[0]);
+                combicam_gpu::cam::report::IndexEntry {
+                    page: rel.join(page).display().to_string(),
+                    thumb: overlay.display().to_string(),
+                    title: stem.clone(),
+                }
+            })
+        })
+        .collect();
     let end = runs::pipelined(
         &todo,
         &INTERRUPTED,
