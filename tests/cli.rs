@@ -922,13 +922,17 @@ fn evaluate_the_built_in_model_on_the_photos() {
         ),
         (vec!["--explainers", "median"], "METHOD[@BLOCKS][:FUSION]"),
         (vec!["--steps", "0"], "--steps 0"),
+        (
+            vec!["--json", "/nonexistent-folder/m.json"],
+            "does not exist",
+        ),
     ] {
-        let o = run(bin()
-            .arg("evaluate")
-            .args(&args)
-            .arg("--json")
-            .arg(&bad)
-            .arg(photos.join("coffee.png")));
+        let mut cmd = bin();
+        cmd.arg("evaluate").args(&args);
+        if !args.contains(&"--json") {
+            cmd.arg("--json").arg(&bad);
+        }
+        let o = run(cmd.arg(photos.join("coffee.png")));
         let line = one_line_error(&o);
         assert!(line.contains(want), "{args:?}: {line}");
         assert!(!bad.exists(), "{args:?} wrote {}", bad.display());

@@ -95,10 +95,20 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if images.is_empty() {
         bail!("no images found in {:?}", a.images);
     }
-    if let Some(j) = &a.json
-        && j.is_dir()
-    {
-        bail!("--json {} is a folder: give a file name", j.display());
+    if let Some(j) = &a.json {
+        if j.is_dir() {
+            bail!("--json {} is a folder: give a file name", j.display());
+        }
+        let parent = j.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(p) = parent
+            && !p.is_dir()
+        {
+            bail!(
+                "--json {}: the folder {} does not exist; create it or choose another path",
+                j.display(),
+                p.display()
+            );
+        }
     }
     let w = load_weights(&a.weights)?;
     let (model, source) = (w.cfg.name(), w.source.clone());
