@@ -401,12 +401,7 @@ fn forward(
     n: usize,
     iters: usize,
 ) -> Result<ForwardResult> {
-    let opts = PlanOptions {
-        backward: false,
-        blocks: vec![],
-        explainers: vec![],
-        masked: n,
-    };
+    let opts = PlanOptions::forward(n);
     let x = detweights::input(h, w);
     let gpu = engine.gpu;
     let plan = engine.plan(h, w, &opts)?;

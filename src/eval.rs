@@ -193,7 +193,7 @@ pub fn metrics(
     batch: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Metrics> {
-    let opts = forward_options(batch);
+    let opts = PlanOptions::forward(batch);
     let gpu = engine.gpu;
     let plan = engine.plan(h, w, &opts)?;
     // the plan's x0 is this image
@@ -226,16 +226,6 @@ pub fn metrics(
         deletion,
         insertion,
     })
-}
-
-/// The forward-only plan the metrics' masked copies run through.
-fn forward_options(batch: usize) -> PlanOptions {
-    PlanOptions {
-        backward: false,
-        blocks: vec![],
-        explainers: vec![],
-        masked: batch,
-    }
 }
 
 /// Masked passes the metrics of one explainer cost at `steps`.
@@ -297,7 +287,7 @@ pub fn saliency(
     };
     let blocks = blocks_of(spec, engine.blocks())?;
     if explainer.method.is_score_cam() {
-        let opts = forward_options(batch);
+        let opts = PlanOptions::forward(batch);
         let gpu = engine.gpu;
         let plan = engine.plan(h, w, &opts)?;
         plan.run(gpu, x, Some(target), Score::Prob)?;

@@ -581,12 +581,7 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let gpu = open_gpu(a.device.device)?;
     let how = w.preprocessing;
     let mut engine = Engine::new(&gpu, w)?;
-    let opts = PlanOptions {
-        backward: false,
-        blocks: vec![],
-        explainers: vec![],
-        masked: 0,
-    };
+    let opts = PlanOptions::forward(0);
     let weights = engine.model.weights.clone();
     let end = runs::pipelined(
         &images,

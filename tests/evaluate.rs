@@ -37,12 +37,7 @@ fn scorecam_matches_pytorch_at_the_last_block() {
     );
     let target: usize = meta["target"].parse().unwrap();
     let mut e = engine();
-    let opts = PlanOptions {
-        backward: false,
-        blocks: vec![],
-        explainers: vec![],
-        masked: 16,
-    };
+    let opts = PlanOptions::forward(16);
     let g = gpu();
     let plan = e.plan(H, W, &opts).unwrap();
     let o = plan.run(g, &x, None, Score::Prob).unwrap();
@@ -217,12 +212,7 @@ fn lite0_scorecam_and_metrics_match_pytorch_on_a_photo() {
     let y = gd["probs"].1[target];
     let g = gpu();
     let mut e = Engine::new(g, crate::model::lite0_checkpoint()).unwrap();
-    let opts = PlanOptions {
-        backward: false,
-        blocks: vec![],
-        explainers: vec![],
-        masked: 16,
-    };
+    let opts = PlanOptions::forward(16);
     let plan = e.plan(h, w, &opts).unwrap();
     let o = plan.run(g, &x, None, Score::Prob).unwrap();
     assert_eq!(o.argmax, target, "top class");

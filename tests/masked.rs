@@ -124,12 +124,7 @@ fn masked_passes_equal_one_ordinary_pass_per_copy() {
     let m = ModelGpu::upload(g, net).unwrap();
     let (h, w) = (37, 29);
     // 3 copies per submission: 7 copies take 3 submissions, the last one short
-    let opts = |masked| PlanOptions {
-        backward: false,
-        blocks: vec![],
-        explainers: vec![],
-        masked,
-    };
+    let opts = |masked| PlanOptions::forward(masked);
     let plan = Plan::new(g, &m, h, w, opts(3)).unwrap();
     let single = Plan::new(g, &m, h, w, opts(0)).unwrap();
     let x = detweights::input(h, w);

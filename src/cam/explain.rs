@@ -5,7 +5,7 @@ use super::methods::Explainer;
 use super::render::{heatmap_rgb, overlay, write_bytes_atomic, write_png_atomic};
 use crate::engine::{Engine, Prediction, TopEntry};
 use crate::error::{Error, Result};
-use crate::model::efficientnet::{ExplainerOutput, Output, PlanOptions, Score};
+use crate::model::efficientnet::{Output, PlanOptions, Score};
 use crate::preprocess::Preprocessed;
 use safetensors::{Dtype, tensor::TensorView};
 use serde::Serialize;
@@ -267,7 +267,7 @@ pub fn write_one(
     } = done;
     let weights = &*ctx.weights;
     let t0 = Instant::now();
-    let shown = fit(photo, o.overlay_size);
+    let shown = super::render::fit(photo, o.overlay_size);
     let mut warnings = Vec::new();
     let mut outputs = Vec::new();
     for e in &out.explainers {
@@ -320,7 +320,7 @@ pub fn write_one(
         weights: weights.source.clone(),
         input_size: [h, w],
         original_size: [photo.height(), photo.width()],
-        blocks_fused: used_blocks(&out.explainers[0]),
+        blocks_fused: used_blocks(&out.explainers[0].maps),
         fused_range: [out.fused_range.0, out.fused_range.1],
         blocks: (0..cfg.blocks.len())
             .map(|l| BlockReport {
@@ -339,7 +339,7 @@ pub fn write_one(
                 fusion: e.explainer.fusion.name(),
                 fused: e.explainer.fused_name(),
                 fused_range: [e.fused_range.0, e.fused_range.1],
-                blocks: used_blocks(e)
+                blocks: used_blocks(&e.maps)
                     .into_iter()
                     .map(|l| MethodBlock {
                         block: l,
@@ -379,24 +379,9 @@ pub fn write_one(
     Ok(report)
 }
 
-/// The blocks an explainer's map fuses.
-fn used_blocks(e: &ExplainerOutput) -> Vec<usize> {
-    (0..e.maps.len()).filter(|&l| e.maps[l].is_some()).collect()
-}
-
-/// The photo scaled down (area average) so that its longest side is at most `side` (0: as is).
-fn fit(photo: &image::RgbImage, side: u32) -> std::borrow::Cow<'_, image::RgbImage> {
-    let (w, h) = photo.dimensions();
-    if side == 0 || w.max(h) <= side {
-        return std::borrow::Cow::Borrowed(photo);
-    }
-    let s = side as f64 / w.max(h) as f64;
-    let (nw, nh) = (
-        ((w as f64 * s).round() as u32).max(1),
-        ((h as f64 * s).round() as u32).max(1),
-    );
-    // an area average: fast, and right for shrinking
-    std::borrow::Cow::Owned(image::imageops::thumbnail(photo, nw, nh))
+/// The blocks an explainer's map fuses: those with a map.
+pub fn used_blocks(maps: &[Option<Vec<f32>>]) -> Vec<usize> {
+    (0..maps.len()).filter(|&l| maps[l].is_some()).collect()
 }
 
 /// The overlay and heat-map files of an explainer: `<stem>.combicam.png` and

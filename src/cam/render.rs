@@ -449,3 +449,18 @@ const JET: [[u8; 3]; 256] = [
     [132, 0, 0],
     [128, 0, 0],
 ];
+
+/// The photo scaled down (area average) so that its longest side is at most `side` (0: as is).
+pub fn fit(photo: &image::RgbImage, side: u32) -> std::borrow::Cow<'_, image::RgbImage> {
+    let (w, h) = photo.dimensions();
+    if side == 0 || w.max(h) <= side {
+        return std::borrow::Cow::Borrowed(photo);
+    }
+    let s = side as f64 / w.max(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * s).round() as u32).max(1),
+        ((h as f64 * s).round() as u32).max(1),
+    );
+    // an area average: fast, and right for shrinking
+    std::borrow::Cow::Owned(image::imageops::thumbnail(photo, nw, nh))
+}

@@ -4,9 +4,9 @@
 //! facts; and `<out>/index.html` linking every report. Pages open from disk with no network:
 //! images are files beside them (relative links), plots inline SVG (plotters), no script.
 
-use super::explain::{Report, png_names};
+use super::explain::{Report, png_names, used_blocks};
 use super::fusion::cpu::upsample;
-use super::render::{heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
+use super::render::{fit, heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
 use crate::error::{Error, Result};
 use crate::model::config::ModelCfg;
 use crate::model::efficientnet::Output;
@@ -24,20 +24,6 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// The photo scaled so that its longest side is `side`.
-fn thumb(photo: &RgbImage, side: u32) -> RgbImage {
-    let (w, h) = photo.dimensions();
-    let s = side as f64 / w.max(h) as f64;
-    if s >= 1.0 {
-        return photo.clone();
-    }
-    let (nw, nh) = (
-        ((w as f64 * s).round() as u32).max(1),
-        ((h as f64 * s).round() as u32).max(1),
-    );
-    image::imageops::thumbnail(photo, nw, nh)
 }
 
 /// Figure 4: max |A_l| per block (bars), and each block's share of the fused sum (line, right
@@ -151,7 +137,7 @@ pub fn write(
     let folder = dir.join(&sub);
     std::fs::create_dir_all(&folder)
         .map_err(|e| Error::output(&folder, format!("cannot create it ({e})")))?;
-    let small = thumb(photo, THUMB);
+    let small = fit(photo, THUMB);
     let (h, w) = (report.input_size[0], report.input_size[1]);
     write_png_atomic(&colour_bar(), &folder.join("colourbar.png"))?;
     let mut html = String::new();
@@ -179,7 +165,7 @@ pub fn write(
             esc(&name),
             esc(e.explainer.method.name()),
             esc(e.explainer.fusion.name()),
-            esc(&ranges(&used(&e.maps)))
+            esc(&ranges(&used_blocks(&e.maps)))
         );
     }
     let _ = writeln!(html, "</section>");
@@ -196,7 +182,7 @@ pub fn write(
         let method = e.explainer.method.name();
         let _ = writeln!(html, "<section><h2>{} at every block</h2>", esc(method));
         let mut stage = usize::MAX;
-        for l in used(&e.maps) {
+        for l in used_blocks(&e.maps) {
             let b = &cfg.blocks[l];
             if b.stage != stage {
                 if stage != usize::MAX {
@@ -296,10 +282,6 @@ fn report_target(r: &Report) -> String {
         ),
         _ => format!("{}, p = {:.3}", t.index, t.probability),
     }
-}
-
-fn used(maps: &[Option<Vec<f32>>]) -> Vec<usize> {
-    (0..maps.len()).filter(|&l| maps[l].is_some()).collect()
 }
 
 /// 0-31 style ranges of a sorted list.

@@ -228,12 +228,7 @@ fn one_image(
     let (h, w) = (pre.height, pre.width);
     let x = &pre.tensor;
     // the unmodified image's top cell/class and its probability Y
-    let fwd = PlanOptions {
-        backward: false,
-        blocks: vec![],
-        explainers: vec![],
-        masked: batch,
-    };
+    let fwd = PlanOptions::forward(batch);
     let o = engine.run(x, h, w, &fwd, None, Score::Prob)?;
     let (target, y) = (o.argmax, o.probs[o.argmax]);
     let mut explainers = BTreeMap::new();

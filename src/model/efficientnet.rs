@@ -200,6 +200,18 @@ pub struct PlanOptions {
     pub masked: usize,
 }
 
+impl PlanOptions {
+    /// The forward alone (predict), with `masked` copies per submission (0: none).
+    pub fn forward(masked: usize) -> PlanOptions {
+        PlanOptions {
+            backward: false,
+            blocks: vec![],
+            explainers: vec![],
+            masked,
+        }
+    }
+}
+
 /// One explainer's results after a run.
 #[derive(Clone, Debug)]
 pub struct ExplainerOutput {
