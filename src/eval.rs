@@ -1,4 +1,4 @@
-//! Faithfulness metrics (NUMERICS §9): deletion and insertion curves and their AUC (RISE),
+//! Faithfulness metrics (README, Faithfulness): deletion and insertion curves and their AUC (RISE),
 //! Average Drop and Increase in Confidence (the Grad-CAM++ paper), for explainers written
 //! `METHOD[@BLOCKS][:FUSION]`. The masked copies run on the GPU (`Plan::run_masked`); the
 //! ranking, the blur and the arithmetic of the protocol are the plain Rust below.
@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::model::efficientnet::{PlanOptions, Score};
 use crate::model::masked::Masks;
 use crate::ops::masked::cpu::ranks;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 /// What makes the saliency map S of an explainer.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,7 +87,7 @@ pub fn parse_spec(s: &str) -> Result<Spec> {
 }
 
 /// The metrics of one explainer on one image.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Metrics {
     pub deletion_auc: f64,
     pub insertion_auc: f64,
@@ -93,6 +95,56 @@ pub struct Metrics {
     pub increase: bool,
     pub deletion: Vec<f32>,
     pub insertion: Vec<f32>,
+}
+
+/// One image's entry in `evaluate --json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageMetrics {
+    pub image: String,
+    pub target: usize,
+    pub explainers: BTreeMap<String, Metrics>,
+}
+
+/// The per-image part of an `evaluate --json` file (`explain --report --metrics FILE`).
+pub fn read_metrics(path: &Path) -> Result<Vec<ImageMetrics>> {
+    #[derive(Deserialize)]
+    struct File {
+        images: Vec<ImageMetrics>,
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::Input(format!(
+            "cannot read the metrics file {} ({e}); give the file `evaluate --json FILE` wrote",
+            path.display()
+        ))
+    })?;
+    let f: File = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Input(format!(
+            "{} is not an `evaluate --json` file ({e}); give the file `evaluate --json FILE` wrote",
+            path.display()
+        ))
+    })?;
+    Ok(f.images)
+}
+
+/// The entry of `image` in `list`: the same file (both paths resolved), else the only entry
+/// with the same file name.
+pub fn metrics_of<'a>(list: &'a [ImageMetrics], image: &Path) -> Option<&'a ImageMetrics> {
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    if let Some(c) = canon(image)
+        && let Some(m) = list
+            .iter()
+            .find(|m| canon(Path::new(&m.image)) == Some(c.clone()))
+    {
+        return Some(m);
+    }
+    let name = image.file_name()?;
+    let mut same = list
+        .iter()
+        .filter(|m| Path::new(&m.image).file_name() == Some(name));
+    match (same.next(), same.next()) {
+        (Some(m), None) => Some(m),
+        _ => None,
+    }
 }
 
 /// Pixels changed at step i = 0..=n: ⌊i·hw/n⌋.

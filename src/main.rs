@@ -174,6 +174,10 @@ struct ExplainArgs {
     /// block, the prediction; opens offline) and `<out>/index.html` linking every report.
     #[arg(long)]
     report: bool,
+    /// With --report: show these `evaluate --json` results (metrics table and deletion and
+    /// insertion curves) on the report of each image they cover.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    metrics: Option<PathBuf>,
     /// Top-k entries in the JSON prediction.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
@@ -714,6 +718,12 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     let explainers = parse_explainers(a.method.as_deref(), a.fusion.as_deref())?;
     let score = parse_score(&a.score)?;
+    let metrics = a
+        .metrics
+        .as_deref()
+        .map(combicam_gpu::eval::read_metrics)
+        .transpose()?
+        .map(std::sync::Arc::new);
     let w = load_weights(&a.weights)?;
     let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
     if matches!(score, Score::Region(_)) && !is_geo {
@@ -794,6 +804,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         overlay_size: a.overlay_size,
         batch: a.batch.unwrap_or(0),
         report: a.report,
+        metrics,
         save_raw: a.save_raw,
         top_k: a.top_k,
     };

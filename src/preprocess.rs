@@ -599,7 +599,7 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
-    /// visloc (NUMERICS §4): short side 300, bilinear, ImageNet mean/std.
+    /// visloc (README, Numerics): short side 300, bilinear, ImageNet mean/std.
     pub const VISLOC: Preprocessing = Preprocessing {
         short_side: 300,
         resample: Resample::Bilinear,

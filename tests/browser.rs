@@ -269,12 +269,11 @@ fn open(b: &mut Browser, page: &Path, shot: &Path) -> PageCheck {
         .as_str()
         .map(|j| serde_json::from_str(j).unwrap())
         .unwrap();
-    let svgs = b.eval(&s, "document.querySelectorAll('svg').length").as_u64().unwrap();
-    let shot_b64 = b.call(
-        Some(&s),
-        "Page.captureScreenshot",
-        json!({"format": "png"}),
-    )["data"]
+    let svgs = b
+        .eval(&s, "document.querySelectorAll('svg').length")
+        .as_u64()
+        .unwrap();
+    let shot_b64 = b.call(Some(&s), "Page.captureScreenshot", json!({"format": "png"}))["data"]
         .as_str()
         .unwrap()
         .to_string();
@@ -323,7 +322,12 @@ fn open(b: &mut Browser, page: &Path, shot: &Path) -> PageCheck {
             _ => {}
         }
     }
-    assert!(problems.is_empty(), "{}:\n{}", page.display(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{}:\n{}",
+        page.display(),
+        problems.join("\n")
+    );
     for (src, w) in &images {
         assert!(*w > 0, "{}: image {src} did not load", page.display());
     }
@@ -339,7 +343,12 @@ fn not_blank(img: &image::RgbImage, what: &str) {
     let first = *img.get_pixel(0, 0);
     let differ = img.pixels().filter(|p| **p != first).count();
     let share = differ as f64 / (img.width() * img.height()) as f64;
-    println!("{what}: {}×{}, {:.1}% of pixels differ from the corner", img.width(), img.height(), share * 100.0);
+    println!(
+        "{what}: {}×{}, {:.1}% of pixels differ from the corner",
+        img.width(),
+        img.height(),
+        share * 100.0
+    );
     assert!(share > 0.01, "{what}: the screenshot is blank");
     // colour, not only text: the overlays are in the first screen
     let coloured = img
@@ -349,7 +358,10 @@ fn not_blank(img: &image::RgbImage, what: &str) {
             (r - g).abs().max((g - b).abs()).max((r - b).abs()) > 60
         })
         .count();
-    assert!(coloured > 1000, "{what}: no coloured pixels in the screenshot");
+    assert!(
+        coloured > 1000,
+        "{what}: no coloured pixels in the screenshot"
+    );
 }
 
 #[test]
@@ -384,7 +396,11 @@ fn reports_open_in_headless_chromium() {
             .iter()
             .filter(|(s, _)| s.starts_with(&format!("{stem}.report/gradcam.")))
             .count();
-        println!("{stem}: {} images ({blocks} block overlays), {} svg", c.images.len(), c.svgs);
+        println!(
+            "{stem}: {} images ({blocks} block overlays), {} svg",
+            c.images.len(),
+            c.svgs
+        );
         assert_eq!(blocks, 32, "every B4 block's overlay");
         assert!(c.images.len() >= 33);
         assert!(c.svgs >= 1, "the per-block plot");
@@ -393,6 +409,43 @@ fn reports_open_in_headless_chromium() {
     let c = open(&mut b, &out.join("index.html"), &shots.join("index.png"));
     assert_eq!(c.images.len(), 2, "a thumbnail per report");
     not_blank(&c.screenshot, "index");
+    // the built-in Lite0 with `evaluate` results on its page: the metrics table and curves
+    let metrics = d.join("metrics.json");
+    let coffee = photos.join("coffee.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_combicam-gpu"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .args([
+            "evaluate",
+            "--steps",
+            "4",
+            "--explainers",
+            "combicam,random",
+            "--json",
+        ])
+        .arg(&metrics)
+        .arg(&coffee)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&o.stdout));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lite = d.join("lite");
+    let o = Command::new(env!("CARGO_BIN_EXE_combicam-gpu"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["explain", "--report", "--metrics"])
+        .arg(&metrics)
+        .arg("--out")
+        .arg(&lite)
+        .arg(&coffee)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = lite.join("coffee.report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("Faithfulness (evaluate)") && html.contains("<td>combicam</td>"));
+    let c = open(&mut b, &page, &shots.join("coffee.lite0.report.png"));
+    assert_eq!(c.svgs, 2, "the per-block plot and the curves");
+    assert!(c.images.len() >= 3 + 16, "fused row and Lite0's 16 blocks");
+    not_blank(&c.screenshot, "coffee with metrics");
     println!("screenshots in {}", shots.display());
     drop(b);
     let _ = std::fs::remove_dir_all(d);

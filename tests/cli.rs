@@ -216,14 +216,38 @@ fn bad_inputs_give_one_line_errors() {
             vec!["predict".into(), s(&good), "--top-k".into(), "many".into()],
             "invalid value",
         ),
+        (
+            vec!["explain".into(), s(&good), "--metrics".into(), s(&file)],
+            "--report",
+        ),
+        (
+            vec![
+                "explain".into(),
+                s(&good),
+                "--report".into(),
+                "--metrics".into(),
+                s(&d.join("notes.txt")),
+            ],
+            "is not an `evaluate --json` file",
+        ),
+        (
+            vec![
+                "explain".into(),
+                s(&good),
+                "--report".into(),
+                "--metrics".into(),
+                s(&d.join("none.json")),
+            ],
+            "cannot read the metrics file",
+        ),
     ];
     for (args, needle) in cases {
-        let o = run(bin()
-            .args(&args)
-            .args(TEST_NET)
-            .arg("--out")
-            .arg(&out)
-            .env_remove("COMBICAM_WEIGHTS"));
+        let mut cmd = bin();
+        cmd.args(&args).args(TEST_NET);
+        if !args.iter().any(|a| a == "--out") {
+            cmd.arg("--out").arg(&out);
+        }
+        let o = run(cmd.env_remove("COMBICAM_WEIGHTS"));
         let line = one_line_error(&o);
         assert!(
             line.contains(needle) || String::from_utf8_lossy(&o.stderr).contains(needle),

@@ -533,7 +533,7 @@ fn run_methods(
 
 #[test]
 fn every_method_matches_pytorch_at_every_block() {
-    // methods_b0.safetensors: NUMERICS §8 computed independently in PyTorch (and cross-checked
+    // methods_b0.safetensors: the Score-CAM formulas (README) computed independently in PyTorch (and cross-checked
     // against pytorch-grad-cam's own classes), B0 visloc, 67×45, every block. The tolerance
     // is 1e-4 of the map's peak, widened only where the map is ill-conditioned: κ (from the
     // golden) is how much float32 rounding the map amplifies, so 32·κ·2⁻²⁴ of the peak.

@@ -31,6 +31,8 @@ pub struct ExplainOptions {
     pub batch: usize,
     /// also write `<stem>.report.html` (`cam::report`)
     pub report: bool,
+    /// `evaluate --json` results to show in the reports (`--metrics`)
+    pub metrics: Option<std::sync::Arc<Vec<crate::eval::ImageMetrics>>>,
 }
 
 /// Masked copies per submission when `--batch` is not given: few on a CPU adapter, where a
@@ -366,8 +368,20 @@ pub fn write_one(
     let mut report = report;
     if o.report {
         let t = Instant::now();
-        let page =
-            super::report::write(out_dir, stem, photo, &out, &report, &weights.cfg, o.alpha)?;
+        let metrics = o
+            .metrics
+            .as_deref()
+            .and_then(|l| crate::eval::metrics_of(l, image));
+        let page = super::report::write(
+            out_dir,
+            stem,
+            photo,
+            &out,
+            &report,
+            &weights.cfg,
+            o.alpha,
+            metrics,
+        )?;
         report.timings.report_s = t.elapsed().as_secs_f64();
         // the JSON stays last: its presence means the image is complete
         let last = report.outputs.pop();

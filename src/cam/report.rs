@@ -8,6 +8,7 @@ use super::explain::{Report, png_names, used_blocks};
 use super::fusion::cpu::upsample;
 use super::render::{fit, heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
 use crate::error::{Error, Result};
+use crate::eval::ImageMetrics;
 use crate::model::config::ModelCfg;
 use crate::model::efficientnet::Output;
 use image::RgbImage;
@@ -101,6 +102,154 @@ pub fn block_plot(act_maxabs: &[f32], share: &[f64]) -> Result<String> {
     Ok(svg)
 }
 
+/// Figure 4's numbers: per block its stage, resolution, max |A|, each method's map peak and
+/// the first method's share of the fused sum.
+fn block_table(html: &mut String, out: &Output, cfg: &ModelCfg, share: &[f64]) {
+    let _ = write!(
+        html,
+        "<details><summary>the numbers</summary><table class=\"num\"><tr><th>block</th><th>stage</th><th>size</th><th>max |activation|</th>"
+    );
+    for e in &out.explainers {
+        let _ = write!(html, "<th>{} peak</th>", esc(e.explainer.method.name()));
+    }
+    let _ = writeln!(html, "<th>share of the fused sum</th></tr>");
+    for (l, b) in cfg.blocks.iter().enumerate() {
+        let (mh, mw) = out.map_sizes[l];
+        let _ = write!(
+            html,
+            "<tr><td>{l}</td><td>{}</td><td>{mh}×{mw}</td><td>{:.4}</td>",
+            b.stage, out.act_maxabs[l]
+        );
+        for e in &out.explainers {
+            match e.maps[l].as_ref() {
+                Some(m) => {
+                    let peak = m.iter().fold(0f32, |a, &v| a.max(v));
+                    let _ = write!(html, "<td>{peak:.3e}</td>");
+                }
+                None => html.push_str("<td>–</td>"),
+            }
+        }
+        let _ = writeln!(html, "<td>{:.1}%</td></tr>", 100.0 * share[l]);
+    }
+    let _ = writeln!(html, "</table></details>");
+}
+
+/// `evaluate`'s metrics for this image: a table and the deletion and insertion curves.
+fn metrics_section(html: &mut String, m: &ImageMetrics, target: usize) -> Result<()> {
+    let _ = writeln!(
+        html,
+        "<section><h2>Faithfulness (evaluate)</h2><p>Deletion: lower is better; insertion: \
+higher is better; Average Drop: lower is better ({} steps).</p>",
+        m.explainers
+            .values()
+            .next()
+            .map_or(0, |e| e.deletion.len().saturating_sub(1))
+    );
+    if m.target != target {
+        let _ = writeln!(
+            html,
+            "<p class=\"warn\">These metrics are for output {}, this page explains {target}.</p>",
+            m.target
+        );
+    }
+    let _ = writeln!(
+        html,
+        "<table><tr><th>explainer</th><th>deletion AUC</th><th>insertion AUC</th><th>Average Drop</th><th>Increase</th></tr>"
+    );
+    for (name, e) in &m.explainers {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.2}%</td><td>{}</td></tr>",
+            esc(name),
+            e.deletion_auc,
+            e.insertion_auc,
+            e.average_drop,
+            if e.increase { "yes" } else { "no" }
+        );
+    }
+    let svg = curves_plot(m)?;
+    let _ = writeln!(
+        html,
+        "</table><div class=\"plot\" role=\"img\" aria-label=\"deletion and insertion curves: the target's probability against the share of pixels deleted or inserted, one line per explainer\">{svg}</div></section>"
+    );
+    Ok(())
+}
+
+/// The deletion and insertion curves side by side, one line per explainer.
+pub fn curves_plot(m: &ImageMetrics) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let plot_err =
+            |e: &dyn std::fmt::Display| Error::Input(format!("cannot draw the plot: {e}"));
+        let root = SVGBackend::with_string(&mut svg, (760, 280)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+        let halves = root.split_evenly((1, 2));
+        let top = m
+            .explainers
+            .values()
+            .flat_map(|e| e.deletion.iter().chain(&e.insertion))
+            .fold(0f32, |a, &v| a.max(v))
+            .max(1e-12) as f64
+            * 1.05;
+        // the legend where the curves are not: deletion falls, insertion rises
+        type Pick = fn(&crate::eval::Metrics) -> &Vec<f32>;
+        let panels: [(&str, Pick, SeriesLabelPosition); 2] = [
+            ("deletion", |e| &e.deletion, SeriesLabelPosition::UpperRight),
+            (
+                "insertion",
+                |e| &e.insertion,
+                SeriesLabelPosition::LowerRight,
+            ),
+        ];
+        for (area, (title, pick, legend)) in halves.iter().zip(panels) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 14))
+                .margin(8)
+                .x_label_area_size(32)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0f64..1f64, 0f64..top)
+                .map_err(|e| plot_err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc(format!(
+                    "share of pixels {}",
+                    if title == "deletion" {
+                        "deleted"
+                    } else {
+                        "inserted"
+                    }
+                ))
+                .y_desc("probability")
+                .draw()
+                .map_err(|e| plot_err(&e))?;
+            for (i, (name, e)) in m.explainers.iter().enumerate() {
+                let c = pick(e);
+                let n = (c.len().max(2) - 1) as f64;
+                let colour = Palette99::pick(i).stroke_width(2);
+                chart
+                    .draw_series(LineSeries::new(
+                        c.iter().enumerate().map(|(k, &v)| (k as f64 / n, v as f64)),
+                        colour,
+                    ))
+                    .map_err(|e| plot_err(&e))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 12, y)], Palette99::pick(i).stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(legend)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK.mix(0.3))
+                .draw()
+                .map_err(|e| plot_err(&e))?;
+        }
+        root.present().map_err(|e| plot_err(&e))?;
+    }
+    Ok(svg)
+}
+
 /// Each block's share of the fused sum: Σ over the input of up(map_l), over the total.
 fn shares(maps: &[Option<Vec<f32>>], sizes: &[(usize, usize)], h: usize, w: usize) -> Vec<f64> {
     let sums: Vec<f64> = maps
@@ -132,6 +281,7 @@ pub fn write(
     report: &Report,
     cfg: &ModelCfg,
     alpha: f32,
+    metrics: Option<&ImageMetrics>,
 ) -> Result<std::path::PathBuf> {
     let sub = format!("{stem}.report");
     let folder = dir.join(&sub);
@@ -175,8 +325,13 @@ pub fn write(
     let _ = writeln!(
         html,
         "<section><h2>Per block: max |activation| and share of the fused map</h2>\
-<div class=\"plot\" role=\"img\" aria-label=\"bar chart of the maximum activation magnitude per block, with each block's share of the fused sum\">{svg}</div></section>"
+<div class=\"plot\" role=\"img\" aria-label=\"bar chart of the maximum activation magnitude per block, with each block's share of the fused sum\">{svg}</div>"
     );
+    block_table(&mut html, out, cfg, &share);
+    let _ = writeln!(html, "</section>");
+    if let Some(m) = metrics {
+        metrics_section(&mut html, m, out.target)?;
+    }
     // Figure 3, per method: every fused block's own map over the photo, grouped by stage
     for e in &out.explainers {
         let method = e.explainer.method.name();
@@ -362,4 +517,5 @@ img{max-width:100%;height:auto}figure{margin:0}figcaption{font-size:.8rem;color:
 .fused img{max-width:min(48%,560px)}.fused figcaption{width:100%}img.bar{width:128px;height:8px;vertical-align:middle}\
 .strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:.5rem}\
 .plot svg{max-width:100%;height:auto}table{border-collapse:collapse}td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}\
+.num td,.num th{padding:.1rem .5rem;font-size:.8rem}details{margin:.5rem 0}.warn{color:#a40}\
 @media print{.strip{grid-template-columns:repeat(4,1fr)}a{color:inherit}}";

@@ -1,4 +1,4 @@
-//! Score-CAM (NUMERICS §8): one masked forward pass per channel of each selected block
+//! Score-CAM (README, the methods table): one masked forward pass per channel of each selected block
 //! (`Plan::run_masked`), the channel weights from the target's scores, the map
 //! ReLU(Σ_k w_k A_k) at the block's resolution, then the fusion rule over the blocks.
 //! - `scorecam` (pytorch-grad-cam 1.5): masks up(A_k) min-max normalised per channel, the

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use combicam_gpu::cam::runs;
 use combicam_gpu::engine::Engine;
-use combicam_gpu::eval::{self, Metrics, Spec};
+use combicam_gpu::eval::{self, ImageMetrics, Spec};
 use combicam_gpu::model::efficientnet::{PlanOptions, Score};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -45,13 +45,6 @@ pub struct EvaluateArgs {
     device: DeviceArgs,
 }
 
-#[derive(Serialize)]
-struct ImageResult {
-    image: String,
-    target: usize,
-    explainers: BTreeMap<String, Metrics>,
-}
-
 #[derive(Serialize, Default, Clone)]
 struct Mean {
     deletion_auc: f64,
@@ -68,7 +61,7 @@ struct Report {
     adapter: combicam_gpu::gpu::AdapterSummary,
     model: String,
     weights: String,
-    images: Vec<ImageResult>,
+    images: Vec<ImageMetrics>,
     mean: BTreeMap<String, Mean>,
 }
 
@@ -223,7 +216,7 @@ fn one_image(
     steps: usize,
     batch: usize,
     pb: &ProgressBar,
-) -> anyhow::Result<ImageResult> {
+) -> anyhow::Result<ImageMetrics> {
     let (_, pre) = load(path, how)?;
     let (h, w) = (pre.height, pre.width);
     let x = &pre.tensor;
@@ -243,7 +236,7 @@ fn one_image(
         })?;
         explainers.insert(s.name.clone(), m);
     }
-    Ok(ImageResult {
+    Ok(ImageMetrics {
         image: path.display().to_string(),
         target,
         explainers,

@@ -209,7 +209,7 @@ pub mod cpu {
     }
 
     /// The rank of every pixel when sorted by `s` descending, ties by index ascending
-    /// (NUMERICS §9).
+    /// (the README's Faithfulness section).
     pub fn ranks(s: &[f32]) -> Vec<u32> {
         let mut order: Vec<usize> = (0..s.len()).collect();
         order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));

@@ -2,7 +2,7 @@
 
 Why: scorecam_metrics_b0.safetensors (make_scorecam_metrics.py) uses formula weights, whose output
 barely depends on the input, so its Score-CAM scores and deletion / insertion curves are flat to
-~1e-6. This file is the same protocol (NUMERICS section 9) on the real EfficientNet-Lite0, where
+~1e-6. This file is the same protocol (the README's Faithfulness section) on the real EfficientNet-Lite0, where
 the masks change p_c a lot.
 
 Model: the trained Lite0 exactly as make_golden_families.py builds it for lite0_photos.safetensors

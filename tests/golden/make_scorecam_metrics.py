@@ -19,7 +19,7 @@ A. Score-CAM at block 15 (the last block; A = its output after the residual add,
   (ReLU(sum_k w_k A_k) from their captured A), and both min-max normalised; and against a
   float64 run of the same model (the error to expect of a float32 implementation).
 
-B. Faithfulness metrics (NUMERICS section 9) for the saliency maps S (H x W, in [0, 1]) of
+B. Faithfulness metrics (the README's Faithfulness section) for the saliency maps S (H x W, in [0, 1]) of
   combicam    = `combicam` of methods_b0.safetensors, the stored float32 values as they are;
   gradcam@15  = `gradcam.15` of methods_b0.safetensors, up(.) and min-max normalised.
   n = 10 steps. Pixels ranked by S descending, ties by raster index ascending (stable argsort of
