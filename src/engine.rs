@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, RecycleStats};
 use crate::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
 use crate::model::geo;
+use crate::model::retrieval::RetrievalGpu;
 use crate::model::weights::{HeadKind, Weights};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,8 @@ pub struct Engine<'g> {
     /// one plan per set of options, at the last size asked for: a new size is recorded
     /// again, taking back the old plan's memory (see `gpu::recycle`)
     plans: HashMap<(bool, Vec<usize>, Vec<Explainer>, usize), Plan>,
+    /// visloc's retrieval head on the GPU, made on first use
+    retrieval: Option<RetrievalGpu>,
 }
 
 impl<'g> Engine<'g> {
@@ -31,6 +34,7 @@ impl<'g> Engine<'g> {
             last_plan_build_s: 0.0,
             last_recycled: None,
             plans: HashMap::new(),
+            retrieval: None,
         })
     }
 
@@ -82,6 +86,24 @@ impl<'g> Engine<'g> {
         plan.run(gpu, input, target, score)
     }
 
+    /// The retrieval embedding (visloc's `rrm_head`) of the image the last `run` with these
+    /// options and size saw, computed on the GPU from the plan's pooled features.
+    pub fn embedding(&mut self, h: usize, w: usize, opts: &PlanOptions) -> Result<Vec<f32>> {
+        if self.retrieval.is_none() {
+            let rw = self.model.weights.retrieval.clone().ok_or_else(|| {
+                Error::Input(
+                    "these weights have no retrieval head: pass visloc's rrm_head.pt too".into(),
+                )
+            })?;
+            self.retrieval = Some(RetrievalGpu::new(self.gpu, &rw)?);
+        }
+        let features = self.plan(h, w, opts)?.features.buf.clone();
+        self.retrieval
+            .as_ref()
+            .expect("made above")
+            .embed_from(self.gpu, &features)
+    }
+
     /// GPU memory held: weights plus the plans held (one per set of options).
     pub fn gpu_bytes(&self) -> u64 {
         self.model.bytes + self.plans.values().map(|p| p.bytes).sum::<u64>()
@@ -111,6 +133,12 @@ pub struct Prediction {
     /// visloc only: Σ p over cells within r km of the predicted cell
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence_km: Option<BTreeMap<String, f64>>,
+    /// with --embedding: visloc's retrieval embedding (L2-normalised)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+    /// with --background: the search-within-cell prediction
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_within_cell: Option<crate::model::search::Found>,
 }
 
 /// Output `i` (a cell or a class) with its probability and its place or label.
@@ -148,6 +176,8 @@ pub fn summarize(w: &Weights, image: &str, out: &Output, top_k: usize) -> Predic
         image: image.to_string(),
         top: top.into_iter().map(entry).collect(),
         confidence_km,
+        embedding: None,
+        search_within_cell: None,
     }
 }
 

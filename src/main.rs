@@ -13,6 +13,7 @@ use combicam_gpu::engine::{Engine, parse_blocks};
 use combicam_gpu::gpu::{self, Gpu};
 use combicam_gpu::model::checkpoint::CERTH_FILES;
 use combicam_gpu::model::efficientnet::{PlanOptions, Score};
+use combicam_gpu::model::search;
 use combicam_gpu::model::weights::{self, Layout, TensorSource, Weights};
 use combicam_gpu::{bench, check, preprocess};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -174,6 +175,9 @@ struct ExplainArgs {
     /// block, the prediction; opens offline) and `<out>/index.html` linking every report.
     #[arg(long)]
     report: bool,
+    /// Also compute visloc's retrieval embedding (needs rrm_head.pt) and put it in the JSON.
+    #[arg(long)]
+    embedding: bool,
     /// With --report: show these `evaluate --json` results (metrics table and deletion and
     /// insertion curves) on the report of each image they cover.
     #[arg(long, value_name = "FILE", requires = "report")]
@@ -213,6 +217,20 @@ struct PredictArgs {
     /// One JSON object per image on stdout.
     #[arg(long)]
     json: bool,
+    /// Also compute visloc's retrieval embedding (needs rrm_head.pt) and put it in --json.
+    #[arg(long)]
+    embedding: bool,
+    /// visloc's background collection (back_coll_features.hdf5): predict by search within
+    /// the top cell, as the official inference.py does. Needs --cells-assignments and
+    /// rrm_head.pt.
+    #[arg(long, value_name = "FILE", requires = "cells_assignments")]
+    background: Option<PathBuf>,
+    /// visloc's cells_assignments.pkl: the background images of each cell.
+    #[arg(long, value_name = "FILE", requires = "background")]
+    cells_assignments: Option<PathBuf>,
+    /// Background images of the top cell kept as neighbours before clustering.
+    #[arg(long, default_value_t = search::TOP_K, value_name = "K")]
+    top_k_neighbours: usize,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -299,7 +317,7 @@ fn run() -> anyhow::Result<ExitCode> {
                     &resolve_weights(std::slice::from_ref(p))?,
                     &Default::default(),
                 )?,
-                None => test_weights(&a.variant, a.cells)?,
+                None => test_weights(&a.variant, a.cells, false)?,
             };
             bench::run(&gpu, w, &a)?;
             Ok(ExitCode::SUCCESS)
@@ -337,6 +355,7 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     let opts = weights::LoadOptions {
         arch: a.arch.clone(),
         preprocessing: None,
+        retrieval: false,
     };
     let w = weights::load_with(&src, &opts)?;
     let dtype = match a.dtype {
@@ -477,12 +496,16 @@ fn variant_index(v: &str) -> anyhow::Result<usize> {
     }
 }
 
-fn test_weights(variant: &str, cells: usize) -> anyhow::Result<Weights> {
+fn test_weights(variant: &str, cells: usize, retrieval: bool) -> anyhow::Result<Weights> {
     if cells == 0 {
         bail!("--cells must be at least 1");
     }
     match variant_index(variant) {
+        Ok(v) if retrieval => Ok(weights::formula_with_retrieval(v, cells)),
         Ok(v) => Ok(weights::formula(v, Layout::Visloc, cells)),
+        Err(_) if retrieval => {
+            bail!("--test-weights {variant} has no retrieval head: use a visloc variant (b0 … b7)")
+        }
         Err(_) => Ok(check::test_network(variant)?),
     }
 }
@@ -492,8 +515,13 @@ const BUILTIN_FILE: &str = "efficientnet-lite0-57934424.pth";
 
 /// --weights, else $COMBICAM_WEIGHTS, else the weights in ./weights/, else the built-in Lite0.
 fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
+    load_weights_with(a, false)
+}
+
+/// `load_weights`, with visloc's retrieval head too when `retrieval`.
+fn load_weights_with(a: &WeightsArgs, retrieval: bool) -> anyhow::Result<Weights> {
     if let Some(v) = &a.test_weights {
-        return test_weights(v, a.cells);
+        return test_weights(v, a.cells, retrieval);
     }
     let paths: Vec<PathBuf> = if !a.weights.is_empty() {
         resolve_weights(&a.weights)?
@@ -505,9 +533,15 @@ fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
     let opts = weights::LoadOptions {
         arch: a.arch.clone(),
         preprocessing: None,
+        retrieval,
     };
     let t = Instant::now();
     let w = if paths.is_empty() {
+        if retrieval {
+            bail!(
+                "the built-in ImageNet model has no retrieval head: --embedding and --background need visloc weights, --weights DIR with efficientnet_backbone.pt, mvmf_head.pt and rrm_head.pt"
+            );
+        }
         let w = weights::builtin()?;
         eprintln!(
             "weights: none given, so this explains ImageNet classes with the {} (loaded in \
@@ -581,7 +615,22 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     if images.is_empty() {
         bail!("no images found in {:?}", a.images);
     }
-    let w = load_weights(&a.weights)?;
+    if a.top_k_neighbours == 0 {
+        bail!(
+            "--top-k-neighbours 0: keep at least 1 neighbour (default {})",
+            search::TOP_K
+        );
+    }
+    // the background files first: a wrong one fails before any model work
+    let within = match (&a.background, &a.cells_assignments) {
+        (Some(b), Some(c)) => Some((search::Background::open(b)?, search::Assignments::open(c)?)),
+        _ => None,
+    };
+    let retrieval = a.embedding || within.is_some();
+    let w = load_weights_with(&a.weights, retrieval)?;
+    if within.is_some() && !matches!(w.classifier.kind, weights::HeadKind::Geo { .. }) {
+        bail!("--background needs geolocation weights (visloc), not an ImageNet classifier");
+    }
     let gpu = open_gpu(a.device.device)?;
     let how = w.preprocessing;
     let mut engine = Engine::new(&gpu, w)?;
@@ -592,14 +641,39 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         &INTERRUPTED,
         |p| p.display().to_string(),
         |path| anyhow::Ok(load(path, &how)?.1),
-        |_, pre| Ok(engine.run(&pre.tensor, pre.height, pre.width, &opts, None, Score::Prob)?),
-        |path, out, pb| {
-            let p = combicam_gpu::engine::summarize(
+        |_, pre| {
+            let (h, w) = (pre.height, pre.width);
+            let out = engine.run(&pre.tensor, h, w, &opts, None, Score::Prob)?;
+            let emb = if retrieval {
+                Some(engine.embedding(h, w, &opts)?)
+            } else {
+                None
+            };
+            Ok((out, emb))
+        },
+        |path, (out, emb), pb| {
+            let mut p = combicam_gpu::engine::summarize(
                 &weights,
                 &path.display().to_string(),
                 &out,
                 a.top_k,
             );
+            if let (Some((bg, asg)), Some(e)) = (&within, &emb) {
+                let top = &p.top[0];
+                let centre = (top.lat.unwrap_or(0.0), top.lon.unwrap_or(0.0));
+                p.search_within_cell = Some(search::search_within_cell(
+                    e,
+                    top.index,
+                    centre,
+                    bg,
+                    asg,
+                    a.top_k_neighbours,
+                    search::EPS_KM,
+                )?);
+            }
+            if a.embedding {
+                p.embedding = emb;
+            }
             pb.suspend(|| {
                 if a.json {
                     println!("{}", serde_json::to_string(&p).unwrap());
@@ -694,6 +768,30 @@ fn print_prediction(p: &combicam_gpu::engine::Prediction) {
             .collect();
         println!("  confidence  {}", s.join("  "));
     }
+    if let Some(f) = &p.search_within_cell {
+        let how = match f.method {
+            search::Method::Cluster => format!(
+                "search within cell {}: {} of the top {} of its {} background images in the largest cluster",
+                f.cell,
+                f.cluster.len(),
+                f.neighbours.len(),
+                f.cell_images
+            ),
+            search::Method::CellCentre => {
+                format!("cell {} has no background images: its centre", f.cell)
+            }
+        };
+        println!("  ({how})");
+        // the official inference.py's two lines
+        println!("Prediction (Lat,Lon): ({:.4}, {:.4})", f.lat, f.lon);
+        let c25 = p
+            .confidence_km
+            .as_ref()
+            .and_then(|c| c.get("25"))
+            .copied()
+            .unwrap_or(0.0);
+        println!("Confidence: {:.1}%", 100.0 * c25);
+    }
 }
 
 fn finish(failed: usize, total: usize) -> ExitCode {
@@ -724,7 +822,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .map(combicam_gpu::eval::read_metrics)
         .transpose()?
         .map(std::sync::Arc::new);
-    let w = load_weights(&a.weights)?;
+    let w = load_weights_with(&a.weights, a.embedding)?;
     let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
     if matches!(score, Score::Region(_)) && !is_geo {
         bail!(
@@ -805,6 +903,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         batch: a.batch.unwrap_or(0),
         report: a.report,
         metrics,
+        embedding: a.embedding,
         save_raw: a.save_raw,
         top_k: a.top_k,
     };

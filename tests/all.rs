@@ -13,6 +13,7 @@ mod ops; // every kernel against its CPU reference, on awkward shapes, both acti
 mod plans; // a plan recorded again for a new size from the old one's memory: bit-exact, bounded
 mod preprocess; // decoding (JPEG too) and torchvision Resize, bit-exact against PIL; bad images
 mod render; // JET colormap against OpenCV, overlay, atomic writes
+mod retrieval; // visloc's retrieval head and search within cell against the official pipeline
 mod runs; // folder runs: recursive inputs, shards, the index
 mod shaders; // naga validates every WGSL file
 mod weights; // the test formula, layouts, dtypes, bad weights files

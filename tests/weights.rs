@@ -329,6 +329,7 @@ fn timm_family_comes_from_arch_or_config_json() {
     let arch = |a: &str| LoadOptions {
         arch: Some(a.into()),
         preprocessing: None,
+        retrieval: false,
     };
     // the keys alone cannot tell efficientnet_b0 from tf_efficientnet_b0: timm's own, and a note
     let w = weights::load_file(&p).unwrap();

@@ -31,6 +31,8 @@ pub struct ExplainOptions {
     pub batch: usize,
     /// also write `<stem>.report.html` (`cam::report`)
     pub report: bool,
+    /// put visloc's retrieval embedding in the JSON (`--embedding`)
+    pub embedding: bool,
     /// `evaluate --json` results to show in the reports (`--metrics`)
     pub metrics: Option<std::sync::Arc<Vec<crate::eval::ImageMetrics>>>,
 }
@@ -109,6 +111,9 @@ pub struct Report {
     pub adapter: crate::gpu::AdapterSummary,
     /// GPU memory held after this image: weights and plans
     pub gpu_memory_bytes: u64,
+    /// with --embedding: visloc's retrieval embedding (L2-normalised)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
     pub outputs: Vec<String>,
 }
 
@@ -120,6 +125,7 @@ pub struct Explained {
     pub input_size: (usize, usize),
     pub plan_build_s: f64,
     pub compile_s: f64,
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// What writing needs of the engine, shareable with a writer thread.
@@ -167,6 +173,12 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
     let mut out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
     let after = engine.gpu.pipelines.stats();
     let plan_build_s = engine.last_plan_build_s;
+    // before Score-CAM's masked copies overwrite the plan's features
+    let embedding = if o.embedding {
+        Some(engine.embedding(h, w, &opts)?)
+    } else {
+        None
+    };
     if !score_cams.is_empty() {
         let gpu = engine.gpu;
         let plan = engine.plan(h, w, &opts)?;
@@ -219,6 +231,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         gpu_memory_bytes: engine.gpu_bytes(),
         input_size: (h, w),
         plan_build_s,
+        embedding,
     })
 }
 
@@ -266,6 +279,7 @@ pub fn write_one(
         input_size: (h, w),
         plan_build_s,
         compile_s,
+        embedding,
     } = done;
     let weights = &*ctx.weights;
     let t0 = Instant::now();
@@ -363,6 +377,7 @@ pub fn write_one(
         },
         adapter: ctx.adapter.clone(),
         gpu_memory_bytes,
+        embedding,
         outputs,
     };
     let mut report = report;

@@ -28,6 +28,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("cam_fusion", include_str!("../../shaders/cam_fusion.wgsl")),
     ("masked", include_str!("../../shaders/masked.wgsl")),
+    ("retrieval", include_str!("../../shaders/retrieval.wgsl")),
 ];
 
 /// The text of a shader of the table, after the prelude.

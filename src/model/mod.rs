@@ -9,4 +9,6 @@ pub mod efficientnet;
 pub mod geo;
 pub mod masked;
 pub mod plan;
+pub mod retrieval;
+pub mod search;
 pub mod weights;

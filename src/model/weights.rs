@@ -41,6 +41,8 @@ pub struct LoadOptions {
     pub arch: Option<String>,
     /// a timm `config.json`'s `pretrained_cfg`: the preprocessing the checkpoint was made for
     pub preprocessing: Option<Preprocessing>,
+    /// also load visloc's retrieval head (`rrm_head.*`; an error when it is missing)
+    pub retrieval: bool,
 }
 
 /// The image sizes EfficientNet-B0–B7 were trained at (timm's and efficientnet_pytorch's).
@@ -137,6 +139,8 @@ pub struct Weights {
     pub notes: Vec<String>,
     /// how photos are turned into the model's input
     pub preprocessing: Preprocessing,
+    /// visloc's retrieval head, when loaded (`LoadOptions::retrieval`)
+    pub retrieval: Option<std::sync::Arc<super::retrieval::RetrievalWeights>>,
 }
 
 /// A named tensor, converted to f64 (BN folding, cell centres) or f32 (large matrices).
@@ -323,6 +327,15 @@ impl Formula {
         Formula {
             tensors: expected(cfg, layout, n_classes),
         }
+    }
+
+    /// With visloc's retrieval head too (feature size → the official hidden size).
+    pub fn with_retrieval(cfg: &ModelCfg, n_classes: usize) -> Self {
+        let mut tensors = expected(cfg, Layout::Visloc, n_classes);
+        for (name, shape) in super::retrieval::tensor_names(cfg.head, super::retrieval::HIDDEN) {
+            tensors.push((name.to_string(), shape));
+        }
+        Formula { tensors }
     }
 }
 
@@ -815,6 +828,11 @@ pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> 
     let preprocessing = opts
         .preprocessing
         .unwrap_or_else(|| default_preprocessing(layout, &cfg));
+    let retrieval = if opts.retrieval {
+        Some(std::sync::Arc::new(load_retrieval(&ld, layout, cfg.head)?))
+    } else {
+        None
+    };
     Ok(Weights {
         cfg,
         layout,
@@ -825,7 +843,45 @@ pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> 
         source: src.describe(),
         notes,
         preprocessing,
+        retrieval,
     })
+}
+
+/// visloc's retrieval head (`rrm_head.*`): d = the backbone's feature size, the hidden size
+/// from `res.fc1.weight`.
+fn load_retrieval(
+    ld: &Loader,
+    layout: Layout,
+    d: usize,
+) -> Result<super::retrieval::RetrievalWeights> {
+    use super::retrieval::{RetrievalWeights, tensor_names};
+    let fc1 = "rrm_head.res.fc1.weight";
+    let missing = || {
+        Error::weights(
+            ld.src.describe(),
+            "has no retrieval head (rrm_head.* tensors): pass visloc's rrm_head.pt too, e.g. --weights DIR with efficientnet_backbone.pt, mvmf_head.pt and rrm_head.pt".to_string(),
+        )
+    };
+    if layout != Layout::Visloc {
+        return Err(missing());
+    }
+    let h = match ld.src.shape(fc1) {
+        Some(s) if s.len() == 2 && s[1] == d && s[0] > 0 => s[0],
+        Some(s) => {
+            return Err(Error::weights(
+                ld.src.describe(),
+                format!(
+                    "tensor {fc1} has shape {s:?}, expected [hidden, {d}] (the backbone's {d} features)"
+                ),
+            ));
+        }
+        None => return Err(missing()),
+    };
+    let t = tensor_names(d, h)
+        .iter()
+        .map(|(name, shape)| ld.tensor_f32(name, shape))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RetrievalWeights::from_tensors(d, h, t))
 }
 
 /// Load one weights file of any format (see `checkpoint::open_file`).
@@ -907,8 +963,21 @@ pub fn formula_for(cfg: ModelCfg, layout: Layout, n_classes: usize) -> Weights {
     let opts = LoadOptions {
         arch: Some(arch_name(&cfg)),
         preprocessing: None,
+        retrieval: false,
     };
     load_with(&Formula::new(&cfg, layout, n_classes), &opts)
+        .expect("formula weights match their own architecture")
+}
+
+/// The deterministic visloc test network B`variant` with its retrieval head.
+pub fn formula_with_retrieval(variant: usize, n_classes: usize) -> Weights {
+    let cfg = efficientnet(variant, Family::Visloc);
+    let opts = LoadOptions {
+        arch: Some(arch_name(&cfg)),
+        preprocessing: None,
+        retrieval: true,
+    };
+    load_with(&Formula::with_retrieval(&cfg, n_classes), &opts)
         .expect("formula weights match their own architecture")
 }
 

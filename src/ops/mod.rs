@@ -8,6 +8,7 @@ pub mod head;
 pub mod hvp;
 pub mod masked;
 pub mod reduce;
+pub mod retrieval;
 pub mod se;
 pub mod tolerance;
 
