@@ -355,7 +355,8 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     let opts = weights::LoadOptions {
         arch: a.arch.clone(),
         preprocessing: None,
-        retrieval: false,
+        // a retrieval head in the files is checked too (it is copied into the output)
+        retrieval: src.shape("rrm_head.res.fc1.weight").is_some(),
     };
     let w = weights::load_with(&src, &opts)?;
     let dtype = match a.dtype {

@@ -238,6 +238,48 @@ pub fn write_certh_folder(dir: &Path, cells: usize) {
 }
 
 #[test]
+fn certh_rrm_head_loads_with_the_folder() {
+    let d = tmpdir("certh-rrm");
+    write_certh_folder(&d, 50);
+    let opts = weights::LoadOptions {
+        retrieval: true,
+        ..Default::default()
+    };
+    // without rrm_head.pt: a one-line error that names the file to add
+    let e = weights::load_paths(std::slice::from_ref(&d), &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("rrm_head.pt"), "{e}");
+    // rrm_head.pt as the official RetrievalModule's state dict: no prefix
+    let cfg = efficientnet(0, weights::Layout::Visloc.family());
+    let src = Formula::with_retrieval(&cfg, 50);
+    let rrm: Vec<PtTensor> = src
+        .names()
+        .iter()
+        .filter_map(|name| {
+            let k = name.strip_prefix("rrm_head.")?;
+            let t = src.get(name).unwrap().unwrap();
+            Some(PtTensor::f32(k, t.shape, &t.data))
+        })
+        .collect();
+    assert_eq!(rrm.len(), 8);
+    torch_save(&d.join("rrm_head.pt"), &rrm);
+    let w = weights::load_paths(std::slice::from_ref(&d), &opts).unwrap();
+    let got = w.retrieval.expect("the retrieval head");
+    let want = weights::formula_with_retrieval(0, 50).retrieval.unwrap();
+    assert_eq!((got.d, got.h), (1280, 4096));
+    assert_eq!(got.fc1_w, want.fc1_w);
+    assert_eq!(got.fc2_w, want.fc2_w);
+    assert_eq!(got.res_norm_b, want.res_norm_b);
+    // and the head is left alone when not asked for
+    let w = weights::load_paths(std::slice::from_ref(&d), &Default::default()).unwrap();
+    assert!(w.retrieval.is_none());
+    println!("rrm_head.pt: 8 tensors, equal to the formula's");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
 fn certh_folder_loads_like_the_formula_and_converts() {
     let d = tmpdir("certh");
     let release = d.join("visloc");
