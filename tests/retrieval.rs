@@ -496,3 +496,30 @@ fn bad_background_files_give_one_line_errors() {
     );
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn background_in_float16_chunked_and_gzipped_reads_the_same() {
+    // what a published collection may hold: float16 features, float32 labels, chunked, gzip
+    let a = Background::open(&dir().join("background.hdf5")).unwrap();
+    let b = Background::open(&dir().join("background_f16_gzip.hdf5")).unwrap();
+    assert_eq!((b.n, b.d), (8, a.d));
+    for i in 0..b.n {
+        let want: Vec<f32> = a
+            .features(i)
+            .unwrap()
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_f32())
+            .collect();
+        assert_eq!(b.features(i).unwrap(), want, "features row {i}");
+        let (la, lo) = a.location(i).unwrap();
+        assert_eq!(
+            b.location(i).unwrap(),
+            (la as f32 as f64, lo as f32 as f64),
+            "labels row {i}"
+        );
+    }
+    // a row past the end is a one-line error naming the mismatch, not a panic
+    let e = b.features(8).err().unwrap().to_string();
+    assert!(e.contains("has 8 rows"), "{e}");
+    println!("float16/gzip background: 8 rows equal to the float32 file's, rounded");
+}

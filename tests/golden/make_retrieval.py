@@ -489,7 +489,28 @@ def write_hdf5(feats, labels):
     return fe, la
 
 
+def write_hdf5_f16():
+    """background_f16_gzip.hdf5: the first 8 rows of background.hdf5 stored as a published
+    collection might be: features float16 and labels float32, both chunked and gzip-compressed
+    (the reader must convert and decompress; the test compares with the float32 file's rows
+    rounded the same way)."""
+    src = os.path.join(OUT, "background.hdf5")
+    path = os.path.join(OUT, "background_f16_gzip.hdf5")
+    with h5py.File(src, "r") as f:
+        feats = f["features"][:8, :].astype(np.float16)
+        labels = f["labels"][:8, :].astype(np.float32)
+    if os.path.exists(path):
+        os.remove(path)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("features", data=feats, chunks=(2, feats.shape[1]), compression="gzip", compression_opts=4)
+        f.create_dataset("labels", data=labels, chunks=(4, 2), compression="gzip")
+    print(f"   wrote {path} ({os.path.getsize(path)} bytes; float16 features, float32 labels, chunked, gzip)")
+
+
 def main():
+    if sys.argv[1:] == ["--only-f16"]:
+        write_hdf5_f16()
+        return
     os.makedirs(OUT, exist_ok=True)
     print("== model: efficientnet-b0 + visloc head (N = 500) + retrieval head (1280 -> 4096 -> 1280)")
     m = model_part()
@@ -511,6 +532,7 @@ def main():
     print(f"   wrote {path} ({os.path.getsize(path)} bytes)")
 
     feats_t, labels = write_hdf5(d["feats"], d["labels"])
+    write_hdf5_f16()
     assign = write_pickle(d["assign"], "cells_assignments.pkl")
     allc = write_pickle(d["all_cells"], "all_cells.pkl")
     files = {"cells_assignments.pkl": assign, "all_cells.pkl": allc}
