@@ -282,6 +282,26 @@ fn open(b: &mut Browser, page: &Path, shot: &Path) -> PageCheck {
         .unwrap();
     std::fs::write(shot, &png).unwrap();
     let screenshot = image::load_from_memory(&png).unwrap().to_rgb8();
+    // printing (the print style sheet): a PDF with the page's images in it
+    let pdf = b.call(
+        Some(&s),
+        "Page.printToPDF",
+        json!({"printBackground": true}),
+    )["data"]
+        .as_str()
+        .map(|d| base64::engine::general_purpose::STANDARD.decode(d).unwrap())
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF"), "{}: not a PDF", page.display());
+    println!(
+        "{}: prints as a {} KB PDF",
+        page.display(),
+        pdf.len() / 1024
+    );
+    assert!(
+        pdf.len() > 20_000,
+        "{}: the PDF has no images",
+        page.display()
+    );
     // phone width: nothing may stick out sideways
     b.call(
         Some(&s),

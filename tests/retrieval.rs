@@ -258,22 +258,20 @@ fn predict_with_a_background_gives_the_official_answer() {
         .iter()
         .find(|c| c["name"] == "cli_all_cells")
         .unwrap();
-    let o = bin()
-        .args([
-            "predict",
-            "--test-weights",
-            "b0",
-            "--cells",
-            "500",
-            "--background",
-        ])
-        .arg(dir().join("background.hdf5"))
-        .arg("--cells-assignments")
-        .arg(dir().join("all_cells.pkl"))
-        .args(["--json", "--embedding"])
-        .arg(&img)
-        .output()
-        .unwrap();
+    // predict on the formula B0 with the golden background, every cell → the same 5 rows
+    let predict = |extra: &[&str]| {
+        bin()
+            .args(["predict", "--test-weights", "b0", "--cells", "500"])
+            .arg("--background")
+            .arg(dir().join("background.hdf5"))
+            .arg("--cells-assignments")
+            .arg(dir().join("all_cells.pkl"))
+            .args(extra)
+            .arg(&img)
+            .output()
+            .unwrap()
+    };
+    let o = predict(&["--json", "--embedding"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     println!("{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success());
@@ -324,21 +322,7 @@ fn predict_with_a_background_gives_the_official_answer() {
         "explain's embedding differs from predict's by {diff}"
     );
     // the human form prints the official script's two lines
-    let o = bin()
-        .args([
-            "predict",
-            "--test-weights",
-            "b0",
-            "--cells",
-            "500",
-            "--background",
-        ])
-        .arg(dir().join("background.hdf5"))
-        .arg("--cells-assignments")
-        .arg(dir().join("all_cells.pkl"))
-        .arg(&img)
-        .output()
-        .unwrap();
+    let o = predict(&[]);
     let text = String::from_utf8_lossy(&o.stdout);
     println!("{text}");
     assert!(o.status.success());

@@ -90,16 +90,24 @@ pub fn block_plot(act_maxabs: &[f32], share: &[f64]) -> Result<String> {
             .legend(|(x, y)| {
                 PathElement::new([(x, y), (x + 12, y)], RGBColor(220, 80, 40).stroke_width(2))
             });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperMiddle)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| plot_err(&e))?;
+        legend(&mut chart, SeriesLabelPosition::UpperMiddle)?;
         root.present().map_err(|e| plot_err(&e))?;
     }
     Ok(svg)
+}
+
+/// The legend box both plots draw.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| Error::Input(format!("cannot draw the plot: {e}")))
 }
 
 /// Figure 4's numbers: per block its stage, resolution, max |A|, each method's map peak and
@@ -201,7 +209,7 @@ pub fn curves_plot(m: &ImageMetrics) -> Result<String> {
                 SeriesLabelPosition::LowerRight,
             ),
         ];
-        for (area, (title, pick, legend)) in halves.iter().zip(panels) {
+        for (area, (title, pick, at)) in halves.iter().zip(panels) {
             let mut chart = ChartBuilder::on(area)
                 .caption(title, ("sans-serif", 14))
                 .margin(8)
@@ -237,13 +245,7 @@ pub fn curves_plot(m: &ImageMetrics) -> Result<String> {
                         PathElement::new([(x, y), (x + 12, y)], Palette99::pick(i).stroke_width(2))
                     });
             }
-            chart
-                .configure_series_labels()
-                .position(legend)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(|e| plot_err(&e))?;
+            legend(&mut chart, at)?;
         }
         root.present().map_err(|e| plot_err(&e))?;
     }
