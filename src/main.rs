@@ -169,7 +169,7 @@ struct ExplainArgs {
     overlay_size: u32,
     /// Masked copies of the photo per GPU submission for Score-CAM (default: 4 on a CPU
     /// adapter, 32 on a GPU). Memory does not depend on it.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = copies)]
     batch: Option<usize>,
     /// Also write `<stem>.report.html` (every block's map over the photo, max |activation| per
     /// block, the prediction; opens offline) and `<out>/index.html` linking every report.
@@ -483,6 +483,16 @@ fn devices() -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--batch N`: masked copies per submission, at least 1.
+fn copies(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "give at least 1 masked copy per submission, or leave --batch out (got {s:?})"
+        )),
+    }
 }
 
 fn variant_index(v: &str) -> anyhow::Result<usize> {
@@ -843,9 +853,6 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|e| !e.method.is_score_cam())
         .all(|e| e.method.last_block_by_default());
-    if a.batch == Some(0) {
-        bail!("--batch 0: give at least 1 masked copy per submission, or leave --batch out");
-    }
     let given = a.blocks.as_ref().map(|s| parse_blocks(s, nb)).transpose()?;
     let score_blocks = given.clone().unwrap_or(vec![nb - 1]);
     let blocks = match given {

@@ -221,6 +221,14 @@ fn bad_inputs_give_one_line_errors() {
             "--report",
         ),
         (
+            vec!["explain".into(), s(&good), "--batch".into(), "0".into()],
+            "at least 1 masked copy",
+        ),
+        (
+            vec!["evaluate".into(), s(&good), "--batch".into(), "0".into()],
+            "at least 1 masked copy",
+        ),
+        (
             vec![
                 "explain".into(),
                 s(&good),

@@ -39,7 +39,7 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Masked copies of the image per GPU submission (default: 4 on a CPU adapter, 32 on a GPU).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::super::copies)]
     batch: Option<usize>,
     #[command(flatten)]
     device: DeviceArgs,
@@ -68,9 +68,6 @@ struct Report {
 pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 {
         bail!("--steps 0: the curves need at least 1 step (default 50)");
-    }
-    if a.batch == Some(0) {
-        bail!("--batch 0: give at least 1 masked copy per submission, or leave --batch out");
     }
     let specs: Vec<Spec> = a
         .explainers
