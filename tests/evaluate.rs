@@ -24,6 +24,39 @@ fn engine() -> Engine<'static> {
     Engine::new(gpu(), combicam_gpu::check::test_network("b0").unwrap()).unwrap()
 }
 
+/// Both Score-CAMs at block `l` of the image the plan last ran, with their names.
+fn both_score_cams(
+    plan: &combicam_gpu::model::efficientnet::Plan,
+    l: usize,
+    target: usize,
+) -> Vec<(
+    &'static str,
+    combicam_gpu::model::efficientnet::ExplainerOutput,
+)> {
+    let g = gpu();
+    let acts = scorecam::block_outputs(g, plan, &[l]).unwrap();
+    [
+        (Method::ScoreCam, "scorecam"),
+        (Method::ScoreCamOfficial, "scorecam-official"),
+    ]
+    .into_iter()
+    .map(|(m, name)| {
+        let out = scorecam::explain(
+            g,
+            plan,
+            &acts,
+            Explainer::of(m),
+            &[l],
+            target,
+            Score::Prob,
+            &mut |_| {},
+        )
+        .unwrap();
+        (name, out)
+    })
+    .collect()
+}
+
 #[test]
 fn scorecam_matches_pytorch_at_the_last_block() {
     let (gd, meta) = golden(FILE);
@@ -43,22 +76,7 @@ fn scorecam_matches_pytorch_at_the_last_block() {
     let o = plan.run(g, &x, None, Score::Prob).unwrap();
     assert_eq!(o.argmax, target, "the top cell differs from PyTorch's");
     let l = 15;
-    let acts = scorecam::block_outputs(g, plan, &[l]).unwrap();
-    for (m, name) in [
-        (Method::ScoreCam, "scorecam"),
-        (Method::ScoreCamOfficial, "scorecam-official"),
-    ] {
-        let out = scorecam::explain(
-            g,
-            plan,
-            &acts,
-            Explainer::of(m),
-            &[l],
-            target,
-            Score::Prob,
-            &mut |_| {},
-        )
-        .unwrap();
+    for (name, out) in both_score_cams(plan, l, target) {
         let (shape, want) = &gd[&format!("{name}.15")];
         let got = out.maps[l].as_ref().unwrap();
         // 320 masked forward passes, each within float32 rounding of PyTorch's
@@ -224,22 +242,7 @@ fn lite0_scorecam_and_metrics_match_pytorch_on_a_photo() {
         Tolerance::new(1e-4, 1e-6),
     );
     let l = 15;
-    let acts = scorecam::block_outputs(g, plan, &[l]).unwrap();
-    for (m, name) in [
-        (Method::ScoreCam, "scorecam"),
-        (Method::ScoreCamOfficial, "scorecam-official"),
-    ] {
-        let out = scorecam::explain(
-            g,
-            plan,
-            &acts,
-            Explainer::of(m),
-            &[l],
-            target,
-            Score::Prob,
-            &mut |_| {},
-        )
-        .unwrap();
+    for (name, out) in both_score_cams(plan, l, target) {
         let (shape, want) = &gd[&format!("{name}.15")];
         let got = out.maps[l].as_ref().unwrap();
         check(
