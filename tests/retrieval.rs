@@ -412,6 +412,33 @@ fn bad_background_files_give_one_line_errors() {
             "not a readable HDF5 file",
         ),
         (
+            vec![
+                "--background".into(),
+                s(&dir().join("no_labels.hdf5")),
+                "--cells-assignments".into(),
+                s(&good_pkl),
+            ],
+            "has no dataset `labels`",
+        ),
+        (
+            vec![
+                "--background".into(),
+                s(&dir().join("bad_labels.hdf5")),
+                "--cells-assignments".into(),
+                s(&good_pkl),
+            ],
+            "expected (n, D) and (n, 2)",
+        ),
+        (
+            vec![
+                "--background".into(),
+                s(&dir().join("int_features.hdf5")),
+                "--cells-assignments".into(),
+                s(&good_pkl),
+            ],
+            "holds int32, not floats",
+        ),
+        (
             vec!["--background".into(), s(&good_h5)],
             "--cells-assignments",
         ),

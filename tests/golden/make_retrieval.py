@@ -507,9 +507,28 @@ def write_hdf5_f16():
     print(f"   wrote {path} ({os.path.getsize(path)} bytes; float16 features, float32 labels, chunked, gzip)")
 
 
+def write_bad_hdf5():
+    """Three small files the reader must refuse in one line: no `labels`, `labels` (n, 3), and
+    integer `features`."""
+    bad = {
+        "no_labels.hdf5": {"features": np.zeros((4, 8), np.float32)},
+        "bad_labels.hdf5": {"features": np.zeros((4, 8), np.float32), "labels": np.zeros((4, 3))},
+        "int_features.hdf5": {"features": np.zeros((4, 8), np.int32), "labels": np.zeros((4, 2))},
+    }
+    for name, sets in bad.items():
+        path = os.path.join(OUT, name)
+        if os.path.exists(path):
+            os.remove(path)
+        with h5py.File(path, "w") as f:
+            for k, v in sets.items():
+                f.create_dataset(k, data=v)
+        print(f"   wrote {path} ({os.path.getsize(path)} bytes)")
+
+
 def main():
     if sys.argv[1:] == ["--only-f16"]:
         write_hdf5_f16()
+        write_bad_hdf5()
         return
     os.makedirs(OUT, exist_ok=True)
     print("== model: efficientnet-b0 + visloc head (N = 500) + retrieval head (1280 -> 4096 -> 1280)")
@@ -533,6 +552,7 @@ def main():
 
     feats_t, labels = write_hdf5(d["feats"], d["labels"])
     write_hdf5_f16()
+    write_bad_hdf5()
     assign = write_pickle(d["assign"], "cells_assignments.pkl")
     allc = write_pickle(d["all_cells"], "all_cells.pkl")
     files = {"cells_assignments.pkl": assign, "all_cells.pkl": allc}
