@@ -104,9 +104,11 @@ impl<'g> Engine<'g> {
             .embed_from(self.gpu, &features)
     }
 
-    /// GPU memory held: weights plus the plans held (one per set of options).
+    /// GPU memory held: weights, the plans held (one per set of options) and the retrieval head.
     pub fn gpu_bytes(&self) -> u64 {
-        self.model.bytes + self.plans.values().map(|p| p.bytes).sum::<u64>()
+        self.model.bytes
+            + self.plans.values().map(|p| p.bytes).sum::<u64>()
+            + self.retrieval.as_ref().map_or(0, |r| r.bytes)
     }
 
     pub fn summarize(&self, image: &str, out: &Output, top_k: usize) -> Prediction {

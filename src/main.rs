@@ -642,6 +642,16 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     if within.is_some() && !matches!(w.classifier.kind, weights::HeadKind::Geo { .. }) {
         bail!("--background needs geolocation weights (visloc), not an ImageNet classifier");
     }
+    if let (Some((bg, _)), Some(r)) = (&within, &w.retrieval)
+        && bg.d != r.d
+    {
+        bail!(
+            "{}: has {}-d features, but the model's embedding is {}-d; give the background collection made with this model's retrieval head",
+            bg.path.display(),
+            bg.d,
+            r.d
+        );
+    }
     let gpu = open_gpu(a.device.device)?;
     let how = w.preprocessing;
     let mut engine = Engine::new(&gpu, w)?;

@@ -493,6 +493,11 @@ fn bad_background_files_give_one_line_errors() {
         !o.status.success() && err.contains("1280-d features") && !err.contains("panicked"),
         "{err}"
     );
+    // before any image: nothing printed, no failed-images summary
+    assert!(
+        o.stdout.is_empty() && !err.contains("images failed"),
+        "{err}"
+    );
     // the built-in ImageNet model has no retrieval head
     let o = bin()
         .args(["predict", "--embedding"])

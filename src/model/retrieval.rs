@@ -93,6 +93,8 @@ impl RetrievalWeights {
 /// The head on the GPU: weights uploaded once, dispatches made once.
 pub struct RetrievalGpu {
     pub d: usize,
+    /// GPU memory it holds (weights and scratch)
+    pub bytes: u64,
     input: GpuBuf,
     out: GpuBuf,
     dispatches: Vec<Dispatch>,
@@ -163,13 +165,21 @@ impl RetrievalGpu {
             op::l2norm(gpu, "rrm.l2", d, &yn.buf, &out.buf),
         ];
         let staging = gpu.staging("rrm.read", (d * 4) as u64);
+        let held = vec![nw, nb, w1, b1, w2, b2, rw, rb, x, hid, y, yn];
+        let bytes = held
+            .iter()
+            .chain([&input, &out])
+            .map(|b| b.buf.size())
+            .sum::<u64>()
+            + staging.size();
         Ok(RetrievalGpu {
             d,
+            bytes,
             input,
             out,
             dispatches,
             staging,
-            _held: vec![nw, nb, w1, b1, w2, b2, rw, rb, x, hid, y, yn],
+            _held: held,
         })
     }
 
