@@ -93,6 +93,7 @@ from make_scorecam_metrics import (  # noqa: E402
     ranks_of as _ranks,
     up,
 )
+from make_scorecam_metrics import _rel as rel  # noqa: E402  max |ours - theirs| / max |theirs|
 
 VARIANT = "efficientnet-b4"
 CELLS = 31145
@@ -120,16 +121,6 @@ def auc(scores, n):
 
 def log(msg):
     print(msg, flush=True)
-
-
-def rel(ours, theirs):
-    """max |ours - theirs| / max |theirs| (float64)."""
-    ours = np.asarray(ours, np.float64)
-    theirs = np.asarray(theirs, np.float64)
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    d = np.abs(ours - theirs).max()
-    s = np.abs(theirs).max()
-    return float(d / s) if s > 0 else float(d)
 
 
 def stats(t):
