@@ -618,14 +618,20 @@ fn load(
     Ok((photo, pre))
 }
 
-fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
-    let images: Vec<PathBuf> = runs::collect(&a.images, true, None)
+/// The images of `inputs` (files, and folders scanned recursively); none is an error.
+fn image_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let images: Vec<PathBuf> = runs::collect(inputs, true, None)
         .into_iter()
         .map(|i| i.path)
         .collect();
     if images.is_empty() {
-        bail!("no images found in {:?}", a.images);
+        bail!("no images found in {inputs:?}");
     }
+    Ok(images)
+}
+
+fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
+    let images = image_paths(&a.images)?;
     if a.top_k_neighbours == 0 {
         bail!(
             "--top-k-neighbours 0: keep at least 1 neighbour (default {})",

@@ -4,7 +4,6 @@
 use super::super::{DeviceArgs, INTERRUPTED, WeightsArgs, load, load_weights, open_gpu};
 use anyhow::{Context, bail};
 use clap::Args;
-use combicam_gpu::cam::runs;
 use combicam_gpu::engine::Engine;
 use combicam_gpu::eval::{self, ImageMetrics, Spec};
 use combicam_gpu::model::efficientnet::{PlanOptions, Score};
@@ -78,13 +77,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if specs.is_empty() {
         bail!("--explainers is empty: name at least one, e.g. combicam,gradcam@last");
     }
-    let images: Vec<PathBuf> = runs::collect(&a.images, true, None)
-        .into_iter()
-        .map(|i| i.path)
-        .collect();
-    if images.is_empty() {
-        bail!("no images found in {:?}", a.images);
-    }
+    let images = super::super::image_paths(&a.images)?;
     if let Some(j) = &a.json {
         if j.is_dir() {
             bail!("--json {} is a folder: give a file name", j.display());

@@ -64,40 +64,39 @@ impl Assignments {
                     PKL_FIX,
                 )
             })?;
-            let rows = match &v {
-                Value::Set(s) | Value::FrozenSet(s) => s
-                    .iter()
-                    .map(|h| int(h).ok_or(h))
-                    .collect::<std::result::Result<Vec<usize>, _>>()
-                    .map_err(|h| {
-                        bad(
-                            path,
-                            format!("cell {cell} holds {h:?}, not a row index"),
-                            PKL_FIX,
-                        )
-                    })?,
+            // a set as pickled (EMPTY_SET/ADDITEMS), or a list or tuple of the same
+            let items: Vec<HashableValue> = match v {
+                Value::Set(s) | Value::FrozenSet(s) => s.into_iter().collect(),
                 Value::List(l) | Value::Tuple(l) => l
-                    .iter()
-                    .map(|x| match x {
-                        Value::I64(i) if *i >= 0 => Ok(*i as usize),
-                        _ => Err(x),
-                    })
-                    .collect::<std::result::Result<Vec<usize>, _>>()
-                    .map_err(|x| {
+                    .into_iter()
+                    .map(Value::into_hashable)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| {
                         bad(
                             path,
-                            format!("cell {cell} holds {x:?}, not a row index"),
+                            format!("cell {cell} holds a list, not row indices"),
                             PKL_FIX,
                         )
                     })?,
                 other => {
                     return Err(bad(
                         path,
-                        format!("cell {cell} maps to {}, not a set of rows", kind(other)),
+                        format!("cell {cell} maps to {}, not a set of rows", kind(&other)),
                         PKL_FIX,
                     ));
                 }
             };
+            let rows = items
+                .iter()
+                .map(|h| int(h).ok_or(h))
+                .collect::<std::result::Result<Vec<usize>, _>>()
+                .map_err(|h| {
+                    bad(
+                        path,
+                        format!("cell {cell} holds {h:?}, not a row index"),
+                        PKL_FIX,
+                    )
+                })?;
             let mut rows = rows;
             rows.sort_unstable();
             rows.dedup();
