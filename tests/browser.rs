@@ -5,6 +5,7 @@
 //!
 //! Without Chromium the test fails and says how to install it: it never skips.
 
+use crate::cli::{bin, tmp};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
@@ -386,14 +387,11 @@ fn not_blank(img: &image::RgbImage, what: &str) {
 
 #[test]
 fn reports_open_in_headless_chromium() {
-    let d = std::env::temp_dir().join(format!("combicam-browser-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = tmp("browser");
     let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos");
     let out = d.join("out");
     // the visloc B4 layout (32 blocks) with the test formula: the done-when of issue 12
-    let o = Command::new(env!("CARGO_BIN_EXE_combicam-gpu"))
-        .env_remove("XDG_RUNTIME_DIR")
+    let o = bin()
         .args(["explain", "--report", "--overlay-size", "480", "--out"])
         .arg(&out)
         .args(["--test-weights", "b4", "--cells", "500"])
@@ -432,8 +430,7 @@ fn reports_open_in_headless_chromium() {
     // the built-in Lite0 with `evaluate` results on its page: the metrics table and curves
     let metrics = d.join("metrics.json");
     let coffee = photos.join("coffee.png");
-    let o = Command::new(env!("CARGO_BIN_EXE_combicam-gpu"))
-        .env_remove("XDG_RUNTIME_DIR")
+    let o = bin()
         .args([
             "evaluate",
             "--steps",
@@ -449,8 +446,7 @@ fn reports_open_in_headless_chromium() {
     println!("{}", String::from_utf8_lossy(&o.stdout));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lite = d.join("lite");
-    let o = Command::new(env!("CARGO_BIN_EXE_combicam-gpu"))
-        .env_remove("XDG_RUNTIME_DIR")
+    let o = bin()
         .args(["explain", "--report", "--metrics"])
         .arg(&metrics)
         .arg("--out")

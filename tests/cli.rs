@@ -7,20 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The binary, run as on a server or in a container: no `XDG_RUNTIME_DIR`.
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_combicam-gpu"));
     c.env_remove("XDG_RUNTIME_DIR");
     c
 }
 
-fn tmp(tag: &str) -> PathBuf {
+pub(crate) fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("combicam-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-fn photo(path: &Path, w: u32, h: u32) {
+pub(crate) fn photo(path: &Path, w: u32, h: u32) {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         image::Rgb([
             (x * 255 / w) as u8,

@@ -24,11 +24,14 @@ fn engine() -> Engine<'static> {
     Engine::new(gpu(), combicam_gpu::check::test_network("b0").unwrap()).unwrap()
 }
 
-/// Both Score-CAMs at block `l` of the image the plan last ran, with their names.
+/// Both Score-CAMs at block `l` of the image the plan last ran, with their names; each
+/// block map checked against the golden `{name}.{l}` (`label` prefixes the name printed).
 fn both_score_cams(
     plan: &combicam_gpu::model::efficientnet::Plan,
     l: usize,
     target: usize,
+    gd: &crate::model::Golden,
+    label: &str,
 ) -> Vec<(
     &'static str,
     combicam_gpu::model::efficientnet::ExplainerOutput,
@@ -52,6 +55,15 @@ fn both_score_cams(
             &mut |_| {},
         )
         .unwrap();
+        let (shape, want) = &gd[&format!("{name}.{l}")];
+        // every masked forward pass within float32 rounding of PyTorch's
+        check(
+            &format!("{label}{name}.{l}"),
+            out.maps[l].as_ref().unwrap(),
+            want,
+            shape,
+            Tolerance::new(1e-3, 1e-4).scaled(want),
+        );
         (name, out)
     })
     .collect()
@@ -76,17 +88,7 @@ fn scorecam_matches_pytorch_at_the_last_block() {
     let o = plan.run(g, &x, None, Score::Prob).unwrap();
     assert_eq!(o.argmax, target, "the top cell differs from PyTorch's");
     let l = 15;
-    for (name, out) in both_score_cams(plan, l, target) {
-        let (shape, want) = &gd[&format!("{name}.15")];
-        let got = out.maps[l].as_ref().unwrap();
-        // 320 masked forward passes, each within float32 rounding of PyTorch's
-        check(
-            &format!("{name}.15"),
-            got,
-            want,
-            shape,
-            Tolerance::new(1e-3, 1e-4).scaled(want),
-        );
+    for (name, out) in both_score_cams(plan, l, target, &gd, "") {
         let (_, fused) = &gd[&format!("{name}.fused")];
         check(
             &format!("{name}.fused"),
@@ -242,16 +244,7 @@ fn lite0_scorecam_and_metrics_match_pytorch_on_a_photo() {
         Tolerance::new(1e-4, 1e-6),
     );
     let l = 15;
-    for (name, out) in both_score_cams(plan, l, target) {
-        let (shape, want) = &gd[&format!("{name}.15")];
-        let got = out.maps[l].as_ref().unwrap();
-        check(
-            &format!("lite0 {name}.15"),
-            got,
-            want,
-            shape,
-            Tolerance::new(1e-3, 1e-4).scaled(want),
-        );
+    for (name, out) in both_score_cams(plan, l, target, &gd, "lite0 ") {
         let s = &gd[&format!("S.{name}@15")].1;
         check(
             &format!("lite0 S.{name}@15"),

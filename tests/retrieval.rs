@@ -4,6 +4,7 @@
 //! pipeline (scikit-learn's DBSCAN) on synthetic HDF5/pickle files in the official formats,
 //! `predict --background` end to end, and bad files.
 
+use crate::cli::{bin, photo, tmp};
 use crate::common::{check, gpu, rand, read, up, zeros};
 use crate::model::golden;
 use combicam_gpu::engine::Engine;
@@ -222,33 +223,11 @@ fn search_within_cell_matches_the_official_pipeline() {
     assert!(n >= 10, "{n} cases");
 }
 
-fn bin() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_combicam-gpu"));
-    c.env_remove("XDG_RUNTIME_DIR")
-        .env_remove("COMBICAM_WEIGHTS");
-    c
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("combicam-rrm-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn photo(p: &Path) {
-    image::RgbImage::from_fn(60, 45, |x, y| {
-        image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
-    })
-    .save(p)
-    .unwrap();
-}
-
 #[test]
 fn predict_with_a_background_gives_the_official_answer() {
-    let d = tmp("predict");
+    let d = tmp("rrm-predict");
     let img = d.join("street.png");
-    photo(&img);
+    photo(&img, 60, 45);
     let cases: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir().join("retrieval_cases.json")).unwrap())
             .unwrap();
@@ -337,9 +316,9 @@ fn predict_with_a_background_gives_the_official_answer() {
 
 #[test]
 fn bad_background_files_give_one_line_errors() {
-    let d = tmp("bad");
+    let d = tmp("rrm-bad");
     let img = d.join("street.png");
-    photo(&img);
+    photo(&img, 60, 45);
     // a pickle that would call os.system if it were executed (protocol 0: GLOBAL, REDUCE)
     std::fs::write(d.join("evil.pkl"), b"cos\nsystem\n(S'echo owned'\ntR.").unwrap();
     // a pickled list [1, 2] (protocol 2)
@@ -500,6 +479,7 @@ fn bad_background_files_give_one_line_errors() {
     );
     // the built-in ImageNet model has no retrieval head
     let o = bin()
+        .env_remove("COMBICAM_WEIGHTS")
         .args(["predict", "--embedding"])
         .arg(&img)
         .current_dir(&d)
