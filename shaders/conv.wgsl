@@ -5,6 +5,7 @@
 //           rgba32float texture of ceil(Cout/4) × Cin·K·K texels (`ops::conv::upload_weights`),
 //           3 bias: (Cout) f32, 4 y: (Cout, OH, OW) f32
 // Math: y[o,i,j] = act(bias[o] + Σ_{c,u,v} wt[o,c,u,v]·x[c, i·s−pad_t+u, j·s−pad_l+v])
+// Batch: workgroup z is the image of a batch; x and y hold the images one after another.
 // Each invocation owns a strip of TW = 8 outputs of one row for 8 output channels (two
 // texels). Per input row of the window it loads the TW·S + K − S values once; each weight
 // texel feeds 4 channels. This file is a template: `ops::conv::source` sets K, S and CIN and
@@ -19,6 +20,9 @@ const CIN = 3u;
 override APPLY_ACT: bool = true; // act() of the prelude, or none
 
 const TW = 8u;
+
+var<private> xoff: u32; // this image's x and y in the batch (workgroup z)
+var<private> yoff: u32;
 
 // x[row + jj], zero outside the row
 fn xat(row: u32, jj: i32) -> f32 {
@@ -38,7 +42,7 @@ fn emit(o: u32, at: u32, v: f32) {
         if (APPLY_ACT) {
             r = act(r);
         }
-        y[o * prm.oh * prm.ow + at] = r;
+        y[yoff + o * prm.oh * prm.ow + at] = r;
     }
 }
 
@@ -50,6 +54,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (idx >= octs * prm.oh * strips) {
         return;
     }
+    xoff = wid.z * CIN * prm.h * prm.w;
+    yoff = wid.z * prm.cout * prm.oh * prm.ow;
     let oct = idx / (prm.oh * strips); // output channels 8·oct .. 8·oct + 7
     let rem = idx % (prm.oh * strips);
     let oi = rem / strips;

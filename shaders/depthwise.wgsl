@@ -7,6 +7,8 @@
 //           act = the prelude's act when IN_ACT (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
 //           (+ res[c,y,x] when HAS_RES: the residual path's gradient).
+// Batch (forward): workgroup z is the image; x, out and part hold the images one after
+// another, plane = z·C + c.
 // A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
 // backward one THB rows × TW. Each input row the invocation touches is loaded once (with its
 // activation) into registers, and the weights once; every tap then reads registers.
@@ -91,7 +93,9 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     let oj0 = tile.z;
     let j_lo = i32(oj0 * S) - PAD_L; // input column of the window's first slot
     let i_lo = i32(oi0 * S) - PAD_T; // input row under kernel row 0 of output row oi0
-    let base = c * prm.h * prm.w;
+    let plane = wid.z * prm.c + c; // this image's channel c in the batch
+    let pidx = idx + wid.z * (prm.c * ((prm.oh + TH - 1u) / TH) * ((prm.ow + TW - 1u) / TW));
+    let base = plane * prm.h * prm.w;
     let wrow = c * K * K;
     let b = bias[c];
     // generated: the K·K weights w_u_v; accumulators a_i_j = b (output row oi0 + i, column

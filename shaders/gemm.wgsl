@@ -6,6 +6,8 @@
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
 //       T(v) = v (IN_MODE 0) or act(v)·scale[k] (IN_MODE 1: the projection's input, its SE
 //       scale, or ones without SE, fused into the loads; act: the prelude's).
+// Batch: workgroup z is the image of a batch. x, res, y (and xw/xt) hold the images one
+// after another; scale holds K values per image (ones without SE are N·K long too).
 // Two kernels, picked per adapter by `ops::gemm`:
 //  * `pack_x` then `regs` (CPU adapters, e.g. lavapipe). On a software rasteriser a
 //    storage-buffer load costs a per-lane loop while a texel fetch is one vector gather, so
@@ -37,6 +39,19 @@ override HAS_RES: bool = false;
 
 const PACK_W = 4096u; // texels per row of the scratch texture (`ops::gemm::XPack`)
 
+// this image's offsets in the batch (workgroup z), set by each entry point
+var<private> xo: u32;  // x: z·K·P
+var<private> yo: u32;  // y and res: z·M·P
+var<private> so: u32;  // scale: z·K
+var<private> to: u32;  // the packed texture: z·K·ceil(P/4) texels
+
+fn set_batch(z: u32) {
+    xo = z * prm.k * prm.p;
+    yo = z * prm.m * prm.p;
+    so = z * prm.k;
+    to = z * prm.k * ((prm.p + 3u) / 4u);
+}
+
 fn pack_coord(i: u32) -> vec2<u32> {
     return vec2(i % PACK_W, i / PACK_W);
 }
@@ -46,9 +61,9 @@ fn load_x(k: u32, p: u32) -> f32 {
     if (k >= prm.k) {
         return 0.0;
     }
-    let v = x[k * prm.p + p];
+    let v = x[xo + k * prm.p + p];
     if (IN_MODE == 1u) {
-        return act(v) * scale[k];
+        return act(v) * scale[so + k];
     }
     return v;
 }
@@ -64,9 +79,9 @@ fn row_bias(m: u32) -> f32 {
 fn epilogue(m: u32, p: u32, acc: f32, b: f32) {
     var v = acc + b;
     if (HAS_RES) {
-        v += res[m * prm.p + p];
+        v += res[yo + m * prm.p + p];
     }
-    y[m * prm.p + p] = v;
+    y[yo + m * prm.p + p] = v;
 }
 
 // ---- regs -------------------------------------------------------------------------------
@@ -84,17 +99,18 @@ fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     if (i >= prm.k * p4) {
         return;
     }
+    set_batch(wid.z);
     let k = i / p4;
     let p = (i % p4) * 4u;
-    let o = k * prm.p + p;
+    let o = xo + k * prm.p + p;
     // written out: a loop over v[e] indexes a register dynamically
     let l = prm.p - 1u - p; // the last column of the row, relative to p
     var v = vec4(x[o], x[o + min(1u, l)], x[o + min(2u, l)], x[o + min(3u, l)]);
     v = select(vec4(0.0), v, vec4(0u, 1u, 2u, 3u) <= vec4(l));
     if (IN_MODE == 1u) {
-        v = act4(v) * scale[k]; // one scale load per texel
+        v = act4(v) * scale[so + k]; // one scale load per texel
     }
-    textureStore(xw, pack_coord(i), v);
+    textureStore(xw, pack_coord(to + i), v);
 }
 
 var<private> q0: u32; // the invocation's first texel column
@@ -102,7 +118,7 @@ var<private> q0: u32; // the invocation's first texel column
 // T(x[k, 4·(q0 + dq) ..]) from the packed texture, zero for k ≥ K
 fn load_x4(k: u32, dq: u32) -> vec4<f32> {
     let p4 = (prm.p + 3u) / 4u;
-    let v = textureLoad(xt, pack_coord(min(k, prm.k - 1u) * p4 + min(q0 + dq, p4 - 1u)), 0);
+    let v = textureLoad(xt, pack_coord(to + min(k, prm.k - 1u) * p4 + min(q0 + dq, p4 - 1u)), 0);
     return select(vec4(0.0), v, k < prm.k);
 }
 
@@ -139,6 +155,7 @@ fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let p0 = (wid.x * 8u + lid.x) * 8u;
     let m0 = wid.y * 32u;
     q0 = p0 / 4u;
+    set_batch(wid.z);
     var c0: Acc; var c1: Acc; var c2: Acc; var c3: Acc; var c4: Acc; var c5: Acc; var c6: Acc; var c7: Acc;
     var c8: Acc; var c9: Acc; var c10: Acc; var c11: Acc; var c12: Acc; var c13: Acc; var c14: Acc; var c15: Acc;
     var c16: Acc; var c17: Acc; var c18: Acc; var c19: Acc; var c20: Acc; var c21: Acc; var c22: Acc; var c23: Acc;
@@ -191,6 +208,7 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     let p0 = wid.x * 64u;
     let m0 = wid.y * 64u;
     let kq_n = (prm.k + 3u) / 4u;
+    set_batch(wid.z);
     var acc = array<vec4<f32>, 4>();
     for (var k0 = 0u; k0 < prm.k; k0 += 16u) {
         // weights: 64 rows × 4 texels, one texel per invocation

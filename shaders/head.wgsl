@@ -8,6 +8,8 @@
 //           7 g: (N) dscore/dlogits rw, 8 partial: (SEGS, K) rw, 9 df: (K) rw
 // linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r]
 // softmax:  probs = softmax(logits); target = info[0] (0xffffffff: argmax)
+// Batch (linear, softmax): workgroup z is the image; f (K), logits and probs (N) hold the
+//           images one after another; only image 0 writes info.
 // dlogits:  score p_c: g[n] = p_c(δ_nc − p_n); score logit: g[n] = δ_nc;
 //           score region (info[1] = 2): S = Σ_{m in R} p_m with R the cells whose centre
 //           (cells, radians) lies within info[4] (f32 bits, km) of cell c's, by haversine
@@ -33,10 +35,12 @@ struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
 
+var<private> fo: u32; // this image's features in the batch: z·K
+
 // f[k .. k + 3], zero past K
 fn f4(k: u32) -> vec4<f32> {
     let l = prm.k - 1u;
-    let v = vec4(f[min(k, l)], f[min(k + 1u, l)], f[min(k + 2u, l)], f[min(k + 3u, l)]);
+    let v = vec4(f[fo + min(k, l)], f[fo + min(k + 1u, l)], f[fo + min(k + 2u, l)], f[fo + min(k + 3u, l)]);
     return select(vec4(0.0), v, vec4(k, k + 1u, k + 2u, k + 3u) < vec4(prm.k));
 }
 
@@ -49,6 +53,8 @@ fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
         return;
     }
     let last = prm.rows - 1u;
+    fo = wid.z * prm.k;
+    let lo_ = wid.z * prm.n; // this image's logits
     var lo = vec4(0.0); // rows r0 .. r0 + 3
     var hi = vec4(0.0); // rows r0 + 4 .. r0 + 7
     for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
@@ -69,17 +75,18 @@ fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
             if (i >= 4u) {
                 v = hi[i % 4u];
             }
-            logits[prm.row0 + r] = v + bias[prm.row0 + r];
+            logits[lo_ + prm.row0 + r] = v + bias[prm.row0 + r];
         }
     }
 }
 
 @compute @workgroup_size(256)
-fn softmax(@builtin(local_invocation_index) lid: u32) {
+fn softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let o = wid.z * prm.n; // this image's logits and probs
     var best = -3.4028235e38;
     var best_i = 0xffffffffu;
     for (var n = lid; n < prm.n; n += 256u) {
-        let v = logits[n];
+        let v = logits[o + n];
         if (v > best) {
             best = v;
             best_i = n;
@@ -104,7 +111,7 @@ fn softmax(@builtin(local_invocation_index) lid: u32) {
     workgroupBarrier();
     var sum = 0.0;
     for (var n = lid; n < prm.n; n += 256u) {
-        sum += exp(logits[n] - mx);
+        sum += exp(logits[o + n] - mx);
     }
     red[lid] = sum;
     workgroupBarrier();
@@ -116,9 +123,9 @@ fn softmax(@builtin(local_invocation_index) lid: u32) {
     }
     let total = red[0];
     for (var n = lid; n < prm.n; n += 256u) {
-        probs[n] = exp(logits[n] - mx) / total;
+        probs[o + n] = exp(logits[o + n] - mx) / total;
     }
-    if (lid == 0u) {
+    if (lid == 0u && wid.z == 0u) {
         var tgt = info[0];
         if (tgt >= prm.n) {
             tgt = arg;

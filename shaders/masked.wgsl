@@ -1,11 +1,12 @@
 // masked.wgsl: copies of one image, modified on the GPU, for the masked forward passes of
-// Score-CAM and of the faithfulness metrics. Copy n of a submission writes the plan's input
-// from the original x0, then the forward runs, then `take_score` keeps the target's score.
+// Score-CAM and of the faithfulness metrics. The mask kernels write every copy of a batch
+// into the plan's batched input at once (workgroup z = copy n: input n·3·H·W ..), then the
+// batched forward runs, then `take_score` keeps each copy's target score.
 // Bindings: 0 prm, 1 x0: (3, H, W) the original normalised input, 2 input: (3, H, W) rw,
 //           3 job: u32 [target, C, bh, bw, value of copy 0, copy 1, …],
 //           4 acts: (C, bh, bw) a block output, 5 mm: (2C) rw per channel (min, max) of up(A_k),
 //           6 rank: (H·W) u32 rank of each pixel, 7 other: (3, H, W) blurred input or (H, W) map,
-//           8 logits, 9 probs: the forward's, 10 scores: (2·copies) rw
+//           8 logits, 9 probs: the forward's, (copies, classes), 10 scores: (2·copies) rw
 // up(A_k): bilinear, align_corners = true, from (bh, bw) to (H, W), as in cam_fusion.wgsl.
 // up_minmax: mm[2k], mm[2k+1] = min, max of up(A_k) over (H, W)  (one workgroup per channel,
 //            k < job[1])
@@ -13,9 +14,10 @@
 // mask_rank: the first job[4 + copy] pixels by rank changed: MODE 0 (deletion) → 0, else x0;
 //            MODE 1 (insertion) → x0, else other (the blurred input)
 // mask_map:  input = x0·other[p] (a map at the input size, broadcast over the channels)
-// take_score: scores[2·copy] = logits[t], scores[2·copy + 1] = probs[t], t = job[0]
+// take_score: scores[2n] = logits[n, t], scores[2n + 1] = probs[n, t], t = job[0], for the
+//            `copy` (prm.copy) copies n of the batch
 
-struct Params { out_h: u32, out_w: u32, copy: u32, _p: u32 }
+struct Params { out_h: u32, out_w: u32, copy: u32, classes: u32 }
 
 override NORMALISE: u32 = 1u;
 override MODE: u32 = 0u;
@@ -105,13 +107,14 @@ fn mask_cam(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     if (p >= n) {
         return;
     }
-    let k = job[4u + prm.copy];
+    let k = job[4u + wid.z];
     var m = up(k, p);
     if (NORMALISE == 1u) {
         m = (m - mm[2u * k]) / (mm[2u * k + 1u] - mm[2u * k] + 1e-8);
     }
+    let o = wid.z * 3u * n; // this copy in the batched input
     for (var c = 0u; c < 3u; c++) {
-        input[c * n + p] = x0[c * n + p] * m;
+        input[o + c * n + p] = x0[c * n + p] * m;
     }
 }
 
@@ -122,13 +125,14 @@ fn mask_rank(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
     if (p >= n) {
         return;
     }
-    let changed = rank[p] < job[4u + prm.copy];
+    let changed = rank[p] < job[4u + wid.z];
+    let o = wid.z * 3u * n; // this copy in the batched input
     for (var c = 0u; c < 3u; c++) {
         let i = c * n + p;
         if (MODE == 0u) {
-            input[i] = select(x0[i], 0.0, changed);
+            input[o + i] = select(x0[i], 0.0, changed);
         } else {
-            input[i] = select(other[i], x0[i], changed);
+            input[o + i] = select(other[i], x0[i], changed);
         }
     }
 }
@@ -145,9 +149,13 @@ fn mask_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     }
 }
 
-@compute @workgroup_size(1)
-fn take_score() {
-    let t = job[0];
-    scores[2u * prm.copy] = logits[t];
-    scores[2u * prm.copy + 1u] = probs[t];
+@compute @workgroup_size(64)
+fn take_score(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = wid.x * 64u + lid;
+    if (n >= prm.copy) {
+        return;
+    }
+    let t = n * prm.classes + job[0];
+    scores[2u * n] = logits[t];
+    scores[2u * n + 1u] = probs[t];
 }

@@ -4,6 +4,8 @@
 //           as x (MODE 2) or the per-row gradient g: (rows) (pool_backward), 3 out: rw
 // rows:  out[out_off + row] = R_i f(x, y) with MODE 0: mean x, 1: mean act(x),
 //        2: Σ x·act(y), 3: max |x|, 4: max x, 5: min x, 6: mean act'(x)   (act: the prelude's)
+// Batch (rows): workgroup z is the image; its x and y start z·rows·len after in_off, its out
+//        z·rows after out_off.
 // pool_backward: out[r, i] = g[r]·inv_len·act'(x[r, i])   (gradient of mean act(z))
 
 struct Params { rows: u32, len: u32, in_off: u32, out_off: u32, inv_len: f32, _p0: u32, _p1: u32, _p2: u32 }
@@ -44,7 +46,7 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         acc = 3.4028235e38;
     }
     if (row < prm.rows) {
-        let base = prm.in_off + row * prm.len;
+        let base = prm.in_off + (wid.z * prm.rows + row) * prm.len;
         for (var i = lane; i < prm.len; i += 8u) {
             let v = x[base + i];
             switch MODE {
@@ -68,7 +70,7 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         if (MODE == 0u || MODE == 1u || MODE == 6u) {
             r = r * prm.inv_len;
         }
-        out[prm.out_off + row] = r;
+        out[prm.out_off + wid.z * prm.rows + row] = r;
     }
 }
 

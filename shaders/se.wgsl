@@ -4,6 +4,7 @@
 //           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID),
 //           9 dm: (CMID) rw, 10 du: (CMID, HW) rw, 11 zd: (CMID, HW)
 // forward:  r = w_r·m + b_r;  s = sigmoid(w_x·silu(r) + b_x)
+//           (batch: workgroup z is the image; m, r and s hold the images one after another)
 // backward: dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
 // apply_backward: du[c,p] ← (du[c,p]·s[c] + dm[c]/HW)·act'(zd[c,p])   (in place: du becomes dz_d;
 //                 without SE, s = 1 and dm = 0). The SE's own activation is always SiLU.
@@ -28,13 +29,15 @@ var<workgroup> hid: array<f32, 1024>;
 
 // One workgroup for the whole SE of one image.
 @compute @workgroup_size(256)
-fn forward(@builtin(local_invocation_index) lid: u32) {
+fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let mo = wid.z * prm.cmid; // this image's m and s
+    let ro = wid.z * prm.cse; // and r
     for (var j = lid; j < prm.cse; j += 256u) {
         var acc = b_r[j];
         for (var c = 0u; c < prm.cmid; c++) {
-            acc += w_r[j * prm.cmid + c] * m[c];
+            acc += w_r[j * prm.cmid + c] * m[mo + c];
         }
-        r[j] = acc;
+        r[ro + j] = acc;
         hid[j] = acc * sigmoid(acc);
     }
     workgroupBarrier();
@@ -43,7 +46,7 @@ fn forward(@builtin(local_invocation_index) lid: u32) {
         for (var j = 0u; j < prm.cse; j++) {
             acc += w_x[c * prm.cse + j] * hid[j];
         }
-        s[c] = sigmoid(acc);
+        s[mo + c] = sigmoid(acc);
     }
 }
 

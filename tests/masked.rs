@@ -65,16 +65,25 @@ fn masking_kernels_match_the_cpu_reference() {
             &[c, 2],
             Tolerance::new(1e-6, 1e-7),
         );
-        for copy in [0, 2, c - 1] {
-            let k = c - 1 - copy;
-            for normalise in [true, false] {
-                g.run_now(&[&masked::mask_cam(g, "cam", &b, h, w, copy, normalise)])
-                    .unwrap();
+        // every copy of a batch at once (workgroup z = copy): copy n masks with job[4 + n]
+        let copies = counts.len();
+        let batch_in = zeros(3 * hw * copies);
+        let bb = MaskBufs {
+            input: &batch_in.buf,
+            ..b
+        };
+        let copy_of = |all: &[f32], n: usize| all[n * 3 * hw..(n + 1) * 3 * hw].to_vec();
+        for normalise in [true, false] {
+            g.run_now_batched(&[&masked::mask_cam(g, "cam", &bb, h, w, normalise)], copies as u32)
+                .unwrap();
+            let got = read(&batch_in);
+            for n in 0..copies {
+                let k = c - 1 - n;
                 let want = cpu::mask_cam(&x0, &acts, normalise.then_some(&mm[..]), k, bh, bw, h, w);
-                let name = format!("mask_cam k={k} normalise={normalise}");
+                let name = format!("mask_cam copy {n} k={k} normalise={normalise}");
                 check(
                     &name,
-                    &read(&binput),
+                    &copy_of(&got, n),
                     &want,
                     &[3, h, w],
                     Tolerance::new(1e-6, 1e-6),
@@ -86,15 +95,16 @@ fn masking_kernels_match_the_cpu_reference() {
         }
         g.queue
             .write_buffer(&bjob.buf, 0, bytemuck::cast_slice(&job));
-        for (copy, &count) in counts.iter().enumerate() {
-            for insertion in [false, true] {
-                g.run_now(&[&masked::mask_rank(g, "rank", &b, h, w, copy, insertion)])
-                    .unwrap();
+        for insertion in [false, true] {
+            g.run_now_batched(&[&masked::mask_rank(g, "rank", &bb, h, w, insertion)], copies as u32)
+                .unwrap();
+            let got = read(&batch_in);
+            for (n, &count) in counts.iter().enumerate() {
                 let want = cpu::mask_rank(&x0, insertion.then_some(&blurred[..]), &rank, count);
-                let name = format!("mask_rank {count} insertion={insertion}");
+                let name = format!("mask_rank copy {n}: {count} insertion={insertion}");
                 check(
                     &name,
-                    &read(&binput),
+                    &copy_of(&got, n),
                     &want,
                     &[3, h, w],
                     Tolerance::new(0.0, 0.0),

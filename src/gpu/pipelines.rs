@@ -131,12 +131,23 @@ fn pipeline_key<S: AsRef<str> + std::fmt::Debug>(
 
 impl Dispatch {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_z(pass, self.groups[2]);
+    }
+
+    /// Record it for a batch of `images` (workgroup z = the image; see the shaders' "Batch"
+    /// notes). Only for dispatches whose own grid is flat in z.
+    pub fn record_batch(&self, pass: &mut wgpu::ComputePass<'_>, images: u32) {
+        debug_assert_eq!(self.groups[2], 1, "{}: a grid with z is not batched", self.label);
+        self.record_z(pass, images);
+    }
+
+    fn record_z(&self, pass: &mut wgpu::ComputePass<'_>, z: u32) {
         let Bound::Ready(pipeline, bind_group) = &self.state else {
             panic!("dispatch {} recorded before its plan bound it", self.label);
         };
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);
-        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], z);
     }
 }
 
@@ -466,11 +477,23 @@ impl Gpu {
 
     /// Run dispatches now in one submission and wait (tests and one-off work).
     pub fn run_now(&self, ds: &[&Dispatch]) -> crate::error::Result<()> {
+        self.run_now_with(ds, None)
+    }
+
+    /// `run_now` for a batch of `images` (`Dispatch::record_batch`).
+    pub fn run_now_batched(&self, ds: &[&Dispatch], images: u32) -> crate::error::Result<()> {
+        self.run_now_with(ds, Some(images))
+    }
+
+    fn run_now_with(&self, ds: &[&Dispatch], images: Option<u32>) -> crate::error::Result<()> {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for d in ds {
-                d.record(&mut pass);
+                match images {
+                    Some(n) => d.record_batch(&mut pass, n),
+                    None => d.record(&mut pass),
+                }
             }
         }
         self.queue.submit([enc.finish()]);

@@ -1,11 +1,12 @@
-//! Masked forward passes: copies of the plan's image, each made on the GPU from the original
-//! and a mask (`ops::masked`), run back to back through the plan's forward in one submission,
-//! keeping only the target's logit and probability. Score-CAM and the faithfulness metrics
-//! are made of these.
+//! Masked forward passes: copies of the plan's image, made on the GPU from the original and
+//! a mask (`ops::masked`), run as one batch through the plan's forward, keeping only the
+//! target's logit and probability of each. Score-CAM and the faithfulness metrics are made
+//! of these.
 //!
-//! The copies share the forward's buffers (each copy overwrites the previous one's
-//! activations once its score is taken), so memory does not grow with the number of copies
-//! per submission; the kernels themselves process one image at a time.
+//! A plan with masked copies holds a batch of `n` images in every forward buffer (image 0
+//! is the plan's own; `Plan::batch`). The mask kernels write the `n` inputs at once, and each
+//! forward dispatch is replayed with `n` workgroups along z, one per image. `n` is what
+//! was asked for, within the adapter's limits and a memory budget (`plan::batch_fit`).
 
 use super::plan::Plan;
 use crate::error::{Error, Result};
@@ -47,17 +48,18 @@ pub(super) struct Masked {
     other: GpuBuf,
     scores: GpuBuf,
     up: Dispatch,
-    cams: Vec<Dispatch>,
-    cams_raw: Vec<Dispatch>,
-    del: Vec<Dispatch>,
-    ins: Vec<Dispatch>,
+    cam: Dispatch,
+    cam_raw: Dispatch,
+    del: Dispatch,
+    ins: Dispatch,
     map: Dispatch,
-    take: Vec<Dispatch>,
+    take: Dispatch,
     staging: wgpu::Buffer,
 }
 
 impl Masked {
-    /// Record `n` copies' dispatches against the plan's input, logits and probabilities.
+    /// Record the dispatches of a batch of `n` copies against the plan's batched input,
+    /// logits and probabilities (`classes` per image).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn record(
         gpu: &Gpu,
@@ -66,7 +68,7 @@ impl Masked {
         (h, w): (usize, usize),
         acts_len: usize,
         max_c: usize,
-        n: usize,
+        (n, classes): (usize, usize),
     ) -> Result<Masked> {
         let hw = h * w;
         let x0 = alloc("masked.x0".into(), 3 * hw)?;
@@ -88,16 +90,15 @@ impl Masked {
             probs: &probs.buf,
             scores: &scores.buf,
         };
-        let each = |f: &dyn Fn(usize) -> Dispatch| (0..n).map(f).collect::<Vec<_>>();
         Ok(Masked {
             n,
             up: masked::up_minmax(gpu, "masked.up_minmax", &b, h, w, max_c),
-            cams: each(&|i| masked::mask_cam(gpu, "masked.cam", &b, h, w, i, true)),
-            cams_raw: each(&|i| masked::mask_cam(gpu, "masked.cam_raw", &b, h, w, i, false)),
-            del: each(&|i| masked::mask_rank(gpu, "masked.deletion", &b, h, w, i, false)),
-            ins: each(&|i| masked::mask_rank(gpu, "masked.insertion", &b, h, w, i, true)),
+            cam: masked::mask_cam(gpu, "masked.cam", &b, h, w, true),
+            cam_raw: masked::mask_cam(gpu, "masked.cam_raw", &b, h, w, false),
+            del: masked::mask_rank(gpu, "masked.deletion", &b, h, w, false),
+            ins: masked::mask_rank(gpu, "masked.insertion", &b, h, w, true),
             map: masked::mask_map(gpu, "masked.map", &b, h, w),
-            take: each(&|i| masked::take_score(gpu, "masked.score", &b, i)),
+            take: masked::take_score(gpu, "masked.score", &b, n, classes),
             staging: gpu.staging("masked.readback", (8 * n) as u64),
             x0,
             job,
@@ -109,13 +110,16 @@ impl Masked {
     }
 
     pub(super) fn dispatches_mut(&mut self) -> impl Iterator<Item = &mut Dispatch> {
-        [&mut self.up, &mut self.map]
-            .into_iter()
-            .chain(self.cams.iter_mut())
-            .chain(self.cams_raw.iter_mut())
-            .chain(self.del.iter_mut())
-            .chain(self.ins.iter_mut())
-            .chain(self.take.iter_mut())
+        [
+            &mut self.up,
+            &mut self.cam,
+            &mut self.cam_raw,
+            &mut self.del,
+            &mut self.ins,
+            &mut self.map,
+            &mut self.take,
+        ]
+        .into_iter()
     }
 
     pub(super) fn set_original(&self, gpu: &Gpu, input: &[f32]) {
@@ -124,14 +128,15 @@ impl Masked {
 }
 
 impl Plan {
-    /// Masked copies a submission runs (0: the plan has none; `PlanOptions::masked`).
+    /// Masked copies a submission runs, the plan's batch (0: the plan has none;
+    /// `PlanOptions::masked` asks, `batch_fit` decides).
     pub fn masked_copies(&self) -> usize {
         self.masked.as_ref().map_or(0, |m| m.n)
     }
 
     /// Run masked copies of the image of the last `run`, for target `target`: (logit,
-    /// probability) per copy, in order. Several submissions when there are more copies than
-    /// the plan records; `progress` is told how many are done after each.
+    /// probability) per copy, in order. One submission per batch of copies: the masks, the
+    /// batched forward and the scores; `progress` is told how many are done after each.
     pub fn run_masked(
         &self,
         gpu: &Gpu,
@@ -152,8 +157,8 @@ impl Plan {
         }
         let forward = &self.phases[0].dispatches;
         let mut header = [target as u32, 0, 0, 0];
-        // per copy: its value in `job` (channel or pixel count) and its mask dispatches
-        let (values, dispatches): (Vec<u32>, &[Dispatch]) = match masks {
+        // per copy: its value in `job` (channel or pixel count); the mask dispatch
+        let (values, mask): (Vec<u32>, &Dispatch) = match masks {
             Masks::Cam {
                 block,
                 channels,
@@ -195,8 +200,8 @@ impl Plan {
                     mk.up.record(&mut pass);
                 }
                 gpu.queue.submit([enc.finish()]);
-                let list = if *normalise { &mk.cams } else { &mk.cams_raw };
-                (channels.clone().map(|k| k as u32).collect(), list)
+                let d = if *normalise { &mk.cam } else { &mk.cam_raw };
+                (channels.clone().map(|k| k as u32).collect(), d)
             }
             Masks::Deletion { rank, counts } | Masks::Insertion { rank, counts, .. } => {
                 if rank.len() != hw {
@@ -230,7 +235,7 @@ impl Plan {
                     )));
                 }
                 gpu.write(&mk.other, map);
-                (vec![0], std::slice::from_ref(&mk.map))
+                (vec![0], &mk.map)
             }
         };
         let mut out = Vec::with_capacity(values.len());
@@ -241,14 +246,13 @@ impl Plan {
                 .write_buffer(&mk.job.buf, 0, bytemuck::cast_slice(&job));
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             {
+                let copies = chunk.len() as u32;
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                for (mask, take) in dispatches.iter().zip(&mk.take).take(chunk.len()) {
-                    mask.record(&mut pass);
-                    for d in forward {
-                        d.record(&mut pass);
-                    }
-                    take.record(&mut pass);
+                mask.record_batch(&mut pass, copies);
+                for d in forward {
+                    d.record_batch(&mut pass, copies);
                 }
+                mk.take.record(&mut pass);
             }
             let bytes = (8 * chunk.len()) as u64;
             enc.copy_buffer_to_buffer(&mk.scores.buf, 0, &mk.staging, 0, bytes);

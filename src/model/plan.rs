@@ -103,11 +103,21 @@ impl ReadBack {
 
 struct Alloc<'a> {
     gpu: &'a Gpu,
+    /// images the forward's buffers hold (`Plan::batch`)
+    batch: usize,
 }
 
 impl Alloc<'_> {
     fn buf(&mut self, label: String, len: usize) -> Result<GpuBuf> {
         self.gpu.zeros(&label, len)
+    }
+
+    /// A forward buffer: `len` floats per image for every image of the batch, one after
+    /// another. Its `len` is one image's, so what reads it sees image 0, the plan's image.
+    fn batched(&mut self, label: String, len: usize) -> Result<GpuBuf> {
+        let mut b = self.gpu.zeros(&label, len * self.batch)?;
+        b.len = len;
+        Ok(b)
     }
 }
 
@@ -128,6 +138,54 @@ fn gemm_pack_texels(cfg: &ModelCfg, stem: (usize, usize), sizes: &[(usize, usize
     }
     let last = cfg.blocks.last().map(|b| b.cout).unwrap_or(0);
     most.max(t(last.max(cfg.head), prev.0 * prev.1))
+}
+
+/// GPU memory the batched copies of a plan may take together (`batch_fit`). wgpu tells no
+/// adapter's memory size, so this is a fixed budget that fits beside the model on a GPU of
+/// 4 GB or more; `--batch` cannot go past it.
+pub const BATCH_BUDGET: u64 = 2 << 30;
+
+/// How many images of `h`×`w` a forward batch can hold, at most `want`: what the budget
+/// (`BATCH_BUDGET`) leaves for the forward's buffers of one image, what the adapter binds
+/// for the largest of them, and what the GEMM's scratch texture can grow to (`pack`: its
+/// texels per image). Mirrors the allocations of `Rec::block_forward` and
+/// `Rec::head_forward`.
+fn batch_fit(
+    gpu: &Gpu,
+    cfg: &ModelCfg,
+    (h, w): (usize, usize),
+    (stem, sizes): ((usize, usize), &[(usize, usize)]),
+    classes: usize,
+    pack: Option<usize>,
+    want: usize,
+) -> usize {
+    let mut each = vec![3 * h * w, cfg.stem * stem.0 * stem.1];
+    let mut prev = stem;
+    for (b, &(oh, ow)) in cfg.blocks.iter().zip(sizes) {
+        let cm = b.cmid();
+        if b.expand != 1 {
+            each.push(cm * prev.0 * prev.1);
+        }
+        each.push(cm * oh * ow);
+        if b.has_se() {
+            let parts = crate::ops::depthwise::pool_parts(&b.dw_shape(prev.0, prev.1));
+            each.extend([cm * parts, cm, b.cse, cm]);
+        }
+        each.push(b.cout * oh * ow);
+        prev = (oh, ow);
+    }
+    let hw = prev.0 * prev.1;
+    each.extend([cfg.head * hw, cfg.head, classes, classes]);
+    let floats: usize = each.iter().sum::<usize>() + 4 * pack.unwrap_or(0);
+    let largest = *each.iter().max().unwrap_or(&1) as u64 * 4;
+    let mut n = want
+        .min((BATCH_BUDGET / (4 * floats.max(1)) as u64) as usize)
+        .min((gpu.max_binding() / largest.max(1)) as usize);
+    if let Some(t) = pack {
+        let rows = gpu.limits.max_texture_dimension_2d as usize;
+        n = n.min(rows * gemm::PACK_W / t.max(1));
+    }
+    n.max(1)
 }
 
 /// What recording a plan needs: the device, the uploaded model, the allocator, the GEMM's
@@ -264,7 +322,7 @@ impl Rec<'_> {
         let no_se = self.no_se.as_ref().map(|n| &n.0);
         let zexp = match &bw.expand {
             Some((ew, _, eb)) => {
-                let z = a.buf(format!("{l}.z_expand"), cm * ih * iw)?;
+                let z = a.batched(format!("{l}.z_expand"), cm * ih * iw)?;
                 fwd.extend(gemm::gemm(
                     gpu,
                     &format!("{l}.expand.fwd"),
@@ -286,13 +344,13 @@ impl Rec<'_> {
             }
             None => None,
         };
-        let zdw = a.buf(format!("{l}.z_dw"), cm * oh * ow)?;
+        let zdw = a.batched(format!("{l}.z_dw"), cm * oh * ow)?;
         let dws = b.dw_shape(ih, iw);
         let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
         // the SE squeeze: partial sums of act(z_d) written by the depthwise kernel
         let parts = depthwise::pool_parts(&dws);
         let partial = match bw.se {
-            Some(_) => Some(a.buf(format!("{l}.se_pool.parts"), cm * parts)?),
+            Some(_) => Some(a.batched(format!("{l}.se_pool.parts"), cm * parts)?),
             None => None,
         };
         fwd.push(depthwise::forward(
@@ -311,7 +369,7 @@ impl Rec<'_> {
         ));
         let (r, s) = match (&bw.se, &partial) {
             (Some(sew), Some(partial)) => {
-                let pooled = a.buf(format!("{l}.se_pool"), cm)?;
+                let pooled = a.batched(format!("{l}.se_pool"), cm)?;
                 fwd.push(reduce::rows_scaled(
                     gpu,
                     &format!("{l}.se_pool.fwd"),
@@ -327,8 +385,8 @@ impl Rec<'_> {
                     },
                     1.0 / (oh * ow) as f32,
                 ));
-                let r = a.buf(format!("{l}.se_r"), b.cse)?;
-                let s = a.buf(format!("{l}.se_s"), cm)?;
+                let r = a.batched(format!("{l}.se_r"), b.cse)?;
+                let s = a.batched(format!("{l}.se_s"), cm)?;
                 fwd.push(se::forward(
                     gpu,
                     &format!("{l}.se.fwd"),
@@ -347,7 +405,7 @@ impl Rec<'_> {
             (None, Some(ones)) => &ones.buf,
             (None, None) => unreachable!("a block without SE has the ones buffer"),
         };
-        let out = a.buf(format!("{l}.out"), b.cout * oh * ow)?;
+        let out = a.batched(format!("{l}.out"), b.cout * oh * ow)?;
         fwd.extend(gemm::gemm(
             gpu,
             &format!("{l}.project.fwd"),
@@ -389,7 +447,7 @@ impl Rec<'_> {
         let last = cfg.blocks.last().unwrap().cout;
         let k = cfg.head;
         let n = m.n_classes();
-        let zh = a.buf("head.z".into(), k * hw)?;
+        let zh = a.batched("head.z".into(), k * hw)?;
         fwd.extend(gemm::gemm(
             gpu,
             "head.conv.fwd",
@@ -407,7 +465,7 @@ impl Rec<'_> {
                 pack: pack.as_ref(),
             },
         ));
-        let features = a.buf("features".into(), k)?;
+        let features = a.batched("features".into(), k)?;
         fwd.push(reduce::rows(
             gpu,
             "head.pool.fwd",
@@ -422,8 +480,8 @@ impl Rec<'_> {
                 out: &features.buf,
             },
         ));
-        let logits = a.buf("logits".into(), n)?;
-        let probs = a.buf("probs".into(), n)?;
+        let logits = a.batched("logits".into(), n)?;
+        let probs = a.batched("probs".into(), n)?;
         // [target asked, score, target, argmax, region km (f32 bits), 0, 0, 0]
         let info = a.buf("info".into(), 8)?;
         Self::classifier(
@@ -837,17 +895,22 @@ impl Plan {
             )));
         }
         let recording = gpu.record_with(old);
-        let mut a = Alloc { gpu };
-        let pack = if gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs {
-            let texels = gemm_pack_texels(cfg, (sh, sw), &sizes);
-            let p = gemm::XPack::new(gpu, "gemm.pack", texels)?;
-            Some(p)
-        } else {
-            None
+        let texels = (gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs)
+            .then(|| gemm_pack_texels(cfg, (sh, sw), &sizes));
+        // the forward's buffers hold `batch` images when there are masked copies to run
+        let batch = match opts.masked {
+            0 => 1,
+            want => batch_fit(gpu, cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels, want),
+        };
+        let mut a = Alloc { gpu, batch };
+        let pack = match texels {
+            Some(t) => Some(gemm::XPack::new(gpu, "gemm.pack", t * batch)?),
+            None => None,
         };
         let max_cm = cfg.blocks.iter().map(|b| b.cmid()).max().unwrap_or(1);
         let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
-            let ones = gpu.upload("no_se.ones", &vec![1f32; max_cm])?;
+            // the projection's scale without SE: ones for every image of the batch
+            let ones = gpu.upload("no_se.ones", &vec![1f32; max_cm * batch])?;
             Some((ones, a.buf("no_se.dm".into(), max_cm)?))
         } else {
             None
@@ -862,8 +925,8 @@ impl Plan {
         };
 
         // forward: the stem, every block, the head
-        let input = rec.a.buf("input".into(), 3 * h * w)?;
-        let stem = rec.a.buf("stem.out".into(), cfg.stem * sh * sw)?;
+        let input = rec.a.batched("input".into(), 3 * h * w)?;
+        let stem = rec.a.batched("stem.out".into(), cfg.stem * sh * sw)?;
         let mut fwd = vec![conv::conv(
             gpu,
             "stem.conv.fwd",
@@ -906,7 +969,7 @@ impl Plan {
                 (h, w),
                 acts_len,
                 max_c,
-                opts.masked,
+                (batch, n),
             )?)
         } else {
             None

@@ -131,12 +131,12 @@ pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
             );
         }
     }
-    fwd.push_str("        part[idx] = sum;\n    }\n");
+    fwd.push_str("        part[pidx] = sum;\n    }\n");
     for i in 0..th {
         let _ = writeln!(fwd, "    if (oi0 + {i}u < prm.oh) {{");
         let _ = writeln!(
             fwd,
-            "        let o = (c * prm.oh + oi0 + {i}u) * prm.ow + oj0;"
+            "        let o = (plane * prm.oh + oi0 + {i}u) * prm.ow + oj0;"
         );
         for j in 0..8 {
             let _ = writeln!(

@@ -30,11 +30,11 @@ fn launch(
     label: &str,
     entry: &str,
     constants: &[(&str, f64)],
-    (h, w, copy): (usize, usize, usize),
+    params: [usize; 4],
     bindings: &[(u32, Option<&wgpu::Buffer>)],
     groups: [u32; 3],
 ) -> Dispatch {
-    let params = [h as u32, w as u32, copy as u32, 0];
+    let params = params.map(|v| v as u32);
     gpu.dispatch_from(
         label,
         "masked",
@@ -55,20 +55,20 @@ pub fn up_minmax(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize, c: us
         label,
         "up_minmax",
         &[],
-        (h, w, 0),
+        [h, w, 0, 0],
         &[(3, Some(b.job)), (4, Some(b.acts)), (5, Some(b.mm))],
         grid_1d(c as u32),
     )
 }
 
-/// Copy `copy`: input = x0·up(A_k), k = job[4 + copy]; min-max normalised per channel or raw.
+/// Copy n (workgroup z; `Dispatch::record_batch` sets how many): input n = x0·up(A_k),
+/// k = job[4 + n]; min-max normalised per channel or raw.
 pub fn mask_cam(
     gpu: &Gpu,
     label: &str,
     b: &MaskBufs,
     h: usize,
     w: usize,
-    copy: usize,
     normalise: bool,
 ) -> Dispatch {
     launch(
@@ -76,7 +76,7 @@ pub fn mask_cam(
         label,
         "mask_cam",
         &[("NORMALISE", normalise as u32 as f64)],
-        (h, w, copy),
+        [h, w, 0, 0],
         &[
             (1, Some(b.x0)),
             (2, Some(b.input)),
@@ -88,15 +88,14 @@ pub fn mask_cam(
     )
 }
 
-/// Copy `copy`: the job[4 + copy] first pixels by rank deleted (to 0) or inserted (into the
-/// blurred input held in `other`).
+/// Copy n (workgroup z): the job[4 + n] first pixels by rank deleted (to 0) or inserted
+/// (into the blurred input held in `other`).
 pub fn mask_rank(
     gpu: &Gpu,
     label: &str,
     b: &MaskBufs,
     h: usize,
     w: usize,
-    copy: usize,
     insertion: bool,
 ) -> Dispatch {
     // `other` is read by insertion only, but bound for both (one layout)
@@ -112,40 +111,41 @@ pub fn mask_rank(
         label,
         "mask_rank",
         &[("MODE", insertion as u32 as f64)],
-        (h, w, copy),
+        [h, w, 0, 0],
         &bindings,
         grid_items(h * w),
     )
 }
 
-/// input = x0·S, S the (H, W) map in `other`.
+/// input = x0·S, S the (H, W) map in `other` (copy n: workgroup z).
 pub fn mask_map(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize) -> Dispatch {
     launch(
         gpu,
         label,
         "mask_map",
         &[],
-        (h, w, 0),
+        [h, w, 0, 0],
         &[(1, Some(b.x0)), (2, Some(b.input)), (7, Some(b.other))],
         grid_items(h * w),
     )
 }
 
-/// scores[2·copy .. 2·copy + 2] = (logit, probability) of the target job[0].
-pub fn take_score(gpu: &Gpu, label: &str, b: &MaskBufs, copy: usize) -> Dispatch {
+/// scores[2n .. 2n + 2] = (logit, probability) of the target job[0] for the `copies` images
+/// n of a batch of logits and probabilities (`classes` each).
+pub fn take_score(gpu: &Gpu, label: &str, b: &MaskBufs, copies: usize, classes: usize) -> Dispatch {
     launch(
         gpu,
         label,
         "take_score",
         &[],
-        (0, 0, copy),
+        [0, 0, copies, classes],
         &[
             (3, Some(b.job)),
             (8, Some(b.logits)),
             (9, Some(b.probs)),
             (10, Some(b.scores)),
         ],
-        [1, 1, 1],
+        [(copies as u32).div_ceil(64), 1, 1],
     )
 }
 
