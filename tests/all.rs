@@ -1,5 +1,6 @@
 //! The one integration-test binary. Needs a GPU adapter (software Vulkan is fine): see README.
 
+mod batch; // the forward kernels over a batch of images, each image against the CPU reference
 mod browser; // --report pages in headless Chromium: images load, no errors, no requests out
 mod cam; // every CAM method and fusion rule against its CPU reference
 mod checkpoint; // .pt files torch wrote, hostile ones, CERTH's folder layout

@@ -1,0 +1,308 @@
+//! The forward kernels over a batch of images (workgroup z = the image, the images one after
+//! another in each buffer): every image of the batch against the CPU reference run on that
+//! image alone, on awkward shapes. The masked passes of Score-CAM and the metrics run the
+//! forward this way (`Dispatch::record_batch`).
+
+use crate::common::{check, gpu, rand, read, up, zeros};
+use combicam_gpu::gpu::Dispatch;
+use combicam_gpu::model::config::PadRule;
+use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, gemm, head, reduce, se};
+use combicam_gpu::ops::{
+    conv::{ConvArgs, ConvShape},
+    depthwise::{DwForward, DwShape},
+    gemm::{GemmArgs, GemmWeights, InMode, Variant, XPack},
+    head::{Chunk, LinearArgs},
+    reduce::{Reduce, RowsArgs},
+    se::{SeShape, SeWeights},
+};
+
+/// Images per batch: not a power of two.
+const B: usize = 3;
+
+fn tol(want: &[f32]) -> Tolerance {
+    Tolerance::KERNEL.scaled(want)
+}
+
+/// Run `ds` over the batch, then compare image i's `len` values at `off + i·stride` of `got`
+/// with `want(i)`.
+fn per_image(
+    name: &str,
+    ds: &[&Dispatch],
+    got: &combicam_gpu::gpu::GpuBuf,
+    (off, len, stride): (usize, usize, usize),
+    shape: &[usize],
+    want: &dyn Fn(usize) -> Vec<f32>,
+) {
+    gpu().run_now_batched(ds, B as u32).unwrap();
+    let all = read(got);
+    for i in 0..B {
+        let w = want(i);
+        let start = off + i * stride;
+        check(&format!("{name} image {i}"), &all[start..start + len], &w, shape, tol(&w));
+    }
+}
+
+/// `n` values per image for the whole batch, each image with its own seed.
+fn images(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    (0..B as u64).flat_map(|i| rand(n, seed + 1000 * i, lo, hi)).collect()
+}
+
+fn slice(v: &[f32], n: usize, i: usize) -> &[f32] {
+    &v[i * n..(i + 1) * n]
+}
+
+#[test]
+fn batched_stem_conv_matches_reference_per_image() {
+    let g = gpu();
+    for (i, &(cin, h, w, cout, k, s, rule)) in [
+        (3, 17, 23, 5, 3, 2, PadRule::Symmetric),
+        (2, 14, 13, 3, 5, 2, PadRule::TfSame),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let sh = ConvShape::new((cin, h, w), cout, k, s, rule);
+        let (oh, ow) = sh.out();
+        let (nx, ny) = (cin * h * w, cout * oh * ow);
+        let x = images(nx, 10 + i as u64, -2.0, 2.0);
+        let wt = rand(cout * cin * k * k, 20 + i as u64, -1.0, 1.0);
+        let b = rand(cout, 30 + i as u64, -1.0, 1.0);
+        let wb = conv::upload_weights(g, "test.conv.w", (cout, cin, k), &wt).unwrap();
+        let (xb, bb, yb) = (up(&x), up(&b), zeros(B * ny));
+        let d = conv::conv(
+            g,
+            "test.conv",
+            &ConvArgs {
+                s: sh,
+                act: Some(Act::Silu),
+                x: &xb.buf,
+                wt: &wb,
+                bias: &bb.buf,
+                y: &yb.buf,
+            },
+        );
+        per_image(&format!("conv{k}s{s}"), &[&d], &yb, (0, ny, ny), &[cout, oh, ow], &|i| {
+            conv::cpu::conv(sh, Some(Act::Silu), slice(&x, nx, i), &wt, &b)
+        });
+    }
+}
+
+#[test]
+fn batched_gemm_matches_reference_per_image() {
+    let g = gpu();
+    // (M, K, P, bias, scaled, residual): the projection's form (scale per image, residual)
+    for (i, &(m, k, p, bias, scaled, res)) in [
+        (13, 7, 97, false, false, false),
+        (70, 33, 130, true, true, true),
+        (5, 9, 3, true, true, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let act = if i % 2 == 0 { Act::Silu } else { Act::Relu6 };
+        let a = rand(m * k, 1 + i as u64, -1.0, 1.0);
+        let x = images(k * p, 100 + i as u64, -8.0, 8.0);
+        let b = rand(m, 200 + i as u64, -1.0, 1.0);
+        let s = images(k, 300 + i as u64, 0.0, 1.0);
+        let r = images(m * p, 400 + i as u64, -1.0, 1.0);
+        let ab = GemmWeights::upload(g, "test.a", &a, m, k).unwrap();
+        let (xb, bb, sb, rb) = (up(&x), up(&b), up(&s), up(&r));
+        let pack = XPack::new(g, "test.pack", B * XPack::texels_for(k, p)).unwrap();
+        for variant in [Variant::Regs, Variant::Tiled] {
+            let yb = zeros(B * m * p);
+            let args = GemmArgs {
+                m,
+                k,
+                p,
+                a: &ab,
+                x: &xb.buf,
+                bias: bias.then_some(&bb.buf),
+                scale: scaled.then_some(&sb.buf),
+                res: res.then_some(&rb.buf),
+                y: &yb.buf,
+                mode: if scaled {
+                    InMode::ActScaled(act)
+                } else {
+                    InMode::Plain
+                },
+                pack: Some(&pack),
+            };
+            let ds = gemm::gemm_variant(g, "test.gemm", &args, variant);
+            let name = format!("gemm.{variant:?}.{m}x{k}x{p}");
+            per_image(&name, &ds.iter().collect::<Vec<_>>(), &yb, (0, m * p, m * p), &[m, p], &|i| {
+                gemm::cpu::gemm(
+                    &a,
+                    slice(&x, k * p, i),
+                    bias.then_some(&b[..]),
+                    scaled.then_some((act, slice(&s, k, i))),
+                    res.then_some(slice(&r, m * p, i)),
+                    m,
+                    k,
+                    p,
+                )
+            });
+        }
+    }
+}
+
+#[test]
+fn batched_depthwise_and_squeeze_match_reference_per_image() {
+    let g = gpu();
+    for (i, &(c, h, w, k, s, rule)) in [
+        (7, 13, 9, 3, 1, PadRule::Symmetric),
+        (4, 21, 16, 5, 2, PadRule::TfSame),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let act = if i == 0 { Act::Silu } else { Act::Relu6 };
+        let sh = DwShape::new(c, h, w, k, s, rule);
+        let (oh, ow) = sh.out();
+        let (nx, ny) = (c * h * w, c * oh * ow);
+        let x = images(nx, 50 + i as u64, -8.0, 8.0);
+        let wt = rand(c * k * k, 60 + i as u64, -1.0, 1.0);
+        let b = rand(c, 70 + i as u64, -1.0, 1.0);
+        let parts = depthwise::pool_parts(&sh);
+        let (xb, wb, bb, yb, pb) = (up(&x), up(&wt), up(&b), zeros(B * ny), zeros(B * c * parts));
+        // the depthwise conv writing the SE pool's partial sums, then their mean per channel,
+        // as `Rec::block_forward` records them
+        let pooled = zeros(3 + B * c);
+        let ds = [
+            depthwise::forward(
+                g,
+                "test.dw",
+                &DwForward {
+                    s: sh,
+                    act,
+                    in_act: true,
+                    x: &xb.buf,
+                    wt: &wb.buf,
+                    bias: &bb.buf,
+                    out: &yb.buf,
+                    pool: Some(&pb.buf),
+                },
+            ),
+            reduce::rows_scaled(
+                g,
+                "test.se_pool",
+                Reduce::Mean,
+                &RowsArgs {
+                    rows: c,
+                    len: parts,
+                    in_off: 0,
+                    out_off: 3,
+                    x: &pb.buf,
+                    y: None,
+                    out: &pooled.buf,
+                },
+                1.0 / (oh * ow) as f32,
+            ),
+        ];
+        let want = |i: usize| depthwise::cpu::forward(sh, Some(act), slice(&x, nx, i), &wt, &b);
+        let name = format!("dw{k}s{s}");
+        per_image(&name, &[&ds[0], &ds[1]], &yb, (0, ny, ny), &[c, oh, ow], &want);
+        let pool = |i: usize| -> Vec<f32> {
+            want(i)
+                .chunks(oh * ow)
+                .map(|p| p.iter().map(|&v| act.apply(v)).sum::<f32>() / (oh * ow) as f32)
+                .collect()
+        };
+        let all = read(&pooled);
+        for i in 0..B {
+            let w = pool(i);
+            let got = &all[3 + i * c..3 + (i + 1) * c];
+            check(&format!("{name}.se_pool image {i}"), got, &w, &[c], tol(&w));
+        }
+    }
+    // the excitation per image
+    let (cmid, cse) = (30, 3);
+    let sh = SeShape { cmid, cse, hw: 17 };
+    let ws = [cse * cmid, cse, cmid * cse, cmid].map(|n| rand(n, 500 + n as u64, -0.5, 0.5));
+    let m = images(cmid, 510, -1.0, 1.0);
+    let bufs = ws.each_ref().map(|v| up(v));
+    let (mb, rb, sb) = (up(&m), zeros(B * cse), zeros(B * cmid));
+    let w = SeWeights {
+        w_r: &bufs[0].buf,
+        b_r: &bufs[1].buf,
+        w_x: &bufs[2].buf,
+        b_x: &bufs[3].buf,
+    };
+    let d = se::forward(g, "test.se", sh, &w, &mb.buf, &rb.buf, &sb.buf);
+    let want = |i: usize| se::cpu::forward(sh, &ws[0], &ws[1], &ws[2], &ws[3], slice(&m, cmid, i));
+    per_image("se.s", &[&d], &sb, (0, cmid, cmid), &[cmid], &|i| want(i).1);
+    let all = read(&rb);
+    for i in 0..B {
+        let r = want(i).0;
+        check(&format!("se.r image {i}"), &all[i * cse..(i + 1) * cse], &r, &[cse], tol(&r));
+    }
+}
+
+#[test]
+fn batched_head_matches_reference_per_image() {
+    let g = gpu();
+    let (n, k, len) = (1000, 37, 13);
+    // the head's pool of act(z) over 13 positions, the classifier in three chunks, softmax
+    let z = images(k * len, 890, -4.0, 4.0);
+    let w = rand(n * k, 900, -1.0, 1.0);
+    let b = rand(n, 902, -0.5, 0.5);
+    let chunks = [(0usize, 512usize), (512, 256), (768, 232)];
+    let (zb, fb, bb) = (up(&z), zeros(B * k), up(&b));
+    let (lb, pb, ib) = (zeros(B * n), zeros(B * n), zeros(8));
+    let wbufs: Vec<_> = chunks
+        .iter()
+        .map(|&(r0, rows)| {
+            GemmWeights::upload(g, "test.fc", &w[r0 * k..(r0 + rows) * k], rows, k).unwrap()
+        })
+        .collect();
+    let act = Act::Silu;
+    let mut ds = vec![reduce::rows(
+        g,
+        "test.pool",
+        Reduce::MeanAct(act),
+        &RowsArgs {
+            rows: k,
+            len,
+            in_off: 0,
+            out_off: 0,
+            x: &zb.buf,
+            y: None,
+            out: &fb.buf,
+        },
+    )];
+    for (c, &(r0, rows)) in chunks.iter().enumerate() {
+        ds.push(head::linear(
+            g,
+            "test.linear",
+            &LinearArgs {
+                chunk: Chunk {
+                    w: &wbufs[c],
+                    row0: r0,
+                    rows,
+                    k,
+                },
+                n,
+                f: &fb.buf,
+                bias: &bb.buf,
+                logits: &lb.buf,
+            },
+        ));
+    }
+    ds.push(head::softmax(g, "test.softmax", n, &lb.buf, &pb.buf, &ib.buf));
+    g.queue
+        .write_buffer(&ib.buf, 0, bytemuck::cast_slice(&[u32::MAX, 0, 0, 0]));
+    let logits = |i: usize| {
+        let f = reduce::cpu::rows(Reduce::MeanAct(act), slice(&z, k * len, i), None, k, len);
+        head::cpu::linear(&w, &f, &b, n, k)
+    };
+    let refs: Vec<&Dispatch> = ds.iter().collect();
+    per_image("linear", &refs, &lb, (0, n, n), &[n], &logits);
+    let probs = read(&pb);
+    for i in 0..B {
+        let (p, _) = head::cpu::softmax(&logits(i));
+        check(&format!("softmax image {i}"), slice(&probs, n, i), &p, &[n], tol(&p));
+    }
+    // only image 0 tells the target and the argmax
+    let info: Vec<u32> = read(&ib).iter().map(|v| v.to_bits()).collect();
+    let (_, arg0) = head::cpu::softmax(&logits(0));
+    assert_eq!((info[2] as usize, info[3] as usize), (arg0, arg0), "image 0's argmax");
+}
