@@ -52,9 +52,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub mixed: usize,
     /// Also time forward passes alone at the first --size: one at a time, and as masked copies
-    /// N per submission (what Score-CAM and `evaluate` run). 0: off.
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub masked: usize,
+    /// N per batch (what Score-CAM and `evaluate` run; default: the batch they use on this
+    /// adapter). 0: off.
+    #[arg(long, value_name = "N")]
+    pub masked: Option<usize>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -369,8 +370,11 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     } else {
         None
     };
-    let forward = if a.masked > 0 {
-        Some(forward(&mut engine, sizes[0], a.masked, a.iters)?)
+    let masked = a
+        .masked
+        .unwrap_or_else(|| crate::cam::explain::default_batch(engine.gpu));
+    let forward = if masked > 0 {
+        Some(forward(&mut engine, sizes[0], masked, a.iters)?)
     } else {
         None
     };
@@ -394,7 +398,8 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     Ok(report)
 }
 
-/// `--masked N`: forward passes one per submission, then N masked copies per submission.
+/// `--masked N`: forward passes one per submission, then masked copies in batches of N (or
+/// of what the plan fits: `Plan::masked_copies`).
 fn forward(
     engine: &mut Engine,
     (h, w): (usize, usize),
@@ -405,6 +410,7 @@ fn forward(
     let x = detweights::input(h, w);
     let gpu = engine.gpu;
     let plan = engine.plan(h, w, &opts)?;
+    let n = plan.masked_copies();
     let o = plan.run(gpu, &x, None, Score::Prob)?;
     let mut single = Vec::new();
     for _ in 0..iters.max(3) {
@@ -412,7 +418,7 @@ fn forward(
         plan.run(gpu, &x, None, Score::Prob)?;
         single.push(t.elapsed().as_secs_f64());
     }
-    // deletion masks at n steps: n copies in one submission
+    // deletion masks at n steps: one batch of n copies, one submission
     let rank: Vec<u32> = (0..(h * w) as u32).collect();
     let counts: Vec<usize> = (0..n).map(|i| i * h * w / n).collect();
     let masks = crate::model::masked::Masks::Deletion {
@@ -433,8 +439,10 @@ fn forward(
         masked_per_copy: stat(&per_copy),
     };
     println!(
-        "\nforward alone at {h}×{w}: {:.1} ms one per submission; {:.1} ms per masked copy at {n} per submission",
-        r.single.median_ms, r.masked_per_copy.median_ms
+        "\nforward alone at {h}×{w}: {:.1} ms one per submission; {:.1} ms per masked copy in batches of {n} ({:.1} images/s)",
+        r.single.median_ms,
+        r.masked_per_copy.median_ms,
+        1000.0 / r.masked_per_copy.median_ms
     );
     Ok(r)
 }

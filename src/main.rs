@@ -167,8 +167,9 @@ struct ExplainArgs {
     /// maps themselves are unchanged. 0: the photo's own size.
     #[arg(long, default_value_t = 0, value_name = "PIXELS")]
     overlay_size: u32,
-    /// Masked copies of the photo per GPU submission for Score-CAM (default: 4 on a CPU
-    /// adapter, 32 on a GPU). Memory does not depend on it.
+    /// Masked copies of the photo per batch for Score-CAM: one submission runs N copies
+    /// through the forward at once, each forward buffer holding N images (default: 4 on a CPU
+    /// adapter, 32 on a GPU; never more than fit in 2 GiB and the adapter's buffer limits).
     #[arg(long, value_name = "N", value_parser = copies)]
     batch: Option<usize>,
     /// Also write `<stem>.report.html` (every block's map over the photo, max |activation| per
@@ -485,12 +486,12 @@ fn devices() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--batch N`: masked copies per submission, at least 1.
+/// `--batch N`: masked copies per batch, at least 1.
 fn copies(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
-            "give at least 1 masked copy per submission, or leave --batch out (got {s:?})"
+            "give at least 1 masked copy per batch, or leave --batch out (got {s:?})"
         )),
     }
 }

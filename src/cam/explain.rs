@@ -27,7 +27,7 @@ pub struct ExplainOptions {
     pub overlay_size: u32,
     pub save_raw: bool,
     pub top_k: usize,
-    /// masked copies per submission for Score-CAM (0: `default_batch`)
+    /// masked copies per batch for Score-CAM (0: `default_batch`)
     pub batch: usize,
     /// also write `<stem>.report.html` (`cam::report`)
     pub report: bool,
@@ -37,8 +37,10 @@ pub struct ExplainOptions {
     pub metrics: Option<std::sync::Arc<Vec<crate::eval::ImageMetrics>>>,
 }
 
-/// Masked copies per submission when `--batch` is not given: few on a CPU adapter, where a
-/// copy takes about a second and the progress bar moves per submission; more on a GPU.
+/// Masked copies per batch when `--batch` is not given: few on a CPU adapter, where a copy
+/// takes about a second, the progress bar moves per batch and a bigger batch is not faster
+/// per copy; more on a GPU, where small layers need several images to fill the device. The
+/// plan lowers it to what fits (`Plan::masked_copies`).
 pub fn default_batch(gpu: &crate::gpu::Gpu) -> usize {
     if gpu.is_cpu() { 4 } else { 32 }
 }
@@ -186,9 +188,10 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         let total = super::scorecam::passes(plan, &score_cams, &o.score_blocks);
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} masked passes (Score-CAM) [{elapsed_precise}, eta {eta}]",
-            )
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{bar:30}} {{pos}}/{{len}} masked passes (Score-CAM, {} per batch) [{{elapsed_precise}}, eta {{eta}}]",
+                plan.masked_copies()
+            ))
             .unwrap(),
         );
         let mut made = Vec::new();

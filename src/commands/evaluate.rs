@@ -37,7 +37,9 @@ pub struct EvaluateArgs {
     /// Write every image's metrics and curves, and the means, as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Masked copies of the image per GPU submission (default: 4 on a CPU adapter, 32 on a GPU).
+    /// Masked copies of the image per batch: one submission runs N copies through the forward
+    /// at once (default: 4 on a CPU adapter, 32 on a GPU; never more than fit in 2 GiB and the
+    /// adapter's buffer limits).
     #[arg(long, value_name = "N", value_parser = super::super::copies)]
     batch: Option<usize>,
     #[command(flatten)]
