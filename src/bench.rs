@@ -136,6 +136,10 @@ pub struct ForwardResult {
     pub single: Stat,
     pub copies_per_submission: usize,
     pub masked_per_copy: Stat,
+    /// GPU memory each copy of the batch takes (`Plan::bytes_per_copy`; absent in runs
+    /// archived before it was recorded)
+    #[serde(default)]
+    pub bytes_per_copy: u64,
 }
 
 /// N images of N distinct sizes against N images of one size, run after them on the same
@@ -370,9 +374,10 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     } else {
         None
     };
+    let (h, w) = sizes[0];
     let masked = a
         .masked
-        .unwrap_or_else(|| crate::cam::explain::default_batch(engine.gpu));
+        .unwrap_or_else(|| crate::model::efficientnet::Plan::default_batch(engine.gpu, &engine.model, h, w));
     let forward = if masked > 0 {
         Some(forward(&mut engine, sizes[0], masked, a.iters)?)
     } else {
@@ -409,6 +414,7 @@ fn forward(
     let opts = PlanOptions::forward(n);
     let x = detweights::input(h, w);
     let gpu = engine.gpu;
+    let per_copy_bytes = crate::model::efficientnet::Plan::bytes_per_copy(gpu, &engine.model, h, w);
     let plan = engine.plan(h, w, &opts)?;
     let n = plan.masked_copies();
     let o = plan.run(gpu, &x, None, Score::Prob)?;
@@ -437,12 +443,14 @@ fn forward(
         single: stat(&single),
         copies_per_submission: n,
         masked_per_copy: stat(&per_copy),
+        bytes_per_copy: per_copy_bytes,
     };
     println!(
-        "\nforward alone at {h}×{w}: {:.1} ms one per submission; {:.1} ms per masked copy in batches of {n} ({:.1} images/s)",
+        "\nforward alone at {h}×{w}: {:.1} ms one per submission; {:.1} ms per masked copy in batches of {n} ({:.1} images/s, {:.0} MiB of GPU memory per copy)",
         r.single.median_ms,
         r.masked_per_copy.median_ms,
-        1000.0 / r.masked_per_copy.median_ms
+        1000.0 / r.masked_per_copy.median_ms,
+        r.bytes_per_copy as f64 / 1048576.0
     );
     Ok(r)
 }

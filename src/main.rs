@@ -169,7 +169,8 @@ struct ExplainArgs {
     overlay_size: u32,
     /// Masked copies of the photo per batch for Score-CAM: one submission runs N copies
     /// through the forward at once, each forward buffer holding N images (default: 4 on a CPU
-    /// adapter, 32 on a GPU; never more than fit in 2 GiB and the adapter's buffer limits).
+    /// adapter, 32 on a GPU, fewer if they would take over 2 GiB; never more than the adapter's
+    /// buffer limits allow, nor over 2 GiB on a CPU adapter).
     #[arg(long, value_name = "N", value_parser = copies)]
     batch: Option<usize>,
     /// Also write `<stem>.report.html` (every block's map over the photo, max |activation| per

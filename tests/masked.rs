@@ -218,3 +218,33 @@ fn masked_passes_equal_one_ordinary_pass_per_copy() {
         }
     }
 }
+
+#[test]
+fn a_batch_costs_what_bytes_per_copy_says_and_the_default_fits_the_budget() {
+    let g = gpu();
+    let m = ModelGpu::upload(g, combicam_gpu::check::test_network("b0").unwrap()).unwrap();
+    let (h, w) = (224, 200);
+    // each image a batch adds is the forward footprint the batch choice counts
+    let bytes = |n| Plan::new(g, &m, h, w, PlanOptions::forward(n)).unwrap().bytes;
+    let per = Plan::bytes_per_copy(g, &m, h, w);
+    let grown = bytes(3) - bytes(2);
+    let rel = (grown as f64 - per as f64).abs() / per as f64;
+    println!("one more copy: {grown} bytes, bytes_per_copy {per} ({rel:.1e} apart)");
+    assert!(rel < 0.01, "one more copy took {grown} bytes, bytes_per_copy says {per}");
+    let plan = Plan::new(g, &m, h, w, PlanOptions::forward(5)).unwrap();
+    assert_eq!(plan.masked_copies(), 5, "5 small copies fit");
+    // the default: 4 on a CPU adapter (32 on a GPU) while they fit in the budget, fewer
+    // beyond it (or past the adapter's binding limit), never 0
+    let budget = combicam_gpu::model::plan::BATCH_BUDGET;
+    let want = if g.is_cpu() { 4 } else { 32 };
+    for (h, w) in [(300, 450), (900, 1350), (1500, 2250)] {
+        let n = Plan::default_batch(g, &m, h, w);
+        let per = Plan::bytes_per_copy(g, &m, h, w);
+        let fits = (budget / per).max(1) as usize;
+        println!("B0 at {h}×{w}: {per} bytes per copy, {fits} fit in the budget, default batch {n}");
+        assert!((1..=want.min(fits)).contains(&n), "default batch {n} at {h}×{w}");
+    }
+    // where neither the budget nor a limit binds, what the adapter kind asks for
+    let fits = (budget / Plan::bytes_per_copy(g, &m, 300, 450)) as usize;
+    assert_eq!(Plan::default_batch(g, &m, 300, 450), want.min(fits));
+}

@@ -27,7 +27,7 @@ pub struct ExplainOptions {
     pub overlay_size: u32,
     pub save_raw: bool,
     pub top_k: usize,
-    /// masked copies per batch for Score-CAM (0: `default_batch`)
+    /// masked copies per batch for Score-CAM (0: `Plan::default_batch`)
     pub batch: usize,
     /// also write `<stem>.report.html` (`cam::report`)
     pub report: bool,
@@ -35,14 +35,6 @@ pub struct ExplainOptions {
     pub embedding: bool,
     /// `evaluate --json` results to show in the reports (`--metrics`)
     pub metrics: Option<std::sync::Arc<Vec<crate::eval::ImageMetrics>>>,
-}
-
-/// Masked copies per batch when `--batch` is not given: few on a CPU adapter, where a copy
-/// takes about a second, the progress bar moves per batch and a bigger batch is not faster
-/// per copy; more on a GPU, where small layers need several images to fill the device. The
-/// plan lowers it to what fits (`Plan::masked_copies`).
-pub fn default_batch(gpu: &crate::gpu::Gpu) -> usize {
-    if gpu.is_cpu() { 4 } else { 32 }
 }
 
 #[derive(Serialize)]
@@ -157,7 +149,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         .filter(|e| e.method.is_score_cam())
         .collect();
     let batch = match o.batch {
-        0 => default_batch(engine.gpu),
+        0 => crate::model::efficientnet::Plan::default_batch(engine.gpu, &engine.model, h, w),
         n => n,
     };
     let opts = PlanOptions {

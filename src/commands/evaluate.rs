@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use combicam_gpu::engine::Engine;
 use combicam_gpu::eval::{self, ImageMetrics, Spec};
-use combicam_gpu::model::efficientnet::{PlanOptions, Score};
+use combicam_gpu::model::efficientnet::{Plan, PlanOptions, Score};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -38,8 +38,8 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Masked copies of the image per batch: one submission runs N copies through the forward
-    /// at once (default: 4 on a CPU adapter, 32 on a GPU; never more than fit in 2 GiB and the
-    /// adapter's buffer limits).
+    /// at once (default: 4 on a CPU adapter, 32 on a GPU, fewer if they would take over 2 GiB;
+    /// never more than the adapter's buffer limits allow, nor over 2 GiB on a CPU adapter).
     #[arg(long, value_name = "N", value_parser = super::super::copies)]
     batch: Option<usize>,
     #[command(flatten)]
@@ -104,9 +104,6 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     }
     let how = w.preprocessing;
     let gpu = open_gpu(a.device.device)?;
-    let batch = a
-        .batch
-        .unwrap_or_else(|| combicam_gpu::cam::explain::default_batch(&gpu));
     let mut engine = Engine::new(&gpu, w)?;
     let pb = ProgressBar::new((images.len() * per_image) as u64);
     pb.set_style(
@@ -125,7 +122,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         }
         pb.set_message(path.display().to_string());
         let base = pb.position();
-        match one_image(&mut engine, path, &how, &specs, a.steps, batch, &pb) {
+        match one_image(&mut engine, path, &how, &specs, a.steps, a.batch, &pb) {
             Ok(r) => results.push(r),
             Err(e) => {
                 failed += 1;
@@ -206,11 +203,12 @@ fn one_image(
     how: &combicam_gpu::preprocess::Preprocessing,
     specs: &[Spec],
     steps: usize,
-    batch: usize,
+    batch: Option<usize>,
     pb: &ProgressBar,
 ) -> anyhow::Result<ImageMetrics> {
     let (_, pre) = load(path, how)?;
     let (h, w) = (pre.height, pre.width);
+    let batch = batch.unwrap_or_else(|| Plan::default_batch(engine.gpu, &engine.model, h, w));
     let x = &pre.tensor;
     // the unmodified image's top cell/class and its probability Y
     let fwd = PlanOptions::forward(batch);

@@ -196,7 +196,8 @@ pub struct PlanOptions {
     pub blocks: Vec<usize>,
     /// the CAM methods and their fusion rules (Combi-CAM by default)
     pub explainers: Vec<Explainer>,
-    /// masked copies per submission (Score-CAM, the metrics; see `Plan::run_masked`): 0, none
+    /// masked copies per batch (Score-CAM, the metrics; see `Plan::run_masked`), within the
+    /// adapter's limits: 0, none
     pub masked: usize,
 }
 

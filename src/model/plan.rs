@@ -140,25 +140,28 @@ fn gemm_pack_texels(cfg: &ModelCfg, stem: (usize, usize), sizes: &[(usize, usize
     most.max(t(last.max(cfg.head), prev.0 * prev.1))
 }
 
-/// GPU memory the batched copies of a plan may take together (`batch_fit`). wgpu tells no
-/// adapter's memory size, so this is a fixed budget that fits beside the model on a GPU of
-/// 4 GB or more; `--batch` cannot go past it.
+/// GPU memory the default batch of masked copies may take (`Plan::default_batch`). wgpu
+/// tells no adapter's memory size, so this is a fixed budget that fits beside the model on a
+/// GPU of 4 GB or more. On a GPU an explicit `--batch` is held only to the adapter's limits;
+/// on a CPU adapter, whose memory is the host's and is taken on first touch, to this budget
+/// too.
 pub const BATCH_BUDGET: u64 = 2 << 30;
 
-/// How many images of `h`×`w` a forward batch can hold, at most `want`: what the budget
-/// (`BATCH_BUDGET`) leaves for the forward's buffers of one image, what the adapter binds
-/// for the largest of them, and what the GEMM's scratch texture can grow to (`pack`: its
-/// texels per image). Mirrors the allocations of `Rec::block_forward` and
-/// `Rec::head_forward`.
-fn batch_fit(
-    gpu: &Gpu,
+/// Images of `all` floats each that fit in `BATCH_BUDGET` (at least 1).
+fn budget_fit(all: usize) -> usize {
+    ((BATCH_BUDGET / (4 * all.max(1)) as u64) as usize).max(1)
+}
+
+/// What one image of a forward batch holds, in floats: all its forward buffers together (the
+/// GEMM's scratch texels `pack` counted as 4 floats each) and the largest of them. Mirrors
+/// the allocations of `Rec::block_forward` and `Rec::head_forward`.
+fn forward_footprint(
     cfg: &ModelCfg,
     (h, w): (usize, usize),
     (stem, sizes): ((usize, usize), &[(usize, usize)]),
     classes: usize,
     pack: Option<usize>,
-    want: usize,
-) -> usize {
+) -> (usize, usize) {
     let mut each = vec![3 * h * w, cfg.stem * stem.0 * stem.1];
     let mut prev = stem;
     for (b, &(oh, ow)) in cfg.blocks.iter().zip(sizes) {
@@ -176,16 +179,52 @@ fn batch_fit(
     }
     let hw = prev.0 * prev.1;
     each.extend([cfg.head * hw, cfg.head, classes, classes]);
-    let floats: usize = each.iter().sum::<usize>() + 4 * pack.unwrap_or(0);
-    let largest = *each.iter().max().unwrap_or(&1) as u64 * 4;
-    let mut n = want
-        .min((BATCH_BUDGET / (4 * floats.max(1)) as u64) as usize)
-        .min((gpu.max_binding() / largest.max(1)) as usize);
+    let all = each.iter().sum::<usize>() + 4 * pack.unwrap_or(0);
+    (all, each.into_iter().max().unwrap_or(1))
+}
+
+/// The GEMM's scratch texels per image on adapters that pack (`gemm::Variant::Regs`).
+fn pack_texels(gpu: &Gpu, cfg: &ModelCfg, stem: (usize, usize), sizes: &[(usize, usize)]) -> Option<usize> {
+    (gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs)
+        .then(|| gemm_pack_texels(cfg, stem, sizes))
+}
+
+/// At most `want` images of `largest` floats per buffer, within what the adapter binds and,
+/// with a scratch texture of `pack` texels per image, its texture size limit.
+fn batch_limit(gpu: &Gpu, want: usize, largest: usize, pack: Option<usize>) -> usize {
+    let mut n = want.min((gpu.max_binding() / (4 * largest.max(1)) as u64) as usize);
     if let Some(t) = pack {
         let rows = gpu.limits.max_texture_dimension_2d as usize;
         n = n.min(rows * gemm::PACK_W / t.max(1));
     }
     n.max(1)
+}
+
+impl Plan {
+    /// Masked copies per batch when the user gives none: 4 on a CPU adapter (a copy takes
+    /// about a second there, the progress bar moves per batch, and a bigger batch is not
+    /// faster per copy), 32 on a GPU (small layers need several images to fill it); fewer
+    /// when the `h`×`w` forward of `m` would take more than `BATCH_BUDGET` or the adapter's
+    /// limits.
+    pub fn default_batch(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> usize {
+        let want = if gpu.is_cpu() { 4 } else { 32 };
+        let (all, largest, pack) = Self::copy_footprint(gpu, m, h, w);
+        batch_limit(gpu, want.min(budget_fit(all)), largest, pack)
+    }
+
+    /// GPU memory each image of a forward batch adds, in bytes: what `--batch` costs.
+    pub fn bytes_per_copy(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> u64 {
+        4 * Self::copy_footprint(gpu, m, h, w).0 as u64
+    }
+
+    /// `forward_footprint` for `m` at `h`×`w` on this adapter, and its scratch texels.
+    fn copy_footprint(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> (usize, usize, Option<usize>) {
+        let cfg = &m.weights.cfg;
+        let (sh, sw, sizes) = cfg.sizes(h, w);
+        let pack = pack_texels(gpu, cfg, (sh, sw), &sizes);
+        let (all, largest) = forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), pack);
+        (all, largest, pack)
+    }
 }
 
 /// What recording a plan needs: the device, the uploaded model, the allocator, the GEMM's
@@ -895,12 +934,17 @@ impl Plan {
             )));
         }
         let recording = gpu.record_with(old);
-        let texels = (gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs)
-            .then(|| gemm_pack_texels(cfg, (sh, sw), &sizes));
-        // the forward's buffers hold `batch` images when there are masked copies to run
+        let texels = pack_texels(gpu, cfg, (sh, sw), &sizes);
+        // the forward's buffers hold `batch` images when there are masked copies to run: as
+        // many as asked, within the adapter's limits (and the budget on a CPU adapter)
         let batch = match opts.masked {
             0 => 1,
-            want => batch_fit(gpu, cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels, want),
+            want => {
+                let (all, largest) =
+                    forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels);
+                let want = if gpu.is_cpu() { want.min(budget_fit(all)) } else { want };
+                batch_limit(gpu, want, largest, texels)
+            }
         };
         let mut a = Alloc { gpu, batch };
         let pack = match texels {
