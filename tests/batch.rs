@@ -1,16 +1,17 @@
 //! The forward kernels over a batch of images (workgroup z = the image, the images one after
 //! another in each buffer): every image of the batch against the CPU reference run on that
 //! image alone, on awkward shapes. The masked passes of Score-CAM and the metrics run the
-//! forward this way (`Dispatch::record_batch`).
+//! forward this way (`Dispatch::record_batch`). The GEMM's batch is checked in
+//! `ops::gemm_matches_reference`, every case over two images.
 
 use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::gpu::Dispatch;
 use combicam_gpu::model::config::PadRule;
-use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, gemm, head, reduce, se};
+use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, head, reduce, se};
 use combicam_gpu::ops::{
     conv::{ConvArgs, ConvShape},
     depthwise::{DwForward, DwShape},
-    gemm::{GemmArgs, GemmWeights, InMode, Variant, XPack},
+    gemm::GemmWeights,
     head::{Chunk, LinearArgs},
     reduce::{Reduce, RowsArgs},
     se::{SeShape, SeWeights},
@@ -84,64 +85,6 @@ fn batched_stem_conv_matches_reference_per_image() {
         per_image(&format!("conv{k}s{s}"), &[&d], &yb, (0, ny, ny), &[cout, oh, ow], &|i| {
             conv::cpu::conv(sh, Some(Act::Silu), slice(&x, nx, i), &wt, &b)
         });
-    }
-}
-
-#[test]
-fn batched_gemm_matches_reference_per_image() {
-    let g = gpu();
-    // (M, K, P, bias, scaled, residual): the projection's form (scale per image, residual)
-    for (i, &(m, k, p, bias, scaled, res)) in [
-        (13, 7, 97, false, false, false),
-        (70, 33, 130, true, true, true),
-        (5, 9, 3, true, true, false),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let act = if i % 2 == 0 { Act::Silu } else { Act::Relu6 };
-        let a = rand(m * k, 1 + i as u64, -1.0, 1.0);
-        let x = images(k * p, 100 + i as u64, -8.0, 8.0);
-        let b = rand(m, 200 + i as u64, -1.0, 1.0);
-        let s = images(k, 300 + i as u64, 0.0, 1.0);
-        let r = images(m * p, 400 + i as u64, -1.0, 1.0);
-        let ab = GemmWeights::upload(g, "test.a", &a, m, k).unwrap();
-        let (xb, bb, sb, rb) = (up(&x), up(&b), up(&s), up(&r));
-        let pack = XPack::new(g, "test.pack", B * XPack::texels_for(k, p)).unwrap();
-        for variant in [Variant::Regs, Variant::Tiled] {
-            let yb = zeros(B * m * p);
-            let args = GemmArgs {
-                m,
-                k,
-                p,
-                a: &ab,
-                x: &xb.buf,
-                bias: bias.then_some(&bb.buf),
-                scale: scaled.then_some(&sb.buf),
-                res: res.then_some(&rb.buf),
-                y: &yb.buf,
-                mode: if scaled {
-                    InMode::ActScaled(act)
-                } else {
-                    InMode::Plain
-                },
-                pack: Some(&pack),
-            };
-            let ds = gemm::gemm_variant(g, "test.gemm", &args, variant);
-            let name = format!("gemm.{variant:?}.{m}x{k}x{p}");
-            per_image(&name, &ds.iter().collect::<Vec<_>>(), &yb, (0, m * p, m * p), &[m, p], &|i| {
-                gemm::cpu::gemm(
-                    &a,
-                    slice(&x, k * p, i),
-                    bias.then_some(&b[..]),
-                    scaled.then_some((act, slice(&s, k, i))),
-                    res.then_some(slice(&r, m * p, i)),
-                    m,
-                    k,
-                    p,
-                )
-            });
-        }
     }
 }
 

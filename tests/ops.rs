@@ -48,29 +48,36 @@ fn gemm_matches_reference() {
         (24, 144, 4075, false, false, true),
         (67, 40, 150, true, true, false),
     ];
+    // every case over a batch of two images (workgroup z), each against the CPU on its own:
+    // its x, SE scale and residual one after another in each buffer, the weights shared
+    const B: usize = 2;
     for (i, &(m, k, p, bias, scaled, res)) in cases.iter().enumerate() {
         let a = rand(m * k, 1 + i as u64, -1.0, 1.0);
-        let x = rand(k * p, 100 + i as u64, -8.0, 8.0);
+        let x = rand(B * k * p, 100 + i as u64, -8.0, 8.0);
         let b = rand(m, 200 + i as u64, -1.0, 1.0);
         let act = act_of(i);
-        let s = rand(k, 300 + i as u64, 0.0, 1.0);
-        let r = rand(m * p, 400 + i as u64, -1.0, 1.0);
+        let s = rand(B * k, 300 + i as u64, 0.0, 1.0);
+        let r = rand(B * m * p, 400 + i as u64, -1.0, 1.0);
         let ab = GemmWeights::upload(g, "test.a", &a, m, k).unwrap();
         let (xb, bb, sb, rb) = (up(&x), up(&b), up(&s), up(&r));
-        let want = gemm::cpu::gemm(
-            &a,
-            &x,
-            bias.then_some(&b[..]),
-            scaled.then_some((act, &s[..])),
-            res.then_some(&r[..]),
-            m,
-            k,
-            p,
-        );
-        let pack = XPack::new(g, "test.pack", XPack::texels_for(k, p)).unwrap();
+        let want: Vec<Vec<f32>> = (0..B)
+            .map(|n| {
+                gemm::cpu::gemm(
+                    &a,
+                    &x[n * k * p..(n + 1) * k * p],
+                    bias.then_some(&b[..]),
+                    scaled.then_some((act, &s[n * k..(n + 1) * k])),
+                    res.then_some(&r[n * m * p..(n + 1) * m * p]),
+                    m,
+                    k,
+                    p,
+                )
+            })
+            .collect();
+        let pack = XPack::new(g, "test.pack", B * XPack::texels_for(k, p)).unwrap();
         // both kernels, whatever this adapter would pick
         for variant in [Variant::Regs, Variant::Tiled] {
-            let yb = zeros(m * p);
+            let yb = zeros(B * m * p);
             let args = GemmArgs {
                 m,
                 k,
@@ -89,21 +96,25 @@ fn gemm_matches_reference() {
                 pack: Some(&pack),
             };
             let ds = gemm::gemm_variant(g, "test.gemm", &args, variant);
-            g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
-            check(
-                &format!(
-                    "gemm.{variant:?}.{m}x{k}x{p}{}",
-                    if scaled {
-                        format!(".{act:?}")
-                    } else {
-                        String::new()
-                    }
-                ),
-                &read(&yb),
-                &want,
-                &[m, p],
-                tol_for(&want),
-            );
+            g.run_now_batched(&ds.iter().collect::<Vec<_>>(), B as u32)
+                .unwrap();
+            let got = read(&yb);
+            for (n, want) in want.iter().enumerate() {
+                check(
+                    &format!(
+                        "gemm.{variant:?}.{m}x{k}x{p}{} image {n}",
+                        if scaled {
+                            format!(".{act:?}")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    &got[n * m * p..(n + 1) * m * p],
+                    want,
+                    &[m, p],
+                    tol_for(want),
+                );
+            }
         }
     }
 }
