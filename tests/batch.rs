@@ -12,7 +12,6 @@ use combicam_gpu::ops::{
     conv::{ConvArgs, ConvShape},
     depthwise::{DwForward, DwShape},
     gemm::GemmWeights,
-    head::{Chunk, LinearArgs},
     reduce::{Reduce, RowsArgs},
     se::{SeShape, SeWeights},
 };
@@ -212,24 +211,7 @@ fn batched_head_matches_reference_per_image() {
             out: &fb.buf,
         },
     )];
-    for (c, &(r0, rows)) in chunks.iter().enumerate() {
-        ds.push(head::linear(
-            g,
-            "test.linear",
-            &LinearArgs {
-                chunk: Chunk {
-                    w: &wbufs[c],
-                    row0: r0,
-                    rows,
-                    k,
-                },
-                n,
-                f: &fb.buf,
-                bias: &bb.buf,
-                logits: &lb.buf,
-            },
-        ));
-    }
+    ds.extend(crate::ops::linear_chunks(&wbufs, &chunks, (n, k), (&fb, &bb, &lb)));
     ds.push(head::softmax(g, "test.softmax", n, &lb.buf, &pb.buf, &ib.buf));
     g.queue
         .write_buffer(&ib.buf, 0, bytemuck::cast_slice(&[u32::MAX, 0, 0, 0]));

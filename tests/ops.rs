@@ -2,6 +2,7 @@
 //! counts not a multiple of 4, stride 2, k = 3 and 5, sizes not a multiple of the workgroup.
 
 use crate::common::{check, gpu, rand, read, up, zeros};
+use combicam_gpu::gpu::{Dispatch, GpuBuf};
 use combicam_gpu::model::config::PadRule;
 use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, gemm, head, reduce, se};
 use combicam_gpu::ops::{
@@ -451,6 +452,24 @@ fn squeeze_excite_matches_reference() {
     }
 }
 
+/// The classifier as the head records it: one `head::linear` per chunk of rows (`wbufs[c]`
+/// holds rows `chunks[c]`), from features f to logits.
+pub(crate) fn linear_chunks(
+    wbufs: &[GemmWeights],
+    chunks: &[(usize, usize)],
+    (n, k): (usize, usize),
+    (f, bias, logits): (&GpuBuf, &GpuBuf, &GpuBuf),
+) -> Vec<Dispatch> {
+    let g = gpu();
+    (wbufs.iter().zip(chunks))
+        .map(|(w, &(row0, rows))| {
+            let chunk = Chunk { w, row0, rows, k };
+            let (f, bias, logits) = (&f.buf, &bias.buf, &logits.buf);
+            head::linear(g, "test.linear", &LinearArgs { chunk, n, f, bias, logits })
+        })
+        .collect()
+}
+
 #[test]
 fn head_matches_reference_across_chunks() {
     let g = gpu();
@@ -470,25 +489,7 @@ fn head_matches_reference_across_chunks() {
         .collect();
     let nsegs: usize = chunks.iter().map(|c| c.1.div_ceil(head::SEG_ROWS)).sum();
     let (partb, dfb) = (zeros(nsegs * k), zeros(k));
-    let mut ds = Vec::new();
-    for (c, &(r0, rows)) in chunks.iter().enumerate() {
-        ds.push(head::linear(
-            g,
-            "test.linear",
-            &LinearArgs {
-                chunk: Chunk {
-                    w: &wbufs[c],
-                    row0: r0,
-                    rows,
-                    k,
-                },
-                n,
-                f: &fb.buf,
-                bias: &bb.buf,
-                logits: &lb.buf,
-            },
-        ));
-    }
+    let mut ds = linear_chunks(&wbufs, &chunks, (n, k), (&fb, &bb, &lb));
     ds.push(head::softmax(
         g,
         "test.softmax",
