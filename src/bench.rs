@@ -375,9 +375,9 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         None
     };
     let (h, w) = sizes[0];
-    let masked = a
-        .masked
-        .unwrap_or_else(|| crate::model::efficientnet::Plan::default_batch(engine.gpu, &engine.model, h, w));
+    let masked = a.masked.unwrap_or_else(|| {
+        crate::model::efficientnet::Plan::default_batch(engine.gpu, &engine.model, h, w)
+    });
     let forward = if masked > 0 {
         Some(forward(&mut engine, sizes[0], masked, a.iters)?)
     } else {

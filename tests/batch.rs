@@ -38,13 +38,21 @@ fn per_image(
     for i in 0..B {
         let w = want(i);
         let start = off + i * stride;
-        check(&format!("{name} image {i}"), &all[start..start + len], &w, shape, tol(&w));
+        check(
+            &format!("{name} image {i}"),
+            &all[start..start + len],
+            &w,
+            shape,
+            tol(&w),
+        );
     }
 }
 
 /// `n` values per image for the whole batch, each image with its own seed.
 fn images(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    (0..B as u64).flat_map(|i| rand(n, seed + 1000 * i, lo, hi)).collect()
+    (0..B as u64)
+        .flat_map(|i| rand(n, seed + 1000 * i, lo, hi))
+        .collect()
 }
 
 fn slice(v: &[f32], n: usize, i: usize) -> &[f32] {
@@ -81,9 +89,14 @@ fn batched_stem_conv_matches_reference_per_image() {
                 y: &yb.buf,
             },
         );
-        per_image(&format!("conv{k}s{s}"), &[&d], &yb, (0, ny, ny), &[cout, oh, ow], &|i| {
-            conv::cpu::conv(sh, Some(Act::Silu), slice(&x, nx, i), &wt, &b)
-        });
+        per_image(
+            &format!("conv{k}s{s}"),
+            &[&d],
+            &yb,
+            (0, ny, ny),
+            &[cout, oh, ow],
+            &|i| conv::cpu::conv(sh, Some(Act::Silu), slice(&x, nx, i), &wt, &b),
+        );
     }
 }
 
@@ -142,7 +155,14 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
         ];
         let want = |i: usize| depthwise::cpu::forward(sh, Some(act), slice(&x, nx, i), &wt, &b);
         let name = format!("dw{k}s{s}");
-        per_image(&name, &[&ds[0], &ds[1]], &yb, (0, ny, ny), &[c, oh, ow], &want);
+        per_image(
+            &name,
+            &[&ds[0], &ds[1]],
+            &yb,
+            (0, ny, ny),
+            &[c, oh, ow],
+            &want,
+        );
         let pool = |i: usize| -> Vec<f32> {
             want(i)
                 .chunks(oh * ow)
@@ -175,7 +195,13 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
     let all = read(&rb);
     for i in 0..B {
         let r = want(i).0;
-        check(&format!("se.r image {i}"), &all[i * cse..(i + 1) * cse], &r, &[cse], tol(&r));
+        check(
+            &format!("se.r image {i}"),
+            &all[i * cse..(i + 1) * cse],
+            &r,
+            &[cse],
+            tol(&r),
+        );
     }
 }
 
@@ -211,8 +237,20 @@ fn batched_head_matches_reference_per_image() {
             out: &fb.buf,
         },
     )];
-    ds.extend(crate::ops::linear_chunks(&wbufs, &chunks, (n, k), (&fb, &bb, &lb)));
-    ds.push(head::softmax(g, "test.softmax", n, &lb.buf, &pb.buf, &ib.buf));
+    ds.extend(crate::ops::linear_chunks(
+        &wbufs,
+        &chunks,
+        (n, k),
+        (&fb, &bb, &lb),
+    ));
+    ds.push(head::softmax(
+        g,
+        "test.softmax",
+        n,
+        &lb.buf,
+        &pb.buf,
+        &ib.buf,
+    ));
     g.queue
         .write_buffer(&ib.buf, 0, bytemuck::cast_slice(&[u32::MAX, 0, 0, 0]));
     let logits = |i: usize| {
@@ -224,10 +262,20 @@ fn batched_head_matches_reference_per_image() {
     let probs = read(&pb);
     for i in 0..B {
         let (p, _) = head::cpu::softmax(&logits(i));
-        check(&format!("softmax image {i}"), slice(&probs, n, i), &p, &[n], tol(&p));
+        check(
+            &format!("softmax image {i}"),
+            slice(&probs, n, i),
+            &p,
+            &[n],
+            tol(&p),
+        );
     }
     // only image 0 tells the target and the argmax
     let info: Vec<u32> = read(&ib).iter().map(|v| v.to_bits()).collect();
     let (_, arg0) = head::cpu::softmax(&logits(0));
-    assert_eq!((info[2] as usize, info[3] as usize), (arg0, arg0), "image 0's argmax");
+    assert_eq!(
+        (info[2] as usize, info[3] as usize),
+        (arg0, arg0),
+        "image 0's argmax"
+    );
 }

@@ -74,8 +74,11 @@ fn masking_kernels_match_the_cpu_reference() {
         };
         let copy_of = |all: &[f32], n: usize| all[n * 3 * hw..(n + 1) * 3 * hw].to_vec();
         for normalise in [true, false] {
-            g.run_now_batched(&[&masked::mask_cam(g, "cam", &bb, h, w, normalise)], copies as u32)
-                .unwrap();
+            g.run_now_batched(
+                &[&masked::mask_cam(g, "cam", &bb, h, w, normalise)],
+                copies as u32,
+            )
+            .unwrap();
             let got = read(&batch_in);
             for n in 0..copies {
                 let k = c - 1 - n;
@@ -96,8 +99,11 @@ fn masking_kernels_match_the_cpu_reference() {
         g.queue
             .write_buffer(&bjob.buf, 0, bytemuck::cast_slice(&job));
         for insertion in [false, true] {
-            g.run_now_batched(&[&masked::mask_rank(g, "rank", &bb, h, w, insertion)], copies as u32)
-                .unwrap();
+            g.run_now_batched(
+                &[&masked::mask_rank(g, "rank", &bb, h, w, insertion)],
+                copies as u32,
+            )
+            .unwrap();
             let got = read(&batch_in);
             for (n, &count) in counts.iter().enumerate() {
                 let want = cpu::mask_rank(&x0, insertion.then_some(&blurred[..]), &rank, count);
@@ -225,12 +231,19 @@ fn a_batch_costs_what_bytes_per_copy_says_and_the_default_fits_the_budget() {
     let m = ModelGpu::upload(g, combicam_gpu::check::test_network("b0").unwrap()).unwrap();
     let (h, w) = (224, 200);
     // each image a batch adds is the forward footprint the batch choice counts
-    let bytes = |n| Plan::new(g, &m, h, w, PlanOptions::forward(n)).unwrap().bytes;
+    let bytes = |n| {
+        Plan::new(g, &m, h, w, PlanOptions::forward(n))
+            .unwrap()
+            .bytes
+    };
     let per = Plan::bytes_per_copy(g, &m, h, w);
     let grown = bytes(3) - bytes(2);
     let rel = (grown as f64 - per as f64).abs() / per as f64;
     println!("one more copy: {grown} bytes, bytes_per_copy {per} ({rel:.1e} apart)");
-    assert!(rel < 0.01, "one more copy took {grown} bytes, bytes_per_copy says {per}");
+    assert!(
+        rel < 0.01,
+        "one more copy took {grown} bytes, bytes_per_copy says {per}"
+    );
     let plan = Plan::new(g, &m, h, w, PlanOptions::forward(5)).unwrap();
     assert_eq!(plan.masked_copies(), 5, "5 small copies fit");
     // the default: 4 on a CPU adapter (32 on a GPU) while they fit in the budget, fewer
@@ -241,8 +254,13 @@ fn a_batch_costs_what_bytes_per_copy_says_and_the_default_fits_the_budget() {
         let n = Plan::default_batch(g, &m, h, w);
         let per = Plan::bytes_per_copy(g, &m, h, w);
         let fits = (budget / per).max(1) as usize;
-        println!("B0 at {h}×{w}: {per} bytes per copy, {fits} fit in the budget, default batch {n}");
-        assert!((1..=want.min(fits)).contains(&n), "default batch {n} at {h}×{w}");
+        println!(
+            "B0 at {h}×{w}: {per} bytes per copy, {fits} fit in the budget, default batch {n}"
+        );
+        assert!(
+            (1..=want.min(fits)).contains(&n),
+            "default batch {n} at {h}×{w}"
+        );
     }
     // where neither the budget nor a limit binds, what the adapter kind asks for
     let fits = (budget / Plan::bytes_per_copy(g, &m, 300, 450)) as usize;

@@ -465,7 +465,17 @@ pub(crate) fn linear_chunks(
         .map(|(w, &(row0, rows))| {
             let chunk = Chunk { w, row0, rows, k };
             let (f, bias, logits) = (&f.buf, &bias.buf, &logits.buf);
-            head::linear(g, "test.linear", &LinearArgs { chunk, n, f, bias, logits })
+            head::linear(
+                g,
+                "test.linear",
+                &LinearArgs {
+                    chunk,
+                    n,
+                    f,
+                    bias,
+                    logits,
+                },
+            )
         })
         .collect()
 }

@@ -137,7 +137,11 @@ impl Dispatch {
     /// Record it for a batch of `images` (workgroup z = the image; see the shaders' "Batch"
     /// notes). Only for dispatches whose own grid is flat in z.
     pub fn record_batch(&self, pass: &mut wgpu::ComputePass<'_>, images: u32) {
-        debug_assert_eq!(self.groups[2], 1, "{}: a grid with z is not batched", self.label);
+        debug_assert_eq!(
+            self.groups[2], 1,
+            "{}: a grid with z is not batched",
+            self.label
+        );
         self.record_z(pass, images);
     }
 

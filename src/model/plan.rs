@@ -184,7 +184,12 @@ fn forward_footprint(
 }
 
 /// The GEMM's scratch texels per image on adapters that pack (`gemm::Variant::Regs`).
-fn pack_texels(gpu: &Gpu, cfg: &ModelCfg, stem: (usize, usize), sizes: &[(usize, usize)]) -> Option<usize> {
+fn pack_texels(
+    gpu: &Gpu,
+    cfg: &ModelCfg,
+    stem: (usize, usize),
+    sizes: &[(usize, usize)],
+) -> Option<usize> {
     (gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs)
         .then(|| gemm_pack_texels(cfg, stem, sizes))
 }
@@ -218,11 +223,17 @@ impl Plan {
     }
 
     /// `forward_footprint` for `m` at `h`×`w` on this adapter, and its scratch texels.
-    fn copy_footprint(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> (usize, usize, Option<usize>) {
+    fn copy_footprint(
+        gpu: &Gpu,
+        m: &ModelGpu,
+        h: usize,
+        w: usize,
+    ) -> (usize, usize, Option<usize>) {
         let cfg = &m.weights.cfg;
         let (sh, sw, sizes) = cfg.sizes(h, w);
         let pack = pack_texels(gpu, cfg, (sh, sw), &sizes);
-        let (all, largest) = forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), pack);
+        let (all, largest) =
+            forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), pack);
         (all, largest, pack)
     }
 }
@@ -942,7 +953,11 @@ impl Plan {
             want => {
                 let (all, largest) =
                     forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels);
-                let want = if gpu.is_cpu() { want.min(budget_fit(all)) } else { want };
+                let want = if gpu.is_cpu() {
+                    want.min(budget_fit(all))
+                } else {
+                    want
+                };
                 batch_limit(gpu, want, largest, texels)
             }
         };

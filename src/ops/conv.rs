@@ -82,7 +82,10 @@ pub fn source(k: usize, stride: usize, cin: usize) -> String {
         for u in 0..k {
             let _ = writeln!(b, "    {{\n        let ii = i32(oi * S) - pad_t + {u};");
             b.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
-            let _ = writeln!(b, "            let row = xoff + ({c}u * prm.h + u32(ii)) * prm.w;");
+            let _ = writeln!(
+                b,
+                "            let row = xoff + ({c}u * prm.h + u32(ii)) * prm.w;"
+            );
             for t in 0..(7 * stride + k) {
                 let _ = writeln!(b, "            let v{t} = xat(row, j_lo + {t});");
             }
