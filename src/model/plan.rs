@@ -103,7 +103,7 @@ impl ReadBack {
 
 struct Alloc<'a> {
     gpu: &'a Gpu,
-    /// images the forward's buffers hold (`Plan::batch`)
+    /// images the forward's buffers hold (`Plan::masked_copies`; 1 without masked copies)
     batch: usize,
 }
 
