@@ -194,10 +194,12 @@ fn pack_texels(
         .then(|| gemm_pack_texels(cfg, stem, sizes))
 }
 
-/// At most `want` images of `largest` floats per buffer, within what the adapter binds and,
+/// At most `want` images of `largest` floats per buffer, within what the adapter binds (and
+/// holds in one buffer) and,
 /// with a scratch texture of `pack` texels per image, its texture size limit.
 fn batch_limit(gpu: &Gpu, want: usize, largest: usize, pack: Option<usize>) -> usize {
-    let mut n = want.min((gpu.max_binding() / (4 * largest.max(1)) as u64) as usize);
+    let most = gpu.max_binding().min(gpu.limits.max_buffer_size);
+    let mut n = want.min((most / (4 * largest.max(1)) as u64) as usize);
     if let Some(t) = pack {
         let rows = gpu.limits.max_texture_dimension_2d as usize;
         n = n.min(rows * gemm::PACK_W / t.max(1));
