@@ -1049,3 +1049,26 @@ fn report_pages_link_only_files_that_exist() {
     }
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn a_batch_past_the_adapter_limits_is_lowered_and_said() {
+    // B0 at 300×400 (visloc resizing): block 1's expansion is 11.5 MB per image, so no
+    // adapter that binds 128 MiB takes 10,000 copies; Score-CAM at block 0 is 16 passes
+    let d = tmp("batch-lowered");
+    let img = d.join("p.png");
+    photo(&img, 64, 48);
+    let o = run(bin()
+        .arg("explain")
+        .arg(&img)
+        .args(TEST_NET)
+        .args([
+            "--method", "scorecam", "--blocks", "0", "--batch", "10000", "--out",
+        ])
+        .arg(d.join("out")));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let line = err.lines().find(|l| l.contains("--batch 10000 lowered to"));
+    let line = line.unwrap_or_else(|| panic!("no note about the lowered batch in: {err}"));
+    println!("{line}");
+    assert!(d.join("out/p.scorecam.png").is_file());
+}

@@ -176,6 +176,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
     if !score_cams.is_empty() {
         let gpu = engine.gpu;
         let plan = engine.plan(h, w, &opts)?;
+        crate::model::masked::note_batch(o.batch, plan.masked_copies());
         let acts = super::scorecam::block_outputs(gpu, plan, &o.score_blocks)?;
         let total = super::scorecam::passes(plan, &score_cams, &o.score_blocks);
         let pb = indicatif::ProgressBar::new(total as u64);

@@ -208,11 +208,16 @@ fn one_image(
 ) -> anyhow::Result<ImageMetrics> {
     let (_, pre) = load(path, how)?;
     let (h, w) = (pre.height, pre.width);
+    let asked = batch;
     let batch = batch.unwrap_or_else(|| Plan::default_batch(engine.gpu, &engine.model, h, w));
     let x = &pre.tensor;
     // the unmodified image's top cell/class and its probability Y
     let fwd = PlanOptions::forward(batch);
     let o = engine.run(x, h, w, &fwd, None, Score::Prob)?;
+    if let Some(asked) = asked {
+        let got = engine.plan(h, w, &fwd)?.masked_copies();
+        combicam_gpu::model::masked::note_batch(asked, got);
+    }
     let (target, y) = (o.argmax, o.probs[o.argmax]);
     let mut explainers = BTreeMap::new();
     for s in specs {

@@ -14,6 +14,19 @@ use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::masked::{self, JOB_HEADER, MaskBufs};
 use std::ops::Range;
 
+/// Say once per process, on stderr, that an explicit `--batch asked` became `got` copies per
+/// batch (`Plan::masked_copies`), so a user who sized it knows what ran.
+pub fn note_batch(asked: usize, got: usize) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if got < asked {
+        SAID.call_once(|| {
+            eprintln!(
+                "note: --batch {asked} lowered to {got} masked copies per batch: the most this adapter's buffer limits allow at this image size (on a CPU adapter, also within 2 GiB)"
+            )
+        });
+    }
+}
+
 /// What the masked copies of one submission are.
 pub enum Masks<'a> {
     /// Score-CAM: x0·up(A_k) for the channels k of block `block` of the original image,
