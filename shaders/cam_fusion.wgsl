@@ -112,7 +112,10 @@ fn normalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
     let b = mm[1];
     var v = 0.0;
     if (b - a > 1e-5 * max(abs(a), abs(b))) {
-        v = (fused[idx] - a) / (b - a);
+        let f = fused[idx];
+        // WGSL's division may be 2.5 ulp off (GPUs take a reciprocal): the peak is exactly 1,
+        // and nothing leaves [0, 1]
+        v = select(clamp((f - a) / (b - a), 0.0, 1.0), 1.0, f >= b);
     }
     norm[idx] = v;
 }

@@ -84,7 +84,8 @@ fn retrieval_kernels_match_cpu_on_awkward_shapes() {
             &read(&o2),
             &cpu::l2norm(&x),
             &[k],
-            Tolerance::new(0.0, 2e-8),
+            // 2 ulp: lavapipe measured 3.7e-9 absolute, an H200 1 ulp (6e-8 at 0.59)
+            Tolerance::new(2.4e-7, 0.0),
         );
     }
 }
