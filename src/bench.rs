@@ -374,10 +374,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     } else {
         None
     };
-    let (h, w) = sizes[0];
-    let masked = a.masked.unwrap_or_else(|| {
-        crate::model::efficientnet::Plan::default_batch(engine.gpu, &engine.model, h, w)
-    });
+    let masked = a.masked.unwrap_or(PlanOptions::AUTO_BATCH);
     let forward = if masked > 0 {
         Some(forward(&mut engine, sizes[0], masked, a.iters)?)
     } else {
@@ -404,7 +401,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
 }
 
 /// `--masked N`: forward passes one per submission, then masked copies in batches of N (or
-/// of what the plan fits: `Plan::masked_copies`).
+/// of what the plan fits: `Plan::masked_copies`; `PlanOptions::AUTO_BATCH`: the default).
 fn forward(
     engine: &mut Engine,
     (h, w): (usize, usize),

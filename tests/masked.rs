@@ -246,6 +246,13 @@ fn a_batch_costs_what_bytes_per_copy_says_and_the_default_fits_the_budget() {
     );
     let plan = Plan::new(g, &m, h, w, PlanOptions::forward(5)).unwrap();
     assert_eq!(plan.masked_copies(), 5, "5 small copies fit");
+    // the default that explain and evaluate ask for is default_batch at the plan's size
+    let auto = Plan::new(g, &m, h, w, PlanOptions::forward(PlanOptions::AUTO_BATCH)).unwrap();
+    assert_eq!(
+        auto.masked_copies(),
+        Plan::default_batch(g, &m, h, w),
+        "AUTO_BATCH"
+    );
     // the default: 4 on a CPU adapter (32 on a GPU) while they fit in the budget, fewer
     // beyond it (or past the adapter's binding limit), never 0
     let budget = combicam_gpu::model::plan::BATCH_BUDGET;

@@ -27,7 +27,7 @@ pub struct ExplainOptions {
     pub overlay_size: u32,
     pub save_raw: bool,
     pub top_k: usize,
-    /// masked copies per batch for Score-CAM (0: `Plan::default_batch`)
+    /// masked copies per batch for Score-CAM (0: `PlanOptions::AUTO_BATCH`)
     pub batch: usize,
     /// also write `<stem>.report.html` (`cam::report`)
     pub report: bool,
@@ -149,7 +149,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         .filter(|e| e.method.is_score_cam())
         .collect();
     let batch = match o.batch {
-        0 => crate::model::efficientnet::Plan::default_batch(engine.gpu, &engine.model, h, w),
+        0 => PlanOptions::AUTO_BATCH,
         n => n,
     };
     let opts = PlanOptions {

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use combicam_gpu::engine::Engine;
 use combicam_gpu::eval::{self, ImageMetrics, Spec};
-use combicam_gpu::model::efficientnet::{Plan, PlanOptions, Score};
+use combicam_gpu::model::efficientnet::{PlanOptions, Score};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -208,10 +208,10 @@ fn one_image(
 ) -> anyhow::Result<ImageMetrics> {
     let (_, pre) = load(path, how)?;
     let (h, w) = (pre.height, pre.width);
-    let asked = batch;
-    let batch = batch.unwrap_or_else(|| Plan::default_batch(engine.gpu, &engine.model, h, w));
     let x = &pre.tensor;
     // the unmodified image's top cell/class and its probability Y
+    let asked = batch;
+    let batch = batch.unwrap_or(PlanOptions::AUTO_BATCH);
     let fwd = PlanOptions::forward(batch);
     let o = engine.run(x, h, w, &fwd, None, Score::Prob)?;
     if let Some(asked) = asked {

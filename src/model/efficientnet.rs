@@ -197,11 +197,17 @@ pub struct PlanOptions {
     /// the CAM methods and their fusion rules (Combi-CAM by default)
     pub explainers: Vec<Explainer>,
     /// masked copies per batch (Score-CAM, the metrics; see `Plan::run_masked`), within the
-    /// adapter's limits: 0, none
+    /// adapter's limits: 0, none; `AUTO_BATCH`, the default for the plan's size
+    /// (`Plan::default_batch`)
     pub masked: usize,
 }
 
 impl PlanOptions {
+    /// `masked`: as many copies per batch as `Plan::default_batch` gives at the plan's size.
+    /// One value for every size, so an engine keeps one plan per run (re-recorded per size)
+    /// rather than one per batch that the sizes give.
+    pub const AUTO_BATCH: usize = usize::MAX;
+
     /// The forward alone (predict), with `masked` copies per submission (0: none).
     pub fn forward(masked: usize) -> PlanOptions {
         PlanOptions {

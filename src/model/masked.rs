@@ -4,9 +4,10 @@
 //! of these.
 //!
 //! A plan with masked copies holds a batch of `n` images in every forward buffer (image 0
-//! is the plan's own; `Plan::batch`). The mask kernels write the `n` inputs at once, and each
-//! forward dispatch is replayed with `n` workgroups along z, one per image. `n` is what
-//! was asked for, within the adapter's limits and a memory budget (`plan::batch_fit`).
+//! is the plan's own; `Plan::masked_copies`). The mask kernels write the `n` inputs at once,
+//! and each forward dispatch is replayed with `n` workgroups along z, one per image. `n` is
+//! what was asked for (or the default, `PlanOptions::AUTO_BATCH`), within the adapter's
+//! limits and a memory budget (`plan::batch_for`).
 
 use super::plan::Plan;
 use crate::error::{Error, Result};

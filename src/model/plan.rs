@@ -207,6 +207,27 @@ fn batch_limit(gpu: &Gpu, want: usize, largest: usize, pack: Option<usize>) -> u
     n.max(1)
 }
 
+/// The batch a plan records for `asked` masked copies of a forward footprint (`all`,
+/// `largest`: `forward_footprint`). `PlanOptions::AUTO_BATCH`: 4 on a CPU adapter, 32 on a
+/// GPU, within the budget; an explicit number: within the budget on a CPU adapter only.
+/// Then within the adapter's limits (`batch_limit`).
+fn batch_for(
+    gpu: &Gpu,
+    asked: usize,
+    (all, largest): (usize, usize),
+    pack: Option<usize>,
+) -> usize {
+    let want = if asked == PlanOptions::AUTO_BATCH {
+        let want = if gpu.is_cpu() { 4 } else { 32 };
+        want.min(budget_fit(all))
+    } else if gpu.is_cpu() {
+        asked.min(budget_fit(all))
+    } else {
+        asked
+    };
+    batch_limit(gpu, want, largest, pack)
+}
+
 impl Plan {
     /// Masked copies per batch when the user gives none: 4 on a CPU adapter (a copy takes
     /// about a second there, the progress bar moves per batch, and a bigger batch is not
@@ -214,9 +235,8 @@ impl Plan {
     /// when the `h`×`w` forward of `m` would take more than `BATCH_BUDGET` or the adapter's
     /// limits.
     pub fn default_batch(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> usize {
-        let want = if gpu.is_cpu() { 4 } else { 32 };
         let (all, largest, pack) = Self::copy_footprint(gpu, m, h, w);
-        batch_limit(gpu, want.min(budget_fit(all)), largest, pack)
+        batch_for(gpu, PlanOptions::AUTO_BATCH, (all, largest), pack)
     }
 
     /// GPU memory each image of a forward batch adds, in bytes: what `--batch` costs.
@@ -948,19 +968,13 @@ impl Plan {
         }
         let recording = gpu.record_with(old);
         let texels = pack_texels(gpu, cfg, (sh, sw), &sizes);
-        // the forward's buffers hold `batch` images when there are masked copies to run: as
-        // many as asked, within the adapter's limits (and the budget on a CPU adapter)
+        // the forward's buffers hold `batch` images when there are masked copies to run
+        // (`batch_for`)
         let batch = match opts.masked {
             0 => 1,
-            want => {
-                let (all, largest) =
-                    forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels);
-                let want = if gpu.is_cpu() {
-                    want.min(budget_fit(all))
-                } else {
-                    want
-                };
-                batch_limit(gpu, want, largest, texels)
+            asked => {
+                let fp = forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels);
+                batch_for(gpu, asked, fp, texels)
             }
         };
         let mut a = Alloc { gpu, batch };
