@@ -21,11 +21,12 @@
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 16 through workgroup memory.
 
-struct Params { m: u32, k: u32, p: u32, _pad: u32 }
+// flags: bit 0 = add bias, bit 1 = add res. Uniform flags rather than override constants,
+// so that every GEMM of a plan shares one `regs` pipeline: on lavapipe each distinct
+// pipeline costs 1–4 s of LLVM code generation on its first dispatch.
+struct Params { m: u32, k: u32, p: u32, flags: u32 }
 
 override IN_MODE: u32 = 0u;
-override HAS_BIAS: bool = true;
-override HAS_RES: bool = false;
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var a: texture_2d<f32>;
@@ -69,7 +70,7 @@ fn load_x(k: u32, p: u32) -> f32 {
 }
 
 fn row_bias(m: u32) -> f32 {
-    if (HAS_BIAS) {
+    if ((prm.flags & 1u) != 0u) {
         return bias[m];
     }
     return 0.0;
@@ -78,7 +79,7 @@ fn row_bias(m: u32) -> f32 {
 // y[m, p] = acc + b (+ res[m, p]); b = row_bias(m), loaded once per row by the caller
 fn epilogue(m: u32, p: u32, acc: f32, b: f32) {
     var v = acc + b;
-    if (HAS_RES) {
+    if ((prm.flags & 2u) != 0u) {
         v += res[yo + m * prm.p + p];
     }
     y[yo + m * prm.p + p] = v;

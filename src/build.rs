@@ -9,7 +9,7 @@ const SOURCE: &str = "weights/efficientnet-lite0-57934424.pth";
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE}");
-    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/build.rs");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("builtin-lite0.safetensors");
     let reader = pytorch_reader::PytorchReader::new(SOURCE)

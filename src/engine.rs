@@ -144,6 +144,56 @@ pub struct Prediction {
 }
 
 /// Output `i` (a cell or a class) with its probability and its place or label.
+/// `--target`: an index, or (ImageNet models) a label: the label equal to it, ignoring case,
+/// else the only label that contains it. Unknown, ambiguous and out-of-range targets are
+/// one-line errors naming the fix.
+pub fn resolve_target(w: &Weights, s: &str) -> Result<usize> {
+    let n = w.classifier.n;
+    let t = s.trim();
+    if let Ok(i) = t.parse::<usize>() {
+        return if i < n {
+            Ok(i)
+        } else {
+            Err(Error::Input(format!(
+                "--target {i} is out of range: the model has {n} outputs (0-{})",
+                n - 1
+            )))
+        };
+    }
+    let HeadKind::Labels(labels) = &w.classifier.kind else {
+        return Err(Error::Input(format!(
+            "--target {s:?}: geolocation weights have no labels; give a cell index (0-{}) or --target-latlon LAT,LON",
+            n - 1
+        )));
+    };
+    let q = t.to_lowercase();
+    if let Some(i) = labels.iter().position(|l| l.to_lowercase() == q) {
+        return Ok(i);
+    }
+    let hits: Vec<usize> = (0..labels.len())
+        .filter(|&i| labels[i].to_lowercase().contains(&q))
+        .collect();
+    let quoted = |ix: &[usize]| {
+        ix.iter()
+            .take(6)
+            .map(|&i| format!("\"{}\" ({i})", labels[i]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match hits.len() {
+        1 => Ok(hits[0]),
+        0 => Err(Error::Input(format!(
+            "--target {s:?} is not a label of this model: give an index (0-{}) or one of its labels (`combicam-gpu predict IMAGE --top-k {n}` lists them)",
+            n - 1
+        ))),
+        k => Err(Error::Input(format!(
+            "--target {s:?} is ambiguous: {k} labels contain it ({}{}); give the whole label or its index",
+            quoted(&hits),
+            if k > 6 { ", …" } else { "" }
+        ))),
+    }
+}
+
 pub fn entry(w: &Weights, out: &Output, i: usize) -> TopEntry {
     let mut e = TopEntry {
         index: i,

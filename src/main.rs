@@ -62,6 +62,12 @@ struct FetchArgs {
     repo: String,
 }
 
+#[derive(Copy, Clone, PartialEq, ValueEnum)]
+enum RawSize {
+    Input,
+    Photo,
+}
+
 #[derive(Copy, Clone, ValueEnum)]
 enum DtypeArg {
     F32,
@@ -128,6 +134,11 @@ struct ExplainArgs {
     /// Also write <stem>.cams.safetensors: probs, logits, gradcam.NN, combicam.
     #[arg(long)]
     save_raw: bool,
+    /// Size of the fused maps in the raw file: input (the model's input, default) or photo
+    /// (also each fused map as `<name>.photo`, resized to the photo's resolution with the
+    /// overlays' bilinear rule, to lay over the original photo). `photo` implies --save-raw.
+    #[arg(long, value_enum, default_value = "input", value_name = "SIZE")]
+    raw_size: RawSize,
     /// Print each image's JSON report on stdout.
     #[arg(long)]
     json: bool,
@@ -153,9 +164,10 @@ struct ExplainArgs {
     /// within KM km of the target cell's centre, "why does it think this region?").
     #[arg(long, default_value = "prob", value_name = "SCORE")]
     score: String,
-    /// Explain this cell/class instead of the top one.
-    #[arg(long, value_name = "INDEX", conflicts_with = "target_latlon")]
-    target: Option<usize>,
+    /// Explain this cell/class instead of the top one: its index, or for ImageNet models its
+    /// label (e.g. --target "bow tie"; a unique part of a label works too).
+    #[arg(long, value_name = "INDEX|LABEL", conflicts_with = "target_latlon")]
+    target: Option<String>,
     /// Explain the cell whose centre is nearest to LAT,LON (degrees; geolocation weights).
     #[arg(long, value_name = "LAT,LON", allow_hyphen_values = true)]
     target_latlon: Option<String>,
@@ -527,12 +539,13 @@ fn test_weights(variant: &str, cells: usize, retrieval: bool) -> anyhow::Result<
 const BUILTIN_FILE: &str = "efficientnet-lite0-57934424.pth";
 
 /// --weights, else $COMBICAM_WEIGHTS, else the weights in ./weights/, else the built-in Lite0.
-fn load_weights(a: &WeightsArgs) -> anyhow::Result<Weights> {
-    load_weights_with(a, false)
+/// `does` says what the command does with them ("evaluates"), for the built-in model's note.
+fn load_weights(a: &WeightsArgs, does: &str) -> anyhow::Result<Weights> {
+    load_weights_with(a, false, does)
 }
 
 /// `load_weights`, with visloc's retrieval head too when `retrieval`.
-fn load_weights_with(a: &WeightsArgs, retrieval: bool) -> anyhow::Result<Weights> {
+fn load_weights_with(a: &WeightsArgs, retrieval: bool, does: &str) -> anyhow::Result<Weights> {
     if let Some(v) = &a.test_weights {
         return test_weights(v, a.cells, retrieval);
     }
@@ -557,7 +570,7 @@ fn load_weights_with(a: &WeightsArgs, retrieval: bool) -> anyhow::Result<Weights
         }
         let w = weights::builtin()?;
         eprintln!(
-            "weights: none given, so this explains ImageNet classes with the {} (loaded in \
+            "weights: none given, so this {does} ImageNet classes with the {} (loaded in \
              {:.2}s). For geolocation, pass the visloc weights: --weights DIR with \
              efficientnet_backbone.pt and mvmf_head.pt (weights/README.md)",
             weights::BUILTIN_NAME,
@@ -622,14 +635,22 @@ fn load(
 
 /// The images of `inputs` (files, and folders scanned recursively); none is an error.
 fn image_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let images: Vec<PathBuf> = runs::collect(inputs, true, None)
-        .into_iter()
-        .map(|i| i.path)
-        .collect();
+    let found = runs::collect(inputs, true, None);
+    note_skipped(found.skipped_outputs);
+    let images: Vec<PathBuf> = found.inputs.into_iter().map(|i| i.path).collect();
     if images.is_empty() {
         bail!("no images found in {inputs:?}");
     }
     Ok(images)
+}
+
+/// Folder scans pass over this tool's own outputs; say so once.
+fn note_skipped(n: usize) {
+    if n > 0 {
+        eprintln!(
+            "note: passed over {n} files and folders this tool wrote (overlays, heat maps, reports, run folders); name a file directly to use it"
+        );
+    }
 }
 
 fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
@@ -646,7 +667,7 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let retrieval = a.embedding || within.is_some();
-    let w = load_weights_with(&a.weights, retrieval)?;
+    let w = load_weights_with(&a.weights, retrieval, "predicts")?;
     if within.is_some() && !matches!(w.classifier.kind, weights::HeadKind::Geo { .. }) {
         bail!("--background needs geolocation weights (visloc), not an ImageNet classifier");
     }
@@ -721,17 +742,40 @@ fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     Ok(finish(failed, images.len()))
 }
 
-/// The line (and with -v the timings) of one explained image.
+/// How a cell or class is named on the console: its label in quotes, or the cell with its
+/// centre.
+fn entry_name(e: &combicam_gpu::engine::TopEntry) -> String {
+    match (&e.label, e.lat, e.lon) {
+        (Some(l), _, _) => format!("\"{l}\""),
+        (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", e.index, la, lo),
+        _ => format!("output {}", e.index),
+    }
+}
+
+/// Said once per run: the upscaling warning of tiny photos.
+static UPSCALE_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The line (and with -v the timings) of one explained image: what was explained, and what
+/// the model predicted when that is something else.
 fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
     if json {
         println!("{}", serde_json::to_string(report).unwrap());
     }
-    // the explained target: the top cell/class unless --target or --target-latlon
-    let t = &report.explained;
-    let place = match (&t.label, t.lat, t.lon) {
-        (Some(l), _, _) => l.clone(),
-        (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", t.index, la, lo),
-        _ => format!("{}", t.index),
+    let (t, top) = (&report.explained, &report.prediction.top[0]);
+    let what = if t.index == top.index {
+        format!(
+            "explained {} (p={:.4}; the top prediction)",
+            entry_name(t),
+            t.probability
+        )
+    } else {
+        format!(
+            "explained {} (p={:.4}; target); top: {} (p={:.4})",
+            entry_name(t),
+            t.probability,
+            entry_name(top),
+            top.probability
+        )
     };
     let region = match report.score {
         Score::Region(km) => format!(
@@ -741,12 +785,21 @@ fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
         _ => String::new(),
     };
     eprintln!(
-        "{} → {place}, p={:.4}{region}; wrote {}",
+        "{} → {what}{region}; wrote {}",
         path.display(),
-        t.probability,
         report.outputs.join(", ")
     );
     for w in &report.warnings {
+        if w.starts_with(combicam_gpu::cam::explain::UPSCALED) {
+            if UPSCALE_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
+            eprintln!(
+                "warning: {}: {w} (said once per run; every image's JSON lists its warnings)",
+                path.display()
+            );
+            continue;
+        }
         eprintln!("warning: {}: {w}", path.display());
     }
     if verbose {
@@ -836,7 +889,9 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha {} is outside 0..1", a.alpha);
     }
-    let mut inputs = runs::collect(&a.images, !a.no_recursive, Some(&a.out));
+    let found = runs::collect(&a.images, !a.no_recursive, Some(&a.out));
+    note_skipped(found.skipped_outputs);
+    let mut inputs = found.inputs;
     if inputs.is_empty() {
         bail!("no images found in {:?}", a.images);
     }
@@ -851,7 +906,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .map(combicam_gpu::eval::read_metrics)
         .transpose()?
         .map(std::sync::Arc::new);
-    let w = load_weights_with(&a.weights, a.embedding)?;
+    let w = load_weights_with(&a.weights, a.embedding, "explains")?;
     let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
     if matches!(score, Score::Region(_)) && !is_geo {
         bail!(
@@ -860,9 +915,10 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             w.source
         );
     }
-    let target = match &a.target_latlon {
-        Some(s) => Some(nearest_cell(&w, s)?),
-        None => a.target,
+    let target = match (&a.target_latlon, &a.target) {
+        (Some(s), _) => Some(nearest_cell(&w, s)?),
+        (None, Some(t)) => Some(combicam_gpu::engine::resolve_target(&w, t)?),
+        (None, None) => None,
     };
     let nb = w.cfg.blocks.len();
     // the official Grad-CAM++ alone: the last block by default; Score-CAM (one pass per
@@ -890,6 +946,8 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             w.classifier.n - 1
         );
     }
+    // a folder this run makes is removed again if no image could be explained
+    let out_existed = a.out.exists();
     std::fs::create_dir_all(&a.out).with_context(|| {
         format!(
             "cannot create output folder {} (choose another with --out)",
@@ -930,7 +988,8 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         report: a.report,
         metrics,
         embedding: a.embedding,
-        save_raw: a.save_raw,
+        save_raw: a.save_raw || a.raw_size == RawSize::Photo,
+        raw_at_photo_size: a.raw_size == RawSize::Photo,
         top_k: a.top_k,
     };
     let mut used = std::collections::HashSet::new();
@@ -971,6 +1030,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             })
         })
         .collect();
+    let mut succeeded = 0;
     let end = runs::pipelined(
         &todo,
         &INTERRUPTED,
@@ -1001,10 +1061,24 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
                 combicam_gpu::cam::report::write_index(&a.out, &pages)?;
             }
             pb.suspend(|| print_explained(&report, path, a.json, a.verbose));
+            succeeded += 1;
             Ok(())
         },
     );
     let (failed, stopped) = (end.failed, end.stopped);
+    if succeeded == 0 && !out_existed {
+        // nothing to show: leave no empty folder behind (the errors are on stderr)
+        let _ = std::fs::remove_dir_all(&a.out);
+        if stopped {
+            eprintln!("interrupted");
+            return Ok(ExitCode::from(130));
+        }
+        return Ok(finish(failed, images.len()));
+    }
+    for (k, msg) in &end.errors {
+        index.append_error(&images[todo[*k]].display().to_string(), msg)?;
+    }
+    index.finish()?;
     if skipped > 0 {
         eprintln!(
             "{skipped} images already done in {} (--resume)",

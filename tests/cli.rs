@@ -31,7 +31,7 @@ pub(crate) fn photo(path: &Path, w: u32, h: u32) {
     img.save(path).unwrap();
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let o = cmd.output().unwrap();
     println!(
         "$ {:?}\n{}{}",
@@ -43,7 +43,7 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// The error line: exactly one line starting with "error:", no panic.
-fn one_line_error(o: &Output) -> String {
+pub(crate) fn one_line_error(o: &Output) -> String {
     assert!(!o.status.success(), "must fail");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!err.contains("panicked"), "panic: {err}");
@@ -52,7 +52,7 @@ fn one_line_error(o: &Output) -> String {
     lines[0].to_string()
 }
 
-const TEST_NET: [&str; 4] = ["--test-weights", "b0", "--cells", "50"];
+pub(crate) const TEST_NET: [&str; 4] = ["--test-weights", "b0", "--cells", "50"];
 
 #[test]
 fn explain_writes_every_output() {

@@ -83,7 +83,7 @@ fn b0_gpu_matches_cpu_model_block_by_block() {
 
 #[test]
 fn other_families_gpu_match_cpu_model_block_by_block() {
-    // Lite0 (ReLU6, no SE, frozen padding) and timm's TF port of B0 (TF "SAME" at the actual
+    // Lite0 (ReLU6, no SE) and timm's TF port of B0 (TF "SAME" at the actual
     // size), at odd sizes where the padding is asymmetric
     // and a 16×16 input, whose last blocks are 1×1: nearly flat fused maps must come out as
     // zeros on both sides, not as float32 noise stretched to [0, 1]
@@ -219,7 +219,8 @@ fn timm_b0_matches_pytorch() {
 
 #[test]
 fn lite0_matches_efficientnet_lite_pytorch() {
-    // random weights, 89×71: ReLU6, no SE, padding frozen at 224 as the package does
+    // random weights, 89×71: ReLU6, no SE, TF "SAME" at the actual size (the package built
+    // with image_size = (89, 71))
     compare_with_golden_net("lite0_random.safetensors", |n| {
         weights::formula_for(
             efficientnet(0, Family::Lite),
@@ -234,12 +235,7 @@ fn timm_tf_lite0_matches_pytorch() {
     // random weights, 95×69: timm's TF port of Lite0 — ReLU6, no SE, TF "SAME" at the actual
     // size (asymmetric in every stride-2 depthwise conv here), timm key names
     compare_with_golden_net("tf_lite0_random.safetensors", |n| {
-        let cfg = combicam_gpu::model::config::efficientnet_padded(
-            0,
-            Family::Lite,
-            combicam_gpu::model::config::Padding::TfSame,
-        );
-        weights::formula_for(cfg, Layout::Timm, n)
+        weights::formula_for(efficientnet(0, Family::Lite), Layout::Timm, n)
     });
 }
 

@@ -26,6 +26,8 @@ pub struct ExplainOptions {
     /// longest side of the PNGs (0: the photo's size)
     pub overlay_size: u32,
     pub save_raw: bool,
+    /// with `save_raw`, also the fused maps at the photo's resolution (`--raw-size photo`)
+    pub raw_at_photo_size: bool,
     pub top_k: usize,
     /// masked copies per batch for Score-CAM (0: `PlanOptions::AUTO_BATCH`)
     pub batch: usize,
@@ -110,6 +112,11 @@ pub struct Report {
     pub embedding: Option<Vec<f32>>,
     pub outputs: Vec<String>,
 }
+
+/// A photo enlarged more than this to reach the model's input gets a warning.
+pub const MAX_UPSCALE: f64 = 4.0;
+/// How that warning begins (the command line prints it once per run).
+pub const UPSCALED: &str = "upscaled";
 
 /// What the GPU made of one photo, for `write_one` (possibly on another thread).
 pub struct Explained {
@@ -281,6 +288,17 @@ pub fn write_one(
     let t0 = Instant::now();
     let shown = super::render::fit(photo, o.overlay_size);
     let mut warnings = Vec::new();
+    let (ph, pw) = (photo.height().max(1) as f64, photo.width().max(1) as f64);
+    let scale = (h as f64 / ph).max(w as f64 / pw);
+    if scale > MAX_UPSCALE {
+        warnings.push(format!(
+            "{UPSCALED} {scale:.0}× (the photo is {}×{} pixels, the model's input {w}×{h}): the maps show a blown-up image with little detail of its own; use a photo of at least {}×{} pixels",
+            photo.width(),
+            photo.height(),
+            (w as f64 / MAX_UPSCALE).ceil(),
+            (h as f64 / MAX_UPSCALE).ceil(),
+        ));
+    }
     let mut outputs = Vec::new();
     for e in &out.explainers {
         let (lo, hi) = e.fused_range;
@@ -301,7 +319,10 @@ pub fn write_one(
     }
     if o.save_raw {
         let p_raw = out_dir.join(format!("{stem}.cams.safetensors"));
-        write_bytes_atomic(&raw_safetensors(&out, h, w)?, &p_raw)?;
+        let photo_size = o
+            .raw_at_photo_size
+            .then(|| (photo.height() as usize, photo.width() as usize));
+        write_bytes_atomic(&raw_safetensors(&out, h, w, photo_size)?, &p_raw)?;
         outputs.push(p_raw.display().to_string());
     }
     let p_json = out_dir.join(format!("{stem}.json"));
@@ -430,8 +451,14 @@ pub fn png_names(out_dir: &Path, stem: &str, e: &Explainer) -> (PathBuf, PathBuf
 /// `probs`, `logits` (N); per method m, `m.NN` (h_l, w_l) for the fused blocks (after ReLU,
 /// unnormalised; `gradcam.NN` for Grad-CAM) and its fused map (H, W), normalised to [0, 1]
 /// (`combicam` for Combi-CAM, else `m.fused`, or `m.RULE.fused` for a rule other than the
-/// method's default).
-pub fn raw_safetensors(out: &Output, h: usize, w: usize) -> Result<Vec<u8>> {
+/// method's default). With `photo` = (H', W'), each fused map also as `<name>.photo`
+/// (H', W'): resized to the photo's resolution by the overlays' bilinear rule.
+pub fn raw_safetensors(
+    out: &Output,
+    h: usize,
+    w: usize,
+    photo: Option<(usize, usize)>,
+) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
         (
             "probs".into(),
@@ -451,6 +478,14 @@ pub fn raw_safetensors(out: &Output, h: usize, w: usize) -> Result<Vec<u8>> {
             vec![h, w],
             bytemuck::cast_slice(&e.fused).to_vec(),
         ));
+        if let Some((ph, pw)) = photo {
+            let big = super::render::resize_bilinear(&e.fused, h, w, ph, pw);
+            tensors.push((
+                format!("{}.photo", e.explainer.fused_name()),
+                vec![ph, pw],
+                bytemuck::cast_slice(&big).to_vec(),
+            ));
+        }
         // a method's block maps do not depend on the fusion rule: written once
         if !seen.insert(e.explainer.method) {
             continue;

@@ -43,11 +43,24 @@ pub fn heatmap_rgb(map: &[f32], h: usize, w: usize, out_w: u32, out_h: u32) -> R
         }
         return out;
     }
-    if (oh, ow) == (h, w) {
-        for (p, &m) in out.pixels_mut().zip(map) {
-            p.0 = jet(quant(m));
-        }
-        return out;
+    let values = resize_bilinear(map, h, w, oh, ow);
+    for (p, &m) in out.pixels_mut().zip(&values) {
+        p.0 = jet(quant(m));
+    }
+    out
+}
+
+/// A map (h, w) resized to (oh, ow) as the overlays are: bilinear with half-pixel centres
+/// (OpenCV's `INTER_LINEAR`), the map itself when the size is the same. `--raw-size photo`
+/// writes the fused maps this way at the photo's resolution.
+pub fn resize_bilinear(map: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    assert_eq!(map.len(), h * w, "resize_bilinear: map is not {h}x{w}");
+    if (oh, ow) == (h, w) || oh == 0 || ow == 0 {
+        return if (oh, ow) == (h, w) {
+            map.to_vec()
+        } else {
+            Vec::new()
+        };
     }
     let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32, f32)> {
         let scale = n_in as f32 / n_out as f32;
@@ -63,13 +76,11 @@ pub fn heatmap_rgb(map: &[f32], h: usize, w: usize, out_w: u32, out_h: u32) -> R
     };
     let ys = taps(h, oh);
     let xs = taps(w, ow);
-    let raw: &mut [u8] = &mut out;
-    for (oy, &(y0, y1, wy0, wy1)) in ys.iter().enumerate() {
+    let mut out = Vec::with_capacity(oh * ow);
+    for &(y0, y1, wy0, wy1) in &ys {
         let (r0, r1) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
-        for (ox, &(x0, x1, wx0, wx1)) in xs.iter().enumerate() {
-            let v = wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]);
-            let i = (oy * ow + ox) * 3;
-            raw[i..i + 3].copy_from_slice(&jet(quant(v)));
+        for &(x0, x1, wx0, wx1) in &xs {
+            out.push(wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]));
         }
     }
     out

@@ -1,9 +1,9 @@
-//! Runs over real folders: the inputs (recursive, `--out` never scanned, sub-folders kept in
-//! the output layout), shards for job arrays, resuming, and `index.jsonl`, the record of
-//! finished images, appended one whole line at a time.
+//! Runs over real folders: the inputs (recursive, `--out` and this tool's own outputs never
+//! scanned, sub-folders kept in the output layout), shards for job arrays, resuming, and
+//! `index.jsonl`, the record of each image's result, one whole line per image.
 
 use crate::error::{Error, Result};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Image files a folder may hold.
@@ -21,26 +21,65 @@ pub struct Input {
 }
 
 /// The images named on the command line, folders expanded (recursively unless
-/// `recursive` is false), sorted by path; `exclude` (the output folder) is never scanned.
-pub fn collect(inputs: &[PathBuf], recursive: bool, exclude: Option<&Path>) -> Vec<Input> {
+/// `recursive` is false), sorted by path. `exclude` (the output folder) is never scanned, and
+/// neither is anything this tool writes ([`is_our_output`]); files named directly are kept.
+pub fn collect(inputs: &[PathBuf], recursive: bool, exclude: Option<&Path>) -> Collected {
     let exclude = exclude.and_then(|e| e.canonicalize().ok());
-    let mut out = Vec::new();
+    let mut c = Collected::default();
     for p in inputs {
         if p.is_dir() {
-            walk(p, p, recursive, exclude.as_deref(), &mut out);
+            walk(p, p, recursive, exclude.as_deref(), &mut c);
         } else {
-            out.push(Input {
+            c.inputs.push(Input {
                 path: p.clone(),
                 rel_dir: PathBuf::new(),
             });
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
+    c.inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    c
 }
 
-fn walk(root: &Path, dir: &Path, recursive: bool, exclude: Option<&Path>, out: &mut Vec<Input>) {
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub inputs: Vec<Input>,
+    /// files and folders passed over because this tool wrote them
+    pub skipped_outputs: usize,
+}
+
+/// Whether a file or folder name is one this tool writes: `<stem>.combicam.png`,
+/// `<stem>.heatmap.png`, `<stem>.<method>[.<rule>][.heatmap].png`, anything
+/// `<stem>.report.*` (the page, its image folder, a screenshot of it), `index.html` and
+/// `index.jsonl`.
+pub fn is_our_output(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    if lower == "index.html" || lower == "index.jsonl" {
+        return true;
+    }
+    let parts: Vec<&str> = lower.split('.').collect();
+    // the stem is the first part; the extension, if any, the last
+    let inner = match parts.len() {
+        0 | 1 => return false,
+        2 => &parts[1..],
+        n => &parts[1..n - 1],
+    };
+    let last = parts[parts.len() - 1];
+    inner.iter().chain([&last]).any(|p| *p == "report")
+        || (last == "png"
+            && inner.iter().any(|p| {
+                matches!(*p, "combicam" | "heatmap" | "fused")
+                    || super::methods::Method::parse(p).is_ok()
+            }))
+}
+
+fn walk(root: &Path, dir: &Path, recursive: bool, exclude: Option<&Path>, out: &mut Collected) {
     if exclude.is_some_and(|e| dir.canonicalize().is_ok_and(|d| d == e)) {
+        return;
+    }
+    // a sub-folder holding a run's index is an earlier run's output folder
+    if dir != root && dir.join("index.jsonl").is_file() {
+        out.skipped_outputs += 1;
         return;
     }
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -49,6 +88,11 @@ fn walk(root: &Path, dir: &Path, recursive: bool, exclude: Option<&Path>, out: &
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        if is_our_output(&name) {
+            out.skipped_outputs += 1;
+            continue;
+        }
         if p.is_dir() {
             if recursive {
                 walk(root, &p, recursive, exclude, out);
@@ -61,7 +105,7 @@ fn walk(root: &Path, dir: &Path, recursive: bool, exclude: Option<&Path>, out: &
                 .and_then(|d| d.strip_prefix(root).ok())
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
-            out.push(Input { path: p, rel_dir });
+            out.inputs.push(Input { path: p, rel_dir });
         }
     }
 }
@@ -95,12 +139,17 @@ pub fn shard(inputs: Vec<Input>, (i, n): (usize, usize)) -> Vec<Input> {
         .collect()
 }
 
-/// `<out>/index.jsonl`: one JSON line per finished image. Each line goes out in one write of
-/// the whole line; a line a crash cut short is removed when the index is opened again. The
-/// file is made when the first image finishes.
+/// `<out>/index.jsonl`: one JSON line per image, `{"image": PATH, …}` with its outputs, or
+/// with `"error"` when it failed. Each line goes out in one write of the whole line; the
+/// file is made when the first line is written. The last line of an image wins: opening the
+/// index drops a line a crash cut short and the earlier lines of every image, and so does
+/// [`Index::finish`], so a folder run again (without `--resume`) leaves one line per image.
 pub struct Index {
     file: Option<std::fs::File>,
     path: PathBuf,
+    /// lines written since opening that replaced an image's earlier line
+    replaced: usize,
+    seen: std::collections::HashSet<String>,
 }
 
 impl Index {
@@ -108,47 +157,99 @@ impl Index {
         Index {
             file: None,
             path: out.join("index.jsonl"),
+            replaced: 0,
+            seen: Default::default(),
         }
     }
 
-    fn open(path: &Path) -> Result<std::fs::File> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::output(path, e))?;
-        // drop a torn last line (no newline after it)
-        let mut text = Vec::new();
-        file.read_to_end(&mut text)
-            .map_err(|e| Error::output(path, e))?;
-        if !text.is_empty() && text.last() != Some(&b'\n') {
-            let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            file.set_len(keep as u64)
-                .map_err(|e| Error::output(path, e))?;
-            file.seek(SeekFrom::End(0))
+    /// Rewrite the file with the last line of each image, whole lines only; the images in it.
+    fn compact(path: &Path) -> Result<std::collections::HashSet<String>> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(Error::output(path, e)),
+        };
+        // a torn last line (no newline after it) is dropped
+        let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let lines: Vec<&[u8]> = text[..whole]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let image = |l: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("image").and_then(|i| i.as_str()).map(String::from))
+        };
+        let mut last = std::collections::HashMap::new();
+        for (i, l) in lines.iter().enumerate() {
+            if let Some(im) = image(l) {
+                last.insert(im, i);
+            }
+        }
+        let keep: Vec<&[u8]> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| image(l).is_none_or(|im| last[&im] == *i))
+            .map(|(_, l)| *l)
+            .collect();
+        if keep.len() != lines.len() || whole != text.len() {
+            let mut out = Vec::with_capacity(whole);
+            for l in keep {
+                out.extend_from_slice(l);
+                out.push(b'\n');
+            }
+            // a new file renamed over the old: a crash leaves one or the other, whole
+            let tmp = path.with_extension("jsonl.tmp");
+            std::fs::write(&tmp, &out)
+                .and_then(|_| std::fs::rename(&tmp, path))
                 .map_err(|e| Error::output(path, e))?;
         }
-        Ok(file)
+        Ok(last.into_keys().collect())
     }
 
     pub fn append(&mut self, line: &serde_json::Value) -> Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(|e| Error::output(&self.path, e))?;
         bytes.push(b'\n');
         if self.file.is_none() {
-            self.file = Some(Self::open(&self.path)?);
+            self.seen = Self::compact(&self.path)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| Error::output(&self.path, e))?;
+            self.file = Some(file);
+        }
+        if let Some(im) = line.get("image").and_then(|i| i.as_str())
+            && !self.seen.insert(im.to_string())
+        {
+            self.replaced += 1;
         }
         let file = self.file.as_mut().expect("opened above");
         file.write_all(&bytes)
             .and_then(|_| file.flush())
             .map_err(|e| Error::output(&self.path, e))
     }
+
+    /// The line of a failed image: its path and the error.
+    pub fn append_error(&mut self, image: &str, error: &str) -> Result<()> {
+        self.append(&serde_json::json!({"image": image, "error": error}))
+    }
+
+    /// Drop the lines this run replaced (one line per image is left).
+    pub fn finish(mut self) -> Result<()> {
+        if self.file.take().is_some() && self.replaced > 0 {
+            Self::compact(&self.path)?;
+        }
+        Ok(())
+    }
 }
 
 /// How a folder run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
     pub failed: usize,
+    /// (item index, the error's one line) of each failed item, in input order
+    pub errors: Vec<(usize, String)>,
     /// `stop` was raised (Ctrl-C): the images already on the GPU were finished, no other began
     pub stopped: bool,
 }
@@ -184,7 +285,7 @@ where
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let (name, decode) = (&name, &decode);
-    let (mut failed, mut done) = (0, 0);
+    let (mut errors, mut done) = (Vec::new(), 0);
     std::thread::scope(|s| {
         let (to_gpu, decoded) = sync_channel::<(usize, std::result::Result<D, E>)>(1);
         let (to_writer, finished) = sync_channel::<(usize, std::result::Result<G, E>)>(1);
@@ -197,18 +298,18 @@ where
         });
         let pbw = pb.clone();
         let writer = s.spawn(move || {
-            let (mut failed, mut done) = (0, 0);
+            let (mut errors, mut done) = (Vec::new(), 0);
             for (k, r) in finished {
                 done += 1;
                 let item = &items[k];
                 if let Err(e) = r.and_then(|g| write(item, g, &pbw)) {
-                    failed += 1;
-                    let msg = format!("error: {}: {e:#}", name(item)).replace('\n', " ");
-                    pbw.suspend(|| eprintln!("{msg}"));
+                    let msg = error_line(&name(item), &format!("{e:#}"));
+                    pbw.suspend(|| eprintln!("error: {msg}"));
+                    errors.push((k, msg));
                 }
                 pbw.inc(1);
             }
-            (failed, done)
+            (errors, done)
         });
         for (k, d) in decoded {
             if stop.load(SeqCst) {
@@ -221,11 +322,23 @@ where
             }
         }
         drop(to_writer);
-        (failed, done) = writer.join().expect("the writer thread panicked");
+        (errors, done) = writer.join().expect("the writer thread panicked");
     });
     pb.finish_and_clear();
     Finished {
-        failed,
+        failed: errors.len(),
+        errors,
         stopped: done < items.len(),
+    }
+}
+
+/// One line for an item's error that names the item once: errors that already name it (the
+/// image and weights errors do) are not prefixed with it again.
+pub fn error_line(name: &str, error: &str) -> String {
+    let e = error.replace('\n', " ");
+    if e.contains(name) {
+        e
+    } else {
+        format!("{name}: {e}")
     }
 }

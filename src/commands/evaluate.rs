@@ -95,7 +95,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let w = load_weights(&a.weights)?;
+    let w = load_weights(&a.weights, "evaluates")?;
     let (model, source) = (w.cfg.name(), w.source.clone());
     // every explainer's blocks exist, before any work; the masked passes each image costs
     let mut per_image = specs.len() * eval::passes_per_explainer(a.steps);

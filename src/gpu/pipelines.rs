@@ -134,6 +134,16 @@ impl Dispatch {
         self.record_z(pass, self.groups[2]);
     }
 
+    /// Record it with no workgroups (`Gpu::warm_up`).
+    fn record_empty(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let Bound::Ready(pipeline, bind_group) = &self.state else {
+            panic!("dispatch {} recorded before its plan bound it", self.label);
+        };
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(0, 0, 0);
+    }
+
     /// Record it for a batch of `images` (workgroup z = the image; see the shaders' "Batch"
     /// notes). Only for dispatches whose own grid is flat in z.
     pub fn record_batch(&self, pass: &mut wgpu::ComputePass<'_>, images: u32) {
@@ -361,6 +371,7 @@ impl Gpu {
             self.pipelines
                 .spent(modules, todo.len(), t.elapsed().as_secs_f64());
         }
+        let mut warm = Vec::new();
         for d in dispatches {
             let Bound::Pending(p) = &d.state else {
                 continue;
@@ -376,7 +387,32 @@ impl Gpu {
                 .pooled_bind_group(&pipeline, &buffers, &views, &p.words, &make)
                 .unwrap_or_else(|| make().1);
             d.state = Bound::Ready(pipeline, bind_group);
+            warm.push(&*d);
         }
+        self.warm_up(&warm);
+    }
+
+    /// Dispatch each of `ds` with no workgroups, in one submission, and wait: drivers that
+    /// generate a kernel's machine code on its first dispatch rather than when the pipeline
+    /// is made (lavapipe: LLVM, 0.1–4 s per kernel and texture layout) do it now, so a
+    /// plan's first run costs what every later run costs, and the time counts as compiling.
+    /// Nothing runs; on drivers that compiled already it takes milliseconds.
+    fn warm_up(&self, ds: &[&Dispatch]) {
+        if ds.is_empty() {
+            return;
+        }
+        let t = std::time::Instant::now();
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in ds {
+                d.record_empty(&mut pass);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+        // an error here surfaces in the plan's own error check
+        let _ = self.wait();
+        self.pipelines.spent(0, 0, t.elapsed().as_secs_f64());
     }
 
     /// Make a dispatch: a uniform buffer with `params`, a bind group with `bindings`

@@ -39,23 +39,15 @@ impl Family {
 pub enum PadRule {
     /// (k−1)/2 on both sides (efficientnet_pytorch as visloc uses it, timm `efficientnet_*`)
     Symmetric,
-    /// TF "SAME" at the actual input size (timm `tf_efficientnet_*`): in all
-    /// max((⌈n/s⌉−1)·s + k − n, 0), ⌊·/2⌋ before
+    /// TF "SAME" at the actual input size (timm `tf_efficientnet_*`, every EfficientNet-Lite):
+    /// in all max((⌈n/s⌉−1)·s + k − n, 0), ⌊·/2⌋ before
     TfSame,
-    /// a fixed padding whatever the input size: TF "SAME" computed once for the image size
-    /// the model was built for (efficientnet_lite_pytorch's static padding)
-    Fixed { before: usize, total: usize },
 }
 
-impl PadRule {
-    /// TF "SAME" for an input of `n`, frozen.
-    pub fn frozen_at(n: usize, k: usize, s: usize) -> PadRule {
-        let total = ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
-        PadRule::Fixed {
-            before: total / 2,
-            total,
-        }
-    }
+/// TF "SAME" along one axis of `n` inputs: (padding before, padding in all).
+pub fn tf_same(n: usize, k: usize, s: usize) -> (usize, usize) {
+    let total = ((n.max(1).div_ceil(s) - 1) * s + k).saturating_sub(n);
+    (total / 2, total)
 }
 
 /// (pad top, pad left, out h, out w) of a k×k conv with stride `s` on an h×w input.
@@ -76,11 +68,7 @@ pub fn pads_2d(
 pub fn pad_out(n: usize, k: usize, s: usize, rule: PadRule) -> (usize, usize) {
     let (before, total) = match rule {
         PadRule::Symmetric => ((k - 1) / 2, 2 * ((k - 1) / 2)),
-        PadRule::TfSame => match PadRule::frozen_at(n.max(1), k, s) {
-            PadRule::Fixed { before, total } => (before, total),
-            _ => unreachable!(),
-        },
-        PadRule::Fixed { before, total } => (before, total),
+        PadRule::TfSame => tf_same(n, k, s),
     };
     if n == 0 || n + total < k {
         return (before, 0);
@@ -233,26 +221,18 @@ pub fn round_filters(f: usize, width: f64) -> usize {
 pub const LITE_MULTIPLIERS: [(f64, f64); 5] =
     [(1.0, 1.0), (1.0, 1.1), (1.1, 1.2), (1.2, 1.4), (1.4, 1.8)];
 
-/// The image size efficientnet_lite_pytorch builds Lite0–4 for; its static padding is TF
-/// "SAME" computed once at this size.
+/// The image size EfficientNet-Lite0–4 were trained at (the short side photos are resized to).
 pub const LITE_IMAGE_SIZE: [usize; 5] = [224, 240, 260, 280, 300];
 
-/// The padding a family's reference code uses: symmetric, TF "SAME" at the actual size, or
-/// (efficientnet_lite_pytorch) frozen at the image size the model was built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Padding {
-    Symmetric,
-    TfSame,
-    Static(usize),
-}
-
 impl Family {
-    /// The padding of the family's usual source: efficientnet_lite_pytorch for Lite.
-    pub fn default_padding(self, variant: usize) -> Padding {
+    /// How the family's convs pad: symmetric for efficientnet_pytorch and timm's
+    /// `efficientnet_*`; TF "SAME" at the actual input size for the TF ports and every Lite
+    /// (what TensorFlow computes for the trained weights; efficientnet_lite_pytorch agrees
+    /// when built with `image_size` = the input's (H, W)).
+    pub fn padding(self) -> PadRule {
         match self {
-            Family::Visloc | Family::Timm => Padding::Symmetric,
-            Family::TimmTf => Padding::TfSame,
-            Family::Lite => Padding::Static(LITE_IMAGE_SIZE[variant]),
+            Family::Visloc | Family::Timm => PadRule::Symmetric,
+            Family::TimmTf | Family::Lite => PadRule::TfSame,
         }
     }
 }
@@ -266,27 +246,8 @@ pub fn variants(family: Family) -> usize {
 }
 
 pub fn efficientnet(variant: usize, family: Family) -> ModelCfg {
-    efficientnet_padded(variant, family, family.default_padding(variant))
-}
-
-/// [`efficientnet`] with another padding (timm's `tf_efficientnet_lite*`: TF "SAME").
-pub fn efficientnet_padded(variant: usize, family: Family, padding: Padding) -> ModelCfg {
     assert!(variant < variants(family), "no such EfficientNet variant");
-    // the per-conv rule; Static follows the sizes an image×image input would have
-    let mut at = match padding {
-        Padding::Static(n) => n,
-        _ => 0,
-    };
-    let mut rule = |k: usize, s: usize| match padding {
-        Padding::Symmetric => PadRule::Symmetric,
-        Padding::TfSame => PadRule::TfSame,
-        Padding::Static(_) => {
-            let r = PadRule::frozen_at(at, k, s);
-            at = at.div_ceil(s);
-            r
-        }
-    };
-    let stem_pad = rule(3, 2);
+    let pad = family.padding();
     let lite = family == Family::Lite;
     let (width, depth) = if lite {
         LITE_MULTIPLIERS[variant]
@@ -315,7 +276,7 @@ pub fn efficientnet_padded(variant: usize, family: Family, padding: Padding) -> 
                 k,
                 stride: if j == 0 { s } else { 1 },
                 cse: if family.has_se() { (bin / 4).max(1) } else { 0 },
-                pad: rule(k, if j == 0 { s } else { 1 }),
+                pad,
             });
         }
     }
@@ -330,6 +291,6 @@ pub fn efficientnet_padded(variant: usize, family: Family, padding: Padding) -> 
             round_filters(1280, width)
         },
         family,
-        stem_pad,
+        stem_pad: pad,
     }
 }

@@ -730,12 +730,7 @@ pub fn load_with(src: &dyn TensorSource, opts: &LoadOptions) -> Result<Weights> 
             ),
         ));
     }
-    let mut cfg = detect_variant(src, layout, family, want)?;
-    if layout == Layout::Timm && family == Family::Lite {
-        // timm's tf_efficientnet_lite*: TF "SAME" at the actual size, not frozen
-        cfg =
-            super::config::efficientnet_padded(cfg.variant, family, super::config::Padding::TfSame);
-    }
+    let cfg = detect_variant(src, layout, family, want)?;
     let t = top_keys(layout);
     let fc_key = format!("{}.weight", t.fc);
     let n = match src.shape(&fc_key) {

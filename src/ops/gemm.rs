@@ -88,7 +88,11 @@ impl GemmWeights {
         };
         let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
-            size,
+            size: wgpu::Extent3d {
+                width: not_pow2(kq, max) as u32,
+                height: not_pow2(m, max) as u32,
+                depth_or_array_layers: 1,
+            },
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
@@ -121,6 +125,19 @@ impl GemmWeights {
     pub fn bytes(&self) -> u64 {
         (self.m * self.k.div_ceil(4) * 16) as u64
     }
+}
+
+/// A texture side of at least `n` that is not a power of two (within `max`). llvmpipe
+/// compiles a kernel once per combination of its textures' "power of two" flags (they are
+/// part of its shader variant key), at 1–4 s each on first use; with every weight texture
+/// non-power-of-two, all GEMMs of a plan share one compiled variant. The extra texels are
+/// never read.
+fn not_pow2(n: usize, max: usize) -> usize {
+    let mut s = n.max(1);
+    while s.is_power_of_two() && s < max {
+        s += 1;
+    }
+    s
 }
 
 /// Scratch texture for `Variant::Regs`: each GEMM first packs T(x) into it (rgba32float,
@@ -216,14 +233,11 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
         g.m,
         g.k
     );
-    let [in_mode, act] = g.mode.constants();
-    let constants = [
-        in_mode,
-        act,
-        ("HAS_BIAS", g.bias.is_some() as u32 as f64),
-        ("HAS_RES", g.res.is_some() as u32 as f64),
-    ];
-    let params = [g.m as u32, g.k as u32, g.p as u32, 0];
+    // IN_MODE and ACT shape the loads of x (`tiled`, `pack_x`); `regs` reads x already
+    // packed, so it takes no constants: one pipeline for every GEMM
+    let constants = g.mode.constants();
+    let flags = g.bias.is_some() as u32 | (g.res.is_some() as u32) << 1;
+    let params = [g.m as u32, g.k as u32, g.p as u32, flags];
     let bytes = |m: usize| {
         4.0 * (m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64
     };
@@ -263,7 +277,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 &format!("{label}.pack"),
                 "gemm",
                 "pack_x",
-                &g.mode.constants(),
+                &constants,
                 &params,
                 &[(2, Some(g.x)), (4, g.scale)],
                 &[(8, &pack.view)],
@@ -274,7 +288,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 label,
                 "gemm",
                 "regs",
-                &constants,
+                &[],
                 &params,
                 &[(3, g.bias), (5, g.res), (6, Some(g.y))],
                 &[(1, &g.a.view), (7, &pack.view)],
