@@ -3,29 +3,25 @@
 //! per phase and per kernel family, adapter named. The same as `combicam-gpu bench`.
 //! Run: `cargo bench --bench explain`.
 
-use combicam_gpu::bench::{self, BenchArgs};
+use combicam_gpu::bench::{self, BenchOptions};
+use combicam_gpu::model::efficientnet::PlanOptions;
 use combicam_gpu::gpu::Gpu;
 use combicam_gpu::model::weights::{self, Layout};
 
 fn main() {
     let gpu = Gpu::new(None)
         .expect("needs a GPU adapter; without a GPU: apt-get install mesa-vulkan-drivers");
-    let args = BenchArgs {
-        cmd: None,
-        sizes: vec!["300x450".into(), "380x380".into()],
-        batch: 1,
+    let args = BenchOptions {
+        sizes: vec![(300, 450), (380, 380)],
+        repeat: 1,
         warmup: 1,
         iters: 5,
         json: None,
-        weights: None,
-        variant: "b4".into(),
-        cells: 31145,
-        device: None,
         // and 12 distinct sizes around 300×450 against 12 of it
         mixed: 12,
         // and the masked forward at the batch evaluate uses on this adapter
-        masked: None,
+        masked: PlanOptions::AUTO_BATCH,
     };
-    bench::run(&gpu, weights::formula(4, Layout::Visloc, args.cells), &args)
+    bench::run(&gpu, weights::formula(4, Layout::Visloc, 31145), &args)
         .expect("end-to-end bench");
 }

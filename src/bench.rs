@@ -14,57 +14,24 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-#[derive(clap::Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub cmd: Option<BenchCmd>,
-    /// Input sizes HxW (repeatable).
-    #[arg(long = "size", default_values_t = vec!["300x450".to_string(), "380x380".to_string()])]
-    pub sizes: Vec<String>,
-    /// Images per timed iteration, run back to back through the same plan.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Untimed runs first.
-    #[arg(long, default_value_t = 1)]
+/// What `bench` times (the command line's `bench` arguments, resolved).
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// input sizes (H, W)
+    pub sizes: Vec<(usize, usize)>,
+    /// explains per timed iteration, back to back through the same plan
+    pub repeat: usize,
+    /// untimed runs first
     pub warmup: usize,
-    /// Timed iterations.
-    #[arg(long, default_value_t = 5)]
+    /// timed iterations
     pub iters: usize,
-    /// Write all results as JSON here.
-    #[arg(long, value_name = "FILE")]
+    /// write the report as JSON here
     pub json: Option<PathBuf>,
-    /// Real weights instead of the random test network.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-    /// Variant of the random test network.
-    #[arg(long, default_value = "b4")]
-    pub variant: String,
-    /// Cells of the random test network's head.
-    #[arg(long, default_value_t = 31145)]
-    pub cells: usize,
-    /// Adapter index (see `combicam-gpu devices`).
-    #[arg(long)]
-    pub device: Option<usize>,
-    /// Also time a folder's worth of N distinct sizes around the first --size (its width
-    /// stepped by 1/45, ascending) against N images of that size, on one engine: the cost of
-    /// photos of every aspect ratio, in time and GPU memory. 0: off.
-    #[arg(long, value_name = "N", default_value_t = 12)]
+    /// distinct sizes of the folder run timed against one size (0: off)
     pub mixed: usize,
-    /// Also time forward passes alone at the first --size: one at a time, and as masked copies
-    /// N per batch (what Score-CAM and `evaluate` run; default: the batch they use on this
-    /// adapter). 0: off.
-    #[arg(long, value_name = "N")]
-    pub masked: Option<usize>,
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum BenchCmd {
-    /// Print several `bench --json` files (or `benches/pytorch_reference.py --json`) side by side, one column per run.
-    Compare {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// masked copies per batch of the forward-only timing (`PlanOptions::AUTO_BATCH`: the
+    /// adapter's default; 0: off)
+    pub masked: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -99,7 +66,9 @@ pub struct Family {
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct SizeResult {
     pub size: [usize; 2],
-    pub batch: usize,
+    /// explains per timed iteration (`--repeat`; archives before it was renamed say `batch`)
+    #[serde(alias = "batch")]
+    pub repeat: usize,
     /// wall clock of one explain (upload, one submission, read-back), per image
     pub explain: Stat,
     pub phases: BTreeMap<String, Stat>,
@@ -248,17 +217,13 @@ pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
-    if a.iters == 0 || a.batch == 0 {
+pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
+    if a.iters == 0 || a.repeat == 0 || a.sizes.is_empty() {
         return Err(Error::Input(
-            "--iters and --batch must be at least 1".into(),
+            "--iters and --repeat must be at least 1, and --size given at least once".into(),
         ));
     }
-    let sizes: Vec<(usize, usize)> = a
-        .sizes
-        .iter()
-        .map(|s| parse_size(s))
-        .collect::<Result<_>>()?;
+    let sizes = a.sizes.clone();
     let model = w.cfg.name();
     let weights = w.source.clone();
     let macs_of = |h, wd| w.cfg.macs(h, wd);
@@ -301,11 +266,11 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
         let mut readback = Vec::new();
         for _ in 0..a.iters {
             let t = Instant::now();
-            for _ in 0..a.batch {
+            for _ in 0..a.repeat {
                 let o = engine.run(&x, h, wd, &opts, None, Score::Prob)?;
                 readback.push(o.readback_seconds);
             }
-            explain.push(t.elapsed().as_secs_f64() / a.batch as f64);
+            explain.push(t.elapsed().as_secs_f64() / a.repeat as f64);
         }
         let gpu_bytes = engine.gpu_bytes();
         let plan = engine.plan(h, wd, &opts)?;
@@ -358,7 +323,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
             .collect();
         let r = SizeResult {
             size: [h, wd],
-            batch: a.batch,
+            repeat: a.repeat,
             explain: stat(&explain),
             phases,
             families,
@@ -374,9 +339,8 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchArgs) -> Result<BenchReport> {
     } else {
         None
     };
-    let masked = a.masked.unwrap_or(PlanOptions::AUTO_BATCH);
-    let forward = if masked > 0 {
-        Some(forward(&mut engine, sizes[0], masked, a.iters)?)
+    let forward = if a.masked > 0 {
+        Some(forward(&mut engine, sizes[0], a.masked, a.iters)?)
     } else {
         None
     };
@@ -545,6 +509,16 @@ fn print_size(r: &SizeResult, plan_s: f64) {
             f.family, f.dispatches, f.time.median_ms, f.gflop, f.gflops_per_s, f.gb_per_s
         );
     }
+    let phases: f64 = r.phases.values().map(|s| s.median_ms).sum();
+    let families: f64 = r.families.iter().map(|f| f.time.median_ms).sum();
+    println!(
+        "  (sums: phases {phases:.1} ms, families {families:.1} ms; explain {:.1} ms. They differ by design: \
+         explain is the wall clock of the whole job (upload, one submission, read-back), what you wait; \
+         each phase is timed alone, and each family's dispatches alone back to back outside their \
+         order, by GPU timestamps or, on CPU adapters, by the wall clock of one submission each, \
+         which adds a submit-and-wait per row)",
+        r.explain.median_ms
+    );
 }
 
 /// Side by side: one column per file.

@@ -235,11 +235,12 @@ pub fn summarize(w: &Weights, image: &str, out: &Output, top_k: usize) -> Predic
 
 /// Parse `--blocks`: "0-31", "22-29", "0,5,31", "0-3,30-31".
 pub fn parse_blocks(s: &str, nb: usize) -> Result<Vec<usize>> {
+    let last = nb.saturating_sub(1);
     let bad = |why: String| {
         Error::Input(format!(
-            "--blocks {s:?}: {why}; use ranges and lists of block indices 0-{}, e.g. 0-{} or 22-29 or 0,5,31",
-            nb - 1,
-            nb - 1
+            "--blocks {s:?}: {why}; this model's blocks are 0-{last}: use ranges and lists, e.g. 0-{last} or {}-{last} or 0,{},{last}",
+            last.saturating_sub(7).max(last / 2),
+            last / 3
         ))
     };
     let mut out = Vec::new();

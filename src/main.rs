@@ -40,7 +40,7 @@ enum Cmd {
     /// Faithfulness of explainers: deletion and insertion AUC, Average Drop and Increase.
     Evaluate(commands::evaluate::EvaluateArgs),
     /// Time forward, backward, CAM and read-back, per phase and per kernel family.
-    Bench(bench::BenchArgs),
+    Bench(commands::bench::BenchArgs),
     /// List the GPU adapters that --device N chooses from.
     Devices,
     /// Self-test: run a small random network on the adapter and compare every block with the CPU.
@@ -321,7 +321,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Cmd::Evaluate(a) => commands::evaluate::run(a),
         Cmd::Explain(a) => explain(a),
         Cmd::Bench(a) => {
-            if let Some(bench::BenchCmd::Compare { files }) = &a.cmd {
+            if let Some(commands::bench::BenchCmd::Compare { files }) = &a.cmd {
                 bench::compare(files)?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -333,7 +333,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 )?,
                 None => test_weights(&a.variant, a.cells, false)?,
             };
-            bench::run(&gpu, w, &a)?;
+            bench::run(&gpu, w, &a.options()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Convert(a) => convert(a),

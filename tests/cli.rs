@@ -490,6 +490,44 @@ fn no_weights_anywhere_uses_the_built_in_lite0() {
     let _ = std::fs::remove_dir_all(d);
 }
 
+type Raw = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// `convert` a CERTH folder, then `explain --save-raw` with the folder and with the converted
+/// file: the raw maps must be identical. Returns the converted file and both raw files' tensors.
+fn convert_and_explain(release: &Path, d: &Path, img: &Path) -> (PathBuf, [Raw; 2]) {
+    let converted = d.join("visloc.safetensors");
+    let o = run(bin()
+        .arg("convert")
+        .arg(release)
+        .arg("--out")
+        .arg(&converted));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && converted.is_file(), "convert: {err}");
+    assert!(err.contains("49 left out"), "{err}");
+    let raw = |tag: &str, w: &Path| -> Raw {
+        let out = d.join(tag);
+        let o = run(bin()
+            .arg("explain")
+            .arg(img)
+            .arg("--weights")
+            .arg(w)
+            .arg("--out")
+            .arg(&out)
+            .arg("--save-raw"));
+        assert!(o.status.success(), "explain --weights {tag}");
+        combicam_gpu::model::weights::read_safetensors(&out.join("street.cams.safetensors"))
+            .unwrap()
+            .0
+    };
+    let raws = [raw("dir", release), raw("converted", &converted)];
+    assert_eq!(raws[0].len(), raws[1].len());
+    for (k, v) in &raws[0] {
+        assert!(v.1.iter().all(|x| x.is_finite()), "{k}: not finite");
+        assert_eq!(v, &raws[1][k], "{k}: --weights DIR and the converted file differ");
+    }
+    (converted, raws)
+}
+
 #[test]
 fn certh_folder_and_its_conversion_give_the_same_maps() {
     let d = tmp("certh");
@@ -498,44 +536,8 @@ fn certh_folder_and_its_conversion_give_the_same_maps() {
     crate::checkpoint::write_certh_folder(&release, 50);
     let img = d.join("street.png");
     photo(&img, 64, 48);
-    let converted = d.join("visloc.safetensors");
-    let o = run(bin()
-        .arg("convert")
-        .arg(&release)
-        .arg("--out")
-        .arg(&converted));
-    assert!(o.status.success() && converted.is_file());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("49 left out"), "{err}");
-    let mut raws = Vec::new();
-    for (tag, w) in [("dir", &release), ("converted", &converted)] {
-        let out = d.join(tag);
-        let o = run(bin()
-            .arg("explain")
-            .arg(&img)
-            .arg("--weights")
-            .arg(w)
-            .arg("--out")
-            .arg(&out)
-            .arg("--save-raw"));
-        assert!(o.status.success(), "{tag}");
-        raws.push(std::fs::read(out.join("street.cams.safetensors")).unwrap());
-    }
-    let (a, b) = (
-        combicam_gpu::model::weights::read_safetensors(&d.join("dir/street.cams.safetensors"))
-            .unwrap()
-            .0,
-        combicam_gpu::model::weights::read_safetensors(
-            &d.join("converted/street.cams.safetensors"),
-        )
-        .unwrap()
-        .0,
-    );
-    assert_eq!(a.len(), b.len());
-    for (k, v) in &a {
-        assert_eq!(v, &b[k], "{k}: --weights DIR and the converted file differ");
-    }
-    println!("{} raw tensors identical", a.len());
+    let (_, raws) = convert_and_explain(&release, &d, &img);
+    println!("{} raw tensors identical", raws[0].len());
     // convert refuses to overwrite its input and to write a half file on bad input
     let o = run(bin()
         .arg("convert")
@@ -1071,4 +1073,59 @@ fn a_batch_past_the_adapter_limits_is_lowered_and_said() {
     let line = line.unwrap_or_else(|| panic!("no note about the lowered batch in: {err}"));
     println!("{line}");
     assert!(d.join("out/p.scorecam.png").is_file());
+}
+
+#[test]
+fn certh_folder_written_by_torch_explains_converts_and_predicts() {
+    // tests/golden/pt/certh: efficientnet_backbone.pt, mvmf_head.pt and rrm_head.pt as
+    // torch.save wrote them (make_torch_layout.py); zip 9.1-9.8.2 could not open the backbone
+    let release = repo("tests/golden/pt/certh");
+    let d = tmp("certh-torch");
+    let img = d.join("street.png");
+    photo(&img, 64, 48);
+    let (converted, raws) = convert_and_explain(&release, &d, &img);
+    assert_eq!(
+        raws[0].len(),
+        3 + 16,
+        "probs, logits, combicam, gradcam.00-15"
+    );
+    // predict --background: search within the top cell (all_cells.pkl: every cell has the same
+    // 5 background images), from the folder and from the converted file
+    let golden = repo("tests/golden/retrieval");
+    let mut answers = Vec::new();
+    for w in [&release, &converted] {
+        let o = run(bin()
+            .arg("predict")
+            .arg("--weights")
+            .arg(w)
+            .arg("--background")
+            .arg(golden.join("background.hdf5"))
+            .arg("--cells-assignments")
+            .arg(golden.join("all_cells.pkl"))
+            .arg("--json")
+            .arg(&img));
+        assert!(o.status.success(), "predict --weights {}", w.display());
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let s = &j["search_within_cell"];
+        assert!(s["lat"].is_number() && s["lon"].is_number(), "{j}");
+        assert_eq!(s["cell_images"], 5, "{j}");
+        answers.push(j);
+    }
+    for k in ["top", "search_within_cell"] {
+        assert_eq!(
+            answers[0][k], answers[1][k],
+            "{k}: folder and converted file differ"
+        );
+    }
+    println!(
+        "torch-written CERTH folder: convert, explain ({} raw tensors) and predict --background ({}) agree with the converted file",
+        raws[0].len(),
+        answers[0]["search_within_cell"]
+    );
+    let _ = std::fs::remove_dir_all(d);
 }

@@ -345,12 +345,19 @@ fn trained_lite0_on_photos_matches_pytorch() {
         for l in 0..nb {
             let (s, v) = &gd[&format!("{photo}.gradcam.{l:02}")];
             let pk = peak(v);
+            // ReLU6 passes no gradient at or beyond its kinks (0 and 6). On chelsea one input
+            // of block 13 lies within float32 rounding of 0: PyTorch's float32 run has −8e-8,
+            // its float64 run +2.0e-6, and we land on float64's side. That moves the gradient
+            // of every block before 13 by 1e-3 to 4.1e-3 of its map's peak (measured; flipping
+            // that one element in the float64 reference brings all within 1.6e-4), so those
+            // blocks are held to 5e-3; every other map to 1e-3 (measured ≤ 2.5e-4 on coffee).
+            let tol = if photo == "chelsea" && l < 13 { 5e-3 } else { 1e-3 };
             check(
                 &format!("{photo}.gradcam.{l:02}"),
                 o.maps[l].as_ref().unwrap(),
                 v,
                 s,
-                Tolerance::new(0.0, 1e-3 * pk),
+                Tolerance::new(0.0, tol * pk),
             );
         }
         let (s, v) = &gd[&format!("{photo}.combicam")];

@@ -74,7 +74,10 @@ pub struct Timings {
     pub decode_preprocess_s: f64,
     /// building the plan for this input size (0 when an earlier image's plan was reused)
     pub plan_build_s: f64,
-    /// of which compiling pipelines (each is compiled once per process, on first use)
+    /// of which compiling: the shader compiler, and the driver's code generation, which some
+    /// drivers (lavapipe) do on a kernel's first dispatch and the plan build forces then
+    /// (`Gpu::warm_up`); once per process, and much more on a machine's first run, before the
+    /// driver's disk cache holds the code
     pub compile_s: f64,
     pub gpu_s: f64,
     pub readback_s: f64,

@@ -1,3 +1,4 @@
 //! Commands of the binary that have their own module.
 
+pub mod bench;
 pub mod evaluate;

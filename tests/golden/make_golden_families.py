@@ -13,14 +13,16 @@ Writes, next to this script:
                             input 3x95x69 (odd size: the stride-2 convs pad asymmetrically, last stage 3x3)
 
 Combi-CAM is visloc_ref.combicam (one forward, one backward of the top softmax probability;
-block outputs after the residual add). Lite0 uses efficientnet_lite_pytorch exactly as shipped:
-its "same" padding is STATIC, computed once for a 224x224 image (TF-style split, the extra pixel
-after), so at other sizes it is not TF "SAME" (see README.md). `--lite-padding tf-same` swaps it
-for dynamic TF SAME at the actual size and writes lite0_photos_tfsame.safetensors instead of
-lite0_photos.safetensors (for comparison only).
+block outputs after the residual add). Lite0 pads TF "SAME" at the ACTUAL input size (total pad
+max((ceil(n/s)-1)*s + k - n, 0), floor(pad/2) before, the rest after), as TensorFlow and timm's
+tf_efficientnet_lite* compute it: efficientnet_lite_pytorch is built with
+`EfficientNet.from_name("efficientnet-lite0", image_size=(H, W))`, (H, W) = the size of the tensor
+it runs on (one model per input size; its stem refuses any other size), and every conv's output
+is checked against an independent TF SAME conv at that size (`check_tf_same`). The package's
+default, image_size 224, freezes every conv's padding at 224x224 and pads most photos differently
+(see README.md).
 
-Usage: python tests/golden/make_golden_families.py [--only photos|random|tf_b0|tf_lite0] [--lite-padding tf-same]
-       [--no-input]
+Usage: python tests/golden/make_golden_families.py [--only photos|random|tf_b0|tf_lite0] [--no-input]
 The committed lite0_photos.safetensors is made with --no-input (the Rust test preprocesses the
 photo itself and checks its pixels against P.resized).
 Needs torch, torchvision, timm, efficientnet_lite_pytorch==0.1.0, safetensors, numpy, pillow.
@@ -84,44 +86,40 @@ def versions():
 # ---------------------------------------------------------------- models
 
 
-def use_tf_same(model):
-    """Replace efficientnet_lite_pytorch's static padding by dynamic TF SAME at the actual size."""
-    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
-
-    def fwd(self, x):
-        ih, iw = x.shape[-2:]
-        kh, kw = self.weight.shape[-2:]
-        sh, sw = self.stride
-        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
-        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
-        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-
-    for m in model.modules():
-        if isinstance(m, Conv2dStaticSamePadding):
-            m.forward = fwd.__get__(m)
-    return model
+LITE_PADDING = "tf-same at the actual size (image_size=(H, W))"
 
 
-def lite0(weights=None, padding="static"):
-    """efficientnet_lite_pytorch Lite0, eval mode. weights: path of the .pth, or None = formula."""
+def lite0(weights, size):
+    """efficientnet_lite_pytorch Lite0, eval mode, built for inputs of size = (H, W): its convs
+    then pad TF "SAME" at that size. weights: path of the .pth, or None = formula."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    m = EfficientNet.from_name("efficientnet-lite0")
+    h, w = (int(v) for v in size)
+    m = EfficientNet.from_name("efficientnet-lite0", image_size=(h, w))
     if weights is None:
         # formula keyed by the names the Rust side gives an efficientnet_pytorch state dict
         fill_deterministic(m, "backbone.")
     else:
         sd = torch.load(weights, map_location="cpu", weights_only=True)
         m.load_state_dict(sd, strict=True)
-    if padding == "tf-same":
-        use_tf_same(m)
     m.eval()
     for p in m.parameters():
         p.requires_grad_(False)
     eps = {mod.eps for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)}
     assert eps == {1e-3}, eps
+    assert lite_size(m) == (h, w), (lite_size(m), h, w)
+
+    def same_size(conv, inp):  # the padding is right only at (h, w): refuse any other input size
+        assert tuple(inp[0].shape[-2:]) == (h, w), f"Lite0 built for {(h, w)} run on {tuple(inp[0].shape[-2:])}"
+
+    m._conv_stem.register_forward_pre_hook(same_size)
     return m
+
+
+def lite_size(m):
+    """The (H, W) an efficientnet_lite_pytorch model was built for."""
+    s = m._global_params.image_size
+    return (s, s) if isinstance(s, int) else tuple(int(v) for v in s)
 
 
 class TimmBlocks(nn.Module):
@@ -201,28 +199,8 @@ def check_tf_lite0(m, h, w):
           f"classifier {m.classifier.in_features}->{m.classifier.out_features}")
 
     # every conv against the independent TF SAME reference, at the actual size
-    kinds = {}
-    hooks = []
-    names = {mod: n for n, mod in m.named_modules()}
-
-    def hook(conv, inp, out):
-        y, pads = tf_same_conv(conv, inp[0])
-        assert y.shape == out.shape and rel(out, y) < 1e-6, (names[conv], y.shape, out.shape, rel(out, y))
-        k = conv.weight.shape[-1]
-        s = conv.stride[0]
-        role = ("stem" if names[conv] == "conv_stem" else "head" if names[conv] == "conv_head"
-                else "dw" if conv.groups > 1 else "pw")
-        key = (role, k, s, type(conv).__name__, conv.padding if not isinstance(conv, Conv2dSame) else "dynamic")
-        kinds.setdefault(key, []).append((names[conv], tuple(inp[0].shape[-2:]), pads, tuple(out.shape[-2:])))
-
-    for mod in m.modules():
-        if isinstance(mod, nn.Conv2d):
-            hooks.append(mod.register_forward_hook(hook))
-    try:
-        m(torch.from_numpy(detweights.input_tensor((1, 3, h, w))))
-    finally:
-        for hk in hooks:
-            hk.remove()
+    kinds = check_tf_same(m, torch.from_numpy(detweights.input_tensor((1, 3, h, w))), stem="conv_stem",
+                          head="conv_head", dynamic=(Conv2dSame,))
     print("   convs (role, k, stride, class, static padding): TF SAME pads (top, bottom, left, right) at the actual size")
     for key in sorted(kinds, key=lambda k: (k[0], k[1], k[2])):
         v = kinds[key]
@@ -238,7 +216,78 @@ def check_tf_lite0(m, h, w):
         assert (key[3] == "Conv2dSame") == (key[2] == 2), key
 
 
+def check_tf_same(m, x, stem, head, dynamic=()):
+    """Runs m(x) with a hook on every nn.Conv2d asserting that its output equals the independent
+    TF SAME conv (`tf_same_conv`) at the conv's actual input size. Returns {(role, k, stride, class,
+    padding): [(name, input hw, pads (top, bottom, left, right), output hw)]}."""
+    kinds = {}
+    hooks = []
+    names = {mod: n for n, mod in m.named_modules()}
+
+    def hook(conv, inp, out):
+        y, pads = tf_same_conv(conv, inp[0])
+        assert y.shape == out.shape and rel(out, y) < 1e-6, (names[conv], y.shape, out.shape, rel(out, y))
+        k = conv.weight.shape[-1]
+        s = conv.stride[0]
+        role = ("stem" if names[conv] == stem else "head" if names[conv] == head
+                else "dw" if conv.groups > 1 else "pw")
+        key = (role, k, s, type(conv).__name__, "dynamic" if isinstance(conv, dynamic) else tuple(conv.padding))
+        kinds.setdefault(key, []).append((names[conv], tuple(inp[0].shape[-2:]), pads, tuple(out.shape[-2:])))
+
+    for mod in m.modules():
+        if isinstance(mod, nn.Conv2d):
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        m(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    assert kinds, "no conv ran"
+    return kinds
+
+
+def check_lite_same(m, x):
+    """efficientnet_lite_pytorch Lite0 built with image_size = x's (H, W): every conv (stem, expand,
+    depthwise, project, head) equals the independent TF SAME conv at the actual size. Returns the
+    stride-2 convs' pads as text."""
+    kinds = check_tf_same(m, x, stem="_conv_stem", head="_conv_head")
+    n = sum(len(v) for v in kinds.values())
+    s2 = sorted((v for key, vs in kinds.items() if key[2] == 2 for v in vs), key=lambda v: -v[1][0] * v[1][1])
+    return n, "; ".join(f"{nm.replace('_blocks.', 'b').replace('._depthwise_conv', ' dw')} {i[0]}x{i[1]} "
+                        f"pad {p} -> {o[0]}x{o[1]}" for nm, i, p, o in s2)
+
+
+def relu6_flips(m, md, x):
+    """ReLU6 inputs whose gradient mask (0 < v < 6, as PyTorch's backward) differs between the float32
+    model m on x and its float64 copy md: [(module, call, index, v32, v64)]. Such a pre-activation
+    sits within rounding of a kink, so any float32 implementation may take either side, and the
+    maps of the blocks before it change by the switched element's share of the gradient."""
+    recs = {}
+    hooks = []
+    for tag, mod_ in (("f32", m), ("f64", md)):
+        for name, mod in mod_.named_modules():
+            if isinstance(mod, nn.ReLU6):
+                hooks.append(mod.register_forward_pre_hook(
+                    lambda mod, inp, key=(tag, name): recs.setdefault(key, []).append(inp[0].detach().clone())))
+    try:
+        m(x)
+        md(x.double())
+    finally:
+        for hk in hooks:
+            hk.remove()
+    out = []
+    for (tag, name), vs in recs.items():
+        if tag != "f32":
+            continue
+        for i, (a, b) in enumerate(zip(vs, recs[("f64", name)])):
+            diff = ((a > 0) & (a < 6)) != ((b > 0) & (b < 6))
+            for idx in diff.nonzero().tolist():
+                out.append((name, i, tuple(idx[1:]), a[tuple(idx)].item(), b[tuple(idx)].item()))
+    return out
+
+
 def lite_run(m, x):
+    assert tuple(x.shape[-2:]) == lite_size(m), f"Lite0 built for {lite_size(m)} run on {tuple(x.shape[-2:])}"
     r = combicam(m, m._fc, x)
     ref = m(x)[0]  # the package's own forward: same logits?
     assert rel(r["logits"], ref) < 1e-5, rel(r["logits"], ref)
@@ -293,18 +342,16 @@ def argmax2d(t):
     return divmod(i, t.shape[1])
 
 
-def photos_case(padding, with_input=True):
+def photos_case(with_input=True):
     labels = open(LABELS).read().splitlines()
     assert len(labels) == 1000
-    fname = "lite0_photos.safetensors" if padding == "static" else "lite0_photos_tfsame.safetensors"
-    print(f"== {fname}: real Lite0 ({os.path.basename(LITE_PTH)}), padding {padding}")
-    m = lite0(LITE_PTH, padding)
-    md = copy.deepcopy(m).double()
+    fname = "lite0_photos.safetensors"
+    print(f"== {fname}: real Lite0 ({os.path.basename(LITE_PTH)}), padding {LITE_PADDING}")
     t, meta = {}, {
         "model": "efficientnet_lite_pytorch/efficientnet-lite0",
         "weights": os.path.basename(LITE_PTH),
         "weights_sha256": sha256(LITE_PTH),
-        "padding": "static-224 (package as shipped)" if padding == "static" else "tf-same dynamic",
+        "padding": LITE_PADDING,
         "preprocess": "PIL RGB; torchvision Resize(224, BICUBIC); ToTensor; Normalize(0.5,0.5)",
         "photos": ",".join(PHOTOS),
         "num_classes": "1000",
@@ -314,11 +361,15 @@ def photos_case(padding, with_input=True):
     for p in PHOTOS:
         x, u8, src = preprocess(os.path.join(ROOT, "tests", "photos", f"{p}.png"))
         h, w = x.shape[2], x.shape[3]
+        m = lite0(LITE_PTH, (h, w))  # padding: TF SAME at this photo's input size
+        md = copy.deepcopy(m).double()
+        nconv, s2 = check_lite_same(m, x)
         r = lite_run(m, x)
         c = r["target"]
         nb = r["nblocks"]
         top5 = torch.topk(r["probs"], 5)
         print(f"   {p}: source {src[0]}x{src[1]} (WxH) -> input 3x{h}x{w}; top class {c} p={r['probs'][c].item():.6g}")
+        print(f"      all {nconv} convs equal the independent TF SAME conv at the actual size; stride 2: {s2}")
         for i, pr in zip(top5.indices.tolist(), top5.values.tolist()):
             print(f"      {i:4d}  {pr:.6f}  {labels[i]}")
         print("      block sizes: " + " ".join(f"{l}:{tuple(r[f'block.{l:02d}'].shape[1:])}" for l in range(nb)))
@@ -337,6 +388,9 @@ def photos_case(padding, with_input=True):
         print(f"      combicam centre of mass (y={(mass * ys).sum().item():.1f}, x={(mass * xs).sum().item():.1f})")
         rd = lite_run(md, x.double())
         f64_report(r, rd, nb)
+        flips = relu6_flips(m, md, x)
+        print(f"   ReLU6 inputs on a kink (gradient mask differs f32 vs f64): {len(flips)}"
+              + "".join(f"; {n} call {i} at {ix}: f32 {a:.9g}, f64 {b:.9g}" for n, i, ix, a, b in flips))
         if with_input:
             t[f"{p}.input"] = f32(x[0])
         t[f"{p}.resized"] = u8
@@ -397,16 +451,19 @@ def random_case(fname, model_name, m, run, h, w, keep):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["photos", "random", "tf_b0", "tf_lite0"])
-    ap.add_argument("--lite-padding", choices=["static", "tf-same"], default="static")
     ap.add_argument("--no-input", action="store_true",
                     help="photos: leave out P.input (f32, 0.9 MB each); it is exactly ((P.resized/255)-0.5)/0.5")
     a = ap.parse_args()
     torch.manual_seed(0)
     if a.only in (None, "photos"):
-        photos_case(a.lite_padding, with_input=not a.no_input)
+        photos_case(with_input=not a.no_input)
     if a.only in (None, "random"):
+        m = lite0(None, (89, 71))
+        nconv, s2 = check_lite_same(m, torch.from_numpy(detweights.input_tensor((1, 3, 89, 71))))
+        print(f"== efficientnet_lite_pytorch Lite0 built with image_size=(89, 71): all {nconv} convs equal the "
+              f"independent TF SAME conv at the actual size; stride 2: {s2}")
         random_case("lite0_random.safetensors", "efficientnet_lite_pytorch/efficientnet-lite0",
-                    lite0(None), lite_run, 89, 71, keep=lambda nb: range(nb))
+                    m, lite_run, 89, 71, keep=lambda nb: range(nb))
     if a.only in (None, "tf_b0"):
         random_case("tf_b0_random.safetensors", "timm/tf_efficientnet_b0",
                     tf_b0(), timm_run, 97, 67, keep=lambda nb: range(nb))

