@@ -31,9 +31,9 @@ impl ConvShape {
         cout: usize,
         k: usize,
         stride: usize,
-        rule: crate::model::config::PadRule,
+        rule: crate::ops::pad::PadRule,
     ) -> Self {
-        let (pad_t, pad_l, oh, ow) = crate::model::config::pads_2d(h, w, k, stride, rule);
+        let (pad_t, pad_l, oh, ow) = crate::ops::pad::pads_2d(h, w, k, stride, rule);
         ConvShape {
             cin,
             h,

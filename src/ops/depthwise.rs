@@ -4,8 +4,8 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
-use crate::model::config::PadRule;
 use crate::ops::Act;
+use crate::ops::pad::PadRule;
 
 /// A depthwise conv: C channels of H×W, k×k, stride; `pad_t`/`pad_l` zero rows/columns
 /// before the image (after it, whatever the output size needs: asymmetric TF "SAME" padding
@@ -26,7 +26,7 @@ pub struct DwShape {
 impl DwShape {
     /// The shape with the padding `rule` gives at this size (`config::pad_out`).
     pub fn new(c: usize, h: usize, w: usize, k: usize, stride: usize, rule: PadRule) -> Self {
-        let (pad_t, pad_l, oh, ow) = crate::model::config::pads_2d(h, w, k, stride, rule);
+        let (pad_t, pad_l, oh, ow) = crate::ops::pad::pads_2d(h, w, k, stride, rule);
         DwShape {
             c,
             h,

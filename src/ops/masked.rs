@@ -150,7 +150,7 @@ pub fn take_score(gpu: &Gpu, label: &str, b: &MaskBufs, copies: usize, classes: 
 }
 
 pub mod cpu {
-    use crate::cam::fusion::cpu::upsample;
+    use crate::ops::resample::upsample;
 
     /// Per channel (min, max) of up(A_k) at h×w.
     pub fn up_minmax(acts: &[f32], c: usize, bh: usize, bw: usize, h: usize, w: usize) -> Vec<f32> {
