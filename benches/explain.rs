@@ -4,8 +4,8 @@
 //! Run: `cargo bench --bench explain`.
 
 use combicam_gpu::bench::{self, BenchOptions};
-use combicam_gpu::model::efficientnet::PlanOptions;
 use combicam_gpu::gpu::Gpu;
+use combicam_gpu::model::efficientnet::PlanOptions;
 use combicam_gpu::model::weights::{self, Layout};
 
 fn main() {
@@ -22,6 +22,5 @@ fn main() {
         // and the masked forward at the batch evaluate uses on this adapter
         masked: PlanOptions::AUTO_BATCH,
     };
-    bench::run(&gpu, weights::formula(4, Layout::Visloc, 31145), &args)
-        .expect("end-to-end bench");
+    bench::run(&gpu, weights::formula(4, Layout::Visloc, 31145), &args).expect("end-to-end bench");
 }

@@ -523,7 +523,10 @@ fn convert_and_explain(release: &Path, d: &Path, img: &Path) -> (PathBuf, [Raw; 
     assert_eq!(raws[0].len(), raws[1].len());
     for (k, v) in &raws[0] {
         assert!(v.1.iter().all(|x| x.is_finite()), "{k}: not finite");
-        assert_eq!(v, &raws[1][k], "{k}: --weights DIR and the converted file differ");
+        assert_eq!(
+            v, &raws[1][k],
+            "{k}: --weights DIR and the converted file differ"
+        );
     }
     (converted, raws)
 }

@@ -45,7 +45,8 @@ fn the_console_says_what_was_explained_and_what_was_predicted() {
     assert!(o.status.success());
     let e = stderr(&o);
     assert!(
-        e.contains("→ explained \"bow tie\" (p=0.") && e.contains("; target); top: \"espresso\" (p=0."),
+        e.contains("→ explained \"bow tie\" (p=0.")
+            && e.contains("; target); top: \"espresso\" (p=0."),
         "{e}"
     );
     let json: serde_json::Value =
@@ -75,7 +76,10 @@ fn the_console_says_what_was_explained_and_what_was_predicted() {
         .arg(d.join("geo"))
         .args(["--target", "Paris"]));
     let err = one_line_error(&o);
-    assert!(err.contains("give a cell index (0-49) or --target-latlon"), "{err}");
+    assert!(
+        err.contains("give a cell index (0-49) or --target-latlon"),
+        "{err}"
+    );
     // predict says what it does
     let o = run(bin().current_dir(&d).arg("predict").arg(&coffee));
     assert!(o.status.success());
@@ -110,8 +114,16 @@ fn folder_runs_keep_one_index_line_per_image_and_skip_our_outputs() {
     assert_eq!(line.matches(&broken).count(), 1, "{line}");
     let lines = index_lines(&out);
     assert_eq!(lines.len(), 3, "{lines:?}");
-    let err = lines.iter().find(|l| l["image"] == broken.as_str()).unwrap();
-    assert!(err["error"].as_str().unwrap().contains("not a supported image"));
+    let err = lines
+        .iter()
+        .find(|l| l["image"] == broken.as_str())
+        .unwrap();
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a supported image")
+    );
     // a second run without --resume, and a third into another folder: the overlays written
     // in the photos folder are not explained, and the index still has one line per image
     assert!(!explain().status.success());
@@ -124,10 +136,19 @@ fn folder_runs_keep_one_index_line_per_image_and_skip_our_outputs() {
         .arg("--out")
         .arg(&other));
     let e = stderr(&o);
-    assert!(e.contains("note: passed over 1 files and folders this tool wrote"), "{e}");
+    assert!(
+        e.contains("note: passed over 1 files and folders this tool wrote"),
+        "{e}"
+    );
     let json = std::fs::read_dir(&other)
         .unwrap()
-        .filter(|f| f.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
         .count();
     assert_eq!(json, 2, "only a.png and b.png are explained");
     // every image failed: no folder left behind, no "outputs in"
@@ -169,7 +190,8 @@ fn tiny_photos_are_warned_about_once_and_raw_maps_come_at_the_photos_size() {
                 .unwrap();
         let w = json["warnings"].as_array().unwrap();
         assert!(
-            w.iter().any(|w| w.as_str().unwrap().starts_with("upscaled")),
+            w.iter()
+                .any(|w| w.as_str().unwrap().starts_with("upscaled")),
             "{stem}: {w:?}"
         );
     }

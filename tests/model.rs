@@ -351,7 +351,11 @@ fn trained_lite0_on_photos_matches_pytorch() {
             // of every block before 13 by 1e-3 to 4.1e-3 of its map's peak (measured; flipping
             // that one element in the float64 reference brings all within 1.6e-4), so those
             // blocks are held to 5e-3; every other map to 1e-3 (measured ≤ 2.5e-4 on coffee).
-            let tol = if photo == "chelsea" && l < 13 { 5e-3 } else { 1e-3 };
+            let tol = if photo == "chelsea" && l < 13 {
+                5e-3
+            } else {
+                1e-3
+            };
             check(
                 &format!("{photo}.gradcam.{l:02}"),
                 o.maps[l].as_ref().unwrap(),

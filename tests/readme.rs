@@ -15,13 +15,31 @@ use std::path::{Path, PathBuf};
 
 /// Lines of the README's code blocks that are not run, each with why.
 const NOT_RUN: &[(&str, &str)] = &[
-    ("cargo install --path .", "installs into ~/.cargo/bin: the test uses the built binary instead"),
+    (
+        "cargo install --path .",
+        "installs into ~/.cargo/bin: the test uses the built binary instead",
+    ),
     ("cargo test --release", "this test is part of it"),
-    ("combicam-gpu fetch timm/efficientnet_b4.ra2_in1k", "needs the Hugging Face hub; tests/hub.rs runs fetch against a hub on 127.0.0.1"),
-    ("combicam-gpu explain tests/photos/coffee.png --weights hf:timm/efficientnet_b4.ra2_in1k", "needs the fetched model; tests/hub.rs runs --weights hf:REPO"),
-    ("combicam-gpu bench --json ours.json", "the full benchmark takes minutes on a CPU adapter; `bench --quick` is run"),
-    ("python benches/pytorch_reference.py --json pytorch.json", "needs PyTorch"),
-    ("combicam-gpu bench compare ours.json pytorch.json benches/results/h200-vulkan.json", "compares the two runs above"),
+    (
+        "combicam-gpu fetch timm/efficientnet_b4.ra2_in1k",
+        "needs the Hugging Face hub; tests/hub.rs runs fetch against a hub on 127.0.0.1",
+    ),
+    (
+        "combicam-gpu explain tests/photos/coffee.png --weights hf:timm/efficientnet_b4.ra2_in1k",
+        "needs the fetched model; tests/hub.rs runs --weights hf:REPO",
+    ),
+    (
+        "combicam-gpu bench --json ours.json",
+        "the full benchmark takes minutes on a CPU adapter; `bench --quick` is run",
+    ),
+    (
+        "python benches/pytorch_reference.py --json pytorch.json",
+        "needs PyTorch",
+    ),
+    (
+        "combicam-gpu bench compare ours.json pytorch.json benches/results/h200-vulkan.json",
+        "compares the two runs above",
+    ),
 ];
 
 fn repo() -> PathBuf {
@@ -94,8 +112,16 @@ fn scratch() -> PathBuf {
     let (bytes, _, _) = to_safetensors(&src, OutDtype::F32, Default::default()).unwrap();
     std::fs::write(d.join("path/to/visloc/visloc.safetensors"), bytes).unwrap();
     let golden = repo().join("tests/golden/retrieval");
-    std::fs::copy(golden.join("background.hdf5"), d.join("back_coll_features.hdf5")).unwrap();
-    std::fs::copy(golden.join("all_cells.pkl"), d.join("cells_assignments.pkl")).unwrap();
+    std::fs::copy(
+        golden.join("background.hdf5"),
+        d.join("back_coll_features.hdf5"),
+    )
+    .unwrap();
+    std::fs::copy(
+        golden.join("all_cells.pkl"),
+        d.join("cells_assignments.pkl"),
+    )
+    .unwrap();
     d
 }
 
@@ -103,7 +129,10 @@ fn scratch() -> PathBuf {
 fn command(line: &str, dir: &Path) -> Option<std::process::Command> {
     let mut w = words(line);
     let mut env = Vec::new();
-    while w.first().is_some_and(|x| x.contains('=') && !x.starts_with('-')) {
+    while w
+        .first()
+        .is_some_and(|x| x.contains('=') && !x.starts_with('-'))
+    {
         let kv = w.remove(0);
         let (k, v) = kv.split_once('=').unwrap();
         env.push((k.to_string(), v.to_string()));
@@ -136,8 +165,9 @@ fn every_readme_example_runs_as_written() {
             skipped.push(line.as_str());
             continue;
         }
-        let mut c = command(line, &dir)
-            .unwrap_or_else(|| panic!("README line {line:?} is neither a combicam-gpu command nor in NOT_RUN"));
+        let mut c = command(line, &dir).unwrap_or_else(|| {
+            panic!("README line {line:?} is neither a combicam-gpu command nor in NOT_RUN")
+        });
         let t = std::time::Instant::now();
         let o = c.output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
@@ -170,12 +200,19 @@ fn every_readme_example_runs_as_written() {
         .skip(1)
         .map(|s| s.split('"').next().unwrap())
         .collect();
-    let comment = snippet.split("# ").nth(1).expect("a comment with the shapes");
+    let comment = snippet
+        .split("# ")
+        .nth(1)
+        .expect("a comment with the shapes");
     // every "(a, b)" of digits in the comment, in order
     let shapes: Vec<Vec<usize>> = comment
         .split('(')
         .filter_map(|s| s.split(')').next())
-        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == ',' || c == ' '))
+        .filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+        })
         .map(|s| s.split(',').map(|n| n.trim().parse().unwrap()).collect())
         .collect();
     assert_eq!(names.len(), shapes.len(), "{names:?} against {comment:?}");

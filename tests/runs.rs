@@ -135,7 +135,10 @@ fn folder_scans_pass_over_our_outputs() {
         .map(|i| i.path.strip_prefix(&d).unwrap().display().to_string())
         .collect();
     assert_eq!(names, ["a.png", "explained/c.png"]);
-    assert_eq!(found.skipped_outputs, 4, "two PNGs, a screenshot, a run folder");
+    assert_eq!(
+        found.skipped_outputs, 4,
+        "two PNGs, a screenshot, a run folder"
+    );
     // named directly, a file is used whatever its name
     let direct = runs::collect(&[d.join("a.combicam.png")], true, None);
     assert_eq!(direct.inputs.len(), 1);
