@@ -2,3 +2,5 @@
 
 pub mod bench;
 pub mod evaluate;
+pub mod explain;
+pub mod predict;

@@ -1,0 +1,414 @@
+//! `combicam-gpu explain`: its arguments, the run over the images (weights, target, output
+//! folder, resume, the decode / GPU / write pipeline, the index and the report index) and the
+//! console line of each image.
+
+use super::super::{
+    DeviceArgs, INTERRUPTED, WeightsArgs, finish, load, load_weights_with, nearest_cell,
+    note_skipped, open_gpu, parse_score,
+};
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use combicam_gpu::cam::explain::{
+    ExplainOptions, Report, WriteContext, run_one, unique_stem, write_one,
+};
+use combicam_gpu::cam::methods::parse_explainers;
+use combicam_gpu::cam::runs;
+use combicam_gpu::engine::{Engine, parse_blocks};
+use combicam_gpu::model::efficientnet::Score;
+use combicam_gpu::model::weights;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Copy, Clone, PartialEq, ValueEnum)]
+enum RawSize {
+    Input,
+    Photo,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// Images or folders of images.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// Output folder (created if needed).
+    #[arg(long, default_value = "combicam-out", value_name = "DIR")]
+    out: PathBuf,
+    /// Also write <stem>.cams.safetensors: probs, logits, gradcam.NN, combicam.
+    #[arg(long)]
+    save_raw: bool,
+    /// Size of the fused maps in the raw file: input (the model's input, default) or photo
+    /// (also each fused map as `<name>.photo`, resized to the photo's resolution with the
+    /// overlays' bilinear rule, to lay over the original photo). `photo` implies --save-raw.
+    #[arg(long, value_enum, default_value = "input", value_name = "SIZE")]
+    raw_size: RawSize,
+    /// Print each image's JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Blocks to fuse: ranges and lists, e.g. 0-31, 22-29, 0,5,31 (default: all; the last
+    /// block when every method is scorecam, scorecam-official or gradcampp-official).
+    #[arg(long, value_name = "LIST")]
+    blocks: Option<String>,
+    /// CAM methods, computed at every selected block from one forward and one backward:
+    /// gradcam (with the sum fusion: Combi-CAM, the default), gradcampp, xgradcam, hirescam,
+    /// layercam, layercam-official; and gradcampp-official (the official repository's
+    /// Grad-CAM++, on the last block only); scorecam and scorecam-official (one masked forward
+    /// pass per channel of each selected block, with a progress bar: 448 at B4's last block).
+    /// Comma-separated; each writes its own PNGs and raw maps.
+    #[arg(long, value_name = "LIST")]
+    method: Option<String>,
+    /// How each method's block maps are fused: sum (Combi-CAM; default of gradcam, gradcampp,
+    /// xgradcam, hirescam), mean (default of layercam-official), mean-normalised, max
+    /// (default of layercam), product. The last three normalise each block's map first.
+    #[arg(long, value_name = "RULE")]
+    fusion: Option<String>,
+    /// What the CAM methods differentiate: prob (the target's softmax probability, as the
+    /// official code), logit, or region:KM (geolocation: the probability mass of the cells
+    /// within KM km of the target cell's centre, "why does it think this region?").
+    #[arg(long, default_value = "prob", value_name = "SCORE")]
+    score: String,
+    /// Explain this cell/class instead of the top one: its index, or for ImageNet models its
+    /// label (e.g. --target "bow tie"; a unique part of a label works too).
+    #[arg(long, value_name = "INDEX|LABEL", conflicts_with = "target_latlon")]
+    target: Option<String>,
+    /// Explain the cell whose centre is nearest to LAT,LON (degrees; geolocation weights).
+    #[arg(long, value_name = "LAT,LON", allow_hyphen_values = true)]
+    target_latlon: Option<String>,
+    /// Weight of the heat map in the overlay (0 = photo only, 1 = heat map only).
+    #[arg(long, default_value_t = 0.5, value_name = "A")]
+    alpha: f32,
+    /// Longest side of the overlay and heat-map PNGs, in pixels: larger photos are scaled
+    /// down for them (a 12-megapixel photo's two PNGs take about 0.25 s to write here). The
+    /// maps themselves are unchanged. 0: the photo's own size.
+    #[arg(long, default_value_t = 0, value_name = "PIXELS")]
+    overlay_size: u32,
+    /// Masked copies of the photo per batch for Score-CAM: one submission runs N copies
+    /// through the forward at once, each forward buffer holding N images (default: 4 on a CPU
+    /// adapter, 32 on a GPU, fewer if they would take over 2 GiB; never more than the adapter's
+    /// buffer limits allow, nor over 2 GiB on a CPU adapter).
+    #[arg(long, value_name = "N", value_parser = super::super::copies)]
+    batch: Option<usize>,
+    /// Also write `<stem>.report.html` (every block's map over the photo, max |activation| per
+    /// block, the prediction; opens offline) and `<out>/index.html` linking every report.
+    #[arg(long)]
+    report: bool,
+    /// Also compute visloc's retrieval embedding (needs rrm_head.pt) and put it in the JSON.
+    #[arg(long)]
+    embedding: bool,
+    /// With --report: show these `evaluate --json` results (metrics table and deletion and
+    /// insertion curves) on the report of each image they cover.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    metrics: Option<PathBuf>,
+    /// Top-k entries in the JSON prediction.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Print timings and GPU memory.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Do only shard I of N (1 ≤ I ≤ N): of the images sorted by path, the k-th (from 0) goes
+    /// to shard (k mod N) + 1. For job arrays: N tasks with --shard 1/N … N/N cover a folder.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Skip images whose outputs are already complete in --out (their JSON report exists;
+    /// it is written last).
+    #[arg(long)]
+    resume: bool,
+    /// Do not descend into sub-folders of folders given as input (by default their images are
+    /// explained too, and the outputs keep the sub-folder layout).
+    #[arg(long)]
+    no_recursive: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// How a cell or class is named on the console: its label in quotes, or the cell with its
+/// centre.
+fn entry_name(e: &combicam_gpu::engine::TopEntry) -> String {
+    match (&e.label, e.lat, e.lon) {
+        (Some(l), _, _) => format!("\"{l}\""),
+        (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", e.index, la, lo),
+        _ => format!("output {}", e.index),
+    }
+}
+
+/// Said once per run: the upscaling warning of tiny photos.
+static UPSCALE_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The line (and with -v the timings) of one explained image: what was explained, and what
+/// the model predicted when that is something else.
+fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap());
+    }
+    let (t, top) = (&report.explained, &report.prediction.top[0]);
+    let what = if t.index == top.index {
+        format!(
+            "explained {} (p={:.4}; the top prediction)",
+            entry_name(t),
+            t.probability
+        )
+    } else {
+        format!(
+            "explained {} (p={:.4}; target); top: {} (p={:.4})",
+            entry_name(t),
+            t.probability,
+            entry_name(top),
+            top.probability
+        )
+    };
+    let region = match report.score {
+        Score::Region(km) => format!(
+            ", mass within {km} km {:.4}",
+            report.region_mass.unwrap_or(0.0)
+        ),
+        _ => String::new(),
+    };
+    eprintln!(
+        "{} → {what}{region}; wrote {}",
+        path.display(),
+        report.outputs.join(", ")
+    );
+    for w in &report.warnings {
+        if w.starts_with(combicam_gpu::cam::explain::UPSCALED) {
+            if UPSCALE_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
+            eprintln!(
+                "warning: {}: {w} (said once per run; every image's JSON lists its warnings)",
+                path.display()
+            );
+            continue;
+        }
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    if verbose {
+        let t = &report.timings;
+        eprintln!(
+            "  {}×{} input; decode+preprocess {:.3}s, plan build {:.3}s (compiling pipelines {:.3}s), GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
+            report.input_size[0],
+            report.input_size[1],
+            t.decode_preprocess_s,
+            t.plan_build_s,
+            t.compile_s,
+            t.gpu_s,
+            t.readback_s,
+            t.write_s,
+            report.gpu_memory_bytes as f64 / 1048576.0
+        );
+    }
+}
+
+pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.alpha) {
+        bail!("--alpha {} is outside 0..1", a.alpha);
+    }
+    let found = runs::collect(&a.images, !a.no_recursive, Some(&a.out));
+    note_skipped(found.skipped_outputs);
+    let mut inputs = found.inputs;
+    if inputs.is_empty() {
+        bail!("no images found in {:?}", a.images);
+    }
+    if let Some(s) = &a.shard {
+        inputs = runs::shard(inputs, runs::parse_shard(s)?);
+    }
+    let explainers = parse_explainers(a.method.as_deref(), a.fusion.as_deref())?;
+    let score = parse_score(&a.score)?;
+    let metrics = a
+        .metrics
+        .as_deref()
+        .map(combicam_gpu::eval::read_metrics)
+        .transpose()?
+        .map(std::sync::Arc::new);
+    let w = load_weights_with(&a.weights, a.embedding, "explains")?;
+    let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
+    if matches!(score, Score::Region(_)) && !is_geo {
+        bail!(
+            "--score {} needs geolocation weights (cells with centres); {} classifies images: use --score prob or logit",
+            a.score,
+            w.source
+        );
+    }
+    let target = match (&a.target_latlon, &a.target) {
+        (Some(s), _) => Some(nearest_cell(&w, s)?),
+        (None, Some(t)) => Some(combicam_gpu::engine::resolve_target(&w, t)?),
+        (None, None) => None,
+    };
+    let nb = w.cfg.blocks.len();
+    // the official Grad-CAM++ alone: the last block by default; Score-CAM (one pass per
+    // channel) too, whatever the other methods
+    let only_last = explainers
+        .iter()
+        .filter(|e| !e.method.is_score_cam())
+        .all(|e| e.method.last_block_by_default());
+    let given = a.blocks.as_ref().map(|s| parse_blocks(s, nb)).transpose()?;
+    let score_blocks = given.clone().unwrap_or(vec![nb - 1]);
+    let blocks = match given {
+        Some(b) => b,
+        None if only_last => vec![nb - 1],
+        None => (0..nb).collect(),
+    };
+    // before any output exists
+    combicam_gpu::cam::methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
+    combicam_gpu::cam::scorecam::check_score(&explainers, score)?;
+    if let Some(t) = target
+        && t >= w.classifier.n
+    {
+        bail!(
+            "--target {t} is out of range: the model has {} outputs (0-{})",
+            w.classifier.n,
+            w.classifier.n - 1
+        );
+    }
+    // a folder this run makes is removed again if no image could be explained
+    let out_existed = a.out.exists();
+    std::fs::create_dir_all(&a.out).with_context(|| {
+        format!(
+            "cannot create output folder {} (choose another with --out)",
+            a.out.display()
+        )
+    })?;
+    let probe = a
+        .out
+        .join(format!(".combicam-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "output folder {} is not writable (choose another with --out)",
+            a.out.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    let t_start = Instant::now();
+    let gpu = open_gpu(a.device.device)?;
+    let t_adapter = t_start.elapsed().as_secs_f64();
+    let how = w.preprocessing;
+    let t_upload = Instant::now();
+    let mut engine = Engine::new(&gpu, w)?;
+    if a.verbose {
+        eprintln!(
+            "start-up: instance and adapter {t_adapter:.3}s, weights to the GPU {:.3}s",
+            t_upload.elapsed().as_secs_f64()
+        );
+    }
+    let opts = ExplainOptions {
+        blocks,
+        score_blocks,
+        explainers,
+        target,
+        score,
+        alpha: a.alpha,
+        overlay_size: a.overlay_size,
+        batch: a.batch.unwrap_or(0),
+        report: a.report,
+        metrics,
+        embedding: a.embedding,
+        save_raw: a.save_raw || a.raw_size == RawSize::Photo,
+        raw_at_photo_size: a.raw_size == RawSize::Photo,
+        top_k: a.top_k,
+    };
+    let mut used = std::collections::HashSet::new();
+    let mut index = runs::Index::new(&a.out);
+    let images: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
+    // names first, in input order, so that a resumed run names every image as the first did
+    let places: Vec<(PathBuf, String)> = inputs
+        .iter()
+        .map(|i| {
+            let dir = a.out.join(&i.rel_dir);
+            let stem = unique_stem(&i.path, &mut used, &i.rel_dir);
+            (dir, stem)
+        })
+        .collect();
+    // --resume: an image whose JSON (written last) exists is done
+    let todo: Vec<usize> = (0..images.len())
+        .filter(|&k| {
+            let (dir, stem) = &places[k];
+            !(a.resume && dir.join(format!("{stem}.json")).is_file())
+        })
+        .collect();
+    let skipped = images.len() - todo.len();
+    let ctx = WriteContext::of(&engine);
+    // with --resume, the pages of the images done before stay in index.html
+    let mut pages: Vec<combicam_gpu::cam::report::IndexEntry> = (0..images.len())
+        .filter(|k| a.report && !todo.contains(k))
+        .filter_map(|k| {
+            let ((dir, stem), rel) = (&places[k], &inputs[k].rel_dir);
+            let page = format!("{stem}.report.html");
+            dir.join(&page).is_file().then(|| {
+                let (overlay, _) =
+                    combicam_gpu::cam::explain::png_names(rel, stem, &opts.explainers[0]);
+                combicam_gpu::cam::report::IndexEntry {
+                    page: rel.join(page).display().to_string(),
+                    thumb: overlay.display().to_string(),
+                    title: stem.clone(),
+                }
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    let end = runs::pipelined(
+        &todo,
+        &INTERRUPTED,
+        |&k| images[k].display().to_string(),
+        |&k| {
+            let t = Instant::now();
+            let (photo, pre) = load(&images[k], &how)?;
+            anyhow::Ok((photo, pre, t.elapsed().as_secs_f64()))
+        },
+        |_, (photo, pre, decode_s)| Ok((run_one(&mut engine, &pre, &opts)?, photo, decode_s)),
+        |&k, (done, photo, decode_s), pb| {
+            let (path, (dir, stem)) = (&images[k], &places[k]);
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+            let report = write_one(&ctx, path, &photo, done, decode_s, dir, stem, &opts)?;
+            let top = &report.prediction.top[0];
+            index.append(&serde_json::json!({
+                "image": path.display().to_string(),
+                "outputs": report.outputs,
+                "top": top,
+                "timings": report.timings,
+            }))?;
+            if a.report {
+                let rel = &inputs[k].rel_dir;
+                pages.push(combicam_gpu::cam::report::IndexEntry::of(
+                    &report, rel, stem,
+                ));
+                combicam_gpu::cam::report::write_index(&a.out, &pages)?;
+            }
+            pb.suspend(|| print_explained(&report, path, a.json, a.verbose));
+            succeeded += 1;
+            Ok(())
+        },
+    );
+    let (failed, stopped) = (end.failed, end.stopped);
+    if succeeded == 0 && !out_existed {
+        // nothing to show: leave no empty folder behind (the errors are on stderr)
+        let _ = std::fs::remove_dir_all(&a.out);
+        if stopped {
+            eprintln!("interrupted");
+            return Ok(ExitCode::from(130));
+        }
+        return Ok(finish(failed, images.len()));
+    }
+    for (k, msg) in &end.errors {
+        index.append_error(&images[todo[*k]].display().to_string(), msg)?;
+    }
+    index.finish()?;
+    if skipped > 0 {
+        eprintln!(
+            "{skipped} images already done in {} (--resume)",
+            a.out.display()
+        );
+    }
+    let index_note = if a.out.join("index.jsonl").is_file() {
+        " (index: index.jsonl)"
+    } else {
+        ""
+    };
+    eprintln!("outputs in {}{index_note}", a.out.display());
+    if stopped {
+        eprintln!("interrupted: rerun the same command with --resume to finish");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(finish(failed, images.len()))
+}
