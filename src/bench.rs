@@ -223,7 +223,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
             "--iters and --repeat must be at least 1, and --size given at least once".into(),
         ));
     }
-    let sizes = a.sizes.clone();
+    let sizes = &a.sizes;
     let model = w.cfg.name();
     let weights = w.source.clone();
     let macs_of = |h, wd| w.cfg.macs(h, wd);

@@ -55,12 +55,11 @@ pub fn heatmap_rgb(map: &[f32], h: usize, w: usize, out_w: u32, out_h: u32) -> R
 /// writes the fused maps this way at the photo's resolution.
 pub fn resize_bilinear(map: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
     assert_eq!(map.len(), h * w, "resize_bilinear: map is not {h}x{w}");
-    if (oh, ow) == (h, w) || oh == 0 || ow == 0 {
-        return if (oh, ow) == (h, w) {
-            map.to_vec()
-        } else {
-            Vec::new()
-        };
+    if (oh, ow) == (h, w) {
+        return map.to_vec();
+    }
+    if oh == 0 || ow == 0 {
+        return Vec::new();
     }
     let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32, f32)> {
         let scale = n_in as f32 / n_out as f32;

@@ -78,25 +78,21 @@ impl BenchArgs {
         if sizes.is_empty() {
             bail!("--size: give at least one size HxW, e.g. --size 300x450");
         }
-        let mut o = BenchOptions {
-            sizes: sizes.clone(),
-            repeat: self.repeat,
-            warmup: self.warmup,
-            iters: self.iters,
-            json: self.json.clone(),
-            mixed: self.mixed,
-            masked: self.masked.unwrap_or(PlanOptions::AUTO_BATCH),
-        };
         if self.quick {
             sizes.truncate(1);
-            o = BenchOptions {
-                sizes,
-                iters: 1,
-                mixed: 0,
-                masked: 0,
-                ..o
-            };
         }
-        Ok(o)
+        let q = self.quick;
+        Ok(BenchOptions {
+            sizes,
+            repeat: self.repeat,
+            warmup: self.warmup,
+            iters: if q { 1 } else { self.iters },
+            json: self.json.clone(),
+            mixed: if q { 0 } else { self.mixed },
+            masked: match (q, self.masked) {
+                (true, _) => 0,
+                (false, m) => m.unwrap_or(PlanOptions::AUTO_BATCH),
+            },
+        })
     }
 }

@@ -136,12 +136,7 @@ impl Dispatch {
 
     /// Record it with no workgroups (`Gpu::warm_up`).
     fn record_empty(&self, pass: &mut wgpu::ComputePass<'_>) {
-        let Bound::Ready(pipeline, bind_group) = &self.state else {
-            panic!("dispatch {} recorded before its plan bound it", self.label);
-        };
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, bind_group, &[]);
-        pass.dispatch_workgroups(0, 0, 0);
+        self.record_grid(pass, [0, 0, 0]);
     }
 
     /// Record it for a batch of `images` (workgroup z = the image; see the shaders' "Batch"
@@ -156,12 +151,16 @@ impl Dispatch {
     }
 
     fn record_z(&self, pass: &mut wgpu::ComputePass<'_>, z: u32) {
+        self.record_grid(pass, [self.groups[0], self.groups[1], z]);
+    }
+
+    fn record_grid(&self, pass: &mut wgpu::ComputePass<'_>, [x, y, z]: [u32; 3]) {
         let Bound::Ready(pipeline, bind_group) = &self.state else {
             panic!("dispatch {} recorded before its plan bound it", self.label);
         };
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);
-        pass.dispatch_workgroups(self.groups[0], self.groups[1], z);
+        pass.dispatch_workgroups(x, y, z);
     }
 }
 
