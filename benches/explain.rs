@@ -3,9 +3,9 @@
 //! per phase and per kernel family, adapter named. The same as `combicam-gpu bench`.
 //! Run: `cargo bench --bench explain`.
 
-use combicam_gpu::bench::{self, BenchOptions};
+use combicam_gpu::app::bench::{self, BenchOptions};
 use combicam_gpu::gpu::Gpu;
-use combicam_gpu::model::efficientnet::PlanOptions;
+use combicam_gpu::model::plan::PlanOptions;
 use combicam_gpu::model::weights::{self, Layout};
 
 fn main() {

@@ -4,7 +4,7 @@
 //! adapter named. Run: `cargo bench --bench kernels`. End to end: `cargo bench --bench explain`
 //! or `combicam-gpu bench`.
 
-use combicam_gpu::bench::{time_passes, timestamps_usable};
+use combicam_gpu::app::bench::{time_passes, timestamps_usable};
 use combicam_gpu::cam::channel::{self, ChannelArgs};
 use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
 use combicam_gpu::cam::fusion::{self, FuseArgs};

@@ -22,15 +22,7 @@ override RULE: u32 = 0u;
 @group(0) @binding(7) var<storage, read_write> norm: array<f32>;
 @group(0) @binding(8) var<storage, read> bnorm: array<f32>;
 
-var<workgroup> lo: array<f32, 256>;
-var<workgroup> hi: array<f32, 256>;
-
-fn source_scale(n_in: u32, n_out: u32) -> f32 {
-    if (n_out > 1u) {
-        return f32(n_in - 1u) / f32(n_out - 1u);
-    }
-    return 0.0;
-}
+//@include resample
 
 @compute @workgroup_size(256)
 fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -49,19 +41,8 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let off = md.x;
         let h = md.y;
         let w = md.z;
-        let sy = source_scale(h, prm.out_h) * f32(oy);
-        let sx = source_scale(w, prm.out_w) * f32(ox);
-        let y0 = min(u32(sy), h - 1u);
-        let x0 = min(u32(sx), w - 1u);
-        let ly = sy - f32(y0);
-        let lx = sx - f32(x0);
-        let y1 = min(y0 + 1u, h - 1u);
-        let x1 = min(x0 + 1u, w - 1u);
-        let v00 = maps[off + y0 * w + x0];
-        let v01 = maps[off + y0 * w + x1];
-        let v10 = maps[off + y1 * w + x0];
-        let v11 = maps[off + y1 * w + x1];
-        let u = (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11);
+        let t = taps(off, h, w, oy, ox, prm.out_h, prm.out_w);
+        let u = blend(t, maps[t.i00], maps[t.i01], maps[t.i10], maps[t.i11]);
         let n = (u - bnorm[2u * b]) / (bnorm[2u * b + 1u] - bnorm[2u * b] + 1e-7);
         switch RULE {
             case 0u, 1u: { acc += u; }
@@ -79,23 +60,14 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 @compute @workgroup_size(256)
 fn minmax(@builtin(local_invocation_index) lid: u32) {
     let n = prm.out_h * prm.out_w;
-    var a = 3.4028235e38;
-    var b = -3.4028235e38;
+    var a = F32_MAX;
+    var b = -F32_MAX;
     for (var i = lid; i < n; i += 256u) {
         let v = fused[i];
         a = min(a, v);
         b = max(b, v);
     }
-    lo[lid] = a;
-    hi[lid] = b;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            lo[lid] = min(lo[lid], lo[lid + s]);
-            hi[lid] = max(hi[lid], hi[lid + s]);
-        }
-        workgroupBarrier();
-    }
+    minmax256(lid, a, b);
     if (lid == 0u) {
         mm[0] = lo[0];
         mm[1] = hi[0];

@@ -34,36 +34,14 @@ override MODE: u32 = 0u;
 @group(0) @binding(9) var<storage, read> probs: array<f32>;
 @group(0) @binding(10) var<storage, read_write> scores: array<f32>;
 
-var<workgroup> lo: array<f32, 256>;
-var<workgroup> hi: array<f32, 256>;
-
-fn source_scale(n_in: u32, n_out: u32) -> f32 {
-    if (n_out > 1u) {
-        return f32(n_in - 1u) / f32(n_out - 1u);
-    }
-    return 0.0;
-}
+//@include resample
 
 // up(A_k) at output pixel idx
 fn up(k: u32, idx: u32) -> f32 {
     let h = job[2];
     let w = job[3];
-    let off = k * h * w;
-    let oy = idx / prm.out_w;
-    let ox = idx % prm.out_w;
-    let sy = source_scale(h, prm.out_h) * f32(oy);
-    let sx = source_scale(w, prm.out_w) * f32(ox);
-    let y0 = min(u32(sy), h - 1u);
-    let x0i = min(u32(sx), w - 1u);
-    let ly = sy - f32(y0);
-    let lx = sx - f32(x0i);
-    let y1 = min(y0 + 1u, h - 1u);
-    let x1 = min(x0i + 1u, w - 1u);
-    let v00 = acts[off + y0 * w + x0i];
-    let v01 = acts[off + y0 * w + x1];
-    let v10 = acts[off + y1 * w + x0i];
-    let v11 = acts[off + y1 * w + x1];
-    return (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11);
+    let t = taps(k * h * w, h, w, idx / prm.out_w, idx % prm.out_w, prm.out_h, prm.out_w);
+    return blend(t, acts[t.i00], acts[t.i01], acts[t.i10], acts[t.i11]);
 }
 
 fn pixel(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -77,23 +55,14 @@ fn up_minmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
         return;
     }
     let n = prm.out_h * prm.out_w;
-    var a = 3.4e38;
-    var b = -3.4e38;
+    var a = F32_MAX;
+    var b = -F32_MAX;
     for (var i = lid; i < n; i += 256u) {
         let u = up(k, i);
         a = min(a, u);
         b = max(b, u);
     }
-    lo[lid] = a;
-    hi[lid] = b;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            lo[lid] = min(lo[lid], lo[lid + s]);
-            hi[lid] = max(hi[lid], hi[lid + s]);
-        }
-        workgroupBarrier();
-    }
+    minmax256(lid, a, b);
     if (lid == 0u) {
         mm[2u * k] = lo[0];
         mm[2u * k + 1u] = hi[0];

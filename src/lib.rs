@@ -1,16 +1,15 @@
 //! combicam-gpu: Combi-CAM explanations of EfficientNet geolocation and ImageNet models,
 //! with the forward and backward passes as WGSL compute shaders on wgpu.
 //!
-//! Layering: cli (main.rs) → cam / model → ops → gpu.
+//! Layering, each layer using only those below it: the binary (main.rs, commands/) → `app`
+//! (one image's run, folders, metrics, writers, bench) → `model` (weights, the plan) and
+//! `preprocess` → `cam` (the CAM math a plan records) → `ops` (kernels and their CPU
+//! references) → `gpu`.
 
-pub mod bench;
+pub mod app;
 pub mod cam;
-pub mod check;
-pub mod engine;
 pub mod error;
-pub mod eval;
 pub mod gpu;
-pub mod hub;
 pub mod model;
 pub mod ops;
 pub mod preprocess;

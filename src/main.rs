@@ -4,12 +4,13 @@ mod commands;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use combicam_gpu::cam::runs;
+use combicam_gpu::app::runs;
+use combicam_gpu::app::{bench, check};
 use combicam_gpu::gpu::{self, Gpu};
-use combicam_gpu::model::checkpoint::CERTH_FILES;
-use combicam_gpu::model::efficientnet::Score;
+use combicam_gpu::model::plan::Score;
+use combicam_gpu::model::weights::checkpoint::CERTH_FILES;
 use combicam_gpu::model::weights::{self, Layout, TensorSource, Weights};
-use combicam_gpu::{bench, check, preprocess};
+use combicam_gpu::preprocess;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -212,7 +213,7 @@ fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
-    use combicam_gpu::model::checkpoint::{self, OutDtype};
+    use combicam_gpu::model::weights::checkpoint::{self, OutDtype};
     let out_abs = std::path::absolute(&a.out).unwrap_or(a.out.clone());
     for s in checkpoint::expand(&resolve_weights(&a.src)?)? {
         if std::path::absolute(&s).unwrap_or(s.clone()) == out_abs {
@@ -247,7 +248,7 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         ),
     ]);
     let (bytes, n, skipped) = checkpoint::to_safetensors(&src, dtype, meta)?;
-    combicam_gpu::cam::render::write_bytes_atomic(&bytes, &a.out)?;
+    combicam_gpu::app::render::write_bytes_atomic(&bytes, &a.out)?;
     eprintln!(
         "wrote {} ({} tensors, {:.1} MB; {} left out: integer counters) from {}: {}, {:?} layout, {} outputs, in {:.1}s",
         a.out.display(),
@@ -264,7 +265,7 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn fetch(a: FetchArgs) -> anyhow::Result<ExitCode> {
-    let hub = combicam_gpu::hub::Hub::from_env()?;
+    let hub = combicam_gpu::app::hub::Hub::from_env()?;
     let repo = a.repo.trim_start_matches("hf:");
     let pb = ProgressBar::new(0);
     pb.set_style(
@@ -290,7 +291,7 @@ fn fetch(a: FetchArgs) -> anyhow::Result<ExitCode> {
 fn resolve_weights(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(paths
         .iter()
-        .map(|p| combicam_gpu::hub::resolve_weights_arg(p))
+        .map(|p| combicam_gpu::app::hub::resolve_weights_arg(p))
         .collect::<Result<_, _>>()?)
 }
 
@@ -462,7 +463,7 @@ fn local_weights() -> anyhow::Result<Vec<PathBuf>> {
     if CERTH_FILES.iter().any(|f| dir.join(f).is_file()) {
         return Ok(vec![dir.to_path_buf()]);
     }
-    let found: Vec<PathBuf> = combicam_gpu::model::checkpoint::weight_files_in(dir)
+    let found: Vec<PathBuf> = combicam_gpu::model::weights::checkpoint::weight_files_in(dir)
         .into_iter()
         .filter(|p| p.file_name().is_none_or(|n| n != BUILTIN_FILE))
         .collect();

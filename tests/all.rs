@@ -8,6 +8,7 @@ mod cli; // the command line end to end, bad inputs, the built-in model
 mod common; // the shared device, random tensors, loud comparisons
 mod evaluate; // Score-CAM and the faithfulness metrics against PyTorch, the blur, explainer specs
 mod first_hour; // a new user's first runs: what the console says, --target labels, folder runs, tiny photos
+mod house; // the house rules from the source: imports run down the layers, no circles, short files and functions
 mod hub; // fetch from a hub served on 127.0.0.1: cache layout, resume, hf:REPO
 mod masked; // masked copies: kernels against the CPU, batched passes against single ones
 mod model; // whole model: GPU vs CPU model by block (B0, Lite0, tf_b0), vs PyTorch goldens (B0, B4, timm, Lite0 random and trained), finite differences

@@ -181,7 +181,8 @@ fn every_fusion_rule_matches_its_reference() {
             &read(&nb),
             &norm,
             &[oh, ow],
-            Tolerance::new(1e-4, 1e-5),
+            // lavapipe: max|diff| 4.2e-7, 0.56% of the former 1e-4/1e-5: ≈ 11% of this
+            Tolerance::new(5e-6, 5e-7),
         );
     }
     // an all-zero map normalises to zeros, not NaN

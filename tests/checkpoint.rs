@@ -6,8 +6,8 @@
 //! sizes through it must all load: zip 9.1-9.8.2 misread every archive whose folder name is 21
 //! bytes long, CERTH's `efficientnet_backbone.pt` among them (see vendor/README.md).
 
-use combicam_gpu::model::checkpoint::{self, OutDtype, PtFile};
 use combicam_gpu::model::config::efficientnet;
+use combicam_gpu::model::weights::checkpoint::{self, OutDtype, PtFile};
 use combicam_gpu::model::weights::{self, Formula, Layout, TensorSource};
 use std::collections::HashMap;
 use std::io::Write;

@@ -46,9 +46,31 @@ pub fn read(b: &GpuBuf) -> Vec<f32> {
     gpu().read(b).unwrap()
 }
 
-/// Compare, print the outcome, panic with the mismatch report on failure.
+/// Compare, print the outcome, panic with the mismatch report on failure. With
+/// `COMBICAM_TOLERANCE_LOG=FILE`, also append `file:line name used max|diff|` for the caller:
+/// the measurements written beside the tolerances.
+#[track_caller]
 pub fn check(name: &str, got: &[f32], want: &[f32], shape: &[usize], tol: Tolerance) -> f32 {
     let c = compare(name, got, want, shape, tol);
+    if let Ok(path) = std::env::var("COMBICAM_TOLERANCE_LOG") {
+        use std::io::Write;
+        let at = std::panic::Location::caller();
+        let line = format!(
+            "{}:{}\t{name}\t{:e}\t{:e}\t{:e}\t{:e}\n",
+            at.file(),
+            at.line(),
+            c.used,
+            c.max_abs,
+            tol.relative,
+            tol.absolute
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(line.as_bytes()).unwrap();
+    }
     println!("{}", c.report.lines().next().unwrap());
     assert!(c.ok(), "{}", c.report);
     c.max_abs

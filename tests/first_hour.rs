@@ -4,7 +4,7 @@
 //! the path once, tiny photos are warned about once, and `--raw-size photo`.
 
 use crate::cli::{TEST_NET, bin, one_line_error, photo, run, tmp};
-use combicam_gpu::cam::render::resize_bilinear;
+use combicam_gpu::app::render::resize_bilinear;
 use std::path::Path;
 
 fn stderr(o: &std::process::Output) -> String {

@@ -2,7 +2,7 @@
 //! cache layout, a download cut off and resumed, a repository that is no EfficientNet, and
 //! `--weights hf:REPO` from the command line.
 
-use combicam_gpu::hub::Hub;
+use combicam_gpu::app::hub::Hub;
 use combicam_gpu::model::weights::{self, Layout};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,8 +3,9 @@
 
 use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::model::detweights;
-use combicam_gpu::model::efficientnet::{ModelGpu, Plan, PlanOptions, Score};
-use combicam_gpu::model::masked::Masks;
+use combicam_gpu::model::efficientnet::ModelGpu;
+use combicam_gpu::model::plan::Masks;
+use combicam_gpu::model::plan::{Plan, PlanOptions, Score};
 use combicam_gpu::ops::Tolerance;
 use combicam_gpu::ops::masked::{self, JOB_HEADER, MaskBufs, cpu};
 
@@ -63,6 +64,7 @@ fn masking_kernels_match_the_cpu_reference() {
             &read(&bmm),
             &mm,
             &[c, 2],
+            // lavapipe: bit-exact (0 of this); float32 headroom for other adapters
             Tolerance::new(1e-6, 1e-7),
         );
         // every copy of a batch at once (workgroup z = copy): copy n masks with job[4 + n]
@@ -82,13 +84,21 @@ fn masking_kernels_match_the_cpu_reference() {
             let got = read(&batch_in);
             for n in 0..copies {
                 let k = c - 1 - n;
-                let want = cpu::mask_cam(&x0, &acts, normalise.then_some(&mm[..]), k, bh, bw, h, w);
+                let want = cpu::mask_cam(
+                    &x0,
+                    &acts,
+                    normalise.then_some(&mm[..]),
+                    k,
+                    (bh, bw),
+                    (h, w),
+                );
                 let name = format!("mask_cam copy {n} k={k} normalise={normalise}");
                 check(
                     &name,
                     &copy_of(&got, n),
                     &want,
                     &[3, h, w],
+                    // lavapipe: max|diff| 4.8e-7, 19% of this
                     Tolerance::new(1e-6, 1e-6),
                 );
             }
@@ -113,6 +123,7 @@ fn masking_kernels_match_the_cpu_reference() {
                     &copy_of(&got, n),
                     &want,
                     &[3, h, w],
+                    // a copy or a select: bit-exact
                     Tolerance::new(0.0, 0.0),
                 );
             }
@@ -128,6 +139,7 @@ fn masking_kernels_match_the_cpu_reference() {
             &read(&binput),
             &cpu::mask_map(&x0, &s),
             &[3, h, w],
+            // a product of two floats: bit-exact
             Tolerance::new(0.0, 0.0),
         );
     }
@@ -136,7 +148,7 @@ fn masking_kernels_match_the_cpu_reference() {
 #[test]
 fn masked_passes_equal_one_ordinary_pass_per_copy() {
     let g = gpu();
-    let net = combicam_gpu::check::test_network("b0").unwrap();
+    let net = combicam_gpu::app::check::test_network("b0").unwrap();
     let m = ModelGpu::upload(g, net).unwrap();
     let (h, w) = (37, 29);
     // 3 copies per submission: 7 copies take 3 submissions, the last one short
@@ -211,7 +223,7 @@ fn masked_passes_equal_one_ordinary_pass_per_copy() {
         };
         let got = plan.run_masked(g, &masks, t, &mut |_| {}).unwrap();
         for (i, k) in (2..c.min(9)).enumerate() {
-            let input = cpu::mask_cam(&x, &acts, normalise.then_some(&mm[..]), k, bh, bw, h, w);
+            let input = cpu::mask_cam(&x, &acts, normalise.then_some(&mm[..]), k, (bh, bw), (h, w));
             let (lw, pw) = one(&input);
             let name = format!("score-cam copy k={k} normalise={normalise}");
             check(
@@ -219,7 +231,8 @@ fn masked_passes_equal_one_ordinary_pass_per_copy() {
                 &[got[i].0, got[i].1],
                 &[lw, pw],
                 &[2],
-                Tolerance::new(1e-4, 1e-6),
+                // lavapipe: max|diff| 8.3e-7, 0.66% of the former 1e-4/1e-6: ≈ 13% of this
+                Tolerance::new(5e-6, 5e-8),
             );
         }
     }
@@ -228,7 +241,7 @@ fn masked_passes_equal_one_ordinary_pass_per_copy() {
 #[test]
 fn a_batch_costs_what_bytes_per_copy_says_and_the_default_fits_the_budget() {
     let g = gpu();
-    let m = ModelGpu::upload(g, combicam_gpu::check::test_network("b0").unwrap()).unwrap();
+    let m = ModelGpu::upload(g, combicam_gpu::app::check::test_network("b0").unwrap()).unwrap();
     let (h, w) = (224, 200);
     // each image a batch adds is the forward footprint the batch choice counts
     let bytes = |n| {

@@ -69,9 +69,7 @@ fn gemm_matches_reference() {
                     bias.then_some(&b[..]),
                     scaled.then_some((act, &s[n * k..(n + 1) * k])),
                     res.then_some(&r[n * m * p..(n + 1) * m * p]),
-                    m,
-                    k,
-                    p,
+                    (m, k, p),
                 )
             })
             .collect();

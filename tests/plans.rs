@@ -3,10 +3,11 @@
 //! largest size needs.
 
 use crate::common::gpu;
+use combicam_gpu::app::engine::Engine;
 use combicam_gpu::cam::methods::{Explainer, METHODS};
-use combicam_gpu::engine::Engine;
 use combicam_gpu::model::detweights;
-use combicam_gpu::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
+use combicam_gpu::model::efficientnet::ModelGpu;
+use combicam_gpu::model::plan::{Output, Plan, PlanOptions, Score};
 
 fn options(nb: usize) -> PlanOptions {
     let mut explainers = vec![Explainer::COMBICAM];
@@ -56,7 +57,7 @@ fn a_plan_recorded_from_another_sizes_memory_equals_a_fresh_plan() {
     let g = gpu();
     // tf_b0: TF SAME padding changes with the size's parity, so some pipelines change too
     for arch in ["b0", "tf_b0"] {
-        let net = combicam_gpu::check::test_network(arch).unwrap();
+        let net = combicam_gpu::app::check::test_network(arch).unwrap();
         let nb = net.cfg.blocks.len();
         let m = ModelGpu::upload(g, net).unwrap();
         // wide then tall then wide again: some buffers grow, others are larger than needed
@@ -98,7 +99,7 @@ fn a_plan_recorded_from_another_sizes_memory_equals_a_fresh_plan() {
 #[test]
 fn engine_memory_does_not_grow_with_the_number_of_sizes() {
     let g = gpu();
-    let net = combicam_gpu::check::test_network("b0").unwrap();
+    let net = combicam_gpu::app::check::test_network("b0").unwrap();
     let nb = net.cfg.blocks.len();
     let mut e = Engine::new(g, net).unwrap();
     let opts = options(nb);

@@ -8,9 +8,9 @@
 //! the example before it wrote.
 
 use crate::cli::bin;
-use combicam_gpu::model::checkpoint::{OutDtype, to_safetensors};
 use combicam_gpu::model::config::{Family, efficientnet};
 use combicam_gpu::model::weights::Formula;
+use combicam_gpu::model::weights::checkpoint::{OutDtype, to_safetensors};
 use std::path::{Path, PathBuf};
 
 /// Lines of the README's code blocks that are not run, each with why.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use combicam_gpu::cam::render::{heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
+use combicam_gpu::app::render::{heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
 use combicam_gpu::error::Error;
 use image::RgbImage;
 

@@ -7,8 +7,8 @@
 use crate::cli::{bin, photo, tmp};
 use crate::common::{check, gpu, rand, read, up, zeros};
 use crate::model::golden;
-use combicam_gpu::engine::Engine;
-use combicam_gpu::model::efficientnet::{PlanOptions, Score};
+use combicam_gpu::app::engine::Engine;
+use combicam_gpu::model::plan::{PlanOptions, Score};
 use combicam_gpu::model::retrieval::{LN_EPS, RetrievalGpu};
 use combicam_gpu::model::search::{self, Assignments, Background, Method};
 use combicam_gpu::model::weights::{self, HeadKind};
@@ -53,6 +53,7 @@ fn retrieval_kernels_match_cpu_on_awkward_shapes() {
         );
         g.run_now(&[&d]).unwrap();
         let want = cpu::linear(after, &w, &b, &x, Some(&r), n, k);
+        // lavapipe: max|diff| 5.7e-6, 36% of this
         let tol = Tolerance::new(0.0, 3e-7 * (k as f32).sqrt() * 2.0);
         check(
             &format!("linear {after:?} {n}×{k}"),
@@ -66,7 +67,7 @@ fn retrieval_kernels_match_cpu_on_awkward_shapes() {
         let x: Vec<f32> = rand(k, 5, -3.0, 5.0);
         let (gain, shift) = (rand(k, 6, 0.5, 1.5), rand(k, 7, -0.5, 0.5));
         let (xb, gb, sb, ob) = (up(&x), up(&gain), up(&shift), zeros(k));
-        let d = op::layernorm(g, "t.ln", k, LN_EPS, &xb.buf, &gb.buf, &sb.buf, &ob.buf);
+        let d = op::layernorm(g, "t.ln", (k, LN_EPS), &xb.buf, (&gb.buf, &sb.buf), &ob.buf);
         g.run_now(&[&d]).unwrap();
         let want = cpu::layernorm(&x, &gain, &shift, LN_EPS);
         check(
@@ -74,6 +75,7 @@ fn retrieval_kernels_match_cpu_on_awkward_shapes() {
             &read(&ob),
             &want,
             &[k],
+            // lavapipe: max|diff| 3.6e-7, 18% of this
             Tolerance::new(0.0, 2e-6),
         );
         let o2 = zeros(k);
@@ -84,7 +86,8 @@ fn retrieval_kernels_match_cpu_on_awkward_shapes() {
             &read(&o2),
             &cpu::l2norm(&x),
             &[k],
-            // 2 ulp: lavapipe measured 3.7e-9 absolute, an H200 1 ulp (6e-8 at 0.59)
+            // 2 ulp: lavapipe measured 3.7e-9 absolute (50% of this), an H200 1 ulp (6e-8 at
+            // 0.59)
             Tolerance::new(2.4e-7, 0.0),
         );
     }
@@ -111,6 +114,7 @@ fn model_embedding() -> (Vec<f32>, usize, weights::Weights) {
         &features,
         fw,
         &[fw.len()],
+        // lavapipe: max|diff| 1.2e-7, 19% of this
         Tolerance::new(0.0, 1e-6 * common_peak(fw)),
     );
     let emb = engine.embedding(h, w, &opts).unwrap();
@@ -122,13 +126,15 @@ fn model_embedding() -> (Vec<f32>, usize, weights::Weights) {
         &emb,
         want,
         &[d],
-        Tolerance::new(0.0, 2e-6),
+        // lavapipe: max|diff| 3.3e-8, 1.6% of the former 2e-6: ≈ 8% of this
+        Tolerance::new(0.0, 4e-7),
     );
     check(
         "embedding (CPU head)",
         &rw.embed_cpu(fw),
         want,
         &[d],
+        // lavapipe: max|diff| 3.7e-8, 19% of this
         Tolerance::new(0.0, 2e-7),
     );
     let alone = RetrievalGpu::new(gpu(), &rw)
@@ -140,6 +146,7 @@ fn model_embedding() -> (Vec<f32>, usize, weights::Weights) {
         &alone,
         want,
         &[d],
+        // lavapipe: max|diff| 3.7e-8, 37% of this
         Tolerance::new(0.0, 1e-7),
     );
     let norm: f32 = emb.iter().map(|v| v * v).sum::<f32>().sqrt();

@@ -1,7 +1,7 @@
 //! Folder runs: inputs collected recursively with the output folder and our own outputs left
 //! out, shards that partition a dataset, and an index with one whole line per image.
 
-use combicam_gpu::cam::runs::{self, Index, Input};
+use combicam_gpu::app::runs::{self, Index, Input};
 use std::path::PathBuf;
 
 fn tmp(tag: &str) -> PathBuf {

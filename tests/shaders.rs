@@ -1,6 +1,7 @@
 //! Every WGSL file parses and validates with naga (the same front end wgpu uses).
 
-use combicam_gpu::gpu::pipelines::{PRELUDE, SHADERS, shader_source};
+use combicam_gpu::gpu::WgslParams;
+use combicam_gpu::gpu::pipelines::{INCLUDES, PRELUDE, SHADERS, shader_source};
 use combicam_gpu::ops::{conv, depthwise};
 
 fn validate(name: &str, src: &str) {
@@ -33,6 +34,32 @@ fn every_shader_validates() {
         "every shaders/*.wgsl but the prelude must be in the shader table"
     );
     validate("prelude.wgsl", PRELUDE);
+    // the helpers of shaders/include/, each in the table and spliced somewhere
+    let mut includes: Vec<String> = std::fs::read_dir(dir.join("include"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    includes.sort();
+    let mut table_inc: Vec<String> = INCLUDES.iter().map(|(n, _)| n.to_string()).collect();
+    table_inc.sort();
+    assert_eq!(
+        includes, table_inc,
+        "every shaders/include/*.wgsl must be in INCLUDES"
+    );
+    for (inc, _) in INCLUDES {
+        let marker = format!("//@include {inc}");
+        assert!(
+            SHADERS.iter().any(|(_, body)| body.contains(&marker)),
+            "include {inc} is used by no shader"
+        );
+    }
     for name in table {
         validate(
             &format!("{name}.wgsl (after the prelude)"),
@@ -72,4 +99,85 @@ fn generated_depthwise_shaders_validate() {
             &depthwise::source(k, s, pt, pl),
         );
     }
+}
+
+/// (name, byte offset) of every field of `struct Params` in a shader, and its size, as naga
+/// lays it out (what the GPU reads).
+fn wgsl_params(shader: &str) -> Option<(Vec<(String, usize)>, usize)> {
+    let src = shader_source(shader);
+    let module = naga::front::wgsl::parse_str(&src).unwrap();
+    module
+        .types
+        .iter()
+        .find_map(|(_, t)| match (&t.name, &t.inner) {
+            (Some(n), naga::TypeInner::Struct { members, span }) if n == "Params" => Some((
+                members
+                    .iter()
+                    .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+                    .collect(),
+                *span as usize,
+            )),
+            _ => None,
+        })
+}
+
+/// One mirror against its WGSL: the same fields in the same order at the same offsets, the
+/// same size. Returns the shader's name.
+fn mirror<P: WgslParams>() -> &'static str {
+    let (fields, size) = wgsl_params(P::SHADER)
+        .unwrap_or_else(|| panic!("shaders/{}.wgsl has no struct Params", P::SHADER));
+    let ours: Vec<(String, usize)> = P::fields()
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
+    assert_eq!(
+        ours,
+        fields,
+        "{}: the Rust mirror's (field, offset) differ from the WGSL struct Params",
+        P::SHADER
+    );
+    assert_eq!(
+        std::mem::size_of::<P>(),
+        size,
+        "{}: size of Params",
+        P::SHADER
+    );
+    println!(
+        "{:<16} Params: {} fields, {size} bytes, offsets agree",
+        P::SHADER,
+        fields.len()
+    );
+    P::SHADER
+}
+
+#[test]
+fn every_params_struct_mirrors_its_wgsl() {
+    use combicam_gpu::cam::{channel, elementwise, fusion};
+    use combicam_gpu::ops::{gemm, head, hvp, masked, reduce, retrieval, se};
+    let mut covered = vec![
+        mirror::<channel::CamChannelParams>(),
+        mirror::<elementwise::CamElementwiseParams>(),
+        mirror::<fusion::CamFusionParams>(),
+        mirror::<conv::ConvParams>(),
+        mirror::<depthwise::DepthwiseParams>(),
+        mirror::<gemm::GemmParams>(),
+        mirror::<head::HeadParams>(),
+        mirror::<hvp::HvpParams>(),
+        mirror::<masked::MaskedParams>(),
+        mirror::<reduce::ReduceParams>(),
+        mirror::<retrieval::RetrievalParams>(),
+        mirror::<se::SeParams>(),
+    ];
+    covered.sort();
+    // every shader with a `struct Params` has its mirror, once
+    let mut with_params: Vec<&str> = SHADERS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| wgsl_params(n).is_some())
+        .collect();
+    with_params.sort();
+    assert_eq!(
+        covered, with_params,
+        "shaders with a struct Params, and their mirrors"
+    );
 }

@@ -7,6 +7,12 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
+use crate::gpu::{DispatchDesc, words};
+
+crate::wgsl_params! {
+    /// shaders/cam_channel.wgsl's `Params`
+    pub struct CamChannelParams for "cam_channel" { c: u32, hw: u32, map_off: u32, w_off: u32 }
+}
 
 /// A block output A (C, HW) and its gradient g, and where results go.
 pub struct ChannelArgs<'a> {
@@ -36,28 +42,33 @@ fn code(m: Method) -> u32 {
     }
 }
 
-fn params(a: &ChannelArgs) -> [u32; 4] {
-    [a.c, a.hw, a.map_off, a.w_off].map(|v| v as u32)
+fn params(a: &ChannelArgs) -> CamChannelParams {
+    CamChannelParams {
+        c: a.c as u32,
+        hw: a.hw as u32,
+        map_off: a.map_off as u32,
+        w_off: a.w_off as u32,
+    }
 }
 
 /// w[w_off + k] for every channel k, by `method` (see the shader).
 pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) -> Dispatch {
-    let mut d = gpu.dispatch_from(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "cam",
-        Source::Table("cam_channel"),
-        "channel_weights",
-        &[("METHOD", code(method) as f64)],
-        &params(a),
-        &[
+        family: "cam",
+        source: Some(Source::Table("cam_channel")),
+        entry: "channel_weights",
+        constants: &[("METHOD", code(method) as f64)],
+        params: words(&params(a)),
+        bindings: &[
             (1, Some(a.blk)),
             (2, Some(a.grad)),
             (3, Some(a.w)),
             (5, a.hvp),
         ],
-        &[],
-        grid_1d((a.c as u32).div_ceil(8)),
-    );
+        groups: grid_1d((a.c as u32).div_ceil(8)),
+        ..Default::default()
+    });
     d.flops = 4.0 * (a.c * a.hw) as f64;
     d.bytes = 8.0 * (a.c * a.hw) as f64;
     d
@@ -65,24 +76,56 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
 
 /// maps[map_off + p] = max(0, Σ_k w[w_off + k]·A[k, p])
 pub fn weighted_map(gpu: &Gpu, label: &str, a: &ChannelArgs) -> Dispatch {
-    let mut d = gpu.dispatch_from(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "cam",
-        Source::Table("cam_channel"),
-        "weighted_map",
-        &[],
-        &params(a),
-        &[(1, Some(a.blk)), (3, Some(a.w)), (4, Some(a.maps))],
-        &[],
-        grid_1d((a.hw.div_ceil(8) as u32).div_ceil(64)),
-    );
+        family: "cam",
+        source: Some(Source::Table("cam_channel")),
+        entry: "weighted_map",
+        params: words(&params(a)),
+        bindings: &[(1, Some(a.blk)), (3, Some(a.w)), (4, Some(a.maps))],
+        groups: grid_1d((a.hw.div_ceil(8) as u32).div_ceil(64)),
+        ..Default::default()
+    });
     d.flops = 2.0 * (a.c * a.hw) as f64;
     d.bytes = 4.0 * (a.c * a.hw + a.hw) as f64;
     d
 }
 
+/// The method's map at one block: its channel weights, then the weighted sum. `label(what)`
+/// names each dispatch.
+pub fn record(
+    gpu: &Gpu,
+    label: &dyn Fn(&str) -> String,
+    method: Method,
+    a: &ChannelArgs,
+    d: &mut Vec<Dispatch>,
+) {
+    d.push(channel_weights(gpu, &label("weights"), method, a));
+    d.push(weighted_map(gpu, &label("map"), a));
+}
+
 pub mod cpu {
     use super::Method;
+
+    /// The method's map at one block: A (C, HW), g (C, HW); `hvp` (C, HW), the head's
+    /// Hessian-vector product, for the official Grad-CAM++.
+    pub fn map(
+        method: Method,
+        a: &[f32],
+        g: &[f32],
+        hvp: Option<&[f32]>,
+        c: usize,
+        hw: usize,
+    ) -> Vec<f32> {
+        let wts = match method {
+            Method::GradCamPPOfficial => {
+                let h = hvp.expect("the official Grad-CAM++ needs the head's HVP");
+                official_weights(g, h, c, hw)
+            }
+            _ => channel_weights(method, a, g, c, hw),
+        };
+        weighted_map(&wts, a, c, hw)
+    }
 
     /// One weight per channel of A (C, HW) from g (C, HW).
     pub fn channel_weights(method: Method, a: &[f32], g: &[f32], c: usize, hw: usize) -> Vec<f32> {

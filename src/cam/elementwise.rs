@@ -7,6 +7,13 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
+use crate::gpu::{DispatchDesc, words};
+use crate::ops::reduce::{self, Reduce, RowsArgs};
+
+crate::wgsl_params! {
+    /// shaders/cam_elementwise.wgsl's `Params`
+    pub struct CamElementwiseParams for "cam_elementwise" { c: u32, hw: u32, map_off: u32, gmax_off: u32 }
+}
 
 pub struct ElementwiseArgs<'a> {
     pub c: usize,
@@ -34,26 +41,59 @@ fn code(m: Method) -> u32 {
 
 /// maps[map_off + p] = max(0, Σ_k f(g[k, p])·A[k, p]) (see the shader)
 pub fn map(gpu: &Gpu, label: &str, method: Method, a: &ElementwiseArgs) -> Dispatch {
-    let params = [a.c, a.hw, a.map_off, a.gmax_off].map(|v| v as u32);
-    let mut d = gpu.dispatch_from(
+    let params = CamElementwiseParams {
+        c: a.c as u32,
+        hw: a.hw as u32,
+        map_off: a.map_off as u32,
+        gmax_off: a.gmax_off as u32,
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "cam",
-        Source::Table("cam_elementwise"),
-        "map",
-        &[("METHOD", code(method) as f64)],
-        &params,
-        &[
+        family: "cam",
+        source: Some(Source::Table("cam_elementwise")),
+        entry: "map",
+        constants: &[("METHOD", code(method) as f64)],
+        params: words(&params),
+        bindings: &[
             (1, Some(a.blk)),
             (2, Some(a.grad)),
             (3, Some(a.gmax)),
             (4, Some(a.maps)),
         ],
-        &[],
-        grid_1d((a.hw.div_ceil(4) as u32).div_ceil(64)),
-    );
+        groups: grid_1d((a.hw.div_ceil(4) as u32).div_ceil(64)),
+        ..Default::default()
+    });
     d.flops = 3.0 * (a.c * a.hw) as f64;
     d.bytes = 4.0 * (2 * a.c * a.hw + a.hw) as f64;
     d
+}
+
+/// The method's map at one block; the official LayerCAM first takes the block's max
+/// gradient. `label(what)` names each dispatch.
+pub fn record(
+    gpu: &Gpu,
+    label: &dyn Fn(&str) -> String,
+    method: Method,
+    a: &ElementwiseArgs,
+    d: &mut Vec<Dispatch>,
+) {
+    if method == Method::LayerCamOfficial {
+        d.push(reduce::rows(
+            gpu,
+            &label("gmax"),
+            Reduce::Max,
+            &RowsArgs {
+                rows: 1,
+                len: a.c * a.hw,
+                in_off: 0,
+                out_off: a.gmax_off,
+                x: a.grad,
+                y: None,
+                out: a.gmax,
+            },
+        ));
+    }
+    d.push(map(gpu, &label("map"), method, a));
 }
 
 pub mod cpu {

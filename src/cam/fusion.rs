@@ -7,6 +7,12 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_items},
 };
+use crate::gpu::{DispatchDesc, words};
+
+crate::wgsl_params! {
+    /// shaders/cam_fusion.wgsl's `Params`
+    pub struct CamFusionParams for "cam_fusion" { out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
+}
 
 pub struct FuseArgs<'a> {
     pub out_h: usize,
@@ -25,23 +31,28 @@ pub struct FuseArgs<'a> {
 
 /// fused = the rule over the upsampled maps (see the shader)
 pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
-    let params = [a.out_h, a.out_w, a.nblocks, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch_from(
+    let params = CamFusionParams {
+        out_h: a.out_h as u32,
+        out_w: a.out_w as u32,
+        nblocks: a.nblocks as u32,
+        _p: 0,
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "cam",
-        Source::Table("cam_fusion"),
-        "fuse",
-        &[("RULE", rule.code() as f64)],
-        &params,
-        &[
+        family: "cam",
+        source: Some(Source::Table("cam_fusion")),
+        entry: "fuse",
+        constants: &[("RULE", rule.code() as f64)],
+        params: words(&params),
+        bindings: &[
             (3, Some(a.maps)),
             (4, Some(a.bmeta)),
             (5, Some(a.fused)),
             (8, Some(a.bnorm)),
         ],
-        &[],
-        grid_items(a.out_h * a.out_w),
-    );
+        groups: grid_items(a.out_h * a.out_w),
+        ..Default::default()
+    });
     d.flops = 12.0 * (a.out_h * a.out_w * a.nblocks) as f64;
     d.bytes = 4.0 * (a.out_h * a.out_w * (4 * a.nblocks + 1)) as f64;
     d
@@ -55,18 +66,21 @@ pub fn minmax(
     fused: &wgpu::Buffer,
     mm: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = [out_h, out_w, 0, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch_from(
+    let params = CamFusionParams {
+        out_h: out_h as u32,
+        out_w: out_w as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "cam",
-        Source::Table("cam_fusion"),
-        "minmax",
-        &[],
-        &params,
-        &[(5, Some(fused)), (6, Some(mm))],
-        &[],
-        [1, 1, 1],
-    );
+        family: "cam",
+        source: Some(Source::Table("cam_fusion")),
+        entry: "minmax",
+        params: words(&params),
+        bindings: &[(5, Some(fused)), (6, Some(mm))],
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 2.0 * (out_h * out_w) as f64;
     d.bytes = 4.0 * (out_h * out_w) as f64;
     d
@@ -81,18 +95,21 @@ pub fn normalize(
     mm: &wgpu::Buffer,
     norm: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = [out_h, out_w, 0, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch_from(
+    let params = CamFusionParams {
+        out_h: out_h as u32,
+        out_w: out_w as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "cam",
-        Source::Table("cam_fusion"),
-        "normalize",
-        &[],
-        &params,
-        &[(5, Some(fused)), (6, Some(mm)), (7, Some(norm))],
-        &[],
-        grid_items(out_h * out_w),
-    );
+        family: "cam",
+        source: Some(Source::Table("cam_fusion")),
+        entry: "normalize",
+        params: words(&params),
+        bindings: &[(5, Some(fused)), (6, Some(mm)), (7, Some(norm))],
+        groups: grid_items(out_h * out_w),
+        ..Default::default()
+    });
     d.flops = 2.0 * (out_h * out_w) as f64;
     d.bytes = 8.0 * (out_h * out_w) as f64;
     d

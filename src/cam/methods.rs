@@ -1,5 +1,8 @@
-//! The catalogue of CAM methods and fusion rules: names, defaults, and which module computes
-//! each (`channel`: one weight per channel; `elementwise`: a weight per element; `fusion`).
+//! The catalogue of CAM methods and fusion rules. `TABLE` holds everything about a method
+//! but its kernels: its name, its default fusion, where it is defined, and the family module
+//! that computes it (`channel`: one weight per channel; `elementwise`: a weight per element;
+//! masked passes: `app::scorecam`). Adding a gradient method is a variant below, one row of
+//! `TABLE`, and its kernel and CPU reference in its family's module.
 
 use crate::error::{Error, Result};
 
@@ -43,8 +46,8 @@ pub enum Fusion {
     Product,
 }
 
-/// The methods defined at every block (`GradCamPPOfficial`, on the last block only, is not
-/// among them).
+/// The gradient methods defined at every block: the rows of `TABLE` neither masked nor
+/// last-block-only (a test holds the two together).
 pub const METHODS: [Method; 6] = [
     Method::GradCam,
     Method::GradCamPP,
@@ -62,42 +65,112 @@ pub const FUSIONS: [Fusion; 5] = [
     Fusion::Product,
 ];
 
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::GradCam => "gradcam",
-            Method::GradCamPP => "gradcampp",
-            Method::XGradCam => "xgradcam",
-            Method::HiResCam => "hirescam",
-            Method::LayerCam => "layercam",
-            Method::LayerCamOfficial => "layercam-official",
-            Method::GradCamPPOfficial => "gradcampp-official",
-            Method::ScoreCam => "scorecam",
-            Method::ScoreCamOfficial => "scorecam-official",
+/// The module that computes a method's map at a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// one weight per channel from the gradient, then Σ_k w_k A_k (`cam::channel`)
+    Channel,
+    /// a weight per element (`cam::elementwise`)
+    Elementwise,
+    /// masked forward passes, no gradient (`app::scorecam`)
+    Masked,
+}
+
+/// Everything about a method but its kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct MethodInfo {
+    pub method: Method,
+    /// its `--method` name and the stem of its outputs
+    pub name: &'static str,
+    /// the fusion it uses unless `--fusion` says otherwise
+    pub fusion: Fusion,
+    /// defined, or by default computed, at the last block only (the official Grad-CAM++; one
+    /// pass per channel makes every block costly for Score-CAM)
+    pub last_block: bool,
+    pub family: Family,
+}
+
+/// The method table: one row per method.
+pub const TABLE: [MethodInfo; 9] = {
+    use Family::*;
+    use Method::*;
+    const fn row(
+        method: Method,
+        name: &'static str,
+        fusion: Fusion,
+        last_block: bool,
+        family: Family,
+    ) -> MethodInfo {
+        MethodInfo {
+            method,
+            name,
+            fusion,
+            last_block,
+            family,
         }
     }
+    [
+        row(GradCam, "gradcam", Fusion::Sum, false, Channel),
+        row(GradCamPP, "gradcampp", Fusion::Sum, false, Channel),
+        row(XGradCam, "xgradcam", Fusion::Sum, false, Channel),
+        row(HiResCam, "hirescam", Fusion::Sum, false, Elementwise),
+        row(LayerCam, "layercam", Fusion::Max, false, Elementwise),
+        row(
+            LayerCamOfficial,
+            "layercam-official",
+            Fusion::Mean,
+            false,
+            Elementwise,
+        ),
+        row(
+            GradCamPPOfficial,
+            "gradcampp-official",
+            Fusion::Sum,
+            true,
+            Channel,
+        ),
+        row(ScoreCam, "scorecam", Fusion::Sum, true, Masked),
+        row(
+            ScoreCamOfficial,
+            "scorecam-official",
+            Fusion::Sum,
+            true,
+            Masked,
+        ),
+    ]
+};
 
-    /// Made of masked forward passes (`cam::scorecam`) rather than the plan's backward.
-    pub fn is_score_cam(self) -> bool {
-        matches!(self, Method::ScoreCam | Method::ScoreCamOfficial)
+impl Method {
+    /// Its row of `TABLE`.
+    pub fn info(self) -> &'static MethodInfo {
+        TABLE
+            .iter()
+            .find(|i| i.method == self)
+            .expect("every method has a row in TABLE")
     }
 
-    /// Defined, or by default computed, at the last block only (one pass per channel makes
-    /// every block costly).
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// Made of masked forward passes (`app::scorecam`) rather than the plan's backward.
+    pub fn is_score_cam(self) -> bool {
+        self.info().family == Family::Masked
+    }
+
+    /// Defined, or by default computed, at the last block only.
     pub fn last_block_by_default(self) -> bool {
-        matches!(
-            self,
-            Method::GradCamPPOfficial | Method::ScoreCam | Method::ScoreCamOfficial
-        )
+        self.info().last_block
     }
 
     /// The fusion a method uses unless `--fusion` says otherwise.
     pub fn default_fusion(self) -> Fusion {
-        match self {
-            Method::LayerCam => Fusion::Max,
-            Method::LayerCamOfficial => Fusion::Mean,
-            _ => Fusion::Sum,
-        }
+        self.info().fusion
+    }
+
+    /// The module that computes its map.
+    pub fn family(self) -> Family {
+        self.info().family
     }
 
     pub fn parse(s: &str) -> Result<Method> {
@@ -108,13 +181,7 @@ impl Method {
             other => other,
         }
         .to_string();
-        let extra = [
-            Method::GradCamPPOfficial,
-            Method::ScoreCam,
-            Method::ScoreCamOfficial,
-        ];
-        let all = METHODS.iter().chain(extra.iter());
-        all.copied().find(|m| m.name() == t).ok_or_else(|| {
+        TABLE.iter().map(|i| i.method).find(|m| m.name() == t).ok_or_else(|| {
             Error::Input(format!(
                 "unknown CAM method {s:?}: use {}, gradcampp-official (last block), scorecam, scorecam-official",
                 METHODS.map(|m| m.name()).join(", "),
@@ -259,4 +326,22 @@ pub fn parse_explainers(methods: Option<&str>, fusion: Option<&str>) -> Result<V
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_the_tables_every_block_gradient_rows() {
+        let rows: Vec<Method> = TABLE
+            .iter()
+            .filter(|i| i.family != Family::Masked && !i.last_block)
+            .map(|i| i.method)
+            .collect();
+        assert_eq!(rows, METHODS.to_vec());
+        for i in &TABLE {
+            assert_eq!(Method::parse(i.name).unwrap(), i.method, "{}", i.name);
+        }
+    }
 }

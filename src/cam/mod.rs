@@ -1,17 +1,11 @@
-//! Explanations. The CAM methods, one module per family, each with its GPU launchers and its
-//! CPU reference (`channel`: a weight per channel; `elementwise`: a weight per element;
-//! `fusion`: the rules that fuse blocks), `methods` (the catalogue), `phase` (the CAM phase
-//! a plan records); then running the plan on images and writing what a researcher needs
-//! (`render`: colormap and overlay; `explain`: PNG, JSON, raw safetensors). `scorecam` is made
-//! of masked forward passes instead.
+//! The CAM math, below the plan that records it: the methods, one module per family, each
+//! with its GPU launchers and its CPU reference (`channel`: a weight per channel;
+//! `elementwise`: a weight per element; `fusion`: the rules that fuse blocks), `methods`
+//! (the catalogue) and `phase` (the CAM phase a plan records). Running plans on images and
+//! writing the results is the application's (`app`).
 
 pub mod channel;
 pub mod elementwise;
-pub mod explain;
 pub mod fusion;
 pub mod methods;
 pub mod phase;
-pub mod render;
-pub mod report;
-pub mod runs;
-pub mod scorecam;

@@ -5,15 +5,15 @@
 use super::channel::{self, ChannelArgs};
 use super::elementwise::{self, ElementwiseArgs};
 use super::fusion::{self, FuseArgs};
-use super::methods::{Explainer, Fusion, Method};
+use super::methods::{Explainer, Family, Fusion, Method};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
-use crate::model::config::ModelCfg;
 use crate::ops::reduce::{self, Reduce, RowsArgs};
 
 /// What the phase reads: the plan's block outputs and their gradients.
 pub struct CamInputs<'a> {
-    pub cfg: &'a ModelCfg,
+    /// every block's output channels C_l
+    pub channels: &'a [usize],
     /// every block's output size
     pub sizes: &'a [(usize, usize)],
     /// every block's output A_l
@@ -53,6 +53,23 @@ pub struct CamBuffers {
     pub total_maps: usize,
 }
 
+/// What every explainer's recording shares: the device, the inputs, the per-block layout
+/// of the scratch (channel weights, maps of the selected blocks) and the buffers.
+struct Rec<'a> {
+    gpu: &'a Gpu,
+    inp: &'a CamInputs<'a>,
+    /// where block l's channel weights start in `weights`
+    w_offs: Vec<usize>,
+    /// where block l's map starts in an explainer's maps
+    map_offs: Vec<usize>,
+    total_maps: usize,
+    weights: GpuBuf,
+    gmax: GpuBuf,
+    bmeta: GpuBuf,
+    bnorm: GpuBuf,
+    fused: GpuBuf,
+}
+
 /// Record the phase. `alloc(label, floats)` makes a zeroed buffer and counts it.
 pub fn record(
     gpu: &Gpu,
@@ -60,172 +77,122 @@ pub fn record(
     explainers: &[Explainer],
     alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
 ) -> Result<(Vec<Dispatch>, CamBuffers)> {
-    let (cfg, sizes, sel) = (inp.cfg, inp.sizes, inp.blocks);
-    let nb = cfg.blocks.len();
-    let mut d = Vec::new();
-    // layout of the per-block scratch: channel weights, and maps of the selected blocks
+    let nb = inp.channels.len();
     let mut w_offs = vec![0; nb];
     let mut map_offs = vec![usize::MAX; nb];
     let (mut total_c, mut total_maps) = (0, 0);
     let mut meta = Vec::new();
-    for &l in sel {
+    for &l in inp.blocks {
+        let (bh, bw) = inp.sizes[l];
         w_offs[l] = total_c;
-        total_c += cfg.blocks[l].cout;
+        total_c += inp.channels[l];
         map_offs[l] = total_maps;
-        meta.extend_from_slice(&[total_maps as u32, sizes[l].0 as u32, sizes[l].1 as u32, 0]);
-        total_maps += sizes[l].0 * sizes[l].1;
+        meta.extend_from_slice(&[total_maps as u32, bh as u32, bw as u32, 0]);
+        total_maps += bh * bw;
     }
-    let weights = alloc("cam.weights".into(), total_c)?;
-    let gmax = alloc("cam.gmax".into(), nb)?;
-    let bmeta = gpu.upload_u32("cam.meta", &meta)?;
-    let bnorm = alloc("cam.bnorm".into(), 2 * sel.len())?;
-    let fused = alloc("cam.fused".into(), inp.h * inp.w)?;
-
-    // max |A_l| of every block: per channel, then over the channels
-    let act_maxabs = alloc("cam.act_maxabs".into(), nb)?;
-    let max_cout = cfg.blocks.iter().map(|b| b.cout).max().unwrap_or(1);
-    let scratch = alloc("cam.scratch".into(), nb * max_cout)?;
-    for (l, b) in cfg.blocks.iter().enumerate() {
-        let hw = sizes[l].0 * sizes[l].1;
-        d.push(reduce::rows(
-            gpu,
-            &format!("{l}.maxabs.cam"),
-            Reduce::MaxAbs,
-            &RowsArgs {
-                rows: b.cout,
-                len: hw,
-                in_off: 0,
-                out_off: l * max_cout,
-                x: &inp.outs[l].buf,
-                y: None,
-                out: &scratch.buf,
-            },
-        ));
-        d.push(reduce::rows(
-            gpu,
-            &format!("{l}.maxabs2.cam"),
-            Reduce::Max,
-            &RowsArgs {
-                rows: 1,
-                len: b.cout,
-                in_off: l * max_cout,
-                out_off: l,
-                x: &scratch.buf,
-                y: None,
-                out: &act_maxabs.buf,
-            },
-        ));
-    }
-
+    let rec = Rec {
+        gpu,
+        inp,
+        weights: alloc("cam.weights".into(), total_c)?,
+        gmax: alloc("cam.gmax".into(), nb)?,
+        bmeta: gpu.upload_u32("cam.meta", &meta)?,
+        bnorm: alloc("cam.bnorm".into(), 2 * inp.blocks.len())?,
+        fused: alloc("cam.fused".into(), inp.h * inp.w)?,
+        w_offs,
+        map_offs,
+        total_maps,
+    };
+    let mut d = Vec::new();
+    let act_maxabs = rec.maxabs(alloc, &mut d)?;
     let mut out = Vec::new();
     for (ei, e) in explainers.iter().enumerate() {
+        out.push(rec.explainer(ei, e, alloc, &mut d)?);
+    }
+    Ok((
+        d,
+        CamBuffers {
+            explainers: out,
+            act_maxabs,
+            map_offs: rec.map_offs,
+            total_maps: rec.total_maps,
+        },
+    ))
+}
+
+impl Rec<'_> {
+    /// max |A_l| of every block: per channel, then over the channels.
+    fn maxabs(
+        &self,
+        alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
+        d: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, inp) = (self.gpu, self.inp);
+        let nb = inp.channels.len();
+        let act_maxabs = alloc("cam.act_maxabs".into(), nb)?;
+        let max_cout = inp.channels.iter().copied().max().unwrap_or(1);
+        let scratch = alloc("cam.scratch".into(), nb * max_cout)?;
+        for (l, &c) in inp.channels.iter().enumerate() {
+            let hw = inp.sizes[l].0 * inp.sizes[l].1;
+            d.push(reduce::rows(
+                gpu,
+                &format!("{l}.maxabs.cam"),
+                Reduce::MaxAbs,
+                &RowsArgs {
+                    rows: c,
+                    len: hw,
+                    in_off: 0,
+                    out_off: l * max_cout,
+                    x: &inp.outs[l].buf,
+                    y: None,
+                    out: &scratch.buf,
+                },
+            ));
+            d.push(reduce::rows(
+                gpu,
+                &format!("{l}.maxabs2.cam"),
+                Reduce::Max,
+                &RowsArgs {
+                    rows: 1,
+                    len: c,
+                    in_off: l * max_cout,
+                    out_off: l,
+                    x: &scratch.buf,
+                    y: None,
+                    out: &act_maxabs.buf,
+                },
+            ));
+        }
+        Ok(act_maxabs)
+    }
+
+    /// One explainer: its map at every selected block with the maps' statistics, then the
+    /// fusion, its range and the normalised fused map.
+    fn explainer(
+        &self,
+        ei: usize,
+        e: &Explainer,
+        alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
+        d: &mut Vec<Dispatch>,
+    ) -> Result<ExplainerBuffers> {
+        let (gpu, inp) = (self.gpu, self.inp);
+        let nb = inp.channels.len();
         let tag = e.fused_name();
-        let maps = alloc(format!("cam[{ei}].maps"), total_maps)?;
+        let maps = alloc(format!("cam[{ei}].maps"), self.total_maps)?;
         let stats = alloc(format!("cam[{ei}].stats"), 2 * nb)?;
         let mm = alloc(format!("cam[{ei}].minmax"), 2)?;
         let norm = alloc(format!("cam[{ei}].norm"), inp.h * inp.w)?;
-        for (i, &l) in sel.iter().enumerate() {
-            let b = &cfg.blocks[l];
-            let hw = sizes[l].0 * sizes[l].1;
-            let grad = &inp.grads[l]
-                .as_ref()
-                .expect("the backward reaches every selected block")
-                .buf;
-            let blk = &inp.outs[l].buf;
-            let label = |what: &str| format!("{l}.{}.{what}.cam", e.method.name());
-            match e.method {
-                Method::GradCam
-                | Method::GradCamPP
-                | Method::XGradCam
-                | Method::GradCamPPOfficial => {
-                    let args = ChannelArgs {
-                        c: b.cout,
-                        hw,
-                        blk,
-                        grad,
-                        w: &weights.buf,
-                        w_off: w_offs[l],
-                        maps: &maps.buf,
-                        map_off: map_offs[l],
-                        hvp: inp.hvp.map(|h| &h.buf),
-                    };
-                    d.push(channel::channel_weights(
-                        gpu,
-                        &label("weights"),
-                        e.method,
-                        &args,
-                    ));
-                    d.push(channel::weighted_map(gpu, &label("map"), &args));
-                }
-                Method::ScoreCam | Method::ScoreCamOfficial => {
-                    unreachable!(
-                        "Score-CAM is made of masked passes (cam::scorecam), not a plan's CAM phase"
-                    )
-                }
-                Method::HiResCam | Method::LayerCam | Method::LayerCamOfficial => {
-                    if e.method == Method::LayerCamOfficial {
-                        d.push(reduce::rows(
-                            gpu,
-                            &label("gmax"),
-                            Reduce::Max,
-                            &RowsArgs {
-                                rows: 1,
-                                len: b.cout * hw,
-                                in_off: 0,
-                                out_off: l,
-                                x: grad,
-                                y: None,
-                                out: &gmax.buf,
-                            },
-                        ));
-                    }
-                    let args = ElementwiseArgs {
-                        c: b.cout,
-                        hw,
-                        blk,
-                        grad,
-                        gmax: &gmax.buf,
-                        gmax_off: l,
-                        maps: &maps.buf,
-                        map_off: map_offs[l],
-                    };
-                    d.push(elementwise::map(gpu, &label("map"), e.method, &args));
-                }
-            }
-            let mut stat = |what: &str, mode: Reduce, out_off: usize, to: &GpuBuf| {
-                d.push(reduce::rows(
-                    gpu,
-                    &label(what),
-                    mode,
-                    &RowsArgs {
-                        rows: 1,
-                        len: hw,
-                        in_off: map_offs[l],
-                        out_off,
-                        x: &maps.buf,
-                        y: None,
-                        out: &to.buf,
-                    },
-                ));
-            };
-            stat("map_max", Reduce::Max, l, &stats);
-            stat("map_mean", Reduce::Mean, nb + l, &stats);
-            if matches!(
-                e.fusion,
-                Fusion::MeanNormalised | Fusion::Max | Fusion::Product
-            ) {
-                stat("map_min", Reduce::Min, 2 * i, &bnorm);
-                stat("map_max2", Reduce::Max, 2 * i + 1, &bnorm);
-            }
+        for (i, &l) in inp.blocks.iter().enumerate() {
+            self.block_map(e.method, l, &maps, d);
+            self.block_stats(e, (i, l), (&maps, &stats), d);
         }
         let args = FuseArgs {
             out_h: inp.h,
             out_w: inp.w,
-            nblocks: sel.len(),
+            nblocks: inp.blocks.len(),
             maps: &maps.buf,
-            bmeta: &bmeta.buf,
-            bnorm: &bnorm.buf,
-            fused: &fused.buf,
+            bmeta: &self.bmeta.buf,
+            bnorm: &self.bnorm.buf,
+            fused: &self.fused.buf,
         };
         d.push(fusion::fuse(
             gpu,
@@ -238,7 +205,7 @@ pub fn record(
             &format!("{tag}.minmax.cam"),
             inp.h,
             inp.w,
-            &fused.buf,
+            &self.fused.buf,
             &mm.buf,
         ));
         d.push(fusion::normalize(
@@ -246,63 +213,143 @@ pub fn record(
             &format!("{tag}.normalize.cam"),
             inp.h,
             inp.w,
-            &fused.buf,
+            &self.fused.buf,
             &mm.buf,
             &norm.buf,
         ));
-        out.push(ExplainerBuffers {
+        Ok(ExplainerBuffers {
             explainer: *e,
             maps,
             norm,
             mm,
             stats,
-        });
+        })
     }
-    Ok((
-        d,
-        CamBuffers {
-            explainers: out,
-            act_maxabs,
-            map_offs,
-            total_maps,
-        },
-    ))
+
+    /// The method's map at block `l`, into `maps` at `map_offs[l]`.
+    fn block_map(&self, method: Method, l: usize, maps: &GpuBuf, d: &mut Vec<Dispatch>) {
+        let (gpu, inp) = (self.gpu, self.inp);
+        let (c, hw) = (inp.channels[l], inp.sizes[l].0 * inp.sizes[l].1);
+        let grad = &inp.grads[l]
+            .as_ref()
+            .expect("the backward reaches every selected block")
+            .buf;
+        let blk = &inp.outs[l].buf;
+        let label = |what: &str| format!("{l}.{}.{what}.cam", method.name());
+        match method.family() {
+            Family::Channel => {
+                let args = ChannelArgs {
+                    c,
+                    hw,
+                    blk,
+                    grad,
+                    w: &self.weights.buf,
+                    w_off: self.w_offs[l],
+                    maps: &maps.buf,
+                    map_off: self.map_offs[l],
+                    hvp: inp.hvp.map(|h| &h.buf),
+                };
+                channel::record(gpu, &label, method, &args, d);
+            }
+            Family::Elementwise => {
+                let args = ElementwiseArgs {
+                    c,
+                    hw,
+                    blk,
+                    grad,
+                    gmax: &self.gmax.buf,
+                    gmax_off: l,
+                    maps: &maps.buf,
+                    map_off: self.map_offs[l],
+                };
+                elementwise::record(gpu, &label, method, &args, d);
+            }
+            Family::Masked => {
+                unreachable!(
+                    "Score-CAM is made of masked passes (app::scorecam), not a plan's CAM phase"
+                )
+            }
+        }
+    }
+
+    /// Block `l`'s map statistics (max, mean) and, for the rules that normalise each block's
+    /// map, its range (the `i`-th selected block's in `bnorm`).
+    fn block_stats(
+        &self,
+        e: &Explainer,
+        (i, l): (usize, usize),
+        (maps, stats): (&GpuBuf, &GpuBuf),
+        d: &mut Vec<Dispatch>,
+    ) {
+        let nb = self.inp.channels.len();
+        let hw = self.inp.sizes[l].0 * self.inp.sizes[l].1;
+        let mut stat = |what: &str, mode: Reduce, out_off: usize, to: &GpuBuf| {
+            d.push(reduce::rows(
+                self.gpu,
+                &format!("{l}.{}.{what}.cam", e.method.name()),
+                mode,
+                &RowsArgs {
+                    rows: 1,
+                    len: hw,
+                    in_off: self.map_offs[l],
+                    out_off,
+                    x: &maps.buf,
+                    y: None,
+                    out: &to.buf,
+                },
+            ));
+        };
+        stat("map_max", Reduce::Max, l, stats);
+        stat("map_mean", Reduce::Mean, nb + l, stats);
+        if matches!(
+            e.fusion,
+            Fusion::MeanNormalised | Fusion::Max | Fusion::Product
+        ) {
+            stat("map_min", Reduce::Min, 2 * i, &self.bnorm);
+            stat("map_max2", Reduce::Max, 2 * i + 1, &self.bnorm);
+        }
+    }
 }
 
 /// The CPU reference of the phase for one explainer: every selected block's map and the
 /// normalised fused map at h×w.
 pub mod cpu {
-    use super::{Explainer, Method};
+    use super::{Explainer, Family};
     use crate::cam::{channel, elementwise, fusion};
 
-    /// `a[l]`, `g[l]`: block l's output and gradient, (C_l, h_l·w_l); `sizes[l]` = (h_l, w_l);
-    /// `hvp`: the head's Hessian-vector product at the last block (GradCamPPOfficial).
-    #[allow(clippy::too_many_arguments)]
-    pub fn explain(
-        e: Explainer,
-        a: &[&[f32]],
-        g: &[&[f32]],
-        hvp: Option<&[f32]>,
-        channels: &[usize],
-        sizes: &[(usize, usize)],
-        blocks: &[usize],
-        h: usize,
-        w: usize,
-    ) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
+    /// What the reference reads: `a[l]`, `g[l]`: block l's output and gradient,
+    /// (C_l, h_l·w_l), with `channels[l]` = C_l and `sizes[l]` = (h_l, w_l); `hvp`: the head's
+    /// Hessian-vector product at the last block (GradCamPPOfficial); the selected `blocks`;
+    /// the fused map's size `h`×`w`.
+    pub struct Blocks<'a> {
+        pub a: &'a [&'a [f32]],
+        pub g: &'a [&'a [f32]],
+        pub hvp: Option<&'a [f32]>,
+        pub channels: &'a [usize],
+        pub sizes: &'a [(usize, usize)],
+        pub blocks: &'a [usize],
+        pub h: usize,
+        pub w: usize,
+    }
+
+    pub fn explain(e: Explainer, b: &Blocks) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
+        let Blocks {
+            a,
+            g,
+            hvp,
+            channels,
+            sizes,
+            blocks,
+            h,
+            w,
+        } = *b;
         let mut maps = vec![None; a.len()];
         for &l in blocks {
             let (c, hw) = (channels[l], sizes[l].0 * sizes[l].1);
-            maps[l] = Some(match e.method {
-                Method::GradCam | Method::GradCamPP | Method::XGradCam => {
-                    let wts = channel::cpu::channel_weights(e.method, a[l], g[l], c, hw);
-                    channel::cpu::weighted_map(&wts, a[l], c, hw)
-                }
-                Method::GradCamPPOfficial => {
-                    let h = hvp.expect("the official Grad-CAM++ needs the head's HVP");
-                    let wts = channel::cpu::official_weights(g[l], h, c, hw);
-                    channel::cpu::weighted_map(&wts, a[l], c, hw)
-                }
-                _ => elementwise::cpu::map(e.method, a[l], g[l], c, hw),
+            maps[l] = Some(match e.method.family() {
+                Family::Channel => channel::cpu::map(e.method, a[l], g[l], hvp, c, hw),
+                Family::Elementwise => elementwise::cpu::map(e.method, a[l], g[l], c, hw),
+                Family::Masked => unreachable!("Score-CAM is not a plan's CAM phase"),
             });
         }
         let list: Vec<(&[f32], usize, usize)> = blocks

@@ -2,8 +2,8 @@
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use combicam_gpu::bench::{self, BenchOptions};
-use combicam_gpu::model::efficientnet::PlanOptions;
+use combicam_gpu::app::bench::{self, BenchOptions};
+use combicam_gpu::model::plan::PlanOptions;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

@@ -1,16 +1,16 @@
 //! `combicam-gpu evaluate`: the faithfulness metrics of several explainers over images
-//! (`combicam_gpu::eval`), a table on stdout and `--json`.
+//! (`combicam_gpu::app::eval`), a table on stdout and `--json`.
 
 use super::super::{DeviceArgs, INTERRUPTED, WeightsArgs, load, load_weights, open_gpu};
 use anyhow::{Context, bail};
 use clap::Args;
-use combicam_gpu::engine::Engine;
-use combicam_gpu::eval::{self, ImageMetrics, Spec};
-use combicam_gpu::model::efficientnet::{PlanOptions, Score};
+use combicam_gpu::app::engine::Engine;
+use combicam_gpu::app::eval::{self, ImageMetrics, Spec};
+use combicam_gpu::model::plan::{PlanOptions, Score};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -81,19 +81,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     }
     let images = super::super::image_paths(&a.images)?;
     if let Some(j) = &a.json {
-        if j.is_dir() {
-            bail!("--json {} is a folder: give a file name", j.display());
-        }
-        let parent = j.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(p) = parent
-            && !p.is_dir()
-        {
-            bail!(
-                "--json {}: the folder {} does not exist; create it or choose another path",
-                j.display(),
-                p.display()
-            );
-        }
+        check_json_path(j)?;
     }
     let w = load_weights(&a.weights, "evaluates")?;
     let (model, source) = (w.cfg.name(), w.source.clone());
@@ -138,24 +126,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         pb.set_position(base + per_image as u64);
     }
     pb.finish_and_clear();
-    let mut mean: BTreeMap<String, Mean> = BTreeMap::new();
-    for r in &results {
-        for (name, m) in &r.explainers {
-            let e = mean.entry(name.clone()).or_default();
-            e.deletion_auc += m.deletion_auc;
-            e.insertion_auc += m.insertion_auc;
-            e.average_drop += m.average_drop;
-            e.increase += m.increase as u8 as f64;
-            e.images += 1;
-        }
-    }
-    for m in mean.values_mut() {
-        let n = m.images.max(1) as f64;
-        m.deletion_auc /= n;
-        m.insertion_auc /= n;
-        m.average_drop /= n;
-        m.increase /= n;
-    }
+    let mean = means(&results);
     println!(
         "{} images, {} steps, {model} ({source}) on {}",
         results.len(),
@@ -190,7 +161,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             mean,
         };
         let bytes = serde_json::to_vec_pretty(&report)?;
-        combicam_gpu::cam::render::write_bytes_atomic(&bytes, p)
+        combicam_gpu::app::render::write_bytes_atomic(&bytes, p)
             .with_context(|| format!("cannot write {}", p.display()))?;
         println!("wrote {}", p.display());
     }
@@ -216,7 +187,7 @@ fn one_image(
     let o = engine.run(x, h, w, &fwd, None, Score::Prob)?;
     if let Some(asked) = asked {
         let got = engine.plan(h, w, &fwd)?.masked_copies();
-        combicam_gpu::model::masked::note_batch(asked, got);
+        combicam_gpu::model::plan::note_batch(asked, got);
     }
     let (target, y) = (o.argmax, o.probs[o.argmax]);
     let mut explainers = BTreeMap::new();
@@ -226,9 +197,15 @@ fn one_image(
             pb.set_position(base + n as u64)
         })?;
         let base = pb.position();
-        let m = eval::metrics(engine, x, (h, w), &map, target, y, steps, batch, &mut |n| {
-            pb.set_position(base + n as u64)
-        })?;
+        let m = eval::metrics(
+            engine,
+            x,
+            (h, w),
+            &map,
+            (target, y),
+            (steps, batch),
+            &mut |n| pb.set_position(base + n as u64),
+        )?;
         explainers.insert(s.name.clone(), m);
     }
     Ok(ImageMetrics {
@@ -236,4 +213,45 @@ fn one_image(
         target,
         explainers,
     })
+}
+
+/// `--json`: a file name whose folder exists, checked before any work.
+fn check_json_path(j: &Path) -> anyhow::Result<()> {
+    if j.is_dir() {
+        bail!("--json {} is a folder: give a file name", j.display());
+    }
+    let parent = j.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = parent
+        && !p.is_dir()
+    {
+        bail!(
+            "--json {}: the folder {} does not exist; create it or choose another path",
+            j.display(),
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+/// Every explainer's metrics averaged over the images it was scored on.
+fn means(results: &[ImageMetrics]) -> BTreeMap<String, Mean> {
+    let mut mean: BTreeMap<String, Mean> = BTreeMap::new();
+    for r in results {
+        for (name, m) in &r.explainers {
+            let e = mean.entry(name.clone()).or_default();
+            e.deletion_auc += m.deletion_auc;
+            e.insertion_auc += m.insertion_auc;
+            e.average_drop += m.average_drop;
+            e.increase += m.increase as u8 as f64;
+            e.images += 1;
+        }
+    }
+    for m in mean.values_mut() {
+        let n = m.images.max(1) as f64;
+        m.deletion_auc /= n;
+        m.insertion_auc /= n;
+        m.average_drop /= n;
+        m.increase /= n;
+    }
+    mean
 }

@@ -3,18 +3,17 @@
 //! console line of each image.
 
 use super::super::{
-    DeviceArgs, INTERRUPTED, WeightsArgs, finish, load, load_weights_with, nearest_cell,
-    note_skipped, open_gpu, parse_score,
+    DeviceArgs, INTERRUPTED, WeightsArgs, finish, load_weights_with, nearest_cell, note_skipped,
+    open_gpu, parse_score,
 };
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
-use combicam_gpu::cam::explain::{
-    ExplainOptions, Report, WriteContext, run_one, unique_stem, write_one,
-};
-use combicam_gpu::cam::methods::parse_explainers;
-use combicam_gpu::cam::runs;
-use combicam_gpu::engine::{Engine, parse_blocks};
-use combicam_gpu::model::efficientnet::Score;
+use combicam_gpu::app::engine::{Engine, parse_blocks};
+use combicam_gpu::app::folder::{FolderRun, prepare_out};
+use combicam_gpu::app::record::{ExplainOptions, Report};
+use combicam_gpu::app::runs;
+use combicam_gpu::cam::methods::{Explainer, parse_explainers};
+use combicam_gpu::model::plan::Score;
 use combicam_gpu::model::weights;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -125,7 +124,7 @@ pub struct ExplainArgs {
 
 /// How a cell or class is named on the console: its label in quotes, or the cell with its
 /// centre.
-fn entry_name(e: &combicam_gpu::engine::TopEntry) -> String {
+fn entry_name(e: &combicam_gpu::app::engine::TopEntry) -> String {
     match (&e.label, e.lat, e.lon) {
         (Some(l), _, _) => format!("\"{l}\""),
         (None, Some(la), Some(lo)) => format!("cell {} ({:+.3}, {:+.3})", e.index, la, lo),
@@ -171,7 +170,7 @@ fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
         report.outputs.join(", ")
     );
     for w in &report.warnings {
-        if w.starts_with(combicam_gpu::cam::explain::UPSCALED) {
+        if w.starts_with(combicam_gpu::app::record::UPSCALED) {
             if UPSCALE_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 continue;
             }
@@ -200,6 +199,28 @@ fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
     }
 }
 
+/// The blocks of the gradient methods and of Score-CAM: `--blocks` for both; else every
+/// block, or the last one when every gradient method is the official Grad-CAM++ (defined
+/// there only), and the last one for Score-CAM (one masked pass per channel).
+fn default_blocks(
+    explainers: &[Explainer],
+    given: Option<&str>,
+    nb: usize,
+) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    let only_last = explainers
+        .iter()
+        .filter(|e| !e.method.is_score_cam())
+        .all(|e| e.method.last_block_by_default());
+    let given = given.map(|s| parse_blocks(s, nb)).transpose()?;
+    let score_blocks = given.clone().unwrap_or(vec![nb - 1]);
+    let blocks = match given {
+        Some(b) => b,
+        None if only_last => vec![nb - 1],
+        None => (0..nb).collect(),
+    };
+    Ok((blocks, score_blocks))
+}
+
 pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha {} is outside 0..1", a.alpha);
@@ -218,7 +239,7 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let metrics = a
         .metrics
         .as_deref()
-        .map(combicam_gpu::eval::read_metrics)
+        .map(combicam_gpu::app::eval::read_metrics)
         .transpose()?
         .map(std::sync::Arc::new);
     let w = load_weights_with(&a.weights, a.embedding, "explains")?;
@@ -232,26 +253,14 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     let target = match (&a.target_latlon, &a.target) {
         (Some(s), _) => Some(nearest_cell(&w, s)?),
-        (None, Some(t)) => Some(combicam_gpu::engine::resolve_target(&w, t)?),
+        (None, Some(t)) => Some(combicam_gpu::app::engine::resolve_target(&w, t)?),
         (None, None) => None,
     };
     let nb = w.cfg.blocks.len();
-    // the official Grad-CAM++ alone: the last block by default; Score-CAM (one pass per
-    // channel) too, whatever the other methods
-    let only_last = explainers
-        .iter()
-        .filter(|e| !e.method.is_score_cam())
-        .all(|e| e.method.last_block_by_default());
-    let given = a.blocks.as_ref().map(|s| parse_blocks(s, nb)).transpose()?;
-    let score_blocks = given.clone().unwrap_or(vec![nb - 1]);
-    let blocks = match given {
-        Some(b) => b,
-        None if only_last => vec![nb - 1],
-        None => (0..nb).collect(),
-    };
+    let (blocks, score_blocks) = default_blocks(&explainers, a.blocks.as_deref(), nb)?;
     // before any output exists
     combicam_gpu::cam::methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
-    combicam_gpu::cam::scorecam::check_score(&explainers, score)?;
+    combicam_gpu::app::scorecam::check_score(&explainers, score)?;
     if let Some(t) = target
         && t >= w.classifier.n
     {
@@ -262,27 +271,10 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // a folder this run makes is removed again if no image could be explained
-    let out_existed = a.out.exists();
-    std::fs::create_dir_all(&a.out).with_context(|| {
-        format!(
-            "cannot create output folder {} (choose another with --out)",
-            a.out.display()
-        )
-    })?;
-    let probe = a
-        .out
-        .join(format!(".combicam-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").with_context(|| {
-        format!(
-            "output folder {} is not writable (choose another with --out)",
-            a.out.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&probe);
+    let made_out = !prepare_out(&a.out)?;
     let t_start = Instant::now();
     let gpu = open_gpu(a.device.device)?;
     let t_adapter = t_start.elapsed().as_secs_f64();
-    let how = w.preprocessing;
     let t_upload = Instant::now();
     let mut engine = Engine::new(&gpu, w)?;
     if a.verbose {
@@ -307,93 +299,26 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         raw_at_photo_size: a.raw_size == RawSize::Photo,
         top_k: a.top_k,
     };
-    let mut used = std::collections::HashSet::new();
-    let mut index = runs::Index::new(&a.out);
-    let images: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
-    // names first, in input order, so that a resumed run names every image as the first did
-    let places: Vec<(PathBuf, String)> = inputs
-        .iter()
-        .map(|i| {
-            let dir = a.out.join(&i.rel_dir);
-            let stem = unique_stem(&i.path, &mut used, &i.rel_dir);
-            (dir, stem)
-        })
-        .collect();
-    // --resume: an image whose JSON (written last) exists is done
-    let todo: Vec<usize> = (0..images.len())
-        .filter(|&k| {
-            let (dir, stem) = &places[k];
-            !(a.resume && dir.join(format!("{stem}.json")).is_file())
-        })
-        .collect();
-    let skipped = images.len() - todo.len();
-    let ctx = WriteContext::of(&engine);
-    // with --resume, the pages of the images done before stay in index.html
-    let mut pages: Vec<combicam_gpu::cam::report::IndexEntry> = (0..images.len())
-        .filter(|k| a.report && !todo.contains(k))
-        .filter_map(|k| {
-            let ((dir, stem), rel) = (&places[k], &inputs[k].rel_dir);
-            let page = format!("{stem}.report.html");
-            dir.join(&page).is_file().then(|| {
-                let (overlay, _) =
-                    combicam_gpu::cam::explain::png_names(rel, stem, &opts.explainers[0]);
-                combicam_gpu::cam::report::IndexEntry {
-                    page: rel.join(page).display().to_string(),
-                    thumb: overlay.display().to_string(),
-                    title: stem.clone(),
-                }
-            })
-        })
-        .collect();
-    let mut succeeded = 0;
-    let end = runs::pipelined(
-        &todo,
-        &INTERRUPTED,
-        |&k| images[k].display().to_string(),
-        |&k| {
-            let t = Instant::now();
-            let (photo, pre) = load(&images[k], &how)?;
-            anyhow::Ok((photo, pre, t.elapsed().as_secs_f64()))
-        },
-        |_, (photo, pre, decode_s)| Ok((run_one(&mut engine, &pre, &opts)?, photo, decode_s)),
-        |&k, (done, photo, decode_s), pb| {
-            let (path, (dir, stem)) = (&images[k], &places[k]);
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create output folder {}", dir.display()))?;
-            let report = write_one(&ctx, path, &photo, done, decode_s, dir, stem, &opts)?;
-            let top = &report.prediction.top[0];
-            index.append(&serde_json::json!({
-                "image": path.display().to_string(),
-                "outputs": report.outputs,
-                "top": top,
-                "timings": report.timings,
-            }))?;
-            if a.report {
-                let rel = &inputs[k].rel_dir;
-                pages.push(combicam_gpu::cam::report::IndexEntry::of(
-                    &report, rel, stem,
-                ));
-                combicam_gpu::cam::report::write_index(&a.out, &pages)?;
-            }
-            pb.suspend(|| print_explained(&report, path, a.json, a.verbose));
-            succeeded += 1;
-            Ok(())
-        },
-    );
-    let (failed, stopped) = (end.failed, end.stopped);
-    if succeeded == 0 && !out_existed {
-        // nothing to show: leave no empty folder behind (the errors are on stderr)
-        let _ = std::fs::remove_dir_all(&a.out);
+    let run = FolderRun {
+        inputs: &inputs,
+        out: &a.out,
+        resume: a.resume,
+        opts: &opts,
+        stop: &INTERRUPTED,
+        made_out,
+    };
+    let end = run.run(&mut engine, |report, path, pb| {
+        pb.suspend(|| print_explained(report, path, a.json, a.verbose))
+    })?;
+    let (failed, stopped, skipped) = (end.finished.failed, end.finished.stopped, end.skipped);
+    let total = inputs.len();
+    if end.succeeded == 0 && made_out {
         if stopped {
             eprintln!("interrupted");
             return Ok(ExitCode::from(130));
         }
-        return Ok(finish(failed, images.len()));
+        return Ok(finish(failed, total));
     }
-    for (k, msg) in &end.errors {
-        index.append_error(&images[todo[*k]].display().to_string(), msg)?;
-    }
-    index.finish()?;
     if skipped > 0 {
         eprintln!(
             "{skipped} images already done in {} (--resume)",
@@ -410,5 +335,5 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         eprintln!("interrupted: rerun the same command with --resume to finish");
         return Ok(ExitCode::from(130));
     }
-    Ok(finish(failed, images.len()))
+    Ok(finish(failed, total))
 }

@@ -6,9 +6,9 @@ use super::super::{
 };
 use anyhow::bail;
 use clap::Args;
-use combicam_gpu::cam::runs;
-use combicam_gpu::engine::Engine;
-use combicam_gpu::model::efficientnet::{PlanOptions, Score};
+use combicam_gpu::app::engine::Engine;
+use combicam_gpu::app::runs;
+use combicam_gpu::model::plan::{PlanOptions, Score};
 use combicam_gpu::model::{search, weights};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,7 +93,7 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
             Ok((out, emb))
         },
         |path, (out, emb), pb| {
-            let mut p = combicam_gpu::engine::summarize(
+            let mut p = combicam_gpu::app::engine::summarize(
                 &weights,
                 &path.display().to_string(),
                 &out,
@@ -133,7 +133,7 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     Ok(finish(failed, images.len()))
 }
 
-fn print_prediction(p: &combicam_gpu::engine::Prediction) {
+fn print_prediction(p: &combicam_gpu::app::engine::Prediction) {
     println!("{}", p.image);
     for (i, t) in p.top.iter().enumerate() {
         match (&t.label, t.lat, t.lon) {

@@ -1,6 +1,7 @@
 //! GPU context: adapter choice, requested limits, the device and queue. The one device seam.
 
 pub mod buffers;
+pub mod params;
 pub mod pipelines;
 pub mod recycle;
 
@@ -8,7 +9,8 @@ use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 
 pub use buffers::GpuBuf;
-pub use pipelines::{Dispatch, PipelineCache};
+pub use params::{WgslParams, words};
+pub use pipelines::{Dispatch, DispatchDesc, PipelineCache};
 pub use recycle::{RecycleStats, Recycler};
 
 /// What we tell users about an adapter.

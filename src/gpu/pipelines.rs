@@ -38,7 +38,34 @@ pub fn shader_source(name: &str) -> String {
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no shader {name:?} in the table"))
         .1;
-    format!("{PRELUDE}\n{body}")
+    format!("{PRELUDE}\n{}", with_includes(body))
+}
+
+/// Helpers written once and spliced where a shader says `//@include <name>`
+/// (shaders/include/).
+pub const INCLUDES: &[(&str, &str)] = &[(
+    "resample",
+    include_str!("../../shaders/include/resample.wgsl"),
+)];
+
+/// `body` with every `//@include <name>` line replaced by that helper's text.
+fn with_includes(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    for line in body.split_inclusive('\n') {
+        match line.trim_end().strip_prefix("//@include ") {
+            Some(name) => {
+                let text = INCLUDES
+                    .iter()
+                    .find(|(n, _)| *n == name.trim())
+                    .unwrap_or_else(|| panic!("no include {name:?} in the table"))
+                    .1;
+                out.push_str(text);
+                out.push('\n');
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Fill a template: every marker must occur, so a template edit that drops one fails loudly
@@ -175,6 +202,30 @@ pub fn grid_1d(n_groups: u32) -> [u32; 3] {
 /// Workgroups for `n` items at 256 per workgroup.
 pub fn grid_items(n: usize) -> [u32; 3] {
     grid_1d((n as u32).div_ceil(256))
+}
+
+/// What a dispatch is made of (`Gpu::dispatch`).
+#[derive(Clone, Copy, Default)]
+pub struct DispatchDesc<'a> {
+    /// the dispatch's name in errors and timings
+    pub label: &'a str,
+    /// the op family (`bench` times them together); also the WGSL file when `source` is
+    /// `None`
+    pub family: &'static str,
+    /// the WGSL: `None` is the family's own file
+    pub source: Option<Source<'a>>,
+    /// the entry point
+    pub entry: &'a str,
+    /// pipeline-overridable constants (name, value)
+    pub constants: &'a [(&'a str, f64)],
+    /// the uniform `Params` (`params_words` of a `#[repr(C)]` struct)
+    pub params: &'a [u32],
+    /// (binding number, buffer); `None` binds a dummy for an unused optional input
+    pub bindings: &'a [(u32, Option<&'a wgpu::Buffer>)],
+    /// (binding number, texture view)
+    pub textures: &'a [(u32, &'a wgpu::TextureView)],
+    /// workgroups along x, y, z
+    pub groups: [u32; 3],
 }
 
 /// Where a pipeline's WGSL comes from.
@@ -415,70 +466,22 @@ impl Gpu {
     }
 
     /// Make a dispatch: a uniform buffer with `params`, a bind group with `bindings`
-    /// (binding number, buffer; `None` binds a dummy for an unused optional input).
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch(
-        &self,
-        label: &str,
-        shader: &'static str,
-        entry: &str,
-        constants: &[(&str, f64)],
-        params: &[u32],
-        bindings: &[(u32, Option<&wgpu::Buffer>)],
-        groups: [u32; 3],
-    ) -> Dispatch {
-        self.dispatch_with_textures(
+    /// (binding number, buffer; `None` binds a dummy for an unused optional input) and
+    /// `textures`, the pipeline of `entry` in the WGSL of `source` (by default the family's
+    /// own file) with `constants`.
+    pub fn dispatch(&self, desc: &DispatchDesc) -> Dispatch {
+        let DispatchDesc {
             label,
-            shader,
-            entry,
-            constants,
-            params,
-            bindings,
-            &[],
-            groups,
-        )
-    }
-
-    /// `dispatch`, plus textures bound as (binding number, view).
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_textures(
-        &self,
-        label: &str,
-        shader: &'static str,
-        entry: &str,
-        constants: &[(&str, f64)],
-        params: &[u32],
-        bindings: &[(u32, Option<&wgpu::Buffer>)],
-        textures: &[(u32, &wgpu::TextureView)],
-        groups: [u32; 3],
-    ) -> Dispatch {
-        self.dispatch_from(
-            label,
-            shader,
-            Source::Table(shader),
+            family,
+            source,
             entry,
             constants,
             params,
             bindings,
             textures,
             groups,
-        )
-    }
-
-    /// The general form: `family` names the op family for timing, `source` the WGSL.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_from(
-        &self,
-        label: &str,
-        family: &'static str,
-        source: Source,
-        entry: &str,
-        constants: &[(&str, f64)],
-        params: &[u32],
-        bindings: &[(u32, Option<&wgpu::Buffer>)],
-        textures: &[(u32, &wgpu::TextureView)],
-        groups: [u32; 3],
-    ) -> Dispatch {
+        } = *desc;
+        let source = source.unwrap_or(Source::Table(family));
         let mut words = params.to_vec();
         while !words.len().is_multiple_of(4) || words.is_empty() {
             words.push(0);
@@ -539,9 +542,4 @@ impl Gpu {
         self.wait()?;
         self.check_errors(ds.first().map(|d| d.label.as_str()).unwrap_or("dispatch"))
     }
-}
-
-/// f32 as the u32 bits a uniform carries.
-pub fn fbits(v: f32) -> u32 {
-    v.to_bits()
 }

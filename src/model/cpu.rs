@@ -36,7 +36,7 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
     let ze = bw
         .expand
         .as_ref()
-        .map(|e| gemm::cpu::gemm(&e.w, x, Some(&e.b), None, None, cm, b.cin, ih * iw));
+        .map(|e| gemm::cpu::gemm(&e.w, x, Some(&e.b), None, None, (cm, b.cin, ih * iw)));
     let dws = b.dw_shape(ih, iw);
     let (oh, ow) = dws.out();
     let zd = depthwise::cpu::forward(
@@ -61,9 +61,7 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
         Some(&bw.project.b),
         Some((act, &s)),
         res,
-        b.cout,
-        cm,
-        oh * ow,
+        (b.cout, cm, oh * ow),
     );
     BlockState { ze, zd, r, s, out }
 }
@@ -78,9 +76,7 @@ pub fn head_forward(wts: &Weights, x: &[f32], hw: usize) -> (Vec<f32>, Vec<f32>,
         Some(&wts.head_conv.b),
         None,
         None,
-        cfg.head,
-        last,
-        hw,
+        (cfg.head, last, hw),
     );
     let features = reduce::cpu::rows(Reduce::MeanAct(cfg.family.act()), &zh, None, cfg.head, hw);
     let logits = head::cpu::linear(
@@ -164,7 +160,12 @@ pub fn backward(
     let head_wt = gemm::cpu::transpose(&wts.head_conv.w, cfg.head, last);
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; nb];
     grads[nb - 1] = Some(gemm::cpu::gemm(
-        &head_wt, &dzh, None, None, None, last, cfg.head, hw,
+        &head_wt,
+        &dzh,
+        None,
+        None,
+        None,
+        (last, cfg.head, hw),
     ));
     for l in (lo + 1..nb).rev() {
         let (ih, iw) = f.sizes[l - 1];
@@ -196,7 +197,7 @@ pub fn block_backward(
     let (oh, ow) = dws.out();
     let pwt = gemm::cpu::transpose(&bw.project.w, b.cout, cm);
     let act = wts.cfg.family.act();
-    let du = gemm::cpu::gemm(&pwt, gout, None, None, None, cm, b.cout, oh * ow);
+    let du = gemm::cpu::gemm(&pwt, gout, None, None, None, (cm, b.cout, oh * ow));
     let sh = b.se_shape(oh * ow);
     let dm = match &bw.se {
         Some((se_r, se_x)) => {
@@ -212,7 +213,7 @@ pub fn block_backward(
             let zin = st.ze.as_deref().map(|z| (act, z));
             let dze = depthwise::cpu::backward(dws, &dzd, &bw.dw.w, zin, None);
             let ewt = gemm::cpu::transpose(&e.w, cm, b.cin);
-            gemm::cpu::gemm(&ewt, &dze, None, None, res, b.cin, cm, ih * iw)
+            gemm::cpu::gemm(&ewt, &dze, None, None, res, (b.cin, cm, ih * iw))
         }
         None => depthwise::cpu::backward(dws, &dzd, &bw.dw.w, None, res),
     }
@@ -256,17 +257,17 @@ pub fn explain(
         let (lh, lw) = f.sizes[nb - 1];
         head_hvp(wts, &f.blocks[nb - 1].out, lh * lw, f.argmax)
     });
-    crate::cam::phase::cpu::explain(
-        e,
-        &outs,
-        &gs,
-        hvp.as_deref(),
-        &channels,
-        &f.sizes,
+    let b = crate::cam::phase::cpu::Blocks {
+        a: &outs,
+        g: &gs,
+        hvp: hvp.as_deref(),
+        channels: &channels,
+        sizes: &f.sizes,
         blocks,
         h,
         w,
-    )
+    };
+    crate::cam::phase::cpu::explain(e, &b)
 }
 
 /// g = ∂p_c/∂A through the head, for the last block's output `a` (C, hw).
@@ -280,7 +281,7 @@ pub fn head_grad(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32>
     let df = head::cpu::linear_backward(&wts.classifier.w, &dl, n, k);
     let dz = reduce::cpu::pool_backward(act, &zh, &df, k, hw);
     let wt = gemm::cpu::transpose(&wts.head_conv.w, k, c);
-    gemm::cpu::gemm(&wt, &dz, None, None, None, c, k, hw)
+    gemm::cpu::gemm(&wt, &dz, None, None, None, (c, k, hw))
 }
 
 /// h = ∂(Σ g)/∂A = H·1 through the head (the derivation in shaders/hvp.wgsl).
@@ -314,5 +315,5 @@ pub fn head_hvp(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32> 
         }
     }
     let wt = gemm::cpu::transpose(w, k, c);
-    gemm::cpu::gemm(&wt, &dz, None, None, None, c, k, hw)
+    gemm::cpu::gemm(&wt, &dz, None, None, None, (c, k, hw))
 }

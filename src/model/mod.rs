@@ -1,13 +1,12 @@
 //! The EfficientNet model: configuration, weights, the GPU plan, the CPU reference model and
 //! the geolocation head's post-processing.
 
-pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod detweights;
 pub mod efficientnet;
 pub mod geo;
-pub mod masked;
+
 pub mod plan;
 pub mod retrieval;
 pub mod search;

@@ -122,7 +122,12 @@ impl RetrievalGpu {
         let out = gpu.zeros("rrm.embedding", d)?;
         let dispatches = vec![
             op::layernorm(
-                gpu, "rrm.norm", d, LN_EPS, &input.buf, &nw.buf, &nb.buf, &x.buf,
+                gpu,
+                "rrm.norm",
+                (d, LN_EPS),
+                &input.buf,
+                (&nw.buf, &nb.buf),
+                &x.buf,
             ),
             op::linear(
                 gpu,
@@ -155,11 +160,9 @@ impl RetrievalGpu {
             op::layernorm(
                 gpu,
                 "rrm.res.norm",
-                d,
-                LN_EPS,
+                (d, LN_EPS),
                 &y.buf,
-                &rw.buf,
-                &rb.buf,
+                (&rw.buf, &rb.buf),
                 &yn.buf,
             ),
             op::l2norm(gpu, "rrm.l2", d, &yn.buf, &out.buf),

@@ -6,8 +6,17 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
+use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
 use crate::ops::gemm::GemmWeights;
+
+crate::wgsl_params! {
+    /// shaders/conv.wgsl's `Params`
+    pub struct ConvParams for "conv" {
+        cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, k: u32, stride: u32,
+        pad_t: u32, pad_l: u32, _p1: u32, _p2: u32,
+    }
+}
 
 /// A dense conv; `pad_t`/`pad_l` zero rows/columns before the image (see `DwShape`).
 #[derive(Clone, Copy, Debug)]
@@ -146,30 +155,39 @@ pub struct ConvArgs<'a> {
 pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
     let (s, act, x, wt, bias, y) = (a.s, a.act, a.x, a.wt, a.bias, a.y);
     let (oh, ow) = s.out();
-    let params = [
-        s.cin, s.h, s.w, s.cout, oh, ow, s.k, s.stride, s.pad_t, s.pad_l, 0, 0,
-    ]
-    .map(|v| v as u32);
+    let params = ConvParams {
+        cin: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        cout: s.cout as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        k: s.k as u32,
+        stride: s.stride as u32,
+        pad_t: s.pad_t as u32,
+        pad_l: s.pad_l as u32,
+        ..Default::default()
+    };
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
     let key = format!("conv_k{}s{}c{}", s.k, s.stride, s.cin);
     let make = || source(s.k, s.stride, s.cin);
-    let mut d = gpu.dispatch_from(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "conv",
-        Source::Generated {
+        family: "conv",
+        source: Some(Source::Generated {
             key: &key,
             make: &make,
-        },
-        "main",
-        &[
+        }),
+        entry: "main",
+        constants: &[
             ("APPLY_ACT", act.is_some() as u32 as f64),
             act.unwrap_or(Act::Silu).constant(),
         ],
-        &params,
-        &[(1, Some(x)), (3, Some(bias)), (4, Some(y))],
-        &[(2, &wt.view)],
-        grid_1d((invocations as u32).div_ceil(64)),
-    );
+        params: words(&params),
+        bindings: &[(1, Some(x)), (3, Some(bias)), (4, Some(y))],
+        textures: &[(2, &wt.view)],
+        groups: grid_1d((invocations as u32).div_ceil(64)),
+    });
     d.flops = 2.0 * (s.cout * oh * ow * s.cin * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.cin * s.h * s.w + s.cout * s.cin * s.k * s.k + s.cout * oh * ow) as f64;
     d

@@ -4,8 +4,16 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d},
 };
+use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
 use crate::ops::pad::PadRule;
+
+crate::wgsl_params! {
+    /// shaders/depthwise.wgsl's `Params`
+    pub struct DepthwiseParams for "depthwise" {
+        c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32,
+    }
+}
 
 /// A depthwise conv: C channels of H×W, k×k, stride; `pad_t`/`pad_l` zero rows/columns
 /// before the image (after it, whatever the output size needs: asymmetric TF "SAME" padding
@@ -42,18 +50,17 @@ impl DwShape {
     pub fn out(&self) -> (usize, usize) {
         (self.oh, self.ow)
     }
-    fn params(&self) -> [u32; 8] {
-        [
-            self.c,
-            self.h,
-            self.w,
-            self.oh,
-            self.ow,
-            self.k,
-            self.stride,
-            self.pad_t,
-        ]
-        .map(|v| v as u32)
+    fn params(&self) -> DepthwiseParams {
+        DepthwiseParams {
+            c: self.c as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            oh: self.oh as u32,
+            ow: self.ow as u32,
+            k: self.k as u32,
+            stride: self.stride as u32,
+            pad_t: self.pad_t as u32,
+        }
     }
 }
 
@@ -84,9 +91,28 @@ fn check_shape(s: &DwShape) {
 /// The template with K, S, PAD_T and PAD_L set and the kernel rows written out (see the
 /// shader).
 pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
-    use std::fmt::Write;
     let template = crate::gpu::pipelines::shader_source("depthwise");
-    let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad_l as i64);
+    let (th, thb) = (fwd_rows(stride), BWD_ROWS);
+    let (fwd, bwd) = (forward_rows(k, stride), backward_rows(k, stride, pad_l));
+    crate::gpu::pipelines::splice(
+        &template,
+        &[
+            ("const K = 3u;", format!("const K = {k}u;")),
+            ("const S = 1u;", format!("const S = {stride}u;")),
+            ("const TH = 2u;", format!("const TH = {th}u;")),
+            ("const THB = 2u;", format!("const THB = {thb}u;")),
+            ("const PAD_T = 1;", format!("const PAD_T = {pad_t};")),
+            ("const PAD_L = 1;", format!("const PAD_L = {pad_l};")),
+            ("    //@rows forward\n", fwd),
+            ("    //@rows backward\n", bwd),
+        ],
+    )
+}
+
+/// The forward's unrolled body: TH output rows of 8 per thread, the K×K taps from the rows
+/// of input each needs, the SE squeeze's partial sum, the stores.
+fn forward_rows(k: usize, stride: usize) -> String {
+    use std::fmt::Write;
     let mut fwd = String::new();
     let th = fwd_rows(stride);
     for u in 0..k {
@@ -146,6 +172,14 @@ pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
         }
         fwd.push_str("    }\n");
     }
+    fwd
+}
+
+/// The backward's unrolled body: THB input rows of 8 per thread, gathering the output
+/// gradients whose taps reach them (only the stride's slots), the stores.
+fn backward_rows(k: usize, stride: usize, pad_l: usize) -> String {
+    use std::fmt::Write;
+    let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad_l as i64);
     let slot = |t: i64| (pad_i - k_i + 1 + t).rem_euclid(s_i) == 0;
     let mut bwd = String::new();
     let thb = BWD_ROWS;
@@ -194,19 +228,7 @@ pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
         }
         bwd.push_str("    }\n");
     }
-    crate::gpu::pipelines::splice(
-        &template,
-        &[
-            ("const K = 3u;", format!("const K = {k}u;")),
-            ("const S = 1u;", format!("const S = {stride}u;")),
-            ("const TH = 2u;", format!("const TH = {th}u;")),
-            ("const THB = 2u;", format!("const THB = {thb}u;")),
-            ("const PAD_T = 1;", format!("const PAD_T = {pad_t};")),
-            ("const PAD_L = 1;", format!("const PAD_L = {pad_l};")),
-            ("    //@rows forward\n", fwd),
-            ("    //@rows backward\n", bwd),
-        ],
-    )
+    bwd
 }
 
 /// Make a dispatch of the module generated for this shape's (K, S, PAD).
@@ -222,20 +244,20 @@ fn dispatch(
     check_shape(s);
     let key = format!("depthwise_k{}s{}p{}_{}", s.k, s.stride, s.pad_t, s.pad_l);
     let make = || source(s.k, s.stride, s.pad_t, s.pad_l);
-    gpu.dispatch_from(
+    gpu.dispatch(&DispatchDesc {
         label,
-        "depthwise",
-        Source::Generated {
+        family: "depthwise",
+        source: Some(Source::Generated {
             key: &key,
             make: &make,
-        },
+        }),
         entry,
         constants,
-        &s.params(),
+        params: words(&s.params()),
         bindings,
-        &[],
         groups,
-    )
+        ..Default::default()
+    })
 }
 
 /// Partial sums per channel that `forward` writes when asked for the pool: one per invocation.

@@ -2,8 +2,13 @@
 //! of a 1×1 conv is the same GEMM with Aᵀ.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
+use crate::gpu::{Dispatch, DispatchDesc, Gpu, pipelines::grid_1d, words};
 use crate::ops::Act;
+
+crate::wgsl_params! {
+    /// shaders/gemm.wgsl's `Params`
+    pub struct GemmParams for "gemm" { m: u32, k: u32, p: u32, flags: u32 }
+}
 
 /// How the GEMM reads x.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -237,28 +242,34 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
     // packed, so it takes no constants: one pipeline for every GEMM
     let constants = g.mode.constants();
     let flags = g.bias.is_some() as u32 | (g.res.is_some() as u32) << 1;
-    let params = [g.m as u32, g.k as u32, g.p as u32, flags];
+    let params = GemmParams {
+        m: g.m as u32,
+        k: g.k as u32,
+        p: g.p as u32,
+        flags,
+    };
     let bytes = |m: usize| {
         4.0 * (m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64
     };
     match variant {
         Variant::Tiled => {
-            let mut d = gpu.dispatch_with_textures(
+            let mut d = gpu.dispatch(&DispatchDesc {
                 label,
-                "gemm",
-                "tiled",
-                &constants,
-                &params,
-                &[
+                family: "gemm",
+                entry: "tiled",
+                constants: &constants,
+                params: words(&params),
+                bindings: &[
                     (2, Some(g.x)),
                     (3, g.bias),
                     (4, g.scale),
                     (5, g.res),
                     (6, Some(g.y)),
                 ],
-                &[(1, &g.a.view)],
-                [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
-            );
+                textures: &[(1, &g.a.view)],
+                groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
+                ..Default::default()
+            });
             d.flops = 2.0 * (g.m * g.k * g.p) as f64;
             d.bytes = bytes(g.m);
             vec![d]
@@ -273,27 +284,28 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 "{label}: x needs {texels} texels, the scratch holds {}",
                 pack.texels
             );
-            let mut p = gpu.dispatch_with_textures(
-                &format!("{label}.pack"),
-                "gemm",
-                "pack_x",
-                &constants,
-                &params,
-                &[(2, Some(g.x)), (4, g.scale)],
-                &[(8, &pack.view)],
-                grid_1d((texels as u32).div_ceil(64)),
-            );
+            let mut p = gpu.dispatch(&DispatchDesc {
+                label: &format!("{label}.pack"),
+                family: "gemm",
+                entry: "pack_x",
+                constants: &constants,
+                params: words(&params),
+                bindings: &[(2, Some(g.x)), (4, g.scale)],
+                textures: &[(8, &pack.view)],
+                groups: grid_1d((texels as u32).div_ceil(64)),
+                ..Default::default()
+            });
             p.bytes = 4.0 * (g.k * g.p) as f64 * 2.0;
-            let mut d = gpu.dispatch_with_textures(
+            let mut d = gpu.dispatch(&DispatchDesc {
                 label,
-                "gemm",
-                "regs",
-                &[],
-                &params,
-                &[(3, g.bias), (5, g.res), (6, Some(g.y))],
-                &[(1, &g.a.view), (7, &pack.view)],
-                [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
-            );
+                family: "gemm",
+                entry: "regs",
+                params: words(&params),
+                bindings: &[(3, g.bias), (5, g.res), (6, Some(g.y))],
+                textures: &[(1, &g.a.view), (7, &pack.view)],
+                groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
+                ..Default::default()
+            });
             d.flops = 2.0 * (g.m * g.k * g.p) as f64;
             d.bytes = bytes(g.m);
             vec![p, d]
@@ -307,16 +319,13 @@ pub mod cpu {
 
     /// y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p]; T(v) = act(v)·scale[k] with
     /// `scale`, else v
-    #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         a: &[f32],
         x: &[f32],
         bias: Option<&[f32]>,
         scale: Option<(Act, &[f32])>,
         res: Option<&[f32]>,
-        m: usize,
-        k: usize,
-        p: usize,
+        (m, k, p): (usize, usize, usize),
     ) -> Vec<f32> {
         let mut y = vec![0f32; m * p];
         let mut xt = x.to_vec();

@@ -6,7 +6,15 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{grid_1d, grid_items},
 };
+use crate::gpu::{DispatchDesc, words};
 use crate::ops::gemm::GemmWeights;
+
+crate::wgsl_params! {
+    /// shaders/head.wgsl's `Params`
+    pub struct HeadParams for "head" {
+        rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, nsegs: u32, _p: u32,
+    }
+}
 
 /// Rows of the linear gradient summed per workgroup before the partial sums are added.
 pub const SEG_ROWS: usize = 256;
@@ -36,17 +44,23 @@ pub struct LinearArgs<'a> {
 
 pub fn linear(gpu: &Gpu, label: &str, a: &LinearArgs) -> Dispatch {
     let Chunk { w, row0, rows, k } = a.chunk;
-    let params = [rows, k, row0, a.n, 0, 0, 0, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch_with_textures(
+    let params = HeadParams {
+        rows: rows as u32,
+        k: k as u32,
+        row0: row0 as u32,
+        n: a.n as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "head",
-        "linear",
-        &[],
-        &params,
-        &[(2, Some(a.f)), (3, Some(a.bias)), (4, Some(a.logits))],
-        &[(1, &w.view)],
-        grid_1d((rows as u32).div_ceil(512)),
-    );
+        family: "head",
+        entry: "linear",
+        params: words(&params),
+        bindings: &[(2, Some(a.f)), (3, Some(a.bias)), (4, Some(a.logits))],
+        textures: &[(1, &w.view)],
+        groups: grid_1d((rows as u32).div_ceil(512)),
+        ..Default::default()
+    });
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
     d
@@ -61,16 +75,19 @@ pub fn softmax(
     probs: &wgpu::Buffer,
     info: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = [0, 0, 0, n as u32, 0, 0, 0, 0];
-    let mut d = gpu.dispatch(
+    let params = HeadParams {
+        n: n as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "head",
-        "softmax",
-        &[],
-        &params,
-        &[(4, Some(logits)), (5, Some(probs)), (6, Some(info))],
-        [1, 1, 1],
-    );
+        family: "head",
+        entry: "softmax",
+        params: words(&params),
+        bindings: &[(4, Some(logits)), (5, Some(probs)), (6, Some(info))],
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 4.0 * n as f64;
     d.bytes = 12.0 * n as f64;
     d
@@ -93,21 +110,24 @@ pub fn region_mass(
     info: &wgpu::Buffer,
     r: &Region,
 ) -> Dispatch {
-    let params = [0, 0, 0, n as u32, 0, 0, 0, 0];
-    let mut d = gpu.dispatch(
+    let params = HeadParams {
+        n: n as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "head",
-        "region_mass",
-        &[],
-        &params,
-        &[
+        family: "head",
+        entry: "region_mass",
+        params: words(&params),
+        bindings: &[
             (5, Some(probs)),
             (6, Some(info)),
             (10, Some(r.cells)),
             (11, Some(r.mass)),
         ],
-        [1, 1, 1],
-    );
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 20.0 * n as f64;
     d.bytes = 12.0 * n as f64;
     d
@@ -122,22 +142,25 @@ pub fn dlogits(
     region: Option<&Region>,
     g: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = [0, 0, 0, n as u32, 0, 0, 0, 0];
-    let mut d = gpu.dispatch(
+    let params = HeadParams {
+        n: n as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "head",
-        "dlogits",
-        &[],
-        &params,
-        &[
+        family: "head",
+        entry: "dlogits",
+        params: words(&params),
+        bindings: &[
             (5, Some(probs)),
             (6, Some(info)),
             (7, Some(g)),
             (10, region.map(|r| r.cells)),
             (11, region.map(|r| r.mass)),
         ],
-        grid_items(n),
-    );
+        groups: grid_items(n),
+        ..Default::default()
+    });
     d.flops = 2.0 * n as f64;
     d.bytes = 8.0 * n as f64;
     d
@@ -156,18 +179,25 @@ pub struct LinearBackwardArgs<'a> {
 
 pub fn linear_backward(gpu: &Gpu, label: &str, a: &LinearBackwardArgs) -> Dispatch {
     let Chunk { w, row0, rows, k } = a.chunk;
-    let params = [rows, k, row0, 0, SEG_ROWS, a.seg0, 0, 0].map(|v| v as u32);
+    let params = HeadParams {
+        rows: rows as u32,
+        k: k as u32,
+        row0: row0 as u32,
+        seg_rows: SEG_ROWS as u32,
+        seg0: a.seg0 as u32,
+        ..Default::default()
+    };
     let segs = rows.div_ceil(SEG_ROWS) as u32;
-    let mut d = gpu.dispatch_with_textures(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "head",
-        "linear_backward",
-        &[],
-        &params,
-        &[(7, Some(a.g)), (8, Some(a.partial))],
-        &[(1, &w.view)],
-        [(k as u32).div_ceil(1024), segs, 1],
-    );
+        family: "head",
+        entry: "linear_backward",
+        params: words(&params),
+        bindings: &[(7, Some(a.g)), (8, Some(a.partial))],
+        textures: &[(1, &w.view)],
+        groups: [(k as u32).div_ceil(1024), segs, 1],
+        ..Default::default()
+    });
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
     d
@@ -182,16 +212,20 @@ pub fn sum_partials(
     partial: &wgpu::Buffer,
     df: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = [0, k as u32, 0, 0, 0, 0, nsegs as u32, 0];
-    let mut d = gpu.dispatch(
+    let params = HeadParams {
+        k: k as u32,
+        nsegs: nsegs as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "head",
-        "sum_partials",
-        &[],
-        &params,
-        &[(8, Some(partial)), (9, Some(df))],
-        [(k as u32).div_ceil(64), 1, 1],
-    );
+        family: "head",
+        entry: "sum_partials",
+        params: words(&params),
+        bindings: &[(8, Some(partial)), (9, Some(df))],
+        groups: [(k as u32).div_ceil(64), 1, 1],
+        ..Default::default()
+    });
     d.flops = (nsegs * k) as f64;
     d.bytes = 4.0 * (nsegs * k + k) as f64;
     d

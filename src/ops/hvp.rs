@@ -8,20 +8,29 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{grid_1d, grid_items},
 };
+use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
+
+crate::wgsl_params! {
+    /// shaders/hvp.wgsl's `Params`
+    pub struct HvpParams for "hvp" { rows: u32, len: u32, n: u32, _p: u32 }
+}
 
 /// ḟ[k] = w1[k]·f[k], in place (f holds mean_p act'(z) from `reduce::rows`).
 pub fn fdot(gpu: &Gpu, label: &str, k: usize, f: &wgpu::Buffer, w1: &wgpu::Buffer) -> Dispatch {
-    let params = [k as u32, 0, 0, 0];
-    let mut d = gpu.dispatch(
+    let params = HvpParams {
+        rows: k as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "hvp",
-        "fdot",
-        &[],
-        &params,
-        &[(1, Some(f)), (2, Some(w1))],
-        grid_1d((k as u32).div_ceil(64)),
-    );
+        family: "hvp",
+        entry: "fdot",
+        params: words(&params),
+        bindings: &[(1, Some(f)), (2, Some(w1))],
+        groups: grid_1d((k as u32).div_ceil(64)),
+        ..Default::default()
+    });
     d.flops = k as f64;
     d.bytes = 12.0 * k as f64;
     d
@@ -37,21 +46,24 @@ pub fn jvp_dlogits(
     info: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = [0, 0, n as u32, 0];
-    let mut d = gpu.dispatch(
+    let params = HvpParams {
+        n: n as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "hvp",
-        "jvp_dlogits",
-        &[],
-        &params,
-        &[
+        family: "hvp",
+        entry: "jvp_dlogits",
+        params: words(&params),
+        bindings: &[
             (1, Some(ldot)),
             (3, Some(probs)),
             (4, Some(info)),
             (5, Some(out)),
         ],
-        [1, 1, 1],
-    );
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 8.0 * n as f64;
     d.bytes = 12.0 * n as f64;
     d
@@ -70,22 +82,27 @@ pub struct PoolHvpArgs<'a> {
 
 /// dż[k, p] = (ḋf[k]·act'(z) + df[k]·act''(z)·w1[k]) / P
 pub fn pool_hvp(gpu: &Gpu, label: &str, act: Act, a: &PoolHvpArgs) -> Dispatch {
-    let params = [a.k, a.p, 0, 0].map(|v| v as u32);
-    let mut d = gpu.dispatch(
+    let params = HvpParams {
+        rows: a.k as u32,
+        len: a.p as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "hvp",
-        "pool_hvp",
-        &[act.constant()],
-        &params,
-        &[
+        family: "hvp",
+        entry: "pool_hvp",
+        constants: &[act.constant()],
+        params: words(&params),
+        bindings: &[
             (1, Some(a.z)),
             (2, Some(a.w1)),
             (5, Some(a.out)),
             (6, Some(a.dfdot)),
             (7, Some(a.df)),
         ],
-        grid_items(a.k * a.p),
-    );
+        groups: grid_items(a.k * a.p),
+        ..Default::default()
+    });
     d.flops = 12.0 * (a.k * a.p) as f64;
     d.bytes = 8.0 * (a.k * a.p) as f64;
     d

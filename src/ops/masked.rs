@@ -6,6 +6,23 @@ use crate::gpu::{
     Dispatch, Gpu,
     pipelines::{Source, grid_1d, grid_items},
 };
+use crate::gpu::{DispatchDesc, words};
+
+crate::wgsl_params! {
+    /// shaders/masked.wgsl's `Params`
+    pub struct MaskedParams for "masked" { out_h: u32, out_w: u32, copy: u32, classes: u32 }
+}
+
+impl MaskedParams {
+    /// The model input's size, the other fields 0.
+    fn size(h: usize, w: usize) -> MaskedParams {
+        MaskedParams {
+            out_h: h as u32,
+            out_w: w as u32,
+            ..Default::default()
+        }
+    }
+}
 
 /// The buffers the masking kernels read and write (see the shader's header).
 pub struct MaskBufs<'a> {
@@ -30,22 +47,21 @@ fn launch(
     label: &str,
     entry: &str,
     constants: &[(&str, f64)],
-    params: [usize; 4],
+    params: MaskedParams,
     bindings: &[(u32, Option<&wgpu::Buffer>)],
     groups: [u32; 3],
 ) -> Dispatch {
-    let params = params.map(|v| v as u32);
-    gpu.dispatch_from(
+    gpu.dispatch(&DispatchDesc {
         label,
-        "masked",
-        Source::Table("masked"),
+        family: "masked",
+        source: Some(Source::Table("masked")),
         entry,
         constants,
-        &params,
+        params: words(&params),
         bindings,
-        &[],
         groups,
-    )
+        ..Default::default()
+    })
 }
 
 /// mm[2k], mm[2k+1] = min and max of up(A_k) over the H×W input, for the `c` channels in `job`.
@@ -55,7 +71,7 @@ pub fn up_minmax(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize, c: us
         label,
         "up_minmax",
         &[],
-        [h, w, 0, 0],
+        MaskedParams::size(h, w),
         &[(3, Some(b.job)), (4, Some(b.acts)), (5, Some(b.mm))],
         grid_1d(c as u32),
     )
@@ -76,7 +92,7 @@ pub fn mask_cam(
         label,
         "mask_cam",
         &[("NORMALISE", normalise as u32 as f64)],
-        [h, w, 0, 0],
+        MaskedParams::size(h, w),
         &[
             (1, Some(b.x0)),
             (2, Some(b.input)),
@@ -111,7 +127,7 @@ pub fn mask_rank(
         label,
         "mask_rank",
         &[("MODE", insertion as u32 as f64)],
-        [h, w, 0, 0],
+        MaskedParams::size(h, w),
         &bindings,
         grid_items(h * w),
     )
@@ -124,7 +140,7 @@ pub fn mask_map(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize) -> Dis
         label,
         "mask_map",
         &[],
-        [h, w, 0, 0],
+        MaskedParams::size(h, w),
         &[(1, Some(b.x0)), (2, Some(b.input)), (7, Some(b.other))],
         grid_items(h * w),
     )
@@ -138,7 +154,11 @@ pub fn take_score(gpu: &Gpu, label: &str, b: &MaskBufs, copies: usize, classes: 
         label,
         "take_score",
         &[],
-        [0, 0, copies, classes],
+        MaskedParams {
+            copy: copies as u32,
+            classes: classes as u32,
+            ..Default::default()
+        },
         &[
             (3, Some(b.job)),
             (8, Some(b.logits)),
@@ -166,16 +186,13 @@ pub mod cpu {
 
     /// x0·up(A_k), normalised with mm when given (pytorch-grad-cam's Score-CAM), else raw (the
     /// official repository's).
-    #[allow(clippy::too_many_arguments)]
     pub fn mask_cam(
         x0: &[f32],
         acts: &[f32],
         mm: Option<&[f32]>,
         k: usize,
-        bh: usize,
-        bw: usize,
-        h: usize,
-        w: usize,
+        (bh, bw): (usize, usize),
+        (h, w): (usize, usize),
     ) -> Vec<f32> {
         let mut m = upsample(&acts[k * bh * bw..(k + 1) * bh * bw], bh, bw, h, w);
         if let Some(mm) = mm {

@@ -3,9 +3,17 @@
 
 use crate::gpu::{
     Dispatch, Gpu,
-    pipelines::{fbits, grid_1d, grid_items},
+    pipelines::{grid_1d, grid_items},
 };
+use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
+
+crate::wgsl_params! {
+    /// shaders/reduce.wgsl's `Params`
+    pub struct ReduceParams for "reduce" {
+        rows: u32, len: u32, in_off: u32, out_off: u32, inv_len: f32, _p0: u32, _p1: u32, _p2: u32,
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Reduce {
@@ -54,25 +62,24 @@ pub fn rows(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs) -> Dispatch {
 /// `rows`, with the means (Mean, MeanAct) taken as sum·`scale` instead of sum/len: a mean
 /// over more elements than the row holds, e.g. over the partial sums of a pool.
 pub fn rows_scaled(gpu: &Gpu, label: &str, mode: Reduce, a: &RowsArgs, scale: f32) -> Dispatch {
-    let params = [
-        a.rows as u32,
-        a.len as u32,
-        a.in_off as u32,
-        a.out_off as u32,
-        fbits(scale),
-        0,
-        0,
-        0,
-    ];
-    let mut d = gpu.dispatch(
+    let params = ReduceParams {
+        rows: a.rows as u32,
+        len: a.len as u32,
+        in_off: a.in_off as u32,
+        out_off: a.out_off as u32,
+        inv_len: scale,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "reduce",
-        "rows",
-        &mode.constants(),
-        &params,
-        &[(1, Some(a.x)), (2, a.y), (3, Some(a.out))],
-        grid_1d((a.rows as u32).div_ceil(8)),
-    );
+        family: "reduce",
+        entry: "rows",
+        constants: &mode.constants(),
+        params: words(&params),
+        bindings: &[(1, Some(a.x)), (2, a.y), (3, Some(a.out))],
+        groups: grid_1d((a.rows as u32).div_ceil(8)),
+        ..Default::default()
+    });
     d.flops = (a.rows * a.len) as f64
         * if matches!(mode, Reduce::DotAct(_)) {
             2.0
@@ -98,25 +105,22 @@ pub struct PoolBackward<'a> {
 
 pub fn pool_backward(gpu: &Gpu, label: &str, a: &PoolBackward) -> Dispatch {
     let (act, rows, len, z, g, out) = (a.act, a.rows, a.len, a.z, a.g, a.out);
-    let params = [
-        rows as u32,
-        len as u32,
-        0,
-        0,
-        fbits(1.0 / len as f32),
-        0,
-        0,
-        0,
-    ];
-    let mut d = gpu.dispatch(
+    let params = ReduceParams {
+        rows: rows as u32,
+        len: len as u32,
+        inv_len: 1.0 / len as f32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "reduce",
-        "pool_backward",
-        &[act.constant()],
-        &params,
-        &[(1, Some(z)), (2, Some(g)), (3, Some(out))],
-        grid_items(rows * len),
-    );
+        family: "reduce",
+        entry: "pool_backward",
+        constants: &[act.constant()],
+        params: words(&params),
+        bindings: &[(1, Some(z)), (2, Some(g)), (3, Some(out))],
+        groups: grid_items(rows * len),
+        ..Default::default()
+    });
     d.flops = 4.0 * (rows * len) as f64;
     d.bytes = 8.0 * (rows * len) as f64;
     d

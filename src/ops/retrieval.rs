@@ -1,10 +1,13 @@
 //! The retrieval head's kernels (shaders/retrieval.wgsl): a matrix-vector product with bias
 //! (then ReLU or a residual add), LayerNorm and L2 normalisation of one vector.
 
-use crate::gpu::{
-    Dispatch, Gpu,
-    pipelines::{fbits, grid_1d},
-};
+use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
+use crate::gpu::{DispatchDesc, words};
+
+crate::wgsl_params! {
+    /// shaders/retrieval.wgsl's `Params`
+    pub struct RetrievalParams for "retrieval" { n: u32, k: u32, eps: f32, _p0: u32 }
+}
 
 /// What follows the matrix-vector product.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,52 +39,58 @@ pub fn linear(gpu: &Gpu, label: &str, after: After, a: &LinearArgs) -> Dispatch 
         After::Relu => 1,
         After::Residual => 2,
     };
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "retrieval",
-        "linear",
-        &[("MODE", mode as f64)],
-        &[a.n as u32, a.k as u32, 0, 0],
-        &[
+        family: "retrieval",
+        entry: "linear",
+        constants: &[("MODE", mode as f64)],
+        params: words(&RetrievalParams {
+            n: a.n as u32,
+            k: a.k as u32,
+            ..Default::default()
+        }),
+        bindings: &[
             (1, Some(a.x)),
             (2, Some(a.w)),
             (3, Some(a.b)),
             (4, a.r),
             (5, Some(a.out)),
         ],
-        grid_1d(a.n as u32),
-    );
+        groups: grid_1d(a.n as u32),
+        ..Default::default()
+    });
     d.flops = 2.0 * (a.n * a.k) as f64;
     d.bytes = 4.0 * (a.n * a.k + a.n + a.k) as f64;
     d
 }
 
 /// out = LayerNorm(x)·gain + shift over `k` values.
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm(
     gpu: &Gpu,
     label: &str,
-    k: usize,
-    eps: f32,
+    (k, eps): (usize, f32),
     x: &wgpu::Buffer,
-    gain: &wgpu::Buffer,
-    shift: &wgpu::Buffer,
+    (gain, shift): (&wgpu::Buffer, &wgpu::Buffer),
     out: &wgpu::Buffer,
 ) -> Dispatch {
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "retrieval",
-        "layernorm",
-        &[],
-        &[0, k as u32, fbits(eps), 0],
-        &[
+        family: "retrieval",
+        entry: "layernorm",
+        params: words(&RetrievalParams {
+            k: k as u32,
+            eps,
+            ..Default::default()
+        }),
+        bindings: &[
             (1, Some(x)),
             (2, Some(gain)),
             (3, Some(shift)),
             (5, Some(out)),
         ],
-        [1, 1, 1],
-    );
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 8.0 * k as f64;
     d.bytes = 16.0 * k as f64;
     d
@@ -89,15 +98,18 @@ pub fn layernorm(
 
 /// out = x/max(‖x‖₂, 1e-12) over `k` values.
 pub fn l2norm(gpu: &Gpu, label: &str, k: usize, x: &wgpu::Buffer, out: &wgpu::Buffer) -> Dispatch {
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "retrieval",
-        "l2norm",
-        &[],
-        &[0, k as u32, 0, 0],
-        &[(1, Some(x)), (5, Some(out))],
-        [1, 1, 1],
-    );
+        family: "retrieval",
+        entry: "l2norm",
+        params: words(&RetrievalParams {
+            k: k as u32,
+            ..Default::default()
+        }),
+        bindings: &[(1, Some(x)), (5, Some(out))],
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 3.0 * k as f64;
     d.bytes = 8.0 * k as f64;
     d

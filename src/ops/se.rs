@@ -1,11 +1,14 @@
 //! Squeeze-excite: the two small FC layers (one workgroup), their gradient, and the
 //! in-place elementwise step that turns the projection's input gradient into dz_d.
 
-use crate::gpu::{
-    Dispatch, Gpu,
-    pipelines::{fbits, grid_1d},
-};
+use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
+use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
+
+crate::wgsl_params! {
+    /// shaders/se.wgsl's `Params`
+    pub struct SeParams for "se" { cmid: u32, cse: u32, hw: u32, inv_hw: f32 }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct SeShape {
@@ -16,13 +19,13 @@ pub struct SeShape {
 }
 
 impl SeShape {
-    fn params(&self) -> [u32; 4] {
-        [
-            self.cmid as u32,
-            self.cse as u32,
-            self.hw as u32,
-            fbits(1.0 / self.hw as f32),
-        ]
+    fn params(&self) -> SeParams {
+        SeParams {
+            cmid: self.cmid as u32,
+            cse: self.cse as u32,
+            hw: self.hw as u32,
+            inv_hw: 1.0 / self.hw as f32,
+        }
     }
 }
 
@@ -43,13 +46,12 @@ pub fn forward(
     r: &wgpu::Buffer,
     s: &wgpu::Buffer,
 ) -> Dispatch {
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "se",
-        "forward",
-        &[],
-        &sh.params(),
-        &[
+        family: "se",
+        entry: "forward",
+        params: words(&sh.params()),
+        bindings: &[
             (1, Some(w.w_r)),
             (2, Some(w.b_r)),
             (3, Some(w.w_x)),
@@ -58,8 +60,9 @@ pub fn forward(
             (6, Some(r)),
             (7, Some(s)),
         ],
-        [1, 1, 1],
-    );
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 4.0 * (sh.cmid * sh.cse) as f64;
     d.bytes = 8.0 * (sh.cmid * sh.cse) as f64;
     d
@@ -81,13 +84,12 @@ pub struct SeBackward<'a> {
 
 pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
     let sh = a.sh;
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "se",
-        "backward",
-        &[],
-        &sh.params(),
-        &[
+        family: "se",
+        entry: "backward",
+        params: words(&sh.params()),
+        bindings: &[
             (1, Some(a.w.w_r)),
             (3, Some(a.w.w_x)),
             (6, Some(a.r)),
@@ -95,8 +97,9 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
             (8, Some(a.ds)),
             (9, Some(a.dm)),
         ],
-        [1, 1, 1],
-    );
+        groups: [1, 1, 1],
+        ..Default::default()
+    });
     d.flops = 4.0 * (sh.cmid * sh.cse) as f64;
     d.bytes = 8.0 * (sh.cmid * sh.cse) as f64;
     d
@@ -118,20 +121,21 @@ pub struct SeApplyBackward<'a> {
 
 pub fn apply_backward(gpu: &Gpu, label: &str, a: &SeApplyBackward) -> Dispatch {
     let sh = a.sh;
-    let mut d = gpu.dispatch(
+    let mut d = gpu.dispatch(&DispatchDesc {
         label,
-        "se",
-        "apply_backward",
-        &[a.act.constant()],
-        &sh.params(),
-        &[
+        family: "se",
+        entry: "apply_backward",
+        constants: &[a.act.constant()],
+        params: words(&sh.params()),
+        bindings: &[
             (7, Some(a.s)),
             (9, Some(a.dm)),
             (10, Some(a.du)),
             (11, Some(a.zd)),
         ],
-        grid_1d(((sh.cmid * sh.hw.div_ceil(8)) as u32).div_ceil(64)),
-    );
+        groups: grid_1d(((sh.cmid * sh.hw.div_ceil(8)) as u32).div_ceil(64)),
+        ..Default::default()
+    });
     d.flops = 6.0 * (sh.cmid * sh.hw) as f64;
     d.bytes = 12.0 * (sh.cmid * sh.hw) as f64;
     d

@@ -9,13 +9,13 @@
 //! The masked passes run on the GPU; the weights, the maps (a few hundred channels of a
 //! block output) and the fusion are computed from them on the CPU.
 
-use super::channel::cpu::weighted_map;
-use super::fusion::cpu::fuse;
-use super::methods::{Explainer, Method};
+use crate::cam::channel::cpu::weighted_map;
+use crate::cam::fusion::cpu::fuse;
+use crate::cam::methods::{Explainer, Method};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::efficientnet::{ExplainerOutput, Plan, Score};
-use crate::model::masked::Masks;
+use crate::model::plan::Masks;
+use crate::model::plan::{ExplainerOutput, Plan, Score};
 
 /// The block outputs of the plan's last run, for the selected blocks (read before any masked
 /// pass overwrites them).
@@ -53,15 +53,13 @@ pub fn passes(plan: &Plan, explainers: &[Explainer], blocks: &[usize]) -> usize 
 }
 
 /// The Score-CAM explainer `e` at `blocks`, from the original image's block outputs `acts`.
-#[allow(clippy::too_many_arguments)]
 pub fn explain(
     gpu: &Gpu,
     plan: &Plan,
     acts: &[Option<Vec<f32>>],
     e: Explainer,
     blocks: &[usize],
-    target: usize,
-    score: Score,
+    (target, score): (usize, Score),
     progress: &mut dyn FnMut(usize),
 ) -> Result<ExplainerOutput> {
     let official = e.method == Method::ScoreCamOfficial;

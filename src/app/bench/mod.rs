@@ -2,17 +2,23 @@
 //! family, with GFLOP/s and GB/s from the exact work of each dispatch; JSON archive and a
 //! side-by-side comparison of runs from different adapters.
 
+use crate::app::engine::Engine;
 use crate::cam::methods::Explainer;
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::model::detweights;
-use crate::model::efficientnet::{PlanOptions, Score};
+use crate::model::plan::{PlanOptions, Score};
 use crate::model::weights::Weights;
-use serde::{Deserialize, Serialize};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
+
+mod compare;
+mod report;
+pub use compare::compare;
+use report::stat;
+pub use report::{BenchReport, Family, ForwardResult, MixedResult, SizeResult, Stat};
 
 /// What `bench` times (the command line's `bench` arguments, resolved).
 #[derive(Clone, Debug)]
@@ -32,99 +38,6 @@ pub struct BenchOptions {
     /// masked copies per batch of the forward-only timing (`PlanOptions::AUTO_BATCH`: the
     /// adapter's default; 0: off)
     pub masked: usize,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Stat {
-    pub median_ms: f64,
-    pub min_ms: f64,
-    pub max_ms: f64,
-}
-
-fn stat(v: &[f64]) -> Stat {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let ms = |x: f64| x * 1e3;
-    Stat {
-        median_ms: ms(s[s.len() / 2]),
-        min_ms: ms(s[0]),
-        max_ms: ms(*s.last().unwrap()),
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Family {
-    pub family: String,
-    pub dispatches: usize,
-    pub time: Stat,
-    pub gflop: f64,
-    pub gbytes: f64,
-    pub gflops_per_s: f64,
-    pub gb_per_s: f64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct SizeResult {
-    pub size: [usize; 2],
-    /// explains per timed iteration (`--repeat`; archives before it was renamed say `batch`)
-    #[serde(alias = "batch")]
-    pub repeat: usize,
-    /// wall clock of one explain (upload, one submission, read-back), per image
-    pub explain: Stat,
-    pub phases: BTreeMap<String, Stat>,
-    pub families: Vec<Family>,
-    pub peak_gpu_bytes: u64,
-    pub dispatches: usize,
-    pub forward_gflop: f64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct BenchReport {
-    pub schema: String,
-    pub adapter: crate::gpu::AdapterSummary,
-    pub machine: String,
-    /// "gpu-timestamps" or "wall-clock (no timestamp queries on this adapter)"
-    pub timing: String,
-    pub model: String,
-    pub weights: String,
-    pub iters: usize,
-    pub results: Vec<SizeResult>,
-    /// `--mixed`: distinct sizes against one size
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mixed: Option<MixedResult>,
-    /// `--masked`: forward passes alone
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forward: Option<ForwardResult>,
-}
-
-/// Forward passes alone (no backward), per image: one per submission with its read-back of
-/// every output, and as masked copies several per submission keeping one score each.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct ForwardResult {
-    pub size: [usize; 2],
-    pub single: Stat,
-    pub copies_per_submission: usize,
-    pub masked_per_copy: Stat,
-    /// GPU memory each copy of the batch takes (`Plan::bytes_per_copy`; absent in runs
-    /// archived before it was recorded)
-    #[serde(default)]
-    pub bytes_per_copy: u64,
-}
-
-/// N images of N distinct sizes against N images of one size, run after them on the same
-/// engine (so the distinct sizes take back the first plan's memory, as in a real folder).
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct MixedResult {
-    pub base: [usize; 2],
-    pub sizes: Vec<[usize; 2]>,
-    /// wall clock per image (plan recording included), at the base size
-    pub same: Stat,
-    /// wall clock per image, one new size each
-    pub mixed: Stat,
-    /// recording the plan again for each new size
-    pub plan_build: Stat,
-    pub same_gpu_bytes: u64,
-    pub mixed_gpu_bytes: u64,
 }
 
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -226,8 +139,6 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
     let sizes = &a.sizes;
     let model = w.cfg.name();
     let weights = w.source.clone();
-    let macs_of = |h, wd| w.cfg.macs(h, wd);
-    let macs: Vec<f64> = sizes.iter().map(|&(h, wd)| macs_of(h, wd)).collect();
     let mut engine = Engine::new(gpu, w)?;
     let nb = engine.blocks();
     let opts = PlanOptions {
@@ -254,83 +165,8 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
         machine()
     );
     let mut results = Vec::new();
-    for (si, &(h, wd)) in sizes.iter().enumerate() {
-        let x = detweights::input(h, wd);
-        let t = Instant::now();
-        engine.plan(h, wd, &opts)?;
-        let plan_s = t.elapsed().as_secs_f64();
-        for _ in 0..a.warmup {
-            engine.run(&x, h, wd, &opts, None, Score::Prob)?;
-        }
-        let mut explain = Vec::new();
-        let mut readback = Vec::new();
-        for _ in 0..a.iters {
-            let t = Instant::now();
-            for _ in 0..a.repeat {
-                let o = engine.run(&x, h, wd, &opts, None, Score::Prob)?;
-                readback.push(o.readback_seconds);
-            }
-            explain.push(t.elapsed().as_secs_f64() / a.repeat as f64);
-        }
-        let gpu_bytes = engine.gpu_bytes();
-        let plan = engine.plan(h, wd, &opts)?;
-        let phase_groups: Vec<Vec<&Dispatch>> = plan
-            .phases
-            .iter()
-            .map(|p| p.dispatches.iter().collect())
-            .collect();
-        let mut fams: BTreeMap<&str, Vec<&Dispatch>> = BTreeMap::new();
-        for p in &plan.phases {
-            for d in &p.dispatches {
-                fams.entry(d.family).or_default().push(d);
-            }
-        }
-        let fam_groups: Vec<Vec<&Dispatch>> = fams.values().cloned().collect();
-        let mut phase_t: Vec<Vec<f64>> = vec![Vec::new(); phase_groups.len()];
-        let mut fam_t: Vec<Vec<f64>> = vec![Vec::new(); fam_groups.len()];
-        for _ in 0..a.iters {
-            for (i, v) in time_passes(gpu, &phase_groups)?.into_iter().enumerate() {
-                phase_t[i].push(v);
-            }
-            for (i, v) in time_passes(gpu, &fam_groups)?.into_iter().enumerate() {
-                fam_t[i].push(v);
-            }
-        }
-        gpu.check_errors("bench")?;
-        let mut phases = BTreeMap::new();
-        for (p, t) in plan.phases.iter().zip(&phase_t) {
-            phases.insert(p.name.to_string(), stat(t));
-        }
-        phases.insert("readback".into(), stat(&readback));
-        let families: Vec<Family> = fams
-            .iter()
-            .zip(&fam_t)
-            .map(|((name, ds), t)| {
-                let st = stat(t);
-                let gflop = ds.iter().map(|d| d.flops).sum::<f64>() / 1e9;
-                let gbytes = ds.iter().map(|d| d.bytes).sum::<f64>() / 1e9;
-                let s = st.median_ms / 1e3;
-                Family {
-                    family: name.to_string(),
-                    dispatches: ds.len(),
-                    gflop,
-                    gbytes,
-                    gflops_per_s: gflop / s,
-                    gb_per_s: gbytes / s,
-                    time: st,
-                }
-            })
-            .collect();
-        let r = SizeResult {
-            size: [h, wd],
-            repeat: a.repeat,
-            explain: stat(&explain),
-            phases,
-            families,
-            peak_gpu_bytes: gpu_bytes,
-            dispatches: plan.dispatch_count(),
-            forward_gflop: 2.0 * macs[si] / 1e9,
-        };
+    for &(h, wd) in sizes {
+        let (r, plan_s) = bench_size(&mut engine, &opts, (h, wd), a)?;
         print_size(&r, plan_s);
         results.push(r);
     }
@@ -358,10 +194,103 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
     };
     if let Some(p) = &a.json {
         let bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(p, e))?;
-        crate::cam::render::write_bytes_atomic(&bytes, p)?;
+        crate::app::render::write_bytes_atomic(&bytes, p)?;
         println!("wrote {}", p.display());
     }
     Ok(report)
+}
+
+/// One input size: the plan's build, `warmup` runs, then `iters` timings of `repeat` runs
+/// each, and the phases and kernel families timed as passes of their own. Returns the
+/// result and the plan's build time.
+fn bench_size(
+    engine: &mut Engine,
+    opts: &PlanOptions,
+    (h, wd): (usize, usize),
+    a: &BenchOptions,
+) -> Result<(SizeResult, f64)> {
+    let gpu = engine.gpu;
+    let x = detweights::input(h, wd);
+    let t = Instant::now();
+    engine.plan(h, wd, opts)?;
+    let plan_s = t.elapsed().as_secs_f64();
+    for _ in 0..a.warmup {
+        engine.run(&x, h, wd, opts, None, Score::Prob)?;
+    }
+    let mut explain = Vec::new();
+    let mut readback = Vec::new();
+    for _ in 0..a.iters {
+        let t = Instant::now();
+        for _ in 0..a.repeat {
+            let o = engine.run(&x, h, wd, opts, None, Score::Prob)?;
+            readback.push(o.readback_seconds);
+        }
+        explain.push(t.elapsed().as_secs_f64() / a.repeat as f64);
+    }
+    let gpu_bytes = engine.gpu_bytes();
+    let macs = engine.model.weights.cfg.macs(h, wd);
+    let plan = engine.plan(h, wd, opts)?;
+    let phase_groups: Vec<Vec<&Dispatch>> = plan
+        .phases
+        .iter()
+        .map(|p| p.dispatches.iter().collect())
+        .collect();
+    let mut fams: BTreeMap<&str, Vec<&Dispatch>> = BTreeMap::new();
+    for p in &plan.phases {
+        for d in &p.dispatches {
+            fams.entry(d.family).or_default().push(d);
+        }
+    }
+    let fam_groups: Vec<Vec<&Dispatch>> = fams.values().cloned().collect();
+    let mut phase_t: Vec<Vec<f64>> = vec![Vec::new(); phase_groups.len()];
+    let mut fam_t: Vec<Vec<f64>> = vec![Vec::new(); fam_groups.len()];
+    for _ in 0..a.iters {
+        for (i, v) in time_passes(gpu, &phase_groups)?.into_iter().enumerate() {
+            phase_t[i].push(v);
+        }
+        for (i, v) in time_passes(gpu, &fam_groups)?.into_iter().enumerate() {
+            fam_t[i].push(v);
+        }
+    }
+    gpu.check_errors("bench")?;
+    let mut phases = BTreeMap::new();
+    for (p, t) in plan.phases.iter().zip(&phase_t) {
+        phases.insert(p.name.to_string(), stat(t));
+    }
+    phases.insert("readback".into(), stat(&readback));
+    let families: Vec<Family> = fams
+        .iter()
+        .zip(&fam_t)
+        .map(|((name, ds), t)| family(name, ds, t))
+        .collect();
+    let r = SizeResult {
+        size: [h, wd],
+        repeat: a.repeat,
+        explain: stat(&explain),
+        phases,
+        families,
+        peak_gpu_bytes: gpu_bytes,
+        dispatches: plan.dispatch_count(),
+        forward_gflop: 2.0 * macs / 1e9,
+    };
+    Ok((r, plan_s))
+}
+
+/// A kernel family's timings `t` (ms per pass) with the work of its dispatches `ds`.
+fn family(name: &str, ds: &[&Dispatch], t: &[f64]) -> Family {
+    let st = stat(t);
+    let gflop = ds.iter().map(|d| d.flops).sum::<f64>() / 1e9;
+    let gbytes = ds.iter().map(|d| d.bytes).sum::<f64>() / 1e9;
+    let s = st.median_ms / 1e3;
+    Family {
+        family: name.to_string(),
+        dispatches: ds.len(),
+        gflop,
+        gbytes,
+        gflops_per_s: gflop / s,
+        gb_per_s: gbytes / s,
+        time: st,
+    }
 }
 
 /// `--masked N`: forward passes one per submission, then masked copies in batches of N (or
@@ -375,7 +304,7 @@ fn forward(
     let opts = PlanOptions::forward(n);
     let x = detweights::input(h, w);
     let gpu = engine.gpu;
-    let per_copy_bytes = crate::model::efficientnet::Plan::bytes_per_copy(gpu, &engine.model, h, w);
+    let per_copy_bytes = crate::model::plan::Plan::bytes_per_copy(gpu, &engine.model, h, w);
     let plan = engine.plan(h, w, &opts)?;
     let n = plan.masked_copies();
     let o = plan.run(gpu, &x, None, Score::Prob)?;
@@ -388,7 +317,7 @@ fn forward(
     // deletion masks at n steps: one batch of n copies, one submission
     let rank: Vec<u32> = (0..(h * w) as u32).collect();
     let counts: Vec<usize> = (0..n).map(|i| i * h * w / n).collect();
-    let masks = crate::model::masked::Masks::Deletion {
+    let masks = crate::model::plan::Masks::Deletion {
         rank: &rank,
         counts: &counts,
     };
@@ -519,133 +448,4 @@ fn print_size(r: &SizeResult, plan_s: f64) {
          which adds a submit-and-wait per row)",
         r.explain.median_ms
     );
-}
-
-/// Side by side: one column per file.
-pub fn compare(files: &[PathBuf]) -> Result<()> {
-    let mut reps = Vec::new();
-    for f in files {
-        let s = std::fs::read_to_string(f)
-            .map_err(|e| Error::Input(format!("cannot read {}: {e}", f.display())))?;
-        let r: BenchReport = serde_json::from_str(&s).map_err(|e| {
-            Error::Input(format!("{} is not a `bench --json` file: {e}", f.display()))
-        })?;
-        reps.push(r);
-    }
-    let w = 28;
-    print!("{:<26}", "");
-    for r in &reps {
-        print!(" {:>w$}", truncate(&r.adapter.name, w));
-    }
-    println!();
-    print!("{:<26}", "");
-    for r in &reps {
-        print!(
-            " {:>w$}",
-            truncate(
-                &format!("{} · {}", r.adapter.backend, r.adapter.device_type),
-                w
-            )
-        );
-    }
-    println!();
-    let mut sizes: Vec<[usize; 2]> = reps
-        .iter()
-        .flat_map(|r| r.results.iter().map(|s| s.size))
-        .collect();
-    sizes.sort();
-    sizes.dedup();
-    for size in sizes {
-        let rows: Vec<Option<&SizeResult>> = reps
-            .iter()
-            .map(|r| r.results.iter().find(|s| s.size == size))
-            .collect();
-        let line = |name: String, f: &dyn Fn(&SizeResult) -> Option<f64>| {
-            print!("{name:<26}");
-            for r in &rows {
-                match r.and_then(f) {
-                    Some(v) => print!(" {:>w$.2}", v),
-                    None => print!(" {:>w$}", "-"),
-                }
-            }
-            println!();
-        };
-        println!("{}×{}", size[0], size[1]);
-        line("  explain ms".into(), &|s| Some(s.explain.median_ms));
-        // relative to the first file that has this size
-        let first = rows.iter().flatten().next().map(|s| s.explain.median_ms);
-        line("  explain / first column".into(), &|s| {
-            first.map(|f| s.explain.median_ms / f)
-        });
-        for ph in ["forward", "backward", "cam", "readback"] {
-            line(format!("  {ph} ms"), &|s| {
-                s.phases.get(ph).map(|p| p.median_ms)
-            });
-        }
-        // 0: the run did not measure it (the PyTorch reference)
-        line("  GPU memory MiB".into(), &|s| {
-            (s.peak_gpu_bytes > 0).then(|| s.peak_gpu_bytes as f64 / 1048576.0)
-        });
-        let fams: Vec<String> = rows
-            .iter()
-            .flatten()
-            .flat_map(|s| s.families.iter().map(|f| f.family.clone()))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for fam in fams {
-            line(format!("  {fam} GFLOP/s"), &|s| {
-                s.families
-                    .iter()
-                    .find(|f| f.family == fam)
-                    .map(|f| f.gflops_per_s)
-            });
-        }
-    }
-    if reps.iter().any(|r| r.forward.is_some()) {
-        let line = |name: &str, f: &dyn Fn(&ForwardResult) -> f64| {
-            print!("{name:<26}");
-            for r in &reps {
-                match &r.forward {
-                    Some(m) => print!(" {:>w$.1}", f(m)),
-                    None => print!(" {:>w$}", "-"),
-                }
-            }
-            println!();
-        };
-        println!("forward alone (no backward), per image");
-        line("  one at a time ms", &|m| m.single.median_ms);
-        line("  batched ms", &|m| m.masked_per_copy.median_ms);
-        line("  batch", &|m| m.copies_per_submission as f64);
-    }
-    if reps.iter().any(|r| r.mixed.is_some()) {
-        let line = |name: &str, f: &dyn Fn(&MixedResult) -> f64| {
-            print!("{name:<26}");
-            for r in &reps {
-                match &r.mixed {
-                    Some(m) => print!(" {:>w$.3}", f(m)),
-                    None => print!(" {:>w$}", "-"),
-                }
-            }
-            println!();
-        };
-        println!("distinct sizes (--mixed)");
-        line("  per image ms", &|m| m.mixed.median_ms);
-        line("  per image / one size", &|m| {
-            m.mixed.median_ms / m.same.median_ms
-        });
-        line("  new size's plan ms", &|m| m.plan_build.median_ms);
-        line("  GPU memory / one size", &|m| {
-            m.mixed_gpu_bytes as f64 / m.same_gpu_bytes as f64
-        });
-    }
-    Ok(())
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).collect::<String>() + "…"
-    }
 }

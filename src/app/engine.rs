@@ -4,8 +4,9 @@
 use crate::cam::methods::Explainer;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, RecycleStats};
-use crate::model::efficientnet::{ModelGpu, Output, Plan, PlanOptions, Score};
+use crate::model::efficientnet::ModelGpu;
 use crate::model::geo;
+use crate::model::plan::{Output, Plan, PlanOptions, Score};
 use crate::model::retrieval::RetrievalGpu;
 use crate::model::weights::{HeadKind, Weights};
 use serde::Serialize;

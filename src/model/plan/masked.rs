@@ -7,9 +7,8 @@
 //! is the plan's own; `Plan::masked_copies`). The mask kernels write the `n` inputs at once,
 //! and each forward dispatch is replayed with `n` workgroups along z, one per image. `n` is
 //! what was asked for (or the default, `PlanOptions::AUTO_BATCH`), within the adapter's
-//! limits and a memory budget (`plan::batch_for`).
+//! limits and a memory budget (`sizing::batch_for`).
 
-use super::plan::Plan;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::masked::{self, JOB_HEADER, MaskBufs};
@@ -54,6 +53,7 @@ pub enum Masks<'a> {
 
 /// The recorded machinery (see `PlanOptions::masked`).
 pub(super) struct Masked {
+    /// copies per batch
     pub n: usize,
     x0: GpuBuf,
     job: GpuBuf,
@@ -74,14 +74,13 @@ pub(super) struct Masked {
 impl Masked {
     /// Record the dispatches of a batch of `n` copies against the plan's batched input,
     /// logits and probabilities (`classes` per image).
-    #[allow(clippy::too_many_arguments)]
+    /// `acts_len`: the largest block output; `max_c`: the most channels of one.
     pub(super) fn record(
         gpu: &Gpu,
         alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
         (input, logits, probs): (&GpuBuf, &GpuBuf, &GpuBuf),
         (h, w): (usize, usize),
-        acts_len: usize,
-        max_c: usize,
+        (acts_len, max_c): (usize, usize),
         (n, classes): (usize, usize),
     ) -> Result<Masked> {
         let hw = h * w;
@@ -141,35 +140,34 @@ impl Masked {
     }
 }
 
-impl Plan {
-    /// Masked copies a submission runs, the plan's batch (0: the plan has none;
-    /// `PlanOptions::masked` asks, `batch_fit` decides).
-    pub fn masked_copies(&self) -> usize {
-        self.masked.as_ref().map_or(0, |m| m.n)
-    }
+/// What the masked copies need of the plan: its forward, batched input and block outputs.
+pub(super) struct MaskedView<'a> {
+    pub forward: &'a [Dispatch],
+    pub input: &'a GpuBuf,
+    pub outs: &'a [GpuBuf],
+    pub sizes: &'a [(usize, usize)],
+    pub h: usize,
+    pub w: usize,
+    /// the model's outputs (cells or classes)
+    pub outputs: usize,
+}
 
-    /// Run masked copies of the image of the last `run`, for target `target`: (logit,
-    /// probability) per copy, in order. One submission per batch of copies: the masks, the
-    /// batched forward and the scores; `progress` is told how many are done after each.
-    pub fn run_masked(
+impl Masked {
+    /// `Plan::run_masked`: one submission per batch of copies.
+    pub(super) fn run(
         &self,
         gpu: &Gpu,
+        p: &MaskedView,
         masks: &Masks,
         target: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<(f32, f32)>> {
-        let mk = self.masked.as_ref().ok_or_else(|| {
-            Error::Input("this plan records no masked copies (PlanOptions::masked)".into())
-        })?;
-        let (h, w) = (self.h, self.w);
-        let hw = h * w;
-        if target >= self.n_outputs() {
+        if target >= p.outputs {
             return Err(Error::Input(format!(
                 "target {target} is out of range: the model has {} outputs",
-                self.n_outputs()
+                p.outputs
             )));
         }
-        let forward = &self.phases[0].dispatches;
         let mut header = [target as u32, 0, 0, 0];
         // per copy: its value in `job` (channel or pixel count); the mask dispatch
         let (values, mask): (Vec<u32>, &Dispatch) = match masks {
@@ -178,45 +176,99 @@ impl Plan {
                 channels,
                 normalise,
             } => {
-                let l = *block;
-                let (bh, bw) = *self
-                    .sizes
-                    .get(l)
-                    .ok_or_else(|| Error::Input(format!("block {l} does not exist")))?;
-                let c = self.outs[l].len / (bh * bw);
-                if channels.end > c {
-                    return Err(Error::Input(format!(
-                        "block {l} has {c} channels, not {}",
-                        channels.end
-                    )));
-                }
-                header = [target as u32, c as u32, bh as u32, bw as u32];
-                // the original image's activations of the block, and each channel's range
-                gpu.queue
-                    .write_buffer(&mk.job.buf, 0, bytemuck::cast_slice(&header));
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
-                enc.copy_buffer_to_buffer(&mk.x0.buf, 0, &self.input.buf, 0, (12 * hw) as u64);
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    for d in forward {
-                        d.record(&mut pass);
-                    }
-                }
-                enc.copy_buffer_to_buffer(
-                    &self.outs[l].buf,
-                    0,
-                    &mk.acts.buf,
-                    0,
-                    (4 * c * bh * bw) as u64,
-                );
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    mk.up.record(&mut pass);
-                }
-                gpu.queue.submit([enc.finish()]);
-                let d = if *normalise { &mk.cam } else { &mk.cam_raw };
+                header = self.prepare_cam(gpu, p, *block, channels, target)?;
+                let d = if *normalise { &self.cam } else { &self.cam_raw };
                 (channels.clone().map(|k| k as u32).collect(), d)
             }
+            _ => self.prepare_other(gpu, p, masks)?,
+        };
+        let mut out = Vec::with_capacity(values.len());
+        for chunk in values.chunks(self.n) {
+            let mut job = header.to_vec();
+            job.extend_from_slice(chunk);
+            gpu.queue
+                .write_buffer(&self.job.buf, 0, bytemuck::cast_slice(&job));
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            {
+                let copies = chunk.len() as u32;
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                mask.record_batch(&mut pass, copies);
+                for d in p.forward {
+                    d.record_batch(&mut pass, copies);
+                }
+                self.take.record(&mut pass);
+            }
+            let bytes = (8 * chunk.len()) as u64;
+            enc.copy_buffer_to_buffer(&self.scores.buf, 0, &self.staging, 0, bytes);
+            gpu.queue.submit([enc.finish()]);
+            let raw = gpu.read_staging(&self.staging, bytes)?;
+            gpu.check_errors("the masked passes")?;
+            let f: &[f32] = bytemuck::cast_slice(&raw);
+            out.extend(f.chunks_exact(2).map(|p| (p[0], p[1])));
+            progress(out.len());
+        }
+        Ok(out)
+    }
+
+    /// Score-CAM's masks: the original image's activations of block `l`, and each channel's
+    /// range (one submission). Returns the job header.
+    fn prepare_cam(
+        &self,
+        gpu: &Gpu,
+        p: &MaskedView,
+        l: usize,
+        channels: &Range<usize>,
+        target: usize,
+    ) -> Result<[u32; 4]> {
+        let hw = p.h * p.w;
+        let (bh, bw) = *p
+            .sizes
+            .get(l)
+            .ok_or_else(|| Error::Input(format!("block {l} does not exist")))?;
+        let c = p.outs[l].len / (bh * bw);
+        if channels.end > c {
+            return Err(Error::Input(format!(
+                "block {l} has {c} channels, not {}",
+                channels.end
+            )));
+        }
+        let header = [target as u32, c as u32, bh as u32, bw as u32];
+        gpu.queue
+            .write_buffer(&self.job.buf, 0, bytemuck::cast_slice(&header));
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&self.x0.buf, 0, &p.input.buf, 0, (12 * hw) as u64);
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in p.forward {
+                d.record(&mut pass);
+            }
+        }
+        enc.copy_buffer_to_buffer(
+            &p.outs[l].buf,
+            0,
+            &self.acts.buf,
+            0,
+            (4 * c * bh * bw) as u64,
+        );
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.up.record(&mut pass);
+        }
+        gpu.queue.submit([enc.finish()]);
+        Ok(header)
+    }
+
+    /// The deletion, insertion and map masks: their inputs uploaded; per copy its value in
+    /// `job`, and the mask dispatch.
+    fn prepare_other(
+        &self,
+        gpu: &Gpu,
+        p: &MaskedView,
+        masks: &Masks,
+    ) -> Result<(Vec<u32>, &Dispatch)> {
+        let (h, w) = (p.h, p.w);
+        let hw = h * w;
+        match masks {
             Masks::Deletion { rank, counts } | Masks::Insertion { rank, counts, .. } => {
                 if rank.len() != hw {
                     return Err(Error::Input(format!(
@@ -225,7 +277,7 @@ impl Plan {
                     )));
                 }
                 gpu.queue
-                    .write_buffer(&mk.rank.buf, 0, bytemuck::cast_slice(rank));
+                    .write_buffer(&self.rank.buf, 0, bytemuck::cast_slice(rank));
                 let list = match masks {
                     Masks::Insertion { blurred, .. } => {
                         if blurred.len() != 3 * hw {
@@ -234,12 +286,12 @@ impl Plan {
                                 blurred.len()
                             )));
                         }
-                        gpu.write(&mk.other, blurred);
-                        &mk.ins
+                        gpu.write(&self.other, blurred);
+                        &self.ins
                     }
-                    _ => &mk.del,
+                    _ => &self.del,
                 };
-                (counts.iter().map(|&k| k as u32).collect(), list)
+                Ok((counts.iter().map(|&k| k as u32).collect(), list))
             }
             Masks::Map { map } => {
                 if map.len() != hw {
@@ -248,35 +300,10 @@ impl Plan {
                         map.len()
                     )));
                 }
-                gpu.write(&mk.other, map);
-                (vec![0], &mk.map)
+                gpu.write(&self.other, map);
+                Ok((vec![0], &self.map))
             }
-        };
-        let mut out = Vec::with_capacity(values.len());
-        for chunk in values.chunks(mk.n) {
-            let mut job = header.to_vec();
-            job.extend_from_slice(chunk);
-            gpu.queue
-                .write_buffer(&mk.job.buf, 0, bytemuck::cast_slice(&job));
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            {
-                let copies = chunk.len() as u32;
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                mask.record_batch(&mut pass, copies);
-                for d in forward {
-                    d.record_batch(&mut pass, copies);
-                }
-                mk.take.record(&mut pass);
-            }
-            let bytes = (8 * chunk.len()) as u64;
-            enc.copy_buffer_to_buffer(&mk.scores.buf, 0, &mk.staging, 0, bytes);
-            gpu.queue.submit([enc.finish()]);
-            let raw = gpu.read_staging(&mk.staging, bytes)?;
-            gpu.check_errors("the masked passes")?;
-            let f: &[f32] = bytemuck::cast_slice(&raw);
-            out.extend(f.chunks_exact(2).map(|p| (p[0], p[1])));
-            progress(out.len());
+            Masks::Cam { .. } => unreachable!("Score-CAM's masks are prepared by prepare_cam"),
         }
-        Ok(out)
     }
 }

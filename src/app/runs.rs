@@ -69,7 +69,7 @@ pub fn is_our_output(name: &str) -> bool {
         || (last == "png"
             && inner.iter().any(|p| {
                 matches!(*p, "combicam" | "heatmap" | "fused")
-                    || super::methods::Method::parse(p).is_ok()
+                    || crate::cam::methods::Method::parse(p).is_ok()
             }))
 }
 

@@ -4,17 +4,20 @@
 //! facts; and `<out>/index.html` linking every report. Pages open from disk with no network:
 //! images are files beside them (relative links), plots inline SVG (plotters), no script.
 
-use super::explain::{Report, png_names, used_blocks};
-use super::fusion::cpu::upsample;
-use super::render::{fit, heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
+use super::format::{Format, Item};
+use super::png::png_names;
+use crate::app::eval::{ImageMetrics, metrics_of};
+use crate::app::record::{ExplainOptions, Report, used_blocks};
+use crate::app::render::{fit, heatmap_rgb, jet, overlay, write_bytes_atomic, write_png_atomic};
+use crate::cam::methods::{Explainer, Fusion, Method};
 use crate::error::{Error, Result};
-use crate::eval::ImageMetrics;
 use crate::model::config::ModelCfg;
-use crate::model::efficientnet::Output;
+use crate::model::plan::Output;
+use crate::ops::resample::upsample;
 use image::RgbImage;
 use plotters::prelude::*;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Longest side of the per-block overlays in the gallery.
 const THUMB: u32 = 240;
@@ -200,7 +203,7 @@ pub fn curves_plot(m: &ImageMetrics) -> Result<String> {
             .max(1e-12) as f64
             * 1.05;
         // the legend where the curves are not: deletion falls, insertion rises
-        type Pick = fn(&crate::eval::Metrics) -> &Vec<f32>;
+        type Pick = fn(&crate::app::eval::Metrics) -> &Vec<f32>;
         let panels: [(&str, Pick, SeriesLabelPosition); 2] = [
             ("deletion", |e| &e.deletion, SeriesLabelPosition::UpperRight),
             (
@@ -273,23 +276,34 @@ fn colour_bar() -> RgbImage {
     RgbImage::from_fn(256, 12, |x, _| image::Rgb(jet(x as u8)))
 }
 
-/// Write `<stem>.report.html` and its images (`<stem>.report/`) in `dir`; returns the page.
-#[allow(clippy::too_many_arguments)]
-pub fn write(
-    dir: &Path,
-    stem: &str,
-    photo: &RgbImage,
-    out: &Output,
-    report: &Report,
-    cfg: &ModelCfg,
-    alpha: f32,
-    metrics: Option<&ImageMetrics>,
-) -> Result<std::path::PathBuf> {
+pub struct Html;
+
+impl Format for Html {
+    fn wanted(&self, o: &ExplainOptions) -> bool {
+        o.report
+    }
+
+    fn write(&self, it: &Item, report: &Report) -> Result<Vec<PathBuf>> {
+        let metrics =
+            it.o.metrics
+                .as_deref()
+                .and_then(|l| metrics_of(l, it.image));
+        Ok(vec![write(it, report, metrics)?])
+    }
+
+    fn is_report_page(&self) -> bool {
+        true
+    }
+}
+
+/// Write `<stem>.report.html` and its images (`<stem>.report/`) in the item's folder;
+/// returns the page.
+fn write(it: &Item, report: &Report, metrics: Option<&ImageMetrics>) -> Result<PathBuf> {
+    let (dir, stem, out) = (it.dir, it.stem, &it.done.out);
     let sub = format!("{stem}.report");
     let folder = dir.join(&sub);
     std::fs::create_dir_all(&folder)
         .map_err(|e| Error::output(&folder, format!("cannot create it ({e})")))?;
-    let small = fit(photo, THUMB);
     let (h, w) = (report.input_size[0], report.input_size[1]);
     write_png_atomic(&colour_bar(), &folder.join("colourbar.png"))?;
     let mut html = String::new();
@@ -302,7 +316,33 @@ pub fn write(
         esc(&title),
         esc(&title)
     );
-    // the fused overlays, one row per method, with its heat map and the colour bar
+    fused_section(&mut html, out, stem, &sub);
+    // Figure 4
+    let share = shares(&out.maps, &out.map_sizes, h, w);
+    let svg = block_plot(&out.act_maxabs, &share)?;
+    let _ = writeln!(
+        html,
+        "<section><h2>Per block: max |activation| and share of the fused map</h2>\
+<div class=\"plot\" role=\"img\" aria-label=\"bar chart of the maximum activation magnitude per block, with each block's share of the fused sum\">{svg}</div>"
+    );
+    block_table(&mut html, out, &it.ctx.weights.cfg, &share);
+    let _ = writeln!(html, "</section>");
+    if let Some(m) = metrics {
+        metrics_section(&mut html, m, out.target)?;
+    }
+    block_sections(&mut html, it, &folder, &sub)?;
+    prediction_section(&mut html, report);
+    let _ = writeln!(
+        html,
+        "<p><a href=\"index.html\">all images</a></p></body></html>"
+    );
+    let page = dir.join(format!("{stem}.report.html"));
+    write_bytes_atomic(html.as_bytes(), &page)?;
+    Ok(page)
+}
+
+/// The fused overlays, one row per method, with its heat map and the colour bar.
+fn fused_section(html: &mut String, out: &Output, stem: &str, sub: &str) {
     let _ = writeln!(html, "<section><h2>Fused maps</h2>");
     for e in &out.explainers {
         let (ov, hm) = png_names(Path::new(""), stem, &e.explainer);
@@ -321,20 +361,13 @@ pub fn write(
         );
     }
     let _ = writeln!(html, "</section>");
-    // Figure 4
-    let share = shares(&out.maps, &out.map_sizes, h, w);
-    let svg = block_plot(&out.act_maxabs, &share)?;
-    let _ = writeln!(
-        html,
-        "<section><h2>Per block: max |activation| and share of the fused map</h2>\
-<div class=\"plot\" role=\"img\" aria-label=\"bar chart of the maximum activation magnitude per block, with each block's share of the fused sum\">{svg}</div>"
-    );
-    block_table(&mut html, out, cfg, &share);
-    let _ = writeln!(html, "</section>");
-    if let Some(m) = metrics {
-        metrics_section(&mut html, m, out.target)?;
-    }
-    // Figure 3, per method: every fused block's own map over the photo, grouped by stage
+}
+
+/// Figure 3, per method: every fused block's own map over the photo, grouped by stage,
+/// each as an image in `folder` (`sub` relative to the page).
+fn block_sections(html: &mut String, it: &Item, folder: &Path, sub: &str) -> Result<()> {
+    let (out, cfg) = (&it.done.out, &it.ctx.weights.cfg);
+    let small = fit(it.photo, THUMB);
     for e in &out.explainers {
         let method = e.explainer.method.name();
         let _ = writeln!(html, "<section><h2>{} at every block</h2>", esc(method));
@@ -360,7 +393,7 @@ pub fn write(
             };
             let heat = heatmap_rgb(&norm, mh, mw, small.width(), small.height());
             let file = format!("{method}.{l:02}.png");
-            write_png_atomic(&overlay(&small, &heat, alpha), &folder.join(&file))?;
+            write_png_atomic(&overlay(&small, &heat, it.o.alpha), &folder.join(&file))?;
             let flat = if hi > lo { "" } else { " (all zero)" };
             let _ = writeln!(
                 html,
@@ -374,7 +407,12 @@ pub fn write(
         }
         let _ = writeln!(html, "</section>");
     }
-    // the prediction and the run's facts
+    Ok(())
+}
+
+/// The prediction and the run's facts.
+fn prediction_section(html: &mut String, report: &Report) {
+    let (h, w) = (report.input_size[0], report.input_size[1]);
     let _ = writeln!(
         html,
         "<section><h2>Prediction</h2><table><tr><th>#</th><th>output</th><th>probability</th></tr>"
@@ -420,13 +458,6 @@ pub fn write(
         t.gpu_s,
         t.write_s
     );
-    let _ = writeln!(
-        html,
-        "<p><a href=\"index.html\">all images</a></p></body></html>"
-    );
-    let page = dir.join(format!("{stem}.report.html"));
-    write_bytes_atomic(html.as_bytes(), &page)?;
-    Ok(page)
 }
 
 fn report_target(r: &Report) -> String {
@@ -481,11 +512,11 @@ impl IndexEntry {
     }
 }
 
-fn report_first(r: &Report) -> super::methods::Explainer {
+fn report_first(r: &Report) -> Explainer {
     let m = &r.methods[0];
-    super::methods::Explainer {
-        method: super::methods::Method::parse(m.method).expect("a method's own name"),
-        fusion: super::methods::Fusion::parse(m.fusion).expect("a rule's own name"),
+    Explainer {
+        method: Method::parse(m.method).expect("a method's own name"),
+        fusion: Fusion::parse(m.fusion).expect("a rule's own name"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! a folder with CERTH's `efficientnet_backbone.pt` + `mvmf_head.pt`, or several such files,
 //! merged into one [`TensorSource`] with the key names of the one-file layout.
 
-use super::weights::{Float, RawTensor, SafetensorsFile, TensorSource};
+use super::source::{Float, RawTensor, SafetensorsFile, TensorSource};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

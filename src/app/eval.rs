@@ -3,13 +3,13 @@
 //! `METHOD[@BLOCKS][:FUSION]`. The masked copies run on the GPU (`Plan::run_masked`); the
 //! ranking, the blur and the arithmetic of the protocol are the plain Rust below.
 
+use crate::app::engine::{Engine, parse_blocks};
+use crate::app::scorecam;
 use crate::cam::fusion::cpu::{normalize, upsample};
 use crate::cam::methods::{Explainer, Fusion, Method};
-use crate::cam::scorecam;
-use crate::engine::{Engine, parse_blocks};
 use crate::error::{Error, Result};
-use crate::model::efficientnet::{PlanOptions, Score};
-use crate::model::masked::Masks;
+use crate::model::plan::Masks;
+use crate::model::plan::{PlanOptions, Score};
 use crate::ops::masked::cpu::ranks;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -231,18 +231,15 @@ pub fn smooth_random(seed: u64, h: usize, w: usize) -> Vec<f32> {
 }
 
 /// Deletion, insertion, Average Drop and Increase of the map `s` (H·W, in [0, 1]) for the
-/// image of the plan's last run `x`, whose target probability is `y`. `progress` is told of
-/// each finished masked pass.
-#[allow(clippy::too_many_arguments)]
+/// image of the plan's last run `x`, whose target probability is `y`, in `steps` steps with
+/// `batch` masked copies per submission. `progress` is told of each finished masked pass.
 pub fn metrics(
     engine: &mut Engine,
     x: &[f32],
     (h, w): (usize, usize),
     s: &[f32],
-    target: usize,
-    y: f32,
-    steps: usize,
-    batch: usize,
+    (target, y): (usize, f32),
+    (steps, batch): (usize, usize),
     progress: &mut dyn FnMut(usize),
 ) -> Result<Metrics> {
     let opts = PlanOptions::forward(batch);
@@ -350,8 +347,7 @@ pub fn saliency(
             &acts,
             explainer,
             &blocks,
-            target,
-            Score::Prob,
+            (target, Score::Prob),
             progress,
         )?;
         return Ok(e.fused);

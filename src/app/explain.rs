@@ -1,0 +1,149 @@
+//! One explanation: run the plan on a photo (`run_one`), then write every output format
+//! the run asks for and the JSON report last (`write_one`), each file atomically.
+
+use super::engine::Engine;
+use super::record::{ExplainOptions, Explained, Report, report};
+use super::scorecam;
+use super::write::{self, FORMATS, Item};
+use crate::cam::methods::Explainer;
+use crate::error::Result;
+use crate::model::plan::{self, PlanOptions};
+use crate::preprocess::Preprocessed;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The GPU part of one explanation: the plan run on the preprocessed photo (forward,
+/// backward, the gradient methods' maps), then Score-CAM's masked passes if asked for.
+pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Explained> {
+    let (h, w) = (pre.height, pre.width);
+    let score_cams: Vec<Explainer> = o
+        .explainers
+        .iter()
+        .copied()
+        .filter(|e| e.method.is_score_cam())
+        .collect();
+    let batch = match o.batch {
+        0 => PlanOptions::AUTO_BATCH,
+        n => n,
+    };
+    let opts = PlanOptions {
+        backward: true,
+        blocks: o.blocks.clone(),
+        explainers: o
+            .explainers
+            .iter()
+            .copied()
+            .filter(|e| !e.method.is_score_cam())
+            .collect(),
+        masked: if score_cams.is_empty() { 0 } else { batch },
+    };
+    let before = engine.gpu.pipelines.stats();
+    let mut out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
+    let after = engine.gpu.pipelines.stats();
+    let plan_build_s = engine.last_plan_build_s;
+    // before Score-CAM's masked copies overwrite the plan's features
+    let embedding = if o.embedding {
+        Some(engine.embedding(h, w, &opts)?)
+    } else {
+        None
+    };
+    if !score_cams.is_empty() {
+        let gpu = engine.gpu;
+        let plan = engine.plan(h, w, &opts)?;
+        plan::note_batch(o.batch, plan.masked_copies());
+        let acts = scorecam::block_outputs(gpu, plan, &o.score_blocks)?;
+        let total = scorecam::passes(plan, &score_cams, &o.score_blocks);
+        let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{bar:30}} {{pos}}/{{len}} masked passes (Score-CAM, {} per batch) [{{elapsed_precise}}, eta {{eta}}]",
+                plan.masked_copies()
+            ))
+            .unwrap(),
+        );
+        let mut made = Vec::new();
+        let mut done = 0;
+        for &e in &score_cams {
+            let eo = scorecam::explain(
+                gpu,
+                plan,
+                &acts,
+                e,
+                &o.score_blocks,
+                (out.target, o.score),
+                &mut |n| pb.set_position((done + n) as u64),
+            )?;
+            done = pb.position() as usize;
+            made.push(eo);
+        }
+        pb.finish_and_clear();
+        // every explainer in the order asked for
+        let mut grads = std::mem::take(&mut out.explainers).into_iter();
+        let mut scores = made.into_iter();
+        out.explainers = o
+            .explainers
+            .iter()
+            .map(|e| {
+                if e.method.is_score_cam() {
+                    scores.next()
+                } else {
+                    grads.next()
+                }
+                .expect("one output per explainer")
+            })
+            .collect();
+        out.mirror_first();
+    }
+    Ok(Explained {
+        compile_s: after.seconds - before.seconds,
+        out,
+        gpu_memory_bytes: engine.gpu_bytes(),
+        input_size: (h, w),
+        plan_build_s,
+        embedding,
+    })
+}
+
+/// The CPU part: every format the run asks for (`write::FORMATS`), then the JSON report,
+/// written last so that its presence means the image is complete.
+pub fn write_one(it: &Item) -> Result<Report> {
+    let t0 = Instant::now();
+    let mut report = report(it.ctx, it.image, it.photo, it.done, it.decode_s, it.o);
+    let mut page_s = 0.0;
+    for f in FORMATS.iter().filter(|f| f.wanted(it.o)) {
+        let t = Instant::now();
+        report.timings.write_s = t0.elapsed().as_secs_f64() - page_s;
+        let files = f.write(it, &report)?;
+        if f.is_report_page() {
+            page_s += t.elapsed().as_secs_f64();
+        }
+        report
+            .outputs
+            .extend(files.iter().map(|p| p.display().to_string()));
+    }
+    let p_json = it.dir.join(format!("{}.json", it.stem));
+    report.outputs.push(p_json.display().to_string());
+    report.timings.write_s = t0.elapsed().as_secs_f64() - page_s;
+    report.timings.report_s = page_s;
+    write::json::write(&report, &p_json)?;
+    Ok(report)
+}
+
+/// File stem for outputs, unique within a run and its output sub-folder.
+pub fn unique_stem(
+    path: &Path,
+    used: &mut std::collections::HashSet<(PathBuf, String)>,
+    rel_dir: &Path,
+) -> String {
+    let base = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "image".into());
+    let mut stem = base.clone();
+    let mut i = 2;
+    while !used.insert((rel_dir.to_path_buf(), stem.clone())) {
+        stem = format!("{base}-{i}");
+        i += 1;
+    }
+    stem
+}

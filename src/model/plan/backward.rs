@@ -1,0 +1,404 @@
+//! The backward recorder (with the official Grad-CAM++'s Hessian-vector product): the head and a block, beside `cpu::block_backward`.
+
+use super::rec::{BlockFwd, Forward, HeadFwd, Rec, Scratch};
+use crate::error::Result;
+use crate::gpu::{Dispatch, GpuBuf};
+use crate::ops::{depthwise, gemm, head, hvp, reduce, se};
+use crate::ops::{
+    depthwise::DwBackward,
+    gemm::{GemmArgs, InMode},
+    reduce::PoolBackward,
+    reduce::{Reduce, RowsArgs},
+    se::{SeApplyBackward, SeBackward},
+};
+
+/// The recorded backward: its dispatches, the gradient at every block output it reaches
+/// (`None` below), and the head's HVP (the official Grad-CAM++).
+pub(super) struct Backward {
+    pub(super) dispatches: Vec<Dispatch>,
+    pub(super) grads: Vec<Option<GpuBuf>>,
+    pub(super) hvp: Option<GpuBuf>,
+}
+
+impl Rec<'_> {
+    /// The backward of the recorded forward `f` down to block `lo`: the head's gradient
+    /// (and with `hvp` its Hessian-vector product, for the official Grad-CAM++), then each
+    /// block's. Returns the dispatches, the gradient at every block output from `lo` up
+    /// (`None` below), and the HVP.
+    pub(super) fn backward(
+        &mut self,
+        f: &Forward,
+        sizes: &[(usize, usize)],
+        lo: usize,
+        hvp: bool,
+    ) -> Result<Backward> {
+        let cfg = &self.m.weights.cfg;
+        let nb = cfg.blocks.len();
+        let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
+        let mut bwd = Vec::new();
+        let hw = sizes[nb - 1].0 * sizes[nb - 1].1;
+        let (g_last, df) = self.head_backward(&f.head, hw, &mut bwd)?;
+        grads[nb - 1] = Some(g_last);
+        let hvp = match hvp {
+            true => Some(self.head_hvp(&f.head, &df, hw, &mut bwd)?),
+            false => None,
+        };
+        // scratch shared by all blocks
+        let (mut max_du, mut max_dze, mut max_c) = (0, 0, 0);
+        let mut p = f.stem_size;
+        for (l, b) in cfg.blocks.iter().enumerate() {
+            max_du = max_du.max(b.cmid() * sizes[l].0 * sizes[l].1);
+            max_dze = max_dze.max(b.cmid() * p.0 * p.1);
+            max_c = max_c.max(b.cmid());
+            p = sizes[l];
+        }
+        let sc = Scratch {
+            du: self.a.buf("scratch.du".into(), max_du)?,
+            dze: self.a.buf("scratch.dz_expand".into(), max_dze)?,
+            ds: self.a.buf("scratch.ds".into(), max_c)?,
+            dm: self.a.buf("scratch.dm".into(), max_c)?,
+        };
+        for l in (lo + 1..nb).rev() {
+            let gout = &grads[l].as_ref().unwrap().buf;
+            let gin = self.block_backward(l, &f.blocks[l], gout, sizes[l - 1], &sc, &mut bwd)?;
+            grads[l - 1] = Some(gin);
+        }
+        Ok(Backward {
+            dispatches: bwd,
+            grads,
+            hvp,
+        })
+    }
+
+    /// From the score to the last block's output gradient: dlogits (probability, logit or
+    /// region), the classifier's and the pool's gradients, the head conv's transpose.
+    /// Beside the head part of `cpu::backward`.
+    pub(super) fn head_backward(
+        &mut self,
+        hf: &HeadFwd,
+        hw: usize,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<(GpuBuf, GpuBuf)> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let cfg = &m.weights.cfg;
+        let (nb, last, k, n) = (
+            cfg.blocks.len(),
+            cfg.blocks.last().unwrap().cout,
+            cfg.head,
+            m.n_classes(),
+        );
+        let HeadFwd {
+            zh, probs, info, ..
+        } = hf;
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let dlog = a.buf("dlogits".into(), n)?;
+        let mass = a.buf("fc.region_mass".into(), 1)?;
+        let region = m.cells.as_ref().map(|c| head::Region {
+            cells: &c.buf,
+            mass: &mass.buf,
+        });
+        if let Some(r) = &region {
+            bwd.push(head::region_mass(
+                gpu,
+                "fc.region_mass.bwd",
+                n,
+                &probs.buf,
+                &info.buf,
+                r,
+            ));
+        }
+        bwd.push(head::dlogits(
+            gpu,
+            "fc.dlogits.bwd",
+            n,
+            &probs.buf,
+            &info.buf,
+            region.as_ref(),
+            &dlog.buf,
+        ));
+        let df = Self::classifier_t(gpu, m, a, "fc", "dfeatures", &dlog.buf, bwd)?;
+        let dzh = a.buf("head.dz".into(), k * hw)?;
+        bwd.push(reduce::pool_backward(
+            gpu,
+            "head.pool.bwd",
+            &PoolBackward {
+                act,
+                rows: k,
+                len: hw,
+                z: &zh.buf,
+                g: &df.buf,
+                out: &dzh.buf,
+            },
+        ));
+        let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            "head.conv.bwd",
+            &GemmArgs {
+                m: last,
+                k,
+                p: hw,
+                a: &m.head_wt,
+                x: &dzh.buf,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &g_last.buf,
+                mode: InMode::Plain,
+                pack: pack.as_ref(),
+            },
+        ));
+        Ok((g_last, df))
+    }
+
+    /// h = ∂(Σ g)/∂A at the last block's output: the head's Hessian-vector product the
+    /// official Grad-CAM++ needs (shaders/hvp.wgsl derives it); `df` = ∂p_c/∂features.
+    /// Beside `cpu::head_hvp`.
+    pub(super) fn head_hvp(
+        &mut self,
+        hf: &HeadFwd,
+        df: &GpuBuf,
+        hw: usize,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let cfg = &m.weights.cfg;
+        let (last, k, n) = (cfg.blocks.last().unwrap().cout, cfg.head, m.n_classes());
+        let a = &mut self.a;
+        // ḟ = w1 ⊙ mean_p act'(z)
+        let fdot = a.buf("hvp.fdot".into(), k)?;
+        bwd.push(reduce::rows(
+            gpu,
+            "hvp.mean_dact.bwd",
+            Reduce::MeanDAct(act),
+            &RowsArgs {
+                rows: k,
+                len: hw,
+                in_off: 0,
+                out_off: 0,
+                x: &hf.zh.buf,
+                y: None,
+                out: &fdot.buf,
+            },
+        ));
+        bwd.push(hvp::fdot(gpu, "hvp.fdot.bwd", k, &fdot.buf, &m.head_w1.buf));
+        // l̇ = Wfc·ḟ, then δ̇
+        let ldot = a.buf("hvp.ldot".into(), n)?;
+        let zero_bias = a.buf("hvp.zero_bias".into(), n)?;
+        Self::classifier(
+            gpu,
+            m,
+            ("hvp.fc", ".bwd"),
+            (&fdot.buf, &zero_bias.buf, &ldot.buf),
+            bwd,
+        );
+        let ddl = a.buf("hvp.ddlogits".into(), n)?;
+        bwd.push(hvp::jvp_dlogits(
+            gpu,
+            "hvp.jvp_dlogits.bwd",
+            n,
+            &ldot.buf,
+            &hf.probs.buf,
+            &hf.info.buf,
+            &ddl.buf,
+        ));
+        // ḋf = Wfcᵀ·δ̇
+        let dfdot = Self::classifier_t(gpu, m, a, "hvp.fc_t", "hvp.dfdot", &ddl.buf, bwd)?;
+        // dż, then h = Wᵀ·dż
+        let dz = a.buf("hvp.dz".into(), k * hw)?;
+        bwd.push(hvp::pool_hvp(
+            gpu,
+            "hvp.pool.bwd",
+            act,
+            &hvp::PoolHvpArgs {
+                k,
+                p: hw,
+                z: &hf.zh.buf,
+                w1: &m.head_w1.buf,
+                dfdot: &dfdot.buf,
+                df: &df.buf,
+                out: &dz.buf,
+            },
+        ));
+        let h = a.buf("hvp.h".into(), last * hw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            "hvp.head_conv.bwd",
+            &GemmArgs {
+                m: last,
+                k,
+                p: hw,
+                a: &m.head_wt,
+                x: &dz.buf,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &h.buf,
+                mode: InMode::Plain,
+                pack: self.pack.as_ref(),
+            },
+        ));
+        Ok(h)
+    }
+
+    /// The gradient at block `l`'s input (ih×iw) from `gout` at its output: projection
+    /// transposed, SE (or its absence), depthwise transposed with the activation's
+    /// derivative, expand transposed (+ the residual's gradient). Beside `cpu::block_backward`.
+    pub(super) fn block_backward(
+        &mut self,
+        l: usize,
+        st: &BlockFwd,
+        gout: &wgpu::Buffer,
+        (ih, iw): (usize, usize),
+        sc: &Scratch,
+        bwd: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let b = &m.weights.cfg.blocks[l];
+        let bw = &m.blocks[l];
+        let (_, _, oh, ow) = b.pads(ih, iw);
+        let cm = b.cmid();
+        let Scratch { du, dze, .. } = sc;
+        let a = &mut self.a;
+        let pack = &self.pack;
+        let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
+        bwd.extend(gemm::gemm(
+            gpu,
+            &format!("{l}.project.bwd"),
+            &GemmArgs {
+                m: cm,
+                k: b.cout,
+                p: oh * ow,
+                a: &bw.proj_wt,
+                x: gout,
+                bias: None,
+                scale: None,
+                res: None,
+                y: &du.buf,
+                mode: InMode::Plain,
+                pack: pack.as_ref(),
+            },
+        ));
+        self.se_backward(l, st, (oh, ow), sc, bwd);
+        let dws = b.dw_shape(ih, iw);
+        let res = if b.residual() { Some(gout) } else { None };
+        match (&bw.expand, &st.ze) {
+            (Some((_, ewt, _)), Some(z)) => {
+                bwd.push(depthwise::backward(
+                    gpu,
+                    &format!("{l}.dw.bwd"),
+                    &DwBackward {
+                        s: dws,
+                        act,
+                        dy: &du.buf,
+                        wt: &bw.dw_w.buf,
+                        zin: Some(&z.buf),
+                        res: None,
+                        dx: &dze.buf,
+                    },
+                ));
+                bwd.extend(gemm::gemm(
+                    gpu,
+                    &format!("{l}.expand.bwd"),
+                    &GemmArgs {
+                        m: b.cin,
+                        k: cm,
+                        p: ih * iw,
+                        a: ewt,
+                        x: &dze.buf,
+                        bias: None,
+                        scale: None,
+                        res,
+                        y: &gin.buf,
+                        mode: InMode::Plain,
+                        pack: pack.as_ref(),
+                    },
+                ));
+            }
+            _ => bwd.push(depthwise::backward(
+                gpu,
+                &format!("{l}.dw.bwd"),
+                &DwBackward {
+                    s: dws,
+                    act,
+                    dy: &du.buf,
+                    wt: &bw.dw_w.buf,
+                    zin: None,
+                    res,
+                    dx: &gin.buf,
+                },
+            )),
+        }
+        Ok(gin)
+    }
+
+    /// Block `l`'s squeeze-excite backward into the depthwise output's gradient `du`: the
+    /// SE's own gradient (or, without SE, ones and zeros), then the scale's.
+    fn se_backward(
+        &self,
+        l: usize,
+        st: &BlockFwd,
+        (oh, ow): (usize, usize),
+        sc: &Scratch,
+        bwd: &mut Vec<Dispatch>,
+    ) {
+        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let b = &m.weights.cfg.blocks[l];
+        let bw = &m.blocks[l];
+        let cm = b.cmid();
+        let Scratch { du, ds, dm, .. } = sc;
+        let seshape = b.se_shape(oh * ow);
+        // (s, dm): the SE's scale and gradient, or ones and zeros without SE
+        let (s_l, dm_l) = match (&bw.se, &st.r, &st.s) {
+            (Some(sew), Some(r), Some(s)) => {
+                bwd.push(reduce::rows(
+                    gpu,
+                    &format!("{l}.se_ds.bwd"),
+                    Reduce::DotAct(act),
+                    &RowsArgs {
+                        rows: cm,
+                        len: oh * ow,
+                        in_off: 0,
+                        out_off: 0,
+                        x: &du.buf,
+                        y: Some(&st.zd.buf),
+                        out: &ds.buf,
+                    },
+                ));
+                bwd.push(se::backward(
+                    gpu,
+                    &format!("{l}.se.bwd"),
+                    &SeBackward {
+                        sh: seshape,
+                        w: &sew.weights(),
+                        r: &r.buf,
+                        s: &s.buf,
+                        ds: &ds.buf,
+                        dm: &dm.buf,
+                    },
+                ));
+                (&s.buf, &dm.buf)
+            }
+            _ => {
+                let (ones, zeros) = self
+                    .no_se
+                    .as_ref()
+                    .expect("blocks without SE have ones and zeros");
+                (&ones.buf, &zeros.buf)
+            }
+        };
+        bwd.push(se::apply_backward(
+            gpu,
+            &format!("{l}.se_apply.bwd"),
+            &SeApplyBackward {
+                act,
+                sh: seshape,
+                s: s_l,
+                dm: dm_l,
+                du: &du.buf,
+                zd: &st.zd.buf,
+            },
+        ));
+    }
+}

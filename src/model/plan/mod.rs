@@ -1,0 +1,438 @@
+//! The plan: every buffer, bind group and dispatch of one input size, recorded once and
+//! replayed per image in one submission. It reads like the CPU reference model (`cpu.rs`):
+//! `forward.rs` beside `cpu::block_forward`, `backward.rs` beside `cpu::block_backward`; the
+//! CAM phase is `cam::phase`; a run ends with a typed read-back (`readback.rs`).
+//!
+//! - `io`: what a plan is asked for (`PlanOptions`, `Score`) and gives back (`Output`);
+//! - `sizing`: what one image's forward holds, and the batch of masked copies that fits;
+//! - `rec`: the recorder's state and the intermediates it keeps;
+//! - `forward`, `backward`: the recorders, block by block;
+//! - `readback`: the copies a run ends with and their parse;
+//! - `masked`: masked copies of the image run as one batch (Score-CAM, the metrics).
+
+mod backward;
+mod forward;
+pub mod io;
+pub mod masked;
+mod readback;
+mod rec;
+mod sizing;
+
+pub use io::{ExplainerOutput, Output, PlanOptions, Score};
+pub use masked::{Masks, note_batch};
+pub use sizing::BATCH_BUDGET;
+
+use crate::cam::methods;
+use crate::cam::phase::{self, CamInputs};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, GpuBuf, RecycleStats, Recycler};
+use crate::model::config::ModelCfg;
+use crate::model::efficientnet::ModelGpu;
+use masked::{Masked, MaskedView};
+use readback::{ExplainerSpans, ReadBack};
+use rec::{Alloc, BlockFwd, Forward, Rec};
+use std::time::Instant;
+
+/// A phase of the plan: its dispatches, timed as one compute pass.
+pub struct Phase {
+    pub name: &'static str,
+    pub dispatches: Vec<Dispatch>,
+}
+
+pub struct Plan {
+    pub h: usize,
+    pub w: usize,
+    pub opts: PlanOptions,
+    pub sizes: Vec<(usize, usize)>,
+    pub phases: Vec<Phase>,
+    pub input: GpuBuf,
+    pub stem: GpuBuf,
+    pub outs: Vec<GpuBuf>,
+    pub grads: Vec<Option<GpuBuf>>,
+    pub features: GpuBuf,
+    info: GpuBuf,
+    /// what is copied into `staging` after a run, and where it lands
+    rb: ReadBack,
+    staging: wgpu::Buffer,
+    n: usize,
+    /// the head has cell centres (the region score is possible)
+    geo: bool,
+    /// GPU memory the plan holds (buffers with their headroom, textures)
+    pub bytes: u64,
+    /// how much of the previous plan this one took back
+    pub recycled: RecycleStats,
+    /// what it holds, in the order it made it, for the next size to take back
+    pool: Recycler,
+    /// masked copies of the image (`PlanOptions::masked`, `run_masked`)
+    masked: Option<Masked>,
+}
+
+/// The options a plan cannot record: blocks that do not exist, the official Grad-CAM++ off
+/// the last block, Score-CAM (made of masked passes, not of a CAM phase).
+fn check_options(opts: &PlanOptions, nb: usize) -> Result<()> {
+    if let Some(&b) = opts.blocks.iter().find(|&&b| b >= nb) {
+        return Err(Error::Input(format!(
+            "block {b} does not exist: this model has blocks 0-{}",
+            nb - 1
+        )));
+    }
+    // the official Grad-CAM++ is defined on the last block only (its score: see `run`)
+    methods::check_official(&opts.explainers, &opts.blocks, nb, true)?;
+    if let Some(e) = opts.explainers.iter().find(|e| e.method.is_score_cam()) {
+        return Err(Error::Input(format!(
+            "{} is made of masked passes (cam::scorecam), not of a plan's CAM phase",
+            e.method.name()
+        )));
+    }
+    Ok(())
+}
+
+/// The CAM phase's results in the read-back: act_maxabs, then per explainer its maps, fused
+/// map, range and statistics.
+fn read_cam(rb: &mut ReadBack, cb: &phase::CamBuffers, nb: usize, hw: usize) {
+    rb.act_maxabs = rb.add(&cb.act_maxabs, nb);
+    rb.map_offs = cb.map_offs.clone();
+    for e in &cb.explainers {
+        let spans = ExplainerSpans {
+            maps: rb.add(&e.maps, cb.total_maps),
+            norm: rb.add(&e.norm, hw),
+            mm: rb.add(&e.mm, 2),
+            stats: rb.add(&e.stats, 2 * nb),
+        };
+        rb.explainers.push(spans);
+    }
+}
+
+impl Plan {
+    /// Build the plan for an H×W input. Validation errors come back as `Error::Gpu`.
+    pub fn new(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, opts: PlanOptions) -> Result<Plan> {
+        Self::build(gpu, m, h, w, opts, Recycler::default())
+    }
+
+    /// Build the plan, taking back what `old` (a previous plan of the same options, at
+    /// another size) holds where it fits: memory stays that of the largest size seen.
+    /// The stages: check, size the batch, record the forward, the masked copies, the
+    /// backward and the CAM phase, then bind everything and check the device's errors.
+    pub fn build(
+        gpu: &Gpu,
+        m: &ModelGpu,
+        h: usize,
+        w: usize,
+        opts: PlanOptions,
+        old: Recycler,
+    ) -> Result<Plan> {
+        let cfg = &m.weights.cfg;
+        if h < 1 || w < 1 {
+            return Err(Error::Input(format!("input size {h}×{w} is empty")));
+        }
+        check_options(&opts, cfg.blocks.len())?;
+        let (sh, sw, sizes) = cfg.sizes(h, w);
+        sizing::check_fits(gpu, cfg, (h, w), (sh, sw), &sizes)?;
+        let recording = gpu.record_with(old);
+        let texels = sizing::pack_texels(gpu, cfg, (sh, sw), &sizes);
+        // the forward's buffers hold `batch` images when there are masked copies to run
+        let batch = match opts.masked {
+            0 => 1,
+            asked => {
+                let fp = sizing::forward_footprint(
+                    cfg,
+                    (h, w),
+                    ((sh, sw), &sizes),
+                    m.n_classes(),
+                    texels,
+                );
+                sizing::batch_for(gpu, asked, fp, texels)
+            }
+        };
+        let mut rec = Rec::new(gpu, m, Alloc { gpu, batch }, texels)?;
+        let fwd = rec.forward((h, w), (sh, sw), &sizes)?;
+        let masked = match opts.masked {
+            0 => None,
+            _ => Some(Self::record_masked(&mut rec, cfg, &fwd, (h, w), batch)?),
+        };
+        let mut rb = ReadBack::default();
+        rb.info = rb.add(&fwd.head.info, 4);
+        rb.probs = rb.add(&fwd.head.probs, m.n_classes());
+        rb.logits = rb.add(&fwd.head.logits, m.n_classes());
+        let outs: Vec<GpuBuf> = fwd.blocks.iter().map(|b| b.out.clone()).collect();
+        let (mut phases, grads) = match opts.backward && !opts.blocks.is_empty() {
+            true => Self::record_backward_and_cam(&mut rec, &opts, (&fwd, &outs), &sizes, &mut rb)?,
+            false => (vec![], (0..cfg.blocks.len()).map(|_| None).collect()),
+        };
+        let Forward {
+            input,
+            stem,
+            head,
+            dispatches,
+            ..
+        } = fwd;
+        phases.insert(
+            0,
+            Phase {
+                name: "forward",
+                dispatches,
+            },
+        );
+        let staging = gpu.staging("readback", (rb.len * 4) as u64);
+        let mut masked = masked;
+        gpu.bind_all(
+            phases
+                .iter_mut()
+                .flat_map(|p| p.dispatches.iter_mut())
+                .chain(masked.iter_mut().flat_map(|m| m.dispatches_mut())),
+        );
+        gpu.check_errors("plan creation")?;
+        let (pool, recycled) = recording.finish();
+        Ok(Plan {
+            h,
+            w,
+            opts,
+            sizes,
+            phases,
+            input,
+            stem,
+            outs,
+            grads,
+            features: head.features,
+            info: head.info,
+            rb,
+            staging,
+            n: m.n_classes(),
+            geo: m.cells.is_some(),
+            bytes: pool.bytes(),
+            recycled,
+            pool,
+            masked,
+        })
+    }
+
+    /// The backward down to the first selected block, then the CAM phase on its gradients;
+    /// the CAM results join the read-back. Returns the two phases and the gradients.
+    fn record_backward_and_cam(
+        rec: &mut Rec,
+        opts: &PlanOptions,
+        (fwd, outs): (&Forward, &[GpuBuf]),
+        sizes: &[(usize, usize)],
+        rb: &mut ReadBack,
+    ) -> Result<(Vec<Phase>, Vec<Option<GpuBuf>>)> {
+        let (gpu, cfg) = (rec.gpu, &rec.m.weights.cfg);
+        let official = methods::needs_hvp(&opts.explainers);
+        let lo = *opts.blocks.iter().min().unwrap();
+        let b = rec.backward(fwd, sizes, lo, official)?;
+        let mut phases = vec![Phase {
+            name: "backward",
+            dispatches: b.dispatches,
+        }];
+        let channels: Vec<usize> = cfg.blocks.iter().map(|b| b.cout).collect();
+        let inputs = CamInputs {
+            channels: &channels,
+            sizes,
+            outs,
+            grads: &b.grads,
+            h: fwd.input_size.0,
+            w: fwd.input_size.1,
+            blocks: &opts.blocks,
+            hvp: b.hvp.as_ref(),
+        };
+        let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
+        let (camd, cb) = phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
+        phases.push(Phase {
+            name: "cam",
+            dispatches: camd,
+        });
+        read_cam(rb, &cb, cfg.blocks.len(), inputs.h * inputs.w);
+        Ok((phases, b.grads))
+    }
+
+    /// The masked copies' machinery against the forward's batched input and head.
+    fn record_masked(
+        rec: &mut Rec,
+        cfg: &ModelCfg,
+        fwd: &Forward,
+        (h, w): (usize, usize),
+        batch: usize,
+    ) -> Result<Masked> {
+        let acts_len = fwd
+            .blocks
+            .iter()
+            .map(|o: &BlockFwd| o.out.len)
+            .max()
+            .unwrap_or(1);
+        let max_c = cfg.blocks.iter().map(|b| b.cout).max().unwrap_or(1);
+        let gpu = rec.gpu;
+        let n = rec.m.n_classes();
+        let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
+        Masked::record(
+            gpu,
+            &mut alloc,
+            (&fwd.input, &fwd.head.logits, &fwd.head.probs),
+            (h, w),
+            (acts_len, max_c),
+            (batch, n),
+        )
+    }
+
+    /// Masked copies per batch when the user gives none: 4 on a CPU adapter (a copy takes
+    /// about a second there, the progress bar moves per batch, and a bigger batch is not
+    /// faster per copy), 32 on a GPU (small layers need several images to fill it); fewer
+    /// when the `h`×`w` forward of `m` would take more than `BATCH_BUDGET` or the adapter's
+    /// limits.
+    pub fn default_batch(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> usize {
+        sizing::default_batch(gpu, m, h, w)
+    }
+
+    /// GPU memory each image of a forward batch adds, in bytes: what `--batch` costs.
+    pub fn bytes_per_copy(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> u64 {
+        sizing::bytes_per_copy(gpu, m, h, w)
+    }
+
+    /// Masked copies a submission runs, the plan's batch (0: the plan has none;
+    /// `PlanOptions::masked` asks, `batch_fit` decides).
+    pub fn masked_copies(&self) -> usize {
+        self.masked.as_ref().map_or(0, |m| m.n)
+    }
+
+    /// Run masked copies of the image of the last `run`, for target `target`: (logit,
+    /// probability) per copy, in order. One submission per batch of copies: the masks, the
+    /// batched forward and the scores; `progress` is told how many are done after each.
+    pub fn run_masked(
+        &self,
+        gpu: &Gpu,
+        masks: &Masks,
+        target: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<(f32, f32)>> {
+        let mk = self.masked.as_ref().ok_or_else(|| {
+            Error::Input("this plan records no masked copies (PlanOptions::masked)".into())
+        })?;
+        let view = MaskedView {
+            forward: &self.phases[0].dispatches,
+            input: &self.input,
+            outs: &self.outs,
+            sizes: &self.sizes,
+            h: self.h,
+            w: self.w,
+            outputs: self.n,
+        };
+        mk.run(gpu, &view, masks, target, progress)
+    }
+
+    /// Record every phase into one encoder, one compute pass per phase, then the copies into
+    /// the read-back buffer.
+    pub fn encode(&self, gpu: &Gpu) -> wgpu::CommandBuffer {
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("plan"),
+            });
+        for ph in &self.phases {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(ph.name),
+                timestamp_writes: None,
+            });
+            for d in &ph.dispatches {
+                d.record(&mut pass);
+            }
+        }
+        for (src, s) in &self.rb.copies {
+            if s.len > 0 {
+                enc.copy_buffer_to_buffer(
+                    src,
+                    0,
+                    &self.staging,
+                    (s.off * 4) as u64,
+                    (s.len * 4) as u64,
+                );
+            }
+        }
+        enc.finish()
+    }
+
+    /// Upload the image and the target, run everything in one submission, read back.
+    pub fn run(
+        &self,
+        gpu: &Gpu,
+        input: &[f32],
+        target: Option<usize>,
+        score: Score,
+    ) -> Result<Output> {
+        if input.len() != 3 * self.h * self.w {
+            return Err(Error::Input(format!(
+                "input has {} values, the plan expects 3×{}×{}",
+                input.len(),
+                self.h,
+                self.w
+            )));
+        }
+        if let Some(t) = target
+            && t >= self.n
+        {
+            return Err(Error::Input(format!(
+                "--target {t} is out of range: the model has {} outputs (0-{})",
+                self.n,
+                self.n - 1
+            )));
+        }
+        methods::check_official(
+            &self.opts.explainers,
+            &self.opts.blocks,
+            self.sizes.len(),
+            score == Score::Prob,
+        )?;
+        if let Score::Region(km) = score {
+            if !self.geo {
+                return Err(Error::Input(
+                    "--score region:KM needs geolocation weights (cells with centres); these weights classify images".into(),
+                ));
+            }
+            if !(km.is_finite() && km >= 0.0) {
+                return Err(Error::Input(format!(
+                    "--score region:{km}: the radius must be a number of km, 0 or more"
+                )));
+            }
+        }
+        gpu.write(&self.input, input);
+        if let Some(m) = &self.masked {
+            m.set_original(gpu, input);
+        }
+        let (mode, km) = score.code();
+        let info = [
+            target.map(|t| t as u32).unwrap_or(u32::MAX),
+            mode,
+            0,
+            0,
+            km,
+            0,
+            0,
+            0,
+        ];
+        gpu.queue
+            .write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
+        let t0 = Instant::now();
+        gpu.queue.submit([self.encode(gpu)]);
+        gpu.wait()?;
+        let t1 = Instant::now();
+        let raw = gpu.read_staging(&self.staging, (self.rb.len * 4) as u64)?;
+        gpu.check_errors("the model run")?;
+        let mut out = self
+            .rb
+            .parse(bytemuck::cast_slice(&raw), &self.sizes, &self.opts);
+        out.gpu_seconds = (t1 - t0).as_secs_f64();
+        out.readback_seconds = t1.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// Outputs of the model (cells or classes).
+    pub fn n_outputs(&self) -> usize {
+        self.n
+    }
+
+    /// Give up the plan, keeping what it holds for the next plan of the same options.
+    pub fn into_recycler(self) -> Recycler {
+        self.pool
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.phases.iter().map(|p| p.dispatches.len()).sum()
+    }
+}

@@ -1,0 +1,185 @@
+//! What recording a plan needs, and the intermediates it keeps.
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, GpuBuf};
+use crate::model::efficientnet::ModelGpu;
+use crate::ops::Act;
+use crate::ops::head::{Chunk, LinearArgs, LinearBackwardArgs};
+use crate::ops::{gemm, head};
+
+pub(super) struct Alloc<'a> {
+    pub(super) gpu: &'a Gpu,
+    /// images the forward's buffers hold (`Plan::masked_copies`; 1 without masked copies)
+    pub(super) batch: usize,
+}
+
+impl Alloc<'_> {
+    pub(super) fn buf(&mut self, label: String, len: usize) -> Result<GpuBuf> {
+        self.gpu.zeros(&label, len)
+    }
+
+    /// A forward buffer: `len` floats per image for every image of the batch, one after
+    /// another. Its `len` is one image's, so what reads it sees image 0, the plan's image.
+    pub(super) fn batched(&mut self, label: String, len: usize) -> Result<GpuBuf> {
+        let mut b = self.gpu.zeros(&label, len * self.batch)?;
+        b.len = len;
+        Ok(b)
+    }
+}
+
+/// What recording a plan needs: the device, the uploaded model, the allocator, the GEMM's
+/// scratch texture and, for blocks without SE, ones (the projection's scale) and zeros (the
+/// SE gradient).
+pub(super) struct Rec<'a> {
+    pub(super) gpu: &'a Gpu,
+    pub(super) m: &'a ModelGpu,
+    pub(super) a: Alloc<'a>,
+    pub(super) pack: Option<gemm::XPack>,
+    pub(super) act: Act,
+    pub(super) no_se: Option<(GpuBuf, GpuBuf)>,
+}
+
+/// A block's forward intermediates on the GPU, as `cpu::BlockState` holds them.
+pub(super) struct BlockFwd {
+    pub(super) ze: Option<GpuBuf>,
+    pub(super) zd: GpuBuf,
+    pub(super) r: Option<GpuBuf>,
+    pub(super) s: Option<GpuBuf>,
+    pub(super) out: GpuBuf,
+}
+
+/// The head's forward results.
+pub(super) struct HeadFwd {
+    pub(super) zh: GpuBuf,
+    pub(super) features: GpuBuf,
+    pub(super) logits: GpuBuf,
+    pub(super) probs: GpuBuf,
+    pub(super) info: GpuBuf,
+}
+
+/// The recorded forward: the batched input, the stem's output, every block's
+/// intermediates, the head's results, the dispatches, and the stem's output size.
+pub(super) struct Forward {
+    pub(super) input: GpuBuf,
+    pub(super) stem: GpuBuf,
+    /// the model input's size (H, W)
+    pub(super) input_size: (usize, usize),
+    pub(super) stem_size: (usize, usize),
+    pub(super) blocks: Vec<BlockFwd>,
+    pub(super) head: HeadFwd,
+    pub(super) dispatches: Vec<Dispatch>,
+}
+
+/// Scratch every block's backward reuses.
+pub(super) struct Scratch {
+    pub(super) du: GpuBuf,
+    pub(super) dze: GpuBuf,
+    pub(super) ds: GpuBuf,
+    pub(super) dm: GpuBuf,
+}
+
+impl<'a> Rec<'a> {
+    /// The recorder of `m` with allocator `a`: the GEMM's scratch texture of `texels` per
+    /// image (adapters that pack) and, when a block has no SE, its ones and zeros.
+    pub(super) fn new(
+        gpu: &'a Gpu,
+        m: &'a ModelGpu,
+        mut a: Alloc<'a>,
+        texels: Option<usize>,
+    ) -> Result<Rec<'a>> {
+        let cfg = &m.weights.cfg;
+        let pack = match texels {
+            Some(t) => Some(gemm::XPack::new(gpu, "gemm.pack", t * a.batch)?),
+            None => None,
+        };
+        let max_cm = cfg.blocks.iter().map(|b| b.cmid()).max().unwrap_or(1);
+        let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
+            // the projection's scale without SE: ones for every image of the batch
+            let ones = gpu.upload("no_se.ones", &vec![1f32; max_cm * a.batch])?;
+            Some((ones, a.buf("no_se.dm".into(), max_cm)?))
+        } else {
+            None
+        };
+        Ok(Rec {
+            gpu,
+            m,
+            a,
+            pack,
+            act: cfg.family.act(),
+            no_se,
+        })
+    }
+
+    /// out = Wfc·f + bias, one dispatch per chunk of the classifier (labels `{tag}[i].linear{suffix}`).
+    pub(super) fn classifier(
+        gpu: &Gpu,
+        m: &ModelGpu,
+        (tag, suffix): (&str, &str),
+        (f, bias, out): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        d: &mut Vec<Dispatch>,
+    ) {
+        let (k, n) = (m.weights.cfg.head, m.n_classes());
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            d.push(head::linear(
+                gpu,
+                &format!("{tag}[{ci}].linear{suffix}"),
+                &LinearArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k,
+                    },
+                    n,
+                    f,
+                    bias,
+                    logits: out,
+                },
+            ));
+        }
+    }
+
+    /// Wfcᵀ·g (K): the classifier's data gradient, per segment of rows, then summed.
+    pub(super) fn classifier_t(
+        gpu: &Gpu,
+        m: &ModelGpu,
+        a: &mut Alloc,
+        tag: &str,
+        out_label: &str,
+        g: &wgpu::Buffer,
+        d: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let k = m.weights.cfg.head;
+        let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
+        let partial = a.buf(format!("{tag}.partial"), nsegs * k)?;
+        let mut seg0 = 0;
+        for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
+            d.push(head::linear_backward(
+                gpu,
+                &format!("{tag}[{ci}].linear.bwd"),
+                &LinearBackwardArgs {
+                    chunk: Chunk {
+                        w: chunk,
+                        row0: *row0,
+                        rows: *rows,
+                        k,
+                    },
+                    seg0,
+                    g,
+                    partial: &partial.buf,
+                },
+            ));
+            seg0 += rows.div_ceil(head::SEG_ROWS);
+        }
+        let out = a.buf(out_label.into(), k)?;
+        d.push(head::sum_partials(
+            gpu,
+            &format!("{tag}.sum.bwd"),
+            k,
+            nsegs,
+            &partial.buf,
+            &out.buf,
+        ));
+        Ok(out)
+    }
+}
