@@ -186,7 +186,8 @@ fn run() -> anyhow::Result<ExitCode> {
                 bench::compare(files)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let gpu = open_gpu(a.device)?;
+            // its own header names the adapter and its driver
+            let gpu = Gpu::new(a.device)?;
             let w = match &a.weights {
                 Some(p) => weights::load_paths(
                     &resolve_weights(std::slice::from_ref(p))?,
@@ -200,7 +201,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Cmd::Convert(a) => convert(a),
         Cmd::Fetch(a) => fetch(a),
         Cmd::Check(a) => {
-            let gpu = open_gpu(a.device.device)?;
+            // its own header names the adapter
+            let gpu = Gpu::new(a.device.device)?;
             let (h, w) = bench::parse_size(&a.size)?;
             let ok = check::run(&gpu, check::test_network(&a.variant)?, h, w)?;
             Ok(if ok {

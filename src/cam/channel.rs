@@ -4,10 +4,10 @@
 
 use super::methods::Method;
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_1d},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 
 crate::wgsl_params! {
     /// shaders/cam_channel.wgsl's `Params`

@@ -4,10 +4,10 @@
 
 use super::methods::Method;
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_1d},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 use crate::ops::reduce::{self, Reduce, RowsArgs};
 
 crate::wgsl_params! {

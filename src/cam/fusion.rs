@@ -4,10 +4,10 @@
 
 use super::methods::Fusion;
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_items},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 
 crate::wgsl_params! {
     /// shaders/cam_fusion.wgsl's `Params`

@@ -120,7 +120,8 @@ pub fn record(
 }
 
 impl Rec<'_> {
-    /// max |A_l| of every block: per channel, then over the channels.
+    /// max |A_l| of every block: per channel (a row of `max_cout` per block, its unused tail
+    /// left 0, which no max of |A| changes), then over the channels of every block at once.
     fn maxabs(
         &self,
         alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
@@ -147,21 +148,21 @@ impl Rec<'_> {
                     out: &scratch.buf,
                 },
             ));
-            d.push(reduce::rows(
-                gpu,
-                &format!("{l}.maxabs2.cam"),
-                Reduce::Max,
-                &RowsArgs {
-                    rows: 1,
-                    len: c,
-                    in_off: l * max_cout,
-                    out_off: l,
-                    x: &scratch.buf,
-                    y: None,
-                    out: &act_maxabs.buf,
-                },
-            ));
         }
+        d.push(reduce::rows(
+            gpu,
+            "maxabs2.cam",
+            Reduce::Max,
+            &RowsArgs {
+                rows: nb,
+                len: max_cout,
+                in_off: 0,
+                out_off: 0,
+                x: &scratch.buf,
+                y: None,
+                out: &act_maxabs.buf,
+            },
+        ));
         Ok(act_maxabs)
     }
 

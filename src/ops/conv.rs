@@ -3,10 +3,10 @@
 
 use crate::error::Result;
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_1d},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
 use crate::ops::gemm::GemmWeights;
 

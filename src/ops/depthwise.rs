@@ -1,10 +1,10 @@
 //! Depthwise k×k convolution with stride, BN folded; forward and data gradient.
 
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_1d},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
 use crate::ops::pad::PadRule;
 

@@ -3,10 +3,10 @@
 //! gradient and the linear data gradient.
 
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{grid_1d, grid_items},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 use crate::ops::gemm::GemmWeights;
 
 crate::wgsl_params! {

@@ -5,10 +5,10 @@
 //! `model::cpu::head_hvp`, beside the head it differentiates.
 
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{grid_1d, grid_items},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
 
 crate::wgsl_params! {

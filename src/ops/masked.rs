@@ -3,10 +3,10 @@
 //! and only the target's score is kept. GPU launchers and the CPU reference side by side.
 
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_1d, grid_items},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 
 crate::wgsl_params! {
     /// shaders/masked.wgsl's `Params`

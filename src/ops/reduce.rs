@@ -2,10 +2,10 @@
 //! and statistics; and the gradient of the global average pool of the activation.
 
 use crate::gpu::{
-    Dispatch, Gpu,
+    Dispatch, DispatchDesc, Gpu,
     pipelines::{grid_1d, grid_items},
+    words,
 };
-use crate::gpu::{DispatchDesc, words};
 use crate::ops::Act;
 
 crate::wgsl_params! {

@@ -1,8 +1,7 @@
 //! The retrieval head's kernels (shaders/retrieval.wgsl): a matrix-vector product with bias
 //! (then ReLU or a residual add), LayerNorm and L2 normalisation of one vector.
 
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
-use crate::gpu::{DispatchDesc, words};
+use crate::gpu::{Dispatch, DispatchDesc, Gpu, pipelines::grid_1d, words};
 
 crate::wgsl_params! {
     /// shaders/retrieval.wgsl's `Params`

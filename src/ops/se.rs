@@ -1,8 +1,7 @@
 //! Squeeze-excite: the two small FC layers (one workgroup), their gradient, and the
 //! in-place elementwise step that turns the projection's input gradient into dz_d.
 
-use crate::gpu::{Dispatch, Gpu, pipelines::grid_1d};
-use crate::gpu::{DispatchDesc, words};
+use crate::gpu::{Dispatch, DispatchDesc, Gpu, pipelines::grid_1d, words};
 use crate::ops::Act;
 
 crate::wgsl_params! {

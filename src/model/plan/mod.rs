@@ -80,7 +80,7 @@ fn check_options(opts: &PlanOptions, nb: usize) -> Result<()> {
     methods::check_official(&opts.explainers, &opts.blocks, nb, true)?;
     if let Some(e) = opts.explainers.iter().find(|e| e.method.is_score_cam()) {
         return Err(Error::Input(format!(
-            "{} is made of masked passes (cam::scorecam), not of a plan's CAM phase",
+            "{} is made of masked passes (app::scorecam), not of a plan's CAM phase",
             e.method.name()
         )));
     }
