@@ -1,16 +1,19 @@
 // cam_fusion.wgsl: the per-block maps of a CAM method fused into one map at the model input
 // size, then min-max normalised.
-// Bindings: 0 prm, 3 maps: (Σ h·w), 4 bmeta: per fused block vec4(map offset, h, w, 0),
+// Bindings: 0 prm, 3 maps: (Σ h·w), 4 bmeta: per fused block vec4(map offset, h, w, block l),
 //           5 fused: (H, W) rw, 6 mm: (2) [min, max] rw, 7 norm: (H, W) rw,
-//           8 bnorm: per fused block (min, max) of its map (rules 2–4)
+//           8 bnorm: per fused block (min, max) of its map (rules 2–4; written by stats),
+//           9 stats: per model block l: map max at l, map mean at total + l (written by stats)
 // fuse: u_b = bilinear_align_corners(map_b)(y, x), n_b = (u_b − min_b)/(max_b − min_b + 1e-7);
 //   RULE 0 sum (Combi-CAM): Σ u_b;  1 mean: Σ u_b / B;  2 mean-normalised: Σ n_b / B;
 //   3 max: max_b n_b;  4 product: Π_b n_b
+// stats: one workgroup per fused block b (block l = bmeta[b].w of `total` blocks): the map's
+//   max and mean into stats[l] and stats[total + l], its (min, max) into bnorm[2b], bnorm[2b+1]
 // minmax: mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0 when
 // the map is flat: max − min ≤ 1e-5·max(|min|, |max|), where min-max would only stretch
 // float32 rounding noise to [0, 1]
 
-struct Params { out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
+struct Params { out_h: u32, out_w: u32, nblocks: u32, total: u32 }
 
 override RULE: u32 = 0u;
 
@@ -20,7 +23,8 @@ override RULE: u32 = 0u;
 @group(0) @binding(5) var<storage, read_write> fused: array<f32>;
 @group(0) @binding(6) var<storage, read_write> mm: array<f32>;
 @group(0) @binding(7) var<storage, read_write> norm: array<f32>;
-@group(0) @binding(8) var<storage, read> bnorm: array<f32>;
+@group(0) @binding(8) var<storage, read_write> bnorm: array<f32>;
+@group(0) @binding(9) var<storage, read_write> stats: array<f32>;
 
 //@include resample
 
@@ -55,6 +59,38 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         acc = acc / f32(prm.nblocks);
     }
     fused[idx] = acc;
+}
+
+var<workgroup> sums: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn stats_of_maps(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = wid.x;
+    let md = bmeta[b];
+    let n = md.y * md.z;
+    var a = F32_MAX;
+    var c = -F32_MAX;
+    var s = 0.0;
+    for (var i = lid; i < n; i += 256u) {
+        let v = maps[md.x + i];
+        a = min(a, v);
+        c = max(c, v);
+        s += v;
+    }
+    sums[lid] = s;
+    minmax256(lid, a, c);
+    for (var k = 128u; k > 0u; k >>= 1u) {
+        if (lid < k) {
+            sums[lid] = sums[lid] + sums[lid + k];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        stats[md.w] = hi[0];
+        stats[prm.total + md.w] = sums[0] / f32(n);
+        bnorm[2u * b] = lo[0];
+        bnorm[2u * b + 1u] = hi[0];
+    }
 }
 
 @compute @workgroup_size(256)

@@ -11,7 +11,7 @@ use crate::gpu::{
 
 crate::wgsl_params! {
     /// shaders/cam_fusion.wgsl's `Params`
-    pub struct CamFusionParams for "cam_fusion" { out_h: u32, out_w: u32, nblocks: u32, _p: u32 }
+    pub struct CamFusionParams for "cam_fusion" { out_h: u32, out_w: u32, nblocks: u32, total: u32 }
 }
 
 pub struct FuseArgs<'a> {
@@ -35,7 +35,7 @@ pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
         out_h: a.out_h as u32,
         out_w: a.out_w as u32,
         nblocks: a.nblocks as u32,
-        _p: 0,
+        total: 0,
     };
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
@@ -115,10 +115,60 @@ pub fn normalize(
     d
 }
 
+/// The fused blocks' maps, for their statistics (`stats`).
+pub struct StatsArgs<'a> {
+    /// how many blocks `bmeta` lists
+    pub nblocks: usize,
+    /// the model's blocks: `stats` holds max at l and mean at total + l
+    pub total: usize,
+    pub maps: &'a wgpu::Buffer,
+    /// per fused block vec4(map offset, h, w, block index l)
+    pub bmeta: &'a wgpu::Buffer,
+    /// per fused block (min, max), written
+    pub bnorm: &'a wgpu::Buffer,
+    /// (2·total), written at the fused blocks
+    pub stats: &'a wgpu::Buffer,
+}
+
+/// Every fused block's map statistics in one dispatch, a workgroup per block: max and mean
+/// into `stats`, (min, max) into `bnorm` (what the normalising rules read).
+pub fn stats(gpu: &Gpu, label: &str, a: &StatsArgs) -> Dispatch {
+    let params = CamFusionParams {
+        nblocks: a.nblocks as u32,
+        total: a.total as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
+        label,
+        family: "cam",
+        source: Some(Source::Table("cam_fusion")),
+        entry: "stats_of_maps",
+        params: words(&params),
+        bindings: &[
+            (3, Some(a.maps)),
+            (4, Some(a.bmeta)),
+            (8, Some(a.bnorm)),
+            (9, Some(a.stats)),
+        ],
+        groups: [a.nblocks as u32, 1, 1],
+        ..Default::default()
+    });
+    d.bytes = 4.0 * a.nblocks as f64;
+    d
+}
+
 pub mod cpu {
     use super::Fusion;
 
     pub use crate::ops::resample::upsample;
+
+    /// A map's (min, max, mean).
+    pub fn stats(m: &[f32]) -> (f32, f32, f32) {
+        let lo = m.iter().fold(f32::MAX, |a, &v| a.min(v));
+        let hi = m.iter().fold(f32::MIN, |a, &v| a.max(v));
+        let mean = (m.iter().map(|&v| v as f64).sum::<f64>() / m.len().max(1) as f64) as f32;
+        (lo, hi, mean)
+    }
 
     /// The rule over the upsampled maps, then min-max normalised (zeros when flat).
     /// Returns (normalised, raw fused).

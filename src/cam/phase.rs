@@ -4,8 +4,8 @@
 
 use super::channel::{self, ChannelArgs};
 use super::elementwise::{self, ElementwiseArgs};
-use super::fusion::{self, FuseArgs};
-use super::methods::{Explainer, Family, Fusion, Method};
+use super::fusion::{self, FuseArgs, StatsArgs};
+use super::methods::{Explainer, Family, Method};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::reduce::{self, Reduce, RowsArgs};
@@ -87,7 +87,7 @@ pub fn record(
         w_offs[l] = total_c;
         total_c += inp.channels[l];
         map_offs[l] = total_maps;
-        meta.extend_from_slice(&[total_maps as u32, bh as u32, bw as u32, 0]);
+        meta.extend_from_slice(&[total_maps as u32, bh as u32, bw as u32, l as u32]);
         total_maps += bh * bw;
     }
     let rec = Rec {
@@ -182,10 +182,22 @@ impl Rec<'_> {
         let stats = alloc(format!("cam[{ei}].stats"), 2 * nb)?;
         let mm = alloc(format!("cam[{ei}].minmax"), 2)?;
         let norm = alloc(format!("cam[{ei}].norm"), inp.h * inp.w)?;
-        for (i, &l) in inp.blocks.iter().enumerate() {
+        for &l in inp.blocks {
             self.block_map(e.method, l, &maps, d);
-            self.block_stats(e, (i, l), (&maps, &stats), d);
         }
+        // every fused block's max and mean, and the (min, max) the normalising rules read
+        d.push(fusion::stats(
+            gpu,
+            &format!("{tag}.stats.cam"),
+            &StatsArgs {
+                nblocks: inp.blocks.len(),
+                total: nb,
+                maps: &maps.buf,
+                bmeta: &self.bmeta.buf,
+                bnorm: &self.bnorm.buf,
+                stats: &stats.buf,
+            },
+        ));
         let args = FuseArgs {
             out_h: inp.h,
             out_w: inp.w,
@@ -270,44 +282,6 @@ impl Rec<'_> {
                     "Score-CAM is made of masked passes (app::scorecam), not a plan's CAM phase"
                 )
             }
-        }
-    }
-
-    /// Block `l`'s map statistics (max, mean) and, for the rules that normalise each block's
-    /// map, its range (the `i`-th selected block's in `bnorm`).
-    fn block_stats(
-        &self,
-        e: &Explainer,
-        (i, l): (usize, usize),
-        (maps, stats): (&GpuBuf, &GpuBuf),
-        d: &mut Vec<Dispatch>,
-    ) {
-        let nb = self.inp.channels.len();
-        let hw = self.inp.sizes[l].0 * self.inp.sizes[l].1;
-        let mut stat = |what: &str, mode: Reduce, out_off: usize, to: &GpuBuf| {
-            d.push(reduce::rows(
-                self.gpu,
-                &format!("{l}.{}.{what}.cam", e.method.name()),
-                mode,
-                &RowsArgs {
-                    rows: 1,
-                    len: hw,
-                    in_off: self.map_offs[l],
-                    out_off,
-                    x: &maps.buf,
-                    y: None,
-                    out: &to.buf,
-                },
-            ));
-        };
-        stat("map_max", Reduce::Max, l, stats);
-        stat("map_mean", Reduce::Mean, nb + l, stats);
-        if matches!(
-            e.fusion,
-            Fusion::MeanNormalised | Fusion::Max | Fusion::Product
-        ) {
-            stat("map_min", Reduce::Min, 2 * i, &self.bnorm);
-            stat("map_max2", Reduce::Max, 2 * i + 1, &self.bnorm);
         }
     }
 }
