@@ -7,7 +7,7 @@ use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::cam::channel::{self, ChannelArgs};
 use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
 use combicam_gpu::cam::fusion::{self, FuseArgs, StatsArgs};
-use combicam_gpu::cam::methods::{FUSIONS, Method};
+use combicam_gpu::cam::methods::{FUSIONS, Family, METHODS, Method, TABLE};
 use combicam_gpu::ops::Tolerance;
 use combicam_gpu::ops::reduce::{self, Reduce, RowsArgs};
 
@@ -286,5 +286,32 @@ fn block_map_statistics_match_their_reference() {
         &want_stats,
         &[2, total],
         Tolerance::new(4e-7, 4e-8),
+    );
+}
+
+/// `method_table!` declares each method once: the variants and `TABLE`'s rows in one order,
+/// `METHODS` the every-block gradient rows, every name parsed back, the error listing them.
+#[test]
+fn the_method_table_declares_every_method_once() {
+    let rows: Vec<Method> = TABLE
+        .iter()
+        .filter(|i| i.family != Family::Masked && !i.last_block)
+        .map(|i| i.method)
+        .collect();
+    assert_eq!(rows, METHODS.to_vec());
+    for (n, i) in TABLE.iter().enumerate() {
+        assert_eq!(
+            i.method as usize, n,
+            "{}: TABLE is in the variants' order",
+            i.name
+        );
+        assert_eq!(i.method.info().name, i.name);
+        assert_eq!(Method::parse(i.name).unwrap(), i.method, "{}", i.name);
+    }
+    let e = Method::parse("nope").unwrap_err().to_string();
+    assert!(
+        e.contains("use gradcam, gradcampp,")
+            && e.contains("gradcampp-official (last block), scorecam, scorecam-official"),
+        "{e}"
     );
 }

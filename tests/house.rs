@@ -274,6 +274,7 @@ fn files_and_functions_are_short_and_arguments_are_named() {
     let mut long_files = Vec::new();
     let mut long_fns = Vec::new();
     let mut allows = Vec::new();
+    let mut unit_tests = Vec::new();
     let (mut most_file, mut most_fn) = (0, 0);
     for (path, _, text) in modules() {
         let n = text.lines().count();
@@ -290,6 +291,9 @@ fn files_and_functions_are_short_and_arguments_are_named() {
         if text.contains(&format!("clippy::{}", "too_many_arguments")) {
             allows.push(path.display().to_string());
         }
+        if text.contains(&format!("#[cfg({})]", "test")) {
+            unit_tests.push(path.display().to_string());
+        }
     }
     println!("longest file {most_file} lines, longest function {most_fn} lines");
     assert!(
@@ -303,6 +307,12 @@ fn files_and_functions_are_short_and_arguments_are_named() {
     assert!(
         allows.is_empty(),
         "too_many_arguments allowed in {allows:?}: name the arguments (a struct or tuples)"
+    );
+    // Cargo.toml builds no unit-test target for the library or the binary (`test = false`):
+    // a `#[cfg(test)]` module in src/ would never run
+    assert!(
+        unit_tests.is_empty(),
+        "#[cfg(test)] in {unit_tests:?}: unit tests there never run; move them to tests/"
     );
 }
 

@@ -1,35 +1,11 @@
 //! The catalogue of CAM methods and fusion rules. `TABLE` holds everything about a method
 //! but its kernels: its name, its default fusion, where it is defined, and the family module
 //! that computes it (`channel`: one weight per channel; `elementwise`: a weight per element;
-//! masked passes: `app::scorecam`). Adding a gradient method is a variant below, one row of
-//! `TABLE`, and its kernel and CPU reference in its family's module.
+//! masked passes: `app::scorecam`). Adding a gradient method is one line of `method_table!`
+//! (which declares the `Method` variant and its `TABLE` row together) and its kernel and CPU
+//! reference in its family's module.
 
 use crate::error::{Error, Result};
-
-/// A gradient-based CAM method, computed at every selected block from the block output A and
-/// its gradient g = ∂score/∂A that one forward and one backward give.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Method {
-    /// w_k = mean g; ReLU(Σ w_k A_k)
-    GradCam,
-    /// Grad-CAM++ as pytorch-grad-cam 1.5 computes it
-    GradCamPP,
-    /// w_k = Σ g·A / (Σ A + 1e-7)
-    XGradCam,
-    /// ReLU(Σ_k g_k ⊙ A_k)
-    HiResCam,
-    /// ReLU(Σ_k ReLU(g_k) ⊙ A_k)
-    LayerCam,
-    /// the official Combi-CAM repository's LayerCAM: gradients divided by the block's max
-    LayerCamOfficial,
-    /// the official repository's Grad-CAM++, on the last block only: a = g²/(2g² + h·g +
-    /// 1e-10)·ReLU(g) with h = ∂(Σ g)/∂A, the head's Hessian-vector product
-    GradCamPPOfficial,
-    /// Score-CAM (pytorch-grad-cam): one masked forward pass per channel, no gradient
-    ScoreCam,
-    /// the official repository's Score-CAM: raw masks, the probabilities as weights
-    ScoreCamOfficial,
-}
 
 /// How the selected blocks' maps become one map (then min-max normalised).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -45,17 +21,6 @@ pub enum Fusion {
     /// element-wise product of the normalised maps (RefineCAM)
     Product,
 }
-
-/// The gradient methods defined at every block: the rows of `TABLE` neither masked nor
-/// last-block-only (a test holds the two together).
-pub const METHODS: [Method; 6] = [
-    Method::GradCam,
-    Method::GradCamPP,
-    Method::XGradCam,
-    Method::HiResCam,
-    Method::LayerCam,
-    Method::LayerCamOfficial,
-];
 
 pub const FUSIONS: [Fusion; 5] = [
     Fusion::Sum,
@@ -90,63 +55,87 @@ pub struct MethodInfo {
     pub family: Family,
 }
 
-/// The method table: one row per method.
-pub const TABLE: [MethodInfo; 9] = {
-    use Family::*;
-    use Method::*;
-    const fn row(
-        method: Method,
-        name: &'static str,
-        fusion: Fusion,
-        last_block: bool,
-        family: Family,
-    ) -> MethodInfo {
-        MethodInfo {
-            method,
-            name,
-            fusion,
-            last_block,
-            family,
+/// The method table: one row per method, which declares both the `Method` variant and its
+/// `TABLE` row. Columns: variant, `--method` name and output stem, default fusion, last
+/// block only, family.
+macro_rules! method_table {
+    ($($(#[$doc:meta])* $v:ident: $name:literal, $fusion:ident, $last:literal, $family:ident;)*) => {
+        /// A CAM method, computed at every selected block from the block output A and its
+        /// gradient g = ∂score/∂A that one forward and one backward give (masked passes for
+        /// the Score-CAMs).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+        pub enum Method {
+            $($(#[$doc])* $v,)*
         }
+
+        /// Every method's row, in `Method`'s order.
+        pub const TABLE: &[MethodInfo] = &[$(MethodInfo {
+            method: Method::$v,
+            name: $name,
+            fusion: Fusion::$fusion,
+            last_block: $last,
+            family: Family::$family,
+        },)*];
+    };
+}
+
+method_table! {
+    /// w_k = mean g; ReLU(Σ w_k A_k)
+    GradCam: "gradcam", Sum, false, Channel;
+    /// Grad-CAM++ as pytorch-grad-cam 1.5 computes it
+    GradCamPP: "gradcampp", Sum, false, Channel;
+    /// w_k = Σ g·A / (Σ A + 1e-7)
+    XGradCam: "xgradcam", Sum, false, Channel;
+    /// ReLU(Σ_k g_k ⊙ A_k)
+    HiResCam: "hirescam", Sum, false, Elementwise;
+    /// ReLU(Σ_k ReLU(g_k) ⊙ A_k)
+    LayerCam: "layercam", Max, false, Elementwise;
+    /// the official Combi-CAM repository's LayerCAM: gradients divided by the block's max
+    LayerCamOfficial: "layercam-official", Mean, false, Elementwise;
+    /// the official repository's Grad-CAM++, on the last block only: a = g²/(2g² + h·g +
+    /// 1e-10)·ReLU(g) with h = ∂(Σ g)/∂A, the head's Hessian-vector product
+    GradCamPPOfficial: "gradcampp-official", Sum, true, Channel;
+    /// Score-CAM (pytorch-grad-cam): one masked forward pass per channel, no gradient
+    ScoreCam: "scorecam", Sum, true, Masked;
+    /// the official repository's Score-CAM: raw masks, the probabilities as weights
+    ScoreCamOfficial: "scorecam-official", Sum, true, Masked;
+}
+
+/// Whether a row is a gradient method defined at every block.
+const fn every_block_gradient(i: &MethodInfo) -> bool {
+    !i.last_block && !matches!(i.family, Family::Masked)
+}
+
+const fn count_every_block() -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < TABLE.len() {
+        if every_block_gradient(&TABLE[i]) {
+            n += 1;
+        }
+        i += 1;
     }
-    [
-        row(GradCam, "gradcam", Fusion::Sum, false, Channel),
-        row(GradCamPP, "gradcampp", Fusion::Sum, false, Channel),
-        row(XGradCam, "xgradcam", Fusion::Sum, false, Channel),
-        row(HiResCam, "hirescam", Fusion::Sum, false, Elementwise),
-        row(LayerCam, "layercam", Fusion::Max, false, Elementwise),
-        row(
-            LayerCamOfficial,
-            "layercam-official",
-            Fusion::Mean,
-            false,
-            Elementwise,
-        ),
-        row(
-            GradCamPPOfficial,
-            "gradcampp-official",
-            Fusion::Sum,
-            true,
-            Channel,
-        ),
-        row(ScoreCam, "scorecam", Fusion::Sum, true, Masked),
-        row(
-            ScoreCamOfficial,
-            "scorecam-official",
-            Fusion::Sum,
-            true,
-            Masked,
-        ),
-    ]
+    n
+}
+
+/// The gradient methods defined at every block, in table order: the rows neither masked nor
+/// last-block-only.
+pub const METHODS: [Method; count_every_block()] = {
+    let mut out = [Method::GradCam; count_every_block()];
+    let (mut i, mut n) = (0, 0);
+    while i < TABLE.len() {
+        if every_block_gradient(&TABLE[i]) {
+            out[n] = TABLE[i].method;
+            n += 1;
+        }
+        i += 1;
+    }
+    out
 };
 
 impl Method {
     /// Its row of `TABLE`.
     pub fn info(self) -> &'static MethodInfo {
-        TABLE
-            .iter()
-            .find(|i| i.method == self)
-            .expect("every method has a row in TABLE")
+        &TABLE[self as usize] // the macro writes the rows in the variants' order
     }
 
     pub fn name(self) -> &'static str {
@@ -181,12 +170,23 @@ impl Method {
             other => other,
         }
         .to_string();
-        TABLE.iter().map(|i| i.method).find(|m| m.name() == t).ok_or_else(|| {
-            Error::Input(format!(
-                "unknown CAM method {s:?}: use {}, gradcampp-official (last block), scorecam, scorecam-official",
-                METHODS.map(|m| m.name()).join(", "),
-            ))
-        })
+        TABLE
+            .iter()
+            .map(|i| i.method)
+            .find(|m| m.name() == t)
+            .ok_or_else(|| {
+                let names: Vec<String> = TABLE
+                    .iter()
+                    .map(|i| match i.last_block && i.family != Family::Masked {
+                        true => format!("{} (last block)", i.name),
+                        false => i.name.to_string(),
+                    })
+                    .collect();
+                Error::Input(format!(
+                    "unknown CAM method {s:?}: use {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -326,22 +326,4 @@ pub fn parse_explainers(methods: Option<&str>, fusion: Option<&str>) -> Result<V
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn methods_are_the_tables_every_block_gradient_rows() {
-        let rows: Vec<Method> = TABLE
-            .iter()
-            .filter(|i| i.family != Family::Masked && !i.last_block)
-            .map(|i| i.method)
-            .collect();
-        assert_eq!(rows, METHODS.to_vec());
-        for i in &TABLE {
-            assert_eq!(Method::parse(i.name).unwrap(), i.method, "{}", i.name);
-        }
-    }
 }

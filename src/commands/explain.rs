@@ -221,6 +221,61 @@ fn default_blocks(
     Ok((blocks, score_blocks))
 }
 
+/// The options of one run from the arguments and the weights, checked before any output
+/// exists: a region score needs geolocation weights, the target must exist, the official
+/// Grad-CAM++ and Score-CAM their blocks and score.
+fn options(
+    a: &ExplainArgs,
+    w: &weights::Weights,
+    explainers: Vec<Explainer>,
+    score: Score,
+    metrics: Option<std::sync::Arc<Vec<combicam_gpu::app::eval::ImageMetrics>>>,
+) -> anyhow::Result<ExplainOptions> {
+    let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
+    if matches!(score, Score::Region(_)) && !is_geo {
+        bail!(
+            "--score {} needs geolocation weights (cells with centres); {} classifies images: use --score prob or logit",
+            a.score,
+            w.source
+        );
+    }
+    let target = match (&a.target_latlon, &a.target) {
+        (Some(s), _) => Some(nearest_cell(w, s)?),
+        (None, Some(t)) => Some(combicam_gpu::app::engine::resolve_target(w, t)?),
+        (None, None) => None,
+    };
+    let nb = w.cfg.blocks.len();
+    let (blocks, score_blocks) = default_blocks(&explainers, a.blocks.as_deref(), nb)?;
+    // before any output exists
+    combicam_gpu::cam::methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
+    combicam_gpu::app::scorecam::check_score(&explainers, score)?;
+    if let Some(t) = target
+        && t >= w.classifier.n
+    {
+        bail!(
+            "--target {t} is out of range: the model has {} outputs (0-{})",
+            w.classifier.n,
+            w.classifier.n - 1
+        );
+    }
+    Ok(ExplainOptions {
+        blocks,
+        score_blocks,
+        explainers,
+        target,
+        score,
+        alpha: a.alpha,
+        overlay_size: a.overlay_size,
+        batch: a.batch.unwrap_or(0),
+        report: a.report,
+        metrics,
+        embedding: a.embedding,
+        save_raw: a.save_raw || a.raw_size == RawSize::Photo,
+        raw_at_photo_size: a.raw_size == RawSize::Photo,
+        top_k: a.top_k,
+    })
+}
+
 pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha {} is outside 0..1", a.alpha);
@@ -243,33 +298,7 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .transpose()?
         .map(std::sync::Arc::new);
     let w = load_weights_with(&a.weights, a.embedding, "explains")?;
-    let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
-    if matches!(score, Score::Region(_)) && !is_geo {
-        bail!(
-            "--score {} needs geolocation weights (cells with centres); {} classifies images: use --score prob or logit",
-            a.score,
-            w.source
-        );
-    }
-    let target = match (&a.target_latlon, &a.target) {
-        (Some(s), _) => Some(nearest_cell(&w, s)?),
-        (None, Some(t)) => Some(combicam_gpu::app::engine::resolve_target(&w, t)?),
-        (None, None) => None,
-    };
-    let nb = w.cfg.blocks.len();
-    let (blocks, score_blocks) = default_blocks(&explainers, a.blocks.as_deref(), nb)?;
-    // before any output exists
-    combicam_gpu::cam::methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
-    combicam_gpu::app::scorecam::check_score(&explainers, score)?;
-    if let Some(t) = target
-        && t >= w.classifier.n
-    {
-        bail!(
-            "--target {t} is out of range: the model has {} outputs (0-{})",
-            w.classifier.n,
-            w.classifier.n - 1
-        );
-    }
+    let opts = options(&a, &w, explainers, score, metrics)?;
     // a folder this run makes is removed again if no image could be explained
     let made_out = !prepare_out(&a.out)?;
     let t_start = Instant::now();
@@ -283,22 +312,6 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             t_upload.elapsed().as_secs_f64()
         );
     }
-    let opts = ExplainOptions {
-        blocks,
-        score_blocks,
-        explainers,
-        target,
-        score,
-        alpha: a.alpha,
-        overlay_size: a.overlay_size,
-        batch: a.batch.unwrap_or(0),
-        report: a.report,
-        metrics,
-        embedding: a.embedding,
-        save_raw: a.save_raw || a.raw_size == RawSize::Photo,
-        raw_at_photo_size: a.raw_size == RawSize::Photo,
-        top_k: a.top_k,
-    };
     let run = FolderRun {
         inputs: &inputs,
         out: &a.out,
