@@ -16,7 +16,7 @@ use combicam_gpu::ops::{
     conv::ConvArgs,
     conv::ConvShape,
     depthwise,
-    depthwise::{DwBackward, DwForward, DwShape},
+    depthwise::{DwBackward, DwForward, DwShape, SeIn},
     gemm,
     gemm::{GemmArgs, GemmWeights, InMode, XPack},
     head,
@@ -24,7 +24,7 @@ use combicam_gpu::ops::{
     reduce,
     reduce::{Reduce, RowsArgs},
     se,
-    se::{SeApplyBackward, SeBackward},
+    se::SeBackward,
     se::{SeShape, SeWeights},
 };
 
@@ -88,6 +88,9 @@ fn main() {
         ),
         ("gemm expand 160→960 @19×29", 960, 160, 551, InMode::Plain),
         ("gemm head 448→1792 @10×15", 1792, 448, 150, InMode::Plain),
+        // data gradients with a small K: a projection's (32→192) and an expansion's (144→24)
+        ("gemm dgrad 32→192 @75×113", 192, 32, 8475, InMode::Plain),
+        ("gemm dgrad 144→24 @150×225", 24, 144, 33750, InMode::Plain),
     ] {
         let (a, x, b, s, y) = (
             GemmWeights::upload(&g, name, &vec![0.01f32; m * k], m, k).unwrap(),
@@ -129,6 +132,8 @@ fn main() {
             buf(&g, c * oh * ow),
             buf(&g, c * h * w),
         );
+        // the SE's scale and pooled gradient, and the depthwise output's pre-activation
+        let (ses, sem, zd) = (buf(&g, c), buf(&g, c), buf(&g, c * oh * ow));
         report(
             &g,
             &format!("{name} fwd"),
@@ -150,7 +155,7 @@ fn main() {
         );
         report(
             &g,
-            &format!("{name} bwd"),
+            &format!("{name} bwd (through the SE)"),
             &depthwise::backward(
                 &g,
                 name,
@@ -161,6 +166,11 @@ fn main() {
                     wt: &wt.buf,
                     zin: Some(&x.buf),
                     res: None,
+                    se_in: Some(SeIn {
+                        s: &ses.buf,
+                        dm: &sem.buf,
+                        zd: &zd.buf,
+                    }),
                     dx: &dx.buf,
                 },
             ),
@@ -229,7 +239,6 @@ fn main() {
         buf(&g, 1632),
         buf(&g, 1632),
     );
-    let (du, zd) = (buf(&g, 1632 * 150), buf(&g, 1632 * 150));
     let w = SeWeights {
         w_r: &wr.buf,
         b_r: &br.buf,
@@ -255,23 +264,6 @@ fn main() {
                 s: &sv.buf,
                 ds: &ds.buf,
                 dm: &dm.buf,
-            },
-        ),
-        iters,
-    );
-    report(
-        &g,
-        "se apply_backward 1632×150",
-        &se::apply_backward(
-            &g,
-            "se",
-            &SeApplyBackward {
-                act: Act::Silu,
-                sh,
-                s: &sv.buf,
-                dm: &dm.buf,
-                du: &du.buf,
-                zd: &zd.buf,
             },
         ),
         iters,

@@ -2,11 +2,15 @@
 // (wt, bias). Forward, and its data gradient.
 // Bindings: 0 prm, 1 wt: (C, K, K) f32, 2 bias: (C) f32, 3 x: (C, H, W) f32 (forward input,
 //           or the forward input's pre-activation z for the backward), 4 out: rw,
-//           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw
+//           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw,
+//           8 se_s: (C), 9 se_dm: (C), 10 se_zd: (C, OH, OW) f32 (backward with SE_IN)
 // forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad_t+u, j·s−pad_l+v]),
 //           act = the prelude's act when IN_ACT (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
-//           (+ res[c,y,x] when HAS_RES: the residual path's gradient).
+//           (+ res[c,y,x] when HAS_RES: the residual path's gradient). With SE_IN, dy is read
+//           through the squeeze-excite's backward, dy' = (dy·se_s[c] + se_dm[c]/(OH·OW))·
+//           act'(se_zd): what se.wgsl's apply_backward computed as a pass of its own, in its
+//           exact operations.
 // Batch (forward): workgroup z is the image; x, out and part hold the images one after
 // another, plane = z·C + c.
 // A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
@@ -17,7 +21,7 @@
 // (loops over register arrays are not unrolled by every compiler; on lavapipe the looped
 // form was 1.2–1.4× slower). As it stands it is valid WGSL whose kernels write nothing.
 
-struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32 }
+struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, inv_ohw: f32 }
 
 const K = 3u;
 const S = 1u;
@@ -30,6 +34,7 @@ override HAS_RES: bool = false;
 // band·strips + strip, parts = bands·strips): the squeeze-excite pool, finished by a short
 // row reduction
 override POOL: bool = false;
+override SE_IN: bool = false;
 
 const TW = 8u;
 const TH = 2u; // output rows per forward invocation (set by ops::depthwise::source)
@@ -43,6 +48,13 @@ const THB = 2u; // output rows per backward invocation (likewise)
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read_write> part: array<f32>;
+@group(0) @binding(8) var<storage, read> se_s: array<f32>;
+@group(0) @binding(9) var<storage, read> se_dm: array<f32>;
+@group(0) @binding(10) var<storage, read> se_zd: array<f32>;
+
+// SE_IN: the invocation's channel's se_s[c] and se_dm[c]/(OH·OW), set once by `backward`
+var<private> se_sc: f32;
+var<private> se_mc: f32;
 
 // act(v) where output (oi, oj) exists, else 0: a term of the SE pool
 fn pool_term(v: f32, oi: u32, oj: u32) -> f32 {
@@ -74,10 +86,15 @@ fn xin(row: u32, jj: i32) -> f32 {
     return select(0.0, v, jj >= 0 && jj < i32(prm.w));
 }
 
-// dy[drow + tt / S] for a tt that S divides, zero outside the row
+// dy[drow + tt / S] for a tt that S divides (through the SE's backward with SE_IN), zero
+// outside the row
 fn dyin(drow: u32, tt: i32) -> f32 {
     let oj = tt / i32(S);
-    let v = dy[drow + u32(clamp(oj, 0, i32(prm.ow) - 1))];
+    let i = drow + u32(clamp(oj, 0, i32(prm.ow) - 1));
+    var v = dy[i];
+    if (SE_IN) {
+        v = (v * se_sc + se_mc) * dact(se_zd[i]);
+    }
     return select(0.0, v, tt >= 0 && oj < i32(prm.ow));
 }
 
@@ -132,6 +149,10 @@ fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     let r_lo = i32(y0) + PAD_T - i32(K) + 1; // y + PAD_T − u of row y0 and u = K − 1
     let dbase = c * prm.oh * prm.ow;
     let wrow = c * K * K;
+    if (SE_IN) {
+        se_sc = se_s[c];
+        se_mc = se_dm[c] * prm.inv_ohw;
+    }
     // generated: the weights w_u_v; accumulators a_i_j = 0 (output row y0 + i, column x0 + j);
     // for each candidate dy row ti = r_lo + r (r descending, so that u ascends per output) with
     // S | ti inside dy: slots d_t = dyin(drow, t_lo + t) for S | PAD_L − K + 1 + t, feeding every

@@ -2,14 +2,15 @@
 // channel scale is applied inside gemm.wgsl's projection loads (IN_MODE 1).
 // Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_x: (CMID, CSE), 4 b_x: (CMID),
 //           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID),
-//           9 dm: (CMID) rw, 10 du: (CMID, HW) rw, 11 zd: (CMID, HW)
+//           9 dm: (CMID) rw
 // forward:  r = w_r·m + b_r;  s = sigmoid(w_x·silu(r) + b_x)
 //           (batch: workgroup z is the image; m, r and s hold the images one after another)
 // backward: dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
-// apply_backward: du[c,p] ← (du[c,p]·s[c] + dm[c]/HW)·act'(zd[c,p])   (in place: du becomes dz_d;
-//                 without SE, s = 1 and dm = 0). The SE's own activation is always SiLU.
+// The scale's gradient reaches the depthwise output as dz_d = (du·s + dm/HW)·act'(z_d), which
+// depthwise.wgsl applies as its backward reads du (SE_IN). The SE's own activation is always
+// SiLU.
 
-struct Params { cmid: u32, cse: u32, hw: u32, inv_hw: f32 }
+struct Params { cmid: u32, cse: u32, hw: u32 }
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> w_r: array<f32>;
@@ -21,8 +22,6 @@ struct Params { cmid: u32, cse: u32, hw: u32, inv_hw: f32 }
 @group(0) @binding(7) var<storage, read_write> s: array<f32>;
 @group(0) @binding(8) var<storage, read> ds: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dm: array<f32>;
-@group(0) @binding(10) var<storage, read_write> du: array<f32>;
-@group(0) @binding(11) var<storage, read> zd: array<f32>;
 
 const MAX_SE: u32 = 1024u;
 var<workgroup> hid: array<f32, 1024>;
@@ -67,27 +66,5 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
             acc += w_r[j * prm.cmid + c] * hid[j];
         }
         dm[c] = acc;
-    }
-}
-
-// 8 consecutive positions of one channel per invocation: s[c] and dm[c] are loaded once.
-@compute @workgroup_size(64)
-fn apply_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let strips = (prm.hw + 7u) / 8u;
-    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
-    if (idx >= prm.cmid * strips) {
-        return;
-    }
-    let c = idx / strips;
-    let p0 = (idx % strips) * 8u;
-    let sc = s[c];
-    let mc = dm[c] * prm.inv_hw;
-    let base = c * prm.hw;
-    for (var j = 0u; j < 8u; j++) {
-        let p = p0 + j;
-        if (p < prm.hw) {
-            let i = base + p;
-            du[i] = (du[i] * sc + mc) * dact(zd[i]);
-        }
     }
 }

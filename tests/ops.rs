@@ -8,12 +8,12 @@ use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, gemm, head, reduce, se}
 use combicam_gpu::ops::{
     conv::ConvArgs,
     conv::ConvShape,
-    depthwise::{DwBackward, DwForward, DwShape},
+    depthwise::{DwBackward, DwForward, DwShape, SeIn},
     gemm::{GemmArgs, GemmWeights, InMode, Variant, XPack},
     head::{Chunk, LinearArgs, LinearBackwardArgs},
     reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
-    se::{SeApplyBackward, SeBackward},
+    se::SeBackward,
     se::{SeShape, SeWeights},
 };
 
@@ -243,6 +243,7 @@ fn depthwise_forward_and_backward_match_reference() {
                 wt: &wb.buf,
                 zin: in_act.then_some(&xb.buf),
                 res: res.then_some(&rb.buf),
+                se_in: None,
                 dx: &dxb.buf,
             },
         );
@@ -261,7 +262,62 @@ fn depthwise_forward_and_backward_match_reference() {
             &[c, h, w],
             tol_for(&want),
         );
+        se_in_backward(&sh, act, seed, (&dy, &wt));
     }
+}
+
+/// The depthwise backward reading dy through the squeeze-excite's backward (SE_IN) against
+/// the reference applied as two passes: `se::cpu::apply_backward`, then the depthwise
+/// backward. SiLU with a random scale and pooled gradient; ReLU6 with ones and zeros, as a
+/// block without SE (Lite) runs it, its pre-activations straddling both kinks.
+fn se_in_backward(sh: &DwShape, act: Act, seed: u64, (dy, wt): (&[f32], &[f32])) {
+    let g = gpu();
+    let (c, (oh, ow)) = (sh.c, sh.out());
+    // dm of the order of HW, so that dm/HW weighs like dy
+    let hw = (oh * ow) as f32;
+    let (s, dm) = match act {
+        Act::Silu => (rand(c, seed + 5, 0.0, 1.0), rand(c, seed + 6, -hw, hw)),
+        _ => (vec![1.0; c], vec![0.0; c]),
+    };
+    let zd = rand(c * oh * ow, seed + 7, -8.0, 8.0);
+    let (sb, dmb, zdb) = (up(&s), up(&dm), up(&zd));
+    let (dyb, wb, dxb) = (up(dy), up(wt), zeros(c * sh.h * sh.w));
+    let d = depthwise::backward(
+        g,
+        "test.dw.bwd.se_in",
+        &DwBackward {
+            s: *sh,
+            act,
+            dy: &dyb.buf,
+            wt: &wb.buf,
+            zin: None,
+            res: None,
+            se_in: Some(SeIn {
+                s: &sb.buf,
+                dm: &dmb.buf,
+                zd: &zdb.buf,
+            }),
+            dx: &dxb.buf,
+        },
+    );
+    g.run_now(&[&d]).unwrap();
+    let se = SeShape {
+        cmid: c,
+        cse: 1,
+        hw: oh * ow,
+    };
+    let dy2 = se::cpu::apply_backward(act, se, &s, &dm, dy, &zd);
+    let want = depthwise::cpu::backward(*sh, &dy2, wt, None, None);
+    check(
+        &format!(
+            "dw{}s{}p{}{}.{act:?}.bwd.se_in",
+            sh.k, sh.stride, sh.pad_t, sh.pad_l
+        ),
+        &read(&dxb),
+        &want,
+        &[c, sh.h, sh.w],
+        tol_for(&want),
+    );
 }
 
 #[test]
@@ -370,10 +426,8 @@ fn squeeze_excite_matches_reference() {
         let b_x = rand(cmid, seed + 3, -0.5, 0.5);
         let m = rand(cmid, seed + 4, -1.0, 1.0);
         let ds = rand(cmid, seed + 5, -1.0, 1.0);
-        let du = rand(cmid * hw, seed + 6, -1.0, 1.0);
-        let zd = rand(cmid * hw, seed + 7, -3.0, 3.0);
         let sh = SeShape { cmid, cse, hw };
-        let bufs = [&w_r, &b_r, &w_x, &b_x, &m, &ds, &du, &zd].map(|v| up(v));
+        let bufs = [&w_r, &b_r, &w_x, &b_x, &m, &ds].map(|v| up(v));
         let (rb, sb, dmb) = (zeros(cse), zeros(cmid), zeros(cmid));
         let w = SeWeights {
             w_r: &bufs[0].buf,
@@ -394,59 +448,12 @@ fn squeeze_excite_matches_reference() {
                 dm: &dmb.buf,
             },
         );
-        let a = se::apply_backward(
-            g,
-            "test.se.apply",
-            &SeApplyBackward {
-                act: Act::Silu,
-                sh,
-                s: &sb.buf,
-                dm: &dmb.buf,
-                du: &bufs[6].buf,
-                zd: &bufs[7].buf,
-            },
-        );
-        g.run_now(&[&f, &b, &a]).unwrap();
+        g.run_now(&[&f, &b]).unwrap();
         let (r, s) = se::cpu::forward(sh, &w_r, &b_r, &w_x, &b_x, &m);
         check("se.r", &read(&rb), &r, &[cse], tol_for(&r));
         check("se.s", &read(&sb), &s, &[cmid], tol_for(&s));
         let dm = se::cpu::backward(sh, &w_r, &w_x, &r, &s, &ds);
         check("se.dm", &read(&dmb), &dm, &[cmid], tol_for(&dm));
-        let dz = se::cpu::apply_backward(Act::Silu, sh, &s, &dm, &du, &zd);
-        check("se.apply", &read(&bufs[6]), &dz, &[cmid, hw], tol_for(&dz));
-        // without SE (Lite): s = 1, dm = 0, so dz = du·relu6'(zd)
-        let (ones, zero) = (up(&vec![1.0; cmid]), zeros(cmid));
-        let du2 = up(&du);
-        let zd8 = rand(cmid * hw, seed + 8, -8.0, 8.0);
-        let zd8b = up(&zd8);
-        let a = se::apply_backward(
-            g,
-            "test.se.apply.relu6",
-            &SeApplyBackward {
-                act: Act::Relu6,
-                sh,
-                s: &ones.buf,
-                dm: &zero.buf,
-                du: &du2.buf,
-                zd: &zd8b.buf,
-            },
-        );
-        g.run_now(&[&a]).unwrap();
-        let dz = se::cpu::apply_backward(
-            Act::Relu6,
-            sh,
-            &vec![1.0; cmid],
-            &vec![0.0; cmid],
-            &du,
-            &zd8,
-        );
-        check(
-            "se.apply.relu6",
-            &read(&du2),
-            &dz,
-            &[cmid, hw],
-            tol_for(&dz),
-        );
     }
 }
 

@@ -12,6 +12,7 @@ crate::wgsl_params! {
     /// shaders/depthwise.wgsl's `Params`
     pub struct DepthwiseParams for "depthwise" {
         c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32,
+        inv_ohw: f32,
     }
 }
 
@@ -60,6 +61,8 @@ impl DwShape {
             k: self.k as u32,
             stride: self.stride as u32,
             pad_t: self.pad_t as u32,
+            // 1/HW as the former SE pass took it: SE_IN reads dy bit for bit as that pass wrote it
+            inv_ohw: 1.0 / (self.oh * self.ow) as f32,
         }
     }
 }
@@ -324,8 +327,23 @@ pub struct DwBackward<'a> {
     pub zin: Option<&'a wgpu::Buffer>,
     /// the residual path's gradient, added (C, H, W)
     pub res: Option<&'a wgpu::Buffer>,
+    /// dy read through the squeeze-excite's backward
+    pub se_in: Option<SeIn<'a>>,
     /// (C, H, W), written
     pub dx: &'a wgpu::Buffer,
+}
+
+/// The squeeze-excite's backward applied to dy as the depthwise backward reads it:
+/// dy' = (dy·s[c] + dm[c]/(OH·OW))·act'(zd), what `se::apply_backward` computes as a pass of
+/// its own (`se::cpu::apply_backward` is the reference). Without SE: s = ones, dm = zeros.
+#[derive(Clone, Copy)]
+pub struct SeIn<'a> {
+    /// the SE's scale (C)
+    pub s: &'a wgpu::Buffer,
+    /// the gradient at the SE's pooled input (C)
+    pub dm: &'a wgpu::Buffer,
+    /// the depthwise output's pre-activation (C, OH, OW)
+    pub zd: &'a wgpu::Buffer,
 }
 
 pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
@@ -335,6 +353,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
     let consts = [
         ("IN_ACT", in_act as u32 as f64),
         ("HAS_RES", a.res.is_some() as u32 as f64),
+        ("SE_IN", a.se_in.is_some() as u32 as f64),
         a.act.constant(),
     ];
     let mut d = dispatch(
@@ -349,13 +368,16 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
             (4, Some(a.dx)),
             (5, a.res),
             (6, Some(a.dy)),
+            (8, a.se_in.map(|e| e.s)),
+            (9, a.se_in.map(|e| e.dm)),
+            (10, a.se_in.map(|e| e.zd)),
         ],
         strips(s.c * s.h.div_ceil(BWD_ROWS), s.w),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
-        * (s.c * oh * ow + s.c * s.h * s.w * (1 + in_act as usize + a.res.is_some() as usize))
-            as f64;
+        * (s.c * oh * ow * (1 + a.se_in.is_some() as usize)
+            + s.c * s.h * s.w * (1 + in_act as usize + a.res.is_some() as usize)) as f64;
     d
 }
 

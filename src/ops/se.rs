@@ -1,12 +1,11 @@
 //! Squeeze-excite: the two small FC layers (one workgroup), their gradient, and the
 //! in-place elementwise step that turns the projection's input gradient into dz_d.
 
-use crate::gpu::{Dispatch, DispatchDesc, Gpu, pipelines::grid_1d, words};
-use crate::ops::Act;
+use crate::gpu::{Dispatch, DispatchDesc, Gpu, words};
 
 crate::wgsl_params! {
     /// shaders/se.wgsl's `Params`
-    pub struct SeParams for "se" { cmid: u32, cse: u32, hw: u32, inv_hw: f32 }
+    pub struct SeParams for "se" { cmid: u32, cse: u32, hw: u32 }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -23,7 +22,6 @@ impl SeShape {
             cmid: self.cmid as u32,
             cse: self.cse as u32,
             hw: self.hw as u32,
-            inv_hw: 1.0 / self.hw as f32,
         }
     }
 }
@@ -104,42 +102,6 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
     d
 }
 
-/// du ← (du·s + dm/HW)·act'(zd), in place (without SE: s = 1, dm = 0).
-pub struct SeApplyBackward<'a> {
-    pub act: Act,
-    pub sh: SeShape,
-    /// (CMID)
-    pub s: &'a wgpu::Buffer,
-    /// (CMID)
-    pub dm: &'a wgpu::Buffer,
-    /// (CMID, HW), in place: ∂/∂(scaled activation) in, ∂/∂z_d out
-    pub du: &'a wgpu::Buffer,
-    /// the depthwise output's pre-activation (CMID, HW)
-    pub zd: &'a wgpu::Buffer,
-}
-
-pub fn apply_backward(gpu: &Gpu, label: &str, a: &SeApplyBackward) -> Dispatch {
-    let sh = a.sh;
-    let mut d = gpu.dispatch(&DispatchDesc {
-        label,
-        family: "se",
-        entry: "apply_backward",
-        constants: &[a.act.constant()],
-        params: words(&sh.params()),
-        bindings: &[
-            (7, Some(a.s)),
-            (9, Some(a.dm)),
-            (10, Some(a.du)),
-            (11, Some(a.zd)),
-        ],
-        groups: grid_1d(((sh.cmid * sh.hw.div_ceil(8)) as u32).div_ceil(64)),
-        ..Default::default()
-    });
-    d.flops = 6.0 * (sh.cmid * sh.hw) as f64;
-    d.bytes = 12.0 * (sh.cmid * sh.hw) as f64;
-    d
-}
-
 pub mod cpu {
     use super::SeShape;
     use crate::ops::{Act, dsilu, sigmoid, silu};
@@ -190,6 +152,8 @@ pub mod cpu {
             .collect()
     }
 
+    /// du ← (du·s + dm/HW)·act'(zd) (without SE: s = 1, dm = 0). On the GPU the depthwise
+    /// backward applies it as it reads dy (`depthwise::SeIn`).
     pub fn apply_backward(
         act: Act,
         sh: SeShape,

@@ -5,11 +5,11 @@ use crate::error::Result;
 use crate::gpu::{Dispatch, GpuBuf};
 use crate::ops::{depthwise, gemm, head, hvp, reduce, se};
 use crate::ops::{
-    depthwise::DwBackward,
+    depthwise::{DwBackward, SeIn},
     gemm::{GemmArgs, InMode},
     reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
-    se::{SeApplyBackward, SeBackward},
+    se::SeBackward,
 };
 
 /// The recorded backward: its dispatches, the gradient at every block output it reaches
@@ -280,7 +280,7 @@ impl Rec<'_> {
                 pack: pack.as_ref(),
             },
         ));
-        self.se_backward(l, st, (oh, ow), sc, bwd);
+        let se_in = self.se_backward(l, st, (oh, ow), sc, bwd);
         let dws = b.dw_shape(ih, iw);
         let res = if b.residual() { Some(gout) } else { None };
         match (&bw.expand, &st.ze) {
@@ -295,6 +295,7 @@ impl Rec<'_> {
                         wt: &bw.dw_w.buf,
                         zin: Some(&z.buf),
                         res: None,
+                        se_in: Some(se_in),
                         dx: &dze.buf,
                     },
                 ));
@@ -326,6 +327,7 @@ impl Rec<'_> {
                     wt: &bw.dw_w.buf,
                     zin: None,
                     res,
+                    se_in: Some(se_in),
                     dx: &gin.buf,
                 },
             )),
@@ -333,16 +335,17 @@ impl Rec<'_> {
         Ok(gin)
     }
 
-    /// Block `l`'s squeeze-excite backward into the depthwise output's gradient `du`: the
-    /// SE's own gradient (or, without SE, ones and zeros), then the scale's.
-    fn se_backward(
-        &self,
+    /// Block `l`'s squeeze-excite backward: the SE's own gradient, and what the depthwise
+    /// backward needs to read the projection's gradient `du` through the SE and the
+    /// activation (`SeIn`; without SE, ones and zeros).
+    fn se_backward<'b>(
+        &'b self,
         l: usize,
-        st: &BlockFwd,
+        st: &'b BlockFwd,
         (oh, ow): (usize, usize),
-        sc: &Scratch,
+        sc: &'b Scratch,
         bwd: &mut Vec<Dispatch>,
-    ) {
+    ) -> SeIn<'b> {
         let (gpu, m, act) = (self.gpu, self.m, self.act);
         let b = &m.weights.cfg.blocks[l];
         let bw = &m.blocks[l];
@@ -388,17 +391,10 @@ impl Rec<'_> {
                 (&ones.buf, &zeros.buf)
             }
         };
-        bwd.push(se::apply_backward(
-            gpu,
-            &format!("{l}.se_apply.bwd"),
-            &SeApplyBackward {
-                act,
-                sh: seshape,
-                s: s_l,
-                dm: dm_l,
-                du: &du.buf,
-                zd: &st.zd.buf,
-            },
-        ));
+        SeIn {
+            s: s_l,
+            dm: dm_l,
+            zd: &st.zd.buf,
+        }
     }
 }
