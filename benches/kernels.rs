@@ -24,7 +24,7 @@ use combicam_gpu::ops::{
     reduce,
     reduce::{Reduce, RowsArgs},
     se,
-    se::SeBackward,
+    se::{SeBackward, SeForward},
     se::{SeShape, SeWeights},
 };
 
@@ -245,10 +245,24 @@ fn main() {
         w_x: &wx.buf,
         b_x: &bx.buf,
     };
+    // the depthwise kernel's partial sums at 10×15: 5 bands of two rows, 2 strips of 8
+    let (parts, part) = (10, buf(&g, 1632 * 10));
     report(
         &g,
-        "se forward 1632/68",
-        &se::forward(&g, "se", sh, &w, &m.buf, &r.buf, &sv.buf),
+        "se forward 1632/68 (squeeze of 10 parts)",
+        &se::forward(
+            &g,
+            "se",
+            &SeForward {
+                sh,
+                w: &w,
+                part: &part.buf,
+                parts,
+                m: &m.buf,
+                r: &r.buf,
+                s: &sv.buf,
+            },
+        ),
         iters,
     );
     report(

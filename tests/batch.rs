@@ -13,7 +13,7 @@ use combicam_gpu::ops::{
     depthwise::{DwForward, DwShape},
     gemm::GemmWeights,
     reduce::{Reduce, RowsArgs},
-    se::{SeShape, SeWeights},
+    se::{SeForward, SeShape, SeWeights},
 };
 
 /// Images per batch: not a power of two.
@@ -176,22 +176,48 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
             check(&format!("{name}.se_pool image {i}"), got, &w, &[c], tol(&w));
         }
     }
-    // the excitation per image
-    let (cmid, cse) = (30, 3);
+    // the squeeze and excitation per image, from 11 partial sums per channel
+    let (cmid, cse, parts) = (30, 3, 11);
     let sh = SeShape { cmid, cse, hw: 17 };
     let ws = [cse * cmid, cse, cmid * cse, cmid].map(|n| rand(n, 500 + n as u64, -0.5, 0.5));
-    let m = images(cmid, 510, -1.0, 1.0);
+    let part = images(cmid * parts, 510, -1.0, 1.0);
+    let m: Vec<f32> = (0..B)
+        .flat_map(|i| se::cpu::squeeze(slice(&part, cmid * parts, i), parts, 17))
+        .collect();
     let bufs = ws.each_ref().map(|v| up(v));
-    let (mb, rb, sb) = (up(&m), zeros(B * cse), zeros(B * cmid));
+    let (pb, mb, rb, sb) = (up(&part), zeros(B * cmid), zeros(B * cse), zeros(B * cmid));
     let w = SeWeights {
         w_r: &bufs[0].buf,
         b_r: &bufs[1].buf,
         w_x: &bufs[2].buf,
         b_x: &bufs[3].buf,
     };
-    let d = se::forward(g, "test.se", sh, &w, &mb.buf, &rb.buf, &sb.buf);
+    let d = se::forward(
+        g,
+        "test.se",
+        &SeForward {
+            sh,
+            w: &w,
+            part: &pb.buf,
+            parts,
+            m: &mb.buf,
+            r: &rb.buf,
+            s: &sb.buf,
+        },
+    );
     let want = |i: usize| se::cpu::forward(sh, &ws[0], &ws[1], &ws[2], &ws[3], slice(&m, cmid, i));
     per_image("se.s", &[&d], &sb, (0, cmid, cmid), &[cmid], &|i| want(i).1);
+    let all = read(&mb);
+    for i in 0..B {
+        let w = slice(&m, cmid, i);
+        check(
+            &format!("se.m image {i}"),
+            &all[i * cmid..(i + 1) * cmid],
+            w,
+            &[cmid],
+            tol(w),
+        );
+    }
     let all = read(&rb);
     for i in 0..B {
         let r = want(i).0;

@@ -13,7 +13,7 @@ use combicam_gpu::ops::{
     head::{Chunk, LinearArgs, LinearBackwardArgs},
     reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
-    se::SeBackward,
+    se::{SeBackward, SeForward},
     se::{SeShape, SeWeights},
 };
 
@@ -418,24 +418,41 @@ fn reductions_match_reference() {
 #[test]
 fn squeeze_excite_matches_reference() {
     let g = gpu();
-    for (i, &(cmid, cse, hw)) in [(30, 3, 17), (300, 13, 5), (7, 1, 1)].iter().enumerate() {
+    // partial sums per channel: fewer than, not a multiple of, and more than the eight
+    // interleaved sums the squeeze keeps
+    for (i, &(cmid, cse, hw, parts)) in [(30, 3, 17, 13), (300, 13, 5, 1), (7, 1, 1, 70)]
+        .iter()
+        .enumerate()
+    {
         let seed = 500 + 10 * i as u64;
         let w_r = rand(cse * cmid, seed, -0.5, 0.5);
         let b_r = rand(cse, seed + 1, -0.5, 0.5);
         let w_x = rand(cmid * cse, seed + 2, -0.5, 0.5);
         let b_x = rand(cmid, seed + 3, -0.5, 0.5);
-        let m = rand(cmid, seed + 4, -1.0, 1.0);
+        let part = rand(cmid * parts, seed + 4, -1.0, 1.0);
         let ds = rand(cmid, seed + 5, -1.0, 1.0);
         let sh = SeShape { cmid, cse, hw };
-        let bufs = [&w_r, &b_r, &w_x, &b_x, &m, &ds].map(|v| up(v));
-        let (rb, sb, dmb) = (zeros(cse), zeros(cmid), zeros(cmid));
+        let bufs = [&w_r, &b_r, &w_x, &b_x, &part, &ds].map(|v| up(v));
+        let (mb, rb, sb, dmb) = (zeros(cmid), zeros(cse), zeros(cmid), zeros(cmid));
         let w = SeWeights {
             w_r: &bufs[0].buf,
             b_r: &bufs[1].buf,
             w_x: &bufs[2].buf,
             b_x: &bufs[3].buf,
         };
-        let f = se::forward(g, "test.se", sh, &w, &bufs[4].buf, &rb.buf, &sb.buf);
+        let f = se::forward(
+            g,
+            "test.se",
+            &SeForward {
+                sh,
+                w: &w,
+                part: &bufs[4].buf,
+                parts,
+                m: &mb.buf,
+                r: &rb.buf,
+                s: &sb.buf,
+            },
+        );
         let b = se::backward(
             g,
             "test.se.bwd",
@@ -449,6 +466,14 @@ fn squeeze_excite_matches_reference() {
             },
         );
         g.run_now(&[&f, &b]).unwrap();
+        let m = se::cpu::squeeze(&part, parts, hw);
+        check(
+            &format!("se.m ({parts} parts)"),
+            &read(&mb),
+            &m,
+            &[cmid],
+            tol_for(&m),
+        );
         let (r, s) = se::cpu::forward(sh, &w_r, &b_r, &w_x, &b_x, &m);
         check("se.r", &read(&rb), &r, &[cse], tol_for(&r));
         check("se.s", &read(&sb), &s, &[cmid], tol_for(&s));

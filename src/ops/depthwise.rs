@@ -271,7 +271,7 @@ pub fn pool_parts(s: &DwShape) -> usize {
 
 /// A depthwise forward: out = bias + dw(x'), x' = act(x) when `in_act` (x is the expand
 /// conv's pre-activation), else x. With `pool` ((C, pool_parts) floats) it also writes
-/// partial sums of act(out) there: the SE squeeze, finished by `reduce::rows_scaled`.
+/// partial sums of act(out) there: the SE squeeze, which `se::forward` adds up.
 pub struct DwForward<'a> {
     pub s: DwShape,
     pub act: Act,

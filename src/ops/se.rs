@@ -1,11 +1,11 @@
-//! Squeeze-excite: the two small FC layers (one workgroup), their gradient, and the
-//! in-place elementwise step that turns the projection's input gradient into dz_d.
+//! Squeeze-excite: the squeeze's sum of the depthwise kernel's partial sums and the two small
+//! FC layers (one workgroup), and their gradient.
 
 use crate::gpu::{Dispatch, DispatchDesc, Gpu, words};
 
 crate::wgsl_params! {
     /// shaders/se.wgsl's `Params`
-    pub struct SeParams for "se" { cmid: u32, cse: u32, hw: u32 }
+    pub struct SeParams for "se" { cmid: u32, cse: u32, hw: u32, parts: u32, inv_hw: f32 }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -17,11 +17,15 @@ pub struct SeShape {
 }
 
 impl SeShape {
-    fn params(&self) -> SeParams {
+    /// With `parts` partial sums per channel to add up (the forward's squeeze).
+    fn params(&self, parts: usize) -> SeParams {
         SeParams {
             cmid: self.cmid as u32,
             cse: self.cse as u32,
             hw: self.hw as u32,
+            parts: parts as u32,
+            // as the squeeze's former reduction pass took it: m is bit for bit what it gave
+            inv_hw: 1.0 / self.hw as f32,
         }
     }
 }
@@ -33,35 +37,43 @@ pub struct SeWeights<'a> {
     pub b_x: &'a wgpu::Buffer, // (CMID)
 }
 
-/// r = w_r·m + b_r; s = sigmoid(w_x·silu(r) + b_x)
-pub fn forward(
-    gpu: &Gpu,
-    label: &str,
-    sh: SeShape,
-    w: &SeWeights,
-    m: &wgpu::Buffer,
-    r: &wgpu::Buffer,
-    s: &wgpu::Buffer,
-) -> Dispatch {
+/// m = Σ part / HW (the squeeze), r = w_r·m + b_r, s = sigmoid(w_x·silu(r) + b_x)
+pub struct SeForward<'a> {
+    pub sh: SeShape,
+    pub w: &'a SeWeights<'a>,
+    /// the depthwise kernel's partial sums of act(z_d), (CMID, parts)
+    pub part: &'a wgpu::Buffer,
+    pub parts: usize,
+    /// the squeeze (CMID), written
+    pub m: &'a wgpu::Buffer,
+    /// the excitation's pre-activation (CSE), written
+    pub r: &'a wgpu::Buffer,
+    /// the channel scale (CMID), written
+    pub s: &'a wgpu::Buffer,
+}
+
+pub fn forward(gpu: &Gpu, label: &str, a: &SeForward) -> Dispatch {
+    let sh = a.sh;
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "se",
         entry: "forward",
-        params: words(&sh.params()),
+        params: words(&sh.params(a.parts)),
         bindings: &[
-            (1, Some(w.w_r)),
-            (2, Some(w.b_r)),
-            (3, Some(w.w_x)),
-            (4, Some(w.b_x)),
-            (5, Some(m)),
-            (6, Some(r)),
-            (7, Some(s)),
+            (1, Some(a.w.w_r)),
+            (2, Some(a.w.b_r)),
+            (3, Some(a.w.w_x)),
+            (4, Some(a.w.b_x)),
+            (5, Some(a.m)),
+            (6, Some(a.r)),
+            (7, Some(a.s)),
+            (10, Some(a.part)),
         ],
         groups: [1, 1, 1],
         ..Default::default()
     });
-    d.flops = 4.0 * (sh.cmid * sh.cse) as f64;
-    d.bytes = 8.0 * (sh.cmid * sh.cse) as f64;
+    d.flops = 4.0 * (sh.cmid * sh.cse) as f64 + (sh.cmid * a.parts) as f64;
+    d.bytes = 8.0 * (sh.cmid * sh.cse) as f64 + 4.0 * (sh.cmid * a.parts) as f64;
     d
 }
 
@@ -85,7 +97,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
         label,
         family: "se",
         entry: "backward",
-        params: words(&sh.params()),
+        params: words(&sh.params(0)),
         bindings: &[
             (1, Some(a.w.w_r)),
             (3, Some(a.w.w_x)),
@@ -104,6 +116,13 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
 
 pub mod cpu {
     use super::SeShape;
+
+    /// The squeeze from the depthwise kernel's partial sums: m[c] = Σ_q part[c, q] / hw.
+    pub fn squeeze(part: &[f32], parts: usize, hw: usize) -> Vec<f32> {
+        part.chunks(parts)
+            .map(|p| p.iter().sum::<f32>() / hw as f32)
+            .collect()
+    }
     use crate::ops::{Act, dsilu, sigmoid, silu};
 
     /// Returns (r, s).

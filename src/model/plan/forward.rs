@@ -9,6 +9,7 @@ use crate::ops::{
     depthwise::DwForward,
     gemm::{GemmArgs, InMode},
     reduce::{Reduce, RowsArgs},
+    se::SeForward,
 };
 
 impl Rec<'_> {
@@ -157,8 +158,8 @@ impl Rec<'_> {
         })
     }
 
-    /// Block `l`'s squeeze-excite: the squeeze (the mean of the depthwise kernel's `parts`
-    /// partial sums over oh×ow), then the excitation r and scale s.
+    /// Block `l`'s squeeze-excite in one dispatch: the squeeze (the depthwise kernel's
+    /// `parts` partial sums added up, over oh×ow), then the excitation r and scale s.
     fn se_forward(
         &mut self,
         l: usize,
@@ -176,31 +177,20 @@ impl Rec<'_> {
         let cm = b.cmid();
         let a = &mut self.a;
         let pooled = a.batched(format!("{l}.se_pool"), cm)?;
-        fwd.push(reduce::rows_scaled(
-            gpu,
-            &format!("{l}.se_pool.fwd"),
-            Reduce::Mean,
-            &RowsArgs {
-                rows: cm,
-                len: parts,
-                in_off: 0,
-                out_off: 0,
-                x: &partial.buf,
-                y: None,
-                out: &pooled.buf,
-            },
-            1.0 / (oh * ow) as f32,
-        ));
         let r = a.batched(format!("{l}.se_r"), b.cse)?;
         let s = a.batched(format!("{l}.se_s"), cm)?;
         fwd.push(se::forward(
             gpu,
             &format!("{l}.se.fwd"),
-            b.se_shape(oh * ow),
-            &sew.weights(),
-            &pooled.buf,
-            &r.buf,
-            &s.buf,
+            &SeForward {
+                sh: b.se_shape(oh * ow),
+                w: &sew.weights(),
+                part: &partial.buf,
+                parts,
+                m: &pooled.buf,
+                r: &r.buf,
+                s: &s.buf,
+            },
         ));
         Ok((Some(r), Some(s)))
     }
