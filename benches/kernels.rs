@@ -361,6 +361,7 @@ fn main() {
         buf(&g, 32),
         buf(&g, 32 * 8475),
     );
+    let mx = buf(&g, 32);
     let cargs = ChannelArgs {
         c: 32,
         hw: 8475,
@@ -371,6 +372,8 @@ fn main() {
         maps: &maps.buf,
         map_off: 0,
         hvp: Some(&grad.buf),
+        // the block's max |A| from the same loads, as the plan's first channel method does
+        maxabs: Some((&mx.buf, 0)),
     };
     for m in [
         Method::GradCam,

@@ -1,18 +1,22 @@
 // cam_channel.wgsl: CAM methods that weight each channel of a block output A by one number
 // computed from its gradient g = ∂score/∂A, then map = ReLU(Σ_k w_k·A_k).
 // Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 grad: (C, HW) g, 3 w: channel weights rw
-//           (read at w_off + c by `weighted_map`), 4 maps: (Σ h·w) rw, 5 hvp: (C, HW) h
+//           (read at w_off + c by `weighted_map`), 4 maps: (Σ h·w) rw, 5 hvp: (C, HW) h,
+//           6 mx: max |A| per channel rw (MAXABS: written at mx_off + c)
 // channel_weights, per channel k (sums over the HW positions; METHOD, pipeline constant):
 //   0 gradcam:   w_k = Σ g / HW
 //   1 gradcampp: a = g² / (2g² + (Σ A_k)·g³ + 1e-6), a = 0 where g = 0;  w_k = Σ ReLU(g)·a
 //   2 xgradcam:  w_k = Σ (g·A) / (Σ A_k + 1e-7)
 //   3 gradcampp-official: w_k = Σ g²/(2g² + h·g + 1e-10)·ReLU(g), h = hvp (the head's
 //     Hessian-vector product ∂(Σ g)/∂A; last block only)
+//   With MAXABS also mx[mx_off + k] = max_p |A_k| from the same loads (the block's activation
+//   statistic, otherwise a reduction pass of its own)
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
 
-struct Params { c: u32, hw: u32, map_off: u32, w_off: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32 }
 
 override METHOD: u32 = 0u;
+override MAXABS: bool = false;
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> blk: array<f32>;
@@ -20,6 +24,7 @@ override METHOD: u32 = 0u;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> maps: array<f32>;
 @group(0) @binding(5) var<storage, read> hvp: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mx: array<f32>;
 
 // 8 channels per workgroup of 64, 8 invocations per channel: one barrier per sum
 var<workgroup> part: array<f32, 64>;
@@ -38,6 +43,19 @@ fn lane_sum(lid: u32, v: f32) -> f32 {
     return s;
 }
 
+// max of the 8 lanes' partials of this channel (every lane gets it)
+fn lane_max(lid: u32, v: f32) -> f32 {
+    part[lid] = v;
+    workgroupBarrier();
+    let first = lid - lid % 8u;
+    var s = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+        s = max(s, part[first + j]);
+    }
+    workgroupBarrier();
+    return s;
+}
+
 @compute @workgroup_size(64)
 fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = (wid.y * nwg.x + wid.x) * 8u + lid / 8u;
@@ -47,11 +65,13 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     // first pass: Σ A (gradcampp, xgradcam) and Σ g·A (xgradcam) or Σ g (gradcam)
     var sa = 0.0;
     var sg = 0.0;
+    var ma = 0.0; // max |A|
     if (live) {
         for (var i = lane; i < prm.hw; i += 8u) {
             let g = grad[base + i];
             let a = blk[base + i];
             sa += a;
+            ma = max(ma, abs(a));
             if (METHOD == 2u) {
                 sg += g * a;
             } else {
@@ -62,6 +82,12 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     // every invocation reaches the barriers, live or not
     let total_a = lane_sum(lid, sa);
     let total_g = lane_sum(lid, sg);
+    if (MAXABS) {
+        let m = lane_max(lid, ma);
+        if (live && lane == 0u) {
+            mx[prm.mx_off + c] = m;
+        }
+    }
     var out = 0.0;
     if (METHOD == 0u) {
         out = total_g / f32(prm.hw);

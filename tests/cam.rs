@@ -38,7 +38,7 @@ fn every_method_matches_its_reference() {
             Method::XGradCam,
             Method::GradCamPPOfficial,
         ] {
-            let (wb, mb) = (zeros(5 + c), zeros(100 + hw));
+            let (wb, mb, xb) = (zeros(5 + c), zeros(100 + hw), zeros(7 + c + 2));
             let args = ChannelArgs {
                 c,
                 hw,
@@ -49,6 +49,7 @@ fn every_method_matches_its_reference() {
                 maps: &mb.buf,
                 map_off: 100,
                 hvp: Some(&hb.buf),
+                maxabs: Some((&xb.buf, 7)),
             };
             g.run_now(&[
                 &channel::channel_weights(g, "test.w", m, &args),
@@ -74,6 +75,19 @@ fn every_method_matches_its_reference() {
                 &want,
                 &[hw],
                 tol_for(&want),
+            );
+            // the block's activation statistic from the weights' own loads: exact, and
+            // nothing written around its row
+            let mx: Vec<f32> = a
+                .chunks(hw)
+                .map(|r| r.iter().fold(0f32, |m, v| m.max(v.abs())))
+                .collect();
+            let got = read(&xb);
+            assert_eq!(&got[7..7 + c], &mx[..], "{}.maxabs.{c}x{hw}", m.name());
+            assert!(
+                got[..7].iter().chain(&got[7 + c..]).all(|&v| v == 0.0),
+                "{}.maxabs.{c}x{hw} wrote outside its row: {got:?}",
+                m.name()
             );
         }
         for m in [Method::HiResCam, Method::LayerCam, Method::LayerCamOfficial] {

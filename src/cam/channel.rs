@@ -11,7 +11,9 @@ use crate::gpu::{
 
 crate::wgsl_params! {
     /// shaders/cam_channel.wgsl's `Params`
-    pub struct CamChannelParams for "cam_channel" { c: u32, hw: u32, map_off: u32, w_off: u32 }
+    pub struct CamChannelParams for "cam_channel" {
+        c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32,
+    }
 }
 
 /// A block output A (C, HW) and its gradient g, and where results go.
@@ -30,6 +32,9 @@ pub struct ChannelArgs<'a> {
     pub map_off: usize,
     /// the head's Hessian-vector product h (C, HW): GradCamPPOfficial only
     pub hvp: Option<&'a wgpu::Buffer>,
+    /// also max |A| per channel, written at the offset: the block's activation statistic
+    /// from the weights' own loads
+    pub maxabs: Option<(&'a wgpu::Buffer, usize)>,
 }
 
 fn code(m: Method) -> u32 {
@@ -48,23 +53,29 @@ fn params(a: &ChannelArgs) -> CamChannelParams {
         hw: a.hw as u32,
         map_off: a.map_off as u32,
         w_off: a.w_off as u32,
+        mx_off: a.maxabs.map_or(0, |m| m.1) as u32,
     }
 }
 
-/// w[w_off + k] for every channel k, by `method` (see the shader).
+/// w[w_off + k] for every channel k, by `method` (see the shader); with `maxabs`, max |A_k|
+/// too.
 pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) -> Dispatch {
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "cam",
         source: Some(Source::Table("cam_channel")),
         entry: "channel_weights",
-        constants: &[("METHOD", code(method) as f64)],
+        constants: &[
+            ("METHOD", code(method) as f64),
+            ("MAXABS", a.maxabs.is_some() as u32 as f64),
+        ],
         params: words(&params(a)),
         bindings: &[
             (1, Some(a.blk)),
             (2, Some(a.grad)),
             (3, Some(a.w)),
             (5, a.hvp),
+            (6, a.maxabs.map(|m| m.0)),
         ],
         groups: grid_1d((a.c as u32).div_ceil(8)),
         ..Default::default()

@@ -65,6 +65,12 @@ struct Rec<'a> {
     total_maps: usize,
     weights: GpuBuf,
     gmax: GpuBuf,
+    /// max |A_l| per channel, a row of `max_cout` per block, then per block
+    maxabs_rows: GpuBuf,
+    max_cout: usize,
+    /// the explainer whose channel weights also write the rows of the blocks it maps (the
+    /// first of the channel family), sparing those blocks a reduction pass of their own
+    maxabs_by: Option<usize>,
     bmeta: GpuBuf,
     bnorm: GpuBuf,
     fused: GpuBuf,
@@ -90,11 +96,17 @@ pub fn record(
         meta.extend_from_slice(&[total_maps as u32, bh as u32, bw as u32, l as u32]);
         total_maps += bh * bw;
     }
+    let max_cout = inp.channels.iter().copied().max().unwrap_or(1);
     let rec = Rec {
         gpu,
         inp,
         weights: alloc("cam.weights".into(), total_c)?,
         gmax: alloc("cam.gmax".into(), nb)?,
+        maxabs_rows: alloc("cam.scratch".into(), nb * max_cout)?,
+        max_cout,
+        maxabs_by: explainers
+            .iter()
+            .position(|e| e.method.family() == Family::Channel),
         bmeta: gpu.upload_u32("cam.meta", &meta)?,
         bnorm: alloc("cam.bnorm".into(), 2 * inp.blocks.len())?,
         fused: alloc("cam.fused".into(), inp.h * inp.w)?,
@@ -103,11 +115,12 @@ pub fn record(
         total_maps,
     };
     let mut d = Vec::new();
-    let act_maxabs = rec.maxabs(alloc, &mut d)?;
+    rec.maxabs_rows(&mut d);
     let mut out = Vec::new();
     for (ei, e) in explainers.iter().enumerate() {
         out.push(rec.explainer(ei, e, alloc, &mut d)?);
     }
+    let act_maxabs = rec.maxabs(alloc, &mut d)?;
     Ok((
         d,
         CamBuffers {
@@ -120,19 +133,14 @@ pub fn record(
 }
 
 impl Rec<'_> {
-    /// max |A_l| of every block: per channel (a row of `max_cout` per block, its unused tail
-    /// left 0, which no max of |A| changes), then over the channels of every block at once.
-    fn maxabs(
-        &self,
-        alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
-        d: &mut Vec<Dispatch>,
-    ) -> Result<GpuBuf> {
+    /// The rows of max |A_l| per channel (each `max_cout` long, its unused tail left 0, which
+    /// no max of |A| changes) of the blocks whose channel weights do not write them.
+    fn maxabs_rows(&self, d: &mut Vec<Dispatch>) {
         let (gpu, inp) = (self.gpu, self.inp);
-        let nb = inp.channels.len();
-        let act_maxabs = alloc("cam.act_maxabs".into(), nb)?;
-        let max_cout = inp.channels.iter().copied().max().unwrap_or(1);
-        let scratch = alloc("cam.scratch".into(), nb * max_cout)?;
         for (l, &c) in inp.channels.iter().enumerate() {
+            if self.maxabs_by.is_some() && inp.blocks.contains(&l) {
+                continue;
+            }
             let hw = inp.sizes[l].0 * inp.sizes[l].1;
             d.push(reduce::rows(
                 gpu,
@@ -142,23 +150,34 @@ impl Rec<'_> {
                     rows: c,
                     len: hw,
                     in_off: 0,
-                    out_off: l * max_cout,
+                    out_off: l * self.max_cout,
                     x: &inp.outs[l].buf,
                     y: None,
-                    out: &scratch.buf,
+                    out: &self.maxabs_rows.buf,
                 },
             ));
         }
+    }
+
+    /// max |A_l| of every block, over its row of channels, for every block at once: after
+    /// every row is written.
+    fn maxabs(
+        &self,
+        alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
+        d: &mut Vec<Dispatch>,
+    ) -> Result<GpuBuf> {
+        let nb = self.inp.channels.len();
+        let act_maxabs = alloc("cam.act_maxabs".into(), nb)?;
         d.push(reduce::rows(
-            gpu,
+            self.gpu,
             "maxabs2.cam",
             Reduce::Max,
             &RowsArgs {
                 rows: nb,
-                len: max_cout,
+                len: self.max_cout,
                 in_off: 0,
                 out_off: 0,
-                x: &scratch.buf,
+                x: &self.maxabs_rows.buf,
                 y: None,
                 out: &act_maxabs.buf,
             },
@@ -183,7 +202,7 @@ impl Rec<'_> {
         let mm = alloc(format!("cam[{ei}].minmax"), 2)?;
         let norm = alloc(format!("cam[{ei}].norm"), inp.h * inp.w)?;
         for &l in inp.blocks {
-            self.block_map(e.method, l, &maps, d);
+            self.block_map(e.method, l, &maps, self.maxabs_by == Some(ei), d);
         }
         // every fused block's max and mean, and the (min, max) the normalising rules read
         d.push(fusion::stats(
@@ -239,8 +258,16 @@ impl Rec<'_> {
         })
     }
 
-    /// The method's map at block `l`, into `maps` at `map_offs[l]`.
-    fn block_map(&self, method: Method, l: usize, maps: &GpuBuf, d: &mut Vec<Dispatch>) {
+    /// The method's map at block `l`, into `maps` at `map_offs[l]`; with `maxabs` (a channel
+    /// method) the block's row of max |A| too.
+    fn block_map(
+        &self,
+        method: Method,
+        l: usize,
+        maps: &GpuBuf,
+        maxabs: bool,
+        d: &mut Vec<Dispatch>,
+    ) {
         let (gpu, inp) = (self.gpu, self.inp);
         let (c, hw) = (inp.channels[l], inp.sizes[l].0 * inp.sizes[l].1);
         let grad = &inp.grads[l]
@@ -261,6 +288,7 @@ impl Rec<'_> {
                     maps: &maps.buf,
                     map_off: self.map_offs[l],
                     hvp: inp.hvp.map(|h| &h.buf),
+                    maxabs: maxabs.then_some((&self.maxabs_rows.buf, l * self.max_cout)),
                 };
                 channel::record(gpu, &label, method, &args, d);
             }
