@@ -28,32 +28,23 @@ override MAXABS: bool = false;
 
 // 8 channels per workgroup of 64, 8 invocations per channel: one barrier per sum
 var<workgroup> part: array<f32, 64>;
-var<workgroup> part2: array<f32, 64>;
 
-// Σ of the 8 lanes' partials of this channel (every lane gets it)
-fn lane_sum(lid: u32, v: f32) -> f32 {
+// Σ (or with `take_max`, the max) of the 8 lanes' partials of this channel (every lane gets it)
+fn lane_combine(lid: u32, v: f32, take_max: bool) -> f32 {
     part[lid] = v;
     workgroupBarrier();
     let first = lid - lid % 8u;
     var s = 0.0;
     for (var j = 0u; j < 8u; j++) {
-        s += part[first + j];
+        let x = part[first + j];
+        s = select(s + x, max(s, x), take_max);
     }
     workgroupBarrier();
     return s;
 }
 
-// max of the 8 lanes' partials of this channel (every lane gets it)
-fn lane_max(lid: u32, v: f32) -> f32 {
-    part[lid] = v;
-    workgroupBarrier();
-    let first = lid - lid % 8u;
-    var s = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-        s = max(s, part[first + j]);
-    }
-    workgroupBarrier();
-    return s;
+fn lane_sum(lid: u32, v: f32) -> f32 {
+    return lane_combine(lid, v, false);
 }
 
 @compute @workgroup_size(64)
@@ -83,7 +74,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let total_a = lane_sum(lid, sa);
     let total_g = lane_sum(lid, sg);
     if (MAXABS) {
-        let m = lane_max(lid, ma);
+        let m = lane_combine(lid, ma, true);
         if (live && lane == 0u) {
             mx[prm.mx_off + c] = m;
         }
