@@ -9,8 +9,7 @@
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
 //           (+ res[c,y,x] when HAS_RES: the residual path's gradient). With SE_IN, dy is read
 //           through the squeeze-excite's backward, dy' = (dy·se_s[c] + se_dm[c]/(OH·OW))·
-//           act'(se_zd): what se.wgsl's apply_backward computed as a pass of its own, in its
-//           exact operations.
+//           act'(se_zd), in the exact operations of the SE pass it replaces.
 // Batch (forward): workgroup z is the image; x, out and part hold the images one after
 // another, plane = z·C + c.
 // A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
@@ -31,8 +30,8 @@ const PAD_L = 1; // zero columns left of it (below and right: what OH, OW need)
 override IN_ACT: bool = true;
 override HAS_RES: bool = false;
 // forward: also write Σ act(out) over the invocation's outputs to part[idx] (idx = c·parts +
-// band·strips + strip, parts = bands·strips): the squeeze-excite pool, finished by a short
-// row reduction
+// band·strips + strip, parts = bands·strips): the squeeze-excite pool, which se.wgsl's forward
+// adds up
 override POOL: bool = false;
 override SE_IN: bool = false;
 

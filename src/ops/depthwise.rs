@@ -334,8 +334,8 @@ pub struct DwBackward<'a> {
 }
 
 /// The squeeze-excite's backward applied to dy as the depthwise backward reads it:
-/// dy' = (dy·s[c] + dm[c]/(OH·OW))·act'(zd), what `se::apply_backward` computes as a pass of
-/// its own (`se::cpu::apply_backward` is the reference). Without SE: s = ones, dm = zeros.
+/// dy' = (dy·s[c] + dm[c]/(OH·OW))·act'(zd), which needs no pass of its own
+/// (`se::cpu::apply_backward` is the reference). Without SE: s = ones, dm = zeros.
 #[derive(Clone, Copy)]
 pub struct SeIn<'a> {
     /// the SE's scale (C)
