@@ -1,6 +1,6 @@
 //! The `combicam-gpu` command line: parse, call the library, print.
 
-mod commands;
+pub(crate) mod commands;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -123,6 +123,9 @@ struct CheckArgs {
     device: DeviceArgs,
 }
 
+#[global_allocator]
+static ALLOCATOR: commands::oom::ExitOnOom = commands::oom::ExitOnOom;
+
 fn main() -> ExitCode {
     // `combicam-gpu bench compare a b | head` should stop quietly, not panic on a closed pipe
     #[cfg(unix)]
@@ -175,7 +178,11 @@ fn private_runtime_dir() {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    dispatch(Cli::parse())
+}
+
+/// One command, from its parsed arguments.
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Devices => devices(),
         Cmd::Predict(a) => commands::predict::predict(a),
@@ -186,8 +193,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 bench::compare(files)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            // its own header names the adapter and its driver
-            let gpu = Gpu::new(a.device)?;
+            let opts = a.options()?;
             let w = match &a.weights {
                 Some(p) => weights::load_paths(
                     &resolve_weights(std::slice::from_ref(p))?,
@@ -195,16 +201,21 @@ fn run() -> anyhow::Result<ExitCode> {
                 )?,
                 None => test_weights(&a.variant, a.cells, false)?,
             };
-            bench::run(&gpu, w, &a.options()?)?;
+            commands::gate()?;
+            // its own header names the adapter and its driver
+            let gpu = Gpu::new(a.device)?;
+            bench::run(&gpu, w, &opts)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Convert(a) => convert(a),
         Cmd::Fetch(a) => fetch(a),
         Cmd::Check(a) => {
+            let (h, w) = bench::parse_size(&a.size)?;
+            let net = check::test_network(&a.variant)?;
+            commands::gate()?;
             // its own header names the adapter
             let gpu = Gpu::new(a.device.device)?;
-            let (h, w) = bench::parse_size(&a.size)?;
-            let ok = check::run(&gpu, check::test_network(&a.variant)?, h, w)?;
+            let ok = check::run(&gpu, net, h, w)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -250,6 +261,7 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         ),
     ]);
     let (bytes, n, skipped) = checkpoint::to_safetensors(&src, dtype, meta)?;
+    commands::gate()?;
     combicam_gpu::app::render::write_bytes_atomic(&bytes, &a.out)?;
     eprintln!(
         "wrote {} ({} tensors, {:.1} MB; {} left out: integer counters) from {}: {}, {:?} layout, {} outputs, in {:.1}s",
@@ -269,6 +281,7 @@ fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
 fn fetch(a: FetchArgs) -> anyhow::Result<ExitCode> {
     let hub = combicam_gpu::app::hub::Hub::from_env()?;
     let repo = a.repo.trim_start_matches("hf:");
+    commands::gate()?;
     let pb = ProgressBar::new(0);
     pb.set_style(
         ProgressStyle::with_template(
@@ -338,12 +351,14 @@ fn nearest_cell(w: &Weights, s: &str) -> anyhow::Result<usize> {
 }
 
 fn open_gpu(device: Option<usize>) -> anyhow::Result<Gpu> {
+    commands::gate()?;
     let gpu = Gpu::new(device)?;
     eprintln!("adapter: {}", gpu.adapter.line());
     Ok(gpu)
 }
 
 fn devices() -> anyhow::Result<ExitCode> {
+    commands::gate()?;
     let list = gpu::adapters();
     if list.is_empty() {
         bail!(
@@ -385,8 +400,10 @@ fn variant_index(v: &str) -> anyhow::Result<usize> {
 }
 
 fn test_weights(variant: &str, cells: usize, retrieval: bool) -> anyhow::Result<Weights> {
-    if cells == 0 {
-        bail!("--cells must be at least 1");
+    // visloc has 31,145; a head of 10^9 cells would not fit in memory
+    const MAX_CELLS: usize = 200_000;
+    if cells == 0 || cells > MAX_CELLS {
+        bail!("--cells {cells}: give 1 to {MAX_CELLS} (visloc has 31145)");
     }
     match variant_index(variant) {
         Ok(v) if retrieval => Ok(weights::formula_with_retrieval(v, cells)),

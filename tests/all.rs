@@ -7,10 +7,19 @@ mod checkpoint; // .pt files torch wrote, hostile ones, CERTH's folder layout
 mod cli; // the command line end to end, bad inputs, the built-in model
 mod common; // the shared device, random tensors, loud comparisons
 mod evaluate; // Score-CAM and the faithfulness metrics against PyTorch, the blur, explainer specs
+// the binary's source, for its dry run (the CLI fuzz target's entry); `fuzz_entry` is the fuzz
+// targets' entry points, which `fuzz` replays
+#[allow(dead_code, unused_imports)]
+#[path = "../src/main.rs"]
+mod binary;
 mod first_hour; // a new user's first runs: what the console says, --target labels, folder runs, tiny photos
 mod house; // the house rules from the source: imports run down the layers, no circles, short files and functions
+mod fuzz; // every fuzzer finding and kept corpus entry in fuzz/regressions/, through the targets' entry points
+#[path = "../fuzz/entry.rs"]
+mod fuzz_entry;
 mod hub; // fetch from a hub served on 127.0.0.1: cache layout, resume, hf:REPO
 mod masked; // masked copies: kernels against the CPU, batched passes against single ones
+mod memory; // out of memory under prlimit: one-line errors, no crash, nothing written
 mod model; // whole model: GPU vs CPU model by block (B0, Lite0, tf_b0), vs PyTorch goldens (B0, B4, timm, Lite0 random and trained), finite differences
 mod ops; // every kernel against its CPU reference, on awkward shapes, both activations
 mod plans; // a plan recorded again for a new size from the old one's memory: bit-exact, bounded

@@ -39,7 +39,8 @@ pub struct EvaluateArgs {
     json: Option<PathBuf>,
     /// Masked copies of the image per batch: one submission runs N copies through the forward
     /// at once (default: 4 on a CPU adapter, 32 on a GPU, fewer if they would take over 2 GiB;
-    /// never more than the adapter's buffer limits allow, nor over 2 GiB on a CPU adapter).
+    /// never more than the adapter's buffer limits allow, nor, on a CPU adapter, over 2 GiB or
+    /// the memory the process may still allocate).
     #[arg(long, value_name = "N", value_parser = super::super::copies)]
     batch: Option<usize>,
     #[command(flatten)]

@@ -86,7 +86,8 @@ pub struct ExplainArgs {
     /// Masked copies of the photo per batch for Score-CAM: one submission runs N copies
     /// through the forward at once, each forward buffer holding N images (default: 4 on a CPU
     /// adapter, 32 on a GPU, fewer if they would take over 2 GiB; never more than the adapter's
-    /// buffer limits allow, nor over 2 GiB on a CPU adapter).
+    /// buffer limits allow, nor, on a CPU adapter, over 2 GiB or the memory the process may
+    /// still allocate).
     #[arg(long, value_name = "N", value_parser = super::super::copies)]
     batch: Option<usize>,
     /// Also write `<stem>.report.html` (every block's map over the photo, max |activation| per
@@ -299,13 +300,21 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .map(std::sync::Arc::new);
     let w = load_weights_with(&a.weights, a.embedding, "explains")?;
     let opts = options(&a, &w, explainers, score, metrics)?;
+    super::gate()?;
     // a folder this run makes is removed again if no image could be explained
     let made_out = !prepare_out(&a.out)?;
     let t_start = Instant::now();
-    let gpu = open_gpu(a.device.device)?;
+    // an adapter or weights upload that fails leaves no empty folder behind
+    let undo = |e: anyhow::Error| {
+        if made_out {
+            let _ = std::fs::remove_dir(&a.out);
+        }
+        e
+    };
+    let gpu = open_gpu(a.device.device).map_err(undo)?;
     let t_adapter = t_start.elapsed().as_secs_f64();
     let t_upload = Instant::now();
-    let mut engine = Engine::new(&gpu, w)?;
+    let mut engine = Engine::new(&gpu, w).map_err(|e| undo(e.into()))?;
     if a.verbose {
         eprintln!(
             "start-up: instance and adapter {t_adapter:.3}s, weights to the GPU {:.3}s",

@@ -1,6 +1,7 @@
 //! GPU context: adapter choice, requested limits, the device and queue. The one device seam.
 
 pub mod buffers;
+pub mod host;
 pub mod params;
 pub mod pipelines;
 pub mod recycle;
@@ -24,13 +25,16 @@ pub struct AdapterSummary {
     pub driver_info: String,
 }
 
+/// `AdapterSummary::device_type` of a CPU adapter (lavapipe, llvmpipe, WARP).
+const CPU_TYPE: &str = "CPU (software)";
+
 impl AdapterSummary {
     fn from_info(index: usize, info: &wgpu::AdapterInfo) -> Self {
         let device_type = match info.device_type {
             wgpu::DeviceType::DiscreteGpu => "discrete GPU",
             wgpu::DeviceType::IntegratedGpu => "integrated GPU",
             wgpu::DeviceType::VirtualGpu => "virtual GPU",
-            wgpu::DeviceType::Cpu => "CPU (software)",
+            wgpu::DeviceType::Cpu => CPU_TYPE,
             wgpu::DeviceType::Other => "other",
         };
         AdapterSummary {
@@ -175,6 +179,9 @@ impl Gpu {
                 summary.line()
             ))
         })?;
+        if summary.device_type == CPU_TYPE {
+            host::check_left(host::DRIVER_HEADROOM, "to compile its kernels")?;
+        }
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -203,6 +210,12 @@ impl Gpu {
             recording: Mutex::default(),
             errors,
         })
+    }
+
+    /// Whether the adapter's buffers are this process's memory (a CPU adapter), whichever
+    /// kernels run on it.
+    pub fn host_memory(&self) -> bool {
+        self.adapter.device_type == CPU_TYPE
     }
 
     /// Whether kernels take their CPU-shaped variants (see `cpu`).

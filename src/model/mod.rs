@@ -7,6 +7,7 @@ pub mod detweights;
 pub mod efficientnet;
 pub mod geo;
 
+pub mod pickle_depth;
 pub mod plan;
 pub mod retrieval;
 pub mod search;

@@ -34,6 +34,9 @@ pub struct Assignments {
     pub path: PathBuf,
 }
 
+/// Deepest container nesting read from a pickle (`pickle_depth`).
+const MAX_NESTING: usize = 64;
+
 const PKL_FIX: &str =
     "give visloc's cells_assignments.pkl (a pickled dict of int cell → set of int row indices)";
 
@@ -45,6 +48,15 @@ impl Assignments {
     }
 
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Assignments> {
+        // serde-pickle recurses through what it builds: measure the nesting first
+        let depth = crate::model::pickle_depth::max_depth(bytes);
+        if depth > MAX_NESTING {
+            return Err(bad(
+                path,
+                format!("nests containers {depth} deep (a cells table nests 2)"),
+                PKL_FIX,
+            ));
+        }
         // data only: a global (a class or function) is an error, never called
         let v = serde_pickle::value_from_slice(bytes, serde_pickle::DeOptions::new())
             .map_err(|e| bad(path, format!("is not a readable pickle ({e})"), PKL_FIX))?;
@@ -134,12 +146,43 @@ pub struct Background {
     pub path: PathBuf,
 }
 
+/// Most features per row: a row is read whole, so a hostile file's claim is bounded before
+/// anything is allocated for it (visloc's embeddings have a few thousand).
+const MAX_D: usize = 1 << 16;
+
+/// Whether the file carries HDF5's signature where the format puts it: at offset 0, or after a
+/// user block, at 512, 1024, 2048, … bytes.
+fn has_hdf5_signature(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    const MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let mut at = 0u64;
+    while at + 8 <= len {
+        let mut b = [0u8; 8];
+        if f.seek(SeekFrom::Start(at)).is_err() || f.read_exact(&mut b).is_err() {
+            return false;
+        }
+        if &b == MAGIC {
+            return true;
+        }
+        at = if at == 0 { 512 } else { at * 2 };
+    }
+    false
+}
+
 const H5_FIX: &str = "give visloc's background collection (back_coll_features.hdf5: `features` (n, D) and `labels` (n, 2))";
 
 impl Background {
     pub fn open(path: &Path) -> Result<Background> {
         if !path.is_file() {
             return Err(bad(path, "does not exist or is not a file", H5_FIX));
+        }
+        // what can be checked before the C library parses the file: its signature
+        if !has_hdf5_signature(path) {
+            return Err(bad(path, "is not an HDF5 file (no HDF5 signature)", H5_FIX));
         }
         let f = hdf5_metno::File::open(path)
             .map_err(|e| bad(path, format!("is not a readable HDF5 file ({e})"), H5_FIX))?;
@@ -149,10 +192,12 @@ impl Background {
         };
         let (features, labels) = (get("features")?, get("labels")?);
         let (fs, ls) = (features.shape(), labels.shape());
-        if fs.len() != 2 || ls.len() != 2 || ls[1] != 2 || fs[0] != ls[0] {
+        if fs.len() != 2 || ls.len() != 2 || ls[1] != 2 || fs[0] != ls[0] || fs[1] > MAX_D {
             return Err(bad(
                 path,
-                format!("has `features` {fs:?} and `labels` {ls:?}, expected (n, D) and (n, 2)"),
+                format!(
+                    "has `features` {fs:?} and `labels` {ls:?}, expected (n, D) and (n, 2) with D at most {MAX_D}"
+                ),
                 H5_FIX,
             ));
         }

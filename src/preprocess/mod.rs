@@ -14,8 +14,12 @@ pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet standard deviation used by `Normalize` (RGB order).
 pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// Most elements (3·H·W) of a preprocessed tensor; guards against absurd aspect ratios.
-const MAX_TENSOR_ELEMS: u64 = 1 << 28;
+/// Most pixels of a model input (H·W): 2^22, a 48 MiB tensor, e.g. 224×18,724 (aspect 83:1
+/// at Lite0's short side) or 380×11,037 (29:1 at B4's); panoramas are 6:1 to 20:1. Photos are
+/// resized to a fixed short side, so only the aspect ratio reaches it. Beyond it, the resize
+/// alone would spend seconds and hundreds of MiB on an input that only the largest adapters
+/// bind (B4's first block at 380×11,037 holds 192 MiB in one buffer; most adapters bind 128).
+pub const MAX_INPUT_PIXELS: u64 = 1 << 22;
 
 /// A normalised model input.
 #[derive(Debug, Clone)]
@@ -91,10 +95,13 @@ pub fn preprocess_with(img: &RgbImage, p: &Preprocessing) -> Result<Preprocessed
         ));
     }
     let (nw, nh) = resized_size(w, h, short_side);
-    if nw == 0 || nh == 0 || 3 * nw as u64 * nh as u64 > MAX_TENSOR_ELEMS {
+    if nw == 0 || nh == 0 || nw as u64 * nh as u64 > MAX_INPUT_PIXELS {
+        let aspect = w.max(h) as f64 / w.min(h) as f64;
+        let most = MAX_INPUT_PIXELS as f64 / (short_side as f64 * short_side as f64);
         return Err(Error::Input(format!(
-            "a {w}x{h} image resized to short side {short_side} gives {nw}x{nh}, which is \
-             unusable or too large; crop it to a less extreme aspect ratio"
+            "a {w}x{h} photo (aspect {aspect:.1}:1) resized to short side {short_side} gives a \
+             {nw}x{nh} model input, over the {MAX_INPUT_PIXELS} pixels the engine takes: crop \
+             the photo to an aspect ratio of at most about {most:.0}:1"
         )));
     }
     let resized;

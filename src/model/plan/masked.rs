@@ -21,7 +21,7 @@ pub fn note_batch(asked: usize, got: usize) {
     if got < asked {
         SAID.call_once(|| {
             eprintln!(
-                "note: --batch {asked} lowered to {got} masked copies per batch: the most this adapter's buffer limits allow at this image size (on a CPU adapter, also within 2 GiB)"
+                "note: --batch {asked} lowered to {got} masked copies per batch: the most this adapter's buffer limits allow at this image size (on a CPU adapter, also within 2 GiB and the memory this process may still allocate)"
             )
         });
     }

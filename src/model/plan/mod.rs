@@ -130,6 +130,7 @@ impl Plan {
         sizing::check_fits(gpu, cfg, (h, w), (sh, sw), &sizes)?;
         let recording = gpu.record_with(old);
         let texels = sizing::pack_texels(gpu, cfg, (sh, sw), &sizes);
+        sizing::check_host_memory(gpu, cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels)?;
         // the forward's buffers hold `batch` images when there are masked copies to run
         let batch = match opts.masked {
             0 => 1,

@@ -37,9 +37,26 @@ pub(super) fn gemm_pack_texels(
 /// too.
 pub const BATCH_BUDGET: u64 = 2 << 30;
 
-/// Images of `all` floats each that fit in `BATCH_BUDGET` (at least 1).
-pub(super) fn budget_fit(all: usize) -> usize {
-    ((BATCH_BUDGET / (4 * all.max(1)) as u64) as usize).max(1)
+/// Images of `all` floats each that fit in `BATCH_BUDGET` (at least 1); on a CPU adapter, whose
+/// buffers are host memory, also in what the process may still allocate
+/// (`gpu::host::memory_left`: `ulimit -v`, the memory available, a cgroup's limit) beyond the
+/// plan's own buffers and the driver's headroom (`host_need`).
+pub(super) fn budget_fit(gpu: &Gpu, all: usize) -> usize {
+    let mut budget = BATCH_BUDGET;
+    if gpu.host_memory()
+        && let Some(left) = crate::gpu::host::memory_left()
+    {
+        budget = budget.min(left.saturating_sub(host_need(all)));
+    }
+    ((budget / (4 * all.max(1)) as u64) as usize).max(1)
+}
+
+/// Host memory a plan of forward footprint `all` floats takes on a CPU adapter, in bytes: one
+/// and a half forward footprints (the forward, and the backward's and CAM phase's buffers,
+/// which reuse much of it: a 224×4200 Lite0 explain's plan holds 787 MiB, 1.36 footprints)
+/// and what the driver needs to compile the plan's kernels.
+fn host_need(all: usize) -> u64 {
+    3 * 4 * all as u64 / 2 + crate::gpu::host::DRIVER_HEADROOM
 }
 
 /// What one image of a forward batch holds, in floats: all its forward buffers together (the
@@ -109,9 +126,9 @@ pub(super) fn batch_for(
 ) -> usize {
     let want = if asked == PlanOptions::AUTO_BATCH {
         let want = if gpu.is_cpu() { 4 } else { 32 };
-        want.min(budget_fit(all))
-    } else if gpu.is_cpu() {
-        asked.min(budget_fit(all))
+        want.min(budget_fit(gpu, all))
+    } else if gpu.is_cpu() || gpu.host_memory() {
+        asked.min(budget_fit(gpu, all))
     } else {
         asked
     };
@@ -145,6 +162,23 @@ pub(super) fn copy_footprint(
     let pack = pack_texels(gpu, cfg, (sh, sw), &sizes);
     let (all, largest) = forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), pack);
     (all, largest, pack)
+}
+
+/// On a CPU adapter, whose buffers are host memory: refuse a plan the process cannot hold
+/// (`host_need`) rather than let an allocation fail inside the driver, which crashes.
+pub(super) fn check_host_memory(
+    gpu: &Gpu,
+    cfg: &ModelCfg,
+    (h, w): (usize, usize),
+    (stem, sizes): ((usize, usize), &[(usize, usize)]),
+    classes: usize,
+    pack: Option<usize>,
+) -> Result<()> {
+    if !gpu.host_memory() {
+        return Ok(());
+    }
+    let (all, _) = forward_footprint(cfg, (h, w), (stem, sizes), classes, pack);
+    crate::gpu::host::check_left(host_need(all), &format!("for a {h}×{w} input"))
 }
 
 /// Refuse an input whose blocks have no output left, or whose largest single buffer (an

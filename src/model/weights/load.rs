@@ -375,10 +375,16 @@ pub const BUILTIN_NAME: &str =
     "built-in EfficientNet-Lite0 (ImageNet, efficientnet-lite0-57934424.pth)";
 
 /// The built-in model: the trained ImageNet EfficientNet-Lite0 shipped in `weights/`,
-/// converted by build.rs and embedded in the binary (about 18.6 MB).
+/// converted by build.rs and embedded in the binary (about 18.6 MB). Read and checked once per
+/// process; later calls copy it.
 pub fn builtin() -> Result<Weights> {
     static BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/builtin-lite0.safetensors"));
+    static LOADED: std::sync::OnceLock<Weights> = std::sync::OnceLock::new();
+    if let Some(w) = LOADED.get() {
+        return Ok(w.clone());
+    }
     let f = SafetensorsFile::from_bytes(BUILTIN_NAME.into(), BYTES.into())?;
     let src = checkpoint::Merged::new(vec![Box::new(f)])?;
-    load(&src)
+    let w = load(&src)?;
+    Ok(LOADED.get_or_init(|| w).clone())
 }
