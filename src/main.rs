@@ -46,6 +46,9 @@ enum Cmd {
     /// Download a timm EfficientNet from the Hugging Face hub into its cache; then use it as
     /// `--weights hf:REPO`.
     Fetch(FetchArgs),
+    /// (internal) Open an HDF5 background collection in a child process (`predict` runs it).
+    #[command(name = commands::probe::COMMAND, hide = true)]
+    ProbeHdf5 { path: PathBuf },
 }
 
 #[derive(Args)]
@@ -208,6 +211,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Convert(a) => convert(a),
+        Cmd::ProbeHdf5 { path } => commands::probe::run(&path),
         Cmd::Fetch(a) => fetch(a),
         Cmd::Check(a) => {
             let (h, w) = bench::parse_size(&a.size)?;

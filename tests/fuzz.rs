@@ -57,3 +57,38 @@ fn regressions_replay() {
     }
     assert!(bad.is_empty(), "fuzz regressions misbehaved:\n{}", bad.join("\n"));
 }
+
+/// Files that crash the HDF5 C library itself (`fuzz/regressions/hdf5-crashes-libhdf5/`) are
+/// not replayed in this process: `predict --background` must refuse each with one line, its
+/// child process having crashed instead (`src/commands/probe.rs`).
+#[test]
+fn files_that_crash_libhdf5_are_one_line_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("fuzz/regressions/hdf5-crashes-libhdf5");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{}: no entries", dir.display());
+    let golden = root.join("tests/golden/retrieval");
+    for f in &files {
+        let o = crate::cli::run(
+            crate::cli::bin()
+                .args(["predict", "--test-weights", "b0", "--cells", "5"])
+                .arg(root.join("tests/photos/coffee.png"))
+                .arg("--background")
+                .arg(f)
+                .arg("--cells-assignments")
+                .arg(golden.join("cells_assignments.pkl")),
+        );
+        let e = crate::cli::one_line_error(&o);
+        assert_eq!(o.status.code(), Some(2), "{}", f.display());
+        assert!(
+            e.contains("the HDF5 library crashed reading it"),
+            "{}: {e}",
+            f.display()
+        );
+    }
+    println!("{} files that crash libhdf5 refused with one line each", files.len());
+}

@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod explain;
 pub mod oom;
 pub mod predict;
+pub mod probe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

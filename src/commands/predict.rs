@@ -54,7 +54,11 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     }
     // the background files first: a wrong one fails before any model work
     let within = match (&a.background, &a.cells_assignments) {
-        (Some(b), Some(c)) => Some((search::Background::open(b)?, search::Assignments::open(c)?)),
+        (Some(b), Some(c)) => {
+            // a file that crashes the HDF5 library is refused before it is opened here
+            super::probe::check(b)?;
+            Some((search::Background::open(b)?, search::Assignments::open(c)?))
+        }
         _ => None,
     };
     let retrieval = a.embedding || within.is_some();

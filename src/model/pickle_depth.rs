@@ -1,8 +1,8 @@
 //! How deep a pickle nests its containers, found by walking its opcodes without building
-//! anything. serde-pickle builds and then converts and drops its values recursively: a 2 MB
-//! pickle of lists nested a million deep overflows the stack, which aborts the process (found
-//! by the `pickle` fuzz target's seeds, `fuzz/regressions/pickle/`). So the nesting is
-//! measured first.
+//! anything. serde-pickle builds and then converts and drops its values recursively: a 400 KB
+//! pickle of lists nested 200,000 deep overflows the stack, which aborts the process (found
+//! while writing the `pickle` fuzz target, by hand: such an input is longer than the fuzzer's
+//! inputs; kept in `fuzz/regressions/pickle/`). So the nesting is measured first.
 //!
 //! Each value on the pickle machine's stack is tracked only by its depth: 0 for a scalar, 1
 //! plus the deepest element for a container. Memo entries keep the depth of what they hold, so
@@ -12,9 +12,27 @@
 
 /// The deepest container nesting of the pickle `b`, as far as the walk could follow it.
 pub fn max_depth(b: &[u8]) -> usize {
+    walk(b).depth
+}
+
+/// What the walk saw of a pickle.
+pub struct Seen {
+    /// the deepest container nesting
+    pub depth: usize,
+    /// whether it holds floating-point numbers (`FLOAT`, `BINFLOAT`): serde-pickle orders the
+    /// elements of a set with a comparison that is not total on NaN, and the sort panics
+    /// (found by the `pickle` fuzz target)
+    pub floats: bool,
+}
+
+/// Walk the pickle `b` as far as it can be followed.
+pub fn walk(b: &[u8]) -> Seen {
     let mut w = Walk::default();
     let _ = w.run(b);
-    w.deepest
+    Seen {
+        depth: w.deepest,
+        floats: w.floats,
+    }
 }
 
 #[derive(Default)]
@@ -23,6 +41,7 @@ struct Walk {
     marks: Vec<usize>,
     memo: std::collections::HashMap<u64, usize>,
     deepest: usize,
+    floats: bool,
 }
 
 /// How an opcode's argument is laid out.
@@ -103,6 +122,7 @@ impl Walk {
                 }
             }
             let arg = b.get(arg_start..i)?;
+            self.floats |= matches!(op, b'F' | b'G');
             if self.step(op, arg)? {
                 return Some(());
             }

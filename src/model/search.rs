@@ -48,18 +48,27 @@ impl Assignments {
     }
 
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Assignments> {
-        // serde-pickle recurses through what it builds: measure the nesting first
-        let depth = crate::model::pickle_depth::max_depth(bytes);
-        if depth > MAX_NESTING {
+        // what serde-pickle cannot take without crashing, found first: deep nesting (it
+        // recurses) and floats (its set ordering panics on NaN); a cells table has neither
+        let seen = crate::model::pickle_depth::walk(bytes);
+        if seen.depth > MAX_NESTING {
+            let depth = seen.depth;
             return Err(bad(
                 path,
                 format!("nests containers {depth} deep (a cells table nests 2)"),
                 PKL_FIX,
             ));
         }
+        if seen.floats {
+            return Err(bad(path, "holds floating-point numbers", PKL_FIX));
+        }
         // data only: a global (a class or function) is an error, never called
-        let v = serde_pickle::value_from_slice(bytes, serde_pickle::DeOptions::new())
-            .map_err(|e| bad(path, format!("is not a readable pickle ({e})"), PKL_FIX))?;
+        // and a panic of the parser on anything else is this file's error, not a crash
+        let parsed = std::panic::catch_unwind(|| {
+            serde_pickle::value_from_slice(bytes, serde_pickle::DeOptions::new())
+        })
+        .map_err(|_| bad(path, "made the pickle parser fail (reported above)", PKL_FIX))?;
+        let v = parsed.map_err(|e| bad(path, format!("is not a readable pickle ({e})"), PKL_FIX))?;
         let Value::Dict(d) = v else {
             return Err(bad(path, "holds something other than a dict", PKL_FIX));
         };
@@ -150,6 +159,9 @@ pub struct Background {
 /// anything is allocated for it (visloc's embeddings have a few thousand).
 const MAX_D: usize = 1 << 16;
 
+/// Largest HDF5 chunk read (h5py's automatic chunks stay under 1 MiB).
+const MAX_CHUNK_BYTES: usize = 64 << 20;
+
 /// Whether the file carries HDF5's signature where the format puts it: at offset 0, or after a
 /// user block, at 512, 1024, 2048, … bytes.
 fn has_hdf5_signature(path: &Path) -> bool {
@@ -211,6 +223,24 @@ impl Background {
             })?;
             if !matches!(t, hdf5_metno::types::TypeDescriptor::Float(_)) {
                 return Err(bad(path, format!("`{name}` holds {t}, not floats"), H5_FIX));
+            }
+            // the C library allocates a whole chunk to read one row of it: a hostile file's
+            // chunk size would be its allocation
+            let chunk = ds.chunk().map_or(Some(0), |c| {
+                c.iter()
+                    .try_fold(t.size(), |a, &d| a.checked_mul(d))
+            });
+            let chunk = chunk.unwrap_or(usize::MAX);
+            if chunk > MAX_CHUNK_BYTES {
+                return Err(bad(
+                    path,
+                    format!(
+                        "`{name}` is stored in chunks of {} MiB, over the {} MiB read at once",
+                        chunk >> 20,
+                        MAX_CHUNK_BYTES >> 20
+                    ),
+                    H5_FIX,
+                ));
             }
         }
         Ok(Background {

@@ -55,6 +55,17 @@ pub fn load_image_bytes_with(
              re-export or re-download it",
         ));
     }
+    if reader.format() == Some(image::ImageFormat::Png)
+        && let Some(n) = png_bad_palette(bytes)
+    {
+        // png 0.18.1 (the newest) panics expanding such a palette; found by fuzzing
+        return Err(Error::image(
+            path,
+            format!(
+                "the PNG is damaged (its palette has {n} bytes, not 3 per colour); re-export or re-download it"
+            ),
+        ));
+    }
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
@@ -107,7 +118,20 @@ pub fn load_image_bytes_with(
             )
         })?)
     } else {
-        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?
+        // a decoder's own bug (a panic: png 0.18.1 had one) is this file's error, not a crash
+        // of the run: the other images of a folder go on
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            DynamicImage::from_decoder(decoder)
+        }));
+        match decoded {
+            Ok(r) => r.map_err(|e| decode_error(path, e))?,
+            Err(_) => {
+                return Err(Error::image(
+                    path,
+                    "the decoder failed on this file (a bug in it, reported above); re-export the picture as PNG or JPEG",
+                ));
+            }
+        }
     };
     img.apply_orientation(orientation);
     Ok(to_rgb8_like_pil(img))
@@ -159,6 +183,21 @@ fn decode_jpeg(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
             .map(|m| one_line(m))
             .unwrap_or_else(|| "libjpeg error".into())),
     }
+}
+
+/// The length of a PNG's first palette chunk (`PLTE`) when it is not a multiple of 3, which
+/// the PNG specification forbids, found by walking the chunks (length, type, data, CRC).
+fn png_bad_palette(b: &[u8]) -> Option<usize> {
+    let mut i = 8;
+    while let Some(head) = b.get(i..i + 8) {
+        let len = u32::from_be_bytes(head[..4].try_into().ok()?) as usize;
+        match &head[4..] {
+            b"PLTE" => return (len % 3 != 0).then_some(len),
+            b"IDAT" | b"IEND" => return None,
+            _ => i = i.checked_add(12)?.checked_add(len)?,
+        }
+    }
+    None
 }
 
 /// Width and height as written in a PNG, BMP or GIF header (only used to explain errors).
