@@ -19,7 +19,14 @@ use combicam_gpu::preprocess;
 use std::path::{Path, PathBuf};
 
 /// The targets, as `fuzz/regressions/<name>/` and `cargo fuzz run <name>` name them.
-pub const TARGETS: [&str; 6] = ["image", "checkpoint", "safetensors", "pickle", "hdf5", "cli"];
+pub const TARGETS: [&str; 6] = [
+    "image",
+    "checkpoint",
+    "safetensors",
+    "pickle",
+    "hdf5",
+    "cli",
+];
 
 /// Run target `name` on `bytes`.
 pub fn run(name: &str, bytes: &[u8]) -> Result<(), String> {
@@ -157,7 +164,10 @@ fn leaves_folder(w: &std::ffi::OsStr) -> bool {
 /// B0's only in size. Such command lines are not run.
 fn builds_big_network(args: &[std::ffi::OsString]) -> bool {
     const SMALL: [&str; 3] = ["b0", "lite0", "tf_b0"];
-    let s: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let s: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let named = s.windows(2).any(|p| {
         let (k, v) = (p[0].as_str(), p[1].as_str());
         matches!(k, "--test-weights" | "--variant") && !SMALL.contains(&v)

@@ -13,10 +13,10 @@ mod evaluate; // Score-CAM and the faithfulness metrics against PyTorch, the blu
 #[path = "../src/main.rs"]
 mod binary;
 mod first_hour; // a new user's first runs: what the console says, --target labels, folder runs, tiny photos
-mod house; // the house rules from the source: imports run down the layers, no circles, short files and functions
 mod fuzz; // every fuzzer finding and kept corpus entry in fuzz/regressions/, through the targets' entry points
 #[path = "../fuzz/entry.rs"]
 mod fuzz_entry;
+mod house; // the house rules from the source: imports run down the layers, no circles, short files and functions
 mod hub; // fetch from a hub served on 127.0.0.1: cache layout, resume, hf:REPO
 mod masked; // masked copies: kernels against the CPU, batched passes against single ones
 mod memory; // out of memory under prlimit: one-line errors, no crash, nothing written

@@ -40,7 +40,9 @@ fn regressions_replay() {
     for t in TARGETS {
         let dir = root.join(t);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}: every target keeps its regressions", dir.display()))
+            .unwrap_or_else(|e| {
+                panic!("{}: {e}: every target keeps its regressions", dir.display())
+            })
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
@@ -55,13 +57,20 @@ fn regressions_replay() {
         );
         bad.extend(failed);
     }
-    assert!(bad.is_empty(), "fuzz regressions misbehaved:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "fuzz regressions misbehaved:\n{}",
+        bad.join("\n")
+    );
 }
 
-/// Files on which the HDF5 C library itself crashes (`crash-*`, `segv-*`) or grows its memory
-/// without bound (`oom-*`), in `fuzz/regressions/hdf5-libhdf5/`, are not replayed in this
-/// process: `predict --background` must refuse each with one line, its child process having
-/// crashed or run out of its bounded memory instead (`src/commands/probe.rs`).
+/// Files on which the HDF5 C library itself crashes (`crash-*`, `segv-*`), grows its memory
+/// without bound (`oom-*`) or reads past its own buffers (`overread-*`), in
+/// `fuzz/regressions/hdf5-libhdf5/`, are not replayed in this process: `predict --background`
+/// runs each. It must never die of a signal, and must refuse each with one line naming the
+/// file (its child process crashed, ran out of its bounded memory, or was refused), except an
+/// over-read: that reads the library's own heap, a crash in one run and garbage in another,
+/// which our row checks refuse when it is not finite and cannot tell from data when it is.
 #[test]
 fn files_that_break_libhdf5_are_one_line_errors() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -73,6 +82,7 @@ fn files_that_break_libhdf5_are_one_line_errors() {
     files.sort();
     assert!(!files.is_empty(), "{}: no entries", dir.display());
     let golden = root.join("tests/golden/retrieval");
+    let mut refused = 0;
     for f in &files {
         let o = crate::cli::run(
             crate::cli::bin()
@@ -83,15 +93,24 @@ fn files_that_break_libhdf5_are_one_line_errors() {
                 .arg("--cells-assignments")
                 .arg(golden.join("cells_assignments.pkl")),
         );
-        let e = crate::cli::one_line_error(&o);
-        assert_eq!(o.status.code(), Some(2), "{}", f.display());
         let name = f.file_name().unwrap().to_string_lossy();
-        let crashed = e.contains("the HDF5 library crashed reading it");
+        let code = o.status.code();
         assert!(
-            crashed || name.starts_with("oom-"),
-            "{}: {e}",
-            f.display()
+            code.is_some(),
+            "{}: predict died: {:?}",
+            f.display(),
+            o.status
         );
+        if code == Some(0) && name.starts_with("overread-") {
+            continue;
+        }
+        let e = crate::cli::one_line_error(&o);
+        assert_eq!(code, Some(2), "{}", f.display());
+        assert!(e.contains(&*f.to_string_lossy()), "{}: {e}", f.display());
+        refused += 1;
     }
-    println!("{} files that break libhdf5 refused with one line each", files.len());
+    println!(
+        "{} files that break libhdf5: predict never crashed, {refused} refused with one line",
+        files.len()
+    );
 }

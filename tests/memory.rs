@@ -33,7 +33,11 @@ fn out_of_memory_is_a_one_line_error() {
     let pano = d.join("pano.png");
     photo(&pano, 4200, 224);
     let out = d.join("out-plan");
-    let o = run(limited(1600).arg("explain").arg(&pano).arg("--out").arg(&out));
+    let o = run(limited(1600)
+        .arg("explain")
+        .arg(&pano)
+        .arg("--out")
+        .arg(&out));
     let e = one_line_error(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(

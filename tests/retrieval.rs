@@ -543,8 +543,16 @@ fn pickle_nesting_walk() {
             let f = dir.join(format!("nest{depth}_p{proto}.pkl"));
             let got = max_depth(&std::fs::read(&f).unwrap());
             let exact = depth == 40 || proto >= 4;
-            let ok = if exact { got == depth } else { (depth..=depth + 2).contains(&got) };
-            assert!(ok, "{}: walk says {got}, the pickle nests {depth}", f.display());
+            let ok = if exact {
+                got == depth
+            } else {
+                (depth..=depth + 2).contains(&got)
+            };
+            assert!(
+                ok,
+                "{}: walk says {got}, the pickle nests {depth}",
+                f.display()
+            );
             seen += 1;
         }
     }
@@ -558,7 +566,11 @@ fn pickle_nesting_walk() {
         ("stack-overflow-lists-200k-deep", 200_000),
         ("stack-overflow-tuples-200k-deep", 200_000),
     ] {
-        assert_eq!(max_depth(&std::fs::read(root.join(f)).unwrap()), want, "{f}");
+        assert_eq!(
+            max_depth(&std::fs::read(root.join(f)).unwrap()),
+            want,
+            "{f}"
+        );
     }
     println!("pickle nesting walk: {seen} CPython pickles and 4 more as expected");
 }

@@ -54,6 +54,7 @@ enum Arg {
     Lines(usize),
 }
 
+#[rustfmt::skip] // one row per argument layout reads better than one opcode per line
 fn arg_of(op: u8) -> Option<Arg> {
     Some(match op {
         b'(' | b'.' | b'0' | b'1' | b'2' | b'N' | b'R' | b'b' | b'a' | b'e' | b'd' | b'}'

@@ -67,8 +67,15 @@ impl Assignments {
         let parsed = std::panic::catch_unwind(|| {
             serde_pickle::value_from_slice(bytes, serde_pickle::DeOptions::new())
         })
-        .map_err(|_| bad(path, "made the pickle parser fail (reported above)", PKL_FIX))?;
-        let v = parsed.map_err(|e| bad(path, format!("is not a readable pickle ({e})"), PKL_FIX))?;
+        .map_err(|_| {
+            bad(
+                path,
+                "made the pickle parser fail (reported above)",
+                PKL_FIX,
+            )
+        })?;
+        let v =
+            parsed.map_err(|e| bad(path, format!("is not a readable pickle ({e})"), PKL_FIX))?;
         let Value::Dict(d) = v else {
             return Err(bad(path, "holds something other than a dict", PKL_FIX));
         };
@@ -227,8 +234,7 @@ impl Background {
             // the C library allocates a whole chunk to read one row of it: a hostile file's
             // chunk size would be its allocation
             let chunk = ds.chunk().map_or(Some(0), |c| {
-                c.iter()
-                    .try_fold(t.size(), |a, &d| a.checked_mul(d))
+                c.iter().try_fold(t.size(), |a, &d| a.checked_mul(d))
             });
             let chunk = chunk.unwrap_or(usize::MAX);
             if chunk > MAX_CHUNK_BYTES {
