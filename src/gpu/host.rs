@@ -13,8 +13,8 @@ pub fn memory_left() -> Option<u64> {
 
 /// What a CPU adapter's driver needs beyond the buffers: lavapipe compiles each kernel with
 /// LLVM, and when an allocation fails there it crashes (Mesa 22.3: a segmentation fault in
-/// pipeline creation) instead of returning an error. Measured here, Lite0 at 224×298 under
-/// `prlimit --as`: 217 MiB left after the device crashed, 431 MiB ran.
+/// pipeline creation) instead of returning an error. Measured here, Lite0 at 224×336 under
+/// `prlimit --as`: with 217 MiB left once the device existed it crashed, with 431 MiB it ran.
 pub const DRIVER_HEADROOM: u64 = 384 << 20;
 
 /// A one-line error unless the process may still allocate `need` bytes (when that is known).
