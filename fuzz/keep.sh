@@ -11,10 +11,10 @@ t="${1:?usage: fuzz/keep.sh TARGET [N] [MAX_BYTES]}"
 n="${2:-40}"
 max="${3:-4096}"
 bin="$PWD/target/x86_64-unknown-linux-gnu/release/$t"
-min="$PWD/work/min-$t"
-rm -rf "$min" && mkdir -p "$min" "regressions/$t" "work/$t"
+min="$PWD/scratch/min-$t"
+rm -rf "$min" && mkdir -p "$min" "regressions/$t" "scratch/$t"
 export LSAN_OPTIONS="suppressions=$PWD/lsan.supp:print_suppressions=0"
-(cd "work/$t" && "$bin" -merge=1 -rss_limit_mb=2048 -timeout=10 "$min" "$PWD/../../corpus/$t" \
+(cd "scratch/$t" && "$bin" -merge=1 -rss_limit_mb=2048 -timeout=10 "$min" "$PWD/../../corpus/$t" \
     2>&1 | grep -E "MERGE-OUTER: [0-9]+ new files" || true)
 find "$min" -type f -size -"$((max + 1))"c -printf '%f\n' | sort | head -n "$n" |
     while read -r f; do cp "$min/$f" "regressions/$t/corpus-$f"; done

@@ -52,7 +52,7 @@ fi
 bin="$PWD/target/x86_64-unknown-linux-gnu/release/$t"
 if [ ! -x "$bin" ]; then cargo +nightly fuzz build -a "$t"; fi
 # the CLI target runs in a folder holding the files its command lines may name
-work="$PWD/work/$t"
+work="$PWD/scratch/$t"
 mkdir -p "$work"
 if [ "$t" = cli ]; then
     cp -n $g/preprocess/photo_65x49.jpg "$work/a.jpg"
