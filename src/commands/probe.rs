@@ -14,14 +14,7 @@ pub const COMMAND: &str = "probe-hdf5";
 /// The child's side: open the collection and read its first and last rows, as the search
 /// would read rows; exit status 0 when that worked, 2 when it was refused (the error on stderr).
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let bg = search::Background::open(path)?;
-    for i in [0, bg.n.saturating_sub(1)]
-        .into_iter()
-        .filter(|&i| i < bg.n)
-    {
-        bg.features(i)?;
-        bg.location(i)?;
-    }
+    search::Background::open(path)?.read_ends()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -309,6 +309,19 @@ impl Background {
         }
         Ok((v[0], v[1]))
     }
+
+    /// Read the first and last rows, features and location, as the search reads rows: what
+    /// `predict`'s probe of a collection and the `hdf5` fuzz target check beyond the open.
+    pub fn read_ends(&self) -> Result<()> {
+        for i in [0, self.n.saturating_sub(1)]
+            .into_iter()
+            .filter(|&i| i < self.n)
+        {
+            self.features(i)?;
+            self.location(i)?;
+        }
+        Ok(())
+    }
 }
 
 /// Which of the two the prediction is.
