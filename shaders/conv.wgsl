@@ -8,15 +8,15 @@
 // Batch: workgroup z is the image of a batch; x and y hold the images one after another.
 // Each invocation owns a strip of TW = 8 outputs of one row for 8 output channels (two
 // texels). Per input row of the window it loads the TW·S + K − S values once; each weight
-// texel feeds 4 channels. This file is a template: `ops::conv::source` sets K, S and CIN and
-// writes the body at `@body` as straight-line code (on lavapipe the looped form was slower).
+// texel feeds 4 channels. This file is a template: `ops::conv::source` sets K and S and writes
+// the body at `@body`: a loop over the input channels (bound by the uniform, so that it stays
+// a loop) around straight-line code for the window (on lavapipe a looped window was slower).
 // As it stands it is valid WGSL that writes nothing.
 
 struct Params { cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, pad_l: u32, _p1: u32, _p2: u32 }
 
 const K = 3u;
 const S = 2u;
-const CIN = 3u;
 override APPLY_ACT: bool = true; // act() of the prelude, or none
 
 const TW = 8u;
@@ -46,6 +46,22 @@ fn emit(o: u32, at: u32, v: f32) {
     }
 }
 
+// the invocation's 8 columns × 8 channels: out_acc[16·lid + 2j] channels 0..3 of column j,
+// + 1 channels 4..7
+var<workgroup> out_acc: array<vec4<f32>, 1024>;
+
+fn store_strip(o: u32, o0: u32, oi: u32, oj0: u32) {
+    for (var j = 0u; j < min(TW, prm.ow - oj0); j++) {
+        let at = oi * prm.ow + oj0 + j;
+        let l = out_acc[o + 2u * j];
+        let h = out_acc[o + 2u * j + 1u];
+        for (var e = 0u; e < 4u; e++) {
+            emit(o0 + e, at, l[e]);
+            emit(o0 + 4u + e, at, h[e]);
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let strips = (prm.ow + TW - 1u) / TW;
@@ -54,7 +70,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (idx >= octs * prm.oh * strips) {
         return;
     }
-    xoff = wid.z * CIN * prm.h * prm.w;
+    xoff = wid.z * prm.cin * prm.h * prm.w;
     yoff = wid.z * prm.cout * prm.oh * prm.ow;
     let oct = idx / (prm.oh * strips); // output channels 8·oct .. 8·oct + 7
     let rem = idx % (prm.oh * strips);
@@ -68,6 +84,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // for each input channel c and kernel row u whose input row is inside the image, the
     // window v_t = xat(row, j_lo + t), t < 7·S + K, then per tap v the texels w0 = wt[q0, tap],
     // w1 = wt[q1, tap] and l_j = fma(w0, v_{j·S+v}, l_j), h_j = fma(w1, v_{j·S+v}, h_j); then
-    // the stores through emit.
+    // the accumulators to out_acc and `store_strip`.
     //@body
 }

@@ -15,15 +15,17 @@
 //    row k at linear texels k·P4 .. k·P4 + P4 − 1, P4 = ceil(P/4), PACK_W texels per texture
 //    row), and `regs` reads it back as xt (binding 7) along with the weights. One `regs`
 //    invocation owns 32 rows × 8 columns in registers; a workgroup is 8 invocations (one
-//    SIMD group) covering 32 × 64. No workgroup memory: each weight texel feeds 8 FMAs,
+//    SIMD group) covering 32 × 64. No workgroup memory in the k loop: each weight texel feeds 8 FMAs,
 //    each activation texel 128. The rows are written out by hand (a looped form over a
-//    register array was 1.4× slower there).
+//    register array was 1.4× slower there); they leave through workgroup memory in one
+//    loop, since 32 written-out stores were most of the kernel's code (lavapipe's LLVM took
+//    4.6 s over it on its first dispatch, against 0.3 s now).
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 16 through workgroup memory.
 
 // flags: bit 0 = add bias, bit 1 = add res. Uniform flags rather than override constants,
 // so that every GEMM of a plan shares one `regs` pipeline: on lavapipe each distinct
-// pipeline costs 1–4 s of LLVM code generation on its first dispatch.
+// pipeline costs LLVM code generation on its first dispatch.
 struct Params { m: u32, k: u32, p: u32, flags: u32 }
 
 override IN_MODE: u32 = 0u;
@@ -151,6 +153,8 @@ fn store(m: u32, p0: u32, c: Acc) {
     }
 }
 
+var<workgroup> out_rows: array<Acc, 256>; // regs' results: [invocation][row]
+
 @compute @workgroup_size(8, 1)
 fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let p0 = (wid.x * 8u + lid.x) * 8u;
@@ -186,14 +190,19 @@ fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         row(&c28, wrow(m0 + 28u, kq), xs); row(&c29, wrow(m0 + 29u, kq), xs);
         row(&c30, wrow(m0 + 30u, kq), xs); row(&c31, wrow(m0 + 31u, kq), xs);
     }
-    store(m0 + 0u, p0, c0); store(m0 + 1u, p0, c1); store(m0 + 2u, p0, c2); store(m0 + 3u, p0, c3);
-    store(m0 + 4u, p0, c4); store(m0 + 5u, p0, c5); store(m0 + 6u, p0, c6); store(m0 + 7u, p0, c7);
-    store(m0 + 8u, p0, c8); store(m0 + 9u, p0, c9); store(m0 + 10u, p0, c10); store(m0 + 11u, p0, c11);
-    store(m0 + 12u, p0, c12); store(m0 + 13u, p0, c13); store(m0 + 14u, p0, c14); store(m0 + 15u, p0, c15);
-    store(m0 + 16u, p0, c16); store(m0 + 17u, p0, c17); store(m0 + 18u, p0, c18); store(m0 + 19u, p0, c19);
-    store(m0 + 20u, p0, c20); store(m0 + 21u, p0, c21); store(m0 + 22u, p0, c22); store(m0 + 23u, p0, c23);
-    store(m0 + 24u, p0, c24); store(m0 + 25u, p0, c25); store(m0 + 26u, p0, c26); store(m0 + 27u, p0, c27);
-    store(m0 + 28u, p0, c28); store(m0 + 29u, p0, c29); store(m0 + 30u, p0, c30); store(m0 + 31u, p0, c31);
+    // out through workgroup memory, one row per turn of a loop whose bound is a uniform
+    let o = lid.x * 32u;
+    out_rows[o] = c0; out_rows[o + 1u] = c1; out_rows[o + 2u] = c2; out_rows[o + 3u] = c3;
+    out_rows[o + 4u] = c4; out_rows[o + 5u] = c5; out_rows[o + 6u] = c6; out_rows[o + 7u] = c7;
+    out_rows[o + 8u] = c8; out_rows[o + 9u] = c9; out_rows[o + 10u] = c10; out_rows[o + 11u] = c11;
+    out_rows[o + 12u] = c12; out_rows[o + 13u] = c13; out_rows[o + 14u] = c14; out_rows[o + 15u] = c15;
+    out_rows[o + 16u] = c16; out_rows[o + 17u] = c17; out_rows[o + 18u] = c18; out_rows[o + 19u] = c19;
+    out_rows[o + 20u] = c20; out_rows[o + 21u] = c21; out_rows[o + 22u] = c22; out_rows[o + 23u] = c23;
+    out_rows[o + 24u] = c24; out_rows[o + 25u] = c25; out_rows[o + 26u] = c26; out_rows[o + 27u] = c27;
+    out_rows[o + 28u] = c28; out_rows[o + 29u] = c29; out_rows[o + 30u] = c30; out_rows[o + 31u] = c31;
+    for (var r = 0u; r < min(32u, prm.m - m0); r++) {
+        store(m0 + r, p0, out_rows[o + r]);
+    }
 }
 
 // ---- tiled ------------------------------------------------------------------------------

@@ -444,7 +444,7 @@ impl Gpu {
 
     /// Dispatch each of `ds` with no workgroups, in one submission, and wait: drivers that
     /// generate a kernel's machine code on its first dispatch rather than when the pipeline
-    /// is made (lavapipe: LLVM, 0.1–4 s per kernel and texture layout) do it now, so a
+    /// is made (lavapipe: LLVM, 0.03–0.5 s per kernel and texture layout) do it now, so a
     /// plan's first run costs what every later run costs, and the time counts as compiling.
     /// Nothing runs; on drivers that compiled already it takes milliseconds.
     fn warm_up(&self, ds: &[&Dispatch]) {

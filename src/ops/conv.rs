@@ -79,60 +79,55 @@ pub fn upload_weights(
     GemmWeights::upload(gpu, label, &t, taps, cout)
 }
 
-/// The template with K, S and CIN set and the body written out (see the shader).
-pub fn source(k: usize, stride: usize, cin: usize) -> String {
+/// The template with K and S set and the body written out (see the shader).
+pub fn source(k: usize, stride: usize) -> String {
     use std::fmt::Write;
     let template = crate::gpu::pipelines::shader_source("conv");
     let mut b = String::new();
     for j in 0..8 {
         let _ = writeln!(b, "    var l{j} = vec4(0.0);\n    var h{j} = vec4(0.0);");
     }
-    for c in 0..cin {
-        for u in 0..k {
-            let _ = writeln!(b, "    {{\n        let ii = i32(oi * S) - pad_t + {u};");
-            b.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
+    // the input channels in a loop whose bound is a uniform, so that compilers keep it a
+    // loop: written out for all of them, lavapipe's LLVM spent most of a second on the kernel
+    b.push_str("    for (var c = 0u; c < prm.cin; c++) {\n");
+    for u in 0..k {
+        let _ = writeln!(b, "    {{\n        let ii = i32(oi * S) - pad_t + {u};");
+        b.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
+        b.push_str("            let row = xoff + (c * prm.h + u32(ii)) * prm.w;\n");
+        for t in 0..(7 * stride + k) {
+            let _ = writeln!(b, "            let v{t} = xat(row, j_lo + {t});");
+        }
+        for v in 0..k {
+            let tap = u * k + v;
             let _ = writeln!(
                 b,
-                "            let row = xoff + ({c}u * prm.h + u32(ii)) * prm.w;"
+                "            let w0_{v} = textureLoad(wt, vec2(q0, c * K * K + {tap}u), 0);"
             );
-            for t in 0..(7 * stride + k) {
-                let _ = writeln!(b, "            let v{t} = xat(row, j_lo + {t});");
+            let _ = writeln!(
+                b,
+                "            let w1_{v} = textureLoad(wt, vec2(q1, c * K * K + {tap}u), 0);"
+            );
+            for j in 0..8 {
+                let t = j * stride + v;
+                let _ = writeln!(b, "            l{j} = fma(w0_{v}, vec4(v{t}), l{j});");
+                let _ = writeln!(b, "            h{j} = fma(w1_{v}, vec4(v{t}), h{j});");
             }
-            for v in 0..k {
-                let tap = (c * k + u) * k + v;
-                let _ = writeln!(
-                    b,
-                    "            let w0_{v} = textureLoad(wt, vec2(q0, {tap}u), 0);"
-                );
-                let _ = writeln!(
-                    b,
-                    "            let w1_{v} = textureLoad(wt, vec2(q1, {tap}u), 0);"
-                );
-                for j in 0..8 {
-                    let t = j * stride + v;
-                    let _ = writeln!(b, "            l{j} = fma(w0_{v}, vec4(v{t}), l{j});");
-                    let _ = writeln!(b, "            h{j} = fma(w1_{v}, vec4(v{t}), h{j});");
-                }
-            }
-            b.push_str("        }\n    }\n");
         }
+        b.push_str("        }\n    }\n");
     }
-    b.push_str("    let o0 = oct * 8u;\n");
+    b.push_str("    }\n");
+    // the stores go out through workgroup memory in one loop: written out, they were most of
+    // the kernel's code and lavapipe's LLVM took over a second on it
+    b.push_str("    let o = lid * 16u;\n");
     for j in 0..8 {
-        let _ = writeln!(b, "    if (oj0 + {j}u < prm.ow) {{");
-        let _ = writeln!(b, "        let at = oi * prm.ow + oj0 + {j}u;");
-        for (e, comp) in ["x", "y", "z", "w"].iter().enumerate() {
-            let _ = writeln!(b, "        emit(o0 + {e}u, at, l{j}.{comp});");
-            let _ = writeln!(b, "        emit(o0 + {}u, at, h{j}.{comp});", e + 4);
-        }
-        b.push_str("    }\n");
+        let _ = writeln!(b, "    out_acc[o + {}u] = l{j};\n    out_acc[o + {}u] = h{j};", 2 * j, 2 * j + 1);
     }
+    b.push_str("    store_strip(o, oct * 8u, oi, oj0);\n");
     crate::gpu::pipelines::splice(
         &template,
         &[
             ("const K = 3u;", format!("const K = {k}u;")),
             ("const S = 2u;", format!("const S = {stride}u;")),
-            ("const CIN = 3u;", format!("const CIN = {cin}u;")),
             ("    //@body\n", b),
         ],
     )
@@ -169,8 +164,8 @@ pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
         ..Default::default()
     };
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
-    let key = format!("conv_k{}s{}c{}", s.k, s.stride, s.cin);
-    let make = || source(s.k, s.stride, s.cin);
+    let key = format!("conv_k{}s{}", s.k, s.stride);
+    let make = || source(s.k, s.stride);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "conv",
