@@ -1,7 +1,8 @@
 //! Kernel benchmarks, one or more per kernel family, at the shapes EfficientNet-B4 runs at
 //! 300×450: time per kernel as `bench` takes it (GPU timestamps where trusted, else the wall
 //! clock per submission), GFLOP/s and GB/s from each dispatch's exact work,
-//! adapter named. Run: `cargo bench --bench kernels`. End to end: `cargo bench --bench explain`
+//! adapter named. Run: `cargo bench --bench kernels` (or `-- gemm depthwise` for the kernels
+//! whose names contain those words). End to end: `cargo bench --bench explain`
 //! or `combicam-gpu bench`.
 
 use combicam_gpu::app::bench::{time_passes, timestamps_usable};
@@ -45,6 +46,9 @@ fn report(g: &Gpu, name: &str, d: &Dispatch, iters: usize) {
 /// Several dispatches timed as one pass (a GEMM with its packing step), the way `bench` times
 /// a kernel family (`time_passes`: GPU timestamps where trusted, else the wall clock).
 fn report_all(g: &Gpu, name: &str, ds: &[&Dispatch], iters: usize) {
+    if !selected(name) {
+        return;
+    }
     let group = [ds.to_vec()];
     time_passes(g, &group).unwrap(); // warm-up
     let mut t: Vec<f64> = (0..iters)
@@ -59,6 +63,16 @@ fn report_all(g: &Gpu, name: &str, ds: &[&Dispatch], iters: usize) {
         ds.iter().map(|d| d.flops).sum::<f64>() / s / 1e9,
         ds.iter().map(|d| d.bytes).sum::<f64>() / s / 1e9
     );
+}
+
+/// Whether `name` is to be timed: every kernel, or those whose name contains one of the words
+/// given after `--` (`cargo bench --bench kernels -- gemm depthwise`).
+fn selected(name: &str) -> bool {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    words.is_empty() || words.iter().any(|w| name.contains(w.as_str()))
 }
 
 fn main() {

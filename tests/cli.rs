@@ -392,6 +392,14 @@ fn check_bench_and_compare_run() {
             .iter()
             .any(|f| f["family"] == "gemm")
     );
+    // the dispatches per phase add up to the explain's
+    let per_phase: u64 = v["results"][0]["phase_dispatches"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_phase, v["results"][0]["dispatches"].as_u64().unwrap());
     let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     let archived = results.join("lavapipe-2core-epyc.json");
     // the PyTorch reference (benches/pytorch_reference.py --json) reads as a column too
@@ -414,6 +422,18 @@ fn check_bench_and_compare_run() {
     let o = run(bin().args(["bench", "compare"]).arg(d.join("missing.json")));
     assert!(one_line_error(&o).contains("missing.json"));
     let _ = std::fs::remove_dir_all(d);
+}
+
+/// Rates are set against a GPU's published peak only when a whole word of its name matches.
+#[test]
+fn bench_knows_peaks_by_whole_name() {
+    use combicam_gpu::app::bench::peak_of;
+    let name = |n: &str| peak_of(n).map(|p| p.name);
+    assert_eq!(name("NVIDIA H200"), Some("H200"));
+    assert_eq!(name("NVIDIA GeForce RTX 4090"), Some("RTX 4090"));
+    assert_eq!(name("Tesla T4"), Some("T4"));
+    assert_eq!(name("NVIDIA L40S"), None);
+    assert_eq!(name("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
 }
 
 #[test]

@@ -120,7 +120,12 @@ pub fn source(k: usize, stride: usize) -> String {
     // the kernel's code and lavapipe's LLVM took over a second on it
     b.push_str("    let o = lid * 16u;\n");
     for j in 0..8 {
-        let _ = writeln!(b, "    out_acc[o + {}u] = l{j};\n    out_acc[o + {}u] = h{j};", 2 * j, 2 * j + 1);
+        let _ = writeln!(
+            b,
+            "    out_acc[o + {}u] = l{j};\n    out_acc[o + {}u] = h{j};",
+            2 * j,
+            2 * j + 1
+        );
     }
     b.push_str("    store_strip(o, oct * 8u, oi, oj0);\n");
     crate::gpu::pipelines::splice(

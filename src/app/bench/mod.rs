@@ -18,7 +18,9 @@ mod compare;
 mod report;
 pub use compare::compare;
 use report::stat;
-pub use report::{BenchReport, Family, ForwardResult, MixedResult, SizeResult, Stat};
+pub use report::{
+    BenchReport, Family, ForwardResult, MixedResult, PEAKS, Peak, SizeResult, Stat, peak_of,
+};
 
 /// What `bench` times (the command line's `bench` arguments, resolved).
 #[derive(Clone, Debug)]
@@ -76,7 +78,7 @@ fn machine() -> String {
 /// spans for passes that follow a texture-sampling pass (seen with Mesa 22.3), while the wall
 /// clock shows the work.
 pub fn timestamps_usable(gpu: &Gpu) -> bool {
-    gpu.timestamps && !gpu.is_cpu()
+    gpu.timestamps && !gpu.host_memory()
 }
 
 /// Time each group of dispatches as its own compute pass: GPU timestamps where usable
@@ -167,7 +169,7 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
     let mut results = Vec::new();
     for &(h, wd) in sizes {
         let (r, plan_s) = bench_size(&mut engine, &opts, (h, wd), a)?;
-        print_size(&r, plan_s);
+        print_size(&r, plan_s, peak_of(&gpu.adapter.name));
         results.push(r);
     }
     let mixed = if a.mixed > 0 {
@@ -254,8 +256,10 @@ fn bench_size(
     }
     gpu.check_errors("bench")?;
     let mut phases = BTreeMap::new();
+    let mut phase_dispatches = BTreeMap::new();
     for (p, t) in plan.phases.iter().zip(&phase_t) {
         phases.insert(p.name.to_string(), stat(t));
+        phase_dispatches.insert(p.name.to_string(), p.dispatches.len());
     }
     phases.insert("readback".into(), stat(&readback));
     let families: Vec<Family> = fams
@@ -268,6 +272,7 @@ fn bench_size(
         repeat: a.repeat,
         explain: stat(&explain),
         phases,
+        phase_dispatches,
         families,
         peak_gpu_bytes: gpu_bytes,
         dispatches: plan.dispatch_count(),
@@ -410,7 +415,7 @@ fn mixed(
     Ok(r)
 }
 
-fn print_size(r: &SizeResult, plan_s: f64) {
+fn print_size(r: &SizeResult, plan_s: f64, peak: Option<&Peak>) {
     println!(
         "\n{}×{}: explain {:.1} ms median (min {:.1}, max {:.1}), {} dispatches, GPU memory {:.1} MiB, plan built in {:.2}s",
         r.size[0],
@@ -422,20 +427,45 @@ fn print_size(r: &SizeResult, plan_s: f64) {
         r.peak_gpu_bytes as f64 / 1048576.0,
         plan_s
     );
+    println!("  {:<10} {:>5} {:>10}", "phase", "n", "ms");
     for (k, s) in &r.phases {
+        let n = r
+            .phase_dispatches
+            .get(k)
+            .map_or("".into(), |n| n.to_string());
         println!(
-            "  {k:<10} {:>9.2} ms  (min {:.2}, max {:.2})",
+            "  {k:<10} {n:>5} {:>10.2}  (min {:.2}, max {:.2})",
             s.median_ms, s.min_ms, s.max_ms
         );
     }
+    let of_peak = |v: f64, p: f64| format!(" {:>5.1}%", 100.0 * v / p);
     println!(
-        "  {:<10} {:>5} {:>10} {:>9} {:>9} {:>9}",
-        "family", "n", "ms", "GFLOP", "GFLOP/s", "GB/s"
+        "  {:<10} {:>5} {:>10} {:>9} {:>9}{} {:>9}{}",
+        "family",
+        "n",
+        "ms",
+        "GFLOP",
+        "GFLOP/s",
+        if peak.is_some() { "   peak" } else { "" },
+        "GB/s",
+        if peak.is_some() { "   peak" } else { "" }
     );
     for f in &r.families {
+        let (fp, bp) = peak.map_or((String::new(), String::new()), |p| {
+            (
+                of_peak(f.gflops_per_s, p.tflops * 1e3),
+                of_peak(f.gb_per_s, p.tb_per_s * 1e3),
+            )
+        });
         println!(
-            "  {:<10} {:>5} {:>10.2} {:>9.3} {:>9.2} {:>9.2}",
+            "  {:<10} {:>5} {:>10.2} {:>9.3} {:>9.2}{fp} {:>9.2}{bp}",
             f.family, f.dispatches, f.time.median_ms, f.gflop, f.gflops_per_s, f.gb_per_s
+        );
+    }
+    if let Some(p) = peak {
+        println!(
+            "  (peak: the {}'s published {} TFLOP/s FP32 without tensor cores and {} TB/s)",
+            p.name, p.tflops, p.tb_per_s
         );
     }
     let phases: f64 = r.phases.values().map(|s| s.median_ms).sum();

@@ -42,6 +42,9 @@ pub struct SizeResult {
     /// wall clock of one explain (upload, one submission, read-back), per image
     pub explain: Stat,
     pub phases: BTreeMap<String, Stat>,
+    /// dispatches per phase (archives from before it was recorded have none)
+    #[serde(default)]
+    pub phase_dispatches: BTreeMap<String, usize>,
     pub families: Vec<Family>,
     pub peak_gpu_bytes: u64,
     pub dispatches: usize,
@@ -95,4 +98,66 @@ pub struct MixedResult {
     pub plan_build: Stat,
     pub same_gpu_bytes: u64,
     pub mixed_gpu_bytes: u64,
+}
+
+/// A GPU's published FP32 peak (non-tensor) and memory bandwidth, matched by a word of its
+/// adapter name: what `bench` sets each family's rates against.
+pub struct Peak {
+    pub name: &'static str,
+    pub tflops: f64,
+    pub tb_per_s: f64,
+}
+
+/// Vendor data sheets (FP32 without tensor cores; SXM parts where there are several).
+pub const PEAKS: &[Peak] = &[
+    Peak {
+        name: "H200",
+        tflops: 67.0,
+        tb_per_s: 4.8,
+    },
+    Peak {
+        name: "H100",
+        tflops: 67.0,
+        tb_per_s: 3.35,
+    },
+    Peak {
+        name: "A100",
+        tflops: 19.5,
+        tb_per_s: 2.04,
+    },
+    Peak {
+        name: "L4",
+        tflops: 30.3,
+        tb_per_s: 0.30,
+    },
+    Peak {
+        name: "T4",
+        tflops: 8.1,
+        tb_per_s: 0.32,
+    },
+    Peak {
+        name: "RTX 5090",
+        tflops: 104.8,
+        tb_per_s: 1.79,
+    },
+    Peak {
+        name: "RTX 4090",
+        tflops: 82.6,
+        tb_per_s: 1.01,
+    },
+    Peak {
+        name: "RTX 3090",
+        tflops: 35.6,
+        tb_per_s: 0.94,
+    },
+];
+
+/// The peak figures of the adapter called `name`, when known.
+pub fn peak_of(name: &str) -> Option<&'static Peak> {
+    PEAKS.iter().find(|p| {
+        name.split(|c: char| !c.is_ascii_alphanumeric())
+            .collect::<Vec<_>>()
+            .windows(p.name.split(' ').count())
+            .any(|w| w.join(" ") == p.name)
+    })
 }
