@@ -1,5 +1,5 @@
 // cam_channel.wgsl: CAM methods that weight each channel of a block output A by one number
-// computed from its gradient g = ∂score/∂A, then map = ReLU(Σ_k w_k·A_k).
+// computed from its gradient g = ∂score/∂A (FEM: from A alone), then map = ReLU(Σ_k w_k·A_k).
 // Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 grad: (C, HW) g, 3 w: channel weights rw
 //           (read at w_off + c by `weighted_map`), 4 maps: (Σ h·w) rw, 5 hvp: (C, HW) h,
 //           6 mx: max |A| per channel rw (MAXABS: written at mx_off + c)
@@ -9,6 +9,8 @@
 //   2 xgradcam:  w_k = Σ (g·A) / (Σ A_k + 1e-7)
 //   3 gradcampp-official: w_k = Σ g²/(2g² + h·g + 1e-10)·ReLU(g), h = hvp (the head's
 //     Hessian-vector product ∂(Σ g)/∂A; last block only)
+//   4 fem:       w_k = (number of positions with A_k > m + 2·s) / HW, m = Σ A_k / HW,
+//     s = sqrt(Σ (A_k − m)² / HW) (the population std, two passes as numpy's np.std)
 //   With MAXABS also mx[mx_off + k] = max_p |A_k| from the same loads (the block's activation
 //   statistic, otherwise a reduction pass of its own)
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
@@ -84,6 +86,24 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         out = total_g / f32(prm.hw);
     } else if (METHOD == 2u) {
         out = total_g / (total_a + 1e-7);
+    } else if (METHOD == 4u) {
+        let n = f32(prm.hw);
+        let mean = total_a / n;
+        var s = 0.0;
+        if (live) {
+            for (var i = lane; i < prm.hw; i += 8u) {
+                let d = blk[base + i] - mean;
+                s += d * d;
+            }
+        }
+        let th = mean + 2.0 * sqrt(lane_sum(lid, s) / n);
+        var above = 0.0;
+        if (live) {
+            for (var i = lane; i < prm.hw; i += 8u) {
+                above += select(0.0, 1.0, blk[base + i] > th);
+            }
+        }
+        out = lane_sum(lid, above) / n;
     } else if (METHOD == 3u) {
         var s = 0.0;
         if (live) {

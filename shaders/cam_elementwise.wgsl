@@ -2,10 +2,11 @@
 // gradient g = ∂score/∂A (no pooling), then sum over channels.
 // Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 grad: (C, HW) g, 3 gmax: max g over the
 //           block, at gmax[gmax_off] (METHOD 2), 4 maps: (Σ h·w) rw
-// map: maps[map_off + p] = max(0, Σ_c f(g[c, p])·blk[c, p]) with (METHOD, pipeline constant)
-//   0 hirescam:          f(g) = g
-//   1 layercam:          f(g) = ReLU(g)
-//   2 layercam-official: f(g) = ReLU(g) / (max ReLU(g) + 1e-8), max over the whole block
+// map: maps[map_off + p] = max(0, Σ_c t(g[c, p], blk[c, p])) with (METHOD, pipeline constant)
+//   0 hirescam:            t(g, a) = g·a
+//   1 layercam:            t(g, a) = ReLU(g)·a
+//   2 layercam-official:   t(g, a) = ReLU(g) / (max ReLU(g) + 1e-8)·a, max over the whole block
+//   3 gradcam-elementwise: t(g, a) = ReLU(g·a)
 
 struct Params { c: u32, hw: u32, map_off: u32, gmax_off: u32 }
 
@@ -34,13 +35,18 @@ fn map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: ve
         let o = c * prm.hw;
         let i = vec4(o + p0, o + min(p0 + 1u, last), o + min(p0 + 2u, last), o + min(p0 + 3u, last));
         var g = vec4(grad[i.x], grad[i.y], grad[i.z], grad[i.w]);
+        let a = vec4(blk[i.x], blk[i.y], blk[i.z], blk[i.w]);
+        if (METHOD == 3u) {
+            acc += max(g * a, vec4(0.0));
+            continue;
+        }
         if (METHOD != 0u) {
             g = max(g, vec4(0.0));
         }
         if (METHOD == 2u) {
             g = g * scale;
         }
-        acc = fma(g, vec4(blk[i.x], blk[i.y], blk[i.z], blk[i.w]), acc);
+        acc = fma(g, a, acc);
     }
     for (var j = 0u; j < 4u; j++) {
         if (p0 + j < prm.hw) {

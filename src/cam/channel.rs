@@ -1,6 +1,6 @@
-//! CAM methods that give each channel of a block output one weight from its gradient:
-//! Grad-CAM, Grad-CAM++, XGrad-CAM (shaders/cam_channel.wgsl), and the weighted channel sum
-//! they share. GPU launchers and the CPU reference side by side.
+//! CAM methods that give each channel of a block output one weight: Grad-CAM, Grad-CAM++,
+//! XGrad-CAM, the official Grad-CAM++ (from the gradient) and FEM (from the activations alone)
+//! (shaders/cam_channel.wgsl), and the weighted channel sum they share. GPU launchers and the CPU reference side by side.
 
 use super::methods::Method;
 use crate::gpu::{
@@ -43,6 +43,7 @@ fn code(m: Method) -> u32 {
         Method::GradCamPP => 1,
         Method::XGradCam => 2,
         Method::GradCamPPOfficial => 3,
+        Method::Fem => 4,
         other => panic!("{other:?} is not a channel-weight method"),
     }
 }
@@ -138,7 +139,7 @@ pub mod cpu {
         weighted_map(&wts, a, c, hw)
     }
 
-    /// One weight per channel of A (C, HW) from g (C, HW).
+    /// One weight per channel of A (C, HW) from g (C, HW) (FEM: from A alone).
     pub fn channel_weights(method: Method, a: &[f32], g: &[f32], c: usize, hw: usize) -> Vec<f32> {
         (0..c)
             .map(|k| {
@@ -148,6 +149,13 @@ pub mod cpu {
                     Method::GradCam => gk.iter().sum::<f32>() / hw as f32,
                     Method::XGradCam => {
                         gk.iter().zip(ak).map(|(g, a)| g * a).sum::<f32>() / (sum_a + 1e-7)
+                    }
+                    Method::Fem => {
+                        let n = hw as f32;
+                        let mean = sum_a / n;
+                        let var = ak.iter().map(|&a| (a - mean) * (a - mean)).sum::<f32>() / n;
+                        let th = mean + 2.0 * var.sqrt();
+                        ak.iter().filter(|&&a| a > th).count() as f32 / n
                     }
                     Method::GradCamPP => gk
                         .iter()

@@ -1,5 +1,6 @@
 //! CAM methods that weight every element of a block output by its own gradient:
-//! HiResCAM, LayerCAM and the official repository's LayerCAM (shaders/cam_elementwise.wgsl).
+//! HiResCAM, Grad-CAM element-wise, LayerCAM and the official repository's LayerCAM
+//! (shaders/cam_elementwise.wgsl).
 //! GPU launcher and CPU reference side by side.
 
 use super::methods::Method;
@@ -35,6 +36,7 @@ fn code(m: Method) -> u32 {
         Method::HiResCam => 0,
         Method::LayerCam => 1,
         Method::LayerCamOfficial => 2,
+        Method::GradCamElementwise => 3,
         other => panic!("{other:?} is not an element-wise method"),
     }
 }
@@ -102,16 +104,17 @@ pub mod cpu {
     pub fn map(method: Method, a: &[f32], g: &[f32], c: usize, hw: usize) -> Vec<f32> {
         let gmax = g.iter().fold(f32::MIN, |m, &v| m.max(v)).max(0.0);
         let scale = 1.0 / (gmax + 1e-8);
-        let f = |g: f32| match method {
-            Method::HiResCam => g,
-            Method::LayerCam => g.max(0.0),
-            Method::LayerCamOfficial => g.max(0.0) * scale,
+        let term = |g: f32, a: f32| match method {
+            Method::HiResCam => g * a,
+            Method::LayerCam => g.max(0.0) * a,
+            Method::LayerCamOfficial => g.max(0.0) * scale * a,
+            Method::GradCamElementwise => (g * a).max(0.0),
             other => panic!("{other:?} is not an element-wise method"),
         };
         (0..hw)
             .map(|p| {
                 (0..c)
-                    .map(|k| f(g[k * hw + p]) * a[k * hw + p])
+                    .map(|k| term(g[k * hw + p], a[k * hw + p]))
                     .sum::<f32>()
                     .max(0.0)
             })

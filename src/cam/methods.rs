@@ -88,6 +88,11 @@ method_table! {
     XGradCam: "xgradcam", Sum, false, Channel;
     /// ReLU(Σ_k g_k ⊙ A_k)
     HiResCam: "hirescam", Sum, false, Elementwise;
+    /// Σ_k ReLU(g_k ⊙ A_k) (pytorch-grad-cam's GradCAMElementWise)
+    GradCamElementwise: "gradcam-elementwise", Sum, false, Elementwise;
+    /// FEM (pytorch-grad-cam's, k = 2): w_k = the share of positions where A_k > mean(A_k) +
+    /// 2·std(A_k); no gradient
+    Fem: "fem", Sum, false, Channel;
     /// ReLU(Σ_k ReLU(g_k) ⊙ A_k)
     LayerCam: "layercam", Max, false, Elementwise;
     /// the official Combi-CAM repository's LayerCAM: gradients divided by the block's max

@@ -11,6 +11,9 @@ c = top cell). From A_l, g_l every method's block map is computed independently 
                      w_k = sum_ij ReLU(g) a;                         map = ReLU(sum_k w_k A_k)
   xgradcam           w_k = sum_ij g A_k / (sum_ij A_k + 1e-7);       map = ReLU(sum_k w_k A_k)
   hirescam           map = ReLU(sum_k g_k * A_k)
+  gradcam-elementwise map = ReLU(sum_k ReLU(g_k * A_k))        (pytorch-grad-cam GradCAMElementWise)
+  fem                w_k = mean_ij [A_k > mean_ij A_k + 2 std_ij A_k] (population std; no gradient;
+                     pytorch-grad-cam FEM, k = 2);             map = ReLU(sum_k w_k A_k)
   layercam           map = ReLU(sum_k ReLU(g_k) * A_k)
   layercam-official  map = ReLU(sum_k ReLU(g_k) / (max_block ReLU(g) + 1e-8) * A_k)
 
@@ -35,7 +38,7 @@ block map's rounding amplification (see `condition`; inf for an all-zero map);
 `gradcampp-official.fused` (that map upsampled and min-max normalised). h is checked against
 float64 and against a central finite difference of g along the all-ones direction.
 Cross-checks the block maps with pytorch-grad-cam 1.5's own classes (GradCAM, GradCAMPlusPlus,
-XGradCAM, HiResCAM, LayerCAM) at blocks 3, 9, 13, 15.
+XGradCAM, HiResCAM, GradCAMElementWise, LayerCAM, FEM) at blocks 3, 9, 13, 15.
 Usage: python tests/golden/make_methods.py          (CPU, a few seconds)
 Needs torch, efficientnet_pytorch==0.7.0, safetensors, numpy, grad-cam==1.5.* (pytorch_grad_cam).
 The functions `block_map`, `method_maps`, `fuse`, `all_maps`, `official_maps`, `official_check`
@@ -53,12 +56,23 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-METHODS = ["gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "layercam-official"]
+METHODS = [
+    "gradcam",
+    "gradcampp",
+    "xgradcam",
+    "hirescam",
+    "gradcam-elementwise",
+    "layercam",
+    "layercam-official",
+    "fem",
+]
 DEFAULT_FUSION = {
     "gradcam": "sum",
     "gradcampp": "sum",
     "xgradcam": "sum",
     "hirescam": "sum",
+    "gradcam-elementwise": "sum",
+    "fem": "sum",
     "layercam": "max",
     "layercam-official": "mean",
 }
@@ -93,6 +107,10 @@ def block_map(method: str, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         w = (g * a / (s + 1e-7)).sum(dim=(1, 2))
     elif method == "hirescam":
         return F.relu((g * a).sum(0))
+    elif method == "gradcam-elementwise":
+        return F.relu(F.relu(g * a).sum(0))
+    elif method == "fem":
+        w = fem_weights(a)
     elif method == "layercam":
         return F.relu((F.relu(g) * a).sum(0))
     elif method == "layercam-official":
@@ -101,6 +119,14 @@ def block_map(method: str, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     else:
         raise ValueError(method)
     return F.relu((w[:, None, None] * a).sum(0))
+
+
+def fem_weights(a: torch.Tensor) -> torch.Tensor:
+    """FEM's channel weights (C,): the share of positions above mean + 2 std (population)."""
+    mean = a.mean(dim=(1, 2))
+    std = a.std(dim=(1, 2), unbiased=False)
+    th = (mean + 2 * std)[:, None, None]
+    return (a > th).to(a.dtype).mean(dim=(1, 2))
 
 
 def condition(method: str, a: torch.Tensor, g: torch.Tensor) -> float:
@@ -129,6 +155,10 @@ def condition(method: str, a: torch.Tensor, g: torch.Tensor) -> float:
         rho = 1 + a.abs().sum((1, 2)) / (s + 1e-7).abs() + ga.abs().sum((1, 2)) / ga.sum((1, 2)).abs()
     elif method == "hirescam":
         c, rho = g * a, one
+    elif method == "gradcam-elementwise":
+        c, rho = F.relu(g * a), one
+    elif method == "fem":
+        c, rho = fem_weights(a)[:, None, None] * a, one
     elif method == "layercam":
         c, rho = F.relu(g) * a, one
     elif method == "layercam-official":
@@ -343,6 +373,8 @@ def gradcam_lib_check(bb, head, x, c, acts, grads, acts64, grads64, ours, ours64
         "gradcampp": pgc.GradCAMPlusPlus,
         "xgradcam": pgc.XGradCAM,
         "hirescam": pgc.HiResCAM,
+        "gradcam-elementwise": pgc.GradCAMElementWise,
+        "fem": pgc.FEM,
         "layercam": pgc.LayerCAM,
         "layercam-official": pgc.LayerCAM,  # fed with g / (max ReLU(g) + 1e-8)
     }
@@ -361,10 +393,12 @@ def gradcam_lib_check(bb, head, x, c, acts, grads, acts64, grads64, ours, ours64
             with torch.enable_grad():
                 full = cam(input_tensor=x[None], targets=targets)
             ta = cam.activations_and_grads.activations[0].numpy()
-            tg = cam.activations_and_grads.gradients[0].numpy()
+            # FEM uses no gradient: pytorch-grad-cam runs no backward for it
+            grads_seen = len(cam.activations_and_grads.gradients) > 0
+            tg = cam.activations_and_grads.gradients[0].numpy() if grads_seen else np.zeros_like(ta)
             cam.activations_and_grads.release()
             a_ours = acts[l][None].numpy()
-            g_ours = grads[l][None].numpy()
+            g_ours = grads[l][None].numpy() if grads_seen else np.zeros_like(a_ours)
             cap = max(_rel(ta, a_ours), _rel(tg, g_ours))
 
             def theirs(a_np, g_np):
@@ -378,7 +412,7 @@ def gradcam_lib_check(bb, head, x, c, acts, grads, acts64, grads64, ours, ours64
             e_ours = _rel(ref, theirs(a_ours, g_ours))
             e64 = _rel(
                 ours64[f"{method}.{l:02d}"].numpy(),
-                theirs(acts64[l][None].numpy(), grads64[l][None].numpy()),
+                theirs(acts64[l][None].numpy(), grads64[l][None].numpy() if grads_seen else np.zeros(acts64[l][None].shape)),
             )
             assert full.shape == (1,) + tuple(x.shape[1:]), full.shape
             tol = max(1e-5, 16 * conds[f"{method}.{l:02d}"] * EPS32)
