@@ -199,6 +199,26 @@ fn the_metrics_protocol_matches_pytorch() {
     }
 }
 
+/// `--explainers all`: every method of the table once, with Combi-CAM, classic Grad-CAM and
+/// the random floor; `all` mixed with items it holds adds nothing twice.
+#[test]
+fn all_explainers_cover_the_method_table() {
+    use combicam_gpu::cam::methods::TABLE;
+    let specs = eval::parse_specs("all, random ,combicam").unwrap();
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    for row in TABLE {
+        let covered = specs.iter().any(|s| {
+            matches!(s.source, eval::Source::Cam { explainer, .. } if explainer.method == row.method)
+        });
+        assert!(covered, "{} missing from {names:?}", row.name);
+    }
+    for n in ["combicam", "gradcam@last", "random", "fem", "scorecam"] {
+        assert_eq!(names.iter().filter(|&&x| x == n).count(), 1, "{n} in {names:?}");
+    }
+    assert_eq!(names.len(), TABLE.len() + 2, "{names:?}");
+    assert!(eval::parse_specs("all,bogus").is_err());
+}
+
 #[test]
 fn explainer_specs_parse_and_bad_ones_say_how() {
     let s = eval::parse_spec("layercam@0-3:max").unwrap();

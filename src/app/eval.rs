@@ -6,7 +6,7 @@
 use crate::app::engine::{Engine, parse_blocks};
 use crate::app::scorecam;
 use crate::cam::fusion::cpu::{normalize, upsample};
-use crate::cam::methods::{Explainer, Fusion, Method};
+use crate::cam::methods::{Explainer, Fusion, Method, TABLE};
 use crate::error::{Error, Result};
 use crate::model::plan::Masks;
 use crate::model::plan::{PlanOptions, Score};
@@ -84,6 +84,36 @@ pub fn parse_spec(s: &str) -> Result<Spec> {
             blocks,
         },
     })
+}
+
+/// A comma-separated list of `parse_spec` items, where `all` stands for every explainer: Combi-CAM,
+/// classic Grad-CAM (`gradcam@last`), every other method of the table at its default blocks
+/// with its default fusion, and the smooth random baseline. Items named twice count once.
+pub fn parse_specs(list: &str) -> Result<Vec<Spec>> {
+    let mut names: Vec<String> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.eq_ignore_ascii_case("all") {
+            names.push("combicam".into());
+            names.push("gradcam@last".into());
+            names.extend(
+                TABLE
+                    .iter()
+                    .filter(|i| i.method != Method::GradCam)
+                    .map(|i| i.name.to_string()),
+            );
+            names.push("random".into());
+        } else {
+            names.push(item.to_string());
+        }
+    }
+    let mut specs: Vec<Spec> = Vec::new();
+    for n in names {
+        let spec = parse_spec(&n)?;
+        if !specs.iter().any(|s| s.name == spec.name) {
+            specs.push(spec);
+        }
+    }
+    Ok(specs)
 }
 
 /// The metrics of one explainer on one image.

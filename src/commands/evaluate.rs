@@ -24,7 +24,9 @@ pub struct EvaluateArgs {
     /// them, `all` or `last` (default: all; the last block for scorecam, scorecam-official,
     /// gradcampp-official), e.g. gradcam@last (classic Grad-CAM), layercam@all:max,
     /// scorecam@last; `combicam` is gradcam@all:sum; `random[:SEED]` a smooth random map (7×7
-    /// uniform values upsampled), the baseline.
+    /// uniform values upsampled), the baseline; `all`: combicam, gradcam@last, every other
+    /// method at its default blocks and fusion, and random (with Score-CAM's masked passes:
+    /// slow on a CPU adapter).
     #[arg(
         long,
         default_value = "combicam,gradcam@last,random",
@@ -71,12 +73,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 {
         bail!("--steps 0: the curves need at least 1 step (default 50)");
     }
-    let specs: Vec<Spec> = a
-        .explainers
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(eval::parse_spec)
-        .collect::<Result<_, _>>()?;
+    let specs: Vec<Spec> = eval::parse_specs(&a.explainers)?;
     if specs.is_empty() {
         bail!("--explainers is empty: name at least one, e.g. combicam,gradcam@last");
     }
