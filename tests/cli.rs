@@ -430,6 +430,8 @@ fn bench_knows_peaks_by_whole_name() {
     use combicam_gpu::app::bench::peak_of;
     let name = |n: &str| peak_of(n).map(|p| p.name);
     assert_eq!(name("NVIDIA H200"), Some("H200"));
+    assert_eq!(name("NVIDIA H100 80GB HBM3"), Some("H100"));
+    assert_eq!(name("NVIDIA H100 PCIe"), Some("H100 PCIe"));
     assert_eq!(name("NVIDIA GeForce RTX 4090"), Some("RTX 4090"));
     assert_eq!(name("Tesla T4"), Some("T4"));
     assert_eq!(name("NVIDIA L40S"), None);

@@ -100,7 +100,7 @@ pub struct MixedResult {
     pub mixed_gpu_bytes: u64,
 }
 
-/// A GPU's published FP32 peak (non-tensor) and memory bandwidth, matched by a word of its
+/// A GPU's published FP32 peak (non-tensor) and memory bandwidth, matched by whole words of its
 /// adapter name: what `bench` sets each family's rates against.
 pub struct Peak {
     pub name: &'static str,
@@ -108,8 +108,14 @@ pub struct Peak {
     pub tb_per_s: f64,
 }
 
-/// Vendor data sheets (FP32 without tensor cores; SXM parts where there are several).
+/// Vendor data sheets (FP32 without tensor cores; SXM parts where there are several, the PCIe H100
+/// named apart). The first row that matches is taken, so a longer name comes before its prefix.
 pub const PEAKS: &[Peak] = &[
+    Peak {
+        name: "H100 PCIe",
+        tflops: 51.2,
+        tb_per_s: 2.0,
+    },
     Peak {
         name: "H200",
         tflops: 67.0,
