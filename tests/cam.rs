@@ -75,7 +75,10 @@ fn every_method_matches_its_reference() {
                 channel::cpu::channel_weights(m, &a, &gr, c, hw)
             };
             if m == Method::Fem && hw > 1 {
-                assert!(w.iter().any(|&v| v > 0.0), "fem.weights.{c}x{hw}: no outliers");
+                assert!(
+                    w.iter().any(|&v| v > 0.0),
+                    "fem.weights.{c}x{hw}: no outliers"
+                );
             }
             check(
                 &format!("{}.weights.{c}x{hw}", m.name()),

@@ -213,7 +213,11 @@ fn all_explainers_cover_the_method_table() {
         assert!(covered, "{} missing from {names:?}", row.name);
     }
     for n in ["combicam", "gradcam@last", "random", "fem", "scorecam"] {
-        assert_eq!(names.iter().filter(|&&x| x == n).count(), 1, "{n} in {names:?}");
+        assert_eq!(
+            names.iter().filter(|&&x| x == n).count(),
+            1,
+            "{n} in {names:?}"
+        );
     }
     assert_eq!(names.len(), TABLE.len() + 2, "{names:?}");
     assert!(eval::parse_specs("all,bogus").is_err());

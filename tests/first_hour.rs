@@ -1,7 +1,8 @@
 //! What a new user meets first: the console line says what was explained and what was
 //! predicted, `--target` takes a label, folder runs pass over our own outputs and keep one
 //! index line per image, a run where every image failed leaves nothing behind, errors name
-//! the path once, tiny photos are warned about once, and `--raw-size photo`.
+//! the path once, tiny photos are warned about once, `--raw-size photo`, and a slow first
+//! compile is explained.
 
 use crate::cli::{TEST_NET, bin, one_line_error, photo, run, tmp};
 use combicam_gpu::app::render::resize_bilinear;
@@ -17,6 +18,41 @@ fn index_lines(out: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// A first run on a machine (here: an empty Mesa shader cache) says why it took long, once;
+/// a run that compiled quickly says nothing of it.
+#[test]
+fn a_slow_first_compile_is_explained() {
+    let d = tmp("cold");
+    let coffee = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png");
+    let explain = || {
+        let o = run(bin()
+            .env("MESA_SHADER_CACHE_DIR", d.join("mesa-cache"))
+            .arg("explain")
+            .arg(&coffee)
+            .arg("--out")
+            .arg(d.join("out")));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("out/coffee.json")).unwrap()).unwrap();
+        (stderr(&o), json["timings"]["compile_s"].as_f64().unwrap())
+    };
+    for which in ["cold", "warm"] {
+        let (e, compile_s) = explain();
+        let said = e.matches("note: compiling the GPU kernels took").count();
+        // the note follows the time the JSON reports (a fast machine's first run may stay under it)
+        let slow = compile_s > 2.0;
+        assert_eq!(
+            said, slow as usize,
+            "{which} run, compiling {compile_s:.2} s: {e}"
+        );
+        println!("{which} run: compiling {compile_s:.2} s, note said {said} time(s)");
+        if which == "warm" {
+            assert!(!slow, "the second run compiled for {compile_s:.2} s: {e}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]

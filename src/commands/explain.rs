@@ -137,6 +137,13 @@ fn entry_name(e: &combicam_gpu::app::engine::TopEntry) -> String {
 /// Said once per run: the upscaling warning of tiny photos.
 static UPSCALE_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Said once per run: that compiling the kernels took long.
+static SLOW_COMPILE_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Compiling the kernels for longer than this (seconds) gets a word: a driver's first run on a
+/// machine (lavapipe here: 4–5 s with an empty cache, 0.2–0.3 s after).
+pub const SLOW_COMPILE_S: f64 = 2.0;
+
 /// The line (and with -v the timings) of one explained image: what was explained, and what
 /// the model predicted when that is something else.
 fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
@@ -183,6 +190,14 @@ fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
             continue;
         }
         eprintln!("warning: {}: {w}", path.display());
+    }
+    let compile_s = report.timings.compile_s;
+    if compile_s > SLOW_COMPILE_S
+        && !SLOW_COMPILE_SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        eprintln!(
+            "note: compiling the GPU kernels took {compile_s:.1} s, as on a driver's first run on a machine; the driver keeps the code on disk, so later runs skip most of it"
+        );
     }
     if verbose {
         let t = &report.timings;
