@@ -15,11 +15,11 @@
 //    row k at linear texels k·P4 .. k·P4 + P4 − 1, P4 = ceil(P/4), PACK_W texels per texture
 //    row), and `regs` reads it back as xt (binding 7) along with the weights. One `regs`
 //    invocation owns 32 rows × 8 columns in registers; a workgroup is 8 invocations (one
-//    SIMD group) covering 32 × 64. No workgroup memory in the k loop: each weight texel feeds 8 FMAs,
-//    each activation texel 128. The rows are written out by hand (a looped form over a
-//    register array was 1.4× slower there); they leave through workgroup memory in one
-//    loop, since 32 written-out stores were most of the kernel's code (lavapipe's LLVM took
-//    4.6 s over it on its first dispatch, against 0.3 s now).
+//    SIMD group) covering 32 × 64. No workgroup memory in the k loop: each weight texel
+//    feeds 8 FMAs, each activation texel 128. The rows are written out by hand (a looped
+//    form over a register array was 1.4× slower there); they leave through workgroup memory
+//    in one loop, since 32 written-out stores were most of the kernel's code (lavapipe's LLVM
+//    took 4.6 s over it on its first dispatch, against 0.3 s now).
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 16 through workgroup memory.
 

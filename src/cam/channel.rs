@@ -1,6 +1,7 @@
 //! CAM methods that give each channel of a block output one weight: Grad-CAM, Grad-CAM++,
-//! XGrad-CAM, the official Grad-CAM++ (from the gradient) and FEM (from the activations alone)
-//! (shaders/cam_channel.wgsl), and the weighted channel sum they share. GPU launchers and the CPU reference side by side.
+//! XGrad-CAM, the official Grad-CAM++ (from the gradient) and FEM (from the activations
+//! alone) (shaders/cam_channel.wgsl), and the weighted channel sum they share. GPU launchers
+//! and the CPU reference side by side.
 
 use super::methods::Method;
 use crate::gpu::{
