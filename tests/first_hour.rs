@@ -42,7 +42,7 @@ fn a_slow_first_compile_is_explained() {
         let (e, compile_s) = explain();
         let said = e.matches("note: compiling the GPU kernels took").count();
         // the note follows the time the JSON reports (a fast machine's first run may stay under it)
-        let slow = compile_s > 2.0;
+        let slow = compile_s > crate::binary::commands::explain::SLOW_COMPILE_S;
         assert_eq!(
             said, slow as usize,
             "{which} run, compiling {compile_s:.2} s: {e}"
