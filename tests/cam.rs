@@ -73,7 +73,7 @@ fn every_method_matches_its_reference() {
             let w = if m == Method::GradCamPPOfficial {
                 channel::cpu::official_weights(&gr, &hv, c, hw)
             } else {
-                channel::cpu::channel_weights(m, &a, &gr, c, hw)
+                channel::cpu::channel_weights(m, a, &gr, c, hw)
             };
             if m == Method::Fem && hw > 1 {
                 assert!(
@@ -88,7 +88,7 @@ fn every_method_matches_its_reference() {
                 &[c],
                 tol_for(&w),
             );
-            let want = channel::cpu::weighted_map(&w, &a, c, hw);
+            let want = channel::cpu::weighted_map(&w, a, c, hw);
             check(
                 &format!("{}.map.{c}x{hw}", m.name()),
                 &read(&mb)[100..],
