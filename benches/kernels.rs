@@ -259,11 +259,11 @@ fn main() {
         w_x: &wx.buf,
         b_x: &bx.buf,
     };
-    // the depthwise kernel's partial sums at 10×15: 5 bands of two rows, 2 strips of 8
-    let (parts, part) = (10, buf(&g, 1632 * 10));
+    // the depthwise kernel's partial sums at 10×15: 2 bands of 8 rows, 2 strips of 8
+    let (parts, part) = (4, buf(&g, 1632 * 4));
     report(
         &g,
-        "se forward 1632/68 (squeeze of 10 parts)",
+        "se forward 1632/68 (squeeze of 4 parts)",
         &se::forward(
             &g,
             "se",

@@ -12,15 +12,16 @@
 //           act'(se_zd), in the exact operations of the SE pass it replaces.
 // Batch (forward): workgroup z is the image; x, out and part hold the images one after
 // another, plane = z·C + c.
-// A forward invocation owns TH rows (2 at stride 1, else 1) × TW = 8 consecutive outputs, a
-// backward one THB rows × TW. Each input row the invocation touches is loaded once (with its
-// activation) into registers, and the weights once; every tap then reads registers.
-// This file is a template: `ops::depthwise::source` sets K, S, PAD_T, PAD_L, TH and THB below and
-// writes the kernel rows and the stores as straight-line code at the two `@rows` markers
-// (loops over register arrays are not unrolled by every compiler; on lavapipe the looped
-// form was 1.2–1.4× slower). As it stands it is valid WGSL whose kernels write nothing.
+// An invocation owns TW = 8 consecutive columns of a band of prm.band rows (of the output in
+// the forward, of dx in the backward) and slides down it: each step loads one row (S rows in
+// the forward) into registers and adds it into a ring of accumulator rows, then stores the
+// row the ring completes. So every input row is loaded once per band, the weights once.
+// This file is a template: `ops::depthwise::source` sets K, S, PAD_T and PAD_L below and writes
+// the loop at the two `@rows` markers, its body straight-line code over named registers (one
+// body per step keeps the code small: lavapipe's first-use LLVM compile grows with it).
+// As it stands it is valid WGSL whose kernels write nothing.
 
-struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, inv_ohw: f32 }
+struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, inv_ohw: f32, band: u32 }
 
 const K = 3u;
 const S = 1u;
@@ -36,8 +37,6 @@ override POOL: bool = false;
 override SE_IN: bool = false;
 
 const TW = 8u;
-const TH = 2u; // output rows per forward invocation (set by ops::depthwise::source)
-const THB = 2u; // output rows per backward invocation (likewise)
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
@@ -100,24 +99,23 @@ fn dyin(drow: u32, tt: i32) -> f32 {
 @compute @workgroup_size(64)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = strip_index(lid, wid, nwg);
-    let tile = tile_of(idx, prm.oh, prm.ow, TH);
+    let tile = tile_of(idx, prm.oh, prm.ow, prm.band);
     let c = tile.x;
     if (c >= prm.c) {
         return;
     }
-    let oi0 = tile.y; // first of the TH output rows
+    let oi0 = tile.y; // first output row of the band
     let oj0 = tile.z;
     let j_lo = i32(oj0 * S) - PAD_L; // input column of the window's first slot
-    let i_lo = i32(oi0 * S) - PAD_T; // input row under kernel row 0 of output row oi0
     let plane = wid.z * prm.c + c; // this image's channel c in the batch
-    let pidx = idx + wid.z * (prm.c * ((prm.oh + TH - 1u) / TH) * ((prm.ow + TW - 1u) / TW));
+    let pidx = idx + wid.z * (prm.c * ((prm.oh + prm.band - 1u) / prm.band) * ((prm.ow + TW - 1u) / TW));
     let base = plane * prm.h * prm.w;
     let wrow = c * K * K;
     let b = bias[c];
-    // generated: the K·K weights w_u_v; accumulators a_i_j = b (output row oi0 + i, column
-    // oj0 + j); then for each input row r < (TH − 1)·S + K inside the image, its window
-    // v_t = xin(row, j_lo + t), t < 7·S + K, feeds every output row i with u = r − i·S in
-    // [0, K): a_i_j = fma(w_u_v, v_{j·S+v}, a_i_j) for v = 0 .. K − 1; then the stores.
+    // generated (`forward_rows`): the K·K weights w_u_v; the ring a_m_j = b of ⌈K/S⌉ output
+    // rows; the loop over output rows t from oi0 − (⌈K/S⌉ − 1): load the last S input rows of
+    // row t's window, add them into the ring, store (and pool) row t when it is in the band,
+    // shift the ring.
     //@rows forward
 }
 
@@ -135,27 +133,24 @@ fn put_dx(o: u32, acc: f32) {
 
 @compute @workgroup_size(64)
 fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tile = tile_of(strip_index(lid, wid, nwg), prm.h, prm.w, THB);
+    let tile = tile_of(strip_index(lid, wid, nwg), prm.h, prm.w, prm.band);
     let c = tile.x;
     if (c >= prm.c) {
         return;
     }
-    let y0 = tile.y; // first of the THB output rows
+    let y0 = tile.y; // first dx row of the band
     let x0 = tile.z; // a multiple of TW, so S divides x0 + t exactly when it divides PAD_L − K + 1 + t
     // output (y, x0 + j) gets tap (u, v) from dy[(y + PAD_T − u) / S, (x0 + j + PAD_L − v) / S]
     // where S divides both; window slot t holds the dy column for x0 + PAD_L − (K − 1) + t.
     let t_lo = i32(x0) + PAD_L - i32(K) + 1;
-    let r_lo = i32(y0) + PAD_T - i32(K) + 1; // y + PAD_T − u of row y0 and u = K − 1
     let dbase = c * prm.oh * prm.ow;
     let wrow = c * K * K;
     if (SE_IN) {
         se_sc = se_s[c];
         se_mc = se_dm[c] * prm.inv_ohw;
     }
-    // generated: the weights w_u_v; accumulators a_i_j = 0 (output row y0 + i, column x0 + j);
-    // for each candidate dy row ti = r_lo + r (r descending, so that u ascends per output) with
-    // S | ti inside dy: slots d_t = dyin(drow, t_lo + t) for S | PAD_L − K + 1 + t, feeding every
-    // output row i with u = i + K − 1 − r in [0, K): a_i_j = fma(w_u_v, d_{j+K−1−v}, a_i_j);
-    // then put_dx for each output inside the image.
+    // generated (`backward_rows`): the weights w_u_v; the ring a_u_j = 0 of K dx rows; the
+    // loop over the dy rows t that reach the band: add row t into dx row t·S − PAD_T + u through
+    // kernel row u, put_dx the S rows it completes when they are in the band, shift the ring.
     //@rows backward
 }

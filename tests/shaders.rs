@@ -86,15 +86,16 @@ fn generated_depthwise_shaders_validate() {
         (5, 2, 2, 2),
         (1, 1, 0, 0),
         (7, 2, 3, 3),
-        (3, 4, 1, 1),
+        (4, 4, 1, 1),
         (3, 2, 0, 1),
         (5, 2, 1, 2),
         (5, 2, 2, 1),
     ] {
-        validate(
-            &format!("depthwise k{k} s{s} pad {pt},{pl}"),
-            &depthwise::source(k, s, pt, pl),
-        );
+        let src = depthwise::source(k, s, pt, pl);
+        if std::env::var_os("COMBICAM_DUMP_DW").is_some() {
+            std::fs::write(format!("/tmp/dw_k{k}s{s}p{pt}{pl}.wgsl"), &src).unwrap();
+        }
+        validate(&format!("depthwise k{k} s{s} pad {pt},{pl}"), &src);
     }
 }
 

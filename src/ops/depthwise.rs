@@ -12,7 +12,7 @@ crate::wgsl_params! {
     /// shaders/depthwise.wgsl's `Params`
     pub struct DepthwiseParams for "depthwise" {
         c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32,
-        inv_ohw: f32,
+        inv_ohw: f32, band: u32,
     }
 }
 
@@ -63,47 +63,41 @@ impl DwShape {
             pad_t: self.pad_t as u32,
             // 1/HW as the former SE pass took it: SE_IN reads dy bit for bit as that pass wrote it
             inv_ohw: 1.0 / (self.oh * self.ow) as f32,
+            band: BAND as u32,
         }
     }
 }
 
-/// Output rows per forward invocation (TH in the shader): two with stride 1, where they
-/// share K − 1 of their input rows; one with stride 2 (measured: two were not faster there).
-fn fwd_rows(stride: usize) -> usize {
-    if stride == 1 { 2 } else { 1 }
-}
-
-/// Output rows per backward invocation (THB in the shader).
-const BWD_ROWS: usize = 2;
+/// Output rows per invocation, forward and backward (`prm.band` in the shader): an
+/// invocation slides down a band of this many rows, loading each input row once.
+const BAND: usize = 8;
 
 /// Strips of 8 along rows, 64 invocations per workgroup (see the shader).
 fn strips(rows: usize, width: usize) -> [u32; 3] {
     grid_1d(((rows * width.div_ceil(8)) as u32).div_ceil(64))
 }
 
-/// What the shader's parity rule allows: the stride divides the strip width.
+/// What the generated code handles: the stride divides the strip width and is at most the
+/// kernel size (so every row of a window belongs to some accumulator in the ring).
 fn check_shape(s: &DwShape) {
     assert!(
-        s.stride >= 1 && 8 % s.stride == 0 && s.k >= 1,
+        s.stride >= 1 && 8 % s.stride == 0 && s.k >= s.stride,
         "depthwise: kernel {} stride {} is outside what shaders/depthwise.wgsl handles",
         s.k,
         s.stride
     );
 }
 
-/// The template with K, S, PAD_T and PAD_L set and the kernel rows written out (see the
+/// The template with K, S, PAD_T and PAD_L set and the loop bodies written out (see the
 /// shader).
 pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
     let template = crate::gpu::pipelines::shader_source("depthwise");
-    let (th, thb) = (fwd_rows(stride), BWD_ROWS);
     let (fwd, bwd) = (forward_rows(k, stride), backward_rows(k, stride, pad_l));
     crate::gpu::pipelines::splice(
         &template,
         &[
             ("const K = 3u;", format!("const K = {k}u;")),
             ("const S = 1u;", format!("const S = {stride}u;")),
-            ("const TH = 2u;", format!("const TH = {th}u;")),
-            ("const THB = 2u;", format!("const THB = {thb}u;")),
             ("const PAD_T = 1;", format!("const PAD_T = {pad_t};")),
             ("const PAD_L = 1;", format!("const PAD_L = {pad_l};")),
             ("    //@rows forward\n", fwd),
@@ -112,126 +106,132 @@ pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
     )
 }
 
-/// The forward's unrolled body: TH output rows of 8 per thread, the K×K taps from the rows
-/// of input each needs, the SE squeeze's partial sum, the stores.
-fn forward_rows(k: usize, stride: usize) -> String {
-    use std::fmt::Write;
-    let mut fwd = String::new();
-    let th = fwd_rows(stride);
+/// `let w{u}_{v} = wt[wrow + ..];` for the K×K weights.
+fn weight_lets(k: usize) -> String {
+    let mut out = String::new();
     for u in 0..k {
         for v in 0..k {
-            let _ = writeln!(fwd, "    let w{u}_{v} = wt[wrow + {}u];", u * k + v);
+            out += &format!("    let w{u}_{v} = wt[wrow + {}u];\n", u * k + v);
         }
     }
-    for i in 0..th {
+    out
+}
+
+/// Shift a ring of accumulators `a{m}_{j}` (m < len) down by `by`, refilling with `fill`.
+fn shift_ring(out: &mut String, len: usize, by: usize, fill: &str) {
+    for m in 0..len {
         for j in 0..8 {
-            let _ = writeln!(fwd, "    var a{i}_{j} = b;");
+            let from = if m + by < len { format!("a{}_{j}", m + by) } else { fill.to_string() };
+            out.push_str(&format!("        a{m}_{j} = {from};\n"));
         }
     }
-    for r in 0..((th - 1) * stride + k) {
-        let _ = writeln!(fwd, "    {{\n        let ii = i_lo + {r};");
-        fwd.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
-        fwd.push_str("            let row = base + u32(ii) * prm.w;\n");
-        for t in 0..(7 * stride + k) {
-            let _ = writeln!(fwd, "            let v{t} = xin(row, j_lo + {t});");
+}
+
+/// The forward's generated body: a loop down the band. Step t loads input rows
+/// t·S − PAD_T + K − S + s (s < S), the last S rows of output row t's window, into a window
+/// v{s}_{τ} of 7·S + K columns; they feed the ring of M = ⌈K/S⌉ accumulator rows a{m}_{j}
+/// (output row t + m, column oj0 + j) with kernel row u = K − S + s − m·S where that is in
+/// [0, K). Output row t is then complete: stored (and pooled) when it is in the band, and the
+/// ring shifts. The loop starts M − 1 steps early so that row oi0 gets all its rows.
+fn forward_rows(k: usize, stride: usize) -> String {
+    let ring = k.div_ceil(stride);
+    let width = 7 * stride + k;
+    let mut f = weight_lets(k);
+    for m in 0..ring {
+        for j in 0..8 {
+            f += &format!("    var a{m}_{j} = b;\n");
         }
-        for i in 0..th {
-            let Some(u) = r.checked_sub(i * stride).filter(|&u| u < k) else {
+    }
+    f += "    var sum = 0.0;\n";
+    f += "    let t_end = i32(min(oi0 + prm.band, prm.oh));\n";
+    f += &format!("    for (var t = i32(oi0) - {}; t < t_end; t++) {{\n", ring - 1);
+    for s in 0..stride {
+        f += &format!("        let q{s} = t * {stride} - PAD_T + {};\n", k - stride + s);
+        f += &format!("        let ok{s} = q{s} >= 0 && q{s} < i32(prm.h);\n");
+        f += &format!(
+            "        let row{s} = base + u32(clamp(q{s}, 0, i32(prm.h) - 1)) * prm.w;\n"
+        );
+        for tt in 0..width {
+            f += &format!("        let v{s}_{tt} = select(0.0, xin(row{s}, j_lo + {tt}), ok{s});\n");
+        }
+    }
+    for s in 0..stride {
+        for m in 0..ring {
+            let Some(u) = (k - stride + s).checked_sub(m * stride) else {
                 continue;
             };
             for j in 0..8 {
                 for v in 0..k {
-                    let _ = writeln!(
-                        fwd,
-                        "            a{i}_{j} = fma(w{u}_{v}, v{}, a{i}_{j});",
+                    f += &format!(
+                        "        a{m}_{j} = fma(w{u}_{v}, v{s}_{}, a{m}_{j});\n",
                         j * stride + v
                     );
                 }
             }
         }
-        fwd.push_str("        }\n    }\n");
     }
-    fwd.push_str("    if (POOL) {\n        var sum = 0.0;\n");
-    for i in 0..th {
-        for j in 0..8 {
-            let _ = writeln!(
-                fwd,
-                "        sum += pool_term(a{i}_{j}, oi0 + {i}u, oj0 + {j}u);"
-            );
-        }
+    f += "        if (t >= i32(oi0)) {\n            let oi = u32(t);\n";
+    f += "            if (POOL) {\n";
+    for j in 0..8 {
+        f += &format!("                sum += pool_term(a0_{j}, oi, oj0 + {j}u);\n");
     }
-    fwd.push_str("        part[pidx] = sum;\n    }\n");
-    for i in 0..th {
-        let _ = writeln!(fwd, "    if (oi0 + {i}u < prm.oh) {{");
-        let _ = writeln!(
-            fwd,
-            "        let o = (plane * prm.oh + oi0 + {i}u) * prm.ow + oj0;"
-        );
-        for j in 0..8 {
-            let _ = writeln!(
-                fwd,
-                "        if (oj0 + {j}u < prm.ow) {{ out[o + {j}u] = a{i}_{j}; }}"
-            );
-        }
-        fwd.push_str("    }\n");
+    f += "            }\n            let o = (plane * prm.oh + oi) * prm.ow + oj0;\n";
+    for j in 0..8 {
+        f += &format!("            if (oj0 + {j}u < prm.ow) {{ out[o + {j}u] = a0_{j}; }}\n");
     }
-    fwd
+    f += "        }\n";
+    shift_ring(&mut f, ring, 1, "b");
+    f += "    }\n    if (POOL) {\n        part[pidx] = sum;\n    }\n";
+    f
 }
 
-/// The backward's unrolled body: THB input rows of 8 per thread, gathering the output
-/// gradients whose taps reach them (only the stride's slots), the stores.
+/// The backward's generated body: a loop over the dy rows t that reach the band. Row t
+/// feeds the ring of K accumulator rows a{u}_{j} (input row t·S − PAD_T + u, column x0 + j)
+/// through kernel row u, from its window d{τ} (dy column of x0 + PAD_L − (K − 1) + τ, only the
+/// slots S divides). Rows t·S − PAD_T + s (s < S) then have every tap: stored when in the
+/// band, and the ring shifts by S.
 fn backward_rows(k: usize, stride: usize, pad_l: usize) -> String {
-    use std::fmt::Write;
     let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad_l as i64);
     let slot = |t: i64| (pad_i - k_i + 1 + t).rem_euclid(s_i) == 0;
-    let mut bwd = String::new();
-    let thb = BWD_ROWS;
+    let mut f = weight_lets(k);
     for u in 0..k {
-        for v in 0..k {
-            let _ = writeln!(bwd, "    let w{u}_{v} = wt[wrow + {}u];", u * k + v);
-        }
-    }
-    for i in 0..thb {
         for j in 0..8 {
-            let _ = writeln!(bwd, "    var a{i}_{j} = 0.0;");
+            f += &format!("    var a{u}_{j} = 0.0;\n");
         }
     }
-    for r in (0..(thb + k - 1)).rev() {
-        let _ = writeln!(bwd, "    {{\n        let ti = r_lo + {r};");
-        bwd.push_str("        if (ti >= 0 && ti % i32(S) == 0 && ti / i32(S) < i32(prm.oh)) {\n");
-        bwd.push_str("            let drow = dbase + u32(ti / i32(S)) * prm.ow;\n");
-        for t in (0..(8 + k_i - 1)).filter(|&t| slot(t)) {
-            let _ = writeln!(bwd, "            let d{t} = dyin(drow, t_lo + {t});");
-        }
-        for i in 0..thb {
-            // u = i + K − 1 − r
-            let Some(u) = (i + k - 1).checked_sub(r).filter(|&u| u < k) else {
-                continue;
-            };
-            for j in 0..8i64 {
-                for v in 0..k_i {
-                    let t = j + k_i - 1 - v;
-                    if slot(t) {
-                        let _ =
-                            writeln!(bwd, "            a{i}_{j} = fma(w{u}_{v}, d{t}, a{i}_{j});");
-                    }
+    // first dy row: ⌈(y0 + PAD_T − K + 1) / S⌉ (WGSL's division truncates toward zero)
+    f += &format!("    let n0 = i32(y0) + PAD_T - {};\n", k - 1);
+    f += &format!("    let t0 = select((n0 + {}) / {stride}, n0 / {stride}, n0 <= 0);\n", stride - 1);
+    f += "    let y_end = i32(min(y0 + prm.band, prm.h));\n";
+    f += &format!("    let t_last = (y_end - 1 + PAD_T) / {stride};\n");
+    f += "    for (var t = t0; t <= t_last; t++) {\n";
+    f += "        let okr = t >= 0 && t < i32(prm.oh);\n";
+    f += "        let drow = dbase + u32(clamp(t, 0, i32(prm.oh) - 1)) * prm.ow;\n";
+    for t in (0..(8 + k_i - 1)).filter(|&t| slot(t)) {
+        f += &format!("        let d{t} = select(0.0, dyin(drow, t_lo + {t}), okr);\n");
+    }
+    for u in 0..k {
+        for j in 0..8i64 {
+            for v in 0..k_i {
+                let t = j + k_i - 1 - v;
+                if slot(t) {
+                    f += &format!("        a{u}_{j} = fma(w{u}_{v}, d{t}, a{u}_{j});\n");
                 }
             }
         }
-        bwd.push_str("        }\n    }\n");
     }
-    for i in 0..thb {
-        let _ = writeln!(bwd, "    if (y0 + {i}u < prm.h) {{");
-        let _ = writeln!(bwd, "        let o = (c * prm.h + y0 + {i}u) * prm.w + x0;");
+    for s in 0..stride {
+        f += &format!("        let yy{s} = t * {stride} - PAD_T + {s};\n");
+        f += &format!("        if (yy{s} >= i32(y0) && yy{s} < y_end) {{\n");
+        f += &format!("            let o = (c * prm.h + u32(yy{s})) * prm.w + x0;\n");
         for j in 0..8 {
-            let _ = writeln!(
-                bwd,
-                "        if (x0 + {j}u < prm.w) {{ put_dx(o + {j}u, a{i}_{j}); }}"
-            );
+            f += &format!("            if (x0 + {j}u < prm.w) {{ put_dx(o + {j}u, a{s}_{j}); }}\n");
         }
-        bwd.push_str("    }\n");
+        f += "        }\n";
     }
-    bwd
+    shift_ring(&mut f, k, stride, "0.0");
+    f += "    }\n";
+    f
 }
 
 /// Make a dispatch of the module generated for this shape's (K, S, PAD).
@@ -266,7 +266,7 @@ fn dispatch(
 /// Partial sums per channel that `forward` writes when asked for the pool: one per invocation.
 pub fn pool_parts(s: &DwShape) -> usize {
     let (oh, ow) = s.out();
-    oh.div_ceil(fwd_rows(s.stride)) * ow.div_ceil(8)
+    oh.div_ceil(BAND) * ow.div_ceil(8)
 }
 
 /// A depthwise forward: out = bias + dw(x'), x' = act(x) when `in_act` (x is the expand
@@ -307,7 +307,7 @@ pub fn forward(gpu: &Gpu, label: &str, a: &DwForward) -> Dispatch {
             (4, Some(a.out)),
             (7, a.pool),
         ],
-        strips(s.c * oh.div_ceil(fwd_rows(s.stride)), ow),
+        strips(s.c * oh.div_ceil(BAND), ow),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.c * s.h * s.w + s.c * oh * ow) as f64;
@@ -372,7 +372,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
             (9, a.se_in.map(|e| e.dm)),
             (10, a.se_in.map(|e| e.zd)),
         ],
-        strips(s.c * s.h.div_ceil(BWD_ROWS), s.w),
+        strips(s.c * s.h.div_ceil(BAND), s.w),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
