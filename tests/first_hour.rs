@@ -21,25 +21,30 @@ fn index_lines(out: &Path) -> Vec<serde_json::Value> {
 }
 
 /// A first run on a machine (here: an empty Mesa shader cache) says why it took long, once;
-/// a run that compiled quickly says nothing of it.
+/// a run that compiled quickly says nothing of it. The first run generates kernel code on
+/// helper devices too (`COMBICAM_COMPILE_THREADS`, forced to 3 so that a 1-core machine
+/// tests it as well); a cold run on the plan's device alone writes the same bytes.
 #[test]
 fn a_slow_first_compile_is_explained() {
     let d = tmp("cold");
     let coffee = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png");
-    let explain = || {
+    let explain = |cache: &str, devices: &str, out: &str| {
         let o = run(bin()
-            .env("MESA_SHADER_CACHE_DIR", d.join("mesa-cache"))
+            .env("MESA_SHADER_CACHE_DIR", d.join(cache))
+            .env("COMBICAM_COMPILE_THREADS", devices)
             .arg("explain")
             .arg(&coffee)
+            .arg("--save-raw")
             .arg("--out")
-            .arg(d.join("out")));
+            .arg(d.join(out)));
         assert!(o.status.success(), "{}", stderr(&o));
         let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(d.join("out/coffee.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(d.join(out).join("coffee.json")).unwrap())
+                .unwrap();
         (stderr(&o), json["timings"]["compile_s"].as_f64().unwrap())
     };
     for which in ["cold", "warm"] {
-        let (e, compile_s) = explain();
+        let (e, compile_s) = explain("mesa-cache", "3", "out");
         let said = e.matches("note: compiling the GPU kernels took").count();
         // the note follows the time the JSON reports (a fast machine's first run may stay under it)
         let slow = compile_s > crate::binary::commands::explain::SLOW_COMPILE_S;
@@ -52,6 +57,23 @@ fn a_slow_first_compile_is_explained() {
             assert!(!slow, "the second run compiled for {compile_s:.2} s: {e}");
         }
     }
+    let (_, alone_s) = explain("mesa-cache-alone", "1", "alone");
+    println!("cold run on one device: compiling {alone_s:.2} s");
+    let raw = |out: &str| std::fs::read(d.join(out).join("coffee.cams.safetensors")).unwrap();
+    assert!(
+        raw("out") == raw("alone"),
+        "the raw maps differ between a cold run with helper devices and one without"
+    );
+    // a bad count is a one-line error that names the variable
+    let o = run(bin()
+        .env("COMBICAM_COMPILE_THREADS", "0")
+        .arg("explain")
+        .arg(&coffee)
+        .arg("--out")
+        .arg(d.join("bad")));
+    let e = one_line_error(&o);
+    assert!(!d.join("bad").exists(), "{e}");
+    assert!(e.contains("COMBICAM_COMPILE_THREADS=\"0\""), "{e}");
     let _ = std::fs::remove_dir_all(d);
 }
 

@@ -5,6 +5,8 @@ pub mod host;
 pub mod params;
 pub mod pipelines;
 pub mod recycle;
+mod shader_text;
+mod warm;
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -57,6 +59,9 @@ impl AdapterSummary {
 pub const DEVICE_ENV: &str = "COMBICAM_DEVICE";
 /// `cpu` or `gpu`: which kernel variants to use, whatever the adapter is.
 pub const KERNELS_ENV: &str = "COMBICAM_KERNELS";
+/// How many devices generate kernel code at once on a CPU adapter (default: one per core, at
+/// most 8; 1: the plan's own device alone). See `warm`.
+pub const COMPILE_THREADS_ENV: &str = "COMBICAM_COMPILE_THREADS";
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found (Vulkan, Metal or DX12); install a GPU driver, \
 or on Linux without a GPU install Mesa's software Vulkan: `apt-get install mesa-vulkan-drivers`";
@@ -106,6 +111,8 @@ pub struct Gpu {
     pub cpu: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
+    /// where helper devices generate kernel code on spare cores (CPU adapters; `warm`)
+    helpers: Option<warm::Helpers>,
     /// the plan being recorded, taking back the previous one's buffers (see `recycle`)
     pub(crate) recording:
         Mutex<std::collections::HashMap<std::thread::ThreadId, recycle::Recording>>,
@@ -150,6 +157,7 @@ impl Gpu {
             }
             Err(_) => adapter.get_info().device_type == wgpu::DeviceType::Cpu,
         };
+        let compile_helpers = warm::helpers_wanted()?;
         let have = adapter.limits();
         // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
         let limits = wgpu::Limits {
@@ -174,6 +182,14 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| {
+            // a software driver refuses a device when the process's memory runs short: say so
+            // as the check below would (its device and kernels need about twice the headroom)
+            if summary.device_type == CPU_TYPE
+                && let Err(oom) =
+                    host::check_left(2 * host::DRIVER_HEADROOM, "to make its device and kernels")
+            {
+                return oom;
+            }
             Error::Gpu(format!(
                 "adapter {} refused a device: {e}; try another with --device N",
                 summary.line()
@@ -198,7 +214,14 @@ impl Gpu {
                 })
             })
             .collect();
+        let helpers = (summary.device_type == CPU_TYPE).then(|| warm::Helpers {
+            adapter: adapter.clone(),
+            features,
+            limits: limits.clone(),
+            count: compile_helpers,
+        });
         Ok(Gpu {
+            helpers,
             device,
             queue,
             adapter: summary,

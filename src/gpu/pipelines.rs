@@ -1,90 +1,18 @@
-//! Shader table, the pipeline cache keyed by (shader, entry point, constants), and the
+//! The pipeline cache keyed by (shader, entry point, constants), and the
 //! `Dispatch` type a plan is made of.
 
-use super::Gpu;
-use std::collections::HashMap;
+use super::{Gpu, warm};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
-/// Shared WGSL functions (the activations), joined in front of every shader of the table.
-pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
-
-/// Every WGSL source, one file per op family (each is valid after [`PRELUDE`]).
-pub const SHADERS: &[(&str, &str)] = &[
-    ("gemm", include_str!("../../shaders/gemm.wgsl")),
-    ("conv", include_str!("../../shaders/conv.wgsl")),
-    ("depthwise", include_str!("../../shaders/depthwise.wgsl")),
-    ("reduce", include_str!("../../shaders/reduce.wgsl")),
-    ("se", include_str!("../../shaders/se.wgsl")),
-    ("head", include_str!("../../shaders/head.wgsl")),
-    ("hvp", include_str!("../../shaders/hvp.wgsl")),
-    (
-        "cam_channel",
-        include_str!("../../shaders/cam_channel.wgsl"),
-    ),
-    (
-        "cam_elementwise",
-        include_str!("../../shaders/cam_elementwise.wgsl"),
-    ),
-    ("cam_fusion", include_str!("../../shaders/cam_fusion.wgsl")),
-    ("masked", include_str!("../../shaders/masked.wgsl")),
-    ("retrieval", include_str!("../../shaders/retrieval.wgsl")),
-];
-
-/// The text of a shader of the table, after the prelude.
-pub fn shader_source(name: &str) -> String {
-    let body = SHADERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no shader {name:?} in the table"))
-        .1;
-    format!("{PRELUDE}\n{}", with_includes(body))
-}
-
-/// Helpers written once and spliced where a shader says `//@include <name>`
-/// (shaders/include/).
-pub const INCLUDES: &[(&str, &str)] = &[(
-    "resample",
-    include_str!("../../shaders/include/resample.wgsl"),
-)];
-
-/// `body` with every `//@include <name>` line replaced by that helper's text.
-fn with_includes(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    for line in body.split_inclusive('\n') {
-        match line.trim_end().strip_prefix("//@include ") {
-            Some(name) => {
-                let text = INCLUDES
-                    .iter()
-                    .find(|(n, _)| *n == name.trim())
-                    .unwrap_or_else(|| panic!("no include {name:?} in the table"))
-                    .1;
-                out.push_str(text);
-                out.push('\n');
-            }
-            None => out.push_str(line),
-        }
-    }
-    out
-}
-
-/// Fill a template: every marker must occur, so a template edit that drops one fails loudly
-/// instead of leaving the default in place.
-pub fn splice(template: &str, parts: &[(&str, String)]) -> String {
-    let mut s = template.to_string();
-    for (marker, text) in parts {
-        assert!(
-            s.contains(marker),
-            "shader template lacks the marker {marker:?}"
-        );
-        s = s.replacen(marker, text, 1);
-    }
-    s
-}
+pub use super::shader_text::{INCLUDES, PRELUDE, SHADERS, shader_source, splice};
 
 #[derive(Default)]
 pub struct PipelineCache {
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
+    /// each module's WGSL, for helper devices (`warm`)
+    texts: Mutex<HashMap<String, Arc<str>>>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     /// what compiling has cost so far
     spent: Mutex<CompileStats>,
@@ -263,14 +191,16 @@ impl Gpu {
         if let Some(module) = m.get(key) {
             return module.clone();
         }
+        let text = text();
         let module = Arc::new(
             self.device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(key),
-                    source: wgpu::ShaderSource::Wgsl(text().into()),
+                    source: wgpu::ShaderSource::Wgsl(text.as_str().into()),
                 }),
         );
         m.insert(key.to_string(), module.clone());
+        (self.pipelines.texts.lock().unwrap()).insert(key.to_string(), text.into());
         module
     }
 
@@ -379,7 +309,7 @@ impl Gpu {
         let dispatches: Vec<&mut Dispatch> = dispatches.collect();
         // the pipelines to compile, each once, and their modules
         let mut todo: Vec<&Pending> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for d in &dispatches {
             if let Bound::Pending(p) = &d.state {
                 let key = p.key();
@@ -421,6 +351,7 @@ impl Gpu {
             self.pipelines
                 .spent(modules, todo.len(), t.elapsed().as_secs_f64());
         }
+        let (jobs, firsts) = self.warm_jobs(&dispatches, &seen);
         let mut warm = Vec::new();
         for d in dispatches {
             let Bound::Pending(p) = &d.state else {
@@ -439,7 +370,56 @@ impl Gpu {
             d.state = Bound::Ready(pipeline, bind_group);
             warm.push(&*d);
         }
+        let t = std::time::Instant::now();
+        self.warm_in_parallel(&jobs, &|i| self.dispatch_empty(&[warm[firsts[i]]]));
+        self.pipelines.spent(0, 0, t.elapsed().as_secs_f64());
         self.warm_up(&warm);
+    }
+
+    /// One job per kernel variant among `dispatches` whose pipeline is not made yet, and the
+    /// index of its first dispatch (`warm`).
+    fn warm_jobs(
+        &self,
+        dispatches: &[&mut Dispatch],
+        new: &HashSet<String>,
+    ) -> (Vec<warm::WarmJob>, Vec<usize>) {
+        let (mut jobs, mut firsts, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
+        if self.helpers.is_none() || new.is_empty() {
+            return (jobs, firsts);
+        }
+        let texts = self.pipelines.texts.lock().unwrap();
+        let pending = dispatches.iter().filter_map(|d| match &d.state {
+            Bound::Pending(p) => Some(p),
+            Bound::Ready(..) => None,
+        });
+        // i: the dispatch's place among the pending ones (as `bind_all` lists them to warm)
+        for (i, p) in pending.enumerate() {
+            let Some(text) = texts.get(&p.module).filter(|_| new.contains(&p.key())) else {
+                continue;
+            };
+            let pot = |n: u32| n.is_power_of_two();
+            let job = warm::WarmJob {
+                module: p.module.clone(),
+                text: text.clone(),
+                entry: p.entry.clone(),
+                constants: p.constants.clone(),
+                uniform: 4 * p.words.len() as u64,
+                buffers: (p.buffers.iter())
+                    .map(|(b, buf)| (*b, buf.size(), buf.usage()))
+                    .collect(),
+                views: (p.views.iter())
+                    .map(|(b, v)| {
+                        let t = v.texture();
+                        (*b, t.format(), t.usage(), [pot(t.width()), pot(t.height())])
+                    })
+                    .collect(),
+            };
+            if seen.insert(job.variant()) {
+                jobs.push(job);
+                firsts.push(i);
+            }
+        }
+        (jobs, firsts)
     }
 
     /// Dispatch each of `ds` with no workgroups, in one submission, and wait: drivers that
@@ -452,6 +432,12 @@ impl Gpu {
             return;
         }
         let t = std::time::Instant::now();
+        self.dispatch_empty(ds);
+        self.pipelines.spent(0, 0, t.elapsed().as_secs_f64());
+    }
+
+    /// `ds` with no workgroups, in one submission, then wait (no timing).
+    fn dispatch_empty(&self, ds: &[&Dispatch]) {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -462,7 +448,6 @@ impl Gpu {
         self.queue.submit([enc.finish()]);
         // an error here surfaces in the plan's own error check
         let _ = self.wait();
-        self.pipelines.spent(0, 0, t.elapsed().as_secs_f64());
     }
 
     /// Make a dispatch: a uniform buffer with `params`, a bind group with `bindings`

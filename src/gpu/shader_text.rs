@@ -1,0 +1,78 @@
+//! The shader table: every WGSL file, the prelude joined in front and the shared helpers
+//! spliced in, and the splicing of generated code into templates.
+
+/// Shared WGSL functions (the activations), joined in front of every shader of the table.
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// Every WGSL source, one file per op family (each is valid after [`PRELUDE`]).
+pub const SHADERS: &[(&str, &str)] = &[
+    ("gemm", include_str!("../../shaders/gemm.wgsl")),
+    ("conv", include_str!("../../shaders/conv.wgsl")),
+    ("depthwise", include_str!("../../shaders/depthwise.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("se", include_str!("../../shaders/se.wgsl")),
+    ("head", include_str!("../../shaders/head.wgsl")),
+    ("hvp", include_str!("../../shaders/hvp.wgsl")),
+    (
+        "cam_channel",
+        include_str!("../../shaders/cam_channel.wgsl"),
+    ),
+    (
+        "cam_elementwise",
+        include_str!("../../shaders/cam_elementwise.wgsl"),
+    ),
+    ("cam_fusion", include_str!("../../shaders/cam_fusion.wgsl")),
+    ("masked", include_str!("../../shaders/masked.wgsl")),
+    ("retrieval", include_str!("../../shaders/retrieval.wgsl")),
+];
+
+/// The text of a shader of the table, after the prelude.
+pub fn shader_source(name: &str) -> String {
+    let body = SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no shader {name:?} in the table"))
+        .1;
+    format!("{PRELUDE}\n{}", with_includes(body))
+}
+
+/// Helpers written once and spliced where a shader says `//@include <name>`
+/// (shaders/include/).
+pub const INCLUDES: &[(&str, &str)] = &[(
+    "resample",
+    include_str!("../../shaders/include/resample.wgsl"),
+)];
+
+/// `body` with every `//@include <name>` line replaced by that helper's text.
+fn with_includes(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    for line in body.split_inclusive('\n') {
+        match line.trim_end().strip_prefix("//@include ") {
+            Some(name) => {
+                let text = INCLUDES
+                    .iter()
+                    .find(|(n, _)| *n == name.trim())
+                    .unwrap_or_else(|| panic!("no include {name:?} in the table"))
+                    .1;
+                out.push_str(text);
+                out.push('\n');
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Fill a template: every marker must occur, so a template edit that drops one fails loudly
+/// instead of leaving the default in place.
+pub fn splice(template: &str, parts: &[(&str, String)]) -> String {
+    let mut s = template.to_string();
+    for (marker, text) in parts {
+        assert!(
+            s.contains(marker),
+            "shader template lacks the marker {marker:?}"
+        );
+        s = s.replacen(marker, text, 1);
+    }
+    s
+}
