@@ -41,7 +41,10 @@ impl WarmJob {
     /// What makes two jobs one kernel variant for the driver.
     pub fn variant(&self) -> String {
         let views: Vec<_> = self.views.iter().map(|v| (v.0, v.1, v.3)).collect();
-        format!("{}:{}:{:?}:{views:?}", self.module, self.entry, self.constants)
+        format!(
+            "{}:{}:{:?}:{views:?}",
+            self.module, self.entry, self.constants
+        )
     }
 }
 
@@ -63,7 +66,10 @@ pub(crate) fn helpers_wanted() -> Result<usize> {
                 "{COMPILE_THREADS_ENV}={v:?}: give how many devices may compile kernels at once, 1 or more (or leave it unset: one per core)"
             ))),
         },
-        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) - 1),
+        Err(_) => Ok(std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+            - 1),
     }
 }
 
@@ -72,8 +78,9 @@ impl Helpers {
     /// process's memory allows: each compiles as much at once as the plan's device
     /// (`host::DRIVER_HEADROOM`, which a software driver crashes without).
     fn for_jobs(&self, jobs: usize) -> usize {
-        let memory = super::host::memory_left()
-            .map_or(usize::MAX, |left| (left / super::host::DRIVER_HEADROOM) as usize);
+        let memory = super::host::memory_left().map_or(usize::MAX, |left| {
+            (left / super::host::DRIVER_HEADROOM) as usize
+        });
         self.count
             .min(jobs.saturating_sub(1))
             .min(memory.saturating_sub(1))
@@ -115,13 +122,15 @@ fn take(next: &AtomicUsize, n: usize) -> Option<usize> {
 
 /// One helper device: open it, then make and dispatch jobs until none is left.
 fn helper(h: &Helpers, jobs: &[WarmJob], next: &AtomicUsize) {
-    let Ok((device, queue)) = pollster::block_on(h.adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("combicam-gpu warm-up helper"),
-        required_features: h.features,
-        required_limits: h.limits.clone(),
-        memory_hints: wgpu::MemoryHints::Performance,
-        ..Default::default()
-    })) else {
+    let Ok((device, queue)) =
+        pollster::block_on(h.adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("combicam-gpu warm-up helper"),
+            required_features: h.features,
+            required_limits: h.limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        }))
+    else {
         return;
     };
     // its errors are its own: they stop nothing but its own jobs
@@ -147,7 +156,11 @@ fn dispatch_empty(
     module: &wgpu::ShaderModule,
     job: &WarmJob,
 ) {
-    let constants: Vec<(&str, f64)> = job.constants.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let constants: Vec<(&str, f64)> = job
+        .constants
+        .iter()
+        .map(|(n, v)| (n.as_str(), *v))
+        .collect();
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(&job.entry),
         layout: None,

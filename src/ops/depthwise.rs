@@ -121,7 +121,11 @@ fn weight_lets(k: usize) -> String {
 fn shift_ring(out: &mut String, len: usize, by: usize, fill: &str) {
     for m in 0..len {
         for j in 0..8 {
-            let from = if m + by < len { format!("a{}_{j}", m + by) } else { fill.to_string() };
+            let from = if m + by < len {
+                format!("a{}_{j}", m + by)
+            } else {
+                fill.to_string()
+            };
             out.push_str(&format!("        a{m}_{j} = {from};\n"));
         }
     }
@@ -144,15 +148,20 @@ fn forward_rows(k: usize, stride: usize) -> String {
     }
     f += "    var sum = 0.0;\n";
     f += "    let t_end = i32(min(oi0 + prm.band, prm.oh));\n";
-    f += &format!("    for (var t = i32(oi0) - {}; t < t_end; t++) {{\n", ring - 1);
+    f += &format!(
+        "    for (var t = i32(oi0) - {}; t < t_end; t++) {{\n",
+        ring - 1
+    );
     for s in 0..stride {
-        f += &format!("        let q{s} = t * {stride} - PAD_T + {};\n", k - stride + s);
-        f += &format!("        let ok{s} = q{s} >= 0 && q{s} < i32(prm.h);\n");
         f += &format!(
-            "        let row{s} = base + u32(clamp(q{s}, 0, i32(prm.h) - 1)) * prm.w;\n"
+            "        let q{s} = t * {stride} - PAD_T + {};\n",
+            k - stride + s
         );
+        f += &format!("        let ok{s} = q{s} >= 0 && q{s} < i32(prm.h);\n");
+        f += &format!("        let row{s} = base + u32(clamp(q{s}, 0, i32(prm.h) - 1)) * prm.w;\n");
         for tt in 0..width {
-            f += &format!("        let v{s}_{tt} = select(0.0, xin(row{s}, j_lo + {tt}), ok{s});\n");
+            f +=
+                &format!("        let v{s}_{tt} = select(0.0, xin(row{s}, j_lo + {tt}), ok{s});\n");
         }
     }
     for s in 0..stride {
@@ -201,7 +210,10 @@ fn backward_rows(k: usize, stride: usize, pad_l: usize) -> String {
     }
     // first dy row: ⌈(y0 + PAD_T − K + 1) / S⌉ (WGSL's division truncates toward zero)
     f += &format!("    let n0 = i32(y0) + PAD_T - {};\n", k - 1);
-    f += &format!("    let t0 = select((n0 + {}) / {stride}, n0 / {stride}, n0 <= 0);\n", stride - 1);
+    f += &format!(
+        "    let t0 = select((n0 + {}) / {stride}, n0 / {stride}, n0 <= 0);\n",
+        stride - 1
+    );
     f += "    let y_end = i32(min(y0 + prm.band, prm.h));\n";
     f += &format!("    let t_last = (y_end - 1 + PAD_T) / {stride};\n");
     f += "    for (var t = t0; t <= t_last; t++) {\n";
