@@ -259,11 +259,12 @@ fn main() {
         w_x: &wx.buf,
         b_x: &bx.buf,
     };
-    // the depthwise kernel's partial sums at 10×15: 2 bands of 8 rows, 2 strips of 8
-    let (parts, part) = (4, buf(&g, 1632 * 4));
+    // the partial sums a k3 s1 depthwise kernel writes at 10×15
+    let parts = depthwise::pool_parts(&DwShape::new(1632, 10, 15, 3, 1, PadRule::Symmetric));
+    let part = buf(&g, 1632 * parts);
     report(
         &g,
-        "se forward 1632/68 (squeeze of 4 parts)",
+        &format!("se forward 1632/68 (squeeze of {parts} parts)"),
         &se::forward(
             &g,
             "se",
