@@ -22,5 +22,10 @@ fn main() {
         // and the masked forward at the batch evaluate uses on this adapter
         masked: PlanOptions::AUTO_BATCH,
     };
-    bench::run(&gpu, weights::formula(4, Layout::Visloc, 31145), &args).expect("end-to-end bench");
+    bench::run(
+        std::sync::Arc::new(gpu),
+        weights::formula(4, Layout::Visloc, 31145),
+        &args,
+    )
+    .expect("end-to-end bench");
 }

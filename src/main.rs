@@ -5,11 +5,10 @@ pub(crate) mod commands;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use combicam_gpu::app::runs;
+use combicam_gpu::app::setup;
 use combicam_gpu::app::{bench, check};
 use combicam_gpu::gpu::{self, Gpu};
-use combicam_gpu::model::plan::Score;
-use combicam_gpu::model::weights::checkpoint::CERTH_FILES;
-use combicam_gpu::model::weights::{self, Layout, TensorSource, Weights};
+use combicam_gpu::model::weights::{self, TensorSource, Weights};
 use combicam_gpu::preprocess;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -202,12 +201,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     &resolve_weights(std::slice::from_ref(p))?,
                     &Default::default(),
                 )?,
-                None => test_weights(&a.variant, a.cells, false)?,
+                None => setup::test_weights(&a.variant, a.cells, false)?,
             };
             commands::gate()?;
             // its own header names the adapter and its driver
             let gpu = Gpu::new(a.device)?;
-            bench::run(&gpu, w, &opts)?;
+            bench::run(std::sync::Arc::new(gpu), w, &opts)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Convert(a) => convert(a),
@@ -308,57 +307,14 @@ fn fetch(a: FetchArgs) -> anyhow::Result<ExitCode> {
 
 /// `--weights` values with `hf:REPO` resolved to the cached snapshot.
 fn resolve_weights(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    Ok(paths
-        .iter()
-        .map(|p| combicam_gpu::app::hub::resolve_weights_arg(p))
-        .collect::<Result<_, _>>()?)
+    Ok(setup::resolve_weights(paths)?)
 }
 
-/// `prob`, `logit` or `region:KM`.
-fn parse_score(s: &str) -> anyhow::Result<Score> {
-    let t = s.trim().to_lowercase();
-    match t.as_str() {
-        "prob" | "probability" => Ok(Score::Prob),
-        "logit" => Ok(Score::Logit),
-        _ => match t.strip_prefix("region:").map(|k| k.trim().parse::<f32>()) {
-            Some(Ok(km)) if km.is_finite() && km >= 0.0 => Ok(Score::Region(km)),
-            _ => bail!(
-                "--score {s:?} is not a score: use prob, logit or region:KM (e.g. region:200)"
-            ),
-        },
-    }
-}
-
-/// The cell whose centre is nearest to "LAT,LON" (haversine).
-fn nearest_cell(w: &Weights, s: &str) -> anyhow::Result<usize> {
-    let weights::HeadKind::Geo { lat, lon } = &w.classifier.kind else {
-        bail!(
-            "--target-latlon needs geolocation weights (cells with centres); {} classifies images",
-            w.source
-        );
-    };
-    let parsed: Vec<f64> = s
-        .split(',')
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    let [la, lo] = parsed[..] else {
-        bail!("--target-latlon {s:?} is not LAT,LON in degrees, e.g. 48.858,2.294");
-    };
-    if !(-90.0..=90.0).contains(&la) || !(-180.0..=180.0).contains(&lo) {
-        bail!("--target-latlon {s:?}: latitude must be in -90..90 and longitude in -180..180");
-    }
-    let d = |i: usize| combicam_gpu::model::geo::haversine_km(la, lo, lat[i], lon[i]);
-    Ok((0..lat.len())
-        .min_by(|&a, &b| d(a).total_cmp(&d(b)))
-        .unwrap())
-}
-
-fn open_gpu(device: Option<usize>) -> anyhow::Result<Gpu> {
+fn open_gpu(device: Option<usize>) -> anyhow::Result<std::sync::Arc<Gpu>> {
     commands::gate()?;
     let gpu = Gpu::new(device)?;
     eprintln!("adapter: {}", gpu.adapter.line());
-    Ok(gpu)
+    Ok(std::sync::Arc::new(gpu))
 }
 
 fn devices() -> anyhow::Result<ExitCode> {
@@ -391,36 +347,16 @@ fn copies(s: &str) -> Result<usize, String> {
     }
 }
 
-fn variant_index(v: &str) -> anyhow::Result<usize> {
-    let t = v.trim().to_lowercase();
-    let d = t
-        .trim_start_matches("efficientnet-")
-        .trim_start_matches("efficientnet_")
-        .trim_start_matches('b');
-    match d.parse::<usize>() {
-        Ok(i) if i < 8 => Ok(i),
-        _ => bail!("unknown EfficientNet variant {v:?}; use b0 … b7"),
-    }
-}
-
-fn test_weights(variant: &str, cells: usize, retrieval: bool) -> anyhow::Result<Weights> {
-    // visloc has 31,145; a head of 10^9 cells would not fit in memory
-    const MAX_CELLS: usize = 200_000;
-    if cells == 0 || cells > MAX_CELLS {
-        bail!("--cells {cells}: give 1 to {MAX_CELLS} (visloc has 31145)");
-    }
-    match variant_index(variant) {
-        Ok(v) if retrieval => Ok(weights::formula_with_retrieval(v, cells)),
-        Ok(v) => Ok(weights::formula(v, Layout::Visloc, cells)),
-        Err(_) if retrieval => {
-            bail!("--test-weights {variant} has no retrieval head: use a visloc variant (b0 … b7)")
+impl WeightsArgs {
+    fn choice(&self) -> setup::WeightsChoice {
+        setup::WeightsChoice {
+            paths: self.weights.clone(),
+            arch: self.arch.clone(),
+            test_weights: self.test_weights.clone(),
+            cells: self.cells,
         }
-        Err(_) => Ok(check::test_network(variant)?),
     }
 }
-
-/// The built-in model's file in ./weights/ is the built-in model itself, not other weights.
-const BUILTIN_FILE: &str = "efficientnet-lite0-57934424.pth";
 
 /// --weights, else $COMBICAM_WEIGHTS, else the weights in ./weights/, else the built-in Lite0.
 /// `does` says what the command does with them ("evaluates"), for the built-in model's note.
@@ -430,77 +366,14 @@ fn load_weights(a: &WeightsArgs, does: &str) -> anyhow::Result<Weights> {
 
 /// `load_weights`, with visloc's retrieval head too when `retrieval`.
 fn load_weights_with(a: &WeightsArgs, retrieval: bool, does: &str) -> anyhow::Result<Weights> {
-    if let Some(v) = &a.test_weights {
-        return test_weights(v, a.cells, retrieval);
+    let l = setup::load_weights(&a.choice(), retrieval, does)?;
+    if a.test_weights.is_none() {
+        eprintln!("{}", l.said);
     }
-    let paths: Vec<PathBuf> = if !a.weights.is_empty() {
-        resolve_weights(&a.weights)?
-    } else if let Some(p) = std::env::var_os("COMBICAM_WEIGHTS") {
-        resolve_weights(&[PathBuf::from(p)])?
-    } else {
-        local_weights()?
-    };
-    let opts = weights::LoadOptions {
-        arch: a.arch.clone(),
-        preprocessing: None,
-        retrieval,
-    };
-    let t = Instant::now();
-    let w = if paths.is_empty() {
-        if retrieval {
-            bail!(
-                "the built-in ImageNet model has no retrieval head: --embedding and --background need visloc weights, --weights DIR with efficientnet_backbone.pt, mvmf_head.pt and rrm_head.pt"
-            );
-        }
-        let w = weights::builtin()?;
-        eprintln!(
-            "weights: none given, so this {does} ImageNet classes with the {} (loaded in \
-             {:.2}s). For geolocation, pass the visloc weights: --weights DIR with \
-             efficientnet_backbone.pt and mvmf_head.pt (weights/README.md)",
-            weights::BUILTIN_NAME,
-            t.elapsed().as_secs_f64()
-        );
-        w
-    } else {
-        let w = weights::load_paths(&paths, &opts)?;
-        eprintln!(
-            "weights: {} ({}, {:?} layout, {} outputs) loaded in {:.1}s",
-            w.source,
-            w.cfg.name(),
-            w.layout,
-            w.classifier.n,
-            t.elapsed().as_secs_f64()
-        );
-        w
-    };
-    for note in &w.notes {
+    for note in &l.notes {
         eprintln!("note: {note}");
     }
-    Ok(w)
-}
-
-/// Weights in ./weights/ (run from a checkout or a folder laid out like one): CERTH's pair,
-/// or one weights file; none means the built-in model.
-fn local_weights() -> anyhow::Result<Vec<PathBuf>> {
-    let dir = Path::new("weights");
-    if CERTH_FILES.iter().any(|f| dir.join(f).is_file()) {
-        return Ok(vec![dir.to_path_buf()]);
-    }
-    let found: Vec<PathBuf> = combicam_gpu::model::weights::checkpoint::weight_files_in(dir)
-        .into_iter()
-        .filter(|p| p.file_name().is_none_or(|n| n != BUILTIN_FILE))
-        .collect();
-    match found.len() {
-        0 | 1 => Ok(found),
-        _ => bail!(
-            "several weights files in ./weights/ ({}); choose with --weights PATH",
-            found
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    Ok(l.weights)
 }
 
 /// Set by Ctrl-C or SIGTERM: a folder run stops between images.

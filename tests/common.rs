@@ -3,14 +3,19 @@
 
 use combicam_gpu::gpu::{Gpu, GpuBuf};
 use combicam_gpu::ops::tolerance::{Tolerance, compare};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
+    shared_gpu()
+}
+
+/// The test binary's one device, for what keeps a handle on it (`Engine`).
+pub fn shared_gpu() -> &'static Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match Gpu::new(None) {
         Ok(g) => {
             eprintln!("adapter: {}", g.adapter.line());
-            g
+            Arc::new(g)
         }
         Err(e) => panic!(
             "these tests need a GPU adapter and found none ({e}). On Linux without a GPU: \

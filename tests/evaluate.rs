@@ -20,8 +20,12 @@ const FILE: &str = "scorecam_metrics_b0.safetensors";
 const H: usize = 67;
 const W: usize = 45;
 
-fn engine() -> Engine<'static> {
-    Engine::new(gpu(), combicam_gpu::app::check::test_network("b0").unwrap()).unwrap()
+fn engine() -> Engine {
+    Engine::new(
+        crate::common::shared_gpu().clone(),
+        combicam_gpu::app::check::test_network("b0").unwrap(),
+    )
+    .unwrap()
 }
 
 /// Both Score-CAMs at block `l` of the image the plan last ran, with their names; each
@@ -266,7 +270,11 @@ fn lite0_scorecam_and_metrics_match_pytorch_on_a_photo() {
     let steps: usize = meta["steps"].parse().unwrap();
     let y = gd["probs"].1[target];
     let g = gpu();
-    let mut e = Engine::new(g, crate::model::lite0_checkpoint()).unwrap();
+    let mut e = Engine::new(
+        crate::common::shared_gpu().clone(),
+        crate::model::lite0_checkpoint(),
+    )
+    .unwrap();
     let opts = PlanOptions::forward(16);
     let plan = e.plan(h, w, &opts).unwrap();
     let o = plan.run(g, &x, None, Score::Prob).unwrap();

@@ -101,7 +101,7 @@ fn engine_memory_does_not_grow_with_the_number_of_sizes() {
     let g = gpu();
     let net = combicam_gpu::app::check::test_network("b0").unwrap();
     let nb = net.cfg.blocks.len();
-    let mut e = Engine::new(g, net).unwrap();
+    let mut e = Engine::new(crate::common::shared_gpu().clone(), net).unwrap();
     let opts = options(nb);
     let mut held = Vec::new();
     // 12 distinct sizes, growing like a folder of ever wider photos

@@ -101,7 +101,7 @@ fn model_embedding() -> (Vec<f32>, usize, weights::Weights) {
     let (h, w) = (shape[1], shape[2]);
     let wts = weights::formula_with_retrieval(0, 500);
     let rw = wts.retrieval.clone().expect("loaded with the head");
-    let mut engine = Engine::new(gpu(), wts.clone()).unwrap();
+    let mut engine = Engine::new(crate::common::shared_gpu().clone(), wts.clone()).unwrap();
     let opts = PlanOptions::forward(0);
     let out = engine.run(&x, h, w, &opts, None, Score::Prob).unwrap();
     assert_eq!(out.argmax.to_string(), meta["top_cell"], "top cell");

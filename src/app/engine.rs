@@ -11,9 +11,11 @@ use crate::model::retrieval::RetrievalGpu;
 use crate::model::weights::{HeadKind, Weights};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-pub struct Engine<'g> {
-    pub gpu: &'g Gpu,
+pub struct Engine {
+    /// shared with whoever opened it: a plan's dispatches and the engine's buffers live on it
+    pub gpu: Arc<Gpu>,
     pub model: ModelGpu,
     /// seconds the last `plan` call spent building a plan (pipelines compiled on first use
     /// included); 0 when it reused one
@@ -27,11 +29,11 @@ pub struct Engine<'g> {
     retrieval: Option<RetrievalGpu>,
 }
 
-impl<'g> Engine<'g> {
-    pub fn new(gpu: &'g Gpu, weights: Weights) -> Result<Self> {
+impl Engine {
+    pub fn new(gpu: Arc<Gpu>, weights: Weights) -> Result<Self> {
         Ok(Engine {
+            model: ModelGpu::upload(&gpu, weights)?,
             gpu,
-            model: ModelGpu::upload(gpu, weights)?,
             last_plan_build_s: 0.0,
             last_recycled: None,
             plans: HashMap::new(),
@@ -59,7 +61,7 @@ impl<'g> Engine<'g> {
             let t = std::time::Instant::now();
             let old = self.plans.remove(&key).map(Plan::into_recycler);
             let plan = Plan::build(
-                self.gpu,
+                &self.gpu,
                 &self.model,
                 h,
                 w,
@@ -82,9 +84,9 @@ impl<'g> Engine<'g> {
         target: Option<usize>,
         score: Score,
     ) -> Result<Output> {
-        let gpu = self.gpu;
+        let gpu = self.gpu.clone();
         let plan = self.plan(h, w, opts)?;
-        plan.run(gpu, input, target, score)
+        plan.run(&gpu, input, target, score)
     }
 
     /// The retrieval embedding (visloc's `rrm_head`) of the image the last `run` with these
@@ -96,13 +98,13 @@ impl<'g> Engine<'g> {
                     "these weights have no retrieval head: pass visloc's rrm_head.pt too".into(),
                 )
             })?;
-            self.retrieval = Some(RetrievalGpu::new(self.gpu, &rw)?);
+            self.retrieval = Some(RetrievalGpu::new(&self.gpu, &rw)?);
         }
         let features = self.plan(h, w, opts)?.features.buf.clone();
         self.retrieval
             .as_ref()
             .expect("made above")
-            .embed_from(self.gpu, &features)
+            .embed_from(&self.gpu, &features)
     }
 
     /// GPU memory held: weights, the plans held (one per set of options) and the retrieval head.

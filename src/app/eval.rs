@@ -273,7 +273,8 @@ pub fn metrics(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Metrics> {
     let opts = PlanOptions::forward(batch);
-    let gpu = engine.gpu;
+    let gpu = engine.gpu.clone();
+    let gpu = &*gpu;
     let plan = engine.plan(h, w, &opts)?;
     // the plan's x0 is this image
     plan.run(gpu, x, Some(target), Score::Prob)?;
@@ -367,7 +368,8 @@ pub fn saliency(
     let blocks = blocks_of(spec, engine.blocks())?;
     if explainer.method.is_score_cam() {
         let opts = PlanOptions::forward(batch);
-        let gpu = engine.gpu;
+        let gpu = engine.gpu.clone();
+        let gpu = &*gpu;
         let plan = engine.plan(h, w, &opts)?;
         plan.run(gpu, x, Some(target), Score::Prob)?;
         let acts = scorecam::block_outputs(gpu, plan, &blocks)?;

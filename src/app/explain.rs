@@ -48,7 +48,8 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         None
     };
     if !score_cams.is_empty() {
-        let gpu = engine.gpu;
+        let gpu = engine.gpu.clone();
+        let gpu = &*gpu;
         let plan = engine.plan(h, w, &opts)?;
         plan::note_batch(o.batch, plan.masked_copies());
         let acts = scorecam::block_outputs(gpu, plan, &o.score_blocks)?;

@@ -1,7 +1,8 @@
 //! The application wing, above the engine: one image's run (`explain`), the Score-CAM
 //! driver (`scorecam`), the faithfulness metrics (`eval`), folder runs (`runs`), the output
 //! writers (`write`, with `render` for colour maps and overlays), the benchmark (`bench`),
-//! the self-test (`check`), the weights hub (`hub`) and the engine they share (`engine`).
+//! the self-test (`check`), the weights hub (`hub`), what a front end settles before its first image (`setup`) and
+//! the engine they share (`engine`).
 
 pub mod bench;
 pub mod check;
@@ -14,4 +15,5 @@ pub mod record;
 pub mod render;
 pub mod runs;
 pub mod scorecam;
+pub mod setup;
 pub mod write;

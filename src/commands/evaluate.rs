@@ -90,7 +90,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     }
     let how = w.preprocessing;
     let gpu = open_gpu(a.device.device)?;
-    let mut engine = Engine::new(&gpu, w)?;
+    let mut engine = Engine::new(gpu.clone(), w)?;
     let pb = ProgressBar::new((images.len() * per_image) as u64);
     pb.set_style(
         ProgressStyle::with_template(

@@ -3,16 +3,16 @@
 //! console line of each image.
 
 use super::super::{
-    DeviceArgs, INTERRUPTED, WeightsArgs, finish, load_weights_with, nearest_cell, note_skipped,
-    open_gpu, parse_score,
+    DeviceArgs, INTERRUPTED, WeightsArgs, finish, load_weights_with, note_skipped, open_gpu,
 };
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use combicam_gpu::app::engine::{Engine, parse_blocks};
+use combicam_gpu::app::engine::Engine;
 use combicam_gpu::app::folder::{FolderRun, prepare_out};
 use combicam_gpu::app::record::{ExplainOptions, Report};
 use combicam_gpu::app::runs;
-use combicam_gpu::cam::methods::{Explainer, parse_explainers};
+use combicam_gpu::app::setup;
+use combicam_gpu::cam::methods::parse_explainers;
 use combicam_gpu::model::plan::Score;
 use combicam_gpu::model::weights;
 use std::path::{Path, PathBuf};
@@ -216,71 +216,22 @@ fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
     }
 }
 
-/// The blocks of the gradient methods and of Score-CAM: `--blocks` for both; else every
-/// block, or the last one when every gradient method is the official Grad-CAM++ (defined
-/// there only), and the last one for Score-CAM (one masked pass per channel).
-fn default_blocks(
-    explainers: &[Explainer],
-    given: Option<&str>,
-    nb: usize,
-) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
-    let only_last = explainers
-        .iter()
-        .filter(|e| !e.method.is_score_cam())
-        .all(|e| e.method.last_block_by_default());
-    let given = given.map(|s| parse_blocks(s, nb)).transpose()?;
-    let score_blocks = given.clone().unwrap_or(vec![nb - 1]);
-    let blocks = match given {
-        Some(b) => b,
-        None if only_last => vec![nb - 1],
-        None => (0..nb).collect(),
-    };
-    Ok((blocks, score_blocks))
-}
-
 /// The options of one run from the arguments and the weights, checked before any output
-/// exists: a region score needs geolocation weights, the target must exist, the official
-/// Grad-CAM++ and Score-CAM their blocks and score.
+/// exists (`setup::explain_options`), with the command line's own settings.
 fn options(
     a: &ExplainArgs,
     w: &weights::Weights,
-    explainers: Vec<Explainer>,
-    score: Score,
     metrics: Option<std::sync::Arc<Vec<combicam_gpu::app::eval::ImageMetrics>>>,
 ) -> anyhow::Result<ExplainOptions> {
-    let is_geo = matches!(w.classifier.kind, weights::HeadKind::Geo { .. });
-    if matches!(score, Score::Region(_)) && !is_geo {
-        bail!(
-            "--score {} needs geolocation weights (cells with centres); {} classifies images: use --score prob or logit",
-            a.score,
-            w.source
-        );
-    }
-    let target = match (&a.target_latlon, &a.target) {
-        (Some(s), _) => Some(nearest_cell(w, s)?),
-        (None, Some(t)) => Some(combicam_gpu::app::engine::resolve_target(w, t)?),
-        (None, None) => None,
+    let choice = setup::ExplainChoice {
+        methods: a.method.clone(),
+        fusion: a.fusion.clone(),
+        blocks: a.blocks.clone(),
+        score: Some(a.score.clone()),
+        target: a.target.clone(),
+        target_latlon: a.target_latlon.clone(),
     };
-    let nb = w.cfg.blocks.len();
-    let (blocks, score_blocks) = default_blocks(&explainers, a.blocks.as_deref(), nb)?;
-    // before any output exists
-    combicam_gpu::cam::methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
-    combicam_gpu::app::scorecam::check_score(&explainers, score)?;
-    if let Some(t) = target
-        && t >= w.classifier.n
-    {
-        bail!(
-            "--target {t} is out of range: the model has {} outputs (0-{})",
-            w.classifier.n,
-            w.classifier.n - 1
-        );
-    }
     Ok(ExplainOptions {
-        blocks,
-        score_blocks,
-        explainers,
-        target,
-        score,
         alpha: a.alpha,
         overlay_size: a.overlay_size,
         batch: a.batch.unwrap_or(0),
@@ -290,6 +241,7 @@ fn options(
         save_raw: a.save_raw || a.raw_size == RawSize::Photo,
         raw_at_photo_size: a.raw_size == RawSize::Photo,
         top_k: a.top_k,
+        ..setup::explain_options(w, &choice)?
     })
 }
 
@@ -306,8 +258,9 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = &a.shard {
         inputs = runs::shard(inputs, runs::parse_shard(s)?);
     }
-    let explainers = parse_explainers(a.method.as_deref(), a.fusion.as_deref())?;
-    let score = parse_score(&a.score)?;
+    // the arguments that need no weights, checked before loading them
+    parse_explainers(a.method.as_deref(), a.fusion.as_deref())?;
+    setup::parse_score(&a.score)?;
     let metrics = a
         .metrics
         .as_deref()
@@ -315,7 +268,7 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .transpose()?
         .map(std::sync::Arc::new);
     let w = load_weights_with(&a.weights, a.embedding, "explains")?;
-    let opts = options(&a, &w, explainers, score, metrics)?;
+    let opts = options(&a, &w, metrics)?;
     super::gate()?;
     // a folder this run makes is removed again if no image could be explained
     let made_out = !prepare_out(&a.out)?;
@@ -330,7 +283,7 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let gpu = open_gpu(a.device.device).map_err(undo)?;
     let t_adapter = t_start.elapsed().as_secs_f64();
     let t_upload = Instant::now();
-    let mut engine = Engine::new(&gpu, w).map_err(|e| undo(e.into()))?;
+    let mut engine = Engine::new(gpu.clone(), w).map_err(|e| undo(e.into()))?;
     if a.verbose {
         eprintln!(
             "start-up: instance and adapter {t_adapter:.3}s, weights to the GPU {:.3}s",

@@ -78,7 +78,7 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     }
     let gpu = open_gpu(a.device.device)?;
     let how = w.preprocessing;
-    let mut engine = Engine::new(&gpu, w)?;
+    let mut engine = Engine::new(gpu.clone(), w)?;
     let opts = PlanOptions::forward(0);
     let weights = engine.model.weights.clone();
     let end = runs::pipelined(

@@ -132,7 +132,7 @@ pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
+pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
     if a.iters == 0 || a.repeat == 0 || a.sizes.is_empty() {
         return Err(Error::Input(
             "--iters and --repeat must be at least 1, and --size given at least once".into(),
@@ -141,7 +141,8 @@ pub fn run(gpu: &Gpu, w: Weights, a: &BenchOptions) -> Result<BenchReport> {
     let sizes = &a.sizes;
     let model = w.cfg.name();
     let weights = w.source.clone();
-    let mut engine = Engine::new(gpu, w)?;
+    let mut engine = Engine::new(gpu.clone(), w)?;
+    let gpu = &*gpu;
     let nb = engine.blocks();
     let opts = PlanOptions {
         backward: true,
@@ -211,7 +212,8 @@ fn bench_size(
     (h, wd): (usize, usize),
     a: &BenchOptions,
 ) -> Result<(SizeResult, f64)> {
-    let gpu = engine.gpu;
+    let gpu = engine.gpu.clone();
+    let gpu = &*gpu;
     let x = detweights::input(h, wd);
     let t = Instant::now();
     engine.plan(h, wd, opts)?;
@@ -308,7 +310,8 @@ fn forward(
 ) -> Result<ForwardResult> {
     let opts = PlanOptions::forward(n);
     let x = detweights::input(h, w);
-    let gpu = engine.gpu;
+    let gpu = engine.gpu.clone();
+    let gpu = &*gpu;
     let per_copy_bytes = crate::model::plan::Plan::bytes_per_copy(gpu, &engine.model, h, w);
     let plan = engine.plan(h, w, &opts)?;
     let n = plan.masked_copies();
