@@ -24,6 +24,7 @@ mod model; // whole model: GPU vs CPU model by block (B0, Lite0, tf_b0), vs PyTo
 mod ops; // every kernel against its CPU reference, on awkward shapes, both activations
 mod plans; // a plan recorded again for a new size from the old one's memory: bit-exact, bounded
 mod preprocess; // decoding (JPEG too) and torchvision Resize, bit-exact against PIL; bad images
+mod python; // the Python package: its wheel built by maturin, its pytest suite
 mod readme; // every example command of the README, run as written
 mod render; // JET colormap against OpenCV, overlay, atomic writes
 mod retrieval; // visloc's retrieval head and search within cell against the official pipeline

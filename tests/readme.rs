@@ -21,6 +21,10 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     ("cargo test --release", "this test is part of it"),
     (
+        "pip install .",
+        "tests/python.rs builds the same wheel with maturin, installs it, and its pytest suite runs the README's Python example",
+    ),
+    (
         "combicam-gpu fetch timm/efficientnet_b4.ra2_in1k",
         "needs the Hugging Face hub; tests/hub.rs runs fetch against a hub on 127.0.0.1",
     ),
@@ -185,9 +189,19 @@ fn every_readme_example_runs_as_written() {
             "NOT_RUN names {l:?}, which the README no longer has"
         );
     }
-    // the Python snippet reads the raw file the example above it wrote
-    assert_eq!(python.len(), 1, "one Python snippet");
-    let snippet = &python[0];
+    // the Python package's example runs in its pytest suite (python/tests/test_readme.py)
+    let package: Vec<&String> = python
+        .iter()
+        .filter(|p| p.contains("import combicam"))
+        .collect();
+    assert_eq!(package.len(), 1, "one example of the Python package");
+    // the other Python snippet reads the raw file the example above it wrote
+    let raw: Vec<&String> = python
+        .iter()
+        .filter(|p| !p.contains("import combicam"))
+        .collect();
+    assert_eq!(raw.len(), 1, "one Python snippet reading a raw file");
+    let snippet = raw[0];
     let file = snippet
         .split('"')
         .find(|s| s.ends_with(".cams.safetensors"))

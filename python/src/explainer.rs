@@ -134,6 +134,80 @@ impl Explainer {
     }
 }
 
+/// Paths, or folders of images, for `evaluate`.
+fn evaluate_inputs(images: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
+    let given = match inputs::path_of(images)? {
+        Some(p) => vec![p],
+        None => weight_paths(Some(images)).map_err(|_| {
+            inputs::input_error("evaluate: give image paths or folders, a path or a list".into())
+        })?,
+    };
+    let found = combicam_gpu::app::runs::collect(&given, true, None);
+    let paths: Vec<PathBuf> = found.inputs.into_iter().map(|i| i.path).collect();
+    if paths.is_empty() {
+        return Err(inputs::input_error(format!("no images found in {given:?}")));
+    }
+    Ok(paths)
+}
+
+impl Explainer {
+    /// `evaluate` without the GIL: the report as JSON.
+    fn evaluate_paths(
+        &self,
+        paths: Vec<PathBuf>,
+        list: &str,
+        steps: usize,
+        batch: Option<usize>,
+    ) -> PyResult<String> {
+        use combicam_gpu::app::{eval, evaluation};
+        if steps == 0 {
+            return Err(inputs::input_error(
+                "steps=0: the curves need at least 1 step (default 50)".into(),
+            ));
+        }
+        if batch == Some(0) {
+            return Err(inputs::input_error(
+                "batch=0: give at least 1 masked copy per batch, or leave it out".into(),
+            ));
+        }
+        let specs = eval::parse_specs(list).map_err(py_err)?;
+        if specs.is_empty() {
+            return Err(inputs::input_error(
+                "explainers is empty: name at least one, e.g. combicam,gradcam@last".into(),
+            ));
+        }
+        let w = &self.ctx.weights;
+        evaluation::passes_per_image(&specs, steps, &w.cfg).map_err(py_err)?;
+        let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        let mut images = Vec::new();
+        for path in paths {
+            let photo = Python::attach(|py| inputs::load_path(py, path.clone()))?;
+            let pre = inputs::preprocess(&photo, &w.preprocessing)?;
+            let name = path.display().to_string();
+            let m = evaluation::image_metrics(
+                &mut engine,
+                &name,
+                &pre,
+                &specs,
+                steps,
+                batch,
+                &mut |_| {},
+            )
+            .map_err(py_err)?;
+            images.push(m);
+        }
+        let report = evaluation::Report {
+            steps,
+            adapter: self.ctx.adapter.clone(),
+            model: w.cfg.name(),
+            weights: w.source.clone(),
+            mean: evaluation::means(&images),
+            images,
+        };
+        Ok(serde_json::to_string(&report).expect("a report serialises"))
+    }
+}
+
 #[pymethods]
 impl Explainer {
     #[new]
@@ -271,6 +345,28 @@ impl Explainer {
             .map_err(py_err)?;
         let p = engine::summarize(&self.ctx.weights, "", &out, top_k);
         Ok(p.top.iter().map(Entry::from).collect())
+    }
+
+    /// Faithfulness of explainers over photos, as `combicam-gpu evaluate --json` writes it:
+    /// a dict with every image's deletion and insertion curves, their AUC, Average Drop and
+    /// Increase in Confidence per explainer, and the means. `images`: paths or folders.
+    /// `explainers`: METHOD[@BLOCKS][:FUSION] items, a comma-separated str or a list
+    /// ("combicam", "gradcam@last", "layercam@all:max", "random", or "all"). `steps`: of
+    /// the curves. `batch`: masked copies per submission (default: the adapter's).
+    #[pyo3(signature = (images, explainers=None, steps=50, batch=None))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+        explainers: Option<&Bound<'py, PyAny>>,
+        steps: usize,
+        batch: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let list = list_text(explainers, "explainers")?
+            .unwrap_or_else(|| "combicam,gradcam@last,random".into());
+        let paths = evaluate_inputs(images)?;
+        let json = py.detach(|| self.evaluate_paths(paths, &list, steps, batch))?;
+        py.import("json")?.call_method1("loads", (json,))
     }
 
     /// The model input `explain` makes of a photo: float32 (3, H, W), resized and normalised

@@ -289,6 +289,15 @@ impl Explanation {
                 "alpha {alpha} is outside 0..1"
             )));
         }
+        if dir.exists() && !dir.is_dir() {
+            return Err(crate::raise(
+                "OutputError",
+                format!(
+                    "cannot write into {}: it is a file, not a folder; give a folder path",
+                    dir.display()
+                ),
+            ));
+        }
         let stem = stem.unwrap_or_else(|| default_stem(&self.name));
         let o = ExplainOptions {
             save_raw: raw,

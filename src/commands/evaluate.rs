@@ -5,11 +5,9 @@ use super::super::{DeviceArgs, INTERRUPTED, WeightsArgs, load, load_weights, ope
 use anyhow::{Context, bail};
 use clap::Args;
 use combicam_gpu::app::engine::Engine;
-use combicam_gpu::app::eval::{self, ImageMetrics, Spec};
-use combicam_gpu::model::plan::{PlanOptions, Score};
+use combicam_gpu::app::eval::{self, Spec};
+use combicam_gpu::app::evaluation;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,26 +47,6 @@ pub struct EvaluateArgs {
     device: DeviceArgs,
 }
 
-#[derive(Serialize, Default, Clone)]
-struct Mean {
-    deletion_auc: f64,
-    insertion_auc: f64,
-    average_drop: f64,
-    /// the fraction of images whose confidence increased
-    increase: f64,
-    images: usize,
-}
-
-#[derive(Serialize)]
-struct Report {
-    steps: usize,
-    adapter: combicam_gpu::gpu::AdapterSummary,
-    model: String,
-    weights: String,
-    images: Vec<ImageMetrics>,
-    mean: BTreeMap<String, Mean>,
-}
-
 pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 {
         bail!("--steps 0: the curves need at least 1 step (default 50)");
@@ -84,10 +62,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let w = load_weights(&a.weights, "evaluates")?;
     let (model, source) = (w.cfg.name(), w.source.clone());
     // every explainer's blocks exist, before any work; the masked passes each image costs
-    let mut per_image = specs.len() * eval::passes_per_explainer(a.steps);
-    for s in &specs {
-        per_image += eval::map_passes(s, &w.cfg)?;
-    }
+    let per_image = evaluation::passes_per_image(&specs, a.steps, &w.cfg)?;
     let how = w.preprocessing;
     let gpu = open_gpu(a.device.device)?;
     let mut engine = Engine::new(gpu.clone(), w)?;
@@ -108,7 +83,21 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         }
         pb.set_message(path.display().to_string());
         let base = pb.position();
-        match one_image(&mut engine, path, &how, &specs, a.steps, a.batch, &pb) {
+        let metrics = load(path, &how).and_then(|(_, pre)| {
+            let name = path.display().to_string();
+            let mut progress = |n| pb.set_position(base + n as u64);
+            let m = evaluation::image_metrics(
+                &mut engine,
+                &name,
+                &pre,
+                &specs,
+                a.steps,
+                a.batch,
+                &mut progress,
+            );
+            Ok(m?)
+        });
+        match metrics {
             Ok(r) => results.push(r),
             Err(e) => {
                 failed += 1;
@@ -124,7 +113,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         pb.set_position(base + per_image as u64);
     }
     pb.finish_and_clear();
-    let mean = means(&results);
+    let mean = evaluation::means(&results);
     println!(
         "{} images, {} steps, {model} ({source}) on {}",
         results.len(),
@@ -150,7 +139,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.json
         && !results.is_empty()
     {
-        let report = Report {
+        let report = evaluation::Report {
             steps: a.steps,
             adapter: gpu.adapter.clone(),
             model,
@@ -164,53 +153,6 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         println!("wrote {}", p.display());
     }
     Ok(super::super::finish(failed, images.len()))
-}
-
-fn one_image(
-    engine: &mut Engine,
-    path: &std::path::Path,
-    how: &combicam_gpu::preprocess::Preprocessing,
-    specs: &[Spec],
-    steps: usize,
-    batch: Option<usize>,
-    pb: &ProgressBar,
-) -> anyhow::Result<ImageMetrics> {
-    let (_, pre) = load(path, how)?;
-    let (h, w) = (pre.height, pre.width);
-    let x = &pre.tensor;
-    // the unmodified image's top cell/class and its probability Y
-    let asked = batch;
-    let batch = batch.unwrap_or(PlanOptions::AUTO_BATCH);
-    let fwd = PlanOptions::forward(batch);
-    let o = engine.run(x, h, w, &fwd, None, Score::Prob)?;
-    if let Some(asked) = asked {
-        let got = engine.plan(h, w, &fwd)?.masked_copies();
-        combicam_gpu::model::plan::note_batch(asked, got);
-    }
-    let (target, y) = (o.argmax, o.probs[o.argmax]);
-    let mut explainers = BTreeMap::new();
-    for s in specs {
-        let base = pb.position();
-        let map = eval::saliency(engine, s, x, (h, w), target, batch, &mut |n| {
-            pb.set_position(base + n as u64)
-        })?;
-        let base = pb.position();
-        let m = eval::metrics(
-            engine,
-            x,
-            (h, w),
-            &map,
-            (target, y),
-            (steps, batch),
-            &mut |n| pb.set_position(base + n as u64),
-        )?;
-        explainers.insert(s.name.clone(), m);
-    }
-    Ok(ImageMetrics {
-        image: path.display().to_string(),
-        target,
-        explainers,
-    })
 }
 
 /// `--json`: a file name whose folder exists, checked before any work.
@@ -229,27 +171,4 @@ fn check_json_path(j: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Every explainer's metrics averaged over the images it was scored on.
-fn means(results: &[ImageMetrics]) -> BTreeMap<String, Mean> {
-    let mut mean: BTreeMap<String, Mean> = BTreeMap::new();
-    for r in results {
-        for (name, m) in &r.explainers {
-            let e = mean.entry(name.clone()).or_default();
-            e.deletion_auc += m.deletion_auc;
-            e.insertion_auc += m.insertion_auc;
-            e.average_drop += m.average_drop;
-            e.increase += m.increase as u8 as f64;
-            e.images += 1;
-        }
-    }
-    for m in mean.values_mut() {
-        let n = m.images.max(1) as f64;
-        m.deletion_auc /= n;
-        m.insertion_auc /= n;
-        m.average_drop /= n;
-        m.increase /= n;
-    }
-    mean
 }
