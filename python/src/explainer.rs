@@ -80,7 +80,7 @@ fn list_text(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Stri
         return Ok(Some(s));
     }
     if let Ok(i) = obj.extract::<i64>() {
-        return Ok(Some(i.to_string()));
+        return Ok(Some(index_text(i, what)?));
     }
     if let Ok(items) = obj.extract::<Vec<Bound<'_, PyAny>>>() {
         let mut parts = Vec::new();
@@ -88,7 +88,7 @@ fn list_text(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Stri
             if let Ok(s) = it.extract::<String>() {
                 parts.push(s);
             } else if let Ok(i) = it.extract::<i64>() {
-                parts.push(i.to_string());
+                parts.push(index_text(i, what)?);
             } else {
                 return Err(inputs::input_error(format!(
                     "{what}: every item must be a str or an int"
@@ -100,6 +100,17 @@ fn list_text(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Stri
     Err(inputs::input_error(format!(
         "{what}: give a str (e.g. \"0-5,15\") or a list"
     )))
+}
+
+/// An index as text; a negative one is an error (Python's habit of counting from the end
+/// does not apply to blocks and outputs).
+fn index_text(i: i64, what: &str) -> PyResult<String> {
+    if i < 0 {
+        return Err(inputs::input_error(format!(
+            "{what}: {i} is negative; indices count from 0 (blocks: 0 is the first, ex.model[\"blocks\"] - 1 the last)"
+        )));
+    }
+    Ok(i.to_string())
 }
 
 impl Explainer {

@@ -305,8 +305,16 @@ impl Explanation {
             alpha,
             ..self.opts.clone()
         };
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return Err(crate::raise(
+                "OutputError",
+                format!(
+                    "cannot create the folder {}: {e}; give a folder that can be made",
+                    dir.display()
+                ),
+            ));
+        }
         py.detach(|| {
-            combicam_gpu::app::folder::prepare_out(&dir)?;
             let it = Item {
                 ctx: &self.ctx,
                 image: &self.name,

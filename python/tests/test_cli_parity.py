@@ -1,0 +1,64 @@
+"""The package's numbers are the command line's, bit for bit: probs, logits, every block map
+and every fused map of the raw file (`--save-raw`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import COFFEE, assert_equal_tensors, raw_tensors_of, shipped_photos
+
+
+def test_photos_are_shipped(photos_dir):
+    names = [p.name for p in shipped_photos()]
+    assert "coffee.png" in names and len(names) >= 2, names
+
+
+@pytest.mark.parametrize("photo", shipped_photos(), ids=lambda p: p.name)
+def test_builtin_combicam_equals_cli(builtin, cli_raw, photo):
+    want = cli_raw(photo)
+    r = builtin.explain(str(photo))
+    got = raw_tensors_of(r)
+    # the default is Combi-CAM: Grad-CAM at every block of Lite0, fused by sum
+    assert list(r.maps) == ["gradcam"]
+    assert sorted(r.maps["gradcam"]) == list(range(16))
+    assert list(r.fused_maps) == ["combicam"]
+    assert_equal_tensors(got, want, f"{photo.name}, built-in Lite0")
+    # the fused map is in [0, 1] at the input size, and `fused` is the first fused map
+    assert r.fused.dtype == np.float32 and r.fused.shape == r.input_size
+    assert np.array_equal(r.fused, want["combicam"])
+    assert 0.0 <= r.fused.min() and r.fused.max() <= 1.0
+    assert r.probs.shape == (1000,) and r.logits.shape == (1000,)
+    assert r.target.index == int(np.argmax(r.probs))
+
+
+def test_two_methods_equal_cli(builtin, cli_raw):
+    want = cli_raw(COFFEE, "--method", "gradcam,layercam")
+    r = builtin.explain(COFFEE, methods="gradcam,layercam")
+    assert sorted(r.maps) == ["gradcam", "layercam"]
+    assert sorted(r.fused_maps) == ["combicam", "layercam.fused"]
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, gradcam,layercam")
+    # the list form asks for the same
+    r2 = builtin.explain(COFFEE, methods=["gradcam", "layercam"])
+    assert_equal_tensors(raw_tensors_of(r2), want, "coffee.png, methods as a list")
+
+
+def test_blocks_equal_cli(builtin, cli_raw):
+    want = cli_raw(COFFEE, "--blocks", "0-5,15")
+    r = builtin.explain(COFFEE, blocks="0-5,15")
+    assert sorted(r.maps["gradcam"]) == [0, 1, 2, 3, 4, 5, 15]
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, blocks 0-5,15")
+    r2 = builtin.explain(COFFEE, blocks=[0, 1, 2, 3, 4, 5, 15])
+    assert_equal_tensors(raw_tensors_of(r2), want, "coffee.png, blocks as a list")
+
+
+def test_b4_test_weights_equal_cli(b4, cli_raw):
+    want = cli_raw(COFFEE, "--test-weights", "b4", "--cells", "1000")
+    r = b4.explain(COFFEE)
+    assert sorted(r.maps["gradcam"]) == list(range(32))
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, B4 test weights")
+    # a geolocation model's entries are cells with centres, and print as such
+    t = r.target
+    assert t.label is None and t.lat is not None and t.lon is not None
+    assert str(t).startswith(f"cell {t.index} (")
+    assert r.probs.shape == (1000,)
