@@ -60,8 +60,9 @@ def devices() -> list[dict]:
     return _native.devices()
 
 
-class Explainer(_native.Explainer):
-    __doc__ = _native.Explainer.__doc__
+class Explainer(_native._Explainer):
+    __doc__ = _native._Explainer.__doc__
+    __slots__ = ()
 
     def explain_many(
         self,

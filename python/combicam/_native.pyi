@@ -76,7 +76,7 @@ class Explanation:
     ) -> list[str]:
         """Write the command line's files into the folder `out`; return their paths."""
 
-class Explainer:
+class _Explainer:
     """Weights on a GPU device of the explainer's own, and the plans it has built."""
 
     weights_info: str

@@ -31,7 +31,7 @@ use std::time::Instant;
 ///
 /// The weights load once, onto a device of this explainer's own. Calls from several threads
 /// are safe: they take turns on the device. Two explainers run side by side.
-#[pyclass(module = "combicam", frozen, subclass)]
+#[pyclass(module = "combicam._native", name = "_Explainer", frozen, subclass)]
 pub struct Explainer {
     engine: Mutex<Engine>,
     ctx: WriteContext,
