@@ -47,6 +47,9 @@ class Explanation:
     def prediction(self) -> list[Entry]:
         """The top outputs, best first."""
     @property
+    def confidence_km(self) -> Optional[dict[int, float]]:
+        """Geolocation: the probability mass within r km of the top cell, by r."""
+    @property
     def target(self) -> Entry:
         """What was explained: the top output or the one `target` named."""
     @property

@@ -182,6 +182,19 @@ impl Explanation {
         p.top.iter().map(Entry::from).collect()
     }
 
+    /// Geolocation models: the probability mass within r km of the top cell's centre, by r
+    /// ({1: …, 25: …, 200: …, 750: …, 2500: …}, as the JSON's `confidence_km`); None for
+    /// classifiers.
+    #[getter]
+    fn confidence_km(&self) -> Option<std::collections::BTreeMap<u32, f64>> {
+        let p = engine::summarize(&self.ctx.weights, "", &self.done.out, 1);
+        p.confidence_km.map(|m| {
+            m.into_iter()
+                .filter_map(|(r, p)| r.parse::<u32>().ok().map(|r| (r, p)))
+                .collect()
+        })
+    }
+
     /// What was explained: the top output, or the one `target` named.
     #[getter]
     fn target(&self) -> Entry {

@@ -3,6 +3,8 @@ and every fused map of the raw file (`--save-raw`)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,19 @@ def test_b4_test_weights_equal_cli(b4, cli_raw):
     assert t.label is None and t.lat is not None and t.lon is not None
     assert str(t).startswith(f"cell {t.index} (")
     assert r.probs.shape == (1000,)
+
+
+def test_b4_confidence_radii_equal_the_cli_json(b4, run_cli, tmp_path):
+    out = tmp_path / "json-out"
+    run_cli("explain", COFFEE, "--out", out, "--test-weights", "b4", "--cells", "1000")
+    want = json.loads((out / "coffee.json").read_text())["prediction"]["confidence_km"]
+    got = b4.explain(COFFEE).confidence_km
+    assert got is not None and len(got) == len(want) >= 3
+    assert {str(r): p for r, p in got.items()} == want
+    # the mass grows with the radius, up to at most 1
+    masses = [got[r] for r in sorted(got)]
+    assert masses == sorted(masses) and masses[-1] <= 1.0 + 1e-9
+
+
+def test_a_classifier_has_no_confidence_radii(builtin):
+    assert builtin.explain(COFFEE).confidence_km is None
