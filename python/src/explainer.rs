@@ -102,6 +102,25 @@ fn list_text(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Stri
     )))
 }
 
+/// `explain`'s keywords as the command line's flags would give them.
+fn explain_choice(
+    methods: Option<&Bound<'_, PyAny>>,
+    blocks: Option<&Bound<'_, PyAny>>,
+    fusion: Option<String>,
+    target: Option<&Bound<'_, PyAny>>,
+    target_latlon: Option<String>,
+    score: &str,
+) -> PyResult<ExplainChoice> {
+    Ok(ExplainChoice {
+        methods: list_text(methods, "methods")?,
+        fusion,
+        blocks: list_text(blocks, "blocks")?,
+        score: Some(score.to_string()),
+        target: list_text(target, "target")?,
+        target_latlon,
+    })
+}
+
 /// An index as text; a negative one is an error (Python's habit of counting from the end
 /// does not apply to blocks and outputs).
 fn index_text(i: i64, what: &str) -> PyResult<String> {
@@ -279,14 +298,7 @@ impl Explainer {
         top_k: usize,
         name: Option<String>,
     ) -> PyResult<Explanation> {
-        let choice = ExplainChoice {
-            methods: list_text(methods, "methods")?,
-            fusion,
-            blocks: list_text(blocks, "blocks")?,
-            score: Some(score.to_string()),
-            target: list_text(target, "target")?,
-            target_latlon,
-        };
+        let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
         let opts = self.options(&choice, top_k)?;
         let t = Instant::now();
         let mut photo = inputs::photo(image)?;
@@ -317,14 +329,7 @@ impl Explainer {
         score: &str,
         top_k: usize,
     ) -> PyResult<Explanation> {
-        let choice = ExplainChoice {
-            methods: list_text(methods, "methods")?,
-            fusion,
-            blocks: list_text(blocks, "blocks")?,
-            score: Some(score.to_string()),
-            target: list_text(target, "target")?,
-            target_latlon,
-        };
+        let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
         let opts = self.options(&choice, top_k)?;
         let pre = inputs::tensor(x)?;
         let how = self.ctx.weights.preprocessing;
