@@ -34,6 +34,20 @@ fn combine(a: f32, b: f32) -> f32 {
     return a + b;
 }
 
+// acc combined with f(x, y) at base + i
+fn step(acc: f32, base: u32, i: u32) -> f32 {
+    let v = x[base + i];
+    switch MODE {
+        case 0u: { return acc + v; }
+        case 1u: { return acc + act(v); }
+        case 2u: { return acc + v * act(y[base + i]); }
+        case 3u: { return max(acc, abs(v)); }
+        case 4u: { return max(acc, v); }
+        case 6u: { return acc + dact(v); }
+        default: { return min(acc, v); }
+    }
+}
+
 @compute @workgroup_size(64)
 fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = (wid.y * nwg.x + wid.x) * 8u + lid / 8u;
@@ -47,17 +61,18 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     if (row < prm.rows) {
         let base = prm.in_off + (wid.z * prm.rows + row) * prm.len;
-        for (var i = lane; i < prm.len; i += 8u) {
-            let v = x[base + i];
-            switch MODE {
-                case 0u: { acc += v; }
-                case 1u: { acc += act(v); }
-                case 2u: { acc += v * act(y[base + i]); }
-                case 3u: { acc = max(acc, abs(v)); }
-                case 4u: { acc = max(acc, v); }
-                case 6u: { acc += dact(v); }
-                default: { acc = min(acc, v); }
-            }
+        // four of the lane's elements a turn, in the same order as one a turn (the same
+        // result, bit for bit): lavapipe ends an invocation's loops after 65,535 turns in
+        // all, which one a turn passed on rows over 524,280 long (a block's whole gradient)
+        var i = lane;
+        for (; i + 24u < prm.len; i += 32u) {
+            acc = step(acc, base, i);
+            acc = step(acc, base, i + 8u);
+            acc = step(acc, base, i + 16u);
+            acc = step(acc, base, i + 24u);
+        }
+        for (; i < prm.len; i += 8u) {
+            acc = step(acc, base, i);
         }
     }
     part[lid] = acc;

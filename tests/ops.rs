@@ -367,6 +367,44 @@ fn reductions_match_reference() {
             );
         }
     }
+    // rows longer than 8 lanes × 65,535 turns (lavapipe ends an invocation's loops after
+    // 65,535 turns in all): a block's whole gradient, C·h·w, for the official LayerCAM's max.
+    // The largest element sits near each row's end, where a cut-short loop never gets
+    for mode in [Reduce::Max, Reduce::MaxAbs, Reduce::Mean] {
+        let (rows, len) = (2, 1_200_007);
+        let mut x = rand(rows * len, 11, -1.0, 1.0);
+        for r in 0..rows {
+            x[r * len + len - 5] = if mode == Reduce::MaxAbs { -50.0 } else { 50.0 };
+        }
+        let (xb, out) = (up(&x), zeros(rows));
+        let d = reduce::rows(
+            g,
+            "test.reduce.long",
+            mode,
+            &RowsArgs {
+                rows,
+                len,
+                in_off: 0,
+                out_off: 0,
+                x: &xb.buf,
+                y: None,
+                out: &out.buf,
+            },
+        );
+        g.run_now(&[&d]).unwrap();
+        let want = reduce::cpu::rows(mode, &x, None, rows, len);
+        // the mean of 1.2 million terms in eight lanes against one running sum: measured on
+        // lavapipe, 2026-12-03, 2.2e-8 off a mean of 5e-4 (22% of this); the maxima exact.
+        // Before the four-a-turn loop the max came out 1.0 instead of 50: the loop stopped
+        // at 524,280 elements
+        check(
+            &format!("reduce.{mode:?}.{rows}x{len}"),
+            &read(&out),
+            &want,
+            &[rows],
+            Tolerance::new(1e-4, 5e-8),
+        );
+    }
     // in_off: one row taken from the middle
     let out = zeros(1);
     g.run_now(&[&reduce::rows(
