@@ -211,9 +211,9 @@ impl Explainer {
         let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
         let mut images = Vec::new();
         for path in paths {
-            let photo = Python::attach(|py| inputs::load_path(py, path.clone()))?;
-            let pre = inputs::preprocess(&photo, &w.preprocessing)?;
             let name = path.display().to_string();
+            let photo = inputs::decode(path)?;
+            let pre = inputs::preprocess(&photo, &w.preprocessing)?;
             let m = evaluation::image_metrics(
                 &mut engine,
                 &name,

@@ -28,6 +28,11 @@ pub fn path_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<PathBuf>> {
 
 /// Decode a photo file (EXIF orientation applied, as the command line does). Releases the GIL.
 pub fn load_path(py: Python<'_>, path: PathBuf) -> PyResult<Photo> {
+    py.detach(|| decode(path))
+}
+
+/// `load_path` where the GIL is already released (a missing file is an ImageNotFoundError).
+pub fn decode(path: PathBuf) -> PyResult<Photo> {
     if !path.exists() {
         return Err(raise(
             "ImageNotFoundError",
@@ -37,9 +42,7 @@ pub fn load_path(py: Python<'_>, path: PathBuf) -> PyResult<Photo> {
             ),
         ));
     }
-    let image = py
-        .detach(|| preprocess::load_image(&path))
-        .map_err(crate::py_err)?;
+    let image = preprocess::load_image(&path).map_err(crate::py_err)?;
     Ok(Photo { image, name: path })
 }
 
