@@ -9,8 +9,9 @@
 // Each invocation owns a strip of TW = 8 outputs of one row for 8 output channels (two
 // texels). Per input row of the window it loads the TW·S + K − S values once; each weight
 // texel feeds 4 channels. This file is a template: `ops::conv::source` sets K and S and writes
-// the body at `@body`: a loop over the input channels (bound by the uniform, so that it stays
-// a loop) around straight-line code for the window (on lavapipe a looped window was slower).
+// the body at `@body`: loops over the input channels and the kernel rows (bound by uniforms,
+// so that they stay loops) around straight-line code for one row of the window (on lavapipe a
+// looped row was slower).
 // As it stands it is valid WGSL that writes nothing.
 
 struct Params { cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, pad_l: u32, _p1: u32, _p2: u32 }

@@ -5,7 +5,7 @@
 //           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw,
 //           8 se_s: (C), 9 se_dm: (C), 10 se_zd: (C, OH, OW) f32 (backward with SE_IN)
 // forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad_t+u, j·s−pad_l+v]),
-//           act = the prelude's act when IN_ACT (x is the expand conv's pre-activation), else identity.
+//           act = the prelude's act when prm.in_act (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
 //           (+ res[c,y,x] when HAS_RES: the residual path's gradient). With SE_IN, dy is read
 //           through the squeeze-excite's backward, dy' = (dy·se_s[c] + se_dm[c]/(OH·OW))·
@@ -16,19 +16,21 @@
 // the forward, of dx in the backward) and slides down it: each step loads one row (S rows in
 // the forward) into registers and adds it into a ring of accumulator rows, then stores the
 // row the ring completes. So every input row is loaded once per band, the weights once.
-// This file is a template: `ops::depthwise::source` sets K, S, PAD_T and PAD_L below and writes
+// The paddings (pad_t zero rows above the image, pad_l columns left of it; below and right
+// what OH, OW need) are uniforms, read into PAD_T and PAD_L at the top of each kernel.
+// This file is a template: `ops::depthwise::source` sets K and S below and writes
 // the loop at the two `@rows` markers, its body straight-line code over named registers (one
 // body per step keeps the code small: lavapipe's first-use LLVM compile grows with it).
 // As it stands it is valid WGSL whose kernels write nothing.
 
-struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, inv_ohw: f32, band: u32 }
+// in_act: 1 when x is the expand conv's pre-activation (act(x) in the forward, act'(x) in the
+// backward), 0 when x is the block's input as it is. A uniform rather than an override
+// constant, so that both share a pipeline (fewer kernels for lavapipe to generate on a first run).
+struct Params { c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32, inv_ohw: f32, band: u32, pad_l: u32, in_act: u32 }
 
 const K = 3u;
 const S = 1u;
-const PAD_T = 1; // zero rows above the image
-const PAD_L = 1; // zero columns left of it (below and right: what OH, OW need)
 
-override IN_ACT: bool = true;
 override HAS_RES: bool = false;
 // forward: also write Σ act(out) over the invocation's outputs to part[idx] (idx = c·parts +
 // band·strips + strip, parts = bands·strips): the squeeze-excite pool, which se.wgsl's forward
@@ -78,7 +80,7 @@ fn tile_of(idx: u32, rows: u32, cols: u32, th: u32) -> vec3<u32> {
 // act(x[row + jj]) for input column jj, zero outside the row
 fn xin(row: u32, jj: i32) -> f32 {
     var v = x[row + u32(clamp(jj, 0, i32(prm.w) - 1))];
-    if (IN_ACT) {
+    if (prm.in_act != 0u) {
         v = act(v);
     }
     return select(0.0, v, jj >= 0 && jj < i32(prm.w));
@@ -98,6 +100,8 @@ fn dyin(drow: u32, tt: i32) -> f32 {
 
 @compute @workgroup_size(64)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let PAD_T = i32(prm.pad_t);
+    let PAD_L = i32(prm.pad_l);
     let idx = strip_index(lid, wid, nwg);
     let tile = tile_of(idx, prm.oh, prm.ow, prm.band);
     let c = tile.x;
@@ -122,7 +126,7 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 // dx[o] = act'(z[o])·g (+ res[o]); o = (c·H + y)·W + x
 fn put_dx(o: u32, acc: f32) {
     var g = acc;
-    if (IN_ACT) {
+    if (prm.in_act != 0u) {
         g = g * dact(x[o]);
     }
     if (HAS_RES) {
@@ -133,16 +137,23 @@ fn put_dx(o: u32, acc: f32) {
 
 @compute @workgroup_size(64)
 fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tile = tile_of(strip_index(lid, wid, nwg), prm.h, prm.w, prm.band);
+    let PAD_T = i32(prm.pad_t);
+    let PAD_L = i32(prm.pad_l);
+    // the strips start q = pad_l mod S columns left of the image, so that x0 + PAD_L is a
+    // multiple of S whatever the padding (one code for every pad_l)
+    let q = prm.pad_l % S;
+    let tile = tile_of(strip_index(lid, wid, nwg), prm.h, prm.w + q, prm.band);
     let c = tile.x;
     if (c >= prm.c) {
         return;
     }
     let y0 = tile.y; // first dx row of the band
-    let x0 = tile.z; // a multiple of TW, so S divides x0 + t exactly when it divides PAD_L − K + 1 + t
+    // first dx column of the strip (−q for the first): S divides x0 + PAD_L, so S divides
+    // x0 + PAD_L − K + 1 + t exactly when it divides t − K + 1
+    let x0 = i32(tile.z) - i32(q);
     // output (y, x0 + j) gets tap (u, v) from dy[(y + PAD_T − u) / S, (x0 + j + PAD_L − v) / S]
     // where S divides both; window slot t holds the dy column for x0 + PAD_L − (K − 1) + t.
-    let t_lo = i32(x0) + PAD_L - i32(K) + 1;
+    let t_lo = x0 + PAD_L - i32(K) + 1;
     let dbase = c * prm.oh * prm.ow;
     let wrow = c * K * K;
     if (SE_IN) {

@@ -180,6 +180,9 @@ fn depthwise_forward_and_backward_match_reference() {
         (7, 13, 9, 3, 1, true, true, true),
         (4, 21, 16, 5, 2, true, false, true),
         (3, 8, 10, 3, 2, false, false, true),
+        // pad_l 1 at stride 2: the backward's strips start a column left of the image, and
+        // 16 + 1 columns need a third strip
+        (4, 9, 16, 3, 2, true, true, false),
     ];
     for (i, &(c, h, w, k, s, in_act, res, tf)) in cases.iter().enumerate() {
         let act = act_of(i);

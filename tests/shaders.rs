@@ -78,24 +78,14 @@ fn generated_conv_shaders_validate() {
 /// The depthwise kernels generated from the template, for every EfficientNet shape and more.
 #[test]
 fn generated_depthwise_shaders_validate() {
-    // (k, s, pad top, pad left): symmetric, then TF "SAME" pads
-    for (k, s, pt, pl) in [
-        (3, 1, 1, 1),
-        (3, 2, 1, 1),
-        (5, 1, 2, 2),
-        (5, 2, 2, 2),
-        (1, 1, 0, 0),
-        (7, 2, 3, 3),
-        (4, 4, 1, 1),
-        (3, 2, 0, 1),
-        (5, 2, 1, 2),
-        (5, 2, 2, 1),
-    ] {
-        let src = depthwise::source(k, s, pt, pl);
+    // (k, s): what the models use, then the edges of what the generator handles (the
+    // paddings are uniforms, so one module serves every padding)
+    for (k, s) in [(3, 1), (3, 2), (5, 1), (5, 2), (1, 1), (7, 2), (4, 4)] {
+        let src = depthwise::source(k, s);
         if std::env::var_os("COMBICAM_DUMP_DW").is_some() {
-            std::fs::write(format!("/tmp/dw_k{k}s{s}p{pt}{pl}.wgsl"), &src).unwrap();
+            std::fs::write(format!("/tmp/dw_k{k}s{s}.wgsl"), &src).unwrap();
         }
-        validate(&format!("depthwise k{k} s{s} pad {pt},{pl}"), &src);
+        validate(&format!("depthwise k{k} s{s}"), &src);
     }
 }
 

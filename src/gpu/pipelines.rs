@@ -403,7 +403,7 @@ impl Gpu {
                 text: text.clone(),
                 entry: p.entry.clone(),
                 constants: p.constants.clone(),
-                uniform: 4 * p.words.len() as u64,
+                words: p.words.clone(),
                 buffers: (p.buffers.iter())
                     .map(|(b, buf)| (*b, buf.size(), buf.usage()))
                     .collect(),

@@ -28,8 +28,10 @@ pub(crate) struct WarmJob {
     pub text: std::sync::Arc<str>,
     pub entry: String,
     pub constants: Vec<(String, f64)>,
-    /// the uniform parameters' size in bytes
-    pub uniform: u64,
+    /// the uniform parameters, as the plan's dispatch holds them: lavapipe folds uniform
+    /// values into the code where that makes it much smaller (zeros would make most kernels
+    /// an early return, code the plan's device never asks for)
+    pub words: Vec<u32>,
     /// (binding, size, usage) of each buffer but the uniform
     pub buffers: Vec<(u32, u64, wgpu::BufferUsages)>,
     /// (binding, format, usage, whether width and height are powers of two) of each texture:
@@ -182,7 +184,12 @@ fn dispatch_empty(
             mapped_at_creation: false,
         })
     };
-    let mut buffers = vec![(0, buffer(job.uniform, wgpu::BufferUsages::UNIFORM))];
+    let uniform = buffer(
+        4 * job.words.len() as u64,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    );
+    queue.write_buffer(&uniform, 0, bytemuck::cast_slice(&job.words));
+    let mut buffers = vec![(0, uniform)];
     for &(b, size, usage) in &job.buffers {
         let kind = usage & (wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM);
         buffers.push((b, buffer(size, kind)));

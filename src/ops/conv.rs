@@ -87,25 +87,27 @@ pub fn source(k: usize, stride: usize) -> String {
     for j in 0..8 {
         let _ = writeln!(b, "    var l{j} = vec4(0.0);\n    var h{j} = vec4(0.0);");
     }
-    // the input channels in a loop whose bound is a uniform, so that compilers keep it a
-    // loop: written out for all of them, lavapipe's LLVM spent most of a second on the kernel
+    // the input channels and the kernel rows in loops whose bounds are uniforms, so that
+    // compilers keep them loops: written out for all channels, lavapipe's LLVM spent most of
+    // a second on the kernel, and one copy of the window's code instead of K cuts what it
+    // spends on a first run by a third again
     b.push_str("    for (var c = 0u; c < prm.cin; c++) {\n");
-    for u in 0..k {
-        let _ = writeln!(b, "    {{\n        let ii = i32(oi * S) - pad_t + {u};");
+    b.push_str("    for (var u = 0u; u < prm.k; u++) {\n");
+    {
+        b.push_str("    {\n        let ii = i32(oi * S) - pad_t + i32(u);\n");
         b.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
         b.push_str("            let row = xoff + (c * prm.h + u32(ii)) * prm.w;\n");
         for t in 0..(7 * stride + k) {
             let _ = writeln!(b, "            let v{t} = xat(row, j_lo + {t});");
         }
         for v in 0..k {
-            let tap = u * k + v;
             let _ = writeln!(
                 b,
-                "            let w0_{v} = textureLoad(wt, vec2(q0, c * K * K + {tap}u), 0);"
+                "            let w0_{v} = textureLoad(wt, vec2(q0, (c * K + u) * K + {v}u), 0);"
             );
             let _ = writeln!(
                 b,
-                "            let w1_{v} = textureLoad(wt, vec2(q1, c * K * K + {tap}u), 0);"
+                "            let w1_{v} = textureLoad(wt, vec2(q1, (c * K + u) * K + {v}u), 0);"
             );
             for j in 0..8 {
                 let t = j * stride + v;
@@ -115,7 +117,7 @@ pub fn source(k: usize, stride: usize) -> String {
         }
         b.push_str("        }\n    }\n");
     }
-    b.push_str("    }\n");
+    b.push_str("    }\n    }\n");
     // the stores go out through workgroup memory in one loop: written out, they were most of
     // the kernel's code and lavapipe's LLVM took over a second on it
     b.push_str("    let o = lid * 16u;\n");

@@ -12,7 +12,7 @@ crate::wgsl_params! {
     /// shaders/depthwise.wgsl's `Params`
     pub struct DepthwiseParams for "depthwise" {
         c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32, pad_t: u32,
-        inv_ohw: f32, band: u32,
+        inv_ohw: f32, band: u32, pad_l: u32, in_act: u32,
     }
 }
 
@@ -51,7 +51,7 @@ impl DwShape {
     pub fn out(&self) -> (usize, usize) {
         (self.oh, self.ow)
     }
-    fn params(&self) -> DepthwiseParams {
+    fn params(&self, in_act: bool) -> DepthwiseParams {
         DepthwiseParams {
             c: self.c as u32,
             h: self.h as u32,
@@ -64,6 +64,8 @@ impl DwShape {
             // 1/HW as the former SE pass took it: SE_IN reads dy bit for bit as that pass wrote it
             inv_ohw: 1.0 / (self.oh * self.ow) as f32,
             band: BAND as u32,
+            pad_l: self.pad_l as u32,
+            in_act: in_act as u32,
         }
     }
 }
@@ -72,34 +74,38 @@ impl DwShape {
 /// invocation slides down a band of this many rows, loading each input row once.
 const BAND: usize = 8;
 
+/// Columns per invocation (`TW` in the shader).
+const TW: usize = 8;
+
 /// Strips of 8 along rows, 64 invocations per workgroup (see the shader).
 fn strips(rows: usize, width: usize) -> [u32; 3] {
-    grid_1d(((rows * width.div_ceil(8)) as u32).div_ceil(64))
+    grid_1d(((rows * width.div_ceil(TW)) as u32).div_ceil(64))
 }
 
 /// What the generated code handles: the stride divides the strip width and is at most the
 /// kernel size (so every row of a window belongs to some accumulator in the ring).
 fn check_shape(s: &DwShape) {
     assert!(
-        s.stride >= 1 && 8 % s.stride == 0 && s.k >= s.stride,
+        s.stride >= 1 && TW % s.stride == 0 && s.k >= s.stride,
         "depthwise: kernel {} stride {} is outside what shaders/depthwise.wgsl handles",
         s.k,
         s.stride
     );
 }
 
-/// The template with K, S, PAD_T and PAD_L set and the loop bodies written out (see the
-/// shader).
-pub fn source(k: usize, stride: usize, pad_t: usize, pad_l: usize) -> String {
+/// The template with K and S set and the loop bodies written out (see the shader). The
+/// paddings are uniforms, so that every block of one kernel size and stride shares a
+/// pipeline whatever its padding (TF "SAME" pads vary with the input), and lavapipe generates
+/// code for fewer of them on a first run.
+pub fn source(k: usize, stride: usize) -> String {
     let template = crate::gpu::pipelines::shader_source("depthwise");
-    let (fwd, bwd) = (forward_rows(k, stride), backward_rows(k, stride, pad_l));
+    let (fwd, bwd) = (forward_rows(k, stride), backward_rows(k, stride));
     crate::gpu::pipelines::splice(
         &template,
         &[
             ("const K = 3u;", format!("const K = {k}u;")),
             ("const S = 1u;", format!("const S = {stride}u;")),
-            ("const PAD_T = 1;", format!("const PAD_T = {pad_t};")),
-            ("const PAD_L = 1;", format!("const PAD_L = {pad_l};")),
+            ("const TW = 8u;", format!("const TW = {TW}u;")),
             ("    //@rows forward\n", fwd),
             ("    //@rows backward\n", bwd),
         ],
@@ -120,7 +126,7 @@ fn weight_lets(k: usize) -> String {
 /// Shift a ring of accumulators `a{m}_{j}` (m < len) down by `by`, refilling with `fill`.
 fn shift_ring(out: &mut String, len: usize, by: usize, fill: &str) {
     for m in 0..len {
-        for j in 0..8 {
+        for j in 0..TW {
             let from = if m + by < len {
                 format!("a{}_{j}", m + by)
             } else {
@@ -133,16 +139,16 @@ fn shift_ring(out: &mut String, len: usize, by: usize, fill: &str) {
 
 /// The forward's generated body: a loop down the band. Step t loads input rows
 /// t·S − PAD_T + K − S + s (s < S), the last S rows of output row t's window, into a window
-/// v{s}_{τ} of 7·S + K columns; they feed the ring of M = ⌈K/S⌉ accumulator rows a{m}_{j}
+/// v{s}_{τ} of (TW − 1)·S + K columns; they feed the ring of M = ⌈K/S⌉ accumulator rows a{m}_{j}
 /// (output row t + m, column oj0 + j) with kernel row u = K − S + s − m·S where that is in
 /// [0, K). Output row t is then complete: stored (and pooled) when it is in the band, and the
 /// ring shifts. The loop starts M − 1 steps early so that row oi0 gets all its rows.
 fn forward_rows(k: usize, stride: usize) -> String {
     let ring = k.div_ceil(stride);
-    let width = 7 * stride + k;
+    let width = (TW - 1) * stride + k;
     let mut f = weight_lets(k);
     for m in 0..ring {
-        for j in 0..8 {
+        for j in 0..TW {
             f += &format!("    var a{m}_{j} = b;\n");
         }
     }
@@ -169,7 +175,7 @@ fn forward_rows(k: usize, stride: usize) -> String {
             let Some(u) = (k - stride + s).checked_sub(m * stride) else {
                 continue;
             };
-            for j in 0..8 {
+            for j in 0..TW {
                 for v in 0..k {
                     f += &format!(
                         "        a{m}_{j} = fma(w{u}_{v}, v{s}_{}, a{m}_{j});\n",
@@ -181,11 +187,11 @@ fn forward_rows(k: usize, stride: usize) -> String {
     }
     f += "        if (t >= i32(oi0)) {\n            let oi = u32(t);\n";
     f += "            if (POOL) {\n";
-    for j in 0..8 {
+    for j in 0..TW {
         f += &format!("                sum += pool_term(a0_{j}, oi, oj0 + {j}u);\n");
     }
     f += "            }\n            let o = (plane * prm.oh + oi) * prm.ow + oj0;\n";
-    for j in 0..8 {
+    for j in 0..TW {
         f += &format!("            if (oj0 + {j}u < prm.ow) {{ out[o + {j}u] = a0_{j}; }}\n");
     }
     f += "        }\n";
@@ -197,14 +203,14 @@ fn forward_rows(k: usize, stride: usize) -> String {
 /// The backward's generated body: a loop over the dy rows t that reach the band. Row t
 /// feeds the ring of K accumulator rows a{u}_{j} (input row t·S − PAD_T + u, column x0 + j)
 /// through kernel row u, from its window d{τ} (dy column of x0 + PAD_L − (K − 1) + τ, only the
-/// slots S divides). Rows t·S − PAD_T + s (s < S) then have every tap: stored when in the
-/// band, and the ring shifts by S.
-fn backward_rows(k: usize, stride: usize, pad_l: usize) -> String {
-    let (k_i, s_i, pad_i) = (k as i64, stride as i64, pad_l as i64);
-    let slot = |t: i64| (pad_i - k_i + 1 + t).rem_euclid(s_i) == 0;
+/// slots S divides: x0 + PAD_L is a multiple of S). Rows t·S − PAD_T + s (s < S) then have
+/// every tap: stored when in the band, and the ring shifts by S.
+fn backward_rows(k: usize, stride: usize) -> String {
+    let (k_i, s_i) = (k as i64, stride as i64);
+    let slot = |t: i64| (1 - k_i + t).rem_euclid(s_i) == 0;
     let mut f = weight_lets(k);
     for u in 0..k {
-        for j in 0..8 {
+        for j in 0..TW {
             f += &format!("    var a{u}_{j} = 0.0;\n");
         }
     }
@@ -219,11 +225,11 @@ fn backward_rows(k: usize, stride: usize, pad_l: usize) -> String {
     f += "    for (var t = t0; t <= t_last; t++) {\n";
     f += "        let okr = t >= 0 && t < i32(prm.oh);\n";
     f += "        let drow = dbase + u32(clamp(t, 0, i32(prm.oh) - 1)) * prm.ow;\n";
-    for t in (0..(8 + k_i - 1)).filter(|&t| slot(t)) {
+    for t in (0..(TW as i64 + k_i - 1)).filter(|&t| slot(t)) {
         f += &format!("        let d{t} = select(0.0, dyin(drow, t_lo + {t}), okr);\n");
     }
     for u in 0..k {
-        for j in 0..8i64 {
+        for j in 0..TW as i64 {
             for v in 0..k_i {
                 let t = j + k_i - 1 - v;
                 if slot(t) {
@@ -235,9 +241,17 @@ fn backward_rows(k: usize, stride: usize, pad_l: usize) -> String {
     for s in 0..stride {
         f += &format!("        let yy{s} = t * {stride} - PAD_T + {s};\n");
         f += &format!("        if (yy{s} >= i32(y0) && yy{s} < y_end) {{\n");
-        f += &format!("            let o = (c * prm.h + u32(yy{s})) * prm.w + x0;\n");
-        for j in 0..8 {
-            f += &format!("            if (x0 + {j}u < prm.w) {{ put_dx(o + {j}u, a{s}_{j}); }}\n");
+        f += &format!("            let o = i32((c * prm.h + u32(yy{s})) * prm.w) + x0;\n");
+        for j in 0..TW {
+            // x0 is −(pad_l mod S) in the first strip
+            let left = if j + 1 < stride {
+                format!("x0 + {j} >= 0 && ")
+            } else {
+                String::new()
+            };
+            f += &format!(
+                "            if ({left}x0 + {j} < i32(prm.w)) {{ put_dx(u32(o + {j}), a{s}_{j}); }}\n"
+            );
         }
         f += "        }\n";
     }
@@ -246,19 +260,26 @@ fn backward_rows(k: usize, stride: usize, pad_l: usize) -> String {
     f
 }
 
-/// Make a dispatch of the module generated for this shape's (K, S, PAD).
+/// Make a dispatch of the module generated for this shape's (K, S): `entry` "forward" (a
+/// strip per 8 outputs) or "backward" (a strip per 8 columns of dx, the first starting
+/// pad_l mod S columns left of the image).
 fn dispatch(
     gpu: &Gpu,
     label: &str,
     s: &DwShape,
+    in_act: bool,
     entry: &str,
     constants: &[(&str, f64)],
     bindings: &[(u32, Option<&wgpu::Buffer>)],
-    groups: [u32; 3],
 ) -> Dispatch {
     check_shape(s);
-    let key = format!("depthwise_k{}s{}p{}_{}", s.k, s.stride, s.pad_t, s.pad_l);
-    let make = || source(s.k, s.stride, s.pad_t, s.pad_l);
+    let groups = if entry == "forward" {
+        strips(s.c * s.oh.div_ceil(BAND), s.ow)
+    } else {
+        strips(s.c * s.h.div_ceil(BAND), s.w + s.pad_l % s.stride)
+    };
+    let key = format!("depthwise_k{}s{}", s.k, s.stride);
+    let make = || source(s.k, s.stride);
     gpu.dispatch(&DispatchDesc {
         label,
         family: "depthwise",
@@ -268,7 +289,7 @@ fn dispatch(
         }),
         entry,
         constants,
-        params: words(&s.params()),
+        params: words(&s.params(in_act)),
         bindings,
         groups,
         ..Default::default()
@@ -278,7 +299,7 @@ fn dispatch(
 /// Partial sums per channel that `forward` writes when asked for the pool: one per invocation.
 pub fn pool_parts(s: &DwShape) -> usize {
     let (oh, ow) = s.out();
-    oh.div_ceil(BAND) * ow.div_ceil(8)
+    oh.div_ceil(BAND) * ow.div_ceil(TW)
 }
 
 /// A depthwise forward: out = bias + dw(x'), x' = act(x) when `in_act` (x is the expand
@@ -306,12 +327,9 @@ pub fn forward(gpu: &Gpu, label: &str, a: &DwForward) -> Dispatch {
         gpu,
         label,
         &s,
+        a.in_act,
         "forward",
-        &[
-            ("IN_ACT", a.in_act as u32 as f64),
-            ("POOL", a.pool.is_some() as u32 as f64),
-            a.act.constant(),
-        ],
+        &[("POOL", a.pool.is_some() as u32 as f64), a.act.constant()],
         &[
             (1, Some(a.wt)),
             (2, Some(a.bias)),
@@ -319,7 +337,6 @@ pub fn forward(gpu: &Gpu, label: &str, a: &DwForward) -> Dispatch {
             (4, Some(a.out)),
             (7, a.pool),
         ],
-        strips(s.c * oh.div_ceil(BAND), ow),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.c * s.h * s.w + s.c * oh * ow) as f64;
@@ -363,7 +380,6 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
     let (oh, ow) = s.out();
     let in_act = a.zin.is_some();
     let consts = [
-        ("IN_ACT", in_act as u32 as f64),
         ("HAS_RES", a.res.is_some() as u32 as f64),
         ("SE_IN", a.se_in.is_some() as u32 as f64),
         a.act.constant(),
@@ -372,6 +388,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
         gpu,
         label,
         &s,
+        in_act,
         "backward",
         &consts,
         &[
@@ -384,7 +401,6 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
             (9, a.se_in.map(|e| e.dm)),
             (10, a.se_in.map(|e| e.zd)),
         ],
-        strips(s.c * s.h.div_ceil(BAND), s.w),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0
