@@ -6,6 +6,7 @@ mod cam; // every CAM method and fusion rule against its CPU reference
 mod checkpoint; // .pt files torch wrote, hostile ones, CERTH's folder layout
 mod cli; // the command line end to end, bad inputs, the built-in model
 mod common; // the shared device, random tensors, loud comparisons
+mod eigen; // EigenCAM and EigenGradCAM: kernels against the CPU, the trained Lite0 against pytorch-grad-cam
 mod evaluate; // Score-CAM and the faithfulness metrics against PyTorch, the blur, explainer specs
 // the binary's source, for its dry run (the CLI fuzz target's entry); `fuzz_entry` is the fuzz
 // targets' entry points, which `fuzz` replays

@@ -140,10 +140,11 @@ fn mirror<P: WgslParams>() -> &'static str {
 
 #[test]
 fn every_params_struct_mirrors_its_wgsl() {
-    use combicam_gpu::cam::{channel, elementwise, fusion};
+    use combicam_gpu::cam::{channel, eigen, elementwise, fusion};
     use combicam_gpu::ops::{gemm, head, hvp, masked, reduce, retrieval, se};
     let mut covered = vec![
         mirror::<channel::CamChannelParams>(),
+        mirror::<eigen::CamEigenParams>(),
         mirror::<elementwise::CamElementwiseParams>(),
         mirror::<fusion::CamFusionParams>(),
         mirror::<conv::ConvParams>(),

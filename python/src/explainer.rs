@@ -276,7 +276,8 @@ impl Explainer {
     /// Explain a photo: a path, an (H, W, 3) uint8 RGB array or a PIL image.
     ///
     /// `methods`: "gradcam" (default; with the sum fusion, Combi-CAM), gradcampp, xgradcam,
-    /// hirescam, gradcam-elementwise, layercam, layercam-official, fem, gradcampp-official,
+    /// hirescam, gradcam-elementwise, layercam, layercam-official, fem, eigencam,
+    /// eigengradcam, gradcampp-official,
     /// scorecam, scorecam-official; a comma-separated str or a list. `blocks`: "20-31",
     /// [5, 10, 15] or 15 (default: every block). `fusion`: sum, mean, mean-normalised, max,
     /// product. `target`: an output index or (ImageNet) a label; `target_latlon`: "LAT,LON"

@@ -1,6 +1,7 @@
 //! The catalogue of CAM methods and fusion rules. `TABLE` holds everything about a method
 //! but its kernels: its name, its default fusion, where it is defined, and the family module
 //! that computes it (`channel`: one weight per channel; `elementwise`: a weight per element;
+//! `eigen`: the first principal component;
 //! masked passes: `app::scorecam`). Adding a gradient method is one line of `method_table!`
 //! (which declares the `Method` variant and its `TABLE` row together) and its kernel and CPU
 //! reference in its family's module.
@@ -37,6 +38,8 @@ pub enum Family {
     Channel,
     /// a weight per element (`cam::elementwise`)
     Elementwise,
+    /// the first principal component of the block (`cam::eigen`)
+    Eigen,
     /// masked forward passes, no gradient (`app::scorecam`)
     Masked,
 }
@@ -95,6 +98,11 @@ method_table! {
     Fem: "fem", Sum, false, Channel;
     /// ReLU(Σ_k ReLU(g_k) ⊙ A_k)
     LayerCam: "layercam", Max, false, Elementwise;
+    /// EigenCAM: the centred activations projected on their first principal direction, the
+    /// sign by Seg-Eigen-CAM's rule; no gradient
+    EigenCam: "eigencam", Sum, false, Eigen;
+    /// EigenGradCAM: the same of g ⊙ A
+    EigenGradCam: "eigengradcam", Sum, false, Eigen;
     /// the official Combi-CAM repository's LayerCAM: gradients divided by the block's max
     LayerCamOfficial: "layercam-official", Mean, false, Elementwise;
     /// the official repository's Grad-CAM++, on the last block only: a = g²/(2g² + h·g +

@@ -3,6 +3,7 @@
 //! (the paper's Figure 4 quantity). Recorded once per plan, replayed per image.
 
 use super::channel::{self, ChannelArgs};
+use super::eigen::{self, EigenArgs};
 use super::elementwise::{self, ElementwiseArgs};
 use super::fusion::{self, FuseArgs, StatsArgs};
 use super::methods::{Explainer, Family, Method};
@@ -74,6 +75,9 @@ struct Rec<'a> {
     bmeta: GpuBuf,
     bnorm: GpuBuf,
     fused: GpuBuf,
+    /// the eigen methods' means, covariance and v₁, reused block after block (when one is
+    /// asked for)
+    eigen: Option<GpuBuf>,
 }
 
 /// Record the phase. `alloc(label, floats)` makes a zeroed buffer and counts it.
@@ -97,7 +101,20 @@ pub fn record(
         total_maps += bh * bw;
     }
     let max_cout = inp.channels.iter().copied().max().unwrap_or(1);
+    let eigen = if explainers
+        .iter()
+        .any(|e| e.method.family() == Family::Eigen)
+    {
+        let most = inp
+            .blocks
+            .iter()
+            .map(|&l| eigen::scratch_len(inp.channels[l]));
+        Some(alloc("cam.eigen".into(), most.max().unwrap_or(1))?)
+    } else {
+        None
+    };
     let rec = Rec {
+        eigen,
         gpu,
         inp,
         weights: alloc("cam.weights".into(), total_c)?,
@@ -305,6 +322,18 @@ impl Rec<'_> {
                 };
                 elementwise::record(gpu, &label, method, &args, d);
             }
+            Family::Eigen => {
+                let args = EigenArgs {
+                    c,
+                    hw,
+                    blk,
+                    grad,
+                    scratch: &self.eigen.as_ref().expect("made for an eigen method").buf,
+                    maps: &maps.buf,
+                    map_off: self.map_offs[l],
+                };
+                eigen::record(gpu, &label, method, &args, d);
+            }
             Family::Masked => {
                 unreachable!(
                     "Score-CAM is made of masked passes (app::scorecam), not a plan's CAM phase"
@@ -318,7 +347,7 @@ impl Rec<'_> {
 /// normalised fused map at h×w.
 pub mod cpu {
     use super::{Explainer, Family};
-    use crate::cam::{channel, elementwise, fusion};
+    use crate::cam::{channel, eigen, elementwise, fusion};
 
     /// What the reference reads: `a[l]`, `g[l]`: block l's output and gradient,
     /// (C_l, h_l·w_l), with `channels[l]` = C_l and `sizes[l]` = (h_l, w_l); `hvp`: the head's
@@ -352,6 +381,7 @@ pub mod cpu {
             maps[l] = Some(match e.method.family() {
                 Family::Channel => channel::cpu::map(e.method, a[l], g[l], hvp, c, hw),
                 Family::Elementwise => elementwise::cpu::map(e.method, a[l], g[l], c, hw),
+                Family::Eigen => eigen::cpu::map(e.method, a[l], g[l], c, hw),
                 Family::Masked => unreachable!("Score-CAM is not a plan's CAM phase"),
             });
         }

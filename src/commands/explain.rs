@@ -53,14 +53,15 @@ pub struct ExplainArgs {
     /// CAM methods, computed at every selected block from one forward and one backward:
     /// gradcam (with the sum fusion: Combi-CAM, the default), gradcampp, xgradcam, hirescam,
     /// gradcam-elementwise, layercam, layercam-official, fem (FEM: from the activations
-    /// alone); and gradcampp-official (the official repository's
+    /// alone), eigencam and eigengradcam (the first principal component of A, resp. g ⊙ A;
+    /// the sign by Seg-Eigen-CAM's rule); and gradcampp-official (the official repository's
     /// Grad-CAM++, on the last block only); scorecam and scorecam-official (one masked forward
     /// pass per channel of each selected block, with a progress bar: 448 at B4's last block).
     /// Comma-separated; each writes its own PNGs and raw maps.
     #[arg(long, value_name = "LIST")]
     method: Option<String>,
     /// How each method's block maps are fused: sum (Combi-CAM; default of gradcam, gradcampp,
-    /// xgradcam, hirescam, gradcam-elementwise, fem), mean (default of layercam-official), mean-normalised, max
+    /// xgradcam, hirescam, gradcam-elementwise, fem, eigencam, eigengradcam), mean (default of layercam-official), mean-normalised, max
     /// (default of layercam), product. The last three normalise each block's map first.
     #[arg(long, value_name = "RULE")]
     fusion: Option<String>,

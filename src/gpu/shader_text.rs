@@ -22,6 +22,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/cam_elementwise.wgsl"),
     ),
     ("cam_fusion", include_str!("../../shaders/cam_fusion.wgsl")),
+    ("cam_eigen", include_str!("../../shaders/cam_eigen.wgsl")),
     ("masked", include_str!("../../shaders/masked.wgsl")),
     ("retrieval", include_str!("../../shaders/retrieval.wgsl")),
 ];

@@ -86,7 +86,7 @@ fn strips(rows: usize, width: usize) -> [u32; 3] {
 /// kernel size (so every row of a window belongs to some accumulator in the ring).
 fn check_shape(s: &DwShape) {
     assert!(
-        s.stride >= 1 && TW % s.stride == 0 && s.k >= s.stride,
+        s.stride >= 1 && TW.is_multiple_of(s.stride) && s.k >= s.stride,
         "depthwise: kernel {} stride {} is outside what shaders/depthwise.wgsl handles",
         s.k,
         s.stride

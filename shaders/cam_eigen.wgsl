@@ -1,0 +1,258 @@
+// cam_eigen.wgsl: EigenCAM and EigenGradCAM at one block. X = the (HW × C) matrix of the block
+// output A (EigenGradCAM: g ⊙ A), centred per channel over positions; the map is X·v₁ with v₁
+// its first right singular vector (the covariance's top eigenvector), flipped when
+// |min| > |max| (Seg-Eigen-CAM's sign rule), after ReLU.
+// Bindings: 0 prm, 1 blk: (C, HW) A, 2 grad: (C, HW) g (GRAD), 3 scratch rw: the means (C) at
+//           0, the covariance (C × C) at C, v₁ (C) at C + C², then a flag (1.0: the power
+//           iteration has stopped), 4 maps: (Σ h·w) rw
+// Entry points, dispatched in this order (`cam::eigen::record`):
+//   means   one invocation per channel k: m_k = Σ_p X[k, p] / HW, over positions [from, to)
+//           per dispatch, the running sum kept in scratch; the dispatch that ends the sum
+//           divides it and sets the power iteration's start
+//   cov     one invocation per entry (k, q): S[k, q] = Σ_p (X[k, p] − m_k)(X[q, p] − m_q), over
+//           [from, to) per dispatch likewise
+//   power   one workgroup: v ← S·v / |S·v| from a fixed start, until no component moves by
+//           more than 1e-6, `steps` steps per dispatch, resuming v from scratch; the dispatches
+//           add up to the CPU reference's 300 steps at most. Two barriers a step: each
+//           invocation sums the partial sums itself.
+//   project one invocation per position p: maps[map_off + p] = Σ_k (X[k, p] − m_k)·v_k
+//   sign    one workgroup: the map's min and max, then maps[…] = ReLU(±map)
+// lavapipe ends an invocation's loops after 65,535 turns in all, silently. So the long sums
+// take four terms a turn (in the same order), and `record` splits the positions and the steps
+// over dispatches that keep every invocation under that.
+
+struct Params { c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, _p0: u32, _p1: u32 }
+
+override GRAD: bool = false;
+
+const WG: u32 = 256u;
+const MAX_C: u32 = 1024u;
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> blk: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(4) var<storage, read_write> maps: array<f32>;
+
+fn x(i: u32) -> f32 {
+    if (GRAD) {
+        return grad[i] * blk[i];
+    }
+    return blk[i];
+}
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 64u + lid;
+}
+
+// where v₁ and the flag start in scratch
+fn v_at(c: u32) -> u32 {
+    return c + c * c;
+}
+
+@compute @workgroup_size(64)
+fn means(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = flat(wid, nwg, lid);
+    if (k >= prm.c) {
+        return;
+    }
+    let b = k * prm.hw;
+    var s = 0.0;
+    if (prm.p_from > 0u) {
+        s = scratch[k];
+    }
+    var p = prm.p_from;
+    for (; p + 4u <= prm.p_to; p += 4u) {
+        s += x(b + p);
+        s += x(b + p + 1u);
+        s += x(b + p + 2u);
+        s += x(b + p + 3u);
+    }
+    for (; p < prm.p_to; p++) {
+        s += x(b + p);
+    }
+    if (prm.p_to == prm.hw) {
+        s = s / f32(prm.hw);
+        // the power iteration's start, with no symmetry that could leave it orthogonal to v₁
+        let vo = v_at(prm.c);
+        scratch[vo + k] = 1.0 + 0.5 * sin(f32(k) * 1.7);
+        if (k == 0u) {
+            scratch[vo + prm.c] = 0.0;
+        }
+    }
+    scratch[k] = s;
+}
+
+@compute @workgroup_size(64)
+fn cov(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat(wid, nwg, lid);
+    let c = prm.c;
+    if (e >= c * c) {
+        return;
+    }
+    let bk = (e / c) * prm.hw;
+    let bq = (e % c) * prm.hw;
+    let mk = scratch[e / c];
+    let mq = scratch[e % c];
+    var s = 0.0;
+    if (prm.p_from > 0u) {
+        s = scratch[c + e];
+    }
+    var p = prm.p_from;
+    for (; p + 4u <= prm.p_to; p += 4u) {
+        s = fma(x(bk + p) - mk, x(bq + p) - mq, s);
+        s = fma(x(bk + p + 1u) - mk, x(bq + p + 1u) - mq, s);
+        s = fma(x(bk + p + 2u) - mk, x(bq + p + 2u) - mq, s);
+        s = fma(x(bk + p + 3u) - mk, x(bq + p + 3u) - mq, s);
+    }
+    for (; p < prm.p_to; p++) {
+        s = fma(x(bk + p) - mk, x(bq + p) - mq, s);
+    }
+    scratch[c + e] = s;
+}
+
+var<workgroup> v: array<f32, MAX_C>;
+// S·v of this step, kept between its two halves
+var<workgroup> sv: array<f32, MAX_C>;
+// each invocation's Σ (S·v)² and, in `moves`, its largest move
+var<workgroup> part: array<f32, WG>;
+var<workgroup> moves: array<f32, WG>;
+
+// whether the iteration stopped in an earlier dispatch (read once, for the whole workgroup)
+var<workgroup> stopped: u32;
+
+@compute @workgroup_size(256)
+fn power(@builtin(local_invocation_index) lid: u32) {
+    let c = prm.c;
+    let vo = v_at(c);
+    for (var j = 0u; j < MAX_C / WG; j++) {
+        let k = lid + j * WG;
+        if (k < c) {
+            v[k] = scratch[vo + k];
+        }
+    }
+    if (lid == 0u) {
+        stopped = u32(scratch[vo + c] != 0.0);
+    }
+    // every v loaded, and the flag
+    var todo = prm.steps;
+    if (workgroupUniformLoad(&stopped) != 0u) {
+        todo = 0u;
+    }
+    var done = false;
+    for (var it = 0u; it < todo; it++) {
+        var sq = 0.0;
+        for (var j = 0u; j < MAX_C / WG; j++) {
+            let k = lid + j * WG;
+            if (k < c) {
+                let row = c + k * c;
+                var s = 0.0;
+                var q = 0u;
+                for (; q + 4u <= c; q += 4u) {
+                    s = fma(scratch[row + q], v[q], s);
+                    s = fma(scratch[row + q + 1u], v[q + 1u], s);
+                    s = fma(scratch[row + q + 2u], v[q + 2u], s);
+                    s = fma(scratch[row + q + 3u], v[q + 3u], s);
+                }
+                for (; q < c; q++) {
+                    s = fma(scratch[row + q], v[q], s);
+                }
+                sv[k] = s;
+                sq += s * s;
+            }
+        }
+        part[lid] = sq;
+        // every S·v and partial sum written, every read of v done
+        workgroupBarrier();
+        var total = 0.0;
+        for (var i = 0u; i < WG; i += 4u) {
+            total += part[i];
+            total += part[i + 1u];
+            total += part[i + 2u];
+            total += part[i + 3u];
+        }
+        let norm = sqrt(total);
+        // the largest move of this invocation's components; 0 when S·v = 0 (a constant block)
+        var mv = 0.0;
+        if (norm > 0.0) {
+            for (var j = 0u; j < MAX_C / WG; j++) {
+                let k = lid + j * WG;
+                if (k < c) {
+                    let nv = sv[k] / norm;
+                    mv = max(mv, abs(nv - v[k]));
+                    v[k] = nv;
+                }
+            }
+        }
+        moves[lid] = mv;
+        // every v updated, every read of `part` done
+        workgroupBarrier();
+        var most = 0.0;
+        for (var i = 0u; i < WG; i += 4u) {
+            most = max(most, max(max(moves[i], moves[i + 1u]), max(moves[i + 2u], moves[i + 3u])));
+        }
+        // the same in every invocation: the same values in the same order
+        if (most <= 1e-6) {
+            done = true;
+            break;
+        }
+    }
+    for (var j = 0u; j < MAX_C / WG; j++) {
+        let k = lid + j * WG;
+        if (k < c) {
+            scratch[vo + k] = v[k];
+        }
+    }
+    if (lid == 0u && done) {
+        scratch[vo + c] = 1.0;
+    }
+}
+
+@compute @workgroup_size(64)
+fn project(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = flat(wid, nwg, lid);
+    if (p >= prm.hw) {
+        return;
+    }
+    let c = prm.c;
+    var s = 0.0;
+    for (var k = 0u; k < c; k++) {
+        s = fma(x(k * prm.hw + p) - scratch[k], scratch[v_at(c) + k], s);
+    }
+    maps[prm.map_off + p] = s;
+}
+
+var<workgroup> lo: array<f32, WG>;
+var<workgroup> hi: array<f32, WG>;
+
+@compute @workgroup_size(256)
+fn sign(@builtin(local_invocation_index) lid: u32) {
+    var mn = 3.0e38;
+    var mx = -3.0e38;
+    for (var j = 0u; j < (prm.hw + WG - 1u) / WG; j++) {
+        let p = lid + j * WG;
+        if (p < prm.hw) {
+            let m = maps[prm.map_off + p];
+            mn = min(mn, m);
+            mx = max(mx, m);
+        }
+    }
+    lo[lid] = mn;
+    hi[lid] = mx;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            lo[lid] = min(lo[lid], lo[lid + s]);
+            hi[lid] = max(hi[lid], hi[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let flip = abs(lo[0]) > abs(hi[0]);
+    for (var j = 0u; j < (prm.hw + WG - 1u) / WG; j++) {
+        let p = lid + j * WG;
+        if (p < prm.hw) {
+            let m = maps[prm.map_off + p];
+            maps[prm.map_off + p] = max(select(m, -m, flip), 0.0);
+        }
+    }
+}
