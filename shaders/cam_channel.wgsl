@@ -15,7 +15,10 @@
 //   statistic, otherwise a reduction pass of its own)
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
 
-struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32 }
+// lanes: invocations per channel in channel_weights, 8 (8 channels a workgroup) or 64 (one):
+// 64 where 8 would each take over lavapipe's 65,535 loop turns (a block of over ~0.5 M
+// positions), which it would end silently
+struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32, lanes: u32 }
 
 override METHOD: u32 = 0u;
 override MAXABS: bool = false;
@@ -28,16 +31,18 @@ override MAXABS: bool = false;
 @group(0) @binding(5) var<storage, read> hvp: array<f32>;
 @group(0) @binding(6) var<storage, read_write> mx: array<f32>;
 
-// 8 channels per workgroup of 64, 8 invocations per channel: one barrier per sum
+// 64 / prm.lanes channels per workgroup of 64, prm.lanes invocations per channel: one
+// barrier per sum
 var<workgroup> part: array<f32, 64>;
 
-// Σ (or with `take_max`, the max) of the 8 lanes' partials of this channel (every lane gets it)
+// Σ (or with `take_max`, the max) of the lanes' partials of this channel, in lane order
+// (every lane gets it)
 fn lane_combine(lid: u32, v: f32, take_max: bool) -> f32 {
     part[lid] = v;
     workgroupBarrier();
-    let first = lid - lid % 8u;
+    let first = lid - lid % prm.lanes;
     var s = 0.0;
-    for (var j = 0u; j < 8u; j++) {
+    for (var j = 0u; j < prm.lanes; j++) {
         let x = part[first + j];
         s = select(s + x, max(s, x), take_max);
     }
@@ -51,8 +56,9 @@ fn lane_sum(lid: u32, v: f32) -> f32 {
 
 @compute @workgroup_size(64)
 fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = (wid.y * nwg.x + wid.x) * 8u + lid / 8u;
-    let lane = lid % 8u;
+    let lanes = prm.lanes;
+    let c = (wid.y * nwg.x + wid.x) * (64u / lanes) + lid / lanes;
+    let lane = lid % lanes;
     let live = c < prm.c;
     let base = c * prm.hw;
     // first pass: Σ A (gradcampp, xgradcam) and Σ g·A (xgradcam) or Σ g (gradcam)
@@ -60,7 +66,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     var sg = 0.0;
     var ma = 0.0; // max |A|
     if (live) {
-        for (var i = lane; i < prm.hw; i += 8u) {
+        for (var i = lane; i < prm.hw; i += lanes) {
             let g = grad[base + i];
             let a = blk[base + i];
             sa += a;
@@ -91,7 +97,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         let mean = total_a / n;
         var s = 0.0;
         if (live) {
-            for (var i = lane; i < prm.hw; i += 8u) {
+            for (var i = lane; i < prm.hw; i += lanes) {
                 let d = blk[base + i] - mean;
                 s += d * d;
             }
@@ -99,7 +105,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         let th = mean + 2.0 * sqrt(lane_sum(lid, s) / n);
         var above = 0.0;
         if (live) {
-            for (var i = lane; i < prm.hw; i += 8u) {
+            for (var i = lane; i < prm.hw; i += lanes) {
                 above += select(0.0, 1.0, blk[base + i] > th);
             }
         }
@@ -107,7 +113,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     } else if (METHOD == 3u) {
         var s = 0.0;
         if (live) {
-            for (var i = lane; i < prm.hw; i += 8u) {
+            for (var i = lane; i < prm.hw; i += lanes) {
                 let g = grad[base + i];
                 let g2 = g * g;
                 s += g2 / (2.0 * g2 + hvp[base + i] * g + 1e-10) * max(g, 0.0);
@@ -117,7 +123,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     } else {
         var s = 0.0;
         if (live) {
-            for (var i = lane; i < prm.hw; i += 8u) {
+            for (var i = lane; i < prm.hw; i += lanes) {
                 let g = grad[base + i];
                 let g2 = g * g;
                 let aij = select(0.0, g2 / (2.0 * g2 + total_a * g2 * g + 1e-6), g != 0.0);

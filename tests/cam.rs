@@ -15,6 +15,22 @@ fn tol_for(want: &[f32]) -> Tolerance {
     Tolerance::KERNEL.scaled(want)
 }
 
+/// `tol_for`, but over 100,000 positions the f32 sums of a channel (Σ A enters Grad-CAM++'s
+/// every term, FEM's threshold decides each count) are only so exact: measured on lavapipe,
+/// 2026-12-03, at 400,003 positions, 1.7e-3 of the peak at worst (gradcampp's weights), FEM
+/// 6.6e-4, gradcam and xgradcam 3e-5. A pass cut short by lavapipe's loop limit would be off
+/// by a good part of the peak.
+fn long_tol(hw: usize, want: &[f32]) -> Tolerance {
+    if hw > 100_000 {
+        Tolerance::new(
+            0.0,
+            5e-3 * want.iter().fold(1e-30f32, |a, v| a.max(v.abs())),
+        )
+    } else {
+        tol_for(want)
+    }
+}
+
 /// A block output (mostly positive, as after SiLU) and a gradient with some exact zeros.
 fn block(c: usize, hw: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let a = rand(c * hw, seed, -0.3, 2.0);
@@ -37,7 +53,13 @@ fn family(f: Family) -> Vec<Method> {
 #[test]
 fn every_method_matches_its_reference() {
     let g = gpu();
-    for (i, &(c, hw)) in [(11, 35), (13, 1), (70, 63), (9, 257)].iter().enumerate() {
+    // the last: 400,003 positions, where Grad-CAM++'s two and FEM's three passes take 64
+    // invocations per channel (with 8, each would pass lavapipe's 65,535 loop turns and stop
+    // short, silently), while Grad-CAM's one pass keeps 8
+    for (i, &(c, hw)) in [(11, 35), (13, 1), (70, 63), (9, 257), (3, 400_003)]
+        .iter()
+        .enumerate()
+    {
         let (a, gr) = block(c, hw, 2000 + 10 * i as u64);
         let hv = rand(c * hw, 2500 + i as u64, -3.0, 3.0);
         let (ab, gb, hb) = (up(&a), up(&gr), up(&hv));
@@ -47,6 +69,12 @@ fn every_method_matches_its_reference() {
         let ab_fem = up(&a_fem);
         // every channel-weight method of the table
         for m in family(Family::Channel) {
+            // the official Grad-CAM++ runs at the last block only (B4: 144 positions); with a
+            // random h its denominators come near zero, which a sum of 400,003 of them turns
+            // into rounding noise
+            if m == Method::GradCamPPOfficial && hw > 100_000 {
+                continue;
+            }
             let (a, ab) = if m == Method::Fem {
                 (&a_fem, &ab_fem)
             } else {
@@ -86,7 +114,7 @@ fn every_method_matches_its_reference() {
                 &read(&wb)[5..],
                 &w,
                 &[c],
-                tol_for(&w),
+                long_tol(hw, &w),
             );
             let want = channel::cpu::weighted_map(&w, a, c, hw);
             check(
@@ -94,7 +122,7 @@ fn every_method_matches_its_reference() {
                 &read(&mb)[100..],
                 &want,
                 &[hw],
-                tol_for(&want),
+                long_tol(hw, &want),
             );
             // the block's activation statistic from the weights' own loads: exact, and
             // nothing written around its row

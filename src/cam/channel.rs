@@ -13,7 +13,7 @@ use crate::gpu::{
 crate::wgsl_params! {
     /// shaders/cam_channel.wgsl's `Params`
     pub struct CamChannelParams for "cam_channel" {
-        c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32,
+        c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32, lanes: u32,
     }
 }
 
@@ -49,19 +49,42 @@ fn code(m: Method) -> u32 {
     }
 }
 
-fn params(a: &ChannelArgs) -> CamChannelParams {
+/// Passes over a channel's positions `channel_weights` makes for `m`.
+fn passes(m: Method) -> usize {
+    match code(m) {
+        0 | 2 => 1,
+        1 | 3 => 2,
+        _ => 3,
+    }
+}
+
+/// Invocations per channel in `channel_weights`: 8, or 64 where 8 would each take more loop
+/// turns than lavapipe allows an invocation (65,535 in all, past which it ends the loops
+/// silently): FEM's three passes over a block of 174,000 positions would.
+pub fn lanes(m: Method, hw: usize) -> usize {
+    const TURNS: usize = 60_000;
+    if passes(m) * hw.div_ceil(8) + 4 * 8 <= TURNS {
+        8
+    } else {
+        64
+    }
+}
+
+fn params(a: &ChannelArgs, lanes: usize) -> CamChannelParams {
     CamChannelParams {
         c: a.c as u32,
         hw: a.hw as u32,
         map_off: a.map_off as u32,
         w_off: a.w_off as u32,
         mx_off: a.maxabs.map_or(0, |m| m.1) as u32,
+        lanes: lanes as u32,
     }
 }
 
 /// w[w_off + k] for every channel k, by `method` (see the shader); with `maxabs`, max |A_k|
 /// too.
 pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) -> Dispatch {
+    let lanes = lanes(method, a.hw);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "cam",
@@ -71,7 +94,7 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
             ("METHOD", code(method) as f64),
             ("MAXABS", a.maxabs.is_some() as u32 as f64),
         ],
-        params: words(&params(a)),
+        params: words(&params(a, lanes)),
         bindings: &[
             (1, Some(a.blk)),
             (2, Some(a.grad)),
@@ -79,7 +102,7 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
             (5, a.hvp),
             (6, a.maxabs.map(|m| m.0)),
         ],
-        groups: grid_1d((a.c as u32).div_ceil(8)),
+        groups: grid_1d((a.c as u32).div_ceil(64 / lanes as u32)),
         ..Default::default()
     });
     d.flops = 4.0 * (a.c * a.hw) as f64;
@@ -94,7 +117,7 @@ pub fn weighted_map(gpu: &Gpu, label: &str, a: &ChannelArgs) -> Dispatch {
         family: "cam",
         source: Some(Source::Table("cam_channel")),
         entry: "weighted_map",
-        params: words(&params(a)),
+        params: words(&params(a, 8)),
         bindings: &[(1, Some(a.blk)), (3, Some(a.w)), (4, Some(a.maps))],
         groups: grid_1d((a.hw.div_ceil(8) as u32).div_ceil(64)),
         ..Default::default()
