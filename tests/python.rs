@@ -72,13 +72,35 @@ fn python_package_builds_and_its_pytest_suite_passes() {
     let site = target.join("python-site");
     let _ = std::fs::remove_dir_all(&wheels);
     let _ = std::fs::remove_dir_all(&site);
-    run(
-        Command::new(&py)
-            .args(["-m", "maturin", "build", "--release", "--out"])
-            .arg(&wheels)
-            .current_dir(root),
-        "building the wheel (maturin build --release)",
-    );
+    let mut maturin = Command::new(&py);
+    maturin
+        .args(["-m", "maturin", "build", "--release", "--out"])
+        .arg(&wheels)
+        .current_dir(root);
+    // not the variables cargo set for this test: the cargo that maturin runs would pass them
+    // on to build scripts, and those that watch one (ring watches CARGO_MANIFEST_DIR and OUT_DIR) would
+    // make the user's next `cargo build` rebuild them and everything above them
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        let crate_var = ["CARGO_PKG_", "CARGO_BIN_EXE_"]
+            .iter()
+            .any(|p| n.starts_with(p))
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&n.as_ref());
+        if crate_var {
+            maturin.env_remove(&name);
+        }
+    }
+    run(&mut maturin, "building the wheel (maturin build --release)");
     let wheel = wheel_in(&wheels);
     let size = std::fs::metadata(&wheel).map(|m| m.len()).unwrap_or(0);
     eprintln!("wheel: {} ({:.1} MB)", wheel.display(), size as f64 / 1e6);
