@@ -16,8 +16,9 @@
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
 
 // lanes: invocations per channel in channel_weights, 8 (8 channels a workgroup) or 64 (one):
-// 64 where 8 would each take over lavapipe's 65,535 loop turns (a block of over ~0.5 M
-// positions), which it would end silently
+// 64 where 8 would each take over lavapipe's 65,535 loop turns, which it would end silently
+// (`cam::channel::lanes`: FEM's three passes from ~175,000 positions, Grad-CAM's one from
+// ~520,000)
 struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32, lanes: u32 }
 
 override METHOD: u32 = 0u;
