@@ -42,35 +42,47 @@ fn tied_block(c: usize, hw: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     (a, g)
 }
 
+/// The method's map of the block output `blk` (and its gradient `grad`) of (c, hw), recorded
+/// by `eigen::record` and run: a maps buffer of `map_off` + hw floats, all of it read back.
+fn gpu_map(
+    m: Method,
+    (blk, grad): (&wgpu::Buffer, &wgpu::Buffer),
+    (c, hw): (usize, usize),
+    map_off: usize,
+) -> Vec<f32> {
+    let g = gpu();
+    let (scratch, maps) = (zeros(eigen::scratch_len(c)), zeros(map_off + hw));
+    let args = EigenArgs {
+        c,
+        hw,
+        blk,
+        grad,
+        scratch: &scratch.buf,
+        maps: &maps.buf,
+        map_off,
+    };
+    let mut d = Vec::new();
+    eigen::record(g, &|w| format!("test.{}.{w}", m.name()), m, &args, &mut d);
+    g.run_now(&d.iter().collect::<Vec<_>>()).unwrap();
+    read(&maps)
+}
+
 #[test]
 fn eigen_maps_match_their_reference_when_the_top_eigenvalues_nearly_tie() {
-    let g = gpu();
     // 1,000 channels: the power iteration in six dispatches of 50 steps (lavapipe's 65,535
     // loop turns per invocation would end a single one after ~56 steps, silently)
     for &(c, hw) in &[(320, 4), (300, 9), (41, 17), (1000, 5)] {
         let (a, gr) = tied_block(c, hw, 9000 + c as u64);
         let (ab, gb) = (up(&a), up(&gr));
         for m in EIGEN {
-            let (scratch, maps) = (zeros(eigen::scratch_len(c)), zeros(hw));
-            let args = EigenArgs {
-                c,
-                hw,
-                blk: &ab.buf,
-                grad: &gb.buf,
-                scratch: &scratch.buf,
-                maps: &maps.buf,
-                map_off: 0,
-            };
-            let mut d = Vec::new();
-            eigen::record(g, &|w| format!("tie.{w}"), m, &args, &mut d);
-            g.run_now(&d.iter().collect::<Vec<_>>()).unwrap();
+            let got = gpu_map(m, (&ab.buf, &gb.buf), (c, hw), 0);
             let want = eigen::cpu::map(m, &a, &gr, c, hw);
             // the same iteration in f32 and in f64, over a slow rotation: measured on
             // lavapipe, 2026-12-03, see the printed max error
             let peak = want.iter().fold(1e-30f32, |a, v| a.max(*v));
             check(
                 &format!("tied {}.{c}x{hw}", m.name()),
-                &read(&maps),
+                &got,
                 &want,
                 &[hw],
                 Tolerance::new(0.0, 1e-3 * peak),
@@ -81,7 +93,6 @@ fn eigen_maps_match_their_reference_when_the_top_eigenvalues_nearly_tie() {
 
 #[test]
 fn eigen_maps_match_their_reference() {
-    let g = gpu();
     // odd channel counts, a 1×1 map (nothing to centre: the map is 0), more positions than a
     // workgroup, more channels than the power iteration's 256 invocations, and 500,001
     // positions: the means and the covariance in three dispatches each (in one, lavapipe would
@@ -100,21 +111,8 @@ fn eigen_maps_match_their_reference() {
         let (a, gr) = block(c, hw, 7000 + 10 * i as u64);
         let (ab, gb) = (up(&a), up(&gr));
         for m in EIGEN {
-            let (scratch, maps) = (zeros(eigen::scratch_len(c)), zeros(9 + hw));
-            let args = EigenArgs {
-                c,
-                hw,
-                blk: &ab.buf,
-                grad: &gb.buf,
-                scratch: &scratch.buf,
-                maps: &maps.buf,
-                map_off: 9,
-            };
-            let mut d = Vec::new();
-            eigen::record(g, &|w| format!("test.{w}"), m, &args, &mut d);
-            g.run_now(&d.iter().collect::<Vec<_>>()).unwrap();
+            let got = gpu_map(m, (&ab.buf, &gb.buf), (c, hw), 9);
             let want = eigen::cpu::map(m, &a, &gr, c, hw);
-            let got = read(&maps);
             assert!(got[..9].iter().all(|&v| v == 0.0), "wrote before its map");
             // f32 covariance and power iteration against f64 throughout: measured on lavapipe,
             // 2026-12-03, 1.2e-5 of the peak at worst (eigengradcam, 70×63); over 500,001
