@@ -14,6 +14,12 @@
 //           score region (info[1] = 2): S = Σ_{m in R} p_m with R the cells whose centre
 //           (cells, radians) lies within info[4] (f32 bits, km) of cell c's, by haversine
 //           (R = 6371 km): g[n] = p_n(1[n in R] − S). region_mass writes S to region[0].
+//           score finer (info[1] = 3; FinerCAM, pytorch-grad-cam's FinerWeightedTarget with
+//           α = 1): F = N/(S + 1e-9), S = Σ_{j in J} p_j, N = Σ_{j in J} p_j(y_c − y_j), J the
+//           info[4] classes nearest to c by |y_j − y_c| (j ≠ c; ties to the lower index), y the
+//           logits. finer_pick writes J to info[8 ..] and S, N (f32 bits) to info[5], info[6];
+//           g[n] = ∂F/∂y_n = (∂N − F·∂S)/(S + 1e-9) with ∂S = 1[n in J]p_n − p_n·S and
+//           ∂N = 1[n in J]p_n(y_c − y_n − 1) − p_n·N + δ_nc·S.
 // linear_backward: partial[seg0 + s, k] = Σ_{r in segment s} w[r,k]·g[row0 + r];
 // sum_partials:    df[k] = Σ_s partial[s, k]
 
@@ -80,6 +86,23 @@ fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     }
 }
 
+// The workgroup's smallest (red[lid], red_i[lid]), ties to the lower index, into red[0] and
+// red_i[0] (a tree over the 256 invocations' own bests)
+fn tree_argmin(lid: u32) {
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            let o = red[lid + s];
+            let oi = red_i[lid + s];
+            if (o < red[lid] || (o == red[lid] && oi < red_i[lid])) {
+                red[lid] = o;
+                red_i[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
 @compute @workgroup_size(256)
 fn softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let o = wid.z * prm.n; // this image's logits and probs
@@ -92,21 +115,11 @@ fn softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
             best_i = n;
         }
     }
-    red[lid] = best;
+    // the argmax as the argmin of −logit (exact)
+    red[lid] = -best;
     red_i[lid] = best_i;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            let o = red[lid + s];
-            let oi = red_i[lid + s];
-            if (o > red[lid] || (o == red[lid] && oi < red_i[lid])) {
-                red[lid] = o;
-                red_i[lid] = oi;
-            }
-        }
-        workgroupBarrier();
-    }
-    let mx = red[0];
+    tree_argmin(lid);
+    let mx = -red[0];
     let arg = red_i[0];
     workgroupBarrier();
     var sum = 0.0;
@@ -170,6 +183,74 @@ fn region_mass(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
+// FinerCAM's comparison classes, at most this many (`ops::head::FINER_MAX`)
+const FINER_MAX = 32u;
+var<workgroup> picked: array<u32, FINER_MAX>;
+
+// One workgroup: FinerCAM's comparison classes J and the sums S and N (only for that score).
+@compute @workgroup_size(256)
+fn finer_pick(@builtin(local_invocation_index) lid: u32) {
+    if (info[1] != 3u) {
+        return;
+    }
+    let c = info[2];
+    let yc = logits[c];
+    let kn = min(info[4], min(FINER_MAX, prm.n - 1u));
+    for (var r = 0u; r < kn; r++) {
+        // an invocation with no candidate left offers the largest f32, which any finite
+        // distance beats
+        var best = 3.4028235e38;
+        var bi = 0xffffffffu;
+        for (var n = lid; n < prm.n; n += 256u) {
+            var taken = n == c;
+            for (var q = 0u; q < r; q++) {
+                taken = taken || picked[q] == n;
+            }
+            let d = abs(logits[n] - yc);
+            if (!taken && d < best) {
+                best = d;
+                bi = n;
+            }
+        }
+        red[lid] = best;
+        red_i[lid] = bi;
+        tree_argmin(lid);
+        if (lid == 0u) {
+            picked[r] = red_i[0];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        var s = 0.0;
+        var num = 0.0;
+        for (var q = 0u; q < kn; q++) {
+            let j = picked[q];
+            info[8u + q] = j;
+            s += probs[j];
+            num += probs[j] * (yc - logits[j]);
+        }
+        info[4] = kn;
+        info[5] = bitcast<u32>(s);
+        info[6] = bitcast<u32>(num);
+    }
+}
+
+// ∂F/∂y_n of the finer score, from what finer_pick wrote
+fn dfiner(n: u32, c: u32) -> f32 {
+    var inj = false;
+    for (var q = 0u; q < info[4]; q++) {
+        inj = inj || info[8u + q] == n;
+    }
+    let s = bitcast<f32>(info[5]);
+    let num = bitcast<f32>(info[6]);
+    let d = s + 1e-9;
+    let p = probs[n];
+    let jp = select(0.0, p, inj);
+    let ds = jp - p * s;
+    let dn = jp * (logits[c] - logits[n] - 1.0) - p * num + select(0.0, s, n == c);
+    return (dn - num / d * ds) / d;
+}
+
 @compute @workgroup_size(256)
 fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = (wid.y * nwg.x + wid.x) * 256u + lid;
@@ -185,6 +266,8 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         g[n] = hit;
     } else if (info[1] == 2u) {
         g[n] = probs[n] * (select(0.0, 1.0, in_region(n)) - region[0]);
+    } else if (info[1] == 3u) {
+        g[n] = dfiner(n, c);
     } else {
         g[n] = probs[c] * (hit - probs[n]);
     }

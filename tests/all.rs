@@ -13,6 +13,7 @@ mod evaluate; // Score-CAM and the faithfulness metrics against PyTorch, the blu
 #[allow(dead_code, unused_imports)]
 #[path = "../src/main.rs"]
 mod binary;
+mod finer; // FinerCAM: the trained Lite0 against pytorch-grad-cam, with Grad-CAM in the same engine run
 mod first_hour; // a new user's first runs: what the console says, --target labels, folder runs, tiny photos
 mod fuzz; // every fuzzer finding and kept corpus entry in fuzz/regressions/, through the targets' entry points
 #[path = "../fuzz/entry.rs"]

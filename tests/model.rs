@@ -41,6 +41,26 @@ pub fn golden(name: &str) -> (Golden, HashMap<String, String>) {
     (out, meta.metadata().clone().unwrap_or_default())
 }
 
+/// Every explainer's map at each of `blocks` against the golden `<method>.NN`, within 1e-3 of
+/// the golden map's peak (the contract for maps against pytorch-grad-cam).
+pub fn check_block_maps(what: &str, o: &Output, blocks: &[usize], gd: &Golden) {
+    for e in &o.explainers {
+        for &l in blocks {
+            let name = format!("{}.{l:02}", e.explainer.method.name());
+            let (shape, want) = &gd[&name];
+            let got = e.maps[l].as_ref().expect("a selected block has a map");
+            let peak = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            check(
+                &format!("{what} {name}"),
+                got,
+                want,
+                shape,
+                Tolerance::new(0.0, 1e-3 * peak),
+            );
+        }
+    }
+}
+
 fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Plan, Vec<Output>) {
     let g = gpu();
     let nb = w.cfg.blocks.len();

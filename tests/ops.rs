@@ -582,11 +582,14 @@ fn head_matches_reference_across_chunks() {
     ds.push(head::dlogits(
         g,
         "test.dlogits",
-        n,
-        &pb.buf,
-        &ib.buf,
-        None,
-        &gb.buf,
+        &head::DlogitsArgs {
+            n,
+            logits: &lb.buf,
+            probs: &pb.buf,
+            info: &ib.buf,
+            region: None,
+            g: &gb.buf,
+        },
     ));
     let mut seg0 = 0;
     for (c, &(r0, rows)) in chunks.iter().enumerate() {
@@ -679,6 +682,7 @@ fn region_score_gradient_matches_reference() {
         0,
     ];
     let (pb, cb, mass, gb) = (up(&probs), up(&cells), zeros(1), zeros(n));
+    let lb = zeros(n);
     let ib = g.upload_u32("info", &info).unwrap();
     let r = head::Region {
         cells: &cb.buf,
@@ -689,11 +693,14 @@ fn region_score_gradient_matches_reference() {
         &head::dlogits(
             g,
             "test.dlogits.region",
-            n,
-            &pb.buf,
-            &ib.buf,
-            Some(&r),
-            &gb.buf,
+            &head::DlogitsArgs {
+                n,
+                logits: &lb.buf,
+                probs: &pb.buf,
+                info: &ib.buf,
+                region: Some(&r),
+                g: &gb.buf,
+            },
         ),
     ])
     .unwrap();
@@ -712,4 +719,49 @@ fn region_score_gradient_matches_reference() {
     );
     let want = head::cpu::dlogits_region(&probs, &inside);
     check("region.dlogits", &read(&gb), &want, &[n], tol_for(&want));
+}
+
+#[test]
+fn finer_score_gradient_matches_reference() {
+    // FinerCAM's score: the comparison classes picked on the GPU and ∂F/∂logits, against the
+    // f64 reference, for several class counts and comparison counts (n not a multiple of the
+    // 256 invocations; the target neither first nor last)
+    let g = gpu();
+    for (case, &(n, target, k)) in [(1001usize, 17usize, 3u32), (4099, 4098, 1), (300, 0, 7)]
+        .iter()
+        .enumerate()
+    {
+        let logits = rand(n, 3100 + case as u64, -4.0, 4.0);
+        let (probs, _) = head::cpu::softmax(&logits);
+        let mut info = [0u32; head::INFO_WORDS];
+        (info[1], info[2], info[4]) = (3, target as u32, k);
+        let (lb, pb, gb) = (up(&logits), up(&probs), zeros(n));
+        let ib = g.upload_u32("info", &info).unwrap();
+        let args = head::DlogitsArgs {
+            n,
+            logits: &lb.buf,
+            probs: &pb.buf,
+            info: &ib.buf,
+            region: None,
+            g: &gb.buf,
+        };
+        g.run_now(&[
+            &head::finer_pick(g, "test.finer", n, &lb.buf, &pb.buf, &ib.buf),
+            &head::dlogits(g, "test.dlogits.finer", &args),
+        ])
+        .unwrap();
+        // info is u32: its words come back as f32 bit patterns
+        let picked: Vec<u32> = read(&ib)[8..8 + k as usize]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        let want: Vec<u32> = head::cpu::finer_classes(&logits, target, k as usize)
+            .iter()
+            .map(|&j| j as u32)
+            .collect();
+        assert_eq!(picked, want, "case {case}: comparison classes");
+        let want = head::cpu::dlogits_finer(&logits, &probs, target, k as usize);
+        // measured: 6e-8 of the largest |∂F/∂y| at worst (f32 sums against f64)
+        check("finer.dlogits", &read(&gb), &want, &[n], tol_for(&want));
+    }
 }

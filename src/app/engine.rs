@@ -1,7 +1,7 @@
 //! The engine a command uses: weights on the GPU, plans cached per (input size, options),
 //! and the prediction summary shared by `predict` and `explain`.
 
-use crate::cam::methods::Explainer;
+use crate::cam::methods::{Explainer, Method};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, RecycleStats};
 use crate::model::efficientnet::ModelGpu;
@@ -27,6 +27,8 @@ pub struct Engine {
     plans: HashMap<(bool, Vec<usize>, Vec<Explainer>, usize), Plan>,
     /// visloc's retrieval head on the GPU, made on first use
     retrieval: Option<RetrievalGpu>,
+    /// FinerCAM's comparison classes (`--comparison`; pytorch-grad-cam's default, 3)
+    pub comparison: u32,
 }
 
 impl Engine {
@@ -38,6 +40,7 @@ impl Engine {
             last_recycled: None,
             plans: HashMap::new(),
             retrieval: None,
+            comparison: 3,
         })
     }
 
@@ -85,8 +88,28 @@ impl Engine {
         score: Score,
     ) -> Result<Output> {
         let gpu = self.gpu.clone();
+        let finer = Score::Finer(self.comparison);
         let plan = self.plan(h, w, opts)?;
-        plan.run(&gpu, input, target, score)
+        let is_finer = |e: &Explainer| e.method == Method::FinerCam;
+        if !opts.explainers.iter().any(is_finer) {
+            return plan.run(&gpu, input, target, score);
+        }
+        // FinerCAM differentiates its own score: a second run of the same plan gives its
+        // maps, at the first run's target
+        if opts.explainers.iter().all(is_finer) {
+            return plan.run(&gpu, input, target, finer);
+        }
+        let mut out = plan.run(&gpu, input, target, score)?;
+        let fo = plan.run(&gpu, input, Some(out.target), finer)?;
+        for (mine, theirs) in out.explainers.iter_mut().zip(fo.explainers) {
+            if is_finer(&mine.explainer) {
+                *mine = theirs;
+            }
+        }
+        out.gpu_seconds += fo.gpu_seconds;
+        out.readback_seconds += fo.readback_seconds;
+        out.mirror_first();
+        Ok(out)
     }
 
     /// The retrieval embedding (visloc's `rrm_head`) of the image the last `run` with these

@@ -40,7 +40,7 @@ pub struct ChannelArgs<'a> {
 
 fn code(m: Method) -> u32 {
     match m {
-        Method::GradCam => 0,
+        Method::GradCam | Method::FinerCam => 0,
         Method::GradCamPP => 1,
         Method::XGradCam => 2,
         Method::GradCamPPOfficial => 3,
@@ -170,7 +170,7 @@ pub mod cpu {
                 let (ak, gk) = (&a[k * hw..(k + 1) * hw], &g[k * hw..(k + 1) * hw]);
                 let sum_a: f32 = ak.iter().sum();
                 match method {
-                    Method::GradCam => gk.iter().sum::<f32>() / hw as f32,
+                    Method::GradCam | Method::FinerCam => gk.iter().sum::<f32>() / hw as f32,
                     Method::XGradCam => {
                         gk.iter().zip(ak).map(|(g, a)| g * a).sum::<f32>() / (sum_a + 1e-7)
                     }

@@ -98,6 +98,9 @@ method_table! {
     Fem: "fem", Sum, false, Channel;
     /// ReLU(Σ_k ReLU(g_k) ⊙ A_k)
     LayerCam: "layercam", Max, false, Elementwise;
+    /// FinerCAM (pytorch-grad-cam's, α = 1): Grad-CAM of its own score, Σ_j p_j(y_c −
+    /// y_j)/(Σ_j p_j + 1e-9) over the `--comparison` classes j nearest to c by logit
+    FinerCam: "finercam", Sum, false, Channel;
     /// EigenCAM: the centred activations projected on their first principal direction, the
     /// sign by Seg-Eigen-CAM's rule; no gradient
     EigenCam: "eigencam", Sum, false, Eigen;

@@ -54,14 +54,16 @@ pub struct ExplainArgs {
     /// gradcam (with the sum fusion: Combi-CAM, the default), gradcampp, xgradcam, hirescam,
     /// gradcam-elementwise, layercam, layercam-official, fem (FEM: from the activations
     /// alone), eigencam and eigengradcam (the first principal component of A, resp. g ⊙ A;
-    /// the sign by Seg-Eigen-CAM's rule); and gradcampp-official (the official repository's
+    /// the sign by Seg-Eigen-CAM's rule), finercam (FinerCAM: Grad-CAM of y_c minus the
+    /// --comparison classes nearest by logit, each weighted by its probability; one more
+    /// forward and backward); and gradcampp-official (the official repository's
     /// Grad-CAM++, on the last block only); scorecam and scorecam-official (one masked forward
     /// pass per channel of each selected block, with a progress bar: 448 at B4's last block).
     /// Comma-separated; each writes its own PNGs and raw maps.
     #[arg(long, value_name = "LIST")]
     method: Option<String>,
     /// How each method's block maps are fused: sum (Combi-CAM; default of gradcam, gradcampp,
-    /// xgradcam, hirescam, gradcam-elementwise, fem, eigencam, eigengradcam), mean (default of layercam-official), mean-normalised, max
+    /// xgradcam, hirescam, gradcam-elementwise, fem, eigencam, eigengradcam, finercam), mean (default of layercam-official), mean-normalised, max
     /// (default of layercam), product. The last three normalise each block's map first.
     #[arg(long, value_name = "RULE")]
     fusion: Option<String>,
@@ -70,6 +72,11 @@ pub struct ExplainArgs {
     /// within KM km of the target cell's centre, "why does it think this region?").
     #[arg(long, default_value = "prob", value_name = "SCORE")]
     score: String,
+    /// FinerCAM's comparison classes: the K classes (cells) whose logits are nearest the
+    /// target's, as pytorch-grad-cam's FinerCAM (its default: 3). FinerCAM differentiates
+    /// Σ_j p_j(y_c − y_j)/Σ_j p_j over them, whatever --score says.
+    #[arg(long, default_value_t = 3, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=32))]
+    comparison: u32,
     /// Explain this cell/class instead of the top one: its index, or for ImageNet models its
     /// label (e.g. --target "bow tie"; a unique part of a label works too).
     #[arg(long, value_name = "INDEX|LABEL", conflicts_with = "target_latlon")]
@@ -285,6 +292,7 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let t_adapter = t_start.elapsed().as_secs_f64();
     let t_upload = Instant::now();
     let mut engine = Engine::new(gpu.clone(), w).map_err(|e| undo(e.into()))?;
+    engine.comparison = a.comparison;
     if a.verbose {
         eprintln!(
             "start-up: instance and adapter {t_adapter:.3}s, weights to the GPU {:.3}s",

@@ -66,6 +66,35 @@ pub fn linear(gpu: &Gpu, label: &str, a: &LinearArgs) -> Dispatch {
     d
 }
 
+/// A kernel over the N outputs whose only parameter is N: `groups` workgroups, `per_output`
+/// (flops, bytes) per output for the bench's rates.
+fn over_outputs(
+    gpu: &Gpu,
+    label: &str,
+    entry: &str,
+    n: usize,
+    bindings: &[(u32, Option<&wgpu::Buffer>)],
+    groups: [u32; 3],
+    per_output: (f64, f64),
+) -> Dispatch {
+    let params = HeadParams {
+        n: n as u32,
+        ..Default::default()
+    };
+    let mut d = gpu.dispatch(&DispatchDesc {
+        label,
+        family: "head",
+        entry,
+        params: words(&params),
+        bindings,
+        groups,
+        ..Default::default()
+    });
+    d.flops = per_output.0 * n as f64;
+    d.bytes = per_output.1 * n as f64;
+    d
+}
+
 /// probs = softmax(logits); info[2] = target (info[0], or the argmax when info[0] ≥ n); info[3] = argmax.
 pub fn softmax(
     gpu: &Gpu,
@@ -75,22 +104,15 @@ pub fn softmax(
     probs: &wgpu::Buffer,
     info: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = HeadParams {
-        n: n as u32,
-        ..Default::default()
-    };
-    let mut d = gpu.dispatch(&DispatchDesc {
+    over_outputs(
+        gpu,
         label,
-        family: "head",
-        entry: "softmax",
-        params: words(&params),
-        bindings: &[(4, Some(logits)), (5, Some(probs)), (6, Some(info))],
-        groups: [1, 1, 1],
-        ..Default::default()
-    });
-    d.flops = 4.0 * n as f64;
-    d.bytes = 12.0 * n as f64;
-    d
+        "softmax",
+        n,
+        &[(4, Some(logits)), (5, Some(probs)), (6, Some(info))],
+        [1, 1, 1],
+        (4.0, 12.0),
+    )
 }
 
 /// g = ∂score/∂logits, score = p_target (info[1] = 0) or logit_target (info[1] = 1).
@@ -110,60 +132,88 @@ pub fn region_mass(
     info: &wgpu::Buffer,
     r: &Region,
 ) -> Dispatch {
-    let params = HeadParams {
-        n: n as u32,
-        ..Default::default()
-    };
-    let mut d = gpu.dispatch(&DispatchDesc {
+    let bindings = [
+        (5, Some(probs)),
+        (6, Some(info)),
+        (10, Some(r.cells)),
+        (11, Some(r.mass)),
+    ];
+    over_outputs(
+        gpu,
         label,
-        family: "head",
-        entry: "region_mass",
-        params: words(&params),
-        bindings: &[
-            (5, Some(probs)),
-            (6, Some(info)),
-            (10, Some(r.cells)),
-            (11, Some(r.mass)),
-        ],
-        groups: [1, 1, 1],
-        ..Default::default()
-    });
-    d.flops = 20.0 * n as f64;
-    d.bytes = 12.0 * n as f64;
-    d
+        "region_mass",
+        n,
+        &bindings,
+        [1, 1, 1],
+        (20.0, 12.0),
+    )
 }
 
-pub fn dlogits(
+/// FinerCAM's comparison classes: at most this many (`--comparison`).
+pub const FINER_MAX: usize = 32;
+
+/// The words of the `info` buffer: target, score mode, p_target, argmax, the score's
+/// parameter, FinerCAM's S and N and a spare word, then FinerCAM's classes.
+pub const INFO_WORDS: usize = 8 + FINER_MAX;
+
+/// FinerCAM's comparison classes J into info[8 ..] and its sums S, N into info[5], info[6]
+/// (finer score only; one workgroup).
+pub fn finer_pick(
     gpu: &Gpu,
     label: &str,
     n: usize,
+    logits: &wgpu::Buffer,
     probs: &wgpu::Buffer,
     info: &wgpu::Buffer,
-    region: Option<&Region>,
-    g: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = HeadParams {
-        n: n as u32,
-        ..Default::default()
-    };
-    let mut d = gpu.dispatch(&DispatchDesc {
+    let bindings = [(4, Some(logits)), (5, Some(probs)), (6, Some(info))];
+    over_outputs(
+        gpu,
         label,
-        family: "head",
-        entry: "dlogits",
-        params: words(&params),
-        bindings: &[
-            (5, Some(probs)),
-            (6, Some(info)),
-            (7, Some(g)),
-            (10, region.map(|r| r.cells)),
-            (11, region.map(|r| r.mass)),
-        ],
-        groups: grid_items(n),
-        ..Default::default()
-    });
-    d.flops = 2.0 * n as f64;
-    d.bytes = 8.0 * n as f64;
-    d
+        "finer_pick",
+        n,
+        &bindings,
+        [1, 1, 1],
+        (3.0, 4.0),
+    )
+}
+
+/// The score and where its gradient goes: `g` = ∂score/∂logits (N).
+pub struct DlogitsArgs<'a> {
+    pub n: usize,
+    pub logits: &'a wgpu::Buffer,
+    pub probs: &'a wgpu::Buffer,
+    pub info: &'a wgpu::Buffer,
+    pub region: Option<&'a Region<'a>>,
+    pub g: &'a wgpu::Buffer,
+}
+
+pub fn dlogits(gpu: &Gpu, label: &str, a: &DlogitsArgs) -> Dispatch {
+    let DlogitsArgs {
+        n,
+        logits,
+        probs,
+        info,
+        region,
+        g,
+    } = *a;
+    let bindings = [
+        (4, Some(logits)),
+        (5, Some(probs)),
+        (6, Some(info)),
+        (7, Some(g)),
+        (10, region.map(|r| r.cells)),
+        (11, region.map(|r| r.mass)),
+    ];
+    over_outputs(
+        gpu,
+        label,
+        "dlogits",
+        n,
+        &bindings,
+        grid_items(n),
+        (2.0, 8.0),
+    )
 }
 
 /// partial[seg0 + s, :] = Σ over the chunk's segment s of w[r,:]·g[row0 + r]
@@ -266,6 +316,35 @@ pub mod cpu {
             .iter()
             .zip(inside)
             .map(|(&p, &i)| p * (if i { 1.0 } else { 0.0 } - s))
+            .collect()
+    }
+
+    /// FinerCAM's comparison classes: the `k` classes j ≠ c whose logits are nearest to c's,
+    /// nearest first, ties to the lower index (pytorch-grad-cam's `np.argsort(|y − y_c|)`,
+    /// positions 1 ..= k).
+    pub fn finer_classes(logits: &[f32], c: usize, k: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..logits.len()).filter(|&j| j != c).collect();
+        let d = |j: usize| (logits[j] - logits[c]).abs();
+        order.sort_by(|&a, &b| d(a).total_cmp(&d(b)).then(a.cmp(&b)));
+        order.truncate(k);
+        order
+    }
+
+    /// ∂F/∂logits of FinerCAM's score F = N/(S + 1e-9), S = Σ_{j in J} p_j,
+    /// N = Σ_{j in J} p_j(y_c − y_j), in f64 (the kernel's reference).
+    pub fn dlogits_finer(logits: &[f32], probs: &[f32], c: usize, k: usize) -> Vec<f32> {
+        let j = finer_classes(logits, c, k);
+        let (y, p) = (|i: usize| logits[i] as f64, |i: usize| probs[i] as f64);
+        let s: f64 = j.iter().map(|&i| p(i)).sum();
+        let num: f64 = j.iter().map(|&i| p(i) * (y(c) - y(i))).sum();
+        let d = s + 1e-9;
+        (0..logits.len())
+            .map(|n| {
+                let jp = if j.contains(&n) { p(n) } else { 0.0 };
+                let ds = jp - p(n) * s;
+                let dn = jp * (y(c) - y(n) - 1.0) - p(n) * num + if n == c { s } else { 0.0 };
+                ((dn - num / d * ds) / d) as f32
+            })
             .collect()
     }
 

@@ -88,7 +88,11 @@ impl Rec<'_> {
             m.n_classes(),
         );
         let HeadFwd {
-            zh, probs, info, ..
+            zh,
+            logits,
+            probs,
+            info,
+            ..
         } = hf;
         let a = &mut self.a;
         let pack = &self.pack;
@@ -108,14 +112,25 @@ impl Rec<'_> {
                 r,
             ));
         }
+        bwd.push(head::finer_pick(
+            gpu,
+            "fc.finer_pick.bwd",
+            n,
+            &logits.buf,
+            &probs.buf,
+            &info.buf,
+        ));
         bwd.push(head::dlogits(
             gpu,
             "fc.dlogits.bwd",
-            n,
-            &probs.buf,
-            &info.buf,
-            region.as_ref(),
-            &dlog.buf,
+            &head::DlogitsArgs {
+                n,
+                logits: &logits.buf,
+                probs: &probs.buf,
+                info: &info.buf,
+                region: region.as_ref(),
+                g: &dlog.buf,
+            },
         ));
         let df = Self::classifier_t(gpu, m, a, "fc", "dfeatures", &dlog.buf, bwd)?;
         let dzh = a.buf("head.dz".into(), k * hw)?;

@@ -246,7 +246,7 @@ impl Rec<'_> {
         let logits = a.batched("logits".into(), n)?;
         let probs = a.batched("probs".into(), n)?;
         // [target asked, score, target, argmax, region km (f32 bits), 0, 0, 0]
-        let info = a.buf("info".into(), 8)?;
+        let info = a.buf("info".into(), head::INFO_WORDS)?;
         Self::classifier(
             gpu,
             m,

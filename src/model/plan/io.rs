@@ -10,6 +10,9 @@ pub enum Score {
     Logit,
     /// the probability mass within this many km of the target cell's centre (geolocation)
     Region(f32),
+    /// FinerCAM's: Σ_j p_j(y_c − y_j)/(Σ_j p_j + 1e-9) over the this many classes j ≠ c whose
+    /// logits are nearest to c's (pytorch-grad-cam's `FinerWeightedTarget`, α = 1)
+    Finer(u32),
 }
 
 impl Score {
@@ -19,6 +22,7 @@ impl Score {
             Score::Prob => (0, 0),
             Score::Logit => (1, 0),
             Score::Region(km) => (2, km.to_bits()),
+            Score::Finer(k) => (3, k),
         }
     }
 }

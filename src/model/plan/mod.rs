@@ -378,7 +378,8 @@ impl Plan {
             &self.opts.explainers,
             &self.opts.blocks,
             self.sizes.len(),
-            score == Score::Prob,
+            // the finer score's run (`Engine::run`) gives FinerCAM's maps alone
+            matches!(score, Score::Prob | Score::Finer(_)),
         )?;
         if let Score::Region(km) = score {
             if !self.geo {
@@ -397,16 +398,10 @@ impl Plan {
             m.set_original(gpu, input);
         }
         let (mode, km) = score.code();
-        let info = [
-            target.map(|t| t as u32).unwrap_or(u32::MAX),
-            mode,
-            0,
-            0,
-            km,
-            0,
-            0,
-            0,
-        ];
+        let mut info = [0u32; crate::ops::head::INFO_WORDS];
+        info[0] = target.map(|t| t as u32).unwrap_or(u32::MAX);
+        info[1] = mode;
+        info[4] = km;
         gpu.queue
             .write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
         let t0 = Instant::now();
