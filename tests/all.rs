@@ -30,6 +30,7 @@ mod python; // the Python package: its wheel built by maturin, its pytest suite
 mod readme; // every example command of the README, run as written
 mod render; // JET colormap against OpenCV, overlay, atomic writes
 mod retrieval; // visloc's retrieval head and search within cell against the official pipeline
+mod road; // ROAD against pytorch-grad-cam: the imputer and the probability changes, the imputer on awkward shapes
 mod runs; // folder runs: recursive inputs, shards, the index
 mod shaders; // naga validates every WGSL file
 mod weights; // the test formula, layouts, dtypes, bad weights files

@@ -3,13 +3,12 @@
 //! (tests/golden/make_eigen.py).
 
 use crate::common::{check, gpu, rand, read, up, zeros};
-use crate::model::{check_block_maps, golden, lite0_checkpoint};
+use crate::model::{check_block_maps, golden, lite0_coffee};
 use combicam_gpu::cam::eigen::{self, EigenArgs};
 use combicam_gpu::cam::methods::{Explainer, Fusion, Method};
 use combicam_gpu::model::efficientnet::ModelGpu;
 use combicam_gpu::model::plan::{Plan, PlanOptions, Score};
 use combicam_gpu::ops::Tolerance;
-use std::path::Path;
 
 const EIGEN: [Method; 2] = [Method::EigenCam, Method::EigenGradCam];
 
@@ -138,18 +137,8 @@ fn eigen_maps_match_their_reference() {
 fn eigen_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
     let g = gpu();
     let (gd, meta) = golden("eigen_lite0_coffee.safetensors");
-    let wts = lite0_checkpoint();
-    let pre = wts.preprocessing;
-    let photo = combicam_gpu::preprocess::load_image(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png"),
-    )
-    .unwrap();
-    let p = combicam_gpu::preprocess::preprocess_with(&photo, &pre).unwrap();
+    let (wts, p) = lite0_coffee(&meta);
     let (h, w) = (p.height, p.width);
-    assert_eq!(
-        (h.to_string(), w.to_string()),
-        (meta["height"].clone(), meta["width"].clone())
-    );
     let m = ModelGpu::upload(g, wts).unwrap();
     let blocks = vec![5, 10, 15];
     let explainers: Vec<Explainer> = EIGEN

@@ -129,7 +129,20 @@ fn the_metrics_protocol_matches_pytorch() {
     for name in ["combicam", "gradcam@15"] {
         // the same S as PyTorch's, so that the ranking is the same: the protocol alone
         let s = &gd[&format!("S.{name}")].1;
-        let m = eval::metrics(&mut e, &x, (H, W), s, (target, y), (steps, 5), &mut |_| {}).unwrap();
+        let m = eval::metrics(
+            &mut e,
+            &x,
+            (H, W),
+            s,
+            (target, y),
+            &eval::Protocol {
+                steps,
+                batch: 5,
+                road_noise: None,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
         let want_del = &gd[&format!("deletion.{name}")].1;
         let want_ins = &gd[&format!("insertion.{name}")].1;
         // lavapipe: max|diff| 6.5e-9, 0.39% of the former 1e-4/1e-6: ≈ 8% of this
@@ -182,7 +195,11 @@ fn the_metrics_protocol_matches_pytorch() {
             (H, W),
             &ours,
             (target, y),
-            (steps, 5),
+            &eval::Protocol {
+                steps,
+                batch: 5,
+                road_noise: None,
+            },
             &mut |_| {},
         )
         .unwrap();
@@ -308,7 +325,20 @@ fn lite0_scorecam_and_metrics_match_pytorch_on_a_photo() {
         // PyTorch's S: Score-CAM's maps have exact ties at step boundaries, where a ranking
         // from an S equal to float32 rounding could change a step
         let s = &gd[&format!("S.{name}")].1;
-        let m = eval::metrics(&mut e, &x, (h, w), s, (target, y), (steps, 8), &mut |_| {}).unwrap();
+        let m = eval::metrics(
+            &mut e,
+            &x,
+            (h, w),
+            s,
+            (target, y),
+            &eval::Protocol {
+                steps,
+                batch: 8,
+                road_noise: None,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
         // lavapipe: max|diff| 4.3e-6, 2.6% of the former 1e-4/1e-4: ≈ 13% of this
         let tol = Tolerance::new(2e-5, 2e-5);
         check(
@@ -353,8 +383,20 @@ fn lite0_scorecam_and_metrics_match_pytorch_on_a_photo() {
             // lavapipe: max|diff| 4.3e-6, 1.1% of the former 1e-3/1e-4: ≈ 11% of this
             Tolerance::new(1e-4, 1e-5),
         );
-        let m =
-            eval::metrics(&mut e, &x, (h, w), &s, (target, y), (steps, 8), &mut |_| {}).unwrap();
+        let m = eval::metrics(
+            &mut e,
+            &x,
+            (h, w),
+            &s,
+            (target, y),
+            &eval::Protocol {
+                steps,
+                batch: 8,
+                road_noise: None,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
         let want = &gd[&format!("metrics.{name}")].1;
         for (what, got, want) in [
             ("deletion AUC", m.deletion_auc, want[0]),

@@ -4,27 +4,16 @@
 //! score's kernels against their CPU reference are in tests/ops.rs.
 
 use crate::common::shared_gpu;
-use crate::model::{check_block_maps, golden, lite0_checkpoint};
+use crate::model::{check_block_maps, golden, lite0_coffee};
 use combicam_gpu::app::engine::Engine;
 use combicam_gpu::cam::methods::{Explainer, Method};
 use combicam_gpu::model::plan::{PlanOptions, Score};
-use std::path::Path;
 
 #[test]
 fn finercam_of_the_trained_lite0_matches_pytorch_grad_cam() {
     let (gd, meta) = golden("finer_lite0_coffee.safetensors");
-    let wts = lite0_checkpoint();
-    let pre = wts.preprocessing;
-    let photo = combicam_gpu::preprocess::load_image(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png"),
-    )
-    .unwrap();
-    let p = combicam_gpu::preprocess::preprocess_with(&photo, &pre).unwrap();
+    let (wts, p) = lite0_coffee(&meta);
     let (h, w) = (p.height, p.width);
-    assert_eq!(
-        (h.to_string(), w.to_string()),
-        (meta["height"].clone(), meta["width"].clone())
-    );
     let mut engine = Engine::new(shared_gpu().clone(), wts).unwrap();
     assert_eq!(engine.comparison, 3, "pytorch-grad-cam's default");
     let blocks = vec![5, 10, 15];

@@ -41,6 +41,24 @@ pub fn golden(name: &str) -> (Golden, HashMap<String, String>) {
     (out, meta.metadata().clone().unwrap_or_default())
 }
 
+/// The trained Lite0 and tests/photos/coffee.png preprocessed as it says, checked against the
+/// size a golden file's metadata gives (the goldens of tests/golden/lite0_coffee.py).
+pub fn lite0_coffee(
+    meta: &HashMap<String, String>,
+) -> (Weights, combicam_gpu::preprocess::Preprocessed) {
+    let wts = lite0_checkpoint();
+    let photo = combicam_gpu::preprocess::load_image(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png"),
+    )
+    .unwrap();
+    let p = combicam_gpu::preprocess::preprocess_with(&photo, &wts.preprocessing).unwrap();
+    assert_eq!(
+        (p.height.to_string(), p.width.to_string()),
+        (meta["height"].clone(), meta["width"].clone())
+    );
+    (wts, p)
+}
+
 /// Every explainer's map at each of `blocks` against the golden `<method>.NN`, within 1e-3 of
 /// the golden map's peak (the contract for maps against pytorch-grad-cam).
 pub fn check_block_maps(what: &str, o: &Output, blocks: &[usize], gd: &Golden) {

@@ -189,7 +189,7 @@ impl Explainer {
         steps: usize,
         batch: Option<usize>,
     ) -> PyResult<String> {
-        use combicam_gpu::app::{eval, evaluation};
+        use combicam_gpu::app::{eval, evaluation, road};
         if steps == 0 {
             return Err(inputs::input_error(
                 "steps=0: the curves need at least 1 step (default 50)".into(),
@@ -207,7 +207,7 @@ impl Explainer {
             ));
         }
         let w = &self.ctx.weights;
-        evaluation::passes_per_image(&specs, steps, &w.cfg).map_err(py_err)?;
+        evaluation::passes_per_image(&specs, (steps, true), &w.cfg).map_err(py_err)?;
         let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
         let mut images = Vec::new();
         for path in paths {
@@ -219,8 +219,7 @@ impl Explainer {
                 &name,
                 &pre,
                 &specs,
-                steps,
-                batch,
+                (steps, batch, Some(road::DEFAULT_NOISE)),
                 &mut |_| {},
             )
             .map_err(py_err)?;

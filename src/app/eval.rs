@@ -4,6 +4,7 @@
 //! ranking, the blur and the arithmetic of the protocol are the plain Rust below.
 
 use crate::app::engine::{Engine, parse_blocks};
+use crate::app::road::{self, Road};
 use crate::app::scorecam;
 use crate::cam::fusion::cpu::{normalize, upsample};
 use crate::cam::methods::{Explainer, Fusion, Method, TABLE};
@@ -125,7 +126,22 @@ pub struct Metrics {
     pub increase: bool,
     pub deletion: Vec<f32>,
     pub insertion: Vec<f32>,
+    /// ROAD (`road::Road`), unless turned off
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub road: Option<Road>,
 }
+
+/// How the metrics are run: the curves' steps, masked copies per submission, and ROAD's
+/// imputation noise σ (None: no ROAD).
+#[derive(Clone, Copy, Debug)]
+pub struct Protocol {
+    pub steps: usize,
+    pub batch: usize,
+    pub road_noise: Option<f32>,
+}
+
+/// The seed of ROAD's imputation noise: every run imputes the same noise.
+pub const ROAD_SEED: u64 = 0x524f4144;
 
 /// One image's entry in `evaluate --json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -260,18 +276,23 @@ pub fn smooth_random(seed: u64, h: usize, w: usize) -> Vec<f32> {
     normalize(&upsample(&grid, 7, 7, h, w))
 }
 
-/// Deletion, insertion, Average Drop and Increase of the map `s` (H·W, in [0, 1]) for the
-/// image of the plan's last run `x`, whose target probability is `y`, in `steps` steps with
-/// `batch` masked copies per submission. `progress` is told of each finished masked pass.
+/// Deletion, insertion, Average Drop, Increase and ROAD of the map `s` (H·W, in [0, 1]) for
+/// the image `x`, whose target probability is `y`, as `protocol` says. `progress` is told of
+/// each finished masked pass.
 pub fn metrics(
     engine: &mut Engine,
     x: &[f32],
     (h, w): (usize, usize),
     s: &[f32],
     (target, y): (usize, f32),
-    (steps, batch): (usize, usize),
+    protocol: &Protocol,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Metrics> {
+    let Protocol {
+        steps,
+        batch,
+        road_noise,
+    } = *protocol;
     let opts = PlanOptions::forward(batch);
     let gpu = engine.gpu.clone();
     let gpu = &*gpu;
@@ -298,7 +319,17 @@ pub fn metrics(
     })?;
     let o = run(&Masks::Map { map: s })?[0];
     let (average_drop, increase) = average_drop(y, o);
+    let road = match road_noise {
+        Some(noise) => {
+            let inputs = road::inputs(x, (h, w), s, noise, ROAD_SEED)?;
+            let p = run(&Masks::Inputs { inputs: &inputs })?;
+            let (morf, lerf) = p.split_at(road::PERCENTILES.len());
+            Some(Road::from_scores(y, morf, lerf))
+        }
+        None => None,
+    };
     Ok(Metrics {
+        road,
         deletion_auc: auc(&deletion),
         insertion_auc: auc(&insertion),
         average_drop,
@@ -308,9 +339,9 @@ pub fn metrics(
     })
 }
 
-/// Masked passes the metrics of one explainer cost at `steps`.
-pub fn passes_per_explainer(steps: usize) -> usize {
-    2 * (steps + 1) + 1
+/// Masked passes the metrics of one explainer cost at `steps`, with ROAD or not.
+pub fn passes_per_explainer(steps: usize, road: bool) -> usize {
+    2 * (steps + 1) + 1 + if road { 2 * road::PERCENTILES.len() } else { 0 }
 }
 
 /// Masked passes an explainer's map costs (Score-CAM: one per channel of its blocks).

@@ -18,15 +18,18 @@ pub struct Mean {
     /// the fraction of images whose confidence increased
     pub increase: f64,
     pub images: usize,
+    /// ROAD's MoRF, LeRF and combined means, over the images that have them
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub road: Option<[f64; 3]>,
 }
 
 /// The masked passes one image costs: its curves and its explainers' maps.
 pub fn passes_per_image(
     specs: &[Spec],
-    steps: usize,
+    (steps, road): (usize, bool),
     cfg: &crate::model::config::ModelCfg,
 ) -> Result<usize> {
-    let mut n = specs.len() * eval::passes_per_explainer(steps);
+    let mut n = specs.len() * eval::passes_per_explainer(steps, road);
     for s in specs {
         n += eval::map_passes(s, cfg)?;
     }
@@ -34,16 +37,15 @@ pub fn passes_per_image(
 }
 
 /// One image's metrics: the unmodified input's top output and its probability Y, then each
-/// explainer's saliency map and its deletion and insertion curves. `batch`: masked copies
-/// per submission as asked (None: the adapter's default). `progress(n)`: n masked passes of
-/// this image done so far.
+/// explainer's saliency map and its metrics. `batch`: masked copies per submission as asked
+/// (None: the adapter's default); `road_noise`: ROAD's σ (None: no ROAD). `progress(n)`: n
+/// masked passes of this image done so far.
 pub fn image_metrics(
     engine: &mut Engine,
     image: &str,
     pre: &Preprocessed,
     specs: &[Spec],
-    steps: usize,
-    batch: Option<usize>,
+    (steps, batch, road_noise): (usize, Option<usize>, Option<f32>),
     progress: &mut dyn FnMut(usize),
 ) -> Result<ImageMetrics> {
     let (h, w) = (pre.height, pre.width);
@@ -73,7 +75,11 @@ pub fn image_metrics(
             (h, w),
             &map,
             (target, y),
-            (steps, batch),
+            &eval::Protocol {
+                steps,
+                batch,
+                road_noise,
+            },
             &mut |n| {
                 last = n;
                 progress(done + n)
@@ -100,14 +106,28 @@ pub fn means(results: &[ImageMetrics]) -> BTreeMap<String, Mean> {
             e.average_drop += m.average_drop;
             e.increase += m.increase as u8 as f64;
             e.images += 1;
+            if let Some(r) = &m.road {
+                let s = e.road.get_or_insert([0.0; 3]);
+                for (a, v) in s.iter_mut().zip([r.morf_mean, r.lerf_mean, r.combined]) {
+                    *a += v;
+                }
+            }
         }
     }
-    for m in mean.values_mut() {
+    for (name, m) in mean.iter_mut() {
         let n = m.images.max(1) as f64;
         m.deletion_auc /= n;
         m.insertion_auc /= n;
         m.average_drop /= n;
         m.increase /= n;
+        let with_road = results
+            .iter()
+            .filter(|r| r.explainers.get(name).is_some_and(|e| e.road.is_some()))
+            .count()
+            .max(1) as f64;
+        if let Some(r) = &mut m.road {
+            r.iter_mut().for_each(|v| *v /= with_road);
+        }
     }
     mean
 }

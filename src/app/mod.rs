@@ -14,6 +14,7 @@ pub mod folder;
 pub mod hub;
 pub mod record;
 pub mod render;
+pub mod road;
 pub mod runs;
 pub mod scorecam;
 pub mod setup;

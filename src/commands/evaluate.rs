@@ -43,6 +43,13 @@ pub struct EvaluateArgs {
     /// the memory the process may still allocate).
     #[arg(long, value_name = "N", value_parser = super::super::copies)]
     batch: Option<usize>,
+    /// ROAD's imputation noise σ (pytorch-grad-cam's: 0.01, on the normalised input; seeded,
+    /// so runs repeat exactly). 0: no noise, the imputer's linear fill alone.
+    #[arg(long, default_value_t = combicam_gpu::app::road::DEFAULT_NOISE, value_name = "SIGMA")]
+    road_noise: f32,
+    /// Leave ROAD out (its 18 imputations and forward passes per explainer and image).
+    #[arg(long)]
+    no_road: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -51,6 +58,13 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 {
         bail!("--steps 0: the curves need at least 1 step (default 50)");
     }
+    if !(a.road_noise.is_finite() && a.road_noise >= 0.0) {
+        bail!(
+            "--road-noise {}: give a standard deviation, 0 or more (default 0.01)",
+            a.road_noise
+        );
+    }
+    let road = (!a.no_road).then_some(a.road_noise);
     let specs: Vec<Spec> = eval::parse_specs(&a.explainers)?;
     if specs.is_empty() {
         bail!("--explainers is empty: name at least one, e.g. combicam,gradcam@last");
@@ -62,7 +76,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let w = load_weights(&a.weights, "evaluates")?;
     let (model, source) = (w.cfg.name(), w.source.clone());
     // every explainer's blocks exist, before any work; the masked passes each image costs
-    let per_image = evaluation::passes_per_image(&specs, a.steps, &w.cfg)?;
+    let per_image = evaluation::passes_per_image(&specs, (a.steps, road.is_some()), &w.cfg)?;
     let how = w.preprocessing;
     let gpu = open_gpu(a.device.device)?;
     let mut engine = Engine::new(gpu.clone(), w)?;
@@ -91,8 +105,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 &name,
                 &pre,
                 &specs,
-                a.steps,
-                a.batch,
+                (a.steps, a.batch, road),
                 &mut progress,
             );
             Ok(m?)
@@ -120,14 +133,24 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         a.steps,
         gpu.adapter.line()
     );
+    let road_head = match road {
+        Some(_) => format!(
+            " {:>11} {:>11} {:>11}",
+            "ROAD MoRF ↓", "ROAD LeRF ↑", "ROAD comb ↑"
+        ),
+        None => String::new(),
+    };
     println!(
-        "{:<24} {:>14} {:>15} {:>15} {:>10}",
+        "{:<24} {:>14} {:>15} {:>15} {:>10}{road_head}",
         "explainer", "deletion AUC ↓", "insertion AUC ↑", "average drop ↓", "increase"
     );
     for s in &specs {
         if let Some(m) = mean.get(&s.name) {
+            let road = m.road.map_or(String::new(), |r| {
+                format!(" {:>11.4} {:>11.4} {:>11.4}", r[0], r[1], r[2])
+            });
             println!(
-                "{:<24} {:>14.4} {:>15.4} {:>14.2}% {:>9.0}%",
+                "{:<24} {:>14.4} {:>15.4} {:>14.2}% {:>9.0}%{road}",
                 s.name,
                 m.deletion_auc,
                 m.insertion_auc,

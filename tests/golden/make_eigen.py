@@ -23,17 +23,12 @@ import sys
 
 import numpy as np
 import torch
-import torchvision.transforms as T
-from PIL import Image
 from pytorch_grad_cam import EigenCAM, EigenGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
-from safetensors.numpy import save_file
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-from make_golden_families import LITE_PTH, lite0  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lite0_coffee import coffee, save  # noqa: E402
 
 BLOCKS = [5, 10, 15]
 
@@ -66,18 +61,8 @@ def block_map(cls, net, x, layer, target):
 
 
 def main():
-    photo = Image.open(os.path.join(ROOT, "tests", "photos", "coffee.png")).convert("RGB")
-    pre = T.Compose([
-        T.Resize(224, interpolation=T.InterpolationMode.BICUBIC),
-        T.ToTensor(),
-        T.Normalize([0.5] * 3, [0.5] * 3),
-    ])
-    x = pre(photo)[None].requires_grad_(True)
-    h, w = x.shape[-2:]
-    net = lite0(LITE_PTH, (h, w))
-    with torch.no_grad():
-        probs = torch.softmax(net(x), dim=1)[0].numpy()
-    c = int(probs.argmax())
+    x, net, probs, c = coffee()
+    x.requires_grad_(True)
     target = ClassifierOutputSoftmaxTarget(c)
     out = {"probs": probs.astype(np.float32)}
     for name, cls in [("eigencam", SignedEigenCAM), ("eigengradcam", SignedEigenGradCAM)]:
@@ -85,10 +70,7 @@ def main():
             m = block_map(cls, net, x, net._blocks[l], target)
             out[f"{name}.{l:02}"] = m
             print(f"{name}.{l:02}: {m.shape}, peak {m.max():.4g}, mean {m.mean():.4g}")
-    path = os.path.join(HERE, "eigen_lite0_coffee.safetensors")
-    meta = {"target": str(c), "height": str(h), "width": str(w), "grad_cam": "1.5.7"}
-    save_file(out, path, metadata=meta)
-    print(f"wrote {path} (target {c}, {h}x{w})")
+    save(out, "eigen_lite0_coffee.safetensors", x, c)
 
 
 if __name__ == "__main__":

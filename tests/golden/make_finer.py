@@ -22,16 +22,11 @@ import sys
 
 import numpy as np
 import torch
-import torchvision.transforms as T
-from PIL import Image
 from pytorch_grad_cam import FinerCAM, GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
-from safetensors.numpy import save_file
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-from make_golden_families import LITE_PTH, lite0  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lite0_coffee import coffee, save  # noqa: E402
 
 BLOCKS = [5, 10, 15]
 
@@ -78,18 +73,8 @@ def gradcam_map(net, x, layer, target):
 
 
 def main():
-    photo = Image.open(os.path.join(ROOT, "tests", "photos", "coffee.png")).convert("RGB")
-    pre = T.Compose([
-        T.Resize(224, interpolation=T.InterpolationMode.BICUBIC),
-        T.ToTensor(),
-        T.Normalize([0.5] * 3, [0.5] * 3),
-    ])
-    x = pre(photo)[None].requires_grad_(True)
-    h, w = x.shape[-2:]
-    net = lite0(LITE_PTH, (h, w))
-    with torch.no_grad():
-        probs = torch.softmax(net(x), dim=1)[0].numpy()
-    c = int(probs.argmax())
+    x, net, probs, c = coffee()
+    x.requires_grad_(True)
     out = {"probs": probs.astype(np.float32)}
     classes = None
     for l in BLOCKS:
@@ -103,10 +88,8 @@ def main():
             v = out[f"{name}.{l:02}"]
             print(f"{name}.{l:02}: {v.shape}, peak {v.max():.4g}, mean {v.mean():.4g}")
     out["finer_classes"] = np.array(classes, dtype=np.float32)
-    path = os.path.join(HERE, "finer_lite0_coffee.safetensors")
-    meta = {"target": str(c), "height": str(h), "width": str(w), "grad_cam": "1.5.7"}
-    save_file(out, path, metadata=meta)
-    print(f"wrote {path} (target {c}, comparison classes {classes}, {h}x{w})")
+    print(f"comparison classes {classes}")
+    save(out, "finer_lite0_coffee.safetensors", x, c)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ pub enum Masks<'a> {
     },
     /// one copy: x0·S, S an (H, W) map
     Map { map: &'a [f32] },
+    /// whole inputs (n × 3 × H × W) as they are (ROAD's imputed copies)
+    Inputs { inputs: &'a [f32] },
 }
 
 /// The recorded machinery (see `PlanOptions::masked`).
@@ -170,7 +172,7 @@ impl Masked {
         }
         let mut header = [target as u32, 0, 0, 0];
         // per copy: its value in `job` (channel or pixel count); the mask dispatch
-        let (values, mask): (Vec<u32>, &Dispatch) = match masks {
+        let (values, mask): (Vec<u32>, Option<&Dispatch>) = match masks {
             Masks::Cam {
                 block,
                 channels,
@@ -178,9 +180,24 @@ impl Masked {
             } => {
                 header = self.prepare_cam(gpu, p, *block, channels, target)?;
                 let d = if *normalise { &self.cam } else { &self.cam_raw };
-                (channels.clone().map(|k| k as u32).collect(), d)
+                (channels.clone().map(|k| k as u32).collect(), Some(d))
             }
-            _ => self.prepare_other(gpu, p, masks)?,
+            Masks::Inputs { inputs } => {
+                let per = 3 * p.h * p.w;
+                if inputs.is_empty() || inputs.len() % per != 0 {
+                    return Err(Error::Input(format!(
+                        "{} values are not whole 3×{}×{} inputs",
+                        inputs.len(),
+                        p.h,
+                        p.w
+                    )));
+                }
+                ((0..(inputs.len() / per) as u32).collect(), None)
+            }
+            _ => {
+                let (v, d) = self.prepare_other(gpu, p, masks)?;
+                (v, Some(d))
+            }
         };
         let mut out = Vec::with_capacity(values.len());
         for chunk in values.chunks(self.n) {
@@ -188,11 +205,21 @@ impl Masked {
             job.extend_from_slice(chunk);
             gpu.queue
                 .write_buffer(&self.job.buf, 0, bytemuck::cast_slice(&job));
+            if let Masks::Inputs { inputs } = masks {
+                // the chunk's inputs straight into the batched input
+                let per = 3 * p.h * p.w;
+                let first = chunk[0] as usize * per;
+                let these = &inputs[first..first + chunk.len() * per];
+                gpu.queue
+                    .write_buffer(&p.input.buf, 0, bytemuck::cast_slice(these));
+            }
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             {
                 let copies = chunk.len() as u32;
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                mask.record_batch(&mut pass, copies);
+                if let Some(mask) = mask {
+                    mask.record_batch(&mut pass, copies);
+                }
                 for d in p.forward {
                     d.record_batch(&mut pass, copies);
                 }
@@ -303,7 +330,9 @@ impl Masked {
                 gpu.write(&self.other, map);
                 Ok((vec![0], &self.map))
             }
-            Masks::Cam { .. } => unreachable!("Score-CAM's masks are prepared by prepare_cam"),
+            Masks::Cam { .. } | Masks::Inputs { .. } => {
+                unreachable!("Score-CAM's masks and whole inputs are prepared by `run`")
+            }
         }
     }
 }

@@ -1,0 +1,41 @@
+"""What the pytorch-grad-cam goldens on the trained Lite0 share (make_eigen.py, make_finer.py,
+make_road.py): tests/photos/coffee.png preprocessed as the built-in Lite0 says (bicubic resize
+of the short side to 224, mean = std = 0.5), the network built for that size (TF "SAME" at the
+actual size), its top class; and the golden file's writing."""
+
+import os
+import sys
+
+import torch
+import torchvision.transforms as T
+from PIL import Image
+from safetensors.numpy import save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from make_golden_families import LITE_PTH, lite0  # noqa: E402
+
+
+def coffee():
+    """(x (1, 3, H, W), net, probs (1000), top class)."""
+    photo = Image.open(os.path.join(ROOT, "tests", "photos", "coffee.png")).convert("RGB")
+    pre = T.Compose([
+        T.Resize(224, interpolation=T.InterpolationMode.BICUBIC),
+        T.ToTensor(),
+        T.Normalize([0.5] * 3, [0.5] * 3),
+    ])
+    x = pre(photo)[None]
+    net = lite0(LITE_PTH, tuple(x.shape[-2:])).eval()
+    with torch.no_grad():
+        probs = torch.softmax(net(x), dim=1)[0].numpy()
+    return x, net, probs, int(probs.argmax())
+
+
+def save(out, name, x, c):
+    """tests/golden/<name> with the metadata the Rust tests read: target, height, width."""
+    h, w = x.shape[-2:]
+    path = os.path.join(HERE, name)
+    meta = {"target": str(c), "height": str(h), "width": str(w), "grad_cam": "1.5.7"}
+    save_file(out, path, metadata=meta)
+    print(f"wrote {path} (target {c}, {h}x{w})")
