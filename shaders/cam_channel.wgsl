@@ -11,6 +11,8 @@
 //     Hessian-vector product ∂(Σ g)/∂A; last block only)
 //   4 fem:       w_k = (number of positions with A_k > m + 2·s) / HW, m = Σ A_k / HW,
 //     s = sqrt(Σ (A_k − m)² / HW) (the population std, two passes as numpy's np.std)
+//   5 shapleycam: w_k = Σ (g − ½·h) / HW, h = hvp (the head's Hessian-vector product H·A;
+//     last block only)
 //   With MAXABS also mx[mx_off + k] = max_p |A_k| from the same loads (the block's activation
 //   statistic, otherwise a reduction pass of its own)
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
@@ -74,6 +76,8 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
             ma = max(ma, abs(a));
             if (METHOD == 2u) {
                 sg += g * a;
+            } else if (METHOD == 5u) {
+                sg += g - 0.5 * hvp[base + i];
             } else {
                 sg += g;
             }
@@ -89,7 +93,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         }
     }
     var out = 0.0;
-    if (METHOD == 0u) {
+    if (METHOD == 0u || METHOD == 5u) {
         out = total_g / f32(prm.hw);
     } else if (METHOD == 2u) {
         out = total_g / (total_a + 1e-7);

@@ -33,4 +33,5 @@ mod retrieval; // visloc's retrieval head and search within cell against the off
 mod road; // ROAD against pytorch-grad-cam: the imputer and the probability changes, the imputer on awkward shapes
 mod runs; // folder runs: recursive inputs, shards, the index
 mod shaders; // naga validates every WGSL file
+mod shapley; // ShapleyCAM: the trained Lite0 against pytorch-grad-cam at the last block, probability and logit
 mod weights; // the test formula, layouts, dtypes, bad weights files

@@ -98,11 +98,7 @@ fn every_method_matches_its_reference() {
                 &channel::weighted_map(g, "test.map", &args),
             ])
             .unwrap();
-            let w = if m == Method::GradCamPPOfficial {
-                channel::cpu::official_weights(&gr, &hv, c, hw)
-            } else {
-                channel::cpu::channel_weights(m, a, &gr, c, hw)
-            };
+            let w = channel::cpu::weights(m, a, &gr, Some(&hv), c, hw);
             if m == Method::Fem && hw > 1 {
                 assert!(
                     w.iter().any(|&v| v > 0.0),
@@ -373,7 +369,9 @@ fn the_method_table_declares_every_method_once() {
     let e = Method::parse("nope").unwrap_err().to_string();
     assert!(
         e.contains("use gradcam, gradcampp,")
-            && e.contains("gradcampp-official (last block), scorecam, scorecam-official"),
+            && e.contains(
+                "gradcampp-official (last block), shapleycam (last block), scorecam, scorecam-official"
+            ),
         "{e}"
     );
 }

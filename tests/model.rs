@@ -587,13 +587,14 @@ fn every_method_matches_pytorch_at_every_block() {
     // against pytorch-grad-cam's own classes), B0 visloc, 67×45, every block. The tolerance
     // is 1e-4 of the map's peak, widened only where the map is ill-conditioned: κ (from the
     // golden) is how much float32 rounding the map amplifies, so 32·κ·2⁻²⁴ of the peak.
-    use combicam_gpu::cam::methods::{Explainer, FUSIONS, Family, Fusion, METHODS};
+    use combicam_gpu::cam::methods::{Explainer, FUSIONS, Family, Fusion, METHODS, Method};
     let (gd, meta) = golden("methods_b0.safetensors");
-    // the eigen methods are held to pytorch-grad-cam's own classes on the trained Lite0
-    // instead (tests/eigen.rs), and to their CPU reference on B0 by `check`
+    // the eigen methods and FinerCAM are held to pytorch-grad-cam's own classes on the
+    // trained Lite0 instead (tests/eigen.rs, tests/finer.rs), and to their CPU reference on
+    // B0 by `check`
     let explainers: Vec<Explainer> = METHODS
         .iter()
-        .filter(|m| m.family() != Family::Eigen)
+        .filter(|m| m.family() != Family::Eigen && **m != Method::FinerCam)
         .map(|&m| Explainer::of(m))
         .collect();
     let nb = 16;
@@ -674,10 +675,11 @@ fn every_method_matches_pytorch_at_every_block() {
 
 #[test]
 fn head_hvp_matches_finite_differences_and_the_gpu() {
-    // h = ∂(Σ g)/∂A = H·1 at the last block's output: the CPU reference against central
-    // differences of g along the all-ones direction, then the official Grad-CAM++ map on the
-    // GPU against the CPU model
+    // h = H·t at the last block's output, along t = 1 (the official Grad-CAM++'s) and t = A
+    // (ShapleyCAM's): the CPU reference against central differences of g along t, then both
+    // methods' maps on the GPU (one plan, both products) against the CPU model
     use combicam_gpu::cam::methods::{Explainer, Method};
+    use combicam_gpu::ops::hvp::Direction;
     let wts = weights::formula(0, Layout::Visloc, 50);
     let (h, w) = (45, 37);
     let x = detweights::input(h, w);
@@ -685,30 +687,41 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
     let nb = wts.cfg.blocks.len();
     let (lh, lw) = f.sizes[nb - 1];
     let a = &f.blocks[nb - 1].out;
-    let hvp = cpu::head_hvp(&wts, a, lh * lw, f.argmax);
-    let t = 1e-2 * a.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let shifted = |s: f32| {
-        let moved: Vec<f32> = a.iter().map(|v| v + s * t).collect();
-        cpu::head_grad(&wts, &moved, lh * lw, f.argmax)
-    };
-    let (gp, gm) = (shifted(1.0), shifted(-1.0));
-    let fd: Vec<f32> = gp
-        .iter()
-        .zip(&gm)
-        .map(|(p, m)| (p - m) / (2.0 * t))
-        .collect();
-    let c = check(
-        "hvp vs finite differences",
-        &hvp,
-        &fd,
-        &[a.len()],
-        // lavapipe: max|diff| 1.4e-6, 0.70% of the former 2e-2: ≈ 7% of this (the finite
-        // differences' own truncation error included)
-        Tolerance::new(0.0, 2e-3 * peak(&fd)),
-    );
-    println!("hvp: max|h − fd| = {c:.3e} of peak {:.3e}", peak(&fd));
-    // the GPU plan: the official Grad-CAM++ at the last block
+    for dir in [Direction::Ones, Direction::Activations] {
+        let hvp = cpu::head_hvp(&wts, a, (lh * lw, dir), f.argmax);
+        let peak_a = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // a step of 1% of A's peak along t (t = A: 1% of A)
+        let (t, eps) = match dir {
+            Direction::Ones => (vec![1.0; a.len()], 1e-2 * peak_a),
+            Direction::Activations => (a.clone(), 1e-2),
+        };
+        let shifted = |s: f32| {
+            let moved: Vec<f32> = a.iter().zip(&t).map(|(v, d)| v + s * eps * d).collect();
+            cpu::head_grad(&wts, &moved, lh * lw, f.argmax)
+        };
+        let (gp, gm) = (shifted(1.0), shifted(-1.0));
+        let fd: Vec<f32> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(p, m)| (p - m) / (2.0 * eps))
+            .collect();
+        let c = check(
+            &format!("hvp {dir:?} vs finite differences"),
+            &hvp,
+            &fd,
+            &[a.len()],
+            // lavapipe: 7% of this for t = 1, 18% for t = A (the finite differences' own
+            // truncation error included)
+            Tolerance::new(0.0, 2e-3 * peak(&fd)),
+        );
+        println!(
+            "hvp {dir:?}: max|h − fd| = {c:.3e} of peak {:.3e}",
+            peak(&fd)
+        );
+    }
+    // the GPU plan: the official Grad-CAM++ and ShapleyCAM at the last block
     let e = Explainer::of(Method::GradCamPPOfficial);
+    let shapley = Explainer::of(Method::ShapleyCam);
     let g = gpu();
     let m = ModelGpu::upload(g, wts.clone()).unwrap();
     let plan = Plan::new(
@@ -719,7 +732,7 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
         PlanOptions {
             backward: true,
             blocks: vec![nb - 1],
-            explainers: vec![e],
+            explainers: vec![e, shapley],
             masked: 0,
         },
     )
@@ -735,6 +748,16 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
         &[lh, lw],
         // lavapipe: max|diff| 2.3e-6, 5.6% of the former 1e-3: ≈ 11% of this
         Tolerance::new(0.0, 5e-4 * peak(want)),
+    );
+    let (smaps, _) = cpu::explain(&wts, &f, &grads, &[nb - 1], shapley, h, w);
+    let swant = smaps[nb - 1].as_ref().unwrap();
+    check(
+        "shapleycam.15",
+        o.explainers[1].maps[nb - 1].as_ref().unwrap(),
+        swant,
+        &[lh, lw],
+        // lavapipe, 2026-12-03: max|diff| 5.5e-7 of the peak, 0.1% of this
+        Tolerance::new(0.0, 5e-4 * peak(swant)),
     );
     check(
         "gradcampp-official.fused",

@@ -277,7 +277,8 @@ impl Explainer {
     /// `methods`: "gradcam" (default; with the sum fusion, Combi-CAM), gradcampp, xgradcam,
     /// hirescam, gradcam-elementwise, layercam, layercam-official, fem, eigencam,
     /// eigengradcam, finercam (its 3 comparison classes, as pytorch-grad-cam's default),
-    /// gradcampp-official, scorecam, scorecam-official; a comma-separated str or a list. `blocks`: "20-31",
+    /// gradcampp-official and shapleycam (last block), scorecam, scorecam-official; a
+    /// comma-separated str or a list. `blocks`: "20-31",
     /// [5, 10, 15] or 15 (default: every block). `fusion`: sum, mean, mean-normalised, max,
     /// product. `target`: an output index or (ImageNet) a label; `target_latlon`: "LAT,LON"
     /// (geolocation). `score`: prob, logit or region:KM. `name`: what the report calls an

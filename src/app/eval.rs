@@ -376,7 +376,7 @@ pub fn blocks_of(spec: &Spec, nb: usize) -> Result<Vec<usize>> {
         None if explainer.method.last_block_by_default() => vec![nb - 1],
         None => (0..nb).collect(),
     };
-    crate::cam::methods::check_official(&[*explainer], &b, nb, true)
+    crate::cam::methods::check_official(&[*explainer], &b, nb, 0)
         .map_err(|e| Error::Input(format!("explainer {}: {e}", spec.name)))?;
     Ok(b)
 }

@@ -248,7 +248,7 @@ pub fn explain_options(w: &Weights, c: &ExplainChoice) -> Result<ExplainOptions>
     };
     let nb = w.cfg.blocks.len();
     let (blocks, score_blocks) = default_blocks(&explainers, c.blocks.as_deref(), nb)?;
-    methods::check_official(&explainers, &blocks, nb, score == Score::Prob)?;
+    methods::check_official(&explainers, &blocks, nb, score.code().0)?;
     super::scorecam::check_score(&explainers, score)?;
     if let Some(t) = target
         && t >= w.classifier.n

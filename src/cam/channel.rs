@@ -45,6 +45,7 @@ fn code(m: Method) -> u32 {
         Method::XGradCam => 2,
         Method::GradCamPPOfficial => 3,
         Method::Fem => 4,
+        Method::ShapleyCam => 5,
         other => panic!("{other:?} is not a channel-weight method"),
     }
 }
@@ -52,7 +53,7 @@ fn code(m: Method) -> u32 {
 /// Passes over a channel's positions `channel_weights` makes for `m`.
 fn passes(m: Method) -> usize {
     match code(m) {
-        0 | 2 => 1,
+        0 | 2 | 5 => 1,
         1 | 3 => 2,
         _ => 3,
     }
@@ -144,7 +145,8 @@ pub mod cpu {
     use super::Method;
 
     /// The method's map at one block: A (C, HW), g (C, HW); `hvp` (C, HW), the head's
-    /// Hessian-vector product, for the official Grad-CAM++.
+    /// Hessian-vector product along the method's direction (the official Grad-CAM++,
+    /// ShapleyCAM).
     pub fn map(
         method: Method,
         a: &[f32],
@@ -153,14 +155,31 @@ pub mod cpu {
         c: usize,
         hw: usize,
     ) -> Vec<f32> {
-        let wts = match method {
+        weighted_map(&weights(method, a, g, hvp, c, hw), a, c, hw)
+    }
+
+    /// The method's channel weights (`hvp` for the methods from the head's Hessian-vector
+    /// product).
+    pub fn weights(
+        method: Method,
+        a: &[f32],
+        g: &[f32],
+        hvp: Option<&[f32]>,
+        c: usize,
+        hw: usize,
+    ) -> Vec<f32> {
+        match method {
             Method::GradCamPPOfficial => {
                 let h = hvp.expect("the official Grad-CAM++ needs the head's HVP");
                 official_weights(g, h, c, hw)
             }
+            Method::ShapleyCam => {
+                let h = hvp.expect("ShapleyCAM needs the head's HVP");
+                let d: Vec<f32> = g.iter().zip(h).map(|(g, h)| g - 0.5 * h).collect();
+                channel_weights(Method::GradCam, a, &d, c, hw)
+            }
             _ => channel_weights(method, a, g, c, hw),
-        };
-        weighted_map(&wts, a, c, hw)
+        }
     }
 
     /// One weight per channel of A (C, HW) from g (C, HW) (FEM: from A alone).

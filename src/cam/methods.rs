@@ -7,6 +7,7 @@
 //! reference in its family's module.
 
 use crate::error::{Error, Result};
+use crate::ops::hvp::Direction;
 
 /// How the selected blocks' maps become one map (then min-max normalised).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -111,6 +112,9 @@ method_table! {
     /// the official repository's Grad-CAM++, on the last block only: a = g²/(2g² + h·g +
     /// 1e-10)·ReLU(g) with h = ∂(Σ g)/∂A, the head's Hessian-vector product
     GradCamPPOfficial: "gradcampp-official", Sum, true, Channel;
+    /// ShapleyCAM (pytorch-grad-cam's), on the last block only: w_k = mean (g − ½·H·A), H·A
+    /// the head's Hessian-vector product along A
+    ShapleyCam: "shapleycam", Sum, true, Channel;
     /// Score-CAM (pytorch-grad-cam): one masked forward pass per channel, no gradient
     ScoreCam: "scorecam", Sum, true, Masked;
     /// the official repository's Score-CAM: raw masks, the probabilities as weights
@@ -283,34 +287,62 @@ impl Explainer {
     }
 }
 
-/// Whether any explainer is the official Grad-CAM++ (which needs the head's HVP).
-pub fn needs_hvp(explainers: &[Explainer]) -> bool {
-    explainers
-        .iter()
-        .any(|e| e.method == Method::GradCamPPOfficial)
+impl Method {
+    /// The direction of the head's Hessian-vector product the method reads, if any.
+    pub fn hvp_direction(self) -> Option<Direction> {
+        match self {
+            Method::GradCamPPOfficial => Some(Direction::Ones),
+            Method::ShapleyCam => Some(Direction::Activations),
+            _ => None,
+        }
+    }
 }
 
-/// The official Grad-CAM++ is defined on the last block only (of `nb`), and for the
-/// probability score (`prob_score`): the one-line error otherwise.
+/// The directions of the head's Hessian-vector products the explainers read.
+pub fn needs_hvp(explainers: &[Explainer]) -> Vec<Direction> {
+    let mut dirs: Vec<Direction> = Vec::new();
+    for d in explainers.iter().filter_map(|e| e.method.hvp_direction()) {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs
+}
+
+/// The methods from the head's Hessian-vector product are defined on the last block only
+/// (of `nb`); the official Grad-CAM++ for the probability score alone, ShapleyCAM for the
+/// probability or the logit (`score_mode`: `Score::code`'s, 0 and 1): the one-line error
+/// otherwise.
 pub fn check_official(
     explainers: &[Explainer],
     blocks: &[usize],
     nb: usize,
-    prob_score: bool,
+    score_mode: u32,
 ) -> Result<()> {
-    if !needs_hvp(explainers) {
-        return Ok(());
-    }
-    if blocks != [nb - 1] {
-        return Err(Error::Input(format!(
-            "gradcampp-official is defined on the last block only: pass --blocks {} and no other blocks",
-            nb - 1
-        )));
-    }
-    if !prob_score {
-        return Err(Error::Input(
-            "gradcampp-official differentiates the probability, as the official code does: drop --score".into(),
-        ));
+    for e in explainers
+        .iter()
+        .filter(|e| e.method.hvp_direction().is_some())
+    {
+        let name = e.method.name();
+        if blocks != [nb - 1] {
+            return Err(Error::Input(format!(
+                "{name} is defined on the last block only: pass --blocks {} and no other blocks",
+                nb - 1
+            )));
+        }
+        match (e.method, score_mode) {
+            (_, 0) | (Method::ShapleyCam, 1) => {}
+            (Method::ShapleyCam, _) => {
+                return Err(Error::Input(
+                    "shapleycam differentiates the probability or the logit: use --score prob or --score logit".into(),
+                ));
+            }
+            _ => {
+                return Err(Error::Input(format!(
+                    "{name} differentiates the probability, as the official code does: drop --score"
+                )));
+            }
+        }
     }
     Ok(())
 }

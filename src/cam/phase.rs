@@ -9,6 +9,7 @@ use super::fusion::{self, FuseArgs, StatsArgs};
 use super::methods::{Explainer, Family, Method};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
+use crate::ops::hvp::Direction;
 use crate::ops::reduce::{self, Reduce, RowsArgs};
 
 /// What the phase reads: the plan's block outputs and their gradients.
@@ -26,8 +27,9 @@ pub struct CamInputs<'a> {
     pub w: usize,
     /// blocks whose maps are made and fused, ascending
     pub blocks: &'a [usize],
-    /// the head's Hessian-vector product at the last block (GradCamPPOfficial)
-    pub hvp: Option<&'a GpuBuf>,
+    /// the head's Hessian-vector products at the last block, per direction (the official
+    /// Grad-CAM++'s, ShapleyCAM's)
+    pub hvp: &'a [(Direction, GpuBuf)],
 }
 
 /// One explainer's results on the GPU.
@@ -304,7 +306,10 @@ impl Rec<'_> {
                     w_off: self.w_offs[l],
                     maps: &maps.buf,
                     map_off: self.map_offs[l],
-                    hvp: inp.hvp.map(|h| &h.buf),
+                    hvp: method
+                        .hvp_direction()
+                        .and_then(|d| inp.hvp.iter().find(|h| h.0 == d))
+                        .map(|h| &h.1.buf),
                     maxabs: maxabs.then_some((&self.maxabs_rows.buf, l * self.max_cout)),
                 };
                 channel::record(gpu, &label, method, &args, d);

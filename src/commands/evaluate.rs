@@ -8,6 +8,7 @@ use combicam_gpu::app::engine::Engine;
 use combicam_gpu::app::eval::{self, Spec};
 use combicam_gpu::app::evaluation;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,7 +21,7 @@ pub struct EvaluateArgs {
     weights: WeightsArgs,
     /// Explainers, comma-separated: METHOD[@BLOCKS][:FUSION] with BLOCKS as --blocks takes
     /// them, `all` or `last` (default: all; the last block for scorecam, scorecam-official,
-    /// gradcampp-official), e.g. gradcam@last (classic Grad-CAM), layercam@all:max,
+    /// gradcampp-official, shapleycam), e.g. gradcam@last (classic Grad-CAM), layercam@all:max,
     /// scorecam@last; `combicam` is gradcam@all:sum; `random[:SEED]` a smooth random map (7×7
     /// uniform values upsampled), the baseline; `all`: combicam, gradcam@last, every other
     /// method at its default blocks and fusion, and random (with Score-CAM's masked passes:
@@ -133,32 +134,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         a.steps,
         gpu.adapter.line()
     );
-    let road_head = match road {
-        Some(_) => format!(
-            " {:>11} {:>11} {:>11}",
-            "ROAD MoRF ↓", "ROAD LeRF ↑", "ROAD comb ↑"
-        ),
-        None => String::new(),
-    };
-    println!(
-        "{:<24} {:>14} {:>15} {:>15} {:>10}{road_head}",
-        "explainer", "deletion AUC ↓", "insertion AUC ↑", "average drop ↓", "increase"
-    );
-    for s in &specs {
-        if let Some(m) = mean.get(&s.name) {
-            let road = m.road.map_or(String::new(), |r| {
-                format!(" {:>11.4} {:>11.4} {:>11.4}", r[0], r[1], r[2])
-            });
-            println!(
-                "{:<24} {:>14.4} {:>15.4} {:>14.2}% {:>9.0}%{road}",
-                s.name,
-                m.deletion_auc,
-                m.insertion_auc,
-                m.average_drop,
-                100.0 * m.increase
-            );
-        }
-    }
+    print_means(&specs, &mean, road.is_some());
     if let Some(p) = &a.json
         && !results.is_empty()
     {
@@ -176,6 +152,36 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         println!("wrote {}", p.display());
     }
     Ok(super::super::finish(failed, images.len()))
+}
+
+/// The table of means on stdout, one row per explainer (ROAD's columns when it ran).
+fn print_means(specs: &[Spec], mean: &BTreeMap<String, evaluation::Mean>, road: bool) {
+    let road_head = match road {
+        true => format!(
+            " {:>11} {:>11} {:>11}",
+            "ROAD MoRF ↓", "ROAD LeRF ↑", "ROAD comb ↑"
+        ),
+        false => String::new(),
+    };
+    println!(
+        "{:<24} {:>14} {:>15} {:>15} {:>10}{road_head}",
+        "explainer", "deletion AUC ↓", "insertion AUC ↑", "average drop ↓", "increase"
+    );
+    for s in specs {
+        if let Some(m) = mean.get(&s.name) {
+            let road = m.road.map_or(String::new(), |r| {
+                format!(" {:>11.4} {:>11.4} {:>11.4}", r[0], r[1], r[2])
+            });
+            println!(
+                "{:<24} {:>14.4} {:>15.4} {:>14.2}% {:>9.0}%{road}",
+                s.name,
+                m.deletion_auc,
+                m.insertion_auc,
+                m.average_drop,
+                100.0 * m.increase
+            );
+        }
+    }
 }
 
 /// `--json`: a file name whose folder exists, checked before any work.

@@ -47,7 +47,8 @@ pub struct ExplainArgs {
     #[arg(long)]
     json: bool,
     /// Blocks to fuse: ranges and lists, e.g. 0-31, 22-29, 0,5,31 (default: all; the last
-    /// block when every method is scorecam, scorecam-official or gradcampp-official).
+    /// block when every method is scorecam, scorecam-official, gradcampp-official or
+    /// shapleycam).
     #[arg(long, value_name = "LIST")]
     blocks: Option<String>,
     /// CAM methods, computed at every selected block from one forward and one backward:
@@ -56,8 +57,10 @@ pub struct ExplainArgs {
     /// alone), eigencam and eigengradcam (the first principal component of A, resp. g ⊙ A;
     /// the sign by Seg-Eigen-CAM's rule), finercam (FinerCAM: Grad-CAM of y_c minus the
     /// --comparison classes nearest by logit, each weighted by its probability; one more
-    /// forward and backward); and gradcampp-official (the official repository's
-    /// Grad-CAM++, on the last block only); scorecam and scorecam-official (one masked forward
+    /// forward and backward); gradcampp-official (the official repository's Grad-CAM++) and
+    /// shapleycam (ShapleyCAM: w_k = mean (g − ½·H·A), H·A the head's Hessian-vector
+    /// product; prob or logit score), both on the last block only, where the head's
+    /// second derivative is computed; scorecam and scorecam-official (one masked forward
     /// pass per channel of each selected block, with a progress bar: 448 at B4's last block).
     /// Comma-separated; each writes its own PNGs and raw maps.
     #[arg(long, value_name = "LIST")]

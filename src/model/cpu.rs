@@ -2,6 +2,7 @@
 //! GPU plan is checked against, block by block.
 
 use super::weights::Weights;
+use crate::ops::hvp::Direction;
 use crate::ops::{conv, depthwise, gemm, head, reduce, se};
 use crate::ops::{conv::ConvShape, reduce::Reduce};
 
@@ -253,9 +254,9 @@ pub fn explain(
     let gs: Vec<&[f32]> = grads.iter().map(|g| g.as_deref().unwrap_or(&[])).collect();
     let channels: Vec<usize> = wts.cfg.blocks.iter().map(|b| b.cout).collect();
     let nb = wts.cfg.blocks.len();
-    let hvp = (e.method == crate::cam::methods::Method::GradCamPPOfficial).then(|| {
+    let hvp = e.method.hvp_direction().map(|dir| {
         let (lh, lw) = f.sizes[nb - 1];
-        head_hvp(wts, &f.blocks[nb - 1].out, lh * lw, f.argmax)
+        head_hvp(wts, &f.blocks[nb - 1].out, (lh * lw, dir), f.argmax)
     });
     let b = crate::cam::phase::cpu::Blocks {
         a: &outs,
@@ -284,8 +285,14 @@ pub fn head_grad(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32>
     gemm::cpu::gemm(&wt, &dz, None, None, None, (c, k, hw))
 }
 
-/// h = ∂(Σ g)/∂A = H·1 through the head (the derivation in shaders/hvp.wgsl).
-pub fn head_hvp(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32> {
+/// h = H·t through the head, t = 1 (∂(Σ g)/∂A) or t = A (`dir`), H the Hessian of the
+/// target's probability (the derivation in shaders/hvp.wgsl).
+pub fn head_hvp(
+    wts: &Weights,
+    a: &[f32],
+    (hw, dir): (usize, Direction),
+    target: usize,
+) -> Vec<f32> {
     let cfg = &wts.cfg;
     let (c, k, n) = (cfg.blocks.last().unwrap().cout, cfg.head, wts.classifier.n);
     let act = cfg.family.act();
@@ -295,8 +302,24 @@ pub fn head_hvp(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32> 
     let (p, _) = head::cpu::softmax(&logits);
     let dl = head::cpu::dlogits(&p, target, false);
     let df = head::cpu::linear_backward(&wts.classifier.w, &dl, n, k);
-    let m = reduce::cpu::rows(reduce::Reduce::MeanDAct(act), &zh, None, k, hw);
-    let fdot: Vec<f32> = m.iter().zip(&w1).map(|(a, b)| a * b).collect();
+    // ż[r, q] = (W·t)[r, q]: w1[r], or z − b
+    let b = &wts.head_conv.b;
+    let zdot = |r: usize, z: f32| match dir {
+        Direction::Ones => w1[r],
+        Direction::Activations => z - b[r],
+    };
+    let fdot: Vec<f32> = match dir {
+        Direction::Ones => {
+            let m = reduce::cpu::rows(reduce::Reduce::MeanDAct(act), &zh, None, k, hw);
+            m.iter().zip(&w1).map(|(a, b)| a * b).collect()
+        }
+        Direction::Activations => (0..k)
+            .map(|r| {
+                let row = &zh[r * hw..(r + 1) * hw];
+                row.iter().map(|&z| act.grad(z) * zdot(r, z)).sum::<f32>() / hw as f32
+            })
+            .collect(),
+    };
     let ldot = head::cpu::linear(&wts.classifier.w, &fdot, &vec![0.0; n], n, k);
     let dot: f32 = p.iter().zip(&ldot).map(|(a, b)| a * b).sum();
     let pdot_c = p[target] * (ldot[target] - dot);
@@ -311,7 +334,8 @@ pub fn head_hvp(wts: &Weights, a: &[f32], hw: usize, target: usize) -> Vec<f32> 
     for r in 0..k {
         for q in 0..hw {
             let z = zh[r * hw + q];
-            dz[r * hw + q] = (dfdot[r] * act.grad(z) + df[r] * act.grad2(z) * w1[r]) / hw as f32;
+            dz[r * hw + q] =
+                (dfdot[r] * act.grad(z) + df[r] * act.grad2(z) * zdot(r, z)) / hw as f32;
         }
     }
     let wt = gemm::cpu::transpose(w, k, c);

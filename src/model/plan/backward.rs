@@ -3,6 +3,7 @@
 use super::rec::{BlockFwd, Forward, HeadFwd, Rec, Scratch};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuBuf};
+use crate::ops::hvp::Direction;
 use crate::ops::{depthwise, gemm, head, hvp, reduce, se};
 use crate::ops::{
     depthwise::{DwBackward, SeIn},
@@ -17,20 +18,21 @@ use crate::ops::{
 pub(super) struct Backward {
     pub(super) dispatches: Vec<Dispatch>,
     pub(super) grads: Vec<Option<GpuBuf>>,
-    pub(super) hvp: Option<GpuBuf>,
+    /// the head's Hessian-vector products at the last block, one per direction asked for
+    pub(super) hvp: Vec<(Direction, GpuBuf)>,
 }
 
 impl Rec<'_> {
     /// The backward of the recorded forward `f` down to block `lo`: the head's gradient
-    /// (and with `hvp` its Hessian-vector product, for the official Grad-CAM++), then each
-    /// block's. Returns the dispatches, the gradient at every block output from `lo` up
-    /// (`None` below), and the HVP.
+    /// (and its Hessian-vector product along each of `hvp`: the official Grad-CAM++'s,
+    /// ShapleyCAM's), then each block's. Returns the dispatches, the gradient at every block
+    /// output from `lo` up (`None` below), and the HVPs.
     pub(super) fn backward(
         &mut self,
         f: &Forward,
         sizes: &[(usize, usize)],
         lo: usize,
-        hvp: bool,
+        hvp: &[Direction],
     ) -> Result<Backward> {
         let cfg = &self.m.weights.cfg;
         let nb = cfg.blocks.len();
@@ -39,10 +41,10 @@ impl Rec<'_> {
         let hw = sizes[nb - 1].0 * sizes[nb - 1].1;
         let (g_last, df) = self.head_backward(&f.head, hw, &mut bwd)?;
         grads[nb - 1] = Some(g_last);
-        let hvp = match hvp {
-            true => Some(self.head_hvp(&f.head, &df, hw, &mut bwd)?),
-            false => None,
-        };
+        let hvp = hvp
+            .iter()
+            .map(|&d| Ok((d, self.head_hvp(&f.head, &df, (hw, d), &mut bwd)?)))
+            .collect::<Result<Vec<_>>>()?;
         // scratch shared by all blocks
         let (mut max_du, mut max_dze, mut max_c) = (0, 0, 0);
         let mut p = f.stem_size;
@@ -167,51 +169,72 @@ impl Rec<'_> {
         Ok((g_last, df))
     }
 
-    /// h = ∂(Σ g)/∂A at the last block's output: the head's Hessian-vector product the
-    /// official Grad-CAM++ needs (shaders/hvp.wgsl derives it); `df` = ∂p_c/∂features.
-    /// Beside `cpu::head_hvp`.
+    /// h = H·t at the last block's output along `dir` (t = 1: ∂(Σ g)/∂A, the official
+    /// Grad-CAM++'s; t = A: ShapleyCAM's), the head's Hessian-vector product
+    /// (shaders/hvp.wgsl derives it); `df` = ∂score/∂features. Beside `cpu::head_hvp`.
     pub(super) fn head_hvp(
         &mut self,
         hf: &HeadFwd,
         df: &GpuBuf,
-        hw: usize,
+        (hw, dir): (usize, Direction),
         bwd: &mut Vec<Dispatch>,
     ) -> Result<GpuBuf> {
         let (gpu, m, act) = (self.gpu, self.m, self.act);
         let cfg = &m.weights.cfg;
         let (last, k, n) = (cfg.blocks.last().unwrap().cout, cfg.head, m.n_classes());
         let a = &mut self.a;
-        // ḟ = w1 ⊙ mean_p act'(z)
-        let fdot = a.buf("hvp.fdot".into(), k)?;
-        bwd.push(reduce::rows(
-            gpu,
-            "hvp.mean_dact.bwd",
-            Reduce::MeanDAct(act),
-            &RowsArgs {
-                rows: k,
-                len: hw,
-                in_off: 0,
-                out_off: 0,
-                x: &hf.zh.buf,
-                y: None,
-                out: &fdot.buf,
-            },
-        ));
-        bwd.push(hvp::fdot(gpu, "hvp.fdot.bwd", k, &fdot.buf, &m.head_w1.buf));
+        let tag = match dir {
+            Direction::Ones => "hvp",
+            Direction::Activations => "hvp_a",
+        };
+        let name = |what: &str| format!("{tag}.{what}");
+        // ḟ = mean_p act'(z) ⊙ ż
+        let fdot = a.buf(name("fdot"), k)?;
+        let tan = match dir {
+            Direction::Ones => {
+                bwd.push(reduce::rows(
+                    gpu,
+                    &name("mean_dact.bwd"),
+                    Reduce::MeanDAct(act),
+                    &RowsArgs {
+                        rows: k,
+                        len: hw,
+                        in_off: 0,
+                        out_off: 0,
+                        x: &hf.zh.buf,
+                        y: None,
+                        out: &fdot.buf,
+                    },
+                ));
+                bwd.push(hvp::fdot(
+                    gpu,
+                    &name("fdot.bwd"),
+                    k,
+                    &fdot.buf,
+                    &m.head_w1.buf,
+                ));
+                &m.head_w1.buf
+            }
+            Direction::Activations => {
+                let args = (&hf.zh.buf, &m.head_b.buf, &fdot.buf);
+                bwd.push(hvp::fdot_act(gpu, &name("fdot.bwd"), act, (k, hw), args));
+                &m.head_b.buf
+            }
+        };
         // l̇ = Wfc·ḟ, then δ̇
-        let ldot = a.buf("hvp.ldot".into(), n)?;
-        let zero_bias = a.buf("hvp.zero_bias".into(), n)?;
+        let ldot = a.buf(name("ldot"), n)?;
+        let zero_bias = a.buf(name("zero_bias"), n)?;
         Self::classifier(
             gpu,
             m,
-            ("hvp.fc", ".bwd"),
+            (&name("fc"), ".bwd"),
             (&fdot.buf, &zero_bias.buf, &ldot.buf),
             bwd,
         );
-        let ddl = a.buf("hvp.ddlogits".into(), n)?;
+        let ddl = a.buf(name("ddlogits"), n)?;
         bwd.push(hvp::jvp_dlogits(
             gpu,
-            "hvp.jvp_dlogits.bwd",
+            &name("jvp_dlogits.bwd"),
             n,
             &ldot.buf,
             &hf.probs.buf,
@@ -219,27 +242,28 @@ impl Rec<'_> {
             &ddl.buf,
         ));
         // ḋf = Wfcᵀ·δ̇
-        let dfdot = Self::classifier_t(gpu, m, a, "hvp.fc_t", "hvp.dfdot", &ddl.buf, bwd)?;
+        let dfdot = Self::classifier_t(gpu, m, a, &name("fc_t"), &name("dfdot"), &ddl.buf, bwd)?;
         // dż, then h = Wᵀ·dż
-        let dz = a.buf("hvp.dz".into(), k * hw)?;
+        let dz = a.buf(name("dz"), k * hw)?;
         bwd.push(hvp::pool_hvp(
             gpu,
-            "hvp.pool.bwd",
+            &name("pool.bwd"),
             act,
             &hvp::PoolHvpArgs {
                 k,
                 p: hw,
                 z: &hf.zh.buf,
-                w1: &m.head_w1.buf,
+                dir,
+                tan,
                 dfdot: &dfdot.buf,
                 df: &df.buf,
                 out: &dz.buf,
             },
         ));
-        let h = a.buf("hvp.h".into(), last * hw)?;
+        let h = a.buf(name("h"), last * hw)?;
         bwd.extend(gemm::gemm(
             gpu,
-            "hvp.head_conv.bwd",
+            &name("head_conv.bwd"),
             &GemmArgs {
                 m: last,
                 k,

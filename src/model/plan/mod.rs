@@ -77,7 +77,7 @@ fn check_options(opts: &PlanOptions, nb: usize) -> Result<()> {
         )));
     }
     // the official Grad-CAM++ is defined on the last block only (its score: see `run`)
-    methods::check_official(&opts.explainers, &opts.blocks, nb, true)?;
+    methods::check_official(&opts.explainers, &opts.blocks, nb, 0)?;
     if let Some(e) = opts.explainers.iter().find(|e| e.method.is_score_cam()) {
         return Err(Error::Input(format!(
             "{} is made of masked passes (app::scorecam), not of a plan's CAM phase",
@@ -217,9 +217,9 @@ impl Plan {
         rb: &mut ReadBack,
     ) -> Result<(Vec<Phase>, Vec<Option<GpuBuf>>)> {
         let (gpu, cfg) = (rec.gpu, &rec.m.weights.cfg);
-        let official = methods::needs_hvp(&opts.explainers);
+        let hvp = methods::needs_hvp(&opts.explainers);
         let lo = *opts.blocks.iter().min().unwrap();
-        let b = rec.backward(fwd, sizes, lo, official)?;
+        let b = rec.backward(fwd, sizes, lo, &hvp)?;
         let mut phases = vec![Phase {
             name: "backward",
             dispatches: b.dispatches,
@@ -233,7 +233,7 @@ impl Plan {
             h: fwd.input_size.0,
             w: fwd.input_size.1,
             blocks: &opts.blocks,
-            hvp: b.hvp.as_ref(),
+            hvp: &b.hvp,
         };
         let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
         let (camd, cb) = phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
@@ -379,7 +379,10 @@ impl Plan {
             &self.opts.blocks,
             self.sizes.len(),
             // the finer score's run (`Engine::run`) gives FinerCAM's maps alone
-            matches!(score, Score::Prob | Score::Finer(_)),
+            match score {
+                Score::Finer(_) => 0,
+                s => s.code().0,
+            },
         )?;
         if let Score::Region(km) = score {
             if !self.geo {
