@@ -166,7 +166,8 @@ pub fn impute(
 }
 
 /// The 18 imputed inputs of ROAD, MoRF's at each percentile then LeRF's, one after another
-/// (18 × 3 × H × W).
+/// (18 × 3 × H × W). The imputations run on every core (each its own system; the result
+/// does not depend on how many).
 pub fn inputs(
     x: &[f32],
     (h, w): (usize, usize),
@@ -174,13 +175,48 @@ pub fn inputs(
     noise: f32,
     seed: u64,
 ) -> Result<Vec<f32>> {
-    let mut all = Vec::with_capacity(2 * PERCENTILES.len() * x.len());
-    for (k, most) in [true, false].into_iter().enumerate() {
-        for (i, &p) in PERCENTILES.iter().enumerate() {
-            let keep = kept(s, p, most);
-            let seed = seed.wrapping_add((k * PERCENTILES.len() + i) as u64);
-            all.extend(impute(x, (h, w), &keep, noise, seed)?);
-        }
+    let jobs: Vec<(u32, bool)> = [true, false]
+        .into_iter()
+        .flat_map(|most| PERCENTILES.iter().map(move |&p| (p, most)))
+        .collect();
+    let one = |j: usize| {
+        let (p, most) = jobs[j];
+        impute(
+            x,
+            (h, w),
+            &kept(s, p, most),
+            noise,
+            seed.wrapping_add(j as u64),
+        )
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<Vec<f32>>)> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if j >= jobs.len() {
+                            return mine;
+                        }
+                        mine.push((j, one(j)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|t| t.join().expect("an imputation thread panicked"))
+            .collect()
+    });
+    done.sort_by_key(|d| d.0);
+    let mut all = Vec::with_capacity(jobs.len() * x.len());
+    for (_, r) in done {
+        all.extend(r?);
     }
     Ok(all)
 }

@@ -150,7 +150,8 @@ fn metrics_section(html: &mut String, m: &ImageMetrics, target: usize) -> Result
     let _ = writeln!(
         html,
         "<section><h2>Faithfulness (evaluate)</h2><p>Deletion: lower is better; insertion: \
-higher is better; Average Drop: lower is better ({} steps).</p>",
+higher is better; Average Drop: lower is better; ROAD (when measured): MoRF lower, LeRF \
+and combined higher is better ({} steps).</p>",
         m.explainers
             .values()
             .next()
@@ -163,14 +164,28 @@ higher is better; Average Drop: lower is better ({} steps).</p>",
             m.target
         );
     }
+    let road = m.explainers.values().any(|e| e.road.is_some());
     let _ = writeln!(
         html,
-        "<table><tr><th>explainer</th><th>deletion AUC</th><th>insertion AUC</th><th>Average Drop</th><th>Increase</th></tr>"
+        "<table><tr><th>explainer</th><th>deletion AUC</th><th>insertion AUC</th><th>Average Drop</th><th>Increase</th>{}</tr>",
+        if road {
+            "<th>ROAD MoRF</th><th>ROAD LeRF</th><th>ROAD combined</th>"
+        } else {
+            ""
+        }
     );
     for (name, e) in &m.explainers {
+        let cells = match (&e.road, road) {
+            (Some(r), _) => format!(
+                "<td>{:.4}</td><td>{:.4}</td><td>{:.4}</td>",
+                r.morf_mean, r.lerf_mean, r.combined
+            ),
+            (None, true) => "<td>—</td><td>—</td><td>—</td>".into(),
+            (None, false) => String::new(),
+        };
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.2}%</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.2}%</td><td>{}</td>{cells}</tr>",
             esc(name),
             e.deletion_auc,
             e.insertion_auc,

@@ -25,21 +25,21 @@ pub(super) struct Backward {
 impl Rec<'_> {
     /// The backward of the recorded forward `f` down to block `lo`: the head's gradient
     /// (and its Hessian-vector product along each of `hvp`: the official Grad-CAM++'s,
-    /// ShapleyCAM's), then each block's. Returns the dispatches, the gradient at every block
-    /// output from `lo` up (`None` below), and the HVPs.
+    /// ShapleyCAM's), then each block's. `finer`: the plan also runs FinerCAM's score (its
+    /// comparison classes are picked before the score's gradient). Returns the dispatches,
+    /// the gradient at every block output from `lo` up (`None` below), and the HVPs.
     pub(super) fn backward(
         &mut self,
         f: &Forward,
         sizes: &[(usize, usize)],
-        lo: usize,
-        hvp: &[Direction],
+        (lo, hvp, finer): (usize, &[Direction], bool),
     ) -> Result<Backward> {
         let cfg = &self.m.weights.cfg;
         let nb = cfg.blocks.len();
         let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
         let mut bwd = Vec::new();
         let hw = sizes[nb - 1].0 * sizes[nb - 1].1;
-        let (g_last, df) = self.head_backward(&f.head, hw, &mut bwd)?;
+        let (g_last, df) = self.head_backward(&f.head, (hw, finer), &mut bwd)?;
         grads[nb - 1] = Some(g_last);
         let hvp = hvp
             .iter()
@@ -78,7 +78,7 @@ impl Rec<'_> {
     pub(super) fn head_backward(
         &mut self,
         hf: &HeadFwd,
-        hw: usize,
+        (hw, finer): (usize, bool),
         bwd: &mut Vec<Dispatch>,
     ) -> Result<(GpuBuf, GpuBuf)> {
         let (gpu, m, act) = (self.gpu, self.m, self.act);
@@ -114,14 +114,16 @@ impl Rec<'_> {
                 r,
             ));
         }
-        bwd.push(head::finer_pick(
-            gpu,
-            "fc.finer_pick.bwd",
-            n,
-            &logits.buf,
-            &probs.buf,
-            &info.buf,
-        ));
+        if finer {
+            bwd.push(head::finer_pick(
+                gpu,
+                "fc.finer_pick.bwd",
+                n,
+                &logits.buf,
+                &probs.buf,
+                &info.buf,
+            ));
+        }
         bwd.push(head::dlogits(
             gpu,
             "fc.dlogits.bwd",

@@ -219,7 +219,8 @@ impl Plan {
         let (gpu, cfg) = (rec.gpu, &rec.m.weights.cfg);
         let hvp = methods::needs_hvp(&opts.explainers);
         let lo = *opts.blocks.iter().min().unwrap();
-        let b = rec.backward(fwd, sizes, lo, &hvp)?;
+        let finer = (opts.explainers.iter()).any(|e| e.method == methods::Method::FinerCam);
+        let b = rec.backward(fwd, sizes, (lo, &hvp, finer))?;
         let mut phases = vec![Phase {
             name: "backward",
             dispatches: b.dispatches,
@@ -384,6 +385,15 @@ impl Plan {
                 s => s.code().0,
             },
         )?;
+        if let Score::Finer(k) = score {
+            let has = (self.opts.explainers.iter()).any(|e| e.method == methods::Method::FinerCam);
+            if !has || !(1..=crate::ops::head::FINER_MAX as u32).contains(&k) {
+                return Err(Error::Input(format!(
+                    "FinerCAM's score needs a plan with finercam and 1 to {} comparison classes (got {k})",
+                    crate::ops::head::FINER_MAX
+                )));
+            }
+        }
         if let Score::Region(km) = score {
             if !self.geo {
                 return Err(Error::Input(
