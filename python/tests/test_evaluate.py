@@ -1,5 +1,5 @@
-"""`Explainer.evaluate` against `combicam-gpu evaluate --json`: the same metrics, curves and
-means, number for number (both run the library's `app::evaluation`)."""
+"""`Explainer.evaluate` against `combicam-gpu evaluate --json`: the same metrics, curves, ROAD
+and means, number for number (both run the library's `app::evaluation`)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def test_evaluate_equals_the_command_lines_json(builtin, run_cli, photos_dir, tm
         f"insertion AUC {m['insertion_auc']:.4f}, average drop {m['average_drop']:.2f}%"
     )
     assert 0.0 <= m["deletion_auc"] <= 1.0 and 0.0 <= m["insertion_auc"] <= 1.0
+    # ROAD, as the command line computes it (σ = 0.01, seeded: the same numbers)
+    road = got["images"][0]["explainers"]["combicam"]["road"]
+    assert len(road["morf"]) == len(road["lerf"]) == 9 and len(m["road"]) == 3
 
 
 @pytest.mark.parametrize(

@@ -321,8 +321,14 @@ pub fn metrics(
     let (average_drop, increase) = average_drop(y, o);
     let road = match road_noise {
         Some(noise) => {
-            let inputs = road::inputs(x, (h, w), s, noise, ROAD_SEED)?;
-            let p = run(&Masks::Inputs { inputs: &inputs })?;
+            // a batch of imputations at a time: memory as for the plan's own batch
+            let per = plan.masked_copies().max(1);
+            let mut p = Vec::with_capacity(road::IMPUTATIONS);
+            for lo in (0..road::IMPUTATIONS).step_by(per) {
+                let range = lo..(lo + per).min(road::IMPUTATIONS);
+                let inputs = road::inputs(x, (h, w), s, (noise, ROAD_SEED), range)?;
+                p.extend(run(&Masks::Inputs { inputs: &inputs })?);
+            }
             let (morf, lerf) = p.split_at(road::PERCENTILES.len());
             Some(Road::from_scores(y, morf, lerf))
         }
@@ -341,7 +347,7 @@ pub fn metrics(
 
 /// Masked passes the metrics of one explainer cost at `steps`, with ROAD or not.
 pub fn passes_per_explainer(steps: usize, road: bool) -> usize {
-    2 * (steps + 1) + 1 + if road { 2 * road::PERCENTILES.len() } else { 0 }
+    2 * (steps + 1) + 1 + if road { road::IMPUTATIONS } else { 0 }
 }
 
 /// Masked passes an explainer's map costs (Score-CAM: one per channel of its blocks).

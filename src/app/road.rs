@@ -165,29 +165,31 @@ pub fn impute(
     Ok(out)
 }
 
-/// The 18 imputed inputs of ROAD, MoRF's at each percentile then LeRF's, one after another
-/// (18 × 3 × H × W). The imputations run on every core (each its own system; the result
-/// does not depend on how many).
+/// ROAD's imputations: MoRF's at each percentile, then LeRF's.
+pub const IMPUTATIONS: usize = 2 * PERCENTILES.len();
+
+/// ROAD's imputed inputs `range` (of `IMPUTATIONS`: MoRF's at each percentile, then LeRF's),
+/// one after another (len × 3 × H × W): a batch at a time, so that memory stays that of a
+/// batch whatever the input's size. The imputations run on every core (each its own system;
+/// the result does not depend on how many, nor on the batches).
 pub fn inputs(
     x: &[f32],
     (h, w): (usize, usize),
     s: &[f32],
-    noise: f32,
-    seed: u64,
+    (noise, seed): (f32, u64),
+    range: std::ops::Range<usize>,
 ) -> Result<Vec<f32>> {
-    let jobs: Vec<(u32, bool)> = [true, false]
+    let jobs: Vec<(usize, u32, bool)> = [true, false]
         .into_iter()
         .flat_map(|most| PERCENTILES.iter().map(move |&p| (p, most)))
+        .enumerate()
+        .map(|(j, (p, most))| (j, p, most))
+        .filter(|j| range.contains(&j.0))
         .collect();
-    let one = |j: usize| {
-        let (p, most) = jobs[j];
-        impute(
-            x,
-            (h, w),
-            &kept(s, p, most),
-            noise,
-            seed.wrapping_add(j as u64),
-        )
+    let one = |i: usize| {
+        let (j, p, most) = jobs[i];
+        let keep = kept(s, p, most);
+        impute(x, (h, w), &keep, noise, seed.wrapping_add(j as u64))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
