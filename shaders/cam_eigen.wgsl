@@ -1,8 +1,13 @@
-// cam_eigen.wgsl: EigenCAM and EigenGradCAM at one block. X = the (HW × C) matrix of the block
-// output A (EigenGradCAM: g ⊙ A), centred per channel over positions; the map is X·v₁ with v₁
+// cam_eigen.wgsl: EigenCAM and EigenGradCAM at one block, and `--eigen-smooth`'s projection of
+// any method's weighted activations. X = the (HW × C) matrix of INPUT (pipeline constant):
+//   0 A (EigenCAM), 1 g ⊙ A (EigenGradCAM, HiResCAM), 2 w_k·A with w = aux[aux_off + k] (the
+//   channel methods' weights), 3 ReLU(g ⊙ A) (Grad-CAM element-wise), 4 ReLU(g) ⊙ A (LayerCAM),
+//   5 ReLU(g)/(max(aux[aux_off], 0) + 1e-8) ⊙ A, aux holding max g (the official LayerCAM);
+// centred per channel over positions; the map is X·v₁ with v₁
 // its first right singular vector (the covariance's top eigenvector), flipped when
 // |min| > |max| (Seg-Eigen-CAM's sign rule), after ReLU.
-// Bindings: 0 prm, 1 blk: (C, HW) A, 2 grad: (C, HW) g (GRAD), 3 scratch rw: the means (C) at
+// Bindings: 0 prm, 1 blk: (C, HW) A, 2 grad: (C, HW) g (INPUT 1, 3-5), 5 aux (INPUT 2, 5),
+//           3 scratch rw: the means (C) at
 //           0, the covariance (C × C) at C, v₁ (C) at C + C², then a flag (1.0: the power
 //           iteration has stopped), 4 maps: (Σ h·w) rw
 // Entry points, dispatched in this order (`cam::eigen::record`):
@@ -21,9 +26,9 @@
 // take four terms a turn (in the same order), and `record` splits the positions and the steps
 // over dispatches that keep every invocation under that.
 
-struct Params { c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, _p0: u32, _p1: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, _p1: u32 }
 
-override GRAD: bool = false;
+override INPUT: u32 = 0u;
 
 const WG: u32 = 256u;
 const MAX_C: u32 = 1024u;
@@ -33,12 +38,29 @@ const MAX_C: u32 = 1024u;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(4) var<storage, read_write> maps: array<f32>;
+@group(0) @binding(5) var<storage, read> aux: array<f32>;
 
 fn x(i: u32) -> f32 {
-    if (GRAD) {
-        return grad[i] * blk[i];
+    switch INPUT {
+        case 1u: {
+            return grad[i] * blk[i];
+        }
+        case 2u: {
+            return aux[prm.aux_off + i / prm.hw] * blk[i];
+        }
+        case 3u: {
+            return max(grad[i] * blk[i], 0.0);
+        }
+        case 4u: {
+            return max(grad[i], 0.0) * blk[i];
+        }
+        case 5u: {
+            return max(grad[i], 0.0) * (1.0 / (max(aux[prm.aux_off], 0.0) + 1e-8)) * blk[i];
+        }
+        default: {
+            return blk[i];
+        }
     }
-    return blk[i];
 }
 
 fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {

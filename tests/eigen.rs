@@ -1,10 +1,10 @@
-//! EigenCAM and EigenGradCAM: the kernels against their CPU reference on awkward shapes, and
-//! the trained Lite0 on the coffee photo against pytorch-grad-cam 1.5.7's own classes
-//! (tests/golden/make_eigen.py).
+//! EigenCAM, EigenGradCAM and `--eigen-smooth`: the kernels against their CPU reference on
+//! awkward shapes, and the trained Lite0 on the coffee photo against pytorch-grad-cam 1.5.7's
+//! own classes (tests/golden/make_eigen.py, make_smooth.py).
 
 use crate::common::{check, gpu, rand, read, up, zeros};
 use crate::model::{check_block_maps, golden, lite0_coffee};
-use combicam_gpu::cam::eigen::{self, EigenArgs};
+use combicam_gpu::cam::eigen::{self, EigenArgs, Input};
 use combicam_gpu::cam::methods::{Explainer, Fusion, Method};
 use combicam_gpu::model::efficientnet::ModelGpu;
 use combicam_gpu::model::plan::{Plan, PlanOptions, Score};
@@ -41,27 +41,32 @@ fn tied_block(c: usize, hw: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     (a, g)
 }
 
-/// The method's map of the block output `blk` (and its gradient `grad`) of (c, hw), recorded
+/// The map of `input` of the block output `blk` (and its gradient `grad`) of (c, hw), recorded
 /// by `eigen::record` and run: a maps buffer of `map_off` + hw floats, all of it read back.
+/// `aux`: the channel weights or max g, uploaded behind `aux_off` floats of padding.
 fn gpu_map(
-    m: Method,
-    (blk, grad): (&wgpu::Buffer, &wgpu::Buffer),
+    input: Input,
+    (blk, grad, aux): (&wgpu::Buffer, &wgpu::Buffer, Option<&[f32]>),
     (c, hw): (usize, usize),
     map_off: usize,
 ) -> Vec<f32> {
     let g = gpu();
     let (scratch, maps) = (zeros(eigen::scratch_len(c)), zeros(map_off + hw));
+    let aux_off = 5;
+    let aux = aux.map(|x| up(&[vec![-7.0; aux_off], x.to_vec()].concat()));
     let args = EigenArgs {
         c,
         hw,
         blk,
         grad,
+        input,
+        aux: aux.as_ref().map(|b| (&b.buf, aux_off)),
         scratch: &scratch.buf,
         maps: &maps.buf,
         map_off,
     };
     let mut d = Vec::new();
-    eigen::record(g, &|w| format!("test.{}.{w}", m.name()), m, &args, &mut d);
+    eigen::record(g, &|w| format!("test.{input:?}.{w}"), &args, &mut d);
     g.run_now(&d.iter().collect::<Vec<_>>()).unwrap();
     read(&maps)
 }
@@ -74,8 +79,9 @@ fn eigen_maps_match_their_reference_when_the_top_eigenvalues_nearly_tie() {
         let (a, gr) = tied_block(c, hw, 9000 + c as u64);
         let (ab, gb) = (up(&a), up(&gr));
         for m in EIGEN {
-            let got = gpu_map(m, (&ab.buf, &gb.buf), (c, hw), 0);
-            let want = eigen::cpu::map(m, &a, &gr, c, hw);
+            let input = Input::smoothing(m);
+            let got = gpu_map(input, (&ab.buf, &gb.buf, None), (c, hw), 0);
+            let want = eigen::cpu::map(input, &a, &gr, &[], c, hw);
             // the same iteration in f32 and in f64, over a slow rotation: measured on
             // lavapipe, 2026-12-03, see the printed max error
             let peak = want.iter().fold(1e-30f32, |a, v| a.max(*v));
@@ -110,8 +116,9 @@ fn eigen_maps_match_their_reference() {
         let (a, gr) = block(c, hw, 7000 + 10 * i as u64);
         let (ab, gb) = (up(&a), up(&gr));
         for m in EIGEN {
-            let got = gpu_map(m, (&ab.buf, &gb.buf), (c, hw), 9);
-            let want = eigen::cpu::map(m, &a, &gr, c, hw);
+            let input = Input::smoothing(m);
+            let got = gpu_map(input, (&ab.buf, &gb.buf, None), (c, hw), 9);
+            let want = eigen::cpu::map(input, &a, &gr, &[], c, hw);
             assert!(got[..9].iter().all(|&v| v == 0.0), "wrote before its map");
             // f32 covariance and power iteration against f64 throughout: measured on lavapipe,
             // 2026-12-03, 1.2e-5 of the peak at worst (eigengradcam, 70×63); over 500,001
@@ -134,6 +141,78 @@ fn eigen_maps_match_their_reference() {
 }
 
 #[test]
+fn smoothed_inputs_match_their_reference() {
+    // every input `--eigen-smooth` projects: w_k·A (weights read at an offset, of both signs),
+    // ReLU(g ⊙ A), ReLU(g) ⊙ A and its scaled form (max g read at an offset); odd channel
+    // counts, a single position, more positions than a workgroup
+    let inputs = [
+        Input::Weighted,
+        Input::RectifiedProduct,
+        Input::RectifiedGrad,
+        Input::RectifiedGradScaled,
+    ];
+    for (i, &(c, hw)) in [(11, 35), (13, 1), (70, 63), (5, 301)].iter().enumerate() {
+        let (a, gr) = block(c, hw, 8100 + 10 * i as u64);
+        let (ab, gb) = (up(&a), up(&gr));
+        for input in inputs {
+            let aux = match input {
+                Input::Weighted => rand(c, 8200 + i as u64, -1.0, 2.0),
+                Input::RectifiedGradScaled => vec![gr.iter().fold(f32::MIN, |m, &v| m.max(v))],
+                _ => vec![],
+            };
+            let given = (!aux.is_empty()).then_some(&aux[..]);
+            let got = gpu_map(input, (&ab.buf, &gb.buf, given), (c, hw), 3);
+            let want = eigen::cpu::map(input, &a, &gr, &aux, c, hw);
+            assert!(got[..3].iter().all(|&v| v == 0.0), "wrote before its map");
+            // f32 against f64: measured on lavapipe, 2026-12-03, 5.1e-7 of the peak at worst
+            // (RectifiedGrad, 5×301)
+            let peak = want.iter().fold(1e-30f32, |a, v| a.max(*v));
+            check(
+                &format!("{input:?}.{c}x{hw}"),
+                &got[3..],
+                &want,
+                &[hw],
+                Tolerance::new(0.0, 2e-6 * peak),
+            );
+            if hw > 1 {
+                assert!(want.iter().any(|&v| v > 0.0), "{input:?}: an empty map");
+            }
+        }
+    }
+}
+
+#[test]
+fn smoothed_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
+    let g = gpu();
+    let (gd, meta) = golden("smooth_lite0_coffee.safetensors");
+    let (wts, p) = lite0_coffee(&meta);
+    let m = ModelGpu::upload(g, wts).unwrap();
+    let blocks = vec![5, 10, 15];
+    let methods = [
+        Method::GradCam,
+        Method::GradCamPP,
+        Method::XGradCam,
+        Method::HiResCam,
+        Method::GradCamElementwise,
+        Method::LayerCam,
+        Method::Fem,
+    ];
+    let opts = PlanOptions {
+        backward: true,
+        blocks: blocks.clone(),
+        explainers: methods.iter().map(|&m| Explainer::of(m)).collect(),
+        masked: 0,
+        eigen_smooth: true,
+    };
+    let plan = Plan::new(g, &m, p.height, p.width, opts).unwrap();
+    let o = plan.run(g, &p.tensor, None, Score::Prob).unwrap();
+    assert_eq!(o.target.to_string(), meta["target"]);
+    // the contract: within 1e-3 of the map's peak (pytorch-grad-cam's f32 SVD against our f32
+    // power iteration); measured on lavapipe, 2026-12-03: see the printed max errors
+    check_block_maps("lite0 coffee, eigen-smooth", &o, &blocks, &gd);
+}
+
+#[test]
 fn eigen_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
     let g = gpu();
     let (gd, meta) = golden("eigen_lite0_coffee.safetensors");
@@ -153,6 +232,7 @@ fn eigen_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
         blocks: blocks.clone(),
         explainers,
         masked: 0,
+        eigen_smooth: false,
     };
     let plan = Plan::new(g, &m, h, w, opts).unwrap();
     let o = plan.run(g, &p.tensor, None, Score::Prob).unwrap();

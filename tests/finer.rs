@@ -23,6 +23,7 @@ fn finercam_of_the_trained_lite0_matches_pytorch_grad_cam() {
         blocks: blocks.clone(),
         explainers: methods.iter().map(|&m| Explainer::of(m)).collect(),
         masked: 0,
+        eigen_smooth: false,
     };
     let o = engine
         .run(&p.tensor, h, w, &opts, None, Score::Prob)

@@ -3,7 +3,7 @@
 //! differences.
 
 use crate::common::{check, gpu};
-use combicam_gpu::cam::methods::Explainer;
+use combicam_gpu::cam::methods::{Explainer, Method};
 use combicam_gpu::gpu::Gpu;
 use combicam_gpu::model::config::{Family, efficientnet};
 use combicam_gpu::model::efficientnet::ModelGpu;
@@ -68,12 +68,22 @@ pub fn check_block_maps(what: &str, o: &Output, blocks: &[usize], gd: &Golden) {
             let (shape, want) = &gd[&name];
             let got = e.maps[l].as_ref().expect("a selected block has a map");
             let peak = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            // XGrad-CAM's Σ A denominators nearly cancel on some channels
+            // (`xgradcam_tolerance`): at Lite0's block 10 on the coffee the channel of the
+            // largest weight has Σ|A|/|Σ A| ≈ 5,100, so activations that differ from
+            // PyTorch's by ~1e-6 move its weight by ~0.5%. Measured 2026-12-03 under
+            // --eigen-smooth, where that channel dominates the projection: 2.5e-3 of the peak
+            // (PyTorch's own f32 map is 4e-5 from f64 on its own activations)
+            let rel = match e.explainer.method {
+                Method::XGradCam => 1e-2,
+                _ => 1e-3,
+            };
             check(
                 &format!("{what} {name}"),
                 got,
                 want,
                 shape,
-                Tolerance::new(0.0, 1e-3 * peak),
+                Tolerance::new(0.0, rel * peak),
             );
         }
     }
@@ -93,6 +103,7 @@ fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Pla
             blocks: (0..nb).collect(),
             explainers: vec![Explainer::COMBICAM],
             masked: 0,
+            eigen_smooth: false,
         },
     )
     .unwrap();
@@ -353,6 +364,7 @@ fn trained_lite0_on_photos_matches_pytorch() {
                 blocks: (0..nb).collect(),
                 explainers: vec![Explainer::COMBICAM],
                 masked: 0,
+                eigen_smooth: false,
             },
         )
         .unwrap();
@@ -526,6 +538,7 @@ fn region_score_matches_pytorch_autograd() {
             blocks: (0..nb).collect(),
             explainers: vec![Explainer::COMBICAM],
             masked: 0,
+            eigen_smooth: false,
         },
     )
     .unwrap();
@@ -575,6 +588,7 @@ fn run_methods(
             blocks,
             explainers,
             masked: 0,
+            eigen_smooth: false,
         },
     )
     .unwrap();
@@ -734,12 +748,13 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
             blocks: vec![nb - 1],
             explainers: vec![e, shapley],
             masked: 0,
+            eigen_smooth: false,
         },
     )
     .unwrap();
     let o = plan.run(g, &x, None, Score::Prob).unwrap();
     let grads = cpu::backward(&wts, &f, f.argmax, false, nb - 1);
-    let (maps, fused) = cpu::explain(&wts, &f, &grads, &[nb - 1], e, h, w);
+    let (maps, fused) = cpu::explain(&wts, &f, &grads, &[nb - 1], e, (h, w), false);
     let want = maps[nb - 1].as_ref().unwrap();
     check(
         "gradcampp-official.15",
@@ -749,7 +764,7 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
         // lavapipe: max|diff| 2.3e-6, 5.6% of the former 1e-3: ≈ 11% of this
         Tolerance::new(0.0, 5e-4 * peak(want)),
     );
-    let (smaps, _) = cpu::explain(&wts, &f, &grads, &[nb - 1], shapley, h, w);
+    let (smaps, _) = cpu::explain(&wts, &f, &grads, &[nb - 1], shapley, (h, w), false);
     let swant = smaps[nb - 1].as_ref().unwrap();
     check(
         "shapleycam.15",
@@ -778,6 +793,7 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
             blocks: vec![3, nb - 1],
             explainers: vec![e],
             masked: 0,
+            eigen_smooth: false,
         },
     );
     assert!(bad.err().unwrap().to_string().contains("last block only"));

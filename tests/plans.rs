@@ -17,6 +17,7 @@ fn options(nb: usize) -> PlanOptions {
         blocks: (0..nb).collect(),
         explainers,
         masked: 0,
+        eigen_smooth: false,
     }
 }
 

@@ -21,6 +21,7 @@ fn shapleycam_of_the_trained_lite0_matches_pytorch_grad_cam() {
         blocks: vec![15],
         explainers: vec![Explainer::of(Method::ShapleyCam)],
         masked: 0,
+        eigen_smooth: false,
     };
     for (score, name) in [
         (Score::Prob, "shapleycam.15"),

@@ -104,6 +104,7 @@ class _Explainer:
         target_latlon: Optional[str] = None,
         score: str = "prob",
         top_k: int = 5,
+        eigen_smooth: bool = False,
         name: Optional[str] = None,
     ) -> Explanation: ...
     def explain_tensor(
@@ -117,6 +118,7 @@ class _Explainer:
         target_latlon: Optional[str] = None,
         score: str = "prob",
         top_k: int = 5,
+        eigen_smooth: bool = False,
     ) -> Explanation: ...
     def predict(self, image: Photo, top_k: int = 5) -> list[Entry]: ...
     def evaluate(

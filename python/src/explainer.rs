@@ -133,9 +133,18 @@ fn index_text(i: i64, what: &str) -> PyResult<String> {
 }
 
 impl Explainer {
-    fn options(&self, c: &ExplainChoice, top_k: usize) -> PyResult<ExplainOptions> {
+    fn options(
+        &self,
+        c: &ExplainChoice,
+        top_k: usize,
+        eigen_smooth: bool,
+    ) -> PyResult<ExplainOptions> {
         let o = setup::explain_options(&self.ctx.weights, c).map_err(py_err)?;
-        Ok(ExplainOptions { top_k, ..o })
+        Ok(ExplainOptions {
+            top_k,
+            eigen_smooth,
+            ..o
+        })
     }
 
     /// Run the plan on a preprocessed input, the GIL released.
@@ -281,10 +290,13 @@ impl Explainer {
     /// comma-separated str or a list. `blocks`: "20-31",
     /// [5, 10, 15] or 15 (default: every block). `fusion`: sum, mean, mean-normalised, max,
     /// product. `target`: an output index or (ImageNet) a label; `target_latlon`: "LAT,LON"
-    /// (geolocation). `score`: prob, logit or region:KM. `name`: what the report calls an
+    /// (geolocation). `score`: prob, logit or region:KM. `eigen_smooth`: each block map is
+    /// the first principal component of the method's weighted activations (pytorch-grad-cam's
+    /// eigen_smooth; the command line's --eigen-smooth). `name`: what the report calls an
     /// array (default "<array>").
     #[pyo3(signature = (image, *, methods=None, blocks=None, fusion=None, target=None,
-                        target_latlon=None, score="prob", top_k=5, name=None))]
+                        target_latlon=None, score="prob", top_k=5, eigen_smooth=false,
+                        name=None))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
         &self,
@@ -297,10 +309,11 @@ impl Explainer {
         target_latlon: Option<String>,
         score: &str,
         top_k: usize,
+        eigen_smooth: bool,
         name: Option<String>,
     ) -> PyResult<Explanation> {
         let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
-        let opts = self.options(&choice, top_k)?;
+        let opts = self.options(&choice, top_k, eigen_smooth)?;
         let t = Instant::now();
         let mut photo = inputs::photo(image)?;
         if let Some(n) = name {
@@ -316,7 +329,7 @@ impl Explainer {
     /// or (1, 3, H, W), numpy or torch. The overlay's photo is the input with the weights'
     /// normalisation undone. Same keywords as `explain`.
     #[pyo3(signature = (x, *, methods=None, blocks=None, fusion=None, target=None,
-                        target_latlon=None, score="prob", top_k=5))]
+                        target_latlon=None, score="prob", top_k=5, eigen_smooth=false))]
     #[allow(clippy::too_many_arguments)]
     fn explain_tensor(
         &self,
@@ -329,9 +342,10 @@ impl Explainer {
         target_latlon: Option<String>,
         score: &str,
         top_k: usize,
+        eigen_smooth: bool,
     ) -> PyResult<Explanation> {
         let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
-        let opts = self.options(&choice, top_k)?;
+        let opts = self.options(&choice, top_k, eigen_smooth)?;
         let pre = inputs::tensor(x)?;
         let how = self.ctx.weights.preprocessing;
         let photo = Photo {

@@ -80,3 +80,12 @@ def test_b4_confidence_radii_equal_the_cli_json(b4, run_cli, tmp_path):
 
 def test_a_classifier_has_no_confidence_radii(builtin):
     assert builtin.explain(COFFEE).confidence_km is None
+
+
+def test_eigen_smooth_equals_cli(builtin, cli_raw):
+    want = cli_raw(COFFEE, "--method", "gradcam,layercam", "--blocks", "10-15", "--eigen-smooth")
+    r = builtin.explain(COFFEE, methods="gradcam,layercam", blocks="10-15", eigen_smooth=True)
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, --eigen-smooth")
+    # and it is not the plain maps
+    plain = builtin.explain(COFFEE, methods="gradcam,layercam", blocks="10-15")
+    assert not np.allclose(plain.maps["gradcam"][15], r.maps["gradcam"][15])

@@ -68,6 +68,7 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
             blocks: all,
             explainers: explainers(),
             masked: 0,
+            eigen_smooth: false,
         },
     )?;
     // another image first: nothing may leak from one run into the next
@@ -180,7 +181,7 @@ impl Shown {
             let (maps, fused) = match i {
                 // Combi-CAM, against the reference of the paper's algorithm
                 0 => cpu::gradcam(wts, f, grads, &all, h, w),
-                _ => cpu::explain(wts, f, grads, &all, e, h, w),
+                _ => cpu::explain(wts, f, grads, &all, e, (h, w), false),
             };
             let largest = maps.iter().flatten().flatten().fold(0f32, |a, &v| a.max(v));
             for (l, want) in maps.iter().enumerate() {

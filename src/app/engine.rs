@@ -13,6 +13,10 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// What tells plans apart: `PlanOptions`'s backward, blocks, explainers, masked copies and
+/// eigen-smoothing.
+type PlanKey = (bool, Vec<usize>, Vec<Explainer>, usize, bool);
+
 pub struct Engine {
     /// shared with whoever opened it: a plan's dispatches and the engine's buffers live on it
     pub gpu: Arc<Gpu>,
@@ -24,7 +28,7 @@ pub struct Engine {
     pub last_recycled: Option<RecycleStats>,
     /// one plan per set of options, at the last size asked for: a new size is recorded
     /// again, taking back the old plan's memory (see `gpu::recycle`)
-    plans: HashMap<(bool, Vec<usize>, Vec<Explainer>, usize), Plan>,
+    plans: HashMap<PlanKey, Plan>,
     /// visloc's retrieval head on the GPU, made on first use
     retrieval: Option<RetrievalGpu>,
     /// FinerCAM's comparison classes (`--comparison`; pytorch-grad-cam's default, 3)
@@ -56,6 +60,7 @@ impl Engine {
             opts.blocks.clone(),
             opts.explainers.clone(),
             opts.masked,
+            opts.eigen_smooth,
         );
         self.last_plan_build_s = 0.0;
         self.last_recycled = None;

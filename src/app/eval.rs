@@ -426,6 +426,7 @@ pub fn saliency(
         blocks,
         explainers: vec![explainer],
         masked: 0,
+        eigen_smooth: false,
     };
     let out = engine.run(x, h, w, &opts, Some(target), Score::Prob)?;
     Ok(out.explainers[0].fused.clone())

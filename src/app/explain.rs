@@ -36,6 +36,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
             .filter(|e| !e.method.is_score_cam())
             .collect(),
         masked: if score_cams.is_empty() { 0 } else { batch },
+        eigen_smooth: o.eigen_smooth,
     };
     let before = engine.gpu.pipelines.stats();
     let mut out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;

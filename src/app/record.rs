@@ -17,6 +17,8 @@ pub struct ExplainOptions {
     pub score_blocks: Vec<usize>,
     /// the CAM methods and fusion rules (Combi-CAM by default)
     pub explainers: Vec<Explainer>,
+    /// `--eigen-smooth` (`PlanOptions::eigen_smooth`)
+    pub eigen_smooth: bool,
     pub target: Option<usize>,
     pub score: Score,
     pub alpha: f32,
@@ -93,6 +95,10 @@ pub struct Report {
     /// with --score region:KM: the probability mass within KM of the target cell's centre
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region_mass: Option<f64>,
+    /// `--eigen-smooth`: every map is its method's weighted activations' first principal
+    /// component
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub eigen_smooth: bool,
     pub model: String,
     pub weights: String,
     pub input_size: [usize; 2],
@@ -197,6 +203,7 @@ pub fn report(
         explained: engine::entry(weights, out, out.target),
         score: o.score,
         region_mass: region_mass(&weights.classifier.kind, o.score, out),
+        eigen_smooth: o.eigen_smooth,
         model: cfg.name(),
         weights: weights.source.clone(),
         input_size: [h, w],

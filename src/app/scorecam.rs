@@ -7,9 +7,11 @@
 //! - `scorecam-official` (the Combi-CAM repository): raw masks, w_k = the probability.
 //!
 //! The masked passes run on the GPU; the weights, the maps (a few hundred channels of a
-//! block output) and the fusion are computed from them on the CPU.
+//! block output; with `--eigen-smooth` the first principal component of w_k·A) and the fusion
+//! are computed from them on the CPU.
 
 use crate::cam::channel::cpu::weighted_map;
+use crate::cam::eigen::{self, Input};
 use crate::cam::fusion::cpu::fuse;
 use crate::cam::methods::{Explainer, Method};
 use crate::error::{Error, Result};
@@ -99,7 +101,11 @@ pub fn explain(
         } else {
             cpu::softmax(&scores)
         };
-        let map = weighted_map(&w, a, c, bh * bw);
+        let map = if plan.opts.eigen_smooth {
+            eigen::cpu::map(Input::Weighted, a, &[], &w, c, bh * bw)
+        } else {
+            weighted_map(&w, a, c, bh * bw)
+        };
         out.map_max[l] = Some(map.iter().fold(f32::MIN, |m, &v| m.max(v)));
         out.map_mean[l] = Some(map.iter().sum::<f32>() / map.len() as f32);
         out.maps[l] = Some(map);

@@ -263,6 +263,7 @@ pub fn explain_options(w: &Weights, c: &ExplainChoice) -> Result<ExplainOptions>
         blocks,
         score_blocks,
         explainers,
+        eigen_smooth: false,
         target,
         score,
         alpha: 0.5,

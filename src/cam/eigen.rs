@@ -1,6 +1,7 @@
 //! CAM methods from the first principal component of a block: EigenCAM (of the activations
-//! A) and EigenGradCAM (of g ⊙ A) (shaders/cam_eigen.wgsl). X = the (HW × C) matrix, centred
-//! per channel over positions; the map is X·v₁, v₁ the covariance XᵀX's top eigenvector
+//! A), EigenGradCAM (of g ⊙ A), and `--eigen-smooth`, which projects any method's weighted
+//! activations (w_k·A, ReLU(g ⊙ A), …: `Input`) likewise (shaders/cam_eigen.wgsl). X = the
+//! (HW × C) matrix, centred per channel over positions; the map is X·v₁, v₁ the covariance XᵀX's top eigenvector
 //! (the first right singular vector of X), by power iteration; its sign is flipped when
 //! |min| > |max| (Seg-Eigen-CAM's rule: an SVD's direction has no sign, and pytorch-grad-cam's
 //! plain EigenCAM leaves it to LAPACK), then ReLU.
@@ -16,7 +17,49 @@ use crate::gpu::{
 crate::wgsl_params! {
     /// shaders/cam_eigen.wgsl's `Params`
     pub struct CamEigenParams for "cam_eigen" {
-        c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, _p0: u32, _p1: u32,
+        c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, _p1: u32,
+    }
+}
+
+/// The matrix X whose first principal component makes the map: EigenCAM's and EigenGradCAM's
+/// own, and under `--eigen-smooth` each method's weighted activations, as pytorch-grad-cam
+/// projects them (its `get_cam_image` with `eigen_smooth=True`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A (EigenCAM)
+    Act,
+    /// g ⊙ A (EigenGradCAM; HiResCAM smoothed)
+    GradAct,
+    /// w_k·A, w the method's channel weights (any channel method, Score-CAM, smoothed)
+    Weighted,
+    /// ReLU(g ⊙ A) (Grad-CAM element-wise smoothed)
+    RectifiedProduct,
+    /// ReLU(g) ⊙ A (LayerCAM smoothed)
+    RectifiedGrad,
+    /// ReLU(g)/(max(max g, 0) + 1e-8) ⊙ A (the official LayerCAM smoothed)
+    RectifiedGradScaled,
+}
+
+impl Input {
+    /// What the eigen methods project, and what `--eigen-smooth` projects for any other.
+    pub fn smoothing(method: Method) -> Input {
+        match method {
+            Method::EigenCam => Input::Act,
+            Method::EigenGradCam | Method::HiResCam => Input::GradAct,
+            Method::GradCamElementwise => Input::RectifiedProduct,
+            Method::LayerCam => Input::RectifiedGrad,
+            Method::LayerCamOfficial => Input::RectifiedGradScaled,
+            _ => Input::Weighted,
+        }
+    }
+
+    /// shaders/cam_eigen.wgsl's INPUT
+    fn code(self) -> u32 {
+        self as u32
+    }
+
+    fn uses_grad(self) -> bool {
+        !matches!(self, Input::Act | Input::Weighted)
     }
 }
 
@@ -29,8 +72,13 @@ pub struct EigenArgs<'a> {
     pub hw: usize,
     /// the block output A: (C, HW)
     pub blk: &'a wgpu::Buffer,
-    /// ∂score/∂A: (C, HW) (EigenGradCam)
+    /// ∂score/∂A: (C, HW) (every input but A and w_k·A)
     pub grad: &'a wgpu::Buffer,
+    /// what is projected
+    pub input: Input,
+    /// the channel weights at an offset (`Input::Weighted`), or max g at one
+    /// (`Input::RectifiedGradScaled`)
+    pub aux: Option<(&'a wgpu::Buffer, usize)>,
     /// means, covariance and v₁: `scratch_len(c)` floats, reused block after block
     pub scratch: &'a wgpu::Buffer,
     /// maps, written at `map_off`
@@ -71,34 +119,22 @@ fn power_steps(c: usize) -> usize {
         .unwrap_or(1)
 }
 
-fn uses_grad(m: Method) -> bool {
-    match m {
-        Method::EigenCam => false,
-        Method::EigenGradCam => true,
-        other => panic!("{other:?} is not an eigen method"),
-    }
-}
-
-/// The method's map at one block: means, covariance, power iteration, projection, sign and
+/// The map of `a.input` at one block: means, covariance, power iteration, projection, sign and
 /// ReLU. Means and covariance take a dispatch per `chunk()` positions, the power iteration
 /// MAX_ITERS / `power_steps(c)` dispatches (those after it stopped return at once).
 /// `label(what)` names each.
-pub fn record(
-    gpu: &Gpu,
-    label: &dyn Fn(&str) -> String,
-    method: Method,
-    a: &EigenArgs,
-    d: &mut Vec<Dispatch>,
-) {
+pub fn record(gpu: &Gpu, label: &dyn Fn(&str) -> String, a: &EigenArgs, d: &mut Vec<Dispatch>) {
     assert!(
         a.c <= MAX_CHANNELS,
         "{} channels: the eigen methods hold at most {MAX_CHANNELS}",
         a.c
     );
-    let grad = uses_grad(method);
+    let needs_aux = matches!(a.input, Input::Weighted | Input::RectifiedGradScaled);
+    assert_eq!(a.aux.is_some(), needs_aux, "{:?}: aux", a.input);
     let (c, hw) = (a.c, a.hw);
+    let grad = a.input.uses_grad().then_some(a.grad);
     let (x, scratch, map) = (
-        [(1, Some(a.blk)), (2, Some(a.grad))],
+        [(1, Some(a.blk)), (2, grad), (5, a.aux.map(|x| x.0))],
         (3, Some(a.scratch)),
         (4, Some(a.maps)),
     );
@@ -109,7 +145,7 @@ pub fn record(
         p_from: from as u32,
         p_to: to as u32,
         steps: steps as u32,
-        _p0: 0,
+        aux_off: a.aux.map_or(0, |x| x.1) as u32,
         _p1: 0,
     };
     // (entry, params, workgroups, flops, bindings): an auto layout holds only what an entry
@@ -125,7 +161,7 @@ pub fn record(
             params(from, to, 0),
             grid_1d((c as u32).div_ceil(64)),
             (c * (to - from)) as f64,
-            vec![x[0], x[1], scratch],
+            vec![x[0], x[1], x[2], scratch],
         ));
     }
     for &(from, to) in &chunks {
@@ -134,7 +170,7 @@ pub fn record(
             params(from, to, 0),
             grid_1d(((c * c) as u32).div_ceil(64)),
             2.0 * (c * c * (to - from)) as f64,
-            vec![x[0], x[1], scratch],
+            vec![x[0], x[1], x[2], scratch],
         ));
     }
     let run = power_steps(c);
@@ -147,7 +183,7 @@ pub fn record(
         params(0, 0, 0),
         grid_1d((hw as u32).div_ceil(64)),
         2.0 * (c * hw) as f64,
-        vec![x[0], x[1], scratch, map],
+        vec![x[0], x[1], x[2], scratch, map],
     ));
     steps.push((
         "sign",
@@ -162,7 +198,7 @@ pub fn record(
             family: "cam",
             source: Some(Source::Table("cam_eigen")),
             entry,
-            constants: &[("GRAD", grad as u32 as f64)],
+            constants: &[("INPUT", a.input.code() as f64)],
             params: words(&p),
             bindings: &bindings,
             groups,
@@ -174,23 +210,43 @@ pub fn record(
 }
 
 pub mod cpu {
-    use super::{MAX_ITERS, Method, uses_grad};
+    use super::{Input, MAX_ITERS};
 
     /// shaders/cam_eigen.wgsl's stopping threshold
     const STOP: f64 = 1e-6;
 
-    /// The map, in f64: X centred, its covariance, v₁ by the shader's power iteration (its
-    /// start, its stopping rule, its step limit), the projection, the sign rule and ReLU.
-    /// The same iteration on both sides: where two eigenvalues nearly tie, v₁ is
-    /// ill-conditioned and a converged f64 vector and the shader's f32 one would part ways.
-    pub fn map(method: Method, a: &[f32], g: &[f32], c: usize, hw: usize) -> Vec<f32> {
-        let grad = uses_grad(method);
-        let x: Vec<f64> = (0..c * hw)
+    /// X[k, p] in f64, as the shader's `x`: `aux` holds the channel weights
+    /// (`Input::Weighted`) or max g (`Input::RectifiedGradScaled`), else is empty.
+    pub fn input(input: Input, a: &[f32], g: &[f32], aux: &[f32], c: usize, hw: usize) -> Vec<f64> {
+        let scale = match input {
+            Input::RectifiedGradScaled => 1.0 / (aux[0].max(0.0) + 1e-8),
+            _ => 1.0,
+        };
+        (0..c * hw)
             .map(|i| {
-                let v = a[i] as f64;
-                if grad { v * g[i] as f64 } else { v }
+                let (a, g) = (a[i], g.get(i).copied().unwrap_or(0.0));
+                (match input {
+                    Input::Act => a,
+                    Input::GradAct => g * a,
+                    Input::Weighted => aux[i / hw] * a,
+                    Input::RectifiedProduct => (g * a).max(0.0),
+                    Input::RectifiedGrad => g.max(0.0) * a,
+                    Input::RectifiedGradScaled => g.max(0.0) * scale * a,
+                }) as f64
             })
-            .collect();
+            .collect()
+    }
+
+    /// The map of `input` (see `input`): X centred, its covariance, v₁ by the shader's power
+    /// iteration (its start, its stopping rule, its step limit), the projection, the sign rule
+    /// and ReLU. The same iteration on both sides: where two eigenvalues nearly tie, v₁ is
+    /// ill-conditioned and a converged f64 vector and the shader's f32 one would part ways.
+    pub fn map(input: Input, a: &[f32], g: &[f32], aux: &[f32], c: usize, hw: usize) -> Vec<f32> {
+        project(&self::input(input, a, g, aux, c, hw), c, hw)
+    }
+
+    /// The first principal component of X (C, HW) as a map: centred, projected, signed, ReLU.
+    pub fn project(x: &[f64], c: usize, hw: usize) -> Vec<f32> {
         let means: Vec<f64> = (0..c)
             .map(|k| x[k * hw..(k + 1) * hw].iter().sum::<f64>() / hw as f64)
             .collect();

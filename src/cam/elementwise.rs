@@ -70,6 +70,24 @@ pub fn map(gpu: &Gpu, label: &str, method: Method, a: &ElementwiseArgs) -> Dispa
     d
 }
 
+/// max g over the block, into gmax[gmax_off] (the official LayerCAM's scale).
+pub fn gmax(gpu: &Gpu, label: &str, a: &ElementwiseArgs) -> Dispatch {
+    reduce::rows(
+        gpu,
+        label,
+        Reduce::Max,
+        &RowsArgs {
+            rows: 1,
+            len: a.c * a.hw,
+            in_off: 0,
+            out_off: a.gmax_off,
+            x: a.grad,
+            y: None,
+            out: a.gmax,
+        },
+    )
+}
+
 /// The method's map at one block; the official LayerCAM first takes the block's max
 /// gradient. `label(what)` names each dispatch.
 pub fn record(
@@ -80,20 +98,7 @@ pub fn record(
     d: &mut Vec<Dispatch>,
 ) {
     if method == Method::LayerCamOfficial {
-        d.push(reduce::rows(
-            gpu,
-            &label("gmax"),
-            Reduce::Max,
-            &RowsArgs {
-                rows: 1,
-                len: a.c * a.hw,
-                in_off: 0,
-                out_off: a.gmax_off,
-                x: a.grad,
-                y: None,
-                out: a.gmax,
-            },
-        ));
+        d.push(gmax(gpu, &label("gmax"), a));
     }
     d.push(map(gpu, &label("map"), method, a));
 }

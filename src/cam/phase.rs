@@ -3,7 +3,7 @@
 //! (the paper's Figure 4 quantity). Recorded once per plan, replayed per image.
 
 use super::channel::{self, ChannelArgs};
-use super::eigen::{self, EigenArgs};
+use super::eigen::{self, EigenArgs, Input};
 use super::elementwise::{self, ElementwiseArgs};
 use super::fusion::{self, FuseArgs, StatsArgs};
 use super::methods::{Explainer, Family, Method};
@@ -30,6 +30,9 @@ pub struct CamInputs<'a> {
     /// the head's Hessian-vector products at the last block, per direction (the official
     /// Grad-CAM++'s, ShapleyCAM's)
     pub hvp: &'a [(Direction, GpuBuf)],
+    /// `--eigen-smooth`: every method's map is the first principal component of its weighted
+    /// activations rather than their sum over channels (`eigen::Input`)
+    pub eigen_smooth: bool,
 }
 
 /// One explainer's results on the GPU.
@@ -77,8 +80,8 @@ struct Rec<'a> {
     bmeta: GpuBuf,
     bnorm: GpuBuf,
     fused: GpuBuf,
-    /// the eigen methods' means, covariance and v₁, reused block after block (when one is
-    /// asked for)
+    /// the eigen methods' (and `--eigen-smooth`'s) means, covariance and v₁, reused block after
+    /// block (when one is asked for)
     eigen: Option<GpuBuf>,
 }
 
@@ -105,7 +108,7 @@ pub fn record(
     let max_cout = inp.channels.iter().copied().max().unwrap_or(1);
     let eigen = if explainers
         .iter()
-        .any(|e| e.method.family() == Family::Eigen)
+        .any(|e| inp.eigen_smooth || e.method.family() == Family::Eigen)
     {
         let most = inp
             .blocks
@@ -295,6 +298,21 @@ impl Rec<'_> {
             .buf;
         let blk = &inp.outs[l].buf;
         let label = |what: &str| format!("{l}.{}.{what}.cam", method.name());
+        let smooth = inp.eigen_smooth;
+        let project = |aux: Option<(&wgpu::Buffer, usize)>, d: &mut Vec<Dispatch>| {
+            let args = EigenArgs {
+                c,
+                hw,
+                blk,
+                grad,
+                input: Input::smoothing(method),
+                aux,
+                scratch: &self.eigen.as_ref().expect("made for an eigen map").buf,
+                maps: &maps.buf,
+                map_off: self.map_offs[l],
+            };
+            eigen::record(gpu, &label, &args, d);
+        };
         match method.family() {
             Family::Channel => {
                 let args = ChannelArgs {
@@ -312,7 +330,17 @@ impl Rec<'_> {
                         .map(|h| &h.1.buf),
                     maxabs: maxabs.then_some((&self.maxabs_rows.buf, l * self.max_cout)),
                 };
-                channel::record(gpu, &label, method, &args, d);
+                if smooth {
+                    d.push(channel::channel_weights(
+                        gpu,
+                        &label("weights"),
+                        method,
+                        &args,
+                    ));
+                    project(Some((&self.weights.buf, self.w_offs[l])), d);
+                } else {
+                    channel::record(gpu, &label, method, &args, d);
+                }
             }
             Family::Elementwise => {
                 let args = ElementwiseArgs {
@@ -325,20 +353,16 @@ impl Rec<'_> {
                     maps: &maps.buf,
                     map_off: self.map_offs[l],
                 };
-                elementwise::record(gpu, &label, method, &args, d);
+                if !smooth {
+                    elementwise::record(gpu, &label, method, &args, d);
+                } else if method == Method::LayerCamOfficial {
+                    d.push(elementwise::gmax(gpu, &label("gmax"), &args));
+                    project(Some((&self.gmax.buf, l)), d);
+                } else {
+                    project(None, d);
+                }
             }
-            Family::Eigen => {
-                let args = EigenArgs {
-                    c,
-                    hw,
-                    blk,
-                    grad,
-                    scratch: &self.eigen.as_ref().expect("made for an eigen method").buf,
-                    maps: &maps.buf,
-                    map_off: self.map_offs[l],
-                };
-                eigen::record(gpu, &label, method, &args, d);
-            }
+            Family::Eigen => project(None, d),
             Family::Masked => {
                 unreachable!(
                     "Score-CAM is made of masked passes (app::scorecam), not a plan's CAM phase"
@@ -351,7 +375,7 @@ impl Rec<'_> {
 /// The CPU reference of the phase for one explainer: every selected block's map and the
 /// normalised fused map at h×w.
 pub mod cpu {
-    use super::{Explainer, Family};
+    use super::{Explainer, Family, Input, Method};
     use crate::cam::{channel, eigen, elementwise, fusion};
 
     /// What the reference reads: `a[l]`, `g[l]`: block l's output and gradient,
@@ -367,6 +391,34 @@ pub mod cpu {
         pub blocks: &'a [usize],
         pub h: usize,
         pub w: usize,
+        /// `--eigen-smooth` (`CamInputs::eigen_smooth`)
+        pub eigen_smooth: bool,
+    }
+
+    /// The method's map at one block, `--eigen-smooth` or not.
+    fn block_map(
+        m: Method,
+        a: &[f32],
+        g: &[f32],
+        hvp: Option<&[f32]>,
+        c: usize,
+        hw: usize,
+        smooth: bool,
+    ) -> Vec<f32> {
+        let input = Input::smoothing(m);
+        match (m.family(), smooth) {
+            (Family::Channel, false) => channel::cpu::map(m, a, g, hvp, c, hw),
+            (Family::Elementwise, false) => elementwise::cpu::map(m, a, g, c, hw),
+            (Family::Channel, true) => {
+                let w = channel::cpu::weights(m, a, g, hvp, c, hw);
+                eigen::cpu::map(input, a, g, &w, c, hw)
+            }
+            (Family::Elementwise | Family::Eigen, _) => {
+                let gmax = g.iter().fold(f32::MIN, |m, &v| m.max(v));
+                eigen::cpu::map(input, a, g, &[gmax], c, hw)
+            }
+            (Family::Masked, _) => unreachable!("Score-CAM is not a plan's CAM phase"),
+        }
     }
 
     pub fn explain(e: Explainer, b: &Blocks) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
@@ -379,16 +431,13 @@ pub mod cpu {
             blocks,
             h,
             w,
+            eigen_smooth,
         } = *b;
         let mut maps = vec![None; a.len()];
         for &l in blocks {
             let (c, hw) = (channels[l], sizes[l].0 * sizes[l].1);
-            maps[l] = Some(match e.method.family() {
-                Family::Channel => channel::cpu::map(e.method, a[l], g[l], hvp, c, hw),
-                Family::Elementwise => elementwise::cpu::map(e.method, a[l], g[l], c, hw),
-                Family::Eigen => eigen::cpu::map(e.method, a[l], g[l], c, hw),
-                Family::Masked => unreachable!("Score-CAM is not a plan's CAM phase"),
-            });
+            let smooth = eigen_smooth;
+            maps[l] = Some(block_map(e.method, a[l], g[l], hvp, c, hw, smooth));
         }
         let list: Vec<(&[f32], usize, usize)> = blocks
             .iter()

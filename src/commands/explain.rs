@@ -80,6 +80,14 @@ pub struct ExplainArgs {
     /// Σ_j p_j(y_c − y_j)/Σ_j p_j over them, whatever --score says.
     #[arg(long, default_value_t = 3, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=32))]
     comparison: u32,
+    /// Each method's block map becomes the first principal component of its weighted
+    /// activations (w_k·A for the channel methods and Score-CAM, g ⊙ A, ReLU(g ⊙ A) or
+    /// ReLU(g) ⊙ A for the element-wise ones), signed by Seg-Eigen-CAM's rule, rather than
+    /// their sum over channels: pytorch-grad-cam's eigen_smooth (FEM included; eigencam and
+    /// eigengradcam are unchanged). Smoother, less noisy maps, at one power iteration per
+    /// block and method.
+    #[arg(long)]
+    eigen_smooth: bool,
     /// Explain this cell/class instead of the top one: its index, or for ImageNet models its
     /// label (e.g. --target "bow tie"; a unique part of a label works too).
     #[arg(long, value_name = "INDEX|LABEL", conflicts_with = "target_latlon")]
@@ -252,6 +260,7 @@ fn options(
         save_raw: a.save_raw || a.raw_size == RawSize::Photo,
         raw_at_photo_size: a.raw_size == RawSize::Photo,
         top_k: a.top_k,
+        eigen_smooth: a.eigen_smooth,
         ..setup::explain_options(w, &choice)?
     })
 }

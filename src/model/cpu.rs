@@ -235,8 +235,8 @@ pub fn gradcam(
         grads,
         blocks,
         crate::cam::methods::Explainer::COMBICAM,
-        h,
-        w,
+        (h, w),
+        false,
     )
 }
 
@@ -247,8 +247,8 @@ pub fn explain(
     grads: &[Option<Vec<f32>>],
     blocks: &[usize],
     e: crate::cam::methods::Explainer,
-    h: usize,
-    w: usize,
+    (h, w): (usize, usize),
+    eigen_smooth: bool,
 ) -> (Vec<Option<Vec<f32>>>, Vec<f32>) {
     let outs: Vec<&[f32]> = f.blocks.iter().map(|b| b.out.as_slice()).collect();
     let gs: Vec<&[f32]> = grads.iter().map(|g| g.as_deref().unwrap_or(&[])).collect();
@@ -267,6 +267,7 @@ pub fn explain(
         blocks,
         h,
         w,
+        eigen_smooth,
     };
     crate::cam::phase::cpu::explain(e, &b)
 }

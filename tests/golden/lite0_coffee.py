@@ -6,6 +6,7 @@ actual size), its top class; and the golden file's writing."""
 import os
 import sys
 
+import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image
@@ -39,3 +40,22 @@ def save(out, name, x, c):
     meta = {"target": str(c), "height": str(h), "width": str(w), "grad_cam": "1.5.7"}
     save_file(out, path, metadata=meta)
     print(f"wrote {path} (target {c}, {h}x{w})")
+
+
+def layer_map(cam, x, target, **call):
+    """A pytorch-grad-cam CAM object's own call on x (its forward, backward and whatever else it
+    computes; `call`: its keywords, e.g. eigen_smooth): the per-layer map its get_cam_image
+    returned (one target layer) before the resize, then its ReLU."""
+    captured = []
+    get = cam.get_cam_image
+
+    def recorded(*args, **kwargs):
+        m = get(*args, **kwargs)
+        captured.append(np.array(m))
+        return m
+
+    cam.get_cam_image = recorded
+    with torch.enable_grad():
+        cam(x.clone().requires_grad_(True), targets=[target], **call)
+    assert len(captured) == 1
+    return np.maximum(captured[0], 0)[0].astype(np.float32)

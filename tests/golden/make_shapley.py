@@ -19,32 +19,17 @@ numpy, pillow. Run: python tests/golden/make_shapley.py
 import os
 import sys
 
-import numpy as np
-import torch
 from pytorch_grad_cam import ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lite0_coffee import coffee, save  # noqa: E402
+from lite0_coffee import coffee, layer_map, save  # noqa: E402
 
 
 def shapley_map(net, x, layer, target):
     """ShapleyCAM's own forward, backward and Hessian-vector product; its per-layer map
     (get_cam_image's result) before the resize, then its ReLU."""
-    cam = ShapleyCAM(model=net, target_layers=[layer])
-    captured = []
-    get = cam.get_cam_image
-
-    def recorded(*args, **kwargs):
-        m = get(*args, **kwargs)
-        captured.append(np.array(m))
-        return m
-
-    cam.get_cam_image = recorded
-    with torch.enable_grad():
-        cam(x.clone().requires_grad_(True), targets=[target])
-    assert len(captured) == 1
-    return np.maximum(captured[0], 0)[0].astype(np.float32)
+    return layer_map(ShapleyCAM(model=net, target_layers=[layer]), x, target)
 
 
 def main():

@@ -149,6 +149,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         blocks: (0..nb).collect(),
         explainers: vec![Explainer::COMBICAM],
         masked: 0,
+        eigen_smooth: false,
     };
     let timing = if timestamps_usable(gpu) {
         "gpu-timestamps".to_string()

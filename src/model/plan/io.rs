@@ -39,6 +39,9 @@ pub struct PlanOptions {
     /// adapter's limits: 0, none; `AUTO_BATCH`, the default for the plan's size
     /// (`Plan::default_batch`)
     pub masked: usize,
+    /// `--eigen-smooth`: each method's map is the first principal component of its weighted
+    /// activations (`cam::eigen::Input`) rather than their sum over channels
+    pub eigen_smooth: bool,
 }
 
 impl PlanOptions {
@@ -54,6 +57,7 @@ impl PlanOptions {
             blocks: vec![],
             explainers: vec![],
             masked,
+            eigen_smooth: false,
         }
     }
 }

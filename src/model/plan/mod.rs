@@ -235,6 +235,7 @@ impl Plan {
             w: fwd.input_size.1,
             blocks: &opts.blocks,
             hvp: &b.hvp,
+            eigen_smooth: opts.eigen_smooth,
         };
         let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
         let (camd, cb) = phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
