@@ -1,5 +1,5 @@
 // masked.wgsl: copies of one image, modified on the GPU, for the masked forward passes of
-// Score-CAM and of the faithfulness metrics. The mask kernels write every copy of a batch
+// Score-CAM, AblationCAM and the faithfulness metrics. The mask kernels write every copy of a batch
 // into the plan's batched input at once (workgroup z = copy n: input n·3·H·W ..), then the
 // batched forward runs, then `take_score` keeps each copy's target score.
 // Bindings: 0 prm, 1 x0: (3, H, W) the original normalised input, 2 input: (3, H, W) rw,
@@ -14,6 +14,9 @@
 // mask_rank: the first job[4 + copy] pixels by rank changed: MODE 0 (deletion) → 0, else x0;
 //            MODE 1 (insertion) → x0, else other (the blurred input)
 // mask_map:  input = x0·other[p] (a map at the input size, broadcast over the channels)
+// ablate:    AblationCAM's copies of a block output rather than of the input: `input` bound to
+//            block l's batched output, copy n = acts (C, bh, bw) with channel job[4 + n] set to
+//            0 (none when it is ≥ C: the unablated score); the forward then runs from block l + 1
 // take_score: scores[2n] = logits[n, t], scores[2n + 1] = probs[n, t], t = job[0], for the
 //            `copy` (prm.copy) copies n of the batch
 
@@ -116,6 +119,18 @@ fn mask_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     for (var c = 0u; c < 3u; c++) {
         input[c * n + p] = x0[c * n + p] * other[p];
     }
+}
+
+@compute @workgroup_size(256)
+fn ablate(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    _ = prm.copy; // unused here, bound as for every entry
+    let i = pixel(lid, wid, nwg);
+    let plane = job[2] * job[3];
+    let n = job[1] * plane;
+    if (i >= n) {
+        return;
+    }
+    input[wid.z * n + i] = select(acts[i], 0.0, i / plane == job[4u + wid.z]);
 }
 
 @compute @workgroup_size(64)

@@ -1,12 +1,14 @@
 //! The one integration-test binary. Needs a GPU adapter (software Vulkan is fine): see README.
 
+mod ablation; // AblationCAM: the trained Lite0 against pytorch-grad-cam, probability and logit
+mod aug; // --aug-smooth: the augmented inputs, the trained Lite0 against pytorch-grad-cam's aug_smooth
 mod batch; // the forward kernels over a batch of images, each image against the CPU reference
 mod browser; // --report pages in headless Chromium: images load, no errors, no requests out
 mod cam; // every CAM method and fusion rule against its CPU reference
 mod checkpoint; // .pt files torch wrote, hostile ones, CERTH's folder layout
 mod cli; // the command line end to end, bad inputs, the built-in model
 mod common; // the shared device, random tensors, loud comparisons
-mod eigen; // EigenCAM and EigenGradCAM: kernels against the CPU, the trained Lite0 against pytorch-grad-cam
+mod eigen; // EigenCAM, EigenGradCAM and --eigen-smooth: kernels against the CPU, the trained Lite0 against pytorch-grad-cam
 mod evaluate; // Score-CAM and the faithfulness metrics against PyTorch, the blur, explainer specs
 // the binary's source, for its dry run (the CLI fuzz target's entry); `fuzz_entry` is the fuzz
 // targets' entry points, which `fuzz` replays
@@ -20,7 +22,7 @@ mod fuzz; // every fuzzer finding and kept corpus entry in fuzz/regressions/, th
 mod fuzz_entry;
 mod house; // the house rules from the source: imports run down the layers, no circles, short files and functions
 mod hub; // fetch from a hub served on 127.0.0.1: cache layout, resume, hf:REPO
-mod masked; // masked copies: kernels against the CPU, batched passes against single ones
+mod masked; // masked copies: kernels against the CPU, batched passes against single ones, ablated block outputs
 mod memory; // out of memory under prlimit: one-line errors, no crash, nothing written
 mod model; // whole model: GPU vs CPU model by block (B0, Lite0, tf_b0), vs PyTorch goldens (B0, B4, timm, Lite0 random and trained), finite differences
 mod ops; // every kernel against its CPU reference, on awkward shapes, both activations

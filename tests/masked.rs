@@ -1,5 +1,6 @@
-//! Masked copies: each masking kernel against its CPU reference on awkward shapes, and the
-//! masked passes of a plan (several copies per submission) against one ordinary pass per copy.
+//! Masked copies: each masking kernel against its CPU reference on awkward shapes, the
+//! masked passes of a plan (several copies per submission) against one ordinary pass per copy,
+//! and AblationCAM's copies of a block output against the CPU model run on from the next block.
 
 use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::model::detweights;
@@ -285,4 +286,70 @@ fn a_batch_costs_what_bytes_per_copy_says_and_the_default_fits_the_budget() {
     // where neither the budget nor a limit binds, what the adapter kind asks for
     let fits = (budget / Plan::bytes_per_copy(g, &m, 300, 450)) as usize;
     assert_eq!(Plan::default_batch(g, &m, 300, 450), want.min(fits));
+}
+
+#[test]
+fn ablated_block_outputs_run_on_as_the_cpu_model_does() {
+    let g = gpu();
+    let net = combicam_gpu::app::check::test_network("b0").unwrap();
+    let m = ModelGpu::upload(g, net).unwrap();
+    let (h, w) = (37, 29);
+    // 3 copies per submission: a block's C + 1 copies take several, the last one short
+    let plan = Plan::new(g, &m, h, w, PlanOptions::forward(3)).unwrap();
+    let x = detweights::input(h, w);
+    let o = plan.run(g, &x, None, Score::Prob).unwrap();
+    let t = o.argmax;
+    let nb = plan.sizes.len();
+    // block 3 (the forward resumes inside the network) and the last (the head alone); the
+    // copies after channel C - 1 are the unablated output, whose score is the photo's
+    for l in [3, nb - 1] {
+        // the photo's own outputs again (the masked passes write over them)
+        plan.run(g, &x, Some(t), Score::Prob).unwrap();
+        let acts = g.read(&plan.outs[l]).unwrap();
+        let (bh, bw) = plan.sizes[l];
+        let c = acts.len() / (bh * bw);
+        let ks: Vec<usize> = (0..c.min(5)).chain([c]).collect();
+        let mut got = Vec::new();
+        for &k in &ks {
+            let masks = Masks::Ablation {
+                block: l,
+                channels: k..k + 1,
+            };
+            got.extend(plan.run_masked(g, &masks, t, &mut |_| {}).unwrap());
+        }
+        // the batched path too: channels 0..C + 1 at once
+        let all = Masks::Ablation {
+            block: l,
+            channels: 0..c + 1,
+        };
+        let batched = plan.run_masked(g, &all, t, &mut |_| {}).unwrap();
+        assert_eq!(batched.len(), c + 1);
+        for (i, &k) in ks.iter().enumerate() {
+            assert_eq!(
+                batched[k], got[i],
+                "block {l} channel {k}: batched against alone"
+            );
+            let y = combicam_gpu::model::cpu::forward_from(
+                &m.weights,
+                l + 1,
+                &cpu::ablate(&acts, c, k),
+                &plan.sizes,
+                (h, w),
+            );
+            let (p, _) = combicam_gpu::ops::head::cpu::softmax(&y);
+            check(
+                &format!("ablation block {l} channel {k}"),
+                &[got[i].0, got[i].1],
+                &[y[t], p[t]],
+                &[2],
+                // lavapipe, 2026-12-03: max|diff| 1.9e-6 on values near 1.25, 30% of this
+                Tolerance::new(5e-6, 5e-8),
+            );
+        }
+        assert_eq!(
+            batched[c],
+            (o.logits[t], o.probs[t]),
+            "block {l}: the unablated copy"
+        );
+    }
 }

@@ -105,6 +105,7 @@ class _Explainer:
         score: str = "prob",
         top_k: int = 5,
         eigen_smooth: bool = False,
+        aug_smooth: bool = False,
         name: Optional[str] = None,
     ) -> Explanation: ...
     def explain_tensor(
@@ -119,6 +120,7 @@ class _Explainer:
         score: str = "prob",
         top_k: int = 5,
         eigen_smooth: bool = False,
+        aug_smooth: bool = False,
     ) -> Explanation: ...
     def predict(self, image: Photo, top_k: int = 5) -> list[Entry]: ...
     def evaluate(

@@ -137,12 +137,13 @@ impl Explainer {
         &self,
         c: &ExplainChoice,
         top_k: usize,
-        eigen_smooth: bool,
+        (eigen_smooth, aug_smooth): (bool, bool),
     ) -> PyResult<ExplainOptions> {
         let o = setup::explain_options(&self.ctx.weights, c).map_err(py_err)?;
         Ok(ExplainOptions {
             top_k,
             eigen_smooth,
+            aug_smooth,
             ..o
         })
     }
@@ -286,17 +287,19 @@ impl Explainer {
     /// `methods`: "gradcam" (default; with the sum fusion, Combi-CAM), gradcampp, xgradcam,
     /// hirescam, gradcam-elementwise, layercam, layercam-official, fem, eigencam,
     /// eigengradcam, finercam (its 3 comparison classes, as pytorch-grad-cam's default),
-    /// gradcampp-official and shapleycam (last block), scorecam, scorecam-official; a
+    /// gradcampp-official and shapleycam (last block), scorecam, scorecam-official,
+    /// ablationcam; a
     /// comma-separated str or a list. `blocks`: "20-31",
     /// [5, 10, 15] or 15 (default: every block). `fusion`: sum, mean, mean-normalised, max,
     /// product. `target`: an output index or (ImageNet) a label; `target_latlon`: "LAT,LON"
     /// (geolocation). `score`: prob, logit or region:KM. `eigen_smooth`: each block map is
     /// the first principal component of the method's weighted activations (pytorch-grad-cam's
-    /// eigen_smooth; the command line's --eigen-smooth). `name`: what the report calls an
-    /// array (default "<array>").
+    /// eigen_smooth; the command line's --eigen-smooth). `aug_smooth`: every map averaged over
+    /// six runs on the photo flipped or not × 0.9, 1.0, 1.1 (pytorch-grad-cam's aug_smooth;
+    /// --aug-smooth). `name`: what the report calls an array (default "<array>").
     #[pyo3(signature = (image, *, methods=None, blocks=None, fusion=None, target=None,
                         target_latlon=None, score="prob", top_k=5, eigen_smooth=false,
-                        name=None))]
+                        aug_smooth=false, name=None))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
         &self,
@@ -310,10 +313,11 @@ impl Explainer {
         score: &str,
         top_k: usize,
         eigen_smooth: bool,
+        aug_smooth: bool,
         name: Option<String>,
     ) -> PyResult<Explanation> {
         let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
-        let opts = self.options(&choice, top_k, eigen_smooth)?;
+        let opts = self.options(&choice, top_k, (eigen_smooth, aug_smooth))?;
         let t = Instant::now();
         let mut photo = inputs::photo(image)?;
         if let Some(n) = name {
@@ -329,7 +333,8 @@ impl Explainer {
     /// or (1, 3, H, W), numpy or torch. The overlay's photo is the input with the weights'
     /// normalisation undone. Same keywords as `explain`.
     #[pyo3(signature = (x, *, methods=None, blocks=None, fusion=None, target=None,
-                        target_latlon=None, score="prob", top_k=5, eigen_smooth=false))]
+                        target_latlon=None, score="prob", top_k=5, eigen_smooth=false,
+                        aug_smooth=false))]
     #[allow(clippy::too_many_arguments)]
     fn explain_tensor(
         &self,
@@ -343,9 +348,10 @@ impl Explainer {
         score: &str,
         top_k: usize,
         eigen_smooth: bool,
+        aug_smooth: bool,
     ) -> PyResult<Explanation> {
         let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
-        let opts = self.options(&choice, top_k, eigen_smooth)?;
+        let opts = self.options(&choice, top_k, (eigen_smooth, aug_smooth))?;
         let pre = inputs::tensor(x)?;
         let how = self.ctx.weights.preprocessing;
         let photo = Photo {

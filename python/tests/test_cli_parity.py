@@ -89,3 +89,11 @@ def test_eigen_smooth_equals_cli(builtin, cli_raw):
     # and it is not the plain maps
     plain = builtin.explain(COFFEE, methods="gradcam,layercam", blocks="10-15")
     assert not np.allclose(plain.maps["gradcam"][15], r.maps["gradcam"][15])
+
+
+def test_aug_smooth_equals_cli(builtin, cli_raw):
+    want = cli_raw(COFFEE, "--blocks", "14-15", "--aug-smooth")
+    r = builtin.explain(COFFEE, blocks="14-15", aug_smooth=True)
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, --aug-smooth")
+    plain = builtin.explain(COFFEE, blocks="14-15")
+    assert not np.allclose(plain.fused, r.fused)

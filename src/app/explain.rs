@@ -1,21 +1,65 @@
 //! One explanation: run the plan on a photo (`run_one`), then write every output format
 //! the run asks for and the JSON report last (`write_one`), each file atomically.
 
+use super::augment;
 use super::engine::Engine;
 use super::record::{ExplainOptions, Explained, Report, report};
 use super::scorecam;
 use super::write::{self, FORMATS, Item};
 use crate::cam::methods::Explainer;
 use crate::error::Result;
-use crate::model::plan::{self, PlanOptions};
+use crate::model::plan::{self, Output, PlanOptions};
 use crate::preprocess::Preprocessed;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The GPU part of one explanation: the plan run on the preprocessed photo (forward,
-/// backward, the gradient methods' maps), then Score-CAM's masked passes if asked for.
+/// backward, the gradient methods' maps), then Score-CAM's masked passes if asked for; with
+/// `--aug-smooth` five more runs on the augmented photo, averaged (`augment`).
 pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Explained> {
     let (h, w) = (pre.height, pre.width);
+    let before = engine.gpu.pipelines.stats();
+    let first = run_pass(engine, &pre.tensor, (h, w), o, o.target)?;
+    let after = engine.gpu.pipelines.stats();
+    let mut out = first.out;
+    if o.aug_smooth {
+        let target = Some(out.target);
+        let mut runs = vec![out];
+        for &aug in &augment::RUNS[1..] {
+            let x = augment::input(&pre.tensor, w, aug);
+            let o = ExplainOptions {
+                embedding: false,
+                ..o.clone()
+            };
+            runs.push(run_pass(engine, &x, (h, w), &o, target)?.out);
+        }
+        out = augment::average(runs, (h, w));
+    }
+    Ok(Explained {
+        compile_s: after.seconds - before.seconds,
+        out,
+        gpu_memory_bytes: engine.gpu_bytes(),
+        input_size: (h, w),
+        plan_build_s: first.plan_build_s,
+        embedding: first.embedding,
+    })
+}
+
+/// What one run of the plan (and Score-CAM's passes) gives.
+struct Pass {
+    out: Output,
+    plan_build_s: f64,
+    embedding: Option<Vec<f32>>,
+}
+
+/// One run on the input tensor `x`: the plan, then Score-CAM's masked passes.
+fn run_pass(
+    engine: &mut Engine,
+    x: &[f32],
+    (h, w): (usize, usize),
+    o: &ExplainOptions,
+    target: Option<usize>,
+) -> Result<Pass> {
     let score_cams: Vec<Explainer> = o
         .explainers
         .iter()
@@ -38,9 +82,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         masked: if score_cams.is_empty() { 0 } else { batch },
         eigen_smooth: o.eigen_smooth,
     };
-    let before = engine.gpu.pipelines.stats();
-    let mut out = engine.run(&pre.tensor, h, w, &opts, o.target, o.score)?;
-    let after = engine.gpu.pipelines.stats();
+    let mut out = engine.run(x, h, w, &opts, target, o.score)?;
     let plan_build_s = engine.last_plan_build_s;
     // before Score-CAM's masked copies overwrite the plan's features
     let embedding = if o.embedding {
@@ -58,7 +100,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_style(
             indicatif::ProgressStyle::with_template(&format!(
-                "{{bar:30}} {{pos}}/{{len}} masked passes (Score-CAM, {} per batch) [{{elapsed_precise}}, eta {{eta}}]",
+                "{{bar:30}} {{pos}}/{{len}} masked passes (Score-CAM, AblationCAM; {} per batch) [{{elapsed_precise}}, eta {{eta}}]",
                 plan.masked_copies()
             ))
             .unwrap(),
@@ -96,11 +138,8 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
             .collect();
         out.mirror_first();
     }
-    Ok(Explained {
-        compile_s: after.seconds - before.seconds,
+    Ok(Pass {
         out,
-        gpu_memory_bytes: engine.gpu_bytes(),
-        input_size: (h, w),
         plan_build_s,
         embedding,
     })

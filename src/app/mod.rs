@@ -4,6 +4,7 @@
 //! the self-test (`check`), the weights hub (`hub`), what a front end settles before its first image (`setup`) and
 //! the engine they share (`engine`).
 
+pub mod augment;
 pub mod bench;
 pub mod check;
 pub mod engine;

@@ -19,6 +19,8 @@ pub struct ExplainOptions {
     pub explainers: Vec<Explainer>,
     /// `--eigen-smooth` (`PlanOptions::eigen_smooth`)
     pub eigen_smooth: bool,
+    /// `--aug-smooth`: the maps averaged over six augmented runs (`app::augment`)
+    pub aug_smooth: bool,
     pub target: Option<usize>,
     pub score: Score,
     pub alpha: f32,
@@ -99,6 +101,9 @@ pub struct Report {
     /// component
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub eigen_smooth: bool,
+    /// `--aug-smooth`: every map is the mean of six augmented runs' (flip × 0.9, 1.0, 1.1)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aug_smooth: bool,
     pub model: String,
     pub weights: String,
     pub input_size: [usize; 2],
@@ -204,6 +209,7 @@ pub fn report(
         score: o.score,
         region_mass: region_mass(&weights.classifier.kind, o.score, out),
         eigen_smooth: o.eigen_smooth,
+        aug_smooth: o.aug_smooth,
         model: cfg.name(),
         weights: weights.source.clone(),
         input_size: [h, w],

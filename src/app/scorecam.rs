@@ -4,7 +4,11 @@
 //! - `scorecam` (pytorch-grad-cam 1.5): masks up(A_k) min-max normalised per channel, the
 //!   scores the explained score (probability, or the logit with `--score logit`), w =
 //!   softmax_k(s);
-//! - `scorecam-official` (the Combi-CAM repository): raw masks, w_k = the probability.
+//! - `scorecam-official` (the Combi-CAM repository): raw masks, w_k = the probability;
+//! - `ablationcam` (pytorch-grad-cam 1.5's AblationCAM, the channel set to 0 where it sets
+//!   min − 1e7 on signed outputs): the block output of the photo with channel k set to 0, run on
+//!   from the next block, y_k its score and y the photo's (from the same batched passes: one
+//!   more copy with nothing set to 0), w_k = (y − y_k)/y.
 //!
 //! The masked passes run on the GPU; the weights, the maps (a few hundred channels of a
 //! block output; with `--eigen-smooth` the first principal component of w_k·A) and the fusion
@@ -29,29 +33,36 @@ pub fn block_outputs(gpu: &Gpu, plan: &Plan, blocks: &[usize]) -> Result<Vec<Opt
     Ok(acts)
 }
 
-/// Score-CAM weights channels by one output's probability or logit (the official one by the
-/// probability whatever the score): a region's mass is refused.
+/// Score-CAM and AblationCAM weight channels by one output's probability or logit (the
+/// official Score-CAM by the probability whatever the score): a region's mass is refused.
 pub fn check_score(explainers: &[Explainer], score: Score) -> Result<()> {
-    if matches!(score, Score::Region(_)) && explainers.iter().any(|e| e.method == Method::ScoreCam)
+    let by_score = [Method::ScoreCam, Method::AblationCam];
+    if let Some(e) = explainers.iter().find(|e| by_score.contains(&e.method))
+        && matches!(score, Score::Region(_))
     {
-        return Err(Error::Input(
-            "scorecam weights the channels by the probability or the logit of one cell, not a region's mass: drop --score region:KM".into(),
-        ));
+        return Err(Error::Input(format!(
+            "{} weights the channels by the probability or the logit of one cell, not a region's mass: drop --score region:KM",
+            e.method.name()
+        )));
     }
     Ok(())
 }
 
-/// How many masked passes these explainers need at these blocks.
+/// How many masked passes these explainers need at these blocks: one per channel, and for
+/// AblationCAM one more per block (the unablated score).
 pub fn passes(plan: &Plan, explainers: &[Explainer], blocks: &[usize]) -> usize {
-    let n = explainers
-        .iter()
-        .filter(|e| e.method.is_score_cam())
-        .count();
     let channels: usize = blocks
         .iter()
         .map(|&l| plan.outs[l].len / (plan.sizes[l].0 * plan.sizes[l].1))
         .sum();
-    n * channels
+    explainers
+        .iter()
+        .filter(|e| e.method.is_score_cam())
+        .map(|e| match e.method {
+            Method::AblationCam => channels + blocks.len(),
+            _ => channels,
+        })
+        .sum()
 }
 
 /// The Score-CAM explainer `e` at `blocks`, from the original image's block outputs `acts`.
@@ -65,6 +76,7 @@ pub fn explain(
     progress: &mut dyn FnMut(usize),
 ) -> Result<ExplainerOutput> {
     let official = e.method == Method::ScoreCamOfficial;
+    let ablation = e.method == Method::AblationCam;
     check_score(&[e], score)?;
     let nb = plan.sizes.len();
     let mut out = ExplainerOutput {
@@ -82,13 +94,19 @@ pub fn explain(
             .ok_or_else(|| Error::Input(format!("block {l}'s output was not read")))?;
         let (bh, bw) = plan.sizes[l];
         let c = a.len() / (bh * bw);
-        let masks = Masks::Cam {
-            block: l,
-            channels: 0..c,
-            normalise: !official,
+        let masks = match ablation {
+            true => Masks::Ablation {
+                block: l,
+                channels: 0..c + 1,
+            },
+            false => Masks::Cam {
+                block: l,
+                channels: 0..c,
+                normalise: !official,
+            },
         };
         let s = plan.run_masked(gpu, &masks, target, &mut |n| progress(done + n))?;
-        done += c;
+        done += s.len();
         let scores: Vec<f32> = s
             .iter()
             .map(|&(logit, p)| match score {
@@ -96,7 +114,9 @@ pub fn explain(
                 _ => p,
             })
             .collect();
-        let w = if official {
+        let w = if ablation {
+            cpu::ablation_weights(&scores[..c], scores[c])
+        } else if official {
             scores
         } else {
             cpu::softmax(&scores)
@@ -129,6 +149,11 @@ pub fn explain(
 }
 
 pub mod cpu {
+    /// AblationCAM's weights: (y − y_k)/y for each channel's ablated score y_k.
+    pub fn ablation_weights(ablated: &[f32], y: f32) -> Vec<f32> {
+        ablated.iter().map(|&yk| (y - yk) / y).collect()
+    }
+
     /// softmax over the channels, as torch computes it (max subtracted first)
     pub fn softmax(s: &[f32]) -> Vec<f32> {
         let m = s.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));

@@ -264,6 +264,7 @@ pub fn explain_options(w: &Weights, c: &ExplainChoice) -> Result<ExplainOptions>
         score_blocks,
         explainers,
         eigen_smooth: false,
+        aug_smooth: false,
         target,
         score,
         alpha: 0.5,

@@ -119,6 +119,10 @@ method_table! {
     ScoreCam: "scorecam", Sum, true, Masked;
     /// the official repository's Score-CAM: raw masks, the probabilities as weights
     ScoreCamOfficial: "scorecam-official", Sum, true, Masked;
+    /// AblationCAM (pytorch-grad-cam's, the ablated channel set to 0): w_k = (y − y_k)/y, y_k
+    /// the score with channel k of the block output set to 0 and the network run on from the
+    /// next block (one masked pass per channel, no gradient)
+    AblationCam: "ablationcam", Sum, true, Masked;
 }
 
 /// Whether a row is a gradient method defined at every block.

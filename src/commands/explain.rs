@@ -47,8 +47,8 @@ pub struct ExplainArgs {
     #[arg(long)]
     json: bool,
     /// Blocks to fuse: ranges and lists, e.g. 0-31, 22-29, 0,5,31 (default: all; the last
-    /// block when every method is scorecam, scorecam-official, gradcampp-official or
-    /// shapleycam).
+    /// block when every method is scorecam, scorecam-official, ablationcam, gradcampp-official
+    /// or shapleycam).
     #[arg(long, value_name = "LIST")]
     blocks: Option<String>,
     /// CAM methods, computed at every selected block from one forward and one backward:
@@ -61,7 +61,9 @@ pub struct ExplainArgs {
     /// shapleycam (ShapleyCAM: w_k = mean (g − ½·H·A), H·A the head's Hessian-vector
     /// product; prob or logit score), both on the last block only, where the head's
     /// second derivative is computed; scorecam and scorecam-official (one masked forward
-    /// pass per channel of each selected block, with a progress bar: 448 at B4's last block).
+    /// pass per channel of each selected block, with a progress bar: 448 at B4's last block);
+    /// ablationcam (AblationCAM: w_k = (y − y_k)/y, y_k the score with channel k of the block
+    /// output set to 0, one pass per channel from the next block on).
     /// Comma-separated; each writes its own PNGs and raw maps.
     #[arg(long, value_name = "LIST")]
     method: Option<String>,
@@ -88,6 +90,11 @@ pub struct ExplainArgs {
     /// block and method.
     #[arg(long)]
     eigen_smooth: bool,
+    /// Average every map over six runs on the photo flipped or not × multiplied by 0.9, 1.0
+    /// or 1.1, each map flipped back (pytorch-grad-cam's aug_smooth), all explaining the
+    /// photo's own target: steadier maps at six times the cost (Score-CAM's passes included).
+    #[arg(long)]
+    aug_smooth: bool,
     /// Explain this cell/class instead of the top one: its index, or for ImageNet models its
     /// label (e.g. --target "bow tie"; a unique part of a label works too).
     #[arg(long, value_name = "INDEX|LABEL", conflicts_with = "target_latlon")]
@@ -261,6 +268,7 @@ fn options(
         raw_at_photo_size: a.raw_size == RawSize::Photo,
         top_k: a.top_k,
         eigen_smooth: a.eigen_smooth,
+        aug_smooth: a.aug_smooth,
         ..setup::explain_options(w, &choice)?
     })
 }

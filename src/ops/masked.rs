@@ -1,6 +1,6 @@
-//! Masked copies of one image for Score-CAM and the faithfulness metrics
-//! (shaders/masked.wgsl): each copy's input is made on the GPU from the original and a mask,
-//! and only the target's score is kept. GPU launchers and the CPU reference side by side.
+//! Masked copies of one image for Score-CAM, AblationCAM and the faithfulness metrics
+//! (shaders/masked.wgsl): each copy's input (AblationCAM: block output) is made on the GPU
+//! from the original and a mask, and only the target's score is kept. GPU launchers and the CPU reference side by side.
 
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
@@ -146,6 +146,21 @@ pub fn mask_map(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize) -> Dis
     )
 }
 
+/// AblationCAM's copies (workgroup z = copy n) of the `len` = C·bh·bw block output held in
+/// `acts`, written into `out`, block l's batched output: copy n with channel job[4 + n] set to
+/// 0 (none when it is ≥ C).
+pub fn ablate(gpu: &Gpu, label: &str, b: &MaskBufs, out: &wgpu::Buffer, len: usize) -> Dispatch {
+    launch(
+        gpu,
+        label,
+        "ablate",
+        &[],
+        MaskedParams::default(),
+        &[(2, Some(out)), (3, Some(b.job)), (4, Some(b.acts))],
+        grid_items(len),
+    )
+}
+
 /// scores[2n .. 2n + 2] = (logit, probability) of the target job[0] for the `copies` images
 /// n of a batch of logits and probabilities (`classes` each).
 pub fn take_score(gpu: &Gpu, label: &str, b: &MaskBufs, copies: usize, classes: usize) -> Dispatch {
@@ -217,6 +232,16 @@ pub mod cpu {
                 }
             })
             .collect()
+    }
+
+    /// Block output `acts` (c planes) with plane `k` set to 0 (none when k ≥ c).
+    pub fn ablate(acts: &[f32], c: usize, k: usize) -> Vec<f32> {
+        let plane = acts.len() / c;
+        let mut y = acts.to_vec();
+        if k < c {
+            y[k * plane..(k + 1) * plane].fill(0.0);
+        }
+        y
     }
 
     /// x0·S, S broadcast over the channels.

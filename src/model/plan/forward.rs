@@ -39,7 +39,9 @@ impl Rec<'_> {
             },
         )];
         let mut blocks: Vec<BlockFwd> = Vec::new();
+        let mut starts = Vec::new();
         for l in 0..cfg.blocks.len() {
+            starts.push(fwd.len());
             let x = match l {
                 0 => &stem.buf,
                 _ => &blocks[l - 1].out.buf,
@@ -49,6 +51,7 @@ impl Rec<'_> {
             blocks.push(st);
         }
         let (lh, lw) = sizes[sizes.len() - 1];
+        starts.push(fwd.len());
         let head = self.head_forward(&blocks[blocks.len() - 1].out.buf, lh * lw, &mut fwd)?;
         Ok(Forward {
             input,
@@ -58,6 +61,7 @@ impl Rec<'_> {
             blocks,
             head,
             dispatches: fwd,
+            starts,
         })
     }
 

@@ -1,7 +1,8 @@
 //! Masked forward passes: copies of the plan's image, made on the GPU from the original and
 //! a mask (`ops::masked`), run as one batch through the plan's forward, keeping only the
 //! target's logit and probability of each. Score-CAM and the faithfulness metrics are made
-//! of these.
+//! of these; AblationCAM of copies of a block output, run through the forward from the next
+//! block on.
 //!
 //! A plan with masked copies holds a batch of `n` images in every forward buffer (image 0
 //! is the plan's own; `Plan::masked_copies`). The mask kernels write the `n` inputs at once,
@@ -51,6 +52,13 @@ pub enum Masks<'a> {
     Map { map: &'a [f32] },
     /// whole inputs (n × 3 × H × W) as they are (ROAD's imputed copies)
     Inputs { inputs: &'a [f32] },
+    /// AblationCAM: block `block`'s output of the original image with channel k set to 0, for
+    /// k in `channels` (k = C, one past the last channel: nothing set, the unablated score),
+    /// run on from block `block` + 1
+    Ablation {
+        block: usize,
+        channels: Range<usize>,
+    },
 }
 
 /// The recorded machinery (see `PlanOptions::masked`).
@@ -70,21 +78,27 @@ pub(super) struct Masked {
     ins: Dispatch,
     map: Dispatch,
     take: Dispatch,
+    /// AblationCAM's copies of each block's output, into that block's batched output
+    ablate: Vec<Dispatch>,
+    /// where the forward resumes after block l: block l + 1's first dispatch, or the head's
+    resume: Vec<usize>,
     staging: wgpu::Buffer,
 }
 
 impl Masked {
     /// Record the dispatches of a batch of `n` copies against the plan's batched input,
-    /// logits and probabilities (`classes` per image).
-    /// `acts_len`: the largest block output; `max_c`: the most channels of one.
+    /// logits and probabilities (`classes` per image), and its block outputs `outs` (their
+    /// dispatches begin at `starts` in the forward, the head's last). `max_c`: the most
+    /// channels of a block output.
     pub(super) fn record(
         gpu: &Gpu,
         alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
         (input, logits, probs): (&GpuBuf, &GpuBuf, &GpuBuf),
         (h, w): (usize, usize),
-        (acts_len, max_c): (usize, usize),
+        (outs, starts, max_c): (&[GpuBuf], &[usize], usize),
         (n, classes): (usize, usize),
     ) -> Result<Masked> {
+        let acts_len = outs.iter().map(|o| o.len).max().unwrap_or(1);
         let hw = h * w;
         let x0 = alloc("masked.x0".into(), 3 * hw)?;
         let job = alloc("masked.job".into(), JOB_HEADER + n)?;
@@ -114,6 +128,10 @@ impl Masked {
             ins: masked::mask_rank(gpu, "masked.insertion", &b, h, w, true),
             map: masked::mask_map(gpu, "masked.map", &b, h, w),
             take: masked::take_score(gpu, "masked.score", &b, n, classes),
+            ablate: (outs.iter().enumerate())
+                .map(|(l, o)| masked::ablate(gpu, &format!("{l}.masked.ablate"), &b, &o.buf, o.len))
+                .collect(),
+            resume: starts[1..].to_vec(),
             staging: gpu.staging("masked.readback", (8 * n) as u64),
             x0,
             job,
@@ -135,6 +153,7 @@ impl Masked {
             &mut self.take,
         ]
         .into_iter()
+        .chain(self.ablate.iter_mut())
     }
 
     pub(super) fn set_original(&self, gpu: &Gpu, input: &[f32]) {
@@ -171,6 +190,7 @@ impl Masked {
             )));
         }
         let mut header = [target as u32, 0, 0, 0];
+        let mut from = 0; // where the forward starts
         // per copy: its value in `job` (channel or pixel count); the mask dispatch
         let (values, mask): (Vec<u32>, Option<&Dispatch>) = match masks {
             Masks::Cam {
@@ -178,8 +198,16 @@ impl Masked {
                 channels,
                 normalise,
             } => {
-                header = self.prepare_cam(gpu, p, *block, channels, target)?;
+                header = self.prepare_block(gpu, p, (*block, channels.end), target, true)?;
                 let d = if *normalise { &self.cam } else { &self.cam_raw };
+                (channels.clone().map(|k| k as u32).collect(), Some(d))
+            }
+            Masks::Ablation { block, channels } => {
+                // up to channel C itself: the copy with nothing set to 0
+                let end = channels.end.saturating_sub(1);
+                header = self.prepare_block(gpu, p, (*block, end), target, false)?;
+                from = self.resume[*block];
+                let d = &self.ablate[*block];
                 (channels.clone().map(|k| k as u32).collect(), Some(d))
             }
             Masks::Inputs { inputs } => {
@@ -220,7 +248,7 @@ impl Masked {
                 if let Some(mask) = mask {
                     mask.record_batch(&mut pass, copies);
                 }
-                for d in p.forward {
+                for d in &p.forward[from..] {
                     d.record_batch(&mut pass, copies);
                 }
                 self.take.record(&mut pass);
@@ -237,15 +265,16 @@ impl Masked {
         Ok(out)
     }
 
-    /// Score-CAM's masks: the original image's activations of block `l`, and each channel's
-    /// range (one submission). Returns the job header.
-    fn prepare_cam(
+    /// Score-CAM's and AblationCAM's masks: the original image's activations of block `l`
+    /// (whose channels must reach `end`), and with `up` each channel's range of up(A_k), for
+    /// Score-CAM (one submission). Returns the job header.
+    fn prepare_block(
         &self,
         gpu: &Gpu,
         p: &MaskedView,
-        l: usize,
-        channels: &Range<usize>,
+        (l, end): (usize, usize),
         target: usize,
+        up: bool,
     ) -> Result<[u32; 4]> {
         let hw = p.h * p.w;
         let (bh, bw) = *p
@@ -253,10 +282,9 @@ impl Masked {
             .get(l)
             .ok_or_else(|| Error::Input(format!("block {l} does not exist")))?;
         let c = p.outs[l].len / (bh * bw);
-        if channels.end > c {
+        if end > c {
             return Err(Error::Input(format!(
-                "block {l} has {c} channels, not {}",
-                channels.end
+                "block {l} has {c} channels, not {end}"
             )));
         }
         let header = [target as u32, c as u32, bh as u32, bw as u32];
@@ -277,7 +305,7 @@ impl Masked {
             0,
             (4 * c * bh * bw) as u64,
         );
-        {
+        if up {
             let mut pass = enc.begin_compute_pass(&Default::default());
             self.up.record(&mut pass);
         }
@@ -330,8 +358,10 @@ impl Masked {
                 gpu.write(&self.other, map);
                 Ok((vec![0], &self.map))
             }
-            Masks::Cam { .. } | Masks::Inputs { .. } => {
-                unreachable!("Score-CAM's masks and whole inputs are prepared by `run`")
+            Masks::Cam { .. } | Masks::Inputs { .. } | Masks::Ablation { .. } => {
+                unreachable!(
+                    "Score-CAM's, AblationCAM's masks and whole inputs are prepared by `run`"
+                )
             }
         }
     }

@@ -255,12 +255,11 @@ impl Plan {
         (h, w): (usize, usize),
         batch: usize,
     ) -> Result<Masked> {
-        let acts_len = fwd
+        let outs: Vec<GpuBuf> = fwd
             .blocks
             .iter()
-            .map(|o: &BlockFwd| o.out.len)
-            .max()
-            .unwrap_or(1);
+            .map(|o: &BlockFwd| o.out.clone())
+            .collect();
         let max_c = cfg.blocks.iter().map(|b| b.cout).max().unwrap_or(1);
         let gpu = rec.gpu;
         let n = rec.m.n_classes();
@@ -270,7 +269,7 @@ impl Plan {
             &mut alloc,
             (&fwd.input, &fwd.head.logits, &fwd.head.probs),
             (h, w),
-            (acts_len, max_c),
+            (&outs, &fwd.starts, max_c),
             (batch, n),
         )
     }

@@ -68,6 +68,8 @@ pub(super) struct Forward {
     pub(super) blocks: Vec<BlockFwd>,
     pub(super) head: HeadFwd,
     pub(super) dispatches: Vec<Dispatch>,
+    /// where each block's dispatches begin in `dispatches`, then the head's (blocks + 1)
+    pub(super) starts: Vec<usize>,
 }
 
 /// Scratch every block's backward reuses.
