@@ -22,11 +22,25 @@
 //           invocation sums the partial sums itself.
 //   project one invocation per position p: maps[map_off + p] = Σ_k (X[k, p] − m_k)·v_k
 //   sign    one workgroup: the map's min and max, then maps[…] = ReLU(±map)
+// Kernel PCA (KPCA-CAM, `kpcacam`; scikit-learn's KernelPCA(n_components=1, kernel="sigmoid")
+// with its defaults γ = 1/C, coef0 = 1), on A, n = HW ≤ 4,096 positions; its region of
+// scratch starts at k_off: row means r (n), the total mean t and a flag, v₁ (n), K·v (n), then
+// the kernel matrix K (n × n). After `means`:
+//   gram    one invocation per entry: K[p, q] = tanh(γ·Σ_k (A[k, p] − m_k)(A[k, q] − m_k) + 1)
+//   krows   one invocation per row: r_p = Σ_q K[p, q] / n
+//   ktotal  one workgroup: t = Σ_p r_p / n; the power iteration's start (as `means` sets it)
+//   kcenter one invocation per entry: K[p, q] −= r_q + r_p − t (scikit-learn's KernelCenterer)
+//   kpower  one workgroup: v ← K·v / |K·v| as `power`, v and K·v in scratch (4,096 floats
+//           would not fit beside the rest in workgroup memory): storage barriers
+//   kproject one workgroup: λ = v·K·v, maps[map_off + p] = v_p·sqrt(max(λ, 0)) (scikit-learn's
+//           transform: the eigenvector scaled by √λ, λ clamped at 0 as its PSD check does)
+//   then `sign`: scikit-learn's svd_flip makes v's largest |component| positive, which is the
+//   sign rule above, and pytorch-grad-cam's ReLU
 // lavapipe ends an invocation's loops after 65,535 turns in all, silently. So the long sums
 // take four terms a turn (in the same order), and `record` splits the positions and the steps
 // over dispatches that keep every invocation under that.
 
-struct Params { c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, _p1: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, k_off: u32 }
 
 override INPUT: u32 = 0u;
 
@@ -186,14 +200,7 @@ fn power(@builtin(local_invocation_index) lid: u32) {
         part[lid] = sq;
         // every S·v and partial sum written, every read of v done
         workgroupBarrier();
-        var total = 0.0;
-        for (var i = 0u; i < WG; i += 4u) {
-            total += part[i];
-            total += part[i + 1u];
-            total += part[i + 2u];
-            total += part[i + 3u];
-        }
-        let norm = sqrt(total);
+        let norm = sqrt(part_total());
         // the largest move of this invocation's components; 0 when S·v = 0 (a constant block)
         var mv = 0.0;
         if (norm > 0.0) {
@@ -209,12 +216,8 @@ fn power(@builtin(local_invocation_index) lid: u32) {
         moves[lid] = mv;
         // every v updated, every read of `part` done
         workgroupBarrier();
-        var most = 0.0;
-        for (var i = 0u; i < WG; i += 4u) {
-            most = max(most, max(max(moves[i], moves[i + 1u]), max(moves[i + 2u], moves[i + 3u])));
-        }
         // the same in every invocation: the same values in the same order
-        if (most <= 1e-6) {
+        if (most_moved() <= 1e-6) {
             done = true;
             break;
         }
@@ -276,5 +279,191 @@ fn sign(@builtin(local_invocation_index) lid: u32) {
             let m = maps[prm.map_off + p];
             maps[prm.map_off + p] = max(select(m, -m, flip), 0.0);
         }
+    }
+}
+
+// where the kernel PCA's parts start in scratch (see the header)
+fn k_r() -> u32 {
+    return prm.k_off;
+}
+
+fn k_t() -> u32 {
+    return prm.k_off + prm.hw;
+}
+
+fn k_v() -> u32 {
+    return prm.k_off + prm.hw + 2u;
+}
+
+fn k_sv() -> u32 {
+    return k_v() + prm.hw;
+}
+
+fn k_m() -> u32 {
+    return k_sv() + prm.hw;
+}
+
+@compute @workgroup_size(64)
+fn gram(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat(wid, nwg, lid);
+    let n = prm.hw;
+    if (e >= n * n) {
+        return;
+    }
+    let p = e / n;
+    let q = e % n;
+    var s = 0.0;
+    for (var k = 0u; k < prm.c; k++) {
+        s = fma(x(k * n + p) - scratch[k], x(k * n + q) - scratch[k], s);
+    }
+    scratch[k_m() + e] = tanh(s * (1.0 / f32(prm.c)) + 1.0);
+}
+
+@compute @workgroup_size(64)
+fn krows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = flat(wid, nwg, lid);
+    let n = prm.hw;
+    if (p >= n) {
+        return;
+    }
+    let row = k_m() + p * n;
+    var s = 0.0;
+    var q = 0u;
+    for (; q + 4u <= n; q += 4u) {
+        s += scratch[row + q];
+        s += scratch[row + q + 1u];
+        s += scratch[row + q + 2u];
+        s += scratch[row + q + 3u];
+    }
+    for (; q < n; q++) {
+        s += scratch[row + q];
+    }
+    scratch[k_r() + p] = s / f32(n);
+}
+
+@compute @workgroup_size(256)
+fn ktotal(@builtin(local_invocation_index) lid: u32) {
+    let n = prm.hw;
+    var s = 0.0;
+    for (var p = lid; p < n; p += WG) {
+        s += scratch[k_r() + p];
+        scratch[k_v() + p] = 1.0 + 0.5 * sin(f32(p) * 1.7);
+    }
+    part[lid] = s;
+    workgroupBarrier();
+    if (lid == 0u) {
+        var t = 0.0;
+        for (var i = 0u; i < WG; i++) {
+            t += part[i];
+        }
+        scratch[k_t()] = t / f32(n);
+        scratch[k_t() + 1u] = 0.0;
+    }
+}
+
+@compute @workgroup_size(64)
+fn kcenter(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat(wid, nwg, lid);
+    let n = prm.hw;
+    if (e >= n * n) {
+        return;
+    }
+    let i = k_m() + e;
+    scratch[i] = scratch[i] - scratch[k_r() + e % n] - scratch[k_r() + e / n] + scratch[k_t()];
+}
+
+// K·v of this invocation's rows into scratch, and its Σ (K·v)² (or, with `dot`, Σ v·K·v)
+fn k_times_v(lid: u32, dot: bool) -> f32 {
+    let n = prm.hw;
+    var acc = 0.0;
+    for (var p = lid; p < n; p += WG) {
+        let row = k_m() + p * n;
+        let v0 = k_v();
+        var s = 0.0;
+        var q = 0u;
+        for (; q + 4u <= n; q += 4u) {
+            s = fma(scratch[row + q], scratch[v0 + q], s);
+            s = fma(scratch[row + q + 1u], scratch[v0 + q + 1u], s);
+            s = fma(scratch[row + q + 2u], scratch[v0 + q + 2u], s);
+            s = fma(scratch[row + q + 3u], scratch[v0 + q + 3u], s);
+        }
+        for (; q < n; q++) {
+            s = fma(scratch[row + q], scratch[v0 + q], s);
+        }
+        scratch[k_sv() + p] = s;
+        acc += select(s * s, s * scratch[v0 + p], dot);
+    }
+    return acc;
+}
+
+// the largest of the workgroup's moves, four a turn, the same in every invocation
+fn most_moved() -> f32 {
+    var most = 0.0;
+    for (var i = 0u; i < WG; i += 4u) {
+        most = max(most, max(max(moves[i], moves[i + 1u]), max(moves[i + 2u], moves[i + 3u])));
+    }
+    return most;
+}
+
+// Σ of the workgroup's partials in `part`, four a turn, the same in every invocation
+fn part_total() -> f32 {
+    var total = 0.0;
+    for (var i = 0u; i < WG; i += 4u) {
+        total += part[i];
+        total += part[i + 1u];
+        total += part[i + 2u];
+        total += part[i + 3u];
+    }
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn kpower(@builtin(local_invocation_index) lid: u32) {
+    let n = prm.hw;
+    if (lid == 0u) {
+        stopped = u32(scratch[k_t() + 1u] != 0.0);
+    }
+    var todo = prm.steps;
+    if (workgroupUniformLoad(&stopped) != 0u) {
+        todo = 0u;
+    }
+    var done = false;
+    for (var it = 0u; it < todo; it++) {
+        part[lid] = k_times_v(lid, false);
+        // every K·v and partial sum written, every read of v done
+        storageBarrier();
+        workgroupBarrier();
+        let norm = sqrt(part_total());
+        // the largest move of this invocation's components; 0 when K·v = 0
+        var mv = 0.0;
+        if (norm > 0.0) {
+            for (var p = lid; p < n; p += WG) {
+                let nv = scratch[k_sv() + p] / norm;
+                mv = max(mv, abs(nv - scratch[k_v() + p]));
+                scratch[k_v() + p] = nv;
+            }
+        }
+        moves[lid] = mv;
+        // every v updated, every read of `part` done
+        storageBarrier();
+        workgroupBarrier();
+        // the same in every invocation: the same values in the same order
+        if (most_moved() <= 1e-6) {
+            done = true;
+            break;
+        }
+    }
+    if (lid == 0u && done) {
+        scratch[k_t() + 1u] = 1.0;
+    }
+}
+
+@compute @workgroup_size(256)
+fn kproject(@builtin(local_invocation_index) lid: u32) {
+    part[lid] = k_times_v(lid, true);
+    workgroupBarrier();
+    let scale = sqrt(max(part_total(), 0.0));
+    for (var p = lid; p < prm.hw; p += WG) {
+        maps[prm.map_off + p] = scratch[k_v() + p] * scale;
     }
 }

@@ -1,6 +1,7 @@
-//! EigenCAM, EigenGradCAM and `--eigen-smooth`: the kernels against their CPU reference on
-//! awkward shapes, and the trained Lite0 on the coffee photo against pytorch-grad-cam 1.5.7's
-//! own classes (tests/golden/make_eigen.py, make_smooth.py).
+//! EigenCAM, EigenGradCAM, KPCA-CAM and `--eigen-smooth`: the kernels against their CPU
+//! reference on awkward shapes, and the trained Lite0 on the coffee photo against
+//! pytorch-grad-cam 1.5.7's own classes (tests/golden/make_eigen.py, make_kpca.py,
+//! make_smooth.py).
 
 use crate::common::{check, gpu, rand, read, up, zeros};
 use crate::model::{check_block_maps, golden, lite0_coffee};
@@ -241,4 +242,89 @@ fn eigen_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
     // (pytorch-grad-cam's f32 SVD against our f32 power iteration): eigencam 4.3e-6 of the
     // peak at worst, eigengradcam 4.4e-4 (block 5)
     check_block_maps("lite0 coffee", &o, &blocks, &gd);
+}
+
+/// KPCA-CAM's map of the block output `blk` (c, n), recorded by `eigen::record_kpca` and run;
+/// the maps buffer holds `map_off` floats before it.
+fn gpu_kpca(blk: &wgpu::Buffer, (c, n): (usize, usize), map_off: usize) -> Vec<f32> {
+    let g = gpu();
+    let (scratch, maps) = (zeros(eigen::kpca_scratch_len(c, n)), zeros(map_off + n));
+    let args = EigenArgs {
+        c,
+        hw: n,
+        blk,
+        grad: blk,
+        input: Input::Act,
+        aux: None,
+        scratch: &scratch.buf,
+        maps: &maps.buf,
+        map_off,
+    };
+    let mut d = Vec::new();
+    eigen::record_kpca(g, &|w| format!("test.kpca.{w}"), &args, &mut d);
+    g.run_now(&d.iter().collect::<Vec<_>>()).unwrap();
+    read(&maps)[map_off..].to_vec()
+}
+
+#[test]
+fn kpca_maps_match_their_reference() {
+    // odd channel and position counts, one position, more positions than the power
+    // iteration's 256 invocations (several rows each), and 2,100 and 4,096 positions (the
+    // most): the power iteration in runs of a few steps per dispatch (lavapipe's 65,535 loop
+    // turns)
+    for (i, &(c, n)) in [(11, 35), (13, 1), (70, 63), (5, 301), (2, 2100), (3, 4096)]
+        .iter()
+        .enumerate()
+    {
+        let (a, _) = block(c, n, 8500 + 10 * i as u64);
+        let got = gpu_kpca(&up(&a).buf, (c, n), 7);
+        let want = eigen::cpu::kpca_map(&a, c, n);
+        // f32 against f64: measured on lavapipe, 2026-12-03, 2.5e-6 of the peak at worst
+        // (3×4096)
+        let peak = want.iter().fold(1e-30f32, |a, v| a.max(*v));
+        check(
+            &format!("kpcacam.{c}x{n}"),
+            &got,
+            &want,
+            &[n],
+            Tolerance::new(0.0, 1e-5 * peak),
+        );
+        if n > 1 {
+            assert!(
+                want.iter().any(|&v| v > 0.0),
+                "kpcacam {c}x{n}: an empty map"
+            );
+        }
+    }
+}
+
+#[test]
+fn kpca_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
+    let g = gpu();
+    let (gd, meta) = golden("kpca_lite0_coffee.safetensors");
+    let (wts, p) = lite0_coffee(&meta);
+    let m = ModelGpu::upload(g, wts).unwrap();
+    let blocks = vec![3, 5, 10, 15];
+    let opts = |blocks: Vec<usize>| PlanOptions {
+        backward: true,
+        blocks,
+        explainers: vec![Explainer::of(Method::KpcaCam)],
+        masked: 0,
+        eigen_smooth: false,
+    };
+    let plan = Plan::new(g, &m, p.height, p.width, opts(blocks.clone())).unwrap();
+    let o = plan.run(g, &p.tensor, None, Score::Prob).unwrap();
+    assert_eq!(o.target.to_string(), meta["target"]);
+    // the contract, 1e-3 of the peak (scikit-learn's f32 ARPACK against our f32 power
+    // iteration); measured on lavapipe, 2026-12-03: see the printed max errors
+    check_block_maps("lite0 coffee", &o, &blocks, &gd);
+    // block 2 is 56×84 = 4,704 positions at this size: a one-line error naming the blocks that fit
+    let e = Plan::new(g, &m, p.height, p.width, opts(vec![2, 15]))
+        .err()
+        .expect("block 2 is too large for kpcacam")
+        .to_string();
+    assert!(
+        e.contains("block 2 is 56×84") && e.contains("--blocks 3-15") && !e.contains('\n'),
+        "{e}"
+    );
 }

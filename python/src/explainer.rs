@@ -286,7 +286,7 @@ impl Explainer {
     ///
     /// `methods`: "gradcam" (default; with the sum fusion, Combi-CAM), gradcampp, xgradcam,
     /// hirescam, gradcam-elementwise, layercam, layercam-official, fem, eigencam,
-    /// eigengradcam, finercam (its 3 comparison classes, as pytorch-grad-cam's default),
+    /// eigengradcam, kpcacam (blocks of at most 4,096 positions), finercam (its 3 comparison classes, as pytorch-grad-cam's default),
     /// gradcampp-official and shapleycam (last block), scorecam, scorecam-official,
     /// ablationcam; a
     /// comma-separated str or a list. `blocks`: "20-31",

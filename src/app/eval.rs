@@ -89,19 +89,20 @@ pub fn parse_spec(s: &str) -> Result<Spec> {
 
 /// A comma-separated list of `parse_spec` items, where `all` stands for every explainer: Combi-CAM,
 /// classic Grad-CAM (`gradcam@last`), every other method of the table at its default blocks
-/// with its default fusion, and the smooth random baseline. Items named twice count once.
+/// with its default fusion (KPCA-CAM at the last block: a photo's early blocks are past its
+/// 4,096 positions), and the smooth random baseline. Items named twice count once.
 pub fn parse_specs(list: &str) -> Result<Vec<Spec>> {
     let mut names: Vec<String> = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if item.eq_ignore_ascii_case("all") {
             names.push("combicam".into());
             names.push("gradcam@last".into());
-            names.extend(
-                TABLE
-                    .iter()
-                    .filter(|i| i.method != Method::GradCam)
-                    .map(|i| i.name.to_string()),
-            );
+            names.extend(TABLE.iter().filter(|i| i.method != Method::GradCam).map(
+                |i| match i.method {
+                    Method::KpcaCam => format!("{}@last", i.name),
+                    _ => i.name.to_string(),
+                },
+            ));
             names.push("random".into());
         } else {
             names.push(item.to_string());

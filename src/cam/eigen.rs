@@ -17,7 +17,7 @@ use crate::gpu::{
 crate::wgsl_params! {
     /// shaders/cam_eigen.wgsl's `Params`
     pub struct CamEigenParams for "cam_eigen" {
-        c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, _p1: u32,
+        c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, k_off: u32,
     }
 }
 
@@ -44,7 +44,7 @@ impl Input {
     /// What the eigen methods project, and what `--eigen-smooth` projects for any other.
     pub fn smoothing(method: Method) -> Input {
         match method {
-            Method::EigenCam => Input::Act,
+            Method::EigenCam | Method::KpcaCam => Input::Act,
             Method::EigenGradCam | Method::HiResCam => Input::GradAct,
             Method::GradCamElementwise => Input::RectifiedProduct,
             Method::LayerCam => Input::RectifiedGrad,
@@ -119,79 +119,80 @@ fn power_steps(c: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// The map of `a.input` at one block: means, covariance, power iteration, projection, sign and
-/// ReLU. Means and covariance take a dispatch per `chunk()` positions, the power iteration
-/// MAX_ITERS / `power_steps(c)` dispatches (those after it stopped return at once).
-/// `label(what)` names each.
-pub fn record(gpu: &Gpu, label: &dyn Fn(&str) -> String, a: &EigenArgs, d: &mut Vec<Dispatch>) {
-    assert!(
-        a.c <= MAX_CHANNELS,
-        "{} channels: the eigen methods hold at most {MAX_CHANNELS}",
-        a.c
-    );
-    let needs_aux = matches!(a.input, Input::Weighted | Input::RectifiedGradScaled);
-    assert_eq!(a.aux.is_some(), needs_aux, "{:?}: aux", a.input);
-    let (c, hw) = (a.c, a.hw);
+/// One dispatch of the map: entry, params, workgroups, flops, bindings (an auto layout holds
+/// only what an entry uses).
+type Step<'a> = (
+    &'static str,
+    CamEigenParams,
+    [u32; 3],
+    f64,
+    Vec<(u32, Option<&'a wgpu::Buffer>)>,
+);
+
+/// The bindings an eigen map's dispatches use: X's (A, g, aux), scratch and the maps.
+struct Bind<'a> {
+    x: Vec<(u32, Option<&'a wgpu::Buffer>)>,
+    scratch: (u32, Option<&'a wgpu::Buffer>),
+    map: (u32, Option<&'a wgpu::Buffer>),
+}
+
+fn bindings<'a>(a: &EigenArgs<'a>) -> Bind<'a> {
     let grad = a.input.uses_grad().then_some(a.grad);
-    let (x, scratch, map) = (
-        [(1, Some(a.blk)), (2, grad), (5, a.aux.map(|x| x.0))],
-        (3, Some(a.scratch)),
-        (4, Some(a.maps)),
-    );
-    let params = |from: usize, to: usize, steps: usize| CamEigenParams {
-        c: c as u32,
-        hw: hw as u32,
+    Bind {
+        x: vec![(1, Some(a.blk)), (2, grad), (5, a.aux.map(|x| x.0))],
+        scratch: (3, Some(a.scratch)),
+        map: (4, Some(a.maps)),
+    }
+}
+
+fn params(a: &EigenArgs, (from, to): (usize, usize), steps: usize) -> CamEigenParams {
+    CamEigenParams {
+        c: a.c as u32,
+        hw: a.hw as u32,
         map_off: a.map_off as u32,
         p_from: from as u32,
         p_to: to as u32,
         steps: steps as u32,
         aux_off: a.aux.map_or(0, |x| x.1) as u32,
-        _p1: 0,
-    };
-    // (entry, params, workgroups, flops, bindings): an auto layout holds only what an entry
-    // uses. Sums over positions go in chunks, the power iteration in runs of steps.
-    let mut steps: Vec<(&str, CamEigenParams, [u32; 3], f64, Vec<_>)> = Vec::new();
-    let chunks: Vec<(usize, usize)> = (0..hw.max(1))
+        k_off: scratch_len(a.c) as u32,
+    }
+}
+
+/// The per-channel means over positions, a dispatch per `chunk()` positions.
+fn means<'a>(a: &EigenArgs<'a>, b: &Bind<'a>) -> Vec<Step<'a>> {
+    let (c, hw) = (a.c, a.hw);
+    let with_scratch = [b.x.clone(), vec![b.scratch]].concat();
+    chunks(hw)
+        .into_iter()
+        .map(|r| {
+            let groups = grid_1d((c as u32).div_ceil(64));
+            let flops = (c * (r.1 - r.0)) as f64;
+            (
+                "means",
+                params(a, r, 0),
+                groups,
+                flops,
+                with_scratch.clone(),
+            )
+        })
+        .collect()
+}
+
+fn chunks(hw: usize) -> Vec<(usize, usize)> {
+    (0..hw.max(1))
         .step_by(chunk())
         .map(|from| (from, (from + chunk()).min(hw)))
-        .collect();
-    for &(from, to) in &chunks {
-        steps.push((
-            "means",
-            params(from, to, 0),
-            grid_1d((c as u32).div_ceil(64)),
-            (c * (to - from)) as f64,
-            vec![x[0], x[1], x[2], scratch],
-        ));
-    }
-    for &(from, to) in &chunks {
-        steps.push((
-            "cov",
-            params(from, to, 0),
-            grid_1d(((c * c) as u32).div_ceil(64)),
-            2.0 * (c * c * (to - from)) as f64,
-            vec![x[0], x[1], x[2], scratch],
-        ));
-    }
-    let run = power_steps(c);
-    for _ in 0..MAX_ITERS / run {
-        let p = params(0, 0, run);
-        steps.push(("power", p, [1, 1, 1], 0.0, vec![scratch]));
-    }
-    steps.push((
-        "project",
-        params(0, 0, 0),
-        grid_1d((hw as u32).div_ceil(64)),
-        2.0 * (c * hw) as f64,
-        vec![x[0], x[1], x[2], scratch, map],
-    ));
-    steps.push((
-        "sign",
-        params(0, 0, 0),
-        [1, 1, 1],
-        2.0 * hw as f64,
-        vec![map],
-    ));
+        .collect()
+}
+
+/// Dispatch the steps, in order.
+fn emit(
+    gpu: &Gpu,
+    label: &dyn Fn(&str) -> String,
+    a: &EigenArgs,
+    steps: Vec<Step>,
+    d: &mut Vec<Dispatch>,
+) {
     for (entry, p, groups, flops, bindings) in steps {
         let mut x = gpu.dispatch(&DispatchDesc {
             label: &label(entry),
@@ -207,6 +208,118 @@ pub fn record(gpu: &Gpu, label: &dyn Fn(&str) -> String, a: &EigenArgs, d: &mut 
         x.flops = flops;
         d.push(x);
     }
+}
+
+/// The map of `a.input` at one block: means, covariance, power iteration, projection, sign and
+/// ReLU. Means and covariance take a dispatch per `chunk()` positions, the power iteration
+/// MAX_ITERS / `power_steps(c)` dispatches (those after it stopped return at once).
+/// `label(what)` names each.
+pub fn record(gpu: &Gpu, label: &dyn Fn(&str) -> String, a: &EigenArgs, d: &mut Vec<Dispatch>) {
+    assert!(
+        a.c <= MAX_CHANNELS,
+        "{} channels: the eigen methods hold at most {MAX_CHANNELS}",
+        a.c
+    );
+    let needs_aux = matches!(a.input, Input::Weighted | Input::RectifiedGradScaled);
+    assert_eq!(a.aux.is_some(), needs_aux, "{:?}: aux", a.input);
+    let (c, hw) = (a.c, a.hw);
+    let b = bindings(a);
+    let with_scratch = [b.x.clone(), vec![b.scratch]].concat();
+    let mut steps = means(a, &b);
+    for r in chunks(hw) {
+        let groups = grid_1d(((c * c) as u32).div_ceil(64));
+        let flops = 2.0 * (c * c * (r.1 - r.0)) as f64;
+        steps.push(("cov", params(a, r, 0), groups, flops, with_scratch.clone()));
+    }
+    let run = power_steps(c);
+    for _ in 0..MAX_ITERS / run {
+        steps.push((
+            "power",
+            params(a, (0, 0), run),
+            [1, 1, 1],
+            0.0,
+            vec![b.scratch],
+        ));
+    }
+    let groups = grid_1d((hw as u32).div_ceil(64));
+    let flops = 2.0 * (c * hw) as f64;
+    let all = [with_scratch, vec![b.map]].concat();
+    steps.push(("project", params(a, (0, 0), 0), groups, flops, all));
+    steps.push((
+        "sign",
+        params(a, (0, 0), 0),
+        [1, 1, 1],
+        2.0 * hw as f64,
+        vec![b.map],
+    ));
+    emit(gpu, label, a, steps, d);
+}
+
+/// The most positions kernel PCA takes (`kpcacam`): its n × n kernel matrix is held whole,
+/// 64 MiB at 4,096.
+pub const MAX_KPCA_POSITIONS: usize = 4096;
+
+/// Floats of scratch KPCA-CAM needs at a block of `c` channels and `n` positions: the eigen
+/// layout (the means), then r, t and the flag, v, K·v and K.
+pub fn kpca_scratch_len(c: usize, n: usize) -> usize {
+    scratch_len(c) + 3 * n + 2 + n * n
+}
+
+/// Power steps per `kpower` dispatch for `n` positions: the largest divisor of MAX_ITERS whose
+/// turns fit in TURNS. A step's turns in one invocation: its rows (n / WG) of n / 4 + 3 turns,
+/// the update of its rows, the two sums over WG partials four a turn.
+fn kpca_steps(n: usize) -> usize {
+    let rows = n.div_ceil(WG);
+    let step = rows * (n / 4 + 4) + 2 * (WG / 4);
+    let fit = TURNS / step;
+    (1..=MAX_ITERS.min(fit).max(1))
+        .rev()
+        .find(|s| MAX_ITERS.is_multiple_of(*s))
+        .unwrap_or(1)
+}
+
+/// KPCA-CAM at one block (`a.input` is A; scratch `kpca_scratch_len` long): means, the
+/// sigmoid kernel matrix, its centring, the power iteration on it, v₁·√λ, sign and ReLU
+/// (shaders/cam_eigen.wgsl's header).
+pub fn record_kpca(
+    gpu: &Gpu,
+    label: &dyn Fn(&str) -> String,
+    a: &EigenArgs,
+    d: &mut Vec<Dispatch>,
+) {
+    let (c, n) = (a.c, a.hw);
+    assert!(
+        n <= MAX_KPCA_POSITIONS,
+        "{n} positions: kpcacam holds at most {MAX_KPCA_POSITIONS}"
+    );
+    assert_eq!(a.input, Input::Act, "kernel PCA of A");
+    let b = bindings(a);
+    let with_scratch = [b.x.clone(), vec![b.scratch]].concat();
+    let mut steps = means(a, &b);
+    let (entries, rows) = (
+        grid_1d(((n * n) as u32).div_ceil(64)),
+        grid_1d((n as u32).div_ceil(64)),
+    );
+    let p0 = params(a, (0, 0), 0);
+    let nn = (n * n) as f64;
+    steps.push(("gram", p0, entries, 2.0 * c as f64 * nn, with_scratch));
+    steps.push(("krows", p0, rows, nn, vec![b.scratch]));
+    steps.push(("ktotal", p0, [1, 1, 1], n as f64, vec![b.scratch]));
+    steps.push(("kcenter", p0, entries, 3.0 * nn, vec![b.scratch]));
+    let run = kpca_steps(n);
+    for _ in 0..MAX_ITERS / run {
+        let p = params(a, (0, 0), run);
+        steps.push((
+            "kpower",
+            p,
+            [1, 1, 1],
+            2.0 * nn * run as f64,
+            vec![b.scratch],
+        ));
+    }
+    steps.push(("kproject", p0, [1, 1, 1], 2.0 * nn, vec![b.scratch, b.map]));
+    steps.push(("sign", p0, [1, 1, 1], 2.0 * n as f64, vec![b.map]));
+    emit(gpu, label, a, steps, d);
 }
 
 pub mod cpu {
@@ -263,6 +376,12 @@ pub mod cpu {
         let proj: Vec<f64> = (0..hw)
             .map(|p| (0..c).map(|k| xc[k * hw + p] * v[k]).sum())
             .collect();
+        signed_relu(&proj)
+    }
+
+    /// The map, flipped when |min| > |max| (Seg-Eigen-CAM's rule; scikit-learn's svd_flip for
+    /// kernel PCA), then ReLU.
+    fn signed_relu(proj: &[f64]) -> Vec<f32> {
         let (mn, mx) = proj
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
@@ -270,6 +389,41 @@ pub mod cpu {
         proj.iter()
             .map(|&v| (if flip { -v } else { v }).max(0.0) as f32)
             .collect()
+    }
+
+    /// KPCA-CAM's map of A (c, n) in f64: scikit-learn's KernelPCA(n_components=1,
+    /// kernel="sigmoid") with γ = 1/c and coef0 = 1 on the positions' centred activations: the
+    /// kernel matrix, centred (KernelCenterer), its top eigenvector by the shader's power
+    /// iteration, scaled by √max(λ, 0); the sign rule, ReLU.
+    pub fn kpca_map(a: &[f32], c: usize, n: usize) -> Vec<f32> {
+        let x = self::input(Input::Act, a, &[], &[], c, n);
+        let means: Vec<f64> = (0..c)
+            .map(|k| x[k * n..(k + 1) * n].iter().sum::<f64>() / n as f64)
+            .collect();
+        let xc = |k: usize, p: usize| x[k * n + p] - means[k];
+        let gamma = 1.0 / c as f64;
+        let mut km = vec![0f64; n * n];
+        for p in 0..n {
+            for q in p..n {
+                let s: f64 = (0..c).map(|k| xc(k, p) * xc(k, q)).sum();
+                let v = (gamma * s + 1.0).tanh();
+                km[p * n + q] = v;
+                km[q * n + p] = v;
+            }
+        }
+        let r: Vec<f64> = (0..n)
+            .map(|p| km[p * n..(p + 1) * n].iter().sum::<f64>() / n as f64)
+            .collect();
+        let t = r.iter().sum::<f64>() / n as f64;
+        for (i, v) in km.iter_mut().enumerate() {
+            *v += t - r[i / n] - r[i % n];
+        }
+        let v = top_eigenvector(&km, n);
+        let lambda: f64 = (0..n)
+            .map(|p| v[p] * (0..n).map(|q| km[p * n + q] * v[q]).sum::<f64>())
+            .sum();
+        let scale = lambda.max(0.0).sqrt();
+        signed_relu(&v.iter().map(|x| x * scale).collect::<Vec<_>>())
     }
 
     /// The top eigenvector of the symmetric `s` (c × c), unit length, by power iteration as

@@ -107,6 +107,10 @@ method_table! {
     EigenCam: "eigencam", Sum, false, Eigen;
     /// EigenGradCAM: the same of g ⊙ A
     EigenGradCam: "eigengradcam", Sum, false, Eigen;
+    /// KPCA-CAM (pytorch-grad-cam's): kernel PCA's first component of the centred A (sigmoid
+    /// kernel, γ = 1/C, scikit-learn's KernelPCA defaults), at blocks of at most 4,096
+    /// positions; no gradient
+    KpcaCam: "kpcacam", Sum, false, Eigen;
     /// the official Combi-CAM repository's LayerCAM: gradients divided by the block's max
     LayerCamOfficial: "layercam-official", Mean, false, Elementwise;
     /// the official repository's Grad-CAM++, on the last block only: a = g²/(2g² + h·g +
@@ -311,6 +315,38 @@ pub fn needs_hvp(explainers: &[Explainer]) -> Vec<Direction> {
         }
     }
     dirs
+}
+
+/// KPCA-CAM holds a block's n × n kernel matrix whole, so it takes blocks of at most
+/// `eigen::MAX_KPCA_POSITIONS` positions: a one-line error names the blocks that qualify at
+/// this input size.
+pub fn check_kpca(
+    explainers: &[Explainer],
+    blocks: &[usize],
+    sizes: &[(usize, usize)],
+    (h, w): (usize, usize),
+) -> Result<()> {
+    let most = super::eigen::MAX_KPCA_POSITIONS;
+    if !explainers.iter().any(|e| e.method == Method::KpcaCam) {
+        return Ok(());
+    }
+    let Some(&l) = blocks.iter().find(|&&l| sizes[l].0 * sizes[l].1 > most) else {
+        return Ok(());
+    };
+    let fits: Vec<usize> = (0..sizes.len())
+        .filter(|&b| sizes[b].0 * sizes[b].1 <= most)
+        .collect();
+    let (bh, bw) = sizes[l];
+    let fix = match (fits.first(), fits.last()) {
+        (Some(a), Some(b)) => {
+            format!("use --blocks {a}-{b} (the blocks of at most {most} positions at this size)")
+        }
+        _ => "use a smaller photo".into(),
+    };
+    Err(Error::Input(format!(
+        "kpcacam holds a block's positions² kernel matrix, at most {most} positions: block {l} is {bh}×{bw} = {} at this {h}×{w} input; {fix}",
+        bh * bw
+    )))
 }
 
 /// The methods from the head's Hessian-vector product are defined on the last block only

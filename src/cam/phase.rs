@@ -110,10 +110,14 @@ pub fn record(
         .iter()
         .any(|e| inp.eigen_smooth || e.method.family() == Family::Eigen)
     {
-        let most = inp
-            .blocks
-            .iter()
-            .map(|&l| eigen::scratch_len(inp.channels[l]));
+        let kpca = explainers.iter().any(|e| e.method == Method::KpcaCam);
+        let most = inp.blocks.iter().map(|&l| {
+            let (c, (h, w)) = (inp.channels[l], inp.sizes[l]);
+            match kpca {
+                true => eigen::kpca_scratch_len(c, h * w),
+                false => eigen::scratch_len(c),
+            }
+        });
         Some(alloc("cam.eigen".into(), most.max().unwrap_or(1))?)
     } else {
         None
@@ -362,6 +366,20 @@ impl Rec<'_> {
                     project(None, d);
                 }
             }
+            Family::Eigen if method == Method::KpcaCam => {
+                let args = EigenArgs {
+                    c,
+                    hw,
+                    blk,
+                    grad,
+                    input: Input::Act,
+                    aux: None,
+                    scratch: &self.eigen.as_ref().expect("made for an eigen map").buf,
+                    maps: &maps.buf,
+                    map_off: self.map_offs[l],
+                };
+                eigen::record_kpca(gpu, &label, &args, d);
+            }
             Family::Eigen => project(None, d),
             Family::Masked => {
                 unreachable!(
@@ -413,6 +431,7 @@ pub mod cpu {
                 let w = channel::cpu::weights(m, a, g, hvp, c, hw);
                 eigen::cpu::map(input, a, g, &w, c, hw)
             }
+            (Family::Eigen, _) if m == Method::KpcaCam => eigen::cpu::kpca_map(a, c, hw),
             (Family::Elementwise | Family::Eigen, _) => {
                 let gmax = g.iter().fold(f32::MIN, |m, &v| m.max(v));
                 eigen::cpu::map(input, a, g, &[gmax], c, hw)
