@@ -106,6 +106,7 @@ class _Explainer:
         top_k: int = 5,
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
+        comparison: int = 3,
         name: Optional[str] = None,
     ) -> Explanation: ...
     def explain_tensor(
@@ -121,6 +122,7 @@ class _Explainer:
         top_k: int = 5,
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
+        comparison: int = 3,
     ) -> Explanation: ...
     def predict(self, image: Photo, top_k: int = 5) -> list[Entry]: ...
     def evaluate(
@@ -129,6 +131,7 @@ class _Explainer:
         explainers: Optional[Methods] = None,
         steps: int = 50,
         batch: Optional[int] = None,
+        road_noise: Optional[float] = 0.01,
     ) -> dict[str, Any]: ...
     def preprocess(self, image: Photo) -> npt.NDArray[np.float32]: ...
     @staticmethod

@@ -137,13 +137,19 @@ impl Explainer {
         &self,
         c: &ExplainChoice,
         top_k: usize,
-        (eigen_smooth, aug_smooth): (bool, bool),
+        (eigen_smooth, aug_smooth, comparison): (bool, bool, u32),
     ) -> PyResult<ExplainOptions> {
+        if !(1..=32).contains(&comparison) {
+            return Err(inputs::input_error(format!(
+                "comparison={comparison}: FinerCAM compares with 1 to 32 classes (default 3)"
+            )));
+        }
         let o = setup::explain_options(&self.ctx.weights, c).map_err(py_err)?;
         Ok(ExplainOptions {
             top_k,
             eigen_smooth,
             aug_smooth,
+            comparison,
             ..o
         })
     }
@@ -198,8 +204,9 @@ impl Explainer {
         list: &str,
         steps: usize,
         batch: Option<usize>,
+        road: Option<f32>,
     ) -> PyResult<String> {
-        use combicam_gpu::app::{eval, evaluation, road};
+        use combicam_gpu::app::{eval, evaluation};
         if steps == 0 {
             return Err(inputs::input_error(
                 "steps=0: the curves need at least 1 step (default 50)".into(),
@@ -217,7 +224,7 @@ impl Explainer {
             ));
         }
         let w = &self.ctx.weights;
-        evaluation::passes_per_image(&specs, (steps, true), &w.cfg).map_err(py_err)?;
+        evaluation::passes_per_image(&specs, (steps, road.is_some()), &w.cfg).map_err(py_err)?;
         let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
         let mut images = Vec::new();
         for path in paths {
@@ -229,7 +236,7 @@ impl Explainer {
                 &name,
                 &pre,
                 &specs,
-                (steps, batch, Some(road::DEFAULT_NOISE)),
+                (steps, batch, road),
                 &mut |_| {},
             )
             .map_err(py_err)?;
@@ -296,10 +303,11 @@ impl Explainer {
     /// the first principal component of the method's weighted activations (pytorch-grad-cam's
     /// eigen_smooth; the command line's --eigen-smooth). `aug_smooth`: every map averaged over
     /// six runs on the photo flipped or not × 0.9, 1.0, 1.1 (pytorch-grad-cam's aug_smooth;
-    /// --aug-smooth). `name`: what the report calls an array (default "<array>").
+    /// --aug-smooth). `comparison`: FinerCAM's comparison classes (--comparison, 1 to 32).
+    /// `name`: what the report calls an array (default "<array>").
     #[pyo3(signature = (image, *, methods=None, blocks=None, fusion=None, target=None,
                         target_latlon=None, score="prob", top_k=5, eigen_smooth=false,
-                        aug_smooth=false, name=None))]
+                        aug_smooth=false, comparison=3, name=None))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
         &self,
@@ -314,10 +322,11 @@ impl Explainer {
         top_k: usize,
         eigen_smooth: bool,
         aug_smooth: bool,
+        comparison: u32,
         name: Option<String>,
     ) -> PyResult<Explanation> {
         let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
-        let opts = self.options(&choice, top_k, (eigen_smooth, aug_smooth))?;
+        let opts = self.options(&choice, top_k, (eigen_smooth, aug_smooth, comparison))?;
         let t = Instant::now();
         let mut photo = inputs::photo(image)?;
         if let Some(n) = name {
@@ -334,7 +343,7 @@ impl Explainer {
     /// normalisation undone. Same keywords as `explain`.
     #[pyo3(signature = (x, *, methods=None, blocks=None, fusion=None, target=None,
                         target_latlon=None, score="prob", top_k=5, eigen_smooth=false,
-                        aug_smooth=false))]
+                        aug_smooth=false, comparison=3))]
     #[allow(clippy::too_many_arguments)]
     fn explain_tensor(
         &self,
@@ -349,9 +358,10 @@ impl Explainer {
         top_k: usize,
         eigen_smooth: bool,
         aug_smooth: bool,
+        comparison: u32,
     ) -> PyResult<Explanation> {
         let choice = explain_choice(methods, blocks, fusion, target, target_latlon, score)?;
-        let opts = self.options(&choice, top_k, (eigen_smooth, aug_smooth))?;
+        let opts = self.options(&choice, top_k, (eigen_smooth, aug_smooth, comparison))?;
         let pre = inputs::tensor(x)?;
         let how = self.ctx.weights.preprocessing;
         let photo = Photo {
@@ -390,7 +400,9 @@ impl Explainer {
     /// `explainers`: METHOD[@BLOCKS][:FUSION] items, a comma-separated str or a list
     /// ("combicam", "gradcam@last", "layercam@all:max", "random", or "all"). `steps`: of
     /// the curves. `batch`: masked copies per submission (default: the adapter's).
-    #[pyo3(signature = (images, explainers=None, steps=50, batch=None))]
+    /// `road_noise`: ROAD's imputer noise σ (0: deterministic), or None for no ROAD (the
+    /// command line's --road-noise and --no-road).
+    #[pyo3(signature = (images, explainers=None, steps=50, batch=None, road_noise=Some(0.01)))]
     fn evaluate<'py>(
         &self,
         py: Python<'py>,
@@ -398,11 +410,16 @@ impl Explainer {
         explainers: Option<&Bound<'py, PyAny>>,
         steps: usize,
         batch: Option<usize>,
+        road_noise: Option<f32>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let list = list_text(explainers, "explainers")?
             .unwrap_or_else(|| "combicam,gradcam@last,random".into());
+        if let Some(s) = road_noise {
+            combicam_gpu::app::road::check_noise(s, "road_noise=").map_err(py_err)?;
+        }
+        let road = road_noise;
         let paths = evaluate_inputs(images)?;
-        let json = py.detach(|| self.evaluate_paths(paths, &list, steps, batch))?;
+        let json = py.detach(|| self.evaluate_paths(paths, &list, steps, batch, road))?;
         py.import("json")?.call_method1("loads", (json,))
     }
 

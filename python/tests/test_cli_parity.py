@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import combicam
 from conftest import COFFEE, assert_equal_tensors, raw_tensors_of, shipped_photos
 
 
@@ -97,3 +98,14 @@ def test_aug_smooth_equals_cli(builtin, cli_raw):
     assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, --aug-smooth")
     plain = builtin.explain(COFFEE, blocks="14-15")
     assert not np.allclose(plain.fused, r.fused)
+
+
+def test_finercam_comparison_equals_cli(builtin, cli_raw):
+    want = cli_raw(COFFEE, "--method", "finercam", "--blocks", "14-15", "--comparison", "5")
+    r = builtin.explain(COFFEE, methods="finercam", blocks="14-15", comparison=5)
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, finercam --comparison 5")
+    three = builtin.explain(COFFEE, methods="finercam", blocks="14-15")
+    assert not np.allclose(three.maps["finercam"][15], r.maps["finercam"][15])
+    with pytest.raises(combicam.InputError) as e:
+        builtin.explain(COFFEE, methods="finercam", comparison=0)
+    assert "comparison=0" in str(e.value) and "\n" not in str(e.value)

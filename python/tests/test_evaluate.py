@@ -44,6 +44,7 @@ def test_evaluate_equals_the_command_lines_json(builtin, run_cli, photos_dir, tm
         ({"explainers": "nosuchcam"}, "nosuchcam"),
         ({"explainers": "gradcam@40"}, "40"),
         ({"batch": 0}, "batch=0"),
+        ({"road_noise": -1.0}, "road_noise="),
     ],
 )
 def test_evaluate_refuses_bad_arguments(builtin, photos_dir, kwargs, needle):
@@ -56,3 +57,15 @@ def test_evaluate_of_a_missing_photo(builtin, tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         builtin.evaluate([str(tmp_path / "nope.jpg")])
     assert_one_line_error(e, "nope.jpg")
+
+
+def test_road_options_equal_the_command_lines(builtin, run_cli, photos_dir, tmp_path):
+    photo = str(photos_dir / "coffee.png")
+    for flags, kwargs in [(["--road-noise", "0"], {"road_noise": 0.0}), (["--no-road"], {"road_noise": None})]:
+        out = tmp_path / "metrics.json"
+        run_cli("evaluate", photo, "--explainers", "combicam", "--steps", "2", *flags, "--json", out)
+        want = json.loads(out.read_text())
+        got = builtin.evaluate([photo], explainers="combicam", steps=2, **kwargs)
+        assert got["images"] == want["images"], flags
+        has_road = "road" in got["images"][0]["explainers"]["combicam"]
+        assert has_road == (kwargs["road_noise"] is not None), flags

@@ -82,6 +82,7 @@ fn run_pass(
         masked: if score_cams.is_empty() { 0 } else { batch },
         eigen_smooth: o.eigen_smooth,
     };
+    engine.comparison = o.comparison;
     let mut out = engine.run(x, h, w, &opts, target, o.score)?;
     let plan_build_s = engine.last_plan_build_s;
     // before Score-CAM's masked copies overwrite the plan's features

@@ -21,6 +21,8 @@ pub struct ExplainOptions {
     pub eigen_smooth: bool,
     /// `--aug-smooth`: the maps averaged over six augmented runs (`app::augment`)
     pub aug_smooth: bool,
+    /// FinerCAM's comparison classes (`--comparison`, `Engine::comparison`)
+    pub comparison: u32,
     pub target: Option<usize>,
     pub score: Score,
     pub alpha: f32,

@@ -26,6 +26,17 @@ use serde::{Deserialize, Serialize};
 /// The imputation noise σ of pytorch-grad-cam's ROAD classes (`--road-noise`).
 pub const DEFAULT_NOISE: f32 = 0.01;
 
+/// The imputer's noise must be a standard deviation: a one-line error naming `what` (the
+/// flag or keyword that gave it) otherwise.
+pub fn check_noise(sigma: f32, what: &str) -> crate::error::Result<()> {
+    if sigma.is_finite() && sigma >= 0.0 {
+        return Ok(());
+    }
+    Err(crate::error::Error::Input(format!(
+        "{what} {sigma}: give a standard deviation, 0 or more (default {DEFAULT_NOISE})"
+    )))
+}
+
 /// The percentiles of pytorch-grad-cam's ROAD averages.
 pub const PERCENTILES: [u32; 9] = [10, 20, 30, 40, 50, 60, 70, 80, 90];
 

@@ -265,6 +265,7 @@ pub fn explain_options(w: &Weights, c: &ExplainChoice) -> Result<ExplainOptions>
         explainers,
         eigen_smooth: false,
         aug_smooth: false,
+        comparison: 3,
         target,
         score,
         alpha: 0.5,

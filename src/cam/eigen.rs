@@ -7,7 +7,8 @@
 //! plain EigenCAM leaves it to LAPACK), then ReLU.
 //! GPU launchers and CPU reference side by side.
 
-use super::methods::Method;
+use super::methods::{Explainer, Method};
+use crate::error::{Error, Result};
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_1d},
@@ -258,6 +259,38 @@ pub fn record(gpu: &Gpu, label: &dyn Fn(&str) -> String, a: &EigenArgs, d: &mut 
 /// The most positions kernel PCA takes (`kpcacam`): its n × n kernel matrix is held whole,
 /// 64 MiB at 4,096.
 pub const MAX_KPCA_POSITIONS: usize = 4096;
+
+/// KPCA-CAM holds a block's n × n kernel matrix whole, so it takes blocks of at most
+/// `MAX_KPCA_POSITIONS` positions: a one-line error names the blocks that qualify at
+/// this input size.
+pub fn check_kpca(
+    explainers: &[Explainer],
+    blocks: &[usize],
+    sizes: &[(usize, usize)],
+    (h, w): (usize, usize),
+) -> Result<()> {
+    let most = MAX_KPCA_POSITIONS;
+    if !explainers.iter().any(|e| e.method == Method::KpcaCam) {
+        return Ok(());
+    }
+    let Some(&l) = blocks.iter().find(|&&l| sizes[l].0 * sizes[l].1 > most) else {
+        return Ok(());
+    };
+    let fits: Vec<usize> = (0..sizes.len())
+        .filter(|&b| sizes[b].0 * sizes[b].1 <= most)
+        .collect();
+    let (bh, bw) = sizes[l];
+    let fix = match (fits.first(), fits.last()) {
+        (Some(a), Some(b)) => {
+            format!("use --blocks {a}-{b} (the blocks of at most {most} positions at this size)")
+        }
+        _ => "use a smaller photo".into(),
+    };
+    Err(Error::Input(format!(
+        "kpcacam holds a block's positions² kernel matrix, at most {most} positions: block {l} is {bh}×{bw} = {} at this {h}×{w} input; {fix}",
+        bh * bw
+    )))
+}
 
 /// Floats of scratch KPCA-CAM needs at a block of `c` channels and `n` positions: the eigen
 /// layout (the means), then r, t and the flag, v, K·v and K.

@@ -317,38 +317,6 @@ pub fn needs_hvp(explainers: &[Explainer]) -> Vec<Direction> {
     dirs
 }
 
-/// KPCA-CAM holds a block's n × n kernel matrix whole, so it takes blocks of at most
-/// `eigen::MAX_KPCA_POSITIONS` positions: a one-line error names the blocks that qualify at
-/// this input size.
-pub fn check_kpca(
-    explainers: &[Explainer],
-    blocks: &[usize],
-    sizes: &[(usize, usize)],
-    (h, w): (usize, usize),
-) -> Result<()> {
-    let most = super::eigen::MAX_KPCA_POSITIONS;
-    if !explainers.iter().any(|e| e.method == Method::KpcaCam) {
-        return Ok(());
-    }
-    let Some(&l) = blocks.iter().find(|&&l| sizes[l].0 * sizes[l].1 > most) else {
-        return Ok(());
-    };
-    let fits: Vec<usize> = (0..sizes.len())
-        .filter(|&b| sizes[b].0 * sizes[b].1 <= most)
-        .collect();
-    let (bh, bw) = sizes[l];
-    let fix = match (fits.first(), fits.last()) {
-        (Some(a), Some(b)) => {
-            format!("use --blocks {a}-{b} (the blocks of at most {most} positions at this size)")
-        }
-        _ => "use a smaller photo".into(),
-    };
-    Err(Error::Input(format!(
-        "kpcacam holds a block's positions² kernel matrix, at most {most} positions: block {l} is {bh}×{bw} = {} at this {h}×{w} input; {fix}",
-        bh * bw
-    )))
-}
-
 /// The methods from the head's Hessian-vector product are defined on the last block only
 /// (of `nb`); the official Grad-CAM++ for the probability score alone, ShapleyCAM for the
 /// probability or the logit (`score_mode`: `Score::code`'s, 0 and 1): the one-line error

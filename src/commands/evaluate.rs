@@ -59,12 +59,7 @@ pub fn run(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 {
         bail!("--steps 0: the curves need at least 1 step (default 50)");
     }
-    if !(a.road_noise.is_finite() && a.road_noise >= 0.0) {
-        bail!(
-            "--road-noise {}: give a standard deviation, 0 or more (default 0.01)",
-            a.road_noise
-        );
-    }
+    combicam_gpu::app::road::check_noise(a.road_noise, "--road-noise")?;
     let road = (!a.no_road).then_some(a.road_noise);
     let specs: Vec<Spec> = eval::parse_specs(&a.explainers)?;
     if specs.is_empty() {

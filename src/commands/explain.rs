@@ -270,6 +270,7 @@ fn options(
         top_k: a.top_k,
         eigen_smooth: a.eigen_smooth,
         aug_smooth: a.aug_smooth,
+        comparison: a.comparison,
         ..setup::explain_options(w, &choice)?
     })
 }
@@ -313,7 +314,6 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let t_adapter = t_start.elapsed().as_secs_f64();
     let t_upload = Instant::now();
     let mut engine = Engine::new(gpu.clone(), w).map_err(|e| undo(e.into()))?;
-    engine.comparison = a.comparison;
     if a.verbose {
         eprintln!(
             "start-up: instance and adapter {t_adapter:.3}s, weights to the GPU {:.3}s",

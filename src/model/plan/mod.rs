@@ -127,7 +127,7 @@ impl Plan {
         }
         check_options(&opts, cfg.blocks.len())?;
         let (sh, sw, sizes) = cfg.sizes(h, w);
-        methods::check_kpca(&opts.explainers, &opts.blocks, &sizes, (h, w))?;
+        crate::cam::eigen::check_kpca(&opts.explainers, &opts.blocks, &sizes, (h, w))?;
         sizing::check_fits(gpu, cfg, (h, w), (sh, sw), &sizes)?;
         let recording = gpu.record_with(old);
         let texels = sizing::pack_texels(gpu, cfg, (sh, sw), &sizes);
