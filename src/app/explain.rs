@@ -25,13 +25,13 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
     if o.aug_smooth {
         let target = Some(out.target);
         let mut runs = vec![out];
+        let again = ExplainOptions {
+            embedding: false,
+            ..o.clone()
+        };
         for &aug in &augment::RUNS[1..] {
             let x = augment::input(&pre.tensor, w, aug);
-            let o = ExplainOptions {
-                embedding: false,
-                ..o.clone()
-            };
-            runs.push(run_pass(engine, &x, (h, w), &o, target)?.out);
+            runs.push(run_pass(engine, &x, (h, w), &again, target)?.out);
         }
         out = augment::average(runs, (h, w));
     }

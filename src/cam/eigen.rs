@@ -113,7 +113,12 @@ fn chunk() -> usize {
 /// four a turn; plus the loads and stores of v around the steps.
 fn power_steps(c: usize) -> usize {
     let step = MAX_CHANNELS / WG + c.div_ceil(WG) * (c / 4 + 3) + 2 * (WG / 4);
-    let fit = (TURNS - 2 * (MAX_CHANNELS / WG)) / step;
+    runs_of((TURNS - 2 * (MAX_CHANNELS / WG)) / step)
+}
+
+/// Power steps per dispatch when `fit` steps fit in one: the largest divisor of MAX_ITERS
+/// not above it, so that the dispatches add up to MAX_ITERS steps.
+fn runs_of(fit: usize) -> usize {
     (1..=MAX_ITERS.min(fit).max(1))
         .rev()
         .find(|s| MAX_ITERS.is_multiple_of(*s))
@@ -304,11 +309,7 @@ pub fn kpca_scratch_len(c: usize, n: usize) -> usize {
 fn kpca_steps(n: usize) -> usize {
     let rows = n.div_ceil(WG);
     let step = rows * (n / 4 + 4) + 2 * (WG / 4);
-    let fit = TURNS / step;
-    (1..=MAX_ITERS.min(fit).max(1))
-        .rev()
-        .find(|s| MAX_ITERS.is_multiple_of(*s))
-        .unwrap_or(1)
+    runs_of(TURNS / step)
 }
 
 /// KPCA-CAM at one block (`a.input` is A; scratch `kpca_scratch_len` long): means, the

@@ -315,7 +315,10 @@ impl Rec<'_> {
                 maps: &maps.buf,
                 map_off: self.map_offs[l],
             };
-            eigen::record(gpu, &label, &args, d);
+            match method {
+                Method::KpcaCam => eigen::record_kpca(gpu, &label, &args, d),
+                _ => eigen::record(gpu, &label, &args, d),
+            }
         };
         match method.family() {
             Family::Channel => {
@@ -365,20 +368,6 @@ impl Rec<'_> {
                 } else {
                     project(None, d);
                 }
-            }
-            Family::Eigen if method == Method::KpcaCam => {
-                let args = EigenArgs {
-                    c,
-                    hw,
-                    blk,
-                    grad,
-                    input: Input::Act,
-                    aux: None,
-                    scratch: &self.eigen.as_ref().expect("made for an eigen map").buf,
-                    maps: &maps.buf,
-                    map_off: self.map_offs[l],
-                };
-                eigen::record_kpca(gpu, &label, &args, d);
             }
             Family::Eigen => project(None, d),
             Family::Masked => {
