@@ -441,6 +441,7 @@ fn main() {
             maps: &maps.buf,
             bmeta: &bmeta.buf,
             bnorm: &bnorm.buf,
+            base: None,
             fused: &fused.buf,
         };
         report(

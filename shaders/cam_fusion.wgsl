@@ -3,7 +3,8 @@
 // Bindings: 0 prm, 3 maps: (Σ h·w), 4 bmeta: per fused block vec4(map offset, h, w, block l),
 //           5 fused: (H, W) rw, 6 mm: (2) [min, max] rw, 7 norm: (H, W) rw,
 //           8 bnorm: per fused block (min, max) of its map (rules 2–4; written by stats),
-//           9 stats: per model block l: map max at l, map mean at total + l (written by stats)
+//           9 stats: per model block l: map max at l, map mean at total + l (written by stats),
+//           10 base: (H, W), added to the rule's result when BASE (FullGrad's input term)
 // fuse: u_b = bilinear_align_corners(map_b)(y, x), n_b = (u_b − min_b)/(max_b − min_b + 1e-7);
 //   RULE 0 sum (Combi-CAM): Σ u_b;  1 mean: Σ u_b / B;  2 mean-normalised: Σ n_b / B;
 //   3 max: max_b n_b;  4 product: Π_b n_b
@@ -16,6 +17,7 @@
 struct Params { out_h: u32, out_w: u32, nblocks: u32, total: u32 }
 
 override RULE: u32 = 0u;
+override BASE: bool = false;
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(3) var<storage, read> maps: array<f32>;
@@ -25,6 +27,7 @@ override RULE: u32 = 0u;
 @group(0) @binding(7) var<storage, read_write> norm: array<f32>;
 @group(0) @binding(8) var<storage, read_write> bnorm: array<f32>;
 @group(0) @binding(9) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(10) var<storage, read> base: array<f32>;
 
 //@include resample
 
@@ -57,6 +60,9 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     if (RULE == 1u || RULE == 2u) {
         acc = acc / f32(prm.nblocks);
+    }
+    if (BASE) {
+        acc += base[idx];
     }
     fused[idx] = acc;
 }

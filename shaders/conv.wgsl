@@ -1,6 +1,7 @@
 // conv.wgsl: dense k×k convolution with stride and zero padding (pad_t rows above, pad_l
 // columns left; below and right what OH, OW need), BN folded
-// into (wt, bias), optional activation (prelude's act). Used for the stem (never differentiated).
+// into (wt, bias), optional activation (prelude's act). Used for the stem; its data gradient
+// (`backward_input`, at the end) serves FullGrad only.
 // Bindings: 0 prm, 1 x: (Cin, H, W) f32, 2 wt: the weights transposed to (Cin·K·K, Cout) as an
 //           rgba32float texture of ceil(Cout/4) × Cin·K·K texels (`ops::conv::upload_weights`),
 //           3 bias: (Cout) f32, 4 y: (Cout, OH, OW) f32
@@ -87,4 +88,56 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // w1 = wt[q1, tap] and l_j = fma(w0, v_{j·S+v}, l_j), h_j = fma(w1, v_{j·S+v}, h_j); then
     // the accumulators to out_acc and `store_strip`.
     //@body
+}
+
+// backward_input (FullGrad's gradient at the input): dx[c, y, x] = Σ_{o,u,v} wt[o,c,u,v]·
+// g'[o, i, j] over the taps with i·S − pad_t + u = y and j·S − pad_l + v = x, where
+// g' = g·act'(z) with APPLY_ACT (g is the gradient at act(z), z the pre-activation), else g.
+// An invocation per element of dx. Bindings: 2 wt (as above), 5 g: (Cout, OH, OW),
+// 6 z: (Cout, OH, OW), 7 dx: (Cin, H, W) written.
+@group(0) @binding(5) var<storage, read> g: array<f32>;
+@group(0) @binding(6) var<storage, read> zpre: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(64)
+fn backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (idx >= prm.cin * prm.h * prm.w) {
+        return;
+    }
+    let c = idx / (prm.h * prm.w);
+    let yx = idx % (prm.h * prm.w);
+    let yy = i32(yx / prm.w) + i32(prm.pad_t);
+    let xx = i32(yx % prm.w) + i32(prm.pad_l);
+    var acc = 0.0;
+    for (var u = 0u; u < K; u++) {
+        let t = yy - i32(u);
+        if (t < 0 || t % i32(S) != 0 || u32(t) / S >= prm.oh) {
+            continue;
+        }
+        let i = u32(t) / S;
+        for (var v = 0u; v < K; v++) {
+            let q = xx - i32(v);
+            if (q < 0 || q % i32(S) != 0 || u32(q) / S >= prm.ow) {
+                continue;
+            }
+            let j = u32(q) / S;
+            let tap = (c * K + u) * K + v;
+            for (var o4 = 0u; o4 < (prm.cout + 3u) / 4u; o4++) {
+                let wv = textureLoad(wt, vec2(o4, tap), 0);
+                for (var e = 0u; e < 4u; e++) {
+                    let o = o4 * 4u + e;
+                    if (o < prm.cout) {
+                        let at = (o * prm.oh + i) * prm.ow + j;
+                        var gv = g[at];
+                        if (APPLY_ACT) {
+                            gv *= dact(zpre[at]);
+                        }
+                        acc = fma(wv[e], gv, acc);
+                    }
+                }
+            }
+        }
+    }
+    dx[idx] = acc;
 }

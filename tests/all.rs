@@ -17,6 +17,7 @@ mod evaluate; // Score-CAM and the faithfulness metrics against PyTorch, the blu
 mod binary;
 mod finer; // FinerCAM: the trained Lite0 against pytorch-grad-cam, with Grad-CAM in the same engine run
 mod first_hour; // a new user's first runs: what the console says, --target labels, folder runs, tiny photos
+mod fullgrad; // FullGrad: the stem's data gradient and the term kernel against the CPU, the trained Lite0 against pytorch-grad-cam
 mod fuzz; // every fuzzer finding and kept corpus entry in fuzz/regressions/, through the targets' entry points
 #[path = "../fuzz/entry.rs"]
 mod fuzz_entry;

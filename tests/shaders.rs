@@ -140,12 +140,13 @@ fn mirror<P: WgslParams>() -> &'static str {
 
 #[test]
 fn every_params_struct_mirrors_its_wgsl() {
-    use combicam_gpu::cam::{channel, eigen, elementwise, fusion};
+    use combicam_gpu::cam::{channel, eigen, elementwise, fullgrad, fusion};
     use combicam_gpu::ops::{gemm, head, hvp, masked, reduce, retrieval, se};
     let mut covered = vec![
         mirror::<channel::CamChannelParams>(),
         mirror::<eigen::CamEigenParams>(),
         mirror::<elementwise::CamElementwiseParams>(),
+        mirror::<fullgrad::CamFullgradParams>(),
         mirror::<fusion::CamFusionParams>(),
         mirror::<conv::ConvParams>(),
         mirror::<depthwise::DepthwiseParams>(),

@@ -295,7 +295,8 @@ impl Explainer {
     /// hirescam, gradcam-elementwise, layercam, layercam-official, fem, eigencam,
     /// eigengradcam, kpcacam (blocks of at most 4,096 positions), finercam (its 3 comparison classes, as pytorch-grad-cam's default),
     /// gradcampp-official and shapleycam (last block), scorecam, scorecam-official,
-    /// ablationcam; a
+    /// ablationcam, fullgrad (FullGrad: every BN-folded conv's bias-gradient term and the
+    /// input's, each channel normalised; sum fusion only); a
     /// comma-separated str or a list. `blocks`: "20-31",
     /// [5, 10, 15] or 15 (default: every block). `fusion`: sum, mean, mean-normalised, max,
     /// product. `target`: an output index or (ImageNet) a label; `target_latlon`: "LAT,LON"

@@ -25,6 +25,8 @@ pub struct FuseArgs<'a> {
     pub bmeta: &'a wgpu::Buffer,
     /// per fused block (min, max) of its map: rules that normalise each map first
     pub bnorm: &'a wgpu::Buffer,
+    /// a map at (H, W) added to the rule's result (FullGrad's input term)
+    pub base: Option<&'a wgpu::Buffer>,
     /// (H, W), written
     pub fused: &'a wgpu::Buffer,
 }
@@ -42,13 +44,17 @@ pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
         family: "cam",
         source: Some(Source::Table("cam_fusion")),
         entry: "fuse",
-        constants: &[("RULE", rule.code() as f64)],
+        constants: &[
+            ("RULE", rule.code() as f64),
+            ("BASE", a.base.is_some() as u32 as f64),
+        ],
         params: words(&params),
         bindings: &[
             (3, Some(a.maps)),
             (4, Some(a.bmeta)),
             (5, Some(a.fused)),
             (8, Some(a.bnorm)),
+            (10, a.base),
         ],
         groups: grid_items(a.out_h * a.out_w),
         ..Default::default()

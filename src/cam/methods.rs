@@ -43,6 +43,8 @@ pub enum Family {
     Eigen,
     /// masked forward passes, no gradient (`app::scorecam`)
     Masked,
+    /// terms the backward makes at every BN-folded conv and at the input (`cam::fullgrad`)
+    Full,
 }
 
 /// Everything about a method but its kernels.
@@ -127,11 +129,16 @@ method_table! {
     /// the score with channel k of the block output set to 0 and the network run on from the
     /// next block (one masked pass per channel, no gradient)
     AblationCam: "ablationcam", Sum, true, Masked;
+    /// FullGrad (pytorch-grad-cam's): |x ⊙ ∂y/∂x| and |b ⊙ ∂y/∂z| at every BN-folded conv
+    /// output z, each channel min-max normalised and summed; block l's map holds the terms at
+    /// its resolution (its depthwise and projection, the next block's expansion; the stem at
+    /// block 0, the head at the last), the input term joins the fused sum
+    FullGrad: "fullgrad", Sum, false, Full;
 }
 
 /// Whether a row is a gradient method defined at every block.
 const fn every_block_gradient(i: &MethodInfo) -> bool {
-    !i.last_block && !matches!(i.family, Family::Masked)
+    !i.last_block && !matches!(i.family, Family::Masked | Family::Full)
 }
 
 const fn count_every_block() -> usize {
@@ -146,7 +153,8 @@ const fn count_every_block() -> usize {
 }
 
 /// The gradient methods defined at every block, in table order: the rows neither masked nor
-/// last-block-only.
+/// last-block-only, nor FullGrad (whose maps are of the whole backward, not of a block's A
+/// and g).
 pub const METHODS: [Method; count_every_block()] = {
     let mut out = [Method::GradCam; count_every_block()];
     let (mut i, mut n) = (0, 0);

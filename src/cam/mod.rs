@@ -7,6 +7,7 @@
 pub mod channel;
 pub mod eigen;
 pub mod elementwise;
+pub mod fullgrad;
 pub mod fusion;
 pub mod methods;
 pub mod phase;

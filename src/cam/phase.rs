@@ -33,6 +33,27 @@ pub struct CamInputs<'a> {
     /// `--eigen-smooth`: every method's map is the first principal component of its weighted
     /// activations rather than their sum over channels (`eigen::Input`)
     pub eigen_smooth: bool,
+    /// FullGrad's sums the backward wrote, when an explainer is FullGrad
+    pub fullgrad: Option<&'a FullGradMaps>,
+}
+
+/// FullGrad's sums, written by the backward where it makes their gradients: every selected
+/// block's map at the offsets `map_layout` gives, and the input term at the input size.
+pub struct FullGradMaps {
+    pub maps: GpuBuf,
+    pub input: GpuBuf,
+}
+
+/// Where each selected block's map starts in an explainer's maps (`usize::MAX`: not
+/// selected), and the floats they take together.
+pub fn map_layout(blocks: &[usize], sizes: &[(usize, usize)]) -> (Vec<usize>, usize) {
+    let mut offs = vec![usize::MAX; sizes.len()];
+    let mut total = 0;
+    for &l in blocks {
+        offs[l] = total;
+        total += sizes[l].0 * sizes[l].1;
+    }
+    (offs, total)
 }
 
 /// One explainer's results on the GPU.
@@ -94,16 +115,14 @@ pub fn record(
 ) -> Result<(Vec<Dispatch>, CamBuffers)> {
     let nb = inp.channels.len();
     let mut w_offs = vec![0; nb];
-    let mut map_offs = vec![usize::MAX; nb];
-    let (mut total_c, mut total_maps) = (0, 0);
+    let (map_offs, total_maps) = map_layout(inp.blocks, inp.sizes);
+    let mut total_c = 0;
     let mut meta = Vec::new();
     for &l in inp.blocks {
         let (bh, bw) = inp.sizes[l];
         w_offs[l] = total_c;
         total_c += inp.channels[l];
-        map_offs[l] = total_maps;
-        meta.extend_from_slice(&[total_maps as u32, bh as u32, bw as u32, l as u32]);
-        total_maps += bh * bw;
+        meta.extend_from_slice(&[map_offs[l] as u32, bh as u32, bw as u32, l as u32]);
     }
     let max_cout = inp.channels.iter().copied().max().unwrap_or(1);
     let eigen = if explainers
@@ -223,11 +242,18 @@ impl Rec<'_> {
         let (gpu, inp) = (self.gpu, self.inp);
         let nb = inp.channels.len();
         let tag = e.fused_name();
-        let maps = alloc(format!("cam[{ei}].maps"), self.total_maps)?;
+        let full = (e.method == Method::FullGrad).then(|| {
+            inp.fullgrad
+                .expect("the backward writes FullGrad's maps when it is asked for")
+        });
+        let maps = match full {
+            Some(f) => f.maps.clone(),
+            None => alloc(format!("cam[{ei}].maps"), self.total_maps)?,
+        };
         let stats = alloc(format!("cam[{ei}].stats"), 2 * nb)?;
         let mm = alloc(format!("cam[{ei}].minmax"), 2)?;
         let norm = alloc(format!("cam[{ei}].norm"), inp.h * inp.w)?;
-        for &l in inp.blocks {
+        for &l in inp.blocks.iter().filter(|_| full.is_none()) {
             self.block_map(e.method, l, &maps, self.maxabs_by == Some(ei), d);
         }
         // every fused block's max and mean, and the (min, max) the normalising rules read
@@ -250,6 +276,7 @@ impl Rec<'_> {
             maps: &maps.buf,
             bmeta: &self.bmeta.buf,
             bnorm: &self.bnorm.buf,
+            base: full.map(|f| &f.input.buf),
             fused: &self.fused.buf,
         };
         d.push(fusion::fuse(
@@ -370,6 +397,7 @@ impl Rec<'_> {
                 }
             }
             Family::Eigen => project(None, d),
+            Family::Full => unreachable!("FullGrad's maps are the backward's (FullGradMaps)"),
             Family::Masked => {
                 unreachable!(
                     "Score-CAM is made of masked passes (app::scorecam), not a plan's CAM phase"
@@ -426,6 +454,7 @@ pub mod cpu {
                 eigen::cpu::map(input, a, g, &[gmax], c, hw)
             }
             (Family::Masked, _) => unreachable!("Score-CAM is not a plan's CAM phase"),
+            (Family::Full, _) => unreachable!("FullGrad is not a map of a block's A and g"),
         }
     }
 

@@ -64,12 +64,16 @@ pub struct ExplainArgs {
     /// second derivative is computed; scorecam and scorecam-official (one masked forward
     /// pass per channel of each selected block, with a progress bar: 448 at B4's last block);
     /// ablationcam (AblationCAM: w_k = (y − y_k)/y, y_k the score with channel k of the block
-    /// output set to 0, one pass per channel from the next block on).
+    /// output set to 0, one pass per channel from the next block on); fullgrad (FullGrad:
+    /// |b ⊙ ∂y/∂z| at every BN-folded conv output and |x ⊙ ∂y/∂x| at the input, each channel
+    /// min-max normalised, summed; block l's map holds the terms at its resolution, the fusion
+    /// adds the input's; sum fusion only; pytorch-grad-cam scores the logit).
     /// Comma-separated; each writes its own PNGs and raw maps.
     #[arg(long, value_name = "LIST")]
     method: Option<String>,
     /// How each method's block maps are fused: sum (Combi-CAM; default of gradcam, gradcampp,
-    /// xgradcam, hirescam, gradcam-elementwise, fem, eigencam, eigengradcam, finercam), mean (default of layercam-official), mean-normalised, max
+    /// xgradcam, hirescam, gradcam-elementwise, fem, eigencam, eigengradcam, finercam, and the
+    /// only rule of fullgrad), mean (default of layercam-official), mean-normalised, max
     /// (default of layercam), product. The last three normalise each block's map first.
     #[arg(long, value_name = "RULE")]
     fusion: Option<String>,

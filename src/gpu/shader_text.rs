@@ -23,6 +23,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("cam_fusion", include_str!("../../shaders/cam_fusion.wgsl")),
     ("cam_eigen", include_str!("../../shaders/cam_eigen.wgsl")),
+    (
+        "cam_fullgrad",
+        include_str!("../../shaders/cam_fullgrad.wgsl"),
+    ),
     ("masked", include_str!("../../shaders/masked.wgsl")),
     ("retrieval", include_str!("../../shaders/retrieval.wgsl")),
 ];

@@ -1,5 +1,5 @@
-//! Dense k×k convolution (the stem), BN folded, optional activation. Forward only: nothing
-//! upstream of block 0 needs a gradient.
+//! Dense k×k convolution (the stem), BN folded, optional activation, and its data gradient
+//! (only FullGrad needs a gradient upstream of block 0).
 
 use crate::error::Result;
 use crate::gpu::{
@@ -58,6 +58,22 @@ impl ConvShape {
     }
     pub fn out(&self) -> (usize, usize) {
         (self.oh, self.ow)
+    }
+    fn params(&self) -> ConvParams {
+        let u = |v: usize| v as u32;
+        ConvParams {
+            cin: u(self.cin),
+            h: u(self.h),
+            w: u(self.w),
+            cout: u(self.cout),
+            oh: u(self.oh),
+            ow: u(self.ow),
+            k: u(self.k),
+            stride: u(self.stride),
+            pad_t: u(self.pad_t),
+            pad_l: u(self.pad_l),
+            ..Default::default()
+        }
     }
 }
 
@@ -157,19 +173,7 @@ pub struct ConvArgs<'a> {
 pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
     let (s, act, x, wt, bias, y) = (a.s, a.act, a.x, a.wt, a.bias, a.y);
     let (oh, ow) = s.out();
-    let params = ConvParams {
-        cin: s.cin as u32,
-        h: s.h as u32,
-        w: s.w as u32,
-        cout: s.cout as u32,
-        oh: oh as u32,
-        ow: ow as u32,
-        k: s.k as u32,
-        stride: s.stride as u32,
-        pad_t: s.pad_t as u32,
-        pad_l: s.pad_l as u32,
-        ..Default::default()
-    };
+    let params = s.params();
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
     let key = format!("conv_k{}s{}", s.k, s.stride);
     let make = || source(s.k, s.stride);
@@ -192,6 +196,45 @@ pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
     });
     d.flops = 2.0 * (s.cout * oh * ow * s.cin * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.cin * s.h * s.w + s.cout * s.cin * s.k * s.k + s.cout * oh * ow) as f64;
+    d
+}
+
+/// dx = convᵀ(g'), g' = g·act'(z) with `z` (g is the gradient at act(z)), else g
+pub struct ConvBackward<'a> {
+    pub s: ConvShape,
+    pub act: Act,
+    /// (Cout, OH, OW)
+    pub g: &'a wgpu::Buffer,
+    /// the pre-activation (Cout, OH, OW), or none: g is the gradient at the conv's output
+    pub z: Option<&'a wgpu::Buffer>,
+    /// from `upload_weights`
+    pub wt: &'a GemmWeights,
+    /// (Cin, H, W), written
+    pub dx: &'a wgpu::Buffer,
+}
+
+/// The data gradient, an invocation per input element (see the shader's `backward_input`).
+pub fn backward_input(gpu: &Gpu, label: &str, a: &ConvBackward) -> Dispatch {
+    let s = a.s;
+    let params = s.params();
+    let key = format!("conv_k{}s{}", s.k, s.stride);
+    let make = || source(s.k, s.stride);
+    let mut d = gpu.dispatch(&DispatchDesc {
+        label,
+        family: "conv",
+        source: Some(Source::Generated {
+            key: &key,
+            make: &make,
+        }),
+        entry: "backward_input",
+        constants: &[("APPLY_ACT", a.z.is_some() as u32 as f64), a.act.constant()],
+        params: words(&params),
+        bindings: &[(5, Some(a.g)), (6, a.z), (7, Some(a.dx))],
+        textures: &[(2, &a.wt.view)],
+        groups: grid_1d(((s.cin * s.h * s.w) as u32).div_ceil(64)),
+    });
+    d.flops = 2.0 * (s.cout * s.oh * s.ow * s.cin * s.k * s.k) as f64;
+    d.bytes = 4.0 * (s.cin * s.h * s.w + 2 * s.cout * s.oh * s.ow) as f64;
     d
 }
 
@@ -255,5 +298,35 @@ pub mod cpu {
             }
         }
         y
+    }
+
+    /// The data gradient in scatter form (the GPU gathers): dx = convᵀ(g·act'(z)), or
+    /// convᵀ(g) without `z`.
+    pub fn backward_input(
+        s: ConvShape,
+        g: &[f32],
+        z: Option<(Act, &[f32])>,
+        wt: &[f32],
+    ) -> Vec<f32> {
+        let (ohw, hw, kk) = (s.oh * s.ow, s.h * s.w, s.k * s.k);
+        let gz: Vec<f32> = match z {
+            Some((a, z)) => g.iter().zip(z).map(|(&g, &z)| g * a.grad(z)).collect(),
+            None => g.to_vec(),
+        };
+        let mut dx = vec![0f32; s.cin * hw];
+        for o in 0..s.cout {
+            let go = &gz[o * ohw..(o + 1) * ohw];
+            for c in 0..s.cin {
+                let (plane, wc) = (
+                    &mut dx[c * hw..(c + 1) * hw],
+                    &wt[(o * s.cin + c) * kk..(o * s.cin + c + 1) * kk],
+                );
+                let (pads, out) = ((s.pad_t, s.pad_l), (s.oh, s.ow));
+                for_each_tap(s.h, s.w, s.k, s.stride, pads, out, |op, ip, t| {
+                    plane[ip] += wc[t] * go[op]
+                });
+            }
+        }
+        dx
     }
 }

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 from safetensors.numpy import save_file
@@ -31,6 +32,22 @@ def coffee():
     with torch.no_grad():
         probs = torch.softmax(net(x), dim=1)[0].numpy()
     return x, net, probs, int(probs.argmax())
+
+
+def scale_cam_image(cam, target_size=None):
+    """pytorch-grad-cam's `scale_cam_image` (each map min-max normalised, then resized), but
+    for the resize: bilinear, align_corners=True (ours, the fusion's), where theirs is
+    OpenCV's half-pixel one. The goldens that resize put it in its place."""
+    out = []
+    for img in cam:
+        img = img - np.min(img)
+        img = img / (1e-7 + np.max(img))
+        if target_size is not None:
+            t = torch.from_numpy(np.float32(img))[None, None]
+            w, h = target_size
+            img = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=True)[0, 0].numpy()
+        out.append(img)
+    return np.float32(out)
 
 
 def save(out, name, x, c):

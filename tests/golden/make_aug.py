@@ -25,29 +25,14 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import pytorch_grad_cam.base_cam as base_cam
 from pytorch_grad_cam import GradCAM, HiResCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lite0_coffee import coffee, save  # noqa: E402
+from lite0_coffee import coffee, save, scale_cam_image  # noqa: E402
 
 BLOCKS = [10, 15]
-
-
-def scale_cam_image(cam, target_size=None):
-    """pytorch-grad-cam's, but for the resize: bilinear, align_corners=True."""
-    out = []
-    for img in cam:
-        img = img - np.min(img)
-        img = img / (1e-7 + np.max(img))
-        if target_size is not None:
-            t = torch.from_numpy(np.float32(img))[None, None]
-            w, h = target_size
-            img = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=True)[0, 0].numpy()
-        out.append(img)
-    return np.float32(out)
 
 
 base_cam.scale_cam_image = scale_cam_image

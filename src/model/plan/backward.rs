@@ -1,6 +1,9 @@
 //! The backward recorder (with the official Grad-CAM++'s Hessian-vector product): the head and a block, beside `cpu::block_backward`.
 
+use super::fullgrad::Term;
 use super::rec::{BlockFwd, Forward, HeadFwd, Rec, Scratch};
+use crate::cam::fullgrad::Read;
+use crate::cam::phase::FullGradMaps;
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuBuf};
 use crate::ops::hvp::Direction;
@@ -20,22 +23,29 @@ pub(super) struct Backward {
     pub(super) grads: Vec<Option<GpuBuf>>,
     /// the head's Hessian-vector products at the last block, one per direction asked for
     pub(super) hvp: Vec<(Direction, GpuBuf)>,
+    /// FullGrad's sums, when asked for
+    pub(super) fullgrad: Option<FullGradMaps>,
 }
 
 impl Rec<'_> {
     /// The backward of the recorded forward `f` down to block `lo`: the head's gradient
     /// (and its Hessian-vector product along each of `hvp`: the official Grad-CAM++'s,
     /// ShapleyCAM's), then each block's. `finer`: the plan also runs FinerCAM's score (its
-    /// comparison classes are picked before the score's gradient). Returns the dispatches,
-    /// the gradient at every block output from `lo` up (`None` below), and the HVPs.
+    /// comparison classes are picked before the score's gradient). `full`: FullGrad's
+    /// selected blocks; its terms are recorded on the way and the backward runs on through
+    /// the stem to the input. Returns the dispatches, the gradient at every block output from
+    /// `lo` up (`None` below), the HVPs and FullGrad's sums.
     pub(super) fn backward(
         &mut self,
         f: &Forward,
         sizes: &[(usize, usize)],
-        (lo, hvp, finer): (usize, &[Direction], bool),
+        (lo, hvp, finer, full): (usize, &[Direction], bool, Option<&[usize]>),
     ) -> Result<Backward> {
         let cfg = &self.m.weights.cfg;
         let nb = cfg.blocks.len();
+        if let Some(blocks) = full {
+            self.start_fullgrad(blocks, sizes, (f.input_size, f.stem_size))?;
+        }
         let mut grads: Vec<Option<GpuBuf>> = (0..nb).map(|_| None).collect();
         let mut bwd = Vec::new();
         let hw = sizes[nb - 1].0 * sizes[nb - 1].1;
@@ -60,15 +70,21 @@ impl Rec<'_> {
             ds: self.a.buf("scratch.ds".into(), max_c)?,
             dm: self.a.buf("scratch.dm".into(), max_c)?,
         };
-        for l in (lo + 1..nb).rev() {
+        let bottom = if full.is_some() { 0 } else { lo + 1 };
+        for l in (bottom..nb).rev() {
             let gout = &grads[l].as_ref().unwrap().buf;
-            let gin = self.block_backward(l, &f.blocks[l], gout, sizes[l - 1], &sc, &mut bwd)?;
-            grads[l - 1] = Some(gin);
+            let at = if l == 0 { f.stem_size } else { sizes[l - 1] };
+            let gin = self.block_backward(l, &f.blocks[l], gout, at, &sc, &mut bwd)?;
+            match l {
+                0 => self.fullgrad_stem(f, &gin, &mut bwd)?,
+                _ => grads[l - 1] = Some(gin),
+            }
         }
         Ok(Backward {
             dispatches: bwd,
             grads,
             hvp,
+            fullgrad: self.full.take().map(|t| t.into_maps()),
         })
     }
 
@@ -168,6 +184,15 @@ impl Rec<'_> {
                 pack: pack.as_ref(),
             },
         ));
+        let term = Term {
+            l: nb - 1,
+            c: k,
+            hw,
+            g: &dzh.buf,
+            bias: &m.head_b.buf,
+            read: Read::Plain,
+        };
+        self.fullgrad_term("head", term, bwd);
         Ok((g_last, df))
     }
 
@@ -303,7 +328,11 @@ impl Rec<'_> {
         let Scratch { du, dze, .. } = sc;
         let a = &mut self.a;
         let pack = &self.pack;
-        let gin = a.buf(format!("{}.grad", l - 1), b.cin * ih * iw)?;
+        let name = match l {
+            0 => "stem.grad".to_string(),
+            _ => format!("{}.grad", l - 1),
+        };
+        let gin = a.buf(name, b.cin * ih * iw)?;
         bwd.extend(gemm::gemm(
             gpu,
             &format!("{l}.project.bwd"),
@@ -322,10 +351,11 @@ impl Rec<'_> {
             },
         ));
         let se_in = self.se_backward(l, st, (oh, ow), sc, bwd);
+        self.fullgrad_block(l, (gout, &du.buf), &se_in, oh * ow, bwd);
         let dws = b.dw_shape(ih, iw);
         let res = if b.residual() { Some(gout) } else { None };
         match (&bw.expand, &st.ze) {
-            (Some((_, ewt, _)), Some(z)) => {
+            (Some((_, ewt, eb)), Some(z)) => {
                 bwd.push(depthwise::backward(
                     gpu,
                     &format!("{l}.dw.bwd"),
@@ -340,6 +370,7 @@ impl Rec<'_> {
                         dx: &dze.buf,
                     },
                 ));
+                self.fullgrad_expand(l, (&dze.buf, &eb.buf), ih * iw, bwd);
                 bwd.extend(gemm::gemm(
                     gpu,
                     &format!("{l}.expand.bwd"),

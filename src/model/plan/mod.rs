@@ -12,6 +12,7 @@
 
 mod backward;
 mod forward;
+mod fullgrad;
 pub mod io;
 pub mod masked;
 mod readback;
@@ -78,6 +79,17 @@ fn check_options(opts: &PlanOptions, nb: usize) -> Result<()> {
     }
     // the official Grad-CAM++ is defined on the last block only (its score: see `run`)
     methods::check_official(&opts.explainers, &opts.blocks, nb, 0)?;
+    let full = (opts.explainers.iter()).find(|e| e.method == methods::Method::FullGrad);
+    if full.is_some_and(|e| e.fusion != methods::Fusion::Sum) {
+        return Err(Error::Input(
+            "fullgrad sums its terms at the input: drop its fusion rule (or use sum)".into(),
+        ));
+    }
+    if full.is_some() && opts.eigen_smooth {
+        return Err(Error::Input(
+            "--eigen-smooth does not apply to fullgrad (its maps are sums of normalised terms, not weighted activations): drop one of them".into(),
+        ));
+    }
     if let Some(e) = opts.explainers.iter().find(|e| e.method.is_score_cam()) {
         return Err(Error::Input(format!(
             "{} is made of masked passes (app::scorecam), not of a plan's CAM phase",
@@ -220,8 +232,10 @@ impl Plan {
         let (gpu, cfg) = (rec.gpu, &rec.m.weights.cfg);
         let hvp = methods::needs_hvp(&opts.explainers);
         let lo = *opts.blocks.iter().min().unwrap();
-        let finer = (opts.explainers.iter()).any(|e| e.method == methods::Method::FinerCam);
-        let b = rec.backward(fwd, sizes, (lo, &hvp, finer))?;
+        let has = |m| opts.explainers.iter().any(|e| e.method == m);
+        let finer = has(methods::Method::FinerCam);
+        let full = has(methods::Method::FullGrad).then_some(opts.blocks.as_slice());
+        let b = rec.backward(fwd, sizes, (lo, &hvp, finer, full))?;
         let mut phases = vec![Phase {
             name: "backward",
             dispatches: b.dispatches,
@@ -237,6 +251,7 @@ impl Plan {
             blocks: &opts.blocks,
             hvp: &b.hvp,
             eigen_smooth: opts.eigen_smooth,
+            fullgrad: b.fullgrad.as_ref(),
         };
         let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
         let (camd, cb) = phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;

@@ -1,5 +1,6 @@
 //! What recording a plan needs, and the intermediates it keeps.
 
+use crate::cam::phase::FullGradMaps;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::model::efficientnet::ModelGpu;
@@ -37,6 +38,8 @@ pub(super) struct Rec<'a> {
     pub(super) pack: Option<gemm::XPack>,
     pub(super) act: Act,
     pub(super) no_se: Option<(GpuBuf, GpuBuf)>,
+    /// FullGrad's buffers, when the backward records its terms (`Rec::start_fullgrad`)
+    pub(super) full: Option<FullGradTerms>,
 }
 
 /// A block's forward intermediates on the GPU, as `cpu::BlockState` holds them.
@@ -70,6 +73,26 @@ pub(super) struct Forward {
     pub(super) dispatches: Vec<Dispatch>,
     /// where each block's dispatches begin in `dispatches`, then the head's (blocks + 1)
     pub(super) starts: Vec<usize>,
+}
+
+/// FullGrad's buffers while the backward records (`plan::fullgrad`): the selected blocks'
+/// sums at the CAM phase's offsets, the input term, the per-channel (min, max) scratch, and
+/// which sums a term has written (the first writes, the rest add).
+pub(super) struct FullGradTerms {
+    pub(super) maps: GpuBuf,
+    pub(super) input: GpuBuf,
+    pub(super) mm: GpuBuf,
+    pub(super) offs: Vec<usize>,
+    pub(super) written: Vec<std::cell::Cell<bool>>,
+}
+
+impl FullGradTerms {
+    pub(super) fn into_maps(self) -> FullGradMaps {
+        FullGradMaps {
+            maps: self.maps,
+            input: self.input,
+        }
+    }
 }
 
 /// Scratch every block's backward reuses.
@@ -109,6 +132,7 @@ impl<'a> Rec<'a> {
             pack,
             act: cfg.family.act(),
             no_se,
+            full: None,
         })
     }
 
