@@ -328,3 +328,29 @@ fn kpca_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
         "{e}"
     );
 }
+
+#[test]
+fn kpcacam_alone_takes_the_blocks_that_fit_unless_blocks_are_given() {
+    use combicam_gpu::app::engine::Engine;
+    use combicam_gpu::app::explain::run_one;
+    use combicam_gpu::app::setup::{self, ExplainChoice};
+    let (_, meta) = golden("kpca_lite0_coffee.safetensors");
+    let (wts, p) = lite0_coffee(&meta);
+    let mut engine = Engine::new(crate::common::shared_gpu().clone(), wts).unwrap();
+    let choice = |methods: &str, blocks: Option<&str>| ExplainChoice {
+        methods: Some(methods.into()),
+        blocks: blocks.map(str::to_string),
+        ..Default::default()
+    };
+    // alone and without --blocks: the blocks of at most 4,096 positions at 224×336, 3-15
+    let o = setup::explain_options(&engine.model.weights, &choice("kpcacam", None)).unwrap();
+    let out = run_one(&mut engine, &p, &o).unwrap().out;
+    let mapped: Vec<usize> = (0..16).filter(|&l| out.maps[l].is_some()).collect();
+    assert_eq!(mapped, (3..16).collect::<Vec<_>>());
+    // with other methods, or blocks given, the blocks stay as asked: the one-line error
+    for (methods, blocks) in [("kpcacam,gradcam", None), ("kpcacam", Some("0-15"))] {
+        let o = setup::explain_options(&engine.model.weights, &choice(methods, blocks)).unwrap();
+        let e = run_one(&mut engine, &p, &o).err().unwrap().to_string();
+        assert!(e.contains("--blocks 3-15") && !e.contains('\n'), "{e}");
+    }
+}

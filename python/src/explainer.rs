@@ -293,7 +293,7 @@ impl Explainer {
     ///
     /// `methods`: "gradcam" (default; with the sum fusion, Combi-CAM), gradcampp, xgradcam,
     /// hirescam, gradcam-elementwise, layercam, layercam-official, fem, eigencam,
-    /// eigengradcam, kpcacam (blocks of at most 4,096 positions), finercam (its 3 comparison classes, as pytorch-grad-cam's default),
+    /// eigengradcam, kpcacam (blocks of at most 4,096 positions: alone and without `blocks`, those that fit), finercam (its 3 comparison classes, as pytorch-grad-cam's default),
     /// gradcampp-official and shapleycam (last block), scorecam, scorecam-official,
     /// ablationcam, fullgrad (FullGrad: every BN-folded conv's bias-gradient term and the
     /// input's, each channel normalised; sum fusion only); a

@@ -70,9 +70,16 @@ fn run_pass(
         0 => PlanOptions::AUTO_BATCH,
         n => n,
     };
+    let blocks = match o.fit_kpca {
+        true => {
+            let (_, _, sizes) = engine.model.weights.cfg.sizes(h, w);
+            crate::cam::eigen::kpca_blocks(&o.blocks, &sizes)
+        }
+        false => o.blocks.clone(),
+    };
     let opts = PlanOptions {
         backward: true,
-        blocks: o.blocks.clone(),
+        blocks,
         explainers: o
             .explainers
             .iter()

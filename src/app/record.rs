@@ -13,6 +13,9 @@ use std::path::Path;
 pub struct ExplainOptions {
     /// the blocks of the gradient methods
     pub blocks: Vec<usize>,
+    /// `blocks` is the default and KPCA-CAM the only gradient method: a run keeps those of
+    /// them that fit KPCA-CAM at the photo's size (`cam::eigen::kpca_blocks`)
+    pub fit_kpca: bool,
     /// the blocks of Score-CAM (the last one unless --blocks says otherwise)
     pub score_blocks: Vec<usize>,
     /// the CAM methods and fusion rules (Combi-CAM by default)

@@ -259,8 +259,14 @@ pub fn explain_options(w: &Weights, c: &ExplainChoice) -> Result<ExplainOptions>
             w.classifier.n - 1
         )));
     }
+    let fit_kpca = c.blocks.is_none()
+        && explainers
+            .iter()
+            .filter(|e| !e.method.is_score_cam())
+            .all(|e| e.method == methods::Method::KpcaCam);
     Ok(ExplainOptions {
         blocks,
+        fit_kpca,
         score_blocks,
         explainers,
         eigen_smooth: false,

@@ -297,6 +297,18 @@ pub fn check_kpca(
     )))
 }
 
+/// Of `blocks`, those KPCA-CAM takes at these block `sizes` (at most `MAX_KPCA_POSITIONS`
+/// positions); all of them when none fits, for `check_kpca` to say so.
+pub fn kpca_blocks(blocks: &[usize], sizes: &[(usize, usize)]) -> Vec<usize> {
+    let fit: Vec<usize> = (blocks.iter().copied())
+        .filter(|&l| sizes[l].0 * sizes[l].1 <= MAX_KPCA_POSITIONS)
+        .collect();
+    match fit.is_empty() {
+        true => blocks.to_vec(),
+        false => fit,
+    }
+}
+
 /// Floats of scratch KPCA-CAM needs at a block of `c` channels and `n` positions: the eigen
 /// layout (the means), then r, t and the flag, v, K·v and K.
 pub fn kpca_scratch_len(c: usize, n: usize) -> usize {

@@ -56,7 +56,7 @@ pub struct ExplainArgs {
     /// gradcam-elementwise, layercam, layercam-official, fem (FEM: from the activations
     /// alone), eigencam and eigengradcam (the first principal component of A, resp. g ⊙ A;
     /// the sign by Seg-Eigen-CAM's rule), kpcacam (kernel PCA of A, sigmoid kernel; blocks of
-    /// at most 4,096 positions, so give --blocks for a photo's early blocks), finercam (FinerCAM: Grad-CAM of y_c minus the
+    /// at most 4,096 positions: alone and without --blocks, the blocks that fit), finercam (FinerCAM: Grad-CAM of y_c minus the
     /// --comparison classes nearest by logit, each weighted by its probability; one more
     /// forward and backward); gradcampp-official (the official repository's Grad-CAM++) and
     /// shapleycam (ShapleyCAM: w_k = mean (g − ½·H·A), H·A the head's Hessian-vector
