@@ -109,3 +109,15 @@ def test_finercam_comparison_equals_cli(builtin, cli_raw):
     with pytest.raises(combicam.InputError) as e:
         builtin.explain(COFFEE, methods="finercam", comparison=0)
     assert "comparison=0" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_fullgrad_and_kpcacam_alone_equal_cli(builtin, cli_raw):
+    want = cli_raw(COFFEE, "--method", "fullgrad", "--score", "logit")
+    r = builtin.explain(COFFEE, methods="fullgrad", score="logit")
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, fullgrad")
+    assert sorted(r.maps["fullgrad"]) == list(range(16))
+    # kpcacam alone and without blocks: the blocks that fit this photo (3-15 at 224x336)
+    want = cli_raw(COFFEE, "--method", "kpcacam")
+    r = builtin.explain(COFFEE, methods="kpcacam")
+    assert_equal_tensors(raw_tensors_of(r), want, "coffee.png, kpcacam")
+    assert sorted(r.maps["kpcacam"]) == list(range(3, 16))
