@@ -330,7 +330,7 @@ fn kpca_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
 }
 
 #[test]
-fn kpcacam_alone_takes_the_blocks_that_fit_unless_blocks_are_given() {
+fn kpcacam_alone_takes_the_blocks_that_fit_unless_blocks_are_given_in_explain_and_evaluate() {
     use combicam_gpu::app::engine::Engine;
     use combicam_gpu::app::explain::run_one;
     use combicam_gpu::app::setup::{self, ExplainChoice};
@@ -353,4 +353,12 @@ fn kpcacam_alone_takes_the_blocks_that_fit_unless_blocks_are_given() {
         let e = run_one(&mut engine, &p, &o).err().unwrap().to_string();
         assert!(e.contains("--blocks 3-15") && !e.contains('\n'), "{e}");
     }
+    // evaluate's `kpcacam` (no @BLOCKS) is `kpcacam@3-15` here, bit for bit
+    use combicam_gpu::app::eval;
+    let (x, size, t) = (&p.tensor, (p.height, p.width), out.target);
+    let mut s = |name: &str| {
+        let spec = eval::parse_spec(name).unwrap();
+        eval::saliency(&mut engine, &spec, x, size, t, 1, &mut |_| {}).unwrap()
+    };
+    assert_eq!(s("kpcacam"), s("kpcacam@3-15"));
 }

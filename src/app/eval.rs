@@ -422,6 +422,14 @@ pub fn saliency(
         )?;
         return Ok(e.fused);
     }
+    // KPCA-CAM without @BLOCKS: the blocks that fit it at this size, as `explain` takes them
+    let blocks = match (explainer.method, &spec.source) {
+        (Method::KpcaCam, Source::Cam { blocks: None, .. }) => {
+            let (_, _, sizes) = engine.model.weights.cfg.sizes(h, w);
+            crate::cam::eigen::kpca_blocks(&blocks, &sizes)
+        }
+        _ => blocks,
+    };
     let opts = PlanOptions {
         backward: true,
         blocks,

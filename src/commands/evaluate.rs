@@ -21,7 +21,7 @@ pub struct EvaluateArgs {
     weights: WeightsArgs,
     /// Explainers, comma-separated: METHOD[@BLOCKS][:FUSION] with BLOCKS as --blocks takes
     /// them, `all` or `last` (default: all; the last block for scorecam, scorecam-official,
-    /// ablationcam, gradcampp-official, shapleycam; `all` takes kpcacam@last), e.g. gradcam@last (classic Grad-CAM), layercam@all:max,
+    /// ablationcam, gradcampp-official, shapleycam; kpcacam: the blocks that fit the photo, as explain takes them; `all` takes kpcacam@last), e.g. gradcam@last (classic Grad-CAM), layercam@all:max,
     /// scorecam@last; `combicam` is gradcam@all:sum; `random[:SEED]` a smooth random map (7×7
     /// uniform values upsampled), the baseline; `all`: combicam, gradcam@last, every other
     /// method at its default blocks and fusion, and random (with Score-CAM's masked passes:
