@@ -17,8 +17,9 @@ Written: `fullgrad.fused` (H, W), their output; `fullgrad.NN` for NN = 5, 10, 15
 their per-layer terms (normalised per channel, summed over channels, at the layer's own size)
 of the layers whose output is at block NN's resolution and that our plan attributes to block
 NN: its depthwise and projection BNs, the next block's expansion BN (the head's at the last
-block); `fullgrad.input`: their input term summed over the 3 channels; `probs` (1000);
-metadata target, height, width.
+block); `probs` (1000); metadata target, height, width. The script checks that the input term
+(|x ⊙ ∂y/∂x| normalised per channel, summed) and every block's sum, upsampled, make up their
+output.
 
 Needs torch, torchvision, efficientnet_lite_pytorch==0.1.0, efficientnet_pytorch==0.7.0,
 grad-cam==1.5.7, safetensors, numpy, pillow. Run: python tests/golden/make_fullgrad.py
@@ -65,8 +66,8 @@ def owner(name, last):
 
 def fullgrad_maps(net, x, target, blocks, prefix=""):
     """Their FullGrad of `net` on x for `target`: `fullgrad.fused`, `fullgrad.NN` for NN in
-    `blocks` (the per-block sums of their own per-layer terms), `fullgrad.input`; checks that
-    the input term and every block's sum make up their output."""
+    `blocks` (the per-block sums of their own per-layer terms); checks that the input term
+    and every block's sum make up their output."""
     cam = FullGrad(model=net, target_layers=[])
     names = {id(m): n[len(prefix):] for n, m in net.named_modules()}
     layers = [names[id(m)] for m in net.modules()
@@ -106,6 +107,7 @@ def fullgrad_maps(net, x, target, blocks, prefix=""):
     assert np.abs(whole - fused).max() < 1e-5
     for k, m in out.items():
         print(f"{k}: {m.shape}, min {m.min():.4g}, max {m.max():.4g}, mean {m.mean():.4g}")
+    del out["fullgrad.input"]  # checked above, through their output; not stored
     return out
 
 
