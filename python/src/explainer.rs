@@ -418,9 +418,8 @@ impl Explainer {
         if let Some(s) = road_noise {
             combicam_gpu::app::road::check_noise(s, "road_noise=").map_err(py_err)?;
         }
-        let road = road_noise;
         let paths = evaluate_inputs(images)?;
-        let json = py.detach(|| self.evaluate_paths(paths, &list, steps, batch, road))?;
+        let json = py.detach(|| self.evaluate_paths(paths, &list, steps, batch, road_noise))?;
         py.import("json")?.call_method1("loads", (json,))
     }
 

@@ -48,6 +48,13 @@ impl Engine {
         })
     }
 
+    /// Of `blocks`, those KPCA-CAM takes at an `h`×`w` input (`eigen::kpca_blocks`): what
+    /// `kpcacam` alone and without blocks runs at.
+    pub fn kpca_blocks(&self, blocks: &[usize], (h, w): (usize, usize)) -> Vec<usize> {
+        let (_, _, sizes) = self.model.weights.cfg.sizes(h, w);
+        crate::cam::eigen::kpca_blocks(blocks, &sizes)
+    }
+
     pub fn blocks(&self) -> usize {
         self.model.weights.cfg.blocks.len()
     }

@@ -424,10 +424,7 @@ pub fn saliency(
     }
     // KPCA-CAM without @BLOCKS: the blocks that fit it at this size, as `explain` takes them
     let blocks = match (explainer.method, &spec.source) {
-        (Method::KpcaCam, Source::Cam { blocks: None, .. }) => {
-            let (_, _, sizes) = engine.model.weights.cfg.sizes(h, w);
-            crate::cam::eigen::kpca_blocks(&blocks, &sizes)
-        }
+        (Method::KpcaCam, Source::Cam { blocks: None, .. }) => engine.kpca_blocks(&blocks, (h, w)),
         _ => blocks,
     };
     let opts = PlanOptions {

@@ -71,10 +71,7 @@ fn run_pass(
         n => n,
     };
     let blocks = match o.fit_kpca {
-        true => {
-            let (_, _, sizes) = engine.model.weights.cfg.sizes(h, w);
-            crate::cam::eigen::kpca_blocks(&o.blocks, &sizes)
-        }
+        true => engine.kpca_blocks(&o.blocks, (h, w)),
         false => o.blocks.clone(),
     };
     let opts = PlanOptions {

@@ -265,6 +265,11 @@ pub fn record(gpu: &Gpu, label: &dyn Fn(&str) -> String, a: &EigenArgs, d: &mut 
 /// 64 MiB at 4,096.
 pub const MAX_KPCA_POSITIONS: usize = 4096;
 
+/// Whether KPCA-CAM takes a block of this size: at most `MAX_KPCA_POSITIONS` positions.
+fn kpca_fits((h, w): (usize, usize)) -> bool {
+    h * w <= MAX_KPCA_POSITIONS
+}
+
 /// KPCA-CAM holds a block's n × n kernel matrix whole, so it takes blocks of at most
 /// `MAX_KPCA_POSITIONS` positions: a one-line error names the blocks that qualify at
 /// this input size.
@@ -278,12 +283,10 @@ pub fn check_kpca(
     if !explainers.iter().any(|e| e.method == Method::KpcaCam) {
         return Ok(());
     }
-    let Some(&l) = blocks.iter().find(|&&l| sizes[l].0 * sizes[l].1 > most) else {
+    let Some(&l) = blocks.iter().find(|&&l| !kpca_fits(sizes[l])) else {
         return Ok(());
     };
-    let fits: Vec<usize> = (0..sizes.len())
-        .filter(|&b| sizes[b].0 * sizes[b].1 <= most)
-        .collect();
+    let fits: Vec<usize> = (0..sizes.len()).filter(|&b| kpca_fits(sizes[b])).collect();
     let (bh, bw) = sizes[l];
     let fix = match (fits.first(), fits.last()) {
         (Some(a), Some(b)) => {
@@ -301,7 +304,7 @@ pub fn check_kpca(
 /// positions); all of them when none fits, for `check_kpca` to say so.
 pub fn kpca_blocks(blocks: &[usize], sizes: &[(usize, usize)]) -> Vec<usize> {
     let fit: Vec<usize> = (blocks.iter().copied())
-        .filter(|&l| sizes[l].0 * sizes[l].1 <= MAX_KPCA_POSITIONS)
+        .filter(|&l| kpca_fits(sizes[l]))
         .collect();
     match fit.is_empty() {
         true => blocks.to_vec(),

@@ -113,6 +113,7 @@ pub fn record(gpu: &Gpu, label: &str, a: &TermArgs, d: &mut Vec<Dispatch>) {
 
 pub mod cpu {
     use crate::ops::Act;
+    use crate::ops::se::{SeShape, cpu::apply_backward};
 
     /// How a term reads ∂y/∂z (`super::Read`), on the CPU.
     pub enum Read<'a> {
@@ -130,7 +131,8 @@ pub mod cpu {
         },
     }
 
-    /// v = |b ⊙ ∂y/∂z| (|x ⊙ ∂y/∂x| for the input), (C, HW).
+    /// v = |b ⊙ ∂y/∂z| (|x ⊙ ∂y/∂x| for the input), (C, HW); through the SE, ∂y/∂z is
+    /// `se::cpu::apply_backward`'s, as the depthwise backward reads it.
     pub fn values(
         act: Act,
         g: &[f32],
@@ -138,21 +140,26 @@ pub mod cpu {
         read: &Read,
         (c, hw): (usize, usize),
     ) -> Vec<f32> {
-        let mut v = vec![0f32; c * hw];
-        for k in 0..c {
-            for i in 0..hw {
-                let at = k * hw + i;
-                v[at] = match read {
-                    Read::Plain => (bias[k] * g[at]).abs(),
-                    Read::Se { s, dm, z } => {
-                        (bias[k] * (g[at] * s[k] + dm[k] / hw as f32) * act.grad(z[at])).abs()
-                    }
-                    Read::Act { z } => (bias[k] * g[at] * act.grad(z[at])).abs(),
-                    Read::Input { x } => (g[at] * x[at]).abs(),
+        let dz: Vec<f32> = match read {
+            Read::Plain | Read::Input { .. } => g.to_vec(),
+            Read::Se { s, dm, z } => {
+                let sh = SeShape {
+                    cmid: c,
+                    cse: 0,
+                    hw,
                 };
+                apply_backward(act, sh, s, dm, g, z)
             }
-        }
-        v
+            Read::Act { z } => g.iter().zip(*z).map(|(&g, &z)| g * act.grad(z)).collect(),
+        };
+        let scale = |at: usize| match read {
+            Read::Input { x } => x[at],
+            _ => bias[at / hw],
+        };
+        dz.iter()
+            .enumerate()
+            .map(|(at, &d)| (scale(at) * d).abs())
+            .collect()
     }
 
     /// Σ_c (v_c − min_c)/(1e-7 + (max_c − min_c)) at every position.

@@ -156,6 +156,13 @@ pub fn source(k: usize, stride: usize) -> String {
     )
 }
 
+/// The generated module of a shape's (K, S), which both entries live in: its key and its
+/// maker.
+fn module(s: &ConvShape) -> (String, impl Fn() -> String) {
+    let (k, stride) = (s.k, s.stride);
+    (format!("conv_k{k}s{stride}"), move || source(k, stride))
+}
+
 /// y = act(conv(x) + bias) (or without the activation)
 pub struct ConvArgs<'a> {
     pub s: ConvShape,
@@ -175,8 +182,7 @@ pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
     let (oh, ow) = s.out();
     let params = s.params();
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
-    let key = format!("conv_k{}s{}", s.k, s.stride);
-    let make = || source(s.k, s.stride);
+    let (key, make) = module(&s);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "conv",
@@ -217,8 +223,7 @@ pub struct ConvBackward<'a> {
 pub fn backward_input(gpu: &Gpu, label: &str, a: &ConvBackward) -> Dispatch {
     let s = a.s;
     let params = s.params();
-    let key = format!("conv_k{}s{}", s.k, s.stride);
-    let make = || source(s.k, s.stride);
+    let (key, make) = module(&s);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "conv",
