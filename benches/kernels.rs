@@ -129,6 +129,7 @@ fn main() {
                 y: &y.buf,
                 mode,
                 pack: Some(&pack),
+                parts: None,
             },
         );
         report_all(&g, name, &ds.iter().collect::<Vec<_>>(), iters);
@@ -280,9 +281,12 @@ fn main() {
         ),
         iters,
     );
+    // ds from the partial sums the projection's backward GEMM writes at 10×15
+    let dparts = gemm::Variant::for_adapter(&g).parts(10 * 15);
+    let dpart = buf(&g, 1632 * dparts);
     report(
         &g,
-        "se backward 1632/68",
+        &format!("se backward 1632/68 (ds from {dparts} parts)"),
         &se::backward(
             &g,
             "se",
@@ -291,6 +295,8 @@ fn main() {
                 w: &w,
                 r: &r.buf,
                 s: &sv.buf,
+                part: &dpart.buf,
+                parts: dparts,
                 ds: &ds.buf,
                 dm: &dm.buf,
             },
@@ -376,7 +382,6 @@ fn main() {
         buf(&g, 32),
         buf(&g, 32 * 8475),
     );
-    let mx = buf(&g, 32);
     let cargs = ChannelArgs {
         c: 32,
         hw: 8475,
@@ -387,8 +392,6 @@ fn main() {
         maps: &maps.buf,
         map_off: 0,
         hvp: Some(&grad.buf),
-        // the block's max |A| from the same loads, as the plan's first channel method does
-        maxabs: Some((&mx.buf, 0)),
     };
     for m in [
         Method::GradCam,

@@ -2,7 +2,8 @@
 // computed from its gradient g = ∂score/∂A (FEM: from A alone), then map = ReLU(Σ_k w_k·A_k).
 // Bindings: 0 prm, 1 blk: (C, HW) block output A, 2 grad: (C, HW) g, 3 w: channel weights rw
 //           (read at w_off + c by `weighted_map`), 4 maps: (Σ h·w) rw, 5 hvp: (C, HW) h,
-//           6 mx: max |A| per channel rw (MAXABS: written at mx_off + c)
+//           7 table: from_parts' blocks (u32), 8 gparts, 9 aparts: row partials of g and A
+//           (the GEMMs' PART 2 and 3, gemm.wgsl), 10 amax: max |A| per block rw
 // channel_weights, per channel k (sums over the HW positions; METHOD, pipeline constant):
 //   0 gradcam:   w_k = Σ g / HW
 //   1 gradcampp: a = g² / (2g² + (Σ A_k)·g³ + 1e-6), a = 0 where g = 0;  w_k = Σ ReLU(g)·a
@@ -13,18 +14,21 @@
 //     s = sqrt(Σ (A_k − m)² / HW) (the population std, two passes as numpy's np.std)
 //   5 shapleycam: w_k = Σ (g − ½·h) / HW, h = hvp (the head's Hessian-vector product H·A;
 //     last block only)
-//   With MAXABS also mx[mx_off + k] = max_p |A_k| from the same loads (the block's activation
-//   statistic, otherwise a reduction pass of its own)
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
+// from_parts: one workgroup per row of `table` (8 words: block l, C, HW, parts, offset of its
+//   rows in gparts and aparts, w_off, whether gparts holds its rows, 0): amax[l] = max over
+//   A's partials (max_p |A_k| over every channel k), and where the gradient's partials are
+//   there, Grad-CAM's w[w_off + k] = Σ g's partials of channel k / HW. Every block's activation
+//   statistic and every Grad-CAM weight in one dispatch, from partials the GEMMs that made A
+//   and g wrote, instead of a pass over A and g per block.
 
 // lanes: invocations per channel in channel_weights, 8 (8 channels a workgroup) or 64 (one):
 // 64 where 8 would each take over lavapipe's 65,535 loop turns, which it would end silently
 // (`cam::channel::lanes`: FEM's three passes from ~175,000 positions, Grad-CAM's one from
 // ~520,000)
-struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32, lanes: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32 }
 
 override METHOD: u32 = 0u;
-override MAXABS: bool = false;
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> blk: array<f32>;
@@ -32,29 +36,26 @@ override MAXABS: bool = false;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> maps: array<f32>;
 @group(0) @binding(5) var<storage, read> hvp: array<f32>;
-@group(0) @binding(6) var<storage, read_write> mx: array<f32>;
+@group(0) @binding(7) var<storage, read> table: array<u32>;
+@group(0) @binding(8) var<storage, read> gparts: array<f32>;
+@group(0) @binding(9) var<storage, read> aparts: array<f32>;
+@group(0) @binding(10) var<storage, read_write> amax: array<f32>;
 
 // 64 / prm.lanes channels per workgroup of 64, prm.lanes invocations per channel: one
 // barrier per sum
 var<workgroup> part: array<f32, 64>;
 
-// Σ (or with `take_max`, the max) of the lanes' partials of this channel, in lane order
-// (every lane gets it)
-fn lane_combine(lid: u32, v: f32, take_max: bool) -> f32 {
+// Σ of the lanes' partials of this channel, in lane order (every lane gets it)
+fn lane_sum(lid: u32, v: f32) -> f32 {
     part[lid] = v;
     workgroupBarrier();
     let first = lid - lid % prm.lanes;
     var s = 0.0;
     for (var j = 0u; j < prm.lanes; j++) {
-        let x = part[first + j];
-        s = select(s + x, max(s, x), take_max);
+        s += part[first + j];
     }
     workgroupBarrier();
     return s;
-}
-
-fn lane_sum(lid: u32, v: f32) -> f32 {
-    return lane_combine(lid, v, false);
 }
 
 @compute @workgroup_size(64)
@@ -67,13 +68,11 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     // first pass: Σ A (gradcampp, xgradcam) and Σ g·A (xgradcam) or Σ g (gradcam)
     var sa = 0.0;
     var sg = 0.0;
-    var ma = 0.0; // max |A|
     if (live) {
         for (var i = lane; i < prm.hw; i += lanes) {
             let g = grad[base + i];
             let a = blk[base + i];
             sa += a;
-            ma = max(ma, abs(a));
             if (METHOD == 2u) {
                 sg += g * a;
             } else if (METHOD == 5u) {
@@ -86,12 +85,6 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     // every invocation reaches the barriers, live or not
     let total_a = lane_sum(lid, sa);
     let total_g = lane_sum(lid, sg);
-    if (MAXABS) {
-        let m = lane_combine(lid, ma, true);
-        if (live && lane == 0u) {
-            mx[prm.mx_off + c] = m;
-        }
-    }
     var out = 0.0;
     if (METHOD == 0u || METHOD == 5u) {
         out = total_g / f32(prm.hw);
@@ -162,5 +155,53 @@ fn weighted_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         if (p0 + j < prm.hw) {
             maps[prm.map_off + p0 + j] = max(select(hi[j % 4u], lo[j % 4u], j < 4u), 0.0);
         }
+    }
+}
+
+// the row of `n` partials at `base` of gparts added as se.wgsl's part_sum adds its rows:
+// eight interleaved sums, combined in order
+fn gparts_sum(base: u32, n: u32) -> f32 {
+    var s = array<f32, 8>();
+    for (var i = 0u; i < n; i += 8u) {
+        for (var j = 0u; j < 8u; j++) {
+            if (i + j < n) {
+                s[j] += gparts[base + i + j];
+            }
+        }
+    }
+    return ((((((s[0] + s[1]) + s[2]) + s[3]) + s[4]) + s[5]) + s[6]) + s[7];
+}
+
+@compute @workgroup_size(64)
+fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (wid.x >= prm.c) { // prm.c: the table's rows
+        return;
+    }
+    let t = wid.x * 8u;
+    let l = table[t];
+    let c = table[t + 1u];
+    let hw = table[t + 2u];
+    let parts = table[t + 3u];
+    let off = table[t + 4u];
+    let w_off = table[t + 5u];
+    let has_g = table[t + 6u] != 0u;
+    var m = 0.0;
+    for (var k = lid; k < c; k += 64u) {
+        let base = off + k * parts;
+        for (var i = 0u; i < parts; i++) {
+            m = max(m, aparts[base + i]);
+        }
+        if (has_g) {
+            w[w_off + k] = gparts_sum(base, parts) / f32(hw);
+        }
+    }
+    part[lid] = m; // the invocation's max, in the lanes' scratch
+    workgroupBarrier();
+    if (lid == 0u) {
+        var b = 0.0;
+        for (var i = 0u; i < 64u; i++) {
+            b = max(b, part[i]);
+        }
+        amax[l] = b;
     }
 }

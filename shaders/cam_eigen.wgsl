@@ -5,7 +5,7 @@
 //   5 ReLU(g)/(max(aux[aux_off], 0) + 1e-8) ⊙ A, aux holding max g (the official LayerCAM);
 // centred per channel over positions; the map is X·v₁ with v₁
 // its first right singular vector (the covariance's top eigenvector), flipped when
-// |min| > |max| (Seg-Eigen-CAM's sign rule), after ReLU.
+// |min| > |max| (Seg-Eigen-CAM's sign rule) by more than TIE, after ReLU.
 // Bindings: 0 prm, 1 blk: (C, HW) A, 2 grad: (C, HW) g (INPUT 1, 3-5), 5 aux (INPUT 2, 5),
 //           3 scratch rw: the means (C) at
 //           0, the covariance (C × C) at C, v₁ (C) at C + C², then a flag (1.0: the power
@@ -46,6 +46,10 @@ override INPUT: u32 = 0u;
 
 const WG: u32 = 256u;
 const MAX_C: u32 = 1024u;
+// the sign rule flips only when |min| > |max|·TIE: where the two tie within rounding (a
+// block of two positions, whose centred projection is ±a; a map symmetric about 0), v₁'s
+// sign from the power iteration decides rather than the last bit (`eigen::cpu`'s too)
+const TIE: f32 = 1.0001;
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> blk: array<f32>;
@@ -272,7 +276,7 @@ fn sign(@builtin(local_invocation_index) lid: u32) {
         }
         workgroupBarrier();
     }
-    let flip = abs(lo[0]) > abs(hi[0]);
+    let flip = abs(lo[0]) > abs(hi[0]) * TIE;
     for (var j = 0u; j < (prm.hw + WG - 1u) / WG; j++) {
         let p = lid + j * WG;
         if (p < prm.hw) {

@@ -2,10 +2,18 @@
 // convs (forward) and their data gradients (with Wᵀ).
 // Bindings: 0 prm, 1 a: the weights (M, K) as an rgba32float texture of ceil(K/4) × M texels,
 //           zero-padded past K (`ops::gemm::GemmWeights`), 2 x: (K, P) f32, 3 bias: (M) f32,
-//           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32
+//           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32, 9 zd: (M, P) f32,
+//           10 part: (M, parts) f32 rw
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
 //       T(v) = v (IN_MODE 0) or act(v)·scale[k] (IN_MODE 1: the projection's input, its SE
 //       scale, or ones without SE, fused into the loads; act: the prelude's).
+// Row partials (flags bits 2–3, PART): part[part_off + (z·M + m)·parts + q] = the combined
+//       term over the invocation's columns of row m, q its column group (`regs`: 8 columns,
+//       parts = 8·⌈P/64⌉; `tiled`: 4 columns, parts = 16·⌈P/64⌉; empty past P), for the
+//       batch's first part_n images. PART 1: Σ y·act(zd) (the projection's backward, for the
+//       SE's ds = Σ_p du·act(z_d), se.wgsl); 2: Σ y (a block output's gradient, for Grad-CAM's
+//       channel means); 3: max |y| (a block output, for max |A|) (cam_channel.wgsl
+//       `from_parts`). Each spares a reduction pass over y of its own.
 // Batch: workgroup z is the image of a batch. x, res, y (and xw/xt) hold the images one
 // after another; scale holds K values per image (ones without SE are N·K long too).
 // Two kernels, picked per adapter by `ops::gemm`:
@@ -23,10 +31,10 @@
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 16 through workgroup memory.
 
-// flags: bit 0 = add bias, bit 1 = add res. Uniform flags rather than override constants,
+// flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). Uniform flags rather than override constants,
 // so that every GEMM of a plan shares one `regs` pipeline: on lavapipe each distinct
 // pipeline costs LLVM code generation on its first dispatch.
-struct Params { m: u32, k: u32, p: u32, flags: u32 }
+struct Params { m: u32, k: u32, p: u32, flags: u32, part_off: u32, part_n: u32 }
 
 override IN_MODE: u32 = 0u;
 
@@ -39,6 +47,8 @@ override IN_MODE: u32 = 0u;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 @group(0) @binding(7) var xt: texture_2d<f32>;
 @group(0) @binding(8) var xw: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(9) var<storage, read> zd: array<f32>;
+@group(0) @binding(10) var<storage, read_write> part: array<f32>;
 
 const PACK_W = 4096u; // texels per row of the scratch texture (`ops::gemm::XPack`)
 
@@ -78,13 +88,39 @@ fn row_bias(m: u32) -> f32 {
     return 0.0;
 }
 
-// y[m, p] = acc + b (+ res[m, p]); b = row_bias(m), loaded once per row by the caller
-fn epilogue(m: u32, p: u32, acc: f32, b: f32) {
+fn part_kind() -> u32 {
+    return (prm.flags >> 2u) & 3u;
+}
+
+// y[m, p] = acc + b (+ res[m, p]); b = row_bias(m), loaded once per row by the caller.
+// Returns the row partial's term (0 without PART).
+fn epilogue(m: u32, p: u32, acc: f32, b: f32) -> f32 {
+    let o = yo + m * prm.p + p;
     var v = acc + b;
     if ((prm.flags & 2u) != 0u) {
-        v += res[yo + m * prm.p + p];
+        v += res[o];
     }
-    y[yo + m * prm.p + p] = v;
+    y[o] = v;
+    switch part_kind() {
+        case 1u: { return v * act(zd[o]); }
+        case 2u: { return v; }
+        case 3u: { return abs(v); }
+        default: { return 0.0; }
+    }
+}
+
+// a row partial with one more term: the max for PART 3, else the sum
+fn part_add(acc: f32, t: f32) -> f32 {
+    return select(acc + t, max(acc, t), part_kind() == 3u);
+}
+
+// With PART, the row partial of row m, column group q (of `parts`), for the first part_n
+// images of the batch
+fn put_part(m: u32, q: u32, parts: u32, v: f32) {
+    let z = yo / (prm.m * prm.p);
+    if (part_kind() != 0u && z < prm.part_n) {
+        part[prm.part_off + (z * prm.m + m) * parts + q] = v;
+    }
 }
 
 // ---- regs -------------------------------------------------------------------------------
@@ -146,11 +182,14 @@ fn store(m: u32, p0: u32, c: Acc) {
         return;
     }
     let b = row_bias(m);
+    var part_v = 0.0;
     for (var j = 0u; j < 8u; j++) {
         if (p0 + j < prm.p) {
-            epilogue(m, p0 + j, c[j / 4u][j % 4u], b);
+            part_v = part_add(part_v, epilogue(m, p0 + j, c[j / 4u][j % 4u], b));
         }
     }
+    // column group p0 / 8 of 8·⌈P/64⌉
+    put_part(m, p0 / 8u, ((prm.p + 63u) / 64u) * 8u, part_v);
 }
 
 var<workgroup> out_rows: array<Acc, 256>; // regs' results: [invocation][row]
@@ -259,11 +298,14 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
             break;
         }
         let b = row_bias(m);
+        var part_v = 0.0;
         for (var j = 0u; j < 4u; j++) {
             let p = p0 + tx * 4u + j;
             if (p < prm.p) {
-                epilogue(m, p, acc[i][j], b);
+                part_v = part_add(part_v, epilogue(m, p, acc[i][j], b));
             }
         }
+        // column group (p0 + 4·tx) / 4 of 16·⌈P/64⌉
+        put_part(m, wid.x * 16u + tx, ((prm.p + 63u) / 64u) * 16u, part_v);
     }
 }

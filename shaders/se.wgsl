@@ -3,11 +3,13 @@
 // gemm.wgsl's projection loads (IN_MODE 1).
 // Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_x: (CMID, CSE), 4 b_x: (CMID),
 //           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID),
-//           9 dm: (CMID) rw, 10 part: (CMID, PARTS) the depthwise kernel's partial sums
+//           9 dm: (CMID) rw, 10 part: (CMID, PARTS) partial sums (forward: the depthwise
+//           kernel's of act(z_d); backward: the projection GEMM's of du·act(z_d)), 8 ds rw
 // forward:  m = Σ part / HW (written: the squeeze), r = w_r·m + b_r, s = sigmoid(w_x·silu(r) + b_x)
 //           (batch: workgroup z is the image; part, m, r and s hold the images one after
 //           another)
-// backward: dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
+// backward: ds = Σ part (written: the projection's backward GEMM wrote the partial sums of
+//           du·act(z_d), gemm.wgsl DOT);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
 // The scale's gradient reaches the depthwise output as dz_d = (du·s + dm/HW)·act'(z_d), which
 // depthwise.wgsl applies as its backward reads du (SE_IN). The SE's own activation is always
 // SiLU.
@@ -22,7 +24,7 @@ struct Params { cmid: u32, cse: u32, hw: u32, parts: u32, inv_hw: f32 }
 @group(0) @binding(5) var<storage, read_write> m: array<f32>;
 @group(0) @binding(6) var<storage, read_write> r: array<f32>;
 @group(0) @binding(7) var<storage, read_write> s: array<f32>;
-@group(0) @binding(8) var<storage, read> ds: array<f32>;
+@group(0) @binding(8) var<storage, read_write> ds: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dm: array<f32>;
 @group(0) @binding(10) var<storage, read> part: array<f32>;
 
@@ -35,25 +37,29 @@ fn part_at(base: u32, i: u32) -> f32 {
     return select(0.0, part[base + min(i, prm.parts - 1u)], i < prm.parts);
 }
 
+// The sum of the row of partial sums at `base`, as reduce.wgsl's rows add a row: eight
+// interleaved sums, combined in order
+fn part_sum(base: u32) -> f32 {
+    var s0 = 0.0; var s1 = 0.0; var s2 = 0.0; var s3 = 0.0;
+    var s4 = 0.0; var s5 = 0.0; var s6 = 0.0; var s7 = 0.0;
+    for (var i = 0u; i < prm.parts; i += 8u) {
+        s0 += part_at(base, i); s1 += part_at(base, i + 1u);
+        s2 += part_at(base, i + 2u); s3 += part_at(base, i + 3u);
+        s4 += part_at(base, i + 4u); s5 += part_at(base, i + 5u);
+        s6 += part_at(base, i + 6u); s7 += part_at(base, i + 7u);
+    }
+    return ((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7;
+}
+
 // One workgroup for the whole SE of one image.
 @compute @workgroup_size(256)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let mo = wid.z * prm.cmid; // this image's m and s
     let ro = wid.z * prm.cse; // and r
-    // the squeeze: each channel's partial sums added as reduce.wgsl's rows add them (eight
-    // interleaved sums, combined in order, times 1/HW), so that m is bit for bit what that
-    // pass gave
+    // the squeeze: each channel's partial sums times 1/HW, added as the former reduction
+    // pass added them, so that m is bit for bit what it gave
     for (var c = lid; c < prm.cmid; c += 256u) {
-        let base = (mo + c) * prm.parts;
-        var s0 = 0.0; var s1 = 0.0; var s2 = 0.0; var s3 = 0.0;
-        var s4 = 0.0; var s5 = 0.0; var s6 = 0.0; var s7 = 0.0;
-        for (var i = 0u; i < prm.parts; i += 8u) {
-            s0 += part_at(base, i); s1 += part_at(base, i + 1u);
-            s2 += part_at(base, i + 2u); s3 += part_at(base, i + 3u);
-            s4 += part_at(base, i + 4u); s5 += part_at(base, i + 5u);
-            s6 += part_at(base, i + 6u); s7 += part_at(base, i + 7u);
-        }
-        m[mo + c] = (((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7) * prm.inv_hw;
+        m[mo + c] = part_sum((mo + c) * prm.parts) * prm.inv_hw;
     }
     storageBarrier();
     for (var j = lid; j < prm.cse; j += 256u) {
@@ -76,6 +82,10 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 
 @compute @workgroup_size(256)
 fn backward(@builtin(local_invocation_index) lid: u32) {
+    for (var c = lid; c < prm.cmid; c += 256u) {
+        ds[c] = part_sum(c * prm.parts);
+    }
+    storageBarrier();
     for (var j = lid; j < prm.cse; j += 256u) {
         var acc = 0.0;
         for (var c = 0u; c < prm.cmid; c++) {

@@ -4,7 +4,7 @@
 //! exact zeros (Grad-CAM++'s special case) and both signs.
 
 use crate::common::{check, gpu, rand, read, up, zeros};
-use combicam_gpu::cam::channel::{self, ChannelArgs};
+use combicam_gpu::cam::channel::{self, BlockParts, ChannelArgs, FromPartsArgs, PartsLayout};
 use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
 use combicam_gpu::cam::fusion::{self, FuseArgs, StatsArgs};
 use combicam_gpu::cam::methods::{FUSIONS, Family, METHODS, Method, TABLE};
@@ -80,7 +80,7 @@ fn every_method_matches_its_reference() {
             } else {
                 (&a, &ab)
             };
-            let (wb, mb, xb) = (zeros(5 + c), zeros(100 + hw), zeros(7 + c + 2));
+            let (wb, mb) = (zeros(5 + c), zeros(100 + hw));
             let args = ChannelArgs {
                 c,
                 hw,
@@ -91,7 +91,6 @@ fn every_method_matches_its_reference() {
                 maps: &mb.buf,
                 map_off: 100,
                 hvp: Some(&hb.buf),
-                maxabs: Some((&xb.buf, 7)),
             };
             g.run_now(&[
                 &channel::channel_weights(g, "test.w", m, &args),
@@ -119,19 +118,6 @@ fn every_method_matches_its_reference() {
                 &want,
                 &[hw],
                 long_tol(hw, &want),
-            );
-            // the block's activation statistic from the weights' own loads: exact, and
-            // nothing written around its row
-            let mx: Vec<f32> = a
-                .chunks(hw)
-                .map(|r| r.iter().fold(0f32, |m, v| m.max(v.abs())))
-                .collect();
-            let got = read(&xb);
-            assert_eq!(&got[7..7 + c], &mx[..], "{}.maxabs.{c}x{hw}", m.name());
-            assert!(
-                got[..7].iter().chain(&got[7 + c..]).all(|&v| v == 0.0),
-                "{}.maxabs.{c}x{hw} wrote outside its row: {got:?}",
-                m.name()
             );
         }
         for m in family(Family::Elementwise) {
@@ -171,6 +157,62 @@ fn every_method_matches_its_reference() {
                 &want,
                 &[hw],
                 tol_for(&want),
+            );
+        }
+    }
+}
+
+/// Every block's max |A| and Grad-CAM's channel means from the GEMMs' row partials, in one
+/// dispatch: blocks of odd channel counts and partial counts (one, not a multiple of the eight
+/// interleaved sums, more than a workgroup's 64 channels), some without gradient partials.
+#[test]
+fn block_statistics_from_partials_match_their_reference() {
+    let g = gpu();
+    let channels = [3, 13, 70, 5];
+    let hw = [1, 50, 1000, 7];
+    let layout = PartsLayout::new(&channels, &hw, &|p| p.div_ceil(8));
+    let act: Vec<f32> = rand(layout.total, 3100, 0.0, 4.0);
+    let grad = rand(layout.total, 3200, -1.0, 1.0);
+    let parts = BlockParts {
+        act: up(&act),
+        grad: up(&grad),
+        layout: layout.clone(),
+        has_grad: vec![true, true, true, false],
+    };
+    // Grad-CAM weights at blocks 0 and 2, after 9 floats the kernel must leave alone
+    let blocks = [
+        (0, 3, 1, Some(9)),
+        (1, 13, 50, None),
+        (2, 70, 1000, Some(12)),
+        (3, 5, 7, None),
+    ];
+    let (wb, amax) = (zeros(9 + 3 + 70), zeros(4));
+    let args = FromPartsArgs {
+        parts: &parts,
+        blocks: &blocks,
+        w: &wb.buf,
+        amax: &amax.buf,
+    };
+    g.run_now(&[&channel::from_parts(g, "test.parts", &args).unwrap()])
+        .unwrap();
+    let (w, am) = (read(&wb), read(&amax));
+    assert!(
+        w[..9].iter().all(|&v| v == 0.0),
+        "from_parts wrote before w_off: {w:?}"
+    );
+    for &(l, c, n, w_off) in &blocks {
+        let (o, q) = (layout.offs[l], layout.parts[l]);
+        let rows = o..o + c * q;
+        let (want_max, want_w) = channel::cpu::from_parts(&act[rows.clone()], &grad[rows], q, n);
+        // a max: exact
+        assert_eq!(am[l], want_max, "block {l}'s max |A|");
+        if let Some(off) = w_off {
+            check(
+                &format!("gradcam.weights.from_parts.block{l}.{c}x{q}"),
+                &w[off..off + c],
+                &want_w,
+                &[c],
+                tol_for(&want_w),
             );
         }
     }

@@ -9,7 +9,7 @@ use combicam_gpu::ops::{
     conv::ConvArgs,
     conv::ConvShape,
     depthwise::{DwBackward, DwForward, DwShape, SeIn},
-    gemm::{GemmArgs, GemmWeights, InMode, Variant, XPack},
+    gemm::{GemmArgs, GemmWeights, InMode, PartOp, Variant, XPack},
     head::{Chunk, LinearArgs, LinearBackwardArgs},
     reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
@@ -48,6 +48,7 @@ fn gemm_matches_reference() {
         (130, 65, 257, true, true, false),
         (24, 144, 4075, false, false, true),
         (67, 40, 150, true, true, false),
+        (33, 20, 71, true, false, true),
     ];
     // every case over a batch of two images (workgroup z), each against the CPU on its own:
     // its x, SE scale and residual one after another in each buffer, the weights shared
@@ -74,9 +75,22 @@ fn gemm_matches_reference() {
             })
             .collect();
         let pack = XPack::new(g, "test.pack", B * XPack::texels_for(k, p)).unwrap();
+        // row partials on all cases but the first, each op in turn: Σ y·act(zd) (the
+        // projection's backward), Σ y (a block output's gradient), max |y| (a block output)
+        let op = match i % 3 {
+            _ if i == 0 => None,
+            // both activations (i = 3, 6), whatever the case's
+            0 => Some(PartOp::DotAct(act_of(i / 3))),
+            1 => Some(PartOp::Sum),
+            _ => Some(PartOp::MaxAbs),
+        };
+        let zd = rand(B * m * p, 500 + i as u64, -8.0, 8.0);
+        let zdb = up(&zd);
         // both kernels, whatever this adapter would pick
         for variant in [Variant::Regs, Variant::Tiled] {
             let yb = zeros(B * m * p);
+            let parts = variant.parts(p);
+            let partb = zeros(3 + B * m * parts);
             let args = GemmArgs {
                 m,
                 k,
@@ -93,6 +107,13 @@ fn gemm_matches_reference() {
                     InMode::Plain
                 },
                 pack: Some(&pack),
+                parts: op.map(|op| gemm::Parts {
+                    op,
+                    zd: matches!(op, PartOp::DotAct(_)).then_some(&zdb.buf),
+                    part: &partb.buf,
+                    off: 3,
+                    images: B,
+                }),
             };
             let ds = gemm::gemm_variant(g, "test.gemm", &args, variant);
             g.run_now_batched(&ds.iter().collect::<Vec<_>>(), B as u32)
@@ -113,6 +134,20 @@ fn gemm_matches_reference() {
                     &[m, p],
                     tol_for(want),
                 );
+                if let Some(op) = op {
+                    let zd = &zd[n * m * p..(n + 1) * m * p];
+                    let y = &got[n * m * p..(n + 1) * m * p];
+                    let shape = (parts, variant.group_width());
+                    let want = gemm::cpu::row_parts(op, y, Some(zd), (m, p), shape);
+                    let o = 3 + n * m * parts;
+                    check(
+                        &format!("gemm.{variant:?}.{m}x{k}x{p}.parts.{op:?} image {n}"),
+                        &read(&partb)[o..o + m * parts],
+                        &want,
+                        &[m, parts],
+                        tol_for(&want),
+                    );
+                }
             }
         }
     }
@@ -471,10 +506,17 @@ fn squeeze_excite_matches_reference() {
         let w_x = rand(cmid * cse, seed + 2, -0.5, 0.5);
         let b_x = rand(cmid, seed + 3, -0.5, 0.5);
         let part = rand(cmid * parts, seed + 4, -1.0, 1.0);
-        let ds = rand(cmid, seed + 5, -1.0, 1.0);
+        // the backward's ds, as partial sums (the projection GEMM's `Dot`)
+        let ds_part = rand(cmid * parts, seed + 5, -1.0, 1.0);
         let sh = SeShape { cmid, cse, hw };
-        let bufs = [&w_r, &b_r, &w_x, &b_x, &part, &ds].map(|v| up(v));
-        let (mb, rb, sb, dmb) = (zeros(cmid), zeros(cse), zeros(cmid), zeros(cmid));
+        let bufs = [&w_r, &b_r, &w_x, &b_x, &part, &ds_part].map(|v| up(v));
+        let (mb, rb, sb, dmb, dsb) = (
+            zeros(cmid),
+            zeros(cse),
+            zeros(cmid),
+            zeros(cmid),
+            zeros(cmid),
+        );
         let w = SeWeights {
             w_r: &bufs[0].buf,
             b_r: &bufs[1].buf,
@@ -502,7 +544,9 @@ fn squeeze_excite_matches_reference() {
                 w: &w,
                 r: &rb.buf,
                 s: &sb.buf,
-                ds: &bufs[5].buf,
+                part: &bufs[5].buf,
+                parts,
+                ds: &dsb.buf,
                 dm: &dmb.buf,
             },
         );
@@ -518,6 +562,8 @@ fn squeeze_excite_matches_reference() {
         let (r, s) = se::cpu::forward(sh, &w_r, &b_r, &w_x, &b_x, &m);
         check("se.r", &read(&rb), &r, &[cse], tol_for(&r));
         check("se.s", &read(&sb), &s, &[cmid], tol_for(&s));
+        let ds: Vec<f32> = ds_part.chunks(parts).map(|c| c.iter().sum()).collect();
+        check("se.ds", &read(&dsb), &ds, &[cmid], tol_for(&ds));
         let dm = se::cpu::backward(sh, &w_r, &w_x, &r, &s, &ds);
         check("se.dm", &read(&dmb), &dm, &[cmid], tol_for(&dm));
     }

@@ -5,7 +5,7 @@
 
 use super::methods::Method;
 use crate::gpu::{
-    Dispatch, DispatchDesc, Gpu,
+    Dispatch, DispatchDesc, Gpu, GpuBuf,
     pipelines::{Source, grid_1d},
     words,
 };
@@ -13,7 +13,7 @@ use crate::gpu::{
 crate::wgsl_params! {
     /// shaders/cam_channel.wgsl's `Params`
     pub struct CamChannelParams for "cam_channel" {
-        c: u32, hw: u32, map_off: u32, w_off: u32, mx_off: u32, lanes: u32,
+        c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32,
     }
 }
 
@@ -33,9 +33,6 @@ pub struct ChannelArgs<'a> {
     pub map_off: usize,
     /// the head's Hessian-vector product h (C, HW): GradCamPPOfficial only
     pub hvp: Option<&'a wgpu::Buffer>,
-    /// also max |A| per channel, written at the offset: the block's activation statistic
-    /// from the weights' own loads
-    pub maxabs: Option<(&'a wgpu::Buffer, usize)>,
 }
 
 fn code(m: Method) -> u32 {
@@ -48,6 +45,12 @@ fn code(m: Method) -> u32 {
         Method::ShapleyCam => 5,
         other => panic!("{other:?} is not a channel-weight method"),
     }
+}
+
+/// Whether `m`'s channel weights are the gradient's channel means (Grad-CAM's, FinerCAM's):
+/// those `from_parts` gives from the gradient's partials.
+pub fn is_gradient_mean(m: Method) -> bool {
+    m.family() == super::methods::Family::Channel && code(m) == 0
 }
 
 /// Passes over a channel's positions `channel_weights` makes for `m`.
@@ -77,13 +80,11 @@ fn params(a: &ChannelArgs, lanes: usize) -> CamChannelParams {
         hw: a.hw as u32,
         map_off: a.map_off as u32,
         w_off: a.w_off as u32,
-        mx_off: a.maxabs.map_or(0, |m| m.1) as u32,
         lanes: lanes as u32,
     }
 }
 
-/// w[w_off + k] for every channel k, by `method` (see the shader); with `maxabs`, max |A_k|
-/// too.
+/// w[w_off + k] for every channel k, by `method` (see the shader).
 pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) -> Dispatch {
     let lanes = lanes(method, a.hw);
     let mut d = gpu.dispatch(&DispatchDesc {
@@ -91,17 +92,13 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
         family: "cam",
         source: Some(Source::Table("cam_channel")),
         entry: "channel_weights",
-        constants: &[
-            ("METHOD", code(method) as f64),
-            ("MAXABS", a.maxabs.is_some() as u32 as f64),
-        ],
+        constants: &[("METHOD", code(method) as f64)],
         params: words(&params(a, lanes)),
         bindings: &[
             (1, Some(a.blk)),
             (2, Some(a.grad)),
             (3, Some(a.w)),
             (5, a.hvp),
-            (6, a.maxabs.map(|m| m.0)),
         ],
         groups: grid_1d((a.c as u32).div_ceil(64 / lanes as u32)),
         ..Default::default()
@@ -128,21 +125,107 @@ pub fn weighted_map(gpu: &Gpu, label: &str, a: &ChannelArgs) -> Dispatch {
     d
 }
 
-/// The method's map at one block: its channel weights, then the weighted sum. `label(what)`
-/// names each dispatch.
-pub fn record(
-    gpu: &Gpu,
-    label: &dyn Fn(&str) -> String,
-    method: Method,
-    a: &ChannelArgs,
-    d: &mut Vec<Dispatch>,
-) {
-    d.push(channel_weights(gpu, &label("weights"), method, a));
-    d.push(weighted_map(gpu, &label("map"), a));
+/// Row partials of every block's output A (max |A|, from the forward's projection GEMMs)
+/// and of the gradients g the backward's GEMMs make (Σ g), in two buffers of one layout
+/// (`PartsLayout`): what `from_parts` reads.
+pub struct BlockParts {
+    pub act: GpuBuf,
+    pub grad: GpuBuf,
+    pub layout: PartsLayout,
+    /// whether the backward wrote block l's rows of `grad` (its gradient came from a GEMM)
+    pub has_grad: Vec<bool>,
+}
+
+/// Block l's C_l rows of `parts[l]` partials each start at `offs[l]`; `total` floats in all.
+#[derive(Clone, Debug)]
+pub struct PartsLayout {
+    pub offs: Vec<usize>,
+    pub parts: Vec<usize>,
+    pub total: usize,
+}
+
+impl PartsLayout {
+    /// For blocks of `channels[l]` channels of `hw[l]` positions, a row of P positions
+    /// holding `parts_of(P)` partials.
+    pub fn new(channels: &[usize], hw: &[usize], parts_of: &dyn Fn(usize) -> usize) -> Self {
+        let (mut offs, mut parts, mut total) = (vec![], vec![], 0);
+        for (&c, &n) in channels.iter().zip(hw) {
+            offs.push(total);
+            parts.push(parts_of(n));
+            total += c * parts_of(n);
+        }
+        PartsLayout { offs, parts, total }
+    }
+}
+
+/// What `from_parts` writes for the blocks of `table` (one row per block: block l, C, HW,
+/// whether it takes Grad-CAM weights from its gradient's partials, and where they go).
+pub struct FromPartsArgs<'a> {
+    pub parts: &'a BlockParts,
+    /// (l, C, HW, Grad-CAM weights at this offset of `w`)
+    pub blocks: &'a [(usize, usize, usize, Option<usize>)],
+    pub w: &'a wgpu::Buffer,
+    /// max |A_l| per block, written at l
+    pub amax: &'a wgpu::Buffer,
+}
+
+/// Every listed block's max |A| and, where asked, its Grad-CAM channel weights, in one
+/// dispatch from the partials the GEMMs wrote (see the shader).
+pub fn from_parts(gpu: &Gpu, label: &str, a: &FromPartsArgs) -> crate::error::Result<Dispatch> {
+    let lay = &a.parts.layout;
+    let mut table = Vec::new();
+    let mut floats = 0;
+    for &(l, c, hw, w_off) in a.blocks {
+        assert!(
+            w_off.is_none() || a.parts.has_grad[l],
+            "{label}: block {l}'s gradient has no partials"
+        );
+        let row = [l, c, hw, lay.parts[l], lay.offs[l], w_off.unwrap_or(0)];
+        table.extend(row.map(|v| v as u32));
+        table.extend([w_off.is_some() as u32, 0]);
+        floats += c * lay.parts[l] * (1 + w_off.is_some() as usize);
+    }
+    let table = gpu.upload_u32(&format!("{label}.table"), &table)?;
+    let mut d = gpu.dispatch(&DispatchDesc {
+        label,
+        family: "cam",
+        source: Some(Source::Table("cam_channel")),
+        entry: "from_parts",
+        params: words(&CamChannelParams {
+            c: a.blocks.len() as u32,
+            hw: 0,
+            map_off: 0,
+            w_off: 0,
+            lanes: 0,
+        }),
+        bindings: &[
+            (3, Some(a.w)),
+            (7, Some(&table.buf)),
+            (8, Some(&a.parts.grad.buf)),
+            (9, Some(&a.parts.act.buf)),
+            (10, Some(a.amax)),
+        ],
+        groups: [a.blocks.len() as u32, 1, 1],
+        ..Default::default()
+    });
+    d.flops = floats as f64;
+    d.bytes = 4.0 * floats as f64;
+    Ok(d)
 }
 
 pub mod cpu {
     use super::Method;
+
+    /// `from_parts` for one block: (max over the A partials, Σ of each channel's g
+    /// partials / HW), rows of `parts` partials per channel.
+    pub fn from_parts(aparts: &[f32], gparts: &[f32], parts: usize, hw: usize) -> (f32, Vec<f32>) {
+        let amax = aparts.iter().fold(0f32, |m, &v| m.max(v));
+        let w = gparts
+            .chunks(parts)
+            .map(|r| r.iter().sum::<f32>() / hw as f32)
+            .collect();
+        (amax, w)
+    }
 
     /// The method's map at one block: A (C, HW), g (C, HW); `hvp` (C, HW), the head's
     /// Hessian-vector product along the method's direction (the official Grad-CAM++,

@@ -4,7 +4,9 @@
 //! (HW × C) matrix, centred per channel over positions; the map is X·v₁, v₁ the covariance XᵀX's top eigenvector
 //! (the first right singular vector of X), by power iteration; its sign is flipped when
 //! |min| > |max| (Seg-Eigen-CAM's rule: an SVD's direction has no sign, and pytorch-grad-cam's
-//! plain EigenCAM leaves it to LAPACK), then ReLU.
+//! plain EigenCAM leaves it to LAPACK), then ReLU. Where |min| and |max| tie within `TIE` (a
+//! block of two positions, whose centred projection is ±a; a map symmetric about 0) nothing
+//! is flipped: v₁'s sign from the power iteration decides, not rounding.
 //! GPU launchers and CPU reference side by side.
 
 use super::methods::{Explainer, Method};
@@ -94,6 +96,10 @@ pub fn scratch_len(c: usize) -> usize {
 
 /// The power iteration's most steps, on both sides (`cpu::top_eigenvector`).
 pub const MAX_ITERS: usize = 300;
+
+/// The sign rule flips only when |min| > |max|·TIE (the shader's TIE): a tie within rounding
+/// keeps v₁'s sign from the power iteration, on both sides.
+pub const TIE: f64 = 1.0001;
 
 /// Loop turns one invocation may take in one dispatch: lavapipe ends an invocation's loops
 /// after 65,535 turns in all, silently, so every dispatch stays well under that.
@@ -372,7 +378,7 @@ pub fn record_kpca(
 }
 
 pub mod cpu {
-    use super::{Input, MAX_ITERS};
+    use super::{Input, MAX_ITERS, TIE};
 
     /// shaders/cam_eigen.wgsl's stopping threshold
     const STOP: f64 = 1e-6;
@@ -429,12 +435,12 @@ pub mod cpu {
     }
 
     /// The map, flipped when |min| > |max| (Seg-Eigen-CAM's rule; scikit-learn's svd_flip for
-    /// kernel PCA), then ReLU.
+    /// kernel PCA) by more than `TIE`, then ReLU.
     fn signed_relu(proj: &[f64]) -> Vec<f32> {
         let (mn, mx) = proj
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let flip = mn.abs() > mx.abs();
+        let flip = mn.abs() > mx.abs() * TIE;
         proj.iter()
             .map(|&v| (if flip { -v } else { v }).max(0.0) as f32)
             .collect()

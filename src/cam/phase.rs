@@ -2,7 +2,7 @@
 //! every selected block, the maps' statistics and the fused map; and max |A| of every block
 //! (the paper's Figure 4 quantity). Recorded once per plan, replayed per image.
 
-use super::channel::{self, ChannelArgs};
+use super::channel::{self, BlockParts, ChannelArgs, FromPartsArgs};
 use super::eigen::{self, EigenArgs, Input};
 use super::elementwise::{self, ElementwiseArgs};
 use super::fusion::{self, FuseArgs, StatsArgs};
@@ -10,7 +10,6 @@ use super::methods::{Explainer, Family, Method};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::hvp::Direction;
-use crate::ops::reduce::{self, Reduce, RowsArgs};
 
 /// What the phase reads: the plan's block outputs and their gradients.
 pub struct CamInputs<'a> {
@@ -35,6 +34,8 @@ pub struct CamInputs<'a> {
     pub eigen_smooth: bool,
     /// FullGrad's sums the backward wrote, when an explainer is FullGrad
     pub fullgrad: Option<&'a FullGradMaps>,
+    /// the row partials of every A_l and of the gradients the backward's GEMMs made
+    pub parts: &'a BlockParts,
 }
 
 /// FullGrad's sums, written by the backward where it makes their gradients: every selected
@@ -91,13 +92,10 @@ struct Rec<'a> {
     map_offs: Vec<usize>,
     total_maps: usize,
     weights: GpuBuf,
+    /// the gradient's channel means (Grad-CAM, FinerCAM), at `w_offs` as `weights`: from
+    /// the partials (`channel::from_parts`) where the backward wrote them
+    gmeans: GpuBuf,
     gmax: GpuBuf,
-    /// max |A_l| per channel, a row of `max_cout` per block, then per block
-    maxabs_rows: GpuBuf,
-    max_cout: usize,
-    /// the explainer whose channel weights also write the rows of the blocks it maps (the
-    /// first of the channel family), sparing those blocks a reduction pass of their own
-    maxabs_by: Option<usize>,
     bmeta: GpuBuf,
     bnorm: GpuBuf,
     fused: GpuBuf,
@@ -124,7 +122,6 @@ pub fn record(
         total_c += inp.channels[l];
         meta.extend_from_slice(&[map_offs[l] as u32, bh as u32, bw as u32, l as u32]);
     }
-    let max_cout = inp.channels.iter().copied().max().unwrap_or(1);
     let eigen = if explainers
         .iter()
         .any(|e| inp.eigen_smooth || e.method.family() == Family::Eigen)
@@ -146,12 +143,8 @@ pub fn record(
         gpu,
         inp,
         weights: alloc("cam.weights".into(), total_c)?,
+        gmeans: alloc("cam.gmeans".into(), total_c)?,
         gmax: alloc("cam.gmax".into(), nb)?,
-        maxabs_rows: alloc("cam.scratch".into(), nb * max_cout)?,
-        max_cout,
-        maxabs_by: explainers
-            .iter()
-            .position(|e| e.method.family() == Family::Channel),
         bmeta: gpu.upload_u32("cam.meta", &meta)?,
         bnorm: alloc("cam.bnorm".into(), 2 * inp.blocks.len())?,
         fused: alloc("cam.fused".into(), inp.h * inp.w)?,
@@ -160,12 +153,11 @@ pub fn record(
         total_maps,
     };
     let mut d = Vec::new();
-    rec.maxabs_rows(&mut d);
+    let act_maxabs = rec.block_statistics(explainers, alloc, &mut d)?;
     let mut out = Vec::new();
     for (ei, e) in explainers.iter().enumerate() {
         out.push(rec.explainer(ei, e, alloc, &mut d)?);
     }
-    let act_maxabs = rec.maxabs(alloc, &mut d)?;
     Ok((
         d,
         CamBuffers {
@@ -178,55 +170,35 @@ pub fn record(
 }
 
 impl Rec<'_> {
-    /// The rows of max |A_l| per channel (each `max_cout` long, its unused tail left 0, which
-    /// no max of |A| changes) of the blocks whose channel weights do not write them.
-    fn maxabs_rows(&self, d: &mut Vec<Dispatch>) {
-        let (gpu, inp) = (self.gpu, self.inp);
-        for (l, &c) in inp.channels.iter().enumerate() {
-            if self.maxabs_by.is_some() && inp.blocks.contains(&l) {
-                continue;
-            }
-            let hw = inp.sizes[l].0 * inp.sizes[l].1;
-            d.push(reduce::rows(
-                gpu,
-                &format!("{l}.maxabs.cam"),
-                Reduce::MaxAbs,
-                &RowsArgs {
-                    rows: c,
-                    len: hw,
-                    in_off: 0,
-                    out_off: l * self.max_cout,
-                    x: &inp.outs[l].buf,
-                    y: None,
-                    out: &self.maxabs_rows.buf,
-                },
-            ));
-        }
-    }
-
-    /// max |A_l| of every block, over its row of channels, for every block at once: after
-    /// every row is written.
-    fn maxabs(
+    /// max |A_l| of every block, and the gradient's channel means of the selected blocks
+    /// whose gradient has partials when an explainer takes them, in one dispatch
+    /// (`channel::from_parts`).
+    fn block_statistics(
         &self,
+        explainers: &[Explainer],
         alloc: &mut dyn FnMut(String, usize) -> Result<GpuBuf>,
         d: &mut Vec<Dispatch>,
     ) -> Result<GpuBuf> {
-        let nb = self.inp.channels.len();
+        let inp = self.inp;
+        let nb = inp.channels.len();
         let act_maxabs = alloc("cam.act_maxabs".into(), nb)?;
-        d.push(reduce::rows(
-            self.gpu,
-            "maxabs2.cam",
-            Reduce::Max,
-            &RowsArgs {
-                rows: nb,
-                len: self.max_cout,
-                in_off: 0,
-                out_off: 0,
-                x: &self.maxabs_rows.buf,
-                y: None,
-                out: &act_maxabs.buf,
-            },
-        ));
+        let means = explainers
+            .iter()
+            .any(|e| channel::is_gradient_mean(e.method));
+        let blocks: Vec<_> = (0..nb)
+            .map(|l| {
+                let take = means && inp.blocks.contains(&l) && inp.parts.has_grad[l];
+                let (h, w) = inp.sizes[l];
+                (l, inp.channels[l], h * w, take.then_some(self.w_offs[l]))
+            })
+            .collect();
+        let args = FromPartsArgs {
+            parts: inp.parts,
+            blocks: &blocks,
+            w: &self.gmeans.buf,
+            amax: &act_maxabs.buf,
+        };
+        d.push(channel::from_parts(self.gpu, "parts.cam", &args)?);
         Ok(act_maxabs)
     }
 
@@ -254,7 +226,7 @@ impl Rec<'_> {
         let mm = alloc(format!("cam[{ei}].minmax"), 2)?;
         let norm = alloc(format!("cam[{ei}].norm"), inp.h * inp.w)?;
         for &l in inp.blocks.iter().filter(|_| full.is_none()) {
-            self.block_map(e.method, l, &maps, self.maxabs_by == Some(ei), d);
+            self.block_map(e.method, l, &maps, d);
         }
         // every fused block's max and mean, and the (min, max) the normalising rules read
         d.push(fusion::stats(
@@ -311,16 +283,8 @@ impl Rec<'_> {
         })
     }
 
-    /// The method's map at block `l`, into `maps` at `map_offs[l]`; with `maxabs` (a channel
-    /// method) the block's row of max |A| too.
-    fn block_map(
-        &self,
-        method: Method,
-        l: usize,
-        maps: &GpuBuf,
-        maxabs: bool,
-        d: &mut Vec<Dispatch>,
-    ) {
+    /// The method's map at block `l`, into `maps` at `map_offs[l]`.
+    fn block_map(&self, method: Method, l: usize, maps: &GpuBuf, d: &mut Vec<Dispatch>) {
         let (gpu, inp) = (self.gpu, self.inp);
         let (c, hw) = (inp.channels[l], inp.sizes[l].0 * inp.sizes[l].1);
         let grad = &inp.grads[l]
@@ -349,12 +313,14 @@ impl Rec<'_> {
         };
         match method.family() {
             Family::Channel => {
+                let means = channel::is_gradient_mean(method);
+                let w = if means { &self.gmeans } else { &self.weights };
                 let args = ChannelArgs {
                     c,
                     hw,
                     blk,
                     grad,
-                    w: &self.weights.buf,
+                    w: &w.buf,
                     w_off: self.w_offs[l],
                     maps: &maps.buf,
                     map_off: self.map_offs[l],
@@ -362,18 +328,15 @@ impl Rec<'_> {
                         .hvp_direction()
                         .and_then(|d| inp.hvp.iter().find(|h| h.0 == d))
                         .map(|h| &h.1.buf),
-                    maxabs: maxabs.then_some((&self.maxabs_rows.buf, l * self.max_cout)),
                 };
-                if smooth {
-                    d.push(channel::channel_weights(
-                        gpu,
-                        &label("weights"),
-                        method,
-                        &args,
-                    ));
-                    project(Some((&self.weights.buf, self.w_offs[l])), d);
-                } else {
-                    channel::record(gpu, &label, method, &args, d);
+                // the gradient's channel means came with `from_parts` where it has partials
+                if !(means && inp.parts.has_grad[l]) {
+                    let label = label("weights");
+                    d.push(channel::channel_weights(gpu, &label, method, &args));
+                }
+                match smooth {
+                    true => project(Some((&w.buf, self.w_offs[l])), d),
+                    false => d.push(channel::weighted_map(gpu, &label("map"), &args)),
                 }
             }
             Family::Elementwise => {

@@ -7,7 +7,7 @@ use crate::ops::Act;
 
 crate::wgsl_params! {
     /// shaders/gemm.wgsl's `Params`
-    pub struct GemmParams for "gemm" { m: u32, k: u32, p: u32, flags: u32 }
+    pub struct GemmParams for "gemm" { m: u32, k: u32, p: u32, flags: u32, part_off: u32, part_n: u32 }
 }
 
 /// How the GEMM reads x.
@@ -40,6 +40,24 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// How many column groups a row of P columns has, each one row partial (`Parts`): an
+    /// invocation's 8 columns (`Regs`) or 4 (`Tiled`), over ⌈P/64⌉ workgroups.
+    pub fn parts(self, p: usize) -> usize {
+        p.div_ceil(64)
+            * match self {
+                Variant::Regs => 8,
+                Variant::Tiled => 16,
+            }
+    }
+
+    /// The columns of one column group (`parts`).
+    pub fn group_width(self) -> usize {
+        match self {
+            Variant::Regs => 8,
+            Variant::Tiled => 4,
+        }
+    }
+
     /// The kernel for this adapter: `Regs` on CPU (software) adapters, else `Tiled`.
     pub fn for_adapter(gpu: &Gpu) -> Variant {
         if gpu.is_cpu() {
@@ -222,6 +240,42 @@ pub struct GemmArgs<'a> {
     pub mode: InMode,
     /// scratch for `Variant::Regs` (ignored by `Tiled`)
     pub pack: Option<&'a XPack>,
+    /// also row partials of y (`Parts`)
+    pub parts: Option<Parts<'a>>,
+}
+
+/// What a GEMM's row partials combine, over each column group of a row of y.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PartOp {
+    /// Σ y·act(zd): the projection's backward, for the SE's ds = Σ_p du·act(z_d)
+    DotAct(Act),
+    /// Σ y: a block output's gradient, for Grad-CAM's channel means
+    Sum,
+    /// max |y|: a block output, for max |A|
+    MaxAbs,
+}
+
+impl PartOp {
+    fn code(self) -> u32 {
+        match self {
+            PartOp::DotAct(_) => 1,
+            PartOp::Sum => 2,
+            PartOp::MaxAbs => 3,
+        }
+    }
+}
+
+/// A GEMM's row partials, written beside y: part[off + (z·M + m)·parts + q] for the
+/// variant's column groups q (`Variant::parts`) and the first `images` images of a batch.
+/// Each spares a reduction pass over y of its own.
+#[derive(Clone, Copy)]
+pub struct Parts<'a> {
+    pub op: PartOp,
+    /// (M, P) as y: `PartOp::DotAct`'s zd
+    pub zd: Option<&'a wgpu::Buffer>,
+    pub part: &'a wgpu::Buffer,
+    pub off: usize,
+    pub images: usize,
 }
 
 /// The adapter's kernel (`Variant::for_adapter`): one dispatch, or two with `Regs`.
@@ -240,13 +294,33 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
     );
     // IN_MODE and ACT shape the loads of x (`tiled`, `pack_x`); `regs` reads x already
     // packed, so it takes no constants: one pipeline for every GEMM
-    let constants = g.mode.constants();
-    let flags = g.bias.is_some() as u32 | (g.res.is_some() as u32) << 1;
+    let mut constants = g.mode.constants().to_vec();
+    // the act of DotAct's zd; InMode::Plain's default ACT otherwise
+    let dot_act = match g.parts.map(|p| p.op) {
+        Some(PartOp::DotAct(a)) => Some(a),
+        _ => None,
+    };
+    if let Some(a) = dot_act {
+        constants[1] = a.constant();
+    }
+    if let Some(p) = &g.parts {
+        assert_eq!(
+            p.zd.is_some(),
+            dot_act.is_some(),
+            "{label}: zd goes with PartOp::DotAct alone"
+        );
+    }
+    let flags = g.bias.is_some() as u32
+        | (g.res.is_some() as u32) << 1
+        | g.parts.map_or(0, |p| p.op.code()) << 2;
+    let (zd, part) = (g.parts.and_then(|d| d.zd), g.parts.map(|d| d.part));
     let params = GemmParams {
         m: g.m as u32,
         k: g.k as u32,
         p: g.p as u32,
         flags,
+        part_off: g.parts.map_or(0, |p| p.off) as u32,
+        part_n: g.parts.map_or(0, |p| p.images) as u32,
     };
     let bytes = |m: usize| {
         4.0 * (m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64
@@ -265,6 +339,8 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                     (4, g.scale),
                     (5, g.res),
                     (6, Some(g.y)),
+                    (9, zd),
+                    (10, part),
                 ],
                 textures: &[(1, &g.a.view)],
                 groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
@@ -296,12 +372,19 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 ..Default::default()
             });
             p.bytes = 4.0 * (g.k * g.p) as f64 * 2.0;
+            // no constants but DotAct's activation where it is not the default: one
+            // pipeline for every GEMM of a model
+            let regs_constants: Vec<(&str, f64)> = (dot_act.filter(|a| *a != Act::Silu))
+                .map(|a| a.constant())
+                .into_iter()
+                .collect();
             let mut d = gpu.dispatch(&DispatchDesc {
                 label,
                 family: "gemm",
                 entry: "regs",
+                constants: &regs_constants,
                 params: words(&params),
-                bindings: &[(3, g.bias), (5, g.res), (6, Some(g.y))],
+                bindings: &[(3, g.bias), (5, g.res), (6, Some(g.y)), (9, zd), (10, part)],
                 textures: &[(1, &g.a.view), (7, &pack.view)],
                 groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
                 ..Default::default()
@@ -315,6 +398,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
 
 /// Plain-loop references.
 pub mod cpu {
+    use super::PartOp;
     use crate::ops::Act;
 
     /// y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p]; T(v) = act(v)·scale[k] with
@@ -351,6 +435,34 @@ pub mod cpu {
             }
         }
         y
+    }
+
+    /// A GEMM's row partials of y (M, P): (M, parts), column group q combining columns
+    /// q·width .. (q + 1)·width (`Variant::parts`, `Variant::group_width`); `zd` for
+    /// `PartOp::DotAct`.
+    pub fn row_parts(
+        op: PartOp,
+        y: &[f32],
+        zd: Option<&[f32]>,
+        (m, p): (usize, usize),
+        (parts, width): (usize, usize),
+    ) -> Vec<f32> {
+        let term = |i: usize| match op {
+            PartOp::DotAct(act) => y[i] * act.apply(zd.expect("DotAct's zd")[i]),
+            PartOp::Sum => y[i],
+            PartOp::MaxAbs => y[i].abs(),
+        };
+        let mut out = vec![0f32; m * parts];
+        for mm in 0..m {
+            for (q, o) in out[mm * parts..(mm + 1) * parts].iter_mut().enumerate() {
+                let cols = q * width..((q + 1) * width).min(p);
+                *o = match op {
+                    PartOp::MaxAbs => cols.map(|i| term(mm * p + i)).fold(0.0, f32::max),
+                    _ => cols.map(|i| term(mm * p + i)).sum(),
+                };
+            }
+        }
+        out
     }
 
     /// Transpose (M, K) → (K, M).

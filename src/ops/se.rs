@@ -77,7 +77,7 @@ pub fn forward(gpu: &Gpu, label: &str, a: &SeForward) -> Dispatch {
     d
 }
 
-/// dm = w_rᵀ·((w_xᵀ·(ds·s(1−s)))·silu'(r))
+/// ds = Σ part, dm = w_rᵀ·((w_xᵀ·(ds·s(1−s)))·silu'(r))
 pub struct SeBackward<'a> {
     pub sh: SeShape,
     pub w: &'a SeWeights<'a>,
@@ -85,7 +85,10 @@ pub struct SeBackward<'a> {
     pub r: &'a wgpu::Buffer,
     /// the channel scale (CMID), from the forward
     pub s: &'a wgpu::Buffer,
-    /// ∂/∂s (CMID)
+    /// partial sums of ∂/∂s, (CMID, parts): the projection backward's `gemm::Dot`
+    pub part: &'a wgpu::Buffer,
+    pub parts: usize,
+    /// ∂/∂s (CMID), written
     pub ds: &'a wgpu::Buffer,
     /// ∂/∂(pooled input) (CMID), written
     pub dm: &'a wgpu::Buffer,
@@ -97,7 +100,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
         label,
         family: "se",
         entry: "backward",
-        params: words(&sh.params(0)),
+        params: words(&sh.params(a.parts)),
         bindings: &[
             (1, Some(a.w.w_r)),
             (3, Some(a.w.w_x)),
@@ -105,12 +108,13 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
             (7, Some(a.s)),
             (8, Some(a.ds)),
             (9, Some(a.dm)),
+            (10, Some(a.part)),
         ],
         groups: [1, 1, 1],
         ..Default::default()
     });
-    d.flops = 4.0 * (sh.cmid * sh.cse) as f64;
-    d.bytes = 8.0 * (sh.cmid * sh.cse) as f64;
+    d.flops = 4.0 * (sh.cmid * sh.cse) as f64 + (sh.cmid * a.parts) as f64;
+    d.bytes = 8.0 * (sh.cmid * sh.cse) as f64 + 4.0 * (sh.cmid * a.parts) as f64;
     d
 }
 

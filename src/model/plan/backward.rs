@@ -56,12 +56,15 @@ impl Rec<'_> {
             .map(|&d| Ok((d, self.head_hvp(&f.head, &df, (hw, d), &mut bwd)?)))
             .collect::<Result<Vec<_>>>()?;
         // scratch shared by all blocks
-        let (mut max_du, mut max_dze, mut max_c) = (0, 0, 0);
+        let (mut max_du, mut max_dze, mut max_c, mut max_part) = (0, 0, 0, 0);
         let mut p = f.stem_size;
+        let variant = gemm::Variant::for_adapter(self.gpu);
         for (l, b) in cfg.blocks.iter().enumerate() {
-            max_du = max_du.max(b.cmid() * sizes[l].0 * sizes[l].1);
+            let hw = sizes[l].0 * sizes[l].1;
+            max_du = max_du.max(b.cmid() * hw);
             max_dze = max_dze.max(b.cmid() * p.0 * p.1);
             max_c = max_c.max(b.cmid());
+            max_part = max_part.max(b.cmid() * variant.parts(hw));
             p = sizes[l];
         }
         let sc = Scratch {
@@ -69,6 +72,7 @@ impl Rec<'_> {
             dze: self.a.buf("scratch.dz_expand".into(), max_dze)?,
             ds: self.a.buf("scratch.ds".into(), max_c)?,
             dm: self.a.buf("scratch.dm".into(), max_c)?,
+            dpart: self.a.buf("scratch.ds_parts".into(), max_part)?,
         };
         let bottom = if full.is_some() { 0 } else { lo + 1 };
         for l in (bottom..nb).rev() {
@@ -182,8 +186,12 @@ impl Rec<'_> {
                 y: &g_last.buf,
                 mode: InMode::Plain,
                 pack: pack.as_ref(),
+                parts: self.block_parts(nb - 1, true),
             },
         ));
+        if let Some(p) = self.parts.as_mut() {
+            p.has_grad[nb - 1] = true;
+        }
         let term = Term {
             l: nb - 1,
             c: k,
@@ -303,6 +311,7 @@ impl Rec<'_> {
                 y: &h.buf,
                 mode: InMode::Plain,
                 pack: self.pack.as_ref(),
+                parts: None,
             },
         ));
         Ok(h)
@@ -333,6 +342,14 @@ impl Rec<'_> {
             _ => format!("{}.grad", l - 1),
         };
         let gin = a.buf(name, b.cin * ih * iw)?;
+        // with SE, the GEMM also writes the partial sums of the SE's ds (`se_backward`)
+        let parts = bw.se.as_ref().map(|_| gemm::Parts {
+            op: gemm::PartOp::DotAct(act),
+            zd: Some(&st.zd.buf),
+            part: &sc.dpart.buf,
+            off: 0,
+            images: 1,
+        });
         bwd.extend(gemm::gemm(
             gpu,
             &format!("{l}.project.bwd"),
@@ -348,6 +365,7 @@ impl Rec<'_> {
                 y: &du.buf,
                 mode: InMode::Plain,
                 pack: pack.as_ref(),
+                parts,
             },
         ));
         let se_in = self.se_backward(l, st, (oh, ow), sc, bwd);
@@ -386,8 +404,13 @@ impl Rec<'_> {
                         y: &gin.buf,
                         mode: InMode::Plain,
                         pack: pack.as_ref(),
+                        parts: l.checked_sub(1).and_then(|g| self.block_parts(g, true)),
                     },
                 ));
+                // g_{l−1}'s partials (`start_parts`)
+                if let (Some(p), Some(g)) = (self.parts.as_mut(), l.checked_sub(1)) {
+                    p.has_grad[g] = true;
+                }
             }
             _ => bwd.push(depthwise::backward(
                 gpu,
@@ -407,9 +430,10 @@ impl Rec<'_> {
         Ok(gin)
     }
 
-    /// Block `l`'s squeeze-excite backward: the SE's own gradient, and what the depthwise
-    /// backward needs to read the projection's gradient `du` through the SE and the
-    /// activation (`SeIn`; without SE, ones and zeros).
+    /// Block `l`'s squeeze-excite backward: the SE's own gradient (ds from the partial sums
+    /// the projection's backward GEMM wrote), and what the depthwise backward needs to read
+    /// the projection's gradient `du` through the SE and the activation (`SeIn`; without
+    /// SE, ones and zeros).
     fn se_backward<'b>(
         &'b self,
         l: usize,
@@ -418,29 +442,14 @@ impl Rec<'_> {
         sc: &'b Scratch,
         bwd: &mut Vec<Dispatch>,
     ) -> SeIn<'b> {
-        let (gpu, m, act) = (self.gpu, self.m, self.act);
+        let (gpu, m) = (self.gpu, self.m);
         let b = &m.weights.cfg.blocks[l];
         let bw = &m.blocks[l];
-        let cm = b.cmid();
-        let Scratch { du, ds, dm, .. } = sc;
+        let Scratch { ds, dm, dpart, .. } = sc;
         let seshape = b.se_shape(oh * ow);
         // (s, dm): the SE's scale and gradient, or ones and zeros without SE
         let (s_l, dm_l) = match (&bw.se, &st.r, &st.s) {
             (Some(sew), Some(r), Some(s)) => {
-                bwd.push(reduce::rows(
-                    gpu,
-                    &format!("{l}.se_ds.bwd"),
-                    Reduce::DotAct(act),
-                    &RowsArgs {
-                        rows: cm,
-                        len: oh * ow,
-                        in_off: 0,
-                        out_off: 0,
-                        x: &du.buf,
-                        y: Some(&st.zd.buf),
-                        out: &ds.buf,
-                    },
-                ));
                 bwd.push(se::backward(
                     gpu,
                     &format!("{l}.se.bwd"),
@@ -449,6 +458,8 @@ impl Rec<'_> {
                         w: &sew.weights(),
                         r: &r.buf,
                         s: &s.buf,
+                        part: &dpart.buf,
+                        parts: gemm::Variant::for_adapter(gpu).parts(oh * ow),
                         ds: &ds.buf,
                         dm: &dm.buf,
                     },

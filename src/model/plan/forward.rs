@@ -97,6 +97,7 @@ impl Rec<'_> {
                         y: &z.buf,
                         mode: InMode::Plain,
                         pack: self.pack.as_ref(),
+                        parts: None,
                     },
                 ));
                 Some(z)
@@ -151,6 +152,7 @@ impl Rec<'_> {
                 y: &out.buf,
                 mode: InMode::ActScaled(act),
                 pack: self.pack.as_ref(),
+                parts: self.block_parts(l, false),
             },
         ));
         Ok(BlockFwd {
@@ -230,6 +232,7 @@ impl Rec<'_> {
                 y: &zh.buf,
                 mode: InMode::Plain,
                 pack: pack.as_ref(),
+                parts: None,
             },
         ));
         let features = a.batched("features".into(), k)?;

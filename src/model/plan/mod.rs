@@ -159,6 +159,10 @@ impl Plan {
             }
         };
         let mut rec = Rec::new(gpu, m, Alloc { gpu, batch }, texels)?;
+        let cam = opts.backward && !opts.blocks.is_empty();
+        if cam {
+            rec.start_parts(&sizes)?;
+        }
         let fwd = rec.forward((h, w), (sh, sw), &sizes)?;
         let masked = match opts.masked {
             0 => None,
@@ -169,7 +173,7 @@ impl Plan {
         rb.probs = rb.add(&fwd.head.probs, m.n_classes());
         rb.logits = rb.add(&fwd.head.logits, m.n_classes());
         let outs: Vec<GpuBuf> = fwd.blocks.iter().map(|b| b.out.clone()).collect();
-        let (mut phases, grads) = match opts.backward && !opts.blocks.is_empty() {
+        let (mut phases, grads) = match cam {
             true => Self::record_backward_and_cam(&mut rec, &opts, (&fwd, &outs), &sizes, &mut rb)?,
             false => (vec![], (0..cfg.blocks.len()).map(|_| None).collect()),
         };
@@ -252,6 +256,10 @@ impl Plan {
             hvp: &b.hvp,
             eigen_smooth: opts.eigen_smooth,
             fullgrad: b.fullgrad.as_ref(),
+            parts: rec
+                .parts
+                .as_ref()
+                .expect("made with the CAM phase (start_parts)"),
         };
         let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
         let (camd, cb) = phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;

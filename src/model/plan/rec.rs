@@ -1,5 +1,6 @@
 //! What recording a plan needs, and the intermediates it keeps.
 
+use crate::cam::channel::{BlockParts, PartsLayout};
 use crate::cam::phase::FullGradMaps;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
@@ -40,6 +41,9 @@ pub(super) struct Rec<'a> {
     pub(super) no_se: Option<(GpuBuf, GpuBuf)>,
     /// FullGrad's buffers, when the backward records its terms (`Rec::start_fullgrad`)
     pub(super) full: Option<FullGradTerms>,
+    /// the row partials of the block outputs and their gradients, when the plan has a CAM
+    /// phase (`Rec::start_parts`)
+    pub(super) parts: Option<BlockParts>,
 }
 
 /// A block's forward intermediates on the GPU, as `cpu::BlockState` holds them.
@@ -101,6 +105,8 @@ pub(super) struct Scratch {
     pub(super) dze: GpuBuf,
     pub(super) ds: GpuBuf,
     pub(super) dm: GpuBuf,
+    /// the projection backward's partial sums of ds (`gemm::Dot`)
+    pub(super) dpart: GpuBuf,
 }
 
 impl<'a> Rec<'a> {
@@ -133,6 +139,39 @@ impl<'a> Rec<'a> {
             act: cfg.family.act(),
             no_se,
             full: None,
+            parts: None,
+        })
+    }
+
+    /// Make the buffers for the row partials of every block output (max |A|, which the
+    /// forward's projection GEMMs write) and of their gradients (Σ g, the backward's GEMMs),
+    /// at blocks of output sizes `sizes`.
+    pub(super) fn start_parts(&mut self, sizes: &[(usize, usize)]) -> Result<()> {
+        let channels: Vec<usize> = self.m.weights.cfg.blocks.iter().map(|b| b.cout).collect();
+        let hw: Vec<usize> = sizes.iter().map(|(h, w)| h * w).collect();
+        let variant = gemm::Variant::for_adapter(self.gpu);
+        let layout = PartsLayout::new(&channels, &hw, &|p| variant.parts(p));
+        self.parts = Some(BlockParts {
+            act: self.a.buf("parts.act".into(), layout.total)?,
+            grad: self.a.buf("parts.grad".into(), layout.total)?,
+            has_grad: vec![false; channels.len()],
+            layout,
+        });
+        Ok(())
+    }
+
+    /// Where block `l`'s output (`grad`: its gradient) writes its row partials, if anywhere.
+    pub(super) fn block_parts(&self, l: usize, grad: bool) -> Option<gemm::Parts<'_>> {
+        self.parts.as_ref().map(|p| gemm::Parts {
+            op: if grad {
+                gemm::PartOp::Sum
+            } else {
+                gemm::PartOp::MaxAbs
+            },
+            zd: None,
+            part: if grad { &p.grad.buf } else { &p.act.buf },
+            off: p.layout.offs[l],
+            images: 1,
         })
     }
 
