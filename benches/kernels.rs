@@ -6,12 +6,12 @@
 //! or `combicam-gpu bench`.
 
 use combicam_gpu::app::bench::{time_passes, timestamps_usable};
-use combicam_gpu::cam::channel::{self, ChannelArgs};
+use combicam_gpu::cam::channel::{self, BlockParts, ChannelArgs, FromPartsArgs, PartsLayout};
 use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
 use combicam_gpu::cam::fusion::{self, FuseArgs};
 use combicam_gpu::cam::methods::{FUSIONS, Method};
 use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
-use combicam_gpu::model::config::PadRule;
+use combicam_gpu::model::config::{self, PadRule};
 use combicam_gpu::ops::{
     Act, conv,
     conv::ConvArgs,
@@ -410,6 +410,39 @@ fn main() {
         &g,
         "cam weighted_map 32ch 75×113",
         &channel::weighted_map(&g, "map", &cargs),
+        iters,
+    );
+    // every block's max |A| and Grad-CAM means from the GEMMs' row partials: B4 at 300×450
+    let cfg = config::efficientnet(4, config::Family::Visloc);
+    let (_, _, sizes) = cfg.sizes(300, 450);
+    let channels: Vec<usize> = cfg.blocks.iter().map(|b| b.cout).collect();
+    let hw: Vec<usize> = sizes.iter().map(|(h, w)| h * w).collect();
+    let variant = gemm::Variant::for_adapter(&g);
+    let layout = PartsLayout::new(&channels, &hw, &|p| variant.parts(p));
+    let mut w_off = 0;
+    let blocks: Vec<_> = (0..channels.len())
+        .map(|l| {
+            w_off += channels[l];
+            (l, channels[l], hw[l], Some(w_off - channels[l]))
+        })
+        .collect();
+    let parts = BlockParts {
+        act: buf(&g, layout.total),
+        grad: buf(&g, layout.total),
+        has_grad: vec![true; channels.len()],
+        layout,
+    };
+    let (gw, amax) = (buf(&g, w_off), buf(&g, channels.len()));
+    let pargs = FromPartsArgs {
+        parts: &parts,
+        blocks: &blocks,
+        w: &gw.buf,
+        amax: &amax.buf,
+    };
+    report(
+        &g,
+        "cam from_parts B4 300×450 (32 blocks)",
+        &channel::from_parts(&g, "parts", &pargs).unwrap(),
         iters,
     );
     let eargs = ElementwiseArgs {

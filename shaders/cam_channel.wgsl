@@ -16,7 +16,7 @@
 //     last block only)
 // weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
 // from_parts: one workgroup per row of `table` (8 words: block l, C, HW, parts, offset of its
-//   rows in gparts and aparts, w_off, whether gparts holds its rows, 0): amax[l] = max over
+//   rows in gparts and aparts, w_off, whether gparts holds its rows, lanes): amax[l] = max over
 //   A's partials (max_p |A_k| over every channel k), and where the gradient's partials are
 //   there, Grad-CAM's w[w_off + k] = Σ g's partials of channel k / HW. Every block's activation
 //   statistic and every Grad-CAM weight in one dispatch, from partials the GEMMs that made A
@@ -158,21 +158,14 @@ fn weighted_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     }
 }
 
-// the row of `n` partials at `base` of gparts added as se.wgsl's part_sum adds its rows:
-// eight interleaved sums, combined in order
-fn gparts_sum(base: u32, n: u32) -> f32 {
-    var s = array<f32, 8>();
-    for (var i = 0u; i < n; i += 8u) {
-        for (var j = 0u; j < 8u; j++) {
-            if (i + j < n) {
-                s[j] += gparts[base + i + j];
-            }
-        }
-    }
-    return ((((((s[0] + s[1]) + s[2]) + s[3]) + s[4]) + s[5]) + s[6]) + s[7];
-}
+// from_parts' scratch: each invocation's partial max and sum, then its running block max
+var<workgroup> fp_max: array<f32, 256>;
+var<workgroup> fp_sum: array<f32, 256>;
 
-@compute @workgroup_size(64)
+// One workgroup per row of the table; `lanes` (a power of two, table word 7) invocations per
+// channel, 256 / lanes channels at a time: each lane strides over the channel's partials, and
+// the channel's first lane combines the lanes in order.
+@compute @workgroup_size(256)
 fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     if (wid.x >= prm.c) { // prm.c: the table's rows
         return;
@@ -185,22 +178,45 @@ fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     let off = table[t + 4u];
     let w_off = table[t + 5u];
     let has_g = table[t + 6u] != 0u;
-    var m = 0.0;
-    for (var k = lid; k < c; k += 64u) {
-        let base = off + k * parts;
-        for (var i = 0u; i < parts; i++) {
-            m = max(m, aparts[base + i]);
+    let lanes = table[t + 7u];
+    let lane = lid % lanes;
+    var block_max = 0.0;
+    for (var k0 = 0u; k0 < c; k0 += 256u / lanes) {
+        let k = k0 + lid / lanes;
+        var m = 0.0;
+        var s = 0.0;
+        if (k < c) {
+            let base = off + k * parts;
+            for (var i = lane; i < parts; i += lanes) {
+                m = max(m, aparts[base + i]);
+                if (has_g) {
+                    s += gparts[base + i];
+                }
+            }
         }
-        if (has_g) {
-            w[w_off + k] = gparts_sum(base, parts) / f32(hw);
+        fp_max[lid] = m;
+        fp_sum[lid] = s;
+        workgroupBarrier();
+        if (lane == 0u && k < c) {
+            var cm = 0.0;
+            var cs = 0.0;
+            for (var j = 0u; j < lanes; j++) {
+                cm = max(cm, fp_max[lid + j]);
+                cs += fp_sum[lid + j];
+            }
+            block_max = max(block_max, cm);
+            if (has_g) {
+                w[w_off + k] = cs / f32(hw);
+            }
         }
+        workgroupBarrier();
     }
-    part[lid] = m; // the invocation's max, in the lanes' scratch
+    fp_max[lid] = block_max;
     workgroupBarrier();
     if (lid == 0u) {
         var b = 0.0;
-        for (var i = 0u; i < 64u; i++) {
-            b = max(b, part[i]);
+        for (var i = 0u; i < 256u; i++) {
+            b = max(b, fp_max[i]);
         }
         amax[l] = b;
     }

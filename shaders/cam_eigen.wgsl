@@ -35,7 +35,7 @@
 //   kproject one workgroup: λ = v·K·v, maps[map_off + p] = v_p·sqrt(max(λ, 0)) (scikit-learn's
 //           transform: the eigenvector scaled by √λ, λ clamped at 0 as its PSD check does)
 //   then `sign`: scikit-learn's svd_flip makes v's largest |component| positive, which is the
-//   sign rule above, and pytorch-grad-cam's ReLU
+//   sign rule above (but for its TIE), and pytorch-grad-cam's ReLU
 // lavapipe ends an invocation's loops after 65,535 turns in all, silently. So the long sums
 // take four terms a turn (in the same order), and `record` splits the positions and the steps
 // over dispatches that keep every invocation under that.

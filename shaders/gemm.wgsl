@@ -31,9 +31,10 @@
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 16 through workgroup memory.
 
-// flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). Uniform flags rather than override constants,
-// so that every GEMM of a plan shares one `regs` pipeline: on lavapipe each distinct
-// pipeline costs LLVM code generation on its first dispatch.
+// flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). Uniform flags rather
+// than override constants, so that every GEMM of a plan shares one `regs` pipeline (its only
+// constant is ACT, for PART 1 in a ReLU6 model): on lavapipe each distinct pipeline costs
+// LLVM code generation on its first dispatch.
 struct Params { m: u32, k: u32, p: u32, flags: u32, part_off: u32, part_n: u32 }
 
 override IN_MODE: u32 = 0u;

@@ -2,14 +2,14 @@
 // (depthwise.wgsl POOL); the forward adds them up; the channel scale is applied inside
 // gemm.wgsl's projection loads (IN_MODE 1).
 // Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_x: (CMID, CSE), 4 b_x: (CMID),
-//           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID),
+//           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID) rw,
 //           9 dm: (CMID) rw, 10 part: (CMID, PARTS) partial sums (forward: the depthwise
-//           kernel's of act(z_d); backward: the projection GEMM's of du·act(z_d)), 8 ds rw
+//           kernel's of act(z_d); backward: the projection GEMM's of du·act(z_d))
 // forward:  m = Σ part / HW (written: the squeeze), r = w_r·m + b_r, s = sigmoid(w_x·silu(r) + b_x)
 //           (batch: workgroup z is the image; part, m, r and s hold the images one after
 //           another)
 // backward: ds = Σ part (written: the projection's backward GEMM wrote the partial sums of
-//           du·act(z_d), gemm.wgsl DOT);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
+//           du·act(z_d), gemm.wgsl PART 1);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
 // The scale's gradient reaches the depthwise output as dz_d = (du·s + dm/HW)·act'(z_d), which
 // depthwise.wgsl applies as its backward reads du (SE_IN). The SE's own activation is always
 // SiLU.

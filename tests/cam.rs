@@ -163,13 +163,13 @@ fn every_method_matches_its_reference() {
 }
 
 /// Every block's max |A| and Grad-CAM's channel means from the GEMMs' row partials, in one
-/// dispatch: blocks of odd channel counts and partial counts (one, not a multiple of the eight
-/// interleaved sums, more than a workgroup's 64 channels), some without gradient partials.
+/// dispatch: blocks of odd channel counts (3 to 300: one pass of 256 invocations over 64 to 1
+/// lanes per channel, and two passes) and partial counts, some without gradient partials.
 #[test]
 fn block_statistics_from_partials_match_their_reference() {
     let g = gpu();
-    let channels = [3, 13, 70, 5];
-    let hw = [1, 50, 1000, 7];
+    let channels = [3, 13, 70, 5, 300];
+    let hw = [1, 50, 1000, 7, 20];
     let layout = PartsLayout::new(&channels, &hw, &|p| p.div_ceil(8));
     let act: Vec<f32> = rand(layout.total, 3100, 0.0, 4.0);
     let grad = rand(layout.total, 3200, -1.0, 1.0);
@@ -177,7 +177,7 @@ fn block_statistics_from_partials_match_their_reference() {
         act: up(&act),
         grad: up(&grad),
         layout: layout.clone(),
-        has_grad: vec![true, true, true, false],
+        has_grad: vec![true, true, true, false, true],
     };
     // Grad-CAM weights at blocks 0 and 2, after 9 floats the kernel must leave alone
     let blocks = [
@@ -185,8 +185,9 @@ fn block_statistics_from_partials_match_their_reference() {
         (1, 13, 50, None),
         (2, 70, 1000, Some(12)),
         (3, 5, 7, None),
+        (4, 300, 20, Some(82)),
     ];
-    let (wb, amax) = (zeros(9 + 3 + 70), zeros(4));
+    let (wb, amax) = (zeros(9 + 3 + 70 + 300), zeros(5));
     let args = FromPartsArgs {
         parts: &parts,
         blocks: &blocks,

@@ -79,7 +79,7 @@ fn gemm_matches_reference() {
         // projection's backward), Σ y (a block output's gradient), max |y| (a block output)
         let op = match i % 3 {
             _ if i == 0 => None,
-            // both activations (i = 3, 6), whatever the case's
+            // both activations (i = 3: ReLU6, 6: SiLU)
             0 => Some(PartOp::DotAct(act_of(i / 3))),
             1 => Some(PartOp::Sum),
             _ => Some(PartOp::MaxAbs),

@@ -182,7 +182,9 @@ pub fn from_parts(gpu: &Gpu, label: &str, a: &FromPartsArgs) -> crate::error::Re
         );
         let row = [l, c, hw, lay.parts[l], lay.offs[l], w_off.unwrap_or(0)];
         table.extend(row.map(|v| v as u32));
-        table.extend([w_off.is_some() as u32, 0]);
+        // invocations per channel: the most powers of two that 256 spreads over C channels
+        let lanes = (256 / c.max(1)).max(1).ilog2();
+        table.extend([w_off.is_some() as u32, 1 << lanes]);
         floats += c * lay.parts[l] * (1 + w_off.is_some() as usize);
     }
     let table = gpu.upload_u32(&format!("{label}.table"), &table)?;

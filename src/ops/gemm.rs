@@ -293,7 +293,8 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
         g.k
     );
     // IN_MODE and ACT shape the loads of x (`tiled`, `pack_x`); `regs` reads x already
-    // packed, so it takes no constants: one pipeline for every GEMM
+    // packed, so it takes no constants but DotAct's ACT where that is not the default: one
+    // pipeline for every GEMM of a model
     let mut constants = g.mode.constants().to_vec();
     // the act of DotAct's zd; InMode::Plain's default ACT otherwise
     let dot_act = match g.parts.map(|p| p.op) {
@@ -309,6 +310,9 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
             dot_act.is_some(),
             "{label}: zd goes with PartOp::DotAct alone"
         );
+    }
+    if let (Some(d), InMode::ActScaled(a)) = (dot_act, g.mode) {
+        assert_eq!(d, a, "{label}: one ACT serves the loads and DotAct");
     }
     let flags = g.bias.is_some() as u32
         | (g.res.is_some() as u32) << 1

@@ -1,5 +1,6 @@
-//! Row reductions (one workgroup per row): pools, Grad-CAM channel weights, the SE gradient
-//! and statistics; and the gradient of the global average pool of the activation.
+//! Row reductions (one workgroup per row): the head's global pool, and row statistics
+//! (mean, max |x|, max, min, Σ x·act(y), mean act'(x)); and the gradient of the global
+//! average pool of the activation.
 
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,

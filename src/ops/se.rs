@@ -85,7 +85,7 @@ pub struct SeBackward<'a> {
     pub r: &'a wgpu::Buffer,
     /// the channel scale (CMID), from the forward
     pub s: &'a wgpu::Buffer,
-    /// partial sums of ∂/∂s, (CMID, parts): the projection backward's `gemm::Dot`
+    /// partial sums of ∂/∂s, (CMID, parts): the projection backward's `gemm::PartOp::DotAct`
     pub part: &'a wgpu::Buffer,
     pub parts: usize,
     /// ∂/∂s (CMID), written

@@ -105,7 +105,7 @@ pub(super) struct Scratch {
     pub(super) dze: GpuBuf,
     pub(super) ds: GpuBuf,
     pub(super) dm: GpuBuf,
-    /// the projection backward's partial sums of ds (`gemm::Dot`)
+    /// the projection backward's partial sums of ds (`gemm::PartOp::DotAct`)
     pub(super) dpart: GpuBuf,
 }
 
