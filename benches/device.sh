@@ -5,15 +5,18 @@
 #                                 # binary, the test binary, the shared libraries they load
 #                                 # and the Vulkan loader's package: what a bare machine lacks
 #   bash benches/device.sh run    # there: unpack, then adapter, check, bench (300×450 and
-#                                 # 380×380), bench --masked 32, and the test suite without
-#                                 # the browser test (no Chromium there), logging every
-#                                 # tolerance's use
+#                                 # 380×380), bench --masked 32, PyTorch's reference on the
+#                                 # same GPU (NVIDIA), the kernel benchmarks, and the test
+#                                 # suite without the browser and Python tests (no Chromium
+#                                 # or maturin there), logging every tolerance's use
 #
-# Copy the checkout there with its .device/ and allow the run about 540 s: each step has its
+# Copy the checkout there with its .device/ and allow the run about 560 s: each step has its
 # own time limit (`step` below), so that it ends inside one remote command. It writes seven
-# files into $OUT (else benches/results/device-<date>/): devices.txt, check.txt, bench.json,
-# bench.txt, bench-masked32.json, tests.log, tolerances.log. Archive the JSON in
-# benches/results/ under the GPU's name, and put its row in the README's performance table.
+# files into $OUT (else benches/results/device-<date>/), within the eight that come back:
+# run.log (adapter, check, bench, masked, PyTorch), bench.json, bench-masked32.json,
+# pytorch-cuda.json (PyTorch on the same GPU, side by side), kernels.txt (`cargo bench
+# --bench kernels`), tests.log and tolerances.log. Archive the JSON in benches/results/
+# under the GPU's name, and put its rows in the README's performance table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PACK=.device
@@ -22,22 +25,42 @@ pack() {
     set -e
     cargo build --release
     cargo test --release --no-run
-    local tests
+    cargo bench --bench kernels --no-run
+    local tests kernels
     tests=$(ls -t target/release/deps/all-* | grep -v '\.d$' | head -1)
-    rm -rf "$PACK" && mkdir -p "$PACK/lib" "$PACK/gl"
-    # stripped and compressed: the working tree and what it carries travel in 64 MiB
-    strip -o "$PACK/combicam-gpu" target/release/combicam-gpu
-    strip -o "$PACK/tests" "$tests"
-    xz -T0 -6 "$PACK/combicam-gpu" "$PACK/tests"
+    kernels=$(ls -t target/release/deps/kernels-* | grep -v '\.d$' | head -1)
+    rm -rf "$PACK" && mkdir -p "$PACK/bins/lib" "$PACK/gl"
+    strip -o "$PACK/bins/combicam-gpu" target/release/combicam-gpu
+    strip -o "$PACK/bins/tests" "$tests"
+    strip -o "$PACK/bins/kernels" "$kernels"
+    # $BASELINE: an older build to bench beside this one, telling the code's changes from the
+    # machine's (its built-in model must be this one's)
+    local cut=("$PACK/bins/combicam-gpu" "$PACK/bins/tests")
+    if [ -n "${BASELINE:-}" ]; then
+        strip -o "$PACK/bins/baseline" "$BASELINE"
+        cut+=("$PACK/bins/baseline")
+    fi
     # the test binary reads its data and runs the binary from the paths it was built at
     pwd >"$PACK/manifest_dir"
     # shared libraries beyond the C runtime (HDF5, curl and theirs)
     ldd target/release/combicam-gpu "$tests" | awk '$3 ~ /^\// {print $3}' | sort -u |
         grep -Ev '/(libc|libm|libgcc_s|ld-linux[^/]*|libpthread|libdl|librt|libresolv)\.so' |
-        xargs -r cp -L -t "$PACK/lib"
-    tar -C "$PACK" -cJf "$PACK/lib.tar.xz" lib && rm -rf "$PACK/lib"
-    # the Vulkan loader, unpacked there if the machine has none
-    (cd "$PACK/gl" && apt-get download libvulkan1 2>/dev/null >/dev/null)
+        xargs -r cp -L -t "$PACK/bins/lib"
+    # the Lite0 weights both binaries embed are rebuilt there from the .pth that travels anyway
+    local blob
+    blob=$(ls -t target/release/build/combicam-gpu-*/out/builtin-lite0.safetensors | head -1)
+    python3 benches/device_blob.py cut "$blob" "$PACK/blob.json" "${cut[@]}"
+    # one stream with a dictionary wider than a binary: what the two share is stored once
+    tar -C "$PACK/bins" -cf - . | xz -T1 -9e --lzma2=preset=9e,dict=192MiB >"$PACK/bins.tar.xz"
+    rm -rf "$PACK/bins"
+    # PyTorch is there, efficientnet_pytorch (pure Python) is not: the side-by-side reference
+    mkdir -p "$PACK/py"
+    # ($REF_PYTHON: an interpreter that has it; pip install efficientnet_pytorch==0.7.0)
+    cp -r "$(${REF_PYTHON:-python3} -c 'import efficientnet_pytorch as e, os; print(os.path.dirname(e.__file__))')" "$PACK/py/"
+    find "$PACK/py" -name __pycache__ -prune -exec rm -rf {} +
+    # the Vulkan loader and GLVND, which NVIDIA's Vulkan driver (libGLX_nvidia) needs there
+    (cd "$PACK/gl" && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 \
+        libgles2 2>/dev/null >/dev/null)
     du -sh "$PACK"
     echo "with the tracked tree: $(($(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) / 1048576 + $(du -sb "$PACK" | cut -f1) / 1048576)) MiB of the 64 that travel"
 }
@@ -52,19 +75,28 @@ run() {
     if [ ! -e "$built/Cargo.toml" ]; then
         mkdir -p "$(dirname "$built")" && ln -sfn "$PWD" "$built"
     fi
-    xz -dc "$PACK/combicam-gpu.xz" >target/release/combicam-gpu
-    xz -dc "$PACK/tests.xz" >"$PACK/all-tests"
-    tar -C "$PACK" -xJf "$PACK/lib.tar.xz"
-    chmod +x target/release/combicam-gpu "$PACK/all-tests"
+    mkdir -p "$PACK/bins" && xz -dc "$PACK/bins.tar.xz" | tar -C "$PACK/bins" -xf -
+    python3 benches/device_blob.py put weights/efficientnet-lite0-57934424.pth "$PACK/blob.json" || return 1
+    mv "$PACK/bins/combicam-gpu" target/release/combicam-gpu
+    mv "$PACK/bins/tests" "$PACK/all-tests" && mv "$PACK/bins/kernels" "$PACK/kernels"
+    mv "$PACK/bins/lib" "$PACK/lib"
+    [ -f "$PACK/bins/baseline" ] && mv "$PACK/bins/baseline" "$PACK/baseline" && chmod +x "$PACK/baseline"
+    chmod +x target/release/combicam-gpu "$PACK/all-tests" "$PACK/kernels"
     export LD_LIBRARY_PATH="$PWD/$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    if ! ldconfig -p | grep -q libvulkan.so.1; then
-        for f in "$PACK"/gl/*.deb; do dpkg -x "$f" /; done
-        ldconfig
-    fi
+    for f in "$PACK"/gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
     local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
+    local egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+    [ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+    # that ICD names libGLX_nvidia.so.0 bare, and ldconfig there does not list its folder
+    [ -d /usr/local/nvidia/lib64 ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/usr/local/nvidia/lib64
     export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg} && mkdir -p "$XDG_RUNTIME_DIR"
     local bin=target/release/combicam-gpu
+    if ldd "$bin" "$PACK/all-tests" | grep 'not found'; then
+        echo "error: the machine lacks the libraries above: pack them (benches/device.sh pack)"
+        return 1
+    fi
     # a step and the seconds it may take, so that the whole run ends inside one command
     step() {
         local limit=$1 name=$2
@@ -73,13 +105,41 @@ run() {
         timeout "$limit" "$@"
         echo "== $name: exit $?"
     }
-    step 30 devices "$bin" devices 2>&1 | tee "$out/devices.txt"
-    step 60 check "$bin" check 2>&1 | tee "$out/check.txt"
-    step 150 bench "$bin" bench --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
-    step 60 masked32 "$bin" bench --size 300x450 --mixed 0 --masked 32 \
-        --json "$out/bench-masked32.json" 2>&1 | tail -20
+    if ! timeout 20 "$bin" devices >/dev/null 2>&1; then
+        timeout 20 "$bin" devices
+        VK_LOADER_DEBUG=error timeout 20 "$bin" devices 2>&1 | tail -5
+        echo "error: no adapter there; nothing else is run"
+        return 1
+    fi
+    # the clocks through the run: a GPU that stays in a low power state between short bursts
+    # would make every figure slow alike
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,pstate --format=csv,noheader \
+        -lms 250 >"$out/clocks.csv" 2>/dev/null &
+    local smi=$!
+    {
+        step 20 devices "$bin" devices
+        nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv
+        step 60 check "$bin" check
+        step 90 bench "$bin" bench --slowest 25 --json "$out/bench.json"
+        step 45 masked32 "$bin" bench --size 300x450 --mixed 0 --masked 32 \
+            --json "$out/bench-masked32.json"
+        # PyTorch on the same GPU, in the same run: the side-by-side figure
+        PYTHONPATH="$PWD/$PACK/py" PYTHONUNBUFFERED=1 step 100 pytorch python3 \
+            benches/pytorch_reference.py --device cuda --warmup 3 --iters 20 --forward-batch 32 \
+            --json "$out/pytorch-cuda.json"
+        if [ -x "$PACK/baseline" ]; then
+            step 60 baseline-bench "$PACK/baseline" bench --size 300x450
+        fi
+    } 2>&1 | tee "$out/run.log"
+    kill $smi 2>/dev/null
+    step 60 kernels "$PACK/kernels" 2>&1 | tee "$out/kernels.txt" | tail -5
     export COMBICAM_TOLERANCE_LOG="$out/tolerances.log"
-    step 210 tests "$PACK/all-tests" --skip browser:: 2>&1 | tee "$out/tests.log" | tail -30
+    # no Chromium (browser) and no maturin (python) there
+    step 180 tests "$PACK/all-tests" --skip browser:: --skip python:: 2>&1 | tee "$out/tests.log" | tail -40
+    # the photo goldens again with the CPU-shaped kernels: the kernels' order of sums against
+    # the adapter's arithmetic, where a map strays
+    COMBICAM_KERNELS=cpu step 60 tests-cpu-kernels "$PACK/all-tests" finer:: \
+        model::trained_lite0_on_photos eigen::smoothed_maps 2>&1 | tee -a "$out/tests.log" | tail -8
 }
 
 case "${1:-}" in

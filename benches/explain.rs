@@ -21,6 +21,8 @@ fn main() {
         mixed: 12,
         // and the masked forward at the batch evaluate uses on this adapter
         masked: PlanOptions::AUTO_BATCH,
+        // and the 10 slowest dispatches, each timed alone
+        slowest: 10,
     };
     bench::run(
         std::sync::Arc::new(gpu),

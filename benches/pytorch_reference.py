@@ -2,7 +2,8 @@
 
 One forward (hooks on every block, each output keeps its gradient), one backward of
 probs[c] (c = the top cell), then the 32 Grad-CAM maps, their bilinear upsampling and the
-Combi-CAM fusion: the same work as `combicam-gpu explain`, done by PyTorch on the CPU.
+Combi-CAM fusion: the same work as `combicam-gpu explain`, done by PyTorch on the CPU
+(or, with --device cuda, on an NVIDIA GPU).
 The model is efficientnet_pytorch 0.7.0 `efficientnet-b4` with the visloc head (31,145
 cells) and the deterministic test weights of tests/golden/detweights.py, so nothing is
 downloaded and the numbers are comparable with `combicam-gpu bench` (same default model).
@@ -13,7 +14,7 @@ downloaded and the numbers are comparable with `combicam-gpu bench` (same defaul
     combicam-gpu bench compare ours.json pytorch.json          # side by side
 
 --json writes the `combicam-bench/1` schema of `combicam-gpu bench --json`, with the
-CPU as the "adapter" and no kernel families.
+CPU (or the GPU) as the "adapter" and no kernel families.
 """
 
 import argparse
@@ -56,12 +57,14 @@ def cpu_name():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Time PyTorch's single-pass Combi-CAM (B4, all 32 blocks) on the CPU.")
+    ap = argparse.ArgumentParser(description="Time PyTorch's single-pass Combi-CAM (B4, all 32 blocks) on the CPU or a CUDA GPU.")
     ap.add_argument("--size", type=parse_size, action="append", metavar="HxW",
                     help="input size, repeatable (default: 300x450 and 380x380)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs per size (default 1)")
     ap.add_argument("--iters", type=int, default=5, help="timed runs per size (default 5)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--device", default="cpu", metavar="DEV",
+                    help="torch device: cpu (default) or cuda; on cuda every phase mark waits for the GPU")
     ap.add_argument("--json", metavar="FILE", help="write the results in the combicam-bench/1 schema")
     ap.add_argument("--forward-batch", type=int, default=16, metavar="N",
                     help="also time no-grad forwards at the first size, batch 1 and batch N (0: off; default 16)")
@@ -80,15 +83,24 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     bb, head = build_visloc("efficientnet-b4", NUM_CELLS)
+    dev = torch.device(args.device)
+    bb, head = bb.to(dev), head.to(dev)
     print(f"built efficientnet-b4 + {NUM_CELLS}-cell head in {time.perf_counter() - t0:.1f} s")
     machine = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system().lower()}"
-    who = f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads"
+    if dev.type == "cuda":
+        # cuDNN's default lets convolutions use TF32; the figure is what a user gets by default
+        tf32 = "TF32 convs" if torch.backends.cudnn.allow_tf32 else "FP32"
+        who = f"PyTorch {torch.__version__} {torch.cuda.get_device_name(dev)}, eager, {tf32}"
+        kind, info = "DiscreteGpu", f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+    else:
+        who = f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads"
+        kind, info = "CPU", torch.__config__.parallel_info().splitlines()[0]
     print(f"{who} · {machine}")
 
     gen = torch.Generator().manual_seed(0)
     results = []
     for h, w in sizes:
-        x = torch.randn(1, 3, h, w, generator=gen)
+        x = torch.randn(1, 3, h, w, generator=gen).to(dev)
         for _ in range(args.warmup):
             combicam(bb, head, x, keep_blocks=False)
         total, fwd, bwd, cam = [], [], [], []
@@ -122,13 +134,15 @@ def main(argv=None):
         n = args.forward_batch
 
         def per_image(batch):
-            xb = torch.randn(batch, 3, h, w, generator=gen)
+            xb = torch.randn(batch, 3, h, w, generator=gen).to(dev)
             with torch.no_grad():
                 times = []
                 for i in range(args.warmup + args.iters):
                     t = time.perf_counter()
                     feats = bb.extract_features(xb).mean((2, 3))
                     torch.softmax(head(feats), dim=1)
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
                     if i >= args.warmup:
                         times.append((time.perf_counter() - t) / batch)
             return stat(times)
@@ -142,8 +156,8 @@ def main(argv=None):
     if args.json:
         report = {
             "schema": "combicam-bench/1",
-            "adapter": {"index": 0, "name": who, "backend": "PyTorch", "device_type": "CPU",
-                        "driver": "torch", "driver_info": torch.__config__.parallel_info().splitlines()[0]},
+            "adapter": {"index": 0, "name": who, "backend": "PyTorch", "device_type": kind,
+                        "driver": "torch", "driver_info": info},
             "machine": machine,
             "timing": "wall-clock",
             "model": "efficientnet-b4",

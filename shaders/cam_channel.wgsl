@@ -14,7 +14,8 @@
 //     s = sqrt(Σ (A_k − m)² / HW) (the population std, two passes as numpy's np.std)
 //   5 shapleycam: w_k = Σ (g − ½·h) / HW, h = hvp (the head's Hessian-vector product H·A;
 //     last block only)
-// weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p])
+// weighted_map: maps[map_off + p] = max(0, Σ_c w[w_off + c]·blk[c, p]) (weighted_map_lanes: the
+//   same, 32 lanes a position, on GPUs for blocks of at most 4,096 positions)
 // from_parts: one workgroup per row of `table` (8 words: block l, C, HW, parts, offset of its
 //   rows in gparts and aparts, w_off, whether gparts holds its rows, lanes): amax[l] = max over
 //   A's partials (max_p |A_k| over every channel k), and where the gradient's partials are
@@ -155,6 +156,34 @@ fn weighted_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         if (p0 + j < prm.hw) {
             maps[prm.map_off + p0 + j] = max(select(hi[j % 4u], lo[j % 4u], j < 4u), 0.0);
         }
+    }
+}
+
+var<workgroup> wm: array<f32, 256>;
+
+// GPUs, blocks of at most 4,096 positions (`cam::channel::weighted_map`): 8 positions per
+// workgroup, 32 lanes per position over the channels (lane q adds the c ≡ q (mod 32) in
+// order, then the position's first lane adds the lanes in order), so that no invocation walks
+// all C channels alone: B4's last blocks have 448 channels over 150 positions, 19 invocations
+// for the 8-position form.
+@compute @workgroup_size(256)
+fn weighted_map_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let p = (wid.y * nwg.x + wid.x) * 8u + lid / 32u;
+    let lane = lid % 32u;
+    var acc = 0.0;
+    if (p < prm.hw) {
+        for (var c = lane; c < prm.c; c += 32u) {
+            acc = fma(w[prm.w_off + c], blk[c * prm.hw + p], acc);
+        }
+    }
+    wm[lid] = acc;
+    workgroupBarrier();
+    if (lane == 0u && p < prm.hw) {
+        var s = 0.0;
+        for (var q = 0u; q < 32u; q++) {
+            s += wm[lid + q];
+        }
+        maps[prm.map_off + p] = max(s, 0.0);
     }
 }
 

@@ -58,7 +58,16 @@ const TIE: f32 = 1.0001;
 @group(0) @binding(4) var<storage, read_write> maps: array<f32>;
 @group(0) @binding(5) var<storage, read> aux: array<f32>;
 
+// X's entry i, rounded once. A compiler may fuse a multiply into the add or subtract that uses
+// it (NVIDIA's does; WGSL lets it), which would centre g·A − m_k from the unrounded product
+// while m_k summed the rounded ones: a block of one position would then not be exactly 0, and
+// a nearly constant channel would centre to rounding noise of its own. Times a 1 read from a
+// uniform, the product's consumer is a multiply, so it is rounded first; fma(v, 1, s) is v + s.
 fn x(i: u32) -> f32 {
+    return x_raw(i) * select(0.0, 1.0, prm.hw != 0u);
+}
+
+fn x_raw(i: u32) -> f32 {
     switch INPUT {
         case 1u: {
             return grad[i] * blk[i];

@@ -29,15 +29,26 @@
 //    in one loop, since 32 written-out stores were most of the kernel's code (lavapipe's LLVM
 //    took 4.6 s over it on its first dispatch, against 0.3 s now).
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
-//    K step 16 through workgroup memory.
+//    K step 32 through workgroup memory, the next step's loads in flight during this one's
+//    FMAs.
 
-// flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). Uniform flags rather
-// than override constants, so that every GEMM of a plan shares one `regs` pipeline (its only
-// constant is ACT, for PART 1 in a ReLU6 model): on lavapipe each distinct pipeline costs
-// LLVM code generation on its first dispatch.
+// flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). For `regs`, uniform
+// flags rather than override constants, so that every GEMM of a plan shares one pipeline (its
+// only constant is ACT, for PART 1 in a ReLU6 model): on lavapipe each distinct pipeline costs
+// LLVM code generation on its first dispatch. `tiled` takes them as the FLAGS constant.
 struct Params { m: u32, k: u32, p: u32, flags: u32, part_off: u32, part_n: u32 }
 
 override IN_MODE: u32 = 0u;
+// `tiled` (GPUs, where a pipeline more costs little) takes the flags as this constant, so that
+// its epilogue holds only the branches it takes; −1 (`regs`, `pack_x`): the uniform's
+override FLAGS: i32 = -1;
+
+fn flags() -> u32 {
+    if (FLAGS >= 0) {
+        return u32(FLAGS);
+    }
+    return prm.flags;
+}
 
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var a: texture_2d<f32>;
@@ -83,14 +94,14 @@ fn load_x(k: u32, p: u32) -> f32 {
 }
 
 fn row_bias(m: u32) -> f32 {
-    if ((prm.flags & 1u) != 0u) {
+    if ((flags() & 1u) != 0u) {
         return bias[m];
     }
     return 0.0;
 }
 
 fn part_kind() -> u32 {
-    return (prm.flags >> 2u) & 3u;
+    return (flags() >> 2u) & 3u;
 }
 
 // y[m, p] = acc + b (+ res[m, p]); b = row_bias(m), loaded once per row by the caller.
@@ -98,7 +109,7 @@ fn part_kind() -> u32 {
 fn epilogue(m: u32, p: u32, acc: f32, b: f32) -> f32 {
     let o = yo + m * prm.p + p;
     var v = acc + b;
-    if ((prm.flags & 2u) != 0u) {
+    if ((flags() & 2u) != 0u) {
         v += res[o];
     }
     y[o] = v;
@@ -247,9 +258,47 @@ fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 
 // ---- tiled ------------------------------------------------------------------------------
 
-var<workgroup> tile_a: array<vec4<f32>, 256>; // [kk][m / 4], 16 × 16
-var<workgroup> tile_x: array<vec4<f32>, 256>; // [kk][p / 4], 16 × 16
+var<workgroup> tile_a: array<vec4<f32>, 512>; // [kk][m / 4], 32 × 16
+var<workgroup> tile_x: array<vec4<f32>, 512>; // [kk][p / 4], 32 × 16
 
+// The K step's weights: texel u of 512 (64 rows × 8 texels, row u % 64, so that an SIMD
+// group's writes below fall in distinct banks), zero past M and K
+fn a_texel(m0: u32, k0: u32, u: u32) -> vec4<f32> {
+    let am = u % 64u;
+    let aq = k0 / 4u + u / 64u;
+    if (m0 + am < prm.m && aq < (prm.k + 3u) / 4u) {
+        return textureLoad(a, vec2(aq, m0 + am), 0);
+    }
+    return vec4(0.0);
+}
+
+fn put_a(u: u32, v: vec4<f32>) {
+    let am = u % 64u;
+    let q = u / 64u;
+    tile_a[(q * 4u) * 16u + am / 4u][am % 4u] = v.x;
+    tile_a[(q * 4u + 1u) * 16u + am / 4u][am % 4u] = v.y;
+    tile_a[(q * 4u + 2u) * 16u + am / 4u][am % 4u] = v.z;
+    tile_a[(q * 4u + 3u) * 16u + am / 4u][am % 4u] = v.w;
+}
+
+// The K step's activations: value i of 2048 (32 k × 64 p), zero past P (and K, load_x)
+fn x_value(k0: u32, p0: u32, i: u32) -> f32 {
+    let xp = i % 64u;
+    if (p0 + xp < prm.p) {
+        return load_x(k0 + i / 64u, p0 + xp);
+    }
+    return 0.0;
+}
+
+fn put_x(i: u32, v: f32) {
+    tile_x[(i / 64u) * 16u + (i % 64u) / 4u][i % 4u] = v;
+}
+
+// 64 × 64 outputs per workgroup of 16 × 16, 4 × 4 per invocation, K in steps of 32 through
+// workgroup memory (16 KiB, the WebGPU default limit). The next step's loads are issued before
+// the current step's FMAs, so that their latency hides behind them: on an H200 each step of a
+// long-K GEMM (the projections of B4's last blocks, K = 1,632 over 150 positions, 15
+// workgroups) was bound by its loads' latency, not by arithmetic.
 @compute @workgroup_size(16, 16)
 fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let tx = lid.x;
@@ -257,39 +306,51 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     let t = ty * 16u + tx;
     let p0 = wid.x * 64u;
     let m0 = wid.y * 64u;
-    let kq_n = (prm.k + 3u) / 4u;
     set_batch(wid.z);
     var acc = array<vec4<f32>, 4>();
-    for (var k0 = 0u; k0 < prm.k; k0 += 16u) {
-        // weights: 64 rows × 4 texels, one texel per invocation
-        let am = t / 4u;
-        let aq = k0 / 4u + t % 4u;
-        var av = vec4(0.0);
-        if (m0 + am < prm.m && aq < kq_n) {
-            av = textureLoad(a, vec2(aq, m0 + am), 0);
-        }
-        for (var c = 0u; c < 4u; c++) {
-            tile_a[((t % 4u) * 4u + c) * 16u + am / 4u][am % 4u] = av[c];
-        }
-        // activations: 16 k × 64 p, four per invocation
-        for (var e = 0u; e < 4u; e++) {
-            let idx = t + 256u * e;
-            let xk = idx / 64u;
-            let xp = idx % 64u;
-            var xv = 0.0;
-            if (p0 + xp < prm.p) {
-                xv = load_x(k0 + xk, p0 + xp);
-            }
-            tile_x[xk * 16u + xp / 4u][xp % 4u] = xv;
-        }
+    // this step's loads, in registers: 2 weight texels and 8 activations per invocation
+    var a0 = a_texel(m0, 0u, t);
+    var a1 = a_texel(m0, 0u, t + 256u);
+    var x0 = x_value(0u, p0, t);
+    var x1 = x_value(0u, p0, t + 256u);
+    var x2 = x_value(0u, p0, t + 512u);
+    var x3 = x_value(0u, p0, t + 768u);
+    var x4 = x_value(0u, p0, t + 1024u);
+    var x5 = x_value(0u, p0, t + 1280u);
+    var x6 = x_value(0u, p0, t + 1536u);
+    var x7 = x_value(0u, p0, t + 1792u);
+    for (var k0 = 0u; k0 < prm.k; k0 += 32u) {
+        put_a(t, a0);
+        put_a(t + 256u, a1);
+        put_x(t, x0);
+        put_x(t + 256u, x1);
+        put_x(t + 512u, x2);
+        put_x(t + 768u, x3);
+        put_x(t + 1024u, x4);
+        put_x(t + 1280u, x5);
+        put_x(t + 1536u, x6);
+        put_x(t + 1792u, x7);
         workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk++) {
+        let kn = k0 + 32u;
+        if (kn < prm.k) {
+            a0 = a_texel(m0, kn, t);
+            a1 = a_texel(m0, kn, t + 256u);
+            x0 = x_value(kn, p0, t);
+            x1 = x_value(kn, p0, t + 256u);
+            x2 = x_value(kn, p0, t + 512u);
+            x3 = x_value(kn, p0, t + 768u);
+            x4 = x_value(kn, p0, t + 1024u);
+            x5 = x_value(kn, p0, t + 1280u);
+            x6 = x_value(kn, p0, t + 1536u);
+            x7 = x_value(kn, p0, t + 1792u);
+        }
+        for (var kk = 0u; kk < 32u; kk++) {
             let a4 = tile_a[kk * 16u + ty];
-            let x4 = tile_x[kk * 16u + tx];
-            acc[0] = fma(vec4(a4.x), x4, acc[0]);
-            acc[1] = fma(vec4(a4.y), x4, acc[1]);
-            acc[2] = fma(vec4(a4.z), x4, acc[2]);
-            acc[3] = fma(vec4(a4.w), x4, acc[3]);
+            let x4v = tile_x[kk * 16u + tx];
+            acc[0] = fma(vec4(a4.x), x4v, acc[0]);
+            acc[1] = fma(vec4(a4.y), x4v, acc[1]);
+            acc[2] = fma(vec4(a4.z), x4v, acc[2]);
+            acc[3] = fma(vec4(a4.w), x4v, acc[3]);
         }
         workgroupBarrier();
     }

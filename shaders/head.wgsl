@@ -6,7 +6,8 @@
 //           4 logits: (N) rw,
 //           5 probs: (N) rw, 6 info: u32 [target, score_mode, (p_target bits), (argmax)] rw,
 //           7 g: (N) dscore/dlogits rw, 8 partial: (SEGS, K) rw, 9 df: (K) rw
-// linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r]
+// linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r] (`linear`: CPU adapters, 8 rows
+//           per invocation; `linear_rows`: GPUs, one)
 // softmax:  probs = softmax(logits); target = info[0] (0xffffffff: argmax)
 // Batch (linear, softmax): workgroup z is the image; f (K), logits and probs (N) hold the
 //           images one after another; only image 0 writes info.
@@ -84,6 +85,23 @@ fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
             logits[lo_ + prm.row0 + r] = v + bias[prm.row0 + r];
         }
     }
+}
+
+// GPUs: one row per invocation, so that a GPU has 8 times the invocations in flight (the
+// 8-row form leaves 61 workgroups for 31,145 rows, too few to keep the memory busy). The same
+// terms in the same order as `linear`'s rows.
+@compute @workgroup_size(64)
+fn linear_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (r >= prm.rows) {
+        return;
+    }
+    fo = wid.z * prm.k;
+    var acc = 0.0;
+    for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
+        acc += dot(textureLoad(w, vec2(kq, r), 0), f4(kq * 4u));
+    }
+    logits[wid.z * prm.n + prm.row0 + r] = acc + bias[prm.row0 + r];
 }
 
 // The workgroup's smallest (red[lid], red_i[lid]), ties to the lower index, into red[0] and

@@ -10,6 +10,8 @@
 //           another)
 // backward: ds = Σ part (written: the projection's backward GEMM wrote the partial sums of
 //           du·act(z_d), gemm.wgsl PART 1);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
+// The sums over C_mid (in r and dr) run on 32 lanes, lane q adding c ≡ q (mod 32) in order,
+// then the lanes in order (`row_dot`); the others add in order.
 // The scale's gradient reaches the depthwise output as dz_d = (du·s + dm/HW)·act'(z_d), which
 // depthwise.wgsl applies as its backward reads du (SE_IN). The SE's own activation is always
 // SiLU.
@@ -51,7 +53,26 @@ fn part_sum(base: u32) -> f32 {
     return ((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7;
 }
 
-// One workgroup for the whole SE of one image.
+var<workgroup> lanes: array<f32, 256>;
+
+// A row's dot product from its 32 lanes' partial sums (invocations 32·g .. 32·g + 31 hold row
+// g of eight), added in lane order by the row's first invocation; the others get 0. Every
+// invocation must call it (it holds a barrier). `se::cpu::lane_sum` adds in the same order.
+fn row_dot(lid: u32, acc: f32) -> f32 {
+    lanes[lid] = acc;
+    workgroupBarrier();
+    var t = 0.0;
+    if (lid % 32u == 0u) {
+        for (var q = 0u; q < 32u; q++) {
+            t += lanes[lid + q];
+        }
+    }
+    return t;
+}
+
+// One workgroup for the whole SE of one image. The two long dot products (over C_mid) give
+// each row 32 invocations, so that no invocation walks C_mid alone (on a GPU, a chain of
+// C_mid dependent loads was most of the SE's time).
 @compute @workgroup_size(256)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let mo = wid.z * prm.cmid; // this image's m and s
@@ -62,42 +83,116 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         m[mo + c] = part_sum((mo + c) * prm.parts) * prm.inv_hw;
     }
     storageBarrier();
-    for (var j = lid; j < prm.cse; j += 256u) {
-        var acc = b_r[j];
-        for (var c = 0u; c < prm.cmid; c++) {
-            acc += w_r[j * prm.cmid + c] * m[mo + c];
+    // r = w_r·m + b_r: eight rows at a time, 32 lanes on each row's C_mid terms (`row_dot`)
+    for (var j0 = 0u; j0 < prm.cse; j0 += 8u) {
+        let j = j0 + lid / 32u;
+        var acc = 0.0;
+        if (j < prm.cse) {
+            // four terms a turn, their loads first (in flight together), added in order
+            var c = lid % 32u;
+            for (; c + 96u < prm.cmid; c += 128u) {
+                let t0 = w_r[j * prm.cmid + c] * m[mo + c];
+                let t1 = w_r[j * prm.cmid + c + 32u] * m[mo + c + 32u];
+                let t2 = w_r[j * prm.cmid + c + 64u] * m[mo + c + 64u];
+                let t3 = w_r[j * prm.cmid + c + 96u] * m[mo + c + 96u];
+                acc += t0; acc += t1; acc += t2; acc += t3;
+            }
+            for (; c < prm.cmid; c += 32u) {
+                acc += w_r[j * prm.cmid + c] * m[mo + c];
+            }
         }
-        r[ro + j] = acc;
-        hid[j] = acc * sigmoid(acc);
+        let t = row_dot(lid, acc);
+        if (lid % 32u == 0u && j < prm.cse) {
+            let v = b_r[j] + t;
+            r[ro + j] = v;
+            hid[j] = v * sigmoid(v);
+        }
+        workgroupBarrier();
     }
-    workgroupBarrier();
     for (var c = lid; c < prm.cmid; c += 256u) {
         var acc = b_x[c];
-        for (var j = 0u; j < prm.cse; j++) {
+        var j = 0u;
+        for (; j + 3u < prm.cse; j += 4u) {
+            let t0 = w_x[c * prm.cse + j] * hid[j];
+            let t1 = w_x[c * prm.cse + j + 1u] * hid[j + 1u];
+            let t2 = w_x[c * prm.cse + j + 2u] * hid[j + 2u];
+            let t3 = w_x[c * prm.cse + j + 3u] * hid[j + 3u];
+            acc += t0; acc += t1; acc += t2; acc += t3;
+        }
+        for (; j < prm.cse; j++) {
             acc += w_x[c * prm.cse + j] * hid[j];
         }
         s[mo + c] = sigmoid(acc);
     }
 }
 
+// the scale's gradient before the sigmoid: dq = ds·s(1 − s)
+fn dq(c: u32) -> f32 {
+    let sc = s[c];
+    return ds[c] * sc * (1.0 - sc);
+}
+
 @compute @workgroup_size(256)
 fn backward(@builtin(local_invocation_index) lid: u32) {
-    for (var c = lid; c < prm.cmid; c += 256u) {
-        ds[c] = part_sum(c * prm.parts);
+    if (prm.parts >= 1024u && prm.cmid <= 64u) {
+        // few long rows of partials (B4's block 1 at 300×450: 24 channels of 8,448): eight
+        // channels at a time, 32 lanes each, as the dot products below. With more channels
+        // (blocks 2-5: 144 and 192 of 2,128) one invocation a channel was faster on an H200
+        // (0.23 against 0.39 ms; block 1: 0.35 against 0.18 ms)
+        for (var c0 = 0u; c0 < prm.cmid; c0 += 8u) {
+            let c = c0 + lid / 32u;
+            var acc = 0.0;
+            if (c < prm.cmid) {
+                for (var i = lid % 32u; i < prm.parts; i += 32u) {
+                    acc += part[c * prm.parts + i];
+                }
+            }
+            let t = row_dot(lid, acc);
+            if (lid % 32u == 0u && c < prm.cmid) {
+                ds[c] = t;
+            }
+            workgroupBarrier();
+        }
+    } else {
+        for (var c = lid; c < prm.cmid; c += 256u) {
+            ds[c] = part_sum(c * prm.parts);
+        }
     }
     storageBarrier();
-    for (var j = lid; j < prm.cse; j += 256u) {
+    // dr = (w_xᵀ·dq)·silu'(r), as the forward's r: eight rows at a time, 32 lanes each
+    for (var j0 = 0u; j0 < prm.cse; j0 += 8u) {
+        let j = j0 + lid / 32u;
         var acc = 0.0;
-        for (var c = 0u; c < prm.cmid; c++) {
-            let sc = s[c];
-            acc += w_x[c * prm.cse + j] * ds[c] * sc * (1.0 - sc);
+        if (j < prm.cse) {
+            var c = lid % 32u;
+            for (; c + 96u < prm.cmid; c += 128u) {
+                let t0 = w_x[c * prm.cse + j] * dq(c);
+                let t1 = w_x[(c + 32u) * prm.cse + j] * dq(c + 32u);
+                let t2 = w_x[(c + 64u) * prm.cse + j] * dq(c + 64u);
+                let t3 = w_x[(c + 96u) * prm.cse + j] * dq(c + 96u);
+                acc += t0; acc += t1; acc += t2; acc += t3;
+            }
+            for (; c < prm.cmid; c += 32u) {
+                acc += w_x[c * prm.cse + j] * dq(c);
+            }
         }
-        hid[j] = acc * dsilu(r[j]);
+        let t = row_dot(lid, acc);
+        if (lid % 32u == 0u && j < prm.cse) {
+            hid[j] = t * dsilu(r[j]);
+        }
+        workgroupBarrier();
     }
-    workgroupBarrier();
     for (var c = lid; c < prm.cmid; c += 256u) {
         var acc = 0.0;
-        for (var j = 0u; j < prm.cse; j++) {
+        var j = 0u;
+        for (; j + 3u < prm.cse; j += 4u) {
+            let t0 = w_r[j * prm.cmid + c] * hid[j];
+            let t1 = w_r[(j + 1u) * prm.cmid + c] * hid[j + 1u];
+            let t2 = w_r[(j + 2u) * prm.cmid + c] * hid[j + 2u];
+            let t3 = w_r[(j + 3u) * prm.cmid + c] * hid[j + 3u];
+            acc += t0; acc += t1; acc += t2; acc += t3;
+        }
+        for (; j < prm.cse; j++) {
             acc += w_r[j * prm.cmid + c] * hid[j];
         }
         dm[c] = acc;

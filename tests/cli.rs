@@ -336,6 +336,14 @@ fn predict_json_has_the_documented_shape() {
 }
 
 #[test]
+fn timing_no_passes_is_no_error() {
+    // `bench` without --slowest times no single dispatches: on an adapter with timestamps an
+    // empty query set was a validation error (seen on the H200, 2026-12-04)
+    let t = combicam_gpu::app::bench::time_passes(crate::common::gpu(), &[]).unwrap();
+    assert!(t.is_empty());
+}
+
+#[test]
 fn check_bench_and_compare_run() {
     let d = tmp("bench");
     let o = run(bin().args(["check", "--variant", "b0", "--size", "41x37"]));

@@ -202,30 +202,19 @@ pub fn inputs(
         let keep = kept(s, p, most);
         impute(x, (h, w), &keep, noise, seed.wrapping_add(j as u64))
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, Result<Vec<f32>>)> = std::thread::scope(|sc| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                sc.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if j >= jobs.len() {
-                            return mine;
-                        }
-                        mine.push((j, one(j)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|t| t.join().expect("an imputation thread panicked"))
-            .collect()
+    let done = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
+    crate::gpu::workers::run(crate::gpu::workers::cores(jobs.len()), || {
+        loop {
+            let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if j >= jobs.len() {
+                return;
+            }
+            let r = one(j);
+            done.lock().unwrap().push((j, r));
+        }
     });
+    let mut done: Vec<(usize, Result<Vec<f32>>)> = done.into_inner().unwrap();
     done.sort_by_key(|d| d.0);
     let mut all = Vec::with_capacity(jobs.len() * x.len());
     for (_, r) in done {

@@ -64,10 +64,14 @@ fn passes(m: Method) -> usize {
 
 /// Invocations per channel in `channel_weights`: 8, or 64 where 8 would each take more loop
 /// turns than lavapipe allows an invocation (65,535 in all, past which it ends the loops
-/// silently): FEM's three passes over a block of 174,000 positions would.
-pub fn lanes(m: Method, hw: usize) -> usize {
+/// silently): FEM's three passes over a block of 174,000 positions would. With the GPU-shaped
+/// kernels, 64 from 4,096 positions on: B4's block 0 at 300×450 has 24 channels of 33,750
+/// positions, which 8 lanes a channel left to 192 invocations (1.8 ms on an H200).
+pub fn lanes(m: Method, hw: usize, gpu_shaped: bool) -> usize {
     const TURNS: usize = 60_000;
-    if passes(m) * hw.div_ceil(8) + 4 * 8 <= TURNS {
+    if gpu_shaped && hw >= 4096 {
+        64
+    } else if passes(m) * hw.div_ceil(8) + 4 * 8 <= TURNS {
         8
     } else {
         64
@@ -86,7 +90,7 @@ fn params(a: &ChannelArgs, lanes: usize) -> CamChannelParams {
 
 /// w[w_off + k] for every channel k, by `method` (see the shader).
 pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) -> Dispatch {
-    let lanes = lanes(method, a.hw);
+    let lanes = lanes(method, a.hw, !gpu.is_cpu());
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "cam",
@@ -110,14 +114,24 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
 
 /// maps[map_off + p] = max(0, Σ_k w[w_off + k]·A[k, p])
 pub fn weighted_map(gpu: &Gpu, label: &str, a: &ChannelArgs) -> Dispatch {
+    // GPUs, small blocks: 32 lanes a position over the channels; else 8 positions an invocation
+    let lanes = !gpu.is_cpu() && a.hw <= 4096;
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "cam",
         source: Some(Source::Table("cam_channel")),
-        entry: "weighted_map",
+        entry: if lanes {
+            "weighted_map_lanes"
+        } else {
+            "weighted_map"
+        },
         params: words(&params(a, 8)),
         bindings: &[(1, Some(a.blk)), (3, Some(a.w)), (4, Some(a.maps))],
-        groups: grid_1d((a.hw.div_ceil(8) as u32).div_ceil(64)),
+        groups: grid_1d(if lanes {
+            (a.hw as u32).div_ceil(8)
+        } else {
+            (a.hw.div_ceil(8) as u32).div_ceil(64)
+        }),
         ..Default::default()
     });
     d.flops = 2.0 * (a.c * a.hw) as f64;

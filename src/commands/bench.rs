@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// adapter). 0: off.
     #[arg(long, value_name = "N")]
     pub masked: Option<usize>,
+    /// Also time every dispatch of the explain alone and list the N slowest (label, kernel
+    /// family, time, rates): where a family's time goes. 0: off.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub slowest: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +93,7 @@ impl BenchArgs {
             iters: if q { 1 } else { self.iters },
             json: self.json.clone(),
             mixed: if q { 0 } else { self.mixed },
+            slowest: self.slowest,
             masked: match (q, self.masked) {
                 (true, _) => 0,
                 (false, m) => m.unwrap_or(PlanOptions::AUTO_BATCH),

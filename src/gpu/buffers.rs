@@ -98,6 +98,9 @@ impl Gpu {
     }
 
     /// Map a staging buffer (after its copy was submitted) and read `bytes` from it.
+    /// The bytes come in a `Vec<u8>`, aligned for bytes only: turn them into wider values with
+    /// `bytemuck::pod_collect_to_vec`, which copies, never `cast_slice`, which panics when the
+    /// allocation happens not to be aligned for the wider type.
     pub fn read_staging(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let slice = staging.slice(..bytes.max(4));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -132,7 +135,7 @@ impl Gpu {
         self.queue.submit([enc.finish()]);
         let raw = self.read_staging(&staging, bytes)?;
         self.check_errors("read-back")?;
-        Ok(bytemuck::cast_slice(&raw).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
     pub fn write(&self, b: &GpuBuf, data: &[f32]) {

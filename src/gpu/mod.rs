@@ -7,6 +7,7 @@ pub mod pipelines;
 pub mod recycle;
 mod shader_text;
 mod warm;
+pub mod workers;
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};

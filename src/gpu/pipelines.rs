@@ -330,22 +330,14 @@ impl Gpu {
                 }
             }
             let next = std::sync::atomic::AtomicUsize::new(0);
-            let threads = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .min(todo.len());
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(|| {
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(p) = todo.get(i) else { break };
-                            let module = self.module(&p.module, || unreachable!());
-                            let constants: Vec<(&str, f64)> =
-                                p.constants.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-                            self.compile(p.key(), &module, &p.entry, &constants);
-                        }
-                    });
+            super::workers::run(super::workers::cores(todo.len()), || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = todo.get(i) else { break };
+                    let module = self.module(&p.module, || unreachable!());
+                    let constants: Vec<(&str, f64)> =
+                        p.constants.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                    self.compile(p.key(), &module, &p.entry, &constants);
                 }
             });
             self.pipelines

@@ -76,19 +76,17 @@ pub fn tensor(name: &str, shape: &[usize]) -> Vec<f32> {
         // large head matrices: same values, computed in parallel chunks
         let (lo, hi) = range(name, shape, 0);
         let mut out = vec![0f32; n];
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let threads = crate::gpu::workers::cores(usize::MAX);
         let chunk = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            for (t, part) in out.chunks_mut(chunk).enumerate() {
-                s.spawn(move || {
-                    for (j, v) in part.iter_mut().enumerate() {
-                        *v = (lo + (hi - lo) * unit(h, (t * chunk + j) as u64)) as f32;
-                    }
-                });
+        let parts = std::sync::Mutex::new(out.chunks_mut(chunk).enumerate().collect::<Vec<_>>());
+        crate::gpu::workers::run(threads, || {
+            while let Some((t, part)) = parts.lock().unwrap().pop() {
+                for (j, v) in part.iter_mut().enumerate() {
+                    *v = (lo + (hi - lo) * unit(h, (t * chunk + j) as u64)) as f32;
+                }
             }
         });
+        drop(parts);
         return out;
     }
     tensor_f64(name, shape)

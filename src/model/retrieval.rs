@@ -208,7 +208,7 @@ impl RetrievalGpu {
         gpu.queue.submit([enc.finish()]);
         let raw = gpu.read_staging(&self.staging, bytes)?;
         gpu.check_errors("the retrieval head")?;
-        Ok(bytemuck::cast_slice(&raw).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
     /// The embedding of features given on the CPU (tests).

@@ -331,6 +331,8 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
     };
     match variant {
         Variant::Tiled => {
+            let mut constants = constants.to_vec();
+            constants.push(("FLAGS", flags as f64));
             let mut d = gpu.dispatch(&DispatchDesc {
                 label,
                 family: "gemm",

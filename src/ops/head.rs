@@ -51,14 +51,20 @@ pub fn linear(gpu: &Gpu, label: &str, a: &LinearArgs) -> Dispatch {
         n: a.n as u32,
         ..Default::default()
     };
+    // 8 rows per invocation on CPU adapters, one on GPUs (head.wgsl)
+    let (entry, per_group) = if gpu.is_cpu() {
+        ("linear", 512)
+    } else {
+        ("linear_rows", 64)
+    };
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "head",
-        entry: "linear",
+        entry,
         params: words(&params),
         bindings: &[(2, Some(a.f)), (3, Some(a.bias)), (4, Some(a.logits))],
         textures: &[(1, &w.view)],
-        groups: grid_1d((rows as u32).div_ceil(512)),
+        groups: grid_1d((rows as u32).div_ceil(per_group)),
         ..Default::default()
     });
     d.flops = 2.0 * (rows * k) as f64;

@@ -139,18 +139,21 @@ pub mod cpu {
         m: &[f32],
     ) -> (Vec<f32>, Vec<f32>) {
         let r: Vec<f32> = (0..sh.cse)
-            .map(|j| {
-                b_r[j]
-                    + (0..sh.cmid)
-                        .map(|c| w_r[j * sh.cmid + c] * m[c])
-                        .sum::<f32>()
-            })
+            .map(|j| b_r[j] + lane_sum(sh.cmid, |c| w_r[j * sh.cmid + c] * m[c]))
             .collect();
         let h: Vec<f32> = r.iter().map(|&v| silu(v)).collect();
         let s = (0..sh.cmid)
             .map(|c| sigmoid(b_x[c] + (0..sh.cse).map(|j| w_x[c * sh.cse + j] * h[j]).sum::<f32>()))
             .collect();
         (r, s)
+    }
+
+    /// Σ_{i<n} f(i) in the order se.wgsl's `row_dot` adds it: 32 lanes, lane q adding the
+    /// i ≡ q (mod 32) in order, then the lanes in order.
+    pub fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+        (0..32)
+            .map(|q| (q..n).step_by(32).map(&f).fold(0f32, |s, v| s + v))
+            .fold(0f32, |t, v| t + v)
     }
 
     pub fn backward(
@@ -163,12 +166,7 @@ pub mod cpu {
     ) -> Vec<f32> {
         let dq: Vec<f32> = (0..sh.cmid).map(|c| ds[c] * s[c] * (1.0 - s[c])).collect();
         let dr: Vec<f32> = (0..sh.cse)
-            .map(|j| {
-                (0..sh.cmid)
-                    .map(|c| w_x[c * sh.cse + j] * dq[c])
-                    .sum::<f32>()
-                    * dsilu(r[j])
-            })
+            .map(|j| lane_sum(sh.cmid, |c| w_x[c * sh.cse + j] * dq[c]) * dsilu(r[j]))
             .collect();
         (0..sh.cmid)
             .map(|c| (0..sh.cse).map(|j| w_r[j * sh.cmid + c] * dr[j]).sum())

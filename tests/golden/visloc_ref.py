@@ -81,6 +81,8 @@ def build_visloc(variant: str, num_classes: int):
 
 def _mark(marks):
     if marks is not None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # a mark times the work queued before it, on a GPU too
         marks.append(time.perf_counter())
 
 
@@ -121,7 +123,7 @@ def combicam(bb, head, x: torch.Tensor, keep_blocks=True, marks=None):
             h.remove()
     H, W = x.shape[2], x.shape[3]
     out = {"target": c, "stem": stem[0][0]}
-    total = torch.zeros(H, W, dtype=x.dtype)
+    total = torch.zeros(H, W, dtype=x.dtype, device=x.device)
     for l, a in enumerate(acts):
         g = a.grad
         alpha = g[0].mean(dim=(1, 2))

@@ -19,7 +19,7 @@ mod report;
 pub use compare::compare;
 use report::stat;
 pub use report::{
-    BenchReport, Family, ForwardResult, MixedResult, PEAKS, Peak, SizeResult, Stat, peak_of,
+    BenchReport, Family, ForwardResult, MixedResult, PEAKS, Peak, SizeResult, Slow, Stat, peak_of,
 };
 
 /// What `bench` times (the command line's `bench` arguments, resolved).
@@ -40,6 +40,8 @@ pub struct BenchOptions {
     /// masked copies per batch of the forward-only timing (`PlanOptions::AUTO_BATCH`: the
     /// adapter's default; 0: off)
     pub masked: usize,
+    /// time every dispatch alone and keep the N slowest (0: off)
+    pub slowest: usize,
 }
 
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -84,6 +86,10 @@ pub fn timestamps_usable(gpu: &Gpu) -> bool {
 /// Time each group of dispatches as its own compute pass: GPU timestamps where usable
 /// (`timestamps_usable`), else one submission per group, timed by the wall clock.
 pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
+    if groups.is_empty() {
+        // (a query set of no queries is a validation error)
+        return Ok(Vec::new());
+    }
     if timestamps_usable(gpu) {
         let n = (2 * groups.len()) as u32;
         let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -117,7 +123,7 @@ pub fn time_passes(gpu: &Gpu, groups: &[Vec<&Dispatch>]) -> Result<Vec<f64>> {
         enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 8 * n as u64);
         gpu.queue.submit([enc.finish()]);
         let raw = gpu.read_staging(&staging, 8 * n as u64)?;
-        let ts: &[u64] = bytemuck::cast_slice(&raw);
+        let ts: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
         let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
         return Ok((0..groups.len())
             .map(|i| ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period)
@@ -247,6 +253,12 @@ fn bench_size(
         }
     }
     let fam_groups: Vec<Vec<&Dispatch>> = fams.values().cloned().collect();
+    let all: Vec<&Dispatch> = plan.phases.iter().flat_map(|p| &p.dispatches).collect();
+    let one_groups: Vec<Vec<&Dispatch>> = match a.slowest {
+        0 => Vec::new(),
+        _ => all.iter().map(|d| vec![*d]).collect(),
+    };
+    let mut one_t: Vec<Vec<f64>> = vec![Vec::new(); one_groups.len()];
     let mut phase_t: Vec<Vec<f64>> = vec![Vec::new(); phase_groups.len()];
     let mut fam_t: Vec<Vec<f64>> = vec![Vec::new(); fam_groups.len()];
     for _ in 0..a.iters {
@@ -256,7 +268,26 @@ fn bench_size(
         for (i, v) in time_passes(gpu, &fam_groups)?.into_iter().enumerate() {
             fam_t[i].push(v);
         }
+        for (i, v) in time_passes(gpu, &one_groups)?.into_iter().enumerate() {
+            one_t[i].push(v);
+        }
     }
+    let mut slowest: Vec<Slow> = one_groups
+        .iter()
+        .zip(&one_t)
+        .map(|(g, t)| {
+            let f = family(g[0].family, g, t);
+            Slow {
+                label: g[0].label.clone(),
+                family: f.family,
+                time: f.time,
+                gflops_per_s: f.gflops_per_s,
+                gb_per_s: f.gb_per_s,
+            }
+        })
+        .collect();
+    slowest.sort_by(|a, b| b.time.median_ms.total_cmp(&a.time.median_ms));
+    slowest.truncate(a.slowest);
     gpu.check_errors("bench")?;
     let mut phases = BTreeMap::new();
     let mut phase_dispatches = BTreeMap::new();
@@ -280,6 +311,7 @@ fn bench_size(
         peak_gpu_bytes: gpu_bytes,
         dispatches: plan.dispatch_count(),
         forward_gflop: 2.0 * macs / 1e9,
+        slowest,
     };
     Ok((r, plan_s))
 }
@@ -482,4 +514,13 @@ fn print_size(r: &SizeResult, plan_s: f64, peak: Option<&Peak>) {
          which adds a submit-and-wait per row)",
         r.explain.median_ms
     );
+    if !r.slowest.is_empty() {
+        println!("  the {} slowest dispatches, each alone:", r.slowest.len());
+        for d in &r.slowest {
+            println!(
+                "  {:>9.3} ms  {:<10} {:>9.1} GFLOP/s {:>8.1} GB/s  {}",
+                d.time.median_ms, d.family, d.gflops_per_s, d.gb_per_s, d.label
+            );
+        }
+    }
 }

@@ -22,6 +22,16 @@ pub(super) fn stat(v: &[f64]) -> Stat {
     }
 }
 
+/// One dispatch timed alone (`bench --slowest`).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Slow {
+    pub label: String,
+    pub family: String,
+    pub time: Stat,
+    pub gflops_per_s: f64,
+    pub gb_per_s: f64,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Family {
     pub family: String,
@@ -49,6 +59,9 @@ pub struct SizeResult {
     pub peak_gpu_bytes: u64,
     pub dispatches: usize,
     pub forward_gflop: f64,
+    /// the slowest dispatches, each timed alone (`bench --slowest`; empty without it)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<Slow>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

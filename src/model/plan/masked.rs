@@ -258,7 +258,7 @@ impl Masked {
             gpu.queue.submit([enc.finish()]);
             let raw = gpu.read_staging(&self.staging, bytes)?;
             gpu.check_errors("the masked passes")?;
-            let f: &[f32] = bytemuck::cast_slice(&raw);
+            let f: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
             out.extend(f.chunks_exact(2).map(|p| (p[0], p[1])));
             progress(out.len());
         }

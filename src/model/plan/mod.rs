@@ -449,7 +449,7 @@ impl Plan {
         gpu.check_errors("the model run")?;
         let mut out = self
             .rb
-            .parse(bytemuck::cast_slice(&raw), &self.sizes, &self.opts);
+            .parse(&bytemuck::pod_collect_to_vec(&raw), &self.sizes, &self.opts);
         out.gpu_seconds = (t1 - t0).as_secs_f64();
         out.readback_seconds = t1.elapsed().as_secs_f64();
         Ok(out)
