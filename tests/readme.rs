@@ -41,8 +41,12 @@ const NOT_RUN: &[(&str, &str)] = &[
         "needs PyTorch",
     ),
     (
-        "combicam-gpu bench compare ours.json pytorch.json benches/results/h200-vulkan.json",
-        "compares the two runs above",
+        "python benches/pytorch_reference.py --device cuda --json pytorch-gpu.json",
+        "needs PyTorch and an NVIDIA GPU",
+    ),
+    (
+        "combicam-gpu bench compare ours.json pytorch.json benches/results/h200-vulkan-2026-12-04.json",
+        "compares the runs above",
     ),
 ];
 
