@@ -2,21 +2,27 @@
 # Every check a lent GPU machine runs, prepared here and run there in one call.
 #
 #   bash benches/device.sh pack   # here: build, then pack into .device/ (ignored by git) the
-#                                 # binary, the test binary, the shared libraries they load
-#                                 # and the Vulkan loader's package: what a bare machine lacks
-#   bash benches/device.sh run    # there: unpack, then adapter, check, bench (300×450 and
-#                                 # 380×380), bench --masked 32, PyTorch's reference on the
-#                                 # same GPU (NVIDIA), the kernel benchmarks, and the test
-#                                 # suite without the browser and Python tests (no Chromium
-#                                 # or maturin there), logging every tolerance's use
+#                                 # binary, the test binary, the kernel benchmarks, the shared
+#                                 # libraries they load, the Vulkan loader and GLVND packages
+#                                 # and efficientnet_pytorch: what a bare machine lacks. The
+#                                 # Lite0 weights both binaries embed are cut out (rebuilt
+#                                 # there from the .pth, benches/device_blob.py); $BASELINE
+#                                 # adds an older binary to bench beside this one
+#   bash benches/device.sh run    # there: unpack, then adapter, check, bench --slowest 25
+#                                 # (300×450 and 380×380), bench --masked 32, PyTorch's
+#                                 # reference on the same GPU (NVIDIA), the kernel benchmarks,
+#                                 # and the test suite without the browser and Python tests
+#                                 # (no Chromium or maturin there), logging every tolerance's
+#                                 # use, then the photo goldens again with the CPU-shaped kernels
 #
-# Copy the checkout there with its .device/ and allow the run about 560 s: each step has its
-# own time limit (`step` below), so that it ends inside one remote command. It writes seven
-# files into $OUT (else benches/results/device-<date>/), within the eight that come back:
-# run.log (adapter, check, bench, masked, PyTorch), bench.json, bench-masked32.json,
-# pytorch-cuda.json (PyTorch on the same GPU, side by side), kernels.txt (`cargo bench
-# --bench kernels`), tests.log and tolerances.log. Archive the JSON in benches/results/
-# under the GPU's name, and put its rows in the README's performance table.
+# Copy the checkout there with its .device/ (14 MiB; with the tracked tree 48 of the 64 MiB
+# that travel). Each step has its own time limit (`step` below), so that the run ends inside
+# one remote command; on an H200 the whole run took about 70 s. It writes eight files into
+# $OUT (else benches/results/device-<date>/), the most that come back: run.log (adapter,
+# check, bench, masked, PyTorch, baseline), bench.json, bench-masked32.json, pytorch-cuda.json
+# (PyTorch on the same GPU, side by side), kernels.txt (`cargo bench --bench kernels`),
+# tests.log, tolerances.log and clocks.csv (the GPU's clocks every 250 ms). Archive the JSON in
+# benches/results/ under the GPU's name, and put its rows in the README's performance table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PACK=.device
