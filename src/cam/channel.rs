@@ -62,14 +62,18 @@ fn passes(m: Method) -> usize {
     }
 }
 
+/// With the GPU-shaped kernels, blocks of this many positions or more get 64 lanes a channel in
+/// `channel_weights`, and blocks of at most this many 32 lanes a position in `weighted_map`.
+const GPU_SMALL_BLOCK: usize = 4096;
+
 /// Invocations per channel in `channel_weights`: 8, or 64 where 8 would each take more loop
 /// turns than lavapipe allows an invocation (65,535 in all, past which it ends the loops
 /// silently): FEM's three passes over a block of 174,000 positions would. With the GPU-shaped
-/// kernels, 64 from 4,096 positions on: B4's block 0 at 300×450 has 24 channels of 33,750
-/// positions, which 8 lanes a channel left to 192 invocations (1.8 ms on an H200).
+/// kernels, 64 from `GPU_SMALL_BLOCK` positions on: B4's block 0 at 300×450 has 24 channels
+/// of 33,750 positions, which 8 lanes a channel left to 192 invocations (1.8 ms on an H200).
 pub fn lanes(m: Method, hw: usize, gpu_shaped: bool) -> usize {
     const TURNS: usize = 60_000;
-    if gpu_shaped && hw >= 4096 {
+    if gpu_shaped && hw >= GPU_SMALL_BLOCK {
         64
     } else if passes(m) * hw.div_ceil(8) + 4 * 8 <= TURNS {
         8
@@ -115,7 +119,7 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
 /// maps[map_off + p] = max(0, Σ_k w[w_off + k]·A[k, p])
 pub fn weighted_map(gpu: &Gpu, label: &str, a: &ChannelArgs) -> Dispatch {
     // GPUs, small blocks: 32 lanes a position over the channels; else 8 positions an invocation
-    let lanes = !gpu.is_cpu() && a.hw <= 4096;
+    let lanes = !gpu.is_cpu() && a.hw <= GPU_SMALL_BLOCK;
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "cam",

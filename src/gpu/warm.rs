@@ -103,8 +103,14 @@ impl Gpu {
         }
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
+            // a helper whose thread cannot start (a memory limit, a thread quota) leaves its
+            // jobs to the others and to this thread, as `workers::run` does
             let handles: Vec<_> = (0..n)
-                .map(|_| s.spawn(|| helper(helpers, jobs, &next)))
+                .map_while(|_| {
+                    std::thread::Builder::new()
+                        .spawn_scoped(s, || helper(helpers, jobs, &next))
+                        .ok()
+                })
                 .collect();
             while let Some(i) = take(&next, jobs.len()) {
                 own(i);

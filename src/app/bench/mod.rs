@@ -253,10 +253,15 @@ fn bench_size(
         }
     }
     let fam_groups: Vec<Vec<&Dispatch>> = fams.values().cloned().collect();
-    let all: Vec<&Dispatch> = plan.phases.iter().flat_map(|p| &p.dispatches).collect();
+    // with --slowest, every dispatch its own group
     let one_groups: Vec<Vec<&Dispatch>> = match a.slowest {
         0 => Vec::new(),
-        _ => all.iter().map(|d| vec![*d]).collect(),
+        _ => plan
+            .phases
+            .iter()
+            .flat_map(|p| &p.dispatches)
+            .map(|d| vec![d])
+            .collect(),
     };
     let mut one_t: Vec<Vec<f64>> = vec![Vec::new(); one_groups.len()];
     let mut phase_t: Vec<Vec<f64>> = vec![Vec::new(); phase_groups.len()];
