@@ -90,21 +90,27 @@ fn main() {
         }
     );
     let iters = 5;
-    // 1×1 convs: block 2 expand (24→144 at 150×225), block 5 project (192→32 at 75×113), head (448→1792 at 10×15)
+    // 1×1 convs: block 2 expand (24→144 at 150×225), block 5 project (192→32 at 75×113), head
+    // (448→1792 at 10×15), the long-K projections of the last stages; on GPUs in both GPU
+    // kernels, the one `gemm` picks for the shape marked with *
+    let variants = match gemm::Variant::for_adapter(&g) {
+        gemm::Variant::Regs => vec![gemm::Variant::Regs],
+        _ => vec![gemm::Variant::Tiled, gemm::Variant::Slim],
+    };
+    let se = InMode::ActScaled(Act::Silu);
     for (name, m, k, p, mode) in [
         ("gemm expand 24→144 @150×225", 144, 24, 33750, InMode::Plain),
-        (
-            "gemm project 192→32 @75×113 (SE fused)",
-            32,
-            192,
-            8475,
-            InMode::ActScaled(Act::Silu),
-        ),
+        ("gemm project 192→32 @75×113 (SE)", 32, 192, 8475, se),
         ("gemm expand 160→960 @19×29", 960, 160, 551, InMode::Plain),
+        ("gemm project 960→160 @19×29 (SE)", 160, 960, 551, se),
+        ("gemm project 1632→272 @10×15 (SE)", 272, 1632, 150, se),
+        ("gemm project 2688→448 @10×15 (SE)", 448, 2688, 150, se),
         ("gemm head 448→1792 @10×15", 1792, 448, 150, InMode::Plain),
-        // data gradients with a small K: a projection's (32→192) and an expansion's (144→24)
+        // data gradients with a small K: a projection's (32→192) and an expansion's (144→24),
+        // and the head's (1792→448)
         ("gemm dgrad 32→192 @75×113", 192, 32, 8475, InMode::Plain),
         ("gemm dgrad 144→24 @150×225", 24, 144, 33750, InMode::Plain),
+        ("gemm dgrad 1792→448 @10×15", 448, 1792, 150, InMode::Plain),
     ] {
         let (a, x, b, s, y) = (
             GemmWeights::upload(&g, name, &vec![0.01f32; m * k], m, k).unwrap(),
@@ -114,25 +120,30 @@ fn main() {
             buf(&g, m * p),
         );
         let pack = XPack::new(&g, "pack", XPack::texels_for(k, p)).unwrap();
-        let ds = gemm::gemm(
-            &g,
-            name,
-            &GemmArgs {
-                m,
-                k,
-                p,
-                a: &a,
-                x: &x.buf,
-                bias: Some(&b.buf),
-                scale: matches!(mode, InMode::ActScaled(_)).then_some(&s.buf),
-                res: None,
-                y: &y.buf,
-                mode,
-                pack: Some(&pack),
-                parts: None,
-            },
-        );
-        report_all(&g, name, &ds.iter().collect::<Vec<_>>(), iters);
+        let args = GemmArgs {
+            m,
+            k,
+            p,
+            a: &a,
+            x: &x.buf,
+            bias: Some(&b.buf),
+            scale: matches!(mode, InMode::ActScaled(_)).then_some(&s.buf),
+            res: None,
+            y: &y.buf,
+            mode,
+            pack: Some(&pack),
+            parts: None,
+        };
+        let picked = gemm::Variant::for_shape(&g, (m, k, p));
+        for &v in &variants {
+            let ds = gemm::gemm_variant(&g, name, &args, v);
+            let mark = if v == picked { "*" } else { "" };
+            let label = match variants.len() {
+                1 => name.to_string(),
+                _ => format!("{name} {v:?}{mark}"),
+            };
+            report_all(&g, &label, &ds.iter().collect::<Vec<_>>(), iters);
+        }
     }
     for (name, c, h, w, k, s) in [
         ("depthwise k3 s2 144ch 150×225", 144, 150, 225, 3, 2),
@@ -463,7 +474,21 @@ fn main() {
             iters,
         );
     }
-    let meta: Vec<u32> = (0..32).flat_map(|b| [b * 2000, 38, 57, 0]).collect();
+    // B4's block sizes at 300×450: 2, 4, 4, 12 and 10 blocks of one size, 2,000 floats apart
+    let sizes = [
+        (150, 225, 2),
+        (75, 113, 4),
+        (38, 57, 4),
+        (19, 29, 12),
+        (10, 15, 10),
+    ];
+    let (mut meta, mut off) = (Vec::new(), 0u32);
+    for (h, w, n) in sizes {
+        for _ in 0..n {
+            meta.extend([off, h, w, 0]);
+            off += 2000;
+        }
+    }
     let (bmeta, fused, bnorm) = (
         g.upload_u32("bmeta", &meta).unwrap(),
         buf(&g, 300 * 450),

@@ -16,7 +16,7 @@
 //       `from_parts`). Each spares a reduction pass over y of its own.
 // Batch: workgroup z is the image of a batch. x, res, y (and xw/xt) hold the images one
 // after another; scale holds K values per image (ones without SE are N·K long too).
-// Two kernels, picked per adapter by `ops::gemm`:
+// Three kernels, picked per adapter and shape by `ops::gemm` (`Variant::for_shape`):
 //  * `pack_x` then `regs` (CPU adapters, e.g. lavapipe). On a software rasteriser a
 //    storage-buffer load costs a per-lane loop while a texel fetch is one vector gather, so
 //    `pack_x` first writes T(x) once into the rgba32float scratch texture xw (binding 8,
@@ -31,6 +31,8 @@
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 32 through workgroup memory, the next step's loads in flight during this one's
 //    FMAs.
+//  * `slim` (GPUs, long K over few tiles): 32 × 32 tile per workgroup of 64 × 4, the K steps
+//    split over the four groups of 64, their partial tiles added at the end (below).
 
 // flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). For `regs`, uniform
 // flags rather than override constants, so that every GEMM of a plan shares one pipeline (its
@@ -256,16 +258,30 @@ fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
 }
 
+// y[m, p .. p + 3] (those within P) = acc through the epilogue; returns their row partial
+// (`tiled`, `slim`)
+fn store4(m: u32, p: u32, acc: vec4<f32>) -> f32 {
+    let b = row_bias(m);
+    var part_v = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+        if (p + j < prm.p) {
+            part_v = part_add(part_v, epilogue(m, p + j, acc[j], b));
+        }
+    }
+    return part_v;
+}
+
 // ---- tiled ------------------------------------------------------------------------------
 
 var<workgroup> tile_a: array<vec4<f32>, 512>; // [kk][m / 4], 32 × 16
 var<workgroup> tile_x: array<vec4<f32>, 512>; // [kk][p / 4], 32 × 16
 
-// The K step's weights: texel u of 512 (64 rows × 8 texels, row u % 64, so that an SIMD
-// group's writes below fall in distinct banks), zero past M and K
-fn a_texel(m0: u32, k0: u32, u: u32) -> vec4<f32> {
-    let am = u % 64u;
-    let aq = k0 / 4u + u / 64u;
+// The K step's weights: texel u of `rows`·8 (`tiled`: 64 rows × 8 texels, row u % 64, so
+// that an SIMD group's writes below fall in distinct banks; `slim`: 32 rows × 4 texels), zero
+// past M and K
+fn a_texel(m0: u32, k0: u32, u: u32, rows: u32) -> vec4<f32> {
+    let am = u % rows;
+    let aq = k0 / 4u + u / rows;
     if (m0 + am < prm.m && aq < (prm.k + 3u) / 4u) {
         return textureLoad(a, vec2(aq, m0 + am), 0);
     }
@@ -281,11 +297,12 @@ fn put_a(u: u32, v: vec4<f32>) {
     tile_a[(q * 4u + 3u) * 16u + am / 4u][am % 4u] = v.w;
 }
 
-// The K step's activations: value i of 2048 (32 k × 64 p), zero past P (and K, load_x)
-fn x_value(k0: u32, p0: u32, i: u32) -> f32 {
-    let xp = i % 64u;
+// The K step's activations: value i of its k × `cols` block, row-major (`tiled`: 32 k × 64 p;
+// `slim`: 16 k × 32 p), zero past P (and K, load_x)
+fn x_value(k0: u32, p0: u32, i: u32, cols: u32) -> f32 {
+    let xp = i % cols;
     if (p0 + xp < prm.p) {
-        return load_x(k0 + i / 64u, p0 + xp);
+        return load_x(k0 + i / cols, p0 + xp);
     }
     return 0.0;
 }
@@ -309,16 +326,16 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     set_batch(wid.z);
     var acc = array<vec4<f32>, 4>();
     // this step's loads, in registers: 2 weight texels and 8 activations per invocation
-    var a0 = a_texel(m0, 0u, t);
-    var a1 = a_texel(m0, 0u, t + 256u);
-    var x0 = x_value(0u, p0, t);
-    var x1 = x_value(0u, p0, t + 256u);
-    var x2 = x_value(0u, p0, t + 512u);
-    var x3 = x_value(0u, p0, t + 768u);
-    var x4 = x_value(0u, p0, t + 1024u);
-    var x5 = x_value(0u, p0, t + 1280u);
-    var x6 = x_value(0u, p0, t + 1536u);
-    var x7 = x_value(0u, p0, t + 1792u);
+    var a0 = a_texel(m0, 0u, t, 64u);
+    var a1 = a_texel(m0, 0u, t + 256u, 64u);
+    var x0 = x_value(0u, p0, t, 64u);
+    var x1 = x_value(0u, p0, t + 256u, 64u);
+    var x2 = x_value(0u, p0, t + 512u, 64u);
+    var x3 = x_value(0u, p0, t + 768u, 64u);
+    var x4 = x_value(0u, p0, t + 1024u, 64u);
+    var x5 = x_value(0u, p0, t + 1280u, 64u);
+    var x6 = x_value(0u, p0, t + 1536u, 64u);
+    var x7 = x_value(0u, p0, t + 1792u, 64u);
     for (var k0 = 0u; k0 < prm.k; k0 += 32u) {
         put_a(t, a0);
         put_a(t + 256u, a1);
@@ -333,16 +350,16 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
         workgroupBarrier();
         let kn = k0 + 32u;
         if (kn < prm.k) {
-            a0 = a_texel(m0, kn, t);
-            a1 = a_texel(m0, kn, t + 256u);
-            x0 = x_value(kn, p0, t);
-            x1 = x_value(kn, p0, t + 256u);
-            x2 = x_value(kn, p0, t + 512u);
-            x3 = x_value(kn, p0, t + 768u);
-            x4 = x_value(kn, p0, t + 1024u);
-            x5 = x_value(kn, p0, t + 1280u);
-            x6 = x_value(kn, p0, t + 1536u);
-            x7 = x_value(kn, p0, t + 1792u);
+            a0 = a_texel(m0, kn, t, 64u);
+            a1 = a_texel(m0, kn, t + 256u, 64u);
+            x0 = x_value(kn, p0, t, 64u);
+            x1 = x_value(kn, p0, t + 256u, 64u);
+            x2 = x_value(kn, p0, t + 512u, 64u);
+            x3 = x_value(kn, p0, t + 768u, 64u);
+            x4 = x_value(kn, p0, t + 1024u, 64u);
+            x5 = x_value(kn, p0, t + 1280u, 64u);
+            x6 = x_value(kn, p0, t + 1536u, 64u);
+            x7 = x_value(kn, p0, t + 1792u, 64u);
         }
         for (var kk = 0u; kk < 32u; kk++) {
             let a4 = tile_a[kk * 16u + ty];
@@ -359,15 +376,130 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
         if (m >= prm.m) {
             break;
         }
-        let b = row_bias(m);
-        var part_v = 0.0;
-        for (var j = 0u; j < 4u; j++) {
-            let p = p0 + tx * 4u + j;
-            if (p < prm.p) {
-                part_v = part_add(part_v, epilogue(m, p, acc[i][j], b));
+        // column group (p0 + 4·tx) / 4 of 16·⌈P/64⌉
+        put_part(m, wid.x * 16u + tx, ((prm.p + 63u) / 64u) * 16u, store4(m, p0 + tx * 4u, acc[i]));
+    }
+}
+
+// ---- slim -------------------------------------------------------------------------------
+
+// `slim` (GPUs, long-K GEMMs whose 64 × 64 tiles would leave most of the device idle, such as
+// the projections of B4's last blocks: K = 1,632 over 150 positions is 15 tiles of `tiled`):
+// 32 × 32 outputs per workgroup of 64 × 4. The K steps are split over the workgroup's four
+// groups of 64 invocations, each group with 4 × 4 outputs per invocation, K steps of 16
+// through its own quarter of tile_a and tile_x, the next step's loads in flight; at the end
+// the four partial tiles are added through workgroup memory, in group order. Four times the
+// workgroups of `tiled` and a quarter of its steps each. Row partials in `tiled`'s layout (4
+// columns a group, 16·⌈P/64⌉ groups a row): the last column of workgroups also writes the
+// empty groups past its tiles.
+
+// into the group's quarter of tile_a (from `base`), [kk][m / 4], 16 × 8
+fn slim_put_a(base: u32, u: u32, v: vec4<f32>) {
+    let am = u % 32u;
+    let q = u / 32u;
+    tile_a[base + (q * 4u) * 8u + am / 4u][am % 4u] = v.x;
+    tile_a[base + (q * 4u + 1u) * 8u + am / 4u][am % 4u] = v.y;
+    tile_a[base + (q * 4u + 2u) * 8u + am / 4u][am % 4u] = v.z;
+    tile_a[base + (q * 4u + 3u) * 8u + am / 4u][am % 4u] = v.w;
+}
+
+// into the group's quarter of tile_x, [kk][p / 4], 16 × 8
+fn slim_put_x(base: u32, i: u32, v: f32) {
+    tile_x[base + (i / 32u) * 8u + (i % 32u) / 4u][i % 4u] = v;
+}
+
+// vec4 j of 768 (the partial tiles of groups 1–3) in tile_a, then tile_x
+fn spill(j: u32, v: vec4<f32>) {
+    if (j < 512u) {
+        tile_a[j] = v;
+    } else {
+        tile_x[j - 512u] = v;
+    }
+}
+
+fn unspill(j: u32) -> vec4<f32> {
+    if (j < 512u) {
+        return tile_a[j];
+    }
+    return tile_x[j - 512u];
+}
+
+@compute @workgroup_size(64, 4)
+fn slim(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = lid.x; // the invocation in its group
+    let g = lid.y; // the group: a quarter of the K steps
+    let tx = t % 8u; // columns p0 + 4·tx ..
+    let ty = t / 8u; // rows m0 + 4·ty ..
+    let p0 = wid.x * 32u;
+    let m0 = wid.y * 32u;
+    set_batch(wid.z);
+    let base = g * 128u;
+    // every group takes `per` steps of 16 (the same count, for the barriers); loads past K
+    // are zeros
+    let per = ((prm.k + 15u) / 16u + 3u) / 4u;
+    var k0 = g * per * 16u;
+    var acc = array<vec4<f32>, 4>();
+    // this step's loads, in registers: 2 weight texels and 8 activations per invocation
+    // (constant-bound loops, unrolled by the compiler)
+    var av: array<vec4<f32>, 2>;
+    var xv: array<f32, 8>;
+    for (var j = 0u; j < 2u; j++) {
+        av[j] = a_texel(m0, k0, t + 64u * j, 32u);
+    }
+    for (var j = 0u; j < 8u; j++) {
+        xv[j] = x_value(k0, p0, t + 64u * j, 32u);
+    }
+    for (var s = 0u; s < per; s++) {
+        for (var j = 0u; j < 2u; j++) {
+            slim_put_a(base, t + 64u * j, av[j]);
+        }
+        for (var j = 0u; j < 8u; j++) {
+            slim_put_x(base, t + 64u * j, xv[j]);
+        }
+        workgroupBarrier();
+        k0 += 16u;
+        if (s + 1u < per) {
+            for (var j = 0u; j < 2u; j++) {
+                av[j] = a_texel(m0, k0, t + 64u * j, 32u);
+            }
+            for (var j = 0u; j < 8u; j++) {
+                xv[j] = x_value(k0, p0, t + 64u * j, 32u);
             }
         }
-        // column group (p0 + 4·tx) / 4 of 16·⌈P/64⌉
-        put_part(m, wid.x * 16u + tx, ((prm.p + 63u) / 64u) * 16u, part_v);
+        for (var kk = 0u; kk < 16u; kk++) {
+            let a4 = tile_a[base + kk * 8u + ty];
+            let x4v = tile_x[base + kk * 8u + tx];
+            for (var i = 0u; i < 4u; i++) {
+                acc[i] = fma(vec4(a4[i]), x4v, acc[i]);
+            }
+        }
+        workgroupBarrier();
+    }
+    if (g > 0u) {
+        for (var i = 0u; i < 4u; i++) {
+            spill(((g - 1u) * 64u + t) * 4u + i, acc[i]);
+        }
+    }
+    workgroupBarrier();
+    if (g != 0u) {
+        return;
+    }
+    for (var h = 0u; h < 3u; h++) {
+        for (var i = 0u; i < 4u; i++) {
+            acc[i] += unspill((h * 64u + t) * 4u + i);
+        }
+    }
+    let parts = ((prm.p + 63u) / 64u) * 16u;
+    let q = wid.x * 8u + tx; // this invocation's column group
+    let last = wid.x + 1u == (prm.p + 31u) / 32u;
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + ty * 4u + i;
+        if (m >= prm.m) {
+            break;
+        }
+        put_part(m, q, parts, store4(m, p0 + tx * 4u, acc[i]));
+        if (last && q + 8u < parts) {
+            put_part(m, q + 8u, parts, 0.0);
+        }
     }
 }

@@ -49,6 +49,10 @@ fn gemm_matches_reference() {
         (24, 144, 4075, false, false, true),
         (67, 40, 150, true, true, false),
         (33, 20, 71, true, false, true),
+        // long K over few positions (`Slim`'s shapes): K steps that the four groups of a
+        // workgroup share unevenly, P past one and two 32-column tiles
+        (37, 301, 45, true, true, true),
+        (70, 530, 97, true, true, false),
     ];
     // every case over a batch of two images (workgroup z), each against the CPU on its own:
     // its x, SE scale and residual one after another in each buffer, the weights shared
@@ -87,7 +91,7 @@ fn gemm_matches_reference() {
         let zd = rand(B * m * p, 500 + i as u64, -8.0, 8.0);
         let zdb = up(&zd);
         // both kernels, whatever this adapter would pick
-        for variant in [Variant::Regs, Variant::Tiled] {
+        for variant in [Variant::Regs, Variant::Tiled, Variant::Slim] {
             let yb = zeros(B * m * p);
             let parts = variant.parts(p);
             let partb = zeros(3 + B * m * parts);

@@ -37,6 +37,9 @@ pub enum Variant {
     Regs,
     /// 64 × 64 workgroup tiles through workgroup memory: GPUs
     Tiled,
+    /// 32 × 32 workgroup tiles, K split over the workgroup's four groups: GPUs, long-K GEMMs
+    /// with few `Tiled` tiles (`Variant::for_shape`); row partials as `Tiled`'s
+    Slim,
 }
 
 impl Variant {
@@ -46,7 +49,7 @@ impl Variant {
         p.div_ceil(64)
             * match self {
                 Variant::Regs => 8,
-                Variant::Tiled => 16,
+                Variant::Tiled | Variant::Slim => 16,
             }
     }
 
@@ -54,7 +57,7 @@ impl Variant {
     pub fn group_width(self) -> usize {
         match self {
             Variant::Regs => 8,
-            Variant::Tiled => 4,
+            Variant::Tiled | Variant::Slim => 4,
         }
     }
 
@@ -66,7 +69,25 @@ impl Variant {
             Variant::Tiled
         }
     }
+
+    /// The kernel for an M × K by K × P GEMM on this adapter: `Regs` on CPU adapters; on GPUs
+    /// `Slim` where `Tiled` would make fewer than `SLIM_BELOW` workgroups an image and K is at
+    /// least `SLIM_K` (the long-K projections of the last stages, whose few tiles each take
+    /// many steps), else `Tiled`. Both GPU kernels write the same row partials.
+    pub fn for_shape(gpu: &Gpu, (m, k, p): (usize, usize, usize)) -> Variant {
+        match Variant::for_adapter(gpu) {
+            Variant::Tiled if m.div_ceil(64) * p.div_ceil(64) < SLIM_BELOW && k >= SLIM_K => {
+                Variant::Slim
+            }
+            v => v,
+        }
+    }
 }
+
+/// `Variant::for_shape`: `Slim` below this many `Tiled` workgroups an image…
+pub const SLIM_BELOW: usize = 48;
+/// …and from this K on.
+pub const SLIM_K: usize = 256;
 
 /// A weight matrix (M, K) on the GPU as the GEMM reads it: an rgba32float texture of
 /// ceil(K/4) × M texels, each row zero-padded past K.
@@ -278,9 +299,9 @@ pub struct Parts<'a> {
     pub images: usize,
 }
 
-/// The adapter's kernel (`Variant::for_adapter`): one dispatch, or two with `Regs`.
+/// The kernel for the adapter and shape (`Variant::for_shape`): one dispatch, or two with `Regs`.
 pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Vec<Dispatch> {
-    gemm_variant(gpu, label, g, Variant::for_adapter(gpu))
+    gemm_variant(gpu, label, g, Variant::for_shape(gpu, (g.m, g.k, g.p)))
 }
 
 pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Vec<Dispatch> {
@@ -330,13 +351,17 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
         4.0 * (m * g.k + g.k * g.p + g.m * g.p * if g.res.is_some() { 2 } else { 1 }) as f64
     };
     match variant {
-        Variant::Tiled => {
+        Variant::Tiled | Variant::Slim => {
             let mut constants = constants.to_vec();
             constants.push(("FLAGS", flags as f64));
+            let (entry, side) = match variant {
+                Variant::Slim => ("slim", 32),
+                _ => ("tiled", 64),
+            };
             let mut d = gpu.dispatch(&DispatchDesc {
                 label,
                 family: "gemm",
-                entry: "tiled",
+                entry,
                 constants: &constants,
                 params: words(&params),
                 bindings: &[
@@ -349,7 +374,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                     (10, part),
                 ],
                 textures: &[(1, &g.a.view)],
-                groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(64), 1],
+                groups: [(g.p as u32).div_ceil(side), (g.m as u32).div_ceil(side), 1],
                 ..Default::default()
             });
             d.flops = 2.0 * (g.m * g.k * g.p) as f64;
