@@ -258,13 +258,15 @@ pub struct Finished {
 /// the GPU work of image i on the calling thread, rendering and writing of image i−1. Each
 /// queue holds one item, so memory does not grow with the folder. Results, errors and the
 /// progress bar come out in input order; an error skips its image, with one line on stderr.
+/// A stage whose thread cannot start (a thread quota, an address-space cap) runs on the
+/// calling thread instead, in turn with the GPU work, as `gpu::workers` does.
 pub fn pipelined<I, D, G, E>(
     items: &[I],
     stop: &std::sync::atomic::AtomicBool,
     name: impl Fn(&I) -> String + Sync,
     decode: impl Fn(&I) -> std::result::Result<D, E> + Sync,
     mut gpu: impl FnMut(&I, D) -> std::result::Result<G, E>,
-    mut write: impl FnMut(&I, G, &indicatif::ProgressBar) -> std::result::Result<(), E> + Send,
+    write: impl FnMut(&I, G, &indicatif::ProgressBar) -> std::result::Result<(), E> + Send,
 ) -> Finished
 where
     I: Sync,
@@ -285,11 +287,27 @@ where
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let (name, decode) = (&name, &decode);
+    // the writer's work on one finished image, on its thread or, where that thread could not
+    // start, on this one
+    let write = std::sync::Mutex::new(write);
+    let write_one = |k: usize, r: std::result::Result<G, E>, pbw: &indicatif::ProgressBar| {
+        let item = &items[k];
+        let mut write = write.lock().unwrap_or_else(|e| e.into_inner());
+        let r = r.and_then(|g| (*write)(item, g, pbw)).err().map(|e| {
+            let msg = error_line(&name(item), &format!("{e:#}"));
+            pbw.suspend(|| eprintln!("error: {msg}"));
+            (k, msg)
+        });
+        pbw.inc(1);
+        r
+    };
     let (mut errors, mut done) = (Vec::new(), 0);
     std::thread::scope(|s| {
+        // decoding and writing on threads of their own where they can start (not under a
+        // thread quota or an address-space cap, say): else on this thread, in turn
         let (to_gpu, decoded) = sync_channel::<(usize, std::result::Result<D, E>)>(1);
         let (to_writer, finished) = sync_channel::<(usize, std::result::Result<G, E>)>(1);
-        s.spawn(move || {
+        let decoder = std::thread::Builder::new().spawn_scoped(s, move || {
             for (k, item) in items.iter().enumerate() {
                 if stop.load(SeqCst) || to_gpu.send((k, decode(item))).is_err() {
                     break;
@@ -297,32 +315,42 @@ where
             }
         });
         let pbw = pb.clone();
-        let writer = s.spawn(move || {
+        let write_one = &write_one;
+        let writer = std::thread::Builder::new().spawn_scoped(s, move || {
             let (mut errors, mut done) = (Vec::new(), 0);
             for (k, r) in finished {
                 done += 1;
-                let item = &items[k];
-                if let Err(e) = r.and_then(|g| write(item, g, &pbw)) {
-                    let msg = error_line(&name(item), &format!("{e:#}"));
-                    pbw.suspend(|| eprintln!("error: {msg}"));
-                    errors.push((k, msg));
-                }
-                pbw.inc(1);
+                errors.extend(write_one(k, r, &pbw));
             }
             (errors, done)
         });
+        let decoded: Box<dyn Iterator<Item = (usize, std::result::Result<D, E>)>> = match decoder {
+            Ok(_) => Box::new(decoded.into_iter()),
+            Err(_) => Box::new(items.iter().enumerate().map(|(k, i)| (k, decode(i)))),
+        };
         for (k, d) in decoded {
             if stop.load(SeqCst) {
                 break;
             }
             let item = &items[k];
             pb.set_message(name(item));
-            if to_writer.send((k, d.and_then(|d| gpu(item, d)))).is_err() {
-                break;
+            let r = d.and_then(|d| gpu(item, d));
+            match &writer {
+                Ok(_) => {
+                    if to_writer.send((k, r)).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    done += 1;
+                    errors.extend(write_one(k, r, &pb));
+                }
             }
         }
         drop(to_writer);
-        (errors, done) = writer.join().expect("the writer thread panicked");
+        if let Ok(writer) = writer {
+            (errors, done) = writer.join().expect("the writer thread panicked");
+        }
     });
     pb.finish_and_clear();
     Finished {

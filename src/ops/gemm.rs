@@ -304,7 +304,9 @@ pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Vec<Dispatch> {
     gemm_variant(gpu, label, g, Variant::for_shape(gpu, (g.m, g.k, g.p)))
 }
 
-pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Vec<Dispatch> {
+/// The pipeline constants of `g`'s loads (IN_MODE and ACT) and the activation of DotAct's zd,
+/// after checking that the weights, zd and the activations agree with the GEMM.
+fn checked_constants(label: &str, g: &GemmArgs) -> (Vec<(&'static str, f64)>, Option<Act>) {
     assert!(
         g.a.m == g.m && g.a.k == g.k,
         "{label}: weights are {}×{}, the GEMM wants {}×{}",
@@ -313,9 +315,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
         g.m,
         g.k
     );
-    // IN_MODE and ACT shape the loads of x (`tiled`, `pack_x`); `regs` reads x already
-    // packed, so it takes no constants but DotAct's ACT where that is not the default: one
-    // pipeline for every GEMM of a model
+    // IN_MODE and ACT shape the loads of x (`tiled`, `slim`, `pack_x`)
     let mut constants = g.mode.constants().to_vec();
     // the act of DotAct's zd; InMode::Plain's default ACT otherwise
     let dot_act = match g.parts.map(|p| p.op) {
@@ -335,6 +335,12 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
     if let (Some(d), InMode::ActScaled(a)) = (dot_act, g.mode) {
         assert_eq!(d, a, "{label}: one ACT serves the loads and DotAct");
     }
+    (constants, dot_act)
+}
+
+/// The GEMM `g` with `variant`'s kernel (`Regs`: its packing step first).
+pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Vec<Dispatch> {
+    let (constants, dot_act) = checked_constants(label, g);
     let flags = g.bias.is_some() as u32
         | (g.res.is_some() as u32) << 1
         | g.parts.map_or(0, |p| p.op.code()) << 2;
@@ -352,7 +358,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
     };
     match variant {
         Variant::Tiled | Variant::Slim => {
-            let mut constants = constants.to_vec();
+            let mut constants = constants;
             constants.push(("FLAGS", flags as f64));
             let (entry, side) = match variant {
                 Variant::Slim => ("slim", 32),
