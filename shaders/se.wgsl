@@ -88,14 +88,19 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         let j = j0 + lid / 32u;
         var acc = 0.0;
         if (j < prm.cse) {
-            // four terms a turn, their loads first (in flight together), added in order
+            // eight terms a turn, their loads first (in flight together), added in order
             var c = lid % 32u;
-            for (; c + 96u < prm.cmid; c += 128u) {
+            for (; c + 224u < prm.cmid; c += 256u) {
                 let t0 = w_r[j * prm.cmid + c] * m[mo + c];
                 let t1 = w_r[j * prm.cmid + c + 32u] * m[mo + c + 32u];
                 let t2 = w_r[j * prm.cmid + c + 64u] * m[mo + c + 64u];
                 let t3 = w_r[j * prm.cmid + c + 96u] * m[mo + c + 96u];
+                let t4 = w_r[j * prm.cmid + c + 128u] * m[mo + c + 128u];
+                let t5 = w_r[j * prm.cmid + c + 160u] * m[mo + c + 160u];
+                let t6 = w_r[j * prm.cmid + c + 192u] * m[mo + c + 192u];
+                let t7 = w_r[j * prm.cmid + c + 224u] * m[mo + c + 224u];
                 acc += t0; acc += t1; acc += t2; acc += t3;
+                acc += t4; acc += t5; acc += t6; acc += t7;
             }
             for (; c < prm.cmid; c += 32u) {
                 acc += w_r[j * prm.cmid + c] * m[mo + c];
@@ -112,12 +117,17 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     for (var c = lid; c < prm.cmid; c += 256u) {
         var acc = b_x[c];
         var j = 0u;
-        for (; j + 3u < prm.cse; j += 4u) {
+        for (; j + 7u < prm.cse; j += 8u) {
             let t0 = w_x[c * prm.cse + j] * hid[j];
             let t1 = w_x[c * prm.cse + j + 1u] * hid[j + 1u];
             let t2 = w_x[c * prm.cse + j + 2u] * hid[j + 2u];
             let t3 = w_x[c * prm.cse + j + 3u] * hid[j + 3u];
+            let t4 = w_x[c * prm.cse + j + 4u] * hid[j + 4u];
+            let t5 = w_x[c * prm.cse + j + 5u] * hid[j + 5u];
+            let t6 = w_x[c * prm.cse + j + 6u] * hid[j + 6u];
+            let t7 = w_x[c * prm.cse + j + 7u] * hid[j + 7u];
             acc += t0; acc += t1; acc += t2; acc += t3;
+            acc += t4; acc += t5; acc += t6; acc += t7;
         }
         for (; j < prm.cse; j++) {
             acc += w_x[c * prm.cse + j] * hid[j];
@@ -165,12 +175,17 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         var acc = 0.0;
         if (j < prm.cse) {
             var c = lid % 32u;
-            for (; c + 96u < prm.cmid; c += 128u) {
+            for (; c + 224u < prm.cmid; c += 256u) {
                 let t0 = w_x[c * prm.cse + j] * dq(c);
                 let t1 = w_x[(c + 32u) * prm.cse + j] * dq(c + 32u);
                 let t2 = w_x[(c + 64u) * prm.cse + j] * dq(c + 64u);
                 let t3 = w_x[(c + 96u) * prm.cse + j] * dq(c + 96u);
+                let t4 = w_x[(c + 128u) * prm.cse + j] * dq(c + 128u);
+                let t5 = w_x[(c + 160u) * prm.cse + j] * dq(c + 160u);
+                let t6 = w_x[(c + 192u) * prm.cse + j] * dq(c + 192u);
+                let t7 = w_x[(c + 224u) * prm.cse + j] * dq(c + 224u);
                 acc += t0; acc += t1; acc += t2; acc += t3;
+                acc += t4; acc += t5; acc += t6; acc += t7;
             }
             for (; c < prm.cmid; c += 32u) {
                 acc += w_x[c * prm.cse + j] * dq(c);
@@ -185,12 +200,17 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
     for (var c = lid; c < prm.cmid; c += 256u) {
         var acc = 0.0;
         var j = 0u;
-        for (; j + 3u < prm.cse; j += 4u) {
+        for (; j + 7u < prm.cse; j += 8u) {
             let t0 = w_r[j * prm.cmid + c] * hid[j];
             let t1 = w_r[(j + 1u) * prm.cmid + c] * hid[j + 1u];
             let t2 = w_r[(j + 2u) * prm.cmid + c] * hid[j + 2u];
             let t3 = w_r[(j + 3u) * prm.cmid + c] * hid[j + 3u];
+            let t4 = w_r[(j + 4u) * prm.cmid + c] * hid[j + 4u];
+            let t5 = w_r[(j + 5u) * prm.cmid + c] * hid[j + 5u];
+            let t6 = w_r[(j + 6u) * prm.cmid + c] * hid[j + 6u];
+            let t7 = w_r[(j + 7u) * prm.cmid + c] * hid[j + 7u];
             acc += t0; acc += t1; acc += t2; acc += t3;
+            acc += t4; acc += t5; acc += t6; acc += t7;
         }
         for (; j < prm.cse; j++) {
             acc += w_r[j * prm.cmid + c] * hid[j];

@@ -501,8 +501,8 @@ fn squeeze_excite_matches_reference() {
     // partial sums per channel: fewer than, not a multiple of, and more than the eight
     // interleaved sums the squeeze keeps; over 1,024 (the backward's 32 lanes a channel up to
     // 64 channels, a count not a multiple of its 8 at a time; past 64, one invocation a
-    // channel); C_mid past the dot products' four terms a turn on 32 lanes (300), C_SE past
-    // one turn of 8 rows (13, 9)
+    // channel); C_mid past the dot products' eight terms a turn on 32 lanes (300), C_SE past
+    // one turn of 8 rows and of eight terms (13, 9)
     for (i, &(cmid, cse, hw, parts)) in [
         (30, 3, 17, 13),
         (300, 13, 5, 1),
