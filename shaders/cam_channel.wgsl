@@ -191,6 +191,15 @@ fn weighted_map_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgr
 var<workgroup> fp_max: array<f32, 256>;
 var<workgroup> fp_sum: array<f32, 256>;
 
+// partial i of the row at `base` of A's partials (`act`) or g's, 0 past the row's end
+fn fp_part(act: bool, base: u32, i: u32, parts: u32) -> f32 {
+    let o = base + min(i, parts - 1u);
+    if (act) {
+        return select(0.0, aparts[o], i < parts);
+    }
+    return select(0.0, gparts[o], i < parts);
+}
+
 // One workgroup per row of the table; `lanes` (a power of two, table word 7) invocations per
 // channel, 256 / lanes channels at a time: each lane strides over the channel's partials, and
 // the channel's first lane combines the lanes in order.
@@ -216,10 +225,20 @@ fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
         var s = 0.0;
         if (k < c) {
             let base = off + k * parts;
-            for (var i = lane; i < parts; i += lanes) {
-                m = max(m, aparts[base + i]);
+            // four partials a turn, their loads first (in flight together), combined in
+            // order; past the row's end 0, which changes neither the max nor the sum
+            for (var i = lane; i < parts; i += 4u * lanes) {
+                let a0 = fp_part(true, base, i, parts);
+                let a1 = fp_part(true, base, i + lanes, parts);
+                let a2 = fp_part(true, base, i + 2u * lanes, parts);
+                let a3 = fp_part(true, base, i + 3u * lanes, parts);
+                m = max(max(max(max(m, a0), a1), a2), a3);
                 if (has_g) {
-                    s += gparts[base + i];
+                    let g0 = fp_part(false, base, i, parts);
+                    let g1 = fp_part(false, base, i + lanes, parts);
+                    let g2 = fp_part(false, base, i + 2u * lanes, parts);
+                    let g3 = fp_part(false, base, i + 3u * lanes, parts);
+                    s += g0; s += g1; s += g2; s += g3;
                 }
             }
         }
