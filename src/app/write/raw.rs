@@ -92,6 +92,6 @@ pub fn raw_safetensors(
         ("target".to_string(), out.target.to_string()),
         ("producer".to_string(), "combicam-gpu".to_string()),
     ]);
-    safetensors::serialize(views, Some(meta))
+    crate::model::weights::serialize_safetensors(views, meta)
         .map_err(|e| Error::Input(format!("cannot encode raw maps: {e}")))
 }

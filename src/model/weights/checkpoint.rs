@@ -376,7 +376,7 @@ pub fn to_safetensors(
                 .map_err(|e| Error::weights(src.describe(), format!("tensor {n}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata))
+    let bytes = super::source::serialize_safetensors(views, metadata)
         .map_err(|e| Error::weights(src.describe(), format!("cannot serialise: {e}")))?;
     Ok((bytes, data.len(), skipped))
 }

@@ -20,4 +20,6 @@ pub use load::{
     load_paths, load_with,
 };
 pub use network::{BlockWeights, Classifier, Conv, HeadKind, Weights};
-pub use source::{RawTensor, SafetensorsFile, TensorSource, read_safetensors};
+pub use source::{
+    RawTensor, SafetensorsFile, TensorSource, read_safetensors, serialize_safetensors,
+};

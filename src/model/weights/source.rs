@@ -196,3 +196,28 @@ pub fn read_safetensors(
     }
     Ok((out, f.metadata()))
 }
+
+/// `safetensors::serialize`, with `metadata` in the header in sorted key order. The crate takes
+/// the metadata as a HashMap and writes it in that map's order, which changes from run to run:
+/// the same tensors and metadata would give files that differ in those bytes. The reordered
+/// header keeps its length (the crate writes compact JSON and pads it with spaces), so the
+/// data and its offsets stay as they are.
+pub fn serialize_safetensors<'a, V: safetensors::View + 'a>(
+    views: Vec<(String, V)>,
+    metadata: HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, safetensors::SafeTensorError> {
+    let mut bytes = safetensors::serialize(views, Some(metadata))?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("a length first")) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("the crate's own header is JSON");
+    let meta: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(header["__metadata__"].take()).expect("string metadata");
+    header["__metadata__"] = serde_json::to_value(meta).expect("string metadata");
+    let sorted = serde_json::to_vec(&header).expect("JSON");
+    // the same JSON in another order: as long as the crate's (were it ever not, the crate's
+    // own header stays, a valid file in the map's order)
+    if sorted.len() == bytes[8..8 + n].trim_ascii_end().len() {
+        bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    }
+    Ok(bytes)
+}
