@@ -276,9 +276,9 @@ fn store4(m: u32, p: u32, acc: vec4<f32>) -> f32 {
 var<workgroup> tile_a: array<vec4<f32>, 512>; // [kk][m / 4], 32 × 16
 var<workgroup> tile_x: array<vec4<f32>, 512>; // [kk][p / 4], 32 × 16
 
-// The K step's weights: texel u of `rows`·8 (`tiled`: 64 rows × 8 texels, row u % 64, so
-// that an SIMD group's writes below fall in distinct banks; `slim`: 32 rows × 4 texels), zero
-// past M and K
+// The K step's weights: texel u of its `rows` rows (`tiled`: 64 rows × 8 texels, row u % 64,
+// so that an SIMD group's writes below fall in distinct banks; `slim`: 32 rows × 4 texels),
+// zero past M and K
 fn a_texel(m0: u32, k0: u32, u: u32, rows: u32) -> vec4<f32> {
     let am = u % rows;
     let aq = k0 / 4u + u / rows;

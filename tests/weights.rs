@@ -385,47 +385,55 @@ fn timm_family_comes_from_arch_or_config_json() {
 
 /// What this tool writes as safetensors (`convert`, `--save-raw`) is the same bytes for the same
 /// tensors and metadata, run after run: the crate takes the metadata as a HashMap, whose order
-/// changes with each map; the header holds it in sorted key order, and the file reads back with
-/// every tensor and metadata entry.
+/// changes with each map; the header holds it in sorted key order, the rest of the file is the
+/// crate's own (its tensor order: larger dtypes first), and it reads back with every tensor and
+/// metadata entry (values with quotes, newlines and non-ASCII text too).
 #[test]
 fn safetensors_output_is_byte_for_byte_reproducible() {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = (0..5)
-        .map(|i| {
-            let v: Vec<u8> = (0..4 * (i + 1)).map(|b| (b * 7 + i) as u8).collect();
-            (format!("t{i}"), vec![i + 1], v)
+    let data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = ["t0", "A", "0", "t3", "__x"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let dt = if i % 2 == 0 { Dtype::F32 } else { Dtype::F64 };
+            let v: Vec<u8> = (0..8 * (i + 1)).map(|b| (b * 7 + i) as u8).collect();
+            (n.to_string(), dt, vec![v.len() / dt.size()], v)
         })
         .collect();
-    let write = || {
-        let meta: std::collections::HashMap<String, String> = (0..9)
-            .map(|k| (format!("key{k}"), format!("value {k} ✓")))
-            .collect();
-        let views = data
-            .iter()
-            .map(|(n, s, b)| {
-                (
-                    n.clone(),
-                    TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-                )
-            })
-            .collect();
-        weights::serialize_safetensors(views, meta).unwrap()
+    let meta = || -> std::collections::HashMap<String, String> {
+        (0..9)
+            .map(|k| (format!("key{k}"), format!("value \"{k}\"\n ✓")))
+            .collect()
     };
-    let first = write();
+    let views = || -> Vec<(String, TensorView)> {
+        data.iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect()
+    };
+    let first = weights::serialize_safetensors(views(), meta()).unwrap();
     for _ in 0..20 {
-        assert!(write() == first, "two writes of the same tensors differ");
+        let again = weights::serialize_safetensors(views(), meta()).unwrap();
+        assert!(again == first, "two writes of the same tensors differ");
     }
-    let (n, meta) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+    let (n, info) = safetensors::SafeTensors::read_metadata(&first).unwrap();
     let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
     let keys: Vec<usize> = (0..9)
         .map(|k| header.find(&format!("\"key{k}\"")).unwrap())
         .collect();
     assert!(keys.is_sorted(), "metadata keys out of order in {header}");
-    let m = meta.metadata().as_ref().unwrap();
+    let m = info.metadata().as_ref().unwrap();
     assert_eq!(m.len(), 9);
-    assert_eq!(m["key3"], "value 3 ✓");
+    assert_eq!(m["key3"], "value \"3\"\n ✓");
+    // past the metadata object, the crate's bytes
+    let theirs = safetensors::serialize(views(), Some(meta())).unwrap();
+    let end = header.find("},").unwrap() + 8;
+    assert_eq!((first.len(), &first[end..]), (theirs.len(), &theirs[end..]));
     let st = safetensors::SafeTensors::deserialize(&first).unwrap();
-    for (name, shape, bytes) in &data {
+    for (name, dt, shape, bytes) in &data {
         let t = st.tensor(name).unwrap();
-        assert_eq!((t.shape(), t.data()), (&shape[..], &bytes[..]), "{name}");
+        assert_eq!(
+            (t.dtype(), t.shape(), t.data()),
+            (*dt, &shape[..], &bytes[..]),
+            "{name}"
+        );
     }
 }

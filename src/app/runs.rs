@@ -326,7 +326,11 @@ where
         });
         let decoded: Box<dyn Iterator<Item = (usize, std::result::Result<D, E>)>> = match decoder {
             Ok(_) => Box::new(decoded.into_iter()),
-            Err(_) => Box::new(items.iter().enumerate().map(|(k, i)| (k, decode(i)))),
+            Err(_) => Box::new(
+                (items.iter().enumerate())
+                    .take_while(|_| !stop.load(SeqCst))
+                    .map(|(k, i)| (k, decode(i))),
+            ),
         };
         for (k, d) in decoded {
             if stop.load(SeqCst) {

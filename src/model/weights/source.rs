@@ -199,25 +199,31 @@ pub fn read_safetensors(
 
 /// `safetensors::serialize`, with `metadata` in the header in sorted key order. The crate takes
 /// the metadata as a HashMap and writes it in that map's order, which changes from run to run:
-/// the same tensors and metadata would give files that differ in those bytes. The reordered
-/// header keeps its length (the crate writes compact JSON and pads it with spaces), so the
-/// data and its offsets stay as they are.
+/// the same tensors and metadata would give files that differ in those bytes. Only the
+/// `__metadata__` object's bytes are rewritten (the crate writes it first, as compact JSON), in
+/// place and at the same length; the tensors' entries and the data stay as the crate wrote them.
+/// Where the header is not as expected, the crate's bytes stay as they are.
 pub fn serialize_safetensors<'a, V: safetensors::View + 'a>(
     views: Vec<(String, V)>,
     metadata: HashMap<String, String>,
 ) -> std::result::Result<Vec<u8>, safetensors::SafeTensorError> {
-    let mut bytes = safetensors::serialize(views, Some(metadata))?;
+    let sorted: std::collections::BTreeMap<&String, &String> = metadata.iter().collect();
+    let sorted = serde_json::to_vec(&sorted).expect("strings are JSON");
+    let mut bytes = safetensors::serialize(views, Some(metadata.clone()))?;
+    const OPEN: &[u8] = b"{\"__metadata__\":";
+    let at = 8 + OPEN.len();
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("a length first")) as usize;
-    let mut header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..8 + n]).expect("the crate's own header is JSON");
-    let meta: std::collections::BTreeMap<String, String> =
-        serde_json::from_value(header["__metadata__"].take()).expect("string metadata");
-    header["__metadata__"] = serde_json::to_value(meta).expect("string metadata");
-    let sorted = serde_json::to_vec(&header).expect("JSON");
-    // the same JSON in another order: as long as the crate's (were it ever not, the crate's
-    // own header stays, a valid file in the map's order)
-    if sorted.len() == bytes[8..8 + n].trim_ascii_end().len() {
-        bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    let theirs = bytes
+        .get(at..at + sorted.len())
+        .filter(|_| at + sorted.len() <= 8 + n);
+    // the crate's metadata object: the same entries at the same length, followed by , or }
+    let same = theirs.is_some_and(|t| {
+        bytes[8..at] == *OPEN
+            && matches!(bytes.get(at + sorted.len()), Some(b',' | b'}'))
+            && serde_json::from_slice::<HashMap<String, String>>(t).ok() == Some(metadata)
+    });
+    if same {
+        bytes[at..at + sorted.len()].copy_from_slice(&sorted);
     }
     Ok(bytes)
 }
