@@ -396,7 +396,7 @@ fn safetensors_output_is_byte_for_byte_reproducible() {
         .map(|(i, n)| {
             let dt = if i % 2 == 0 { Dtype::F32 } else { Dtype::F64 };
             let v: Vec<u8> = (0..8 * (i + 1)).map(|b| (b * 7 + i) as u8).collect();
-            (n.to_string(), dt, vec![v.len() / dt.size()], v)
+            (n.to_string(), dt, vec![8 * v.len() / dt.bitsize()], v)
         })
         .collect();
     let meta = || -> std::collections::HashMap<String, String> {
