@@ -9,7 +9,8 @@
 #                                 # there from the .pth, benches/device_blob.py); $BASELINE
 #                                 # adds an older binary to bench beside this one
 #   bash benches/device.sh run    # there: unpack, then adapter, check, bench --slowest 25
-#                                 # (300×450 and 380×380), bench --masked 32, PyTorch's
+#                                 # (300×450 and 380×380), bench --masked 32, bench with the
+#                                 # kernels' guards left out (src/gpu/checks.rs), PyTorch's
 #                                 # reference on the same GPU (NVIDIA), the kernel benchmarks,
 #                                 # and the test suite without the browser and Python tests
 #                                 # (no Chromium or maturin there), logging every tolerance's
@@ -62,7 +63,8 @@ pack() {
     # PyTorch is there, efficientnet_pytorch (pure Python) is not: the side-by-side reference
     mkdir -p "$PACK/py"
     # ($REF_PYTHON: an interpreter that has it; pip install efficientnet_pytorch==0.7.0)
-    cp -r "$(${REF_PYTHON:-python3} -c 'import efficientnet_pytorch as e, os; print(os.path.dirname(e.__file__))')" "$PACK/py/"
+    # (found, not imported: importing it imports torch, which the packing machine may lack)
+    cp -r "$(${REF_PYTHON:-python3} -c 'import importlib.util as u; print(u.find_spec("efficientnet_pytorch").submodule_search_locations[0])')" "$PACK/py/"
     find "$PACK/py" -name __pycache__ -prune -exec rm -rf {} +
     # the Vulkan loader and GLVND, which NVIDIA's Vulkan driver (libGLX_nvidia) needs there
     (cd "$PACK/gl" && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 \
@@ -104,9 +106,14 @@ run() {
         return 1
     fi
     # a step and the seconds it may take, so that the whole run ends inside one command
+    # ($SKIP: names of steps to leave out, e.g. SKIP="pytorch tests" for a rerun)
     step() {
         local limit=$1 name=$2
         shift 2
+        if [[ " ${SKIP:-} " == *" $name "* ]]; then
+            echo "== $name: skipped (\$SKIP)"
+            return
+        fi
         echo "== $name ($(date +%T), at most ${limit}s)"
         timeout "$limit" "$@"
         echo "== $name: exit $?"
@@ -133,15 +140,22 @@ run() {
         PYTHONPATH="$PWD/$PACK/py" PYTHONUNBUFFERED=1 step 100 pytorch python3 \
             benches/pytorch_reference.py --device cuda --warmup 3 --iters 20 --forward-batch 32 \
             --json "$out/pytorch-cuda.json"
+        # the kernels' run-time guards (src/gpu/checks.rs): all of them, and none, against the default
+        for c in full none; do
+            COMBICAM_SHADER_CHECKS=$c step 40 "bench-checks-$c" "$bin" bench --size 300x450 --mixed 0
+        done
         if [ -x "$PACK/baseline" ]; then
             step 60 baseline-bench "$PACK/baseline" bench --size 300x450
         fi
     } 2>&1 | tee "$out/run.log"
     kill $smi 2>/dev/null
     step 60 kernels "$PACK/kernels" 2>&1 | tee "$out/kernels.txt" | tail -5
+    COMBICAM_SHADER_CHECKS=none step 60 kernels-checks-none "$PACK/kernels" gemm 2>&1 |
+        tee -a "$out/kernels.txt" | tail -3
     export COMBICAM_TOLERANCE_LOG="$out/tolerances.log"
     # no Chromium (browser) and no maturin (python) there
-    step 180 tests "$PACK/all-tests" --skip browser:: --skip python:: 2>&1 | tee "$out/tests.log" | tail -40
+    # ($TEST_ENV: variables for the suite alone, e.g. TEST_ENV=COMBICAM_SHADER_CHECKS=none)
+    step 180 tests env ${TEST_ENV:-} "$PACK/all-tests" --skip browser:: --skip python:: 2>&1 | tee "$out/tests.log" | tail -40
     # the photo goldens again with the CPU-shaped kernels: the kernels' order of sums against
     # the adapter's arithmetic, where a map strays
     COMBICAM_KERNELS=cpu step 60 tests-cpu-kernels "$PACK/all-tests" finer:: \

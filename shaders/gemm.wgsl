@@ -31,8 +31,8 @@
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 32 through workgroup memory, the next step's loads in flight during this one's
 //    FMAs.
-//  * `slim` (GPUs, long K over few tiles): 32 × 32 tile per workgroup of 64 × 4, the K steps
-//    split over the four groups of 64, their partial tiles added at the end (below).
+//  * `slim` (GPUs, K ≥ 192): 32 × 32 tile per workgroup of 64 × 4, the K steps split over
+//    the four groups of 64, their partial tiles added at the end (below).
 
 // flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). For `regs`, uniform
 // flags rather than override constants, so that every GEMM of a plan shares one pipeline (its

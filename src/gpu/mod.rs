@@ -1,6 +1,7 @@
 //! GPU context: adapter choice, requested limits, the device and queue. The one device seam.
 
 pub mod buffers;
+pub mod checks;
 pub mod host;
 pub mod params;
 pub mod pipelines;
@@ -110,6 +111,8 @@ pub struct Gpu {
     /// Kernels pick their CPU-shaped variants (texel-fed GEMM, packed inputs): true on a CPU
     /// (software) adapter such as lavapipe unless `$COMBICAM_KERNELS` says otherwise.
     pub cpu: bool,
+    /// the run-time guards in its kernels (`$COMBICAM_SHADER_CHECKS`)
+    pub checks: checks::ShaderChecks,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
     /// where helper devices generate kernel code on spare cores (CPU adapters; `warm`)
@@ -159,6 +162,7 @@ impl Gpu {
             Err(_) => adapter.get_info().device_type == wgpu::DeviceType::Cpu,
         };
         let compile_helpers = warm::helpers_wanted()?;
+        let checks = checks::ShaderChecks::from_env()?;
         let have = adapter.limits();
         // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
         let limits = wgpu::Limits {
@@ -220,6 +224,7 @@ impl Gpu {
             features,
             limits: limits.clone(),
             count: compile_helpers,
+            checks,
         });
         Ok(Gpu {
             helpers,
@@ -229,6 +234,7 @@ impl Gpu {
             limits,
             timestamps,
             cpu,
+            checks,
             pipelines: PipelineCache::default(),
             dummies,
             recording: Mutex::default(),

@@ -192,13 +192,7 @@ impl Gpu {
             return module.clone();
         }
         let text = text();
-        let module = Arc::new(
-            self.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(key),
-                    source: wgpu::ShaderSource::Wgsl(text.as_str().into()),
-                }),
-        );
+        let module = Arc::new(super::checks::module(&self.device, key, &text, self.checks));
         m.insert(key.to_string(), module.clone());
         (self.pipelines.texts.lock().unwrap()).insert(key.to_string(), text.into());
         module

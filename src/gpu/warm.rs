@@ -57,6 +57,7 @@ pub(crate) struct Helpers {
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
     pub count: usize,
+    pub checks: super::checks::ShaderChecks,
 }
 
 /// Helper devices: `$COMBICAM_COMPILE_THREADS` − 1, else one per spare core, at most 7.
@@ -146,12 +147,9 @@ fn helper(h: &Helpers, jobs: &[WarmJob], next: &AtomicUsize) {
     let mut modules = std::collections::HashMap::new();
     while let Some(i) = take(next, jobs.len()) {
         let job = &jobs[i];
-        let module = modules.entry(job.module.clone()).or_insert_with(|| {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&job.module),
-                source: wgpu::ShaderSource::Wgsl(job.text.to_string().into()),
-            })
-        });
+        let module = modules
+            .entry(job.module.clone())
+            .or_insert_with(|| super::checks::module(&device, &job.module, &job.text, h.checks));
         dispatch_empty(&device, &queue, module, job);
     }
 }

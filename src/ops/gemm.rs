@@ -71,23 +71,24 @@ impl Variant {
     }
 
     /// The kernel for an M × K by K × P GEMM on this adapter: `Regs` on CPU adapters; on GPUs
-    /// `Slim` where `Tiled` would make fewer than `SLIM_BELOW` workgroups an image and K is at
-    /// least `SLIM_K` (the long-K projections of the last stages, whose few tiles each take
-    /// many steps), else `Tiled`. Both GPU kernels write the same row partials.
-    pub fn for_shape(gpu: &Gpu, (m, k, p): (usize, usize, usize)) -> Variant {
+    /// `Slim` from K = `SLIM_K` on, else `Tiled`. Both GPU kernels write the same row
+    /// partials.
+    pub fn for_shape(gpu: &Gpu, (_m, k, _p): (usize, usize, usize)) -> Variant {
         match Variant::for_adapter(gpu) {
-            Variant::Tiled if m.div_ceil(64) * p.div_ceil(64) < SLIM_BELOW && k >= SLIM_K => {
-                Variant::Slim
-            }
+            Variant::Tiled if k >= SLIM_K => Variant::Slim,
             v => v,
         }
     }
 }
 
-/// `Variant::for_shape`: `Slim` below this many `Tiled` workgroups an image…
-pub const SLIM_BELOW: usize = 48;
-/// …and from this K on.
-pub const SLIM_K: usize = 256;
+/// `Variant::for_shape` picks `Slim` from this K on. On an H200 (2026-12-04, the kernel bench's
+/// B4 shapes, the kernels' loop counters left out: `gpu::checks`), `slim` took 0.116 against
+/// 0.237 ms on the projection 2688→448 at 10×15, 0.040 against 0.086 ms on the data gradient
+/// 1792→448, and 0.017 against 0.027 ms on the projection 192→32 at 75×113 (133 `tiled`
+/// workgroups); `tiled` kept the short K: 0.019 against 0.021 ms on the expansion 160→960 at
+/// 19×29, 0.018 against 0.024 ms on the data gradient 32→192. (With the loop counters `slim`
+/// had been the slower on every shape.)
+pub const SLIM_K: usize = 192;
 
 /// A weight matrix (M, K) on the GPU as the GEMM reads it: an rgba32float texture of
 /// ceil(K/4) × M texels, each row zero-padded past K.

@@ -164,6 +164,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
     } else {
         "wall-clock (no timestamp queries on this adapter)".to_string()
     };
+    let checks = format!("{:?}", gpu.checks).to_lowercase();
     println!(
         "adapter: {}  driver: {} {}",
         gpu.adapter.line(),
@@ -171,7 +172,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         gpu.adapter.driver_info
     );
     println!(
-        "machine: {}   model: {model} ({weights})   timing: {timing}",
+        "machine: {}   model: {model} ({weights})   timing: {timing}   shader checks: {checks}",
         machine()
     );
     let mut results = Vec::new();
@@ -195,6 +196,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         adapter: gpu.adapter.clone(),
         machine: machine(),
         timing,
+        shader_checks: Some(checks),
         model,
         weights,
         iters: a.iters,

@@ -71,6 +71,10 @@ pub struct BenchReport {
     pub machine: String,
     /// "gpu-timestamps" or "wall-clock (no timestamp queries on this adapter)"
     pub timing: String,
+    /// the kernels' run-time guards (`$COMBICAM_SHADER_CHECKS`: full, bounds or none); absent
+    /// in reports from before it could be chosen (full)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shader_checks: Option<String>,
     pub model: String,
     pub weights: String,
     pub iters: usize,
