@@ -14,10 +14,7 @@ pub(crate) fn bin() -> Command {
 }
 
 pub(crate) fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("combicam-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    crate::common::fresh_dir(&format!("cli-{tag}"))
 }
 
 pub(crate) fn photo(path: &Path, w: u32, h: u32) {
@@ -472,6 +469,57 @@ fn bad_device_environment_gives_one_line_errors() {
         line.contains("COMBICAM_KERNELS") && line.contains("`gpu`"),
         "{line}"
     );
+}
+
+/// The kernels' run-time guards (`COMBICAM_SHADER_CHECKS`) change no number: the raw maps of
+/// each setting are the same bytes; a bad value is a one-line error.
+#[test]
+fn shader_checks_change_no_result() {
+    let d = tmp("checks");
+    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png");
+    let raw: Vec<Vec<u8>> = ["full", "bounds", "none"]
+        .iter()
+        .map(|c| {
+            let out = d.join(c);
+            let o = run(bin()
+                .arg("explain")
+                .arg(&img)
+                .args(TEST_NET)
+                .args([
+                    "--blocks",
+                    "10-15",
+                    "--method",
+                    "gradcam,eigencam",
+                    "--save-raw",
+                ])
+                .arg("--out")
+                .arg(&out)
+                .env("COMBICAM_SHADER_CHECKS", c));
+            assert!(
+                o.status.success(),
+                "{c}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::fs::read(out.join("coffee.cams.safetensors")).unwrap()
+        })
+        .collect();
+    assert!(
+        raw[0] == raw[1] && raw[1] == raw[2],
+        "the raw maps differ between settings"
+    );
+    println!(
+        "full, bounds and none: {} bytes of raw maps, identical",
+        raw[0].len()
+    );
+    let o = run(bin()
+        .args(["predict", "x.jpg", "--test-weights", "b0"])
+        .env("COMBICAM_SHADER_CHECKS", "off"));
+    let line = one_line_error(&o);
+    assert!(
+        line.contains("COMBICAM_SHADER_CHECKS") && line.contains("`bounds`"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]

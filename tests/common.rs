@@ -5,6 +5,18 @@ use combicam_gpu::gpu::{Gpu, GpuBuf};
 use combicam_gpu::ops::tolerance::{Tolerance, compare};
 use std::sync::{Arc, OnceLock};
 
+/// A new, empty folder under the temp dir, its own for this call: the tests of the one binary
+/// run at once, and two that named the same folder once shared it (one's clean-up removed the
+/// other's outputs while it ran, seen on a fast GPU)
+pub fn fresh_dir(tag: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("combicam-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 pub fn gpu() -> &'static Gpu {
     shared_gpu()
 }

@@ -154,10 +154,7 @@ fn respond(
 }
 
 fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("combicam-hub-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    crate::common::fresh_dir(&format!("hub-{tag}"))
 }
 
 fn timm_b0_bytes(dir: &std::path::Path) -> Vec<u8> {

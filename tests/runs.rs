@@ -5,10 +5,7 @@ use combicam_gpu::app::runs::{self, Index, Input};
 use std::path::PathBuf;
 
 fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("combicam-runs-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    crate::common::fresh_dir(&format!("runs-{tag}"))
 }
 
 #[test]

@@ -14,9 +14,7 @@ fn golden(name: &str) -> PathBuf {
 }
 
 pub fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("combicam-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    crate::common::fresh_dir(&format!("test-{tag}"))
 }
 
 #[test]
