@@ -188,8 +188,11 @@ fn weighted_map_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgr
 }
 
 // from_parts' scratch: each invocation's partial max and sum, then its running block max
-var<workgroup> fp_max: array<f32, 256>;
-var<workgroup> fp_sum: array<f32, 256>;
+// invocations in `from_parts`' workgroup: 1,024 on GPUs that allow it, else 256
+// (`Gpu::wide_workgroup`)
+override FP_WG: u32 = 256u;
+var<workgroup> fp_max: array<f32, 1024>;
+var<workgroup> fp_sum: array<f32, 1024>;
 
 // partial i of the row at `base` of A's partials (`act`) or g's, 0 past the row's end
 fn fp_part(act: bool, base: u32, i: u32, parts: u32) -> f32 {
@@ -201,9 +204,9 @@ fn fp_part(act: bool, base: u32, i: u32, parts: u32) -> f32 {
 }
 
 // One workgroup per row of the table; `lanes` (a power of two, table word 7) invocations per
-// channel, 256 / lanes channels at a time: each lane strides over the channel's partials, and
-// the channel's first lane combines the lanes in order.
-@compute @workgroup_size(256)
+// channel, FP_WG / lanes channels at a time: each lane strides over the channel's partials,
+// and the channel's first lane combines the lanes in order.
+@compute @workgroup_size(FP_WG)
 fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     if (wid.x >= prm.c) { // prm.c: the table's rows
         return;
@@ -219,7 +222,7 @@ fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     let lanes = table[t + 7u];
     let lane = lid % lanes;
     var block_max = 0.0;
-    for (var k0 = 0u; k0 < c; k0 += 256u / lanes) {
+    for (var k0 = 0u; k0 < c; k0 += FP_WG / lanes) {
         let k = k0 + lid / lanes;
         var m = 0.0;
         var s = 0.0;
@@ -263,7 +266,7 @@ fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     workgroupBarrier();
     if (lid == 0u) {
         var b = 0.0;
-        for (var i = 0u; i < 256u; i++) {
+        for (var i = 0u; i < FP_WG; i++) {
             b = max(b, fp_max[i]);
         }
         amax[l] = b;

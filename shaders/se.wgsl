@@ -11,7 +11,11 @@
 // backward: ds = Σ part (written: the projection's backward GEMM wrote the partial sums of
 //           du·act(z_d), gemm.wgsl PART 1);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
 // The sums over C_mid (in r and dr) run on 32 lanes, lane q adding c ≡ q (mod 32) in order,
-// then the lanes in order (`row_dot`); the others add in order.
+// then the lanes in order (`row_dot`); a channel's long row of partial sums (m, ds) runs on
+// `row_lanes` lanes (`lane_row_sum`); the others add in order.
+// One workgroup of WG invocations does an image's SE: 1,024 on GPUs that allow it (a GPU runs
+// one workgroup's chains of dependent loads four times shorter there), 256 elsewhere
+// (`Gpu::wide_workgroup`).
 // The scale's gradient reaches the depthwise output as dz_d = (du·s + dm/HW)·act'(z_d), which
 // depthwise.wgsl applies as its backward reads du (SE_IN). The SE's own activation is always
 // SiLU.
@@ -30,6 +34,8 @@ struct Params { cmid: u32, cse: u32, hw: u32, parts: u32, inv_hw: f32 }
 @group(0) @binding(9) var<storage, read_write> dm: array<f32>;
 @group(0) @binding(10) var<storage, read> part: array<f32>;
 
+override WG: u32 = 256u;
+
 const MAX_SE: u32 = 1024u;
 var<workgroup> hid: array<f32, 1024>;
 
@@ -39,52 +45,81 @@ fn part_at(base: u32, i: u32) -> f32 {
     return select(0.0, part[base + min(i, prm.parts - 1u)], i < prm.parts);
 }
 
-// The sum of the row of partial sums at `base`, as reduce.wgsl's rows add a row: eight
-// interleaved sums, combined in order
-fn part_sum(base: u32) -> f32 {
-    var s0 = 0.0; var s1 = 0.0; var s2 = 0.0; var s3 = 0.0;
-    var s4 = 0.0; var s5 = 0.0; var s6 = 0.0; var s7 = 0.0;
-    for (var i = 0u; i < prm.parts; i += 8u) {
-        s0 += part_at(base, i); s1 += part_at(base, i + 1u);
-        s2 += part_at(base, i + 2u); s3 += part_at(base, i + 3u);
-        s4 += part_at(base, i + 4u); s5 += part_at(base, i + 5u);
-        s6 += part_at(base, i + 6u); s7 += part_at(base, i + 7u);
-    }
-    return ((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7;
-}
+var<workgroup> lanes: array<f32, 1024>;
 
-var<workgroup> lanes: array<f32, 256>;
-
-// A row's dot product from its 32 lanes' partial sums (invocations 32·g .. 32·g + 31 hold row
-// g of eight), added in lane order by the row's first invocation; the others get 0. Every
-// invocation must call it (it holds a barrier). `se::cpu::lane_sum` adds in the same order.
-fn row_dot(lid: u32, acc: f32) -> f32 {
+// The sum of `l` lanes' values from invocation lid on, in lane order, by the first of them;
+// the others get 0. Every invocation must call it (it holds a barrier).
+fn lanes_sum(lid: u32, acc: f32, l: u32) -> f32 {
     lanes[lid] = acc;
     workgroupBarrier();
     var t = 0.0;
-    if (lid % 32u == 0u) {
-        for (var q = 0u; q < 32u; q++) {
+    if (lid % l == 0u) {
+        for (var q = 0u; q < l; q++) {
             t += lanes[lid + q];
         }
     }
     return t;
 }
 
+// A row's dot product from its 32 lanes' partial sums (invocations 32·g .. 32·g + 31 hold row
+// g of WG / 32), added in lane order by the row's first invocation. `se::cpu::lane_sum` adds
+// in the same order.
+fn row_dot(lid: u32, acc: f32) -> f32 {
+    return lanes_sum(lid, acc, 32u);
+}
+
+// Lanes per channel for its row of partial sums: 1 for rows of at most 64, else as many as the
+// workgroup spares a channel, a power of two up to 32
+fn row_lanes() -> u32 {
+    var l = 1u;
+    if (prm.parts > 64u) {
+        while (l < 32u && 2u * l * prm.cmid <= WG) {
+            l *= 2u;
+        }
+    }
+    return l;
+}
+
+// The sum of a channel's row of partial sums at `base` (none where `valid` is false) on `l`
+// lanes: lane q adds the partials q + l·n in eight interleaved sums over n, combined in order,
+// then the lanes in order (`lanes_sum`; with l = 1, eight interleaved sums, as reduce.wgsl's
+// rows; `se::cpu::squeeze` adds in row order, the tests' tolerance covers the difference).
+// Every invocation must call it.
+fn lane_row_sum(lid: u32, base: u32, valid: bool, l: u32) -> f32 {
+    let q = lid % l;
+    var s0 = 0.0; var s1 = 0.0; var s2 = 0.0; var s3 = 0.0;
+    var s4 = 0.0; var s5 = 0.0; var s6 = 0.0; var s7 = 0.0;
+    if (valid) {
+        for (var i = q; i < prm.parts; i += 8u * l) {
+            s0 += part_at(base, i); s1 += part_at(base, i + l);
+            s2 += part_at(base, i + 2u * l); s3 += part_at(base, i + 3u * l);
+            s4 += part_at(base, i + 4u * l); s5 += part_at(base, i + 5u * l);
+            s6 += part_at(base, i + 6u * l); s7 += part_at(base, i + 7u * l);
+        }
+    }
+    return lanes_sum(lid, ((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7, l);
+}
+
 // One workgroup for the whole SE of one image. The two long dot products (over C_mid) give
 // each row 32 invocations, so that no invocation walks C_mid alone (on a GPU, a chain of
 // C_mid dependent loads was most of the SE's time).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let mo = wid.z * prm.cmid; // this image's m and s
     let ro = wid.z * prm.cse; // and r
-    // the squeeze: each channel's partial sums times 1/HW, added as the former reduction
-    // pass added them, so that m is bit for bit what it gave
-    for (var c = lid; c < prm.cmid; c += 256u) {
-        m[mo + c] = part_sum((mo + c) * prm.parts) * prm.inv_hw;
+    // the squeeze: each channel's partial sums times 1/HW
+    let l = row_lanes();
+    for (var c0 = 0u; c0 < prm.cmid; c0 += WG / l) {
+        let c = c0 + lid / l;
+        let t = lane_row_sum(lid, (mo + c) * prm.parts, c < prm.cmid, l);
+        if (lid % l == 0u && c < prm.cmid) {
+            m[mo + c] = t * prm.inv_hw;
+        }
+        workgroupBarrier();
     }
     storageBarrier();
-    // r = w_r·m + b_r: eight rows at a time, 32 lanes on each row's C_mid terms (`row_dot`)
-    for (var j0 = 0u; j0 < prm.cse; j0 += 8u) {
+    // r = w_r·m + b_r: WG / 32 rows at a time, 32 lanes on each row's C_mid terms (`row_dot`)
+    for (var j0 = 0u; j0 < prm.cse; j0 += WG / 32u) {
         let j = j0 + lid / 32u;
         var acc = 0.0;
         if (j < prm.cse) {
@@ -114,7 +149,7 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         }
         workgroupBarrier();
     }
-    for (var c = lid; c < prm.cmid; c += 256u) {
+    for (var c = lid; c < prm.cmid; c += WG) {
         var acc = b_x[c];
         var j = 0u;
         for (; j + 7u < prm.cse; j += 8u) {
@@ -142,35 +177,22 @@ fn dq(c: u32) -> f32 {
     return ds[c] * sc * (1.0 - sc);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(local_invocation_index) lid: u32) {
-    if (prm.parts >= 1024u && prm.cmid <= 64u) {
-        // few long rows of partials (B4's block 1 at 300×450: 24 channels of 8,448): eight
-        // channels at a time, 32 lanes each, as the dot products below. With more channels
-        // (blocks 2-5: 144 and 192 of 2,128) one invocation a channel was faster on an H200
-        // (0.23 against 0.39 ms; block 1: 0.35 against 0.18 ms)
-        for (var c0 = 0u; c0 < prm.cmid; c0 += 8u) {
-            let c = c0 + lid / 32u;
-            var acc = 0.0;
-            if (c < prm.cmid) {
-                for (var i = lid % 32u; i < prm.parts; i += 32u) {
-                    acc += part[c * prm.parts + i];
-                }
-            }
-            let t = row_dot(lid, acc);
-            if (lid % 32u == 0u && c < prm.cmid) {
-                ds[c] = t;
-            }
-            workgroupBarrier();
+    // ds: each channel's partial sums (B4's blocks 2-5 at 300×450: 144 and 192 channels of
+    // 2,128, on 4 lanes a channel with 1,024 invocations)
+    let l = row_lanes();
+    for (var c0 = 0u; c0 < prm.cmid; c0 += WG / l) {
+        let c = c0 + lid / l;
+        let t = lane_row_sum(lid, c * prm.parts, c < prm.cmid, l);
+        if (lid % l == 0u && c < prm.cmid) {
+            ds[c] = t;
         }
-    } else {
-        for (var c = lid; c < prm.cmid; c += 256u) {
-            ds[c] = part_sum(c * prm.parts);
-        }
+        workgroupBarrier();
     }
     storageBarrier();
-    // dr = (w_xᵀ·dq)·silu'(r), as the forward's r: eight rows at a time, 32 lanes each
-    for (var j0 = 0u; j0 < prm.cse; j0 += 8u) {
+    // dr = (w_xᵀ·dq)·silu'(r), as the forward's r: WG / 32 rows at a time, 32 lanes each
+    for (var j0 = 0u; j0 < prm.cse; j0 += WG / 32u) {
         let j = j0 + lid / 32u;
         var acc = 0.0;
         if (j < prm.cse) {
@@ -197,7 +219,7 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         }
         workgroupBarrier();
     }
-    for (var c = lid; c < prm.cmid; c += 256u) {
+    for (var c = lid; c < prm.cmid; c += WG) {
         var acc = 0.0;
         var j = 0u;
         for (; j + 7u < prm.cse; j += 8u) {

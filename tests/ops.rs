@@ -500,16 +500,20 @@ fn reductions_match_reference() {
 fn squeeze_excite_matches_reference() {
     let g = gpu();
     // partial sums per channel: fewer than, not a multiple of, and more than the eight
-    // interleaved sums the squeeze keeps; over 1,024 (the backward's 32 lanes a channel up to
-    // 64 channels, a count not a multiple of its 8 at a time; past 64, one invocation a
-    // channel); C_mid past the dot products' eight terms a turn on 32 lanes (300), C_SE past
-    // one turn of 8 rows and of eight terms (13, 9)
+    // interleaved sums the squeeze keeps; past 64, several lanes a channel (with 256
+    // invocations: 8 at 21 channels, 2 at 70, 4 at 40 channels of 500, 1 at 1,100 channels of
+    // 70; with 1,024, as on GPUs: 32, 8, 16 and 1), with counts not a multiple of the
+    // channels a turn; C_mid past the dot products' eight terms a turn on 32 lanes (300) and
+    // past a workgroup of 1,024 (1,100), C_SE past one turn of rows (40: 32 rows a turn with
+    // 1,024 invocations, 8 with 256) and of eight terms (13, 9)
     for (i, &(cmid, cse, hw, parts)) in [
         (30, 3, 17, 13),
         (300, 13, 5, 1),
         (7, 1, 1, 70),
         (21, 9, 3, 1500),
         (70, 9, 3, 1100),
+        (40, 5, 2, 500),
+        (1100, 40, 2, 70),
     ]
     .iter()
     .enumerate()

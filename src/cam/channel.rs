@@ -191,6 +191,7 @@ pub struct FromPartsArgs<'a> {
 /// dispatch from the partials the GEMMs wrote (see the shader).
 pub fn from_parts(gpu: &Gpu, label: &str, a: &FromPartsArgs) -> crate::error::Result<Dispatch> {
     let lay = &a.parts.layout;
+    let wg = gpu.wide_workgroup() as usize;
     let mut table = Vec::new();
     let mut floats = 0;
     for &(l, c, hw, w_off) in a.blocks {
@@ -200,8 +201,9 @@ pub fn from_parts(gpu: &Gpu, label: &str, a: &FromPartsArgs) -> crate::error::Re
         );
         let row = [l, c, hw, lay.parts[l], lay.offs[l], w_off.unwrap_or(0)];
         table.extend(row.map(|v| v as u32));
-        // invocations per channel: the most powers of two that 256 spreads over C channels
-        let lanes = (256 / c.max(1)).max(1).ilog2();
+        // invocations per channel: the largest power of two, up to 32 (its first lane adds
+        // them up in turn), that the workgroup spreads over C channels
+        let lanes = (wg / c.max(1)).clamp(1, 32).ilog2();
         table.extend([w_off.is_some() as u32, 1 << lanes]);
         floats += c * lay.parts[l] * (1 + w_off.is_some() as usize);
     }
@@ -211,6 +213,7 @@ pub fn from_parts(gpu: &Gpu, label: &str, a: &FromPartsArgs) -> crate::error::Re
         family: "cam",
         source: Some(Source::Table("cam_channel")),
         entry: "from_parts",
+        constants: &[("FP_WG", wg as f64)],
         params: words(&CamChannelParams {
             c: a.blocks.len() as u32,
             hw: 0,

@@ -332,9 +332,12 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         stop: &INTERRUPTED,
         made_out,
     };
-    let end = run.run(&mut engine, |report, path, pb| {
-        pb.suspend(|| print_explained(report, path, a.json, a.verbose))
-    })?;
+    // nor does a run that fails as a whole (out of memory on a GPU's driver, in the plan)
+    let end = run
+        .run(&mut engine, |report, path, pb| {
+            pb.suspend(|| print_explained(report, path, a.json, a.verbose))
+        })
+        .map_err(|e| undo(e.into()))?;
     let (failed, stopped, skipped) = (end.finished.failed, end.finished.stopped, end.skipped);
     let total = inputs.len();
     if end.succeeded == 0 && made_out {

@@ -171,6 +171,11 @@ impl Gpu {
             // weight matrices and the GEMM scratch live in 2-D textures
             max_texture_dimension_2d: have.max_texture_dimension_2d,
             max_storage_buffers_per_shader_stage: have.max_storage_buffers_per_shader_stage.min(12),
+            // a one-workgroup kernel takes up to 1,024 invocations (`Gpu::wide_workgroup`)
+            max_compute_invocations_per_workgroup: have
+                .max_compute_invocations_per_workgroup
+                .min(1024),
+            max_compute_workgroup_size_x: have.max_compute_workgroup_size_x.min(1024),
             ..Default::default()
         };
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -251,6 +256,22 @@ impl Gpu {
     /// Whether kernels take their CPU-shaped variants (see `cpu`).
     pub fn is_cpu(&self) -> bool {
         self.cpu
+    }
+
+    /// Invocations in the workgroup of a kernel that does a whole task in one workgroup (the
+    /// SE, `from_parts`): 1,024 on GPUs whose limits allow it, where the workgroup's chains of
+    /// dependent loads are then four times shorter; 256 with the CPU-shaped kernels (lavapipe
+    /// runs a workgroup's invocations one SIMD group after another).
+    pub fn wide_workgroup(&self) -> u32 {
+        let l = &self.limits;
+        if !self.cpu
+            && l.max_compute_invocations_per_workgroup >= 1024
+            && l.max_compute_workgroup_size_x >= 1024
+        {
+            1024
+        } else {
+            256
+        }
     }
 
     /// Largest storage binding, in bytes.

@@ -1,5 +1,5 @@
 //! Squeeze-excite: the squeeze's sum of the depthwise kernel's partial sums and the two small
-//! FC layers (one workgroup), and their gradient.
+//! FC layers (one workgroup of `Gpu::wide_workgroup` invocations), and their gradient.
 
 use crate::gpu::{Dispatch, DispatchDesc, Gpu, words};
 
@@ -58,6 +58,7 @@ pub fn forward(gpu: &Gpu, label: &str, a: &SeForward) -> Dispatch {
         label,
         family: "se",
         entry: "forward",
+        constants: &[("WG", gpu.wide_workgroup() as f64)],
         params: words(&sh.params(a.parts)),
         bindings: &[
             (1, Some(a.w.w_r)),
@@ -100,6 +101,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
         label,
         family: "se",
         entry: "backward",
+        constants: &[("WG", gpu.wide_workgroup() as f64)],
         params: words(&sh.params(a.parts)),
         bindings: &[
             (1, Some(a.w.w_r)),
