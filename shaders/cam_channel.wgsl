@@ -26,7 +26,7 @@
 // lanes: invocations per channel in channel_weights, 8 (8 channels a workgroup) or 64 (one):
 // 64 where 8 would each take over lavapipe's 65,535 loop turns, which it would end silently
 // (`cam::channel::lanes`: FEM's three passes from ~175,000 positions, Grad-CAM's one from
-// ~520,000)
+// ~520,000); on GPUs CW_WG (1,024) for blocks of 8,192 positions or more
 struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32 }
 
 override METHOD: u32 = 0u;
@@ -42,27 +42,44 @@ override METHOD: u32 = 0u;
 @group(0) @binding(9) var<storage, read> aparts: array<f32>;
 @group(0) @binding(10) var<storage, read_write> amax: array<f32>;
 
-// 64 / prm.lanes channels per workgroup of 64, prm.lanes invocations per channel: one
-// barrier per sum
-var<workgroup> part: array<f32, 64>;
+// channel_weights' workgroup: 64 invocations, 64 / prm.lanes channels of prm.lanes lanes; or,
+// on GPUs for blocks of many positions, one channel of CW_WG lanes (`cam::channel::lanes`)
+override CW_WG: u32 = 64u;
+var<workgroup> part: array<f32, 1024>;
+var<workgroup> part32: array<f32, 32>;
 
-// Σ of the lanes' partials of this channel, in lane order (every lane gets it)
+// Σ of the lanes' partials of this channel, in lane order (every lane gets it); past 64 lanes,
+// each 32 in order, then those sums in order
 fn lane_sum(lid: u32, v: f32) -> f32 {
     part[lid] = v;
     workgroupBarrier();
-    let first = lid - lid % prm.lanes;
     var s = 0.0;
-    for (var j = 0u; j < prm.lanes; j++) {
-        s += part[first + j];
+    if (prm.lanes <= 64u) {
+        let first = lid - lid % prm.lanes;
+        for (var j = 0u; j < prm.lanes; j++) {
+            s += part[first + j];
+        }
+    } else {
+        if (lid % 32u == 0u) {
+            var t = 0.0;
+            for (var j = 0u; j < 32u; j++) {
+                t += part[lid + j];
+            }
+            part32[lid / 32u] = t;
+        }
+        workgroupBarrier();
+        for (var j = 0u; j < prm.lanes / 32u; j++) {
+            s += part32[j];
+        }
     }
     workgroupBarrier();
     return s;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(CW_WG)
 fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let lanes = prm.lanes;
-    let c = (wid.y * nwg.x + wid.x) * (64u / lanes) + lid / lanes;
+    let c = (wid.y * nwg.x + wid.x) * (CW_WG / lanes) + lid / lanes;
     let lane = lid % lanes;
     let live = c < prm.c;
     let base = c * prm.hw;

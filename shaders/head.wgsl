@@ -7,7 +7,7 @@
 //           5 probs: (N) rw, 6 info: u32 [target, score_mode, (p_target bits), (argmax)] rw,
 //           7 g: (N) dscore/dlogits rw, 8 partial: (SEGS, K) rw, 9 df: (K) rw
 // linear:   logits[row0 + r] = Σ_k w[r,k]·f[k] + bias[row0 + r] (`linear`: CPU adapters, 8 rows
-//           per invocation; `linear_rows`: GPUs, one)
+//           per invocation; `linear_rows`: GPUs, 32 invocations a row)
 // softmax:  probs = softmax(logits); target = info[0] (0xffffffff: argmax)
 // Batch (linear, softmax): workgroup z is the image; f (K), logits and probs (N) hold the
 //           images one after another; only image 0 writes info.
@@ -87,21 +87,30 @@ fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     }
 }
 
-// GPUs: one row per invocation, so that a GPU has 8 times the invocations in flight (the
-// 8-row form leaves 61 workgroups for 31,145 rows, too few to keep the memory busy). The same
-// terms in the same order as `linear`'s rows.
-@compute @workgroup_size(64)
+// GPUs: 32 lanes a row, 8 rows a workgroup of 256: lane q takes the row's texels q, q + 32, …
+// (the 32 lanes of an SIMD group read a row's 128 consecutive floats at once), then the row's
+// first lane adds the 32 lanes in order. One row per invocation had each walk its 1,792 weights
+// alone, 974 SIMD groups on 132 SMs, too few to hide the loads' latency (1.1 TB/s on an H200).
+@compute @workgroup_size(256)
 fn linear_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = (wid.y * nwg.x + wid.x) * 64u + lid;
-    if (r >= prm.rows) {
-        return;
-    }
+    let r = (wid.y * nwg.x + wid.x) * 8u + lid / 32u;
+    let lane = lid % 32u;
     fo = wid.z * prm.k;
     var acc = 0.0;
-    for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
-        acc += dot(textureLoad(w, vec2(kq, r), 0), f4(kq * 4u));
+    if (r < prm.rows) {
+        for (var kq = lane; kq < (prm.k + 3u) / 4u; kq += 32u) {
+            acc += dot(textureLoad(w, vec2(kq, r), 0), f4(kq * 4u));
+        }
     }
-    logits[wid.z * prm.n + prm.row0 + r] = acc + bias[prm.row0 + r];
+    red[lid] = acc;
+    workgroupBarrier();
+    if (lane == 0u && r < prm.rows) {
+        var t = 0.0;
+        for (var q = 0u; q < 32u; q++) {
+            t += red[lid + q];
+        }
+        logits[wid.z * prm.n + prm.row0 + r] = t + bias[prm.row0 + r];
+    }
 }
 
 // The workgroup's smallest (red[lid], red_i[lid]), ties to the lower index, into red[0] and

@@ -615,6 +615,35 @@ pub(crate) fn linear_chunks(
         .collect()
 }
 
+/// The classifier over rows longer than the GPU kernel's 32 lanes take in one turn (1,030
+/// features: 258 texels, the last half past K), in two chunks of rows not a multiple of 8
+#[test]
+fn head_linear_matches_reference_over_long_rows() {
+    let g = gpu();
+    let (n, k) = (301, 1030);
+    let w = rand(n * k, 910, -1.0, 1.0);
+    let f = rand(k, 911, 0.0, 1.0);
+    let b = rand(n, 912, -0.5, 0.5);
+    let chunks = [(0usize, 203usize), (203, 98)];
+    let (fb, bb, lb) = (up(&f), up(&b), zeros(n));
+    let wbufs: Vec<_> = chunks
+        .iter()
+        .map(|&(r0, rows)| {
+            GemmWeights::upload(g, "test.fc", &w[r0 * k..(r0 + rows) * k], rows, k).unwrap()
+        })
+        .collect();
+    let ds = linear_chunks(&wbufs, &chunks, (n, k), (&fb, &bb, &lb));
+    g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
+    let logits = head::cpu::linear(&w, &f, &b, n, k);
+    check(
+        "linear (K 1,030)",
+        &read(&lb),
+        &logits,
+        &[n],
+        tol_for(&logits),
+    );
+}
+
 #[test]
 fn head_matches_reference_across_chunks() {
     let g = gpu();

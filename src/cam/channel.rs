@@ -65,15 +65,22 @@ fn passes(m: Method) -> usize {
 /// With the GPU-shaped kernels, blocks of this many positions or more get 64 lanes a channel in
 /// `channel_weights`, and blocks of at most this many 32 lanes a position in `weighted_map`.
 const GPU_SMALL_BLOCK: usize = 4096;
+/// …and from this many, a workgroup a channel (`lanes`).
+const GPU_LARGE_BLOCK: usize = 8192;
 
 /// Invocations per channel in `channel_weights`: 8, or 64 where 8 would each take more loop
 /// turns than lavapipe allows an invocation (65,535 in all, past which it ends the loops
 /// silently): FEM's three passes over a block of 174,000 positions would. With the GPU-shaped
 /// kernels, 64 from `GPU_SMALL_BLOCK` positions on: B4's block 0 at 300×450 has 24 channels
 /// of 33,750 positions, which 8 lanes a channel left to 192 invocations (1.8 ms on an H200).
-pub fn lanes(m: Method, hw: usize, gpu_shaped: bool) -> usize {
+/// From `GPU_LARGE_BLOCK` positions on, `wide` lanes (`Gpu::wide_workgroup`: 1,024 on most
+/// GPUs), one channel a workgroup: 64 lanes had each walk 527 positions of that block 0
+/// (0.21 ms on an H200).
+pub fn lanes(m: Method, hw: usize, gpu_shaped: bool, wide: usize) -> usize {
     const TURNS: usize = 60_000;
-    if gpu_shaped && hw >= GPU_SMALL_BLOCK {
+    if gpu_shaped && hw >= GPU_LARGE_BLOCK {
+        wide.max(64)
+    } else if gpu_shaped && hw >= GPU_SMALL_BLOCK {
         64
     } else if passes(m) * hw.div_ceil(8) + 4 * 8 <= TURNS {
         8
@@ -94,13 +101,16 @@ fn params(a: &ChannelArgs, lanes: usize) -> CamChannelParams {
 
 /// w[w_off + k] for every channel k, by `method` (see the shader).
 pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) -> Dispatch {
-    let lanes = lanes(method, a.hw, !gpu.is_cpu());
+    let wide = gpu.wide_workgroup() as usize;
+    let lanes = lanes(method, a.hw, !gpu.is_cpu(), wide);
+    // invocations a workgroup: 64, or one channel's lanes where they are more
+    let wg = lanes.max(64);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "cam",
         source: Some(Source::Table("cam_channel")),
         entry: "channel_weights",
-        constants: &[("METHOD", code(method) as f64)],
+        constants: &[("METHOD", code(method) as f64), ("CW_WG", wg as f64)],
         params: words(&params(a, lanes)),
         bindings: &[
             (1, Some(a.blk)),
@@ -108,7 +118,7 @@ pub fn channel_weights(gpu: &Gpu, label: &str, method: Method, a: &ChannelArgs) 
             (3, Some(a.w)),
             (5, a.hvp),
         ],
-        groups: grid_1d((a.c as u32).div_ceil(64 / lanes as u32)),
+        groups: grid_1d((a.c as u32).div_ceil((wg / lanes) as u32)),
         ..Default::default()
     });
     d.flops = 4.0 * (a.c * a.hw) as f64;

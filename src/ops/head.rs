@@ -51,11 +51,11 @@ pub fn linear(gpu: &Gpu, label: &str, a: &LinearArgs) -> Dispatch {
         n: a.n as u32,
         ..Default::default()
     };
-    // 8 rows per invocation on CPU adapters, one on GPUs (head.wgsl)
+    // 8 rows per invocation on CPU adapters, 32 invocations a row on GPUs (head.wgsl)
     let (entry, per_group) = if gpu.is_cpu() {
         ("linear", 512)
     } else {
-        ("linear_rows", 64)
+        ("linear_rows", 8)
     };
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
