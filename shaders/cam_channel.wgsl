@@ -23,10 +23,11 @@
 //   statistic and every Grad-CAM weight in one dispatch, from partials the GEMMs that made A
 //   and g wrote, instead of a pass over A and g per block.
 
-// lanes: invocations per channel in channel_weights, 8 (8 channels a workgroup) or 64 (one):
-// 64 where 8 would each take over lavapipe's 65,535 loop turns, which it would end silently
-// (`cam::channel::lanes`: FEM's three passes from ~175,000 positions, Grad-CAM's one from
-// ~520,000); on GPUs CW_WG (1,024) for blocks of 8,192 positions or more
+// lanes: invocations per channel in channel_weights, 8 (8 channels a workgroup), 64 (one) or,
+// with the GPU-shaped kernels on blocks of 8,192 positions or more, CW_WG (one; 1,024, or 256
+// where the adapter allows no more: `Gpu::wide_workgroup`). 64 where 8 would each take over
+// lavapipe's 65,535 loop turns, which it would end silently (`cam::channel::lanes`: FEM's three
+// passes from ~175,000 positions, Grad-CAM's one from ~520,000)
 struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32 }
 
 override METHOD: u32 = 0u;

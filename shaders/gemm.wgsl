@@ -383,9 +383,9 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
 
 // ---- slim -------------------------------------------------------------------------------
 
-// `slim` (GPUs, long-K GEMMs whose 64 × 64 tiles would leave most of the device idle, such as
-// the projections of B4's last blocks: K = 1,632 over 150 positions is 15 tiles of `tiled`):
-// 32 × 32 outputs per workgroup of 64 × 4. The K steps are split over the workgroup's four
+// `slim` (GPUs, K ≥ 192, `ops::gemm::SLIM_K`; made for the long-K GEMMs whose 64 × 64 tiles
+// leave most of the device idle, such as the projections of B4's last blocks: K = 1,632 over
+// 150 positions is 15 tiles of `tiled`): 32 × 32 outputs per workgroup of 64 × 4. The K steps are split over the workgroup's four
 // groups of 64 invocations, each group with 4 × 4 outputs per invocation, K steps of 16
 // through its own quarter of tile_a and tile_x, the next step's loads in flight; at the end
 // the four partial tiles are added through workgroup memory, in group order. Four times the

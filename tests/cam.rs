@@ -56,7 +56,7 @@ fn every_method_matches_its_reference() {
     // the last: 400,003 positions, where Grad-CAM++'s two and FEM's three passes take 64
     // invocations per channel (with 8, each would pass lavapipe's 65,535 loop turns and stop
     // short, silently), while Grad-CAM's one pass keeps 8; with the GPU-shaped kernels, the
-    // last two take a workgroup of 1,024 a channel (8,192 positions or more)
+    // last two take a workgroup a channel (8,192 positions or more; 1,024 lanes on lavapipe)
     for (i, &(c, hw)) in [
         (11, 35),
         (13, 1),

@@ -306,6 +306,10 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     super::gate()?;
     // a folder this run makes is removed again if no image could be explained
     let made_out = !prepare_out(&a.out)?;
+    if made_out {
+        // nor does running out of memory, which ends the process at once (`oom`)
+        super::oom::remove_if_empty_on_oom(&a.out);
+    }
     let t_start = Instant::now();
     // an adapter or weights upload that fails leaves no empty folder behind
     let undo = |e: anyhow::Error| {
@@ -332,12 +336,9 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         stop: &INTERRUPTED,
         made_out,
     };
-    // nor does a run that fails as a whole (out of memory on a GPU's driver, in the plan)
-    let end = run
-        .run(&mut engine, |report, path, pb| {
-            pb.suspend(|| print_explained(report, path, a.json, a.verbose))
-        })
-        .map_err(|e| undo(e.into()))?;
+    let end = run.run(&mut engine, |report, path, pb| {
+        pb.suspend(|| print_explained(report, path, a.json, a.verbose))
+    })?;
     let (failed, stopped, skipped) = (end.finished.failed, end.finished.stopped, end.skipped);
     let total = inputs.len();
     if end.succeeded == 0 && made_out {

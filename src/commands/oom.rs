@@ -4,8 +4,26 @@
 //! files are written to a temporary name and renamed when complete, so none is half-written.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 pub struct ExitOnOom;
+
+/// A folder to remove, if empty, on running out of memory: the output folder a run made (a
+/// NUL-terminated path, made ahead, since nothing can be allocated then; leaked on purpose).
+static REMOVE_IF_EMPTY: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Have `dir`, a folder this run made, removed on running out of memory if nothing was
+/// written into it (the outputs written so far stay: each is complete, written under a
+/// temporary name and renamed).
+pub fn remove_if_empty_on_oom(dir: &std::path::Path) {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = dir.to_string_lossy().into_owned().into_bytes();
+    if let Ok(c) = std::ffi::CString::new(bytes) {
+        REMOVE_IF_EMPTY.store(c.into_raw(), Ordering::SeqCst);
+    }
+}
 
 /// Say it and end the process now (no unwinding, no destructors: nothing may allocate).
 #[cold]
@@ -23,10 +41,15 @@ fn out_of_memory(bytes: usize) -> ! {
             break;
         }
     }
-    // SAFETY: write(2) of buffers that outlive the calls, and _exit(2), have no preconditions.
+    // SAFETY: write(2) of buffers that outlive the calls, rmdir(2) of a NUL-terminated path
+    // that is never freed (`remove_if_empty_on_oom`), and _exit(2), have no preconditions.
     unsafe {
         for part in [HEAD, &digits[i..], TAIL] {
             libc::write(2, part.as_ptr().cast(), part.len());
+        }
+        let dir = REMOVE_IF_EMPTY.load(Ordering::SeqCst);
+        if !dir.is_null() {
+            libc::rmdir(dir);
         }
         libc::_exit(2)
     }

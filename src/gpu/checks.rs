@@ -5,9 +5,10 @@
 //! access does), every loop carries a hidden counter that breaks it after 2⁶⁴ turns, and every
 //! integer division checks its divisor. Our kernels' loops are all bounded by their uniform
 //! sizes and their divisors are sizes of one or more, so the last two guards only cost time in
-//! the inner loops: on an H200 (2026-12-04, B4 at 300×450) explain took 20.0 ms with them,
-//! 15.4 ms without (`bounds`, the default) and 15.0 ms with no guards at all (`none`), the
-//! long-K GEMMs twice as fast. The default keeps the bounds checks, which hold on every
+//! the inner loops: on an H200 (2026-12-04, B4 at 300×450, one run with the `tiled` GEMM
+//! alone) explain took 20.0 ms with them, 15.4 ms without (`bounds`, the default) and 15.0 ms
+//! with no guards at all (`none`); in the next, with `slim` for K ≥ 192, 25.3, 13.3 and
+//! 13.6 ms (`slim` suffered most from the counters). The default keeps the bounds checks, which hold on every
 //! backend (Metal has no bounds of its own); `none` is for measuring.
 
 use crate::error::{Error, Result};
@@ -38,8 +39,10 @@ impl ShaderChecks {
     }
 
     fn runtime(self) -> wgpu::ShaderRuntimeChecks {
-        // SAFETY (Bounds, None): every loop in shaders/ ends within its uniform sizes and no
-        // integer division there has a zero divisor (the sizes are 1 or more), which is what
+        // SAFETY (Bounds, None): every loop in shaders/ is bounded by sizes the host sets (in
+        // uniforms, pipeline constants, or tables it uploads: from_parts' rows, FinerCAM's
+        // count, checked 1..=32 by the plan), with steps of 1 or more, and no integer
+        // division there has a zero divisor (the sizes are 1 or more), which is what
         // leaving out the loop counters and division guards asks of the caller. With None,
         // indices into arrays and textures are not clamped either: the kernels' indices are
         // in range by construction, as their CPU reference tests check.

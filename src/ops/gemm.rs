@@ -37,8 +37,8 @@ pub enum Variant {
     Regs,
     /// 64 × 64 workgroup tiles through workgroup memory: GPUs
     Tiled,
-    /// 32 × 32 workgroup tiles, K split over the workgroup's four groups: GPUs, long-K GEMMs
-    /// with few `Tiled` tiles (`Variant::for_shape`); row partials as `Tiled`'s
+    /// 32 × 32 workgroup tiles, K split over the workgroup's four groups: GPUs, K ≥ `SLIM_K`
+    /// (`Variant::for_shape`); row partials as `Tiled`'s
     Slim,
 }
 
