@@ -8,8 +8,8 @@
 //! the inner loops: on an H200 (2026-12-04, B4 at 300×450, one run with the `tiled` GEMM
 //! alone) explain took 20.0 ms with them, 15.4 ms without (`bounds`, the default) and 15.0 ms
 //! with no guards at all (`none`); in the next, with `slim` for K ≥ 192, 25.3, 13.3 and
-//! 13.6 ms (`slim` suffered most from the counters). The default keeps the bounds checks, which hold on every
-//! backend (Metal has no bounds of its own); `none` is for measuring.
+//! 13.6 ms (`slim` suffered most from the counters). The default keeps the bounds checks,
+//! which hold on every backend (Metal has no bounds of its own); `none` is for measuring.
 
 use crate::error::{Error, Result};
 
