@@ -171,11 +171,24 @@ fn the_metrics_protocol_matches_pytorch() {
         // the Increase flag of this model is decided by float32 rounding (|O − Y| ~ 1e-7·Y)
         check(
             &format!("metrics.{name}"),
-            &got[..3],
-            &want[..3],
-            &[3],
-            // lavapipe: max|diff| 7.1e-6, 71% of this
-            Tolerance::new(1e-4, 1e-5),
+            &got[..2],
+            &want[..2],
+            &[2],
+            // the areas are means of the curves above, so within the curves' tolerance
+            // (lavapipe: max|diff| 1.4e-9, 2% of it, either kernel shape)
+            tol,
+        );
+        // the Average Drop, 100·max(0, Y − O)/Y, moves by 100·e for a relative error e in O:
+        // O is within float32 rounding of Y here, so PyTorch's 0 is ours within 100 times the
+        // masked forward's rounding (the GPU-shaped kernels on lavapipe: 4.97e-5, O 5e-7 below
+        // Y relative, 50% of this; CPU-shaped: 7.1e-6; 1e-4 is a relative error of 1e-6 in O,
+        // the curves' own order)
+        check(
+            &format!("average-drop.{name}"),
+            &got[2..3],
+            &want[2..3],
+            &[1],
+            Tolerance::new(0.0, 1e-4),
         );
 
         // and end to end: our own S (explain), our ranking; within 2% per metric
