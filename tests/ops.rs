@@ -587,6 +587,16 @@ fn squeeze_excite_matches_reference() {
     }
 }
 
+/// The classifier's rows (N, k) as the head holds them: one weight texture per chunk of rows.
+fn upload_chunks(w: &[f32], chunks: &[(usize, usize)], k: usize) -> Vec<GemmWeights> {
+    chunks
+        .iter()
+        .map(|&(r0, rows)| {
+            GemmWeights::upload(gpu(), "test.fc", &w[r0 * k..(r0 + rows) * k], rows, k).unwrap()
+        })
+        .collect()
+}
+
 /// The classifier as the head records it: one `head::linear` per chunk of rows (`wbufs[c]`
 /// holds rows `chunks[c]`), from features f to logits.
 pub(crate) fn linear_chunks(
@@ -626,12 +636,7 @@ fn head_linear_matches_reference_over_long_rows() {
     let b = rand(n, 912, -0.5, 0.5);
     let chunks = [(0usize, 203usize), (203, 98)];
     let (fb, bb, lb) = (up(&f), up(&b), zeros(n));
-    let wbufs: Vec<_> = chunks
-        .iter()
-        .map(|&(r0, rows)| {
-            GemmWeights::upload(g, "test.fc", &w[r0 * k..(r0 + rows) * k], rows, k).unwrap()
-        })
-        .collect();
+    let wbufs = upload_chunks(&w, &chunks, k);
     let ds = linear_chunks(&wbufs, &chunks, (n, k), (&fb, &bb, &lb));
     g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
     let logits = head::cpu::linear(&w, &f, &b, n, k);
@@ -655,12 +660,7 @@ fn head_matches_reference_across_chunks() {
     // multiple of the 8 rows an invocation takes
     let chunks = [(0usize, 512usize), (512, 256), (768, 232)];
     let (fb, bb, lb, pb, ib, gb) = (up(&f), up(&b), zeros(n), zeros(n), zeros(4), zeros(n));
-    let wbufs: Vec<_> = chunks
-        .iter()
-        .map(|&(r0, rows)| {
-            GemmWeights::upload(g, "test.fc", &w[r0 * k..(r0 + rows) * k], rows, k).unwrap()
-        })
-        .collect();
+    let wbufs = upload_chunks(&w, &chunks, k);
     let nsegs: usize = chunks.iter().map(|c| c.1.div_ceil(head::SEG_ROWS)).sum();
     let (partb, dfb) = (zeros(nsegs * k), zeros(k));
     let mut ds = linear_chunks(&wbufs, &chunks, (n, k), (&fb, &bb, &lb));
