@@ -4,6 +4,7 @@
 //           or the forward input's pre-activation z for the backward), 4 out: rw,
 //           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw,
 //           8 se_s: (C), 9 se_dm: (C), 10 se_zd: (C, OH, OW) f32 (backward with SE_IN)
+//           x, res, dy and se_zd are read as vec4 chunks (see `chunk_of`)
 // forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad_t+u, j·s−pad_l+v]),
 //           act = the prelude's act when prm.in_act (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
@@ -43,14 +44,14 @@ const TW = 8u;
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
-@group(0) @binding(6) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> part: array<f32>;
 @group(0) @binding(8) var<storage, read> se_s: array<f32>;
 @group(0) @binding(9) var<storage, read> se_dm: array<f32>;
-@group(0) @binding(10) var<storage, read> se_zd: array<f32>;
+@group(0) @binding(10) var<storage, read> se_zd: array<vec4<f32>>;
 
 // SE_IN: the invocation's channel's se_s[c] and se_dm[c]/(OH·OW), set once by `backward`
 var<private> se_sc: f32;
@@ -77,25 +78,57 @@ fn tile_of(idx: u32, rows: u32, cols: u32, th: u32) -> vec3<u32> {
     return vec3(idx / per_c, (rem / strips) * th, (rem % strips) * TW);
 }
 
-// act(x[row + jj]) for input column jj, zero outside the row
-fn xin(row: u32, jj: i32) -> f32 {
-    var v = x[row + u32(clamp(jj, 0, i32(prm.w) - 1))];
-    if (prm.in_act != 0u) {
-        v = act(v);
-    }
-    return select(0.0, v, jj >= 0 && jj < i32(prm.w));
+// The input windows: a run of consecutive floats starting at flat index a (i32: a ≥ −8) is
+// read as the aligned vec4 chunks that hold it (the tensors are bound as vec4 arrays, their
+// buffers a multiple of 16 bytes long), then shifted into place. On a CPU adapter each storage
+// load is a loop over the SIMD lanes, in the code and at run time, so a chunk of four floats
+// costs about what one float did; the chunk index is clamped into the buffer, and a value
+// outside the row it belongs to is never used (the callers zero it).
+// first chunk of the window at a, and the window's offset in it: (chunk, a − 4·chunk)
+fn chunk_of(a: i32) -> vec2<i32> {
+    let c = (a + 8) / 4 - 2;
+    return vec2(c, a - 4 * c);
 }
 
-// dy[drow + tt / S] for a tt that S divides (through the SE's backward with SE_IN), zero
-// outside the row
-fn dyin(drow: u32, tt: i32) -> f32 {
-    let oj = tt / i32(S);
-    let i = drow + u32(clamp(oj, 0, i32(prm.ow) - 1));
-    var v = dy[i];
-    if (SE_IN) {
-        v = (v * se_sc + se_mc) * dact(se_zd[i]);
+fn x_chunk(c: i32) -> vec4<f32> {
+    return x[u32(clamp(c, 0, i32(arrayLength(&x)) - 1))];
+}
+
+fn dy_chunk(c: i32) -> vec4<f32> {
+    return dy[u32(clamp(c, 0, i32(arrayLength(&dy)) - 1))];
+}
+
+fn zd_chunk(c: i32) -> vec4<f32> {
+    return se_zd[u32(clamp(c, 0, i32(arrayLength(&se_zd)) - 1))];
+}
+
+fn res_chunk(c: i32) -> vec4<f32> {
+    return res[u32(clamp(c, 0, i32(arrayLength(&res)) - 1))];
+}
+
+// the four floats from offset r (0..3) of chunk a on, running into chunk b
+fn funnel(a: vec4<f32>, b: vec4<f32>, r: i32) -> vec4<f32> {
+    let v1 = vec4(a.yzw, b.x);
+    let v2 = vec4(a.zw, b.xy);
+    let v3 = vec4(a.w, b.xyz);
+    return select(select(select(a, v1, r == 1), v2, r == 2), v3, r == 3);
+}
+
+// act(v) when x is a pre-activation (prm.in_act), else v
+fn xact(v: f32) -> f32 {
+    if (prm.in_act != 0u) {
+        return act(v);
     }
-    return select(0.0, v, tt >= 0 && oj < i32(prm.ow));
+    return v;
+}
+
+// dy' = dy through the SE's backward with SE_IN (zd: the depthwise output's pre-activation
+// at the same position), else dy
+fn dyse(v: f32, zd: f32) -> f32 {
+    if (SE_IN) {
+        return (v * se_sc + se_mc) * dact(zd);
+    }
+    return v;
 }
 
 @compute @workgroup_size(64)
@@ -123,16 +156,17 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     //@rows forward
 }
 
-// dx[o] = act'(z[o])·g (+ res[o]); o = (c·H + y)·W + x
-fn put_dx(o: u32, acc: f32) {
-    var g = acc;
+// act'(z)·g + r: a dx value from its gradient sum g, the forward input's pre-activation z
+// (with prm.in_act) and the residual path's gradient r (with HAS_RES)
+fn dx_of(g: f32, z: f32, r: f32) -> f32 {
+    var v = g;
     if (prm.in_act != 0u) {
-        g = g * dact(x[o]);
+        v = v * dact(z);
     }
     if (HAS_RES) {
-        g += res[o];
+        v += r;
     }
-    out[o] = g;
+    return v;
 }
 
 @compute @workgroup_size(64)

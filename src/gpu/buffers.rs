@@ -28,9 +28,10 @@ impl Gpu {
         Ok(())
     }
 
-    /// Uninitialised-to-zero buffer of `len` floats.
+    /// Uninitialised-to-zero buffer of `len` floats. Like every storage buffer here, a
+    /// multiple of 16 bytes long, so that kernels may read it as vec4 chunks.
     pub fn zeros(&self, label: &str, len: usize) -> Result<GpuBuf> {
-        let bytes = (len.max(4) * 4) as u64;
+        let bytes = (len.max(4) * 4).next_multiple_of(16) as u64;
         self.check_size(label, bytes)?;
         if let Some(buf) = self.pooled_buffer(label, bytes, USAGE, true) {
             return Ok(GpuBuf { buf, len });
@@ -56,9 +57,10 @@ impl Gpu {
     fn upload_bytes(&self, label: &str, bytes: &[u8], len: usize) -> Result<GpuBuf> {
         self.check_size(label, bytes.len() as u64)?;
         let mut padded;
-        let contents = if bytes.len() < 16 {
+        // zeros to a multiple of 16 bytes (`zeros`)
+        let contents = if !bytes.len().is_multiple_of(16) || bytes.is_empty() {
             padded = bytes.to_vec();
-            padded.resize(16, 0);
+            padded.resize(bytes.len().max(16).next_multiple_of(16), 0);
             &padded[..]
         } else {
             bytes

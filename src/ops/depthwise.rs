@@ -137,6 +137,57 @@ fn shift_ring(out: &mut String, len: usize, by: usize, fill: &str) {
     }
 }
 
+/// `len` consecutive floats from flat index `start` (an i32 expression ≥ −8) of a tensor
+/// bound as vec4 chunks (`chunk`, e.g. "x_chunk"): writes the chunk loads and their shifts
+/// under names starting with `name` at `indent`, and returns the expression of each float.
+fn window(
+    f: &mut String,
+    indent: &str,
+    name: &str,
+    chunk: &str,
+    start: &str,
+    len: usize,
+) -> Vec<String> {
+    // the chunks a window at any offset in its first chunk touches, and the shifted groups
+    let (chunks, groups) = ((len + 3).div_ceil(4), len.div_ceil(4));
+    *f += &format!("{indent}let {name}c = chunk_of({start});\n");
+    for i in 0..chunks {
+        *f += &format!("{indent}let {name}g{i} = {chunk}({name}c.x + {i});\n");
+    }
+    for i in 0..groups {
+        let next = (i + 1).min(chunks - 1);
+        *f += &format!("{indent}let {name}h{i} = funnel({name}g{i}, {name}g{next}, {name}c.y);\n");
+    }
+    (0..len)
+        .map(|t| format!("{name}h{}.{}", t / 4, ['x', 'y', 'z', 'w'][t % 4]))
+        .collect()
+}
+
+/// `window` read only `when` (a WGSL condition), into vec4 variables `{name}{i}` that are
+/// zeros otherwise; returns the expression of each float.
+fn window_when(
+    f: &mut String,
+    indent: &str,
+    name: &str,
+    (chunk, start, len): (&str, &str, usize),
+    when: &str,
+) -> Vec<String> {
+    let groups = len.div_ceil(4);
+    for i in 0..groups {
+        *f += &format!("{indent}var {name}{i} = vec4(0.0);\n");
+    }
+    *f += &format!("{indent}if ({when}) {{\n");
+    let inner = format!("{indent}    ");
+    window(f, &inner, &format!("{name}w"), chunk, start, len);
+    for i in 0..groups {
+        *f += &format!("{inner}{name}{i} = {name}wh{i};\n");
+    }
+    *f += &format!("{indent}}}\n");
+    (0..len)
+        .map(|t| format!("{name}{}.{}", t / 4, ['x', 'y', 'z', 'w'][t % 4]))
+        .collect()
+}
+
 /// The forward's generated body: a loop down the band. Step t loads input rows
 /// t·S − PAD_T + K − S + s (s < S), the last S rows of output row t's window, into a window
 /// v{s}_{τ} of (TW − 1)·S + K columns; they feed the ring of M = ⌈K/S⌉ accumulator rows a{m}_{j}
@@ -153,6 +204,10 @@ fn forward_rows(k: usize, stride: usize) -> String {
         }
     }
     f += "    var sum = 0.0;\n";
+    // which window slots are input columns (the rest are padding)
+    for tt in 0..width {
+        f += &format!("    let cin{tt} = j_lo + {tt} >= 0 && j_lo + {tt} < i32(prm.w);\n");
+    }
     f += "    let t_end = i32(min(oi0 + prm.band, prm.oh));\n";
     f += &format!(
         "    for (var t = i32(oi0) - {}; t < t_end; t++) {{\n",
@@ -165,9 +220,17 @@ fn forward_rows(k: usize, stride: usize) -> String {
         );
         f += &format!("        let ok{s} = q{s} >= 0 && q{s} < i32(prm.h);\n");
         f += &format!("        let row{s} = base + u32(clamp(q{s}, 0, i32(prm.h) - 1)) * prm.w;\n");
-        for tt in 0..width {
-            f +=
-                &format!("        let v{s}_{tt} = select(0.0, xin(row{s}, j_lo + {tt}), ok{s});\n");
+        let start = format!("i32(row{s}) + j_lo");
+        let xs = window(
+            &mut f,
+            "        ",
+            &format!("x{s}"),
+            "x_chunk",
+            &start,
+            width,
+        );
+        for (tt, xv) in xs.iter().enumerate() {
+            f += &format!("        let v{s}_{tt} = select(0.0, xact({xv}), ok{s} && cin{tt});\n");
         }
     }
     for s in 0..stride {
@@ -222,11 +285,37 @@ fn backward_rows(k: usize, stride: usize) -> String {
     );
     f += "    let y_end = i32(min(y0 + prm.band, prm.h));\n";
     f += &format!("    let t_last = (y_end - 1 + PAD_T) / {stride};\n");
+    // the window's slots S divides read consecutive dy columns, from oj_f on (S divides
+    // t_lo + t exactly there, so the division is exact); which of them are dy columns
+    let slots: Vec<i64> = (0..(TW as i64 + k_i - 1)).filter(|&t| slot(t)).collect();
+    f += &format!("    let oj_f = (t_lo + {}) / {stride};\n", slots[0]);
+    for i in 0..slots.len() {
+        f += &format!("    let dcol{i} = oj_f + {i} >= 0 && oj_f + {i} < i32(prm.ow);\n");
+    }
     f += "    for (var t = t0; t <= t_last; t++) {\n";
     f += "        let okr = t >= 0 && t < i32(prm.oh);\n";
     f += "        let drow = dbase + u32(clamp(t, 0, i32(prm.oh) - 1)) * prm.ow;\n";
-    for t in (0..(TW as i64 + k_i - 1)).filter(|&t| slot(t)) {
-        f += &format!("        let d{t} = select(0.0, dyin(drow, t_lo + {t}), okr);\n");
+    let ds = window(
+        &mut f,
+        "        ",
+        "dy",
+        "dy_chunk",
+        "i32(drow) + oj_f",
+        slots.len(),
+    );
+    // the SE's pre-activations at the same places, with SE_IN
+    let zs = window_when(
+        &mut f,
+        "        ",
+        "zd",
+        ("zd_chunk", "i32(drow) + oj_f", slots.len()),
+        "SE_IN",
+    );
+    for (i, t) in slots.iter().enumerate() {
+        f += &format!(
+            "        let d{t} = select(0.0, dyse({}, {}), okr && dcol{i});\n",
+            ds[i], zs[i]
+        );
     }
     for u in 0..k {
         for j in 0..TW as i64 {
@@ -241,7 +330,12 @@ fn backward_rows(k: usize, stride: usize) -> String {
     for s in 0..stride {
         f += &format!("        let yy{s} = t * {stride} - PAD_T + {s};\n");
         f += &format!("        if (yy{s} >= i32(y0) && yy{s} < y_end) {{\n");
-        f += &format!("            let o = i32((c * prm.h + u32(yy{s})) * prm.w) + x0;\n");
+        let ind = "            ";
+        f += &format!("{ind}let o = i32((c * prm.h + u32(yy{s})) * prm.w) + x0;\n");
+        // the forward input's pre-activations and the residual's gradients at the row's TW
+        // places, when the kernel uses them
+        let zx = window_when(&mut f, ind, "zx", ("x_chunk", "o", TW), "prm.in_act != 0u");
+        let rx = window_when(&mut f, ind, "rx", ("res_chunk", "o", TW), "HAS_RES");
         for j in 0..TW {
             // x0 is −(pad_l mod S) in the first strip
             let left = if j + 1 < stride {
@@ -250,7 +344,8 @@ fn backward_rows(k: usize, stride: usize) -> String {
                 String::new()
             };
             f += &format!(
-                "            if ({left}x0 + {j} < i32(prm.w)) {{ put_dx(u32(o + {j}), a{s}_{j}); }}\n"
+                "{ind}if ({left}x0 + {j} < i32(prm.w)) {{ out[u32(o + {j})] = dx_of(a{s}_{j}, {}, {}); }}\n",
+                zx[j], rx[j]
             );
         }
         f += "        }\n";
