@@ -355,23 +355,32 @@ fn backward_rows(k: usize, stride: usize) -> String {
     f
 }
 
-/// Make a dispatch of the module generated for this shape's (K, S): `entry` "forward" (a
-/// strip per 8 outputs) or "backward" (a strip per 8 columns of dx, the first starting
-/// pad_l mod S columns left of the image).
+/// Which kernel of the module, and its grid.
+#[derive(Clone, Copy)]
+enum Entry {
+    /// a strip per 8 outputs
+    Forward,
+    /// a strip per 8 columns of dx, the first starting pad_l mod S columns left of the image
+    Backward,
+}
+
+/// Make a dispatch of the module generated for this shape's (K, S).
 fn dispatch(
     gpu: &Gpu,
     label: &str,
     s: &DwShape,
     in_act: bool,
-    entry: &str,
+    entry: Entry,
     constants: &[(&str, f64)],
     bindings: &[(u32, Option<&wgpu::Buffer>)],
 ) -> Dispatch {
     check_shape(s);
-    let groups = if entry == "forward" {
-        strips(s.c * s.oh.div_ceil(BAND), s.ow)
-    } else {
-        strips(s.c * s.h.div_ceil(BAND), s.w + s.pad_l % s.stride)
+    let (entry, groups) = match entry {
+        Entry::Forward => ("forward", strips(s.c * s.oh.div_ceil(BAND), s.ow)),
+        Entry::Backward => (
+            "backward",
+            strips(s.c * s.h.div_ceil(BAND), s.w + s.pad_l % s.stride),
+        ),
     };
     let key = format!("depthwise_k{}s{}", s.k, s.stride);
     let make = || source(s.k, s.stride);
@@ -423,7 +432,7 @@ pub fn forward(gpu: &Gpu, label: &str, a: &DwForward) -> Dispatch {
         label,
         &s,
         a.in_act,
-        "forward",
+        Entry::Forward,
         &[("POOL", a.pool.is_some() as u32 as f64), a.act.constant()],
         &[
             (1, Some(a.wt)),
@@ -484,7 +493,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
         label,
         &s,
         in_act,
-        "backward",
+        Entry::Backward,
         &consts,
         &[
             (1, Some(a.wt)),
