@@ -137,30 +137,41 @@ fn shift_ring(out: &mut String, len: usize, by: usize, fill: &str) {
     }
 }
 
-/// `len` consecutive floats from flat index `start` (an i32 expression ≥ −8) of a tensor
-/// bound as vec4 chunks (`chunk`, e.g. "x_chunk"): writes the chunk loads and their shifts
-/// under names starting with `name` at `indent`, and returns the expression of each float.
+/// `let {name} = chunk_of({start});`: where a window of consecutive floats from flat index
+/// `start` (an i32 expression ≥ −8) begins, which `window` reads from (several tensors of one
+/// shape share it).
+fn chunk_at(f: &mut String, indent: &str, name: &str, start: &str) {
+    *f += &format!("{indent}let {name} = chunk_of({start});\n");
+}
+
+/// The WGSL expression of each of `len` floats held in vec4 variables `{prefix}0`, `{prefix}1`, ….
+fn floats(prefix: &str, len: usize) -> Vec<String> {
+    (0..len)
+        .map(|t| format!("{prefix}{}.{}", t / 4, ['x', 'y', 'z', 'w'][t % 4]))
+        .collect()
+}
+
+/// `len` consecutive floats of a tensor bound as vec4 chunks (`chunk`, e.g. "x_chunk"), from
+/// where the `chunk_at` variable `at` says: writes the chunk loads and their shifts under
+/// names starting with `name` at `indent`, and returns the expression of each float.
 fn window(
     f: &mut String,
     indent: &str,
     name: &str,
     chunk: &str,
-    start: &str,
+    at: &str,
     len: usize,
 ) -> Vec<String> {
     // the chunks a window at any offset in its first chunk touches, and the shifted groups
     let (chunks, groups) = ((len + 3).div_ceil(4), len.div_ceil(4));
-    *f += &format!("{indent}let {name}c = chunk_of({start});\n");
     for i in 0..chunks {
-        *f += &format!("{indent}let {name}g{i} = {chunk}({name}c.x + {i});\n");
+        *f += &format!("{indent}let {name}g{i} = {chunk}({at}.x + {i});\n");
     }
     for i in 0..groups {
         let next = (i + 1).min(chunks - 1);
-        *f += &format!("{indent}let {name}h{i} = funnel({name}g{i}, {name}g{next}, {name}c.y);\n");
+        *f += &format!("{indent}let {name}h{i} = funnel({name}g{i}, {name}g{next}, {at}.y);\n");
     }
-    (0..len)
-        .map(|t| format!("{name}h{}.{}", t / 4, ['x', 'y', 'z', 'w'][t % 4]))
-        .collect()
+    floats(&format!("{name}h"), len)
 }
 
 /// `window` read only `when` (a WGSL condition), into vec4 variables `{name}{i}` that are
@@ -169,7 +180,7 @@ fn window_when(
     f: &mut String,
     indent: &str,
     name: &str,
-    (chunk, start, len): (&str, &str, usize),
+    (chunk, at, len): (&str, &str, usize),
     when: &str,
 ) -> Vec<String> {
     let groups = len.div_ceil(4);
@@ -178,14 +189,12 @@ fn window_when(
     }
     *f += &format!("{indent}if ({when}) {{\n");
     let inner = format!("{indent}    ");
-    window(f, &inner, &format!("{name}w"), chunk, start, len);
+    window(f, &inner, &format!("{name}w"), chunk, at, len);
     for i in 0..groups {
         *f += &format!("{inner}{name}{i} = {name}wh{i};\n");
     }
     *f += &format!("{indent}}}\n");
-    (0..len)
-        .map(|t| format!("{name}{}.{}", t / 4, ['x', 'y', 'z', 'w'][t % 4]))
-        .collect()
+    floats(name, len)
 }
 
 /// The forward's generated body: a loop down the band. Step t loads input rows
@@ -220,15 +229,9 @@ fn forward_rows(k: usize, stride: usize) -> String {
         );
         f += &format!("        let ok{s} = q{s} >= 0 && q{s} < i32(prm.h);\n");
         f += &format!("        let row{s} = base + u32(clamp(q{s}, 0, i32(prm.h) - 1)) * prm.w;\n");
-        let start = format!("i32(row{s}) + j_lo");
-        let xs = window(
-            &mut f,
-            "        ",
-            &format!("x{s}"),
-            "x_chunk",
-            &start,
-            width,
-        );
+        let at = format!("x{s}c");
+        chunk_at(&mut f, "        ", &at, &format!("i32(row{s}) + j_lo"));
+        let xs = window(&mut f, "        ", &format!("x{s}"), "x_chunk", &at, width);
         for (tt, xv) in xs.iter().enumerate() {
             f += &format!("        let v{s}_{tt} = select(0.0, xact({xv}), ok{s} && cin{tt});\n");
         }
@@ -295,20 +298,14 @@ fn backward_rows(k: usize, stride: usize) -> String {
     f += "    for (var t = t0; t <= t_last; t++) {\n";
     f += "        let okr = t >= 0 && t < i32(prm.oh);\n";
     f += "        let drow = dbase + u32(clamp(t, 0, i32(prm.oh) - 1)) * prm.ow;\n";
-    let ds = window(
-        &mut f,
-        "        ",
-        "dy",
-        "dy_chunk",
-        "i32(drow) + oj_f",
-        slots.len(),
-    );
+    chunk_at(&mut f, "        ", "dyc", "i32(drow) + oj_f");
+    let ds = window(&mut f, "        ", "dy", "dy_chunk", "dyc", slots.len());
     // the SE's pre-activations at the same places, with SE_IN
     let zs = window_when(
         &mut f,
         "        ",
         "zd",
-        ("zd_chunk", "i32(drow) + oj_f", slots.len()),
+        ("zd_chunk", "dyc", slots.len()),
         "SE_IN",
     );
     for (i, t) in slots.iter().enumerate() {
@@ -334,8 +331,9 @@ fn backward_rows(k: usize, stride: usize) -> String {
         f += &format!("{ind}let o = i32((c * prm.h + u32(yy{s})) * prm.w) + x0;\n");
         // the forward input's pre-activations and the residual's gradients at the row's TW
         // places, when the kernel uses them
-        let zx = window_when(&mut f, ind, "zx", ("x_chunk", "o", TW), "prm.in_act != 0u");
-        let rx = window_when(&mut f, ind, "rx", ("res_chunk", "o", TW), "HAS_RES");
+        chunk_at(&mut f, ind, "oc", "o");
+        let zx = window_when(&mut f, ind, "zx", ("x_chunk", "oc", TW), "prm.in_act != 0u");
+        let rx = window_when(&mut f, ind, "rx", ("res_chunk", "oc", TW), "HAS_RES");
         for j in 0..TW {
             // x0 is −(pad_l mod S) in the first strip
             let left = if j + 1 < stride {
