@@ -385,13 +385,13 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
 
 // `slim` (GPUs, K ≥ 192, `ops::gemm::SLIM_K`; made for the long-K GEMMs whose 64 × 64 tiles
 // leave most of the device idle, such as the projections of B4's last blocks: K = 1,632 over
-// 150 positions is 15 tiles of `tiled`): 32 × 32 outputs per workgroup of 64 × 4. The K steps are split over the workgroup's four
-// groups of 64 invocations, each group with 4 × 4 outputs per invocation, K steps of 16
-// through its own quarter of tile_a and tile_x, the next step's loads in flight; at the end
-// the four partial tiles are added through workgroup memory, in group order. Four times the
-// workgroups of `tiled` and a quarter of its steps each. Row partials in `tiled`'s layout (4
-// columns a group, 16·⌈P/64⌉ groups a row): the last column of workgroups also writes the
-// empty groups past its tiles.
+// 150 positions is 15 tiles of `tiled`): 32 × 32 outputs per workgroup of 64 × 4. The K steps
+// are split over the workgroup's four groups of 64 invocations, each group with 4 × 4 outputs
+// per invocation, K steps of 16 through its own quarter of tile_a and tile_x, the next step's
+// loads in flight; at the end the four partial tiles are added through workgroup memory, in
+// group order. Four times the workgroups of `tiled` and a quarter of its steps each. Row
+// partials in `tiled`'s layout (4 columns a group, 16·⌈P/64⌉ groups a row): the last column of
+// workgroups also writes the empty groups past its tiles.
 
 // into the group's quarter of tile_a (from `base`), [kk][m / 4], 16 × 8
 fn slim_put_a(base: u32, u: u32, v: vec4<f32>) {
