@@ -94,6 +94,7 @@ fn main() {
     // (448→1792 at 10×15), the long-K projections of the last stages; on GPUs in both GPU
     // kernels, the one `gemm` picks for the shape marked with *
     let variants = match gemm::Variant::for_adapter(&g) {
+        gemm::Variant::RegsSubgroup => vec![gemm::Variant::Regs, gemm::Variant::RegsSubgroup],
         gemm::Variant::Regs => vec![gemm::Variant::Regs],
         _ => vec![gemm::Variant::Tiled, gemm::Variant::Slim],
     };

@@ -27,7 +27,9 @@
 //    feeds 8 FMAs, each activation texel 128. The rows are written out by hand (a looped
 //    form over a register array was 1.4× slower there); they leave through workgroup memory
 //    in one loop, since 32 written-out stores were most of the kernel's code (lavapipe's LLVM
-//    took 4.6 s over it on its first dispatch, against 0.3 s now).
+//    took 4.6 s over it on its first dispatch, against 0.3 s now). Where the device has
+//    subgroups of 8, `ops::gemm` (`Variant::RegsSubgroup`) rewrites the 32 `wrow` fetches as 4
+//    fetches per lane broadcast across the subgroup (at the `@regs weights` marker).
 //  * `tiled` (GPUs): 64 × 64 tile per workgroup of 16 × 16, 4 × 4 outputs per invocation,
 //    K step 32 through workgroup memory, the next step's loads in flight during this one's
 //    FMAs.
@@ -220,6 +222,7 @@ fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var c24: Acc; var c25: Acc; var c26: Acc; var c27: Acc; var c28: Acc; var c29: Acc; var c30: Acc; var c31: Acc;
     for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
         let k = kq * 4u;
+        //@regs weights
         let xs = XTile(
             load_x4(k, 0u), load_x4(k, 1u),
             load_x4(k + 1u, 0u), load_x4(k + 1u, 1u),

@@ -2,7 +2,7 @@
 //! another in each buffer): every image of the batch against the CPU reference run on that
 //! image alone, on awkward shapes. The masked passes of Score-CAM and the metrics run the
 //! forward this way (`Dispatch::record_batch`). The GEMM's batch is checked in
-//! `ops::gemm_matches_reference`, every case over two images.
+//! `gemm::gemm_matches_reference`, every case over two images.
 
 use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::gpu::Dispatch;

@@ -4,12 +4,12 @@
 use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::gpu::{Dispatch, GpuBuf};
 use combicam_gpu::model::config::PadRule;
-use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, gemm, head, reduce, se};
+use combicam_gpu::ops::{Act, Tolerance, conv, depthwise, head, reduce, se};
 use combicam_gpu::ops::{
     conv::ConvArgs,
     conv::ConvShape,
     depthwise::{DwBackward, DwForward, DwShape, SeIn},
-    gemm::{GemmArgs, GemmWeights, InMode, PartOp, Variant, XPack},
+    gemm::GemmWeights,
     head::{Chunk, LinearArgs, LinearBackwardArgs},
     reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
@@ -17,7 +17,7 @@ use combicam_gpu::ops::{
     se::{SeShape, SeWeights},
 };
 
-fn tol_for(want: &[f32]) -> Tolerance {
+pub(crate) fn tol_for(want: &[f32]) -> Tolerance {
     Tolerance::KERNEL.scaled(want)
 }
 
@@ -30,131 +30,11 @@ fn pad_rule(tf_same: bool) -> PadRule {
 }
 
 /// The activation a case runs with: both families' in turn (inputs span ReLU6's clip at 6).
-fn act_of(i: usize) -> Act {
+pub(crate) fn act_of(i: usize) -> Act {
     if i.is_multiple_of(2) {
         Act::Silu
     } else {
         Act::Relu6
-    }
-}
-
-#[test]
-fn gemm_matches_reference() {
-    let g = gpu();
-    let cases = [
-        (13, 7, 97, false, false, false),
-        (70, 33, 130, true, true, true),
-        (1, 5, 1, true, false, false),
-        (130, 65, 257, true, true, false),
-        (24, 144, 4075, false, false, true),
-        (67, 40, 150, true, true, false),
-        (33, 20, 71, true, false, true),
-        // long K over few positions (`Slim`'s shapes): K steps that the four groups of a
-        // workgroup share unevenly, P past one and two 32-column tiles
-        (37, 301, 45, true, true, true),
-        (70, 530, 97, true, true, false),
-    ];
-    // every case over a batch of two images (workgroup z), each against the CPU on its own:
-    // its x, SE scale and residual one after another in each buffer, the weights shared
-    const B: usize = 2;
-    for (i, &(m, k, p, bias, scaled, res)) in cases.iter().enumerate() {
-        let a = rand(m * k, 1 + i as u64, -1.0, 1.0);
-        let x = rand(B * k * p, 100 + i as u64, -8.0, 8.0);
-        let b = rand(m, 200 + i as u64, -1.0, 1.0);
-        let act = act_of(i);
-        let s = rand(B * k, 300 + i as u64, 0.0, 1.0);
-        let r = rand(B * m * p, 400 + i as u64, -1.0, 1.0);
-        let ab = GemmWeights::upload(g, "test.a", &a, m, k).unwrap();
-        let (xb, bb, sb, rb) = (up(&x), up(&b), up(&s), up(&r));
-        let want: Vec<Vec<f32>> = (0..B)
-            .map(|n| {
-                gemm::cpu::gemm(
-                    &a,
-                    &x[n * k * p..(n + 1) * k * p],
-                    bias.then_some(&b[..]),
-                    scaled.then_some((act, &s[n * k..(n + 1) * k])),
-                    res.then_some(&r[n * m * p..(n + 1) * m * p]),
-                    (m, k, p),
-                )
-            })
-            .collect();
-        let pack = XPack::new(g, "test.pack", B * XPack::texels_for(k, p)).unwrap();
-        // row partials on all cases but the first, each op in turn: Σ y·act(zd) (the
-        // projection's backward), Σ y (a block output's gradient), max |y| (a block output)
-        let op = match i % 3 {
-            _ if i == 0 => None,
-            // both activations (i = 3: ReLU6, 6: SiLU)
-            0 => Some(PartOp::DotAct(act_of(i / 3))),
-            1 => Some(PartOp::Sum),
-            _ => Some(PartOp::MaxAbs),
-        };
-        let zd = rand(B * m * p, 500 + i as u64, -8.0, 8.0);
-        let zdb = up(&zd);
-        // both kernels, whatever this adapter would pick
-        for variant in [Variant::Regs, Variant::Tiled, Variant::Slim] {
-            let yb = zeros(B * m * p);
-            let parts = variant.parts(p);
-            // not zeros: the groups past the data must be written (as 0), not left alone
-            let partb = up(&vec![7.0; 3 + B * m * parts]);
-            let args = GemmArgs {
-                m,
-                k,
-                p,
-                a: &ab,
-                x: &xb.buf,
-                bias: bias.then_some(&bb.buf),
-                scale: scaled.then_some(&sb.buf),
-                res: res.then_some(&rb.buf),
-                y: &yb.buf,
-                mode: if scaled {
-                    InMode::ActScaled(act)
-                } else {
-                    InMode::Plain
-                },
-                pack: Some(&pack),
-                parts: op.map(|op| gemm::Parts {
-                    op,
-                    zd: matches!(op, PartOp::DotAct(_)).then_some(&zdb.buf),
-                    part: &partb.buf,
-                    off: 3,
-                    images: B,
-                }),
-            };
-            let ds = gemm::gemm_variant(g, "test.gemm", &args, variant);
-            g.run_now_batched(&ds.iter().collect::<Vec<_>>(), B as u32)
-                .unwrap();
-            let got = read(&yb);
-            for (n, want) in want.iter().enumerate() {
-                check(
-                    &format!(
-                        "gemm.{variant:?}.{m}x{k}x{p}{} image {n}",
-                        if scaled {
-                            format!(".{act:?}")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    &got[n * m * p..(n + 1) * m * p],
-                    want,
-                    &[m, p],
-                    tol_for(want),
-                );
-                if let Some(op) = op {
-                    let zd = &zd[n * m * p..(n + 1) * m * p];
-                    let y = &got[n * m * p..(n + 1) * m * p];
-                    let shape = (parts, variant.group_width());
-                    let want = gemm::cpu::row_parts(op, y, Some(zd), (m, p), shape);
-                    let o = 3 + n * m * parts;
-                    check(
-                        &format!("gemm.{variant:?}.{m}x{k}x{p}.parts.{op:?} image {n}"),
-                        &read(&partb)[o..o + m * parts],
-                        &want,
-                        &[m, parts],
-                        tol_for(&want),
-                    );
-                }
-            }
-        }
     }
 }
 

@@ -64,6 +64,27 @@ pub const KERNELS_ENV: &str = "COMBICAM_KERNELS";
 /// How many devices generate kernel code at once on a CPU adapter (default: one per core, at
 /// most 8; 1: the plan's own device alone). See `warm`.
 pub const COMPILE_THREADS_ENV: &str = "COMBICAM_COMPILE_THREADS";
+/// `off`: leave subgroup operations unused even where the device has subgroups of 8 (see
+/// `Gpu::subgroup8`).
+pub const SUBGROUPS_ENV: &str = "COMBICAM_SUBGROUPS";
+
+/// Whether to ask `adapter` for subgroups: it has them, in sizes of exactly 8 (one AVX2 SIMD
+/// group on lavapipe), and `$COMBICAM_SUBGROUPS` is not `off`.
+fn subgroups_of_8(adapter: &wgpu::Adapter) -> Result<bool> {
+    match std::env::var(SUBGROUPS_ENV).as_deref() {
+        Ok("off") => return Ok(false),
+        Ok(v) => {
+            return Err(Error::Input(format!(
+                "{SUBGROUPS_ENV}={v:?}: use `off` (or leave it unset to use subgroups where the device has them)"
+            )));
+        }
+        Err(_) => {}
+    }
+    let info = adapter.get_info();
+    Ok(adapter.features().contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == 8
+        && info.subgroup_max_size == 8)
+}
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found (Vulkan, Metal or DX12); install a GPU driver, \
 or on Linux without a GPU install Mesa's software Vulkan: `apt-get install mesa-vulkan-drivers`";
@@ -113,6 +134,11 @@ pub struct Gpu {
     pub cpu: bool,
     /// the run-time guards in its kernels (`$COMBICAM_SHADER_CHECKS`)
     pub checks: checks::ShaderChecks,
+    /// The device has subgroups of exactly 8 invocations, asked for where the adapter offers
+    /// them (`$COMBICAM_SUBGROUPS` not `off`). Only the CPU-shaped GEMM uses them
+    /// (`gemm::Variant::RegsSubgroup`), so no subgroup code runs on an adapter where it is not
+    /// tested: GPUs report other sizes.
+    pub subgroup8: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
     /// where helper devices generate kernel code on spare cores (CPU adapters; `warm`)
@@ -163,6 +189,7 @@ impl Gpu {
         };
         let compile_helpers = warm::helpers_wanted()?;
         let checks = checks::ShaderChecks::from_env()?;
+        let subgroup8 = subgroups_of_8(&adapter)?;
         let have = adapter.limits();
         // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
         let limits = wgpu::Limits {
@@ -179,11 +206,14 @@ impl Gpu {
             ..Default::default()
         };
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let features = if timestamps {
+        let mut features = if timestamps {
             wgpu::Features::TIMESTAMP_QUERY
         } else {
             wgpu::Features::empty()
         };
+        if subgroup8 {
+            features |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("combicam-gpu"),
             required_features: features,
@@ -240,6 +270,7 @@ impl Gpu {
             timestamps,
             cpu,
             checks,
+            subgroup8,
             pipelines: PipelineCache::default(),
             dummies,
             recording: Mutex::default(),

@@ -2,7 +2,11 @@
 //! of a 1×1 conv is the same GEMM with Aᵀ.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, DispatchDesc, Gpu, pipelines::grid_1d, words};
+use crate::gpu::{
+    Dispatch, DispatchDesc, Gpu,
+    pipelines::{Source, grid_1d},
+    words,
+};
 use crate::ops::Act;
 
 crate::wgsl_params! {
@@ -30,11 +34,15 @@ impl InMode {
     }
 }
 
-/// Which of the shader's two kernels runs (see shaders/gemm.wgsl).
+/// Which of the shader's kernels runs (see shaders/gemm.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Variant {
     /// 32 × 8 outputs per invocation in registers, weights from the texture only: CPU adapters
     Regs,
+    /// `Regs` where each lane of the subgroup of 8 fetches 4 of the 32 weight texels and
+    /// broadcasts them to the others (`regs_subgroup_source`): CPU adapters with subgroups of
+    /// exactly 8 (`Gpu::subgroup8`), such as lavapipe on AVX2. Same results, bit for bit
+    RegsSubgroup,
     /// 64 × 64 workgroup tiles through workgroup memory: GPUs
     Tiled,
     /// 32 × 32 workgroup tiles, K split over the workgroup's four groups: GPUs, K ≥ `SLIM_K`
@@ -48,7 +56,7 @@ impl Variant {
     pub fn parts(self, p: usize) -> usize {
         p.div_ceil(64)
             * match self {
-                Variant::Regs => 8,
+                Variant::Regs | Variant::RegsSubgroup => 8,
                 Variant::Tiled | Variant::Slim => 16,
             }
     }
@@ -56,17 +64,23 @@ impl Variant {
     /// The columns of one column group (`parts`).
     pub fn group_width(self) -> usize {
         match self {
-            Variant::Regs => 8,
+            Variant::Regs | Variant::RegsSubgroup => 8,
             Variant::Tiled | Variant::Slim => 4,
         }
     }
 
-    /// The kernel for this adapter: `Regs` on CPU (software) adapters, else `Tiled`.
+    /// Whether the kernel reads T(x) from the packed scratch texture (`XPack`).
+    pub fn packs(self) -> bool {
+        matches!(self, Variant::Regs | Variant::RegsSubgroup)
+    }
+
+    /// The kernel for this adapter: on CPU (software) adapters `RegsSubgroup` where the device
+    /// has subgroups of 8, else `Regs`; on GPUs `Tiled`.
     pub fn for_adapter(gpu: &Gpu) -> Variant {
-        if gpu.is_cpu() {
-            Variant::Regs
-        } else {
-            Variant::Tiled
+        match (gpu.is_cpu(), gpu.subgroup8) {
+            (true, true) => Variant::RegsSubgroup,
+            (true, false) => Variant::Regs,
+            _ => Variant::Tiled,
         }
     }
 
@@ -260,7 +274,7 @@ pub struct GemmArgs<'a> {
     pub res: Option<&'a wgpu::Buffer>,   // (M, P)
     pub y: &'a wgpu::Buffer,             // (M, P)
     pub mode: InMode,
-    /// scratch for `Variant::Regs` (ignored by `Tiled`)
+    /// scratch for the `Regs` kernels (ignored by `Tiled` and `Slim`)
     pub pack: Option<&'a XPack>,
     /// also row partials of y (`Parts`)
     pub parts: Option<Parts<'a>>,
@@ -300,7 +314,8 @@ pub struct Parts<'a> {
     pub images: usize,
 }
 
-/// The kernel for the adapter and shape (`Variant::for_shape`): one dispatch, or two with `Regs`.
+/// The kernel for the adapter and shape (`Variant::for_shape`): one dispatch, or two with the
+/// `Regs` kernels.
 pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Vec<Dispatch> {
     gemm_variant(gpu, label, g, Variant::for_shape(gpu, (g.m, g.k, g.p)))
 }
@@ -339,7 +354,7 @@ fn checked_constants(label: &str, g: &GemmArgs) -> (Vec<(&'static str, f64)>, Op
     (constants, dot_act)
 }
 
-/// The GEMM `g` with `variant`'s kernel (`Regs`: its packing step first).
+/// The GEMM `g` with `variant`'s kernel (the `Regs` kernels: their packing step first).
 pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Vec<Dispatch> {
     let (constants, dot_act) = checked_constants(label, g);
     let flags = g.bias.is_some() as u32
@@ -388,7 +403,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
             d.bytes = bytes(g.m);
             vec![d]
         }
-        Variant::Regs => {
+        Variant::Regs | Variant::RegsSubgroup => {
             let pack = g
                 .pack
                 .expect("the Regs GEMM needs its XPack scratch texture");
@@ -416,22 +431,58 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 .map(|a| a.constant())
                 .into_iter()
                 .collect();
+            let make = regs_subgroup_source;
+            let source = (variant == Variant::RegsSubgroup).then_some(Source::Generated {
+                key: "gemm+subgroup8",
+                make: &make,
+            });
             let mut d = gpu.dispatch(&DispatchDesc {
                 label,
                 family: "gemm",
+                source,
                 entry: "regs",
                 constants: &regs_constants,
                 params: words(&params),
                 bindings: &[(3, g.bias), (5, g.res), (6, Some(g.y)), (9, zd), (10, part)],
                 textures: &[(1, &g.a.view), (7, &pack.view)],
                 groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
-                ..Default::default()
             });
             d.flops = 2.0 * (g.m * g.k * g.p) as f64;
             d.bytes = bytes(g.m);
             vec![p, d]
         }
     }
+}
+
+/// gemm.wgsl with `regs` fetching its weights once per subgroup of 8 (`Variant::RegsSubgroup`):
+/// the lane with subgroup index s fetches rows m0 + s, m0 + 8 + s, m0 + 16 + s and m0 + 24 + s,
+/// and row r's texel is broadcast from lane r mod 8 of fetch r / 8. On lavapipe a texel fetch
+/// is a gather over the 8 SIMD lanes even when every lane asks for the same texel, and a
+/// broadcast is a lane extract, so the kernel makes 4 gathers a K step where it made 32. The
+/// workgroup is 8 invocations, one whole subgroup, and every lane reaches the loop.
+fn regs_subgroup_source() -> String {
+    let template = crate::gpu::pipelines::shader_source("gemm");
+    let fetch: String = (0..4)
+        .map(|j| format!("        let t{j} = wrow(m0 + {}u + sg, kq);\n", 8 * j))
+        .collect();
+    let mut parts = vec![
+        (
+            "fn regs(@builtin(local_invocation_id)",
+            "fn regs(@builtin(subgroup_invocation_id) sg: u32, @builtin(local_invocation_id)"
+                .into(),
+        ),
+        ("        //@regs weights\n", fetch),
+    ];
+    let rows: Vec<(String, String)> = (0..32)
+        .map(|r| {
+            (
+                format!("wrow(m0 + {r}u, kq)"),
+                format!("subgroupBroadcast(t{}, {}u)", r / 8, r % 8),
+            )
+        })
+        .collect();
+    parts.extend(rows.iter().map(|(a, b)| (a.as_str(), b.clone())));
+    crate::gpu::pipelines::splice(&template, &parts)
 }
 
 /// Plain-loop references.

@@ -165,6 +165,12 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         "wall-clock (no timestamp queries on this adapter)".to_string()
     };
     let checks = format!("{:?}", gpu.checks).to_lowercase();
+    let gemm_kernel = match crate::ops::gemm::Variant::for_adapter(gpu) {
+        crate::ops::gemm::Variant::Tiled => {
+            format!("Tiled, Slim from K = {}", crate::ops::gemm::SLIM_K)
+        }
+        v => format!("{v:?}"),
+    };
     println!(
         "adapter: {}  driver: {} {}",
         gpu.adapter.line(),
@@ -172,7 +178,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         gpu.adapter.driver_info
     );
     println!(
-        "machine: {}   model: {model} ({weights})   timing: {timing}   shader checks: {checks}",
+        "machine: {}   model: {model} ({weights})   timing: {timing}   shader checks: {checks}   GEMM: {gemm_kernel}",
         machine()
     );
     let mut results = Vec::new();
@@ -197,6 +203,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         machine: machine(),
         timing,
         shader_checks: Some(checks),
+        gemm_kernel: Some(gemm_kernel),
         model,
         weights,
         iters: a.iters,

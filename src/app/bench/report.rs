@@ -75,6 +75,10 @@ pub struct BenchReport {
     /// in reports from before it could be chosen (full)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shader_checks: Option<String>,
+    /// the GEMM kernel the adapter's explain runs (`gemm::Variant`, e.g. `RegsSubgroup`);
+    /// absent in reports from before it was recorded
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm_kernel: Option<String>,
     pub model: String,
     pub weights: String,
     pub iters: usize,

@@ -90,14 +90,15 @@ pub(super) fn forward_footprint(
     (all, each.into_iter().max().unwrap_or(1))
 }
 
-/// The GEMM's scratch texels per image on adapters that pack (`gemm::Variant::Regs`).
+/// The GEMM's scratch texels per image on adapters that pack (`gemm::Variant::packs`).
 pub(super) fn pack_texels(
     gpu: &Gpu,
     cfg: &ModelCfg,
     stem: (usize, usize),
     sizes: &[(usize, usize)],
 ) -> Option<usize> {
-    (gemm::Variant::for_adapter(gpu) == gemm::Variant::Regs)
+    gemm::Variant::for_adapter(gpu)
+        .packs()
         .then(|| gemm_pack_texels(cfg, stem, sizes))
 }
 
