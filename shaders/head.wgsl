@@ -51,29 +51,37 @@ fn f4(k: u32) -> vec4<f32> {
     return select(vec4(0.0), v, vec4(k, k + 1u, k + 2u, k + 3u) < vec4(prm.k));
 }
 
+// Rows r0 .. r0 + 7 (clamped to the last row) += their weight texel kq (clamped to the last)
+// · fv: one K step of `linear`.
+fn rows8(lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>, kq: u32, r0: u32, fv: vec4<f32>) {
+    let last = prm.rows - 1u;
+    let q = min(kq, (prm.k + 3u) / 4u - 1u);
+    (*lo).x += dot(textureLoad(w, vec2(q, min(r0, last)), 0), fv);
+    (*lo).y += dot(textureLoad(w, vec2(q, min(r0 + 1u, last)), 0), fv);
+    (*lo).z += dot(textureLoad(w, vec2(q, min(r0 + 2u, last)), 0), fv);
+    (*lo).w += dot(textureLoad(w, vec2(q, min(r0 + 3u, last)), 0), fv);
+    (*hi).x += dot(textureLoad(w, vec2(q, min(r0 + 4u, last)), 0), fv);
+    (*hi).y += dot(textureLoad(w, vec2(q, min(r0 + 5u, last)), 0), fv);
+    (*hi).z += dot(textureLoad(w, vec2(q, min(r0 + 6u, last)), 0), fv);
+    (*hi).w += dot(textureLoad(w, vec2(q, min(r0 + 7u, last)), 0), fv);
+}
+
 // 8 rows per invocation, 64 invocations (512 rows) per workgroup: each f load serves 8 FMAs,
 // the weights come a texel (4 k) at a time, and there is no cross-invocation reduction.
+// Every invocation runs the loop (past the last row on clamped rows, writing nothing): with
+// subgroups of 8, `ops::head` rewrites it so that each lane loads one f texel of 8 K steps
+// and broadcasts it (the `@linear steps` loop below), and a broadcast needs all 8 lanes.
 @compute @workgroup_size(64)
 fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * 8u;
-    if (r0 >= prm.rows) {
-        return;
-    }
-    let last = prm.rows - 1u;
     fo = wid.z * prm.k;
     let lo_ = wid.z * prm.n; // this image's logits
     var lo = vec4(0.0); // rows r0 .. r0 + 3
     var hi = vec4(0.0); // rows r0 + 4 .. r0 + 7
-    for (var kq = 0u; kq < (prm.k + 3u) / 4u; kq++) {
-        let fv = f4(kq * 4u);
-        lo.x += dot(textureLoad(w, vec2(kq, r0), 0), fv);
-        lo.y += dot(textureLoad(w, vec2(kq, min(r0 + 1u, last)), 0), fv);
-        lo.z += dot(textureLoad(w, vec2(kq, min(r0 + 2u, last)), 0), fv);
-        lo.w += dot(textureLoad(w, vec2(kq, min(r0 + 3u, last)), 0), fv);
-        hi.x += dot(textureLoad(w, vec2(kq, min(r0 + 4u, last)), 0), fv);
-        hi.y += dot(textureLoad(w, vec2(kq, min(r0 + 5u, last)), 0), fv);
-        hi.z += dot(textureLoad(w, vec2(kq, min(r0 + 6u, last)), 0), fv);
-        hi.w += dot(textureLoad(w, vec2(kq, min(r0 + 7u, last)), 0), fv);
+    let nq = (prm.k + 3u) / 4u;
+    // @linear steps
+    for (var kq = 0u; kq < nq; kq++) {
+        rows8(&lo, &hi, kq, r0, f4(kq * 4u));
     }
     for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
@@ -300,36 +308,35 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
-// Four texel columns (16 consecutive k) per invocation: each g load serves 16 FMAs.
+// a_i += texel column kq + i (clamped to the last) of row r · gv, i = 0..3: one row of
+// `linear_backward`
+fn row16(a: ptr<function, array<vec4<f32>, 4>>, kq: u32, r: u32, gv: vec4<f32>) {
+    let ql = (prm.k + 3u) / 4u - 1u;
+    (*a)[0] = fma(textureLoad(w, vec2(min(kq, ql), r), 0), gv, (*a)[0]);
+    (*a)[1] = fma(textureLoad(w, vec2(min(kq + 1u, ql), r), 0), gv, (*a)[1]);
+    (*a)[2] = fma(textureLoad(w, vec2(min(kq + 2u, ql), r), 0), gv, (*a)[2]);
+    (*a)[3] = fma(textureLoad(w, vec2(min(kq + 3u, ql), r), 0), gv, (*a)[3]);
+}
+
+// Four texel columns (16 consecutive k) per invocation: each g load serves 16 FMAs. Every
+// invocation runs the loop (past K on clamped columns, writing nothing): with subgroups of 8,
+// `ops::head` rewrites it so that each lane loads the g of one of 8 rows and broadcasts it
+// (the `@linear_backward steps` loop below).
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let kq = (wid.x * 64u + lid) * 4u;
     let k0 = kq * 4u;
-    if (k0 >= prm.k) {
-        return;
-    }
-    let ql = (prm.k + 3u) / 4u - 1u;
-    let q1 = min(kq + 1u, ql);
-    let q2 = min(kq + 2u, ql);
-    let q3 = min(kq + 3u, ql);
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
-    var a0 = vec4(0.0);
-    var a1 = vec4(0.0);
-    var a2 = vec4(0.0);
-    var a3 = vec4(0.0);
+    var a = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
+    // @linear_backward steps
     for (var r = r0; r < r1; r++) {
-        let gv = vec4(g[prm.row0 + r]);
-        a0 = fma(textureLoad(w, vec2(kq, r), 0), gv, a0);
-        a1 = fma(textureLoad(w, vec2(q1, r), 0), gv, a1);
-        a2 = fma(textureLoad(w, vec2(q2, r), 0), gv, a2);
-        a3 = fma(textureLoad(w, vec2(q3, r), 0), gv, a3);
+        row16(&a, kq, r, vec4(g[prm.row0 + r]));
     }
-    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     let po = (prm.seg0 + wid.y) * prm.k;
     for (var i = 0u; i < 16u; i++) {
         if (k0 + i < prm.k) {
-            partial[po + k0 + i] = acc[i / 4u][i % 4u];
+            partial[po + k0 + i] = a[i / 4u][i % 4u];
         }
     }
 }

@@ -22,6 +22,7 @@ mod fuzz; // every fuzzer finding and kept corpus entry in fuzz/regressions/, th
 #[path = "../fuzz/entry.rs"]
 mod fuzz_entry;
 mod gemm; // the pointwise GEMM's kernels against the CPU reference; the subgroup form bit for bit against the plain one
+mod head_forms; // the head's linear layer in each form against the CPU; the subgroup form bit for bit against the plain one
 mod house; // the house rules from the source: imports run down the layers, no circles, short files and functions
 mod hub; // fetch from a hub served on 127.0.0.1: cache layout, resume, hf:REPO
 mod masked; // masked copies: kernels against the CPU, batched passes against single ones, ablated block outputs

@@ -2,15 +2,22 @@
 
 use combicam_gpu::gpu::WgslParams;
 use combicam_gpu::gpu::pipelines::{INCLUDES, PRELUDE, SHADERS, shader_source};
-use combicam_gpu::ops::{conv, depthwise};
+use combicam_gpu::ops::{conv, depthwise, gemm, head};
 
 fn validate(name: &str, src: &str) {
+    validate_with(name, src, naga::valid::Capabilities::default());
+}
+
+/// `validate` with `caps` allowed; with `SUBGROUP`, every subgroup operation in compute shaders.
+fn validate_with(name: &str, src: &str, caps: naga::valid::Capabilities) {
+    use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags};
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-    let mut v = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
-    );
+    let mut v = naga::valid::Validator::new(ValidationFlags::all(), caps);
+    if caps.contains(Capabilities::SUBGROUP) {
+        v.subgroup_stages(ShaderStages::COMPUTE)
+            .subgroup_operations(SubgroupOperationSet::all());
+    }
     v.validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
     println!("{name:<40} OK");
@@ -73,6 +80,15 @@ fn generated_conv_shaders_validate() {
     for (k, s) in [(3, 2), (3, 1), (5, 2), (1, 1)] {
         validate(&format!("conv k{k} s{s}"), &conv::source(k, s));
     }
+}
+
+/// The subgroup forms of the CPU-shaped GEMM and head (`gemm::Variant::RegsSubgroup`,
+/// `head::Form::RowsSubgroup`), with subgroup operations allowed, whatever the test adapter has.
+#[test]
+fn generated_subgroup_shaders_validate() {
+    let caps = naga::valid::Capabilities::SUBGROUP;
+    validate_with("gemm+subgroup8", &gemm::subgroup_source(), caps);
+    validate_with("head+subgroup8", &head::subgroup_source(), caps);
 }
 
 /// The depthwise kernels generated from the template, for every EfficientNet shape and more.

@@ -40,7 +40,7 @@ pub enum Variant {
     /// 32 × 8 outputs per invocation in registers, weights from the texture only: CPU adapters
     Regs,
     /// `Regs` where each lane of the subgroup of 8 fetches 4 of the 32 weight texels and
-    /// broadcasts them to the others (`regs_subgroup_source`): CPU adapters with subgroups of
+    /// broadcasts them to the others (`subgroup_source`): CPU adapters with subgroups of
     /// exactly 8 (`Gpu::subgroup8`), such as lavapipe on AVX2. Same results, bit for bit
     RegsSubgroup,
     /// 64 × 64 workgroup tiles through workgroup memory: GPUs
@@ -431,7 +431,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 .map(|a| a.constant())
                 .into_iter()
                 .collect();
-            let make = regs_subgroup_source;
+            let make = subgroup_source;
             let source = (variant == Variant::RegsSubgroup).then_some(Source::Generated {
                 key: "gemm+subgroup8",
                 make: &make,
@@ -460,7 +460,7 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
 /// is a gather over the 8 SIMD lanes even when every lane asks for the same texel, and a
 /// broadcast is a lane extract, so the kernel makes 4 gathers a K step where it made 32. The
 /// workgroup is 8 invocations, one whole subgroup, and every lane reaches the loop.
-fn regs_subgroup_source() -> String {
+pub fn subgroup_source() -> String {
     let template = crate::gpu::pipelines::shader_source("gemm");
     let fetch: String = (0..4)
         .map(|j| format!("        let t{j} = wrow(m0 + {}u + sg, kq);\n", 8 * j))

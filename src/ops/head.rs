@@ -4,7 +4,7 @@
 
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
-    pipelines::{grid_1d, grid_items},
+    pipelines::{Source, grid_1d, grid_items},
     words,
 };
 use crate::ops::gemm::GemmWeights;
@@ -42,7 +42,91 @@ pub struct LinearArgs<'a> {
     pub logits: &'a wgpu::Buffer,
 }
 
+/// How `linear` and `linear_backward` run (see shaders/head.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Form {
+    /// GPUs: 32 invocations a row (`linear_rows`); the backward as `Rows`
+    Lanes,
+    /// CPU adapters: 8 rows per invocation; the backward's g read a row at a time
+    Rows,
+    /// `Rows` where each lane of a subgroup of 8 loads one f texel of 8 K steps (the
+    /// forward) or the g of one of 8 rows (the backward) and broadcasts it to the others
+    /// (`subgroup_source`): CPU adapters with subgroups of exactly 8 (`Gpu::subgroup8`). On
+    /// lavapipe every lane's load of the same value is a loop over the lanes; a broadcast is
+    /// a lane extract. Same results as `Rows`, bit for bit
+    RowsSubgroup,
+}
+
+impl Form {
+    pub fn for_adapter(gpu: &Gpu) -> Form {
+        match (gpu.is_cpu(), gpu.subgroup8) {
+            (true, true) => Form::RowsSubgroup,
+            (true, false) => Form::Rows,
+            _ => Form::Lanes,
+        }
+    }
+
+    /// The WGSL: head.wgsl, or for `RowsSubgroup` its generated form.
+    fn source(self) -> Option<Source<'static>> {
+        (self == Form::RowsSubgroup).then_some(Source::Generated {
+            key: "head+subgroup8",
+            make: &subgroup_source,
+        })
+    }
+}
+
+/// head.wgsl with the K loop of `linear` and the row loop of `linear_backward` stepping 8 at a
+/// time, the value every lane of a step reads (f's texel, g's row) loaded by one lane each and
+/// broadcast (`Form::RowsSubgroup`). Steps past the end use clamped texels and zero f or g,
+/// which add exactly nothing.
+pub fn subgroup_source() -> String {
+    let template = crate::gpu::pipelines::shader_source("head");
+    let steps = |head: &str, each: &dyn Fn(usize) -> String| {
+        let mut out = head.to_string();
+        for j in 0..8 {
+            out += &each(j);
+        }
+        out + "    }\n"
+    };
+    let forward = steps(
+        "    for (var kq0 = 0u; kq0 < nq; kq0 += 8u) {\n        let fs = f4((kq0 + sg) * 4u);\n",
+        &|j| format!("        rows8(&lo, &hi, kq0 + {j}u, r0, subgroupBroadcast(fs, {j}u));\n"),
+    );
+    let backward = steps(
+        "    for (var rb = r0; rb < r1; rb += 8u) {\n        let gs = select(0.0, g[prm.row0 + min(rb + sg, r1 - 1u)], rb + sg < r1);\n",
+        &|j| {
+            format!(
+                "        row16(&a, kq, min(rb + {j}u, r1 - 1u), vec4(subgroupBroadcast(gs, {j}u)));\n"
+            )
+        },
+    );
+    let lane = "(@builtin(subgroup_invocation_id) sg: u32, @builtin";
+    crate::gpu::pipelines::splice(
+        &template,
+        &[
+            ("fn linear(@builtin", format!("fn linear{lane}")),
+            (
+                "fn linear_backward(@builtin",
+                format!("fn linear_backward{lane}"),
+            ),
+            (
+                "    for (var kq = 0u; kq < nq; kq++) {\n        rows8(&lo, &hi, kq, r0, f4(kq * 4u));\n    }\n",
+                forward,
+            ),
+            (
+                "    for (var r = r0; r < r1; r++) {\n        row16(&a, kq, r, vec4(g[prm.row0 + r]));\n    }\n",
+                backward,
+            ),
+        ],
+    )
+}
+
 pub fn linear(gpu: &Gpu, label: &str, a: &LinearArgs) -> Dispatch {
+    linear_form(gpu, label, a, Form::for_adapter(gpu))
+}
+
+/// `linear` in the given form, whatever the adapter would pick.
+pub fn linear_form(gpu: &Gpu, label: &str, a: &LinearArgs, form: Form) -> Dispatch {
     let Chunk { w, row0, rows, k } = a.chunk;
     let params = HeadParams {
         rows: rows as u32,
@@ -52,14 +136,14 @@ pub fn linear(gpu: &Gpu, label: &str, a: &LinearArgs) -> Dispatch {
         ..Default::default()
     };
     // 8 rows per invocation on CPU adapters, 32 invocations a row on GPUs (head.wgsl)
-    let (entry, per_group) = if gpu.is_cpu() {
-        ("linear", 512)
-    } else {
-        ("linear_rows", 8)
+    let (entry, per_group) = match form {
+        Form::Lanes => ("linear_rows", 8),
+        Form::Rows | Form::RowsSubgroup => ("linear", 512),
     };
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "head",
+        source: form.source(),
         entry,
         params: words(&params),
         bindings: &[(2, Some(a.f)), (3, Some(a.bias)), (4, Some(a.logits))],
@@ -234,6 +318,16 @@ pub struct LinearBackwardArgs<'a> {
 }
 
 pub fn linear_backward(gpu: &Gpu, label: &str, a: &LinearBackwardArgs) -> Dispatch {
+    linear_backward_form(gpu, label, a, Form::for_adapter(gpu))
+}
+
+/// `linear_backward` in the given form (`Lanes` runs as `Rows`), whatever the adapter would pick.
+pub fn linear_backward_form(
+    gpu: &Gpu,
+    label: &str,
+    a: &LinearBackwardArgs,
+    form: Form,
+) -> Dispatch {
     let Chunk { w, row0, rows, k } = a.chunk;
     let params = HeadParams {
         rows: rows as u32,
@@ -247,6 +341,7 @@ pub fn linear_backward(gpu: &Gpu, label: &str, a: &LinearBackwardArgs) -> Dispat
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "head",
+        source: form.source(),
         entry: "linear_backward",
         params: words(&params),
         bindings: &[(7, Some(a.g)), (8, Some(a.partial))],
