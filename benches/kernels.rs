@@ -135,7 +135,7 @@ fn main() {
             pack: Some(&pack),
             parts: None,
         };
-        let picked = gemm::Variant::for_shape(&g, (m, k, p));
+        let picked = gemm::Variant::for_k(&g, k);
         for &v in &variants {
             let ds = gemm::gemm_variant(&g, name, &args, v);
             let mark = if v == picked { "*" } else { "" };

@@ -16,7 +16,7 @@
 //       `from_parts`). Each spares a reduction pass over y of its own.
 // Batch: workgroup z is the image of a batch. x, res, y (and xw/xt) hold the images one
 // after another; scale holds K values per image (ones without SE are N·K long too).
-// Three kernels, picked per adapter and shape by `ops::gemm` (`Variant::for_shape`):
+// Three kernels, picked per adapter and K by `ops::gemm` (`Variant::for_k`):
 //  * `pack_x` then `regs` (CPU adapters, e.g. lavapipe). On a software rasteriser a
 //    storage-buffer load costs a per-lane loop while a texel fetch is one vector gather, so
 //    `pack_x` first writes T(x) once into the rgba32float scratch texture xw (binding 8,

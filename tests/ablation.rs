@@ -42,3 +42,22 @@ fn ablation_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
         }
     }
 }
+
+/// At a score of exactly 0 (a target whose probability underflows, a logit of 0) the weights
+/// (y − y_k)/y would all be ±inf or NaN; they are y − y_k there, finite, in the direction of
+/// the y → 0⁺ limit. Elsewhere they are the quotient, bit for bit.
+#[test]
+fn ablation_weights_stay_finite_at_a_zero_score() {
+    use combicam_gpu::app::scorecam::cpu::ablation_weights;
+    let ablated = [0.25f32, -0.5, 0.0, 1e-30];
+    let w = ablation_weights(&ablated, 0.0);
+    assert_eq!(w, vec![-0.25, 0.5, 0.0, -1e-30], "weights at y = 0");
+    let y = -0.75f32;
+    let w = ablation_weights(&ablated, y);
+    let want: Vec<f32> = ablated.iter().map(|&yk| (y - yk) / y).collect();
+    assert_eq!(w, want, "weights at y = {y}");
+    println!(
+        "ablation weights at y = 0: {:?}",
+        ablation_weights(&ablated, 0.0)
+    );
+}

@@ -149,9 +149,13 @@ pub fn explain(
 }
 
 pub mod cpu {
-    /// AblationCAM's weights: (y − y_k)/y for each channel's ablated score y_k.
+    /// AblationCAM's weights: (y − y_k)/y for each channel's ablated score y_k. At y = 0
+    /// exactly (a target whose probability underflows to 0, or a logit of 0) that quotient is
+    /// ±inf or NaN for every channel (pytorch-grad-cam's too), so the weights are y − y_k
+    /// there: the direction of the weights as y → 0⁺, finite, and the same map up to scale.
     pub fn ablation_weights(ablated: &[f32], y: f32) -> Vec<f32> {
-        ablated.iter().map(|&yk| (y - yk) / y).collect()
+        let scale = if y == 0.0 { 1.0 } else { y };
+        ablated.iter().map(|&yk| (y - yk) / scale).collect()
     }
 
     /// softmax over the channels, as torch computes it (max subtracted first)

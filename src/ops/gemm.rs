@@ -46,7 +46,7 @@ pub enum Variant {
     /// 64 × 64 workgroup tiles through workgroup memory: GPUs
     Tiled,
     /// 32 × 32 workgroup tiles, K split over the workgroup's four groups: GPUs, K ≥ `SLIM_K`
-    /// (`Variant::for_shape`); row partials as `Tiled`'s
+    /// (`Variant::for_k`); row partials as `Tiled`'s
     Slim,
 }
 
@@ -84,10 +84,10 @@ impl Variant {
         }
     }
 
-    /// The kernel for an M × K by K × P GEMM on this adapter: `Regs` on CPU adapters; on GPUs
-    /// `Slim` from K = `SLIM_K` on, else `Tiled`. Both GPU kernels write the same row
-    /// partials.
-    pub fn for_shape(gpu: &Gpu, (_m, k, _p): (usize, usize, usize)) -> Variant {
+    /// The kernel for a GEMM over K on this adapter (only K decides): `for_adapter`'s on CPU
+    /// adapters; on GPUs `Slim` from K = `SLIM_K` on, else `Tiled`. Both GPU kernels write
+    /// the same row partials.
+    pub fn for_k(gpu: &Gpu, k: usize) -> Variant {
         match Variant::for_adapter(gpu) {
             Variant::Tiled if k >= SLIM_K => Variant::Slim,
             v => v,
@@ -95,7 +95,7 @@ impl Variant {
     }
 }
 
-/// `Variant::for_shape` picks `Slim` from this K on. On an H200 (2026-12-04, the kernel bench's
+/// `Variant::for_k` picks `Slim` from this K on. On an H200 (2026-12-04, the kernel bench's
 /// B4 shapes, the kernels' loop counters left out: `gpu::checks`), `slim` took 0.116 against
 /// 0.237 ms on the projection 2688→448 at 10×15, 0.040 against 0.086 ms on the data gradient
 /// 1792→448, and 0.017 against 0.027 ms on the projection 192→32 at 75×113 (133 `tiled`
@@ -314,10 +314,10 @@ pub struct Parts<'a> {
     pub images: usize,
 }
 
-/// The kernel for the adapter and shape (`Variant::for_shape`): one dispatch, or two with the
+/// The kernel for the adapter and K (`Variant::for_k`): one dispatch, or two with the
 /// `Regs` kernels.
 pub fn gemm(gpu: &Gpu, label: &str, g: &GemmArgs) -> Vec<Dispatch> {
-    gemm_variant(gpu, label, g, Variant::for_shape(gpu, (g.m, g.k, g.p)))
+    gemm_variant(gpu, label, g, Variant::for_k(gpu, g.k))
 }
 
 /// The pipeline constants of `g`'s loads (IN_MODE and ACT) and the activation of DotAct's zd,
