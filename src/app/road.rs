@@ -202,14 +202,10 @@ pub fn inputs(
         let keep = kept(s, p, most);
         impute(x, (h, w), &keep, noise, seed.wrapping_add(j as u64))
     };
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = crate::gpu::workers::Queue::new(jobs.len());
     let done = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
     crate::gpu::workers::run(crate::gpu::workers::cores(jobs.len()), || {
-        loop {
-            let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if j >= jobs.len() {
-                return;
-            }
+        while let Some(j) = next.take() {
             let r = one(j);
             done.lock().unwrap().push((j, r));
         }

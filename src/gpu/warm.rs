@@ -17,9 +17,9 @@
 //! itself, as without helpers. A helper that fails (no device, a validation error) stops
 //! quietly and leaves its share to the plan's device.
 
+use super::workers::Queue;
 use super::{COMPILE_THREADS_ENV, Gpu};
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What a helper needs to make one kernel and dispatch it empty: the module's WGSL, the
 /// entry point and constants, and the shape of each binding (dummies of that kind stand in).
@@ -102,7 +102,7 @@ impl Gpu {
         if n == 0 {
             return;
         }
-        let next = AtomicUsize::new(0);
+        let next = Queue::new(jobs.len());
         std::thread::scope(|s| {
             // a helper whose thread cannot start (a memory limit, a thread quota) leaves its
             // jobs to the others and to this thread, as `workers::run` does
@@ -113,7 +113,7 @@ impl Gpu {
                         .ok()
                 })
                 .collect();
-            while let Some(i) = take(&next, jobs.len()) {
+            while let Some(i) = next.take() {
                 own(i);
             }
             for h in handles {
@@ -124,13 +124,8 @@ impl Gpu {
     }
 }
 
-fn take(next: &AtomicUsize, n: usize) -> Option<usize> {
-    let i = next.fetch_add(1, Ordering::Relaxed);
-    (i < n).then_some(i)
-}
-
 /// One helper device: open it, then make and dispatch jobs until none is left.
-fn helper(h: &Helpers, jobs: &[WarmJob], next: &AtomicUsize) {
+fn helper(h: &Helpers, jobs: &[WarmJob], next: &Queue) {
     let Ok((device, queue)) =
         pollster::block_on(h.adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("combicam-gpu warm-up helper"),
@@ -145,7 +140,7 @@ fn helper(h: &Helpers, jobs: &[WarmJob], next: &AtomicUsize) {
     // its errors are its own: they stop nothing but its own jobs
     device.on_uncaptured_error(std::sync::Arc::new(|_| {}));
     let mut modules = std::collections::HashMap::new();
-    while let Some(i) = take(next, jobs.len()) {
+    while let Some(i) = next.take() {
         let job = &jobs[i];
         let module = modules
             .entry(job.module.clone())

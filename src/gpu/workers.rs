@@ -24,3 +24,24 @@ pub fn cores(most: usize) -> usize {
         .min(most)
         .max(1)
 }
+
+/// A shared queue of `n` items, 0 .. n, taken one at a time by whichever thread asks next.
+pub struct Queue {
+    next: std::sync::atomic::AtomicUsize,
+    n: usize,
+}
+
+impl Queue {
+    pub fn new(n: usize) -> Queue {
+        Queue {
+            next: std::sync::atomic::AtomicUsize::new(0),
+            n,
+        }
+    }
+
+    /// The next item nobody has taken, or `None` when all were taken.
+    pub fn take(&self) -> Option<usize> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (i < self.n).then_some(i)
+    }
+}
