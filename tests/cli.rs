@@ -471,37 +471,47 @@ fn bad_device_environment_gives_one_line_errors() {
     );
 }
 
+/// The raw maps (Grad-CAM and EigenCAM at blocks 10–15 of the test network, its head of 50
+/// cells included) of one explain of the coffee photo with the environment variable `var` set
+/// to `value` (`None`: unset), written under `d`.
+fn raw_maps_under(d: &Path, (var, value): (&str, Option<&str>)) -> Vec<u8> {
+    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png");
+    let out = d.join(value.unwrap_or("unset"));
+    let mut c = bin();
+    match value {
+        Some(v) => c.env(var, v),
+        None => c.env_remove(var),
+    };
+    let o = run(c
+        .arg("explain")
+        .arg(&img)
+        .args(TEST_NET)
+        .args([
+            "--blocks",
+            "10-15",
+            "--method",
+            "gradcam,eigencam",
+            "--save-raw",
+        ])
+        .arg("--out")
+        .arg(&out));
+    let value = value.unwrap_or("unset");
+    assert!(
+        o.status.success(),
+        "{var}={value}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::read(out.join("coffee.cams.safetensors")).unwrap()
+}
+
 /// The kernels' run-time guards (`COMBICAM_SHADER_CHECKS`) change no number: the raw maps of
 /// each setting are the same bytes; a bad value is a one-line error.
 #[test]
 fn shader_checks_change_no_result() {
     let d = tmp("checks");
-    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos/coffee.png");
     let raw: Vec<Vec<u8>> = ["full", "bounds", "none"]
         .iter()
-        .map(|c| {
-            let out = d.join(c);
-            let o = run(bin()
-                .arg("explain")
-                .arg(&img)
-                .args(TEST_NET)
-                .args([
-                    "--blocks",
-                    "10-15",
-                    "--method",
-                    "gradcam,eigencam",
-                    "--save-raw",
-                ])
-                .arg("--out")
-                .arg(&out)
-                .env("COMBICAM_SHADER_CHECKS", c));
-            assert!(
-                o.status.success(),
-                "{c}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            std::fs::read(out.join("coffee.cams.safetensors")).unwrap()
-        })
+        .map(|&c| raw_maps_under(&d, ("COMBICAM_SHADER_CHECKS", Some(c))))
         .collect();
     assert!(
         raw[0] == raw[1] && raw[1] == raw[2],
@@ -517,6 +527,33 @@ fn shader_checks_change_no_result() {
     let line = one_line_error(&o);
     assert!(
         line.contains("COMBICAM_SHADER_CHECKS") && line.contains("`bounds`"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(d);
+}
+
+/// The subgroup forms of the CPU-shaped GEMM and head change no number: the raw maps with
+/// subgroups (where the device has them, as lavapipe on AVX2 has) and with
+/// `COMBICAM_SUBGROUPS=off` are the same bytes; a bad value is a one-line error.
+#[test]
+fn subgroups_change_no_result() {
+    let d = tmp("subgroups");
+    let with = raw_maps_under(&d, ("COMBICAM_SUBGROUPS", None));
+    let without = raw_maps_under(&d, ("COMBICAM_SUBGROUPS", Some("off")));
+    assert!(
+        with == without,
+        "the raw maps differ with and without subgroups"
+    );
+    println!(
+        "with and without subgroups: {} bytes of raw maps, identical",
+        with.len()
+    );
+    let o = run(bin()
+        .args(["predict", "x.jpg", "--test-weights", "b0"])
+        .env("COMBICAM_SUBGROUPS", "on"));
+    let line = one_line_error(&o);
+    assert!(
+        line.contains("COMBICAM_SUBGROUPS") && line.contains("`off`"),
         "{line}"
     );
     let _ = std::fs::remove_dir_all(d);

@@ -135,9 +135,10 @@ pub struct Gpu {
     /// the run-time guards in its kernels (`$COMBICAM_SHADER_CHECKS`)
     pub checks: checks::ShaderChecks,
     /// The device has subgroups of exactly 8 invocations, asked for where the adapter offers
-    /// them (`$COMBICAM_SUBGROUPS` not `off`). Only the CPU-shaped GEMM uses them
-    /// (`gemm::Variant::RegsSubgroup`), so no subgroup code runs on an adapter where it is not
-    /// tested: GPUs report other sizes.
+    /// them (`$COMBICAM_SUBGROUPS` not `off`). Only CPU-shaped kernels use them (the GEMM's
+    /// `gemm::Variant::RegsSubgroup`, the head's `head::Form::RowsSubgroup`), so no subgroup
+    /// code runs on a GPU, where it is not tested, unless `$COMBICAM_KERNELS=cpu` asks for
+    /// those kernels there.
     pub subgroup8: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
