@@ -58,6 +58,8 @@ pub enum Form {
 }
 
 impl Form {
+    /// The form for this adapter: on CPU adapters `RowsSubgroup` where the device has
+    /// subgroups of 8, else `Rows`; on GPUs `Lanes` (as `gemm::Variant::for_adapter` picks).
     pub fn for_adapter(gpu: &Gpu) -> Form {
         match (gpu.is_cpu(), gpu.subgroup8) {
             (true, true) => Form::RowsSubgroup,
