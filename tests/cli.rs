@@ -451,24 +451,20 @@ fn no_adapter_gives_the_install_hint() {
     assert!(line.contains("mesa-vulkan-drivers"), "{line}");
 }
 
+/// `predict` with the environment variable `var` set to the bad `value` fails with one line
+/// that names the variable and contains `fix`, the way to a good value.
+fn bad_environment_is_one_line((var, value): (&str, &str), fix: &str) {
+    let o = run(bin()
+        .args(["predict", "x.jpg", "--test-weights", "b0"])
+        .env(var, value));
+    let line = one_line_error(&o);
+    assert!(line.contains(var) && line.contains(fix), "{line}");
+}
+
 #[test]
 fn bad_device_environment_gives_one_line_errors() {
-    let o = run(bin()
-        .args(["predict", "x.jpg", "--test-weights", "b0"])
-        .env("COMBICAM_DEVICE", "first"));
-    let line = one_line_error(&o);
-    assert!(
-        line.contains("COMBICAM_DEVICE") && line.contains("devices"),
-        "{line}"
-    );
-    let o = run(bin()
-        .args(["predict", "x.jpg", "--test-weights", "b0"])
-        .env("COMBICAM_KERNELS", "fast"));
-    let line = one_line_error(&o);
-    assert!(
-        line.contains("COMBICAM_KERNELS") && line.contains("`gpu`"),
-        "{line}"
-    );
+    bad_environment_is_one_line(("COMBICAM_DEVICE", "first"), "devices");
+    bad_environment_is_one_line(("COMBICAM_KERNELS", "fast"), "`gpu`");
 }
 
 /// The raw maps (Grad-CAM and EigenCAM at blocks 10–15 of the test network, its head of 50
@@ -521,14 +517,7 @@ fn shader_checks_change_no_result() {
         "full, bounds and none: {} bytes of raw maps, identical",
         raw[0].len()
     );
-    let o = run(bin()
-        .args(["predict", "x.jpg", "--test-weights", "b0"])
-        .env("COMBICAM_SHADER_CHECKS", "off"));
-    let line = one_line_error(&o);
-    assert!(
-        line.contains("COMBICAM_SHADER_CHECKS") && line.contains("`bounds`"),
-        "{line}"
-    );
+    bad_environment_is_one_line(("COMBICAM_SHADER_CHECKS", "off"), "`bounds`");
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -548,14 +537,7 @@ fn subgroups_change_no_result() {
         "with and without subgroups: {} bytes of raw maps, identical",
         with.len()
     );
-    let o = run(bin()
-        .args(["predict", "x.jpg", "--test-weights", "b0"])
-        .env("COMBICAM_SUBGROUPS", "on"));
-    let line = one_line_error(&o);
-    assert!(
-        line.contains("COMBICAM_SUBGROUPS") && line.contains("`off`"),
-        "{line}"
-    );
+    bad_environment_is_one_line(("COMBICAM_SUBGROUPS", "on"), "`off`");
     let _ = std::fs::remove_dir_all(d);
 }
 

@@ -92,3 +92,11 @@ pub fn check(name: &str, got: &[f32], want: &[f32], shape: &[usize], tol: Tolera
     assert!(c.ok(), "{}", c.report);
     c.max_abs
 }
+
+/// The first index where `a` and `b` differ in any bit (−0 against +0, NaN payloads
+/// included), or `None` where they are the same bits over their common length.
+pub fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x.to_bits() != y.to_bits())
+}

@@ -1,7 +1,7 @@
 //! The pointwise GEMM's kernels (`Regs`, `RegsSubgroup`, `Tiled`, `Slim`) against the
 //! plain-Rust reference on awkward shapes, over a batch of two images, with every row partial.
 
-use crate::common::{check, gpu, rand, read, up, zeros};
+use crate::common::{check, first_bit_difference, gpu, rand, read, up, zeros};
 use crate::ops::{act_of, tol_for};
 use combicam_gpu::ops::gemm::{self, GemmArgs, GemmWeights, InMode, PartOp, Variant, XPack};
 
@@ -104,17 +104,12 @@ fn gemm_matches_reference() {
                 Variant::Regs => regs_y = Some(got.clone()),
                 Variant::RegsSubgroup => {
                     let regs = regs_y.as_ref().unwrap();
-                    let diff = got
-                        .iter()
-                        .zip(regs)
-                        .position(|(a, b)| a.to_bits() != b.to_bits());
-                    assert!(
-                        diff.is_none(),
-                        "gemm.RegsSubgroup.{m}x{k}x{p}: y[{0}] = {1} differs from Regs' {2}",
-                        diff.unwrap(),
-                        got[diff.unwrap()],
-                        regs[diff.unwrap()]
-                    );
+                    if let Some(i) = first_bit_difference(&got, regs) {
+                        panic!(
+                            "gemm.RegsSubgroup.{m}x{k}x{p}: y[{i}] = {} differs from Regs' {}",
+                            got[i], regs[i]
+                        );
+                    }
                     eprintln!("gemm.RegsSubgroup.{m}x{k}x{p}: bit-identical to Regs");
                 }
                 _ => {}

@@ -2,17 +2,14 @@
 //! rows, CPU rows with subgroup broadcasts) against the CPU reference, and the subgroup form
 //! bit for bit against the plain rows.
 
-use crate::common::{check, gpu, rand, read, up, zeros};
+use crate::common::{check, first_bit_difference, gpu, rand, read, up, zeros};
 use crate::ops::tol_for;
 use combicam_gpu::ops::gemm::GemmWeights;
 use combicam_gpu::ops::head::{self, Chunk, Form, LinearArgs, LinearBackwardArgs};
 
 /// The first position where `a` and `b` differ in any bit, as a message.
 fn first_difference(a: &[f32], b: &[f32]) -> Option<String> {
-    let i = a
-        .iter()
-        .zip(b)
-        .position(|(x, y)| x.to_bits() != y.to_bits())?;
+    let i = first_bit_difference(a, b)?;
     Some(format!("[{i}]: {} against {}", a[i], b[i]))
 }
 

@@ -40,7 +40,7 @@ fn assert_same(what: &str, a: &Output, b: &Output) {
     assert_eq!(a.explainers.len(), b.explainers.len());
     for (name, p, q) in pairs {
         assert_eq!(p.len(), q.len(), "{what}: {name} lengths differ");
-        if let Some(i) = (0..p.len()).find(|&i| p[i].to_bits() != q[i].to_bits()) {
+        if let Some(i) = crate::common::first_bit_difference(p, q) {
             panic!(
                 "{what}: {name}[{i}] is {} from a recycled plan but {} from a fresh one (tolerance: bit-exact)",
                 p[i], q[i]

@@ -290,6 +290,12 @@ impl Gpu {
         self.cpu
     }
 
+    /// Whether the CPU-shaped kernels take their subgroup forms (`subgroup8`): the one place
+    /// that keeps subgroups to the CPU-shaped kernels.
+    pub fn cpu_subgroups(&self) -> bool {
+        self.cpu && self.subgroup8
+    }
+
     /// Invocations in the workgroup of a kernel that does a whole task in one workgroup (the
     /// SE, `from_parts`): 1,024 on GPUs whose limits allow it, where the workgroup's chains of
     /// dependent loads are then four times shorter; 256 with the CPU-shaped kernels (lavapipe

@@ -77,10 +77,12 @@ impl Variant {
     /// The kernel for this adapter: on CPU (software) adapters `RegsSubgroup` where the device
     /// has subgroups of 8, else `Regs`; on GPUs `Tiled`.
     pub fn for_adapter(gpu: &Gpu) -> Variant {
-        match (gpu.is_cpu(), gpu.subgroup8) {
-            (true, true) => Variant::RegsSubgroup,
-            (true, false) => Variant::Regs,
-            _ => Variant::Tiled,
+        if gpu.cpu_subgroups() {
+            Variant::RegsSubgroup
+        } else if gpu.is_cpu() {
+            Variant::Regs
+        } else {
+            Variant::Tiled
         }
     }
 

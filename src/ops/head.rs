@@ -61,10 +61,12 @@ impl Form {
     /// The form for this adapter: on CPU adapters `RowsSubgroup` where the device has
     /// subgroups of 8, else `Rows`; on GPUs `Lanes` (as `gemm::Variant::for_adapter` picks).
     pub fn for_adapter(gpu: &Gpu) -> Form {
-        match (gpu.is_cpu(), gpu.subgroup8) {
-            (true, true) => Form::RowsSubgroup,
-            (true, false) => Form::Rows,
-            _ => Form::Lanes,
+        if gpu.cpu_subgroups() {
+            Form::RowsSubgroup
+        } else if gpu.is_cpu() {
+            Form::Rows
+        } else {
+            Form::Lanes
         }
     }
 
