@@ -100,6 +100,24 @@ fn gemm_matches_reference() {
             g.run_now_batched(&ds.iter().collect::<Vec<_>>(), B as u32)
                 .unwrap();
             let got = read(&yb);
+            if matches!(variant, Variant::Regs | Variant::RegsSubgroup) && g.image_reads {
+                // the same kernel reading its textures sampled: the same texels, the same bits
+                let yb2 = zeros(B * m * p);
+                let args2 = GemmArgs {
+                    y: &yb2.buf,
+                    ..args
+                };
+                let ds = gemm::gemm_variant_reads(g, "test.gemm", &args2, variant, false);
+                g.run_now_batched(&ds.iter().collect::<Vec<_>>(), B as u32)
+                    .unwrap();
+                if let Some(i) = first_bit_difference(&read(&yb2), &got) {
+                    panic!(
+                        "gemm.{variant:?}.{m}x{k}x{p}: y[{i}] differs between image and sampled reads"
+                    );
+                }
+            } else if i == 0 && !g.image_reads {
+                eprintln!("gemm: storage-texture reads not tested: this device does not use them");
+            }
             match variant {
                 Variant::Regs => regs_y = Some(got.clone()),
                 Variant::RegsSubgroup => {

@@ -1,7 +1,8 @@
 //! Every WGSL file parses and validates with naga (the same front end wgpu uses).
 
 use combicam_gpu::gpu::WgslParams;
-use combicam_gpu::gpu::pipelines::{INCLUDES, PRELUDE, SHADERS, shader_source};
+use combicam_gpu::gpu::pipelines::{INCLUDES, PRELUDE, SHADERS, image_reads, shader_source};
+use combicam_gpu::ops::pad::PadRule;
 use combicam_gpu::ops::{conv, depthwise, gemm, head};
 
 fn validate(name: &str, src: &str) {
@@ -89,6 +90,26 @@ fn generated_subgroup_shaders_validate() {
     let caps = naga::valid::Capabilities::SUBGROUP;
     validate_with("gemm+subgroup8", &gemm::subgroup_source(), caps);
     validate_with("head+subgroup8", &head::subgroup_source(), caps);
+    // the CPU-shaped kernels' storage-texture reads (`Gpu::image_reads`), with and without
+    // subgroups
+    let sources = [
+        (
+            "gemm+subgroup8+image",
+            gemm::subgroup_source(),
+            &gemm::REGS_TEXTURES[..],
+        ),
+        ("gemm+image", shader_source("gemm"), &gemm::REGS_TEXTURES),
+        ("head+subgroup8+image", head::subgroup_source(), &["w"]),
+        ("head+image", shader_source("head"), &["w"]),
+    ];
+    for (key, text, textures) in sources {
+        validate_with(key, &image_reads(&text, textures), caps);
+    }
+    for (k, s) in [(3, 2), (3, 1)] {
+        let shape = conv::ConvShape::new((3, 9, 9), 8, k, s, PadRule::Symmetric);
+        let (key, make) = conv::module(&shape, true);
+        validate_with(&key, &make(), caps);
+    }
 }
 
 /// The depthwise kernels generated from the template, for every EfficientNet shape and more.

@@ -140,6 +140,13 @@ pub struct Gpu {
     /// code runs on a GPU, where it is not tested, unless `$COMBICAM_KERNELS=cpu` asks for
     /// those kernels there.
     pub subgroup8: bool,
+    /// The CPU-shaped kernels read their rgba32float textures (the GEMM's weights and packed
+    /// input, the classifier's and the stem's weights) as read-only storage textures
+    /// (`pipelines::image_reads`), where the adapter allows it: on lavapipe the same texels
+    /// come faster so (2026-12-05, B4 at 300×450: its GEMMs 13–25%, the visloc classifier's
+    /// forward 2× and its gradient 1.5×, the whole explain 11%), for more code to compile
+    /// (a cold Lite0 explain 0.04 s longer). The GPU-shaped kernels keep sampled reads.
+    pub image_reads: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
     /// where helper devices generate kernel code on spare cores (CPU adapters; `warm`)
@@ -191,6 +198,13 @@ impl Gpu {
         let compile_helpers = warm::helpers_wanted()?;
         let checks = checks::ShaderChecks::from_env()?;
         let subgroup8 = subgroups_of_8(&adapter)?;
+        let image_reads = cpu && {
+            let f = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Float);
+            f.allowed_usages
+                .contains(wgpu::TextureUsages::STORAGE_BINDING)
+                && f.flags
+                    .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
+        };
         let have = adapter.limits();
         // WebGPU's guaranteed limits, raised only where we need more and the adapter has it.
         let limits = wgpu::Limits {
@@ -272,6 +286,7 @@ impl Gpu {
             cpu,
             checks,
             subgroup8,
+            image_reads,
             pipelines: PipelineCache::default(),
             dummies,
             recording: Mutex::default(),
@@ -288,6 +303,15 @@ impl Gpu {
     /// Whether kernels take their CPU-shaped variants (see `cpu`).
     pub fn is_cpu(&self) -> bool {
         self.cpu
+    }
+
+    /// The usages of a texture that kernels read: sampled, and storage too where the
+    /// CPU-shaped kernels read it so (`image_reads`).
+    pub fn read_usage(&self) -> wgpu::TextureUsages {
+        match self.image_reads {
+            true => wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            false => wgpu::TextureUsages::TEXTURE_BINDING,
+        }
     }
 
     /// Whether the CPU-shaped kernels take their subgroup forms (`subgroup8`): the one place

@@ -81,3 +81,57 @@ pub fn splice(template: &str, parts: &[(&str, String)]) -> String {
     }
     s
 }
+
+/// `text` with its sampled textures `names` (each `var NAME: texture_2d<f32>;`, rgba32float)
+/// read as read-only storage textures instead: the declaration becomes
+/// `texture_storage_2d<rgba32float, read>` and every `textureLoad(NAME, coords, 0)` drops its
+/// mip level. The same texels, read by another path, which lavapipe runs faster
+/// (`Gpu::image_reads`). Panics when a name is not declared so, or has a load of another form.
+pub fn image_reads(text: &str, names: &[&str]) -> String {
+    let mut s = text.to_string();
+    for name in names {
+        let sampled = format!("var {name}: texture_2d<f32>;");
+        assert!(
+            s.contains(&sampled),
+            "image_reads: no `{sampled}` in the shader"
+        );
+        s = s.replace(
+            &sampled,
+            &format!("var {name}: texture_storage_2d<rgba32float, read>;"),
+        );
+        let call = format!("textureLoad({name}, ");
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s.as_str();
+        let mut loads = 0;
+        while let Some(at) = rest.find(&call) {
+            let args = at + call.len();
+            out.push_str(&rest[..args]);
+            // the call's closing parenthesis
+            let mut depth = 1;
+            let end = (rest[args..].char_indices())
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map(|(i, _)| args + i)
+                .unwrap_or_else(|| panic!("image_reads: `{call}` is not closed"));
+            let coords = rest[args..end].strip_suffix(", 0").unwrap_or_else(|| {
+                panic!(
+                    "image_reads: `{call}{}` does not end with mip level 0",
+                    &rest[args..end]
+                )
+            });
+            out.push_str(coords);
+            rest = &rest[end..];
+            loads += 1;
+        }
+        out.push_str(rest);
+        assert!(loads > 0, "image_reads: `{name}` is never loaded");
+        s = out;
+    }
+    s
+}

@@ -157,10 +157,17 @@ pub fn source(k: usize, stride: usize) -> String {
 }
 
 /// The generated module of a shape's (K, S), which both entries live in: its key and its
-/// maker.
-fn module(s: &ConvShape) -> (String, impl Fn() -> String) {
+/// maker; with `image`, reading the weights as a storage texture (`Gpu::image_reads`).
+pub fn module(s: &ConvShape, image: bool) -> (String, impl Fn() -> String) {
     let (k, stride) = (s.k, s.stride);
-    (format!("conv_k{k}s{stride}"), move || source(k, stride))
+    let key = format!("conv_k{k}s{stride}{}", if image { "+image" } else { "" });
+    (key, move || {
+        let text = source(k, stride);
+        match image {
+            true => crate::gpu::pipelines::image_reads(&text, &["wt"]),
+            false => text,
+        }
+    })
 }
 
 /// y = act(conv(x) + bias) (or without the activation)
@@ -182,7 +189,7 @@ pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
     let (oh, ow) = s.out();
     let params = s.params();
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
-    let (key, make) = module(&s);
+    let (key, make) = module(&s, gpu.image_reads);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "conv",
@@ -223,7 +230,7 @@ pub struct ConvBackward<'a> {
 pub fn backward_input(gpu: &Gpu, label: &str, a: &ConvBackward) -> Dispatch {
     let s = a.s;
     let params = s.params();
-    let (key, make) = module(&s);
+    let (key, make) = module(&s, gpu.image_reads);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "conv",

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
-    pipelines::{Source, grid_1d},
+    pipelines::{Source, grid_1d, image_reads, shader_source},
     words,
 };
 use crate::ops::Act;
@@ -158,7 +158,7 @@ impl GemmWeights {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            usage: gpu.read_usage() | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
         if m > 0 && k > 0 {
@@ -358,6 +358,19 @@ fn checked_constants(label: &str, g: &GemmArgs) -> (Vec<(&'static str, f64)>, Op
 
 /// The GEMM `g` with `variant`'s kernel (the `Regs` kernels: their packing step first).
 pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> Vec<Dispatch> {
+    gemm_variant_reads(gpu, label, g, variant, gpu.image_reads)
+}
+
+/// `gemm_variant` with the CPU-shaped kernels reading their textures as storage textures
+/// (`image`, as on adapters with `Gpu::image_reads`) or sampled, whatever the adapter would
+/// pick: the same texels, so the same results bit for bit.
+pub fn gemm_variant_reads(
+    gpu: &Gpu,
+    label: &str,
+    g: &GemmArgs,
+    variant: Variant,
+    image: bool,
+) -> Vec<Dispatch> {
     let (constants, dot_act) = checked_constants(label, g);
     let flags = g.bias.is_some() as u32
         | (g.res.is_some() as u32) << 1
@@ -433,11 +446,8 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
                 .map(|a| a.constant())
                 .into_iter()
                 .collect();
-            let make = subgroup_source;
-            let source = (variant == Variant::RegsSubgroup).then_some(Source::Generated {
-                key: "gemm+subgroup8",
-                make: &make,
-            });
+            let (key, make) = regs_source(variant == Variant::RegsSubgroup, image);
+            let source = key.map(|key| Source::Generated { key, make: &make });
             let mut d = gpu.dispatch(&DispatchDesc {
                 label,
                 family: "gemm",
@@ -453,6 +463,24 @@ pub fn gemm_variant(gpu: &Gpu, label: &str, g: &GemmArgs, variant: Variant) -> V
             d.bytes = bytes(g.m);
             vec![p, d]
         }
+    }
+}
+
+/// The textures `regs` reads: the weights and the packed input.
+pub const REGS_TEXTURES: [&str; 2] = ["a", "xt"];
+
+/// The module `regs` runs from: gemm.wgsl (no key), or generated under its key, with subgroup
+/// weight fetches (`subgroup_source`) and storage-texture reads (`image_reads`) as asked.
+fn regs_source(subgroup: bool, image: bool) -> (Option<&'static str>, fn() -> String) {
+    match (subgroup, image) {
+        (true, true) => (Some("gemm+subgroup8+image"), || {
+            image_reads(&subgroup_source(), &REGS_TEXTURES)
+        }),
+        (true, false) => (Some("gemm+subgroup8"), subgroup_source),
+        (false, true) => (Some("gemm+image"), || {
+            image_reads(&shader_source("gemm"), &REGS_TEXTURES)
+        }),
+        (false, false) => (None, || shader_source("gemm")),
     }
 }
 

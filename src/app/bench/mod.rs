@@ -169,6 +169,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         crate::ops::gemm::Variant::Tiled => {
             format!("Tiled, Slim from K = {}", crate::ops::gemm::SLIM_K)
         }
+        v if gpu.image_reads => format!("{v:?}, storage-texture reads"),
         v => format!("{v:?}"),
     };
     println!(

@@ -75,7 +75,8 @@ pub struct BenchReport {
     /// in reports from before it could be chosen (full)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shader_checks: Option<String>,
-    /// the GEMM kernel the adapter's explain runs (`gemm::Variant`, e.g. `RegsSubgroup`);
+    /// the GEMM kernel the adapter's explain runs (`gemm::Variant`, e.g. `RegsSubgroup`, with
+    /// ", storage-texture reads" where the CPU-shaped kernels read so: `Gpu::image_reads`);
     /// absent in reports from before it was recorded
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gemm_kernel: Option<String>,
