@@ -40,8 +40,8 @@ fn head_linear_forms_match_reference_and_each_other() {
     } else {
         eprintln!("head: Form::RowsSubgroup not tested: this device has no subgroups of 8");
     }
-    let mut rows_out = None;
-    for form in forms {
+    // one run in `form`, the weights read sampled or (`image`) as a storage texture
+    let run = |form: Form, image: bool| {
         let (lb, partb, dfb) = (zeros(n), zeros(nsegs * k), zeros(k));
         let fwd = LinearArgs {
             chunk,
@@ -57,12 +57,33 @@ fn head_linear_forms_match_reference_and_each_other() {
             partial: &partb.buf,
         };
         let ds = [
-            head::linear_form(g, "test.linear", &fwd, form),
-            head::linear_backward_form(g, "test.linear.bwd", &bwd, form),
+            head::linear_form(g, "test.linear", &fwd, (form, image)),
+            head::linear_backward_form(g, "test.linear.bwd", &bwd, (form, image)),
             head::sum_partials(g, "test.sum", k, nsegs, &partb.buf, &dfb.buf),
         ];
         g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
-        let (logits, df) = (read(&lb), read(&dfb));
+        (read(&lb), read(&dfb))
+    };
+    let mut rows_out = None;
+    for form in forms {
+        let (logits, df) = run(form, false);
+        if g.image_reads {
+            // the same texels through storage-texture reads: the same bits
+            let (il, id) = run(form, true);
+            assert_eq!(
+                first_difference(&il, &logits),
+                None,
+                "linear.{form:?}: image vs sampled"
+            );
+            assert_eq!(
+                first_difference(&id, &df),
+                None,
+                "linear.bwd.{form:?}: image vs sampled"
+            );
+            eprintln!("head.{form:?}: storage-texture reads bit-identical to sampled");
+        } else if form == Form::Lanes {
+            eprintln!("head: storage-texture reads not tested: this device does not use them");
+        }
         let tol = tol_for(&want_logits);
         check(
             &format!("linear.{form:?}"),

@@ -144,8 +144,9 @@ pub struct Gpu {
     /// input, the classifier's and the stem's weights) as read-only storage textures
     /// (`pipelines::image_reads`), where the adapter allows it: on lavapipe the same texels
     /// come faster so (2026-12-05, B4 at 300×450: its GEMMs 13–25%, the visloc classifier's
-    /// forward 2× and its gradient 1.5×, the whole explain 11%), for more code to compile
-    /// (a cold Lite0 explain 0.04 s longer). The GPU-shaped kernels keep sampled reads.
+    /// forward 2× and its gradient 1.5×, the whole explain 11%), for more code to generate on
+    /// a first run (a small classifier keeps sampled reads: `head::IMAGE_MIN_WEIGHTS`). The
+    /// GPU-shaped kernels keep sampled reads.
     pub image_reads: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
