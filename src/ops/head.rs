@@ -137,9 +137,9 @@ pub fn subgroup_source() -> String {
 /// A classifier chunk of at least this many weights reads them as a storage texture where the
 /// adapter does (`Gpu::image_reads`); a smaller one keeps sampled reads. On lavapipe
 /// (2026-12-05) the storage-read form took the visloc classifier's forward over 31,145 cells
-/// from 22 to 11 ms and its data gradient from 43 to 28 ms, but its code took 0.15 s longer
-/// to generate on a first run, more than a 1,000-class classifier (1.3 M weights) gains in
-/// hundreds of runs.
+/// from 22 to 11 ms and its data gradient from 43 to 28 ms, but its code took 0.14 s longer
+/// to generate on a first run (single-threaded): what a 1,000-class classifier (1.3 M
+/// weights; about 0.6 ms a run, scaled from the visloc figures) would gain in some 250 runs.
 pub const IMAGE_MIN_WEIGHTS: usize = 1 << 23;
 
 /// Whether `chunk` is read as a storage texture on this adapter (`IMAGE_MIN_WEIGHTS`).
