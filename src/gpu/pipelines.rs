@@ -152,6 +152,10 @@ pub struct DispatchDesc<'a> {
     pub bindings: &'a [(u32, Option<&'a wgpu::Buffer>)],
     /// (binding number, texture view)
     pub textures: &'a [(u32, &'a wgpu::TextureView)],
+    /// the sampled rgba32float textures of the WGSL to read as read-only storage textures
+    /// instead (`image_reads`; the module is keyed with `+image`): where `Gpu::image_reads`
+    /// says the CPU-shaped kernels read so
+    pub image_reads: &'a [&'a str],
     /// workgroups along x, y, z
     pub groups: [u32; 3],
 }
@@ -450,9 +454,19 @@ impl Gpu {
             params,
             bindings,
             textures,
+            image_reads: image_textures,
             groups,
         } = *desc;
-        let source = source.unwrap_or(Source::Table(family));
+        let base = source.unwrap_or(Source::Table(family));
+        let image_key = format!("{}+image", base.key());
+        let image_make = || image_reads(&base.text(), image_textures);
+        let source = match image_textures {
+            [] => base,
+            _ => Source::Generated {
+                key: &image_key,
+                make: &image_make,
+            },
+        };
         let mut words = params.to_vec();
         while !words.len().is_multiple_of(4) || words.is_empty() {
             words.push(0);

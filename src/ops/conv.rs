@@ -157,17 +157,16 @@ pub fn source(k: usize, stride: usize) -> String {
 }
 
 /// The generated module of a shape's (K, S), which both entries live in: its key and its
-/// maker; with `image`, reading the weights as a storage texture (`Gpu::image_reads`).
-pub fn module(s: &ConvShape, image: bool) -> (String, impl Fn() -> String) {
+/// maker.
+fn module(s: &ConvShape) -> (String, impl Fn() -> String) {
     let (k, stride) = (s.k, s.stride);
-    let key = format!("conv_k{k}s{stride}{}", if image { "+image" } else { "" });
-    (key, move || {
-        let text = source(k, stride);
-        match image {
-            true => crate::gpu::pipelines::image_reads(&text, &["wt"]),
-            false => text,
-        }
-    })
+    (format!("conv_k{k}s{stride}"), move || source(k, stride))
+}
+
+/// The weights, read as a storage texture where the CPU-shaped kernels read so
+/// (`DispatchDesc::image_reads`).
+fn weight_reads(gpu: &Gpu) -> &'static [&'static str] {
+    if gpu.image_reads { &["wt"] } else { &[] }
 }
 
 /// y = act(conv(x) + bias) (or without the activation)
@@ -189,7 +188,7 @@ pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
     let (oh, ow) = s.out();
     let params = s.params();
     let invocations = s.cout.div_ceil(8) * oh * ow.div_ceil(8);
-    let (key, make) = module(&s, gpu.image_reads);
+    let (key, make) = module(&s);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "conv",
@@ -205,6 +204,7 @@ pub fn conv(gpu: &Gpu, label: &str, a: &ConvArgs) -> Dispatch {
         params: words(&params),
         bindings: &[(1, Some(x)), (3, Some(bias)), (4, Some(y))],
         textures: &[(2, &wt.view)],
+        image_reads: weight_reads(gpu),
         groups: grid_1d((invocations as u32).div_ceil(64)),
     });
     d.flops = 2.0 * (s.cout * oh * ow * s.cin * s.k * s.k) as f64;
@@ -230,7 +230,7 @@ pub struct ConvBackward<'a> {
 pub fn backward_input(gpu: &Gpu, label: &str, a: &ConvBackward) -> Dispatch {
     let s = a.s;
     let params = s.params();
-    let (key, make) = module(&s, gpu.image_reads);
+    let (key, make) = module(&s);
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "conv",
@@ -243,6 +243,7 @@ pub fn backward_input(gpu: &Gpu, label: &str, a: &ConvBackward) -> Dispatch {
         params: words(&params),
         bindings: &[(5, Some(a.g)), (6, a.z), (7, Some(a.dx))],
         textures: &[(2, &a.wt.view)],
+        image_reads: weight_reads(gpu),
         groups: grid_1d(((s.cin * s.h * s.w) as u32).div_ceil(64)),
     });
     d.flops = 2.0 * (s.cout * s.oh * s.ow * s.cin * s.k * s.k) as f64;

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
-    pipelines::{Source, grid_1d, image_reads, shader_source},
+    pipelines::{Source, grid_1d},
     words,
 };
 use crate::ops::Act;
@@ -446,8 +446,11 @@ pub fn gemm_variant_reads(
                 .map(|a| a.constant())
                 .into_iter()
                 .collect();
-            let (key, make) = regs_source(variant == Variant::RegsSubgroup, image);
-            let source = key.map(|key| Source::Generated { key, make: &make });
+            let make = subgroup_source;
+            let source = (variant == Variant::RegsSubgroup).then_some(Source::Generated {
+                key: "gemm+subgroup8",
+                make: &make,
+            });
             let mut d = gpu.dispatch(&DispatchDesc {
                 label,
                 family: "gemm",
@@ -457,6 +460,7 @@ pub fn gemm_variant_reads(
                 params: words(&params),
                 bindings: &[(3, g.bias), (5, g.res), (6, Some(g.y)), (9, zd), (10, part)],
                 textures: &[(1, &g.a.view), (7, &pack.view)],
+                image_reads: if image { &REGS_TEXTURES } else { &[] },
                 groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
             });
             d.flops = 2.0 * (g.m * g.k * g.p) as f64;
@@ -468,21 +472,6 @@ pub fn gemm_variant_reads(
 
 /// The textures `regs` reads: the weights and the packed input.
 pub const REGS_TEXTURES: [&str; 2] = ["a", "xt"];
-
-/// The module `regs` runs from: gemm.wgsl (no key), or generated under its key, with subgroup
-/// weight fetches (`subgroup_source`) and storage-texture reads (`image_reads`) as asked.
-fn regs_source(subgroup: bool, image: bool) -> (Option<&'static str>, fn() -> String) {
-    match (subgroup, image) {
-        (true, true) => (Some("gemm+subgroup8+image"), || {
-            image_reads(&subgroup_source(), &REGS_TEXTURES)
-        }),
-        (true, false) => (Some("gemm+subgroup8"), subgroup_source),
-        (false, true) => (Some("gemm+image"), || {
-            image_reads(&shader_source("gemm"), &REGS_TEXTURES)
-        }),
-        (false, false) => (None, || shader_source("gemm")),
-    }
-}
 
 /// gemm.wgsl with `regs` fetching its weights once per subgroup of 8 (`Variant::RegsSubgroup`):
 /// the lane with subgroup index s fetches rows m0 + s, m0 + 8 + s, m0 + 16 + s and m0 + 24 + s,

@@ -4,7 +4,7 @@
 
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
-    pipelines::{Source, grid_1d, grid_items, image_reads, shader_source},
+    pipelines::{Source, grid_1d, grid_items},
     words,
 };
 use crate::ops::gemm::GemmWeights;
@@ -70,22 +70,18 @@ impl Form {
         }
     }
 
-    /// The WGSL: head.wgsl, or for `RowsSubgroup` its generated form; with `image`, reading
-    /// the weights as a storage texture (`Gpu::image_reads`).
-    fn source(self, image: bool) -> Option<Source<'static>> {
-        let (key, make): (&str, &'static dyn Fn() -> String) =
-            match (self == Form::RowsSubgroup, image) {
-                (true, true) => ("head+subgroup8+image", &|| {
-                    image_reads(&subgroup_source(), &["w"])
-                }),
-                (true, false) => ("head+subgroup8", &subgroup_source),
-                (false, true) => ("head+image", &|| {
-                    image_reads(&shader_source("head"), &["w"])
-                }),
-                (false, false) => return None,
-            };
-        Some(Source::Generated { key, make })
+    /// The WGSL: head.wgsl, or for `RowsSubgroup` its generated form.
+    fn source(self) -> Option<Source<'static>> {
+        (self == Form::RowsSubgroup).then_some(Source::Generated {
+            key: "head+subgroup8",
+            make: &subgroup_source,
+        })
     }
+}
+
+/// The classifier's weights, read as a storage texture with `image` (`DispatchDesc::image_reads`).
+fn weight_reads(image: bool) -> &'static [&'static str] {
+    if image { &["w"] } else { &[] }
 }
 
 /// head.wgsl with the K loop of `linear` and the row loop of `linear_backward` stepping 8 at a
@@ -176,7 +172,8 @@ pub fn linear_form(
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "head",
-        source: form.source(image),
+        source: form.source(),
+        image_reads: weight_reads(image),
         entry,
         params: words(&params),
         bindings: &[(2, Some(a.f)), (3, Some(a.bias)), (4, Some(a.logits))],
@@ -376,7 +373,8 @@ pub fn linear_backward_form(
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "head",
-        source: form.source(image),
+        source: form.source(),
+        image_reads: weight_reads(image),
         entry: "linear_backward",
         params: words(&params),
         bindings: &[(7, Some(a.g)), (8, Some(a.partial))],
