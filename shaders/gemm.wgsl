@@ -150,17 +150,13 @@ alias Acc = array<vec4<f32>, 2>;
 // Four k-rows of the 8 columns: xs[2·kk + j] holds x[k + kk, p0 + 4j .. p0 + 4j + 3].
 alias XTile = array<vec4<f32>, 8>;
 
-// One invocation per texel: xw[k, q] = T(x[k, 4q .. 4q + 3]), zero past P.
-@compute @workgroup_size(64)
-fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
-    let p4 = (prm.p + 3u) / 4u;
-    if (i >= prm.k * p4) {
-        return;
-    }
-    set_batch(wid.z);
-    let k = i / p4;
-    let p = (i % p4) * 4u;
+// xw[k, q] = T(x[k, 4q .. 4q + 3]), zero past P: PACK_RUN consecutive texels (of the K·P4,
+// row by row) per invocation, so that a CPU adapter's per-workgroup and per-invocation costs
+// are paid once for several texels.
+const PACK_RUN = 8u;
+
+fn pack_texel(i: u32, k: u32, q: u32) {
+    let p = q * 4u;
     let o = xo + k * prm.p + p;
     // written out: a loop over v[e] indexes a register dynamically
     let l = prm.p - 1u - p; // the last column of the row, relative to p
@@ -170,6 +166,29 @@ fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
         v = act4(v) * scale[so + k]; // one scale load per texel
     }
     textureStore(xw, pack_coord(to + i), v);
+}
+
+@compute @workgroup_size(64)
+fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * PACK_RUN;
+    let p4 = (prm.p + 3u) / 4u;
+    let n = prm.k * p4;
+    if (i0 >= n) {
+        return;
+    }
+    set_batch(wid.z);
+    var k = i0 / p4;
+    var q = i0 % p4;
+    for (var t = 0u; t < PACK_RUN; t++) {
+        if (i0 + t < n) {
+            pack_texel(i0 + t, k, q);
+        }
+        q += 1u;
+        if (q == p4) {
+            q = 0u;
+            k += 1u;
+        }
+    }
 }
 
 var<private> q0: u32; // the invocation's first texel column

@@ -103,6 +103,9 @@ fn depthwise_forward_and_backward_match_reference() {
         // pad_l 1 at stride 2: the backward's strips start a column left of the image, and
         // 16 + 1 columns need a third strip
         (4, 9, 16, 3, 2, true, true, false),
+        // output rows past two bands of 16 (the CPU-shaped kernels' band) and of 8
+        (3, 37, 12, 5, 1, true, false, false),
+        (4, 41, 9, 3, 2, false, true, true),
     ];
     for (i, &(c, h, w, k, s, in_act, res, tf)) in cases.iter().enumerate() {
         let act = act_of(i);
@@ -116,7 +119,7 @@ fn depthwise_forward_and_backward_match_reference() {
         let dy = rand(c * oh * ow, seed + 3, -1.0, 1.0);
         let r = rand(c * h * w, seed + 4, -1.0, 1.0);
         let (xb, wb, bb, yb) = (up(&x), up(&wt), up(&b), zeros(c * oh * ow));
-        let parts = depthwise::pool_parts(&sh);
+        let parts = depthwise::pool_parts(&sh, depthwise::band(g));
         let pb = zeros(c * parts);
         g.run_now(&[&depthwise::forward(
             g,

@@ -51,7 +51,7 @@ impl DwShape {
     pub fn out(&self) -> (usize, usize) {
         (self.oh, self.ow)
     }
-    fn params(&self, in_act: bool) -> DepthwiseParams {
+    fn params(&self, in_act: bool, band: usize) -> DepthwiseParams {
         DepthwiseParams {
             c: self.c as u32,
             h: self.h as u32,
@@ -63,7 +63,7 @@ impl DwShape {
             pad_t: self.pad_t as u32,
             // 1/HW as the former SE pass took it: SE_IN reads dy bit for bit as that pass wrote it
             inv_ohw: 1.0 / (self.oh * self.ow) as f32,
-            band: BAND as u32,
+            band: band as u32,
             pad_l: self.pad_l as u32,
             in_act: in_act as u32,
         }
@@ -71,8 +71,14 @@ impl DwShape {
 }
 
 /// Output rows per invocation, forward and backward (`prm.band` in the shader): an
-/// invocation slides down a band of this many rows, loading each input row once.
-const BAND: usize = 8;
+/// invocation slides down a band of this many rows, loading each input row once, after
+/// ⌈K/S⌉ − 1 (forward) or about (K − 1)/S (backward) rows that only fill its ring. 16 with
+/// the CPU-shaped kernels: on lavapipe (2-core EPYC, `cargo bench --bench kernels --
+/// depthwise`, medians of five runs against 8) the B4 shapes ran 5–50% faster, the k5 s1 ones
+/// most. 8 on GPUs, whose smallest maps (10×15) need the invocations.
+pub fn band(gpu: &Gpu) -> usize {
+    if gpu.cpu { 16 } else { 8 }
+}
 
 /// Columns per invocation (`TW` in the shader).
 const TW: usize = 8;
@@ -373,11 +379,12 @@ fn dispatch(
     bindings: &[(u32, Option<&wgpu::Buffer>)],
 ) -> Dispatch {
     check_shape(s);
+    let band = band(gpu);
     let (entry, groups) = match entry {
-        Entry::Forward => ("forward", strips(s.c * s.oh.div_ceil(BAND), s.ow)),
+        Entry::Forward => ("forward", strips(s.c * s.oh.div_ceil(band), s.ow)),
         Entry::Backward => (
             "backward",
-            strips(s.c * s.h.div_ceil(BAND), s.w + s.pad_l % s.stride),
+            strips(s.c * s.h.div_ceil(band), s.w + s.pad_l % s.stride),
         ),
     };
     let key = format!("depthwise_k{}s{}", s.k, s.stride);
@@ -391,17 +398,18 @@ fn dispatch(
         }),
         entry,
         constants,
-        params: words(&s.params(in_act)),
+        params: words(&s.params(in_act, band)),
         bindings,
         groups,
         ..Default::default()
     })
 }
 
-/// Partial sums per channel that `forward` writes when asked for the pool: one per invocation.
-pub fn pool_parts(s: &DwShape) -> usize {
+/// Partial sums per channel that `forward` writes when asked for the pool: one per invocation
+/// (`band`: the adapter's, `band(gpu)`).
+pub fn pool_parts(s: &DwShape, band: usize) -> usize {
     let (oh, ow) = s.out();
-    oh.div_ceil(BAND) * ow.div_ceil(TW)
+    oh.div_ceil(band) * ow.div_ceil(TW)
 }
 
 /// A depthwise forward: out = bias + dw(x'), x' = act(x) when `in_act` (x is the expand

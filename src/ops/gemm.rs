@@ -214,6 +214,9 @@ pub struct XPack {
 /// Texels per row of the scratch texture (PACK_W in shaders/gemm.wgsl).
 pub const PACK_W: usize = 4096;
 
+/// Texels each `pack_x` invocation writes (gemm.wgsl's PACK_RUN).
+const PACK_RUN: u32 = 8;
+
 impl XPack {
     /// Room for every GEMM whose x has at most `texels` = K·ceil(P/4) texels.
     pub fn new(gpu: &Gpu, label: &str, texels: usize) -> Result<XPack> {
@@ -436,7 +439,7 @@ pub fn gemm_variant_reads(
                 params: words(&params),
                 bindings: &[(2, Some(g.x)), (4, g.scale)],
                 textures: &[(8, &pack.view)],
-                groups: grid_1d((texels as u32).div_ceil(64)),
+                groups: grid_1d((texels as u32).div_ceil(64 * PACK_RUN)),
                 ..Default::default()
             });
             p.bytes = 4.0 * (g.k * g.p) as f64 * 2.0;

@@ -154,6 +154,7 @@ impl Plan {
                     ((sh, sw), &sizes),
                     m.n_classes(),
                     texels,
+                    crate::ops::depthwise::band(gpu),
                 );
                 sizing::batch_for(gpu, asked, fp, texels)
             }

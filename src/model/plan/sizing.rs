@@ -68,6 +68,7 @@ pub(super) fn forward_footprint(
     (stem, sizes): ((usize, usize), &[(usize, usize)]),
     classes: usize,
     pack: Option<usize>,
+    band: usize,
 ) -> (usize, usize) {
     let mut each = vec![3 * h * w, cfg.stem * stem.0 * stem.1];
     let mut prev = stem;
@@ -78,7 +79,7 @@ pub(super) fn forward_footprint(
         }
         each.push(cm * oh * ow);
         if b.has_se() {
-            let parts = crate::ops::depthwise::pool_parts(&b.dw_shape(prev.0, prev.1));
+            let parts = crate::ops::depthwise::pool_parts(&b.dw_shape(prev.0, prev.1), band);
             each.extend([cm * parts, cm, b.cse, cm]);
         }
         each.push(b.cout * oh * ow);
@@ -161,7 +162,14 @@ pub(super) fn copy_footprint(
     let cfg = &m.weights.cfg;
     let (sh, sw, sizes) = cfg.sizes(h, w);
     let pack = pack_texels(gpu, cfg, (sh, sw), &sizes);
-    let (all, largest) = forward_footprint(cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), pack);
+    let (all, largest) = forward_footprint(
+        cfg,
+        (h, w),
+        ((sh, sw), &sizes),
+        m.n_classes(),
+        pack,
+        crate::ops::depthwise::band(gpu),
+    );
     (all, largest, pack)
 }
 
@@ -178,7 +186,8 @@ pub(super) fn check_host_memory(
     if !gpu.host_memory() {
         return Ok(());
     }
-    let (all, _) = forward_footprint(cfg, (h, w), (stem, sizes), classes, pack);
+    let band = crate::ops::depthwise::band(gpu);
+    let (all, _) = forward_footprint(cfg, (h, w), (stem, sizes), classes, pack, band);
     crate::gpu::host::check_left(host_need(all), &format!("for a {h}×{w} input"))
 }
 
