@@ -148,15 +148,8 @@ impl Plan {
         let batch = match opts.masked {
             0 => 1,
             asked => {
-                let fp = sizing::forward_footprint(
-                    cfg,
-                    (h, w),
-                    ((sh, sw), &sizes),
-                    m.n_classes(),
-                    texels,
-                    crate::ops::depthwise::band(gpu),
-                );
-                sizing::batch_for(gpu, asked, fp, texels)
+                let (all, largest, _) = sizing::copy_footprint(gpu, m, h, w);
+                sizing::batch_for(gpu, asked, (all, largest), texels)
             }
         };
         let mut rec = Rec::new(gpu, m, Alloc { gpu, batch }, texels)?;

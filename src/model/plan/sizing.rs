@@ -63,13 +63,14 @@ fn host_need(all: usize) -> u64 {
 /// GEMM's scratch texels `pack` counted as 4 floats each) and the largest of them. Mirrors
 /// the allocations of `Rec::block_forward` and `Rec::head_forward`.
 pub(super) fn forward_footprint(
+    gpu: &Gpu,
     cfg: &ModelCfg,
     (h, w): (usize, usize),
     (stem, sizes): ((usize, usize), &[(usize, usize)]),
     classes: usize,
     pack: Option<usize>,
-    band: usize,
 ) -> (usize, usize) {
+    let band = crate::ops::depthwise::band(gpu);
     let mut each = vec![3 * h * w, cfg.stem * stem.0 * stem.1];
     let mut prev = stem;
     for (b, &(oh, ow)) in cfg.blocks.iter().zip(sizes) {
@@ -162,14 +163,8 @@ pub(super) fn copy_footprint(
     let cfg = &m.weights.cfg;
     let (sh, sw, sizes) = cfg.sizes(h, w);
     let pack = pack_texels(gpu, cfg, (sh, sw), &sizes);
-    let (all, largest) = forward_footprint(
-        cfg,
-        (h, w),
-        ((sh, sw), &sizes),
-        m.n_classes(),
-        pack,
-        crate::ops::depthwise::band(gpu),
-    );
+    let (all, largest) =
+        forward_footprint(gpu, cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), pack);
     (all, largest, pack)
 }
 
@@ -186,8 +181,7 @@ pub(super) fn check_host_memory(
     if !gpu.host_memory() {
         return Ok(());
     }
-    let band = crate::ops::depthwise::band(gpu);
-    let (all, _) = forward_footprint(cfg, (h, w), (stem, sizes), classes, pack, band);
+    let (all, _) = forward_footprint(gpu, cfg, (h, w), (stem, sizes), classes, pack);
     crate::gpu::host::check_left(host_need(all), &format!("for a {h}×{w} input"))
 }
 
