@@ -10,7 +10,7 @@
 //           another)
 // backward: ds = Σ part (written: the projection's backward GEMM wrote the partial sums of
 //           du·act(z_d), gemm.wgsl PART 1);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
-// The sums over C_mid (in r and dr) run on 32 lanes, lane q adding c ≡ q (mod 32) in order,
+// The sums over C_mid (in r and dr) run on RL lanes, lane q adding c ≡ q (mod RL) in order,
 // then the lanes in order (`row_dot`); a channel's long row of partial sums (m, ds) runs on
 // `row_lanes` lanes (`lane_row_sum`); the others add in order.
 // One workgroup of WG invocations does an image's SE: 1,024 on GPUs that allow it (a GPU runs
@@ -34,7 +34,26 @@ struct Params { cmid: u32, cse: u32, hw: u32, parts: u32, inv_hw: f32 }
 @group(0) @binding(9) var<storage, read_write> dm: array<f32>;
 @group(0) @binding(10) var<storage, read> part: array<f32>;
 
+// The shape, as the kernels read it: prm's, through a term lavapipe cannot fold (an array's
+// length), so that it compiles one kernel for every shape rather than inlining each
+// dispatch's uniform values into a kernel of its own (its inline-uniforms pass keeps such a
+// variant where it halves the code, and keeps every variant it made)
+var<private> sp: Params;
+
+fn load_shape() {
+    let n = arrayLength(&part);
+    sp = prm;
+    sp.cmid = min(prm.cmid, prm.cmid + n);
+    sp.cse = min(prm.cse, prm.cse + n);
+    sp.parts = min(prm.parts, prm.parts + n);
+}
+
 override WG: u32 = 256u;
+// Lanes on each row of the two long dot products (over C_mid): 32 on GPUs, where no
+// invocation should walk C_mid alone; 1 with the CPU-shaped kernels, where a workgroup's
+// invocations run one SIMD group after another and each barrier switches through all of
+// them: one lane a row needs no barrier a turn (`se::row_lanes`)
+override RL: u32 = 32u;
 
 const MAX_SE: u32 = 1024u;
 var<workgroup> hid: array<f32, 1024>;
@@ -42,14 +61,17 @@ var<workgroup> hid: array<f32, 1024>;
 // partial sum i of the row at `base`, zero past the row's end (adding it changes no sum:
 // one that starts at +0 never becomes −0)
 fn part_at(base: u32, i: u32) -> f32 {
-    return select(0.0, part[base + min(i, prm.parts - 1u)], i < prm.parts);
+    return select(0.0, part[base + min(i, sp.parts - 1u)], i < sp.parts);
 }
 
 var<workgroup> lanes: array<f32, 1024>;
 
 // The sum of `l` lanes' values from invocation lid on, in lane order, by the first of them;
-// the others get 0. Every invocation must call it (it holds a barrier).
+// the others get 0. Every invocation must call it (it holds a barrier, unless l is 1).
 fn lanes_sum(lid: u32, acc: f32, l: u32) -> f32 {
+    if (l == 1u) {
+        return acc;
+    }
     lanes[lid] = acc;
     workgroupBarrier();
     var t = 0.0;
@@ -61,19 +83,19 @@ fn lanes_sum(lid: u32, acc: f32, l: u32) -> f32 {
     return t;
 }
 
-// A row's dot product from its 32 lanes' partial sums (invocations 32·g .. 32·g + 31 hold row
-// g of WG / 32), added in lane order by the row's first invocation. `se::cpu::lane_sum` adds
-// in the same order.
+// A row's dot product from its RL lanes' partial sums (invocations RL·g .. RL·g + RL − 1 hold
+// row g of WG / RL), added in lane order by the row's first invocation. `se::cpu::lane_sum`
+// adds in the same order.
 fn row_dot(lid: u32, acc: f32) -> f32 {
-    return lanes_sum(lid, acc, 32u);
+    return lanes_sum(lid, acc, RL);
 }
 
 // Lanes per channel for its row of partial sums: 1 for rows of at most 64, else as many as the
 // workgroup spares a channel, a power of two up to 32
 fn row_lanes() -> u32 {
     var l = 1u;
-    if (prm.parts > 64u) {
-        while (l < 32u && 2u * l * prm.cmid <= WG) {
+    if (sp.parts > 64u) {
+        while (l < 32u && 2u * l * sp.cmid <= WG) {
             l *= 2u;
         }
     }
@@ -90,7 +112,7 @@ fn lane_row_sum(lid: u32, base: u32, valid: bool, l: u32) -> f32 {
     var s0 = 0.0; var s1 = 0.0; var s2 = 0.0; var s3 = 0.0;
     var s4 = 0.0; var s5 = 0.0; var s6 = 0.0; var s7 = 0.0;
     if (valid) {
-        for (var i = q; i < prm.parts; i += 8u * l) {
+        for (var i = q; i < sp.parts; i += 8u * l) {
             s0 += part_at(base, i); s1 += part_at(base, i + l);
             s2 += part_at(base, i + 2u * l); s3 += part_at(base, i + 3u * l);
             s4 += part_at(base, i + 4u * l); s5 += part_at(base, i + 5u * l);
@@ -101,71 +123,77 @@ fn lane_row_sum(lid: u32, base: u32, valid: bool, l: u32) -> f32 {
 }
 
 // One workgroup for the whole SE of one image. The two long dot products (over C_mid) give
-// each row 32 invocations, so that no invocation walks C_mid alone (on a GPU, a chain of
+// each row RL invocations, so that no invocation walks C_mid alone (on a GPU, a chain of
 // C_mid dependent loads was most of the SE's time).
 @compute @workgroup_size(WG)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let mo = wid.z * prm.cmid; // this image's m and s
-    let ro = wid.z * prm.cse; // and r
+    load_shape();
+    let mo = wid.z * sp.cmid; // this image's m and s
+    let ro = wid.z * sp.cse; // and r
     // the squeeze: each channel's partial sums times 1/HW
     let l = row_lanes();
-    for (var c0 = 0u; c0 < prm.cmid; c0 += WG / l) {
+    for (var c0 = 0u; c0 < sp.cmid; c0 += WG / l) {
         let c = c0 + lid / l;
-        let t = lane_row_sum(lid, (mo + c) * prm.parts, c < prm.cmid, l);
-        if (lid % l == 0u && c < prm.cmid) {
+        let t = lane_row_sum(lid, (mo + c) * sp.parts, c < sp.cmid, l);
+        if (lid % l == 0u && c < sp.cmid) {
             m[mo + c] = t * prm.inv_hw;
         }
-        workgroupBarrier();
+        if (l > 1u) {
+            workgroupBarrier(); // lanes is written again next turn
+        }
     }
     storageBarrier();
-    // r = w_r·m + b_r: WG / 32 rows at a time, 32 lanes on each row's C_mid terms (`row_dot`)
-    for (var j0 = 0u; j0 < prm.cse; j0 += WG / 32u) {
-        let j = j0 + lid / 32u;
+    // r = w_r·m + b_r: WG / RL rows at a time, RL lanes on each row's C_mid terms (`row_dot`)
+    for (var j0 = 0u; j0 < sp.cse; j0 += WG / RL) {
+        let j = j0 + lid / RL;
         var acc = 0.0;
-        if (j < prm.cse) {
+        if (j < sp.cse) {
             // eight terms a turn, their loads first (in flight together), added in order
-            var c = lid % 32u;
-            for (; c + 224u < prm.cmid; c += 256u) {
-                let t0 = w_r[j * prm.cmid + c] * m[mo + c];
-                let t1 = w_r[j * prm.cmid + c + 32u] * m[mo + c + 32u];
-                let t2 = w_r[j * prm.cmid + c + 64u] * m[mo + c + 64u];
-                let t3 = w_r[j * prm.cmid + c + 96u] * m[mo + c + 96u];
-                let t4 = w_r[j * prm.cmid + c + 128u] * m[mo + c + 128u];
-                let t5 = w_r[j * prm.cmid + c + 160u] * m[mo + c + 160u];
-                let t6 = w_r[j * prm.cmid + c + 192u] * m[mo + c + 192u];
-                let t7 = w_r[j * prm.cmid + c + 224u] * m[mo + c + 224u];
+            var c = lid % RL;
+            for (; c + 7u * RL < sp.cmid; c += 8u * RL) {
+                let t0 = w_r[j * sp.cmid + c] * m[mo + c];
+                let t1 = w_r[j * sp.cmid + c + RL] * m[mo + c + RL];
+                let t2 = w_r[j * sp.cmid + c + 2u * RL] * m[mo + c + 2u * RL];
+                let t3 = w_r[j * sp.cmid + c + 3u * RL] * m[mo + c + 3u * RL];
+                let t4 = w_r[j * sp.cmid + c + 4u * RL] * m[mo + c + 4u * RL];
+                let t5 = w_r[j * sp.cmid + c + 5u * RL] * m[mo + c + 5u * RL];
+                let t6 = w_r[j * sp.cmid + c + 6u * RL] * m[mo + c + 6u * RL];
+                let t7 = w_r[j * sp.cmid + c + 7u * RL] * m[mo + c + 7u * RL];
                 acc += t0; acc += t1; acc += t2; acc += t3;
                 acc += t4; acc += t5; acc += t6; acc += t7;
             }
-            for (; c < prm.cmid; c += 32u) {
-                acc += w_r[j * prm.cmid + c] * m[mo + c];
+            for (; c < sp.cmid; c += RL) {
+                acc += w_r[j * sp.cmid + c] * m[mo + c];
             }
         }
         let t = row_dot(lid, acc);
-        if (lid % 32u == 0u && j < prm.cse) {
+        if (lid % RL == 0u && j < sp.cse) {
             let v = b_r[j] + t;
             r[ro + j] = v;
             hid[j] = v * sigmoid(v);
         }
-        workgroupBarrier();
+        if (RL > 1u) {
+            workgroupBarrier(); // lanes is written again next turn
+        }
     }
-    for (var c = lid; c < prm.cmid; c += WG) {
+    workgroupBarrier(); // hid complete
+    for (var c = lid; c < sp.cmid; c += WG) {
         var acc = b_x[c];
         var j = 0u;
-        for (; j + 7u < prm.cse; j += 8u) {
-            let t0 = w_x[c * prm.cse + j] * hid[j];
-            let t1 = w_x[c * prm.cse + j + 1u] * hid[j + 1u];
-            let t2 = w_x[c * prm.cse + j + 2u] * hid[j + 2u];
-            let t3 = w_x[c * prm.cse + j + 3u] * hid[j + 3u];
-            let t4 = w_x[c * prm.cse + j + 4u] * hid[j + 4u];
-            let t5 = w_x[c * prm.cse + j + 5u] * hid[j + 5u];
-            let t6 = w_x[c * prm.cse + j + 6u] * hid[j + 6u];
-            let t7 = w_x[c * prm.cse + j + 7u] * hid[j + 7u];
+        for (; j + 7u < sp.cse; j += 8u) {
+            let t0 = w_x[c * sp.cse + j] * hid[j];
+            let t1 = w_x[c * sp.cse + j + 1u] * hid[j + 1u];
+            let t2 = w_x[c * sp.cse + j + 2u] * hid[j + 2u];
+            let t3 = w_x[c * sp.cse + j + 3u] * hid[j + 3u];
+            let t4 = w_x[c * sp.cse + j + 4u] * hid[j + 4u];
+            let t5 = w_x[c * sp.cse + j + 5u] * hid[j + 5u];
+            let t6 = w_x[c * sp.cse + j + 6u] * hid[j + 6u];
+            let t7 = w_x[c * sp.cse + j + 7u] * hid[j + 7u];
             acc += t0; acc += t1; acc += t2; acc += t3;
             acc += t4; acc += t5; acc += t6; acc += t7;
         }
-        for (; j < prm.cse; j++) {
-            acc += w_x[c * prm.cse + j] * hid[j];
+        for (; j < sp.cse; j++) {
+            acc += w_x[c * sp.cse + j] * hid[j];
         }
         s[mo + c] = sigmoid(acc);
     }
@@ -179,63 +207,69 @@ fn dq(c: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn backward(@builtin(local_invocation_index) lid: u32) {
+    load_shape();
     // ds: each channel's partial sums (B4's blocks 2-5 at 300×450: 144 and 192 channels of
     // 2,128, on 4 lanes a channel with 1,024 invocations)
     let l = row_lanes();
-    for (var c0 = 0u; c0 < prm.cmid; c0 += WG / l) {
+    for (var c0 = 0u; c0 < sp.cmid; c0 += WG / l) {
         let c = c0 + lid / l;
-        let t = lane_row_sum(lid, c * prm.parts, c < prm.cmid, l);
-        if (lid % l == 0u && c < prm.cmid) {
+        let t = lane_row_sum(lid, c * sp.parts, c < sp.cmid, l);
+        if (lid % l == 0u && c < sp.cmid) {
             ds[c] = t;
         }
-        workgroupBarrier();
+        if (l > 1u) {
+            workgroupBarrier(); // lanes is written again next turn
+        }
     }
     storageBarrier();
-    // dr = (w_xᵀ·dq)·silu'(r), as the forward's r: WG / 32 rows at a time, 32 lanes each
-    for (var j0 = 0u; j0 < prm.cse; j0 += WG / 32u) {
-        let j = j0 + lid / 32u;
+    // dr = (w_xᵀ·dq)·silu'(r), as the forward's r: WG / RL rows at a time, RL lanes each
+    for (var j0 = 0u; j0 < sp.cse; j0 += WG / RL) {
+        let j = j0 + lid / RL;
         var acc = 0.0;
-        if (j < prm.cse) {
-            var c = lid % 32u;
-            for (; c + 224u < prm.cmid; c += 256u) {
-                let t0 = w_x[c * prm.cse + j] * dq(c);
-                let t1 = w_x[(c + 32u) * prm.cse + j] * dq(c + 32u);
-                let t2 = w_x[(c + 64u) * prm.cse + j] * dq(c + 64u);
-                let t3 = w_x[(c + 96u) * prm.cse + j] * dq(c + 96u);
-                let t4 = w_x[(c + 128u) * prm.cse + j] * dq(c + 128u);
-                let t5 = w_x[(c + 160u) * prm.cse + j] * dq(c + 160u);
-                let t6 = w_x[(c + 192u) * prm.cse + j] * dq(c + 192u);
-                let t7 = w_x[(c + 224u) * prm.cse + j] * dq(c + 224u);
+        if (j < sp.cse) {
+            var c = lid % RL;
+            for (; c + 7u * RL < sp.cmid; c += 8u * RL) {
+                let t0 = w_x[c * sp.cse + j] * dq(c);
+                let t1 = w_x[(c + RL) * sp.cse + j] * dq(c + RL);
+                let t2 = w_x[(c + 2u * RL) * sp.cse + j] * dq(c + 2u * RL);
+                let t3 = w_x[(c + 3u * RL) * sp.cse + j] * dq(c + 3u * RL);
+                let t4 = w_x[(c + 4u * RL) * sp.cse + j] * dq(c + 4u * RL);
+                let t5 = w_x[(c + 5u * RL) * sp.cse + j] * dq(c + 5u * RL);
+                let t6 = w_x[(c + 6u * RL) * sp.cse + j] * dq(c + 6u * RL);
+                let t7 = w_x[(c + 7u * RL) * sp.cse + j] * dq(c + 7u * RL);
                 acc += t0; acc += t1; acc += t2; acc += t3;
                 acc += t4; acc += t5; acc += t6; acc += t7;
             }
-            for (; c < prm.cmid; c += 32u) {
-                acc += w_x[c * prm.cse + j] * dq(c);
+            for (; c < sp.cmid; c += RL) {
+                acc += w_x[c * sp.cse + j] * dq(c);
             }
         }
         let t = row_dot(lid, acc);
-        if (lid % 32u == 0u && j < prm.cse) {
+        if (lid % RL == 0u && j < sp.cse) {
             hid[j] = t * dsilu(r[j]);
         }
-        workgroupBarrier();
+        if (RL > 1u) {
+            workgroupBarrier(); // lanes is written again next turn
+        }
     }
-    for (var c = lid; c < prm.cmid; c += WG) {
+    workgroupBarrier(); // hid complete
+    for (var c = lid; c < sp.cmid; c += WG) {
         var acc = 0.0;
         var j = 0u;
-        for (; j + 7u < prm.cse; j += 8u) {
-            let t0 = w_r[j * prm.cmid + c] * hid[j];
-            let t1 = w_r[(j + 1u) * prm.cmid + c] * hid[j + 1u];
-            let t2 = w_r[(j + 2u) * prm.cmid + c] * hid[j + 2u];
-            let t3 = w_r[(j + 3u) * prm.cmid + c] * hid[j + 3u];
-            let t4 = w_r[(j + 4u) * prm.cmid + c] * hid[j + 4u];
-            let t5 = w_r[(j + 5u) * prm.cmid + c] * hid[j + 5u];
-            let t6 = w_r[(j + 6u) * prm.cmid + c] * hid[j + 6u];
-            let t7 = w_r[(j + 7u) * prm.cmid + c] * hid[j + 7u];
+        for (; j + 7u < sp.cse; j += 8u) {
+            let t0 = w_r[j * sp.cmid + c] * hid[j];
+            let t1 = w_r[(j + 1u) * sp.cmid + c] * hid[j + 1u];
+            let t2 = w_r[(j + 2u) * sp.cmid + c] * hid[j + 2u];
+            let t3 = w_r[(j + 3u) * sp.cmid + c] * hid[j + 3u];
+            let t4 = w_r[(j + 4u) * sp.cmid + c] * hid[j + 4u];
+            let t5 = w_r[(j + 5u) * sp.cmid + c] * hid[j + 5u];
+            let t6 = w_r[(j + 6u) * sp.cmid + c] * hid[j + 6u];
+            let t7 = w_r[(j + 7u) * sp.cmid + c] * hid[j + 7u];
             acc += t0; acc += t1; acc += t2; acc += t3;
             acc += t4; acc += t5; acc += t6; acc += t7;
         }
-        for (; j < prm.cse; j++) {
-            acc += w_r[j * prm.cmid + c] * hid[j];
+        for (; j < sp.cse; j++) {
+            acc += w_r[j * sp.cmid + c] * hid[j];
         }
         dm[c] = acc;
     }

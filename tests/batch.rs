@@ -205,7 +205,17 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
             s: &sb.buf,
         },
     );
-    let want = |i: usize| se::cpu::forward(sh, &ws[0], &ws[1], &ws[2], &ws[3], slice(&m, cmid, i));
+    let lanes = se::row_lanes(g) as usize;
+    let want = |i: usize| {
+        se::cpu::forward(
+            (sh, lanes),
+            &ws[0],
+            &ws[1],
+            &ws[2],
+            &ws[3],
+            slice(&m, cmid, i),
+        )
+    };
     per_image("se.s", &[&d], &sb, (0, cmid, cmid), &[cmid], &|i| want(i).1);
     let all = read(&mb);
     for i in 0..B {

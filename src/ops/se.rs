@@ -52,13 +52,43 @@ pub struct SeForward<'a> {
     pub s: &'a wgpu::Buffer,
 }
 
+/// Lanes on each row of the SE's two long dot products (se.wgsl's RL): 32 on GPUs, where no
+/// invocation should walk C_mid alone; 1 with the CPU-shaped kernels, where a workgroup's
+/// invocations run one SIMD group after another and every barrier (two a turn of WG / RL
+/// rows) switches through all 32 of them. With that, and the squeeze's and ds's turns of one
+/// lane a channel (at most 64 partial sums) taking no barrier, lavapipe took B4's 63 SE
+/// dispatches from 66–68 to 46–50 ms a 300×450 explain (2-core EPYC, 2026-12-05, three
+/// alternating runs each; the kernel bench's 1632/68 SE: forward 1.4–2.1 → 0.9–1.5 ms,
+/// backward 3.8–6.5 → 2.8–4.5 ms; 8 lanes a row fell between). The kernel reads its shape
+/// through `load_shape`, so that lavapipe does not inline each dispatch's uniforms into a
+/// kernel variant of its own, as it did with one lane a row: a compile for every new shape
+/// and 8 MB kept for each (the Python suite's 1,002 calls of mixed sizes grew by 8 GB).
+pub fn row_lanes(gpu: &Gpu) -> u32 {
+    if gpu.is_cpu() {
+        1
+    } else {
+        GPU_ROW_LANES as u32
+    }
+}
+
+/// `row_lanes` on GPUs; the CPU model (`model::cpu`) adds its SE in their order.
+pub const GPU_ROW_LANES: usize = 32;
+
+/// The pipeline constants: the workgroup and the lanes a row.
+fn constants(gpu: &Gpu) -> [(&'static str, f64); 2] {
+    [
+        ("WG", gpu.wide_workgroup() as f64),
+        ("RL", row_lanes(gpu) as f64),
+    ]
+}
+
 pub fn forward(gpu: &Gpu, label: &str, a: &SeForward) -> Dispatch {
     let sh = a.sh;
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "se",
         entry: "forward",
-        constants: &[("WG", gpu.wide_workgroup() as f64)],
+        constants: &constants(gpu),
         params: words(&sh.params(a.parts)),
         bindings: &[
             (1, Some(a.w.w_r)),
@@ -101,7 +131,7 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
         label,
         family: "se",
         entry: "backward",
-        constants: &[("WG", gpu.wide_workgroup() as f64)],
+        constants: &constants(gpu),
         params: words(&sh.params(a.parts)),
         bindings: &[
             (1, Some(a.w.w_r)),
@@ -131,9 +161,9 @@ pub mod cpu {
     }
     use crate::ops::{Act, dsilu, sigmoid, silu};
 
-    /// Returns (r, s).
+    /// Returns (r, s); the long dot products add as `lanes` lanes do (`lane_sum`).
     pub fn forward(
-        sh: SeShape,
+        (sh, lanes): (SeShape, usize),
         w_r: &[f32],
         b_r: &[f32],
         w_x: &[f32],
@@ -141,7 +171,7 @@ pub mod cpu {
         m: &[f32],
     ) -> (Vec<f32>, Vec<f32>) {
         let r: Vec<f32> = (0..sh.cse)
-            .map(|j| b_r[j] + lane_sum(sh.cmid, |c| w_r[j * sh.cmid + c] * m[c]))
+            .map(|j| b_r[j] + lane_sum(sh.cmid, lanes, |c| w_r[j * sh.cmid + c] * m[c]))
             .collect();
         let h: Vec<f32> = r.iter().map(|&v| silu(v)).collect();
         let s = (0..sh.cmid)
@@ -150,16 +180,18 @@ pub mod cpu {
         (r, s)
     }
 
-    /// Σ_{i<n} f(i) in the order se.wgsl's `row_dot` adds it: 32 lanes, lane q adding the
-    /// i ≡ q (mod 32) in order, then the lanes in order.
-    pub fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
-        (0..32)
-            .map(|q| (q..n).step_by(32).map(&f).fold(0f32, |s, v| s + v))
+    /// Σ_{i<n} f(i) in the order se.wgsl's `row_dot` adds it with `lanes` lanes a row
+    /// (`se::row_lanes`): lane q adding the i ≡ q (mod lanes) in order, then the lanes in
+    /// order.
+    pub fn lane_sum(n: usize, lanes: usize, f: impl Fn(usize) -> f32) -> f32 {
+        (0..lanes)
+            .map(|q| (q..n).step_by(lanes).map(&f).fold(0f32, |s, v| s + v))
             .fold(0f32, |t, v| t + v)
     }
 
+    /// dm; the long dot products add as `lanes` lanes do (`lane_sum`).
     pub fn backward(
-        sh: SeShape,
+        (sh, lanes): (SeShape, usize),
         w_r: &[f32],
         w_x: &[f32],
         r: &[f32],
@@ -168,7 +200,7 @@ pub mod cpu {
     ) -> Vec<f32> {
         let dq: Vec<f32> = (0..sh.cmid).map(|c| ds[c] * s[c] * (1.0 - s[c])).collect();
         let dr: Vec<f32> = (0..sh.cse)
-            .map(|j| lane_sum(sh.cmid, |c| w_x[c * sh.cse + j] * dq[c]) * dsilu(r[j]))
+            .map(|j| lane_sum(sh.cmid, lanes, |c| w_x[c * sh.cse + j] * dq[c]) * dsilu(r[j]))
             .collect();
         (0..sh.cmid)
             .map(|c| (0..sh.cse).map(|j| w_r[j * sh.cmid + c] * dr[j]).sum())
