@@ -273,10 +273,7 @@ fn main() {
         b_x: &bx.buf,
     };
     // the partial sums a k3 s1 depthwise kernel writes at 10×15
-    let parts = depthwise::pool_parts(
-        &DwShape::new(1632, 10, 15, 3, 1, PadRule::Symmetric),
-        depthwise::band(&g),
-    );
+    let parts = depthwise::pool_parts(&g, &DwShape::new(1632, 10, 15, 3, 1, PadRule::Symmetric));
     let part = buf(&g, 1632 * parts);
     report(
         &g,

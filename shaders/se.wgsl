@@ -52,7 +52,7 @@ override WG: u32 = 256u;
 // Lanes on each row of the two long dot products (over C_mid): 32 on GPUs, where no
 // invocation should walk C_mid alone; 1 with the CPU-shaped kernels, where a workgroup's
 // invocations run one SIMD group after another and each barrier switches through all of
-// them: one lane a row needs no barrier a turn (`se::row_lanes`)
+// them: one lane a row needs no barrier a turn (`se::dot_lanes`)
 override RL: u32 = 32u;
 
 const MAX_SE: u32 = 1024u;

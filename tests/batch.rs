@@ -117,7 +117,7 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
         let x = images(nx, 50 + i as u64, -8.0, 8.0);
         let wt = rand(c * k * k, 60 + i as u64, -1.0, 1.0);
         let b = rand(c, 70 + i as u64, -1.0, 1.0);
-        let parts = depthwise::pool_parts(&sh, depthwise::band(g));
+        let parts = depthwise::pool_parts(g, &sh);
         let (xb, wb, bb, yb, pb) = (up(&x), up(&wt), up(&b), zeros(B * ny), zeros(B * c * parts));
         // the depthwise conv writing the SE pool's partial sums, then their mean per channel,
         // as `Rec::block_forward` records them
@@ -205,7 +205,7 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
             s: &sb.buf,
         },
     );
-    let lanes = se::row_lanes(g) as usize;
+    let lanes = se::dot_lanes(g);
     let want = |i: usize| {
         se::cpu::forward(
             (sh, lanes),

@@ -119,7 +119,7 @@ fn depthwise_forward_and_backward_match_reference() {
         let dy = rand(c * oh * ow, seed + 3, -1.0, 1.0);
         let r = rand(c * h * w, seed + 4, -1.0, 1.0);
         let (xb, wb, bb, yb) = (up(&x), up(&wt), up(&b), zeros(c * oh * ow));
-        let parts = depthwise::pool_parts(&sh, depthwise::band(g));
+        let parts = depthwise::pool_parts(g, &sh);
         let pb = zeros(c * parts);
         g.run_now(&[&depthwise::forward(
             g,
@@ -460,7 +460,7 @@ fn squeeze_excite_matches_reference() {
             &[cmid],
             tol_for(&m),
         );
-        let lanes = se::row_lanes(g) as usize;
+        let lanes = se::dot_lanes(g);
         let (r, s) = se::cpu::forward((sh, lanes), &w_r, &b_r, &w_x, &b_x, &m);
         check("se.r", &read(&rb), &r, &[cse], tol_for(&r));
         check("se.s", &read(&sb), &s, &[cmid], tol_for(&s));

@@ -405,11 +405,11 @@ fn dispatch(
     })
 }
 
-/// Partial sums per channel that `forward` writes when asked for the pool: one per invocation
-/// (`band`: the adapter's, `band(gpu)`).
-pub fn pool_parts(s: &DwShape, band: usize) -> usize {
+/// Partial sums per channel that `forward` writes on this adapter when asked for the pool: one
+/// per invocation, its band (`band`) as the dispatch's.
+pub fn pool_parts(gpu: &Gpu, s: &DwShape) -> usize {
     let (oh, ow) = s.out();
-    oh.div_ceil(band) * ow.div_ceil(TW)
+    oh.div_ceil(band(gpu)) * ow.div_ceil(TW)
 }
 
 /// A depthwise forward: out = bias + dw(x'), x' = act(x) when `in_act` (x is the expand

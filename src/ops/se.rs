@@ -63,22 +63,18 @@ pub struct SeForward<'a> {
 /// through `load_shape`, so that lavapipe does not inline each dispatch's uniforms into a
 /// kernel variant of its own, as it did with one lane a row: a compile for every new shape
 /// and 8 MB kept for each (the Python suite's 1,002 calls of mixed sizes grew by 8 GB).
-pub fn row_lanes(gpu: &Gpu) -> u32 {
-    if gpu.is_cpu() {
-        1
-    } else {
-        GPU_ROW_LANES as u32
-    }
+pub fn dot_lanes(gpu: &Gpu) -> usize {
+    if gpu.is_cpu() { 1 } else { GPU_DOT_LANES }
 }
 
-/// `row_lanes` on GPUs; the CPU model (`model::cpu`) adds its SE in their order.
-pub const GPU_ROW_LANES: usize = 32;
+/// `dot_lanes` on GPUs; the CPU model (`model::cpu`) adds its SE in their order.
+pub const GPU_DOT_LANES: usize = 32;
 
 /// The pipeline constants: the workgroup and the lanes a row.
 fn constants(gpu: &Gpu) -> [(&'static str, f64); 2] {
     [
         ("WG", gpu.wide_workgroup() as f64),
-        ("RL", row_lanes(gpu) as f64),
+        ("RL", dot_lanes(gpu) as f64),
     ]
 }
 
@@ -181,7 +177,7 @@ pub mod cpu {
     }
 
     /// Σ_{i<n} f(i) in the order se.wgsl's `row_dot` adds it with `lanes` lanes a row
-    /// (`se::row_lanes`): lane q adding the i ≡ q (mod lanes) in order, then the lanes in
+    /// (`se::dot_lanes`): lane q adding the i ≡ q (mod lanes) in order, then the lanes in
     /// order.
     pub fn lane_sum(n: usize, lanes: usize, f: impl Fn(usize) -> f32) -> f32 {
         (0..lanes)

@@ -108,7 +108,7 @@ impl Rec<'_> {
         let dws = b.dw_shape(ih, iw);
         let dw_in = zexp.as_ref().map(|z| &z.buf).unwrap_or(x);
         // the SE squeeze: partial sums of act(z_d) written by the depthwise kernel
-        let parts = depthwise::pool_parts(&dws, depthwise::band(gpu));
+        let parts = depthwise::pool_parts(gpu, &dws);
         let partial = match bw.se {
             Some(_) => Some(self.a.batched(format!("{l}.se_pool.parts"), cm * parts)?),
             None => None,

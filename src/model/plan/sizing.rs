@@ -70,7 +70,6 @@ pub(super) fn forward_footprint(
     classes: usize,
     pack: Option<usize>,
 ) -> (usize, usize) {
-    let band = crate::ops::depthwise::band(gpu);
     let mut each = vec![3 * h * w, cfg.stem * stem.0 * stem.1];
     let mut prev = stem;
     for (b, &(oh, ow)) in cfg.blocks.iter().zip(sizes) {
@@ -80,7 +79,7 @@ pub(super) fn forward_footprint(
         }
         each.push(cm * oh * ow);
         if b.has_se() {
-            let parts = crate::ops::depthwise::pool_parts(&b.dw_shape(prev.0, prev.1), band);
+            let parts = crate::ops::depthwise::pool_parts(gpu, &b.dw_shape(prev.0, prev.1));
             each.extend([cm * parts, cm, b.cse, cm]);
         }
         each.push(b.cout * oh * ow);
