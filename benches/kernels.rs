@@ -8,8 +8,8 @@
 use combicam_gpu::app::bench::{time_passes, timestamps_usable};
 use combicam_gpu::cam::channel::{self, BlockParts, ChannelArgs, FromPartsArgs, PartsLayout};
 use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
-use combicam_gpu::cam::fusion::{self, FuseArgs};
-use combicam_gpu::cam::methods::{FUSIONS, Method};
+use combicam_gpu::cam::fusion::{self, FuseArgs, StatsArgs};
+use combicam_gpu::cam::methods::{FUSIONS, Fusion, Method};
 use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
 use combicam_gpu::model::config::{self, PadRule};
 use combicam_gpu::ops::{
@@ -500,6 +500,7 @@ fn main() {
             out_h: 300,
             out_w: 450,
             nblocks: 32,
+            blocks: 32,
             maps: &maps.buf,
             bmeta: &bmeta.buf,
             bnorm: &bnorm.buf,
@@ -513,4 +514,50 @@ fn main() {
             iters,
         );
     }
+    // the sum as a plan runs it: the maps added up per size in the statistics' dispatch,
+    // then five upsampled
+    let all: Vec<(usize, usize)> = sizes
+        .iter()
+        .flat_map(|&(h, w, n)| std::iter::repeat_n((h as usize, w as usize), n))
+        .collect();
+    let groups = fusion::groups(&all);
+    let (gmeta, gfuse) = (
+        g.upload_u32("gmeta", &groups.meta).unwrap(),
+        g.upload_u32("gfuse", &groups.fuse_meta).unwrap(),
+    );
+    let (gsums, stats) = (buf(&g, groups.total), buf(&g, 64));
+    let sargs = StatsArgs {
+        nblocks: 32,
+        total: 32,
+        maps: &maps.buf,
+        bmeta: &bmeta.buf,
+        bnorm: &bnorm.buf,
+        stats: &stats.buf,
+        groups: Some(fusion::GroupArgs {
+            count: groups.count,
+            total: groups.total,
+            meta: &gmeta.buf,
+            sums: &gsums.buf,
+        }),
+    };
+    let fargs = FuseArgs {
+        out_h: 300,
+        out_w: 450,
+        nblocks: groups.count,
+        blocks: 32,
+        maps: &gsums.buf,
+        bmeta: &gfuse.buf,
+        bnorm: &bnorm.buf,
+        base: None,
+        fused: &fused.buf,
+    };
+    report_all(
+        &g,
+        "cam stats + fuse sum, 32 maps in 5 sizes → 300×450",
+        &[
+            &fusion::stats(&g, "stats", &sargs),
+            &fusion::fuse(&g, "fuse", Fusion::Sum, &fargs),
+        ],
+        iters,
+    );
 }

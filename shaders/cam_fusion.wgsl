@@ -4,17 +4,24 @@
 //           5 fused: (H, W) rw, 6 mm: (2) [min, max] rw, 7 norm: (H, W) rw,
 //           8 bnorm: per fused block (min, max) of its map (rules 2–4; written by stats),
 //           9 stats: per model block l: map max at l, map mean at total + l (written by stats),
-//           10 base: (H, W), added to the rule's result when BASE (FullGrad's input term)
+//           10 base: (H, W), added to the rule's result when BASE (FullGrad's input term),
+//           11 gmeta: per group of fused blocks whose maps share a size vec4(offset in gsum,
+//           h·w, first fused block, blocks), 12 gsum: (Σ_g h_g·w_g) rw
 // fuse: u_b = bilinear_align_corners(map_b)(y, x), n_b = (u_b − min_b)/(max_b − min_b + 1e-7);
 //   RULE 0 sum (Combi-CAM): Σ u_b;  1 mean: Σ u_b / B;  2 mean-normalised: Σ n_b / B;
-//   3 max: max_b n_b;  4 product: Π_b n_b
+//   3 max: max_b n_b;  4 product: Π_b n_b  (B = prm.total)
+//   For rules 0 and 1 `fuse` reads the groups' sums (maps = gsum, bmeta per group): the
+//   upsampling is linear and takes the same taps for maps of one size, so Σ_b up(map_b) =
+//   Σ_g up(Σ_{b ∈ g} map_b), with a few upsampled maps for 32 (B4 has five sizes).
 // stats: one workgroup per fused block b (block l = bmeta[b].w of `total` blocks): the map's
-//   max and mean into stats[l] and stats[total + l], its (min, max) into bnorm[2b], bnorm[2b+1]
+//   max and mean into stats[l] and stats[total + l], its (min, max) into bnorm[2b], bnorm[2b+1];
+//   with prm.gtotal > 0, the workgroups after the nblocks-th add up the groups' maps into
+//   gsum, one element an invocation (the same dispatch: neither reads what the other writes)
 // minmax: mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0 when
 // the map is flat: max − min ≤ 1e-5·max(|min|, |max|), where min-max would only stretch
 // float32 rounding noise to [0, 1]
 
-struct Params { out_h: u32, out_w: u32, nblocks: u32, total: u32 }
+struct Params { out_h: u32, out_w: u32, nblocks: u32, total: u32, ngroups: u32, gtotal: u32 }
 
 override RULE: u32 = 0u;
 override BASE: bool = false;
@@ -28,6 +35,8 @@ override BASE: bool = false;
 @group(0) @binding(8) var<storage, read_write> bnorm: array<f32>;
 @group(0) @binding(9) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(10) var<storage, read> base: array<f32>;
+@group(0) @binding(11) var<storage, read> gmeta: array<vec4<u32>>;
+@group(0) @binding(12) var<storage, read_write> gsum: array<f32>;
 
 //@include resample
 
@@ -59,7 +68,7 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
     }
     if (RULE == 1u || RULE == 2u) {
-        acc = acc / f32(prm.nblocks);
+        acc = acc / f32(prm.total);
     }
     if (BASE) {
         acc += base[idx];
@@ -69,9 +78,33 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
 var<workgroup> sums: array<f32, 256>;
 
+// gsum[e] = Σ over element e's group's blocks of their maps there (e < prm.gtotal)
+fn group_sum(e: u32) {
+    var g = 0u;
+    for (var j = 1u; j < prm.ngroups; j++) {
+        if (gmeta[j].x <= e) {
+            g = j;
+        }
+    }
+    let gm = gmeta[g];
+    let i = e - gm.x;
+    var s = 0.0;
+    for (var b = gm.z; b < gm.z + gm.w; b++) {
+        s += maps[bmeta[b].x + i];
+    }
+    gsum[e] = s;
+}
+
 @compute @workgroup_size(256)
-fn stats_of_maps(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let b = wid.x;
+fn stats_of_maps(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = wid.y * nwg.x + wid.x;
+    if (b >= prm.nblocks) {
+        let e = (b - prm.nblocks) * 256u + lid;
+        if (e < prm.gtotal) {
+            group_sum(e);
+        }
+        return;
+    }
     let md = bmeta[b];
     let n = md.y * md.z;
     var a = F32_MAX;

@@ -161,6 +161,7 @@ fn fusion_adds_the_input_term() {
         out_h: 11,
         out_w: 13,
         nblocks: 2,
+        blocks: 2,
         maps: &maps.buf,
         bmeta: &meta.buf,
         bnorm: &bnorm.buf,

@@ -5,23 +5,76 @@
 use super::methods::Fusion;
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
-    pipelines::{Source, grid_items},
+    pipelines::{Source, grid_1d, grid_items},
     words,
 };
 
 crate::wgsl_params! {
     /// shaders/cam_fusion.wgsl's `Params`
-    pub struct CamFusionParams for "cam_fusion" { out_h: u32, out_w: u32, nblocks: u32, total: u32 }
+    pub struct CamFusionParams for "cam_fusion" { out_h: u32, out_w: u32, nblocks: u32, total: u32, ngroups: u32, gtotal: u32 }
+}
+
+/// The fused blocks grouped by map size (runs of consecutive blocks whose maps share one),
+/// for the rules that add the upsampled maps: each group's maps are added up at their own
+/// size first (`stats` does it), so that `fuse` upsamples a map per group rather than per
+/// block.
+#[derive(Debug, PartialEq)]
+pub struct Groups {
+    /// per group: (offset in the sums, h·w, first fused block, blocks) (shader's `gmeta`)
+    pub meta: Vec<u32>,
+    /// per group: (offset in the sums, h, w, 0), as `fuse` reads a block's map
+    pub fuse_meta: Vec<u32>,
+    pub count: usize,
+    /// floats in the sums
+    pub total: usize,
+}
+
+/// `sizes`: the fused blocks' map sizes, in `bmeta`'s order.
+pub fn groups(sizes: &[(usize, usize)]) -> Groups {
+    let mut g = Groups {
+        meta: Vec::new(),
+        fuse_meta: Vec::new(),
+        count: 0,
+        total: 0,
+    };
+    let mut b = 0;
+    while b < sizes.len() {
+        let (h, w) = sizes[b];
+        let run = sizes[b..].iter().take_while(|&&s| s == (h, w)).count();
+        let at = g.total as u32;
+        g.meta
+            .extend_from_slice(&[at, (h * w) as u32, b as u32, run as u32]);
+        g.fuse_meta.extend_from_slice(&[at, h as u32, w as u32, 0]);
+        g.count += 1;
+        g.total += h * w;
+        b += run;
+    }
+    g
+}
+
+/// Whether `rule` fuses the groups' sums (`Groups`) rather than each block's map.
+pub fn sums_groups(rule: Fusion) -> bool {
+    matches!(rule, Fusion::Sum | Fusion::Mean)
+}
+
+/// The groups' buffers: `Groups::meta` and the sums (`Groups::total` floats).
+pub struct GroupArgs<'a> {
+    pub count: usize,
+    pub total: usize,
+    pub meta: &'a wgpu::Buffer,
+    pub sums: &'a wgpu::Buffer,
 }
 
 pub struct FuseArgs<'a> {
     pub out_h: usize,
     pub out_w: usize,
-    /// how many blocks `bmeta` lists
+    /// how many maps `bmeta` lists (blocks, or groups of them)
     pub nblocks: usize,
-    /// the maps, each at its offset
+    /// how many blocks are fused (the mean's divisor)
+    pub blocks: usize,
+    /// the maps, each at its offset (or the groups' sums)
     pub maps: &'a wgpu::Buffer,
-    /// per fused block vec4(map offset, h, w, 0)
+    /// per map vec4(offset, h, w, 0)
     pub bmeta: &'a wgpu::Buffer,
     /// per fused block (min, max) of its map: rules that normalise each map first
     pub bnorm: &'a wgpu::Buffer,
@@ -37,7 +90,8 @@ pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
         out_h: a.out_h as u32,
         out_w: a.out_w as u32,
         nblocks: a.nblocks as u32,
-        total: 0,
+        total: a.blocks as u32,
+        ..Default::default()
     };
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
@@ -134,14 +188,20 @@ pub struct StatsArgs<'a> {
     pub bnorm: &'a wgpu::Buffer,
     /// (2·total), written at the fused blocks
     pub stats: &'a wgpu::Buffer,
+    /// the groups whose sums to write too, for a rule that fuses them (`sums_groups`)
+    pub groups: Option<GroupArgs<'a>>,
 }
 
 /// Every fused block's map statistics in one dispatch, a workgroup per block: max and mean
-/// into `stats`, (min, max) into `bnorm` (what the normalising rules read).
+/// into `stats`, (min, max) into `bnorm` (what the normalising rules read); with `groups`,
+/// their sums too, in workgroups of their own.
 pub fn stats(gpu: &Gpu, label: &str, a: &StatsArgs) -> Dispatch {
+    let (ngroups, gtotal) = a.groups.as_ref().map_or((0, 0), |g| (g.count, g.total));
     let params = CamFusionParams {
         nblocks: a.nblocks as u32,
         total: a.total as u32,
+        ngroups: ngroups as u32,
+        gtotal: gtotal as u32,
         ..Default::default()
     };
     let mut d = gpu.dispatch(&DispatchDesc {
@@ -155,11 +215,13 @@ pub fn stats(gpu: &Gpu, label: &str, a: &StatsArgs) -> Dispatch {
             (4, Some(a.bmeta)),
             (8, Some(a.bnorm)),
             (9, Some(a.stats)),
+            (11, a.groups.as_ref().map(|g| g.meta)),
+            (12, a.groups.as_ref().map(|g| g.sums)),
         ],
-        groups: [a.nblocks as u32, 1, 1],
+        groups: grid_1d((a.nblocks + gtotal.div_ceil(256)) as u32),
         ..Default::default()
     });
-    d.bytes = 4.0 * a.nblocks as f64;
+    d.bytes = 4.0 * (a.nblocks + 2 * gtotal) as f64;
     d
 }
 

@@ -97,6 +97,9 @@ struct Rec<'a> {
     gmeans: GpuBuf,
     gmax: GpuBuf,
     bmeta: GpuBuf,
+    /// the fused blocks grouped by map size, their `fuse` metadata and sums, when a rule
+    /// fuses the groups' sums (`fusion::sums_groups`)
+    groups: Option<(fusion::Groups, GpuBuf, GpuBuf, GpuBuf)>,
     bnorm: GpuBuf,
     fused: GpuBuf,
     /// the eigen methods' (and `--eigen-smooth`'s) means, covariance and v₁, reused block after
@@ -138,7 +141,19 @@ pub fn record(
     } else {
         None
     };
+    let groups = match explainers.iter().any(|e| fusion::sums_groups(e.fusion)) {
+        true => {
+            let sizes: Vec<_> = inp.blocks.iter().map(|&l| inp.sizes[l]).collect();
+            let g = fusion::groups(&sizes);
+            let meta = gpu.upload_u32("cam.group_meta", &g.meta)?;
+            let fuse_meta = gpu.upload_u32("cam.group_fuse_meta", &g.fuse_meta)?;
+            let sums = alloc("cam.group_sums".into(), g.total)?;
+            Some((g, meta, fuse_meta, sums))
+        }
+        false => None,
+    };
     let rec = Rec {
+        groups,
         eigen,
         gpu,
         inp,
@@ -228,7 +243,12 @@ impl Rec<'_> {
         for &l in inp.blocks.iter().filter(|_| full.is_none()) {
             self.block_map(e.method, l, &maps, d);
         }
-        // every fused block's max and mean, and the (min, max) the normalising rules read
+        // every fused block's max and mean, and the (min, max) the normalising rules read;
+        // the groups' sums where the rule fuses them
+        let groups = self
+            .groups
+            .as_ref()
+            .filter(|_| fusion::sums_groups(e.fusion));
         d.push(fusion::stats(
             gpu,
             &format!("{tag}.stats.cam"),
@@ -239,14 +259,21 @@ impl Rec<'_> {
                 bmeta: &self.bmeta.buf,
                 bnorm: &self.bnorm.buf,
                 stats: &stats.buf,
+                groups: groups.map(|(g, meta, _, sums)| fusion::GroupArgs {
+                    count: g.count,
+                    total: g.total,
+                    meta: &meta.buf,
+                    sums: &sums.buf,
+                }),
             },
         ));
         let args = FuseArgs {
             out_h: inp.h,
             out_w: inp.w,
-            nblocks: inp.blocks.len(),
-            maps: &maps.buf,
-            bmeta: &self.bmeta.buf,
+            nblocks: groups.map_or(inp.blocks.len(), |(g, ..)| g.count),
+            blocks: inp.blocks.len(),
+            maps: groups.map_or(&maps.buf, |(.., sums)| &sums.buf),
+            bmeta: groups.map_or(&self.bmeta.buf, |(_, _, fm, _)| &fm.buf),
             bnorm: &self.bnorm.buf,
             base: full.map(|f| &f.input.buf),
             fused: &self.fused.buf,
