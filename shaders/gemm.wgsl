@@ -47,6 +47,12 @@
 struct Params { m: u32, k: u32, p: u32, flags: u32, part_off: u32, part_n: u32 }
 
 override IN_MODE: u32 = 0u;
+// Whether the epilogue can take PART 1 (Σ y·act(zd)). `regs` takes its flags as uniforms, and a
+// CPU adapter runs every branch of the epilogue for every output under a mask, so the GEMMs
+// without PART 1 (all but the projections' backward, every GEMM of a model without SE) run a
+// pipeline without it: the zd load and act() of each output cost B4's other GEMMs about 7% of
+// their time on lavapipe (2026-12-05)
+override DOT_ACT: bool = true;
 // `tiled` (GPUs, where a pipeline more costs little) takes the flags as this constant, so that
 // its epilogue holds only the branches it takes; −1 (`regs`, `pack_x`): the uniform's
 override FLAGS: i32 = -1;
@@ -122,7 +128,12 @@ fn epilogue(m: u32, p: u32, acc: f32, b: f32) -> f32 {
     }
     y[o] = v;
     switch part_kind() {
-        case 1u: { return v * act(zd[o]); }
+        case 1u: {
+            if (DOT_ACT) {
+                return v * act(zd[o]);
+            }
+            return 0.0;
+        }
         case 2u: { return v; }
         case 3u: { return abs(v); }
         default: { return 0.0; }

@@ -443,12 +443,13 @@ pub fn gemm_variant_reads(
                 ..Default::default()
             });
             p.bytes = 4.0 * (g.k * g.p) as f64 * 2.0;
-            // no constants but DotAct's activation where it is not the default: one
-            // pipeline for every GEMM of a model
-            let regs_constants: Vec<(&str, f64)> = (dot_act.filter(|a| *a != Act::Silu))
-                .map(|a| a.constant())
-                .into_iter()
-                .collect();
+            // no constants but DotAct's presence and its activation where it is not the
+            // default: one pipeline for every GEMM of a model without SE, two with (gemm.wgsl
+            // DOT_ACT)
+            let regs_constants: Vec<(&str, f64)> = match dot_act {
+                None => vec![("DOT_ACT", 0.0)],
+                Some(a) => (a != Act::Silu).then(|| a.constant()).into_iter().collect(),
+            };
             let make = subgroup_source;
             let source = (variant == Variant::RegsSubgroup).then_some(Source::Generated {
                 key: "gemm+subgroup8",
