@@ -528,6 +528,7 @@ fn main() {
     let (gsums, stats) = (buf(&g, groups.total), buf(&g, 64));
     let sargs = StatsArgs {
         nblocks: 32,
+        floats: all.iter().map(|&(h, w)| h * w).sum(),
         total: 32,
         maps: &maps.buf,
         bmeta: &bmeta.buf,

@@ -404,6 +404,7 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
             "test.stats",
             &StatsArgs {
                 nblocks: sizes.len(),
+                floats: all.len(),
                 total: 7,
                 maps: &mapsb.buf,
                 bmeta: &metab.buf,
@@ -494,6 +495,7 @@ fn block_map_statistics_match_their_reference() {
         "test.stats",
         &StatsArgs {
             nblocks: sizes.len(),
+            floats: all.len(),
             total,
             maps: &mapsb.buf,
             bmeta: &metab.buf,

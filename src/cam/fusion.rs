@@ -179,6 +179,8 @@ pub fn normalize(
 pub struct StatsArgs<'a> {
     /// how many blocks `bmeta` lists
     pub nblocks: usize,
+    /// the floats of their maps together (what the dispatch reads, for `bench`'s rates)
+    pub floats: usize,
     /// the model's blocks: `stats` holds max at l and mean at total + l
     pub total: usize,
     pub maps: &'a wgpu::Buffer,
@@ -221,7 +223,9 @@ pub fn stats(gpu: &Gpu, label: &str, a: &StatsArgs) -> Dispatch {
         groups: grid_1d((a.nblocks + gtotal.div_ceil(256)) as u32),
         ..Default::default()
     });
-    d.bytes = 4.0 * (a.nblocks + 2 * gtotal) as f64;
+    // each map read once for its statistics, and once more into its group's sum
+    let reads = a.floats * if a.groups.is_some() { 2 } else { 1 };
+    d.bytes = 4.0 * (reads + gtotal + 3 * a.nblocks) as f64;
     d
 }
 

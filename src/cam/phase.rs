@@ -254,6 +254,7 @@ impl Rec<'_> {
             &format!("{tag}.stats.cam"),
             &StatsArgs {
                 nblocks: inp.blocks.len(),
+                floats: self.total_maps,
                 total: nb,
                 maps: &maps.buf,
                 bmeta: &self.bmeta.buf,
