@@ -50,8 +50,8 @@ override IN_MODE: u32 = 0u;
 // Whether the epilogue can take PART 1 (Σ y·act(zd)). `regs` takes its flags as uniforms, and a
 // CPU adapter runs every branch of the epilogue for every output under a mask, so the GEMMs
 // without PART 1 (all but the projections' backward, every GEMM of a model without SE) run a
-// pipeline without it: the zd load and act() of each output cost B4's other GEMMs about 7% of
-// their time on lavapipe (2026-12-05)
+// pipeline without it: the zd load and act() of each output had cost B4's GEMM family about 4%
+// of its time on lavapipe (2026-12-05)
 override DOT_ACT: bool = true;
 // `tiled` (GPUs, where a pipeline more costs little) takes the flags as this constant, so that
 // its epilogue holds only the branches it takes; −1 (`regs`, `pack_x`): the uniform's
