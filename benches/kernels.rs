@@ -8,7 +8,7 @@
 use combicam_gpu::app::bench::{time_passes, timestamps_usable};
 use combicam_gpu::cam::channel::{self, BlockParts, ChannelArgs, FromPartsArgs, PartsLayout};
 use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
-use combicam_gpu::cam::fusion::{self, FuseArgs, StatsArgs};
+use combicam_gpu::cam::fusion::{self, FuseArgs, GroupBuffers, StatsArgs};
 use combicam_gpu::cam::methods::{FUSIONS, Fusion, Method};
 use combicam_gpu::gpu::{Dispatch, Gpu, GpuBuf};
 use combicam_gpu::model::config::{self, PadRule};
@@ -500,11 +500,11 @@ fn main() {
             out_h: 300,
             out_w: 450,
             nblocks: 32,
-            blocks: 32,
             maps: &maps.buf,
             bmeta: &bmeta.buf,
             bnorm: &bnorm.buf,
             base: None,
+            groups: None,
             fused: &fused.buf,
         };
         report(
@@ -520,12 +520,8 @@ fn main() {
         .iter()
         .flat_map(|&(h, w, n)| std::iter::repeat_n((h as usize, w as usize), n))
         .collect();
-    let groups = fusion::groups(&all);
-    let (gmeta, gfuse) = (
-        g.upload_u32("gmeta", &groups.meta).unwrap(),
-        g.upload_u32("gfuse", &groups.fuse_meta).unwrap(),
-    );
-    let (gsums, stats) = (buf(&g, groups.total), buf(&g, 64));
+    let groups = GroupBuffers::new(&g, &all, |n| Ok(buf(&g, n))).unwrap();
+    let stats = buf(&g, 64);
     let sargs = StatsArgs {
         nblocks: 32,
         floats: all.iter().map(|&(h, w)| h * w).sum(),
@@ -534,22 +530,17 @@ fn main() {
         bmeta: &bmeta.buf,
         bnorm: &bnorm.buf,
         stats: &stats.buf,
-        groups: Some(fusion::GroupArgs {
-            count: groups.count,
-            total: groups.total,
-            meta: &gmeta.buf,
-            sums: &gsums.buf,
-        }),
+        groups: Some(&groups),
     };
     let fargs = FuseArgs {
         out_h: 300,
         out_w: 450,
-        nblocks: groups.count,
-        blocks: 32,
-        maps: &gsums.buf,
-        bmeta: &gfuse.buf,
+        nblocks: 32,
+        maps: &maps.buf,
+        bmeta: &bmeta.buf,
         bnorm: &bnorm.buf,
         base: None,
+        groups: Some(&groups),
         fused: &fused.buf,
     };
     report_all(

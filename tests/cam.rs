@@ -6,7 +6,7 @@
 use crate::common::{check, gpu, rand, read, up, zeros};
 use combicam_gpu::cam::channel::{self, BlockParts, ChannelArgs, FromPartsArgs, PartsLayout};
 use combicam_gpu::cam::elementwise::{self, ElementwiseArgs};
-use combicam_gpu::cam::fusion::{self, FuseArgs, StatsArgs};
+use combicam_gpu::cam::fusion::{self, FuseArgs, GroupBuffers, StatsArgs};
 use combicam_gpu::cam::methods::{FUSIONS, Family, METHODS, Method, TABLE};
 use combicam_gpu::ops::Tolerance;
 use combicam_gpu::ops::reduce::{self, Reduce, RowsArgs};
@@ -270,11 +270,11 @@ fn every_fusion_rule_matches_its_reference() {
             out_h: oh,
             out_w: ow,
             nblocks: n,
-            blocks: n,
             maps: &mapsb.buf,
             bmeta: &metab.buf,
             bnorm: &bnb.buf,
             base: None,
+            groups: None,
             fused: &fb.buf,
         };
         g.run_now(&[
@@ -364,8 +364,8 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
         (7, 5),
     ];
     let groups = fusion::groups(&sizes);
-    assert_eq!(groups.count, 4);
-    assert_eq!(groups.total, 35 + 1 + 437 + 35);
+    assert_eq!(groups.count(), 4);
+    assert_eq!(groups.total(), 35 + 1 + 437 + 35);
     assert_eq!(
         groups.meta,
         [0, 35, 0, 2, 35, 1, 2, 1, 36, 437, 3, 3, 473, 35, 6, 1]
@@ -385,10 +385,6 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
         all.extend_from_slice(m);
     }
     let (mapsb, metab) = (up(&all), g.upload_u32("meta", &meta).unwrap());
-    let (gmeta, gfuse) = (
-        g.upload_u32("gmeta", &groups.meta).unwrap(),
-        g.upload_u32("gfuse", &groups.fuse_meta).unwrap(),
-    );
     let list: Vec<(&[f32], usize, usize)> = maps
         .iter()
         .zip(&sizes)
@@ -397,7 +393,10 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
     let (oh, ow) = (29, 37);
     for rule in [Fusion::Sum, Fusion::Mean] {
         assert!(fusion::sums_groups(rule));
-        let (gsums, bnb, sb) = (zeros(groups.total), zeros(2 * sizes.len()), zeros(14));
+        // fresh zeroed sums for each rule, so that each run must write them
+        let gb = GroupBuffers::new(g, &sizes, |n| Ok(zeros(n))).unwrap();
+        assert_eq!(gb.groups, groups);
+        let (bnb, sb) = (zeros(2 * sizes.len()), zeros(14));
         let (fb, mmb, nb) = (zeros(oh * ow), zeros(2), zeros(oh * ow));
         let stats = fusion::stats(
             g,
@@ -410,23 +409,18 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
                 bmeta: &metab.buf,
                 bnorm: &bnb.buf,
                 stats: &sb.buf,
-                groups: Some(fusion::GroupArgs {
-                    count: groups.count,
-                    total: groups.total,
-                    meta: &gmeta.buf,
-                    sums: &gsums.buf,
-                }),
+                groups: Some(&gb),
             },
         );
         let args = FuseArgs {
             out_h: oh,
             out_w: ow,
-            nblocks: groups.count,
-            blocks: sizes.len(),
-            maps: &gsums.buf,
-            bmeta: &gfuse.buf,
+            nblocks: sizes.len(),
+            maps: &mapsb.buf,
+            bmeta: &metab.buf,
             bnorm: &bnb.buf,
             base: None,
+            groups: Some(&gb),
             fused: &fb.buf,
         };
         g.run_now(&[
@@ -444,9 +438,9 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
         }
         check(
             "group sums",
-            &read(&gsums),
+            &read(&gb.sums),
             &want_sums,
-            &[groups.total],
+            &[groups.total()],
             Tolerance::new(0.0, 0.0),
         );
         // the sum of the upsampled maps block by block, against one per group; lavapipe:

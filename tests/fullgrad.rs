@@ -161,11 +161,11 @@ fn fusion_adds_the_input_term() {
         out_h: 11,
         out_w: 13,
         nblocks: 2,
-        blocks: 2,
         maps: &maps.buf,
         bmeta: &meta.buf,
         bnorm: &bnorm.buf,
         base: Some(&bb.buf),
+        groups: None,
         fused: &fused.buf,
     };
     g.run_now(&[&fusion::fuse(g, "test.fuse", Fusion::Sum, &args)])

@@ -3,8 +3,9 @@
 //! normalised (shaders/cam_fusion.wgsl). GPU launchers and the CPU reference side by side.
 
 use super::methods::Fusion;
+use crate::error::Result;
 use crate::gpu::{
-    Dispatch, DispatchDesc, Gpu,
+    Dispatch, DispatchDesc, Gpu, GpuBuf,
     pipelines::{Source, grid_1d, grid_items},
     words,
 };
@@ -24,9 +25,17 @@ pub struct Groups {
     pub meta: Vec<u32>,
     /// per group: (offset in the sums, h, w, 0), as `fuse` reads a block's map
     pub fuse_meta: Vec<u32>,
-    pub count: usize,
+}
+
+impl Groups {
+    pub fn count(&self) -> usize {
+        self.meta.len() / 4
+    }
+
     /// floats in the sums
-    pub total: usize,
+    pub fn total(&self) -> usize {
+        self.meta.chunks(4).map(|g| g[1] as usize).sum()
+    }
 }
 
 /// `sizes`: the fused blocks' map sizes, in `bmeta`'s order.
@@ -34,19 +43,16 @@ pub fn groups(sizes: &[(usize, usize)]) -> Groups {
     let mut g = Groups {
         meta: Vec::new(),
         fuse_meta: Vec::new(),
-        count: 0,
-        total: 0,
     };
-    let mut b = 0;
+    let (mut b, mut at) = (0, 0);
     while b < sizes.len() {
         let (h, w) = sizes[b];
         let run = sizes[b..].iter().take_while(|&&s| s == (h, w)).count();
-        let at = g.total as u32;
         g.meta
-            .extend_from_slice(&[at, (h * w) as u32, b as u32, run as u32]);
-        g.fuse_meta.extend_from_slice(&[at, h as u32, w as u32, 0]);
-        g.count += 1;
-        g.total += h * w;
+            .extend_from_slice(&[at as u32, (h * w) as u32, b as u32, run as u32]);
+        g.fuse_meta
+            .extend_from_slice(&[at as u32, h as u32, w as u32, 0]);
+        at += h * w;
         b += run;
     }
     g
@@ -57,40 +63,67 @@ pub fn sums_groups(rule: Fusion) -> bool {
     matches!(rule, Fusion::Sum | Fusion::Mean)
 }
 
-/// The groups' buffers: `Groups::meta` and the sums (`Groups::total` floats).
-pub struct GroupArgs<'a> {
-    pub count: usize,
-    pub total: usize,
-    pub meta: &'a wgpu::Buffer,
-    pub sums: &'a wgpu::Buffer,
+/// `Groups` on the GPU: both metadata and the sums, which `stats` writes and `fuse` reads.
+pub struct GroupBuffers {
+    pub groups: Groups,
+    pub meta: GpuBuf,
+    pub fuse_meta: GpuBuf,
+    pub sums: GpuBuf,
+}
+
+impl GroupBuffers {
+    /// The groups of the fused blocks' map `sizes` (in `bmeta`'s order); `alloc(floats)`
+    /// makes the sums.
+    pub fn new(
+        gpu: &Gpu,
+        sizes: &[(usize, usize)],
+        alloc: impl FnOnce(usize) -> Result<GpuBuf>,
+    ) -> Result<GroupBuffers> {
+        let groups = groups(sizes);
+        Ok(GroupBuffers {
+            meta: gpu.upload_u32("cam.group_meta", &groups.meta)?,
+            fuse_meta: gpu.upload_u32("cam.group_fuse_meta", &groups.fuse_meta)?,
+            sums: alloc(groups.total())?,
+            groups,
+        })
+    }
 }
 
 pub struct FuseArgs<'a> {
     pub out_h: usize,
     pub out_w: usize,
-    /// how many maps `bmeta` lists (blocks, or groups of them)
+    /// how many blocks `bmeta` lists
     pub nblocks: usize,
-    /// how many blocks are fused (the mean's divisor)
-    pub blocks: usize,
-    /// the maps, each at its offset (or the groups' sums)
+    /// the maps, each at its offset
     pub maps: &'a wgpu::Buffer,
-    /// per map vec4(offset, h, w, 0)
+    /// per fused block vec4(map offset, h, w, 0)
     pub bmeta: &'a wgpu::Buffer,
     /// per fused block (min, max) of its map: rules that normalise each map first
     pub bnorm: &'a wgpu::Buffer,
     /// a map at (H, W) added to the rule's result (FullGrad's input term)
     pub base: Option<&'a wgpu::Buffer>,
+    /// the blocks' groups, whose sums `stats` wrote: fused in their maps' place (a rule
+    /// that `sums_groups`)
+    pub groups: Option<&'a GroupBuffers>,
     /// (H, W), written
     pub fused: &'a wgpu::Buffer,
 }
 
 /// fused = the rule over the upsampled maps (see the shader)
 pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
+    assert!(
+        a.groups.is_none() || sums_groups(rule),
+        "{label}: only a summing rule fuses the groups' sums"
+    );
+    let (nmaps, maps, bmeta) = match a.groups {
+        Some(g) => (g.groups.count(), &g.sums.buf, &g.fuse_meta.buf),
+        None => (a.nblocks, a.maps, a.bmeta),
+    };
     let params = CamFusionParams {
         out_h: a.out_h as u32,
         out_w: a.out_w as u32,
-        nblocks: a.nblocks as u32,
-        total: a.blocks as u32,
+        nblocks: nmaps as u32,
+        total: a.nblocks as u32,
         ..Default::default()
     };
     let mut d = gpu.dispatch(&DispatchDesc {
@@ -104,8 +137,8 @@ pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
         ],
         params: words(&params),
         bindings: &[
-            (3, Some(a.maps)),
-            (4, Some(a.bmeta)),
+            (3, Some(maps)),
+            (4, Some(bmeta)),
             (5, Some(a.fused)),
             (8, Some(a.bnorm)),
             (10, a.base),
@@ -113,8 +146,8 @@ pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
         groups: grid_items(a.out_h * a.out_w),
         ..Default::default()
     });
-    d.flops = 12.0 * (a.out_h * a.out_w * a.nblocks) as f64;
-    d.bytes = 4.0 * (a.out_h * a.out_w * (4 * a.nblocks + 1)) as f64;
+    d.flops = 12.0 * (a.out_h * a.out_w * nmaps) as f64;
+    d.bytes = 4.0 * (a.out_h * a.out_w * (4 * nmaps + 1)) as f64;
     d
 }
 
@@ -191,14 +224,16 @@ pub struct StatsArgs<'a> {
     /// (2·total), written at the fused blocks
     pub stats: &'a wgpu::Buffer,
     /// the groups whose sums to write too, for a rule that fuses them (`sums_groups`)
-    pub groups: Option<GroupArgs<'a>>,
+    pub groups: Option<&'a GroupBuffers>,
 }
 
 /// Every fused block's map statistics in one dispatch, a workgroup per block: max and mean
 /// into `stats`, (min, max) into `bnorm` (what the normalising rules read); with `groups`,
 /// their sums too, in workgroups of their own.
 pub fn stats(gpu: &Gpu, label: &str, a: &StatsArgs) -> Dispatch {
-    let (ngroups, gtotal) = a.groups.as_ref().map_or((0, 0), |g| (g.count, g.total));
+    let (ngroups, gtotal) = a
+        .groups
+        .map_or((0, 0), |g| (g.groups.count(), g.groups.total()));
     let params = CamFusionParams {
         nblocks: a.nblocks as u32,
         total: a.total as u32,
@@ -217,8 +252,8 @@ pub fn stats(gpu: &Gpu, label: &str, a: &StatsArgs) -> Dispatch {
             (4, Some(a.bmeta)),
             (8, Some(a.bnorm)),
             (9, Some(a.stats)),
-            (11, a.groups.as_ref().map(|g| g.meta)),
-            (12, a.groups.as_ref().map(|g| g.sums)),
+            (11, a.groups.map(|g| &g.meta.buf)),
+            (12, a.groups.map(|g| &g.sums.buf)),
         ],
         groups: grid_1d((a.nblocks + gtotal.div_ceil(256)) as u32),
         ..Default::default()

@@ -5,7 +5,7 @@
 use super::channel::{self, BlockParts, ChannelArgs, FromPartsArgs};
 use super::eigen::{self, EigenArgs, Input};
 use super::elementwise::{self, ElementwiseArgs};
-use super::fusion::{self, FuseArgs, StatsArgs};
+use super::fusion::{self, FuseArgs, GroupBuffers, StatsArgs};
 use super::methods::{Explainer, Family, Method};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
@@ -97,9 +97,9 @@ struct Rec<'a> {
     gmeans: GpuBuf,
     gmax: GpuBuf,
     bmeta: GpuBuf,
-    /// the fused blocks grouped by map size, their `fuse` metadata and sums, when a rule
-    /// fuses the groups' sums (`fusion::sums_groups`)
-    groups: Option<(fusion::Groups, GpuBuf, GpuBuf, GpuBuf)>,
+    /// the fused blocks grouped by map size, when a rule fuses the groups' sums
+    /// (`fusion::sums_groups`)
+    groups: Option<GroupBuffers>,
     bnorm: GpuBuf,
     fused: GpuBuf,
     /// the eigen methods' (and `--eigen-smooth`'s) means, covariance and v₁, reused block after
@@ -144,11 +144,8 @@ pub fn record(
     let groups = match explainers.iter().any(|e| fusion::sums_groups(e.fusion)) {
         true => {
             let sizes: Vec<_> = inp.blocks.iter().map(|&l| inp.sizes[l]).collect();
-            let g = fusion::groups(&sizes);
-            let meta = gpu.upload_u32("cam.group_meta", &g.meta)?;
-            let fuse_meta = gpu.upload_u32("cam.group_fuse_meta", &g.fuse_meta)?;
-            let sums = alloc("cam.group_sums".into(), g.total)?;
-            Some((g, meta, fuse_meta, sums))
+            let sums = |n| alloc("cam.group_sums".into(), n);
+            Some(GroupBuffers::new(gpu, &sizes, sums)?)
         }
         false => None,
     };
@@ -260,23 +257,18 @@ impl Rec<'_> {
                 bmeta: &self.bmeta.buf,
                 bnorm: &self.bnorm.buf,
                 stats: &stats.buf,
-                groups: groups.map(|(g, meta, _, sums)| fusion::GroupArgs {
-                    count: g.count,
-                    total: g.total,
-                    meta: &meta.buf,
-                    sums: &sums.buf,
-                }),
+                groups,
             },
         ));
         let args = FuseArgs {
             out_h: inp.h,
             out_w: inp.w,
-            nblocks: groups.map_or(inp.blocks.len(), |(g, ..)| g.count),
-            blocks: inp.blocks.len(),
-            maps: groups.map_or(&maps.buf, |(.., sums)| &sums.buf),
-            bmeta: groups.map_or(&self.bmeta.buf, |(_, _, fm, _)| &fm.buf),
+            nblocks: inp.blocks.len(),
+            maps: &maps.buf,
+            bmeta: &self.bmeta.buf,
             bnorm: &self.bnorm.buf,
             base: full.map(|f| &f.input.buf),
+            groups,
             fused: &self.fused.buf,
         };
         d.push(fusion::fuse(
