@@ -106,14 +106,6 @@ fn res_chunk(c: i32) -> vec4<f32> {
     return res[u32(clamp(c, 0, i32(arrayLength(&res)) - 1))];
 }
 
-// the four floats from offset r (0..3) of chunk a on, running into chunk b
-fn funnel(a: vec4<f32>, b: vec4<f32>, r: i32) -> vec4<f32> {
-    let v1 = vec4(a.yzw, b.x);
-    let v2 = vec4(a.zw, b.xy);
-    let v3 = vec4(a.w, b.xyz);
-    return select(select(select(a, v1, r == 1), v2, r == 2), v3, r == 3);
-}
-
 // act(v) when x is a pre-activation (prm.in_act), else v
 fn xact(v: f32) -> f32 {
     if (prm.in_act != 0u) {

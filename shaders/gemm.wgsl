@@ -3,7 +3,7 @@
 // Bindings: 0 prm, 1 a: the weights (M, K) as an rgba32float texture of ceil(K/4) × M texels,
 //           zero-padded past K (`ops::gemm::GemmWeights`), 2 x: (K, P) f32, 3 bias: (M) f32,
 //           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32, 9 zd: (M, P) f32,
-//           10 part: (M, parts) f32 rw
+//           10 part: (M, parts) f32 rw; res and zd are bound as vec4 chunks (see `has_res`)
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
 //       T(v) = v (IN_MODE 0) or act(v)·scale[k] (IN_MODE 1: the projection's input, its SE
 //       scale, or ones without SE, fused into the loads; act: the prelude's).
@@ -69,11 +69,11 @@ fn flags() -> u32 {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 @group(0) @binding(7) var xt: texture_2d<f32>;
 @group(0) @binding(8) var xw: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(9) var<storage, read> zd: array<f32>;
+@group(0) @binding(9) var<storage, read> zd: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read_write> part: array<f32>;
 
 const PACK_W = 4096u; // texels per row of the scratch texture (`ops::gemm::XPack`)
@@ -118,19 +118,64 @@ fn part_kind() -> u32 {
     return (flags() >> 2u) & 3u;
 }
 
-// y[m, p] = acc + b (+ res[m, p]); b = row_bias(m), loaded once per row by the caller.
-// Returns the row partial's term (0 without PART).
-fn epilogue(m: u32, p: u32, acc: f32, b: f32) -> f32 {
-    let o = yo + m * prm.p + p;
-    var v = acc + b;
-    if ((flags() & 2u) != 0u) {
-        v += res[o];
+// res and zd are bound as vec4 chunks (their buffers are a multiple of 16 bytes long): on a
+// CPU adapter a storage load is a loop over the SIMD lanes whatever its width, so `regs` reads
+// a row's 8 values as the three chunks that hold them (`chunks8`) rather than one by one. An
+// adapter runs the loads of a branch its flags skip too (under a zero mask), so this matters
+// to every `regs` GEMM, residual or not.
+fn has_res() -> bool {
+    return (flags() & 2u) != 0u;
+}
+
+fn dot_act() -> bool {
+    return DOT_ACT && part_kind() == 1u;
+}
+
+// res at flat index o, 0 without the residual flag (`tiled`, `slim`)
+fn res_at(o: u32) -> f32 {
+    if (has_res()) {
+        return res[o / 4u][o % 4u];
     }
+    return 0.0;
+}
+
+// zd at flat index o, 0 without PART 1 (`tiled`, `slim`)
+fn zd_at(o: u32) -> f32 {
+    if (dot_act()) {
+        return zd[o / 4u][o % 4u];
+    }
+    return 0.0;
+}
+
+// the 8 floats from flat index o on, from the chunks g0, g1, g2 that hold them
+fn chunks8(g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, o: u32) -> Acc {
+    let r = i32(o % 4u);
+    return Acc(funnel(g0, g1, r), funnel(g1, g2, r));
+}
+
+fn res8(o: u32) -> Acc {
+    let n = arrayLength(&res) - 1u;
+    let q = o / 4u;
+    return chunks8(res[min(q, n)], res[min(q + 1u, n)], res[min(q + 2u, n)], o);
+}
+
+fn zd8(o: u32) -> Acc {
+    let n = arrayLength(&zd) - 1u;
+    let q = o / 4u;
+    return chunks8(zd[min(q, n)], zd[min(q + 1u, n)], zd[min(q + 2u, n)], o);
+}
+
+// y[m, p] = acc + b + rv; b = row_bias(m), loaded once per row by the caller; rv: res[m, p]
+// with the residual flag, else 0; zv: zd[m, p] with PART 1.
+// Returns the row partial's term (0 without PART).
+fn epilogue(m: u32, p: u32, acc: f32, b: f32, rv: f32, zv: f32) -> f32 {
+    let o = yo + m * prm.p + p;
+    let v = acc + b + rv;
     y[o] = v;
     switch part_kind() {
         case 1u: {
             if (DOT_ACT) {
-                return v * act(zd[o]);
+                return v * act(zv);
             }
             return 0.0;
         }
@@ -232,10 +277,20 @@ fn store(m: u32, p0: u32, c: Acc) {
         return;
     }
     let b = row_bias(m);
+    let o = yo + m * prm.p + p0;
+    var rv = Acc();
+    if (has_res()) {
+        rv = res8(o);
+    }
+    var zv = Acc();
+    if (dot_act()) {
+        zv = zd8(o);
+    }
     var part_v = 0.0;
     for (var j = 0u; j < 8u; j++) {
         if (p0 + j < prm.p) {
-            part_v = part_add(part_v, epilogue(m, p0 + j, c[j / 4u][j % 4u], b));
+            let e = epilogue(m, p0 + j, c[j / 4u][j % 4u], b, rv[j / 4u][j % 4u], zv[j / 4u][j % 4u]);
+            part_v = part_add(part_v, e);
         }
     }
     // column group p0 / 8 of 8·⌈P/64⌉
@@ -302,7 +357,8 @@ fn store4(m: u32, p: u32, acc: vec4<f32>) -> f32 {
     var part_v = 0.0;
     for (var j = 0u; j < 4u; j++) {
         if (p + j < prm.p) {
-            part_v = part_add(part_v, epilogue(m, p + j, acc[j], b));
+            let o = yo + m * prm.p + p + j;
+            part_v = part_add(part_v, epilogue(m, p + j, acc[j], b, res_at(o), zd_at(o)));
         }
     }
     return part_v;

@@ -49,3 +49,11 @@ fn d2act(v: f32) -> f32 {
     let s = sigmoid(v);
     return s * (1.0 - s) * (2.0 + v * (1.0 - 2.0 * s));
 }
+
+// the four floats from offset r (0..3) of chunk a on, running into chunk b
+fn funnel(a: vec4<f32>, b: vec4<f32>, r: i32) -> vec4<f32> {
+    let v1 = vec4(a.yzw, b.x);
+    let v2 = vec4(a.zw, b.xy);
+    let v3 = vec4(a.w, b.xyz);
+    return select(select(select(a, v1, r == 1), v2, r == 2), v3, r == 3);
+}
