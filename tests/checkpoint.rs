@@ -26,15 +26,17 @@ fn tmpdir(tag: &str) -> PathBuf {
 #[test]
 fn torch_written_files_read_to_the_right_values() {
     let (expected, _) = weights::read_safetensors(&pt("expected.safetensors")).unwrap();
-    let mut files: HashMap<&str, Vec<(&String, &(Vec<usize>, Vec<f32>))>> = HashMap::new();
-    for (k, v) in &expected {
+    // the golden names by the .pt file they come from
+    let mut files: HashMap<&str, Vec<&String>> = HashMap::new();
+    for k in expected.keys() {
         let (file, _) = k.split_once('/').unwrap();
-        files.entry(file).or_default().push((k, v));
+        files.entry(file).or_default().push(k);
     }
     assert!(files.len() >= 7, "golden files missing: {:?}", files.keys());
     for (file, tensors) in files {
         let f = PtFile::open(&pt(&format!("{file}.pt"))).unwrap_or_else(|e| panic!("{file}: {e}"));
-        for (key, (shape, want)) in tensors {
+        for key in tensors {
+            let (shape, want) = &expected[key];
             // nested dict keys: '/' in the golden names, '.' in the reader's
             let name = key.split_once('/').unwrap().1.replace('/', ".");
             assert_eq!(f.shape(&name).as_ref(), Some(shape), "{key}: shape");

@@ -311,6 +311,7 @@ pub mod cpu {
     pub fn normalize(v: &[f32]) -> Vec<f32> {
         let lo = v.iter().fold(f32::MAX, |a, &b| a.min(b));
         let hi = v.iter().fold(f32::MIN, |a, &b| a.max(b));
+        #[expect(clippy::neg_cmp_op_on_partial_ord, reason = "a NaN range is flat too")]
         let flat = !(hi - lo > 1e-5 * lo.abs().max(hi.abs()));
         v.iter()
             .map(|&x| if flat { 0.0 } else { (x - lo) / (hi - lo) })

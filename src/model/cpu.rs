@@ -111,9 +111,10 @@ pub fn forward_from(
     } else {
         sizes[from - 1]
     };
-    for l in from..wts.cfg.blocks.len() {
+    debug_assert_eq!(sizes.len(), wts.cfg.blocks.len(), "a size per block");
+    for (l, &size) in sizes.iter().enumerate().skip(from) {
         cur = block_forward(wts, l, &cur, prev.0, prev.1).out;
-        prev = sizes[l];
+        prev = size;
     }
     head_forward(wts, &cur, prev.0 * prev.1).2
 }

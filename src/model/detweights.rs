@@ -33,9 +33,7 @@ fn is_bn(name: &str) -> bool {
 pub fn range(name: &str, shape: &[usize], i: usize) -> (f64, f64) {
     if name.ends_with(".running_mean") {
         (-0.1, 0.1)
-    } else if name.ends_with(".running_var") {
-        (0.5, 1.5)
-    } else if is_bn(name) && name.ends_with(".weight") {
+    } else if name.ends_with(".running_var") || (is_bn(name) && name.ends_with(".weight")) {
         (0.5, 1.5)
     } else if is_bn(name) && name.ends_with(".bias") {
         (-0.2, 0.2)

@@ -110,6 +110,10 @@ pub fn compare(
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
         let limit = tol.absolute + tol.relative * w.abs();
+        #[expect(
+            clippy::neg_cmp_op_on_partial_ord,
+            reason = "a NaN difference is bad too"
+        )]
         let bad = !(d <= limit) || g.is_nan() != w.is_nan();
         if d > 0.0 || d.is_nan() {
             let u = if limit > 0.0 {

@@ -192,7 +192,7 @@ fn png_bad_palette(b: &[u8]) -> Option<usize> {
     while let Some(head) = b.get(i..i + 8) {
         let len = u32::from_be_bytes(head[..4].try_into().ok()?) as usize;
         match &head[4..] {
-            b"PLTE" => return (len % 3 != 0).then_some(len),
+            b"PLTE" => return (!len.is_multiple_of(3)).then_some(len),
             b"IDAT" | b"IEND" => return None,
             _ => i = i.checked_add(12)?.checked_add(len)?,
         }

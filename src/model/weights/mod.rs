@@ -21,5 +21,5 @@ pub use load::{
 };
 pub use network::{BlockWeights, Classifier, Conv, HeadKind, Weights};
 pub use source::{
-    RawTensor, SafetensorsFile, TensorSource, read_safetensors, serialize_safetensors,
+    RawTensor, SafetensorsFile, TensorSource, Tensors, read_safetensors, serialize_safetensors,
 };

@@ -181,13 +181,11 @@ impl Float {
     }
 }
 
+/// Tensors by name: (shape, values as f32).
+pub type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Every tensor of a safetensors file as f32, and the file's metadata (tests read golden files with it).
-pub fn read_safetensors(
-    path: &Path,
-) -> Result<(
-    HashMap<String, (Vec<usize>, Vec<f32>)>,
-    HashMap<String, String>,
-)> {
+pub fn read_safetensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
     let f = SafetensorsFile::open(path)?;
     let mut out = HashMap::new();
     for name in f.names() {
