@@ -26,7 +26,7 @@ use combicam_gpu::ops::{
     reduce::{Reduce, RowsArgs},
     se,
     se::{SeBackward, SeForward},
-    se::{SeShape, SeWeights},
+    se::{SeBuffers, SeShape},
 };
 
 fn buf(g: &Gpu, n: usize) -> GpuBuf {
@@ -253,12 +253,8 @@ fn main() {
         cse: 68,
         hw: 150,
     };
-    let (wr, br, wx, bx) = (
-        buf(&g, 68 * 1632),
-        buf(&g, 68),
-        buf(&g, 1632 * 68),
-        buf(&g, 1632),
-    );
+    let (wv, bv) = (vec![0.01f32; 68 * 1632], vec![0.01f32; 1632]);
+    let seb = SeBuffers::upload(&g, "se", (1632, 68), [&wv, &bv[..68], &wv, &bv]).unwrap();
     let (m, r, sv, ds, dm) = (
         buf(&g, 1632),
         buf(&g, 68),
@@ -266,12 +262,7 @@ fn main() {
         buf(&g, 1632),
         buf(&g, 1632),
     );
-    let w = SeWeights {
-        w_r: &wr.buf,
-        b_r: &br.buf,
-        w_x: &wx.buf,
-        b_x: &bx.buf,
-    };
+    let w = seb.weights();
     // the partial sums a k3 s1 depthwise kernel writes at 10×15
     let parts = depthwise::pool_parts(&g, &DwShape::new(1632, 10, 15, 3, 1, PadRule::Symmetric));
     let part = buf(&g, 1632 * parts);

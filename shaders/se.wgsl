@@ -2,9 +2,10 @@
 // (depthwise.wgsl POOL); the forward adds them up; the channel scale is applied inside
 // gemm.wgsl's projection loads (IN_MODE 1).
 // Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_x: (CMID, CSE), 4 b_x: (CMID),
-//           5 m: (CMID) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID) rw,
-//           9 dm: (CMID) rw, 10 part: (CMID, PARTS) partial sums (forward: the depthwise
-//           kernel's of act(z_d); backward: the projection GEMM's of du·act(z_d))
+//           5 m: (C4) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID) rw,
+//           9 dm: (C4) rw, 10 part: (CMID, PARTS) partial sums (forward: the depthwise
+//           kernel's of act(z_d); backward: the projection GEMM's of du·act(z_d)),
+//           11 rows_a, 12 rows_b: the vec4 rows of CPU adapters (VEC, below)
 // forward:  m = Σ part / HW (written: the squeeze), r = w_r·m + b_r, s = sigmoid(w_x·silu(r) + b_x)
 //           (batch: workgroup z is the image; part, m, r and s hold the images one after
 //           another)
@@ -16,6 +17,13 @@
 // One workgroup of WG invocations does an image's SE: 1,024 on GPUs that allow it (a GPU runs
 // one workgroup's chains of dependent loads four times shorter there), 256 elsewhere
 // (`Gpu::wide_workgroup`).
+// CPU adapters (VEC): a storage load is a loop over the SIMD lanes whatever its width, so the
+// two dot products of each direction read vec4s, one lane a row: r (forward) and dr (backward)
+// over C_mid from rows_a (CSE, C4), s and dm over C_SE from rows_b (CMID, CSE4) (`se::SeRows`:
+// the forward's w_r and w_x, the backward's w_xᵀ and w_rᵀ, each row zero-padded to a multiple
+// of 4), against m or dq and hid, zero-padded too. Each lane keeps four sums (terms ≡ 0..3
+// mod 4), added ((x + y) + z) + w at the end (`se::cpu::lane_sum` with 4 lanes). The backward
+// keeps dq in dm until dm is written. m and dm hold C4 = C_mid rounded up to 4 per image.
 // The scale's gradient reaches the depthwise output as dz_d = (du·s + dm/HW)·act'(z_d), which
 // depthwise.wgsl applies as its backward reads du (SE_IN). The SE's own activation is always
 // SiLU.
@@ -27,12 +35,14 @@ struct Params { cmid: u32, cse: u32, hw: u32, parts: u32, inv_hw: f32 }
 @group(0) @binding(2) var<storage, read> b_r: array<f32>;
 @group(0) @binding(3) var<storage, read> w_x: array<f32>;
 @group(0) @binding(4) var<storage, read> b_x: array<f32>;
-@group(0) @binding(5) var<storage, read_write> m: array<f32>;
+@group(0) @binding(5) var<storage, read_write> m: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> r: array<f32>;
 @group(0) @binding(7) var<storage, read_write> s: array<f32>;
 @group(0) @binding(8) var<storage, read_write> ds: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dm: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dm: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read> part: array<f32>;
+@group(0) @binding(11) var<storage, read> rows_a: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> rows_b: array<vec4<f32>>;
 
 // The shape, as the kernels read it: prm's, through a term lavapipe cannot fold (an array's
 // length), so that it compiles one kernel for every shape rather than inlining each
@@ -54,9 +64,84 @@ override WG: u32 = 256u;
 // invocations run one SIMD group after another and each barrier switches through all of
 // them: one lane a row needs no barrier a turn (`se::dot_lanes`)
 override RL: u32 = 32u;
+// the vec4 dot products of CPU adapters (above)
+override VEC: bool = false;
 
 const MAX_SE: u32 = 1024u;
-var<workgroup> hid: array<f32, 1024>;
+var<workgroup> hid: array<vec4<f32>, 256>;
+
+fn hid_at(j: u32) -> f32 {
+    return hid[j / 4u][j % 4u];
+}
+
+fn set_hid(j: u32, v: f32) {
+    hid[j / 4u][j % 4u] = v;
+}
+
+fn m_at(i: u32) -> f32 {
+    return m[i / 4u][i % 4u];
+}
+
+fn set_m(i: u32, v: f32) {
+    m[i / 4u][i % 4u] = v;
+}
+
+fn set_dm(c: u32, v: f32) {
+    dm[c / 4u][c % 4u] = v;
+}
+
+// a vec4 lane's four sums, added in order
+fn fold(a: vec4<f32>) -> f32 {
+    return ((a.x + a.y) + a.z) + a.w;
+}
+
+// C_mid and C_SE rounded up to 4, in vec4s: a row of rows_a and of rows_b
+fn cmid4() -> u32 {
+    return (sp.cmid + 3u) / 4u;
+}
+
+fn cse4() -> u32 {
+    return (sp.cse + 3u) / 4u;
+}
+
+// zeros in the pad of hid (j in [C_SE, 4·cse4())), before a workgroupBarrier
+fn pad_hid(lid: u32) {
+    let j = sp.cse + lid;
+    if (j < 4u * cse4()) {
+        set_hid(j, 0.0);
+    }
+}
+
+// rows_a's row j · m from vec4 o (the forward's r). Two functions rather than one reading m or
+// dm by a flag: an entry point that names dm must bind it, and the forward binds no dm.
+fn dot_a_m(j: u32, o: u32) -> f32 {
+    let n = cmid4();
+    var acc = vec4(0.0);
+    for (var q = 0u; q < n; q++) {
+        acc += rows_a[j * n + q] * m[o + q];
+    }
+    return fold(acc);
+}
+
+// rows_a's row j · dq, kept in dm (the backward's dr)
+fn dot_a_dq(j: u32) -> f32 {
+    let n = cmid4();
+    var acc = vec4(0.0);
+    for (var q = 0u; q < n; q++) {
+        acc += rows_a[j * n + q] * dm[q];
+    }
+    return fold(acc);
+}
+
+// rows_b's row c · hid
+fn dot_b(c: u32) -> f32 {
+    let n = cse4();
+    var acc = vec4(0.0);
+    for (var q = 0u; q < n; q++) {
+        acc += rows_b[c * n + q] * hid[q];
+    }
+    return fold(acc);
+}
 
 // partial sum i of the row at `base`, zero past the row's end (adding it changes no sum:
 // one that starts at +0 never becomes −0)
@@ -128,21 +213,42 @@ fn lane_row_sum(lid: u32, base: u32, valid: bool, l: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     load_shape();
-    let mo = wid.z * sp.cmid; // this image's m and s
+    let mo = wid.z * 4u * cmid4(); // this image's m (C4 an image)
+    let so = wid.z * sp.cmid; // s, and the rows of part
     let ro = wid.z * sp.cse; // and r
     // the squeeze: each channel's partial sums times 1/HW
     let l = row_lanes();
     for (var c0 = 0u; c0 < sp.cmid; c0 += WG / l) {
         let c = c0 + lid / l;
-        let t = lane_row_sum(lid, (mo + c) * sp.parts, c < sp.cmid, l);
+        let t = lane_row_sum(lid, (so + c) * sp.parts, c < sp.cmid, l);
         if (lid % l == 0u && c < sp.cmid) {
-            m[mo + c] = t * prm.inv_hw;
+            set_m(mo + c, t * prm.inv_hw);
         }
         if (l > 1u) {
             workgroupBarrier(); // lanes is written again next turn
         }
     }
+    if (VEC) {
+        // m's pad
+        let c = sp.cmid + lid;
+        if (c < 4u * cmid4()) {
+            set_m(mo + c, 0.0);
+        }
+    }
     storageBarrier();
+    if (VEC) {
+        for (var j = lid; j < sp.cse; j += WG) {
+            let v = b_r[j] + dot_a_m(j, mo / 4u);
+            r[ro + j] = v;
+            set_hid(j, v * sigmoid(v));
+        }
+        pad_hid(lid);
+        workgroupBarrier(); // hid complete
+        for (var c = lid; c < sp.cmid; c += WG) {
+            s[so + c] = sigmoid(b_x[c] + dot_b(c));
+        }
+        return;
+    }
     // r = w_r·m + b_r: WG / RL rows at a time, RL lanes on each row's C_mid terms (`row_dot`)
     for (var j0 = 0u; j0 < sp.cse; j0 += WG / RL) {
         let j = j0 + lid / RL;
@@ -151,26 +257,26 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
             // eight terms a turn, their loads first (in flight together), added in order
             var c = lid % RL;
             for (; c + 7u * RL < sp.cmid; c += 8u * RL) {
-                let t0 = w_r[j * sp.cmid + c] * m[mo + c];
-                let t1 = w_r[j * sp.cmid + c + RL] * m[mo + c + RL];
-                let t2 = w_r[j * sp.cmid + c + 2u * RL] * m[mo + c + 2u * RL];
-                let t3 = w_r[j * sp.cmid + c + 3u * RL] * m[mo + c + 3u * RL];
-                let t4 = w_r[j * sp.cmid + c + 4u * RL] * m[mo + c + 4u * RL];
-                let t5 = w_r[j * sp.cmid + c + 5u * RL] * m[mo + c + 5u * RL];
-                let t6 = w_r[j * sp.cmid + c + 6u * RL] * m[mo + c + 6u * RL];
-                let t7 = w_r[j * sp.cmid + c + 7u * RL] * m[mo + c + 7u * RL];
+                let t0 = w_r[j * sp.cmid + c] * m_at(mo + c);
+                let t1 = w_r[j * sp.cmid + c + RL] * m_at(mo + c + RL);
+                let t2 = w_r[j * sp.cmid + c + 2u * RL] * m_at(mo + c + 2u * RL);
+                let t3 = w_r[j * sp.cmid + c + 3u * RL] * m_at(mo + c + 3u * RL);
+                let t4 = w_r[j * sp.cmid + c + 4u * RL] * m_at(mo + c + 4u * RL);
+                let t5 = w_r[j * sp.cmid + c + 5u * RL] * m_at(mo + c + 5u * RL);
+                let t6 = w_r[j * sp.cmid + c + 6u * RL] * m_at(mo + c + 6u * RL);
+                let t7 = w_r[j * sp.cmid + c + 7u * RL] * m_at(mo + c + 7u * RL);
                 acc += t0; acc += t1; acc += t2; acc += t3;
                 acc += t4; acc += t5; acc += t6; acc += t7;
             }
             for (; c < sp.cmid; c += RL) {
-                acc += w_r[j * sp.cmid + c] * m[mo + c];
+                acc += w_r[j * sp.cmid + c] * m_at(mo + c);
             }
         }
         let t = row_dot(lid, acc);
         if (lid % RL == 0u && j < sp.cse) {
             let v = b_r[j] + t;
             r[ro + j] = v;
-            hid[j] = v * sigmoid(v);
+            set_hid(j, v * sigmoid(v));
         }
         if (RL > 1u) {
             workgroupBarrier(); // lanes is written again next turn
@@ -181,21 +287,21 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         var acc = b_x[c];
         var j = 0u;
         for (; j + 7u < sp.cse; j += 8u) {
-            let t0 = w_x[c * sp.cse + j] * hid[j];
-            let t1 = w_x[c * sp.cse + j + 1u] * hid[j + 1u];
-            let t2 = w_x[c * sp.cse + j + 2u] * hid[j + 2u];
-            let t3 = w_x[c * sp.cse + j + 3u] * hid[j + 3u];
-            let t4 = w_x[c * sp.cse + j + 4u] * hid[j + 4u];
-            let t5 = w_x[c * sp.cse + j + 5u] * hid[j + 5u];
-            let t6 = w_x[c * sp.cse + j + 6u] * hid[j + 6u];
-            let t7 = w_x[c * sp.cse + j + 7u] * hid[j + 7u];
+            let t0 = w_x[c * sp.cse + j] * hid_at(j);
+            let t1 = w_x[c * sp.cse + j + 1u] * hid_at(j + 1u);
+            let t2 = w_x[c * sp.cse + j + 2u] * hid_at(j + 2u);
+            let t3 = w_x[c * sp.cse + j + 3u] * hid_at(j + 3u);
+            let t4 = w_x[c * sp.cse + j + 4u] * hid_at(j + 4u);
+            let t5 = w_x[c * sp.cse + j + 5u] * hid_at(j + 5u);
+            let t6 = w_x[c * sp.cse + j + 6u] * hid_at(j + 6u);
+            let t7 = w_x[c * sp.cse + j + 7u] * hid_at(j + 7u);
             acc += t0; acc += t1; acc += t2; acc += t3;
             acc += t4; acc += t5; acc += t6; acc += t7;
         }
         for (; j < sp.cse; j++) {
-            acc += w_x[c * sp.cse + j] * hid[j];
+            acc += w_x[c * sp.cse + j] * hid_at(j);
         }
-        s[mo + c] = sigmoid(acc);
+        s[so + c] = sigmoid(acc);
     }
 }
 
@@ -216,12 +322,35 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         let t = lane_row_sum(lid, c * sp.parts, c < sp.cmid, l);
         if (lid % l == 0u && c < sp.cmid) {
             ds[c] = t;
+            if (VEC) {
+                let sc = s[c];
+                set_dm(c, t * sc * (1.0 - sc)); // dq(c), as `dq` computes it
+            }
         }
         if (l > 1u) {
             workgroupBarrier(); // lanes is written again next turn
         }
     }
+    if (VEC) {
+        // dq's pad
+        let c = sp.cmid + lid;
+        if (c < 4u * cmid4()) {
+            set_dm(c, 0.0);
+        }
+    }
     storageBarrier();
+    if (VEC) {
+        for (var j = lid; j < sp.cse; j += WG) {
+            set_hid(j, dot_a_dq(j) * dsilu(r[j]));
+        }
+        pad_hid(lid);
+        storageBarrier(); // every read of dq in dm done
+        workgroupBarrier(); // hid complete
+        for (var c = lid; c < sp.cmid; c += WG) {
+            set_dm(c, dot_b(c));
+        }
+        return;
+    }
     // dr = (w_xᵀ·dq)·silu'(r), as the forward's r: WG / RL rows at a time, RL lanes each
     for (var j0 = 0u; j0 < sp.cse; j0 += WG / RL) {
         let j = j0 + lid / RL;
@@ -246,7 +375,7 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         }
         let t = row_dot(lid, acc);
         if (lid % RL == 0u && j < sp.cse) {
-            hid[j] = t * dsilu(r[j]);
+            set_hid(j, t * dsilu(r[j]));
         }
         if (RL > 1u) {
             workgroupBarrier(); // lanes is written again next turn
@@ -257,20 +386,20 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         var acc = 0.0;
         var j = 0u;
         for (; j + 7u < sp.cse; j += 8u) {
-            let t0 = w_r[j * sp.cmid + c] * hid[j];
-            let t1 = w_r[(j + 1u) * sp.cmid + c] * hid[j + 1u];
-            let t2 = w_r[(j + 2u) * sp.cmid + c] * hid[j + 2u];
-            let t3 = w_r[(j + 3u) * sp.cmid + c] * hid[j + 3u];
-            let t4 = w_r[(j + 4u) * sp.cmid + c] * hid[j + 4u];
-            let t5 = w_r[(j + 5u) * sp.cmid + c] * hid[j + 5u];
-            let t6 = w_r[(j + 6u) * sp.cmid + c] * hid[j + 6u];
-            let t7 = w_r[(j + 7u) * sp.cmid + c] * hid[j + 7u];
+            let t0 = w_r[j * sp.cmid + c] * hid_at(j);
+            let t1 = w_r[(j + 1u) * sp.cmid + c] * hid_at(j + 1u);
+            let t2 = w_r[(j + 2u) * sp.cmid + c] * hid_at(j + 2u);
+            let t3 = w_r[(j + 3u) * sp.cmid + c] * hid_at(j + 3u);
+            let t4 = w_r[(j + 4u) * sp.cmid + c] * hid_at(j + 4u);
+            let t5 = w_r[(j + 5u) * sp.cmid + c] * hid_at(j + 5u);
+            let t6 = w_r[(j + 6u) * sp.cmid + c] * hid_at(j + 6u);
+            let t7 = w_r[(j + 7u) * sp.cmid + c] * hid_at(j + 7u);
             acc += t0; acc += t1; acc += t2; acc += t3;
             acc += t4; acc += t5; acc += t6; acc += t7;
         }
         for (; j < sp.cse; j++) {
-            acc += w_r[j * sp.cmid + c] * hid[j];
+            acc += w_r[j * sp.cmid + c] * hid_at(j);
         }
-        dm[c] = acc;
+        set_dm(c, acc);
     }
 }

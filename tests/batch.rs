@@ -13,7 +13,7 @@ use combicam_gpu::ops::{
     depthwise::{DwForward, DwShape},
     gemm::GemmWeights,
     reduce::{Reduce, RowsArgs},
-    se::{SeForward, SeShape, SeWeights},
+    se::{SeBuffers, SeForward, SeShape},
 };
 
 /// Images per batch: not a power of two.
@@ -184,14 +184,11 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
     let m: Vec<f32> = (0..B)
         .flat_map(|i| se::cpu::squeeze(slice(&part, cmid * parts, i), parts, 17))
         .collect();
-    let bufs = ws.each_ref().map(|v| up(v));
-    let (pb, mb, rb, sb) = (up(&part), zeros(B * cmid), zeros(B * cse), zeros(B * cmid));
-    let w = SeWeights {
-        w_r: &bufs[0].buf,
-        b_r: &bufs[1].buf,
-        w_x: &bufs[2].buf,
-        b_x: &bufs[3].buf,
-    };
+    let bufs = SeBuffers::upload(g, "test.se", (cmid, cse), ws.each_ref().map(|v| &v[..])).unwrap();
+    let w = bufs.weights();
+    // m holds C_mid rounded up to 4 an image
+    let c4 = se::vec_len(cmid);
+    let (pb, mb, rb, sb) = (up(&part), zeros(B * c4), zeros(B * cse), zeros(B * cmid));
     let d = se::forward(
         g,
         "test.se",
@@ -205,7 +202,7 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
             s: &sb.buf,
         },
     );
-    let lanes = se::dot_lanes(g);
+    let lanes = se::dot_order(g);
     let want = |i: usize| {
         se::cpu::forward(
             (sh, lanes),
@@ -222,7 +219,7 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
         let w = slice(&m, cmid, i);
         check(
             &format!("se.m image {i}"),
-            &all[i * cmid..(i + 1) * cmid],
+            &all[i * c4..i * c4 + cmid],
             w,
             &[cmid],
             tol(w),

@@ -52,7 +52,7 @@ pub fn block_forward(wts: &Weights, l: usize, x: &[f32], ih: usize, iw: usize) -
             let pooled = reduce::cpu::rows(Reduce::MeanAct(act), &zd, None, cm, oh * ow);
             let sh = b.se_shape(oh * ow);
             se::cpu::forward(
-                (sh, se::GPU_DOT_LANES),
+                (sh, se::GPU_ORDER),
                 &se_r.w,
                 &se_r.b,
                 &se_x.w,
@@ -211,7 +211,7 @@ pub fn block_backward(
     let dm = match &bw.se {
         Some((se_r, se_x)) => {
             let ds = reduce::cpu::rows(Reduce::DotAct(act), &du, Some(&st.zd), cm, oh * ow);
-            se::cpu::backward((sh, se::GPU_DOT_LANES), &se_r.w, &se_x.w, &st.r, &st.s, &ds)
+            se::cpu::backward((sh, se::GPU_ORDER), &se_r.w, &se_x.w, &st.r, &st.s, &ds)
         }
         None => vec![0.0; cm],
     };

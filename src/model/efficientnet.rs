@@ -6,27 +6,12 @@ use crate::gpu::{Gpu, GpuBuf};
 use crate::ops::gemm::GemmWeights;
 use crate::ops::{conv, gemm, head, se};
 
-/// A block's squeeze-excite weights: reduce (CSE, CMID) and its bias, expand (CMID, CSE) and
-/// its bias.
-pub(super) struct SeGpu([GpuBuf; 4]);
-
-impl SeGpu {
-    pub(super) fn weights(&self) -> se::SeWeights<'_> {
-        let [w_r, b_r, w_x, b_x] = &self.0;
-        se::SeWeights {
-            w_r: &w_r.buf,
-            b_r: &b_r.buf,
-            w_x: &w_x.buf,
-            b_x: &b_x.buf,
-        }
-    }
-}
-
 pub(super) struct BlockGpu {
     pub(super) expand: Option<(GemmWeights, GemmWeights, GpuBuf)>, // w (CMID, CIN), wᵀ (CIN, CMID), b
     pub(super) dw_w: GpuBuf,
     pub(super) dw_b: GpuBuf,
-    pub(super) se: Option<SeGpu>,
+    /// squeeze-excite: reduce (CSE, CMID) and its bias, expand (CMID, CSE) and its bias
+    pub(super) se: Option<se::SeBuffers>,
     pub(super) proj_w: GemmWeights,  // (COUT, CMID)
     pub(super) proj_wt: GemmWeights, // (CMID, COUT)
     pub(super) proj_b: GpuBuf,
@@ -87,12 +72,13 @@ impl ModelGpu {
                 dw_w: up(format!("{i}.dw.w"), &w.dw.w)?,
                 dw_b: up(format!("{i}.dw.b"), &w.dw.b)?,
                 se: match &w.se {
-                    Some((r, x)) => Some(SeGpu([
-                        up(format!("{i}.se_reduce.w"), &r.w)?,
-                        up(format!("{i}.se_reduce.b"), &r.b)?,
-                        up(format!("{i}.se_expand.w"), &x.w)?,
-                        up(format!("{i}.se_expand.b"), &x.b)?,
-                    ])),
+                    Some((r, x)) => {
+                        let dims = (b.cmid(), r.b.len());
+                        let ws = [&r.w[..], &r.b, &x.w, &x.b];
+                        let buffers = se::SeBuffers::upload(gpu, &format!("{i}.se"), dims, ws)?;
+                        bytes.set(bytes.get() + buffers.bytes());
+                        Some(buffers)
+                    }
                     None => None,
                 },
                 proj_w,

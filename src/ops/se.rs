@@ -1,7 +1,8 @@
 //! Squeeze-excite: the squeeze's sum of the depthwise kernel's partial sums and the two small
 //! FC layers (one workgroup of `Gpu::wide_workgroup` invocations), and their gradient.
 
-use crate::gpu::{Dispatch, DispatchDesc, Gpu, words};
+use crate::error::Result;
+use crate::gpu::{Dispatch, DispatchDesc, Gpu, GpuBuf, words};
 
 crate::wgsl_params! {
     /// shaders/se.wgsl's `Params`
@@ -35,6 +36,99 @@ pub struct SeWeights<'a> {
     pub b_r: &'a wgpu::Buffer, // (CSE)
     pub w_x: &'a wgpu::Buffer, // (CMID, CSE)
     pub b_x: &'a wgpu::Buffer, // (CMID)
+    /// the rows the CPU-shaped kernels read as vec4s (se.wgsl VEC), `None` with the GPU-shaped
+    pub rows: Option<SeRows<'a>>,
+}
+
+/// The SE's weights as the CPU-shaped kernels read them: each dot product's matrix with its
+/// rows contiguous, zero-padded to a multiple of 4 (`cpu::pad_rows`).
+#[derive(Clone, Copy)]
+pub struct SeRows<'a> {
+    /// w_r (CSE, C4): the forward's r
+    pub fwd_a: &'a wgpu::Buffer,
+    /// w_x (CMID, CSE4): the forward's s
+    pub fwd_b: &'a wgpu::Buffer,
+    /// w_xᵀ (CSE, C4): the backward's dr
+    pub bwd_a: &'a wgpu::Buffer,
+    /// w_rᵀ (CMID, CSE4): the backward's dm
+    pub bwd_b: &'a wgpu::Buffer,
+}
+
+/// A block's SE weights on the GPU: w_r (CSE, CMID), b_r, w_x (CMID, CSE), b_x, and on CPU
+/// adapters their vec4 rows (`SeRows`).
+pub struct SeBuffers {
+    w: [GpuBuf; 4],
+    rows: Option<[GpuBuf; 4]>,
+}
+
+impl SeBuffers {
+    pub fn upload(
+        gpu: &Gpu,
+        label: &str,
+        (cmid, cse): (usize, usize),
+        [w_r, b_r, w_x, b_x]: [&[f32]; 4],
+    ) -> Result<SeBuffers> {
+        let up = |name: &str, v: &[f32]| gpu.upload(&format!("{label}.{name}"), v);
+        let w = [
+            up("w_r", w_r)?,
+            up("b_r", b_r)?,
+            up("w_x", w_x)?,
+            up("b_x", b_x)?,
+        ];
+        let rows = match vec_rows(gpu) {
+            false => None,
+            true => {
+                let (w_rt, w_xt) = (transpose(w_r, cse, cmid), transpose(w_x, cmid, cse));
+                Some([
+                    up("rows.fwd_a", &cpu::pad_rows(w_r, cse, cmid))?,
+                    up("rows.fwd_b", &cpu::pad_rows(w_x, cmid, cse))?,
+                    up("rows.bwd_a", &cpu::pad_rows(&w_xt, cse, cmid))?,
+                    up("rows.bwd_b", &cpu::pad_rows(&w_rt, cmid, cse))?,
+                ])
+            }
+        };
+        Ok(SeBuffers { w, rows })
+    }
+
+    pub fn weights(&self) -> SeWeights<'_> {
+        let [w_r, b_r, w_x, b_x] = &self.w;
+        SeWeights {
+            w_r: &w_r.buf,
+            b_r: &b_r.buf,
+            w_x: &w_x.buf,
+            b_x: &b_x.buf,
+            rows: self.rows.as_ref().map(|[a, b, c, d]| SeRows {
+                fwd_a: &a.buf,
+                fwd_b: &b.buf,
+                bwd_a: &c.buf,
+                bwd_b: &d.buf,
+            }),
+        }
+    }
+
+    /// Bytes on the GPU.
+    pub fn bytes(&self) -> u64 {
+        (self.w.iter().chain(self.rows.iter().flatten()))
+            .map(|b| b.buf.size())
+            .sum()
+    }
+}
+
+/// (rows, cols) row-major → (cols, rows)
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    crate::ops::gemm::cpu::transpose(w, rows, cols)
+}
+
+/// Floats a vector over C_mid takes (m, dm): C_mid rounded up to 4, as se.wgsl reads it in
+/// vec4s.
+pub fn vec_len(cmid: usize) -> usize {
+    cmid.next_multiple_of(4)
+}
+
+/// Whether the kernels read the weights as vec4 rows (se.wgsl VEC): with the CPU-shaped
+/// kernels.
+pub fn vec_rows(gpu: &Gpu) -> bool {
+    gpu.is_cpu()
 }
 
 /// m = Σ part / HW (the squeeze), r = w_r·m + b_r, s = sigmoid(w_x·silu(r) + b_x)
@@ -44,7 +138,7 @@ pub struct SeForward<'a> {
     /// the depthwise kernel's partial sums of act(z_d), (CMID, parts)
     pub part: &'a wgpu::Buffer,
     pub parts: usize,
-    /// the squeeze (CMID), written
+    /// the squeeze (CMID; `vec_len(CMID)` floats an image), written
     pub m: &'a wgpu::Buffer,
     /// the excitation's pre-activation (CSE), written
     pub r: &'a wgpu::Buffer,
@@ -67,14 +161,28 @@ pub fn dot_lanes(gpu: &Gpu) -> usize {
     if gpu.is_cpu() { 1 } else { GPU_DOT_LANES }
 }
 
-/// `dot_lanes` on GPUs; the CPU model (`model::cpu`) adds its SE in their order.
+/// `dot_lanes` on GPUs.
 pub const GPU_DOT_LANES: usize = 32;
 
-/// The pipeline constants: the workgroup and the lanes a row.
-fn constants(gpu: &Gpu) -> [(&'static str, f64); 2] {
+/// The order in which the kernels add the SE's dot products, as `cpu::forward` and
+/// `cpu::backward` take it: (lanes over C_mid, lanes over C_SE) for `cpu::lane_sum`. GPUs:
+/// RL = 32 lanes a row over C_mid, one over C_SE; CPU adapters: four sums a lane over both
+/// (vec4 rows, se.wgsl VEC). On lavapipe the vec4 rows took B4's 63 SE dispatches from
+/// 47–55 to 25–27 ms a 300×450 explain (`bench --quick`, three alternating runs each, 2-core
+/// EPYC, 2026-12-05); the kernel bench's 1632/68 backward from 1.5–2.2 to 0.6–1.0 ms.
+pub fn dot_order(gpu: &Gpu) -> (usize, usize) {
+    if vec_rows(gpu) { (4, 4) } else { GPU_ORDER }
+}
+
+/// `dot_order` on GPUs; the CPU model (`model::cpu`) adds its SE in this order.
+pub const GPU_ORDER: (usize, usize) = (GPU_DOT_LANES, 1);
+
+/// The pipeline constants: the workgroup, the lanes a row and the vec4 rows.
+fn constants(gpu: &Gpu) -> [(&'static str, f64); 3] {
     [
         ("WG", gpu.wide_workgroup() as f64),
         ("RL", dot_lanes(gpu) as f64),
+        ("VEC", if vec_rows(gpu) { 1.0 } else { 0.0 }),
     ]
 }
 
@@ -95,6 +203,8 @@ pub fn forward(gpu: &Gpu, label: &str, a: &SeForward) -> Dispatch {
             (6, Some(a.r)),
             (7, Some(a.s)),
             (10, Some(a.part)),
+            (11, a.w.rows.map(|r| r.fwd_a)),
+            (12, a.w.rows.map(|r| r.fwd_b)),
         ],
         groups: [1, 1, 1],
         ..Default::default()
@@ -117,7 +227,7 @@ pub struct SeBackward<'a> {
     pub parts: usize,
     /// ∂/∂s (CMID), written
     pub ds: &'a wgpu::Buffer,
-    /// ∂/∂(pooled input) (CMID), written
+    /// ∂/∂(pooled input) (CMID; `vec_len(CMID)` floats, the rest scratch), written
     pub dm: &'a wgpu::Buffer,
 }
 
@@ -137,6 +247,8 @@ pub fn backward(gpu: &Gpu, label: &str, a: &SeBackward) -> Dispatch {
             (8, Some(a.ds)),
             (9, Some(a.dm)),
             (10, Some(a.part)),
+            (11, a.w.rows.map(|r| r.bwd_a)),
+            (12, a.w.rows.map(|r| r.bwd_b)),
         ],
         groups: [1, 1, 1],
         ..Default::default()
@@ -157,9 +269,10 @@ pub mod cpu {
     }
     use crate::ops::{Act, dsilu, sigmoid, silu};
 
-    /// Returns (r, s); the long dot products add as `lanes` lanes do (`lane_sum`).
+    /// Returns (r, s); the dot products over C_mid and C_SE add as `lanes` = (over C_mid, over
+    /// C_SE) lanes do (`lane_sum`, `se::dot_order`).
     pub fn forward(
-        (sh, lanes): (SeShape, usize),
+        (sh, (long, short)): (SeShape, (usize, usize)),
         w_r: &[f32],
         b_r: &[f32],
         w_x: &[f32],
@@ -167,27 +280,27 @@ pub mod cpu {
         m: &[f32],
     ) -> (Vec<f32>, Vec<f32>) {
         let r: Vec<f32> = (0..sh.cse)
-            .map(|j| b_r[j] + lane_sum(sh.cmid, lanes, |c| w_r[j * sh.cmid + c] * m[c]))
+            .map(|j| b_r[j] + lane_sum(sh.cmid, long, |c| w_r[j * sh.cmid + c] * m[c]))
             .collect();
         let h: Vec<f32> = r.iter().map(|&v| silu(v)).collect();
         let s = (0..sh.cmid)
-            .map(|c| sigmoid(b_x[c] + (0..sh.cse).map(|j| w_x[c * sh.cse + j] * h[j]).sum::<f32>()))
+            .map(|c| sigmoid(b_x[c] + lane_sum(sh.cse, short, |j| w_x[c * sh.cse + j] * h[j])))
             .collect();
         (r, s)
     }
 
-    /// Σ_{i<n} f(i) in the order se.wgsl's `row_dot` adds it with `lanes` lanes a row
-    /// (`se::dot_lanes`): lane q adding the i ≡ q (mod lanes) in order, then the lanes in
-    /// order.
+    /// Σ_{i<n} f(i) in the order se.wgsl adds it with `lanes` lanes a row (`row_dot`, or the
+    /// four sums of a vec4 lane): lane q adding the i ≡ q (mod lanes) in order, then the lanes
+    /// in order.
     pub fn lane_sum(n: usize, lanes: usize, f: impl Fn(usize) -> f32) -> f32 {
         (0..lanes)
             .map(|q| (q..n).step_by(lanes).map(&f).fold(0f32, |s, v| s + v))
             .fold(0f32, |t, v| t + v)
     }
 
-    /// dm; the long dot products add as `lanes` lanes do (`lane_sum`).
+    /// dm; the dot products add as in `forward`.
     pub fn backward(
-        (sh, lanes): (SeShape, usize),
+        (sh, (long, short)): (SeShape, (usize, usize)),
         w_r: &[f32],
         w_x: &[f32],
         r: &[f32],
@@ -196,11 +309,21 @@ pub mod cpu {
     ) -> Vec<f32> {
         let dq: Vec<f32> = (0..sh.cmid).map(|c| ds[c] * s[c] * (1.0 - s[c])).collect();
         let dr: Vec<f32> = (0..sh.cse)
-            .map(|j| lane_sum(sh.cmid, lanes, |c| w_x[c * sh.cse + j] * dq[c]) * dsilu(r[j]))
+            .map(|j| lane_sum(sh.cmid, long, |c| w_x[c * sh.cse + j] * dq[c]) * dsilu(r[j]))
             .collect();
         (0..sh.cmid)
-            .map(|c| (0..sh.cse).map(|j| w_r[j * sh.cmid + c] * dr[j]).sum())
+            .map(|c| lane_sum(sh.cse, short, |j| w_r[j * sh.cmid + c] * dr[j]))
             .collect()
+    }
+
+    /// `w` (rows, cols) with each row zero-padded to a multiple of 4 columns.
+    pub fn pad_rows(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        let c4 = cols.next_multiple_of(4);
+        let mut out = vec![0f32; rows * c4];
+        for (o, i) in out.chunks_exact_mut(c4).zip(w.chunks_exact(cols)) {
+            o[..cols].copy_from_slice(i);
+        }
+        out
     }
 
     /// du ← (du·s + dm/HW)·act'(zd) (without SE: s = 1, dm = 0). On the GPU the depthwise

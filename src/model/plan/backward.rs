@@ -71,7 +71,7 @@ impl Rec<'_> {
             du: self.a.buf("scratch.du".into(), max_du)?,
             dze: self.a.buf("scratch.dz_expand".into(), max_dze)?,
             ds: self.a.buf("scratch.ds".into(), max_c)?,
-            dm: self.a.buf("scratch.dm".into(), max_c)?,
+            dm: self.a.buf("scratch.dm".into(), se::vec_len(max_c))?,
             dpart: self.a.buf("scratch.ds_parts".into(), max_part)?,
         };
         let bottom = if full.is_some() { 0 } else { lo + 1 };

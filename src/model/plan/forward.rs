@@ -182,7 +182,8 @@ impl Rec<'_> {
             .expect("a block with partial sums has SE");
         let cm = b.cmid();
         let a = &mut self.a;
-        let pooled = a.batched(format!("{l}.se_pool"), cm)?;
+        // the squeeze, C_mid rounded up to 4 an image (se.wgsl reads it in vec4s)
+        let pooled = a.batched(format!("{l}.se_pool"), se::vec_len(cm))?;
         let r = a.batched(format!("{l}.se_r"), b.cse)?;
         let s = a.batched(format!("{l}.se_s"), cm)?;
         fwd.push(se::forward(
