@@ -55,7 +55,7 @@ pub struct SeRows<'a> {
 }
 
 /// A block's SE weights on the GPU: w_r (CSE, CMID), b_r, w_x (CMID, CSE), b_x, and on CPU
-/// adapters their vec4 rows (`SeRows`).
+/// adapters their vec4 rows (`SeRows`), whose forward rows then stand for w_r and w_x.
 pub struct SeBuffers {
     w: [GpuBuf; 4],
     rows: Option<[GpuBuf; 4]>,
@@ -69,25 +69,25 @@ impl SeBuffers {
         [w_r, b_r, w_x, b_x]: [&[f32]; 4],
     ) -> Result<SeBuffers> {
         let up = |name: &str, v: &[f32]| gpu.upload(&format!("{label}.{name}"), v);
-        let w = [
-            up("w_r", w_r)?,
-            up("b_r", b_r)?,
-            up("w_x", w_x)?,
-            up("b_x", b_x)?,
+        let (b_r, b_x) = (up("b_r", b_r)?, up("b_x", b_x)?);
+        if !vec_rows(gpu) {
+            let w = [up("w_r", w_r)?, b_r, up("w_x", w_x)?, b_x];
+            return Ok(SeBuffers { w, rows: None });
+        }
+        // the forward's rows are w_r and w_x, padded: they stand for them in the bindings the
+        // CPU-shaped kernels do not read
+        let (w_rt, w_xt) = (transpose(w_r, cse, cmid), transpose(w_x, cmid, cse));
+        let rows = [
+            up("rows.fwd_a", &cpu::pad_rows(w_r, cse, cmid))?,
+            up("rows.fwd_b", &cpu::pad_rows(w_x, cmid, cse))?,
+            up("rows.bwd_a", &cpu::pad_rows(&w_xt, cse, cmid))?,
+            up("rows.bwd_b", &cpu::pad_rows(&w_rt, cmid, cse))?,
         ];
-        let rows = match vec_rows(gpu) {
-            false => None,
-            true => {
-                let (w_rt, w_xt) = (transpose(w_r, cse, cmid), transpose(w_x, cmid, cse));
-                Some([
-                    up("rows.fwd_a", &cpu::pad_rows(w_r, cse, cmid))?,
-                    up("rows.fwd_b", &cpu::pad_rows(w_x, cmid, cse))?,
-                    up("rows.bwd_a", &cpu::pad_rows(&w_xt, cse, cmid))?,
-                    up("rows.bwd_b", &cpu::pad_rows(&w_rt, cmid, cse))?,
-                ])
-            }
-        };
-        Ok(SeBuffers { w, rows })
+        let w = [rows[0].clone(), b_r, rows[1].clone(), b_x];
+        Ok(SeBuffers {
+            w,
+            rows: Some(rows),
+        })
     }
 
     pub fn weights(&self) -> SeWeights<'_> {
@@ -107,8 +107,14 @@ impl SeBuffers {
     }
 
     /// Bytes on the GPU.
+    /// Bytes on the GPU, each buffer once (the forward's rows also stand for w_r and w_x).
     pub fn bytes(&self) -> u64 {
-        (self.w.iter().chain(self.rows.iter().flatten()))
+        let [w_r, b_r, w_x, b_x] = &self.w;
+        let own = match &self.rows {
+            Some(rows) => rows.iter().collect(),
+            None => vec![w_r, w_x],
+        };
+        (own.into_iter().chain([b_r, b_x]))
             .map(|b| b.buf.size())
             .sum()
     }
