@@ -26,21 +26,27 @@ const TW = 8u;
 var<private> xoff: u32; // this image's x and y in the batch (workgroup z)
 var<private> yoff: u32;
 
-// x[row + jj], zero outside the row
-fn xat(row: u32, jj: i32) -> f32 {
-    let v = x[row + u32(clamp(jj, 0, i32(prm.w) - 1))];
-    return select(0.0, v, jj >= 0 && jj < i32(prm.w));
+// chunk c of x (x is bound as vec4 chunks, its buffer a multiple of 16 bytes long), clamped
+// into the buffer: a window row is read as the chunks that hold it (`ops::window`), since on a
+// CPU adapter each storage load is a loop over the SIMD lanes whatever its width
+fn x_chunk(c: i32) -> vec4<f32> {
+    return x[u32(clamp(c, 0, i32(arrayLength(&x)) - 1))];
 }
 
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var wt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-fn emit(o: u32, at: u32, v: f32) {
+// bias[o], o clamped to the last channel (an o past it is not stored)
+fn bias_at(o: u32) -> f32 {
+    return bias[min(o, prm.cout - 1u)];
+}
+
+fn emit(o: u32, at: u32, v: f32, b: f32) {
     if (o < prm.cout) {
-        var r = v + bias[o];
+        var r = v + b;
         if (APPLY_ACT) {
             r = act(r);
         }
@@ -53,13 +59,16 @@ fn emit(o: u32, at: u32, v: f32) {
 var<workgroup> out_acc: array<vec4<f32>, 1024>;
 
 fn store_strip(o: u32, o0: u32, oi: u32, oj0: u32) {
+    // the 8 channels' biases, loaded once
+    let bl = vec4(bias_at(o0), bias_at(o0 + 1u), bias_at(o0 + 2u), bias_at(o0 + 3u));
+    let bh = vec4(bias_at(o0 + 4u), bias_at(o0 + 5u), bias_at(o0 + 6u), bias_at(o0 + 7u));
     for (var j = 0u; j < min(TW, prm.ow - oj0); j++) {
         let at = oi * prm.ow + oj0 + j;
         let l = out_acc[o + 2u * j];
         let h = out_acc[o + 2u * j + 1u];
         for (var e = 0u; e < 4u; e++) {
-            emit(o0 + e, at, l[e]);
-            emit(o0 + 4u + e, at, h[e]);
+            emit(o0 + e, at, l[e], bl[e]);
+            emit(o0 + 4u + e, at, h[e], bh[e]);
         }
     }
 }
@@ -84,7 +93,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let q1 = min(q0 + 1u, (prm.cout + 3u) / 4u - 1u);
     // generated: accumulators l_j, h_j (column oj0 + j; channels 8·oct .. +3 and +4 .. +7);
     // for each input channel c and kernel row u whose input row is inside the image, the
-    // window v_t = xat(row, j_lo + t), t < 7·S + K, then per tap v the texels w0 = wt[q0, tap],
+    // window v_t = x[row + j_lo + t] (zero outside the row), t < 7·S + K, read as the chunks
+    // that hold it, then per tap v the texels w0 = wt[q0, tap],
     // w1 = wt[q1, tap] and l_j = fma(w0, v_{j·S+v}, l_j), h_j = fma(w1, v_{j·S+v}, h_j); then
     // the accumulators to out_acc and `store_strip`.
     //@body

@@ -84,12 +84,6 @@ fn tile_of(idx: u32, rows: u32, cols: u32, th: u32) -> vec3<u32> {
 // load is a loop over the SIMD lanes, in the code and at run time, so a chunk of four floats
 // costs about what one float did; the chunk index is clamped into the buffer, and a value
 // outside the row it belongs to is never used (the callers zero it).
-// first chunk of the window at a, and the window's offset in it: (chunk, a − 4·chunk)
-fn chunk_of(a: i32) -> vec2<i32> {
-    let c = (a + 8) / 4 - 2;
-    return vec2(c, a - 4 * c);
-}
-
 fn x_chunk(c: i32) -> vec4<f32> {
     return x[u32(clamp(c, 0, i32(arrayLength(&x)) - 1))];
 }

@@ -57,3 +57,11 @@ fn funnel(a: vec4<f32>, b: vec4<f32>, r: i32) -> vec4<f32> {
     let v3 = vec4(a.w, b.xyz);
     return select(select(select(a, v1, r == 1), v2, r == 2), v3, r == 3);
 }
+
+// A run of consecutive floats from flat index a (i32, a ≥ −8) of a tensor bound as vec4 chunks:
+// the run's first chunk and its offset in it, (chunk, a − 4·chunk) (`ops::window` reads the
+// chunks and shifts them into place with `funnel`)
+fn chunk_of(a: i32) -> vec2<i32> {
+    let c = (a + 8) / 4 - 2;
+    return vec2(c, a - 4 * c);
+}

@@ -9,6 +9,7 @@ use crate::gpu::{
 };
 use crate::ops::Act;
 use crate::ops::gemm::GemmWeights;
+use crate::ops::window;
 
 crate::wgsl_params! {
     /// shaders/conv.wgsl's `Params`
@@ -107,14 +108,25 @@ pub fn source(k: usize, stride: usize) -> String {
     // compilers keep them loops: written out for all channels, lavapipe's LLVM spent most of
     // a second on the kernel, and one copy of the window's code instead of K cuts what it
     // spends on a first run by a third again
+    let width = 7 * stride + k;
+    // which window slots are columns of the image (the rest are padding)
+    for t in 0..width {
+        let _ = writeln!(
+            b,
+            "    let cin{t} = j_lo + {t} >= 0 && j_lo + {t} < i32(prm.w);"
+        );
+    }
     b.push_str("    for (var c = 0u; c < prm.cin; c++) {\n");
     b.push_str("    for (var u = 0u; u < prm.k; u++) {\n");
     {
         b.push_str("    {\n        let ii = i32(oi * S) - pad_t + i32(u);\n");
         b.push_str("        if (ii >= 0 && ii < i32(prm.h)) {\n");
         b.push_str("            let row = xoff + (c * prm.h + u32(ii)) * prm.w;\n");
-        for t in 0..(7 * stride + k) {
-            let _ = writeln!(b, "            let v{t} = xat(row, j_lo + {t});");
+        let ind = "            ";
+        window::chunk_at(&mut b, ind, "xc", "i32(row) + j_lo");
+        let xs = window::window(&mut b, ind, "x", "x_chunk", "xc", width);
+        for (t, xv) in xs.iter().enumerate() {
+            let _ = writeln!(b, "{ind}let v{t} = select(0.0, {xv}, cin{t});");
         }
         for v in 0..k {
             let _ = writeln!(

@@ -7,6 +7,7 @@ use crate::gpu::{
 };
 use crate::ops::Act;
 use crate::ops::pad::PadRule;
+use crate::ops::window::{chunk_at, floats, window};
 
 crate::wgsl_params! {
     /// shaders/depthwise.wgsl's `Params`
@@ -141,43 +142,6 @@ fn shift_ring(out: &mut String, len: usize, by: usize, fill: &str) {
             out.push_str(&format!("        a{m}_{j} = {from};\n"));
         }
     }
-}
-
-/// `let {name} = chunk_of({start});`: where a window of consecutive floats from flat index
-/// `start` (an i32 expression ≥ −8) begins, which `window` reads from (several tensors of one
-/// shape share it).
-fn chunk_at(f: &mut String, indent: &str, name: &str, start: &str) {
-    *f += &format!("{indent}let {name} = chunk_of({start});\n");
-}
-
-/// The WGSL expression of each of `len` floats held in vec4 variables `{prefix}0`, `{prefix}1`, ….
-fn floats(prefix: &str, len: usize) -> Vec<String> {
-    (0..len)
-        .map(|t| format!("{prefix}{}.{}", t / 4, ['x', 'y', 'z', 'w'][t % 4]))
-        .collect()
-}
-
-/// `len` consecutive floats of a tensor bound as vec4 chunks (`chunk`, e.g. "x_chunk"), from
-/// where the `chunk_at` variable `at` says: writes the chunk loads and their shifts under
-/// names starting with `name` at `indent`, and returns the expression of each float.
-fn window(
-    f: &mut String,
-    indent: &str,
-    name: &str,
-    chunk: &str,
-    at: &str,
-    len: usize,
-) -> Vec<String> {
-    // the chunks a window at any offset in its first chunk touches, and the shifted groups
-    let (chunks, groups) = ((len + 3).div_ceil(4), len.div_ceil(4));
-    for i in 0..chunks {
-        *f += &format!("{indent}let {name}g{i} = {chunk}({at}.x + {i});\n");
-    }
-    for i in 0..groups {
-        let next = (i + 1).min(chunks - 1);
-        *f += &format!("{indent}let {name}h{i} = funnel({name}g{i}, {name}g{next}, {at}.y);\n");
-    }
-    floats(&format!("{name}h"), len)
 }
 
 /// `window` read only `when` (a WGSL condition), into vec4 variables `{name}{i}` that are

@@ -13,6 +13,7 @@ pub mod resample;
 pub mod retrieval;
 pub mod se;
 pub mod tolerance;
+pub(crate) mod window;
 
 pub use tolerance::Tolerance;
 
