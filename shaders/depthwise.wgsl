@@ -4,7 +4,7 @@
 //           or the forward input's pre-activation z for the backward), 4 out: rw,
 //           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw,
 //           8 se_s: (C), 9 se_dm: (C), 10 se_zd: (C, OH, OW) f32 (backward with SE_IN)
-//           x, res, dy and se_zd are read as vec4 chunks (see `chunk_of`)
+//           wt, x, res, dy and se_zd are read as vec4 chunks (see `chunk_of`)
 // forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad_t+u, j·s−pad_l+v]),
 //           act = the prelude's act when prm.in_act (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
@@ -42,7 +42,7 @@ override SE_IN: bool = false;
 const TW = 8u;
 
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> wt: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -84,6 +84,10 @@ fn tile_of(idx: u32, rows: u32, cols: u32, th: u32) -> vec3<u32> {
 // load is a loop over the SIMD lanes, in the code and at run time, so a chunk of four floats
 // costs about what one float did; the chunk index is clamped into the buffer, and a value
 // outside the row it belongs to is never used (the callers zero it).
+fn wt_chunk(c: i32) -> vec4<f32> {
+    return wt[u32(clamp(c, 0, i32(arrayLength(&wt)) - 1))];
+}
+
 fn x_chunk(c: i32) -> vec4<f32> {
     return x[u32(clamp(c, 0, i32(arrayLength(&x)) - 1))];
 }

@@ -119,12 +119,15 @@ pub fn source(k: usize, stride: usize) -> String {
     )
 }
 
-/// `let w{u}_{v} = wt[wrow + ..];` for the K×K weights.
+/// `let w{u}_{v} = ..;` for the channel's K×K weights, read as the vec4 chunks that hold them
+/// (`window`).
 fn weight_lets(k: usize) -> String {
     let mut out = String::new();
+    chunk_at(&mut out, "    ", "wc", "i32(wrow)");
+    let ws = window(&mut out, "    ", "wt", "wt_chunk", "wc", k * k);
     for u in 0..k {
         for v in 0..k {
-            out += &format!("    let w{u}_{v} = wt[wrow + {}u];\n", u * k + v);
+            out += &format!("    let w{u}_{v} = {};\n", ws[u * k + v]);
         }
     }
     out
