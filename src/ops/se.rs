@@ -163,6 +163,8 @@ pub struct SeForward<'a> {
 /// through `load_shape`, so that lavapipe does not inline each dispatch's uniforms into a
 /// kernel variant of its own, as it did with one lane a row: a compile for every new shape
 /// and 8 MB kept for each (the Python suite's 1,002 calls of mixed sizes grew by 8 GB).
+/// Since then the CPU-shaped kernels' dot products read vec4 rows (`dot_order`, se.wgsl VEC),
+/// one lane a row still, so RL now shapes the GPU-shaped kernels alone.
 pub fn dot_lanes(gpu: &Gpu) -> usize {
     if gpu.is_cpu() { 1 } else { GPU_DOT_LANES }
 }
