@@ -323,8 +323,7 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         if (lid % l == 0u && c < sp.cmid) {
             ds[c] = t;
             if (VEC) {
-                let sc = s[c];
-                set_dm(c, t * sc * (1.0 - sc)); // dq(c), as `dq` computes it
+                set_dm(c, dq(c)); // ds[c] just written by this invocation
             }
         }
         if (l > 1u) {

@@ -182,9 +182,7 @@ pub fn warnings(photo: &image::RgbImage, (h, w): (usize, usize), out: &Output) -
     }
     for e in &out.explainers {
         let (lo, hi) = e.fused_range;
-        #[expect(clippy::neg_cmp_op_on_partial_ord, reason = "a NaN range is flat too")]
-        let flat = !(hi - lo > 1e-5 * lo.abs().max(hi.abs()));
-        if flat {
+        if crate::cam::fusion::cpu::flat_range(lo, hi) {
             warnings.push(format!(
                 "the fused {} map is flat (every block's map is zero after ReLU, or their sum is constant to float32 precision); {} is all zeros",
                 e.explainer.method.name(),

@@ -306,13 +306,19 @@ pub mod cpu {
         (normalize(&acc), acc)
     }
 
+    /// Whether a map ranging over [lo, hi] is flat to float32 precision (a NaN range is too):
+    /// normalising it gives zeros.
+    #[expect(clippy::neg_cmp_op_on_partial_ord, reason = "a NaN range is flat too")]
+    pub fn flat_range(lo: f32, hi: f32) -> bool {
+        !(hi - lo > 1e-5 * lo.abs().max(hi.abs()))
+    }
+
     /// (v − min)/(max − min), or zeros when the map is flat: max − min ≤ 1e-5·max(|min|,
     /// |max|) (min-max would only stretch float32 rounding noise to [0, 1]).
     pub fn normalize(v: &[f32]) -> Vec<f32> {
         let lo = v.iter().fold(f32::MAX, |a, &b| a.min(b));
         let hi = v.iter().fold(f32::MIN, |a, &b| a.max(b));
-        #[expect(clippy::neg_cmp_op_on_partial_ord, reason = "a NaN range is flat too")]
-        let flat = !(hi - lo > 1e-5 * lo.abs().max(hi.abs()));
+        let flat = flat_range(lo, hi);
         v.iter()
             .map(|&x| if flat { 0.0 } else { (x - lo) / (hi - lo) })
             .collect()

@@ -76,6 +76,7 @@ impl SeBuffers {
         }
         // the forward's rows are w_r and w_x, padded: they stand for them in the bindings the
         // CPU-shaped kernels do not read
+        let transpose = crate::ops::gemm::cpu::transpose;
         let (w_rt, w_xt) = (transpose(w_r, cse, cmid), transpose(w_x, cmid, cse));
         let rows = [
             up("rows.fwd_a", &cpu::pad_rows(w_r, cse, cmid))?,
@@ -106,7 +107,6 @@ impl SeBuffers {
         }
     }
 
-    /// Bytes on the GPU.
     /// Bytes on the GPU, each buffer once (the forward's rows also stand for w_r and w_x).
     pub fn bytes(&self) -> u64 {
         let [w_r, b_r, w_x, b_x] = &self.w;
@@ -118,11 +118,6 @@ impl SeBuffers {
             .map(|b| b.buf.size())
             .sum()
     }
-}
-
-/// (rows, cols) row-major → (cols, rows)
-fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    crate::ops::gemm::cpu::transpose(w, rows, cols)
 }
 
 /// Floats a vector over C_mid takes (m, dm): C_mid rounded up to 4, as se.wgsl reads it in
