@@ -3,7 +3,8 @@
 // Bindings: 0 prm, 1 a: the weights (M, K) as an rgba32float texture of ceil(K/4) × M texels,
 //           zero-padded past K (`ops::gemm::GemmWeights`), 2 x: (K, P) f32, 3 bias: (M) f32,
 //           4 scale: (K) f32, 5 res: (M, P) f32, 6 y: (M, P) f32, 9 zd: (M, P) f32,
-//           10 part: (M, parts) f32 rw; res and zd are bound as vec4 chunks (see `has_res`)
+//           10 part: (M, parts) f32 rw, 11 x4: x again, as vec4 chunks (`pack_x`); res and
+//           zd are bound as vec4 chunks (see `has_res`)
 // Math: y[m,p] = Σ_k a[m,k]·T(x[k,p]) + bias[m] + res[m,p],
 //       T(v) = v (IN_MODE 0) or act(v)·scale[k] (IN_MODE 1: the projection's input, its SE
 //       scale, or ones without SE, fused into the loads; act: the prelude's).
@@ -75,6 +76,7 @@ fn flags() -> u32 {
 @group(0) @binding(8) var xw: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(9) var<storage, read> zd: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read_write> part: array<f32>;
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
 
 const PACK_W = 4096u; // texels per row of the scratch texture (`ops::gemm::XPack`)
 
@@ -206,44 +208,52 @@ alias Acc = array<vec4<f32>, 2>;
 // Four k-rows of the 8 columns: xs[2·kk + j] holds x[k + kk, p0 + 4j .. p0 + 4j + 3].
 alias XTile = array<vec4<f32>, 8>;
 
-// xw[k, q] = T(x[k, 4q .. 4q + 3]), zero past P: PACK_RUN consecutive texels (of the K·P4,
-// row by row) per invocation, so that a CPU adapter's per-workgroup and per-invocation costs
-// are paid once for several texels.
+// xw[k, q] = T(x[k, 4q .. 4q + 3]), zero past P. An invocation packs PACK_RUN consecutive
+// texels of one row k (the row's last run may be shorter), so that a CPU adapter's
+// per-invocation costs, T's scale load and the row's index math are paid once for several
+// texels. x is read through binding 11 as vec4 chunks (the same buffer: on a CPU adapter a
+// storage load is a loop over the SIMD lanes whatever its width): texel q's four floats lie
+// in chunks c and c + 1, c = (its first float) / 4, and the next texel's in c + 1 and c + 2,
+// so each texel loads one chunk.
 const PACK_RUN = 8u;
 
-fn pack_texel(i: u32, k: u32, q: u32) {
-    let p = q * 4u;
-    let o = xo + k * prm.p + p;
-    // written out: a loop over v[e] indexes a register dynamically
-    let l = prm.p - 1u - p; // the last column of the row, relative to p
-    var v = vec4(x[o], x[o + min(1u, l)], x[o + min(2u, l)], x[o + min(3u, l)]);
-    v = select(vec4(0.0), v, vec4(0u, 1u, 2u, 3u) <= vec4(l));
-    if (IN_MODE == 1u) {
-        v = act4(v) * scale[so + k]; // one scale load per texel
-    }
-    textureStore(xw, pack_coord(to + i), v);
+fn x4_at(c: u32) -> vec4<f32> {
+    return x4[min(c, arrayLength(&x4) - 1u)];
 }
 
 @compute @workgroup_size(64)
 fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i0 = ((wid.y * nwg.x + wid.x) * 64u + lid) * PACK_RUN;
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
     let p4 = (prm.p + 3u) / 4u;
-    let n = prm.k * p4;
-    if (i0 >= n) {
+    let runs = (p4 + PACK_RUN - 1u) / PACK_RUN; // per row
+    let k = idx / runs;
+    if (k >= prm.k) {
         return;
     }
     set_batch(wid.z);
-    var k = i0 / p4;
-    var q = i0 % p4;
+    let q_lo = (idx % runs) * PACK_RUN;
+    var sk = 1.0;
+    if (IN_MODE == 1u) {
+        sk = scale[so + k];
+    }
+    let row = xo + k * prm.p; // flat index of x[k, 0]
+    let r = i32(row % 4u);
+    var c = row / 4u + q_lo;
+    var lo = x4_at(c);
     for (var t = 0u; t < PACK_RUN; t++) {
-        if (i0 + t < n) {
-            pack_texel(i0 + t, k, q);
+        let q = q_lo + t;
+        let hi = x4_at(c + 1u);
+        var v = funnel(lo, hi, r);
+        let l = prm.p - 1u - min(q * 4u, prm.p - 1u); // the row's last column, from 4q
+        v = select(vec4(0.0), v, vec4(0u, 1u, 2u, 3u) <= vec4(l));
+        if (IN_MODE == 1u) {
+            v = act4(v) * sk;
         }
-        q += 1u;
-        if (q == p4) {
-            q = 0u;
-            k += 1u;
+        if (q < p4) {
+            textureStore(xw, pack_coord(to + k * p4 + q), v);
         }
+        lo = hi;
+        c += 1u;
     }
 }
 

@@ -214,8 +214,8 @@ pub struct XPack {
 /// Texels per row of the scratch texture (PACK_W in shaders/gemm.wgsl).
 pub const PACK_W: usize = 4096;
 
-/// Texels each `pack_x` invocation writes (gemm.wgsl's PACK_RUN).
-const PACK_RUN: u32 = 8;
+/// Texels of one row each `pack_x` invocation writes (gemm.wgsl's PACK_RUN).
+const PACK_RUN: usize = 8;
 
 impl XPack {
     /// Room for every GEMM whose x has at most `texels` = K·ceil(P/4) texels.
@@ -437,9 +437,9 @@ pub fn gemm_variant_reads(
                 entry: "pack_x",
                 constants: &constants,
                 params: words(&params),
-                bindings: &[(2, Some(g.x)), (4, g.scale)],
+                bindings: &[(11, Some(g.x)), (4, g.scale)],
                 textures: &[(8, &pack.view)],
-                groups: grid_1d((texels as u32).div_ceil(64 * PACK_RUN)),
+                groups: grid_1d((g.k * g.p.div_ceil(4).div_ceil(PACK_RUN)).div_ceil(64) as u32),
                 ..Default::default()
             });
             p.bytes = 4.0 * (g.k * g.p) as f64 * 2.0;
