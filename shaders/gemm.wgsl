@@ -208,18 +208,13 @@ alias Acc = array<vec4<f32>, 2>;
 // Four k-rows of the 8 columns: xs[2·kk + j] holds x[k + kk, p0 + 4j .. p0 + 4j + 3].
 alias XTile = array<vec4<f32>, 8>;
 
-// xw[k, q] = T(x[k, 4q .. 4q + 3]), zero past P. An invocation packs PACK_RUN consecutive
-// texels of one row k (the row's last run may be shorter), so that a CPU adapter's
-// per-invocation costs, T's scale load and the row's index math are paid once for several
-// texels. x is read through binding 11 as vec4 chunks (the same buffer: on a CPU adapter a
-// storage load is a loop over the SIMD lanes whatever its width): texel q's four floats lie
-// in chunks c and c + 1, c = (its first float) / 4, and the next texel's in c + 1 and c + 2,
-// so each texel loads one chunk.
+// xw[k, q] = T(x[k, 4q .. 4q + 3]), zero past P. An invocation packs PACK_RUN texels of row k
+// (a CPU adapter's per-invocation costs and T's scale load paid once for them), reading x as
+// vec4 chunks (x4: on a CPU adapter a storage load is a loop over the SIMD lanes whatever its
+// width): texel q lies in chunks c and c + 1, the next in c + 1 and c + 2: one load a texel.
 const PACK_RUN = 8u;
 
-fn x4_at(c: u32) -> vec4<f32> {
-    return x4[min(c, arrayLength(&x4) - 1u)];
-}
+fn x4_at(c: u32) -> vec4<f32> { return x4[min(c, arrayLength(&x4) - 1u)]; }
 
 @compute @workgroup_size(64)
 fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
