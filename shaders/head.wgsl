@@ -308,33 +308,45 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
-// a_i += texel column kq + i (clamped to the last) of row r · gv, i = 0..3: one row of
+// Texel columns per `linear_backward` invocation: 4 on GPUs (`ops::head::Form::Lanes`), 8 on
+// CPU adapters, where each row's turn costs about as much again as its texel fetches (on
+// lavapipe the classifier's gradient over 31,145 cells took 17–23 ms a chunk with 4, 12–15 ms
+// with 8, and 33–39 ms with 2, 2026-12-05).
+override BK: u32 = 4u;
+
+// a_i += texel column kq + i (clamped to the last) of row r · gv, i < BK: one row of
 // `linear_backward`
-fn row16(a: ptr<function, array<vec4<f32>, 4>>, kq: u32, r: u32, gv: vec4<f32>) {
+fn row16(a: ptr<function, array<vec4<f32>, 8>>, kq: u32, r: u32, gv: vec4<f32>) {
     let ql = (prm.k + 3u) / 4u - 1u;
     (*a)[0] = fma(textureLoad(w, vec2(min(kq, ql), r), 0), gv, (*a)[0]);
     (*a)[1] = fma(textureLoad(w, vec2(min(kq + 1u, ql), r), 0), gv, (*a)[1]);
     (*a)[2] = fma(textureLoad(w, vec2(min(kq + 2u, ql), r), 0), gv, (*a)[2]);
     (*a)[3] = fma(textureLoad(w, vec2(min(kq + 3u, ql), r), 0), gv, (*a)[3]);
+    if (BK == 8u) {
+        (*a)[4] = fma(textureLoad(w, vec2(min(kq + 4u, ql), r), 0), gv, (*a)[4]);
+        (*a)[5] = fma(textureLoad(w, vec2(min(kq + 5u, ql), r), 0), gv, (*a)[5]);
+        (*a)[6] = fma(textureLoad(w, vec2(min(kq + 6u, ql), r), 0), gv, (*a)[6]);
+        (*a)[7] = fma(textureLoad(w, vec2(min(kq + 7u, ql), r), 0), gv, (*a)[7]);
+    }
 }
 
-// Four texel columns (16 consecutive k) per invocation: each g load serves 16 FMAs. Every
+// BK texel columns (4·BK consecutive k) per invocation: each g load serves 4·BK FMAs. Every
 // invocation runs the loop (past K on clamped columns, writing nothing): with subgroups of 8,
 // `ops::head` rewrites it so that each lane loads the g of one of 8 rows and broadcasts it
 // (the `@linear_backward steps` loop below).
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let kq = (wid.x * 64u + lid) * 4u;
+    let kq = (wid.x * 64u + lid) * BK;
     let k0 = kq * 4u;
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
-    var a = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
+    var a: array<vec4<f32>, 8>;
     // @linear_backward steps
     for (var r = r0; r < r1; r++) {
         row16(&a, kq, r, vec4(g[prm.row0 + r]));
     }
     let po = (prm.seg0 + wid.y) * prm.k;
-    for (var i = 0u; i < 16u; i++) {
+    for (var i = 0u; i < 4u * BK; i++) {
         if (k0 + i < prm.k) {
             partial[po + k0 + i] = a[i / 4u][i % 4u];
         }

@@ -70,6 +70,16 @@ impl Form {
         }
     }
 
+    /// Texel columns each `linear_backward` invocation sums (head.wgsl's BK): 8 on CPU
+    /// adapters, where a row's turn costs about what its fetches do, 4 on GPUs (twice the
+    /// invocations).
+    fn backward_texels(self) -> u32 {
+        match self {
+            Form::Lanes => 4,
+            Form::Rows | Form::RowsSubgroup => 8,
+        }
+    }
+
     /// The WGSL: head.wgsl, or for `RowsSubgroup` its generated form.
     fn source(self) -> Option<Source<'static>> {
         (self == Form::RowsSubgroup).then_some(Source::Generated {
@@ -370,17 +380,19 @@ pub fn linear_backward_form(
         ..Default::default()
     };
     let segs = rows.div_ceil(SEG_ROWS) as u32;
+    let bk = form.backward_texels();
     let mut d = gpu.dispatch(&DispatchDesc {
         label,
         family: "head",
         source: form.source(),
         image_reads: weight_reads(image),
         entry: "linear_backward",
+        constants: &[("BK", bk as f64)],
         params: words(&params),
         bindings: &[(7, Some(a.g)), (8, Some(a.partial))],
         textures: &[(1, &w.view)],
-        groups: [(k as u32).div_ceil(1024), segs, 1],
-        ..Default::default()
+        // 64 invocations of BK texels (4·BK values of k) a workgroup
+        groups: [(k as u32).div_ceil(256 * bk), segs, 1],
     });
     d.flops = 2.0 * (rows * k) as f64;
     d.bytes = 4.0 * (rows * k + rows) as f64;
