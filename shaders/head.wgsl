@@ -310,13 +310,13 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 
 // Texel columns per `linear_backward` invocation: 4 on GPUs (`ops::head::Form::Lanes`), 8 on
 // CPU adapters, where each row's turn costs about as much again as its texel fetches (on
-// lavapipe the classifier's gradient over 31,145 cells took 17–23 ms a chunk with 4, 12–15 ms
+// lavapipe the classifier's gradient over 31,145 cells took 16–24 ms a chunk with 4, 12–15 ms
 // with 8, and 33–39 ms with 2, 2026-12-05).
 override BK: u32 = 4u;
 
 // a_i += texel column kq + i (clamped to the last) of row r · gv, i < BK: one row of
 // `linear_backward`
-fn row16(a: ptr<function, array<vec4<f32>, 8>>, kq: u32, r: u32, gv: vec4<f32>) {
+fn grad_row(a: ptr<function, array<vec4<f32>, 8>>, kq: u32, r: u32, gv: vec4<f32>) {
     let ql = (prm.k + 3u) / 4u - 1u;
     (*a)[0] = fma(textureLoad(w, vec2(min(kq, ql), r), 0), gv, (*a)[0]);
     (*a)[1] = fma(textureLoad(w, vec2(min(kq + 1u, ql), r), 0), gv, (*a)[1]);
@@ -343,7 +343,7 @@ fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     var a: array<vec4<f32>, 8>;
     // @linear_backward steps
     for (var r = r0; r < r1; r++) {
-        row16(&a, kq, r, vec4(g[prm.row0 + r]));
+        grad_row(&a, kq, r, vec4(g[prm.row0 + r]));
     }
     let po = (prm.seg0 + wid.y) * prm.k;
     for (var i = 0u; i < 4u * BK; i++) {

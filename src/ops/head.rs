@@ -115,7 +115,7 @@ pub fn subgroup_source() -> String {
         "    for (var rb = r0; rb < r1; rb += 8u) {\n        let gs = select(0.0, g[prm.row0 + min(rb + sg, r1 - 1u)], rb + sg < r1);\n",
         &|j| {
             format!(
-                "        row16(&a, kq, min(rb + {j}u, r1 - 1u), vec4(subgroupBroadcast(gs, {j}u)));\n"
+                "        grad_row(&a, kq, min(rb + {j}u, r1 - 1u), vec4(subgroupBroadcast(gs, {j}u)));\n"
             )
         },
     );
@@ -133,7 +133,7 @@ pub fn subgroup_source() -> String {
                 forward,
             ),
             (
-                "    for (var r = r0; r < r1; r++) {\n        row16(&a, kq, r, vec4(g[prm.row0 + r]));\n    }\n",
+                "    for (var r = r0; r < r1; r++) {\n        grad_row(&a, kq, r, vec4(g[prm.row0 + r]));\n    }\n",
                 backward,
             ),
         ],
