@@ -364,6 +364,8 @@ fn main() {
                         k,
                     },
                     seg0,
+                    nsegs: segs,
+                    n,
                     g: &gl.buf,
                     partial: &part.buf,
                 },

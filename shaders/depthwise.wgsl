@@ -11,8 +11,9 @@
 //           (+ res[c,y,x] when HAS_RES: the residual path's gradient). With SE_IN, dy is read
 //           through the squeeze-excite's backward, dy' = (dy·se_s[c] + se_dm[c]/(OH·OW))·
 //           act'(se_zd), in the exact operations of the SE pass it replaces.
-// Batch (forward): workgroup z is the image; x, out and part hold the images one after
-// another, plane = z·C + c.
+// Batch: workgroup z is the image; x, out, part (forward), res, dy and se_zd (backward) hold
+// the images one after another, plane = z·C + c; se_s holds C values an image, se_dm C
+// rounded up to 4 (as se.wgsl writes them).
 // An invocation owns TW = 8 consecutive columns of a band of prm.band rows (of the output in
 // the forward, of dx in the backward) and slides down it: each step loads one row (S rows in
 // the forward) into registers and adds it into a ring of accumulator rows, then stores the
@@ -178,11 +179,12 @@ fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     // output (y, x0 + j) gets tap (u, v) from dy[(y + PAD_T − u) / S, (x0 + j + PAD_L − v) / S]
     // where S divides both; window slot t holds the dy column for x0 + PAD_L − (K − 1) + t.
     let t_lo = x0 + PAD_L - i32(K) + 1;
-    let dbase = c * prm.oh * prm.ow;
+    let plane = wid.z * prm.c + c; // this image's channel c in the batch
+    let dbase = plane * prm.oh * prm.ow;
     let wrow = c * K * K;
     if (SE_IN) {
-        se_sc = se_s[c];
-        se_mc = se_dm[c] * prm.inv_ohw;
+        se_sc = se_s[plane];
+        se_mc = se_dm[wid.z * 4u * ((prm.c + 3u) / 4u) + c] * prm.inv_ohw;
     }
     // generated (`backward_rows`): the weights w_u_v; the ring a_u_j = 0 of K dx rows; the
     // loop over the dy rows t that reach the band: add row t into dx row t·S − PAD_T + u through

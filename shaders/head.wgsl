@@ -23,6 +23,11 @@
 //           ∂N = 1[n in J]p_n(y_c − y_n − 1) − p_n·N + δ_nc·S.
 // linear_backward: partial[seg0 + s, k] = Σ_{r in segment s} w[r,k]·g[row0 + r];
 // sum_partials:    df[k] = Σ_s partial[s, k]
+// Batch (region_mass, dlogits, linear_backward, sum_partials): workgroup z is the image;
+//           probs, g, region (1), partial (NSEGS, K; nsegs the segments of all chunks) and
+//           df (K) hold the images one after another. Every image takes image 0's target
+//           (info[2]); the finer score's picks in info are one image's, so its dlogits is
+//           not batched.
 
 struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, nsegs: u32, _p: u32 }
 
@@ -195,14 +200,15 @@ fn in_region(n: u32) -> bool {
 
 // One workgroup: region[0] = Σ p over the region (only for the region score).
 @compute @workgroup_size(256)
-fn region_mass(@builtin(local_invocation_index) lid: u32) {
+fn region_mass(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     if (info[1] != 2u) {
         return;
     }
     var s = 0.0;
+    let o = wid.z * prm.n; // this image's probs
     for (var n = lid; n < prm.n; n += 256u) {
         if (in_region(n)) {
-            s += probs[n];
+            s += probs[o + n];
         }
     }
     red[lid] = s;
@@ -214,7 +220,7 @@ fn region_mass(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        region[0] = red[0];
+        region[wid.z] = red[0];
     }
 }
 
@@ -293,18 +299,19 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         return;
     }
     let c = info[2];
+    let o = wid.z * prm.n; // this image's probs and g
     var hit = 0.0;
     if (n == c) {
         hit = 1.0;
     }
     if (info[1] == 1u) {
-        g[n] = hit;
+        g[o + n] = hit;
     } else if (info[1] == 2u) {
-        g[n] = probs[n] * (select(0.0, 1.0, in_region(n)) - region[0]);
+        g[o + n] = probs[o + n] * (select(0.0, 1.0, in_region(n)) - region[wid.z]);
     } else if (info[1] == 3u) {
-        g[n] = dfiner(n, c);
+        g[o + n] = dfiner(n, c); // image 0's picks: not batched (above)
     } else {
-        g[n] = probs[c] * (hit - probs[n]);
+        g[o + n] = probs[o + c] * (hit - probs[o + n]);
     }
 }
 
@@ -341,11 +348,12 @@ fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
     var a: array<vec4<f32>, 8>;
+    let go = wid.z * prm.n + prm.row0; // this image's g of the chunk's rows
     // @linear_backward steps
     for (var r = r0; r < r1; r++) {
-        grad_row(&a, kq, r, vec4(g[prm.row0 + r]));
+        grad_row(&a, kq, r, vec4(g[go + r]));
     }
-    let po = (prm.seg0 + wid.y) * prm.k;
+    let po = (wid.z * prm.nsegs + prm.seg0 + wid.y) * prm.k;
     for (var i = 0u; i < 4u * BK; i++) {
         if (k0 + i < prm.k) {
             partial[po + k0 + i] = a[i / 4u][i % 4u];
@@ -360,8 +368,9 @@ fn sum_partials(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         return;
     }
     var acc = 0.0;
+    let o = wid.z * prm.nsegs; // this image's partials
     for (var s = 0u; s < prm.nsegs; s++) {
-        acc += partial[s * prm.k + k];
+        acc += partial[(o + s) * prm.k + k];
     }
-    df[k] = acc;
+    df[wid.z * prm.k + k] = acc;
 }

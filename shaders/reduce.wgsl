@@ -5,7 +5,7 @@
 // rows:  out[out_off + row] = R_i f(x, y) with MODE 0: mean x, 1: mean act(x),
 //        2: Σ x·act(y), 3: max |x|, 4: max x, 5: min x, 6: mean act'(x)   (act: the prelude's)
 // Batch (rows): workgroup z is the image; its x and y start z·rows·len after in_off, its out
-//        z·rows after out_off.
+//        z·rows after out_off. (pool_backward): its x and out start z·rows·len in, its g z·rows.
 // pool_backward: out[r, i] = g[r]·inv_len·act'(x[r, i])   (gradient of mean act(z))
 
 struct Params { rows: u32, len: u32, in_off: u32, out_off: u32, inv_len: f32, _p0: u32, _p1: u32, _p2: u32 }
@@ -96,5 +96,6 @@ fn pool_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
         return;
     }
     let r = idx / prm.len;
-    out[idx] = y[r] * prm.inv_len * dact(x[idx]);
+    let o = wid.z * prm.rows * prm.len + idx; // this image's
+    out[o] = y[wid.z * prm.rows + r] * prm.inv_len * dact(x[o]);
 }

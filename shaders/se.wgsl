@@ -7,8 +7,8 @@
 //           kernel's of act(z_d); backward: the projection GEMM's of du·act(z_d)),
 //           11 rows_a, 12 rows_b: the vec4 rows of CPU adapters (VEC, below)
 // forward:  m = Σ part / HW (written: the squeeze), r = w_r·m + b_r, s = sigmoid(w_x·silu(r) + b_x)
-//           (batch: workgroup z is the image; part, m, r and s hold the images one after
-//           another)
+//           (batch, forward and backward: workgroup z is the image; part, m, r, s, ds and dm
+//           hold the images one after another)
 // backward: ds = Σ part (written: the projection's backward GEMM wrote the partial sums of
 //           du·act(z_d), gemm.wgsl PART 1);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
 // The sums over C_mid (in r and dr) run on RL lanes, lane q adding c ≡ q (mod RL) in order,
@@ -123,12 +123,12 @@ fn dot_a_m(j: u32, o: u32) -> f32 {
     return fold(acc);
 }
 
-// rows_a's row j · dq, kept in dm (the backward's dr)
-fn dot_a_dq(j: u32) -> f32 {
+// rows_a's row j · dq, kept in dm from vec4 o (the backward's dr)
+fn dot_a_dq(j: u32, o: u32) -> f32 {
     let n = cmid4();
     var acc = vec4(0.0);
     for (var q = 0u; q < n; q++) {
-        acc += rows_a[j * n + q] * dm[q];
+        acc += rows_a[j * n + q] * dm[o + q];
     }
     return fold(acc);
 }
@@ -305,25 +305,28 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
-// the scale's gradient before the sigmoid: dq = ds·s(1 − s)
+// the scale's gradient before the sigmoid: dq = ds·s(1 − s), at c of the batch's s and ds
 fn dq(c: u32) -> f32 {
     let sc = s[c];
     return ds[c] * sc * (1.0 - sc);
 }
 
 @compute @workgroup_size(WG)
-fn backward(@builtin(local_invocation_index) lid: u32) {
+fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     load_shape();
+    let mo = wid.z * 4u * cmid4(); // this image's dm (C4 an image)
+    let so = wid.z * sp.cmid; // s, ds, and the rows of part
+    let ro = wid.z * sp.cse; // and r
     // ds: each channel's partial sums (B4's blocks 2-5 at 300×450: 144 and 192 channels of
     // 2,128, on 4 lanes a channel with 1,024 invocations)
     let l = row_lanes();
     for (var c0 = 0u; c0 < sp.cmid; c0 += WG / l) {
         let c = c0 + lid / l;
-        let t = lane_row_sum(lid, c * sp.parts, c < sp.cmid, l);
+        let t = lane_row_sum(lid, (so + c) * sp.parts, c < sp.cmid, l);
         if (lid % l == 0u && c < sp.cmid) {
-            ds[c] = t;
+            ds[so + c] = t;
             if (VEC) {
-                set_dm(c, dq(c)); // ds[c] just written by this invocation
+                set_dm(mo + c, dq(so + c)); // ds[so + c] just written by this invocation
             }
         }
         if (l > 1u) {
@@ -334,19 +337,19 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         // dq's pad
         let c = sp.cmid + lid;
         if (c < 4u * cmid4()) {
-            set_dm(c, 0.0);
+            set_dm(mo + c, 0.0);
         }
     }
     storageBarrier();
     if (VEC) {
         for (var j = lid; j < sp.cse; j += WG) {
-            set_hid(j, dot_a_dq(j) * dsilu(r[j]));
+            set_hid(j, dot_a_dq(j, mo / 4u) * dsilu(r[ro + j]));
         }
         pad_hid(lid);
         storageBarrier(); // every read of dq in dm done
         workgroupBarrier(); // hid complete
         for (var c = lid; c < sp.cmid; c += WG) {
-            set_dm(c, dot_b(c));
+            set_dm(mo + c, dot_b(c));
         }
         return;
     }
@@ -357,24 +360,24 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         if (j < sp.cse) {
             var c = lid % RL;
             for (; c + 7u * RL < sp.cmid; c += 8u * RL) {
-                let t0 = w_x[c * sp.cse + j] * dq(c);
-                let t1 = w_x[(c + RL) * sp.cse + j] * dq(c + RL);
-                let t2 = w_x[(c + 2u * RL) * sp.cse + j] * dq(c + 2u * RL);
-                let t3 = w_x[(c + 3u * RL) * sp.cse + j] * dq(c + 3u * RL);
-                let t4 = w_x[(c + 4u * RL) * sp.cse + j] * dq(c + 4u * RL);
-                let t5 = w_x[(c + 5u * RL) * sp.cse + j] * dq(c + 5u * RL);
-                let t6 = w_x[(c + 6u * RL) * sp.cse + j] * dq(c + 6u * RL);
-                let t7 = w_x[(c + 7u * RL) * sp.cse + j] * dq(c + 7u * RL);
+                let t0 = w_x[c * sp.cse + j] * dq(so + c);
+                let t1 = w_x[(c + RL) * sp.cse + j] * dq(so + c + RL);
+                let t2 = w_x[(c + 2u * RL) * sp.cse + j] * dq(so + c + 2u * RL);
+                let t3 = w_x[(c + 3u * RL) * sp.cse + j] * dq(so + c + 3u * RL);
+                let t4 = w_x[(c + 4u * RL) * sp.cse + j] * dq(so + c + 4u * RL);
+                let t5 = w_x[(c + 5u * RL) * sp.cse + j] * dq(so + c + 5u * RL);
+                let t6 = w_x[(c + 6u * RL) * sp.cse + j] * dq(so + c + 6u * RL);
+                let t7 = w_x[(c + 7u * RL) * sp.cse + j] * dq(so + c + 7u * RL);
                 acc += t0; acc += t1; acc += t2; acc += t3;
                 acc += t4; acc += t5; acc += t6; acc += t7;
             }
             for (; c < sp.cmid; c += RL) {
-                acc += w_x[c * sp.cse + j] * dq(c);
+                acc += w_x[c * sp.cse + j] * dq(so + c);
             }
         }
         let t = row_dot(lid, acc);
         if (lid % RL == 0u && j < sp.cse) {
-            set_hid(j, t * dsilu(r[j]));
+            set_hid(j, t * dsilu(r[ro + j]));
         }
         if (RL > 1u) {
             workgroupBarrier(); // lanes is written again next turn
@@ -399,6 +402,6 @@ fn backward(@builtin(local_invocation_index) lid: u32) {
         for (; j < sp.cse; j++) {
             acc += w_r[j * sp.cmid + c] * hid_at(j);
         }
-        set_dm(c, acc);
+        set_dm(mo + c, acc);
     }
 }

@@ -3,6 +3,7 @@
 mod ablation; // AblationCAM: the trained Lite0 against pytorch-grad-cam, probability and logit
 mod aug; // --aug-smooth: the augmented inputs, the trained Lite0 against pytorch-grad-cam's aug_smooth
 mod batch; // the forward kernels over a batch of images, each image against the CPU reference
+mod batch_backward; // the backward kernels over a batch of images, each image against the CPU reference
 mod browser; // --report pages in headless Chromium: images load, no errors, no requests out
 mod cam; // every CAM method and fusion rule against its CPU reference
 mod checkpoint; // .pt files torch wrote, hostile ones, CERTH's folder layout

@@ -13,19 +13,19 @@ use combicam_gpu::ops::{
     depthwise::{DwForward, DwShape},
     gemm::GemmWeights,
     reduce::{Reduce, RowsArgs},
-    se::{SeBuffers, SeForward, SeShape},
+    se::{SeBuffers, SeShape},
 };
 
 /// Images per batch: not a power of two.
-const B: usize = 3;
+pub(crate) const B: usize = 3;
 
-fn tol(want: &[f32]) -> Tolerance {
+pub(crate) fn tol(want: &[f32]) -> Tolerance {
     Tolerance::KERNEL.scaled(want)
 }
 
 /// Run `ds` over the batch, then compare image i's `len` values at `off + i·stride` of `got`
 /// with `want(i)`.
-fn per_image(
+pub(crate) fn per_image(
     name: &str,
     ds: &[&Dispatch],
     got: &combicam_gpu::gpu::GpuBuf,
@@ -49,13 +49,13 @@ fn per_image(
 }
 
 /// `n` values per image for the whole batch, each image with its own seed.
-fn images(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+pub(crate) fn images(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     (0..B as u64)
         .flat_map(|i| rand(n, seed + 1000 * i, lo, hi))
         .collect()
 }
 
-fn slice(v: &[f32], n: usize, i: usize) -> &[f32] {
+pub(crate) fn slice(v: &[f32], n: usize, i: usize) -> &[f32] {
     &v[i * n..(i + 1) * n]
 }
 
@@ -189,19 +189,7 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
     // m holds C_mid rounded up to 4 an image
     let c4 = se::vec_len(cmid);
     let (pb, mb, rb, sb) = (up(&part), zeros(B * c4), zeros(B * cse), zeros(B * cmid));
-    let d = se::forward(
-        g,
-        "test.se",
-        &SeForward {
-            sh,
-            w: &w,
-            part: &pb.buf,
-            parts,
-            m: &mb.buf,
-            r: &rb.buf,
-            s: &sb.buf,
-        },
-    );
+    let d = crate::ops::se_passes(&w, (sh, parts), [&pb, &mb, &rb, &sb], None).remove(0);
     let lanes = se::dot_order(g);
     let want = |i: usize| {
         se::cpu::forward(

@@ -53,6 +53,8 @@ fn head_linear_forms_match_reference_and_each_other() {
         let bwd = LinearBackwardArgs {
             chunk,
             seg0: 0,
+            nsegs,
+            n,
             g: &gb.buf,
             partial: &partb.buf,
         };

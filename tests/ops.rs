@@ -13,7 +13,7 @@ use combicam_gpu::ops::{
     head::{Chunk, LinearArgs, LinearBackwardArgs},
     reduce::PoolBackward,
     reduce::{Reduce, RowsArgs},
-    se::{SeBackward, SeForward},
+    se::{SeBackward, SeForward, SeWeights},
     se::{SeBuffers, SeShape},
 };
 
@@ -417,34 +417,9 @@ fn squeeze_excite_matches_reference() {
         // m and dm hold C_mid rounded up to 4 (se.wgsl reads them in vec4s)
         let c4 = se::vec_len(cmid);
         let (mb, rb, sb, dmb, dsb) = (zeros(c4), zeros(cse), zeros(cmid), zeros(c4), zeros(cmid));
-        let f = se::forward(
-            g,
-            "test.se",
-            &SeForward {
-                sh,
-                w: &w,
-                part: &bufs[0].buf,
-                parts,
-                m: &mb.buf,
-                r: &rb.buf,
-                s: &sb.buf,
-            },
-        );
-        let b = se::backward(
-            g,
-            "test.se.bwd",
-            &SeBackward {
-                sh,
-                w: &w,
-                r: &rb.buf,
-                s: &sb.buf,
-                part: &bufs[1].buf,
-                parts,
-                ds: &dsb.buf,
-                dm: &dmb.buf,
-            },
-        );
-        g.run_now(&[&f, &b]).unwrap();
+        let fwd = [&bufs[0], &mb, &rb, &sb];
+        let ds = se_passes(&w, (sh, parts), fwd, Some([&bufs[1], &dsb, &dmb]));
+        g.run_now(&ds.iter().collect::<Vec<_>>()).unwrap();
         let m = se::cpu::squeeze(&part, parts, hw);
         check(
             &format!("se.m ({parts} parts)"),
@@ -467,6 +442,42 @@ fn squeeze_excite_matches_reference() {
         let dm = se::cpu::backward((sh, lanes), &w_r, &w_x, &r, &s, &ds);
         check("se.dm", &read(&dmb)[..cmid], &dm, &[cmid], tol_for(&dm));
     }
+}
+
+/// The SE's forward from the partial sums `fwd[0]` to m, r and s (`fwd[1..]`), then with
+/// `bwd` its backward from the partial sums `bwd[0]` to ds and dm, as the plan records them.
+pub(crate) fn se_passes(
+    w: &SeWeights,
+    (sh, parts): (SeShape, usize),
+    [part, m, r, s]: [&GpuBuf; 4],
+    bwd: Option<[&GpuBuf; 3]>,
+) -> Vec<Dispatch> {
+    let g = gpu();
+    let (r, s) = (&r.buf, &s.buf);
+    let f = SeForward {
+        sh,
+        w,
+        part: &part.buf,
+        parts,
+        m: &m.buf,
+        r,
+        s,
+    };
+    let mut ds = vec![se::forward(g, "test.se", &f)];
+    if let Some([part, dsb, dm]) = bwd {
+        let b = SeBackward {
+            sh,
+            w,
+            r,
+            s,
+            part: &part.buf,
+            parts,
+            ds: &dsb.buf,
+            dm: &dm.buf,
+        };
+        ds.push(se::backward(g, "test.se.bwd", &b));
+    }
+    ds
 }
 
 /// The classifier's rows (N, k) as the head holds them: one weight texture per chunk of rows.
@@ -579,6 +590,8 @@ fn head_matches_reference_across_chunks() {
                     k,
                 },
                 seg0,
+                nsegs,
+                n,
                 g: &gb.buf,
                 partial: &partb.buf,
             },
@@ -616,23 +629,12 @@ fn head_matches_reference_across_chunks() {
     check("dlogits.logit", &read(&gb), &gr, &[n], Tolerance::KERNEL);
 }
 
-#[test]
-fn region_score_gradient_matches_reference() {
-    // 1000 cells spread over the globe, probabilities summing to 1, target 17, radius 3000 km
-    let g = gpu();
-    let n = 1000;
-    let lat: Vec<f64> = rand(n, 3000, -80.0, 80.0)
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
-    let lon: Vec<f64> = rand(n, 3001, -180.0, 180.0)
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
-    let raw = rand(n, 3002, 0.0, 1.0);
-    let total: f32 = raw.iter().sum();
-    let probs: Vec<f32> = raw.iter().map(|v| v / total).collect();
-    let (target, km) = (17usize, 3000f32);
+/// `n` cell centres over the globe (latitude, longitude in radians, as the head holds them)
+/// from `seed`, and which lie within `km` of cell `target`'s: more than 5, fewer than half.
+pub(crate) fn region_cells(n: usize, seed: u64, target: usize, km: f32) -> (Vec<f32>, Vec<bool>) {
+    let deg =
+        |s: u64, r: f32| -> Vec<f64> { rand(n, s, -r, r).iter().map(|&v| v as f64).collect() };
+    let (lat, lon) = (deg(seed, 80.0), deg(seed + 1, 180.0));
     let inside: Vec<bool> = (0..n)
         .map(|i| {
             combicam_gpu::model::geo::haversine_km(lat[target], lon[target], lat[i], lon[i])
@@ -641,11 +643,22 @@ fn region_score_gradient_matches_reference() {
         .collect();
     let count = inside.iter().filter(|&&b| b).count();
     assert!(count > 5 && count < n / 2, "{count} cells inside");
-    let cells: Vec<f32> = lat
-        .iter()
-        .zip(&lon)
+    let cells = (lat.iter().zip(&lon))
         .flat_map(|(a, o)| [a.to_radians() as f32, o.to_radians() as f32])
         .collect();
+    (cells, inside)
+}
+
+#[test]
+fn region_score_gradient_matches_reference() {
+    // 1000 cells spread over the globe, probabilities summing to 1, target 17, radius 3000 km
+    let g = gpu();
+    let n = 1000;
+    let raw = rand(n, 3002, 0.0, 1.0);
+    let total: f32 = raw.iter().sum();
+    let probs: Vec<f32> = raw.iter().map(|v| v / total).collect();
+    let (target, km) = (17usize, 3000f32);
+    let (cells, inside) = region_cells(n, 3000, target, km);
     let info = [
         u32::MAX,
         2,

@@ -301,7 +301,7 @@ fn backward_rows(k: usize, stride: usize) -> String {
         f += &format!("        let yy{s} = t * {stride} - PAD_T + {s};\n");
         f += &format!("        if (yy{s} >= i32(y0) && yy{s} < y_end) {{\n");
         let ind = "            ";
-        f += &format!("{ind}let o = i32((c * prm.h + u32(yy{s})) * prm.w) + x0;\n");
+        f += &format!("{ind}let o = i32((plane * prm.h + u32(yy{s})) * prm.w) + x0;\n");
         // the forward input's pre-activations and the residual's gradients at the row's TW
         // places, when the kernel uses them
         chunk_at(&mut f, ind, "oc", "o");

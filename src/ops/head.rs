@@ -112,7 +112,7 @@ pub fn subgroup_source() -> String {
         &|j| format!("        rows8(&lo, &hi, kq0 + {j}u, r0, subgroupBroadcast(fs, {j}u));\n"),
     );
     let backward = steps(
-        "    for (var rb = r0; rb < r1; rb += 8u) {\n        let gs = select(0.0, g[prm.row0 + min(rb + sg, r1 - 1u)], rb + sg < r1);\n",
+        "    for (var rb = r0; rb < r1; rb += 8u) {\n        let gs = select(0.0, g[go + min(rb + sg, r1 - 1u)], rb + sg < r1);\n",
         &|j| {
             format!(
                 "        grad_row(&a, kq, min(rb + {j}u, r1 - 1u), vec4(subgroupBroadcast(gs, {j}u)));\n"
@@ -133,7 +133,7 @@ pub fn subgroup_source() -> String {
                 forward,
             ),
             (
-                "    for (var r = r0; r < r1; r++) {\n        grad_row(&a, kq, r, vec4(g[prm.row0 + r]));\n    }\n",
+                "    for (var r = r0; r < r1; r++) {\n        grad_row(&a, kq, r, vec4(g[go + r]));\n    }\n",
                 backward,
             ),
         ],
@@ -351,6 +351,10 @@ pub struct LinearBackwardArgs<'a> {
     pub chunk: Chunk<'a>,
     /// the chunk's first segment (of SEG_ROWS rows) in `partial`
     pub seg0: usize,
+    /// the segments of all chunks, and their rows N: an image's share of `partial` and `g`
+    /// in a batch
+    pub nsegs: usize,
+    pub n: usize,
     /// (N) ∂score/∂logits
     pub g: &'a wgpu::Buffer,
     /// (segments, K), written for the chunk's segments
@@ -377,6 +381,8 @@ pub fn linear_backward_form(
         row0: row0 as u32,
         seg_rows: SEG_ROWS as u32,
         seg0: a.seg0 as u32,
+        n: a.n as u32,
+        nsegs: a.nsegs as u32,
         ..Default::default()
     };
     let segs = rows.div_ceil(SEG_ROWS) as u32;

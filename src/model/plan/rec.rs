@@ -230,6 +230,8 @@ impl<'a> Rec<'a> {
                         k,
                     },
                     seg0,
+                    nsegs,
+                    n: m.n_classes(),
                     g,
                     partial: &partial.buf,
                 },
