@@ -397,6 +397,7 @@ fn main() {
         maps: &maps.buf,
         map_off: 0,
         hvp: Some(&grad.buf),
+        strides: Default::default(),
     };
     for m in [
         Method::GradCam,
@@ -443,6 +444,7 @@ fn main() {
         blocks: &blocks,
         w: &gw.buf,
         amax: &amax.buf,
+        strides: Default::default(),
     };
     report(
         &g,
@@ -459,6 +461,7 @@ fn main() {
         gmax_off: 0,
         maps: &maps.buf,
         map_off: 0,
+        strides: Default::default(),
     };
     for m in [Method::HiResCam, Method::LayerCam, Method::LayerCamOfficial] {
         report(
@@ -499,6 +502,7 @@ fn main() {
             base: None,
             groups: None,
             fused: &fused.buf,
+            strides: Default::default(),
         };
         report(
             &g,
@@ -524,6 +528,7 @@ fn main() {
         bnorm: &bnorm.buf,
         stats: &stats.buf,
         groups: Some(&groups),
+        strides: Default::default(),
     };
     let fargs = FuseArgs {
         out_h: 300,
@@ -535,6 +540,7 @@ fn main() {
         base: None,
         groups: Some(&groups),
         fused: &fused.buf,
+        strides: Default::default(),
     };
     report_all(
         &g,

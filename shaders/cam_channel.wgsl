@@ -22,13 +22,16 @@
 //   there, Grad-CAM's w[w_off + k] = Σ g's partials of channel k / HW. Every block's activation
 //   statistic and every Grad-CAM weight in one dispatch, from partials the GEMMs that made A
 //   and g wrote, instead of a pass over A and g per block.
+// Batch: workgroup z is the image; blk, grad, hvp (C·HW), w (wstride), maps (mstride), the
+//   partials' rows (C an image within a block's, as the GEMMs write them) and amax (nb) hold
+//   the images one after another.
 
 // lanes: invocations per channel in channel_weights, 8 (8 channels a workgroup), 64 (one) or,
 // with the GPU-shaped kernels on blocks of 8,192 positions or more, CW_WG (one; 1,024, or 256
 // where the adapter allows no more: `Gpu::wide_workgroup`). 64 where 8 would each take over
 // lavapipe's 65,535 loop turns, which it would end silently (`cam::channel::lanes`: FEM's three
 // passes from ~175,000 positions, Grad-CAM's one from ~520,000)
-struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32, wstride: u32, mstride: u32, nb: u32 }
 
 override METHOD: u32 = 0u;
 
@@ -83,7 +86,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let c = (wid.y * nwg.x + wid.x) * (CW_WG / lanes) + lid / lanes;
     let lane = lid % lanes;
     let live = c < prm.c;
-    let base = c * prm.hw;
+    let base = (wid.z * prm.c + c) * prm.hw; // this image's channel c
     // first pass: Σ A (gradcampp, xgradcam) and Σ g·A (xgradcam) or Σ g (gradcam)
     var sa = 0.0;
     var sg = 0.0;
@@ -150,7 +153,7 @@ fn channel_weights(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         out = lane_sum(lid, s);
     }
     if (live && lane == 0u) {
-        w[prm.w_off + c] = out;
+        w[wid.z * prm.wstride + prm.w_off + c] = out;
     }
 }
 
@@ -164,15 +167,16 @@ fn weighted_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     let last = prm.hw - 1u;
     var lo = vec4(0.0); // positions p0 .. p0 + 3
     var hi = vec4(0.0); // p0 + 4 .. p0 + 7
+    let wo = wid.z * prm.wstride + prm.w_off; // this image's weights
     for (var c = 0u; c < prm.c; c++) {
-        let a = vec4(w[prm.w_off + c]);
-        let o = c * prm.hw;
+        let a = vec4(w[wo + c]);
+        let o = (wid.z * prm.c + c) * prm.hw;
         lo = fma(a, vec4(blk[o + p0], blk[o + min(p0 + 1u, last)], blk[o + min(p0 + 2u, last)], blk[o + min(p0 + 3u, last)]), lo);
         hi = fma(a, vec4(blk[o + min(p0 + 4u, last)], blk[o + min(p0 + 5u, last)], blk[o + min(p0 + 6u, last)], blk[o + min(p0 + 7u, last)]), hi);
     }
     for (var j = 0u; j < 8u; j++) {
         if (p0 + j < prm.hw) {
-            maps[prm.map_off + p0 + j] = max(select(hi[j % 4u], lo[j % 4u], j < 4u), 0.0);
+            maps[wid.z * prm.mstride + prm.map_off + p0 + j] = max(select(hi[j % 4u], lo[j % 4u], j < 4u), 0.0);
         }
     }
 }
@@ -191,7 +195,7 @@ fn weighted_map_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgr
     var acc = 0.0;
     if (p < prm.hw) {
         for (var c = lane; c < prm.c; c += 32u) {
-            acc = fma(w[prm.w_off + c], blk[c * prm.hw + p], acc);
+            acc = fma(w[wid.z * prm.wstride + prm.w_off + c], blk[(wid.z * prm.c + c) * prm.hw + p], acc);
         }
     }
     wm[lid] = acc;
@@ -201,7 +205,7 @@ fn weighted_map_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgr
         for (var q = 0u; q < 32u; q++) {
             s += wm[lid + q];
         }
-        maps[prm.map_off + p] = max(s, 0.0);
+        maps[wid.z * prm.mstride + prm.map_off + p] = max(s, 0.0);
     }
 }
 
@@ -245,7 +249,7 @@ fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
         var m = 0.0;
         var s = 0.0;
         if (k < c) {
-            let base = off + k * parts;
+            let base = off + (wid.z * c + k) * parts; // this image's row of channel k
             // four partials a turn, their loads first (in flight together), combined in
             // order; past the row's end 0, which changes neither the max nor the sum
             for (var i = lane; i < parts; i += 4u * lanes) {
@@ -275,7 +279,7 @@ fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
             }
             block_max = max(block_max, cm);
             if (has_g) {
-                w[w_off + k] = cs / f32(hw);
+                w[wid.z * prm.wstride + w_off + k] = cs / f32(hw);
             }
         }
         workgroupBarrier();
@@ -287,6 +291,6 @@ fn from_parts(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
         for (var i = 0u; i < FP_WG; i++) {
             b = max(b, fp_max[i]);
         }
-        amax[l] = b;
+        amax[wid.z * prm.nb + l] = b;
     }
 }

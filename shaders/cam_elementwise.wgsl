@@ -7,8 +7,11 @@
 //   1 layercam:            t(g, a) = ReLU(g)·a
 //   2 layercam-official:   t(g, a) = ReLU(g) / (max ReLU(g) + 1e-8)·a, max over the whole block
 //   3 gradcam-elementwise: t(g, a) = ReLU(g·a)
+// Batch: workgroup z is the image; blk and grad (C·HW) and maps (mstride) hold the images one
+//   after another, and image z's block maximum is gmax[gmax_off + z] (`reduce` rows of one
+//   value, the images one after another).
 
-struct Params { c: u32, hw: u32, map_off: u32, gmax_off: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, gmax_off: u32, mstride: u32 }
 
 override METHOD: u32 = 0u;
 
@@ -28,11 +31,11 @@ fn map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: ve
     let last = prm.hw - 1u;
     var scale = 1.0;
     if (METHOD == 2u) {
-        scale = 1.0 / (max(gmax[prm.gmax_off], 0.0) + 1e-8);
+        scale = 1.0 / (max(gmax[prm.gmax_off + wid.z], 0.0) + 1e-8);
     }
     var acc = vec4(0.0);
     for (var c = 0u; c < prm.c; c++) {
-        let o = c * prm.hw;
+        let o = (wid.z * prm.c + c) * prm.hw; // this image's channel c
         let i = vec4(o + p0, o + min(p0 + 1u, last), o + min(p0 + 2u, last), o + min(p0 + 3u, last));
         var g = vec4(grad[i.x], grad[i.y], grad[i.z], grad[i.w]);
         let a = vec4(blk[i.x], blk[i.y], blk[i.z], blk[i.w]);
@@ -50,7 +53,7 @@ fn map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: ve
     }
     for (var j = 0u; j < 4u; j++) {
         if (p0 + j < prm.hw) {
-            maps[prm.map_off + p0 + j] = max(acc[j], 0.0);
+            maps[wid.z * prm.mstride + prm.map_off + p0 + j] = max(acc[j], 0.0);
         }
     }
 }

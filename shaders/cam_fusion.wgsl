@@ -17,11 +17,14 @@
 //   max and mean into stats[l] and stats[total + l], its (min, max) into bnorm[2b], bnorm[2b+1];
 //   with prm.gtotal > 0, the workgroups after the nblocks-th add up the groups' maps into
 //   gsum, one element an invocation (the same dispatch: neither reads what the other writes)
+// Batch: workgroup z is the image; maps (or gsum; prm.mstride floats an image), fused and norm
+//   (H·W), mm (2), bnorm (2·nblocks), stats (2·total) and gsum (gtotal) hold the images one
+//   after another (base, FullGrad's, is one image's: FullGrad is not batched).
 // minmax: mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0 when
 // the map is flat: max − min ≤ 1e-5·max(|min|, |max|), where min-max would only stretch
 // float32 rounding noise to [0, 1]
 
-struct Params { out_h: u32, out_w: u32, nblocks: u32, total: u32, ngroups: u32, gtotal: u32 }
+struct Params { out_h: u32, out_w: u32, nblocks: u32, total: u32, ngroups: u32, gtotal: u32, mstride: u32, _p: u32 }
 
 override RULE: u32 = 0u;
 override BASE: bool = false;
@@ -48,6 +51,8 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     let oy = idx / prm.out_w;
     let ox = idx % prm.out_w;
+    let zo = wid.z * prm.mstride; // this image's maps
+    let bo = wid.z * 2u * prm.nblocks; // and their ranges
     var acc = 0.0;
     if (RULE == 4u) {
         acc = 1.0;
@@ -57,9 +62,9 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let off = md.x;
         let h = md.y;
         let w = md.z;
-        let t = taps(off, h, w, oy, ox, prm.out_h, prm.out_w);
+        let t = taps(zo + off, h, w, oy, ox, prm.out_h, prm.out_w);
         let u = blend(t, maps[t.i00], maps[t.i01], maps[t.i10], maps[t.i11]);
-        let n = (u - bnorm[2u * b]) / (bnorm[2u * b + 1u] - bnorm[2u * b] + 1e-7);
+        let n = (u - bnorm[bo + 2u * b]) / (bnorm[bo + 2u * b + 1u] - bnorm[bo + 2u * b] + 1e-7);
         switch RULE {
             case 0u, 1u: { acc += u; }
             case 2u: { acc += n; }
@@ -73,13 +78,13 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (BASE) {
         acc += base[idx];
     }
-    fused[idx] = acc;
+    fused[wid.z * prm.out_h * prm.out_w + idx] = acc;
 }
 
 var<workgroup> sums: array<f32, 256>;
 
-// gsum[e] = Σ over element e's group's blocks of their maps there (e < prm.gtotal)
-fn group_sum(e: u32) {
+// gsum[e] = Σ over element e's group's blocks of their maps there (e < prm.gtotal), image z's
+fn group_sum(e: u32, z: u32) {
     var g = 0u;
     for (var j = 1u; j < prm.ngroups; j++) {
         if (gmeta[j].x <= e) {
@@ -90,9 +95,9 @@ fn group_sum(e: u32) {
     let i = e - gm.x;
     var s = 0.0;
     for (var b = gm.z; b < gm.z + gm.w; b++) {
-        s += maps[bmeta[b].x + i];
+        s += maps[z * prm.mstride + bmeta[b].x + i];
     }
-    gsum[e] = s;
+    gsum[z * prm.gtotal + e] = s;
 }
 
 @compute @workgroup_size(256)
@@ -101,7 +106,7 @@ fn stats_of_maps(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     if (b >= prm.nblocks) {
         let e = (b - prm.nblocks) * 256u + lid;
         if (e < prm.gtotal) {
-            group_sum(e);
+            group_sum(e, wid.z);
         }
         return;
     }
@@ -110,8 +115,9 @@ fn stats_of_maps(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     var a = F32_MAX;
     var c = -F32_MAX;
     var s = 0.0;
+    let zo = wid.z * prm.mstride; // this image's maps
     for (var i = lid; i < n; i += 256u) {
-        let v = maps[md.x + i];
+        let v = maps[zo + md.x + i];
         a = min(a, v);
         c = max(c, v);
         s += v;
@@ -125,27 +131,29 @@ fn stats_of_maps(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
         workgroupBarrier();
     }
     if (lid == 0u) {
-        stats[md.w] = hi[0];
-        stats[prm.total + md.w] = sums[0] / f32(n);
-        bnorm[2u * b] = lo[0];
-        bnorm[2u * b + 1u] = hi[0];
+        let so = wid.z * 2u * prm.total; // this image's statistics
+        stats[so + md.w] = hi[0];
+        stats[so + prm.total + md.w] = sums[0] / f32(n);
+        let bo = wid.z * 2u * prm.nblocks; // and ranges
+        bnorm[bo + 2u * b] = lo[0];
+        bnorm[bo + 2u * b + 1u] = hi[0];
     }
 }
 
 @compute @workgroup_size(256)
-fn minmax(@builtin(local_invocation_index) lid: u32) {
+fn minmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = prm.out_h * prm.out_w;
     var a = F32_MAX;
     var b = -F32_MAX;
     for (var i = lid; i < n; i += 256u) {
-        let v = fused[i];
+        let v = fused[wid.z * n + i];
         a = min(a, v);
         b = max(b, v);
     }
     minmax256(lid, a, b);
     if (lid == 0u) {
-        mm[0] = lo[0];
-        mm[1] = hi[0];
+        mm[2u * wid.z] = lo[0];
+        mm[2u * wid.z + 1u] = hi[0];
     }
 }
 
@@ -155,14 +163,15 @@ fn normalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
     if (idx >= prm.out_h * prm.out_w) {
         return;
     }
-    let a = mm[0];
-    let b = mm[1];
+    let a = mm[2u * wid.z];
+    let b = mm[2u * wid.z + 1u];
+    let o = wid.z * prm.out_h * prm.out_w + idx; // this image's
     var v = 0.0;
     if (b - a > 1e-5 * max(abs(a), abs(b))) {
-        let f = fused[idx];
+        let f = fused[o];
         // WGSL's division may be 2.5 ulp off (GPUs take a reciprocal): the peak is exactly 1,
         // and nothing leaves [0, 1]
         v = select(clamp((f - a) / (b - a), 0.0, 1.0), 1.0, f >= b);
     }
-    norm[idx] = v;
+    norm[o] = v;
 }

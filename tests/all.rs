@@ -26,6 +26,7 @@ mod gemm; // the pointwise GEMM's kernels against the CPU reference; the subgrou
 mod head_forms; // the head's linear layer in each form against the CPU; the subgroup form bit for bit against the plain one
 mod house; // the house rules from the source: imports run down the layers, no circles, short files and functions
 mod hub; // fetch from a hub served on 127.0.0.1: cache layout, resume, hf:REPO
+mod images; // a plan of several images at once against plans of one, bit for bit; what it refuses
 mod masked; // masked copies: kernels against the CPU, batched passes against single ones, ablated block outputs
 mod memory; // out of memory under prlimit: one-line errors, no crash, nothing written
 mod model; // whole model: GPU vs CPU model by block (B0, Lite0, tf_b0), vs PyTorch goldens (B0, B4, timm, Lite0 random and trained), finite differences

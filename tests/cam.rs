@@ -100,6 +100,7 @@ fn every_method_matches_its_reference() {
                 maps: &mb.buf,
                 map_off: 100,
                 hvp: Some(&hb.buf),
+                strides: Default::default(),
             };
             g.run_now(&[
                 &channel::channel_weights(g, "test.w", m, &args),
@@ -159,6 +160,7 @@ fn every_method_matches_its_reference() {
                 gmax_off: 2,
                 maps: &mb.buf,
                 map_off: 3,
+                strides: Default::default(),
             };
             g.run_now(&[&elementwise::map(g, "test.map", m, &args)])
                 .unwrap();
@@ -205,6 +207,7 @@ fn block_statistics_from_partials_match_their_reference() {
         blocks: &blocks,
         w: &wb.buf,
         amax: &amax.buf,
+        strides: Default::default(),
     };
     g.run_now(&[&channel::from_parts(g, "test.parts", &args).unwrap()])
         .unwrap();
@@ -276,6 +279,7 @@ fn every_fusion_rule_matches_its_reference() {
             base: None,
             groups: None,
             fused: &fb.buf,
+            strides: Default::default(),
         };
         g.run_now(&[
             &fusion::fuse(g, "test.fuse", rule, &args),
@@ -410,6 +414,7 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
                 bnorm: &bnb.buf,
                 stats: &sb.buf,
                 groups: Some(&gb),
+                strides: Default::default(),
             },
         );
         let args = FuseArgs {
@@ -422,6 +427,7 @@ fn fusion_of_same_sized_maps_summed_first_matches_the_reference() {
             base: None,
             groups: Some(&gb),
             fused: &fb.buf,
+            strides: Default::default(),
         };
         g.run_now(&[
             &stats,
@@ -496,6 +502,7 @@ fn block_map_statistics_match_their_reference() {
             bnorm: &bnb.buf,
             stats: &sb.buf,
             groups: None,
+            strides: Default::default(),
         },
     );
     g.run_now(&[&d]).unwrap();

@@ -204,6 +204,7 @@ fn smoothed_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
         explainers: methods.iter().map(|&m| Explainer::of(m)).collect(),
         masked: 0,
         eigen_smooth: true,
+        images: 1,
     };
     let plan = Plan::new(g, &m, p.height, p.width, opts).unwrap();
     let o = plan.run(g, &p.tensor, None, Score::Prob).unwrap();
@@ -234,6 +235,7 @@ fn eigen_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
         explainers,
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     let plan = Plan::new(g, &m, h, w, opts).unwrap();
     let o = plan.run(g, &p.tensor, None, Score::Prob).unwrap();
@@ -311,6 +313,7 @@ fn kpca_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
         explainers: vec![Explainer::of(Method::KpcaCam)],
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     let plan = Plan::new(g, &m, p.height, p.width, opts(blocks.clone())).unwrap();
     let o = plan.run(g, &p.tensor, None, Score::Prob).unwrap();

@@ -24,6 +24,7 @@ fn finercam_of_the_trained_lite0_matches_pytorch_grad_cam() {
         explainers: methods.iter().map(|&m| Explainer::of(m)).collect(),
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     let o = engine
         .run(&p.tensor, h, w, &opts, None, Score::Prob)

@@ -167,6 +167,7 @@ fn fusion_adds_the_input_term() {
         base: Some(&bb.buf),
         groups: None,
         fused: &fused.buf,
+        strides: Default::default(),
     };
     g.run_now(&[&fusion::fuse(g, "test.fuse", Fusion::Sum, &args)])
         .unwrap();
@@ -195,6 +196,7 @@ fn fullgrad_of_the_trained_lite0_matches_pytorch_grad_cam() {
         explainers: vec![Explainer::of(Method::FullGrad)],
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     let o = engine
         .run(&p.tensor, h, w, &opts, None, Score::Logit)
@@ -225,6 +227,7 @@ fn fullgrad_of_b0_with_squeeze_excite_matches_pytorch_grad_cam() {
         explainers: vec![Explainer::of(Method::FullGrad)],
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     let plan = Plan::new(g, &m, shape[1], shape[2], opts).unwrap();
     let o = plan.run(g, &x, None, Score::Prob).unwrap();

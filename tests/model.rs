@@ -104,6 +104,7 @@ fn run_gpu(w: Weights, h: usize, wd: usize, inputs: &[&[f32]]) -> (ModelGpu, Pla
             explainers: vec![Explainer::COMBICAM],
             masked: 0,
             eigen_smooth: false,
+            images: 1,
         },
     )
     .unwrap();
@@ -365,6 +366,7 @@ fn trained_lite0_on_photos_matches_pytorch() {
                 explainers: vec![Explainer::COMBICAM],
                 masked: 0,
                 eigen_smooth: false,
+                images: 1,
             },
         )
         .unwrap();
@@ -539,6 +541,7 @@ fn region_score_matches_pytorch_autograd() {
             explainers: vec![Explainer::COMBICAM],
             masked: 0,
             eigen_smooth: false,
+            images: 1,
         },
     )
     .unwrap();
@@ -589,6 +592,7 @@ fn run_methods(
             explainers,
             masked: 0,
             eigen_smooth: false,
+            images: 1,
         },
     )
     .unwrap();
@@ -749,6 +753,7 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
             explainers: vec![e, shapley],
             masked: 0,
             eigen_smooth: false,
+            images: 1,
         },
     )
     .unwrap();
@@ -794,6 +799,7 @@ fn head_hvp_matches_finite_differences_and_the_gpu() {
             explainers: vec![e],
             masked: 0,
             eigen_smooth: false,
+            images: 1,
         },
     );
     assert!(bad.err().unwrap().to_string().contains("last block only"));

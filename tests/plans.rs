@@ -18,6 +18,7 @@ fn options(nb: usize) -> PlanOptions {
         explainers,
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     }
 }
 

@@ -22,6 +22,7 @@ fn shapleycam_of_the_trained_lite0_matches_pytorch_grad_cam() {
         explainers: vec![Explainer::of(Method::ShapleyCam)],
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     for (score, name) in [
         (Score::Prob, "shapleycam.15"),

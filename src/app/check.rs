@@ -73,6 +73,7 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
             explainers: explainers(),
             masked: 0,
             eigen_smooth: false,
+            images: 1,
         },
     )?;
     // another image first: nothing may leak from one run into the next
@@ -99,6 +100,7 @@ pub fn run(gpu: &Gpu, wts: Weights, h: usize, w: usize) -> Result<bool> {
             explainers: vec![Explainer::of(Method::KpcaCam)],
             masked: 0,
             eigen_smooth: false,
+            images: 1,
         };
         let ko = Plan::new(gpu, &m, h, w, opts)?.run(gpu, &x, None, Score::Prob)?;
         s.maps(&wts, (&f, &grads), &ko, (&fits, (h, w)));

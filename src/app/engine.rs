@@ -13,9 +13,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// What tells plans apart: `PlanOptions`'s backward, blocks, explainers, masked copies and
-/// eigen-smoothing.
-type PlanKey = (bool, Vec<usize>, Vec<Explainer>, usize, bool);
+/// What tells plans apart: `PlanOptions`'s backward, blocks, explainers, masked copies,
+/// eigen-smoothing and images at once.
+type PlanKey = (bool, Vec<usize>, Vec<Explainer>, usize, bool, usize);
 
 pub struct Engine {
     /// shared with whoever opened it: a plan's dispatches and the engine's buffers live on it
@@ -68,6 +68,7 @@ impl Engine {
             opts.explainers.clone(),
             opts.masked,
             opts.eigen_smooth,
+            opts.images,
         );
         self.last_plan_build_s = 0.0;
         self.last_recycled = None;
@@ -122,6 +123,21 @@ impl Engine {
         out.readback_seconds += fo.readback_seconds;
         out.mirror_first();
         Ok(out)
+    }
+
+    /// `run` for `opts.images` images at once (`Plan::run_images`; options that
+    /// `PlanOptions::batches_images`), their inputs one after another in `input`.
+    pub fn run_images(
+        &mut self,
+        input: &[f32],
+        (h, w): (usize, usize),
+        opts: &PlanOptions,
+        target: Option<usize>,
+        score: Score,
+    ) -> Result<Vec<Output>> {
+        let gpu = self.gpu.clone();
+        self.plan(h, w, opts)?
+            .run_images(&gpu, input, target, score)
     }
 
     /// The retrieval embedding (visloc's `rrm_head`) of the image the last `run` with these

@@ -433,6 +433,7 @@ pub fn saliency(
         explainers: vec![explainer],
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     let out = engine.run(x, h, w, &opts, Some(target), Score::Prob)?;
     Ok(out.explainers[0].fused.clone())

@@ -8,21 +8,29 @@ use super::scorecam;
 use super::write::{self, FORMATS, Item};
 use crate::cam::methods::Explainer;
 use crate::error::Result;
-use crate::model::plan::{self, Output, PlanOptions};
+use crate::model::plan::{self, Output, Plan, PlanOptions};
 use crate::preprocess::Preprocessed;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The GPU part of one explanation: the plan run on the preprocessed photo (forward,
-/// backward, the gradient methods' maps), then Score-CAM's masked passes if asked for; with
-/// `--aug-smooth` five more runs on the augmented photo, averaged (`augment`).
+/// backward, the gradient methods' maps), then Score-CAM's masked passes if asked for. With
+/// `--aug-smooth` the six augmented inputs (`augment`) run as one batch where the methods
+/// allow (`aug_batched`), else one after another; their maps are averaged.
 pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Explained> {
     let (h, w) = (pre.height, pre.width);
     let before = engine.gpu.pipelines.stats();
-    let first = run_pass(engine, &pre.tensor, (h, w), o, o.target)?;
+    let batched = match o.aug_smooth {
+        true => aug_batched(engine, pre, o)?,
+        false => None,
+    };
+    let first = match batched {
+        Some(p) => p,
+        None => run_pass(engine, &pre.tensor, (h, w), o, o.target)?,
+    };
     let after = engine.gpu.pipelines.stats();
     let mut out = first.out;
-    if o.aug_smooth {
+    if o.aug_smooth && !first.batched {
         let target = Some(out.target);
         let mut runs = vec![out];
         let again = ExplainOptions {
@@ -45,11 +53,77 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
     })
 }
 
+/// `--aug-smooth`'s six runs (`augment::RUNS`) as one batch through a plan of six images
+/// (`Plan::run_images`), their maps averaged; None where the six do not fit the adapter
+/// (`Plan::images_fit`: on a CPU adapter, within 2 GiB) or the methods or options need a
+/// kernel that takes no batch (`PlanOptions::batches_images`: Score-CAM, the eigen family,
+/// the official Grad-CAM++, ShapleyCAM, FinerCAM, FullGrad, `--eigen-smooth`), whose runs go
+/// one after another. Every image explains the photo's target, as the looped runs do.
+fn aug_batched(
+    engine: &mut Engine,
+    pre: &Preprocessed,
+    o: &ExplainOptions,
+) -> Result<Option<Pass>> {
+    let (h, w) = (pre.height, pre.width);
+    let mut opts = plan_options(engine, o, (h, w));
+    opts.images = augment::RUNS.len();
+    let fits = Plan::images_fit(&engine.gpu, &engine.model, h, w, opts.images);
+    if !opts.batches_images() || !fits {
+        return Ok(None);
+    }
+    let x: Vec<f32> = (augment::RUNS.iter())
+        .flat_map(|&aug| augment::input(&pre.tensor, w, aug))
+        .collect();
+    engine.comparison = o.comparison;
+    let runs = engine.run_images(&x, (h, w), &opts, o.target, o.score)?;
+    let plan_build_s = engine.last_plan_build_s;
+    // the first image is the photo as it is
+    let embedding = match o.embedding {
+        true => Some(engine.embedding(h, w, &opts)?),
+        false => None,
+    };
+    Ok(Some(Pass {
+        out: augment::average(runs, (h, w)),
+        plan_build_s,
+        embedding,
+        batched: true,
+    }))
+}
+
 /// What one run of the plan (and Score-CAM's passes) gives.
 struct Pass {
     out: Output,
     plan_build_s: f64,
     embedding: Option<Vec<f32>>,
+    /// the six augmented runs of `--aug-smooth` in one batch, already averaged
+    batched: bool,
+}
+
+/// The plan's options for `o` at an `h`×`w` input: the gradient methods (Score-CAM's are
+/// masked passes the plan runs as copies), the blocks KPCA-CAM fits where it fits them.
+fn plan_options(engine: &Engine, o: &ExplainOptions, (h, w): (usize, usize)) -> PlanOptions {
+    let score_cam = o.explainers.iter().any(|e| e.method.is_score_cam());
+    let batch = match o.batch {
+        0 => PlanOptions::AUTO_BATCH,
+        n => n,
+    };
+    let blocks = match o.fit_kpca {
+        true => engine.kpca_blocks(&o.blocks, (h, w)),
+        false => o.blocks.clone(),
+    };
+    PlanOptions {
+        backward: true,
+        blocks,
+        explainers: o
+            .explainers
+            .iter()
+            .copied()
+            .filter(|e| !e.method.is_score_cam())
+            .collect(),
+        masked: if score_cam { batch } else { 0 },
+        eigen_smooth: o.eigen_smooth,
+        images: 1,
+    }
 }
 
 /// One run on the input tensor `x`: the plan, then Score-CAM's masked passes.
@@ -66,26 +140,7 @@ fn run_pass(
         .copied()
         .filter(|e| e.method.is_score_cam())
         .collect();
-    let batch = match o.batch {
-        0 => PlanOptions::AUTO_BATCH,
-        n => n,
-    };
-    let blocks = match o.fit_kpca {
-        true => engine.kpca_blocks(&o.blocks, (h, w)),
-        false => o.blocks.clone(),
-    };
-    let opts = PlanOptions {
-        backward: true,
-        blocks,
-        explainers: o
-            .explainers
-            .iter()
-            .copied()
-            .filter(|e| !e.method.is_score_cam())
-            .collect(),
-        masked: if score_cams.is_empty() { 0 } else { batch },
-        eigen_smooth: o.eigen_smooth,
-    };
+    let opts = plan_options(engine, o, (h, w));
     engine.comparison = o.comparison;
     let mut out = engine.run(x, h, w, &opts, target, o.score)?;
     let plan_build_s = engine.last_plan_build_s;
@@ -147,6 +202,7 @@ fn run_pass(
         out,
         plan_build_s,
         embedding,
+        batched: false,
     })
 }
 

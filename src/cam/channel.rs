@@ -3,7 +3,7 @@
 //! alone) (shaders/cam_channel.wgsl), and the weighted channel sum they share. GPU launchers
 //! and the CPU reference side by side.
 
-use super::methods::Method;
+use super::methods::{ImageStrides, Method};
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu, GpuBuf,
     pipelines::{Source, grid_1d},
@@ -13,7 +13,7 @@ use crate::gpu::{
 crate::wgsl_params! {
     /// shaders/cam_channel.wgsl's `Params`
     pub struct CamChannelParams for "cam_channel" {
-        c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32,
+        c: u32, hw: u32, map_off: u32, w_off: u32, lanes: u32, wstride: u32, mstride: u32, nb: u32,
     }
 }
 
@@ -33,6 +33,8 @@ pub struct ChannelArgs<'a> {
     pub map_off: usize,
     /// the head's Hessian-vector product h (C, HW): GradCamPPOfficial only
     pub hvp: Option<&'a wgpu::Buffer>,
+    /// a batch's images apart in `w` and `maps`
+    pub strides: ImageStrides,
 }
 
 fn code(m: Method) -> u32 {
@@ -96,6 +98,9 @@ fn params(a: &ChannelArgs, lanes: usize) -> CamChannelParams {
         map_off: a.map_off as u32,
         w_off: a.w_off as u32,
         lanes: lanes as u32,
+        wstride: a.strides.weights as u32,
+        mstride: a.strides.maps as u32,
+        nb: a.strides.blocks as u32,
     }
 }
 
@@ -195,6 +200,9 @@ pub struct FromPartsArgs<'a> {
     pub w: &'a wgpu::Buffer,
     /// max |A_l| per block, written at l
     pub amax: &'a wgpu::Buffer,
+    /// a batch's images apart in `w` and `amax` (the partials' rows: C an image in each
+    /// block's, as the GEMMs write them)
+    pub strides: ImageStrides,
 }
 
 /// Every listed block's max |A| and, where asked, its Grad-CAM channel weights, in one
@@ -230,6 +238,9 @@ pub fn from_parts(gpu: &Gpu, label: &str, a: &FromPartsArgs) -> crate::error::Re
             map_off: 0,
             w_off: 0,
             lanes: 0,
+            wstride: a.strides.weights as u32,
+            mstride: 0,
+            nb: a.strides.blocks as u32,
         }),
         bindings: &[
             (3, Some(a.w)),

@@ -3,7 +3,7 @@
 //! (shaders/cam_elementwise.wgsl).
 //! GPU launcher and CPU reference side by side.
 
-use super::methods::Method;
+use super::methods::{ImageStrides, Method};
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
     pipelines::{Source, grid_1d},
@@ -13,7 +13,7 @@ use crate::ops::reduce::{self, Reduce, RowsArgs};
 
 crate::wgsl_params! {
     /// shaders/cam_elementwise.wgsl's `Params`
-    pub struct CamElementwiseParams for "cam_elementwise" { c: u32, hw: u32, map_off: u32, gmax_off: u32 }
+    pub struct CamElementwiseParams for "cam_elementwise" { c: u32, hw: u32, map_off: u32, gmax_off: u32, mstride: u32 }
 }
 
 pub struct ElementwiseArgs<'a> {
@@ -29,6 +29,8 @@ pub struct ElementwiseArgs<'a> {
     /// maps, written at `map_off`
     pub maps: &'a wgpu::Buffer,
     pub map_off: usize,
+    /// a batch's images apart in `maps` (image z's block maximum: gmax[gmax_off + z])
+    pub strides: ImageStrides,
 }
 
 fn code(m: Method) -> u32 {
@@ -48,6 +50,7 @@ pub fn map(gpu: &Gpu, label: &str, method: Method, a: &ElementwiseArgs) -> Dispa
         hw: a.hw as u32,
         map_off: a.map_off as u32,
         gmax_off: a.gmax_off as u32,
+        mstride: a.strides.maps as u32,
     };
     let mut d = gpu.dispatch(&DispatchDesc {
         label,

@@ -2,7 +2,7 @@
 //! align_corners = true) to the model input size and combined into one map, then min-max
 //! normalised (shaders/cam_fusion.wgsl). GPU launchers and the CPU reference side by side.
 
-use super::methods::Fusion;
+use super::methods::{Fusion, ImageStrides};
 use crate::error::Result;
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu, GpuBuf,
@@ -12,7 +12,7 @@ use crate::gpu::{
 
 crate::wgsl_params! {
     /// shaders/cam_fusion.wgsl's `Params`
-    pub struct CamFusionParams for "cam_fusion" { out_h: u32, out_w: u32, nblocks: u32, total: u32, ngroups: u32, gtotal: u32 }
+    pub struct CamFusionParams for "cam_fusion" { out_h: u32, out_w: u32, nblocks: u32, total: u32, ngroups: u32, gtotal: u32, mstride: u32, _p: u32 }
 }
 
 /// The fused blocks grouped by map size (runs of consecutive blocks whose maps share one),
@@ -107,6 +107,8 @@ pub struct FuseArgs<'a> {
     pub groups: Option<&'a GroupBuffers>,
     /// (H, W), written
     pub fused: &'a wgpu::Buffer,
+    /// a batch's images apart in `maps` (the groups' sums: their total)
+    pub strides: ImageStrides,
 }
 
 /// fused = the rule over the upsampled maps (see the shader)
@@ -115,15 +117,23 @@ pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
         a.groups.is_none() || sums_groups(rule),
         "{label}: only a summing rule fuses the groups' sums"
     );
-    let (nmaps, maps, bmeta) = match a.groups {
-        Some(g) => (g.groups.count(), &g.sums.buf, &g.fuse_meta.buf),
-        None => (a.nblocks, a.maps, a.bmeta),
+    let (nmaps, maps, bmeta, mstride) = match a.groups {
+        Some(g) => {
+            let stride = if a.strides.maps > 0 {
+                g.groups.total()
+            } else {
+                0
+            };
+            (g.groups.count(), &g.sums.buf, &g.fuse_meta.buf, stride)
+        }
+        None => (a.nblocks, a.maps, a.bmeta, a.strides.maps),
     };
     let params = CamFusionParams {
         out_h: a.out_h as u32,
         out_w: a.out_w as u32,
         nblocks: nmaps as u32,
         total: a.nblocks as u32,
+        mstride: mstride as u32,
         ..Default::default()
     };
     let mut d = gpu.dispatch(&DispatchDesc {
@@ -225,6 +235,8 @@ pub struct StatsArgs<'a> {
     pub stats: &'a wgpu::Buffer,
     /// the groups whose sums to write too, for a rule that fuses them (`sums_groups`)
     pub groups: Option<&'a GroupBuffers>,
+    /// a batch's images apart in `maps` (the rest follows from the sizes)
+    pub strides: ImageStrides,
 }
 
 /// Every fused block's map statistics in one dispatch, a workgroup per block: max and mean
@@ -239,6 +251,7 @@ pub fn stats(gpu: &Gpu, label: &str, a: &StatsArgs) -> Dispatch {
         total: a.total as u32,
         ngroups: ngroups as u32,
         gtotal: gtotal as u32,
+        mstride: a.strides.maps as u32,
         ..Default::default()
     };
     let mut d = gpu.dispatch(&DispatchDesc {

@@ -391,3 +391,16 @@ pub fn parse_explainers(methods: Option<&str>, fusion: Option<&str>) -> Result<V
     }
     Ok(out)
 }
+
+/// How far apart each image's share of a CAM phase's buffers lies when the phase runs over a
+/// batch of images (workgroup z = the image; the block outputs and gradients are C·HW an
+/// image, the fused maps H·W): the channel weights of all selected blocks, the maps of all
+/// selected blocks (or, for a rule that fuses the groups' sums, those sums: the launchers
+/// switch), and the model's blocks (`act_maxabs`, FullGrad-free statistics). All zero for one
+/// image: every image then finds its share at 0.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImageStrides {
+    pub weights: usize,
+    pub maps: usize,
+    pub blocks: usize,
+}

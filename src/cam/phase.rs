@@ -6,7 +6,7 @@ use super::channel::{self, BlockParts, ChannelArgs, FromPartsArgs};
 use super::eigen::{self, EigenArgs, Input};
 use super::elementwise::{self, ElementwiseArgs};
 use super::fusion::{self, FuseArgs, GroupBuffers, StatsArgs};
-use super::methods::{Explainer, Family, Method};
+use super::methods::{Explainer, Family, ImageStrides, Method};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
 use crate::ops::hvp::Direction;
@@ -36,6 +36,9 @@ pub struct CamInputs<'a> {
     pub fullgrad: Option<&'a FullGradMaps>,
     /// the row partials of every A_l and of the gradients the backward's GEMMs made
     pub parts: &'a BlockParts,
+    /// images the phase runs at once (workgroup z; `PlanOptions::images`): `outs` and `grads`
+    /// hold them one after another, and `alloc` must give each its share of every buffer
+    pub images: usize,
 }
 
 /// FullGrad's sums, written by the backward where it makes their gradients: every selected
@@ -105,9 +108,12 @@ struct Rec<'a> {
     /// the eigen methods' (and `--eigen-smooth`'s) means, covariance and v₁, reused block after
     /// block (when one is asked for)
     eigen: Option<GpuBuf>,
+    /// how far apart the images' shares of the buffers lie
+    strides: ImageStrides,
 }
 
-/// Record the phase. `alloc(label, floats)` makes a zeroed buffer and counts it.
+/// Record the phase. `alloc(label, floats)` makes a zeroed buffer of `floats` for every
+/// image (`CamInputs::images`) and counts it.
 pub fn record(
     gpu: &Gpu,
     inp: &CamInputs,
@@ -163,6 +169,11 @@ pub fn record(
         w_offs,
         map_offs,
         total_maps,
+        strides: ImageStrides {
+            weights: total_c,
+            maps: total_maps,
+            blocks: nb,
+        },
     };
     let mut d = Vec::new();
     let act_maxabs = rec.block_statistics(explainers, alloc, &mut d)?;
@@ -209,6 +220,7 @@ impl Rec<'_> {
             blocks: &blocks,
             w: &self.gmeans.buf,
             amax: &act_maxabs.buf,
+            strides: self.strides,
         };
         d.push(channel::from_parts(self.gpu, "parts.cam", &args)?);
         Ok(act_maxabs)
@@ -258,6 +270,7 @@ impl Rec<'_> {
                 bnorm: &self.bnorm.buf,
                 stats: &stats.buf,
                 groups,
+                strides: self.strides,
             },
         ));
         let args = FuseArgs {
@@ -270,6 +283,7 @@ impl Rec<'_> {
             base: full.map(|f| &f.input.buf),
             groups,
             fused: &self.fused.buf,
+            strides: self.strides,
         };
         d.push(fusion::fuse(
             gpu,
@@ -348,6 +362,7 @@ impl Rec<'_> {
                         .hvp_direction()
                         .and_then(|d| inp.hvp.iter().find(|h| h.0 == d))
                         .map(|h| &h.1.buf),
+                    strides: self.strides,
                 };
                 // the gradient's channel means came with `from_parts` where it has partials
                 if !(means && inp.parts.has_grad[l]) {
@@ -366,9 +381,11 @@ impl Rec<'_> {
                     blk,
                     grad,
                     gmax: &self.gmax.buf,
-                    gmax_off: l,
+                    // image z's at l·images + z (the maximum is a `reduce` row of one)
+                    gmax_off: l * inp.images,
                     maps: &maps.buf,
                     map_off: self.map_offs[l],
+                    strides: self.strides,
                 };
                 if !smooth {
                     elementwise::record(gpu, &label, method, &args, d);

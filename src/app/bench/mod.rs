@@ -156,6 +156,7 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
         explainers: vec![Explainer::COMBICAM],
         masked: 0,
         eigen_smooth: false,
+        images: 1,
     };
     let timing = if timestamps_usable(gpu) {
         "gpu-timestamps".to_string()

@@ -68,11 +68,11 @@ impl Rec<'_> {
             p = sizes[l];
         }
         let sc = Scratch {
-            du: self.a.buf("scratch.du".into(), max_du)?,
-            dze: self.a.buf("scratch.dz_expand".into(), max_dze)?,
-            ds: self.a.buf("scratch.ds".into(), max_c)?,
-            dm: self.a.buf("scratch.dm".into(), se::vec_len(max_c))?,
-            dpart: self.a.buf("scratch.ds_parts".into(), max_part)?,
+            du: self.a.per_image("scratch.du".into(), max_du)?,
+            dze: self.a.per_image("scratch.dz_expand".into(), max_dze)?,
+            ds: self.a.per_image("scratch.ds".into(), max_c)?,
+            dm: self.a.per_image("scratch.dm".into(), se::vec_len(max_c))?,
+            dpart: self.a.per_image("scratch.ds_parts".into(), max_part)?,
         };
         let bottom = if full.is_some() { 0 } else { lo + 1 };
         for l in (bottom..nb).rev() {
@@ -118,8 +118,8 @@ impl Rec<'_> {
         } = hf;
         let a = &mut self.a;
         let pack = &self.pack;
-        let dlog = a.buf("dlogits".into(), n)?;
-        let mass = a.buf("fc.region_mass".into(), 1)?;
+        let dlog = a.per_image("dlogits".into(), n)?;
+        let mass = a.per_image("fc.region_mass".into(), 1)?;
         let region = m.cells.as_ref().map(|c| head::Region {
             cells: &c.buf,
             mass: &mass.buf,
@@ -157,7 +157,7 @@ impl Rec<'_> {
             },
         ));
         let df = Self::classifier_t(gpu, m, a, "fc", "dfeatures", &dlog.buf, bwd)?;
-        let dzh = a.buf("head.dz".into(), k * hw)?;
+        let dzh = a.per_image("head.dz".into(), k * hw)?;
         bwd.push(reduce::pool_backward(
             gpu,
             "head.pool.bwd",
@@ -170,7 +170,7 @@ impl Rec<'_> {
                 out: &dzh.buf,
             },
         ));
-        let g_last = a.buf(format!("{}.grad", nb - 1), last * hw)?;
+        let g_last = a.per_image(format!("{}.grad", nb - 1), last * hw)?;
         bwd.extend(gemm::gemm(
             gpu,
             "head.conv.bwd",
@@ -341,14 +341,14 @@ impl Rec<'_> {
             0 => "stem.grad".to_string(),
             _ => format!("{}.grad", l - 1),
         };
-        let gin = a.buf(name, b.cin * ih * iw)?;
+        let gin = a.per_image(name, b.cin * ih * iw)?;
         // with SE, the GEMM also writes the partial sums of the SE's ds (`se_backward`)
         let parts = bw.se.as_ref().map(|_| gemm::Parts {
             op: gemm::PartOp::DotAct(act),
             zd: Some(&st.zd.buf),
             part: &sc.dpart.buf,
             off: 0,
-            images: 1,
+            images: a.images,
         });
         bwd.extend(gemm::gemm(
             gpu,

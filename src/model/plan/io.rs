@@ -42,6 +42,9 @@ pub struct PlanOptions {
     /// `--eigen-smooth`: each method's map is the first principal component of its weighted
     /// activations (`cam::eigen::Input`) rather than their sum over channels
     pub eigen_smooth: bool,
+    /// images the forward, the backward and the CAM phase run at once (`Plan::run_images`;
+    /// `--aug-smooth`'s six), 1 for one image. More than one only where `batches_images`
+    pub images: usize,
 }
 
 impl PlanOptions {
@@ -58,7 +61,23 @@ impl PlanOptions {
             explainers: vec![],
             masked,
             eigen_smooth: false,
+            images: 1,
         }
+    }
+
+    /// Whether a plan of these options can run several images at once (`images`): every
+    /// kernel of its backward and CAM phase takes a batch (workgroup z = the image) except
+    /// those of the head's Hessian-vector product (the official Grad-CAM++, ShapleyCAM),
+    /// FinerCAM's score, FullGrad, the eigen family and `--eigen-smooth`, and masked copies
+    /// share the forward's batch.
+    pub fn batches_images(&self) -> bool {
+        use crate::cam::methods::{Family, Method};
+        let one = |e: &Explainer| {
+            matches!(e.method.family(), Family::Channel | Family::Elementwise)
+                && e.method.hvp_direction().is_none()
+                && e.method != Method::FinerCam
+        };
+        self.backward && self.masked == 0 && !self.eigen_smooth && self.explainers.iter().all(one)
     }
 }
 

@@ -90,6 +90,12 @@ fn check_options(opts: &PlanOptions, nb: usize) -> Result<()> {
             "--eigen-smooth does not apply to fullgrad (its maps are sums of normalised terms, not weighted activations): drop one of them".into(),
         ));
     }
+    if opts.images == 0 || (opts.images > 1 && !opts.batches_images()) {
+        return Err(Error::Input(format!(
+            "a plan of {} images at once needs the backward, no masked copies and only methods whose kernels take a batch (PlanOptions::batches_images)",
+            opts.images
+        )));
+    }
     if let Some(e) = opts.explainers.iter().find(|e| e.method.is_score_cam()) {
         return Err(Error::Input(format!(
             "{} is made of masked passes (app::scorecam), not of a plan's CAM phase",
@@ -143,16 +149,23 @@ impl Plan {
         sizing::check_fits(gpu, cfg, (h, w), (sh, sw), &sizes)?;
         let recording = gpu.record_with(old);
         let texels = sizing::pack_texels(gpu, cfg, (sh, sw), &sizes);
+        if opts.images > 1 && !sizing::images_fit(gpu, m, (h, w), opts.images) {
+            return Err(Error::Input(format!(
+                "{} images of {h}×{w} at once are more than this adapter holds: run them one at a time",
+                opts.images
+            )));
+        }
         sizing::check_host_memory(gpu, cfg, (h, w), ((sh, sw), &sizes), m.n_classes(), texels)?;
         // the forward's buffers hold `batch` images when there are masked copies to run
         let batch = match opts.masked {
-            0 => 1,
+            0 => opts.images,
             asked => {
                 let (all, largest, _) = sizing::copy_footprint(gpu, m, h, w);
                 sizing::batch_for(gpu, asked, (all, largest), texels)
             }
         };
-        let mut rec = Rec::new(gpu, m, Alloc { gpu, batch }, texels)?;
+        let images = opts.images;
+        let mut rec = Rec::new(gpu, m, Alloc { gpu, batch, images }, texels)?;
         let cam = opts.backward && !opts.blocks.is_empty();
         if cam {
             rec.start_parts(&sizes)?;
@@ -162,8 +175,11 @@ impl Plan {
             0 => None,
             _ => Some(Self::record_masked(&mut rec, cfg, &fwd, (h, w), batch)?),
         };
-        let mut rb = ReadBack::default();
-        rb.info = rb.add(&fwd.head.info, 4);
+        let mut rb = ReadBack {
+            images,
+            ..Default::default()
+        };
+        rb.info = rb.add_one(&fwd.head.info, 4);
         rb.probs = rb.add(&fwd.head.probs, m.n_classes());
         rb.logits = rb.add(&fwd.head.logits, m.n_classes());
         let outs: Vec<GpuBuf> = fwd.blocks.iter().map(|b| b.out.clone()).collect();
@@ -254,8 +270,9 @@ impl Plan {
                 .parts
                 .as_ref()
                 .expect("made with the CAM phase (start_parts)"),
+            images: opts.images,
         };
-        let mut alloc = |label: String, len: usize| rec.a.buf(label, len);
+        let mut alloc = |label: String, len: usize| rec.a.per_image(label, len);
         let (camd, cb) = phase::record(gpu, &inputs, &opts.explainers, &mut alloc)?;
         phases.push(Phase {
             name: "cam",
@@ -299,6 +316,12 @@ impl Plan {
     /// limits.
     pub fn default_batch(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize) -> usize {
         sizing::default_batch(gpu, m, h, w)
+    }
+
+    /// Whether `images` images at once (`PlanOptions::images`) fit an `h`×`w` plan of `m` on
+    /// this adapter (`sizing::images_fit`).
+    pub fn images_fit(gpu: &Gpu, m: &ModelGpu, h: usize, w: usize, images: usize) -> bool {
+        sizing::images_fit(gpu, m, (h, w), images)
     }
 
     /// GPU memory each image of a forward batch adds, in bytes: what `--batch` costs.
@@ -351,7 +374,10 @@ impl Plan {
                 timestamp_writes: None,
             });
             for d in &ph.dispatches {
-                d.record(&mut pass);
+                match self.opts.images {
+                    1 => d.record(&mut pass),
+                    n => d.record_batch(&mut pass, n as u32),
+                }
             }
         }
         for (src, s) in &self.rb.copies {
@@ -376,9 +402,23 @@ impl Plan {
         target: Option<usize>,
         score: Score,
     ) -> Result<Output> {
-        if input.len() != 3 * self.h * self.w {
+        Ok(self.run_images(gpu, input, target, score)?.remove(0))
+    }
+
+    /// `run` for the plan's `PlanOptions::images` images at once, their inputs one after
+    /// another in `input`: every image explains image 0's target (or `target`). One output
+    /// per image, in order, each with the submission's time.
+    pub fn run_images(
+        &self,
+        gpu: &Gpu,
+        input: &[f32],
+        target: Option<usize>,
+        score: Score,
+    ) -> Result<Vec<Output>> {
+        let images = self.opts.images;
+        if input.len() != images * 3 * self.h * self.w {
             return Err(Error::Input(format!(
-                "input has {} values, the plan expects 3×{}×{}",
+                "input has {} values, the plan expects {images}×3×{}×{}",
                 input.len(),
                 self.h,
                 self.w
@@ -441,12 +481,15 @@ impl Plan {
         let t1 = Instant::now();
         let raw = gpu.read_staging(&self.staging, (self.rb.len * 4) as u64)?;
         gpu.check_errors("the model run")?;
-        let mut out = self
-            .rb
-            .parse(&bytemuck::pod_collect_to_vec(&raw), &self.sizes, &self.opts);
-        out.gpu_seconds = (t1 - t0).as_secs_f64();
-        out.readback_seconds = t1.elapsed().as_secs_f64();
-        Ok(out)
+        let f: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+        let readback_seconds = t1.elapsed().as_secs_f64();
+        let outs = (0..images).map(|z| {
+            let mut out = self.rb.parse(&f, (&self.sizes, &self.opts), z);
+            out.gpu_seconds = (t1 - t0).as_secs_f64();
+            out.readback_seconds = readback_seconds;
+            out
+        });
+        Ok(outs.collect())
     }
 
     /// Outputs of the model (cells or classes).

@@ -11,8 +11,10 @@ pub(super) struct Span {
 }
 
 impl Span {
-    pub(super) fn of<'a>(&self, f: &'a [f32]) -> &'a [f32] {
-        &f[self.off..self.off + self.len]
+    /// Image z's floats (the span's `len` an image, the images one after another).
+    pub(super) fn of<'a>(&self, f: &'a [f32], z: usize) -> &'a [f32] {
+        let o = self.off + z * self.len;
+        &f[o..o + self.len]
     }
 }
 
@@ -38,10 +40,28 @@ pub(super) struct ReadBack {
     pub(super) explainers: Vec<ExplainerSpans>,
     /// where block l's map starts inside an explainer's maps
     pub(super) map_offs: Vec<usize>,
+    /// images a run explains at once (`PlanOptions::images`): `add` copies each one's
+    pub(super) images: usize,
 }
 
 impl ReadBack {
+    /// `len` floats of every image, from a buffer that holds the images one after another.
     pub(super) fn add(&mut self, b: &GpuBuf, len: usize) -> Span {
+        let s = Span { off: self.len, len };
+        let all = len * self.images.max(1);
+        self.copies.push((
+            b.buf.clone(),
+            Span {
+                off: self.len,
+                len: all,
+            },
+        ));
+        self.len += all;
+        s
+    }
+
+    /// `len` floats that every image shares (the head's `info`).
+    pub(super) fn add_one(&mut self, b: &GpuBuf, len: usize) -> Span {
         let s = Span { off: self.len, len };
         self.copies.push((b.buf.clone(), s));
         self.len += len;
@@ -50,31 +70,36 @@ impl ReadBack {
 }
 
 impl ReadBack {
-    /// The outputs of one run from the read-back floats `f`.
-    pub(super) fn parse(&self, f: &[f32], sizes: &[(usize, usize)], opts: &PlanOptions) -> Output {
+    /// Image z's outputs of a run from the read-back floats `f`.
+    pub(super) fn parse(
+        &self,
+        f: &[f32],
+        (sizes, opts): (&[(usize, usize)], &PlanOptions),
+        z: usize,
+    ) -> Output {
         let rb = self;
-        let info: Vec<u32> = rb.info.of(f).iter().map(|v| v.to_bits()).collect();
+        let info: Vec<u32> = rb.info.of(f, 0).iter().map(|v| v.to_bits()).collect();
         let nb = sizes.len();
         let mut out = Output {
             target: info[2] as usize,
             argmax: info[3] as usize,
-            probs: rb.probs.of(f).to_vec(),
-            logits: rb.logits.of(f).to_vec(),
+            probs: rb.probs.of(f, z).to_vec(),
+            logits: rb.logits.of(f, z).to_vec(),
             maps: vec![None; nb],
             map_sizes: sizes.to_vec(),
             map_max: vec![None; nb],
             map_mean: vec![None; nb],
             ..Default::default()
         };
-        out.act_maxabs = rb.act_maxabs.of(f).to_vec();
+        out.act_maxabs = rb.act_maxabs.of(f, z).to_vec();
         for (spans, e) in rb.explainers.iter().zip(&opts.explainers) {
-            let maps = spans.maps.of(f);
-            let stats = spans.stats.of(f);
-            let mm = spans.mm.of(f);
+            let maps = spans.maps.of(f, z);
+            let stats = spans.stats.of(f, z);
+            let mm = spans.mm.of(f, z);
             let mut eo = ExplainerOutput {
                 explainer: *e,
                 maps: vec![None; nb],
-                fused: spans.norm.of(f).to_vec(),
+                fused: spans.norm.of(f, z).to_vec(),
                 fused_range: (mm[0], mm[1]),
                 map_max: vec![None; nb],
                 map_mean: vec![None; nb],

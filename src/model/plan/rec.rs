@@ -11,8 +11,11 @@ use crate::ops::{gemm, head};
 
 pub(super) struct Alloc<'a> {
     pub(super) gpu: &'a Gpu,
-    /// images the forward's buffers hold (`Plan::masked_copies`; 1 without masked copies)
+    /// images the forward's buffers hold (`Plan::masked_copies`, or `PlanOptions::images`;
+    /// 1 without either)
     pub(super) batch: usize,
+    /// images the backward and the CAM phase run at once (`PlanOptions::images`)
+    pub(super) images: usize,
 }
 
 impl Alloc<'_> {
@@ -24,6 +27,14 @@ impl Alloc<'_> {
     /// another. Its `len` is one image's, so what reads it sees image 0, the plan's image.
     pub(super) fn batched(&mut self, label: String, len: usize) -> Result<GpuBuf> {
         let mut b = self.gpu.zeros(&label, len * self.batch)?;
+        b.len = len;
+        Ok(b)
+    }
+
+    /// A backward or CAM buffer: `len` floats per image the plan explains at once
+    /// (`images`), one after another; its `len` is one image's, as `batched`.
+    pub(super) fn per_image(&mut self, label: String, len: usize) -> Result<GpuBuf> {
+        let mut b = self.gpu.zeros(&label, len * self.images)?;
         b.len = len;
         Ok(b)
     }
@@ -127,7 +138,8 @@ impl<'a> Rec<'a> {
         let no_se = if cfg.blocks.iter().any(|b| !b.has_se()) {
             // the projection's scale without SE: ones for every image of the batch
             let ones = gpu.upload("no_se.ones", &vec![1f32; max_cm * a.batch])?;
-            Some((ones, a.buf("no_se.dm".into(), max_cm)?))
+            let zeros = a.per_image("no_se.dm".into(), crate::ops::se::vec_len(max_cm))?;
+            Some((ones, zeros))
         } else {
             None
         };
@@ -147,7 +159,10 @@ impl<'a> Rec<'a> {
     /// forward's projection GEMMs write) and of their gradients (Σ g, the backward's GEMMs),
     /// at blocks of output sizes `sizes`.
     pub(super) fn start_parts(&mut self, sizes: &[(usize, usize)]) -> Result<()> {
-        let channels: Vec<usize> = self.m.weights.cfg.blocks.iter().map(|b| b.cout).collect();
+        // each block's rows for every image the plan explains at once (C an image)
+        let images = self.a.images;
+        let blocks = self.m.weights.cfg.blocks.iter();
+        let channels: Vec<usize> = blocks.map(|b| b.cout * images).collect();
         let hw: Vec<usize> = sizes.iter().map(|(h, w)| h * w).collect();
         let variant = gemm::Variant::for_adapter(self.gpu);
         let layout = PartsLayout::new(&channels, &hw, &|p| variant.parts(p));
@@ -171,7 +186,7 @@ impl<'a> Rec<'a> {
             zd: None,
             part: if grad { &p.grad.buf } else { &p.act.buf },
             off: p.layout.offs[l],
-            images: 1,
+            images: self.a.images,
         })
     }
 
@@ -216,7 +231,7 @@ impl<'a> Rec<'a> {
     ) -> Result<GpuBuf> {
         let k = m.weights.cfg.head;
         let nsegs: usize = m.fc.iter().map(|c| c.2.div_ceil(head::SEG_ROWS)).sum();
-        let partial = a.buf(format!("{tag}.partial"), nsegs * k)?;
+        let partial = a.per_image(format!("{tag}.partial"), nsegs * k)?;
         let mut seg0 = 0;
         for (ci, (chunk, row0, rows)) in m.fc.iter().enumerate() {
             d.push(head::linear_backward(
@@ -238,7 +253,7 @@ impl<'a> Rec<'a> {
             ));
             seg0 += rows.div_ceil(head::SEG_ROWS);
         }
-        let out = a.buf(out_label.into(), k)?;
+        let out = a.per_image(out_label.into(), k)?;
         d.push(head::sum_partials(
             gpu,
             &format!("{tag}.sum.bwd"),

@@ -137,6 +137,15 @@ pub(super) fn batch_for(
     batch_limit(gpu, want, largest, pack)
 }
 
+/// Whether `images` images at once (`PlanOptions::images`) fit a plan of `m` at `h`×`w` on
+/// this adapter: within its binding and texture limits and, where its memory is the host's,
+/// within `BATCH_BUDGET` and what the process may still allocate, each image taking its
+/// forward and half as much again for its backward and CAM phase (`host_need`).
+pub fn images_fit(gpu: &Gpu, m: &ModelGpu, (h, w): (usize, usize), images: usize) -> bool {
+    let (all, largest, pack) = copy_footprint(gpu, m, h, w);
+    batch_for(gpu, images, (3 * all / 2, largest), pack) >= images
+}
+
 /// Masked copies per batch when the user gives none: 4 on a CPU adapter (a copy takes
 /// about a second there, the progress bar moves per batch, and a bigger batch is not
 /// faster per copy), 32 on a GPU (small layers need several images to fill it); fewer
