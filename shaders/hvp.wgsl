@@ -13,6 +13,8 @@
 // Bindings: 0 prm, 1 x: fdot: mean act'(z) in, ḟ out (rw) | jvp: l̇ | pool, fdot_act: z (K, P),
 //           2 tan: w1 (dir 0) or b (dir 1) (K), 3 probs: (N), 4 info (score mode at [1],
 //           target at [2]), 5 out: δ̇ (N) | dż (K, P) | ḟ (K) rw, 6 dfdot: (K), 7 df: (K)
+// Batch: workgroup z is the image; x, probs, out, dfdot and df hold the images one after
+//           another (tan and info are every image's: image 0's target).
 
 struct Params { rows: u32, len: u32, n: u32, dir: u32 }
 
@@ -37,7 +39,8 @@ fn zdot(k: u32, z: f32) -> f32 {
 fn fdot(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k = gid.x;
     if (k < prm.rows) {
-        x[k] = x[k] * tan[k];
+        let o = gid.z * prm.rows + k; // this image's
+        x[o] = x[o] * tan[k];
     }
 }
 
@@ -48,20 +51,22 @@ fn fdot_act(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (k >= prm.rows) {
         return;
     }
+    let r = gid.z * prm.rows + k; // this image's row k
     var s = 0.0;
     for (var q = 0u; q < prm.len; q++) {
-        let z = x[k * prm.len + q];
+        let z = x[r * prm.len + q];
         s += dact(z) * zdot(k, z);
     }
-    out[k] = s / f32(prm.len);
+    out[r] = s / f32(prm.len);
 }
 
 // One workgroup: dot = Σ p·l̇, then δ̇ for every class.
 @compute @workgroup_size(256)
-fn jvp_dlogits(@builtin(local_invocation_index) lid: u32) {
+fn jvp_dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let o = wid.z * prm.n; // this image's
     var s = 0.0;
     for (var n = lid; n < prm.n; n += 256u) {
-        s += probs[n] * x[n];
+        s += probs[o + n] * x[o + n];
     }
     red[lid] = s;
     workgroupBarrier();
@@ -74,12 +79,12 @@ fn jvp_dlogits(@builtin(local_invocation_index) lid: u32) {
     let dot = red[0];
     let c = info[2];
     let logit = info[1] == 1u;
-    let pc = probs[c];
-    let pdot_c = pc * (x[c] - dot);
+    let pc = probs[o + c];
+    let pdot_c = pc * (x[o + c] - dot);
     for (var n = lid; n < prm.n; n += 256u) {
-        let pn = probs[n];
+        let pn = probs[o + n];
         let hit = select(0.0, 1.0, n == c);
-        out[n] = select(pdot_c * (hit - pn) - pc * pn * (x[n] - dot), 0.0, logit);
+        out[o + n] = select(pdot_c * (hit - pn) - pc * pn * (x[o + n] - dot), 0.0, logit);
     }
 }
 
@@ -91,6 +96,8 @@ fn pool_hvp(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
         return;
     }
     let k = idx / prm.len;
-    let z = x[idx];
-    out[idx] = (dfdot[k] * dact(z) + df[k] * d2act(z) * zdot(k, z)) / f32(prm.len);
+    let i = wid.z * prm.rows * prm.len + idx; // this image's
+    let r = wid.z * prm.rows + k;
+    let z = x[i];
+    out[i] = (dfdot[r] * dact(z) + df[r] * d2act(z) * zdot(k, z)) / f32(prm.len);
 }

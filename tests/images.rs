@@ -18,8 +18,11 @@ const IMAGES: usize = 3;
 /// (the sums of groups of one size, and the rules that normalise each map first).
 fn batchable(nb: usize) -> PlanOptions {
     let mut explainers = vec![Explainer::COMBICAM];
+    // the official Grad-CAM++ and ShapleyCAM take the last block alone (`last_block`)
     for &m in METHODS.iter().skip(1) {
-        explainers.push(Explainer::of(m));
+        if m.hvp_direction().is_none() {
+            explainers.push(Explainer::of(m));
+        }
     }
     for fusion in [
         Fusion::Mean,
@@ -49,6 +52,17 @@ fn batchable(nb: usize) -> PlanOptions {
         one.batches_images()
     });
     o
+}
+
+/// The methods of the head's Hessian-vector product at the last block, beside Combi-CAM.
+fn last_block(nb: usize) -> PlanOptions {
+    let mut explainers = vec![Explainer::COMBICAM];
+    explainers.extend([Method::GradCamPPOfficial, Method::ShapleyCam].map(Explainer::of));
+    PlanOptions {
+        blocks: vec![nb - 1],
+        explainers,
+        ..batchable(nb)
+    }
 }
 
 /// Every value two outputs hold, bit for bit.
@@ -99,41 +113,50 @@ fn assert_same(what: &str, a: &Output, b: &Output) {
     );
 }
 
+/// `opts`' plan of IMAGES images against a plan of one, image by image, on `arch` at `h`×`w`.
+fn check_images(
+    arch: &str,
+    (h, w): (usize, usize),
+    score: Score,
+    opts: &dyn Fn(usize) -> PlanOptions,
+) {
+    let g = gpu();
+    let net = combicam_gpu::app::check::test_network(arch).unwrap();
+    let nb = net.cfg.blocks.len();
+    let m = ModelGpu::upload(g, net).unwrap();
+    let opts = opts(nb);
+    assert!(opts.batches_images(), "{arch}: {:?}", opts.explainers);
+    let x = detweights::input(h, w);
+    // the photo, flipped and dimmed, brightened: three images, each unlike the others
+    let augs = [(false, 1.0), (true, 0.9), (false, 1.1)];
+    let inputs: Vec<f32> = (augs.iter())
+        .flat_map(|&aug| augment::input(&x, w, aug))
+        .collect();
+    let plan = Plan::new(g, &m, h, w, opts.clone()).unwrap();
+    let got = plan.run_images(g, &inputs, None, score).unwrap();
+    assert_eq!(got.len(), IMAGES);
+    drop(plan);
+    let one = PlanOptions { images: 1, ..opts };
+    let alone = Plan::new(g, &m, h, w, one).unwrap();
+    let n = 3 * h * w;
+    for (z, out) in got.iter().enumerate() {
+        let input = &inputs[z * n..(z + 1) * n];
+        // every image explains image 0's target
+        let want = alone.run(g, input, Some(got[0].target), score).unwrap();
+        assert_same(&format!("{arch} {h}×{w} {score:?} image {z}"), out, &want);
+    }
+}
+
 #[test]
 fn a_plan_of_several_images_gives_each_what_a_plan_of_one_gives() {
-    let g = gpu();
     // visloc B0 (SE, SiLU, cell centres for the region score), Lite0 (no SE, ReLU6), tf_b0
-    // (TF SAME padding); odd sizes
-    for (arch, (h, w), score) in [
-        ("b0", (45, 67), Score::Region(2500.0)),
-        ("lite0", (61, 38), Score::Prob),
-        ("tf_b0", (44, 70), Score::Logit),
-    ] {
-        let net = combicam_gpu::app::check::test_network(arch).unwrap();
-        let nb = net.cfg.blocks.len();
-        let m = ModelGpu::upload(g, net).unwrap();
-        let opts = batchable(nb);
-        assert!(opts.explainers.len() >= 10, "{arch}: {:?}", opts.explainers);
-        let x = detweights::input(h, w);
-        // the photo, flipped and dimmed, brightened: three images, each unlike the others
-        let augs = [(false, 1.0), (true, 0.9), (false, 1.1)];
-        let inputs: Vec<f32> = (augs.iter())
-            .flat_map(|&aug| augment::input(&x, w, aug))
-            .collect();
-        let plan = Plan::new(g, &m, h, w, opts.clone()).unwrap();
-        let got = plan.run_images(g, &inputs, None, score).unwrap();
-        assert_eq!(got.len(), IMAGES);
-        drop(plan);
-        let one = PlanOptions { images: 1, ..opts };
-        let alone = Plan::new(g, &m, h, w, one).unwrap();
-        let n = 3 * h * w;
-        for (z, out) in got.iter().enumerate() {
-            let input = &inputs[z * n..(z + 1) * n];
-            // every image explains image 0's target
-            let want = alone.run(g, input, Some(got[0].target), score).unwrap();
-            assert_same(&format!("{arch} {h}×{w} image {z}"), out, &want);
-        }
-    }
+    // (TF SAME padding); odd sizes; every method at every block, then the official
+    // Grad-CAM++ and ShapleyCAM at the last (the head's Hessian-vector product)
+    check_images("b0", (45, 67), Score::Region(2500.0), &batchable);
+    check_images("lite0", (61, 38), Score::Prob, &batchable);
+    check_images("tf_b0", (44, 70), Score::Logit, &batchable);
+    check_images("b0", (45, 67), Score::Prob, &last_block);
+    check_images("lite0", (61, 38), Score::Prob, &last_block);
 }
 
 #[test]

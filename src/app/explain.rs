@@ -57,8 +57,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
 /// (`Plan::run_images`), their maps averaged; None where the six do not fit the adapter
 /// (`Plan::images_fit`: on a CPU adapter, within 2 GiB) or the methods or options need a
 /// kernel that takes no batch (`PlanOptions::batches_images`: Score-CAM, the eigen family,
-/// the official Grad-CAM++, ShapleyCAM, FinerCAM, FullGrad, `--eigen-smooth`), whose runs go
-/// one after another. Every image explains the photo's target, as the looped runs do.
+/// FinerCAM, FullGrad, `--eigen-smooth`), whose runs go one after another. Every image explains the photo's target, as the looped runs do.
 fn aug_batched(
     engine: &mut Engine,
     pre: &Preprocessed,

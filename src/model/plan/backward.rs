@@ -224,7 +224,7 @@ impl Rec<'_> {
         };
         let name = |what: &str| format!("{tag}.{what}");
         // ḟ = mean_p act'(z) ⊙ ż
-        let fdot = a.buf(name("fdot"), k)?;
+        let fdot = a.per_image(name("fdot"), k)?;
         let tan = match dir {
             Direction::Ones => {
                 bwd.push(reduce::rows(
@@ -257,7 +257,7 @@ impl Rec<'_> {
             }
         };
         // l̇ = Wfc·ḟ, then δ̇
-        let ldot = a.buf(name("ldot"), n)?;
+        let ldot = a.per_image(name("ldot"), n)?;
         let zero_bias = a.buf(name("zero_bias"), n)?;
         Self::classifier(
             gpu,
@@ -266,7 +266,7 @@ impl Rec<'_> {
             (&fdot.buf, &zero_bias.buf, &ldot.buf),
             bwd,
         );
-        let ddl = a.buf(name("ddlogits"), n)?;
+        let ddl = a.per_image(name("ddlogits"), n)?;
         bwd.push(hvp::jvp_dlogits(
             gpu,
             &name("jvp_dlogits.bwd"),
@@ -279,7 +279,7 @@ impl Rec<'_> {
         // ḋf = Wfcᵀ·δ̇
         let dfdot = Self::classifier_t(gpu, m, a, &name("fc_t"), &name("dfdot"), &ddl.buf, bwd)?;
         // dż, then h = Wᵀ·dż
-        let dz = a.buf(name("dz"), k * hw)?;
+        let dz = a.per_image(name("dz"), k * hw)?;
         bwd.push(hvp::pool_hvp(
             gpu,
             &name("pool.bwd"),
@@ -295,7 +295,7 @@ impl Rec<'_> {
                 out: &dz.buf,
             },
         ));
-        let h = a.buf(name("h"), last * hw)?;
+        let h = a.per_image(name("h"), last * hw)?;
         bwd.extend(gemm::gemm(
             gpu,
             &name("head_conv.bwd"),
