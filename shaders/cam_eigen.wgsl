@@ -36,11 +36,14 @@
 //           transform: the eigenvector scaled by √λ, λ clamped at 0 as its PSD check does)
 //   then `sign`: scikit-learn's svd_flip makes v's largest |component| positive, which is the
 //   sign rule above (but for its TIE), and pytorch-grad-cam's ReLU
+// Batch: workgroup z is the image; blk and grad (C·HW), scratch (sstride), maps (mstride) and
+// aux (astride: the channel weights' stride, or 1 for max g, image z's at aux_off + z) hold
+// the images one after another (`set_image`, at the top of every entry point).
 // lavapipe ends an invocation's loops after 65,535 turns in all, silently. So the long sums
 // take four terms a turn (in the same order), and `record` splits the positions and the steps
 // over dispatches that keep every invocation under that.
 
-struct Params { c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, k_off: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, k_off: u32, sstride: u32, mstride: u32, astride: u32, _p: u32 }
 
 override INPUT: u32 = 0u;
 
@@ -58,6 +61,19 @@ const TIE: f32 = 1.0001;
 @group(0) @binding(4) var<storage, read_write> maps: array<f32>;
 @group(0) @binding(5) var<storage, read> aux: array<f32>;
 
+// this image's offsets in the batch (workgroup z), set by each entry point
+var<private> xo: u32; // blk, grad
+var<private> so: u32; // scratch
+var<private> mo: u32; // maps
+var<private> ao: u32; // aux
+
+fn set_image(z: u32) {
+    xo = z * prm.c * prm.hw;
+    so = z * prm.sstride;
+    mo = z * prm.mstride;
+    ao = z * prm.astride;
+}
+
 // X's entry i, rounded once. A compiler may fuse a multiply into the add or subtract that uses
 // it (NVIDIA's does; WGSL lets it), which would centre g·A − m_k from the unrounded product
 // while m_k summed the rounded ones: a block of one position would then not be exactly 0, and
@@ -70,22 +86,22 @@ fn x(i: u32) -> f32 {
 fn x_raw(i: u32) -> f32 {
     switch INPUT {
         case 1u: {
-            return grad[i] * blk[i];
+            return grad[xo + i] * blk[xo + i];
         }
         case 2u: {
-            return aux[prm.aux_off + i / prm.hw] * blk[i];
+            return aux[ao + prm.aux_off + i / prm.hw] * blk[xo + i];
         }
         case 3u: {
-            return max(grad[i] * blk[i], 0.0);
+            return max(grad[xo + i] * blk[xo + i], 0.0);
         }
         case 4u: {
-            return max(grad[i], 0.0) * blk[i];
+            return max(grad[xo + i], 0.0) * blk[xo + i];
         }
         case 5u: {
-            return max(grad[i], 0.0) * (1.0 / (max(aux[prm.aux_off], 0.0) + 1e-8)) * blk[i];
+            return max(grad[xo + i], 0.0) * (1.0 / (max(aux[ao + prm.aux_off], 0.0) + 1e-8)) * blk[xo + i];
         }
         default: {
-            return blk[i];
+            return blk[xo + i];
         }
     }
 }
@@ -101,6 +117,7 @@ fn v_at(c: u32) -> u32 {
 
 @compute @workgroup_size(64)
 fn means(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    set_image(wid.z);
     let k = flat(wid, nwg, lid);
     if (k >= prm.c) {
         return;
@@ -108,7 +125,7 @@ fn means(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
     let b = k * prm.hw;
     var s = 0.0;
     if (prm.p_from > 0u) {
-        s = scratch[k];
+        s = scratch[so + k];
     }
     var p = prm.p_from;
     for (; p + 4u <= prm.p_to; p += 4u) {
@@ -124,16 +141,17 @@ fn means(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
         s = s / f32(prm.hw);
         // the power iteration's start, with no symmetry that could leave it orthogonal to v₁
         let vo = v_at(prm.c);
-        scratch[vo + k] = 1.0 + 0.5 * sin(f32(k) * 1.7);
+        scratch[so + vo + k] = 1.0 + 0.5 * sin(f32(k) * 1.7);
         if (k == 0u) {
-            scratch[vo + prm.c] = 0.0;
+            scratch[so + vo + prm.c] = 0.0;
         }
     }
-    scratch[k] = s;
+    scratch[so + k] = s;
 }
 
 @compute @workgroup_size(64)
 fn cov(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    set_image(wid.z);
     let e = flat(wid, nwg, lid);
     let c = prm.c;
     if (e >= c * c) {
@@ -141,11 +159,11 @@ fn cov(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: ve
     }
     let bk = (e / c) * prm.hw;
     let bq = (e % c) * prm.hw;
-    let mk = scratch[e / c];
-    let mq = scratch[e % c];
+    let mk = scratch[so + e / c];
+    let mq = scratch[so + e % c];
     var s = 0.0;
     if (prm.p_from > 0u) {
-        s = scratch[c + e];
+        s = scratch[so + c + e];
     }
     var p = prm.p_from;
     for (; p + 4u <= prm.p_to; p += 4u) {
@@ -157,7 +175,7 @@ fn cov(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: ve
     for (; p < prm.p_to; p++) {
         s = fma(x(bk + p) - mk, x(bq + p) - mq, s);
     }
-    scratch[c + e] = s;
+    scratch[so + c + e] = s;
 }
 
 var<workgroup> v: array<f32, MAX_C>;
@@ -171,17 +189,18 @@ var<workgroup> moves: array<f32, WG>;
 var<workgroup> stopped: u32;
 
 @compute @workgroup_size(256)
-fn power(@builtin(local_invocation_index) lid: u32) {
+fn power(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_image(wid.z);
     let c = prm.c;
     let vo = v_at(c);
     for (var j = 0u; j < MAX_C / WG; j++) {
         let k = lid + j * WG;
         if (k < c) {
-            v[k] = scratch[vo + k];
+            v[k] = scratch[so + vo + k];
         }
     }
     if (lid == 0u) {
-        stopped = u32(scratch[vo + c] != 0.0);
+        stopped = u32(scratch[so + vo + c] != 0.0);
     }
     // every v loaded, and the flag
     var todo = prm.steps;
@@ -198,13 +217,13 @@ fn power(@builtin(local_invocation_index) lid: u32) {
                 var s = 0.0;
                 var q = 0u;
                 for (; q + 4u <= c; q += 4u) {
-                    s = fma(scratch[row + q], v[q], s);
-                    s = fma(scratch[row + q + 1u], v[q + 1u], s);
-                    s = fma(scratch[row + q + 2u], v[q + 2u], s);
-                    s = fma(scratch[row + q + 3u], v[q + 3u], s);
+                    s = fma(scratch[so + row + q], v[q], s);
+                    s = fma(scratch[so + row + q + 1u], v[q + 1u], s);
+                    s = fma(scratch[so + row + q + 2u], v[q + 2u], s);
+                    s = fma(scratch[so + row + q + 3u], v[q + 3u], s);
                 }
                 for (; q < c; q++) {
-                    s = fma(scratch[row + q], v[q], s);
+                    s = fma(scratch[so + row + q], v[q], s);
                 }
                 sv[k] = s;
                 sq += s * s;
@@ -238,16 +257,17 @@ fn power(@builtin(local_invocation_index) lid: u32) {
     for (var j = 0u; j < MAX_C / WG; j++) {
         let k = lid + j * WG;
         if (k < c) {
-            scratch[vo + k] = v[k];
+            scratch[so + vo + k] = v[k];
         }
     }
     if (lid == 0u && done) {
-        scratch[vo + c] = 1.0;
+        scratch[so + vo + c] = 1.0;
     }
 }
 
 @compute @workgroup_size(64)
 fn project(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    set_image(wid.z);
     let p = flat(wid, nwg, lid);
     if (p >= prm.hw) {
         return;
@@ -255,22 +275,23 @@ fn project(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     let c = prm.c;
     var s = 0.0;
     for (var k = 0u; k < c; k++) {
-        s = fma(x(k * prm.hw + p) - scratch[k], scratch[v_at(c) + k], s);
+        s = fma(x(k * prm.hw + p) - scratch[so + k], scratch[so + v_at(c) + k], s);
     }
-    maps[prm.map_off + p] = s;
+    maps[mo + prm.map_off + p] = s;
 }
 
 var<workgroup> lo: array<f32, WG>;
 var<workgroup> hi: array<f32, WG>;
 
 @compute @workgroup_size(256)
-fn sign(@builtin(local_invocation_index) lid: u32) {
+fn sign(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_image(wid.z);
     var mn = 3.0e38;
     var mx = -3.0e38;
     for (var j = 0u; j < (prm.hw + WG - 1u) / WG; j++) {
         let p = lid + j * WG;
         if (p < prm.hw) {
-            let m = maps[prm.map_off + p];
+            let m = maps[mo + prm.map_off + p];
             mn = min(mn, m);
             mx = max(mx, m);
         }
@@ -289,8 +310,8 @@ fn sign(@builtin(local_invocation_index) lid: u32) {
     for (var j = 0u; j < (prm.hw + WG - 1u) / WG; j++) {
         let p = lid + j * WG;
         if (p < prm.hw) {
-            let m = maps[prm.map_off + p];
-            maps[prm.map_off + p] = max(select(m, -m, flip), 0.0);
+            let m = maps[mo + prm.map_off + p];
+            maps[mo + prm.map_off + p] = max(select(m, -m, flip), 0.0);
         }
     }
 }
@@ -318,6 +339,7 @@ fn k_m() -> u32 {
 
 @compute @workgroup_size(64)
 fn gram(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    set_image(wid.z);
     let e = flat(wid, nwg, lid);
     let n = prm.hw;
     if (e >= n * n) {
@@ -327,13 +349,14 @@ fn gram(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let q = e % n;
     var s = 0.0;
     for (var k = 0u; k < prm.c; k++) {
-        s = fma(x(k * n + p) - scratch[k], x(k * n + q) - scratch[k], s);
+        s = fma(x(k * n + p) - scratch[so + k], x(k * n + q) - scratch[so + k], s);
     }
-    scratch[k_m() + e] = tanh(s * (1.0 / f32(prm.c)) + 1.0);
+    scratch[so + k_m() + e] = tanh(s * (1.0 / f32(prm.c)) + 1.0);
 }
 
 @compute @workgroup_size(64)
 fn krows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    set_image(wid.z);
     let p = flat(wid, nwg, lid);
     let n = prm.hw;
     if (p >= n) {
@@ -343,24 +366,25 @@ fn krows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
     var s = 0.0;
     var q = 0u;
     for (; q + 4u <= n; q += 4u) {
-        s += scratch[row + q];
-        s += scratch[row + q + 1u];
-        s += scratch[row + q + 2u];
-        s += scratch[row + q + 3u];
+        s += scratch[so + row + q];
+        s += scratch[so + row + q + 1u];
+        s += scratch[so + row + q + 2u];
+        s += scratch[so + row + q + 3u];
     }
     for (; q < n; q++) {
-        s += scratch[row + q];
+        s += scratch[so + row + q];
     }
-    scratch[k_r() + p] = s / f32(n);
+    scratch[so + k_r() + p] = s / f32(n);
 }
 
 @compute @workgroup_size(256)
-fn ktotal(@builtin(local_invocation_index) lid: u32) {
+fn ktotal(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_image(wid.z);
     let n = prm.hw;
     var s = 0.0;
     for (var p = lid; p < n; p += WG) {
-        s += scratch[k_r() + p];
-        scratch[k_v() + p] = 1.0 + 0.5 * sin(f32(p) * 1.7);
+        s += scratch[so + k_r() + p];
+        scratch[so + k_v() + p] = 1.0 + 0.5 * sin(f32(p) * 1.7);
     }
     part[lid] = s;
     workgroupBarrier();
@@ -369,20 +393,21 @@ fn ktotal(@builtin(local_invocation_index) lid: u32) {
         for (var i = 0u; i < WG; i++) {
             t += part[i];
         }
-        scratch[k_t()] = t / f32(n);
-        scratch[k_t() + 1u] = 0.0;
+        scratch[so + k_t()] = t / f32(n);
+        scratch[so + k_t() + 1u] = 0.0;
     }
 }
 
 @compute @workgroup_size(64)
 fn kcenter(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    set_image(wid.z);
     let e = flat(wid, nwg, lid);
     let n = prm.hw;
     if (e >= n * n) {
         return;
     }
     let i = k_m() + e;
-    scratch[i] = scratch[i] - scratch[k_r() + e % n] - scratch[k_r() + e / n] + scratch[k_t()];
+    scratch[so + i] = scratch[so + i] - scratch[so + k_r() + e % n] - scratch[so + k_r() + e / n] + scratch[so + k_t()];
 }
 
 // K·v of this invocation's rows into scratch, and its Σ (K·v)² (or, with `dot`, Σ v·K·v)
@@ -395,16 +420,16 @@ fn k_times_v(lid: u32, dot: bool) -> f32 {
         var s = 0.0;
         var q = 0u;
         for (; q + 4u <= n; q += 4u) {
-            s = fma(scratch[row + q], scratch[v0 + q], s);
-            s = fma(scratch[row + q + 1u], scratch[v0 + q + 1u], s);
-            s = fma(scratch[row + q + 2u], scratch[v0 + q + 2u], s);
-            s = fma(scratch[row + q + 3u], scratch[v0 + q + 3u], s);
+            s = fma(scratch[so + row + q], scratch[so + v0 + q], s);
+            s = fma(scratch[so + row + q + 1u], scratch[so + v0 + q + 1u], s);
+            s = fma(scratch[so + row + q + 2u], scratch[so + v0 + q + 2u], s);
+            s = fma(scratch[so + row + q + 3u], scratch[so + v0 + q + 3u], s);
         }
         for (; q < n; q++) {
-            s = fma(scratch[row + q], scratch[v0 + q], s);
+            s = fma(scratch[so + row + q], scratch[so + v0 + q], s);
         }
-        scratch[k_sv() + p] = s;
-        acc += select(s * s, s * scratch[v0 + p], dot);
+        scratch[so + k_sv() + p] = s;
+        acc += select(s * s, s * scratch[so + v0 + p], dot);
     }
     return acc;
 }
@@ -431,10 +456,11 @@ fn part_total() -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn kpower(@builtin(local_invocation_index) lid: u32) {
+fn kpower(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_image(wid.z);
     let n = prm.hw;
     if (lid == 0u) {
-        stopped = u32(scratch[k_t() + 1u] != 0.0);
+        stopped = u32(scratch[so + k_t() + 1u] != 0.0);
     }
     var todo = prm.steps;
     if (workgroupUniformLoad(&stopped) != 0u) {
@@ -451,9 +477,9 @@ fn kpower(@builtin(local_invocation_index) lid: u32) {
         var mv = 0.0;
         if (norm > 0.0) {
             for (var p = lid; p < n; p += WG) {
-                let nv = scratch[k_sv() + p] / norm;
-                mv = max(mv, abs(nv - scratch[k_v() + p]));
-                scratch[k_v() + p] = nv;
+                let nv = scratch[so + k_sv() + p] / norm;
+                mv = max(mv, abs(nv - scratch[so + k_v() + p]));
+                scratch[so + k_v() + p] = nv;
             }
         }
         moves[lid] = mv;
@@ -467,16 +493,17 @@ fn kpower(@builtin(local_invocation_index) lid: u32) {
         }
     }
     if (lid == 0u && done) {
-        scratch[k_t() + 1u] = 1.0;
+        scratch[so + k_t() + 1u] = 1.0;
     }
 }
 
 @compute @workgroup_size(256)
-fn kproject(@builtin(local_invocation_index) lid: u32) {
+fn kproject(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_image(wid.z);
     part[lid] = k_times_v(lid, true);
     workgroupBarrier();
     let scale = sqrt(max(part_total(), 0.0));
     for (var p = lid; p < prm.hw; p += WG) {
-        maps[prm.map_off + p] = scratch[k_v() + p] * scale;
+        maps[mo + prm.map_off + p] = scratch[so + k_v() + p] * scale;
     }
 }

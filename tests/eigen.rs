@@ -65,6 +65,8 @@ fn gpu_map(
         scratch: &scratch.buf,
         maps: &maps.buf,
         map_off,
+        strides: Default::default(),
+        scratch_stride: 0,
     };
     let mut d = Vec::new();
     eigen::record(g, &|w| format!("test.{input:?}.{w}"), &args, &mut d);
@@ -261,6 +263,8 @@ fn gpu_kpca(blk: &wgpu::Buffer, (c, n): (usize, usize), map_off: usize) -> Vec<f
         scratch: &scratch.buf,
         maps: &maps.buf,
         map_off,
+        strides: Default::default(),
+        scratch_stride: 0,
     };
     let mut d = Vec::new();
     eigen::record_kpca(g, &|w| format!("test.kpca.{w}"), &args, &mut d);

@@ -1,8 +1,8 @@
 //! A plan of several images at once (`PlanOptions::images`, what `--aug-smooth` runs its six
 //! augmented inputs through): the forward, the backward and the CAM phase over a batch give
 //! every image, bit for bit, what a plan of one image gives it for the same target, for every
-//! method whose kernels take a batch and every fusion rule; and options whose kernels do not
-//! are refused.
+//! method whose kernels take a batch (the eigen family and `--eigen-smooth` included) and every
+//! fusion rule; and options whose kernels do not are refused.
 
 use crate::common::{first_bit_difference, gpu};
 use combicam_gpu::app::augment;
@@ -157,6 +157,13 @@ fn a_plan_of_several_images_gives_each_what_a_plan_of_one_gives() {
     check_images("tf_b0", (44, 70), Score::Logit, &batchable);
     check_images("b0", (45, 67), Score::Prob, &last_block);
     check_images("lite0", (61, 38), Score::Prob, &last_block);
+    // --eigen-smooth: every method's weighted activations projected, the official LayerCAM's
+    // scale (max g) and the channel methods' weights read per image
+    let smooth = |nb: usize| PlanOptions {
+        eigen_smooth: true,
+        ..batchable(nb)
+    };
+    check_images("b0", (45, 67), Score::Prob, &smooth);
 }
 
 #[test]
@@ -167,16 +174,16 @@ fn a_plan_of_several_images_refuses_what_its_kernels_cannot_batch() {
     let m = ModelGpu::upload(g, net).unwrap();
     for (what, opts) in [
         (
-            "eigencam",
+            "finercam",
             PlanOptions {
-                explainers: vec![Explainer::of(Method::EigenCam)],
+                explainers: vec![Explainer::of(Method::FinerCam)],
                 ..batchable(nb)
             },
         ),
         (
-            "--eigen-smooth",
+            "fullgrad",
             PlanOptions {
-                eigen_smooth: true,
+                explainers: vec![Explainer::of(Method::FullGrad)],
                 ..batchable(nb)
             },
         ),
@@ -195,5 +202,28 @@ fn a_plan_of_several_images_refuses_what_its_kernels_cannot_batch() {
             .to_string();
         assert!(e.contains("images at once"), "{what}: {e}");
         println!("{what}: refused: {e}");
+    }
+}
+
+#[test]
+fn six_images_fit_a_cpu_adapter_at_photo_sizes_not_at_four_times_b4s() {
+    // what `--aug-smooth` batches on a CPU adapter (`Plan::images_fit`: six forwards and half
+    // again within 2 GiB), at the sizes the README names: B4's plan of six at 300×450 holds
+    // 1.59 GB (a plan of one 0.26 GB)
+    let g = gpu();
+    assert!(
+        g.host_memory(),
+        "this test states the budget of an adapter whose memory is the host's"
+    );
+    let sizes = [
+        ("lite0", (224, 336), true),
+        ("b4", (300, 450), true),
+        ("b4", (600, 900), false),
+    ];
+    for (arch, (h, w), fits) in sizes {
+        let m = ModelGpu::upload(g, combicam_gpu::app::check::test_network(arch).unwrap());
+        let got = Plan::images_fit(g, &m.unwrap(), h, w, augment::RUNS.len());
+        println!("{arch} {h}×{w}: six images fit: {got}");
+        assert_eq!(got, fits, "{arch} {h}×{w}");
     }
 }

@@ -9,7 +9,7 @@
 //! is flipped: v₁'s sign from the power iteration decides, not rounding.
 //! GPU launchers and CPU reference side by side.
 
-use super::methods::{Explainer, Method};
+use super::methods::{Explainer, ImageStrides, Method};
 use crate::error::{Error, Result};
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
@@ -21,6 +21,7 @@ crate::wgsl_params! {
     /// shaders/cam_eigen.wgsl's `Params`
     pub struct CamEigenParams for "cam_eigen" {
         c: u32, hw: u32, map_off: u32, p_from: u32, p_to: u32, steps: u32, aux_off: u32, k_off: u32,
+        sstride: u32, mstride: u32, astride: u32, _p: u32,
     }
 }
 
@@ -87,6 +88,10 @@ pub struct EigenArgs<'a> {
     /// maps, written at `map_off`
     pub maps: &'a wgpu::Buffer,
     pub map_off: usize,
+    /// a batch's images apart in `maps` and in `aux`'s channel weights, and in `scratch`
+    /// (image z's max g: aux at its offset + z)
+    pub strides: ImageStrides,
+    pub scratch_stride: usize,
 }
 
 /// Floats of scratch a block of `c` channels needs: means, covariance, v₁ and a flag.
@@ -167,6 +172,14 @@ fn params(a: &EigenArgs, (from, to): (usize, usize), steps: usize) -> CamEigenPa
         steps: steps as u32,
         aux_off: a.aux.map_or(0, |x| x.1) as u32,
         k_off: scratch_len(a.c) as u32,
+        sstride: a.scratch_stride as u32,
+        mstride: a.strides.maps as u32,
+        astride: match a.input {
+            Input::Weighted => a.strides.weights as u32,
+            Input::RectifiedGradScaled => 1,
+            _ => 0,
+        },
+        _p: 0,
     }
 }
 

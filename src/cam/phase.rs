@@ -329,6 +329,7 @@ impl Rec<'_> {
         let label = |what: &str| format!("{l}.{}.{what}.cam", method.name());
         let smooth = inp.eigen_smooth;
         let project = |aux: Option<(&wgpu::Buffer, usize)>, d: &mut Vec<Dispatch>| {
+            let scratch = self.eigen.as_ref().expect("made for an eigen map");
             let args = EigenArgs {
                 c,
                 hw,
@@ -336,9 +337,12 @@ impl Rec<'_> {
                 grad,
                 input: Input::smoothing(method),
                 aux,
-                scratch: &self.eigen.as_ref().expect("made for an eigen map").buf,
+                scratch: &scratch.buf,
                 maps: &maps.buf,
                 map_off: self.map_offs[l],
+                strides: self.strides,
+                // one image's share (`alloc` gives every image its own)
+                scratch_stride: scratch.len,
             };
             match method {
                 Method::KpcaCam => eigen::record_kpca(gpu, &label, &args, d),
@@ -391,7 +395,7 @@ impl Rec<'_> {
                     elementwise::record(gpu, &label, method, &args, d);
                 } else if method == Method::LayerCamOfficial {
                     d.push(elementwise::gmax(gpu, &label("gmax"), &args));
-                    project(Some((&self.gmax.buf, l)), d);
+                    project(Some((&self.gmax.buf, l * inp.images)), d);
                 } else {
                     project(None, d);
                 }

@@ -67,15 +67,16 @@ impl PlanOptions {
 
     /// Whether a plan of these options can run several images at once (`images`): every
     /// kernel of its backward and CAM phase takes a batch (workgroup z = the image) except
-    /// those of FinerCAM's score, FullGrad, the eigen family and `--eigen-smooth`, and
-    /// masked copies share the forward's batch.
+    /// those of FinerCAM's score and FullGrad, and masked copies share the forward's batch.
     pub fn batches_images(&self) -> bool {
         use crate::cam::methods::{Family, Method};
         let one = |e: &Explainer| {
-            matches!(e.method.family(), Family::Channel | Family::Elementwise)
-                && e.method != Method::FinerCam
+            matches!(
+                e.method.family(),
+                Family::Channel | Family::Elementwise | Family::Eigen
+            ) && e.method != Method::FinerCam
         };
-        self.backward && self.masked == 0 && !self.eigen_smooth && self.explainers.iter().all(one)
+        self.backward && self.masked == 0 && self.explainers.iter().all(one)
     }
 }
 
