@@ -18,16 +18,17 @@
 //           score finer (info[1] = 3; FinerCAM, pytorch-grad-cam's FinerWeightedTarget with
 //           α = 1): F = N/(S + 1e-9), S = Σ_{j in J} p_j, N = Σ_{j in J} p_j(y_c − y_j), J the
 //           info[4] classes nearest to c by |y_j − y_c| (j ≠ c; ties to the lower index), y the
-//           logits. finer_pick writes J to info[8 ..] and S, N (f32 bits) to info[5], info[6];
+//           logits; |J| asked for in info[7] (and info[4]). finer_pick writes |J| to info[4],
+//           J to info[8 ..] and S, N (f32 bits) to info[5], info[6];
 //           g[n] = ∂F/∂y_n = (∂N − F·∂S)/(S + 1e-9) with ∂S = 1[n in J]p_n − p_n·S and
 //           ∂N = 1[n in J]p_n(y_c − y_n − 1) − p_n·N + δ_nc·S.
 // linear_backward: partial[seg0 + s, k] = Σ_{r in segment s} w[r,k]·g[row0 + r];
 // sum_partials:    df[k] = Σ_s partial[s, k]
-// Batch (region_mass, dlogits, linear_backward, sum_partials): workgroup z is the image;
-//           probs, g, region (1), partial (NSEGS, K; nsegs the segments of all chunks) and
-//           df (K) hold the images one after another. Every image takes image 0's target
-//           (info[2]); the finer score's picks in info are one image's, so its dlogits is
-//           not batched.
+// Batch (region_mass, finer_pick, dlogits, linear_backward, sum_partials): workgroup z is the
+//           image; logits, probs, g, region (1), partial (NSEGS, K; nsegs the segments of
+//           all chunks) and df (K) hold the images one after another. Every image takes
+//           image 0's target (info[2]); image z's finer words (|J|, S, N, J) are those above
+//           INFO_WORDS·z further on.
 
 struct Params { rows: u32, k: u32, row0: u32, n: u32, seg_rows: u32, seg0: u32, nsegs: u32, _p: u32 }
 
@@ -226,17 +227,21 @@ fn region_mass(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
 
 // FinerCAM's comparison classes, at most this many (`ops::head::FINER_MAX`)
 const FINER_MAX = 32u;
+// the words of `info` an image (`ops::head::INFO_WORDS`)
+const INFO_WORDS = 40u;
 var<workgroup> picked: array<u32, FINER_MAX>;
 
 // One workgroup: FinerCAM's comparison classes J and the sums S and N (only for that score).
 @compute @workgroup_size(256)
-fn finer_pick(@builtin(local_invocation_index) lid: u32) {
+fn finer_pick(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     if (info[1] != 3u) {
         return;
     }
+    let o = wid.z * prm.n; // this image's logits and probs
+    let fb = wid.z * INFO_WORDS; // and finer words
     let c = info[2];
-    let yc = logits[c];
-    let kn = min(info[4], min(FINER_MAX, prm.n - 1u));
+    let yc = logits[o + c];
+    let kn = min(info[7], min(FINER_MAX, prm.n - 1u));
     for (var r = 0u; r < kn; r++) {
         // an invocation with no candidate left offers the largest f32, which any finite
         // distance beats
@@ -247,7 +252,7 @@ fn finer_pick(@builtin(local_invocation_index) lid: u32) {
             for (var q = 0u; q < r; q++) {
                 taken = taken || picked[q] == n;
             }
-            let d = abs(logits[n] - yc);
+            let d = abs(logits[o + n] - yc);
             if (!taken && d < best) {
                 best = d;
                 bi = n;
@@ -266,29 +271,31 @@ fn finer_pick(@builtin(local_invocation_index) lid: u32) {
         var num = 0.0;
         for (var q = 0u; q < kn; q++) {
             let j = picked[q];
-            info[8u + q] = j;
-            s += probs[j];
-            num += probs[j] * (yc - logits[j]);
+            info[fb + 8u + q] = j;
+            s += probs[o + j];
+            num += probs[o + j] * (yc - logits[o + j]);
         }
-        info[4] = kn;
-        info[5] = bitcast<u32>(s);
-        info[6] = bitcast<u32>(num);
+        info[fb + 4u] = kn;
+        info[fb + 5u] = bitcast<u32>(s);
+        info[fb + 6u] = bitcast<u32>(num);
     }
 }
 
-// ∂F/∂y_n of the finer score, from what finer_pick wrote
-fn dfiner(n: u32, c: u32) -> f32 {
+// ∂F/∂y_n of the finer score for image z, from what finer_pick wrote
+fn dfiner(n: u32, c: u32, z: u32) -> f32 {
+    let o = z * prm.n;
+    let fb = z * INFO_WORDS;
     var inj = false;
-    for (var q = 0u; q < info[4]; q++) {
-        inj = inj || info[8u + q] == n;
+    for (var q = 0u; q < info[fb + 4u]; q++) {
+        inj = inj || info[fb + 8u + q] == n;
     }
-    let s = bitcast<f32>(info[5]);
-    let num = bitcast<f32>(info[6]);
+    let s = bitcast<f32>(info[fb + 5u]);
+    let num = bitcast<f32>(info[fb + 6u]);
     let d = s + 1e-9;
-    let p = probs[n];
+    let p = probs[o + n];
     let jp = select(0.0, p, inj);
     let ds = jp - p * s;
-    let dn = jp * (logits[c] - logits[n] - 1.0) - p * num + select(0.0, s, n == c);
+    let dn = jp * (logits[o + c] - logits[o + n] - 1.0) - p * num + select(0.0, s, n == c);
     return (dn - num / d * ds) / d;
 }
 
@@ -309,7 +316,7 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     } else if (info[1] == 2u) {
         g[o + n] = probs[o + n] * (select(0.0, 1.0, in_region(n)) - region[wid.z]);
     } else if (info[1] == 3u) {
-        g[o + n] = dfiner(n, c); // image 0's picks: not batched (above)
+        g[o + n] = dfiner(n, c, wid.z);
     } else {
         g[o + n] = probs[o + c] * (hit - probs[o + n]);
     }

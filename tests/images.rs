@@ -1,8 +1,8 @@
 //! A plan of several images at once (`PlanOptions::images`, what `--aug-smooth` runs its six
 //! augmented inputs through): the forward, the backward and the CAM phase over a batch give
 //! every image, bit for bit, what a plan of one image gives it for the same target, for every
-//! method whose kernels take a batch (the eigen family and `--eigen-smooth` included) and every
-//! fusion rule; and options whose kernels do not are refused.
+//! method whose kernels take a batch (all but FullGrad and the masked passes of Score-CAM and
+//! AblationCAM) and every fusion rule; and options whose kernels do not are refused.
 
 use crate::common::{first_bit_difference, gpu};
 use combicam_gpu::app::augment;
@@ -164,6 +164,13 @@ fn a_plan_of_several_images_gives_each_what_a_plan_of_one_gives() {
         ..batchable(nb)
     };
     check_images("b0", (45, 67), Score::Prob, &smooth);
+    // FinerCAM's own score: each image's comparison classes picked from its own logits
+    let finer = |nb: usize| PlanOptions {
+        explainers: vec![Explainer::of(Method::FinerCam)],
+        ..batchable(nb)
+    };
+    check_images("lite0", (61, 38), Score::Finer(3), &finer);
+    check_images("b0", (45, 67), Score::Finer(32), &finer);
 }
 
 #[test]
@@ -173,13 +180,6 @@ fn a_plan_of_several_images_refuses_what_its_kernels_cannot_batch() {
     let nb = net.cfg.blocks.len();
     let m = ModelGpu::upload(g, net).unwrap();
     for (what, opts) in [
-        (
-            "finercam",
-            PlanOptions {
-                explainers: vec![Explainer::of(Method::FinerCam)],
-                ..batchable(nb)
-            },
-        ),
         (
             "fullgrad",
             PlanOptions {

@@ -722,7 +722,7 @@ fn finer_score_gradient_matches_reference() {
         let logits = rand(n, 3100 + case as u64, -4.0, 4.0);
         let (probs, _) = head::cpu::softmax(&logits);
         let mut info = [0u32; head::INFO_WORDS];
-        (info[1], info[2], info[4]) = (3, target as u32, k);
+        (info[1], info[2], info[4], info[7]) = (3, target as u32, k, k);
         let (lb, pb, gb) = (up(&logits), up(&probs), zeros(n));
         let ib = g.upload_u32("info", &info).unwrap();
         let args = head::DlogitsArgs {

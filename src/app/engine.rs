@@ -91,6 +91,8 @@ impl Engine {
         Ok(&self.plans[&key])
     }
 
+    /// Run the plan for this size and these options on `input` (3×h×w); FinerCAM's maps
+    /// come from a second run with its own score at the first run's target.
     pub fn run(
         &mut self,
         input: &[f32],
@@ -100,33 +102,14 @@ impl Engine {
         target: Option<usize>,
         score: Score,
     ) -> Result<Output> {
-        let gpu = self.gpu.clone();
-        let finer = Score::Finer(self.comparison);
-        let plan = self.plan(h, w, opts)?;
-        let is_finer = |e: &Explainer| e.method == Method::FinerCam;
-        if !opts.explainers.iter().any(is_finer) {
-            return plan.run(&gpu, input, target, score);
-        }
-        // FinerCAM differentiates its own score: a second run of the same plan gives its
-        // maps, at the first run's target
-        if opts.explainers.iter().all(is_finer) {
-            return plan.run(&gpu, input, target, finer);
-        }
-        let mut out = plan.run(&gpu, input, target, score)?;
-        let fo = plan.run(&gpu, input, Some(out.target), finer)?;
-        for (mine, theirs) in out.explainers.iter_mut().zip(fo.explainers) {
-            if is_finer(&mine.explainer) {
-                *mine = theirs;
-            }
-        }
-        out.gpu_seconds += fo.gpu_seconds;
-        out.readback_seconds += fo.readback_seconds;
-        out.mirror_first();
-        Ok(out)
+        Ok(self
+            .run_images(input, (h, w), opts, target, score)?
+            .remove(0))
     }
 
     /// `run` for `opts.images` images at once (`Plan::run_images`; options that
-    /// `PlanOptions::batches_images`), their inputs one after another in `input`.
+    /// `PlanOptions::batches_images`), their inputs one after another in `input`: one output
+    /// per image, every image explaining image 0's target.
     pub fn run_images(
         &mut self,
         input: &[f32],
@@ -136,8 +119,30 @@ impl Engine {
         score: Score,
     ) -> Result<Vec<Output>> {
         let gpu = self.gpu.clone();
-        self.plan(h, w, opts)?
-            .run_images(&gpu, input, target, score)
+        let finer = Score::Finer(self.comparison);
+        let plan = self.plan(h, w, opts)?;
+        let is_finer = |e: &Explainer| e.method == Method::FinerCam;
+        if !opts.explainers.iter().any(is_finer) {
+            return plan.run_images(&gpu, input, target, score);
+        }
+        // FinerCAM differentiates its own score: a second run of the same plan gives its
+        // maps, at the first run's target
+        if opts.explainers.iter().all(is_finer) {
+            return plan.run_images(&gpu, input, target, finer);
+        }
+        let mut outs = plan.run_images(&gpu, input, target, score)?;
+        let fos = plan.run_images(&gpu, input, Some(outs[0].target), finer)?;
+        for (out, fo) in outs.iter_mut().zip(fos) {
+            for (mine, theirs) in out.explainers.iter_mut().zip(fo.explainers) {
+                if is_finer(&mine.explainer) {
+                    *mine = theirs;
+                }
+            }
+            out.gpu_seconds += fo.gpu_seconds;
+            out.readback_seconds += fo.readback_seconds;
+            out.mirror_first();
+        }
+        Ok(outs)
     }
 
     /// The retrieval embedding (visloc's `rrm_head`) of the image the last `run` with these

@@ -57,7 +57,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
 /// (`Plan::run_images`), their maps averaged; None where the six do not fit the adapter
 /// (`Plan::images_fit`: on a CPU adapter, within 2 GiB) or the methods or options need a
 /// kernel that takes no batch (`PlanOptions::batches_images`: Score-CAM, AblationCAM,
-/// FinerCAM, FullGrad), whose runs go one after another. Every image explains the photo's target, as the looped runs do.
+/// FullGrad), whose runs go one after another. Every image explains the photo's target, as the looped runs do.
 fn aug_batched(
     engine: &mut Engine,
     pre: &Preprocessed,
@@ -66,8 +66,17 @@ fn aug_batched(
     let (h, w) = (pre.height, pre.width);
     let mut opts = plan_options(engine, o, (h, w));
     opts.images = augment::RUNS.len();
-    let fits = Plan::images_fit(&engine.gpu, &engine.model, h, w, opts.images);
-    if !opts.batches_images() || !fits {
+    if !opts.batches_images() || !Plan::images_fit(&engine.gpu, &engine.model, h, w, opts.images) {
+        return Ok(None);
+    }
+    // a GPU tells no memory size (`images_fit` holds it to its limits alone): where its memory
+    // cannot hold the six at once, they go one after another
+    if let Err(e) = engine.plan(h, w, &opts)
+        && !engine.gpu.host_memory()
+    {
+        eprintln!(
+            "note: --aug-smooth's six runs did not fit this GPU at once ({e}); running them one after another"
+        );
         return Ok(None);
     }
     let x: Vec<f32> = (augment::RUNS.iter())

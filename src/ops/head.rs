@@ -282,8 +282,9 @@ pub fn region_mass(
 /// FinerCAM's comparison classes: at most this many (`--comparison`).
 pub const FINER_MAX: usize = 32;
 
-/// The words of the `info` buffer: target, score mode, p_target, argmax, the score's
-/// parameter, FinerCAM's S and N and a spare word, then FinerCAM's classes.
+/// The words of the `info` buffer an image: target, score mode, p_target, argmax, the score's
+/// parameter (FinerCAM's |J| once picked), FinerCAM's S and N and the |J| asked for, then
+/// FinerCAM's classes. Image z of a batch keeps its FinerCAM words INFO_WORDS·z further on.
 pub const INFO_WORDS: usize = 8 + FINER_MAX;
 
 /// FinerCAM's comparison classes J into info[8 ..] and its sums S, N into info[5], info[6]

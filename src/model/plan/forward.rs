@@ -254,7 +254,8 @@ impl Rec<'_> {
         let logits = a.batched("logits".into(), n)?;
         let probs = a.batched("probs".into(), n)?;
         // [target asked, score, target, argmax, region km (f32 bits), 0, 0, 0]
-        let info = a.buf("info".into(), head::INFO_WORDS)?;
+        // one image's words for every image a run explains at once (its FinerCAM picks)
+        let info = a.per_image("info".into(), head::INFO_WORDS)?;
         Self::classifier(
             gpu,
             m,

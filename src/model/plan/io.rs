@@ -67,14 +67,14 @@ impl PlanOptions {
 
     /// Whether a plan of these options can run several images at once (`images`): every
     /// kernel of its backward and CAM phase takes a batch (workgroup z = the image) except
-    /// those of FinerCAM's score and FullGrad, and masked copies share the forward's batch.
+    /// FullGrad's, and masked copies share the forward's batch.
     pub fn batches_images(&self) -> bool {
-        use crate::cam::methods::{Family, Method};
+        use crate::cam::methods::Family;
         let one = |e: &Explainer| {
             matches!(
                 e.method.family(),
                 Family::Channel | Family::Elementwise | Family::Eigen
-            ) && e.method != Method::FinerCam
+            )
         };
         self.backward && self.masked == 0 && self.explainers.iter().all(one)
     }

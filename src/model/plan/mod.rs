@@ -472,7 +472,7 @@ impl Plan {
         let mut info = [0u32; crate::ops::head::INFO_WORDS];
         info[0] = target.map(|t| t as u32).unwrap_or(u32::MAX);
         info[1] = mode;
-        info[4] = km;
+        (info[4], info[7]) = (km, km);
         gpu.queue
             .write_buffer(&self.info.buf, 0, bytemuck::cast_slice(&info));
         let t0 = Instant::now();
