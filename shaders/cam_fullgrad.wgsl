@@ -13,8 +13,10 @@
 // minmax: a workgroup per channel: mm[2c], mm[2c + 1] = min, max of v_c.
 // accumulate: an invocation per position i: map[map_off + i] = (FIRST ? 0 : map[map_off + i])
 //   + Σ_c (v_c(i) − min_c)/(1e-7 + (max_c − min_c)).
+// Batch: workgroup z is the image; g and z (C·HW), s (C), dm (C rounded up to 4, as se.wgsl
+//   writes it), mm (mmstride) and map (mstride) hold the images one after another.
 
-struct Params { c: u32, hw: u32, map_off: u32, _p: u32 }
+struct Params { c: u32, hw: u32, map_off: u32, mstride: u32, mmstride: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 override MODE: u32 = 0u;
 override FIRST: bool = true;
@@ -28,11 +30,14 @@ override FIRST: bool = true;
 @group(0) @binding(6) var<storage, read_write> mm: array<f32>;
 @group(0) @binding(7) var<storage, read_write> map: array<f32>;
 
-fn value(c: u32, i: u32) -> f32 {
-    let at = c * prm.hw + i;
+// v_c(i) of image zi
+fn value(c: u32, i: u32, zi: u32) -> f32 {
+    let at = (zi * prm.c + c) * prm.hw + i;
     switch MODE {
         case 1u: {
-            return abs(bias[c] * (g[at] * s[c] + dm[c] / f32(prm.hw)) * dact(z[at]));
+            let sc = s[zi * prm.c + c];
+            let dmc = dm[zi * 4u * ((prm.c + 3u) / 4u) + c];
+            return abs(bias[c] * (g[at] * sc + dmc / f32(prm.hw)) * dact(z[at]));
         }
         case 2u: {
             return abs(bias[c] * g[at] * dact(z[at]));
@@ -58,7 +63,7 @@ fn minmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     var a = 3.0e38;
     var b = -3.0e38;
     for (var i = lid; i < prm.hw; i += 256u) {
-        let v = value(c, i);
+        let v = value(c, i, wid.z);
         a = min(a, v);
         b = max(b, v);
     }
@@ -72,8 +77,8 @@ fn minmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
         }
     }
     if (lid == 0u) {
-        mm[2u * c] = lo[0];
-        mm[2u * c + 1u] = hi[0];
+        mm[wid.z * prm.mmstride + 2u * c] = lo[0];
+        mm[wid.z * prm.mmstride + 2u * c + 1u] = hi[0];
     }
 }
 
@@ -83,17 +88,19 @@ fn accumulate(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     if (i >= prm.hw) {
         return;
     }
+    let mo = wid.z * prm.mmstride; // this image's ranges
     var acc = 0.0;
     for (var c = 0u; c < prm.c; c++) {
         // the max and the clamp keep compilers from reassociating 1e-7 + (max − min) into
         // (1e-7 + max) − min (0 for a flat channel, lavapipe did) and a value recomputed
         // with another rounding from leaving [min, max]
-        let a = mm[2u * c];
-        let range = max(mm[2u * c + 1u] - a, 0.0);
-        acc += clamp(value(c, i) - a, 0.0, range) / (1e-7 + range);
+        let a = mm[mo + 2u * c];
+        let range = max(mm[mo + 2u * c + 1u] - a, 0.0);
+        acc += clamp(value(c, i, wid.z) - a, 0.0, range) / (1e-7 + range);
     }
+    let at = wid.z * prm.mstride + prm.map_off + i;
     if (!FIRST) {
-        acc += map[prm.map_off + i];
+        acc += map[at];
     }
-    map[prm.map_off + i] = acc;
+    map[at] = acc;
 }

@@ -18,8 +18,8 @@
 //   with prm.gtotal > 0, the workgroups after the nblocks-th add up the groups' maps into
 //   gsum, one element an invocation (the same dispatch: neither reads what the other writes)
 // Batch: workgroup z is the image; maps (or gsum; prm.mstride floats an image), fused and norm
-//   (H·W), mm (2), bnorm (2·nblocks), stats (2·total) and gsum (gtotal) hold the images one
-//   after another (base, FullGrad's, is one image's: FullGrad is not batched).
+//   (H·W), mm (2), bnorm (2·nblocks), stats (2·total), gsum (gtotal) and base (H·W) hold the
+//   images one after another.
 // minmax: mm = (min fused, max fused);  normalize: norm = (fused − min)/(max − min), or 0 when
 // the map is flat: max − min ≤ 1e-5·max(|min|, |max|), where min-max would only stretch
 // float32 rounding noise to [0, 1]
@@ -76,7 +76,7 @@ fn fuse(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         acc = acc / f32(prm.total);
     }
     if (BASE) {
-        acc += base[idx];
+        acc += base[wid.z * prm.out_h * prm.out_w + idx];
     }
     fused[wid.z * prm.out_h * prm.out_w + idx] = acc;
 }

@@ -104,7 +104,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 // g'[o, i, j] over the taps with i·S − pad_t + u = y and j·S − pad_l + v = x, where
 // g' = g·act'(z) with APPLY_ACT (g is the gradient at act(z), z the pre-activation), else g.
 // An invocation per element of dx. Bindings: 2 wt (as above), 5 g: (Cout, OH, OW),
-// 6 z: (Cout, OH, OW), 7 dx: (Cin, H, W) written.
+// 6 z: (Cout, OH, OW), 7 dx: (Cin, H, W) written. Batch: workgroup z is the image, as above.
 @group(0) @binding(5) var<storage, read> g: array<f32>;
 @group(0) @binding(6) var<storage, read> zpre: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
@@ -115,6 +115,7 @@ fn backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     if (idx >= prm.cin * prm.h * prm.w) {
         return;
     }
+    let go = wid.z * prm.cout * prm.oh * prm.ow; // this image's g and z
     let c = idx / (prm.h * prm.w);
     let yx = idx % (prm.h * prm.w);
     let yy = i32(yx / prm.w) + i32(prm.pad_t);
@@ -138,7 +139,7 @@ fn backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
                 for (var e = 0u; e < 4u; e++) {
                     let o = o4 * 4u + e;
                     if (o < prm.cout) {
-                        let at = (o * prm.oh + i) * prm.ow + j;
+                        let at = go + (o * prm.oh + i) * prm.ow + j;
                         var gv = g[at];
                         if (APPLY_ACT) {
                             gv *= dact(zpre[at]);
@@ -149,5 +150,5 @@ fn backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
             }
         }
     }
-    dx[idx] = acc;
+    dx[wid.z * prm.cin * prm.h * prm.w + idx] = acc;
 }

@@ -125,6 +125,7 @@ fn fullgrad_terms_match_reference() {
                     map: &map.buf,
                     map_off: 3,
                     first,
+                    strides: (0, 0),
                 };
                 let mut d = Vec::new();
                 fullgrad::record(g, "test.fullgrad", &args, &mut d);

@@ -1,8 +1,8 @@
 //! A plan of several images at once (`PlanOptions::images`, what `--aug-smooth` runs its six
 //! augmented inputs through): the forward, the backward and the CAM phase over a batch give
 //! every image, bit for bit, what a plan of one image gives it for the same target, for every
-//! method whose kernels take a batch (all but FullGrad and the masked passes of Score-CAM and
-//! AblationCAM) and every fusion rule; and options whose kernels do not are refused.
+//! method a plan computes (all but the masked passes of Score-CAM and AblationCAM) and every
+//! fusion rule; and options it cannot batch are refused.
 
 use crate::common::{first_bit_difference, gpu};
 use combicam_gpu::app::augment;
@@ -159,9 +159,14 @@ fn a_plan_of_several_images_gives_each_what_a_plan_of_one_gives() {
     check_images("lite0", (61, 38), Score::Prob, &last_block);
     // --eigen-smooth: every method's weighted activations projected, the official LayerCAM's
     // scale (max g) and the channel methods' weights read per image
-    let smooth = |nb: usize| PlanOptions {
-        eigen_smooth: true,
-        ..batchable(nb)
+    let smooth = |nb: usize| {
+        let mut o = PlanOptions {
+            eigen_smooth: true,
+            ..batchable(nb)
+        };
+        // FullGrad's maps are sums of normalised terms, which it does not smooth
+        o.explainers.retain(|e| e.method != Method::FullGrad);
+        o
     };
     check_images("b0", (45, 67), Score::Prob, &smooth);
     // FinerCAM's own score: each image's comparison classes picked from its own logits
@@ -181,9 +186,9 @@ fn a_plan_of_several_images_refuses_what_its_kernels_cannot_batch() {
     let m = ModelGpu::upload(g, net).unwrap();
     for (what, opts) in [
         (
-            "fullgrad",
+            "scorecam",
             PlanOptions {
-                explainers: vec![Explainer::of(Method::FullGrad)],
+                explainers: vec![Explainer::of(Method::ScoreCam)],
                 ..batchable(nb)
             },
         ),

@@ -56,8 +56,8 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
 /// `--aug-smooth`'s six runs (`augment::RUNS`) as one batch through a plan of six images
 /// (`Plan::run_images`), their maps averaged; None where the six do not fit the adapter
 /// (`Plan::images_fit`: on a CPU adapter, within 2 GiB) or the methods or options need a
-/// kernel that takes no batch (`PlanOptions::batches_images`: Score-CAM, AblationCAM,
-/// FullGrad), whose runs go one after another. Every image explains the photo's target, as the looped runs do.
+/// kernel that takes no batch (`PlanOptions::batches_images`: Score-CAM's and AblationCAM's
+/// masked passes batch copies of one image instead), whose runs go one after another. Every image explains the photo's target, as the looped runs do.
 fn aug_batched(
     engine: &mut Engine,
     pre: &Preprocessed,

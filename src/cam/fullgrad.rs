@@ -12,7 +12,7 @@ use crate::ops::Act;
 
 crate::wgsl_params! {
     /// shaders/cam_fullgrad.wgsl's `Params`
-    pub struct CamFullgradParams for "cam_fullgrad" { c: u32, hw: u32, map_off: u32, _p: u32 }
+    pub struct CamFullgradParams for "cam_fullgrad" { c: u32, hw: u32, map_off: u32, mstride: u32, mmstride: u32, _p0: u32, _p1: u32, _p2: u32 }
 }
 
 /// How a term reads ∂y/∂z from the gradient the backward holds (the shader's `MODE`).
@@ -58,6 +58,8 @@ pub struct TermArgs<'a> {
     pub map: &'a wgpu::Buffer,
     pub map_off: usize,
     pub first: bool,
+    /// a batch's images apart in `map` and in `mm`
+    pub strides: (usize, usize),
 }
 
 /// The term's two dispatches: per channel (min, max) of v, then the normalised channels
@@ -67,7 +69,9 @@ pub fn record(gpu: &Gpu, label: &str, a: &TermArgs, d: &mut Vec<Dispatch>) {
         c: a.c as u32,
         hw: a.hw as u32,
         map_off: a.map_off as u32,
-        _p: 0,
+        mstride: a.strides.0 as u32,
+        mmstride: a.strides.1 as u32,
+        ..Default::default()
     };
     let (s, dm, z) = match a.read {
         Read::Se { s, dm, z } => (Some(s), Some(dm), Some(z)),

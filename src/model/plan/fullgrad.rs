@@ -43,11 +43,9 @@ impl Rec<'_> {
         let max_c = widest.unwrap_or(1).max(cfg.head).max(cfg.stem).max(3);
         let (offs, total) = map_layout(blocks, sizes);
         self.full = Some(FullGradTerms {
-            maps: self.a.buf("fullgrad.maps".into(), total)?,
-            input: self
-                .a
-                .buf("fullgrad.input".into(), input_size.0 * input_size.1)?,
-            mm: self.a.buf("fullgrad.minmax".into(), 2 * max_c)?,
+            maps: self.a.per_image("fullgrad.maps".into(), total)?,
+            input: (self.a).per_image("fullgrad.input".into(), input_size.0 * input_size.1)?,
+            mm: self.a.per_image("fullgrad.minmax".into(), 2 * max_c)?,
             offs,
             written: (0..sizes.len()).map(|_| Cell::new(false)).collect(),
         });
@@ -72,6 +70,7 @@ impl Rec<'_> {
             map: &full.maps.buf,
             map_off: full.offs[t.l],
             first,
+            strides: (full.maps.len, full.mm.len),
         };
         fullgrad::record(self.gpu, &format!("{label}.fullgrad.bwd"), &args, bwd);
     }
@@ -157,8 +156,10 @@ impl Rec<'_> {
         let (h, w) = f.input_size;
         let (sh, sw) = f.stem_size;
         let shape = ConvShape::new((3, h, w), cfg.stem, 3, 2, cfg.stem_pad);
-        let z = self.a.buf("fullgrad.stem_z".into(), cfg.stem * sh * sw)?;
-        let gx = self.a.buf("fullgrad.input_grad".into(), 3 * h * w)?;
+        let z = self
+            .a
+            .per_image("fullgrad.stem_z".into(), cfg.stem * sh * sw)?;
+        let gx = self.a.per_image("fullgrad.input_grad".into(), 3 * h * w)?;
         let conv_args = ConvArgs {
             s: shape,
             act: None,
@@ -198,6 +199,7 @@ impl Rec<'_> {
             map: &full.input.buf,
             map_off: 0,
             first: true,
+            strides: (full.input.len, full.mm.len),
         };
         fullgrad::record(gpu, "input.fullgrad.bwd", &args, bwd);
         Ok(())

@@ -66,17 +66,12 @@ impl PlanOptions {
     }
 
     /// Whether a plan of these options can run several images at once (`images`): every
-    /// kernel of its backward and CAM phase takes a batch (workgroup z = the image) except
-    /// FullGrad's, and masked copies share the forward's batch.
+    /// kernel of its backward and CAM phase takes a batch (workgroup z = the image); masked
+    /// copies (Score-CAM, AblationCAM) share the forward's batch, so a plan has one or the
+    /// other.
     pub fn batches_images(&self) -> bool {
-        use crate::cam::methods::Family;
-        let one = |e: &Explainer| {
-            matches!(
-                e.method.family(),
-                Family::Channel | Family::Elementwise | Family::Eigen
-            )
-        };
-        self.backward && self.masked == 0 && self.explainers.iter().all(one)
+        let masked = |e: &Explainer| e.method.is_score_cam();
+        self.backward && self.masked == 0 && !self.explainers.iter().any(masked)
     }
 }
 

@@ -92,7 +92,7 @@ fn check_options(opts: &PlanOptions, nb: usize) -> Result<()> {
     }
     if opts.images == 0 || (opts.images > 1 && !opts.batches_images()) {
         return Err(Error::Input(format!(
-            "a plan of {} images at once needs the backward, no masked copies and only methods whose kernels take a batch (PlanOptions::batches_images)",
+            "a plan of {} images at once needs the backward and no masked passes (Score-CAM, AblationCAM, whose copies take the batch): run those one image at a time",
             opts.images
         )));
     }
