@@ -55,9 +55,10 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
 
 /// `--aug-smooth`'s six runs (`augment::RUNS`) as one batch through a plan of six images
 /// (`Plan::run_images`), their maps averaged; None where the six do not fit the adapter
-/// (`Plan::images_fit`: on a CPU adapter, within 2 GiB) or the methods or options need a
-/// kernel that takes no batch (`PlanOptions::batches_images`: Score-CAM's and AblationCAM's
-/// masked passes batch copies of one image instead), whose runs go one after another. Every image explains the photo's target, as the looped runs do.
+/// (`Plan::images_fit`: on a CPU adapter, within 2 GiB) or a method takes no batch
+/// (`PlanOptions::batches_images`: Score-CAM's and AblationCAM's masked passes batch copies
+/// of one image instead), and the runs go one after another. Every image explains the
+/// photo's target, as the looped runs do.
 fn aug_batched(
     engine: &mut Engine,
     pre: &Preprocessed,
@@ -69,13 +70,12 @@ fn aug_batched(
     if !opts.batches_images() || !Plan::images_fit(&engine.gpu, &engine.model, h, w, opts.images) {
         return Ok(None);
     }
-    // a GPU tells no memory size (`images_fit` holds it to its limits alone): where its memory
-    // cannot hold the six at once, they go one after another
-    if let Err(e) = engine.plan(h, w, &opts)
-        && !engine.gpu.host_memory()
-    {
+    // what `images_fit` does not foresee (a GPU's memory, which wgpu does not tell; the CAM
+    // phase's scratch, KPCA-CAM's kernel matrices above all) can still stop the plan of six:
+    // the runs then go one after another, and a real error comes back from them
+    if let Err(e) = engine.plan(h, w, &opts) {
         eprintln!(
-            "note: --aug-smooth's six runs did not fit this GPU at once ({e}); running them one after another"
+            "note: --aug-smooth's six runs did not fit this adapter at once ({e}); running them one after another"
         );
         return Ok(None);
     }

@@ -90,7 +90,12 @@ fn check_options(opts: &PlanOptions, nb: usize) -> Result<()> {
             "--eigen-smooth does not apply to fullgrad (its maps are sums of normalised terms, not weighted activations): drop one of them".into(),
         ));
     }
-    if opts.images == 0 || (opts.images > 1 && !opts.batches_images()) {
+    if opts.images == 0 {
+        return Err(Error::Input(
+            "a plan runs one image at least (PlanOptions::images)".into(),
+        ));
+    }
+    if opts.images > 1 && !opts.batches_images() {
         return Err(Error::Input(format!(
             "a plan of {} images at once needs the backward and no masked passes (Score-CAM, AblationCAM, whose copies take the batch): run those one image at a time",
             opts.images
@@ -417,8 +422,13 @@ impl Plan {
     ) -> Result<Vec<Output>> {
         let images = self.opts.images;
         if input.len() != images * 3 * self.h * self.w {
+            let n = if images > 1 {
+                format!("{images}×")
+            } else {
+                String::new()
+            };
             return Err(Error::Input(format!(
-                "input has {} values, the plan expects {images}×3×{}×{}",
+                "input has {} values, the plan expects {n}3×{}×{}",
                 input.len(),
                 self.h,
                 self.w
