@@ -45,7 +45,10 @@ fn aug_smoothed_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
             aug_smooth: true,
             ..o
         };
-        let out = run_one(&mut engine, &p, &o).unwrap().out;
+        let ex = run_one(&mut engine, &p, &o).unwrap();
+        // each block is a new plan of six, made for this run: its build is what it reports
+        assert!(ex.plan_build_s > 0.0, "block {l}: the plan's build time");
+        let out = ex.out;
         assert_eq!(out.target.to_string(), meta["target"]);
         for e in &out.explainers {
             let name = format!("{}.{l:02}", e.explainer.method.name());

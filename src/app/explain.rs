@@ -79,12 +79,13 @@ fn aug_batched(
         );
         return Ok(None);
     }
+    // the build just done: `run_images` below finds the plan made and reports none
+    let plan_build_s = engine.last_plan_build_s;
     let x: Vec<f32> = (augment::RUNS.iter())
         .flat_map(|&aug| augment::input(&pre.tensor, w, aug))
         .collect();
     engine.comparison = o.comparison;
     let runs = engine.run_images(&x, (h, w), &opts, o.target, o.score)?;
-    let plan_build_s = engine.last_plan_build_s;
     // the first image is the photo as it is
     let embedding = match o.embedding {
         true => Some(engine.embedding(h, w, &opts)?),
