@@ -118,14 +118,13 @@ pub fn fuse(gpu: &Gpu, label: &str, rule: Fusion, a: &FuseArgs) -> Dispatch {
         "{label}: only a summing rule fuses the groups' sums"
     );
     let (nmaps, maps, bmeta, mstride) = match a.groups {
-        Some(g) => {
-            let stride = if a.strides.maps > 0 {
-                g.groups.total()
-            } else {
-                0
-            };
-            (g.groups.count(), &g.sums.buf, &g.fuse_meta.buf, stride)
-        }
+        // the groups' sums lie their total apart (`stats` writes them so)
+        Some(g) => (
+            g.groups.count(),
+            &g.sums.buf,
+            &g.fuse_meta.buf,
+            g.groups.total(),
+        ),
         None => (a.nblocks, a.maps, a.bmeta, a.strides.maps),
     };
     let params = CamFusionParams {

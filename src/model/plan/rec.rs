@@ -26,15 +26,18 @@ impl Alloc<'_> {
     /// A forward buffer: `len` floats per image for every image of the batch, one after
     /// another. Its `len` is one image's, so what reads it sees image 0, the plan's image.
     pub(super) fn batched(&mut self, label: String, len: usize) -> Result<GpuBuf> {
-        let mut b = self.gpu.zeros(&label, len * self.batch)?;
-        b.len = len;
-        Ok(b)
+        self.images_of(label, len, self.batch)
     }
 
     /// A backward or CAM buffer: `len` floats per image the plan explains at once
     /// (`images`), one after another; its `len` is one image's, as `batched`.
     pub(super) fn per_image(&mut self, label: String, len: usize) -> Result<GpuBuf> {
-        let mut b = self.gpu.zeros(&label, len * self.images)?;
+        self.images_of(label, len, self.images)
+    }
+
+    /// `len` floats for each of `n` images, the buffer's `len` one image's.
+    fn images_of(&mut self, label: String, len: usize, n: usize) -> Result<GpuBuf> {
+        let mut b = self.gpu.zeros(&label, len * n)?;
         b.len = len;
         Ok(b)
     }
