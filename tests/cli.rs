@@ -1173,6 +1173,16 @@ fn a_batch_past_the_adapter_limits_is_lowered_and_said() {
     let line = line.unwrap_or_else(|| panic!("no note about the lowered batch in: {err}"));
     println!("{line}");
     assert!(d.join("out/p.scorecam.png").is_file());
+    // the masked passes are part of the reported GPU time, and said apart
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/p.json")).unwrap()).unwrap();
+    let t = &json["timings"];
+    let (gpu, masked) = (
+        t["gpu_s"].as_f64().unwrap(),
+        t["masked_s"].as_f64().unwrap(),
+    );
+    println!("gpu_s {gpu}, masked_s {masked}");
+    assert!(masked > 0.0 && gpu >= masked, "{t}");
 }
 
 #[test]

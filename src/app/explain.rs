@@ -32,6 +32,7 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
     let mut out = first.out;
     if o.aug_smooth && !first.batched {
         let target = Some(out.target);
+        let mut seconds = [out.gpu_seconds, out.readback_seconds, out.masked_seconds];
         let mut runs = vec![out];
         let again = ExplainOptions {
             embedding: false,
@@ -39,9 +40,13 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
         };
         for &aug in &augment::RUNS[1..] {
             let x = augment::input(&pre.tensor, w, aug);
-            runs.push(run_pass(engine, &x, (h, w), &again, target)?.out);
+            let r = run_pass(engine, &x, (h, w), &again, target)?.out;
+            let each = [r.gpu_seconds, r.readback_seconds, r.masked_seconds];
+            seconds.iter_mut().zip(each).for_each(|(s, e)| *s += e);
+            runs.push(r);
         }
         out = augment::average(runs, (h, w));
+        [out.gpu_seconds, out.readback_seconds, out.masked_seconds] = seconds;
     }
     Ok(Explained {
         compile_s: after.seconds - before.seconds,
@@ -160,6 +165,7 @@ fn run_pass(
         None
     };
     if !score_cams.is_empty() {
+        let t0 = Instant::now();
         let gpu = engine.gpu.clone();
         let gpu = &*gpu;
         let plan = engine.plan(h, w, &opts)?;
@@ -206,6 +212,8 @@ fn run_pass(
             })
             .collect();
         out.mirror_first();
+        out.masked_seconds = t0.elapsed().as_secs_f64();
+        out.gpu_seconds += out.masked_seconds;
     }
     Ok(Pass {
         out,

@@ -85,7 +85,12 @@ pub struct Timings {
     /// (`Gpu::warm_up`); once per process, and much more on a machine's first run, before the
     /// driver's disk cache holds the code
     pub compile_s: f64,
+    /// the GPU part: the plan's submission, and Score-CAM's and AblationCAM's masked passes
+    /// (with --aug-smooth, every run's)
     pub gpu_s: f64,
+    /// of `gpu_s`: the masked passes (each a batch of copies, one submission; with their
+    /// weights and maps, made on the CPU)
+    pub masked_s: f64,
     pub readback_s: f64,
     pub write_s: f64,
     /// with --report: writing the page and its block overlays
@@ -254,6 +259,7 @@ pub fn report(
             plan_build_s: done.plan_build_s,
             compile_s: done.compile_s,
             gpu_s: out.gpu_seconds,
+            masked_s: out.masked_seconds,
             readback_s: out.readback_seconds,
             write_s: 0.0,
             report_s: 0.0,

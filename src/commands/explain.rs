@@ -236,13 +236,17 @@ fn print_explained(report: &Report, path: &Path, json: bool, verbose: bool) {
     if verbose {
         let t = &report.timings;
         eprintln!(
-            "  {}×{} input; decode+preprocess {:.3}s, plan build {:.3}s (compiling pipelines {:.3}s), GPU {:.3}s, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
+            "  {}×{} input; decode+preprocess {:.3}s, plan build {:.3}s (compiling pipelines {:.3}s), GPU {:.3}s{}, read-back {:.4}s, write {:.3}s; GPU memory {:.1} MiB",
             report.input_size[0],
             report.input_size[1],
             t.decode_preprocess_s,
             t.plan_build_s,
             t.compile_s,
             t.gpu_s,
+            match t.masked_s {
+                0.0 => String::new(),
+                s => format!(" (of which masked passes {s:.3}s)"),
+            },
             t.readback_s,
             t.write_s,
             report.gpu_memory_bytes as f64 / 1048576.0

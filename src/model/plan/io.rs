@@ -112,6 +112,8 @@ pub struct Output {
     /// wall-clock seconds of the submission and of the read-back
     pub gpu_seconds: f64,
     pub readback_seconds: f64,
+    /// of `gpu_seconds`: Score-CAM's and AblationCAM's masked passes (`app::explain`)
+    pub masked_seconds: f64,
 }
 
 impl Output {
