@@ -38,7 +38,6 @@ fn both_score_cams(
     label: &str,
 ) -> Vec<(&'static str, combicam_gpu::model::plan::ExplainerOutput)> {
     let g = gpu();
-    let acts = scorecam::block_outputs(g, plan, &[l]).unwrap();
     [
         (Method::ScoreCam, "scorecam"),
         (Method::ScoreCamOfficial, "scorecam-official"),
@@ -48,13 +47,13 @@ fn both_score_cams(
         let out = scorecam::explain(
             g,
             plan,
-            &acts,
             Explainer::of(m),
             &[l],
             (target, Score::Prob),
             &mut |_| {},
         )
-        .unwrap();
+        .unwrap()
+        .remove(0);
         let (shape, want) = &gd[&format!("{name}.{l}")];
         // every masked forward pass within float32 rounding of PyTorch's
         check(

@@ -355,3 +355,188 @@ fn ablated_block_outputs_run_on_as_the_cpu_model_does() {
         );
     }
 }
+
+#[test]
+fn copies_of_several_originals_equal_each_original_alone() {
+    // --aug-smooth's Score-CAM and AblationCAM: the copies of six originals mixed in the
+    // batches give each original what its copies alone give, bit for bit, and each
+    // original's block outputs
+    let g = gpu();
+    let net = combicam_gpu::app::check::test_network("b0").unwrap();
+    let m = ModelGpu::upload(g, net).unwrap();
+    let (h, w) = (37, 29);
+    // 4 copies per submission: an original's copies straddle the batches
+    let plan = Plan::new(g, &m, h, w, PlanOptions::forward(4)).unwrap();
+    assert_eq!(plan.masked_originals_held(), 6, "six small originals fit");
+    let x = detweights::input(h, w);
+    let t = plan.run(g, &x, None, Score::Prob).unwrap().argmax;
+    let augs = &combicam_gpu::app::augment::RUNS;
+    let originals: Vec<Vec<f32>> = augs
+        .iter()
+        .map(|&a| combicam_gpu::app::augment::input(&x, w, a))
+        .collect();
+    let all = originals.concat();
+    let l = 4;
+    let (bh, bw) = plan.sizes[l];
+    let c = plan.outs[l].len / (bh * bw);
+    let cases = [
+        Masks::Cam {
+            block: l,
+            channels: 1..c.min(8),
+            normalise: true,
+        },
+        Masks::Cam {
+            block: l,
+            channels: 0..c.min(5),
+            normalise: false,
+        },
+        Masks::Ablation {
+            block: l,
+            channels: c - 2..c + 1,
+        },
+    ];
+    for masks in &cases {
+        plan.set_masked_originals(g, &all).unwrap();
+        let mut done = Vec::new();
+        let got = plan.run_masked(g, masks, t, &mut |n| done.push(n)).unwrap();
+        let got_acts = plan.masked_block_outputs(g, l).unwrap();
+        assert_eq!(done.last().copied(), Some(got.len()), "progress to the end");
+        let each = got.len() / augs.len();
+        assert_eq!(
+            got_acts.len(),
+            augs.len() * c * bh * bw,
+            "every original's block output"
+        );
+        for (z, x_z) in originals.iter().enumerate() {
+            plan.set_masked_originals(g, x_z).unwrap();
+            let want = plan.run_masked(g, masks, t, &mut |_| {}).unwrap();
+            let acts = plan.masked_block_outputs(g, l).unwrap();
+            let kind = match masks {
+                Masks::Ablation { .. } => "ablation",
+                _ => "score-cam",
+            };
+            assert_eq!(
+                &got[z * each..(z + 1) * each],
+                &want[..],
+                "{kind}: original {z}'s copies mixed against alone (bit-exact)"
+            );
+            assert_eq!(
+                &got_acts[z * acts.len()..(z + 1) * acts.len()],
+                &acts[..],
+                "original {z}'s block {l} output"
+            );
+        }
+        println!(
+            "{} copies of six originals: bit-exact to each alone",
+            got.len()
+        );
+    }
+    // the plan's own image is the only original again after a run
+    plan.run(g, &x, Some(t), Score::Prob).unwrap();
+    let one = plan.run_masked(g, &cases[0], t, &mut |_| {}).unwrap();
+    plan.set_masked_originals(g, &x).unwrap();
+    assert_eq!(one, plan.run_masked(g, &cases[0], t, &mut |_| {}).unwrap());
+    // more originals than the plan holds, or a partial one: a one-line error
+    let seven = [all.as_slice(), x.as_slice()].concat();
+    let e = plan
+        .set_masked_originals(g, &seven)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("7 originals at once are more than this plan holds (6)"),
+        "{e}"
+    );
+    let e = plan
+        .set_masked_originals(g, &x[1..])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not whole inputs"), "{e}");
+}
+
+#[test]
+fn mask_cam_and_ablate_take_the_original_each_copy_names() {
+    // two originals (x0 and acts one after another), copies naming either (`copy_value`)
+    let g = gpu();
+    let (c, bh, bw, h, w) = (5, 3, 2, 11, 7);
+    let (hw, len) = (h * w, c * bh * bw);
+    let x0 = rand(2 * 3 * hw, 21, -2.0, 2.0);
+    let acts = rand(2 * len, 22, -1.0, 3.0);
+    let (bx0, bacts, bmm) = (up(&x0), up(&acts), zeros(2 * 2 * c));
+    let (logits, probs, scores) = (zeros(4), zeros(4), zeros(8));
+    let copies = [(1, 3), (0, 4), (1, 0)];
+    let value = |(z, k): (usize, usize)| masked::copy_value(z, k).unwrap();
+    // up_minmax over both originals' channels: job[1] = 2·C
+    let mut job = vec![0u32, 2 * c as u32, bh as u32, bw as u32];
+    job.resize(JOB_HEADER + 3, 0);
+    let bjob = g.upload_u32("job", &job).unwrap();
+    let batch_in = zeros(3 * hw * copies.len());
+    let b = MaskBufs {
+        x0: &bx0.buf,
+        input: &batch_in.buf,
+        job: &bjob.buf,
+        acts: &bacts.buf,
+        mm: &bmm.buf,
+        rank: &bacts.buf,
+        other: &bacts.buf,
+        logits: &logits.buf,
+        probs: &probs.buf,
+        scores: &scores.buf,
+    };
+    g.run_now(&[&masked::up_minmax(g, "up", &b, h, w, 2 * c)])
+        .unwrap();
+    let mm = cpu::up_minmax(&acts, 2 * c, bh, bw, h, w);
+    // lavapipe: bit-exact, as for one original
+    check(
+        "up_minmax, two originals",
+        &read(&bmm),
+        &mm,
+        &[2 * c, 2],
+        Tolerance::new(1e-6, 1e-7),
+    );
+    job[1] = c as u32;
+    for (i, &copy) in copies.iter().enumerate() {
+        job[JOB_HEADER + i] = value(copy);
+    }
+    g.queue
+        .write_buffer(&bjob.buf, 0, bytemuck::cast_slice(&job));
+    g.run_now_batched(&[&masked::mask_cam(g, "cam", &b, h, w, true)], 3)
+        .unwrap();
+    let got = read(&batch_in);
+    for (n, &(z, k)) in copies.iter().enumerate() {
+        let x_z = &x0[z * 3 * hw..(z + 1) * 3 * hw];
+        let a_z = &acts[z * len..(z + 1) * len];
+        let mm_z = &mm[z * 2 * c..(z + 1) * 2 * c];
+        let want = cpu::mask_cam(x_z, a_z, Some(mm_z), k, (bh, bw), (h, w));
+        check(
+            &format!("mask_cam copy {n}: original {z}, channel {k}"),
+            &got[n * 3 * hw..(n + 1) * 3 * hw],
+            &want,
+            &[3, h, w],
+            // as for one original (lavapipe: max|diff| 4.8e-7)
+            Tolerance::new(1e-6, 1e-6),
+        );
+    }
+    let ablated = [(1, 2), (0, c), (1, c)];
+    for (i, &copy) in ablated.iter().enumerate() {
+        job[JOB_HEADER + i] = value(copy);
+    }
+    g.queue
+        .write_buffer(&bjob.buf, 0, bytemuck::cast_slice(&job));
+    let out = zeros(3 * len);
+    g.run_now_batched(&[&masked::ablate(g, "ablate", &b, &out.buf, len)], 3)
+        .unwrap();
+    let got = read(&out);
+    for (n, &(z, k)) in ablated.iter().enumerate() {
+        let want = cpu::ablate(&acts[z * len..(z + 1) * len], c, k);
+        let name = format!("ablate copy {n}: original {z}, channel {k}");
+        // a copy or a 0: bit-exact
+        check(
+            &name,
+            &got[n * len..(n + 1) * len],
+            &want,
+            &[c, bh, bw],
+            Tolerance::new(0.0, 0.0),
+        );
+    }
+    assert_eq!(masked::copy_value(0, 65_536), None, "past 65,535 channels");
+}

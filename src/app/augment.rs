@@ -38,36 +38,59 @@ pub fn flip_rows(m: &mut [f32], w: usize) {
 /// output (its prediction, its target and its fused range stay). `runs[i]` is the output of
 /// `RUNS[i]`; every run has the same explainers and blocks.
 pub fn average(runs: Vec<Output>, (h, w): (usize, usize)) -> Output {
-    let n = runs.len() as f32;
-    let mut runs = runs.into_iter().zip(RUNS);
-    let (mut out, _) = runs.next().expect("the unaugmented run");
+    let mut runs = runs.into_iter();
+    let mut out = runs.next().expect("the unaugmented run");
+    let mut each: Vec<Vec<ExplainerOutput>> = std::mem::take(&mut out.explainers)
+        .into_iter()
+        .map(|e| vec![e])
+        .collect();
+    for r in runs {
+        each.iter_mut()
+            .zip(r.explainers)
+            .for_each(|(v, e)| v.push(e));
+    }
     let sizes = out.map_sizes.clone();
-    for (mut r, (flip, _)) in runs {
-        for (mine, theirs) in out.explainers.iter_mut().zip(&mut r.explainers) {
-            if flip {
-                flip_rows(&mut theirs.fused, w);
-                for (m, &(_, bw)) in theirs.maps.iter_mut().zip(&sizes) {
-                    if let Some(m) = m {
-                        flip_rows(m, bw);
-                    }
-                }
-            }
-            add(mine, theirs);
-        }
-    }
-    for e in &mut out.explainers {
-        e.fused.iter_mut().for_each(|v| *v /= n);
-        for (l, m) in e.maps.iter_mut().enumerate() {
-            if let Some(m) = m {
-                m.iter_mut().for_each(|v| *v /= n);
-                e.map_max[l] = Some(m.iter().fold(f32::MIN, |a, &v| a.max(v)));
-                e.map_mean[l] = Some(m.iter().sum::<f32>() / m.len() as f32);
-            }
-        }
-    }
+    out.explainers = each
+        .into_iter()
+        .map(|v| average_one(v, &sizes, w))
+        .collect();
     debug_assert!(out.explainers.iter().all(|e| e.fused.len() == h * w));
     out.mirror_first();
     out
+}
+
+/// One explainer's outputs of the runs (`runs[i]` of `RUNS[i]`), brought back to the photo's
+/// orientation and averaged into the first's: each fused map (min-max normalised per run, as
+/// pytorch-grad-cam's per-run result is) and each block map (`sizes`: each block's (h, w));
+/// the first run's fused range stays. `w`: the input's width.
+pub fn average_one(
+    runs: Vec<ExplainerOutput>,
+    sizes: &[(usize, usize)],
+    w: usize,
+) -> ExplainerOutput {
+    let n = runs.len() as f32;
+    let mut runs = runs.into_iter().zip(RUNS);
+    let (mut mine, _) = runs.next().expect("the unaugmented run");
+    for (mut theirs, (flip, _)) in runs {
+        if flip {
+            flip_rows(&mut theirs.fused, w);
+            for (m, &(_, bw)) in theirs.maps.iter_mut().zip(sizes) {
+                if let Some(m) = m {
+                    flip_rows(m, bw);
+                }
+            }
+        }
+        add(&mut mine, &theirs);
+    }
+    mine.fused.iter_mut().for_each(|v| *v /= n);
+    for (l, m) in mine.maps.iter_mut().enumerate() {
+        if let Some(m) = m {
+            m.iter_mut().for_each(|v| *v /= n);
+            mine.map_max[l] = Some(m.iter().fold(f32::MIN, |a, &v| a.max(v)));
+            mine.map_mean[l] = Some(m.iter().sum::<f32>() / m.len() as f32);
+        }
+    }
+    mine
 }
 
 /// `mine` += `theirs`, map by map.

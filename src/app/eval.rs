@@ -410,17 +410,15 @@ pub fn saliency(
         let gpu = &*gpu;
         let plan = engine.plan(h, w, &opts)?;
         plan.run(gpu, x, Some(target), Score::Prob)?;
-        let acts = scorecam::block_outputs(gpu, plan, &blocks)?;
-        let e = scorecam::explain(
+        let mut e = scorecam::explain(
             gpu,
             plan,
-            &acts,
             explainer,
             &blocks,
             (target, Score::Prob),
             progress,
         )?;
-        return Ok(e.fused);
+        return Ok(e.remove(0).fused);
     }
     // KPCA-CAM without @BLOCKS: the blocks that fit it at this size, as `explain` takes them
     let blocks = match (explainer.method, &spec.source) {

@@ -8,6 +8,7 @@ use super::scorecam;
 use super::write::{self, FORMATS, Item};
 use crate::cam::methods::Explainer;
 use crate::error::Result;
+use crate::model::plan::ExplainerOutput;
 use crate::model::plan::{self, Output, Plan, PlanOptions};
 use crate::preprocess::Preprocessed;
 use std::path::{Path, PathBuf};
@@ -15,42 +16,29 @@ use std::time::Instant;
 
 /// The GPU part of one explanation: the plan run on the preprocessed photo (forward,
 /// backward, the gradient methods' maps), then Score-CAM's masked passes if asked for. With
-/// `--aug-smooth` the six augmented inputs (`augment`) run as one batch where the methods
-/// allow (`aug_batched`), else one after another; their maps are averaged.
+/// `--aug-smooth`, six augmented inputs instead (`run_aug`), their maps averaged.
 pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Explained> {
     let (h, w) = (pre.height, pre.width);
     let before = engine.gpu.pipelines.stats();
-    let batched = match o.aug_smooth {
-        true => aug_batched(engine, pre, o)?,
-        false => None,
-    };
-    let first = match batched {
-        Some(p) => p,
-        None => run_pass(engine, &pre.tensor, (h, w), o, o.target)?,
+    let first = match o.aug_smooth {
+        true => run_aug(engine, pre, o)?,
+        false => {
+            let opts = plan_options(engine, o, (h, w));
+            let mut pass = plan_pass(engine, &pre.tensor, (h, w), o, (&opts, o.target))?;
+            let target = pass.out.target;
+            let (made, s) = score_cams(engine, &opts, &pre.tensor, (h, w), o, target)?;
+            merge(
+                &mut pass.out,
+                o,
+                (made.into_iter().map(|mut e| e.remove(0)), s[0]),
+            );
+            pass
+        }
     };
     let after = engine.gpu.pipelines.stats();
-    let mut out = first.out;
-    if o.aug_smooth && !first.batched {
-        let target = Some(out.target);
-        let mut seconds = [out.gpu_seconds, out.readback_seconds, out.masked_seconds];
-        let mut runs = vec![out];
-        let again = ExplainOptions {
-            embedding: false,
-            ..o.clone()
-        };
-        for &aug in &augment::RUNS[1..] {
-            let x = augment::input(&pre.tensor, w, aug);
-            let r = run_pass(engine, &x, (h, w), &again, target)?.out;
-            let each = [r.gpu_seconds, r.readback_seconds, r.masked_seconds];
-            seconds.iter_mut().zip(each).for_each(|(s, e)| *s += e);
-            runs.push(r);
-        }
-        out = augment::average(runs, (h, w));
-        [out.gpu_seconds, out.readback_seconds, out.masked_seconds] = seconds;
-    }
     Ok(Explained {
         compile_s: after.seconds - before.seconds,
-        out,
+        out: first.out,
         gpu_memory_bytes: engine.gpu_bytes(),
         input_size: (h, w),
         plan_build_s: first.plan_build_s,
@@ -58,18 +46,66 @@ pub fn run_one(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> R
     })
 }
 
-/// `--aug-smooth`'s six runs (`augment::RUNS`) as one batch through a plan of six images
-/// (`Plan::run_images`), their maps averaged; None where the six do not fit the adapter
-/// (`Plan::images_fit`: on a CPU adapter, within 2 GiB) or a method takes no batch
-/// (`PlanOptions::batches_images`: Score-CAM's and AblationCAM's masked passes batch copies
-/// of one image instead), and the runs go one after another. Every image explains the
-/// photo's target, as the looped runs do.
+/// `--aug-smooth`: the six augmented inputs (`augment::RUNS`). The gradient methods' run as one
+/// batch through a plan of six images where it fits (`aug_batched`), else one after another;
+/// Score-CAM's and AblationCAM's as the originals of one set of masked copies, mixed in their
+/// batches (`score_cams`). Every input explains the photo's target; the maps are averaged.
+fn run_aug(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Pass> {
+    let (h, w) = (pre.height, pre.width);
+    let inputs: Vec<f32> = (augment::RUNS.iter())
+        .flat_map(|&aug| augment::input(&pre.tensor, w, aug))
+        .collect();
+    let by_score = |e: &&Explainer| e.method.is_score_cam();
+    let grads = ExplainOptions {
+        explainers: o
+            .explainers
+            .iter()
+            .filter(|e| !by_score(e))
+            .copied()
+            .collect(),
+        ..o.clone()
+    };
+    let score_only = grads.explainers.is_empty() && !o.explainers.is_empty();
+    let (mut pass, score_opts) = if score_only {
+        // the photo's prediction from the plan Score-CAM's copies run in, as without augmenting
+        let opts = plan_options(engine, o, (h, w));
+        (
+            plan_pass(engine, &pre.tensor, (h, w), o, (&opts, o.target))?,
+            opts,
+        )
+    } else {
+        let pass = match aug_batched(engine, &inputs, (h, w), &grads)? {
+            Some(p) => p,
+            None => aug_looped(engine, pre, &grads)?,
+        };
+        let opts = PlanOptions {
+            eigen_smooth: o.eigen_smooth,
+            ..PlanOptions::forward(batch_of(o))
+        };
+        (pass, opts)
+    };
+    let target = pass.out.target;
+    let (made, [s, build_s]) = score_cams(engine, &score_opts, &inputs, (h, w), o, target)?;
+    let sizes = pass.out.map_sizes.clone();
+    let made = made
+        .into_iter()
+        .map(|runs| augment::average_one(runs, &sizes, w));
+    merge(&mut pass.out, o, (made, s));
+    // Score-CAM's plan, when not the gradient methods'
+    pass.plan_build_s += build_s;
+    Ok(pass)
+}
+
+/// `--aug-smooth`'s six runs (`augment::RUNS`, their inputs one after another in `inputs`) as
+/// one batch through a plan of six images (`Plan::run_images`), their maps averaged; None
+/// where the six do not fit the adapter (`Plan::images_fit`: on a CPU adapter, within 2 GiB),
+/// and the runs go one after another. `o` holds no Score-CAM (`run_aug`).
 fn aug_batched(
     engine: &mut Engine,
-    pre: &Preprocessed,
+    inputs: &[f32],
+    (h, w): (usize, usize),
     o: &ExplainOptions,
 ) -> Result<Option<Pass>> {
-    let (h, w) = (pre.height, pre.width);
     let mut opts = plan_options(engine, o, (h, w));
     opts.images = augment::RUNS.len();
     if !opts.batches_images() || !Plan::images_fit(&engine.gpu, &engine.model, h, w, opts.images) {
@@ -86,11 +122,8 @@ fn aug_batched(
     }
     // the build just done: `run_images` below finds the plan made and reports none
     let plan_build_s = engine.last_plan_build_s;
-    let x: Vec<f32> = (augment::RUNS.iter())
-        .flat_map(|&aug| augment::input(&pre.tensor, w, aug))
-        .collect();
     engine.comparison = o.comparison;
-    let runs = engine.run_images(&x, (h, w), &opts, o.target, o.score)?;
+    let runs = engine.run_images(inputs, (h, w), &opts, o.target, o.score)?;
     // the first image is the photo as it is
     let embedding = match o.embedding {
         true => Some(engine.embedding(h, w, &opts)?),
@@ -100,8 +133,35 @@ fn aug_batched(
         out: augment::average(runs, (h, w)),
         plan_build_s,
         embedding,
-        batched: true,
     }))
+}
+
+/// `--aug-smooth`'s six runs one after another through a plan of one image, their maps
+/// averaged. `o` holds no Score-CAM (`run_aug`).
+fn aug_looped(engine: &mut Engine, pre: &Preprocessed, o: &ExplainOptions) -> Result<Pass> {
+    let (h, w) = (pre.height, pre.width);
+    let opts = plan_options(engine, o, (h, w));
+    let mut first = plan_pass(engine, &pre.tensor, (h, w), o, (&opts, o.target))?;
+    let out = std::mem::take(&mut first.out);
+    let target = Some(out.target);
+    let mut seconds = [out.gpu_seconds, out.readback_seconds];
+    let mut runs = vec![out];
+    let again = ExplainOptions {
+        embedding: false,
+        ..o.clone()
+    };
+    for &aug in &augment::RUNS[1..] {
+        let x = augment::input(&pre.tensor, w, aug);
+        let r = plan_pass(engine, &x, (h, w), &again, (&opts, target))?.out;
+        seconds
+            .iter_mut()
+            .zip([r.gpu_seconds, r.readback_seconds])
+            .for_each(|(s, e)| *s += e);
+        runs.push(r);
+    }
+    first.out = augment::average(runs, (h, w));
+    [first.out.gpu_seconds, first.out.readback_seconds] = seconds;
+    Ok(first)
 }
 
 /// What one run of the plan (and Score-CAM's passes) gives.
@@ -109,18 +169,20 @@ struct Pass {
     out: Output,
     plan_build_s: f64,
     embedding: Option<Vec<f32>>,
-    /// the six augmented runs of `--aug-smooth` in one batch, already averaged
-    batched: bool,
+}
+
+/// Score-CAM's masked copies per batch: `--batch`, or the plan's default.
+fn batch_of(o: &ExplainOptions) -> usize {
+    match o.batch {
+        0 => PlanOptions::AUTO_BATCH,
+        n => n,
+    }
 }
 
 /// The plan's options for `o` at an `h`×`w` input: the gradient methods (Score-CAM's are
 /// masked passes the plan runs as copies), the blocks KPCA-CAM fits where it fits them.
 fn plan_options(engine: &Engine, o: &ExplainOptions, (h, w): (usize, usize)) -> PlanOptions {
     let score_cam = o.explainers.iter().any(|e| e.method.is_score_cam());
-    let batch = match o.batch {
-        0 => PlanOptions::AUTO_BATCH,
-        n => n,
-    };
     let blocks = match o.fit_kpca {
         true => engine.kpca_blocks(&o.blocks, (h, w)),
         false => o.blocks.clone(),
@@ -134,93 +196,119 @@ fn plan_options(engine: &Engine, o: &ExplainOptions, (h, w): (usize, usize)) -> 
             .copied()
             .filter(|e| !e.method.is_score_cam())
             .collect(),
-        masked: if score_cam { batch } else { 0 },
+        masked: if score_cam { batch_of(o) } else { 0 },
         eigen_smooth: o.eigen_smooth,
         images: 1,
     }
 }
 
-/// One run on the input tensor `x`: the plan, then Score-CAM's masked passes.
-fn run_pass(
+/// One run of the plan of `opts` on the input tensor `x`, at `target` (None: the top one),
+/// and the retrieval embedding if asked for.
+fn plan_pass(
     engine: &mut Engine,
     x: &[f32],
     (h, w): (usize, usize),
     o: &ExplainOptions,
-    target: Option<usize>,
+    (opts, target): (&PlanOptions, Option<usize>),
 ) -> Result<Pass> {
-    let score_cams: Vec<Explainer> = o
-        .explainers
-        .iter()
-        .copied()
-        .filter(|e| e.method.is_score_cam())
-        .collect();
-    let opts = plan_options(engine, o, (h, w));
     engine.comparison = o.comparison;
-    let mut out = engine.run(x, h, w, &opts, target, o.score)?;
+    let out = engine.run(x, h, w, opts, target, o.score)?;
     let plan_build_s = engine.last_plan_build_s;
     // before Score-CAM's masked copies overwrite the plan's features
-    let embedding = if o.embedding {
-        Some(engine.embedding(h, w, &opts)?)
-    } else {
-        None
+    let embedding = match o.embedding {
+        true => Some(engine.embedding(h, w, opts)?),
+        false => None,
     };
-    if !score_cams.is_empty() {
-        let t0 = Instant::now();
-        let gpu = engine.gpu.clone();
-        let gpu = &*gpu;
-        let plan = engine.plan(h, w, &opts)?;
-        plan::note_batch(o.batch, plan.masked_copies());
-        let acts = scorecam::block_outputs(gpu, plan, &o.score_blocks)?;
-        let total = scorecam::passes(plan, &score_cams, &o.score_blocks);
-        let pb = indicatif::ProgressBar::new(total as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{bar:30}} {{pos}}/{{len}} masked passes (Score-CAM, AblationCAM; {} per batch) [{{elapsed_precise}}, eta {{eta}}]",
-                plan.masked_copies()
-            ))
-            .unwrap(),
-        );
-        let mut made = Vec::new();
-        let mut done = 0;
-        for &e in &score_cams {
-            let eo = scorecam::explain(
-                gpu,
-                plan,
-                &acts,
-                e,
-                &o.score_blocks,
-                (out.target, o.score),
-                &mut |n| pb.set_position((done + n) as u64),
-            )?;
-            done = pb.position() as usize;
-            made.push(eo);
-        }
-        pb.finish_and_clear();
-        // every explainer in the order asked for
-        let mut grads = std::mem::take(&mut out.explainers).into_iter();
-        let mut scores = made.into_iter();
-        out.explainers = o
-            .explainers
-            .iter()
-            .map(|e| {
-                if e.method.is_score_cam() {
-                    scores.next()
-                } else {
-                    grads.next()
-                }
-                .expect("one output per explainer")
-            })
-            .collect();
-        out.mirror_first();
-        out.masked_seconds = t0.elapsed().as_secs_f64();
-        out.gpu_seconds += out.masked_seconds;
-    }
     Ok(Pass {
         out,
         plan_build_s,
         embedding,
-        batched: false,
     })
+}
+
+/// Score-CAM's and AblationCAM's explainers of `o`, each for every original in `originals`
+/// (one or more inputs one after another, as many at once as the plan of `opts` holds), by
+/// masked copies of that plan (`scorecam::explain`): one output per explainer and original,
+/// with their time and the time the plan took to build (0 when made before). None asked for:
+/// nothing, and no plan.
+fn score_cams(
+    engine: &mut Engine,
+    opts: &PlanOptions,
+    originals: &[f32],
+    (h, w): (usize, usize),
+    o: &ExplainOptions,
+    target: usize,
+) -> Result<(Vec<Vec<ExplainerOutput>>, [f64; 2])> {
+    let wanted: Vec<Explainer> = (o.explainers.iter().copied())
+        .filter(|e| e.method.is_score_cam())
+        .collect();
+    if wanted.is_empty() {
+        return Ok((Vec::new(), [0.0; 2]));
+    }
+    let gpu = engine.gpu.clone();
+    let gpu = &*gpu;
+    let plan = engine.plan(h, w, opts)?;
+    let t0 = Instant::now();
+    plan::note_batch(o.batch, plan.masked_copies());
+    let count = originals.len() / (3 * h * w);
+    let total = scorecam::passes(plan, &wanted, &o.score_blocks, count);
+    let pb = indicatif::ProgressBar::new(total as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} masked passes (Score-CAM, AblationCAM; {} per batch) [{{elapsed_precise}}, eta {{eta}}]",
+            plan.masked_copies()
+        ))
+        .unwrap(),
+    );
+    let mut made: Vec<Vec<ExplainerOutput>> = vec![Vec::new(); wanted.len()];
+    let at_once = plan.masked_originals_held().max(1) * 3 * h * w;
+    for chunk in originals.chunks(at_once) {
+        plan.set_masked_originals(gpu, chunk)?;
+        for (&e, runs) in wanted.iter().zip(&mut made) {
+            let done = pb.position() as usize;
+            runs.extend(scorecam::explain(
+                gpu,
+                plan,
+                e,
+                &o.score_blocks,
+                (target, o.score),
+                &mut |n| pb.set_position((done + n) as u64),
+            )?);
+        }
+    }
+    pb.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok((made, [seconds, engine.last_plan_build_s]))
+}
+
+/// `out`'s explainers in the order `o` asks for: the plan's gradient methods as they are, and
+/// Score-CAM's from `made` (one per explainer, in order); their time (`score_cams`) added to
+/// the GPU part.
+fn merge(
+    out: &mut Output,
+    o: &ExplainOptions,
+    (made, seconds): (impl Iterator<Item = ExplainerOutput>, f64),
+) {
+    if seconds == 0.0 && !o.explainers.iter().any(|e| e.method.is_score_cam()) {
+        return;
+    }
+    let mut grads = std::mem::take(&mut out.explainers).into_iter();
+    let mut made = made;
+    out.explainers = o
+        .explainers
+        .iter()
+        .map(|e| {
+            if e.method.is_score_cam() {
+                made.next()
+            } else {
+                grads.next()
+            }
+            .expect("one output per explainer")
+        })
+        .collect();
+    out.mirror_first();
+    out.masked_seconds += seconds;
+    out.gpu_seconds += seconds;
 }
 
 /// The CPU part: every format the run asks for (`write::FORMATS`), then the JSON report,

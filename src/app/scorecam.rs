@@ -23,16 +23,6 @@ use crate::gpu::Gpu;
 use crate::model::plan::Masks;
 use crate::model::plan::{ExplainerOutput, Plan, Score};
 
-/// The block outputs of the plan's last run, for the selected blocks (read before any masked
-/// pass overwrites them).
-pub fn block_outputs(gpu: &Gpu, plan: &Plan, blocks: &[usize]) -> Result<Vec<Option<Vec<f32>>>> {
-    let mut acts = vec![None; plan.outs.len()];
-    for &l in blocks {
-        acts[l] = Some(gpu.read(&plan.outs[l])?);
-    }
-    Ok(acts)
-}
-
 /// Score-CAM and AblationCAM weight channels by one output's probability or logit (the
 /// official Score-CAM by the probability whatever the score): a region's mass is refused.
 pub fn check_score(explainers: &[Explainer], score: Score) -> Result<()> {
@@ -48,38 +38,43 @@ pub fn check_score(explainers: &[Explainer], score: Score) -> Result<()> {
     Ok(())
 }
 
-/// How many masked passes these explainers need at these blocks: one per channel, and for
-/// AblationCAM one more per block (the unablated score).
-pub fn passes(plan: &Plan, explainers: &[Explainer], blocks: &[usize]) -> usize {
+/// How many masked passes these explainers need at these blocks for each of `originals`
+/// images: one per channel, and for AblationCAM one more per block (the unablated score).
+pub fn passes(plan: &Plan, explainers: &[Explainer], blocks: &[usize], originals: usize) -> usize {
     let channels: usize = blocks
         .iter()
         .map(|&l| plan.outs[l].len / (plan.sizes[l].0 * plan.sizes[l].1))
         .sum();
-    explainers
+    let each: usize = explainers
         .iter()
         .filter(|e| e.method.is_score_cam())
         .map(|e| match e.method {
             Method::AblationCam => channels + blocks.len(),
             _ => channels,
         })
-        .sum()
+        .sum();
+    originals * each
 }
 
-/// The Score-CAM explainer `e` at `blocks`, from the original image's block outputs `acts`.
+/// The Score-CAM explainer `e` at `blocks`, for each of the masked copies' originals (the
+/// plan's image, or `Plan::set_masked_originals`'): their copies run mixed in the batches, and
+/// each original's maps come from its own scores and block outputs.
 pub fn explain(
     gpu: &Gpu,
     plan: &Plan,
-    acts: &[Option<Vec<f32>>],
     e: Explainer,
     blocks: &[usize],
     (target, score): (usize, Score),
     progress: &mut dyn FnMut(usize),
-) -> Result<ExplainerOutput> {
+) -> Result<Vec<ExplainerOutput>> {
     let official = e.method == Method::ScoreCamOfficial;
     let ablation = e.method == Method::AblationCam;
     check_score(&[e], score)?;
+    if blocks.is_empty() {
+        return Err(Error::Input(format!("{} needs a block", e.method.name())));
+    }
     let nb = plan.sizes.len();
-    let mut out = ExplainerOutput {
+    let empty = ExplainerOutput {
         explainer: e,
         maps: vec![None; nb],
         fused: Vec::new(),
@@ -87,13 +82,11 @@ pub fn explain(
         map_max: vec![None; nb],
         map_mean: vec![None; nb],
     };
+    let mut outs: Vec<ExplainerOutput> = Vec::new();
     let mut done = 0;
     for &l in blocks {
-        let a = acts[l]
-            .as_ref()
-            .ok_or_else(|| Error::Input(format!("block {l}'s output was not read")))?;
         let (bh, bw) = plan.sizes[l];
-        let c = a.len() / (bh * bw);
+        let c = plan.outs[l].len / (bh * bw);
         let masks = match ablation {
             true => Masks::Ablation {
                 block: l,
@@ -107,29 +100,46 @@ pub fn explain(
         };
         let s = plan.run_masked(gpu, &masks, target, &mut |n| progress(done + n))?;
         done += s.len();
-        let scores: Vec<f32> = s
-            .iter()
-            .map(|&(logit, p)| match score {
-                Score::Logit if !official => logit,
-                _ => p,
-            })
-            .collect();
-        let w = if ablation {
-            cpu::ablation_weights(&scores[..c], scores[c])
-        } else if official {
-            scores
-        } else {
-            cpu::softmax(&scores)
-        };
-        let map = if plan.opts.eigen_smooth {
-            eigen::cpu::map(Input::Weighted, a, &[], &w, c, bh * bw)
-        } else {
-            weighted_map(&w, a, c, bh * bw)
-        };
-        out.map_max[l] = Some(map.iter().fold(f32::MIN, |m, &v| m.max(v)));
-        out.map_mean[l] = Some(map.iter().sum::<f32>() / map.len() as f32);
-        out.maps[l] = Some(map);
+        let acts = plan.masked_block_outputs(gpu, l)?;
+        let per = s.len() / (acts.len() / (c * bh * bw));
+        outs.resize_with(acts.len() / (c * bh * bw), || empty.clone());
+        for ((out, s), a) in outs
+            .iter_mut()
+            .zip(s.chunks(per))
+            .zip(acts.chunks(c * bh * bw))
+        {
+            let scores: Vec<f32> = s
+                .iter()
+                .map(|&(logit, p)| match score {
+                    Score::Logit if !official => logit,
+                    _ => p,
+                })
+                .collect();
+            let w = if ablation {
+                cpu::ablation_weights(&scores[..c], scores[c])
+            } else if official {
+                scores
+            } else {
+                cpu::softmax(&scores)
+            };
+            let map = if plan.opts.eigen_smooth {
+                eigen::cpu::map(Input::Weighted, a, &[], &w, c, bh * bw)
+            } else {
+                weighted_map(&w, a, c, bh * bw)
+            };
+            out.map_max[l] = Some(map.iter().fold(f32::MIN, |m, &v| m.max(v)));
+            out.map_mean[l] = Some(map.iter().sum::<f32>() / map.len() as f32);
+            out.maps[l] = Some(map);
+        }
     }
+    for out in &mut outs {
+        fuse_blocks(out, plan, blocks);
+    }
+    Ok(outs)
+}
+
+/// `out`'s fused map and its range before normalisation, from its maps at `blocks`.
+fn fuse_blocks(out: &mut ExplainerOutput, plan: &Plan, blocks: &[usize]) {
     let maps: Vec<(&[f32], usize, usize)> = blocks
         .iter()
         .map(|&l| {
@@ -140,12 +150,11 @@ pub fn explain(
             )
         })
         .collect();
-    let (norm, raw) = fuse(e.fusion, &maps, plan.h, plan.w);
+    let (norm, raw) = fuse(out.explainer.fusion, &maps, plan.h, plan.w);
     let lo = raw.iter().fold(f32::INFINITY, |m, &v| m.min(v));
     let hi = raw.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     out.fused = norm;
     out.fused_range = (lo, hi);
-    Ok(out)
 }
 
 pub mod cpu {

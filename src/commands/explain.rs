@@ -97,10 +97,10 @@ pub struct ExplainArgs {
     eigen_smooth: bool,
     /// Average every map over six runs on the photo flipped or not × multiplied by 0.9, 1.0
     /// or 1.1, each map flipped back (pytorch-grad-cam's aug_smooth), all explaining the
-    /// photo's own target: steadier maps. The six run as one batch for every method but
-    /// scorecam and ablationcam where six images fit the adapter (the built-in Lite0 on a
-    /// 2-core CPU: the whole command about 0.7× as long as with six runs); else one after
-    /// another, at six times the cost (Score-CAM's passes included).
+    /// photo's own target: steadier maps. The six run as one batch where six images fit the
+    /// adapter (the built-in Lite0 on a 2-core CPU: the whole command about 0.7× as long as
+    /// with six runs), else one after another; scorecam's and ablationcam's masked copies of
+    /// the six share their batches (six times one run's passes).
     #[arg(long)]
     aug_smooth: bool,
     /// Explain this cell/class instead of the top one: its index, or for ImageNet models its

@@ -42,6 +42,13 @@ pub struct MaskBufs<'a> {
 /// Where the per-copy values start in `job`.
 pub const JOB_HEADER: usize = 4;
 
+/// The job value of Score-CAM's and AblationCAM's copy of original `z` (0 but for
+/// --aug-smooth's originals) at channel `k` (AblationCAM: k = C, nothing set to 0): the shader's
+/// `original` and `channel` take it apart. None past 65,535 channels or originals.
+pub fn copy_value(z: usize, k: usize) -> Option<u32> {
+    (z <= 0xffff && k <= 0xffff).then_some(((z as u32) << 16) | k as u32)
+}
+
 fn launch(
     gpu: &Gpu,
     label: &str,
@@ -64,7 +71,8 @@ fn launch(
     })
 }
 
-/// mm[2k], mm[2k+1] = min and max of up(A_k) over the H×W input, for the `c` channels in `job`.
+/// mm[2k], mm[2k+1] = min and max of up(A_k) over the H×W input, for the first job[1] of the
+/// `c` channels `acts` holds (every original's, one after another).
 pub fn up_minmax(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize, c: usize) -> Dispatch {
     launch(
         gpu,
@@ -77,8 +85,9 @@ pub fn up_minmax(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize, c: us
     )
 }
 
-/// Copy n (workgroup z; `Dispatch::record_batch` sets how many): input n = x0·up(A_k),
-/// k = job[4 + n]; min-max normalised per channel or raw.
+/// Copy n (workgroup z; `Dispatch::record_batch` sets how many): input n = x0_o·up(A_ok) for
+/// the original o and channel k of job[4 + n] (`copy_value`); min-max normalised per channel
+/// (mm holds every original's channels one after another) or raw.
 pub fn mask_cam(
     gpu: &Gpu,
     label: &str,
@@ -147,8 +156,8 @@ pub fn mask_map(gpu: &Gpu, label: &str, b: &MaskBufs, h: usize, w: usize) -> Dis
 }
 
 /// AblationCAM's copies (workgroup z = copy n) of the `len` = C·bh·bw block output held in
-/// `acts`, written into `out`, block l's batched output: copy n with channel job[4 + n] set to
-/// 0 (none when it is ≥ C).
+/// `acts` (one per original), written into `out`, block l's batched output: copy n that of the
+/// original of job[4 + n] (`copy_value`) with its channel set to 0 (none when it is ≥ C).
 pub fn ablate(gpu: &Gpu, label: &str, b: &MaskBufs, out: &wgpu::Buffer, len: usize) -> Dispatch {
     launch(
         gpu,

@@ -9,11 +9,21 @@
 //! and each forward dispatch is replayed with `n` workgroups along z, one per image. `n` is
 //! what was asked for (or the default, `PlanOptions::AUTO_BATCH`), within the adapter's
 //! limits and a memory budget (`sizing::batch_for`).
+//!
+//! Score-CAM's and AblationCAM's copies can come from up to `ORIGINALS` images at once
+//! (`Plan::set_masked_originals`: --aug-smooth's six augmented inputs), their copies mixed in
+//! the batches; other masks copy the plan's own image.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, GpuBuf};
-use crate::ops::masked::{self, JOB_HEADER, MaskBufs};
+use crate::ops::masked::{self, JOB_HEADER, MaskBufs, copy_value};
+use std::cell::Cell;
 use std::ops::Range;
+
+/// The most originals Score-CAM's and AblationCAM's copies come from at once: --aug-smooth's
+/// six augmented inputs. Fewer where their inputs or block outputs would pass the adapter's
+/// largest binding (`Masked::room_for`).
+pub const ORIGINALS: usize = 6;
 
 /// Say once per process, on stderr, that an explicit `--batch asked` became `got` copies per
 /// batch (`Plan::masked_copies`), so a user who sized it knows what ran.
@@ -65,6 +75,12 @@ pub enum Masks<'a> {
 pub(super) struct Masked {
     /// copies per batch
     pub n: usize,
+    /// originals `x0` and `acts` hold room for (`ORIGINALS` where the binding limit allows)
+    held: usize,
+    /// originals of the copies now (`set_original`: 1; `set_originals`)
+    originals: Cell<usize>,
+    /// the input's values (3·H·W)
+    plane: usize,
     x0: GpuBuf,
     job: GpuBuf,
     acts: GpuBuf,
@@ -100,10 +116,11 @@ impl Masked {
     ) -> Result<Masked> {
         let acts_len = outs.iter().map(|o| o.len).max().unwrap_or(1);
         let hw = h * w;
-        let x0 = alloc("masked.x0".into(), 3 * hw)?;
+        let held = Self::room_for(gpu, 3 * hw, acts_len);
+        let x0 = alloc("masked.x0".into(), held * 3 * hw)?;
         let job = alloc("masked.job".into(), JOB_HEADER + n)?;
-        let acts = alloc("masked.acts".into(), acts_len)?;
-        let mm = alloc("masked.minmax".into(), 2 * max_c)?;
+        let acts = alloc("masked.acts".into(), held * acts_len)?;
+        let mm = alloc("masked.minmax".into(), 2 * held * max_c)?;
         let rank = alloc("masked.rank".into(), hw)?;
         let other = alloc("masked.other".into(), 3 * hw)?;
         let scores = alloc("masked.scores".into(), 2 * n)?;
@@ -121,7 +138,10 @@ impl Masked {
         };
         Ok(Masked {
             n,
-            up: masked::up_minmax(gpu, "masked.up_minmax", &b, h, w, max_c),
+            held,
+            originals: Cell::new(1),
+            plane: 3 * hw,
+            up: masked::up_minmax(gpu, "masked.up_minmax", &b, h, w, held * max_c),
             cam: masked::mask_cam(gpu, "masked.cam", &b, h, w, true),
             cam_raw: masked::mask_cam(gpu, "masked.cam_raw", &b, h, w, false),
             del: masked::mask_rank(gpu, "masked.deletion", &b, h, w, false),
@@ -156,8 +176,52 @@ impl Masked {
         .chain(self.ablate.iter_mut())
     }
 
+    /// The most originals `x0` and `acts` can hold: `ORIGINALS`, fewer where `ORIGINALS` inputs
+    /// (`plane` values each) or block outputs (`acts_len`) would pass the adapter's largest
+    /// binding.
+    fn room_for(gpu: &Gpu, plane: usize, acts_len: usize) -> usize {
+        let most = (gpu.max_binding() / 4) as usize / plane.max(acts_len).max(1);
+        most.clamp(1, ORIGINALS)
+    }
+
+    /// The plan's own image, the only original (every run of the plan).
     pub(super) fn set_original(&self, gpu: &Gpu, input: &[f32]) {
-        gpu.write(&self.x0, input);
+        gpu.queue
+            .write_buffer(&self.x0.buf, 0, bytemuck::cast_slice(input));
+        self.originals.set(1);
+    }
+
+    /// `inputs` (m × 3 × H × W), the originals of Score-CAM's and AblationCAM's next copies.
+    pub(super) fn set_originals(&self, gpu: &Gpu, inputs: &[f32]) -> Result<()> {
+        let m = inputs.len() / self.plane;
+        if m == 0 || !inputs.len().is_multiple_of(self.plane) {
+            return Err(Error::Input(format!(
+                "{} values are not whole inputs of {} values",
+                inputs.len(),
+                self.plane
+            )));
+        }
+        if m > self.held {
+            return Err(Error::Input(format!(
+                "{m} originals at once are more than this plan holds ({}): run them one at a time",
+                self.held
+            )));
+        }
+        gpu.queue
+            .write_buffer(&self.x0.buf, 0, bytemuck::cast_slice(inputs));
+        self.originals.set(m);
+        Ok(())
+    }
+
+    /// How many originals the copies can come from at once.
+    pub(super) fn originals_held(&self) -> usize {
+        self.held
+    }
+
+    /// Block `l`'s output of every original (`originals` × C × bh × bw), as the last Score-CAM
+    /// or AblationCAM run at that block made it.
+    pub(super) fn block_outputs(&self, gpu: &Gpu, len: usize) -> Result<Vec<f32>> {
+        gpu.read_range(&self.acts, 0, self.originals.get() * len)
     }
 }
 
@@ -200,7 +264,7 @@ impl Masked {
             } => {
                 header = self.prepare_block(gpu, p, (*block, channels.end), target, true)?;
                 let d = if *normalise { &self.cam } else { &self.cam_raw };
-                (channels.clone().map(|k| k as u32).collect(), Some(d))
+                (self.copy_values(channels)?, Some(d))
             }
             Masks::Ablation { block, channels } => {
                 // up to channel C itself: the copy with nothing set to 0
@@ -208,7 +272,7 @@ impl Masked {
                 header = self.prepare_block(gpu, p, (*block, end), target, false)?;
                 from = self.resume[*block];
                 let d = &self.ablate[*block];
-                (channels.clone().map(|k| k as u32).collect(), Some(d))
+                (self.copy_values(channels)?, Some(d))
             }
             Masks::Inputs { inputs } => {
                 let per = 3 * p.h * p.w;
@@ -265,8 +329,21 @@ impl Masked {
         Ok(out)
     }
 
-    /// Score-CAM's and AblationCAM's masks: the original image's activations of block `l`
-    /// (whose channels must reach `end`), and with `up` each channel's range of up(A_k), for
+    /// The job values of Score-CAM's and AblationCAM's copies: `channels` of each original in
+    /// turn.
+    fn copy_values(&self, channels: &Range<usize>) -> Result<Vec<u32>> {
+        let m = self.originals.get();
+        let values = (0..m).flat_map(|z| channels.clone().map(move |k| copy_value(z, k)));
+        values.collect::<Option<_>>().ok_or_else(|| {
+            Error::Input(format!(
+                "{} channels are more than masked copies can name (65,535)",
+                channels.end
+            ))
+        })
+    }
+
+    /// Score-CAM's and AblationCAM's masks: each original's activations of block `l` (whose
+    /// channels must reach `end`), and with `up` each channel's range of up(A_k), for
     /// Score-CAM (one submission). Returns the job header.
     fn prepare_block(
         &self,
@@ -288,23 +365,23 @@ impl Masked {
             )));
         }
         let header = [target as u32, c as u32, bh as u32, bw as u32];
+        // up_minmax takes every original's channels, one after another
+        let m = self.originals.get();
+        let every = [target as u32, (m * c) as u32, bh as u32, bw as u32];
         gpu.queue
-            .write_buffer(&self.job.buf, 0, bytemuck::cast_slice(&header));
+            .write_buffer(&self.job.buf, 0, bytemuck::cast_slice(&every));
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&self.x0.buf, 0, &p.input.buf, 0, (12 * hw) as u64);
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for d in p.forward {
-                d.record(&mut pass);
+        let (input, out) = ((12 * hw) as u64, (4 * c * bh * bw) as u64);
+        for z in 0..m as u64 {
+            enc.copy_buffer_to_buffer(&self.x0.buf, z * input, &p.input.buf, 0, input);
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for d in p.forward {
+                    d.record(&mut pass);
+                }
             }
+            enc.copy_buffer_to_buffer(&p.outs[l].buf, 0, &self.acts.buf, z * out, out);
         }
-        enc.copy_buffer_to_buffer(
-            &p.outs[l].buf,
-            0,
-            &self.acts.buf,
-            0,
-            (4 * c * bh * bw) as u64,
-        );
         if up {
             let mut pass = enc.begin_compute_pass(&Default::default());
             self.up.record(&mut pass);

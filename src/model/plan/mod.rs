@@ -20,7 +20,7 @@ mod rec;
 mod sizing;
 
 pub use io::{ExplainerOutput, Output, PlanOptions, Score};
-pub use masked::{Masks, note_batch};
+pub use masked::{Masks, ORIGINALS, note_batch};
 pub use sizing::BATCH_BUDGET;
 
 use crate::cam::methods;
@@ -350,9 +350,7 @@ impl Plan {
         target: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<(f32, f32)>> {
-        let mk = self.masked.as_ref().ok_or_else(|| {
-            Error::Input("this plan records no masked copies (PlanOptions::masked)".into())
-        })?;
+        let mk = self.masked()?;
         let view = MaskedView {
             forward: &self.phases[0].dispatches,
             input: &self.input,
@@ -363,6 +361,35 @@ impl Plan {
             outputs: self.n,
         };
         mk.run(gpu, &view, masks, target, progress)
+    }
+
+    /// The masked copies' machinery, or the error that says the plan records none.
+    fn masked(&self) -> Result<&Masked> {
+        self.masked.as_ref().ok_or_else(|| {
+            Error::Input("this plan records no masked copies (PlanOptions::masked)".into())
+        })
+    }
+
+    /// Make `inputs` (m × 3 × H × W, m up to `masked_originals_held`) the originals of the next
+    /// Score-CAM and AblationCAM copies (`Masks::Cam`, `Masks::Ablation`): their channels'
+    /// copies of each original in turn, mixed in the batches. The next `run` makes its own
+    /// image the only original again.
+    pub fn set_masked_originals(&self, gpu: &Gpu, inputs: &[f32]) -> Result<()> {
+        self.masked()?.set_originals(gpu, inputs)
+    }
+
+    /// How many originals the masked copies can come from at once: `masked::ORIGINALS`, fewer
+    /// where the adapter's largest binding would not hold them; 0 without masked copies.
+    pub fn masked_originals_held(&self) -> usize {
+        self.masked.as_ref().map_or(0, |m| m.originals_held())
+    }
+
+    /// Block `l`'s output of each original (one after another), as the last Score-CAM or
+    /// AblationCAM copies of block `l` made them.
+    pub fn masked_block_outputs(&self, gpu: &Gpu, l: usize) -> Result<Vec<f32>> {
+        let len = self.outs.get(l).map(|o| o.len);
+        let len = len.ok_or_else(|| Error::Input(format!("block {l} does not exist")))?;
+        self.masked()?.block_outputs(gpu, len)
     }
 
     /// Record every phase into one encoder, one compute pass per phase, then the copies into
