@@ -1,6 +1,7 @@
-//! Masked copies of one image for Score-CAM, AblationCAM and the faithfulness metrics
-//! (shaders/masked.wgsl): each copy's input (AblationCAM: block output) is made on the GPU
-//! from the original and a mask, and only the target's score is kept. GPU launchers and the CPU reference side by side.
+//! Masked copies of one image (Score-CAM's and AblationCAM's: of one of a few, `copy_value`)
+//! for Score-CAM, AblationCAM and the faithfulness metrics (shaders/masked.wgsl): each copy's
+//! input (AblationCAM: block output) is made on the GPU from its original and a mask, and only
+//! the target's score is kept. GPU launchers and the CPU reference side by side.
 
 use crate::gpu::{
     Dispatch, DispatchDesc, Gpu,
