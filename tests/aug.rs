@@ -65,3 +65,82 @@ fn aug_smoothed_maps_of_the_trained_lite0_match_pytorch_grad_cam() {
         }
     }
 }
+
+#[test]
+fn aug_smoothed_score_cams_average_each_augmented_runs_maps() {
+    // Score-CAM and AblationCAM beside a gradient method under --aug-smooth (their six
+    // originals' copies mixed in the batches, the gradient method through a plan of six)
+    // against each augmented input's Score-CAM alone, averaged: bit for bit, and in the order
+    // asked for; Score-CAM alone takes the same maps
+    use combicam_gpu::app::scorecam;
+    use combicam_gpu::model::detweights;
+    use combicam_gpu::model::plan::{Plan, PlanOptions, Score};
+    use combicam_gpu::preprocess::Preprocessed;
+    let g = shared_gpu();
+    let wts = combicam_gpu::app::check::test_network("b0").unwrap();
+    let mut engine = Engine::new(g.clone(), wts).unwrap();
+    let (h, w) = (37, 29);
+    let pre = Preprocessed {
+        tensor: detweights::input(h, w),
+        height: h,
+        width: w,
+    };
+    let l = 4;
+    let weights = combicam_gpu::app::check::test_network("b0").unwrap();
+    let options = |methods: &str| {
+        let choice = ExplainChoice {
+            methods: Some(methods.into()),
+            blocks: Some(l.to_string()),
+            ..Default::default()
+        };
+        let o = setup::explain_options(&weights, &choice).unwrap();
+        combicam_gpu::app::record::ExplainOptions {
+            aug_smooth: true,
+            ..o
+        }
+    };
+    let (mixed, alone) = (options("gradcam,scorecam,ablationcam"), options("scorecam"));
+    let got = run_one(&mut engine, &pre, &mixed).unwrap().out;
+    let names: Vec<&str> = (got.explainers.iter())
+        .map(|e| e.explainer.method.name())
+        .collect();
+    assert_eq!(
+        names,
+        ["gradcam", "scorecam", "ablationcam"],
+        "the order asked for"
+    );
+    let t = got.target;
+    // each augmented input's Score-CAM and AblationCAM alone, then averaged
+    let plan = Plan::new(g, &engine.model, h, w, PlanOptions::forward(3)).unwrap();
+    for (i, e) in got.explainers[1..].iter().enumerate() {
+        let runs = (augment::RUNS.iter()).map(|&aug| {
+            let x = augment::input(&pre.tensor, w, aug);
+            plan.set_masked_originals(g, &x).unwrap();
+            let one = scorecam::explain(g, &plan, e.explainer, &[l], (t, Score::Prob), &mut |_| {});
+            one.unwrap().remove(0)
+        });
+        let want = augment::average_one(runs.collect(), &got.map_sizes, w);
+        let name = e.explainer.method.name();
+        assert_eq!(
+            e.maps[l], want.maps[l],
+            "{name}.{l:02}: the six runs' mean, bit for bit"
+        );
+        assert_eq!(e.fused, want.fused, "{name}: the fused map");
+        if i == 0 {
+            let only = run_one(&mut engine, &pre, &alone).unwrap().out;
+            assert_eq!(only.target, t);
+            assert_eq!(
+                only.explainers[0].maps[l], want.maps[l],
+                "Score-CAM asked for alone"
+            );
+        }
+    }
+    // the gradient method as with no masked method beside it
+    let grads = run_one(&mut engine, &pre, &options("gradcam")).unwrap().out;
+    assert_eq!(
+        grads.explainers[0].fused, got.explainers[0].fused,
+        "gradcam's fused map"
+    );
+    assert!(got.masked_seconds > 0.0 && got.gpu_seconds >= got.masked_seconds);
+    println!("scorecam and ablationcam at block {l}: the six runs' mean, bit for bit");
+}
