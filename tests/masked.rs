@@ -18,6 +18,12 @@ fn tied_map(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The b0 test network on the GPU, and the awkward input size the plan tests run it at.
+fn b0_37x29() -> (ModelGpu, (usize, usize)) {
+    let net = combicam_gpu::app::check::test_network("b0").unwrap();
+    (ModelGpu::upload(gpu(), net).unwrap(), (37, 29))
+}
+
 #[test]
 fn ranks_sort_descending_with_ties_by_raster_index() {
     let s = [0.5, 1.0, 0.5, 0.0, 1.0];
@@ -149,9 +155,7 @@ fn masking_kernels_match_the_cpu_reference() {
 #[test]
 fn masked_passes_equal_one_ordinary_pass_per_copy() {
     let g = gpu();
-    let net = combicam_gpu::app::check::test_network("b0").unwrap();
-    let m = ModelGpu::upload(g, net).unwrap();
-    let (h, w) = (37, 29);
+    let (m, (h, w)) = b0_37x29();
     // 3 copies per submission: 7 copies take 3 submissions, the last one short
     let opts = |masked| PlanOptions::forward(masked);
     let plan = Plan::new(g, &m, h, w, opts(3)).unwrap();
@@ -293,9 +297,7 @@ fn a_batch_costs_what_bytes_per_copy_says_and_the_default_fits_the_budget() {
 #[test]
 fn ablated_block_outputs_run_on_as_the_cpu_model_does() {
     let g = gpu();
-    let net = combicam_gpu::app::check::test_network("b0").unwrap();
-    let m = ModelGpu::upload(g, net).unwrap();
-    let (h, w) = (37, 29);
+    let (m, (h, w)) = b0_37x29();
     // 3 copies per submission: a block's C + 1 copies take several, the last one short
     let plan = Plan::new(g, &m, h, w, PlanOptions::forward(3)).unwrap();
     let x = detweights::input(h, w);
@@ -362,9 +364,7 @@ fn copies_of_several_originals_equal_each_original_alone() {
     // batches give each original what its copies alone give, bit for bit, and each
     // original's block outputs
     let g = gpu();
-    let net = combicam_gpu::app::check::test_network("b0").unwrap();
-    let m = ModelGpu::upload(g, net).unwrap();
-    let (h, w) = (37, 29);
+    let (m, (h, w)) = b0_37x29();
     // 4 copies per submission: an original's copies straddle the batches
     let plan = Plan::new(g, &m, h, w, PlanOptions::forward(4)).unwrap();
     assert_eq!(plan.masked_originals_held(), 6, "six small originals fit");

@@ -287,13 +287,12 @@ fn score_cams(
 fn merge(
     out: &mut Output,
     o: &ExplainOptions,
-    (made, seconds): (impl Iterator<Item = ExplainerOutput>, f64),
+    (mut made, seconds): (impl Iterator<Item = ExplainerOutput>, f64),
 ) {
-    if seconds == 0.0 && !o.explainers.iter().any(|e| e.method.is_score_cam()) {
+    if !o.explainers.iter().any(|e| e.method.is_score_cam()) {
         return;
     }
     let mut grads = std::mem::take(&mut out.explainers).into_iter();
-    let mut made = made;
     out.explainers = o
         .explainers
         .iter()

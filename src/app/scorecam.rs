@@ -100,12 +100,13 @@ pub fn explain(
         };
         let s = plan.run_masked(gpu, &masks, target, &mut |n| progress(done + n))?;
         done += s.len();
+        // every original's block output, and its copies' scores
         let acts = plan.masked_block_outputs(gpu, l)?;
-        let per = s.len() / (acts.len() / (c * bh * bw));
-        outs.resize_with(acts.len() / (c * bh * bw), || empty.clone());
+        let originals = acts.len() / (c * bh * bw);
+        outs.resize_with(originals, || empty.clone());
         for ((out, s), a) in outs
             .iter_mut()
-            .zip(s.chunks(per))
+            .zip(s.chunks(s.len() / originals))
             .zip(acts.chunks(c * bh * bw))
         {
             let scores: Vec<f32> = s

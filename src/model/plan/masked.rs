@@ -77,7 +77,7 @@ pub(super) struct Masked {
     pub n: usize,
     /// originals `x0` and `acts` hold room for (`ORIGINALS` where the binding limit allows)
     held: usize,
-    /// originals of the copies now (`set_original`: 1; `set_originals`)
+    /// originals of the copies now (`set_originals`; a run of the plan: 1)
     originals: Cell<usize>,
     /// the input's values (3·H·W)
     plane: usize,
@@ -184,14 +184,8 @@ impl Masked {
         most.clamp(1, ORIGINALS)
     }
 
-    /// The plan's own image, the only original (every run of the plan).
-    pub(super) fn set_original(&self, gpu: &Gpu, input: &[f32]) {
-        gpu.queue
-            .write_buffer(&self.x0.buf, 0, bytemuck::cast_slice(input));
-        self.originals.set(1);
-    }
-
-    /// `inputs` (m × 3 × H × W), the originals of Score-CAM's and AblationCAM's next copies.
+    /// `inputs` (m × 3 × H × W), the originals of Score-CAM's and AblationCAM's next copies
+    /// (every run of the plan: its own image alone).
     pub(super) fn set_originals(&self, gpu: &Gpu, inputs: &[f32]) -> Result<()> {
         let m = inputs.len() / self.plane;
         if m == 0 || !inputs.len().is_multiple_of(self.plane) {

@@ -503,7 +503,7 @@ impl Plan {
         }
         gpu.write(&self.input, input);
         if let Some(m) = &self.masked {
-            m.set_original(gpu, input);
+            m.set_originals(gpu, input)?;
         }
         let (mode, km) = score.code();
         let mut info = [0u32; crate::ops::head::INFO_WORDS];
