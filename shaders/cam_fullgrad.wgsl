@@ -69,7 +69,7 @@ fn minmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     }
     lo[lid] = a;
     hi[lid] = b;
-    for (var step = 128u; step > 0u; step >>= 1u) {
+    for (var step = tree_start(lid, 128u); step > 0u; step >>= 1u) {
         workgroupBarrier();
         if (lid < step) {
             lo[lid] = min(lo[lid], lo[lid + step]);

@@ -124,7 +124,7 @@ fn stats_of_maps(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     }
     sums[lid] = s;
     minmax256(lid, a, c);
-    for (var k = 128u; k > 0u; k >>= 1u) {
+    for (var k = tree_start(lid, 128u); k > 0u; k >>= 1u) {
         if (lid < k) {
             sums[lid] = sums[lid] + sums[lid + k];
         }

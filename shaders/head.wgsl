@@ -131,7 +131,7 @@ fn linear_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
 // red_i[0] (a tree over the 256 invocations' own bests)
 fn tree_argmin(lid: u32) {
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = tree_start(lid, 128u); s > 0u; s >>= 1u) {
         if (lid < s) {
             let o = red[lid + s];
             let oi = red_i[lid + s];
@@ -169,7 +169,7 @@ fn softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
     red[lid] = sum;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = tree_start(lid, 128u); s > 0u; s >>= 1u) {
         if (lid < s) {
             red[lid] += red[lid + s];
         }
@@ -214,7 +214,7 @@ fn region_mass(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     }
     red[lid] = s;
     workgroupBarrier();
-    for (var k = 128u; k > 0u; k >>= 1u) {
+    for (var k = tree_start(lid, 128u); k > 0u; k >>= 1u) {
         if (lid < k) {
             red[lid] += red[lid + k];
         }

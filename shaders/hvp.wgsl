@@ -70,7 +70,7 @@ fn jvp_dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     }
     red[lid] = s;
     workgroupBarrier();
-    for (var k = 128u; k > 0u; k >>= 1u) {
+    for (var k = tree_start(lid, 128u); k > 0u; k >>= 1u) {
         if (lid < k) {
             red[lid] += red[lid + k];
         }

@@ -65,3 +65,21 @@ fn chunk_of(a: i32) -> vec2<i32> {
     let c = (a + 8) / 4 - 2;
     return vec2(c, a - 4 * c);
 }
+
+// The first stride of a workgroup's tree reduction (`top`, the same in every invocation), read
+// back through workgroup memory so that the shader compiler cannot count the tree's turns.
+// With the turns countable, first-use code generation on Mesa 25.0's lavapipe (a 2-core Xeon
+// VM, 2026-12-06) took 0.30 s for `cam_fusion`'s min/max kernel, 0.42–0.50 s for the head's
+// softmax and 0.52 s for `stats_of_maps`; with this, 0.07–0.10, 0.17 and 0.22 s (most likely
+// the loop was unrolled, a coroutine suspension per barrier: LLVM's coroutine splitting is 30%
+// of that driver's compile profile). Mesa 22.3 compiled both forms alike (within its noise).
+// The sums are the same, in the same order. Call it where every invocation of the workgroup
+// reaches it (it holds a barrier).
+var<workgroup> tree_top: u32;
+
+fn tree_start(lid: u32, top: u32) -> u32 {
+    if (lid == 0u) {
+        tree_top = top;
+    }
+    return workgroupUniformLoad(&tree_top);
+}

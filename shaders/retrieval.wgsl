@@ -24,7 +24,7 @@ var<workgroup> part: array<f32, 256>;
 fn wg_sum(lid: u32, v: f32) -> f32 {
     part[lid] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
+    for (var s = tree_start(lid, 128u); s > 0u; s = s >> 1u) {
         if (lid < s) {
             part[lid] += part[lid + s];
         }

@@ -50,7 +50,7 @@ fn minmax256(lid: u32, a: f32, b: f32) {
     lo[lid] = a;
     hi[lid] = b;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = tree_start(lid, 128u); s > 0u; s >>= 1u) {
         if (lid < s) {
             lo[lid] = min(lo[lid], lo[lid + s]);
             hi[lid] = max(hi[lid], hi[lid + s]);
