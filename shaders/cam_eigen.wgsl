@@ -298,7 +298,6 @@ fn sign(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     lo[lid] = mn;
     hi[lid] = mx;
-    workgroupBarrier();
     for (var s = tree_start(lid, WG / 2u); s > 0u; s >>= 1u) {
         if (lid < s) {
             lo[lid] = min(lo[lid], lo[lid + s]);

@@ -130,7 +130,6 @@ fn linear_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
 // The workgroup's smallest (red[lid], red_i[lid]), ties to the lower index, into red[0] and
 // red_i[0] (a tree over the 256 invocations' own bests)
 fn tree_argmin(lid: u32) {
-    workgroupBarrier();
     for (var s = tree_start(lid, 128u); s > 0u; s >>= 1u) {
         if (lid < s) {
             let o = red[lid + s];
@@ -168,7 +167,6 @@ fn softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         sum += exp(logits[o + n] - mx);
     }
     red[lid] = sum;
-    workgroupBarrier();
     for (var s = tree_start(lid, 128u); s > 0u; s >>= 1u) {
         if (lid < s) {
             red[lid] += red[lid + s];
@@ -213,7 +211,6 @@ fn region_mass(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
         }
     }
     red[lid] = s;
-    workgroupBarrier();
     for (var k = tree_start(lid, 128u); k > 0u; k >>= 1u) {
         if (lid < k) {
             red[lid] += red[lid + k];

@@ -69,7 +69,6 @@ fn jvp_dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
         s += probs[o + n] * x[o + n];
     }
     red[lid] = s;
-    workgroupBarrier();
     for (var k = tree_start(lid, 128u); k > 0u; k >>= 1u) {
         if (lid < k) {
             red[lid] += red[lid + k];

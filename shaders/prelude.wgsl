@@ -74,7 +74,8 @@ fn chunk_of(a: i32) -> vec2<i32> {
 // the loop was unrolled, a coroutine suspension per barrier: LLVM's coroutine splitting is 30%
 // of that driver's compile profile). Mesa 22.3 compiled both forms alike (within its noise).
 // The sums are the same, in the same order. Call it where every invocation of the workgroup
-// reaches it (it holds a barrier).
+// reaches it: it holds a barrier before its load (and one after), which also makes what the
+// invocations wrote for the tree visible to it, so no barrier of its own goes before it.
 var<workgroup> tree_top: u32;
 
 fn tree_start(lid: u32, top: u32) -> u32 {

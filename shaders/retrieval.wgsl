@@ -23,7 +23,6 @@ var<workgroup> part: array<f32, 256>;
 // Σ over the workgroup of each invocation's `v` (all 256 must call it).
 fn wg_sum(lid: u32, v: f32) -> f32 {
     part[lid] = v;
-    workgroupBarrier();
     for (var s = tree_start(lid, 128u); s > 0u; s = s >> 1u) {
         if (lid < s) {
             part[lid] += part[lid + s];

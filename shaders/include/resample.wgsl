@@ -49,7 +49,6 @@ var<workgroup> hi: array<f32, 256>;
 fn minmax256(lid: u32, a: f32, b: f32) {
     lo[lid] = a;
     hi[lid] = b;
-    workgroupBarrier();
     for (var s = tree_start(lid, 128u); s > 0u; s >>= 1u) {
         if (lid < s) {
             lo[lid] = min(lo[lid], lo[lid + s]);
