@@ -30,7 +30,8 @@
 //    in one loop, since 32 written-out stores were most of the kernel's code (lavapipe's LLVM
 //    took 4.6 s over it on its first dispatch, against 0.3 s now). Where the device has
 //    subgroups of 8, `ops::gemm` (`Variant::RegsSubgroup`) rewrites the 32 `wrow` fetches as 4
-//    fetches per lane broadcast across the subgroup (at the `@regs weights` marker). Where the
+//    fetches per lane broadcast across the subgroup (at the `@regs weights` marker) and stores
+//    the rows as aligned vec4 chunks (include/gemm_subgroup_store.wgsl). Where the
 //    adapter allows (`Gpu::image_reads`), `regs` reads `a` and `xt` as read-only storage
 //    textures (`pipelines::image_reads` rewrites their declarations and loads): on lavapipe
 //    the same texels came 13–25% faster that way over the B4 GEMMs (2026-12-05), for more
@@ -86,7 +87,10 @@ var<private> yo: u32;  // y and res: z·M·P
 var<private> so: u32;  // scale: z·K
 var<private> to: u32;  // the packed texture: z·K·ceil(P/4) texels
 
+var<private> zb: u32;  // the image (workgroup z)
+
 fn set_batch(z: u32) {
+    zb = z;
     xo = z * prm.k * prm.p;
     yo = z * prm.m * prm.p;
     so = z * prm.k;
@@ -195,9 +199,8 @@ fn part_add(acc: f32, t: f32) -> f32 {
 // With PART, the row partial of row m, column group q (of `parts`), for the first part_n
 // images of the batch
 fn put_part(m: u32, q: u32, parts: u32, v: f32) {
-    let z = yo / (prm.m * prm.p);
-    if (part_kind() != 0u && z < prm.part_n) {
-        part[prm.part_off + (z * prm.m + m) * parts + q] = v;
+    if (part_kind() != 0u && zb < prm.part_n) {
+        part[prm.part_off + (zb * prm.m + m) * parts + q] = v;
     }
 }
 

@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
-pub use super::shader_text::{INCLUDES, PRELUDE, SHADERS, image_reads, shader_source, splice};
+pub use super::shader_text::{
+    INCLUDES, PRELUDE, SHADERS, image_reads, include_text, shader_source, splice,
+};
 
 #[derive(Default)]
 pub struct PipelineCache {

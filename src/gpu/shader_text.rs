@@ -43,10 +43,26 @@ pub fn shader_source(name: &str) -> String {
 
 /// Helpers written once and spliced where a shader says `//@include <name>`
 /// (shaders/include/).
-pub const INCLUDES: &[(&str, &str)] = &[(
-    "resample",
-    include_str!("../../shaders/include/resample.wgsl"),
-)];
+pub const INCLUDES: &[(&str, &str)] = &[
+    (
+        "resample",
+        include_str!("../../shaders/include/resample.wgsl"),
+    ),
+    (
+        "gemm_subgroup_store",
+        include_str!("../../shaders/include/gemm_subgroup_store.wgsl"),
+    ),
+];
+
+/// The text of the helper `name` of shaders/include/, for generated sources that splice it
+/// themselves (a subgroup form's code cannot sit in a shader every adapter compiles).
+pub fn include_text(name: &str) -> &'static str {
+    INCLUDES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no include {name:?} in the table"))
+        .1
+}
 
 /// `body` with every `//@include <name>` line replaced by that helper's text.
 fn with_includes(body: &str) -> String {
@@ -54,12 +70,7 @@ fn with_includes(body: &str) -> String {
     for line in body.split_inclusive('\n') {
         match line.trim_end().strip_prefix("//@include ") {
             Some(name) => {
-                let text = INCLUDES
-                    .iter()
-                    .find(|(n, _)| *n == name.trim())
-                    .unwrap_or_else(|| panic!("no include {name:?} in the table"))
-                    .1;
-                out.push_str(text);
+                out.push_str(include_text(name.trim()));
                 out.push('\n');
             }
             None => out.push_str(line),

@@ -477,6 +477,14 @@ pub fn gemm_variant_reads(
 /// The textures `regs` reads: the weights and the packed input.
 pub const REGS_TEXTURES: [&str; 2] = ["a", "xt"];
 
+/// `subgroup_source`'s store: y as vec4 chunks, `@store`: shaders/include/gemm_subgroup_store.wgsl
+const SUBGROUP_STORE: [(&str, &str); 4] = [
+    ("> y: array<f32>;", "> y4: array<vec4<f32>>;"),
+    ("    y[o] = v;\n", "    y4[o / 4u][o % 4u] = v;\n"),
+    ("store(m0 + r,", "store_sg(sg, m0 + r,"),
+    ("var<workgroup> out_rows", "@store\nvar<workgroup> out_rows"),
+];
+
 /// gemm.wgsl with `regs` fetching its weights once per subgroup of 8 (`Variant::RegsSubgroup`):
 /// the lane with subgroup index s fetches rows m0 + s, m0 + 8 + s, m0 + 16 + s and m0 + 24 + s,
 /// and row r's texel is broadcast from lane r mod 8 of fetch r / 8. On lavapipe a texel fetch
@@ -496,6 +504,8 @@ pub fn subgroup_source() -> String {
         ),
         ("        //@regs weights\n", fetch),
     ];
+    let store = crate::gpu::pipelines::include_text("gemm_subgroup_store");
+    parts.extend(SUBGROUP_STORE.map(|(a, b)| (a, b.replace("@store", store))));
     let rows: Vec<(String, String)> = (0..32)
         .map(|r| {
             (
