@@ -1,6 +1,7 @@
 // `regs`' store phase in its subgroup form (`ops::gemm::subgroup_source`, spliced where the
 // device has subgroups of exactly 8 and a workgroup is one subgroup): y is bound as vec4
-// chunks (y4), and the lanes of the subgroup hold a row's consecutive runs of 8 columns, so
+// chunks (y4), and the lanes of the subgroup hold a row's consecutive runs of 8 columns in
+// subgroup order (`regs` takes its p0 from the subgroup index there), so
 // each lane stores the two aligned chunks that start in its run, the second completed with the
 // next lane's first values (subgroupShuffleDown): 2 vector stores a row where `store` makes 8
 // scalar ones (on lavapipe each store is a loop over the SIMD lanes, whatever its width).

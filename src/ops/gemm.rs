@@ -477,8 +477,14 @@ pub fn gemm_variant_reads(
 /// The textures `regs` reads: the weights and the packed input.
 pub const REGS_TEXTURES: [&str; 2] = ["a", "xt"];
 
-/// `subgroup_source`'s store: y as vec4 chunks, `@store`: shaders/include/gemm_subgroup_store.wgsl
-const SUBGROUP_STORE: [(&str, &str); 4] = [
+/// `subgroup_source`'s fixed edits: the lane's subgroup index, the runs in its order (so lane
+/// sg + 1 holds the next), y as vec4 chunks, `@store`: shaders/include/gemm_subgroup_store.wgsl
+const SUBGROUP_FORM: [(&str, &str); 6] = [
+    (
+        "fn regs(",
+        "fn regs(@builtin(subgroup_invocation_id) sg: u32, ",
+    ),
+    ("(wid.x * 8u + lid.x) * 8u", "(wid.x * 8u + sg) * 8u"),
     ("> y: array<f32>;", "> y4: array<vec4<f32>>;"),
     ("    y[o] = v;\n", "    y4[o / 4u][o % 4u] = v;\n"),
     ("store(m0 + r,", "store_sg(sg, m0 + r,"),
@@ -496,16 +502,9 @@ pub fn subgroup_source() -> String {
     let fetch: String = (0..4)
         .map(|j| format!("        let t{j} = wrow(m0 + {}u + sg, kq);\n", 8 * j))
         .collect();
-    let mut parts = vec![
-        (
-            "fn regs(@builtin(local_invocation_id)",
-            "fn regs(@builtin(subgroup_invocation_id) sg: u32, @builtin(local_invocation_id)"
-                .into(),
-        ),
-        ("        //@regs weights\n", fetch),
-    ];
     let store = crate::gpu::pipelines::include_text("gemm_subgroup_store");
-    parts.extend(SUBGROUP_STORE.map(|(a, b)| (a, b.replace("@store", store))));
+    let mut parts = vec![("        //@regs weights\n", fetch)];
+    parts.extend(SUBGROUP_FORM.map(|(a, b)| (a, b.replace("@store", store))));
     let rows: Vec<(String, String)> = (0..32)
         .map(|r| {
             (
