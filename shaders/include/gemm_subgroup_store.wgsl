@@ -1,14 +1,13 @@
 // `regs`' store phase in its subgroup form (`ops::gemm::subgroup_source`, spliced where the
 // device has subgroups of exactly 8 and a workgroup is one subgroup): y is bound as vec4
-// chunks (y4), and the lanes of the subgroup hold a row's consecutive runs of 8 columns in
-// subgroup order (`regs` takes its p0 from the subgroup index there), so
-// each lane stores the two aligned chunks that start in its run, the second completed with the
-// next lane's first values (subgroupShuffleDown): 2 vector stores a row where `store` makes 8
-// scalar ones (on lavapipe each store is a loop over the SIMD lanes, whatever its width).
-// What no whole chunk covers (a misaligned row's head in lane 0 and tail in lane 7, the row's
-// end) is stored a float at a time, in a loop as long as the subgroup's longest such list
-// (none for a row whose runs are aligned). The values, the row partial and its order of
-// operations are `store`'s, bit for bit.
+// chunks (y4), and the lanes hold a row's consecutive runs of 8 columns in subgroup order
+// (`regs` takes its p0 from the subgroup index there), so each lane stores the two aligned
+// chunks that start in its run, the second completed with the next lane's first values
+// (subgroupShuffleDown): 2 vector stores a row where `store` makes 8 scalar ones (on lavapipe
+// each store is per-lane work, whatever its width). What no whole chunk covers (a misaligned
+// row's head in lane 0 and tail in lane 7, the row's end) is stored a float at a time, in a
+// loop as long as the subgroup's longest such list (none for a row whose runs are aligned).
+// The values, the row partial and its order of operations are `store`'s, bit for bit.
 
 // Row m's 8 values from column p0 (m < M: the caller's loop bound), lane sg of the subgroup
 fn store_sg(sg: u32, m: u32, p0: u32, c: Acc) {
