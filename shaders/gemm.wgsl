@@ -86,7 +86,6 @@ var<private> xo: u32;  // x: z·K·P
 var<private> yo: u32;  // y and res: z·M·P
 var<private> so: u32;  // scale: z·K
 var<private> to: u32;  // the packed texture: z·K·ceil(P/4) texels
-
 var<private> zb: u32;  // the image (workgroup z)
 
 fn set_batch(z: u32) {
@@ -301,8 +300,12 @@ fn store(m: u32, p0: u32, c: Acc) {
             part_v = part_add(part_v, e);
         }
     }
-    // column group p0 / 8 of 8·⌈P/64⌉
-    put_part(m, p0 / 8u, ((prm.p + 63u) / 64u) * 8u, part_v);
+    put_regs_part(m, p0, part_v);
+}
+
+// `regs`' row partial of row m from the invocation at column p0: column group p0 / 8 of 8·⌈P/64⌉
+fn put_regs_part(m: u32, p0: u32, v: f32) {
+    put_part(m, p0 / 8u, ((prm.p + 63u) / 64u) * 8u, v);
 }
 
 var<workgroup> out_rows: array<Acc, 256>; // regs' results: [invocation][row]

@@ -20,7 +20,7 @@ fn store_sg(sg: u32, m: u32, p0: u32, c: Acc) {
     let v0 = c[0] + vec4(b) + rv[0];
     let v1 = c[1] + vec4(b) + rv[1];
     let n0 = subgroupShuffleDown(v0, 1u);
-    let re = yo + m * prm.p + prm.p; // the row's end
+    let re = lo - p0 + prm.p; // the row's end
     let own = min(lo + 8u, max(re, lo)) - lo; // the run's values within the row
     // chunk A = [c0, c0 + 4): the run's values s .. s + 3; B = [c0 + 4, c0 + 8): s + 4 .. 7
     // and, for s > 0, the next lane's first s
@@ -73,5 +73,5 @@ fn store_sg(sg: u32, m: u32, p0: u32, c: Acc) {
     part_v = part_add(part_v, e1.y);
     part_v = part_add(part_v, e1.z);
     part_v = part_add(part_v, e1.w);
-    put_part(m, p0 / 8u, ((prm.p + 63u) / 64u) * 8u, part_v);
+    put_regs_part(m, p0, part_v);
 }
