@@ -121,7 +121,7 @@ fn generated_depthwise_shaders_validate() {
     for (k, s) in [(3, 1), (3, 2), (5, 1), (5, 2), (1, 1), (7, 2), (4, 4)] {
         let src = depthwise::source(k, s);
         if std::env::var_os("COMBICAM_DUMP_DW").is_some() {
-            std::fs::write(format!("/tmp/dw_k{k}s{s}.wgsl"), &src).unwrap();
+            std::fs::write(std::env::temp_dir().join(format!("dw_k{k}s{s}.wgsl")), &src).unwrap();
         }
         validate(&format!("depthwise k{k} s{s}"), &src);
     }
