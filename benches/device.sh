@@ -8,7 +8,7 @@
 #                                 # Lite0 weights both binaries embed are cut out (rebuilt
 #                                 # there from the .pth, benches/device_blob.py); $BASELINE
 #                                 # adds an older binary to bench beside this one
-#   bash benches/device.sh run    # there: unpack, then adapter, check, bench --slowest 25
+#   bash benches/device.sh run    # there: unpack, then adapter, check, bench --slowest 25 ($SLOWEST)
 #                                 # (300×450 and 380×380), bench --masked 32, bench with the
 #                                 # kernels' guards left out (src/gpu/checks.rs), PyTorch's
 #                                 # reference on the same GPU (NVIDIA), the kernel benchmarks,
@@ -133,7 +133,7 @@ run() {
         step 20 devices "$bin" devices
         nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv
         step 60 check "$bin" check
-        step 90 bench "$bin" bench --slowest 25 --json "$out/bench.json"
+        step 90 bench "$bin" bench --slowest "${SLOWEST:-25}" --json "$out/bench.json"
         step 45 masked32 "$bin" bench --size 300x450 --mixed 0 --masked 32 \
             --json "$out/bench-masked32.json"
         # PyTorch on the same GPU, in the same run: the side-by-side figure

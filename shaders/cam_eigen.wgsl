@@ -16,7 +16,8 @@
 //           divides it and sets the power iteration's start
 //   cov     one invocation per entry (k, q): S[k, q] = Σ_p (X[k, p] − m_k)(X[q, p] − m_q), over
 //           [from, to) per dispatch likewise
-//   power   one workgroup: v ← S·v / |S·v| from a fixed start, until no component moves by
+//   power   one workgroup: v ← S·v / |S·v| from a fixed start (S·v in units of a power of two
+//           near S's largest diagonal entry, so that its squares do not underflow), until no component moves by
 //           more than 1e-6, `steps` steps per dispatch, resuming v from scratch; the dispatches
 //           add up to the CPU reference's 300 steps at most. Two barriers a step: each
 //           invocation sums the partial sums itself.
@@ -115,6 +116,25 @@ fn v_at(c: u32) -> u32 {
     return c + c * c;
 }
 
+// the covariance's largest diagonal entry, the same in every invocation (one a turn)
+fn diag_max(c: u32) -> f32 {
+    var d = 0.0;
+    for (var k = 0u; k < c; k++) {
+        d = max(d, scratch[so + c + k * c + k]);
+    }
+    return d;
+}
+
+// 2^−e for the power of two 2^e ≤ d < 2^(e+1): multiplying by it is exact; 0 for d = 0, 2^126
+// for a subnormal d
+fn unit_of(d: f32) -> f32 {
+    let e = (bitcast<u32>(d) >> 23u) & 0xffu;
+    if (e == 0u) {
+        return select(0.0, bitcast<f32>(253u << 23u), d > 0.0);
+    }
+    return bitcast<f32>(clamp(254u - e, 1u, 254u) << 23u);
+}
+
 @compute @workgroup_size(64)
 fn means(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     set_image(wid.z);
@@ -207,6 +227,11 @@ fn power(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
     if (workgroupUniformLoad(&stopped) != 0u) {
         todo = 0u;
     }
+    // S·v is taken in units of S's largest diagonal entry D (a power of two near it, so the
+    // scaling is exact): |S·v| ≤ λ₁ ≤ C·D, and its squares stay normal floats where S itself
+    // is tiny (g ⊙ A of 1e-11 gives S of 1e-21 and (S·v)² of 1e-42, which GPUs that flush
+    // subnormals to zero summed as 0 or as a few bits)
+    let unit = unit_of(diag_max(c));
     var done = false;
     for (var it = 0u; it < todo; it++) {
         var sq = 0.0;
@@ -225,6 +250,7 @@ fn power(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
                 for (; q < c; q++) {
                     s = fma(scratch[so + row + q], v[q], s);
                 }
+                s *= unit;
                 sv[k] = s;
                 sq += s * s;
             }

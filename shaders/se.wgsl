@@ -1,7 +1,7 @@
 // se.wgsl: squeeze-excite. The depthwise kernel writes the squeeze's partial sums of act(z_d)
 // (depthwise.wgsl POOL); the forward adds them up; the channel scale is applied inside
 // gemm.wgsl's projection loads (IN_MODE 1).
-// Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_x: (CMID, CSE), 4 b_x: (CMID),
+// Bindings: 0 prm, 1 w_r: (CSE, CMID), 2 b_r: (CSE), 3 w_xᵀ: (CSE, CMID), 4 b_x: (CMID),
 //           5 m: (C4) pooled input, 6 r: (CSE) rw, 7 s: (CMID) rw, 8 ds: (CMID) rw,
 //           9 dm: (C4) rw, 10 part: (CMID, PARTS) partial sums (forward: the depthwise
 //           kernel's of act(z_d); backward: the projection GEMM's of du·act(z_d)),
@@ -11,6 +11,9 @@
 //           hold the images one after another)
 // backward: ds = Σ part (written: the projection's backward GEMM wrote the partial sums of
 //           du·act(z_d), gemm.wgsl PART 1);  dq = ds·s(1−s);  dr = (w_xᵀ·dq)·silu'(r);  dm = w_rᵀ·dr
+// Both weight matrices are (CSE, CMID), so that the invocations of a warp, which hold
+// neighbouring channels c, read neighbouring floats in all four products (w_x as (CMID, CSE)
+// had them CSE floats apart in s and dr: a line of memory each).
 // The sums over C_mid (in r and dr) run on RL lanes, lane q adding c ≡ q (mod RL) in order,
 // then the lanes in order (`row_dot`); a channel's long row of partial sums (m, ds) runs on
 // `row_lanes` lanes (`lane_row_sum`); the others add in order.
@@ -287,19 +290,19 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         var acc = b_x[c];
         var j = 0u;
         for (; j + 7u < sp.cse; j += 8u) {
-            let t0 = w_x[c * sp.cse + j] * hid_at(j);
-            let t1 = w_x[c * sp.cse + j + 1u] * hid_at(j + 1u);
-            let t2 = w_x[c * sp.cse + j + 2u] * hid_at(j + 2u);
-            let t3 = w_x[c * sp.cse + j + 3u] * hid_at(j + 3u);
-            let t4 = w_x[c * sp.cse + j + 4u] * hid_at(j + 4u);
-            let t5 = w_x[c * sp.cse + j + 5u] * hid_at(j + 5u);
-            let t6 = w_x[c * sp.cse + j + 6u] * hid_at(j + 6u);
-            let t7 = w_x[c * sp.cse + j + 7u] * hid_at(j + 7u);
+            let t0 = w_x[j * sp.cmid + c] * hid_at(j);
+            let t1 = w_x[(j + 1u) * sp.cmid + c] * hid_at(j + 1u);
+            let t2 = w_x[(j + 2u) * sp.cmid + c] * hid_at(j + 2u);
+            let t3 = w_x[(j + 3u) * sp.cmid + c] * hid_at(j + 3u);
+            let t4 = w_x[(j + 4u) * sp.cmid + c] * hid_at(j + 4u);
+            let t5 = w_x[(j + 5u) * sp.cmid + c] * hid_at(j + 5u);
+            let t6 = w_x[(j + 6u) * sp.cmid + c] * hid_at(j + 6u);
+            let t7 = w_x[(j + 7u) * sp.cmid + c] * hid_at(j + 7u);
             acc += t0; acc += t1; acc += t2; acc += t3;
             acc += t4; acc += t5; acc += t6; acc += t7;
         }
         for (; j < sp.cse; j++) {
-            acc += w_x[c * sp.cse + j] * hid_at(j);
+            acc += w_x[j * sp.cmid + c] * hid_at(j);
         }
         s[so + c] = sigmoid(acc);
     }
@@ -360,19 +363,19 @@ fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
         if (j < sp.cse) {
             var c = lid % RL;
             for (; c + 7u * RL < sp.cmid; c += 8u * RL) {
-                let t0 = w_x[c * sp.cse + j] * dq(so + c);
-                let t1 = w_x[(c + RL) * sp.cse + j] * dq(so + c + RL);
-                let t2 = w_x[(c + 2u * RL) * sp.cse + j] * dq(so + c + 2u * RL);
-                let t3 = w_x[(c + 3u * RL) * sp.cse + j] * dq(so + c + 3u * RL);
-                let t4 = w_x[(c + 4u * RL) * sp.cse + j] * dq(so + c + 4u * RL);
-                let t5 = w_x[(c + 5u * RL) * sp.cse + j] * dq(so + c + 5u * RL);
-                let t6 = w_x[(c + 6u * RL) * sp.cse + j] * dq(so + c + 6u * RL);
-                let t7 = w_x[(c + 7u * RL) * sp.cse + j] * dq(so + c + 7u * RL);
+                let t0 = w_x[j * sp.cmid + c] * dq(so + c);
+                let t1 = w_x[j * sp.cmid + c + RL] * dq(so + c + RL);
+                let t2 = w_x[j * sp.cmid + c + 2u * RL] * dq(so + c + 2u * RL);
+                let t3 = w_x[j * sp.cmid + c + 3u * RL] * dq(so + c + 3u * RL);
+                let t4 = w_x[j * sp.cmid + c + 4u * RL] * dq(so + c + 4u * RL);
+                let t5 = w_x[j * sp.cmid + c + 5u * RL] * dq(so + c + 5u * RL);
+                let t6 = w_x[j * sp.cmid + c + 6u * RL] * dq(so + c + 6u * RL);
+                let t7 = w_x[j * sp.cmid + c + 7u * RL] * dq(so + c + 7u * RL);
                 acc += t0; acc += t1; acc += t2; acc += t3;
                 acc += t4; acc += t5; acc += t6; acc += t7;
             }
             for (; c < sp.cmid; c += RL) {
-                acc += w_x[c * sp.cse + j] * dq(so + c);
+                acc += w_x[j * sp.cmid + c] * dq(so + c);
             }
         }
         let t = row_dot(lid, acc);

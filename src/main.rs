@@ -136,6 +136,13 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     private_runtime_dir();
+    // running out of memory in a thread's start is the allocator's one line, not a panic
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !commands::oom::panic_hook(info) {
+            default_hook(info);
+        }
+    }));
     // Ctrl-C / SIGTERM: finish the current image, then stop (exit 130); a second one exits now
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {

@@ -369,3 +369,38 @@ fn kpcacam_alone_takes_the_blocks_that_fit_unless_blocks_are_given_in_explain_an
     };
     assert_eq!(s("kpcacam"), s("kpcacam@3-15"));
 }
+
+#[test]
+fn eigen_maps_of_tiny_blocks_scale_exactly() {
+    // g ⊙ A of 1e-11 (B0 at 16×16 with random weights) made S of 1e-21 and (S·v)² of 1e-42,
+    // which an H100 (2026-12-06), flushing subnormals to zero, summed into a norm 2% off: the
+    // map moved by 2.2e-2 of its peak. The power iteration now takes S·v in units of a power
+    // of two near S's largest diagonal entry, so scaling the block by a power of two scales the
+    // map exactly, here by 2⁻⁴⁰ (S·v of 1e-24, whose squares underflow even where subnormals
+    // are kept: without the unit, lavapipe's map was 3.5e-2 of its peak off)
+    let scale = (-40f32).exp2();
+    for &(c, hw) in &[(16, 64), (41, 17), (300, 9)] {
+        let (a, gr) = block(c, hw, 9100 + c as u64);
+        let tiny: Vec<f32> = a.iter().map(|v| v * scale).collect();
+        let (ab, tb, gb) = (up(&a), up(&tiny), up(&gr));
+        for m in EIGEN {
+            let input = Input::smoothing(m);
+            let want: Vec<f32> = gpu_map(input, (&ab.buf, &gb.buf, None), (c, hw), 0)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
+            assert!(want.iter().any(|&v| v > 0.0), "{}: an empty map", m.name());
+            let got = gpu_map(input, (&tb.buf, &gb.buf, None), (c, hw), 0);
+            // exact on lavapipe; a GPU's own rounding of the means' division by HW may differ
+            // in the last place at the two scales
+            let peak = want.iter().fold(0f32, |a, v| a.max(*v));
+            check(
+                &format!("tiny {}.{c}x{hw}", m.name()),
+                &got,
+                &want,
+                &[hw],
+                Tolerance::new(0.0, 1e-5 * peak),
+            );
+        }
+    }
+}

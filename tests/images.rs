@@ -216,15 +216,17 @@ fn six_images_fit_a_cpu_adapter_at_photo_sizes_not_at_four_times_b4s() {
     // again within 2 GiB), at the sizes the README names: B4's plan of six at 300×450 holds
     // 1.59 GB (a plan of one 0.26 GB)
     let g = gpu();
-    assert!(
-        g.host_memory(),
-        "this test states the budget of an adapter whose memory is the host's"
-    );
-    let sizes = [
-        ("lite0", (224, 336), true),
-        ("b4", (300, 450), true),
-        ("b4", (600, 900), false),
-    ];
+    let mut sizes = vec![("lite0", (224, 336), true), ("b4", (300, 450), true)];
+    if g.host_memory() {
+        sizes.push(("b4", (600, 900), false));
+    } else {
+        // a GPU's own memory is not budgeted (wgpu does not tell its size): only the
+        // adapter's binding and texture limits refuse a batch there (an H100, 2026-12-06)
+        println!(
+            "the adapter's memory is its own: the 600×900 half of this test holds on adapters \
+             whose memory is the host's"
+        );
+    }
     for (arch, (h, w), fits) in sizes {
         let m = ModelGpu::upload(g, combicam_gpu::app::check::test_network(arch).unwrap());
         let got = Plan::images_fit(g, &m.unwrap(), h, w, augment::RUNS.len());

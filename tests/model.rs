@@ -59,8 +59,17 @@ pub fn lite0_coffee(
     (wts, p)
 }
 
-/// Every explainer's map at each of `blocks` against the golden `<method>.NN`, within 1e-3 of
-/// the golden map's peak (the contract for maps against pytorch-grad-cam).
+/// The coffee's maps before this block move with float32 rounding: PyTorch's own float32
+/// Lite0, its input perturbed by one ulp (six draws, tests/golden/perturb_photos.py), moves
+/// the Grad-CAM maps of blocks 0–8 by up to 1.7e-3 of their peak and those of blocks 9–15 by
+/// at most 6.3e-6, as a ReLU6 input of block 9 within rounding of a kink would (as
+/// chelsea's at block 13). lavapipe lands within 2.5e-4 of PyTorch there; an H100
+/// (2026-12-06) 1.5e-3 at block 2 and 1.8e-3 at block 5. Those maps are held to 5e-3.
+pub const COFFEE_KINK: usize = 9;
+
+/// Every explainer's map at each of `blocks` of the coffee against the golden `<method>.NN`,
+/// within 1e-3 of the golden map's peak (the contract for maps against pytorch-grad-cam),
+/// 5e-3 before `COFFEE_KINK`.
 pub fn check_block_maps(what: &str, o: &Output, blocks: &[usize], gd: &Golden) {
     for e in &o.explainers {
         for &l in blocks {
@@ -74,8 +83,9 @@ pub fn check_block_maps(what: &str, o: &Output, blocks: &[usize], gd: &Golden) {
             // PyTorch's by ~1e-6 move its weight by ~0.5%. Measured 2026-12-03 under
             // --eigen-smooth, where that channel dominates the projection: 2.5e-3 of the peak
             // (PyTorch's own f32 map is 4e-5 from f64 on its own activations)
-            let rel = match e.explainer.method {
+            let rel: f32 = match e.explainer.method {
                 Method::XGradCam => 1e-2,
+                _ if l < COFFEE_KINK => 5e-3,
                 _ => 1e-3,
             };
             check(
@@ -406,12 +416,11 @@ fn trained_lite0_on_photos_matches_pytorch() {
             // of every block before 13 by 1e-3 to 4.1e-3 of its map's peak (measured; flipping
             // that one element in the float64 reference brings all within 1.6e-4), so those
             // blocks are held to 5e-3; every other map to 1e-3 (measured ≤ 2.5e-4 on coffee).
+            // The coffee's blocks before 9 likewise (`COFFEE_KINK`: an H100 put block 2 at
+            // 1.5e-3 of its peak; PyTorch itself moves 1.7e-3 under one ulp of input noise).
             // lavapipe: the worst map used 83% of its tolerance (chelsea's block 1)
-            let tol = if photo == "chelsea" && l < 13 {
-                5e-3
-            } else {
-                1e-3
-            };
+            let kink = if photo == "chelsea" { 13 } else { COFFEE_KINK };
+            let tol = if l < kink { 5e-3 } else { 1e-3 };
             check(
                 &format!("{photo}.gradcam.{l:02}"),
                 o.maps[l].as_ref().unwrap(),

@@ -121,10 +121,11 @@ fn chunk() -> usize {
 /// Power steps per dispatch for `c` channels: the largest divisor of MAX_ITERS whose turns
 /// fit in TURNS. A step's turns in one invocation: the component loop (MAX_C / WG), for each
 /// of its components the row's c / 4 turns and the rest (< 4), the two sums over WG partials
-/// four a turn; plus the loads and stores of v around the steps.
+/// four a turn; plus the loads and stores of v and the scan of S's diagonal around the steps.
 fn power_steps(c: usize) -> usize {
     let step = MAX_CHANNELS / WG + c.div_ceil(WG) * (c / 4 + 3) + 2 * (WG / 4);
-    runs_of((TURNS - 2 * (MAX_CHANNELS / WG)) / step)
+    // the loads and stores of v, and the scan of S's diagonal for its unit
+    runs_of((TURNS - 2 * (MAX_CHANNELS / WG) - c) / step)
 }
 
 /// Power steps per dispatch when `fit` steps fit in one: the largest divisor of MAX_ITERS

@@ -4,7 +4,7 @@
 //! files are written to a temporary name and renamed when complete, so none is half-written.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 pub struct ExitOnOom;
 
@@ -25,12 +25,17 @@ pub fn remove_if_empty_on_oom(dir: &std::path::Path) {
     }
 }
 
+/// Set by the first thread that reports running out of memory: the others wait for its exit
+/// (a GPU driver's threads and ours can fail at once; one line is said, not one a thread).
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+const TAIL: &[u8] = b"): close other programs, or give a smaller --batch or photo\n";
+
 /// Say it and end the process now (no unwinding, no destructors: nothing may allocate).
 #[cold]
 fn out_of_memory(bytes: usize) -> ! {
     const HEAD: &[u8] = b"error: out of memory (an allocation of ";
-    const TAIL: &[u8] =
-        b" bytes failed): close other programs, or give a smaller --batch or photo\n";
+    const BYTES: &[u8] = b" bytes failed";
     let mut digits = [0u8; 20];
     let (mut i, mut n) = (digits.len(), bytes);
     loop {
@@ -41,10 +46,35 @@ fn out_of_memory(bytes: usize) -> ! {
             break;
         }
     }
+    say_and_exit(&[HEAD, &digits[i..], BYTES, TAIL])
+}
+
+/// A thread that could not start for want of memory (std panics in the new thread with
+/// "failed to allocate an alternative stack: Cannot allocate memory"), or any panic while
+/// another thread reports running out: the same one line and exit, or a wait for it.
+pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let oom = info
+        .payload_as_str()
+        .is_some_and(|m| m.contains("Cannot allocate memory"));
+    if oom || REPORTING.load(Ordering::SeqCst) {
+        say_and_exit(&[b"error: out of memory (a thread could not start", TAIL]);
+    }
+    false
+}
+
+/// Write `parts` to stderr as one line, remove the run's empty output folder and `_exit(2)`;
+/// a thread that comes second waits for the first one's exit.
+fn say_and_exit(parts: &[&[u8]]) -> ! {
+    if REPORTING.swap(true, Ordering::SeqCst) {
+        loop {
+            // SAFETY: pause(2) has no preconditions; the reporting thread's _exit ends this one
+            unsafe { libc::pause() };
+        }
+    }
     // SAFETY: write(2) of buffers that outlive the calls, rmdir(2) of a NUL-terminated path
     // that is never freed (`remove_if_empty_on_oom`), and _exit(2), have no preconditions.
     unsafe {
-        for part in [HEAD, &digits[i..], TAIL] {
+        for part in parts {
             libc::write(2, part.as_ptr().cast(), part.len());
         }
         let dir = REMOVE_IF_EMPTY.load(Ordering::SeqCst);

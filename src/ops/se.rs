@@ -34,7 +34,9 @@ impl SeShape {
 pub struct SeWeights<'a> {
     pub w_r: &'a wgpu::Buffer, // (CSE, CMID)
     pub b_r: &'a wgpu::Buffer, // (CSE)
-    pub w_x: &'a wgpu::Buffer, // (CMID, CSE)
+    /// w_xᵀ (CSE, CMID) for the GPU-shaped kernels (neighbouring channels' weights side by
+    /// side); with the CPU-shaped, the forward's rows stand here (`SeRows::fwd_b`)
+    pub w_x: &'a wgpu::Buffer,
     pub b_x: &'a wgpu::Buffer, // (CMID)
     /// the rows the CPU-shaped kernels read as vec4s (se.wgsl VEC), `None` with the GPU-shaped
     pub rows: Option<SeRows<'a>>,
@@ -54,7 +56,7 @@ pub struct SeRows<'a> {
     pub bwd_b: &'a wgpu::Buffer,
 }
 
-/// A block's SE weights on the GPU: w_r (CSE, CMID), b_r, w_x (CMID, CSE), b_x, and on CPU
+/// A block's SE weights on the GPU: w_r (CSE, CMID), b_r, w_xᵀ (CSE, CMID), b_x, and on CPU
 /// adapters their vec4 rows (`SeRows`), whose forward rows then stand for w_r and w_x.
 pub struct SeBuffers {
     w: [GpuBuf; 4],
@@ -70,14 +72,15 @@ impl SeBuffers {
     ) -> Result<SeBuffers> {
         let up = |name: &str, v: &[f32]| gpu.upload(&format!("{label}.{name}"), v);
         let (b_r, b_x) = (up("b_r", b_r)?, up("b_x", b_x)?);
+        let transpose = crate::ops::gemm::cpu::transpose;
+        let w_xt = transpose(w_x, cmid, cse);
         if !vec_rows(gpu) {
-            let w = [up("w_r", w_r)?, b_r, up("w_x", w_x)?, b_x];
+            let w = [up("w_r", w_r)?, b_r, up("w_xt", &w_xt)?, b_x];
             return Ok(SeBuffers { w, rows: None });
         }
         // the forward's rows are w_r and w_x, padded: they stand for them in the bindings the
         // CPU-shaped kernels do not read
-        let transpose = crate::ops::gemm::cpu::transpose;
-        let (w_rt, w_xt) = (transpose(w_r, cse, cmid), transpose(w_x, cmid, cse));
+        let w_rt = transpose(w_r, cse, cmid);
         let rows = [
             up("rows.fwd_a", &cpu::pad_rows(w_r, cse, cmid))?,
             up("rows.fwd_b", &cpu::pad_rows(w_x, cmid, cse))?,
