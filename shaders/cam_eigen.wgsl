@@ -17,10 +17,10 @@
 //   cov     one invocation per entry (k, q): S[k, q] = Σ_p (X[k, p] − m_k)(X[q, p] − m_q), over
 //           [from, to) per dispatch likewise
 //   power   one workgroup: v ← S·v / |S·v| from a fixed start (S·v in units of a power of two
-//           near S's largest diagonal entry, so that its squares do not underflow), until no component moves by
-//           more than 1e-6, `steps` steps per dispatch, resuming v from scratch; the dispatches
-//           add up to the CPU reference's 300 steps at most. Two barriers a step: each
-//           invocation sums the partial sums itself.
+//           near S's largest diagonal entry, so that its squares do not underflow), until no
+//           component moves by more than 1e-6, `steps` steps per dispatch, resuming v from
+//           scratch; the dispatches add up to the CPU reference's 300 steps at most. Two
+//           barriers a step: each invocation sums the partial sums itself.
 //   project one invocation per position p: maps[map_off + p] = Σ_k (X[k, p] − m_k)·v_k
 //   sign    one workgroup: the map's min and max, then maps[…] = ReLU(±map)
 // Kernel PCA (KPCA-CAM, `kpcacam`; scikit-learn's KernelPCA(n_components=1, kernel="sigmoid")
