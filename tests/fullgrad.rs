@@ -210,7 +210,9 @@ fn fullgrad_of_the_trained_lite0_matches_pytorch_grad_cam() {
     // forward and ≤ 0 in ours, so its gradient there is switched off; the 3×3 depthwise
     // backward carries that to nine positions of block 6's expansion term, in block 5's map);
     // the fused map 1.8e-4 (of 1, its peak)
-    check_against("lite0 coffee", e, &gd, &[5, 10, 15]);
+    // an H100 (2026-12-06) put block 5 at 83% of 1e-3: it lies before the coffee's ReLU6
+    // kink (`COFFEE_KINK`), where PyTorch's own maps move by up to 1.7e-3 under rounding
+    check_against("lite0 coffee", e, &gd, &[5, 10, 15], crate::model::COFFEE_KINK);
 }
 
 #[test]
@@ -236,18 +238,20 @@ fn fullgrad_of_b0_with_squeeze_excite_matches_pytorch_grad_cam() {
     let e = &o.explainers[0];
     // the contract: within 1e-3 of each map's peak; measured on lavapipe, 2026-12-04: 1.4e-6
     // of the peak at worst (block 3), the fused map 3.3e-6
-    check_against("b0", e, &gd, &[3, 9, 15]);
+    check_against("b0", e, &gd, &[3, 9, 15], 0);
 }
 
-/// FullGrad's maps at `blocks` within 1e-3 of their peak, its fused map within 1e-3.
-fn check_against(tag: &str, e: &ExplainerOutput, gd: &Golden, blocks: &[usize]) {
-    for l in blocks {
+/// FullGrad's maps at `blocks` within 1e-3 of their peak (5e-3 before block `kink`, where
+/// rounding switches a ReLU6's gradient: `model::COFFEE_KINK`), its fused map within 1e-3.
+fn check_against(tag: &str, e: &ExplainerOutput, gd: &Golden, blocks: &[usize], kink: usize) {
+    for &l in blocks {
         let name = format!("fullgrad.{l:02}");
         let (shape, want) = &gd[&name];
-        let tol = Tolerance::new(0.0, 1e-3 * peak(want));
+        let rel = if l < kink { 5e-3 } else { 1e-3 };
+        let tol = Tolerance::new(0.0, rel * peak(want));
         check(
             &format!("{tag} {name}"),
-            e.maps[*l].as_ref().unwrap(),
+            e.maps[l].as_ref().unwrap(),
             want,
             shape,
             tol,
