@@ -212,7 +212,13 @@ fn fullgrad_of_the_trained_lite0_matches_pytorch_grad_cam() {
     // the fused map 1.8e-4 (of 1, its peak)
     // an H100 (2026-12-06) put block 5 at 83% of 1e-3: it lies before the coffee's ReLU6
     // kink (`COFFEE_KINK`), where PyTorch's own maps move by up to 1.7e-3 under rounding
-    check_against("lite0 coffee", e, &gd, &[5, 10, 15], crate::model::COFFEE_KINK);
+    check_against(
+        "lite0 coffee",
+        e,
+        &gd,
+        &[5, 10, 15],
+        crate::model::COFFEE_KINK,
+    );
 }
 
 #[test]
