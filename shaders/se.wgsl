@@ -210,6 +210,38 @@ fn lane_row_sum(lid: u32, base: u32, valid: bool, l: u32) -> f32 {
     return lanes_sum(lid, ((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7, l);
 }
 
+// Element (j, c) of w_xᵀ (`of_x`, the forward's s) or of w_r (the backward's dm), both (CSE,
+// CMID); every call passes a constant: a branch the whole workgroup takes alike
+fn col_weight(of_x: bool, j: u32, c: u32) -> f32 {
+    if (of_x) {
+        return w_x[j * sp.cmid + c];
+    }
+    return w_r[j * sp.cmid + c];
+}
+
+// start + Σ_j M[j, c]·hid_j over C_SE, M as `col_weight` picks it: eight terms a turn, their
+// loads first (in flight together), added in order
+fn hid_dot(c: u32, of_x: bool, start: f32) -> f32 {
+    var acc = start;
+    var j = 0u;
+    for (; j + 7u < sp.cse; j += 8u) {
+        let t0 = col_weight(of_x, j, c) * hid_at(j);
+        let t1 = col_weight(of_x, j + 1u, c) * hid_at(j + 1u);
+        let t2 = col_weight(of_x, j + 2u, c) * hid_at(j + 2u);
+        let t3 = col_weight(of_x, j + 3u, c) * hid_at(j + 3u);
+        let t4 = col_weight(of_x, j + 4u, c) * hid_at(j + 4u);
+        let t5 = col_weight(of_x, j + 5u, c) * hid_at(j + 5u);
+        let t6 = col_weight(of_x, j + 6u, c) * hid_at(j + 6u);
+        let t7 = col_weight(of_x, j + 7u, c) * hid_at(j + 7u);
+        acc += t0; acc += t1; acc += t2; acc += t3;
+        acc += t4; acc += t5; acc += t6; acc += t7;
+    }
+    for (; j < sp.cse; j++) {
+        acc += col_weight(of_x, j, c) * hid_at(j);
+    }
+    return acc;
+}
+
 // One workgroup for the whole SE of one image. The two long dot products (over C_mid) give
 // each row RL invocations, so that no invocation walks C_mid alone (on a GPU, a chain of
 // C_mid dependent loads was most of the SE's time).
@@ -287,24 +319,7 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
     workgroupBarrier(); // hid complete
     for (var c = lid; c < sp.cmid; c += WG) {
-        var acc = b_x[c];
-        var j = 0u;
-        for (; j + 7u < sp.cse; j += 8u) {
-            let t0 = w_x[j * sp.cmid + c] * hid_at(j);
-            let t1 = w_x[(j + 1u) * sp.cmid + c] * hid_at(j + 1u);
-            let t2 = w_x[(j + 2u) * sp.cmid + c] * hid_at(j + 2u);
-            let t3 = w_x[(j + 3u) * sp.cmid + c] * hid_at(j + 3u);
-            let t4 = w_x[(j + 4u) * sp.cmid + c] * hid_at(j + 4u);
-            let t5 = w_x[(j + 5u) * sp.cmid + c] * hid_at(j + 5u);
-            let t6 = w_x[(j + 6u) * sp.cmid + c] * hid_at(j + 6u);
-            let t7 = w_x[(j + 7u) * sp.cmid + c] * hid_at(j + 7u);
-            acc += t0; acc += t1; acc += t2; acc += t3;
-            acc += t4; acc += t5; acc += t6; acc += t7;
-        }
-        for (; j < sp.cse; j++) {
-            acc += w_x[j * sp.cmid + c] * hid_at(j);
-        }
-        s[so + c] = sigmoid(acc);
+        s[so + c] = sigmoid(hid_dot(c, true, b_x[c]));
     }
 }
 
@@ -388,23 +403,6 @@ fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     }
     workgroupBarrier(); // hid complete
     for (var c = lid; c < sp.cmid; c += WG) {
-        var acc = 0.0;
-        var j = 0u;
-        for (; j + 7u < sp.cse; j += 8u) {
-            let t0 = w_r[j * sp.cmid + c] * hid_at(j);
-            let t1 = w_r[(j + 1u) * sp.cmid + c] * hid_at(j + 1u);
-            let t2 = w_r[(j + 2u) * sp.cmid + c] * hid_at(j + 2u);
-            let t3 = w_r[(j + 3u) * sp.cmid + c] * hid_at(j + 3u);
-            let t4 = w_r[(j + 4u) * sp.cmid + c] * hid_at(j + 4u);
-            let t5 = w_r[(j + 5u) * sp.cmid + c] * hid_at(j + 5u);
-            let t6 = w_r[(j + 6u) * sp.cmid + c] * hid_at(j + 6u);
-            let t7 = w_r[(j + 7u) * sp.cmid + c] * hid_at(j + 7u);
-            acc += t0; acc += t1; acc += t2; acc += t3;
-            acc += t4; acc += t5; acc += t6; acc += t7;
-        }
-        for (; j < sp.cse; j++) {
-            acc += w_r[j * sp.cmid + c] * hid_at(j);
-        }
-        set_dm(mo + c, acc);
+        set_dm(mo + c, hid_dot(c, false, 0.0));
     }
 }
