@@ -253,8 +253,7 @@ fn check_against(tag: &str, e: &ExplainerOutput, gd: &Golden, blocks: &[usize], 
     for &l in blocks {
         let name = format!("fullgrad.{l:02}");
         let (shape, want) = &gd[&name];
-        let rel = if l < kink { 5e-3 } else { 1e-3 };
-        let tol = Tolerance::new(0.0, rel * peak(want));
+        let tol = Tolerance::new(0.0, crate::model::photo_map_rel(l, kink) * peak(want));
         check(
             &format!("{tag} {name}"),
             e.maps[l].as_ref().unwrap(),
