@@ -10,7 +10,8 @@
 #                                 # adds an older binary to bench beside this one
 #   bash benches/device.sh run    # there: unpack, then adapter, check, bench --slowest 25 ($SLOWEST)
 #                                 # (300×450 and 380×380), bench --masked 32, bench with the
-#                                 # kernels' guards left out (src/gpu/checks.rs), PyTorch's
+#                                 # kernels' guards left out (src/gpu/checks.rs) and with the
+#                                 # long-K GEMM at four K groups (COMBICAM_SLIM_WIDE), PyTorch's
 #                                 # reference on the same GPU (NVIDIA), the kernel benchmarks,
 #                                 # and the test suite without the browser and Python tests
 #                                 # (no Chromium or maturin there), logging every tolerance's
@@ -144,6 +145,8 @@ run() {
         for c in full none; do
             COMBICAM_SHADER_CHECKS=$c step 40 "bench-checks-$c" "$bin" bench --size 300x450 --mixed 0
         done
+        # the long-K GEMMs at four K groups, against bench's eight (ops::gemm::SlimWide)
+        COMBICAM_SLIM_WIDE=off step 40 bench-slim4 "$bin" bench --size 300x450 --mixed 0
         if [ -x "$PACK/baseline" ]; then
             step 60 baseline-bench "$PACK/baseline" bench --size 300x450
         fi

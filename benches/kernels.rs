@@ -91,11 +91,16 @@ fn main() {
     );
     let iters = 5;
     // 1×1 convs: block 2 expand (24→144 at 150×225), block 5 project (192→32 at 75×113), head
-    // (448→1792 at 10×15), the long-K projections of the last stages; on GPUs in both GPU
-    // kernels, the one `gemm` picks for the shape marked with *
+    // (448→1792 at 10×15), the long-K projections of the last stages; on GPUs in every GPU
+    // kernel, the one `gemm` picks for the shape marked with *
     let variants = match gemm::Variant::for_adapter(&g) {
         gemm::Variant::RegsSubgroup => vec![gemm::Variant::Regs, gemm::Variant::RegsSubgroup],
         gemm::Variant::Regs => vec![gemm::Variant::Regs],
+        _ if g.slim_wide => vec![
+            gemm::Variant::Tiled,
+            gemm::Variant::Slim,
+            gemm::Variant::SlimWide,
+        ],
         _ => vec![gemm::Variant::Tiled, gemm::Variant::Slim],
     };
     let se = InMode::ActScaled(Act::Silu);

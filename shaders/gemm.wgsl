@@ -40,7 +40,8 @@
 //    K step 32 through workgroup memory, the next step's loads in flight during this one's
 //    FMAs.
 //  * `slim` (GPUs, K ≥ 192): 32 × 32 tile per workgroup of 64 × 4, the K steps split over
-//    the four groups of 64, their partial tiles added at the end (below).
+//    the four groups of 64, their partial tiles added at the end (below); its wide form
+//    (K ≥ 768 where the adapter allows 32 KiB of workgroup memory) has eight groups.
 
 // flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). For `regs`, uniform
 // flags rather than override constants, so that every GEMM of a plan shares one pipeline (its
@@ -377,8 +378,14 @@ fn store4(m: u32, p: u32, acc: vec4<f32>) -> f32 {
 
 // ---- tiled ------------------------------------------------------------------------------
 
-var<workgroup> tile_a: array<vec4<f32>, 512>; // [kk][m / 4], 32 × 16
-var<workgroup> tile_x: array<vec4<f32>, 512>; // [kk][p / 4], 32 × 16
+// `slim`'s groups of 64 invocations, each with a share of the K steps, and the vec4s of each
+// tile array (`tiled` uses 512 of them): 4 and 512 here, 8 and 1,024 in the wide form
+// (`ops::gemm::slim_wide_source`, adapters with 32 KiB of workgroup memory)
+const SLIM_G = 4u;
+const TILE = 512u;
+
+var<workgroup> tile_a: array<vec4<f32>, TILE>; // [kk][m / 4], 32 × 16
+var<workgroup> tile_x: array<vec4<f32>, TILE>; // [kk][p / 4], 32 × 16
 
 // The K step's weights: texel u of its `rows` rows (`tiled`: 64 rows × 8 texels, row u % 64,
 // so that an SIMD group's writes below fall in distinct banks; `slim`: 32 rows × 4 texels),
@@ -489,15 +496,17 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
 
 // `slim` (GPUs, K ≥ 192, `ops::gemm::SLIM_K`; made for the long-K GEMMs whose 64 × 64 tiles
 // leave most of the device idle, such as the projections of B4's last blocks: K = 1,632 over
-// 150 positions is 15 tiles of `tiled`): 32 × 32 outputs per workgroup of 64 × 4. The K steps
-// are split over the workgroup's four groups of 64 invocations, each group with 4 × 4 outputs
-// per invocation, K steps of 16 through its own quarter of tile_a and tile_x, the next step's
-// loads in flight; at the end the four partial tiles are added through workgroup memory, in
-// group order. Four times the workgroups of `tiled` and a quarter of its steps each. Row
+// 150 positions is 15 tiles of `tiled`): 32 × 32 outputs per workgroup of 64 × SLIM_G. The K
+// steps are split over the workgroup's SLIM_G groups of 64 invocations, each group with 4 × 4
+// outputs per invocation, K steps of 16 through its own 128 vec4s of tile_a and tile_x, the
+// next step's loads in flight; at the end the partial tiles are added through workgroup
+// memory, in group order. Four times the workgroups of `tiled`, and 1/SLIM_G of its steps each
+// (the wide form: 8 groups, for the longest K, where even those workgroups leave a GPU's
+// cores idle: B4's last projections have K = 1,632 and 2,688 over 150 positions). Row
 // partials in `tiled`'s layout (4 columns a group, 16·⌈P/64⌉ groups a row): the last column of
 // workgroups also writes the empty groups past its tiles.
 
-// into the group's quarter of tile_a (from `base`), [kk][m / 4], 16 × 8
+// into the group's share of tile_a (from `base`), [kk][m / 4], 16 × 8
 fn slim_put_a(base: u32, u: u32, v: vec4<f32>) {
     let am = u % 32u;
     let q = u / 32u;
@@ -507,31 +516,31 @@ fn slim_put_a(base: u32, u: u32, v: vec4<f32>) {
     tile_a[base + (q * 4u + 3u) * 8u + am / 4u][am % 4u] = v.w;
 }
 
-// into the group's quarter of tile_x, [kk][p / 4], 16 × 8
+// into the group's share of tile_x, [kk][p / 4], 16 × 8
 fn slim_put_x(base: u32, i: u32, v: f32) {
     tile_x[base + (i / 32u) * 8u + (i % 32u) / 4u][i % 4u] = v;
 }
 
-// vec4 j of 768 (the partial tiles of groups 1–3) in tile_a, then tile_x
+// vec4 j of (SLIM_G − 1)·256 (the partial tiles of groups 1 on) in tile_a, then tile_x
 fn spill(j: u32, v: vec4<f32>) {
-    if (j < 512u) {
+    if (j < TILE) {
         tile_a[j] = v;
     } else {
-        tile_x[j - 512u] = v;
+        tile_x[j - TILE] = v;
     }
 }
 
 fn unspill(j: u32) -> vec4<f32> {
-    if (j < 512u) {
+    if (j < TILE) {
         return tile_a[j];
     }
-    return tile_x[j - 512u];
+    return tile_x[j - TILE];
 }
 
-@compute @workgroup_size(64, 4)
+@compute @workgroup_size(64, SLIM_G)
 fn slim(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let t = lid.x; // the invocation in its group
-    let g = lid.y; // the group: a quarter of the K steps
+    let g = lid.y; // the group: 1/SLIM_G of the K steps
     let tx = t % 8u; // columns p0 + 4·tx ..
     let ty = t / 8u; // rows m0 + 4·ty ..
     let p0 = wid.x * 32u;
@@ -540,7 +549,7 @@ fn slim(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let base = g * 128u;
     // every group takes `per` steps of 16 (the same count, for the barriers); loads past K
     // are zeros
-    let per = ((prm.k + 15u) / 16u + 3u) / 4u;
+    let per = ((prm.k + 15u) / 16u + SLIM_G - 1u) / SLIM_G;
     var k0 = g * per * 16u;
     var acc = array<vec4<f32>, 4>();
     // this step's loads, in registers: 2 weight texels and 8 activations per invocation
@@ -588,7 +597,7 @@ fn slim(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     if (g != 0u) {
         return;
     }
-    for (var h = 0u; h < 3u; h++) {
+    for (var h = 0u; h + 1u < SLIM_G; h++) {
         for (var i = 0u; i < 4u; i++) {
             acc[i] += unspill((h * 64u + t) * 4u + i);
         }

@@ -16,10 +16,12 @@ fn gemm_matches_reference() {
         (24, 144, 4075, false, false, true),
         (67, 40, 150, true, true, false),
         (33, 20, 71, true, false, true),
-        // long K over few positions (`Slim`'s shapes): K steps that the four groups of a
-        // workgroup share unevenly, P past one and two 32-column tiles
+        // long K over few positions (`Slim`'s shapes): K steps that the four (`SlimWide`:
+        // eight) groups of a workgroup share unevenly, one group with none, P past one and
+        // two 32-column tiles
         (37, 301, 45, true, true, true),
         (70, 530, 97, true, true, false),
+        (45, 1001, 33, false, true, true),
     ];
     // every case over a batch of two images (workgroup z), each against the CPU on its own:
     // its x, SE scale and residual one after another in each buffer, the weights shared
@@ -61,6 +63,13 @@ fn gemm_matches_reference() {
         // subgroups of 8, as lavapipe on AVX2 has): each against the CPU, and `RegsSubgroup`
         // bit for bit against `Regs` (the same FMAs in the same order, only fetched otherwise)
         let mut variants = vec![Variant::Regs, Variant::Tiled, Variant::Slim];
+        if g.slim_wide {
+            variants.push(Variant::SlimWide);
+        } else if i == 0 {
+            eprintln!(
+                "gemm: Variant::SlimWide not tested: this device does not allow its 32 KiB of workgroup memory"
+            );
+        }
         if g.subgroup8 {
             variants.push(Variant::RegsSubgroup);
         } else if i == 0 {

@@ -68,6 +68,23 @@ pub const COMPILE_THREADS_ENV: &str = "COMBICAM_COMPILE_THREADS";
 /// `Gpu::subgroup8`).
 pub const SUBGROUPS_ENV: &str = "COMBICAM_SUBGROUPS";
 
+pub const SLIM_WIDE_ENV: &str = "COMBICAM_SLIM_WIDE";
+
+/// The workgroup memory the wide long-K GEMM needs (`Gpu::slim_wide`), in bytes.
+const SLIM_WIDE_STORAGE: u32 = 32768;
+
+/// Whether `$COMBICAM_SLIM_WIDE` leaves the wide long-K GEMM to the adapter's limits (unset)
+/// or turns it `off`.
+fn slim_wide_wanted() -> Result<bool> {
+    match std::env::var(SLIM_WIDE_ENV).as_deref() {
+        Ok("off") => Ok(false),
+        Ok(v) => Err(Error::Input(format!(
+            "{SLIM_WIDE_ENV}={v:?}: use `off` (or leave it unset to use the wide GEMM where the adapter allows it)"
+        ))),
+        Err(_) => Ok(true),
+    }
+}
+
 /// Whether to ask `adapter` for subgroups: it has them, in sizes of exactly 8 (one AVX2 SIMD
 /// group on lavapipe), and `$COMBICAM_SUBGROUPS` is not `off`.
 fn subgroups_of_8(adapter: &wgpu::Adapter) -> Result<bool> {
@@ -148,6 +165,10 @@ pub struct Gpu {
     /// a first run (a small classifier keeps sampled reads: `head::IMAGE_MIN_WEIGHTS`). The
     /// GPU-shaped kernels keep sampled reads.
     pub image_reads: bool,
+    /// The GPU-shaped GEMM may take its wide long-K form (`gemm::Variant::SlimWide`: eight
+    /// groups of 64 invocations, 32 KiB of workgroup memory): the device allows both, and
+    /// `$COMBICAM_SLIM_WIDE` is not `off`.
+    pub slim_wide: bool,
     pub pipelines: PipelineCache,
     pub(crate) dummies: Vec<wgpu::Buffer>,
     /// where helper devices generate kernel code on spare cores (CPU adapters; `warm`)
@@ -219,8 +240,15 @@ impl Gpu {
                 .max_compute_invocations_per_workgroup
                 .min(1024),
             max_compute_workgroup_size_x: have.max_compute_workgroup_size_x.min(1024),
+            // the wide long-K GEMM's two tiles (`slim_wide`)
+            max_compute_workgroup_storage_size: have
+                .max_compute_workgroup_storage_size
+                .clamp(16384, SLIM_WIDE_STORAGE),
             ..Default::default()
         };
+        let slim_wide = slim_wide_wanted()?
+            && limits.max_compute_workgroup_storage_size >= SLIM_WIDE_STORAGE
+            && limits.max_compute_invocations_per_workgroup >= 512;
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut features = if timestamps {
             wgpu::Features::TIMESTAMP_QUERY
@@ -288,6 +316,7 @@ impl Gpu {
             checks,
             subgroup8,
             image_reads,
+            slim_wide,
             pipelines: PipelineCache::default(),
             dummies,
             recording: Mutex::default(),

@@ -168,7 +168,12 @@ pub fn run(gpu: std::sync::Arc<Gpu>, w: Weights, a: &BenchOptions) -> Result<Ben
     let checks = format!("{:?}", gpu.checks).to_lowercase();
     let gemm_kernel = match crate::ops::gemm::Variant::for_adapter(gpu) {
         crate::ops::gemm::Variant::Tiled => {
-            format!("Tiled, Slim from K = {}", crate::ops::gemm::SLIM_K)
+            let wide = if gpu.slim_wide {
+                format!(", SlimWide from K = {}", crate::ops::gemm::SLIM_WIDE_K)
+            } else {
+                String::new()
+            };
+            format!("Tiled, Slim from K = {}{wide}", crate::ops::gemm::SLIM_K)
         }
         v if gpu.image_reads => format!("{v:?}, storage-texture reads"),
         v => format!("{v:?}"),
