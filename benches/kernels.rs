@@ -58,7 +58,7 @@ fn report_all(g: &Gpu, name: &str, ds: &[&Dispatch], iters: usize) {
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let s = t[t.len() / 2];
     println!(
-        "{name:<40} {:>9.3} ms {:>8.2} GFLOP/s {:>8.2} GB/s",
+        "{name:<46} {:>9.3} ms {:>8.2} GFLOP/s {:>8.2} GB/s",
         s * 1e3,
         ds.iter().map(|d| d.flops).sum::<f64>() / s / 1e9,
         ds.iter().map(|d| d.bytes).sum::<f64>() / s / 1e9

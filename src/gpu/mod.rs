@@ -68,6 +68,8 @@ pub const COMPILE_THREADS_ENV: &str = "COMBICAM_COMPILE_THREADS";
 /// `Gpu::subgroup8`).
 pub const SUBGROUPS_ENV: &str = "COMBICAM_SUBGROUPS";
 
+/// `off`: keep the GPU-shaped long-K GEMM at four K groups even where the device allows eight
+/// (see `Gpu::slim_wide`).
 pub const SLIM_WIDE_ENV: &str = "COMBICAM_SLIM_WIDE";
 
 /// The workgroup memory the wide long-K GEMM needs (`Gpu::slim_wide`), in bytes.
