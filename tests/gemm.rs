@@ -17,8 +17,9 @@ fn gemm_matches_reference() {
         (67, 40, 150, true, true, false),
         (33, 20, 71, true, false, true),
         // long K over few positions (`Slim`'s shapes): K steps that the four (`SlimWide`:
-        // eight) groups of a workgroup share unevenly, one group with none, P past one and
-        // two 32-column tiles
+        // eight) groups of a workgroup share unevenly (for `SlimWide`, K = 301 and 530 leave
+        // the eighth group none, 1,001 gives it 7 of its 8), P past one and two 32-column
+        // tiles; 1,001 is in the range `Variant::for_k` gives `SlimWide` (≥ 768)
         (37, 301, 45, true, true, true),
         (70, 530, 97, true, true, false),
         (45, 1001, 33, false, true, true),
