@@ -75,13 +75,13 @@ pub const SLIM_WIDE_ENV: &str = "COMBICAM_SLIM_WIDE";
 /// The workgroup memory the wide long-K GEMM needs (`Gpu::slim_wide`), in bytes.
 const SLIM_WIDE_STORAGE: u32 = 32768;
 
-/// Whether `$COMBICAM_SLIM_WIDE` leaves the wide long-K GEMM to the adapter's limits (unset)
-/// or turns it `off`.
-fn slim_wide_wanted() -> Result<bool> {
-    match std::env::var(SLIM_WIDE_ENV).as_deref() {
+/// Whether the switch `$name` is on: unset (on) or `off`; any other value is an error whose
+/// fix says what leaving it unset does (`unset_does`).
+fn switch_on(name: &str, unset_does: &str) -> Result<bool> {
+    match std::env::var(name).as_deref() {
         Ok("off") => Ok(false),
         Ok(v) => Err(Error::Input(format!(
-            "{SLIM_WIDE_ENV}={v:?}: use `off` (or leave it unset to use the wide GEMM where the adapter allows it)"
+            "{name}={v:?}: use `off` (or leave it unset to {unset_does})"
         ))),
         Err(_) => Ok(true),
     }
@@ -90,14 +90,8 @@ fn slim_wide_wanted() -> Result<bool> {
 /// Whether to ask `adapter` for subgroups: it has them, in sizes of exactly 8 (one AVX2 SIMD
 /// group on lavapipe), and `$COMBICAM_SUBGROUPS` is not `off`.
 fn subgroups_of_8(adapter: &wgpu::Adapter) -> Result<bool> {
-    match std::env::var(SUBGROUPS_ENV).as_deref() {
-        Ok("off") => return Ok(false),
-        Ok(v) => {
-            return Err(Error::Input(format!(
-                "{SUBGROUPS_ENV}={v:?}: use `off` (or leave it unset to use subgroups where the device has them)"
-            )));
-        }
-        Err(_) => {}
+    if !switch_on(SUBGROUPS_ENV, "use subgroups where the device has them")? {
+        return Ok(false);
     }
     let info = adapter.get_info();
     Ok(adapter.features().contains(wgpu::Features::SUBGROUP)
@@ -248,8 +242,10 @@ impl Gpu {
                 .clamp(16384, SLIM_WIDE_STORAGE),
             ..Default::default()
         };
-        let slim_wide = slim_wide_wanted()?
-            && limits.max_compute_workgroup_storage_size >= SLIM_WIDE_STORAGE
+        let slim_wide = switch_on(
+            SLIM_WIDE_ENV,
+            "use the wide GEMM where the adapter allows it",
+        )? && limits.max_compute_workgroup_storage_size >= SLIM_WIDE_STORAGE
             && limits.max_compute_invocations_per_workgroup >= 512;
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut features = if timestamps {
