@@ -325,30 +325,33 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 // with 8, and 33–39 ms with 2, 2026-12-05).
 override BK: u32 = 4u;
 
-// a_i += texel column kq + i (clamped to the last) of row r · gv, i < BK: one row of
+// a_i += texel column kq + 8i (clamped to the last) of row r · gv, i < BK: one row of
 // `linear_backward`
 fn grad_row(a: ptr<function, array<vec4<f32>, 8>>, kq: u32, r: u32, gv: vec4<f32>) {
     let ql = (prm.k + 3u) / 4u - 1u;
     (*a)[0] = fma(textureLoad(w, vec2(min(kq, ql), r), 0), gv, (*a)[0]);
-    (*a)[1] = fma(textureLoad(w, vec2(min(kq + 1u, ql), r), 0), gv, (*a)[1]);
-    (*a)[2] = fma(textureLoad(w, vec2(min(kq + 2u, ql), r), 0), gv, (*a)[2]);
-    (*a)[3] = fma(textureLoad(w, vec2(min(kq + 3u, ql), r), 0), gv, (*a)[3]);
+    (*a)[1] = fma(textureLoad(w, vec2(min(kq + 8u, ql), r), 0), gv, (*a)[1]);
+    (*a)[2] = fma(textureLoad(w, vec2(min(kq + 16u, ql), r), 0), gv, (*a)[2]);
+    (*a)[3] = fma(textureLoad(w, vec2(min(kq + 24u, ql), r), 0), gv, (*a)[3]);
     if (BK == 8u) {
-        (*a)[4] = fma(textureLoad(w, vec2(min(kq + 4u, ql), r), 0), gv, (*a)[4]);
-        (*a)[5] = fma(textureLoad(w, vec2(min(kq + 5u, ql), r), 0), gv, (*a)[5]);
-        (*a)[6] = fma(textureLoad(w, vec2(min(kq + 6u, ql), r), 0), gv, (*a)[6]);
-        (*a)[7] = fma(textureLoad(w, vec2(min(kq + 7u, ql), r), 0), gv, (*a)[7]);
+        (*a)[4] = fma(textureLoad(w, vec2(min(kq + 32u, ql), r), 0), gv, (*a)[4]);
+        (*a)[5] = fma(textureLoad(w, vec2(min(kq + 40u, ql), r), 0), gv, (*a)[5]);
+        (*a)[6] = fma(textureLoad(w, vec2(min(kq + 48u, ql), r), 0), gv, (*a)[6]);
+        (*a)[7] = fma(textureLoad(w, vec2(min(kq + 56u, ql), r), 0), gv, (*a)[7]);
     }
 }
 
-// BK texel columns (4·BK consecutive k) per invocation: each g load serves 4·BK FMAs. Every
+// BK texel columns per invocation, 8 apart: a group of 8 invocations takes 8·BK adjacent
+// columns, and at each load its 8 read 8 adjacent texels (128 bytes). Each g load serves 4·BK
+// FMAs. On lavapipe, whose texel loads gather one texel a lane, the classifier's gradient over
+// 31,145 cells took 16 ms where BK adjacent columns per invocation (texels BK apart at each
+// load) took 32 (`cargo bench --bench kernels -- head`, 2-core EPYC VM, 2026-12-06). Every
 // invocation runs the loop (past K on clamped columns, writing nothing): with subgroups of 8,
 // `ops::head` rewrites it so that each lane loads the g of one of 8 rows and broadcasts it
 // (the `@linear_backward steps` loop below).
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let kq = (wid.x * 64u + lid) * BK;
-    let k0 = kq * 4u;
+    let kq = wid.x * 64u * BK + (lid / 8u) * 8u * BK + lid % 8u;
     let r0 = wid.y * prm.seg_rows;
     let r1 = min(r0 + prm.seg_rows, prm.rows);
     var a: array<vec4<f32>, 8>;
@@ -359,8 +362,9 @@ fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     }
     let po = (wid.z * prm.nsegs + prm.seg0 + wid.y) * prm.k;
     for (var i = 0u; i < 4u * BK; i++) {
-        if (k0 + i < prm.k) {
-            partial[po + k0 + i] = a[i / 4u][i % 4u];
+        let k = (kq + 8u * (i / 4u)) * 4u + i % 4u;
+        if (k < prm.k) {
+            partial[po + k] = a[i / 4u][i % 4u];
         }
     }
 }
