@@ -322,7 +322,9 @@ fn dlogits(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 // Texel columns per `linear_backward` invocation: 4 on GPUs (`ops::head::Form::Lanes`), 8 on
 // CPU adapters, where each row's turn costs about as much again as its texel fetches (on
 // lavapipe the classifier's gradient over 31,145 cells took 16–24 ms a chunk with 4, 12–15 ms
-// with 8, and 33–39 ms with 2, 2026-12-05).
+// with 8, and 33–39 ms with 2, 2026-12-05, each invocation's columns adjacent then; with
+// them 8 apart, as below, 4 and 8 take about the same: 16.9 and 16.1 ms for both chunks,
+// 2026-12-06).
 override BK: u32 = 4u;
 
 // a_i += texel column kq + 8i (clamped to the last) of row r · gv, i < BK: one row of
