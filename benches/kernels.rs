@@ -117,6 +117,14 @@ fn main() {
         ("gemm dgrad 32→192 @75×113", 192, 32, 8475, InMode::Plain),
         ("gemm dgrad 144→24 @150×225", 24, 144, 33750, InMode::Plain),
         ("gemm dgrad 1792→448 @10×15", 448, 1792, 150, InMode::Plain),
+        // a projection's data gradient as the backward runs it: with its SE partial (DotAct)
+        (
+            "gemm dgrad 32→192 @75×113 (SE partial)",
+            192,
+            32,
+            8475,
+            InMode::Plain,
+        ),
     ] {
         let (a, x, b, s, y) = (
             GemmWeights::upload(&g, name, &vec![0.01f32; m * k], m, k).unwrap(),
@@ -126,6 +134,9 @@ fn main() {
             buf(&g, m * p),
         );
         let pack = XPack::new(&g, "pack", XPack::texels_for(k, p)).unwrap();
+        let dot = name.ends_with("(SE partial)");
+        let parts_n = gemm::Variant::for_k(&g, k).parts(p);
+        let (zd, part) = (buf(&g, m * p), buf(&g, m * parts_n));
         let args = GemmArgs {
             m,
             k,
@@ -138,7 +149,13 @@ fn main() {
             y: &y.buf,
             mode,
             pack: Some(&pack),
-            parts: None,
+            parts: dot.then_some(gemm::Parts {
+                op: gemm::PartOp::DotAct(Act::Silu),
+                zd: Some(&zd.buf),
+                part: &part.buf,
+                off: 0,
+                images: 1,
+            }),
         };
         let picked = gemm::Variant::for_k(&g, k);
         for &v in &variants {

@@ -26,9 +26,14 @@
 //    invocation owns 32 rows × 8 columns in registers; a workgroup is 8 invocations (one
 //    SIMD group) covering 32 × 64. No workgroup memory in the k loop: each weight texel
 //    feeds 8 FMAs, each activation texel 128. The rows are written out by hand (a looped
-//    form over a register array was 1.4× slower there); they leave through workgroup memory
-//    in one loop, since 32 written-out stores were most of the kernel's code (lavapipe's LLVM
-//    took 4.6 s over it on its first dispatch, against 0.3 s now). Where the device has
+//    form over a register array was 1.4× slower there); they leave in one loop over the rows,
+//    since 32 written-out stores were most of the kernel's code (lavapipe's LLVM took 4.6 s
+//    over it on its first dispatch, against 0.3 s for the loop). Each turn picks its row from
+//    the registers by a chain of 31 selects: they used to go through workgroup memory, but on
+//    lavapipe (Mesa 22.3) each workgroup-memory access is a loop over the SIMD lanes, as a
+//    storage access is: the selects took the GEMMs with K ≤ 144 6–15% faster (`cargo bench
+//    --bench kernels -- gemm`, 2026-12-06, minima of alternating rounds), the long-K ones
+//    unchanged, for no more code generation. Where the device has
 //    subgroups of 8, `ops::gemm` (`Variant::RegsSubgroup`) rewrites the 32 `wrow` fetches as 4
 //    fetches per lane broadcast across the subgroup (at the `@regs weights` marker) and stores
 //    the rows as aligned vec4 chunks (include/gemm_subgroup_store.wgsl). Where the
@@ -309,8 +314,12 @@ fn put_regs_part(m: u32, p0: u32, v: f32) {
     put_part(m, p0 / 8u, ((prm.p + 63u) / 64u) * 8u, v);
 }
 
-var<workgroup> out_rows: array<Acc, 256>; // regs' results: [invocation][row]
+// `regs`' accumulators a (row r of the 32 when t) or b
+fn pick(a: Acc, b: Acc, t: bool) -> Acc {
+    return Acc(select(a[0], b[0], t), select(a[1], b[1], t));
+}
 
+//@regs store
 @compute @workgroup_size(8, 1)
 fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let p0 = (wid.x * 8u + lid.x) * 8u;
@@ -347,18 +356,22 @@ fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         row(&c28, wrow(m0 + 28u, kq), xs); row(&c29, wrow(m0 + 29u, kq), xs);
         row(&c30, wrow(m0 + 30u, kq), xs); row(&c31, wrow(m0 + 31u, kq), xs);
     }
-    // out through workgroup memory, one row per turn of a loop whose bound is a uniform
-    let o = lid.x * 32u;
-    out_rows[o] = c0; out_rows[o + 1u] = c1; out_rows[o + 2u] = c2; out_rows[o + 3u] = c3;
-    out_rows[o + 4u] = c4; out_rows[o + 5u] = c5; out_rows[o + 6u] = c6; out_rows[o + 7u] = c7;
-    out_rows[o + 8u] = c8; out_rows[o + 9u] = c9; out_rows[o + 10u] = c10; out_rows[o + 11u] = c11;
-    out_rows[o + 12u] = c12; out_rows[o + 13u] = c13; out_rows[o + 14u] = c14; out_rows[o + 15u] = c15;
-    out_rows[o + 16u] = c16; out_rows[o + 17u] = c17; out_rows[o + 18u] = c18; out_rows[o + 19u] = c19;
-    out_rows[o + 20u] = c20; out_rows[o + 21u] = c21; out_rows[o + 22u] = c22; out_rows[o + 23u] = c23;
-    out_rows[o + 24u] = c24; out_rows[o + 25u] = c25; out_rows[o + 26u] = c26; out_rows[o + 27u] = c27;
-    out_rows[o + 28u] = c28; out_rows[o + 29u] = c29; out_rows[o + 30u] = c30; out_rows[o + 31u] = c31;
+    // out one row per turn of a loop whose bound is a uniform (see the header), the turn's
+    // row picked from the registers by a chain of selects
     for (var r = 0u; r < min(32u, prm.m - m0); r++) {
-        store(m0 + r, p0, out_rows[o + r]);
+        var v = c0;
+        v = pick(v, c1, r == 1u); v = pick(v, c2, r == 2u); v = pick(v, c3, r == 3u);
+        v = pick(v, c4, r == 4u); v = pick(v, c5, r == 5u); v = pick(v, c6, r == 6u);
+        v = pick(v, c7, r == 7u); v = pick(v, c8, r == 8u); v = pick(v, c9, r == 9u);
+        v = pick(v, c10, r == 10u); v = pick(v, c11, r == 11u); v = pick(v, c12, r == 12u);
+        v = pick(v, c13, r == 13u); v = pick(v, c14, r == 14u); v = pick(v, c15, r == 15u);
+        v = pick(v, c16, r == 16u); v = pick(v, c17, r == 17u); v = pick(v, c18, r == 18u);
+        v = pick(v, c19, r == 19u); v = pick(v, c20, r == 20u); v = pick(v, c21, r == 21u);
+        v = pick(v, c22, r == 22u); v = pick(v, c23, r == 23u); v = pick(v, c24, r == 24u);
+        v = pick(v, c25, r == 25u); v = pick(v, c26, r == 26u); v = pick(v, c27, r == 27u);
+        v = pick(v, c28, r == 28u); v = pick(v, c29, r == 29u); v = pick(v, c30, r == 30u);
+        v = pick(v, c31, r == 31u);
+        store(m0 + r, p0, v);
     }
 }
 

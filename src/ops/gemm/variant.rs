@@ -111,7 +111,7 @@ const SUBGROUP_FORM: [(&str, &str); 6] = [
     ("> y: array<f32>;", "> y4: array<vec4<f32>>;"),
     ("    y[o] = v;\n", "    y4[o / 4u][o % 4u] = v;\n"),
     ("store(m0 + r,", "store_sg(sg, m0 + r,"),
-    ("var<workgroup> out_rows", "@store\nvar<workgroup> out_rows"),
+    ("//@regs store\n", "@store\n"),
 ];
 
 /// gemm.wgsl with `regs` fetching its weights once per subgroup of 8 (`Variant::RegsSubgroup`):
