@@ -48,7 +48,12 @@
 //    the four groups of 64, their partial tiles added at the end (below); its wide form
 //    (K ≥ 768 where the adapter allows 32 KiB of workgroup memory) has eight groups.
 
-// flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above). For `regs`, uniform
+// flags: bit 0 = add bias, bit 1 = add res, bits 2–3 = PART (above), bit 4 = ROWS_FIRST
+// (`regs`: the grid's x runs over the row blocks and its y over the column blocks, so that the
+// workgroups that read one stretch of x run one after another while it is in cache; `ops::gemm`
+// sets it where x is the larger operand, P > M: on lavapipe, whose threads take workgroups in
+// x-then-y order, it took the 24→144 expansion at 150×225 from 12.9–14.1 to 11.8–12.7 ms and
+// the 32→192 data gradient at 75×113 from 4.4–5.0 to 4.1–4.9 ms, 2026-12-06). For `regs`, uniform
 // flags rather than override constants, so that every GEMM of a plan shares one pipeline (its
 // only constant is ACT, for PART 1 in a ReLU6 model): on lavapipe each distinct pipeline costs
 // LLVM code generation on its first dispatch. `tiled` takes them as the FLAGS constant.
@@ -322,8 +327,10 @@ fn pick(a: Acc, b: Acc, t: bool) -> Acc {
 //@regs store
 @compute @workgroup_size(8, 1)
 fn regs(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let p0 = (wid.x * 8u + lid.x) * 8u;
-    let m0 = wid.y * 32u;
+    let rows_first = (prm.flags & 16u) != 0u; // ROWS_FIRST (above)
+    let wx = select(wid.x, wid.y, rows_first);
+    let p0 = (wx * 8u + lid.x) * 8u;
+    let m0 = select(wid.y, wid.x, rows_first) * 32u;
     q0 = p0 / 4u;
     set_batch(wid.z);
     var c0: Acc; var c1: Acc; var c2: Acc; var c3: Acc; var c4: Acc; var c5: Acc; var c6: Acc; var c7: Acc;

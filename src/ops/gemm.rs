@@ -393,17 +393,24 @@ pub fn gemm_variant_reads(
                 key: "gemm+subgroup8",
                 make: &make,
             });
+            // row blocks fastest where x outweighs the weights (gemm.wgsl ROWS_FIRST)
+            let rows_first = g.p > g.m;
+            let regs_params = GemmParams {
+                flags: flags | (rows_first as u32) << 4,
+                ..params
+            };
+            let (pb, mb) = ((g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32));
             let mut d = gpu.dispatch(&DispatchDesc {
                 label,
                 family: "gemm",
                 source,
                 entry: "regs",
                 constants: &regs_constants,
-                params: words(&params),
+                params: words(&regs_params),
                 bindings: &[(3, g.bias), (5, g.res), (6, Some(g.y)), (9, zd), (10, part)],
                 textures: &[(1, &g.a.view), (7, &pack.view)],
                 image_reads: if image { &REGS_TEXTURES } else { &[] },
-                groups: [(g.p as u32).div_ceil(64), (g.m as u32).div_ceil(32), 1],
+                groups: if rows_first { [mb, pb, 1] } else { [pb, mb, 1] },
             });
             d.flops = 2.0 * (g.m * g.k * g.p) as f64;
             d.bytes = bytes(g.m);

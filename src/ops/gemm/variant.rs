@@ -107,7 +107,7 @@ const SUBGROUP_FORM: [(&str, &str); 6] = [
         "fn regs(",
         "fn regs(@builtin(subgroup_invocation_id) sg: u32, ",
     ),
-    ("(wid.x * 8u + lid.x) * 8u", "(wid.x * 8u + sg) * 8u"),
+    ("(wx * 8u + lid.x) * 8u", "(wx * 8u + sg) * 8u"),
     ("> y: array<f32>;", "> y4: array<vec4<f32>>;"),
     ("    y[o] = v;\n", "    y4[o / 4u][o % 4u] = v;\n"),
     ("store(m0 + r,", "store_sg(sg, m0 + r,"),
