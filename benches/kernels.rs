@@ -107,6 +107,14 @@ fn main() {
     for (name, m, k, p, mode) in [
         ("gemm expand 24→144 @150×225", 144, 24, 33750, InMode::Plain),
         ("gemm project 192→32 @75×113 (SE)", 32, 192, 8475, se),
+        // a repeated block's projection, as the explain runs it: with the residual
+        (
+            "gemm project 192→32 @75×113 (SE, residual)",
+            32,
+            192,
+            8475,
+            se,
+        ),
         ("gemm expand 160→960 @19×29", 960, 160, 551, InMode::Plain),
         ("gemm project 960→160 @19×29 (SE)", 160, 960, 551, se),
         ("gemm project 1632→272 @10×15 (SE)", 272, 1632, 150, se),
@@ -137,6 +145,7 @@ fn main() {
         let dot = name.ends_with("(SE partial)");
         let parts_n = gemm::Variant::for_k(&g, k).parts(p);
         let (zd, part) = (buf(&g, m * p), buf(&g, m * parts_n));
+        let res = name.contains("residual").then(|| buf(&g, m * p));
         let args = GemmArgs {
             m,
             k,
@@ -145,7 +154,7 @@ fn main() {
             x: &x.buf,
             bias: Some(&b.buf),
             scale: matches!(mode, InMode::ActScaled(_)).then_some(&s.buf),
-            res: None,
+            res: res.as_ref().map(|r| &r.buf),
             y: &y.buf,
             mode,
             pack: Some(&pack),
