@@ -319,7 +319,7 @@ fn put_regs_part(m: u32, p0: u32, v: f32) {
     put_part(m, p0 / 8u, ((prm.p + 63u) / 64u) * 8u, v);
 }
 
-// `regs`' accumulators a (row r of the 32 when t) or b
+// b where t, else a: one link of the chain by which `regs` picks a row's accumulators by index
 fn pick(a: Acc, b: Acc, t: bool) -> Acc {
     return Acc(select(a[0], b[0], t), select(a[1], b[1], t));
 }
