@@ -142,9 +142,11 @@ fn main() {
             buf(&g, m * p),
         );
         let pack = XPack::new(&g, "pack", XPack::texels_for(k, p)).unwrap();
-        let dot = name.ends_with("(SE partial)");
-        let parts_n = gemm::Variant::for_k(&g, k).parts(p);
-        let (zd, part) = (buf(&g, m * p), buf(&g, m * parts_n));
+        let picked = gemm::Variant::for_k(&g, k);
+        // zd and the row partials only for the shape that takes them
+        let dot = name
+            .ends_with("(SE partial)")
+            .then(|| (buf(&g, m * p), buf(&g, m * picked.parts(p))));
         let res = name.contains("residual").then(|| buf(&g, m * p));
         let args = GemmArgs {
             m,
@@ -158,7 +160,7 @@ fn main() {
             y: &y.buf,
             mode,
             pack: Some(&pack),
-            parts: dot.then_some(gemm::Parts {
+            parts: dot.as_ref().map(|(zd, part)| gemm::Parts {
                 op: gemm::PartOp::DotAct(Act::Silu),
                 zd: Some(&zd.buf),
                 part: &part.buf,
@@ -166,7 +168,6 @@ fn main() {
                 images: 1,
             }),
         };
-        let picked = gemm::Variant::for_k(&g, k);
         for &v in &variants {
             let ds = gemm::gemm_variant(&g, name, &args, v);
             let mark = if v == picked { "*" } else { "" };
