@@ -184,9 +184,9 @@ fn main() {
     ] {
         let sh = DwShape::new(c, h, w, k, s, PadRule::Symmetric);
         let (oh, ow) = sh.out();
-        let (x, wt, b, y, dx) = (
+        let wt = GemmWeights::upload(&g, name, &vec![0.01f32; c * k * k], c, k * k).unwrap();
+        let (x, b, y, dx) = (
             buf(&g, c * h * w),
-            buf(&g, c * k * k),
             buf(&g, c),
             buf(&g, c * oh * ow),
             buf(&g, c * h * w),
@@ -204,7 +204,7 @@ fn main() {
                     act: Act::Silu,
                     in_act: true,
                     x: &x.buf,
-                    wt: &wt.buf,
+                    wt: &wt,
                     bias: &b.buf,
                     out: &y.buf,
                     pool: None,
@@ -222,7 +222,7 @@ fn main() {
                     s: sh,
                     act: Act::Silu,
                     dy: &y.buf,
-                    wt: &wt.buf,
+                    wt: &wt,
                     zin: Some(&x.buf),
                     res: None,
                     se_in: Some(SeIn {

@@ -1,10 +1,11 @@
 // depthwise.wgsl: depthwise k×k convolution with stride and zero padding, BN folded into
 // (wt, bias). Forward, and its data gradient.
-// Bindings: 0 prm, 1 wt: (C, K, K) f32, 2 bias: (C) f32, 3 x: (C, H, W) f32 (forward input,
+// Bindings: 0 prm, 1 wt: (C, K, K) f32 as an rgba32float texture of ⌈K·K/4⌉ × C texels, channel c's
+//           K·K weights in row c, zero-padded (`gemm::GemmWeights`), 2 bias: (C) f32, 3 x: (C, H, W) f32 (forward input,
 //           or the forward input's pre-activation z for the backward), 4 out: rw,
 //           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw,
 //           8 se_s: (C), 9 se_dm: (C), 10 se_zd: (C, OH, OW) f32 (backward with SE_IN)
-//           wt, x, res, dy and se_zd are read as vec4 chunks (see `chunk_of`)
+//           x, res, dy and se_zd are read as vec4 chunks (see `chunk_of`)
 // forward:  out[c,i,j] = bias[c] + Σ_{u,v} wt[c,u,v]·act(x[c, i·s−pad_t+u, j·s−pad_l+v]),
 //           act = the prelude's act when prm.in_act (x is the expand conv's pre-activation), else identity.
 // backward: out[c,y,x] = act'(x[c,y,x])·Σ_{(i,j,u,v): i·s−pad_t+u=y, j·s−pad_l+v=x} wt[c,u,v]·dy[c,i,j]
@@ -43,7 +44,7 @@ override SE_IN: bool = false;
 const TW = 8u;
 
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+@group(0) @binding(1) var wt: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -85,10 +86,6 @@ fn tile_of(idx: u32, rows: u32, cols: u32, th: u32) -> vec3<u32> {
 // load is a loop over the SIMD lanes, in the code and at run time, so a chunk of four floats
 // costs about what one float did; the chunk index is clamped into the buffer, and a value
 // outside the row it belongs to is never used (the callers zero it).
-fn wt_chunk(c: i32) -> vec4<f32> {
-    return wt[u32(clamp(c, 0, i32(arrayLength(&wt)) - 1))];
-}
-
 fn x_chunk(c: i32) -> vec4<f32> {
     return x[u32(clamp(c, 0, i32(arrayLength(&x)) - 1))];
 }
@@ -138,7 +135,6 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     let plane = wid.z * prm.c + c; // this image's channel c in the batch
     let pidx = idx + wid.z * (prm.c * ((prm.oh + prm.band - 1u) / prm.band) * ((prm.ow + TW - 1u) / TW));
     let base = plane * prm.h * prm.w;
-    let wrow = c * K * K;
     let b = bias[c];
     // generated (`forward_rows`): the K·K weights w_u_v; the ring a_m_j = b of ⌈K/S⌉ output
     // rows; the loop over output rows t from oi0 − (⌈K/S⌉ − 1): load the last S input rows of
@@ -181,7 +177,6 @@ fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     let t_lo = x0 + PAD_L - i32(K) + 1;
     let plane = wid.z * prm.c + c; // this image's channel c in the batch
     let dbase = plane * prm.oh * prm.ow;
-    let wrow = c * K * K;
     if (SE_IN) {
         se_sc = se_s[plane];
         se_mc = se_dm[wid.z * 4u * ((prm.c + 3u) / 4u) + c] * prm.inv_ohw;

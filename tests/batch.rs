@@ -118,7 +118,8 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
         let wt = rand(c * k * k, 60 + i as u64, -1.0, 1.0);
         let b = rand(c, 70 + i as u64, -1.0, 1.0);
         let parts = depthwise::pool_parts(g, &sh);
-        let (xb, wb, bb, yb, pb) = (up(&x), up(&wt), up(&b), zeros(B * ny), zeros(B * c * parts));
+        let (xb, bb, yb, pb) = (up(&x), up(&b), zeros(B * ny), zeros(B * c * parts));
+        let wb = GemmWeights::upload(g, "test.dw.w", &wt, c, k * k).unwrap();
         // the depthwise conv writing the SE pool's partial sums, then their mean per channel,
         // as `Rec::block_forward` records them
         let pooled = zeros(3 + B * c);
@@ -131,7 +132,7 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
                     act,
                     in_act: true,
                     x: &xb.buf,
-                    wt: &wb.buf,
+                    wt: &wb,
                     bias: &bb.buf,
                     out: &yb.buf,
                     pool: Some(&pb.buf),

@@ -53,7 +53,8 @@ fn batched_depthwise_backward_matches_reference_per_image() {
         let hw = (oh * ow) as f32;
         let (dm_b, dm) = padded(c, se::vec_len(c), seed + 5, (-hw, hw));
         let zd = images(ny, seed + 6, -8.0, 8.0);
-        let (dyb, wb, zb, rb) = (up(&dy), up(&wt), up(&z), up(&r));
+        let (dyb, zb, rb) = (up(&dy), up(&z), up(&r));
+        let wb = GemmWeights::upload(g, "test.dw.w", &wt, c, k * k).unwrap();
         let (sb, dmb, zdb, dxb) = (up(&sc), up(&dm_b), up(&zd), zeros(B * nx));
         let d = depthwise::backward(
             g,
@@ -62,7 +63,7 @@ fn batched_depthwise_backward_matches_reference_per_image() {
                 s: sh,
                 act,
                 dy: &dyb.buf,
-                wt: &wb.buf,
+                wt: &wb,
                 zin: with_zin.then_some(&zb.buf),
                 res: with_zin.then_some(&rb.buf),
                 se_in: Some(SeIn {

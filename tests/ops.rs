@@ -118,7 +118,8 @@ fn depthwise_forward_and_backward_match_reference() {
         let b = rand(c, seed + 2, -1.0, 1.0);
         let dy = rand(c * oh * ow, seed + 3, -1.0, 1.0);
         let r = rand(c * h * w, seed + 4, -1.0, 1.0);
-        let (xb, wb, bb, yb) = (up(&x), up(&wt), up(&b), zeros(c * oh * ow));
+        let (xb, bb, yb) = (up(&x), up(&b), zeros(c * oh * ow));
+        let wb = GemmWeights::upload(g, "test.dw.w", &wt, c, k * k).unwrap();
         let parts = depthwise::pool_parts(g, &sh);
         let pb = zeros(c * parts);
         g.run_now(&[&depthwise::forward(
@@ -129,7 +130,7 @@ fn depthwise_forward_and_backward_match_reference() {
                 act,
                 in_act,
                 x: &xb.buf,
-                wt: &wb.buf,
+                wt: &wb,
                 bias: &bb.buf,
                 out: &yb.buf,
                 pool: Some(&pb.buf),
@@ -166,7 +167,7 @@ fn depthwise_forward_and_backward_match_reference() {
                 s: sh,
                 act,
                 dy: &dyb.buf,
-                wt: &wb.buf,
+                wt: &wb,
                 zin: in_act.then_some(&xb.buf),
                 res: res.then_some(&rb.buf),
                 se_in: None,
@@ -207,7 +208,8 @@ fn se_in_backward(sh: &DwShape, act: Act, seed: u64, (dy, wt): (&[f32], &[f32]))
     };
     let zd = rand(c * oh * ow, seed + 7, -8.0, 8.0);
     let (sb, dmb, zdb) = (up(&s), up(&dm), up(&zd));
-    let (dyb, wb, dxb) = (up(dy), up(wt), zeros(c * sh.h * sh.w));
+    let (dyb, dxb) = (up(dy), zeros(c * sh.h * sh.w));
+    let wb = GemmWeights::upload(g, "test.dw.w", wt, c, sh.k * sh.k).unwrap();
     let d = depthwise::backward(
         g,
         "test.dw.bwd.se_in",
@@ -215,7 +217,7 @@ fn se_in_backward(sh: &DwShape, act: Act, seed: u64, (dy, wt): (&[f32], &[f32]))
             s: *sh,
             act,
             dy: &dyb.buf,
-            wt: &wb.buf,
+            wt: &wb,
             zin: None,
             res: None,
             se_in: Some(SeIn {

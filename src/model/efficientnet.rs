@@ -8,7 +8,8 @@ use crate::ops::{conv, gemm, head, se};
 
 pub(super) struct BlockGpu {
     pub(super) expand: Option<(GemmWeights, GemmWeights, GpuBuf)>, // w (CMID, CIN), wᵀ (CIN, CMID), b
-    pub(super) dw_w: GpuBuf,
+    /// (C, K·K) as the depthwise kernels read it
+    pub(super) dw_w: GemmWeights,
     pub(super) dw_b: GpuBuf,
     /// squeeze-excite: reduce (CSE, CMID) and its bias, expand (CMID, CSE) and its bias
     pub(super) se: Option<se::SeBuffers>,
@@ -44,13 +45,19 @@ impl ModelGpu {
             bytes.set(bytes.get() + (data.len() * 4) as u64);
             gpu.upload(&label, data)
         };
+        // a matrix (M, K) as a texture: a depthwise conv's weights (C, K·K)
+        let up_texture = |label: String, w: &[f32], m: usize, k: usize| -> Result<GemmWeights> {
+            let t = GemmWeights::upload(gpu, &label, w, m, k)?;
+            bytes.set(bytes.get() + t.bytes());
+            Ok(t)
+        };
         // a 1×1 conv's weights (M, K) and their transpose, as the GEMM reads them
         let up_gemm = |label: String, w: &[f32], m: usize, k: usize| -> Result<[GemmWeights; 2]> {
-            let fwd = GemmWeights::upload(gpu, &format!("{label}.w"), w, m, k)?;
             let wt = gemm::cpu::transpose(w, m, k);
-            let bwd = GemmWeights::upload(gpu, &format!("{label}.wt"), &wt, k, m)?;
-            bytes.set(bytes.get() + fwd.bytes() + bwd.bytes());
-            Ok([fwd, bwd])
+            Ok([
+                up_texture(format!("{label}.w"), w, m, k)?,
+                up_texture(format!("{label}.wt"), &wt, k, m)?,
+            ])
         };
         let cfg = &weights.cfg;
         let stem_w = conv::upload_weights(gpu, "stem.w", (cfg.stem, 3, 3), &weights.stem.w)?;
@@ -69,7 +76,7 @@ impl ModelGpu {
                 up_gemm(format!("{i}.project"), &w.project.w, b.cout, b.cmid())?;
             blocks.push(BlockGpu {
                 expand,
-                dw_w: up(format!("{i}.dw.w"), &w.dw.w)?,
+                dw_w: up_texture(format!("{i}.dw.w"), &w.dw.w, b.cmid(), b.k * b.k)?,
                 dw_b: up(format!("{i}.dw.b"), &w.dw.b)?,
                 se: match &w.se {
                     Some((r, x)) => {

@@ -6,6 +6,7 @@ use crate::gpu::{
     words,
 };
 use crate::ops::Act;
+use crate::ops::gemm::GemmWeights;
 use crate::ops::pad::PadRule;
 use crate::ops::window::{chunk_at, floats, window};
 
@@ -119,12 +120,16 @@ pub fn source(k: usize, stride: usize) -> String {
     )
 }
 
-/// `let w{u}_{v} = ..;` for the channel's K×K weights, read as the vec4 chunks that hold them
-/// (`window`).
+/// `let w{u}_{v} = ..;` for channel c's K×K weights, read as the texels of its row of `wt`.
+/// Texel fetches, not storage loads: on lavapipe a storage load is written out lane by lane
+/// (Mesa 25) or looped over the lanes (Mesa 22.3), a texel fetch is one gather, so the
+/// kernels have less code to generate on a first run.
 fn weight_lets(k: usize) -> String {
     let mut out = String::new();
-    chunk_at(&mut out, "    ", "wc", "i32(wrow)");
-    let ws = window(&mut out, "    ", "wt", "wt_chunk", "wc", k * k);
+    for q in 0..(k * k).div_ceil(4) {
+        out += &format!("    let wq{q} = textureLoad(wt, vec2({q}u, c), 0);\n");
+    }
+    let ws = floats("wq", k * k);
     for u in 0..k {
         for v in 0..k {
             out += &format!("    let w{u}_{v} = {};\n", ws[u * k + v]);
@@ -343,7 +348,7 @@ fn dispatch(
     in_act: bool,
     entry: Entry,
     constants: &[(&str, f64)],
-    bindings: &[(u32, Option<&wgpu::Buffer>)],
+    (wt, bindings): (&GemmWeights, &[(u32, Option<&wgpu::Buffer>)]),
 ) -> Dispatch {
     check_shape(s);
     let band = band(gpu);
@@ -367,6 +372,7 @@ fn dispatch(
         constants,
         params: words(&s.params(in_act, band)),
         bindings,
+        textures: &[(1, &wt.view)],
         groups,
         ..Default::default()
     })
@@ -388,8 +394,8 @@ pub struct DwForward<'a> {
     pub in_act: bool,
     /// (C, H, W)
     pub x: &'a wgpu::Buffer,
-    /// (C, K, K), BN folded
-    pub wt: &'a wgpu::Buffer,
+    /// (C, K, K), BN folded, as a (C, K·K) texture (`GemmWeights::upload`)
+    pub wt: &'a GemmWeights,
     /// (C)
     pub bias: &'a wgpu::Buffer,
     /// (C, OH, OW), written
@@ -407,13 +413,15 @@ pub fn forward(gpu: &Gpu, label: &str, a: &DwForward) -> Dispatch {
         a.in_act,
         Entry::Forward,
         &[("POOL", a.pool.is_some() as u32 as f64), a.act.constant()],
-        &[
-            (1, Some(a.wt)),
-            (2, Some(a.bias)),
-            (3, Some(a.x)),
-            (4, Some(a.out)),
-            (7, a.pool),
-        ],
+        (
+            a.wt,
+            &[
+                (2, Some(a.bias)),
+                (3, Some(a.x)),
+                (4, Some(a.out)),
+                (7, a.pool),
+            ],
+        ),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0 * (s.c * s.h * s.w + s.c * oh * ow) as f64;
@@ -427,8 +435,8 @@ pub struct DwBackward<'a> {
     pub act: Act,
     /// (C, OH, OW)
     pub dy: &'a wgpu::Buffer,
-    /// (C, K, K)
-    pub wt: &'a wgpu::Buffer,
+    /// (C, K, K), as a (C, K·K) texture (`GemmWeights::upload`)
+    pub wt: &'a GemmWeights,
     /// the forward input's pre-activation (C, H, W)
     pub zin: Option<&'a wgpu::Buffer>,
     /// the residual path's gradient, added (C, H, W)
@@ -468,16 +476,18 @@ pub fn backward(gpu: &Gpu, label: &str, a: &DwBackward) -> Dispatch {
         in_act,
         Entry::Backward,
         &consts,
-        &[
-            (1, Some(a.wt)),
-            (3, a.zin),
-            (4, Some(a.dx)),
-            (5, a.res),
-            (6, Some(a.dy)),
-            (8, a.se_in.map(|e| e.s)),
-            (9, a.se_in.map(|e| e.dm)),
-            (10, a.se_in.map(|e| e.zd)),
-        ],
+        (
+            a.wt,
+            &[
+                (3, a.zin),
+                (4, Some(a.dx)),
+                (5, a.res),
+                (6, Some(a.dy)),
+                (8, a.se_in.map(|e| e.s)),
+                (9, a.se_in.map(|e| e.dm)),
+                (10, a.se_in.map(|e| e.zd)),
+            ],
+        ),
     );
     d.flops = 2.0 * (s.c * oh * ow * s.k * s.k) as f64;
     d.bytes = 4.0

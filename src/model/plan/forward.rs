@@ -121,7 +121,7 @@ impl Rec<'_> {
                 act,
                 in_act: zexp.is_some(),
                 x: dw_in,
-                wt: &bw.dw_w.buf,
+                wt: &bw.dw_w,
                 bias: &bw.dw_b.buf,
                 out: &zdw.buf,
                 pool: partial.as_ref().map(|p| &p.buf),
