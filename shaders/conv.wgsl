@@ -39,15 +39,6 @@ fn x_chunk(c: i32) -> vec4<f32> {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// n, which the shader compiler cannot see through; y is never empty. `store_strip`'s loop bound
-// min(TW, ..) told Mesa 25's lavapipe that it turns at most 8 times, and it wrote the loop out:
-// two thirds of the kernel's code (its LLVM IR 51,700 lines, 24,300 with this), 1.31–1.38 s of
-// first-use code generation against 0.50 s with this (Mesa 22.3: 0.26–0.27 against 0.17–0.20;
-// a 2-core Xeon VM, 2026-12-06; the run time the same within noise)
-fn opaque(n: u32) -> u32 {
-    return select(n, 0u, arrayLength(&y) == 0u);
-}
-
 // bias[o], o clamped to the last channel (an o past it is not stored)
 fn bias_at(o: u32) -> f32 {
     return bias[min(o, prm.cout - 1u)];
@@ -71,7 +62,12 @@ fn store_strip(o: u32, o0: u32, oi: u32, oj0: u32) {
     // the 8 channels' biases, loaded once
     let bl = vec4(bias_at(o0), bias_at(o0 + 1u), bias_at(o0 + 2u), bias_at(o0 + 3u));
     let bh = vec4(bias_at(o0 + 4u), bias_at(o0 + 5u), bias_at(o0 + 6u), bias_at(o0 + 7u));
-    for (var j = 0u; j < min(opaque(TW), prm.ow - oj0); j++) {
+    // the bound hidden (the prelude's `hidden`; y is never empty): with min(TW, ..), which told
+    // Mesa 25's lavapipe that it turns at most 8 times, it wrote the loop out, two thirds of the
+    // kernel's code (its LLVM IR 51,700 lines, 24,300 with this), 1.31–1.38 s of first-use code
+    // generation against 0.50 s (Mesa 22.3: 0.26–0.27 against 0.17–0.20; a 2-core Xeon VM,
+    // 2026-12-06; the run time the same within noise)
+    for (var j = 0u; j < min(hidden(TW, arrayLength(&y)), prm.ow - oj0); j++) {
         let at = oi * prm.ow + oj0 + j;
         let l = out_acc[o + 2u * j];
         let h = out_acc[o + 2u * j + 1u];

@@ -89,7 +89,10 @@ fn linear(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     for (var kq = 0u; kq < nq; kq++) {
         rows8(&lo, &hi, kq, r0, f4(kq * 4u));
     }
-    for (var i = 0u; i < 8u; i++) {
+    // the 8 rows' stores as a loop whose bound lavapipe cannot count (the prelude's `hidden`):
+    // written out, they were most of this kernel's first-use code generation on Mesa 25 (0.28 s
+    // against 0.18; Mesa 22.3 0.07 against 0.06; a 2-core EPYC VM, 2026-12-06, medians of 3)
+    for (var i = 0u; i < hidden(8u, arrayLength(&logits)); i++) {
         let r = r0 + i;
         if (r < prm.rows) {
             var v = lo[i % 4u];
@@ -351,6 +354,13 @@ fn grad_row(a: ptr<function, array<vec4<f32>, 8>>, kq: u32, r: u32, gv: vec4<f32
 // invocation runs the loop (past K on clamped columns, writing nothing): with subgroups of 8,
 // `ops::head` rewrites it so that each lane loads the g of one of 8 rows and broadcasts it
 // (the `@linear_backward steps` loop below).
+// a[q] for q < 8, picked by selects (an index into a function's array costs lavapipe more code)
+fn texel_of(a: ptr<function, array<vec4<f32>, 8>>, q: u32) -> vec4<f32> {
+    let lo = select(select((*a)[0], (*a)[1], q == 1u), select((*a)[2], (*a)[3], q == 3u), q >= 2u);
+    let hi = select(select((*a)[4], (*a)[5], q == 5u), select((*a)[6], (*a)[7], q == 7u), q >= 6u);
+    return select(lo, hi, q >= 4u);
+}
+
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let kq = wid.x * 64u * BK + (lid / 8u) * 8u * BK + lid % 8u;
@@ -363,10 +373,12 @@ fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         grad_row(&a, kq, r, vec4(g[go + r]));
     }
     let po = (wid.z * prm.nsegs + prm.seg0 + wid.y) * prm.k;
-    for (var i = 0u; i < 4u * BK; i++) {
+    // a loop lavapipe does not write out (see `linear`): Mesa 25 0.34 s of code generation
+    // against 0.15 written out, Mesa 22.3 0.10 against 0.05
+    for (var i = 0u; i < hidden(4u * BK, arrayLength(&partial)); i++) {
         let k = (kq + 8u * (i / 4u)) * 4u + i % 4u;
         if (k < prm.k) {
-            partial[po + k] = a[i / 4u][i % 4u];
+            partial[po + k] = texel_of(&a, i / 4u)[i % 4u];
         }
     }
 }

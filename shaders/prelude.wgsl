@@ -84,3 +84,11 @@ fn tree_start(lid: u32, top: u32) -> u32 {
     }
     return workgroupUniformLoad(&tree_top);
 }
+
+// n, as a loop bound the shader compiler cannot see through (`len`, an arrayLength, is never
+// 0): lavapipe writes out a loop whose turns it can count, each turn's storage accesses lane by
+// lane on Mesa 25, where a loop of 8 or 32 stores left as a loop costs a fraction of the code to
+// generate on a first run.
+fn hidden(n: u32, len: u32) -> u32 {
+    return select(n, 0u, len == 0u);
+}
