@@ -174,7 +174,8 @@ fn weighted_map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         lo = fma(a, vec4(blk[o + p0], blk[o + min(p0 + 1u, last)], blk[o + min(p0 + 2u, last)], blk[o + min(p0 + 3u, last)]), lo);
         hi = fma(a, vec4(blk[o + min(p0 + 4u, last)], blk[o + min(p0 + 5u, last)], blk[o + min(p0 + 6u, last)], blk[o + min(p0 + 7u, last)]), hi);
     }
-    for (var j = 0u; j < 8u; j++) {
+    // a loop lavapipe does not write out (the prelude's `hidden`)
+    for (var j = 0u; j < hidden(8u, arrayLength(&maps)); j++) {
         if (p0 + j < prm.hw) {
             maps[wid.z * prm.mstride + prm.map_off + p0 + j] = max(select(hi[j % 4u], lo[j % 4u], j < 4u), 0.0);
         }

@@ -51,7 +51,8 @@ fn map(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: ve
         }
         acc = fma(g, a, acc);
     }
-    for (var j = 0u; j < 4u; j++) {
+    // a loop lavapipe does not write out (the prelude's `hidden`)
+    for (var j = 0u; j < hidden(4u, arrayLength(&maps)); j++) {
         if (p0 + j < prm.hw) {
             maps[wid.z * prm.mstride + prm.map_off + p0 + j] = max(acc[j], 0.0);
         }

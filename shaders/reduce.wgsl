@@ -79,7 +79,8 @@ fn rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
     if (lane == 0u && row < prm.rows) {
         var r = part[lid];
-        for (var j = 1u; j < 8u; j++) {
+        // a loop lavapipe does not write out (the prelude's `hidden`)
+        for (var j = 1u; j < hidden(8u, arrayLength(&out)); j++) {
             r = combine(r, part[lid + j]);
         }
         if (MODE == 0u || MODE == 1u || MODE == 6u) {
