@@ -18,8 +18,8 @@ pub(super) struct BlockGpu {
     pub(super) proj_b: GpuBuf,
 }
 
-/// Weights resident on the GPU. Every 1×1 conv (and its transpose), the stem and the
-/// classifier live in rgba32float textures (`gemm::GemmWeights`); the classifier matrix is
+/// Weights resident on the GPU. Every 1×1 conv (and its transpose), every depthwise conv, the
+/// stem and the classifier live in rgba32float textures (`gemm::GemmWeights`); the classifier matrix is
 /// split into row chunks of at most the adapter's largest 2-D texture side.
 pub struct ModelGpu {
     pub weights: std::sync::Arc<Weights>,
