@@ -1,8 +1,9 @@
 // depthwise.wgsl: depthwise k×k convolution with stride and zero padding, BN folded into
 // (wt, bias). Forward, and its data gradient.
-// Bindings: 0 prm, 1 wt: (C, K, K) f32 as an rgba32float texture of ⌈K·K/4⌉ × C texels, channel c's
-//           K·K weights in row c, zero-padded (`gemm::GemmWeights`), 2 bias: (C) f32, 3 x: (C, H, W) f32 (forward input,
-//           or the forward input's pre-activation z for the backward), 4 out: rw,
+// Bindings: 0 prm, 1 wt: (C, K, K) f32 as an rgba32float texture of ⌈K·K/4⌉ × C texels,
+//           channel c's K·K weights in row c, zero-padded (`gemm::GemmWeights`), 2 bias: (C)
+//           f32, 3 x: (C, H, W) f32 (forward input, or the forward input's pre-activation z
+//           for the backward), 4 out: rw,
 //           5 res: (C, H, W) f32, 6 dy: (C, OH, OW) f32, 7 part: SE pool partial sums rw,
 //           8 se_s: (C), 9 se_dm: (C), 10 se_zd: (C, OH, OW) f32 (backward with SE_IN)
 //           x, res, dy and se_zd are read as vec4 chunks (see `chunk_of`)

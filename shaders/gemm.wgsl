@@ -249,7 +249,7 @@ fn pack_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     var c = row / 4u + q_lo;
     var lo = x4_at(c);
     // a loop lavapipe does not write out (the prelude's `hidden`): first-use code generation of
-    // the two packing variants 0.49 -> 0.17 s on Mesa 25, 0.24 -> 0.09 on Mesa 22.3 (2-core EPYC
+    // the two packing variants 0.49 → 0.17 s on Mesa 25, 0.24 → 0.09 on Mesa 22.3 (2-core EPYC
     // VM, 2026-12-06, medians of 3), their share of a B4 explain's GEMM time the same (0.246–
     // 0.272 of it against 0.247–0.264, three alternating `bench --quick --slowest 500`)
     for (var t = 0u; t < hidden(PACK_RUN, arrayLength(&x4)); t++) {

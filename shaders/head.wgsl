@@ -346,6 +346,13 @@ fn grad_row(a: ptr<function, array<vec4<f32>, 8>>, kq: u32, r: u32, gv: vec4<f32
     }
 }
 
+// a[q] for q < 8, picked by selects (an index into a function's array costs lavapipe more code)
+fn texel_of(a: ptr<function, array<vec4<f32>, 8>>, q: u32) -> vec4<f32> {
+    let lo = select(select((*a)[0], (*a)[1], q == 1u), select((*a)[2], (*a)[3], q == 3u), q >= 2u);
+    let hi = select(select((*a)[4], (*a)[5], q == 5u), select((*a)[6], (*a)[7], q == 7u), q >= 6u);
+    return select(lo, hi, q >= 4u);
+}
+
 // BK texel columns per invocation, 8 apart: a group of 8 invocations takes 8·BK adjacent
 // columns, and at each load its 8 read 8 adjacent texels (128 bytes). Each g load serves 4·BK
 // FMAs. On lavapipe, whose texel loads gather one texel a lane, the classifier's gradient over
@@ -354,13 +361,6 @@ fn grad_row(a: ptr<function, array<vec4<f32>, 8>>, kq: u32, r: u32, gv: vec4<f32
 // invocation runs the loop (past K on clamped columns, writing nothing): with subgroups of 8,
 // `ops::head` rewrites it so that each lane loads the g of one of 8 rows and broadcasts it
 // (the `@linear_backward steps` loop below).
-// a[q] for q < 8, picked by selects (an index into a function's array costs lavapipe more code)
-fn texel_of(a: ptr<function, array<vec4<f32>, 8>>, q: u32) -> vec4<f32> {
-    let lo = select(select((*a)[0], (*a)[1], q == 1u), select((*a)[2], (*a)[3], q == 3u), q >= 2u);
-    let hi = select(select((*a)[4], (*a)[5], q == 5u), select((*a)[6], (*a)[7], q == 7u), q >= 6u);
-    return select(lo, hi, q >= 4u);
-}
-
 @compute @workgroup_size(64)
 fn linear_backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let kq = wid.x * 64u * BK + (lid / 8u) * 8u * BK + lid % 8u;

@@ -19,8 +19,8 @@ pub(super) struct BlockGpu {
 }
 
 /// Weights resident on the GPU. Every 1×1 conv (and its transpose), every depthwise conv, the
-/// stem and the classifier live in rgba32float textures (`gemm::GemmWeights`); the classifier matrix is
-/// split into row chunks of at most the adapter's largest 2-D texture side.
+/// stem and the classifier live in rgba32float textures (`gemm::GemmWeights`); the classifier
+/// matrix is split into row chunks of at most the adapter's largest 2-D texture side.
 pub struct ModelGpu {
     pub weights: std::sync::Arc<Weights>,
     pub(super) stem_w: GemmWeights,
