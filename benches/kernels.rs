@@ -184,7 +184,7 @@ fn main() {
     ] {
         let sh = DwShape::new(c, h, w, k, s, PadRule::Symmetric);
         let (oh, ow) = sh.out();
-        let wt = GemmWeights::upload(&g, name, &vec![0.01f32; c * k * k], c, k * k).unwrap();
+        let wt = depthwise::upload_weights(&g, name, (c, k), &vec![0.01f32; c * k * k]).unwrap();
         let (x, b, y, dx) = (
             buf(&g, c * h * w),
             buf(&g, c),

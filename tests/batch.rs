@@ -119,7 +119,7 @@ fn batched_depthwise_and_squeeze_match_reference_per_image() {
         let b = rand(c, 70 + i as u64, -1.0, 1.0);
         let parts = depthwise::pool_parts(g, &sh);
         let (xb, bb, yb, pb) = (up(&x), up(&b), zeros(B * ny), zeros(B * c * parts));
-        let wb = GemmWeights::upload(g, "test.dw.w", &wt, c, k * k).unwrap();
+        let wb = depthwise::upload_weights(g, "test.dw.w", (c, k), &wt).unwrap();
         // the depthwise conv writing the SE pool's partial sums, then their mean per channel,
         // as `Rec::block_forward` records them
         let pooled = zeros(3 + B * c);

@@ -54,7 +54,7 @@ fn batched_depthwise_backward_matches_reference_per_image() {
         let (dm_b, dm) = padded(c, se::vec_len(c), seed + 5, (-hw, hw));
         let zd = images(ny, seed + 6, -8.0, 8.0);
         let (dyb, zb, rb) = (up(&dy), up(&z), up(&r));
-        let wb = GemmWeights::upload(g, "test.dw.w", &wt, c, k * k).unwrap();
+        let wb = depthwise::upload_weights(g, "test.dw.w", (c, k), &wt).unwrap();
         let (sb, dmb, zdb, dxb) = (up(&sc), up(&dm_b), up(&zd), zeros(B * nx));
         let d = depthwise::backward(
             g,

@@ -119,7 +119,7 @@ fn depthwise_forward_and_backward_match_reference() {
         let dy = rand(c * oh * ow, seed + 3, -1.0, 1.0);
         let r = rand(c * h * w, seed + 4, -1.0, 1.0);
         let (xb, bb, yb) = (up(&x), up(&b), zeros(c * oh * ow));
-        let wb = GemmWeights::upload(g, "test.dw.w", &wt, c, k * k).unwrap();
+        let wb = depthwise::upload_weights(g, "test.dw.w", (c, k), &wt).unwrap();
         let parts = depthwise::pool_parts(g, &sh);
         let pb = zeros(c * parts);
         g.run_now(&[&depthwise::forward(
@@ -209,7 +209,7 @@ fn se_in_backward(sh: &DwShape, act: Act, seed: u64, (dy, wt): (&[f32], &[f32]))
     let zd = rand(c * oh * ow, seed + 7, -8.0, 8.0);
     let (sb, dmb, zdb) = (up(&s), up(&dm), up(&zd));
     let (dyb, dxb) = (up(dy), zeros(c * sh.h * sh.w));
-    let wb = GemmWeights::upload(g, "test.dw.w", wt, c, sh.k * sh.k).unwrap();
+    let wb = depthwise::upload_weights(g, "test.dw.w", (c, sh.k), wt).unwrap();
     let d = depthwise::backward(
         g,
         "test.dw.bwd.se_in",

@@ -4,7 +4,7 @@ use super::weights::Weights;
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuBuf};
 use crate::ops::gemm::GemmWeights;
-use crate::ops::{conv, gemm, head, se};
+use crate::ops::{conv, depthwise, gemm, head, se};
 
 pub(super) struct BlockGpu {
     pub(super) expand: Option<(GemmWeights, GemmWeights, GpuBuf)>, // w (CMID, CIN), wᵀ (CIN, CMID), b
@@ -45,23 +45,26 @@ impl ModelGpu {
             bytes.set(bytes.get() + (data.len() * 4) as u64);
             gpu.upload(&label, data)
         };
-        // a matrix (M, K) as a texture: a depthwise conv's weights (C, K·K)
-        let up_texture = |label: String, w: &[f32], m: usize, k: usize| -> Result<GemmWeights> {
-            let t = GemmWeights::upload(gpu, &label, w, m, k)?;
+        // a weight texture, its bytes counted
+        let counted = |t: GemmWeights| {
             bytes.set(bytes.get() + t.bytes());
-            Ok(t)
+            t
         };
         // a 1×1 conv's weights (M, K) and their transpose, as the GEMM reads them
         let up_gemm = |label: String, w: &[f32], m: usize, k: usize| -> Result<[GemmWeights; 2]> {
             let wt = gemm::cpu::transpose(w, m, k);
             Ok([
-                up_texture(format!("{label}.w"), w, m, k)?,
-                up_texture(format!("{label}.wt"), &wt, k, m)?,
+                counted(GemmWeights::upload(gpu, &format!("{label}.w"), w, m, k)?),
+                counted(GemmWeights::upload(gpu, &format!("{label}.wt"), &wt, k, m)?),
             ])
         };
         let cfg = &weights.cfg;
-        let stem_w = conv::upload_weights(gpu, "stem.w", (cfg.stem, 3, 3), &weights.stem.w)?;
-        bytes.set(bytes.get() + stem_w.bytes());
+        let stem_w = counted(conv::upload_weights(
+            gpu,
+            "stem.w",
+            (cfg.stem, 3, 3),
+            &weights.stem.w,
+        )?);
         let stem_b = up("stem.b".into(), &weights.stem.b)?;
         let mut blocks = Vec::new();
         for (i, (b, w)) in cfg.blocks.iter().zip(&weights.blocks).enumerate() {
@@ -76,7 +79,12 @@ impl ModelGpu {
                 up_gemm(format!("{i}.project"), &w.project.w, b.cout, b.cmid())?;
             blocks.push(BlockGpu {
                 expand,
-                dw_w: up_texture(format!("{i}.dw.w"), &w.dw.w, b.cmid(), b.k * b.k)?,
+                dw_w: counted(depthwise::upload_weights(
+                    gpu,
+                    &format!("{i}.dw.w"),
+                    (b.cmid(), b.k),
+                    &w.dw.w,
+                )?),
                 dw_b: up(format!("{i}.dw.b"), &w.dw.b)?,
                 se: match &w.se {
                     Some((r, x)) => {
@@ -113,14 +121,13 @@ impl ModelGpu {
         let mut row0 = 0;
         while row0 < n {
             let rows = max_rows.min(n - row0);
-            let chunk = GemmWeights::upload(
+            let chunk = counted(GemmWeights::upload(
                 gpu,
                 &format!("fc.w[{row0}..{}]", row0 + rows),
                 &weights.classifier.w[row0 * k..(row0 + rows) * k],
                 rows,
                 k,
-            )?;
-            bytes.set(bytes.get() + chunk.bytes());
+            )?);
             fc.push((chunk, row0, rows));
             row0 += rows;
         }

@@ -120,6 +120,16 @@ pub fn source(k: usize, stride: usize) -> String {
     )
 }
 
+/// The weights (C, K, K) as the shader reads them: channel c's K·K in row c of a texture.
+pub fn upload_weights(
+    gpu: &Gpu,
+    label: &str,
+    (c, k): (usize, usize),
+    wt: &[f32],
+) -> crate::error::Result<GemmWeights> {
+    GemmWeights::upload(gpu, label, wt, c, k * k)
+}
+
 /// `let w{u}_{v} = ..;` for channel c's K×K weights, read as the texels of its row of `wt`.
 /// Texel fetches, not storage loads: on lavapipe a storage load is written out lane by lane
 /// (Mesa 25) or looped over the lanes (Mesa 22.3), a texel fetch is one gather, so the
@@ -394,7 +404,7 @@ pub struct DwForward<'a> {
     pub in_act: bool,
     /// (C, H, W)
     pub x: &'a wgpu::Buffer,
-    /// (C, K, K), BN folded, as a (C, K·K) texture (`GemmWeights::upload`)
+    /// (C, K, K), BN folded (`upload_weights`)
     pub wt: &'a GemmWeights,
     /// (C)
     pub bias: &'a wgpu::Buffer,
@@ -435,7 +445,7 @@ pub struct DwBackward<'a> {
     pub act: Act,
     /// (C, OH, OW)
     pub dy: &'a wgpu::Buffer,
-    /// (C, K, K), as a (C, K·K) texture (`GemmWeights::upload`)
+    /// (C, K, K) (`upload_weights`)
     pub wt: &'a GemmWeights,
     /// the forward input's pre-activation (C, H, W)
     pub zin: Option<&'a wgpu::Buffer>,
